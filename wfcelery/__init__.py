@@ -1,0 +1,50 @@
+"""wfcelery: workflows (DAGs of tasks) on plain Celery workers, with a Redis state tracker.
+
+Public API::
+
+    engine = wfcelery.install(app)
+    run = engine.submit(wfcelery.load("flows/etl.yaml"), params={"day": "2026-11-22"})
+    run.wait(timeout=60)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .engine import Engine, Run, RunSummary
+from .errors import (
+    ConfigurationError,
+    ControlError,
+    CycleError,
+    DefinitionError,
+    DuplicateNodeError,
+    EmptyWorkflowError,
+    ParamError,
+    RunFailed,
+    RunNotFound,
+    SchemaError,
+    TrackerError,
+    TrackerUnavailable,
+    UnknownParentError,
+    UnknownTaskError,
+    WaitTimeout,
+    WfCeleryError,
+)
+from .install import install
+from .loader import load
+from .model import Node, Workflow
+from .states import NodeState, NodeStatus, RunState, RunStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError", "ControlError", "CycleError", "DefinitionError", "DuplicateNodeError",
+    "EmptyWorkflowError", "Engine", "Node", "NodeState", "NodeStatus", "ParamError", "Run", "RunFailed",
+    "RunNotFound", "RunState", "RunStatus", "RunSummary", "SchemaError", "TrackerError",
+    "TrackerUnavailable", "UnknownParentError", "UnknownTaskError", "WaitTimeout", "WfCeleryError",
+    "Workflow", "install", "load", "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:  # pragma: no cover - helpful error for a common typo
+    raise AttributeError(f"module 'wfcelery' has no attribute {name!r}")

@@ -1,0 +1,151 @@
+"""Workflow -> :class:`Plan`: the segments Celery runs and the edges the tracker releases.
+
+Every node compiles to one *segment*: a single, fully-formed Celery task message (task name, args,
+kwargs, queue, limits, priority, a task id derived from run id, node index and run epoch). Edges are held
+by the tracker: when a node succeeds, one Lua call counts it into each child and hands back the children
+whose parents have all succeeded, with their parents' results, and the worker publishes them.
+
+Why not Celery's own chain / chord here (decision, see README "Design decisions"):
+  * a chain message carries the rest of the chain (quadratic in its length) and a chord header carries
+    its body; a chord costs ~2x a plain task and a worker that publishes chords subscribes to every
+    header result and never unsubscribes (CELERY-NOTES);
+  * chain/chord express only series-parallel graphs; the counter expresses every DAG exactly;
+  * pause/resume/retry must re-plan any subset of nodes under fresh ids; one mechanism (the counter)
+    stays correct where Celery's chain continuation would publish stale steps.
+A one-parent edge is a chain link (the parent's result is the first argument); a several-parent edge is a
+flat chord (one list of results in parent order) -- the same result semantics, one reliable shape.
+
+A Plan is built from the definition only (no params), so every run of the same definition shares it:
+workers cache plans by digest and the tracker stores each definition once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from .keys import task_id
+from .model import Workflow, substitute
+
+
+@dataclass(frozen=True)
+class PlanNode:
+    index: int
+    name: str
+    task: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    queue: str | None
+    retries: int
+    immutable: bool
+    parents: tuple[int, ...]
+    children: tuple[int, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)  # time limits, priority
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    on_failure: str
+    nodes: tuple[PlanNode, ...]
+    definition: Mapping[str, Any]
+    digest: str
+    blob: str = field(repr=False)  # what the tracker stores: definition + routes, canonical JSON
+
+    @cached_property
+    def by_name(self) -> dict[str, PlanNode]:
+        return {n.name: n for n in self.nodes}
+
+    @cached_property
+    def roots(self) -> tuple[int, ...]:
+        return tuple(n.index for n in self.nodes if not n.parents)
+
+    @cached_property
+    def has_placeholders(self) -> bool:
+        return "${" in json.dumps([[n.args, n.kwargs] for n in self.nodes])
+
+    def descendants(self, indexes: Iterable[int]) -> list[int]:
+        """Every node reachable from ``indexes`` (excluded), in index order."""
+        seen: set[int] = set()
+        stack = list(indexes)
+        while stack:
+            for child in self.nodes[stack.pop()].children:
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return sorted(seen)
+
+    def message(self, run_id: str, index: int, epoch: int, params: Mapping[str, Any],
+                parent_results: Sequence[Any] = ()) -> dict[str, Any]:
+        """Keyword arguments for ``app.send_task`` that publish node ``index`` of a run.
+
+        ``parent_results`` are the parents' results in parent order: one parent -> first positional
+        argument (like a chain), several -> one list (like a chord), ``immutable`` -> none.
+        """
+        node = self.nodes[index]
+        args = list(node.args)
+        kwargs = dict(node.kwargs)
+        if params and self.has_placeholders:
+            args, kwargs = substitute(args, params), substitute(kwargs, params)
+        if node.parents and not node.immutable:
+            args.insert(0, parent_results[0] if len(node.parents) == 1 else list(parent_results))
+        msg: dict[str, Any] = {
+            "args": args,
+            "kwargs": kwargs,
+            "task_id": task_id(run_id, index, epoch),
+            # Flower shows and indexes kwargsrepr: `kwargs:wf_run=<id>` finds every task of a run.
+            "kwargsrepr": repr({**kwargs, "wf_run": run_id, "wf_node": node.name}),
+            "headers": {"wf_run": run_id, "wf_node": node.name, "wf_plan": self.digest},
+            **node.options,
+        }
+        if node.queue:
+            msg["queue"] = node.queue
+        return msg
+
+    def segments(self) -> list[dict[str, Any]]:
+        """What the compiler produced, for ``wfcelery graph``: one entry per node with its release rule."""
+        return [{"node": n.name, "task": n.task, "queue": n.queue or "(default)",
+                 "shape": "task",
+                 "released_by": "submit" if not n.parents else
+                 ("chain link from " if len(n.parents) == 1 else "counter (flat chord) of ")
+                 + ", ".join(self.nodes[p].name for p in n.parents)}
+                for n in self.nodes]
+
+
+def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> Plan:
+    """Compile a validated workflow. Routing (``type`` -> queue, renamed by ``routes``) is resolved here.
+
+    A node's queue: its ``queue`` option, else its ``type`` (mapped through ``routes``), else none (the
+    app's own ``task_routes`` / default queue decide, as for any Celery task).
+    """
+    routes = dict(routes or {})
+    definition = wf.to_dict()
+    names = list(wf.nodes)
+    index = {name: i for i, name in enumerate(names)}
+    children: dict[int, list[int]] = {i: [] for i in range(len(names))}
+    for name, node in wf.nodes.items():
+        for parent in node.after:
+            children[index[parent]].append(index[name])
+    nodes = tuple(
+        PlanNode(
+            index=i, name=name, task=node.task, args=tuple(node.args), kwargs=dict(node.kwargs),
+            queue=node.queue or (routes.get(node.type, node.type) if node.type else None), retries=node.retries,
+            immutable=node.immutable, parents=tuple(index[p] for p in node.after),
+            children=tuple(children[i]),
+            options={k: v for k in ("time_limit", "soft_time_limit", "priority")
+                     if (v := getattr(node, k)) is not None},
+        )
+        for i, (name, node) in enumerate(wf.nodes.items())
+    )
+    blob = json.dumps({"definition": definition, "routes": routes}, sort_keys=True, separators=(",", ":"))
+    return Plan(wf.name, wf.on_failure, nodes, definition, hashlib.sha1(blob.encode()).hexdigest(), blob)
+
+
+def plan_from_blob(blob: str) -> Plan:
+    """Rebuild a plan stored by :attr:`Plan.blob` (workers do this once per definition)."""
+    data = json.loads(blob)
+    return compile_workflow(Workflow.from_dict(data["definition"]), data["routes"])

@@ -1,0 +1,346 @@
+"""Engine (one per Celery app) and Run: submit, state, wait, pause/resume/cancel/retry/cleanup.
+
+Control operations act on the tracker first (one atomic Lua call decides), then on Celery (revoke
+broadcasts, the workers' gate, publishing re-planned nodes). Each returns the run's new state and is
+idempotent; a refusal raises :class:`ControlError` saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, signature
+from kombu.utils.json import loads as json_loads
+
+from .compiler import Plan, compile_workflow
+from .errors import ControlError, RunFailed, RunNotFound, WaitTimeout
+from .gate import Gate
+from .hooks import retry_countdown
+from .keys import task_id
+from .loader import load
+from .model import Workflow
+from .settings import Settings
+from .states import NodeStatus, RunState, RunStatus
+from .tracker import Tracker, converted_errors
+
+logger = logging.getLogger("wfcelery.engine")
+
+#: Ids per revoke broadcast message.
+REVOKE_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of ``engine.runs()``."""
+
+    id: str
+    name: str
+    status: RunStatus
+    created_at: float
+    finished_at: float | None
+    total: int
+    done: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "status": self.status.value, "created_at": self.created_at,
+                "finished_at": self.finished_at, "total": self.total, "done": self.done}
+
+
+class Engine:
+    """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
+
+    def __init__(self, app: Celery, **overrides: Any) -> None:
+        self.app = app
+        self.settings = Settings.from_app(app, **overrides)
+        self.tracker = Tracker(self.settings)
+        self.gate = Gate(self.tracker)
+
+    # -- submitting -------------------------------------------------------------------------------------
+
+    def submit(self, workflow: Workflow | str | Path | Mapping[str, Any], params: Mapping[str, Any] | None = None,
+               *, on_success: Any = None, on_failure: Any = None) -> Run:
+        """Validate, compile and start a run. Returns at once with a :class:`Run`.
+
+        Args:
+            workflow: a Workflow, a path to a YAML/JSON definition, or a definition dict.
+            params: values for ``${name}`` placeholders.
+            on_success / on_failure: Celery signatures sent once when the run ends, with the run id as
+                first argument. ``on_failure`` also fires for a cancelled run.
+        """
+        wf = self._workflow(workflow)
+        wf.validate(self.app if self.settings.check_tasks else None)
+        resolved = wf.resolve_params(params)
+        plan = self.tracker.remember(compile_workflow(wf, self.settings.routes))
+        run_id = uuid.uuid4().hex
+        self.tracker.create_run(run_id, plan, resolved, on_success=_sig_dict(on_success),
+                                on_failure=_sig_dict(on_failure))
+        try:
+            self.publish(plan, run_id, [(i, 0, ()) for i in plan.roots], resolved)
+        except Exception:
+            self.tracker.delete_run(run_id)  # nothing ran: leave no trace
+            raise
+        return Run(self, run_id)
+
+    def _workflow(self, workflow: Workflow | str | Path | Mapping[str, Any]) -> Workflow:
+        if isinstance(workflow, Workflow):
+            return workflow
+        if isinstance(workflow, str | Path):
+            return load(workflow)
+        return Workflow.from_dict(workflow)
+
+    def publish(self, plan: Plan, run_id: str, items: Iterable[tuple[int, int, Sequence[Any]]],
+                params: Mapping[str, Any], countdown: float | None = None) -> None:
+        """Send node messages: ``items`` are (node index, epoch, parent results)."""
+        app = self.app
+        with app.producer_or_acquire() as producer:
+            for index, epoch, parent_results in items:
+                msg = plan.message(run_id, index, epoch, params, parent_results)
+                if countdown:
+                    msg["countdown"] = countdown
+                app.send_task(plan.nodes[index].task, producer=producer, add_to_parent=False, **msg)
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> Run:
+        """The run with this id. Raises :class:`RunNotFound`."""
+        self.tracker.run_record(run_id)
+        return Run(self, run_id)
+
+    def runs(self, status: str | None = None, name: str | None = None, limit: int = 50) -> list[RunSummary]:
+        """Runs newest first, optionally filtered by run status and workflow name."""
+        wanted = RunStatus(status.upper()) if status else None
+        found: list[RunSummary] = []
+        offset, page = 0, max(limit, 100)
+        while len(found) < limit:
+            ids = self.tracker.run_ids(page, offset)
+            if not ids:
+                break
+            offset += page
+            records = self.tracker.records(ids)
+            self.tracker.forget([i for i, r in zip(ids, records, strict=True) if not r])
+            for run_id, r in zip(ids, records, strict=True):
+                if r and (wanted is None or r["status"] == wanted.value) and (name is None or r["name"] == name):
+                    found.append(RunSummary(run_id, r["name"], RunStatus(r["status"]), int(r["created"]) / 1000,
+                                            int(r["finished"]) / 1000 if r.get("finished") else None,
+                                            int(r["total"]), int(r.get("done", 0))))
+        return found[:limit]
+
+    # -- worker side (called by hooks) ------------------------------------------------------------------
+
+    def _plan_for(self, run_id: str, digest: str | None) -> Plan:
+        return self.tracker.plan(digest or self.tracker.run_record(run_id)["plan"])
+
+    def node_succeeded(self, parsed: tuple[str, int, int], digest: str | None, result_json: str) -> None:
+        run_id, index, epoch = parsed
+        plan = self._plan_for(run_id, digest)
+        children = [[c, list(plan.nodes[c].parents)] for c in plan.nodes[index].children]
+        finish, *rest = self.tracker.succeed(run_id, index, epoch, result_json, children)
+        if len(rest) > 2:
+            run_epoch, params, released = int(rest[0]), json.loads(rest[1]), rest[2:]
+            self.publish(plan, run_id, [(int(r[0]), run_epoch, [json_loads(v) for v in r[1:]])
+                                        for r in released], params)
+        self._finished(run_id, finish)
+
+    def node_failed(self, parsed: tuple[str, int, int], digest: str | None, error: dict[str, Any],
+                    mode: str) -> None:
+        run_id, index, epoch = parsed
+        plan = self._plan_for(run_id, digest)
+        node = plan.nodes[index]
+        descendants = plan.descendants([index]) if plan.on_failure == "continue" else []
+        out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants)
+        if out[0] == "retry":
+            record = self.tracker.run_record(run_id)
+            results = self.tracker.results(run_id, node.parents)
+            self.publish(plan, run_id, [(index, int(out[1]), [results.get(p) for p in node.parents])],
+                         json.loads(record["params"]),
+                         countdown=retry_countdown(int(out[2]), self.settings.retry_backoff_max))
+        elif out[0] == "failed":
+            self._revoke_pairs(run_id, out[2:])
+            if out[1]:
+                self.tracker.set_gate(run_id, "F", epoch)
+                self._finished(run_id, out[1])
+
+    def _finished(self, run_id: str, finish: Any) -> None:
+        """Send the run's callback (the Lua script that ended the run returned it exactly once)."""
+        if not finish or not finish[1]:
+            return
+        try:
+            signature(json.loads(finish[1]), app=self.app).apply_async((run_id,))
+        except Exception:  # noqa: BLE001 - a broken callback must not break the task that ended the run
+            logger.exception("wfcelery: could not send the %s callback of run %s", finish[0], run_id)
+
+    def _revoke_pairs(self, run_id: str, pairs: Sequence[Any], terminate: bool = False) -> list[str]:
+        ids = [task_id(run_id, int(pairs[i]), int(pairs[i + 1])) for i in range(0, len(pairs) - 1, 2)]
+        for start in range(0, len(ids), REVOKE_CHUNK):
+            self.app.control.revoke(ids[start:start + REVOKE_CHUNK], terminate=terminate)
+        return ids
+
+    # -- control ----------------------------------------------------------------------------------------
+
+    def pause(self, run_id: str) -> RunState:
+        before, after, _, *rest = self._control(run_id, "pause")
+        if after != RunStatus.PAUSED.value:
+            raise ControlError(f"cannot pause run {run_id}: it is {before}")
+        if before != after:
+            queued, _ = _split_running(rest)
+            self.tracker.set_gate(run_id, "P", int(self.tracker.run_record(run_id)["epoch"]))
+            self._revoke_pairs(run_id, queued)
+        return self.tracker.read_state(run_id)
+
+    def cancel(self, run_id: str, terminate: bool = False) -> RunState:
+        before, after, finish, *rest = self._control(run_id, "cancel")
+        if after != RunStatus.CANCELLED.value:
+            raise ControlError(f"cannot cancel run {run_id}: it is {before}")
+        if before != after:
+            queued, running = _split_running(rest)
+            self.tracker.set_gate(run_id, "C", int(self.tracker.run_record(run_id)["epoch"]))
+            self._revoke_pairs(run_id, queued)
+            if terminate and running:
+                self._revoke_pairs(run_id, running, terminate=True)
+            self._finished(run_id, finish)
+        return self.tracker.read_state(run_id)
+
+    def resume(self, run_id: str) -> RunState:
+        return self._replan(run_id, "resume")
+
+    def retry(self, run_id: str) -> RunState:
+        return self._replan(run_id, "retry")
+
+    def _control(self, run_id: str, op: str) -> list[Any]:
+        out = self.tracker.control(run_id, op)
+        if not out[0]:
+            raise RunNotFound(run_id)
+        return out
+
+    def _replan(self, run_id: str, op: str) -> RunState:
+        record = self.tracker.run_record(run_id)
+        plan = self.tracker.plan(record["plan"])
+        out = self.tracker.replan(run_id, op, plan)
+        if not out[0]:
+            raise RunNotFound(run_id)
+        if len(out) == 1:
+            status = out[0]
+            if op == "resume" and status == RunStatus.RUNNING.value:
+                return self.tracker.read_state(run_id)  # already running: nothing to do
+            wanted = "PAUSED" if op == "resume" else "FAILED or CANCELLED"
+            raise ControlError(f"cannot {op} run {run_id}: it is {status}, not {wanted}")
+        epoch, queued = int(out[1]), [int(i) for i in out[2:]]
+        self.tracker.refresh_plan(plan.digest)
+        self.tracker.set_gate(run_id, "R", epoch)
+        parents = sorted({p for i in queued for p in plan.nodes[i].parents})
+        results = self.tracker.results(run_id, parents)
+        self.publish(plan, run_id, [(i, epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in queued],
+                     json.loads(record["params"]))
+        return self.tracker.read_state(run_id)
+
+    def cleanup(self, run_id: str, force: bool = False) -> None:
+        """Delete every key of the run, Celery's result keys included."""
+        record = self.tracker.run_record(run_id)
+        if not RunStatus(record["status"]).finished:
+            if not force:
+                raise ControlError(f"run {run_id} is {record['status']}: cancel it first or use force=True")
+            self.cancel(run_id, terminate=False)
+            record = self.tracker.run_record(run_id)
+        epoch = int(record["epoch"])
+        ids = [task_id(run_id, i, e) for i in range(int(record["total"])) for e in range(epoch + 1)]
+        self._forget_results(ids)
+        self.tracker.delete_run(run_id)
+
+    def _forget_results(self, ids: list[str]) -> None:
+        backend = self.app.backend
+        client, key_for = getattr(backend, "client", None), getattr(backend, "get_key_for_task", None)
+        if client is None or key_for is None:
+            for tid in ids:
+                backend.forget(tid)
+            return
+        with converted_errors("delete Celery result keys"):
+            for start in range(0, len(ids), 1000):
+                client.delete(*[key_for(t) for t in ids[start:start + 1000]])
+
+
+class Run:
+    """A handle on one workflow run. Cheap to create; every method asks Redis."""
+
+    def __init__(self, engine: Engine, run_id: str) -> None:
+        self.engine = engine
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id}>"
+
+    def state(self) -> RunState:
+        """The whole run (status, counts, every node) in one round trip."""
+        return self.engine.tracker.read_state(self.id)
+
+    def results(self) -> dict[str, Any]:
+        """Results of the nodes that succeeded so far, by node name."""
+        state = self.state()
+        raw = self.engine.tracker.results(self.id)
+        return {name: raw[n.index] for name, n in state.nodes.items() if n.index in raw}
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the run ends; return ``{node: result}``.
+
+        Wakes on the run's completion message (Redis pub/sub), not by polling nodes.
+
+        Raises:
+            RunFailed: the run ended FAILED or CANCELLED (names the failed nodes and their errors).
+            WaitTimeout: ``timeout`` seconds passed first (also a ``TimeoutError``).
+        """
+        tracker = self.engine.tracker
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with converted_errors(f"wait for run {self.id}"):
+            pubsub = tracker.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(tracker.keys.done_channel(self.id))
+                while not RunStatus(tracker.run_record(self.id)["status"]).finished:
+                    left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                    if left <= 0:
+                        raise WaitTimeout(f"run {self.id} did not finish within {timeout} s")
+                    pubsub.get_message(timeout=left)  # the 1 s cap re-checks if a message was missed
+            finally:
+                pubsub.close()
+        return self._outcome()
+
+    def _outcome(self) -> dict[str, Any]:
+        state = self.state()
+        results = self.results()
+        if state.status is RunStatus.SUCCEEDED:
+            return results
+        failed = {name: f"{n.error['type']}: {n.error['message']}" if n.error else n.status.value
+                  for name, n in state.nodes.items()
+                  if n.status in (NodeStatus.FAILED, NodeStatus.REVOKED) and n.error}
+        raise RunFailed(self.id, state.status.value, failed, results)
+
+    def pause(self) -> RunState:
+        return self.engine.pause(self.id)
+
+    def resume(self) -> RunState:
+        return self.engine.resume(self.id)
+
+    def cancel(self, terminate: bool = False) -> RunState:
+        return self.engine.cancel(self.id, terminate=terminate)
+
+    def retry(self) -> RunState:
+        return self.engine.retry(self.id)
+
+    def cleanup(self, force: bool = False) -> None:
+        self.engine.cleanup(self.id, force=force)
+
+
+def _split_running(rest: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    marker = rest.index("R")
+    return list(rest[:marker]), list(rest[marker + 1:])
+
+
+def _sig_dict(sig: Any) -> dict[str, Any] | None:
+    if sig is None:
+        return None
+    return dict(signature(sig))

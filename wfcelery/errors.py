@@ -1,0 +1,105 @@
+"""The one exception tree of wfcelery.
+
+::
+
+    WfCeleryError
+     +-- DefinitionError            the workflow definition is wrong; nothing was touched
+     |    +-- EmptyWorkflowError
+     |    +-- DuplicateNodeError
+     |    +-- UnknownParentError
+     |    +-- CycleError
+     |    +-- UnknownTaskError      a task name not registered in the Celery app
+     |    +-- SchemaError           a malformed file, an unknown key, a bad value
+     |    +-- ParamError            a ${name} placeholder with no value in the run's params
+     +-- ConfigurationError         wfcelery_* settings, Celery version, serializer
+     +-- TrackerError
+     |    +-- TrackerUnavailable    Redis cannot be reached (wraps redis.ConnectionError)
+     +-- RunNotFound                no run with that id (never created, cleaned up or expired)
+     +-- ControlError               pause/resume/cancel/retry/cleanup refused in this state
+     +-- RunFailed                  run.wait() on a run that ended FAILED or CANCELLED
+     +-- WaitTimeout (also TimeoutError)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WfCeleryError(Exception):
+    """Root of every error raised by wfcelery."""
+
+
+class DefinitionError(WfCeleryError):
+    """A workflow definition is invalid. Raised before Redis or a broker is touched."""
+
+
+class EmptyWorkflowError(DefinitionError):
+    """The workflow has no tasks."""
+
+
+class DuplicateNodeError(DefinitionError):
+    """Two nodes share a name."""
+
+
+class UnknownParentError(DefinitionError):
+    """A node lists a parent that is not in the workflow."""
+
+
+class CycleError(DefinitionError):
+    """The dependencies form a cycle; ``cycle`` lists it, first node repeated last."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = cycle
+        super().__init__("cycle in workflow: " + " -> ".join(cycle))
+
+
+class UnknownTaskError(DefinitionError):
+    """A node names a task that is not registered in the Celery app."""
+
+
+class SchemaError(DefinitionError):
+    """A definition file or dict is malformed (unknown key, wrong type, bad YAML/JSON)."""
+
+
+class ParamError(DefinitionError):
+    """A ``${name}`` placeholder has no value in the run's params."""
+
+
+class ConfigurationError(WfCeleryError):
+    """wfcelery cannot work with this Celery app's configuration."""
+
+
+class TrackerError(WfCeleryError):
+    """The Redis tracker failed."""
+
+
+class TrackerUnavailable(TrackerError):
+    """The tracker's Redis server cannot be reached."""
+
+
+class RunNotFound(WfCeleryError):
+    """No run with this id exists (wrong id, cleaned up, or expired)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no workflow run with id {run_id!r} (wrong id, cleaned up, or expired)")
+
+
+class ControlError(WfCeleryError):
+    """A control operation is not allowed in the run's current state."""
+
+
+class RunFailed(WfCeleryError):
+    """The run ended FAILED or CANCELLED. ``failed`` maps node -> error text."""
+
+    def __init__(self, run_id: str, status: str, failed: dict[str, str], results: dict[str, Any]) -> None:
+        self.run_id = run_id
+        self.status = status
+        self.failed = failed
+        self.results = results
+        detail = "; ".join(f"{node}: {err}" for node, err in failed.items()) or "no node failed"
+        super().__init__(f"run {run_id} {status.lower()}: {detail}")
+
+
+class WaitTimeout(WfCeleryError, TimeoutError):
+    """run.wait() gave up before the run ended."""

@@ -1,0 +1,70 @@
+"""``install(app)``: the one line a Celery project adds."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import celery
+from celery import Celery, signals
+from packaging.version import Version
+
+from .engine import Engine
+from .errors import ConfigurationError
+from .hooks import engine_of, wrap_task_init
+
+logger = logging.getLogger("wfcelery")
+
+#: Oldest Celery whose chord/redelivery behaviour wfcelery relies on.
+MIN_CELERY = Version("5.7.0")
+
+
+def install(app: Celery, **overrides: Any) -> Engine:
+    """Attach wfcelery to a Celery app and return its :class:`Engine` (idempotent: cached on the app).
+
+    Connects the worker hooks, reads ``wfcelery_*`` settings once, and adds defaults the tracker relies
+    on (your own configuration always wins): late acks, requeue on a lost worker process, prefetch 1,
+    task events for Flower, result expiry no shorter than the run TTL. ``overrides`` (``redis_url``,
+    ``key_prefix``, ``run_ttl``, ``routes``, ...) win over app.conf.
+    """
+    existing = engine_of(app)
+    if existing is not None and not overrides:
+        return existing
+    if Version(celery.__version__) < MIN_CELERY:
+        raise ConfigurationError(f"wfcelery needs celery >= {MIN_CELERY}, found {celery.__version__}")
+    engine = Engine(app, **overrides)
+    app.add_defaults(_defaults(engine.settings.run_ttl))
+    for key in ("task_serializer", "result_serializer"):
+        if app.conf.get(key) == "pickle":
+            raise ConfigurationError(f"wfcelery needs JSON messages: {key} is 'pickle'")
+    app._wfcelery_engine = engine  # type: ignore[attr-defined]
+    wrap_task_init(app)
+    return engine
+
+
+def _defaults(run_ttl: int) -> dict[str, Any]:
+    return {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "result_expires": run_ttl,
+        "result_chord_join_timeout": 30,
+    }
+
+
+@signals.worker_ready.connect(weak=False, dispatch_uid="wfcelery.worker_ready")
+def _startup_checks(sender: Any = None, **_: Any) -> None:
+    engine = engine_of(getattr(sender, "app", None))
+    if engine is None:
+        return
+    try:
+        warning = engine.tracker.check_eviction()
+        engine.gate.start()
+    except Exception as e:  # noqa: BLE001
+        logger.warning("wfcelery: tracker Redis not reachable at worker start: %s", e)
+        return
+    if warning:
+        logger.warning("wfcelery: %s", warning)

@@ -1,0 +1,91 @@
+"""Every Redis key wfcelery uses is built here and nowhere else.
+
+A run's keys share the hash tag ``{<run_id>}`` so they live in one Redis Cluster slot and one Lua script
+can touch them all::
+
+    <prefix>:{<run>}:run       HASH    run record: name, status, epoch, total, counts, times, plan, params
+    <prefix>:{<run>}:nodes     HASH    node index -> "status|epoch|attempts|started_ms|finished_ms|worker"
+    <prefix>:{<run>}:deps      HASH    node index -> parents succeeded so far (only while it waits)
+    <prefix>:{<run>}:results   HASH    node index -> JSON result (for children, resume and wait())
+    <prefix>:{<run>}:errors    HASH    node index -> JSON {type, message, traceback} of its last failure
+    <prefix>:{<run>}:events    STREAM  capped log of transitions
+    <prefix>:{<run>}:done      channel published once when the run ends
+
+    <prefix>:runs              ZSET    run id -> creation time (ms): the index behind `engine.runs()`
+    <prefix>:gate              HASH    run id -> gate entry for workers (paused/cancelled/failed runs, epochs)
+    <prefix>:gate:changes      channel gate updates for workers' in-memory gates
+    <prefix>:plan:<sha1>       STRING  a compiled workflow definition, shared by every run of it
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The per-run keys, in the order Lua scripts receive them as KEYS.
+RUN_KEYS = ("run", "nodes", "deps", "results", "errors", "events")
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "wfcelery"
+
+    def run(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:run"
+
+    def nodes(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:nodes"
+
+    def deps(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:deps"
+
+    def results(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:results"
+
+    def errors(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:errors"
+
+    def events(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:events"
+
+    def done_channel(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:done"
+
+    def run_keys(self, run_id: str) -> list[str]:
+        """All keys of one run, in RUN_KEYS order (the KEYS of every per-run script)."""
+        return [getattr(self, name)(run_id) for name in RUN_KEYS]
+
+    def run_pattern(self, run_id: str) -> str:
+        """SCAN pattern matching every key of one run (used by tests and cleanup checks)."""
+        return f"{self.prefix}:{{{run_id}}}:*"
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}:runs"
+
+    @property
+    def gate(self) -> str:
+        return f"{self.prefix}:gate"
+
+    @property
+    def gate_channel(self) -> str:
+        return f"{self.prefix}:gate:changes"
+
+    def plan(self, digest: str) -> str:
+        return f"{self.prefix}:plan:{digest}"
+
+
+def task_id(run_id: str, node_index: int, epoch: int) -> str:
+    """Celery task id of a node: derived, so the tracker never stores ids and every id is known up front.
+
+    The epoch changes on resume and retry, so a re-published node always gets a fresh id.
+    """
+    return f"{run_id}-{node_index}-{epoch}"
+
+
+def parse_task_id(task_id_: str) -> tuple[str, int, int] | None:
+    """Inverse of :func:`task_id`; None for ids that are not wfcelery's."""
+    run_id, sep, rest = task_id_.partition("-")
+    index, sep2, epoch = rest.partition("-")
+    if not (sep and sep2 and index.isdigit() and epoch.isdigit() and len(run_id) == 32):
+        return None
+    return run_id, int(index), int(epoch)

@@ -1,0 +1,116 @@
+-- Shared by every per-run script (prepended when scripts are loaded). Every script gets the run's keys:
+-- KEYS[1] run      HASH   run record (status, epoch, total, created, counts, policy, ttl, maxlen, chan, ...)
+-- KEYS[2] nodes    HASH   node index -> "status|epoch|attempts|started|finished|worker"
+--                         (status is one letter, see states.py; times are ms since the run's creation;
+--                          a node with no field is PENDING at epoch 0)
+-- KEYS[3] deps     HASH   node index -> parents succeeded so far (only for waiting fan-in nodes)
+-- KEYS[4] results  HASH   node index -> JSON result
+-- KEYS[5] errors   HASH   node index -> JSON {type, message, traceback}
+-- KEYS[6] events   STREAM capped transition log: n=node index, s=status letter, e=epoch
+local K_RUN, K_NODES, K_DEPS, K_RESULTS, K_ERRORS, K_EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+
+local TERMINAL = {S = true, F = true, K = true, X = true}
+local COUNTER = {S = 'n_S', F = 'n_F', K = 'n_K', X = 'n_X'}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function run_field(name)
+  return redis.call('HGET', K_RUN, name)
+end
+
+local function rel_now()
+  return now_ms() - tonumber(run_field('created'))
+end
+
+local function get_node(idx)
+  local v = redis.call('HGET', K_NODES, idx)
+  if not v then
+    return {s = 'P', e = 0, a = 0, st = '', fi = '', w = ''}
+  end
+  local s, e, a, st, fi, w = string.match(v, '^(%a)|(%d+)|(%d+)|(%-?%d*)|(%-?%d*)|(.*)$')
+  return {s = s, e = tonumber(e), a = tonumber(a), st = st, fi = fi, w = w}
+end
+
+local function put_node(idx, n)
+  redis.call('HSET', K_NODES, idx, n.s .. '|' .. n.e .. '|' .. n.a .. '|' .. n.st .. '|' .. n.fi .. '|' .. n.w)
+end
+
+local function event(idx, code, epoch)
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', run_field('maxlen'), '*', 'n', idx, 's', code, 'e', epoch)
+end
+
+-- Move node idx to a terminal status, keeping the run's counters exact.
+local function settle(idx, n, code)
+  n.s = code
+  n.fi = tostring(rel_now())
+  put_node(idx, n)
+  redis.call('HINCRBY', K_RUN, COUNTER[code], 1)
+  redis.call('HINCRBY', K_RUN, 'done', 1)
+  event(idx, code, n.e)
+end
+
+-- Undo settle's counting when a control operation re-queues a terminal node.
+local function unsettle(code)
+  if TERMINAL[code] then
+    redis.call('HINCRBY', K_RUN, COUNTER[code], -1)
+    redis.call('HINCRBY', K_RUN, 'done', -1)
+  end
+end
+
+local function expire_all()
+  local ttl = run_field('ttl')
+  for i = 1, #KEYS do
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+end
+
+-- A finished run may still get late writes (nodes that were running when it was cancelled or failed):
+-- keep every key on the run's TTL.
+local function touch_if_finished(status)
+  if status ~= 'RUNNING' and status ~= 'PAUSED' then
+    expire_all()
+  end
+end
+
+-- End the run once. Returns {status, callback-or-false} for the caller to send the callback.
+local function finish_run(status)
+  redis.call('HSET', K_RUN, 'status', status, 'finished', now_ms())
+  redis.call('DEL', K_DEPS)
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', run_field('maxlen'), '*', 'run', status)
+  expire_all()
+  redis.call('PUBLISH', run_field('chan'), status)
+  local cb = run_field(status == 'SUCCEEDED' and 'on_success' or 'on_failure')
+  return {status, cb or false}
+end
+
+-- When every node is terminal, a RUNNING run ends.
+local function maybe_finish()
+  if run_field('status') ~= 'RUNNING' then
+    return false
+  end
+  if tonumber(run_field('done')) < tonumber(run_field('total')) then
+    return false
+  end
+  local bad = tonumber(run_field('n_F') or 0) + tonumber(run_field('n_X') or 0) + tonumber(run_field('n_K') or 0)
+  return finish_run(bad > 0 and 'FAILED' or 'SUCCEEDED')
+end
+
+-- Revoke (mark X) every node that has not started; returns {idx, epoch, ...} of those with a message out.
+local function revoke_unstarted()
+  local out = {}
+  local total = tonumber(run_field('total'))
+  for idx = 0, total - 1 do
+    local n = get_node(idx)
+    if not TERMINAL[n.s] and n.s ~= 'R' then
+      if n.s == 'Q' or n.s == 'Y' then
+        table.insert(out, idx)
+        table.insert(out, n.e)
+      end
+      settle(idx, n, 'X')
+    end
+  end
+  return out
+end

@@ -1,0 +1,56 @@
+-- fail: a node's task raised (or was revoked while its run was RUNNING).
+-- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON {type, message, traceback}
+-- ARGV[4] mode: 'failed' (the task raised), 'retrying' (Celery itself retries the task: Task.retry),
+--               'revoked' (revoked by hand or expired)
+-- ARGV[5] retries allowed by the node definition (tracker-level retries)
+-- ARGV[6] JSON [descendant indexes] (used by the 'continue' policy)
+-- Returns {action, ...}:
+--   {'ignored'}                          stale or duplicate report
+--   {'retrying'}                         Celery retries it (native retry), nothing to do
+--   {'retry', epoch, attempts}           re-publish the node (same id) after a backoff
+--   {'failed', finish, revoke...}        finish = false or {status, callback}; revoke = idx, epoch pairs
+local idx, epoch, mode = ARGV[1], tonumber(ARGV[2]), ARGV[4]
+local n = get_node(idx)
+if n.e ~= epoch or TERMINAL[n.s] then
+  return {'ignored'}
+end
+local status = run_field('status')
+if mode == 'retrying' then
+  n.s = 'Y'
+  put_node(idx, n)
+  redis.call('HSET', K_ERRORS, idx, ARGV[3])
+  event(idx, 'Y', epoch)
+  return {'retrying'}
+end
+redis.call('HSET', K_ERRORS, idx, ARGV[3])
+if mode == 'failed' and status == 'RUNNING' and n.a <= tonumber(ARGV[5]) then
+  n.s = 'Y'
+  put_node(idx, n)
+  event(idx, 'Y', epoch)
+  return {'retry', epoch, n.a}
+end
+settle(idx, n, mode == 'revoked' and 'X' or 'F')
+if status == 'PAUSED' then
+  -- no policy while paused: resume plans every node that has not succeeded again
+  return {'failed', false}
+end
+local out = {'failed', false}
+if status == 'RUNNING' then
+  if run_field('policy') == 'fail_fast' then
+    local revoke = revoke_unstarted()
+    out[2] = finish_run('FAILED')
+    for _, v in ipairs(revoke) do
+      table.insert(out, v)
+    end
+  else
+    for _, d in ipairs(cjson.decode(ARGV[6])) do
+      local dn = get_node(d)
+      if not TERMINAL[dn.s] and dn.s ~= 'R' then
+        settle(d, dn, 'K')
+      end
+    end
+    out[2] = maybe_finish()
+  end
+end
+touch_if_finished(run_field('status'))
+return out

@@ -1,0 +1,59 @@
+-- replan: resume a PAUSED run, or retry a FAILED / CANCELLED one, under a new epoch.
+-- Every node that has not succeeded and is not running is planned again: queued now if all its parents
+-- succeeded, else pending with its dependency counter recomputed from its parents' current states.
+-- Atomic, so a node that finishes meanwhile is counted exactly once.
+-- ARGV[1] operation: 'resume' | 'retry'
+-- ARGV[2] JSON [[node index, [parent indexes]], ...] for every node of the plan
+-- Returns {status before, epoch, queued node indexes...} or {status before} when refused / a no-op.
+local op = ARGV[1]
+local status = run_field('status')
+if not status then
+  return {false}
+end
+if op == 'resume' and status ~= 'PAUSED' then
+  return {status}
+end
+if op == 'retry' and status ~= 'FAILED' and status ~= 'CANCELLED' then
+  return {status}
+end
+local epoch = redis.call('HINCRBY', K_RUN, 'epoch', 1)
+redis.call('HSET', K_RUN, 'status', 'RUNNING')
+redis.call('HDEL', K_RUN, 'finished', 'paused_at')
+redis.call('DEL', K_DEPS)
+for i = 1, #KEYS do
+  redis.call('PERSIST', KEYS[i])
+end
+redis.call('XADD', K_EVENTS, 'MAXLEN', '~', run_field('maxlen'), '*', 'run', 'RUNNING', 'op', op)
+local out = {status, epoch}
+local spec = cjson.decode(ARGV[2])
+local states = {}
+for _, entry in ipairs(spec) do
+  states[entry[1]] = get_node(entry[1])
+end
+for _, entry in ipairs(spec) do
+  local idx, parents = entry[1], entry[2]
+  local n = states[idx]
+  if n.s ~= 'S' and n.s ~= 'R' then
+    local ok = 0
+    for _, p in ipairs(parents) do
+      if states[p].s == 'S' then
+        ok = ok + 1
+      end
+    end
+    unsettle(n.s)
+    n.fi = ''
+    if ok == #parents then
+      n.s = 'Q'
+      n.e = epoch
+      table.insert(out, idx)
+      event(idx, 'Q', epoch)
+    else
+      n.s = 'P'
+      if #parents > 1 and ok > 0 then
+        redis.call('HSET', K_DEPS, idx, ok)
+      end
+    end
+    put_node(idx, n)
+  end
+end
+return out

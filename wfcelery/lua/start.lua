@@ -1,0 +1,32 @@
+-- start: a worker is about to run a node's task (called from the worker, before the task body).
+-- This is the authoritative gate: it is atomic with pause/cancel, so no task of a paused or cancelled run
+-- starts once pause() has returned.
+-- ARGV[1] node index   ARGV[2] epoch of the message   ARGV[3] worker hostname
+-- Returns 'ok' (run it), or why not: 'gone' (no such run), 'stale' (an older epoch's message),
+-- 'done' (duplicate delivery of a finished node), 'gated' (run paused, cancelled or failed).
+local idx, epoch, worker = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local status = run_field('status')
+if not status then
+  return 'gone'
+end
+local n = get_node(idx)
+if n.e ~= epoch then
+  return 'stale'
+end
+if TERMINAL[n.s] then
+  return 'done'
+end
+if status ~= 'RUNNING' then
+  settle(idx, n, 'X')
+  touch_if_finished(status)
+  return 'gated'
+end
+n.s = 'R'
+n.a = n.a + 1
+n.st = tostring(rel_now())
+n.fi = ''
+n.w = worker
+put_node(idx, n)
+redis.call('HSETNX', K_RUN, 'started', now_ms())
+event(idx, 'R', epoch)
+return 'ok'

@@ -1,0 +1,39 @@
+-- succeed: a node's task returned. Records the result, counts it into each child, and releases the
+-- children whose parents have all succeeded (only while the run is RUNNING; resume re-plans the rest).
+-- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result
+-- ARGV[4] JSON [[child index, [parent indexes in parent order]], ...] from the compiled plan
+-- Returns {finish, epoch, params, {child, result1, result2, ...}, ...}
+--   finish: false, or {final status, callback JSON or false} when this success ended the run.
+local idx, epoch = ARGV[1], tonumber(ARGV[2])
+local n = get_node(idx)
+if n.e ~= epoch or TERMINAL[n.s] then
+  return {false}
+end
+settle(idx, n, 'S')
+redis.call('HSET', K_RESULTS, idx, ARGV[3])
+local status = run_field('status')
+local run_epoch = tonumber(run_field('epoch'))
+local out = {false, run_epoch, run_field('params') or '{}'}
+if status == 'RUNNING' then
+  for _, spec in ipairs(cjson.decode(ARGV[4])) do
+    local child, parents = spec[1], spec[2]
+    local ready = #parents == 1
+    if not ready then
+      ready = redis.call('HINCRBY', K_DEPS, child, 1) >= #parents
+    end
+    local c = get_node(child)
+    if ready and c.s == 'P' then
+      redis.call('HDEL', K_DEPS, child)
+      c.s = 'Q'
+      c.e = run_epoch
+      put_node(child, c)
+      event(child, 'Q', run_epoch)
+      local released = redis.call('HMGET', K_RESULTS, unpack(parents))
+      table.insert(released, 1, child)
+      table.insert(out, released)
+    end
+  end
+end
+out[1] = maybe_finish()
+touch_if_finished(status)
+return out

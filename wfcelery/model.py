@@ -1,0 +1,347 @@
+"""Workflow definitions: the Python builder, the dict schema, validation and params.
+
+A :class:`Workflow` is a DAG of :class:`Node` s. Each node names a Celery task (registered name or task
+object), its own args/kwargs, its ``type`` (which picks the queue) and per-node options. Edges come from
+``after=[...]``, from ``a >> b`` (lists fan out / fan in), or from :meth:`Workflow.stages`.
+
+Nodes keep insertion order; a node's index in that order is its id inside a run (task ids, Redis fields).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import (
+    CycleError,
+    DuplicateNodeError,
+    EmptyWorkflowError,
+    ParamError,
+    SchemaError,
+    UnknownParentError,
+    UnknownTaskError,
+)
+
+#: Failure policies a workflow may name.
+FAILURE_POLICIES = ("fail_fast", "continue")
+
+#: Keys a node may carry in a definition (Python ``add`` accepts the same as keyword arguments).
+NODE_KEYS = frozenset(
+    {"name", "task", "args", "kwargs", "type", "queue", "retries", "immutable", "after",
+     "time_limit", "soft_time_limit", "priority"}
+)
+#: Keys ``defaults`` may set for every node.
+DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after"}
+#: Top-level keys of a definition.
+WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params"})
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+
+
+@dataclass(eq=False)
+class Node:
+    """One task of a workflow. Create nodes with :meth:`Workflow.add`."""
+
+    workflow: Workflow = field(repr=False)
+    name: str
+    task: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    type: str | None = None
+    queue: str | None = None
+    retries: int = 0
+    immutable: bool = False
+    after: list[str] = field(default_factory=list)
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    priority: int | None = None
+
+    def __rshift__(self, other: Node | Sequence[Node]) -> Any:
+        """``a >> b`` makes ``a`` a parent of ``b``; ``a >> [b, c]`` fans out. Returns the right side."""
+        for child in _as_nodes(other):
+            child._add_parent(self)
+        return other
+
+    def __rrshift__(self, other: Sequence[Node]) -> Node:
+        """``[a, b] >> c`` fans in: ``c`` waits for both."""
+        for parent in _as_nodes(other):
+            self._add_parent(parent)
+        return self
+
+    def _add_parent(self, parent: Node) -> None:
+        if parent.workflow is not self.workflow:
+            raise UnknownParentError(f"node {parent.name!r} belongs to another workflow than {self.name!r}")
+        if parent.name not in self.after:
+            self.after.append(parent.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "task": self.task}
+        for key in ("args", "kwargs", "type", "queue", "time_limit", "soft_time_limit", "priority"):
+            value = getattr(self, key)
+            if value not in (None, [], {}):
+                d[key] = value
+        if self.retries:
+            d["retries"] = self.retries
+        if self.immutable:
+            d["immutable"] = True
+        if self.after:
+            d["after"] = list(self.after)
+        return d
+
+
+def _as_nodes(value: Node | Sequence[Node]) -> list[Node]:
+    items = [value] if isinstance(value, Node) else list(value)
+    for item in items:
+        if not isinstance(item, Node):
+            raise TypeError(f">> expects workflow nodes (or lists of them), got {item!r}")
+    return items
+
+
+class Workflow:
+    """A named DAG of tasks.
+
+    Example:
+        >>> wf = Workflow("etl")
+        >>> e = wf.add("extract", "shop.extract", args=["${day}"], type="io")
+        >>> t = wf.add("transform", "shop.transform", type="cpu")
+        >>> e >> t  # doctest: +ELLIPSIS
+        Node(name='transform', ...)
+    """
+
+    def __init__(self, name: str, on_failure: str = "fail_fast", defaults: Mapping[str, Any] | None = None,
+                 params: Mapping[str, Any] | None = None) -> None:
+        if on_failure not in FAILURE_POLICIES:
+            raise SchemaError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, not {on_failure!r}")
+        self.name = name
+        self.on_failure = on_failure
+        self.defaults: dict[str, Any] = _check_keys(dict(defaults or {}), DEFAULT_KEYS, "defaults")
+        self.params: dict[str, Any] = dict(params or {})
+        self.nodes: dict[str, Node] = {}
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r} nodes={len(self.nodes)}>"
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def add(self, name: str, task: Any, *, after: Iterable[str | Node] = (), **options: Any) -> Node:
+        """Add a node running ``task`` (a task object or a registered task name).
+
+        Options: ``args``, ``kwargs``, ``type``, ``queue``, ``retries``, ``immutable``, ``time_limit``,
+        ``soft_time_limit``, ``priority``; unset ones come from the workflow's ``defaults``.
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise SchemaError(f"node name {name!r} is not a valid name (letters, digits, _ . : -)")
+        if name in self.nodes:
+            raise DuplicateNodeError(f"duplicate node name {name!r} in workflow {self.name!r}")
+        _check_keys(options, DEFAULT_KEYS, f"node {name!r}")
+        merged = {**self.defaults, **options}
+        node = Node(self, name, _task_name(task, name), after=[_node_name(p) for p in after],
+                    **_coerce_options(merged, name))
+        self.nodes[name] = node
+        return node
+
+    def stages(self, *stages: Sequence[str | Node] | str | Node) -> list[list[Node]]:
+        """Chain stages: every node of a stage waits for every node of the previous stage.
+
+        Items are nodes or node names; a name with no node yet adds a node running the task of that name.
+        """
+        resolved: list[list[Node]] = []
+        for stage in stages:
+            items = [stage] if isinstance(stage, str | Node) else list(stage)
+            nodes = [item if isinstance(item, Node) else self.nodes.get(item) or self.add(item, item)
+                     for item in items]
+            if resolved:
+                for node in nodes:
+                    resolved[-1] >> node
+            resolved.append(nodes)
+        return resolved
+
+    # -- validation -------------------------------------------------------------------------------------
+
+    def validate(self, app: Any = None) -> Workflow:
+        """Check the DAG (and, given a Celery app, that every task is registered). Returns ``self``."""
+        if not self.nodes:
+            raise EmptyWorkflowError(f"workflow {self.name!r} has no tasks")
+        for node in self.nodes.values():
+            for parent in node.after:
+                if parent not in self.nodes:
+                    raise UnknownParentError(f"node {node.name!r} lists unknown parent {parent!r}")
+        cycle = find_cycle({n.name: n.after for n in self.nodes.values()})
+        if cycle:
+            raise CycleError(cycle)
+        if app is not None:
+            registered = app.tasks
+            for node in self.nodes.values():
+                if node.task not in registered:
+                    raise UnknownTaskError(
+                        f"node {node.name!r} names task {node.task!r}, which is not registered in app "
+                        f"{app.main!r}")
+        return self
+
+    def placeholders(self) -> set[str]:
+        """Names of every ``${name}`` placeholder in the nodes' args and kwargs."""
+        found: set[str] = set()
+        for node in self.nodes.values():
+            _collect_placeholders(node.args, found)
+            _collect_placeholders(node.kwargs, found)
+        return found
+
+    def resolve_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Merge run params over the workflow's defaults and check every placeholder has a value."""
+        merged = {**self.params, **(params or {})}
+        missing = sorted(self.placeholders() - merged.keys())
+        if missing:
+            raise ParamError(f"workflow {self.name!r} needs params {', '.join(missing)} (pass --param k=v "
+                             "or params={...})")
+        return merged
+
+    # -- dict schema ------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "on_failure": self.on_failure,
+                             "tasks": [n.to_dict() for n in self.nodes.values()]}
+        if self.params:
+            d["params"] = dict(self.params)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "definition") -> Workflow:
+        """Build a workflow from the YAML/JSON schema (see README). Raises :class:`SchemaError`."""
+        if not isinstance(data, Mapping):
+            raise SchemaError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        _check_keys(dict(data), WORKFLOW_KEYS, source)
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise SchemaError(f"{source}: 'name' is required and must be a string")
+        wf = cls(name, on_failure=data.get("on_failure", "fail_fast"),
+                 defaults=_mapping(data.get("defaults"), f"{source}: defaults"),
+                 params=_mapping(data.get("params"), f"{source}: params"))
+        tasks = data.get("tasks") or []
+        if not isinstance(tasks, list):
+            raise SchemaError(f"{source}: 'tasks' must be a list")
+        for i, spec in enumerate(tasks):
+            where = f"{source}: tasks[{i}]"
+            if not isinstance(spec, Mapping):
+                raise SchemaError(f"{where}: expected a mapping, got {spec!r}")
+            spec = dict(spec)
+            _check_keys(spec, NODE_KEYS, where)
+            if "name" not in spec and "task" not in spec:
+                raise SchemaError(f"{where}: needs 'name' or 'task'")
+            node_name = spec.pop("name", None) or spec["task"]
+            task = spec.pop("task", node_name)
+            after = spec.pop("after", [])
+            if isinstance(after, str):
+                after = [after]
+            if not isinstance(after, list):
+                raise SchemaError(f"{where}: 'after' must be a list of node names")
+            wf.add(node_name, task, after=after, **spec)
+        stages = data.get("stages")
+        if stages is not None:
+            if not isinstance(stages, list):
+                raise SchemaError(f"{source}: 'stages' must be a list of lists of task names")
+            wf.stages(*stages)
+        return wf
+
+
+def find_cycle(parents: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """Return one cycle (first node repeated at the end) in a parent map, or None. Iterative DFS."""
+    color: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    for start in parents:
+        if color.get(start):
+            continue
+        stack: list[tuple[str, Iterable[str]]] = [(start, iter(parents.get(start, ())))]
+        path = [start]
+        color[start] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                color[node] = 2
+                stack.pop()
+                path.pop()
+            elif color.get(nxt) == 1:
+                cycle = path[path.index(nxt):] + [nxt]
+                return list(reversed(cycle))  # parent lists run backwards: show edges forwards
+            elif not color.get(nxt) and nxt in parents:
+                color[nxt] = 1
+                stack.append((nxt, iter(parents[nxt])))
+                path.append(nxt)
+    return None
+
+
+def substitute(value: Any, params: Mapping[str, Any]) -> Any:
+    """Fill ``${name}`` placeholders. A string that is exactly one placeholder takes the param's value
+    with its type; placeholders inside longer strings are formatted with ``str``."""
+    if isinstance(value, str):
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole:
+            return params[whole.group(1)]
+        return _PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), value)
+    if isinstance(value, list | tuple):
+        return [substitute(v, params) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, params) for k, v in value.items()}
+    return value
+
+
+def _collect_placeholders(value: Any, found: set[str]) -> None:
+    if isinstance(value, str):
+        found.update(_PLACEHOLDER.findall(value))
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _collect_placeholders(v, found)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect_placeholders(v, found)
+
+
+def _check_keys(d: dict[str, Any], allowed: frozenset[str], where: str) -> dict[str, Any]:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise SchemaError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    return d
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SchemaError(f"{where} must be a mapping, got {value!r}")
+    return dict(value)
+
+
+def _task_name(task: Any, node: str) -> str:
+    name = task if isinstance(task, str) else getattr(task, "name", None)
+    if not isinstance(name, str) or not name:
+        raise SchemaError(f"node {node!r}: task must be a Celery task or a registered task name, got {task!r}")
+    return name
+
+
+def _node_name(parent: str | Node) -> str:
+    return parent.name if isinstance(parent, Node) else parent
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "args": (list, tuple), "kwargs": (dict,), "type": (str,), "queue": (str,), "retries": (int,),
+    "immutable": (bool,), "time_limit": (int, float), "soft_time_limit": (int, float), "priority": (int,),
+}
+
+
+def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if not isinstance(value, _TYPES[key]) or (key != "immutable" and isinstance(value, bool)):
+            raise SchemaError(f"node {node!r}: {key} must be {_TYPES[key][0].__name__}, got {value!r}")
+        if key == "retries" and value < 0:
+            raise SchemaError(f"node {node!r}: retries must be >= 0, got {value}")
+        out[key] = list(value) if key == "args" else value
+    return out

@@ -1,0 +1,153 @@
+"""Node and run states, and the one transition table (mirrored in lua/*.lua).
+
+Nodes move forward only::
+
+    PENDING -> QUEUED -> RUNNING -> SUCCEEDED
+                  ^         |  \\-> FAILED
+                  |         v
+                  +---- RETRYING
+    PENDING/QUEUED/RETRYING -> SKIPPED (a parent failed, policy "continue")
+    PENDING/QUEUED/RETRYING/RUNNING -> REVOKED (pause, cancel, fail_fast)
+
+Only control operations (resume, retry) move a REVOKED/FAILED/SKIPPED node back to QUEUED, and they
+do it under a new run *epoch* so that no message of the old epoch can run again.
+
+In Redis a node's status is one character (the ``code``), to keep the tracker small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class NodeStatus(str, Enum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    REVOKED = "REVOKED"
+
+    @property
+    def code(self) -> str:
+        return _NODE_CODES[self]
+
+    @classmethod
+    def from_code(cls, code: str) -> NodeStatus:
+        return _NODE_BY_CODE[code]
+
+    @property
+    def terminal(self) -> bool:
+        return self in (NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.REVOKED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunStatus(str, Enum):
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_NODE_CODES = {
+    NodeStatus.PENDING: "P",
+    NodeStatus.QUEUED: "Q",
+    NodeStatus.RUNNING: "R",
+    NodeStatus.RETRYING: "Y",
+    NodeStatus.SUCCEEDED: "S",
+    NodeStatus.FAILED: "F",
+    NodeStatus.SKIPPED: "K",
+    NodeStatus.REVOKED: "X",
+}
+_NODE_BY_CODE = {code: status for status, code in _NODE_CODES.items()}
+
+#: Allowed worker-driven transitions (the Lua scripts enforce the same table).
+TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
+    NodeStatus.PENDING: frozenset({NodeStatus.QUEUED, NodeStatus.SKIPPED, NodeStatus.REVOKED}),
+    NodeStatus.QUEUED: frozenset(
+        {NodeStatus.RUNNING, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.FAILED}
+    ),
+    NodeStatus.RUNNING: frozenset(
+        {NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.REVOKED}
+    ),
+    NodeStatus.RETRYING: frozenset(
+        {NodeStatus.RUNNING, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.FAILED}
+    ),
+    NodeStatus.SUCCEEDED: frozenset(),
+    NodeStatus.FAILED: frozenset(),
+    NodeStatus.SKIPPED: frozenset(),
+    NodeStatus.REVOKED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """Where one node of a run stands. Times are Unix timestamps (seconds, Redis's clock)."""
+
+    name: str
+    status: NodeStatus
+    attempts: int
+    task_id: str
+    queue: str | None
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    error: dict[str, Any] | None
+    epoch: int
+    index: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status.value, "attempts": self.attempts,
+                "task_id": self.task_id, "queue": self.queue, "worker": self.worker,
+                "started_at": self.started_at, "finished_at": self.finished_at,
+                "error": self.error}
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A snapshot of a whole run, read in one round trip by :meth:`wfcelery.Run.state`."""
+
+    id: str
+    name: str
+    status: RunStatus
+    epoch: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    paused_at: float | None
+    policy: str
+    params: dict[str, Any]
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of nodes in each node status (every status present, zeros included)."""
+        counts = {status.value: 0 for status in NodeStatus}
+        for node in self.nodes.values():
+            counts[node.status.value] += 1
+        return counts
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape of ``wfcelery status --json`` (documented in the README)."""
+        return {"id": self.id, "name": self.name, "status": self.status.value, "policy": self.policy,
+                "created_at": self.created_at, "started_at": self.started_at,
+                "finished_at": self.finished_at, "paused_at": self.paused_at, "params": self.params,
+                "counts": self.counts, "nodes": {name: n.to_dict() for name, n in self.nodes.items()}}
