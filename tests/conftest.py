@@ -1,0 +1,184 @@
+"""Fixtures: a real Redis (WFCELERY_TEST_REDIS_URL or a throwaway server) and real Celery workers."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from celery.worker import state as worker_state
+
+import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping for start_worker)
+from tests.proj import make_app
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+_dbs = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_base() -> Iterator[str]:
+    """``redis://host:port`` of the test Redis. A server we start ourselves unless the env says one."""
+    url = os.environ.get("WFCELERY_TEST_REDIS_URL")
+    if url:
+        yield url.rstrip("/").rsplit("/", 1)[0] if url.count("/") > 2 else url
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def redis_url(redis_base: str) -> str:
+    """A Redis URL for one test. On our own throwaway server each test gets a fresh database."""
+    if os.environ.get("WFCELERY_TEST_REDIS_URL"):
+        return os.environ["WFCELERY_TEST_REDIS_URL"]  # shared server: isolation by key prefix and queue
+    db = next(_dbs) % 63 + 1
+    redis.Redis.from_url(f"{redis_base}/{db}").flushdb()
+    return f"{redis_base}/{db}"
+
+
+@pytest.fixture()
+def uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture()
+def make_test_app(redis_url: str, uid: str) -> Callable[..., Celery]:
+    def factory(broker: str | None = None, **conf: Any) -> Celery:
+        return make_app(broker or redis_url, redis_url, f"t{uid}", f"q{uid}", **conf)
+    return factory
+
+
+@pytest.fixture()
+def app(make_test_app: Callable[..., Celery]) -> Celery:
+    return make_test_app()
+
+
+@pytest.fixture()
+def engine(app: Celery) -> Any:
+    return app._wfcelery_engine
+
+
+@pytest.fixture()
+def r(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.fixture(autouse=True)
+def _clear_revoked() -> Iterator[None]:
+    worker_state.revoked.clear()
+    yield
+    worker_state.revoked.clear()
+
+
+@contextmanager
+def in_thread_worker(app: Celery, queues: list[str] | None = None, concurrency: int = 4,
+                     pool: str = "threads") -> Iterator[Any]:
+    """A real Celery worker in this process (threads pool), consuming ``queues``."""
+    qs = queues or [app.conf.task_default_queue]
+    with start_worker(app, pool=pool, concurrency=concurrency, perform_ping_check=False, loglevel="WARNING",
+                      queues=qs, shutdown_timeout=10) as worker:
+        yield worker
+
+
+@pytest.fixture()
+def worker(app: Celery) -> Iterator[Any]:
+    with in_thread_worker(app) as w:
+        yield w
+
+
+class WorkerProcess:
+    """``celery -A tests.proj worker`` as a subprocess, configured through WFCELERY_TEST_* env."""
+
+    def __init__(self, broker: str, backend: str, prefix: str, queues: list[str], name: str,
+                 pool: str = "prefork", concurrency: int = 2, default_queue: str = "celery") -> None:
+        self.hostname = f"{name}@{socket.gethostname()}"
+        env = {**os.environ, "WFCELERY_TEST_BROKER": broker, "WFCELERY_TEST_BACKEND": backend,
+               "WFCELERY_TEST_PREFIX": prefix, "WFCELERY_TEST_QUEUE": default_queue,
+               "PYTHONPATH": str(ROOT)}
+        self.cmd = [sys.executable, "-m", "celery", "-A", "tests.proj", "worker", "-Q", ",".join(queues),
+                    "-n", self.hostname, "-P", pool, "-c", str(concurrency), "--loglevel", "WARNING",
+                    "--without-mingle", "--without-gossip"]
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, app: Celery, timeout: float = 30.0) -> WorkerProcess:
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.hostname} exited with {self.proc.returncode}")
+            replies = app.control.ping(destination=[self.hostname], timeout=0.5)
+            if replies:
+                return self
+        raise RuntimeError(f"worker {self.hostname} did not answer ping within {timeout} s")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def child_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+
+@pytest.fixture()
+def worker_process(redis_url: str, uid: str) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def factory(app: Celery, queues: list[str], name: str, broker: str | None = None,
+                **kw: Any) -> WorkerProcess:
+        w = WorkerProcess(broker or app.conf.broker_url, redis_url, f"t{uid}", queues, f"{name}-{uid}",
+                          default_queue=app.conf.task_default_queue, **kw)
+        started.append(w)
+        return w.start(app)
+
+    yield factory
+    for w in started:
+        w.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
+             message: str = "condition") -> Any:
+    """Poll ``predicate`` until truthy; fail the test with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def rabbitmq_url() -> str | None:
+    """The local RabbitMQ, or None (skip) -- in CI a missing RabbitMQ fails instead."""
+    url = os.environ.get("WFCELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+        return url
+    except OSError:
+        if IN_CI:
+            pytest.fail("RabbitMQ is required in CI (127.0.0.1:5672) but is not reachable")
+        return None

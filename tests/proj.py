@@ -1,0 +1,133 @@
+"""The Celery project the tests run: tasks a user would write, plus probes the tests read.
+
+In-process tests build apps with :func:`make_app`; ``celery -A tests.proj worker`` subprocesses get the
+module-level ``app``, configured from WFCELERY_TEST_* environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+import redis
+from celery import Celery, current_task
+
+import wfcelery
+
+
+def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celery",
+             **conf: Any) -> Celery:
+    app = Celery("proj", broker=broker, backend=backend, set_as_current=False)
+    app.conf.update(
+        task_default_queue=default_queue,
+        wfcelery_key_prefix=prefix,
+        wfcelery_redis_url=backend,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        **conf,
+    )
+    register_tasks(app)
+    wfcelery.install(app)
+    return app
+
+
+def _probe(app: Celery) -> redis.Redis:
+    return redis.Redis.from_url(app.conf.wfcelery_redis_url, decode_responses=True)
+
+
+def register_tasks(app: Celery) -> None:
+    prefix = app.conf.wfcelery_key_prefix
+
+    @app.task(name="proj.noop")
+    def noop(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    @app.task(name="proj.add")
+    def add(x: Any, y: Any = 0) -> Any:
+        return x + y
+
+    @app.task(name="proj.total")
+    def total(values: list[Any]) -> Any:
+        return sum(values)
+
+    @app.task(name="proj.echo")
+    def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {"args": list(args), "kwargs": kwargs}
+
+    @app.task(name="proj.record", bind=True)
+    def record(self: Any, *args: Any, sleep: float = 0.0, **kwargs: Any) -> str:
+        """Writes start/end (Redis TIME, us), worker hostname and a run counter, for edge checks."""
+        r = _probe(app)
+        node = self.request.wf_node if hasattr(self.request, "wf_node") else "?"
+        key = f"{prefix}:probe:{self.request.wf_run}"
+        start = _now_us(r)
+        if sleep:
+            time.sleep(sleep)
+        end = _now_us(r)
+        pipe = r.pipeline()
+        pipe.hset(key, f"{node}:start", start)
+        pipe.hset(key, f"{node}:end", end)
+        pipe.hset(key, f"{node}:host", self.request.hostname or socket.gethostname())
+        pipe.hincrby(key, f"{node}:runs", 1)
+        pipe.execute()
+        return node
+
+    @app.task(name="proj.block", bind=True)
+    def block(self: Any, key: str, timeout: float = 30.0) -> str:
+        """Runs until the test pushes to ``key`` (BLPOP): lets tests observe RUNNING."""
+        r = _probe(app)
+        r.blpop([key], timeout=timeout)
+        return "released"
+
+    @app.task(name="proj.fail")
+    def fail(*args: Any, message: str = "boom") -> None:
+        raise ValueError(message)
+
+    @app.task(name="proj.flaky", bind=True)
+    def flaky(self: Any, failures: int, key: str) -> int:
+        """Fails ``failures`` times (counted in Redis), then returns the attempt number."""
+        n = _probe(app).incr(key)
+        if n <= failures:
+            raise RuntimeError(f"flaky attempt {n}")
+        return n
+
+    @app.task(name="proj.native_retry", bind=True, max_retries=3)
+    def native_retry(self: Any, failures: int) -> int:
+        if self.request.retries < failures:
+            raise self.retry(countdown=0.1, exc=RuntimeError("again"))
+        return self.request.retries
+
+    @app.task(name="proj.count", bind=True)
+    def count(self: Any, *args: Any, sleep: float = 0.0) -> str:
+        """Counts executions per node in Redis (proves a node did or did not run again)."""
+        if sleep:
+            time.sleep(sleep)
+        _probe(app).hincrby(f"{prefix}:count:{self.request.wf_run}", self.request.wf_node, 1)
+        return self.request.wf_node
+
+    @app.task(name="proj.whoami", bind=True)
+    def whoami(self: Any, *args: Any) -> str:
+        return str(self.request.hostname)
+
+    @app.task(name="proj.callback")
+    def callback(run_id: str, tag: str = "") -> None:
+        _probe(app).rpush(f"{prefix}:callbacks", f"{tag}:{run_id}")
+
+    _ = current_task
+
+
+def _now_us(r: redis.Redis) -> int:
+    sec, usec = r.time()
+    return int(sec) * 1_000_000 + int(usec)
+
+
+def _env_app() -> Celery:
+    broker = os.environ.get("WFCELERY_TEST_BROKER", "redis://127.0.0.1:6379/0")
+    backend = os.environ.get("WFCELERY_TEST_BACKEND", broker)
+    return make_app(broker, backend, os.environ.get("WFCELERY_TEST_PREFIX", "wfcelery-test"),
+                    os.environ.get("WFCELERY_TEST_QUEUE", "celery"))
+
+
+app = _env_app()
