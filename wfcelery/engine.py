@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,21 @@ class Engine:
 
     def __init__(self, app: Celery, **overrides: Any) -> None:
         self.app = app
-        self.settings = Settings.from_app(app, **overrides)
-        self.tracker = Tracker(self.settings)
-        self.gate = Gate(self.tracker)
+        self._overrides = overrides
+
+    # Settings are read on first use, not at install(): install() usually runs at import time, before
+    # the project has called app.config_from_object().
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings.from_app(self.app, **self._overrides)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        return Tracker(self.settings)
+
+    @cached_property
+    def gate(self) -> Gate:
+        return Gate(self.tracker)
 
     # -- submitting -------------------------------------------------------------------------------------
 

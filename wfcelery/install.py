@@ -11,6 +11,7 @@ from packaging.version import Version
 
 from .engine import Engine
 from .errors import ConfigurationError
+from .settings import DEFAULT_RUN_TTL
 from .hooks import engine_of, wrap_task_init
 
 logger = logging.getLogger("wfcelery")
@@ -33,16 +34,14 @@ def install(app: Celery, **overrides: Any) -> Engine:
     if Version(celery.__version__) < MIN_CELERY:
         raise ConfigurationError(f"wfcelery needs celery >= {MIN_CELERY}, found {celery.__version__}")
     engine = Engine(app, **overrides)
-    app.add_defaults(_defaults(engine.settings.run_ttl))
-    for key in ("task_serializer", "result_serializer"):
-        if app.conf.get(key) == "pickle":
-            raise ConfigurationError(f"wfcelery needs JSON messages: {key} is 'pickle'")
+    app.add_defaults(lambda: _defaults(app))  # a promise: evaluated when the configuration loads
     app._wfcelery_engine = engine  # type: ignore[attr-defined]
     wrap_task_init(app)
     return engine
 
 
-def _defaults(run_ttl: int) -> dict[str, Any]:
+def _defaults(app: Celery) -> dict[str, Any]:
+    run_ttl = int(app.conf.get("wfcelery_run_ttl") or DEFAULT_RUN_TTL)
     return {
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

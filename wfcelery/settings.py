@@ -37,6 +37,9 @@ class Settings:
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
         conf = app.conf
+        for key in ("task_serializer", "result_serializer"):
+            if conf.get(key) == "pickle":
+                raise ConfigurationError(f"wfcelery needs JSON messages, but {key} is 'pickle'")
         redis_url = overrides.pop("redis_url", None) or conf.get("wfcelery_redis_url") or _backend_url(app)
         settings = cls(
             redis_url=redis_url,
