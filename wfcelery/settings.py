@@ -15,8 +15,8 @@ from .errors import ConfigurationError
 DEFAULT_KEY_PREFIX = "wfcelery"
 #: Seconds a finished run (and every key of it) is kept: 7 days.
 DEFAULT_RUN_TTL = 7 * 24 * 3600
-#: Entries kept in a run's event stream (approximate trim, so a little more may stay).
-DEFAULT_EVENTS_MAXLEN = 10_000
+#: Bytes kept of a run's event log (~15 bytes a transition); past it the older half is dropped.
+DEFAULT_EVENTS_MAXLEN = 256 * 1024
 #: Seconds between full resyncs of a worker's in-memory gate (pub/sub keeps it fresh in between).
 DEFAULT_GATE_RESYNC = 5.0
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.

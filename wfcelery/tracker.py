@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -110,8 +111,7 @@ class Tracker:
             pipe.set(k.plan(plan.digest), plan.blob, ex=ttl * 2)
             pipe.hset(k.run(run_id), mapping=record)
             pipe.hset(k.nodes(run_id), mapping={i: "Q|0|0|||" for i in plan.roots})
-            for i in plan.roots:
-                pipe.xadd(k.events(run_id), {"n": i, "s": "Q", "e": 0})
+            pipe.append(k.events(run_id), "".join(f"0 {i} Q 0\n" for i in plan.roots))
             pipe.zadd(k.index, {run_id: created})
             pipe.execute()
 
@@ -177,11 +177,25 @@ class Tracker:
             values = self.client.hmget(self.keys.results(run_id), list(indexes))
         return {i: json.loads(v) for i, v in zip(indexes, values, strict=True) if v is not None}
 
-    def events(self, run_id: str, after: str = "0-0", block_ms: int | None = None,
-               count: int = 1000) -> list[tuple[str, dict[str, str]]]:
-        with converted_errors(f"read events of run {run_id}"):
-            reply = self.client.xread({self.keys.events(run_id): after}, count=count, block=block_ms)
-        return [entry for _, entries in reply for entry in entries] if reply else []
+    def events(self, run_id: str, after: int = 0, block_ms: int | None = None) -> tuple[int, list[Event]]:
+        """Transitions logged after offset ``after``: returns (next offset, events).
+
+        With ``block_ms``, waits up to that long for at least one new event (polling every 50 ms).
+        Offsets are stable across the log's trimming; pass the returned offset to the next call.
+        """
+        deadline = time.monotonic() + (block_ms or 0) / 1000
+        while True:
+            with converted_errors(f"read events of run {run_id}"):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hget(self.keys.run(run_id), "ev_base")
+                pipe.get(self.keys.events(run_id))
+                base_raw, log = pipe.execute()
+            base = int(base_raw or 0)
+            data = (log or "")[max(0, after - base):]
+            complete = data[:data.rfind("\n") + 1]
+            if complete or time.monotonic() >= deadline:
+                return max(after, base) + len(complete), [Event.parse(line) for line in complete.splitlines()]
+            time.sleep(0.05)
 
     def run_ids(self, limit: int, offset: int = 0) -> list[str]:
         with converted_errors("list runs"):
@@ -233,6 +247,21 @@ class Tracker:
             return (f"Redis maxmemory-policy is {policy!r}: Redis may evict wfcelery run state under memory "
                     "pressure. Use 'noeviction' (or a volatile-* policy) for the tracker's Redis.")
         return None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of a run's event log: ``node`` is a node index, or None for the run itself."""
+
+    at_ms: int  # ms since the run was created
+    node: int | None
+    status: str  # a node status letter (states.NodeStatus.code) or a run status name
+    epoch: int
+
+    @classmethod
+    def parse(cls, line: str) -> Event:
+        at, node, status, epoch = line.split(" ")
+        return cls(int(at), None if node == "run" else int(node), status, int(epoch))
 
 
 def build_state(run_id: str, record: dict[str, str], nodes: dict[str, str], errors: dict[str, str],

@@ -18,7 +18,7 @@ local running = {}
 local total = tonumber(run_field('total'))
 if op == 'pause' then
   redis.call('HSET', K_RUN, 'status', 'PAUSED', 'paused_at', now_ms())
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', run_field('maxlen'), '*', 'run', 'PAUSED')
+  event('run', 'PAUSED', run_field('epoch'))
   for idx = 0, total - 1 do
     local n = get_node(idx)
     if n.s == 'Q' or n.s == 'Y' then

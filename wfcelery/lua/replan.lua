@@ -23,7 +23,7 @@ redis.call('DEL', K_DEPS)
 for i = 1, #KEYS do
   redis.call('PERSIST', KEYS[i])
 end
-redis.call('XADD', K_EVENTS, 'MAXLEN', '~', run_field('maxlen'), '*', 'run', 'RUNNING', 'op', op)
+event('run', 'RUNNING', epoch)
 local out = {status, epoch}
 local spec = cjson.decode(ARGV[2])
 local states = {}
