@@ -44,7 +44,7 @@ class GateClosed(Reject):
     Celery rejects the message (no requeue) and the task body never runs.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, requeue: bool = False) -> None:  # 2 args: must survive pickling
         super().__init__(reason, requeue=False)
 
 
