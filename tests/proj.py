@@ -40,23 +40,23 @@ def _probe(app: Celery) -> redis.Redis:
 def register_tasks(app: Celery) -> None:
     prefix = app.conf.wfcelery_key_prefix
 
-    @app.task(name="proj.noop")
+    @app.task(shared=False, name="proj.noop")
     def noop(*args: Any, **kwargs: Any) -> None:
         return None
 
-    @app.task(name="proj.add")
+    @app.task(shared=False, name="proj.add")
     def add(x: Any, y: Any = 0) -> Any:
         return x + y
 
-    @app.task(name="proj.total")
+    @app.task(shared=False, name="proj.total")
     def total(values: list[Any]) -> Any:
         return sum(values)
 
-    @app.task(name="proj.echo")
+    @app.task(shared=False, name="proj.echo")
     def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
         return {"args": list(args), "kwargs": kwargs}
 
-    @app.task(name="proj.record", bind=True)
+    @app.task(shared=False, name="proj.record", bind=True)
     def record(self: Any, *args: Any, sleep: float = 0.0, **kwargs: Any) -> str:
         """Writes start/end (Redis TIME, us), worker hostname and a run counter, for edge checks."""
         r = _probe(app)
@@ -74,18 +74,18 @@ def register_tasks(app: Celery) -> None:
         pipe.execute()
         return node
 
-    @app.task(name="proj.block", bind=True)
+    @app.task(shared=False, name="proj.block", bind=True)
     def block(self: Any, key: str, timeout: float = 30.0) -> str:
         """Runs until the test pushes to ``key`` (BLPOP): lets tests observe RUNNING."""
         r = _probe(app)
         r.blpop([key], timeout=timeout)
         return "released"
 
-    @app.task(name="proj.fail")
+    @app.task(shared=False, name="proj.fail")
     def fail(*args: Any, message: str = "boom") -> None:
         raise ValueError(message)
 
-    @app.task(name="proj.flaky", bind=True)
+    @app.task(shared=False, name="proj.flaky", bind=True)
     def flaky(self: Any, failures: int, key: str) -> int:
         """Fails ``failures`` times (counted in Redis), then returns the attempt number."""
         n = _probe(app).incr(key)
@@ -93,13 +93,13 @@ def register_tasks(app: Celery) -> None:
             raise RuntimeError(f"flaky attempt {n}")
         return n
 
-    @app.task(name="proj.native_retry", bind=True, max_retries=3)
+    @app.task(shared=False, name="proj.native_retry", bind=True, max_retries=3)
     def native_retry(self: Any, failures: int) -> int:
         if self.request.retries < failures:
             raise self.retry(countdown=0.1, exc=RuntimeError("again"))
         return self.request.retries
 
-    @app.task(name="proj.count", bind=True)
+    @app.task(shared=False, name="proj.count", bind=True)
     def count(self: Any, *args: Any, sleep: float = 0.0) -> str:
         """Counts executions per node in Redis (proves a node did or did not run again)."""
         if sleep:
@@ -107,11 +107,11 @@ def register_tasks(app: Celery) -> None:
         _probe(app).hincrby(f"{prefix}:count:{self.request.wf_run}", self.request.wf_node, 1)
         return self.request.wf_node
 
-    @app.task(name="proj.whoami", bind=True)
+    @app.task(shared=False, name="proj.whoami", bind=True)
     def whoami(self: Any, *args: Any) -> str:
         return str(self.request.hostname)
 
-    @app.task(name="proj.callback")
+    @app.task(shared=False, name="proj.callback")
     def callback(run_id: str, tag: str = "") -> None:
         _probe(app).rpush(f"{prefix}:callbacks", f"{tag}:{run_id}")
 
