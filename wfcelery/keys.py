@@ -19,6 +19,7 @@ can touch them all::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 #: The per-run keys, in the order Lua scripts receive them as KEYS.
@@ -74,6 +75,10 @@ class Keys:
         return f"{self.prefix}:plan:{digest}"
 
 
+#: A wfcelery task id: run id (uuid4 hex), node index, epoch. ASCII digits only: "²".isdigit() is True.
+_TASK_ID = re.compile(r"([0-9a-f]{32})-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)")
+
+
 def task_id(run_id: str, node_index: int, epoch: int) -> str:
     """Celery task id of a node: derived, so the tracker never stores ids and every id is known up front.
 
@@ -84,8 +89,7 @@ def task_id(run_id: str, node_index: int, epoch: int) -> str:
 
 def parse_task_id(task_id_: str) -> tuple[str, int, int] | None:
     """Inverse of :func:`task_id`; None for ids that are not wfcelery's."""
-    run_id, sep, rest = task_id_.partition("-")
-    index, sep2, epoch = rest.partition("-")
-    if not (sep and sep2 and index.isdigit() and epoch.isdigit() and len(run_id) == 32):
+    m = _TASK_ID.fullmatch(task_id_)
+    if m is None:
         return None
-    return run_id, int(index), int(epoch)
+    return m.group(1), int(m.group(2)), int(m.group(3))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -22,8 +23,8 @@ def load(path: str | Path) -> Workflow:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SchemaError(f"{path}: cannot read workflow file ({e.strerror or e})") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SchemaError(f"{path}: cannot read workflow file ({getattr(e, 'strerror', None) or e})") from e
     data = loads(text, fmt="json" if path.suffix.lower() == ".json" else "yaml", source=str(path))
     return Workflow.from_dict(data, source=str(path))
 
@@ -46,12 +47,23 @@ def loads(text: str, fmt: str = "yaml", source: str = "<string>") -> Any:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (YAML would silently keep the last)."""
+    """SafeLoader that refuses a key given twice in one mapping (YAML would silently keep the last).
+
+    Definitions are JSON data, so a date-like scalar stays a string (``2026-11-22`` is ``"2026-11-22"``,
+    as in JSON) instead of becoming a ``datetime.date`` that the plan and Celery's JSON could not carry.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, Any]]]] = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if not isinstance(key, Hashable):
+                break  # SafeLoader reports "found unhashable key" with its position
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)

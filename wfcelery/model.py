@@ -9,6 +9,7 @@ Nodes keep insertion order; a node's index in that order is its id inside a run 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -130,7 +131,8 @@ class Workflow:
     def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
 
-    def add(self, name: str, task: Any, *, after: Iterable[str | Node] = (), **options: Any) -> Node:
+    def add(self, name: str, task: Any, *, after: Iterable[str | Node] | str | Node = (),
+            **options: Any) -> Node:
         """Add a node running ``task`` (a task object or a registered task name).
 
         Options: ``args``, ``kwargs``, ``type``, ``queue``, ``retries``, ``immutable``, ``time_limit``,
@@ -142,8 +144,10 @@ class Workflow:
             raise DuplicateNodeError(f"duplicate node name {name!r} in workflow {self.name!r}")
         _check_keys(options, DEFAULT_KEYS, f"node {name!r}")
         merged = {**self.defaults, **options}
-        node = Node(self, name, _task_name(task, name), after=[_node_name(p) for p in after],
-                    **_coerce_options(merged, name))
+        if isinstance(after, str | Node):  # after="load" is one parent, not four
+            after = [after]
+        parents = list(dict.fromkeys(_node_name(p) for p in after))  # a parent listed twice is one edge
+        node = Node(self, name, _task_name(task, name), after=parents, **_coerce_options(merged, name))
         self.nodes[name] = node
         return node
 
@@ -232,7 +236,7 @@ class Workflow:
                 raise SchemaError(f"{where}: expected a mapping, got {spec!r}")
             spec = dict(spec)
             _check_keys(spec, NODE_KEYS, where)
-            if "name" not in spec and "task" not in spec:
+            if not spec.get("name") and not spec.get("task"):
                 raise SchemaError(f"{where}: needs 'name' or 'task'")
             node_name = spec.pop("name", None) or spec["task"]
             task = spec.pop("task", node_name)
@@ -303,7 +307,7 @@ def _collect_placeholders(value: Any, found: set[str]) -> None:
 
 
 def _check_keys(d: dict[str, Any], allowed: frozenset[str], where: str) -> dict[str, Any]:
-    unknown = sorted(set(d) - allowed)
+    unknown = sorted(set(d) - allowed, key=str)  # key=str: a YAML key may be a number
     if unknown:
         raise SchemaError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
     return d
@@ -343,5 +347,18 @@ def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
             raise SchemaError(f"node {node!r}: {key} must be {_TYPES[key][0].__name__}, got {value!r}")
         if key == "retries" and value < 0:
             raise SchemaError(f"node {node!r}: retries must be >= 0, got {value}")
+        if key in ("args", "kwargs"):
+            _check_json(value, node, key)
         out[key] = list(value) if key == "args" else value
     return out
+
+
+def _check_json(value: Any, node: str, key: str) -> None:
+    # Args travel as JSON (the stored plan, Celery's json serializer): refuse now what would fail at submit.
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise SchemaError(f"node {node!r}: {key} must be JSON data (str, number, bool, None, list, dict): "
+                          f"{e}") from e
+    if key == "kwargs" and not all(isinstance(k, str) for k in value):
+        raise SchemaError(f"node {node!r}: kwargs keys must be strings, got {list(value)!r}")

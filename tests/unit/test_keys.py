@@ -1,0 +1,80 @@
+"""The Redis key layout and task ids, pinned: changing a key string breaks every stored run."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from wfcelery.keys import RUN_KEYS, Keys, parse_task_id, task_id
+
+RUN = "0123456789abcdef0123456789abcdef"
+
+
+def test_per_run_keys_share_the_run_hash_tag() -> None:
+    k = Keys()
+    assert k.run(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:run"
+    assert k.nodes(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:nodes"
+    assert k.deps(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:deps"
+    assert k.results(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:results"
+    assert k.errors(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:errors"
+    assert k.events(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:events"
+    assert k.done_channel(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:done"
+    assert k.run_pattern(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:*"
+
+
+def test_run_keys_are_the_lua_keys_in_order() -> None:
+    assert RUN_KEYS == ("run", "nodes", "deps", "results", "errors", "events")
+    assert Keys("p").run_keys("r1") == ["p:{r1}:run", "p:{r1}:nodes", "p:{r1}:deps", "p:{r1}:results",
+                                        "p:{r1}:errors", "p:{r1}:events"]
+
+
+def test_global_keys() -> None:
+    k = Keys()
+    assert k.index == "wfcelery:runs"
+    assert k.gate == "wfcelery:gate"
+    assert k.gate_channel == "wfcelery:gate:changes"
+    assert k.plan("da39a3ee5e6b4b0d3255bfef95601890afd80709") == (
+        "wfcelery:plan:da39a3ee5e6b4b0d3255bfef95601890afd80709")
+
+
+def test_prefix_is_configurable() -> None:
+    k = Keys("tenant-a:wf")
+    assert k.run("r") == "tenant-a:wf:{r}:run"
+    assert k.index == "tenant-a:wf:runs"
+    assert k.plan("d") == "tenant-a:wf:plan:d"
+
+
+def test_task_id_format() -> None:
+    assert task_id(RUN, 0, 0) == "0123456789abcdef0123456789abcdef-0-0"
+    assert task_id(RUN, 12, 3) == "0123456789abcdef0123456789abcdef-12-3"
+
+
+@pytest.mark.parametrize(("index", "epoch"), [(0, 0), (1, 0), (0, 1), (199, 7), (10**6, 10**3)])
+def test_parse_task_id_inverts_task_id(index: int, epoch: int) -> None:
+    run = uuid.uuid4().hex
+    assert parse_task_id(task_id(run, index, epoch)) == (run, index, epoch)
+
+
+@pytest.mark.parametrize("foreign", [
+    str(uuid.uuid4()),                      # Celery's own ids
+    "",
+    "abc",
+    RUN,                                    # a run id alone
+    f"{RUN}-1",                             # no epoch
+    f"{RUN}-1-",
+    f"{RUN}--1",
+    f"{RUN}-x-1",
+    f"{RUN}-1-2-3",
+    f"{RUN}-01-0",                          # not what task_id() writes
+    f"{RUN}--1-0",
+    f"{RUN}-\u00b2-1",                      # '²'.isdigit() is True, int('²') fails
+    f"{RUN}-\u0661-1",                      # Arabic-Indic digit one
+    f"{RUN[:-1]}-1-0",                      # 31 chars
+    f"{RUN}0-1-0",                          # 33 chars
+    f"{'g' * 32}-1-0",                      # not hex
+    f"{RUN.upper()}-1-0",                   # uuid4().hex is lower case
+    f"{RUN}-1-0\n",
+])
+def test_parse_task_id_returns_none_for_foreign_ids(foreign: str) -> None:
+    assert parse_task_id(foreign) is None
