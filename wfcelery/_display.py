@@ -1,0 +1,321 @@
+"""What the CLI prints: tables, the live progress view, per-node timings and graph renderings.
+
+Only click is used (no rich): on a terminal the live view redraws a small table in place with ANSI
+cursor moves; anywhere else it prints one plain line per node transition, so logs and CI stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import click
+
+from .compiler import Plan
+from .engine import Run, RunSummary
+from .errors import WaitTimeout
+from .states import NodeState, NodeStatus, RunState, RunStatus
+
+#: Colour of each status on a terminal (click strips colours when the output is not one).
+COLORS: dict[str, str | None] = {
+    "PENDING": None, "QUEUED": "blue", "RUNNING": "cyan", "RETRYING": "yellow", "SUCCEEDED": "green",
+    "FAILED": "red", "SKIPPED": "magenta", "REVOKED": "yellow", "PAUSED": "yellow", "CANCELLED": "red",
+}
+#: Width of the bar in the timings' timeline column.
+TIMELINE_WIDTH = 24
+
+Cell = str | tuple[str, str | None]
+
+
+def seconds(value: float | None) -> str:
+    """``0.42s``, ``2m05s``, ``1h02m``; ``-`` for no value."""
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.2f}s"
+    if value < 3600:
+        return f"{int(value // 60)}m{int(value % 60):02d}s"
+    return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+
+
+def status_cell(status: Any) -> Cell:
+    return (str(status), COLORS.get(str(status)))
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> list[str]:
+    """Left-aligned columns, two spaces apart; a cell may be ``(text, colour)``."""
+    texts = [[c if isinstance(c, str) else c[0] for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in [list(header), *texts]) for i in range(len(header))]
+    head = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
+    lines = [click.style(head, bold=True)]
+    for row, text in zip(rows, texts, strict=True):
+        cells = []
+        for cell, value, width in zip(row, text, widths, strict=True):
+            padded = value.ljust(width)
+            color = None if isinstance(cell, str) else cell[1]
+            cells.append(click.style(padded, fg=color) if color else padded)
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+# -- one run ---------------------------------------------------------------------------------------------
+
+def run_origin(state: RunState) -> float:
+    """Offsets are from the run's submission, so they include the time spent queued."""
+    return state.created_at
+
+
+def node_duration(node: NodeState, now: float | None = None) -> float | None:
+    if node.started_at is None:
+        return None
+    end = node.finished_at or (now if node.status in (NodeStatus.RUNNING, NodeStatus.RETRYING) else None)
+    return None if end is None else max(0.0, end - node.started_at)
+
+
+def run_duration(state: RunState, now: float | None = None) -> float:
+    end = state.finished_at or (state.paused_at if state.status is RunStatus.PAUSED else None) or now
+    return max(0.0, (end or time.time()) - run_origin(state))
+
+
+def error_text(node: NodeState, limit: int = 60) -> str:
+    if not node.error:
+        return ""
+    text = f"{node.error.get('type', 'Error')}: {node.error.get('message', '')}".strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summary_line(state: RunState, now: float | None = None, with_id: bool = True) -> str:
+    counts = {k: v for k, v in state.counts.items() if v}
+    detail = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
+    head = f"run {state.id}  {state.name}  " if with_id else ""
+    return (head + click.style(state.status.value, fg=COLORS.get(state.status.value))
+            + f"  {seconds(run_duration(state, now))}  ({detail})")
+
+
+def node_rows(state: RunState, now: float | None = None) -> list[list[Cell]]:
+    origin = run_origin(state)
+    rows: list[list[Cell]] = []
+    for node in state.nodes.values():
+        start = None if node.started_at is None else node.started_at - origin
+        rows.append([node.name, status_cell(node.status), node.queue or "(default)", node.worker or "-",
+                     "-" if start is None else f"+{seconds(start)}", seconds(node_duration(node, now)),
+                     str(node.attempts or ""), error_text(node)])
+    return rows
+
+
+NODE_HEADER = ("NODE", "STATUS", "QUEUE", "WORKER", "START", "DURATION", "TRIES", "ERROR")
+
+
+def status_lines(state: RunState, now: float | None = None) -> list[str]:
+    """The human form of ``wfcelery status``."""
+    now = now or time.time()
+    head = [summary_line(state, now), f"created {_clock(state.created_at)}, policy {state.policy}"
+            + (f", params {json.dumps(state.params)}" if state.params else "")]
+    return head + [""] + table(NODE_HEADER, node_rows(state, now))
+
+
+def timings_lines(state: RunState) -> list[str]:
+    """Per-node timings with a timeline bar: where each node ran and when, relative to the run's start."""
+    origin, total = run_origin(state), max(run_duration(state), 1e-6)
+    rows: list[list[Cell]] = []
+    for node in sorted(state.nodes.values(), key=lambda n: (n.started_at or float("inf"), n.index)):
+        start = None if node.started_at is None else node.started_at - origin
+        duration = node_duration(node)
+        rows.append([node.name, node.queue or "(default)", node.worker or "-",
+                     "-" if start is None else f"+{seconds(start)}", seconds(duration),
+                     (_bar(start, duration, total), COLORS.get(node.status.value)), status_cell(node.status)])
+    return table(("NODE", "QUEUE", "WORKER", "START", "DURATION", "TIMELINE", "STATUS"), rows)
+
+
+def _bar(start: float | None, duration: float | None, total: float) -> str:
+    if start is None:
+        return " " * TIMELINE_WIDTH
+    left = min(TIMELINE_WIDTH - 1, int(start / total * TIMELINE_WIDTH))
+    width = max(1, round((duration or 0) / total * TIMELINE_WIDTH))
+    width = min(width, TIMELINE_WIDTH - left)
+    return "|" + " " * left + "#" * width + " " * (TIMELINE_WIDTH - left - width) + "|"
+
+
+def results_lines(results: dict[str, Any], limit: int = 200) -> list[str]:
+    width = max((len(k) for k in results), default=0)
+    lines = []
+    for name, value in results.items():
+        text = json.dumps(value, default=repr)
+        lines.append(f"{name.ljust(width)}  {text if len(text) <= limit else text[: limit - 1] + '…'}")
+    return lines
+
+
+def runs_lines(runs: Sequence[RunSummary]) -> list[str]:
+    """The human form of ``wfcelery list``."""
+    now = time.time()
+    rows: list[list[Cell]] = [
+        [r.id, r.name, status_cell(r.status), f"{r.done}/{r.total}", _clock(r.created_at),
+         seconds((r.finished_at or now) - r.created_at)]
+        for r in runs]
+    return table(("RUN", "NAME", "STATUS", "DONE", "CREATED", "AGE/DURATION"), rows)
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+# -- live progress ---------------------------------------------------------------------------------------
+
+class LiveView:
+    """Shows a run's progress: a table redrawn in place on a terminal, one line per transition elsewhere."""
+
+    def __init__(self, out: TextIO, tty: bool) -> None:
+        self.out = out
+        self.tty = tty
+        self._drawn = 0
+        self._seen: dict[str, tuple[NodeStatus, int]] = {}
+        self._announced = False
+
+    def update(self, state: RunState) -> None:
+        if self.tty:
+            self._redraw(state)
+        else:
+            self._plain(state)
+
+    def _echo(self, line: str) -> None:
+        click.echo(line, file=self.out)
+
+    def _redraw(self, state: RunState) -> None:
+        now = time.time()
+        size = shutil.get_terminal_size((100, 30))
+        lines = [_progress_bar(state), *table(NODE_HEADER[:6], [r[:6] for r in node_rows(state, now)])]
+        if len(lines) > size.lines - 2:  # keep the view on screen: busy nodes first
+            lines = lines[:2] + _busy_first(lines[2:], state, size.lines - 4)
+        lines = [_clip(line, size.columns) for line in lines]
+        prefix = f"\x1b[{self._drawn}F" if self._drawn else ""
+        frame = prefix + "".join(f"\x1b[2K{line}\n" for line in lines)
+        click.echo(frame, file=self.out, nl=False, color=True)
+        self.out.flush()
+        self._drawn = len(lines)
+
+    def _plain(self, state: RunState) -> None:
+        if not self._announced:
+            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._announced = True
+        origin = run_origin(state)
+        changed = [n for n in state.nodes.values() if self._seen.get(n.name) != (n.status, n.attempts)
+                   and not (n.name not in self._seen and n.status is NodeStatus.PENDING)]
+        for node in sorted(changed, key=lambda n: (n.finished_at or n.started_at or 0, n.index)):
+            self._seen[node.name] = (node.status, node.attempts)
+            at = node.finished_at or node.started_at or time.time()  # QUEUED etc.: when we saw it
+            when = f"+{seconds(max(0.0, at - origin))}"
+            extra = f" in {seconds(node_duration(node))}" if node.finished_at and node.started_at else ""
+            worker = f" on {node.worker}" if node.worker else ""
+            err = f" ({error_text(node)})" if node.error and node.status is NodeStatus.FAILED else ""
+            width = max(len(n) for n in state.nodes)
+            self._echo(f"{when:>8}  {node.name.ljust(width)}  {node.status.value}{extra}{worker}{err}")
+
+    def close(self, state: RunState) -> None:
+        self.update(state)
+        self._echo(summary_line(state))
+
+
+def _progress_bar(state: RunState, width: int = 20) -> str:
+    counts = state.counts
+    total = max(1, len(state.nodes))
+    done = sum(counts[s.value] for s in NodeStatus if s.terminal)
+    filled = int(width * done / total)
+    bar = "#" * filled + "-" * (width - filled)
+    return f"[{bar}] {done}/{total}  " + summary_line(state, with_id=False)
+
+
+def _busy_first(rows: list[str], state: RunState, room: int) -> list[str]:
+    busy = {NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.FAILED}
+    order = sorted(range(len(rows)), key=lambda i: list(state.nodes.values())[i].status not in busy)
+    keep = sorted(order[:max(room, 1)])
+    hidden = len(rows) - len(keep)
+    return [rows[i] for i in keep] + ([f"... {hidden} more nodes"] if hidden else [])
+
+
+def _clip(line: str, columns: int) -> str:
+    visible = click.unstyle(line)
+    return line if len(visible) < columns else visible[: max(columns - 1, 1)]
+
+
+def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float = 0.25) -> RunState:
+    """Show the run's progress until it ends; returns the final state.
+
+    Wakes on the run's event stream (a transition redraws at once) and re-reads the state at least every
+    ``tick`` seconds. Raises :class:`WaitTimeout` after ``timeout`` seconds.
+    """
+    tracker = run.engine.tracker
+    deadline = None if timeout is None else time.monotonic() + timeout
+    offset = 0
+    while True:
+        state = run.state()
+        if state.finished:
+            view.close(state)
+            return state
+        view.update(state)
+        block = tick if deadline is None else min(tick, deadline - time.monotonic())
+        if block <= 0:
+            raise WaitTimeout(f"run {run.id} is still {state.status.value} after {timeout} s")
+        offset, _ = tracker.events(run.id, after=offset, block_ms=max(1, int(block * 1000)))
+
+
+# -- graphs ----------------------------------------------------------------------------------------------
+
+def levels(plan: Plan) -> list[list[int]]:
+    """Nodes grouped by depth (longest path from a root)."""
+    depth: dict[int, int] = {}
+    pending = {n.index: len(n.parents) for n in plan.nodes}
+    ready = [i for i, left in pending.items() if not left]
+    while ready:
+        i = ready.pop()
+        depth[i] = max((depth[p] + 1 for p in plan.nodes[i].parents), default=0)
+        for child in plan.nodes[i].children:
+            pending[child] -= 1
+            if not pending[child]:
+                ready.append(child)
+    grouped: list[list[int]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for i in sorted(depth):
+        grouped[depth[i]].append(i)
+    return grouped
+
+
+def graph_text(plan: Plan) -> list[str]:
+    nodes = plan.nodes
+    edges = sum(len(n.parents) for n in nodes)
+    lines = [f"workflow {plan.name}: {len(nodes)} nodes, {edges} edges, on_failure={plan.on_failure}", "",
+             "DAG (by depth; a node starts when every node it lists after '<-' has succeeded):"]
+    for depth, members in enumerate(levels(plan)):
+        for i in members:
+            n = nodes[i]
+            after = f"  <- {', '.join(nodes[p].name for p in n.parents)}" if n.parents else ""
+            lines.append(f"  {depth:>2}  {n.name} [{n.queue or 'default queue'}]{after}")
+    segments = plan.segments()
+    lines += ["", f"Segments ({len(segments)} Celery messages per run, ids frozen at submit):"]
+    rows: list[list[Cell]] = [[s["node"], s["task"], s["queue"], s["shape"], s["released_by"]]
+                              for s in segments]
+    return lines + ["  " + line for line in table(("NODE", "TASK", "QUEUE", "SHAPE", "RELEASED BY"), rows)]
+
+
+def graph_dot(plan: Plan) -> list[str]:
+    lines = [f"digraph {json.dumps(plan.name)} {{", "  rankdir=LR;",
+             '  node [shape=box, style="rounded"];']
+    for n in plan.nodes:
+        label = f"{n.name}\\n{n.task}\\nqueue: {n.queue or 'default'}"
+        lines.append(f"  n{n.index} [label={_dot_quote(label)}];")
+    lines += [f"  n{p} -> n{n.index};" for n in plan.nodes for p in n.parents]
+    return lines + ["}"]
+
+
+def _dot_quote(text: str) -> str:
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def graph_mermaid(plan: Plan) -> list[str]:
+    lines = ["flowchart LR"]
+    for n in plan.nodes:
+        label = f"{n.name}<br/><small>{n.task} · {n.queue or 'default'}</small>".replace('"', "#quot;")
+        lines.append(f'  n{n.index}["{label}"]')
+    lines += [f"  n{p} --> n{n.index}" for n in plan.nodes for p in n.parents]
+    return lines
