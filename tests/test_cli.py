@@ -254,15 +254,20 @@ def test_invalid_definitions_exit_2_and_change_nothing(cli_app: Celery, engine: 
     assert engine.runs() == []
 
 
-def test_app_and_redis_problems_exit_2(flows: dict[str, str]) -> None:
+def test_app_and_redis_problems_exit_2(flows: dict[str, str], redis_url: str, uid: str) -> None:
     global UNREACHABLE
-    UNREACHABLE = make_app("redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0", "down")
+    down = ["-A", "tests.test_cli:UNREACHABLE"]
+    runner = CliRunner()
     try:
-        runner = CliRunner()
-        down = runner.invoke(cli, ["-A", "tests.test_cli:UNREACHABLE", "status", "0" * 32])
-        assert_clean_error(down, EXIT_BAD_INPUT, "cannot reach the tracker's Redis")
-        down = runner.invoke(cli, ["-A", "tests.test_cli:UNREACHABLE", "submit", flows["fan"]])
-        assert_clean_error(down, EXIT_BAD_INPUT, "cannot reach")
+        UNREACHABLE = make_app("redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0", "down")
+        assert_clean_error(runner.invoke(cli, [*down, "status", "0" * 32]), EXIT_BAD_INPUT,
+                           "cannot reach the tracker's Redis")
+        assert_clean_error(runner.invoke(cli, [*down, "submit", flows["fan"]]), EXIT_BAD_INPUT, "cannot reach")
+        # tracker up, broker down: nothing is left behind
+        UNREACHABLE = make_app("redis://127.0.0.1:1/0", redis_url, f"b{uid}")
+        assert_clean_error(runner.invoke(cli, [*down, "submit", flows["fan"]]), EXIT_BAD_INPUT,
+                           "cannot reach the Celery broker")
+        assert json.loads(runner.invoke(cli, [*down, "list", "--json"]).stdout) == []
     finally:
         UNREACHABLE = None
     assert_clean_error(invoke("list", app=False), EXIT_BAD_INPUT, "no Celery app")

@@ -167,14 +167,17 @@ def _clock(ts: float) -> str:
 class LiveView:
     """Shows a run's progress: a table redrawn in place on a terminal, one line per transition elsewhere."""
 
-    def __init__(self, out: TextIO, tty: bool) -> None:
+    def __init__(self, out: TextIO, tty: bool, quiet: bool = False) -> None:
         self.out = out
         self.tty = tty
+        self.quiet = quiet
         self._drawn = 0
         self._seen: dict[str, tuple[NodeStatus, int]] = {}
         self._announced = False
 
     def update(self, state: RunState) -> None:
+        if self.quiet:
+            return
         if self.tty:
             self._redraw(state)
         else:
@@ -192,6 +195,8 @@ class LiveView:
         lines = [_clip(line, size.columns) for line in lines]
         prefix = f"\x1b[{self._drawn}F" if self._drawn else ""
         frame = prefix + "".join(f"\x1b[2K{line}\n" for line in lines)
+        if len(lines) < self._drawn:
+            frame += "\x1b[J"  # clear what is left of a taller previous frame
         click.echo(frame, file=self.out, nl=False, color=True)
         self.out.flush()
         self._drawn = len(lines)
@@ -215,7 +220,8 @@ class LiveView:
 
     def close(self, state: RunState) -> None:
         self.update(state)
-        self._echo(summary_line(state))
+        if not self.quiet:
+            self._echo(summary_line(state))
 
 
 def _progress_bar(state: RunState, width: int = 20) -> str:

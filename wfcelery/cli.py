@@ -214,7 +214,11 @@ def submit(ctx: click.Context, flow: str, param: tuple[str, ...], wait: bool, ti
         return
     if not as_json:
         click.echo(run.id)
-    state = _follow(run, timeout, quiet, err=True)
+    try:
+        state = _follow(run, timeout, quiet, err=True)
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped waiting; run {run.id} goes on (`watch {run.id}` to follow it)", err=True)
+        raise
     if as_json:
         _echo_json({**state.to_dict(), "results": run.results()})
         if state.status is not RunStatus.SUCCEEDED:
@@ -227,21 +231,8 @@ def submit(ctx: click.Context, flow: str, param: tuple[str, ...], wait: bool, ti
 
 def _follow(run: Run, timeout: float | None, quiet: bool, err: bool) -> RunState:
     stream = sys.stderr if err else sys.stdout
-    if quiet:
-        return display.follow(run, _SilentView(), timeout, tick=1.0)
-    tty = stream.isatty()
-    return display.follow(run, display.LiveView(stream, tty), timeout, tick=0.25 if tty else 1.0)
-
-
-class _SilentView(display.LiveView):
-    def __init__(self) -> None:
-        super().__init__(sys.stderr, False)
-
-    def update(self, state: RunState) -> None:
-        pass
-
-    def close(self, state: RunState) -> None:
-        pass
+    tty = stream.isatty() and not quiet
+    return display.follow(run, display.LiveView(stream, tty, quiet), timeout, tick=0.25 if tty else 1.0)
 
 
 @click.command("status", epilog=_epilog("""

@@ -126,3 +126,10 @@ def test_flower_finds_every_task_of_a_run_by_run_id_and_node(app: Celery, engine
 def _node(task: dict[str, Any]) -> str:
     import ast
     return str(ast.literal_eval(task["kwargs"])["wf_node"])
+
+
+def test_event_settings_flower_needs_are_defaults_the_user_can_override(make_test_app: Any) -> None:
+    app = make_test_app()
+    assert app.conf.task_send_sent_event is True and app.conf.worker_send_task_events is True
+    quiet = make_test_app(task_send_sent_event=False, worker_send_task_events=False)
+    assert quiet.conf.task_send_sent_event is False and quiet.conf.worker_send_task_events is False
