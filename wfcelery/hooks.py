@@ -18,7 +18,8 @@ import logging
 import traceback as tb
 from typing import TYPE_CHECKING, Any
 
-from celery import signals
+from billiard.einfo import ExceptionInfo
+from celery import bootsteps, signals
 from celery.exceptions import Reject
 from celery.utils.time import get_exponential_backoff_interval
 from celery.worker import state as worker_state
@@ -86,6 +87,48 @@ def wrap_task_init(app: Celery) -> None:
 
     on_task_init._wfcelery = True  # type: ignore[attr-defined]
     loader.on_task_init = on_task_init
+
+
+def guard_pool(app: Celery) -> None:
+    """Add a worker bootstep so that a ``Reject`` raised before the body ends the request in every pool
+    (idempotent).
+
+    Prefork sends a child's exception back to the parent, where Celery rejects the message. The solo,
+    threads, gevent and eventlet pools run the tracer through ``apply_target``, which re-raises: the
+    threads pool loses the exception in a Future (the request hangs, active and unacked, until the broker
+    redelivers it, to hang again) and solo lets it into the consumer. For those pools the step turns the
+    Reject into the failed-trace result that Celery's own Reject handling expects (the message is
+    rejected, requeued only if the Reject says so).
+    """
+    steps = app.steps["worker"]
+    if not any(getattr(step, "_wfcelery", False) for step in steps):
+        steps.add(_PoolGuard)
+
+
+class _PoolGuard(bootsteps.Step):
+    name = "wfcelery.PoolGuard"
+    requires = ("celery.worker.components:Pool",)
+    _wfcelery = True
+
+    def create(self, w: Any) -> None:
+        pool = getattr(w, "pool", None)
+        if pool is None or type(pool).__module__ == "celery.concurrency.prefork":
+            return  # prefork handles it already (and its targets must pickle: no closures)
+        on_apply = pool.on_apply
+
+        def on_apply_guarded(target: Any, *args: Any, **kwargs: Any) -> Any:
+            return on_apply(_reject_as_result(target), *args, **kwargs)
+
+        pool.on_apply = on_apply_guarded
+
+
+def _reject_as_result(target: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return target(*args, **kwargs)
+        except Reject:
+            return 1, ExceptionInfo(internal=True), 0.0  # (failed, retval, runtime) like trace_task_ret
+    return run
 
 
 @signals.task_success.connect(weak=False, dispatch_uid="wfcelery.task_success")

@@ -12,7 +12,7 @@ from packaging.version import Version
 from .engine import Engine
 from .errors import ConfigurationError
 from .settings import DEFAULT_RUN_TTL
-from .hooks import engine_of, wrap_task_init
+from .hooks import engine_of, guard_pool, wrap_task_init
 
 logger = logging.getLogger("wfcelery")
 
@@ -37,6 +37,7 @@ def install(app: Celery, **overrides: Any) -> Engine:
     app.add_defaults(lambda: _defaults(app))  # a promise: evaluated when the configuration loads
     app._wfcelery_engine = engine  # type: ignore[attr-defined]
     wrap_task_init(app)
+    guard_pool(app)
     return engine
 
 

@@ -10,11 +10,14 @@
 --   {'retry', epoch, attempts}           re-publish the node (same id) after a backoff
 --   {'failed', finish, revoke...}        finish = false or {status, callback}; revoke = idx, epoch pairs
 local idx, epoch, mode = ARGV[1], tonumber(ARGV[2]), ARGV[4]
+local status = run_field('status')
+if not status then
+  return {'ignored'}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
+end
 local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
   return {'ignored'}
 end
-local status = run_field('status')
 if mode == 'retrying' then
   n.s = 'Y'
   put_node(idx, n)

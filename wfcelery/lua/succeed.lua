@@ -5,6 +5,9 @@
 -- Returns {finish, epoch, params, {child, result1, result2, ...}, ...}
 --   finish: false, or {final status, callback JSON or false} when this success ended the run.
 local idx, epoch = ARGV[1], tonumber(ARGV[2])
+if not run_field('status') then
+  return {false}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
+end
 local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
   return {false}

@@ -1,0 +1,499 @@
+"""The Redis tracker on a real Redis and real workers: node states as they happen, retries, failure policies,
+callbacks, duplicate deliveries, expiry, cleanup, queries, and hooks that lose Redis.
+
+No blind sleeps: tests wait on conditions (tracker state, Celery results, worker signals, an idle worker).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from celery import signals
+from celery.result import AsyncResult
+from celery.worker import state as worker_state
+
+import wfcelery
+from tests.conftest import in_thread_worker, wait_for
+from tests.proj import make_app
+from tests.redis_server import free_port
+from wfcelery import (
+    ControlError,
+    NodeStatus,
+    RunFailed,
+    RunNotFound,
+    RunStatus,
+    WaitTimeout,
+    Workflow,
+)
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def node_events(engine: Any, run_id: str, node: int) -> list[str]:
+    """Status letters the event log recorded for one node, in order."""
+    _, events = engine.tracker.events(run_id)
+    return [e.status for e in events if e.node == node]
+
+
+def run_keys(r: Any, engine: Any, run_id: str) -> list[str]:
+    return sorted(r.scan_iter(match=engine.tracker.keys.run_pattern(run_id), count=1000))
+
+
+def callbacks(r: Any, app: Any) -> list[str]:
+    return r.lrange(f"{app.conf.wfcelery_key_prefix}:callbacks", 0, -1)
+
+
+def counts(r: Any, app: Any, run_id: str) -> dict[str, int]:
+    """How many times each proj.count node ran."""
+    return {k: int(v) for k, v in r.hgetall(f"{app.conf.wfcelery_key_prefix}:count:{run_id}").items()}
+
+
+def worker_idle(r: Any, app: Any) -> bool:
+    """The in-thread worker has nothing running or reserved and its queue is empty: no hook can still be
+    about to publish anything (hooks publish from inside the task that triggers them)."""
+    return (not worker_state.active_requests and not worker_state.reserved_requests
+            and r.llen(app.conf.task_default_queue) == 0)
+
+
+def status_of(run: Any, node: str) -> NodeStatus:
+    return run.state().nodes[node].status
+
+
+@contextmanager
+def released(r: Any, *keys: str) -> Iterator[None]:
+    """Make sure proj.block tasks are let go even when the test fails (the worker must shut down)."""
+    try:
+        yield
+    finally:
+        for key in keys:
+            r.rpush(key, "finally")
+
+
+@contextmanager
+def failures_seen() -> Iterator[dict[str, BaseException]]:
+    """task_failure signals in this process (the in-thread worker), by task id."""
+    seen: dict[str, BaseException] = {}
+
+    def receiver(sender: Any = None, task_id: str | None = None, exception: Any = None, **_: Any) -> None:
+        seen[str(task_id)] = exception
+
+    signals.task_failure.connect(receiver, weak=False)
+    try:
+        yield seen
+    finally:
+        signals.task_failure.disconnect(receiver)
+
+
+def callback_sigs(app: Any) -> dict[str, Any]:
+    return {"on_success": app.signature("proj.callback", kwargs={"tag": "ok"}),
+            "on_failure": app.signature("proj.callback", kwargs={"tag": "failed"})}
+
+
+# -- node states as they happen ------------------------------------------------------------------------
+
+
+def test_running_then_succeeded_with_worker_and_times(app, engine, r, uid, worker_process):
+    """On a real ``celery worker`` (prefork): the node is RUNNING on that worker while its task blocks."""
+    key = f"t{uid}:go"
+    wf = Workflow("observe")
+    blk = wf.add("blk", "proj.block", args=[key])
+    nxt = wf.add("next", "proj.noop")
+    blk >> nxt
+    worker = worker_process(app, [app.conf.task_default_queue], "observe")
+    with released(r, key):
+        run = engine.submit(wf)
+        wait_for(lambda: status_of(run, "blk") is NodeStatus.RUNNING, message="blk RUNNING")
+        state = run.state()
+        node = state.nodes["blk"]
+        assert node.worker == worker.hostname
+        assert node.started_at is not None and node.finished_at is None
+        assert node.attempts == 1 and node.epoch == 0
+        assert node.task_id == f"{run.id}-0-0"
+        assert state.nodes["next"].status is NodeStatus.PENDING
+        assert state.status is RunStatus.RUNNING and state.started_at is not None
+        assert state.counts["RUNNING"] == 1 and state.counts["PENDING"] == 1
+        assert abs(node.started_at - time.time()) < 30  # a Unix time on Redis's clock
+
+        r.rpush(key, "go")
+        run.wait(timeout=30)
+    state = run.state()
+    node = state.nodes["blk"]
+    assert node.status is NodeStatus.SUCCEEDED
+    assert node.finished_at >= node.started_at
+    assert state.nodes["next"].started_at >= node.finished_at
+    assert state.finished_at >= state.nodes["next"].finished_at
+    assert node_events(engine, run.id, 0) == ["Q", "R", "S"]
+    assert node_events(engine, run.id, 1) == ["Q", "R", "S"]
+
+
+def test_node_retries_show_retrying_then_succeed(app, engine, r, uid):
+    wf = Workflow("retries")
+    wf.add("flaky", "proj.flaky", args=[2, f"t{uid}:flaky"], retries=2)
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        assert run.wait(timeout=30) == {"flaky": 3}
+    node = run.state().nodes["flaky"]
+    assert node.status is NodeStatus.SUCCEEDED
+    assert node.attempts == 3
+    assert node_events(engine, run.id, 0) == ["Q", "R", "Y", "R", "Y", "R", "S"]
+
+
+def test_node_retries_exhausted_fail_the_node(app, engine, r, uid):
+    wf = Workflow("retries")
+    wf.add("flaky", "proj.flaky", args=[5, f"t{uid}:flaky"], retries=1)
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        with pytest.raises(RunFailed) as info:
+            run.wait(timeout=30)
+    assert info.value.failed == {"flaky": "RuntimeError: flaky attempt 2"}
+    node = run.state().nodes["flaky"]
+    assert node.status is NodeStatus.FAILED and node.attempts == 2
+    assert r.get(f"t{uid}:flaky") == "2"  # ran twice, no more
+
+
+def test_native_celery_retry_shows_retrying_and_attempts(app, engine):
+    wf = Workflow("native")
+    wf.add("nr", "proj.native_retry", args=[2])
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        assert run.wait(timeout=30) == {"nr": 2}
+    node = run.state().nodes["nr"]
+    assert node.status is NodeStatus.SUCCEEDED
+    assert node.attempts == 3
+    assert node_events(engine, run.id, 0) == ["Q", "R", "Y", "R", "Y", "R", "S"]
+
+
+# -- failure policies and callbacks --------------------------------------------------------------------
+
+
+def test_fail_fast_revokes_what_has_not_started(app, engine, r, uid):
+    hold, trigger = f"t{uid}:hold", f"t{uid}:trigger"
+    wf = Workflow("ff")  # fail_fast is the default
+    blk = wf.add("blk", "proj.block", args=[hold])
+    trig = wf.add("trig", "proj.block", args=[trigger])
+    bad = wf.add("bad", "proj.fail", kwargs={"message": "first failure"})
+    after_blk = wf.add("after_blk", "proj.count")
+    after_bad = wf.add("after_bad", "proj.count")
+    wf.add("stuck", "proj.count", queue=f"nobody-{uid}")  # QUEUED: no worker consumes its queue
+    blk >> after_blk
+    trig >> bad >> after_bad
+    with in_thread_worker(app), released(r, hold, trigger):
+        run = engine.submit(wf, **callback_sigs(app))
+        wait_for(lambda: {status_of(run, "blk"), status_of(run, "trig")} == {NodeStatus.RUNNING},
+                 message="blk and trig RUNNING")
+        r.rpush(trigger, "go")
+        with pytest.raises(RunFailed) as info:
+            run.wait(timeout=30)
+        assert info.value.status == "FAILED"
+        assert info.value.failed == {"bad": "ValueError: first failure"}
+        state = run.state()
+        assert state.status is RunStatus.FAILED
+        assert {n: s.status.value for n, s in state.nodes.items()} == {
+            "blk": "RUNNING",  # running nodes finish; they are not revoked
+            "trig": "SUCCEEDED", "bad": "FAILED",
+            "after_blk": "REVOKED", "after_bad": "REVOKED", "stuck": "REVOKED"}
+        wait_for(lambda: callbacks(r, app), message="on_failure callback")
+
+        # the running node finishes late: recorded, releases nothing, no second callback
+        r.rpush(hold, "go")
+        wait_for(lambda: status_of(run, "blk") is NodeStatus.SUCCEEDED, message="late success of blk")
+        wait_for(lambda: worker_idle(r, app), message="worker idle")
+    state = run.state()
+    assert state.status is RunStatus.FAILED
+    assert state.nodes["after_blk"].status is NodeStatus.REVOKED
+    assert counts(r, app, run.id) == {}  # no revoked node ran
+    assert callbacks(r, app) == [f"failed:{run.id}"]
+    assert all(r.ttl(k) > 0 for k in run_keys(r, engine, run.id)), "late write left a key without TTL"
+
+
+def test_continue_lets_independent_branches_finish(app, engine, r, uid):
+    hold = f"t{uid}:hold"
+    wf = Workflow("cont", on_failure="continue")
+    ok1 = wf.add("ok1", "proj.block", args=[hold])
+    ok2 = wf.add("ok2", "proj.count")
+    bad = wf.add("bad", "proj.fail")
+    s1 = wf.add("s1", "proj.count")
+    s2 = wf.add("s2", "proj.count")
+    wf.add("join", "proj.count", after=["ok2", "bad"])
+    ok1 >> ok2
+    bad >> s1 >> s2
+    with in_thread_worker(app), released(r, hold):
+        run = engine.submit(wf, **callback_sigs(app))
+        wait_for(lambda: status_of(run, "join") is NodeStatus.SKIPPED, message="descendants of bad SKIPPED")
+        state = run.state()
+        assert state.status is RunStatus.RUNNING  # the independent branch is still going
+        assert state.nodes["ok1"].status is NodeStatus.RUNNING
+        assert {state.nodes[n].status for n in ("s1", "s2", "join")} == {NodeStatus.SKIPPED}
+        r.rpush(hold, "go")
+        with pytest.raises(RunFailed) as info:
+            run.wait(timeout=30)
+        wait_for(lambda: callbacks(r, app), message="on_failure callback")
+        wait_for(lambda: worker_idle(r, app), message="worker idle")
+    assert info.value.failed == {"bad": "ValueError: boom"}
+    assert info.value.results == {"ok1": "released", "ok2": "ok2"}
+    state = run.state()
+    assert state.status is RunStatus.FAILED
+    assert {n: s.status.value for n, s in state.nodes.items()} == {
+        "ok1": "SUCCEEDED", "ok2": "SUCCEEDED", "bad": "FAILED", "s1": "SKIPPED", "s2": "SKIPPED",
+        "join": "SKIPPED"}
+    assert state.finished_at >= state.nodes["ok2"].finished_at
+    assert counts(r, app, run.id) == {"ok2": 1}
+    assert callbacks(r, app) == [f"failed:{run.id}"]
+
+
+def test_callbacks_exactly_once_with_20_runs_finishing_together(app, engine, r):
+    """20 runs queued before the worker starts, then finished by 8 threads at once: each run's last nodes
+    finish concurrently, and each run sends exactly one callback (on_failure for the runs with a failed node)."""
+    runs = []
+    for i in range(20):
+        wf = Workflow(f"cb{i}", on_failure="continue")
+        for j in range(3):
+            wf.add(f"leaf{j}", "proj.noop")
+        if i % 2:
+            wf.add("bad", "proj.fail")
+        runs.append(engine.submit(wf, **callback_sigs(app)))
+    with in_thread_worker(app, concurrency=8):
+        for run in runs:
+            try:
+                run.wait(timeout=60)
+            except RunFailed:
+                pass
+        wait_for(lambda: len(callbacks(r, app)) >= 20, timeout=30, message="20 callbacks")
+        wait_for(lambda: worker_idle(r, app), message="worker idle")
+    expected = sorted(f"{'failed' if i % 2 else 'ok'}:{run.id}" for i, run in enumerate(runs))
+    assert sorted(callbacks(r, app)) == expected
+    assert [run.state().status for run in runs] == [
+        RunStatus.FAILED if i % 2 else RunStatus.SUCCEEDED for i in range(20)]
+
+
+# -- duplicates, expiry, cleanup -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, pool):
+    """The start script refuses the copy (GateClosed, a Reject) before its body runs. The request must
+    end (message rejected) in every pool, not hang: solo and threads re-raise what the tracer raises."""
+    wf = Workflow("dup")
+    a = wf.add("a", "proj.count")
+    b = wf.add("b", "proj.count")
+    a >> b
+    with in_thread_worker(app, pool=pool, concurrency=1 if pool == "solo" else 4):
+        run = engine.submit(wf)
+        run.wait(timeout=30)
+        before = (r.hgetall(engine.tracker.keys.run(run.id)), r.hgetall(engine.tracker.keys.nodes(run.id)),
+                  r.get(engine.tracker.keys.events(run.id)), r.hgetall(engine.tracker.keys.results(run.id)))
+        state_before = run.state()
+        tid = state_before.nodes["a"].task_id
+        plan = engine.tracker.plan(engine.tracker.run_record(run.id)["plan"])
+        message = plan.message(run.id, 0, 0, {}, ())
+        assert message["task_id"] == tid
+        with failures_seen() as seen:
+            app.send_task("proj.count", **message)  # the very same message again
+            wait_for(lambda: tid in seen, message="the worker to process the duplicate")
+        assert isinstance(seen[tid], wfcelery.hooks.GateClosed)  # refused before the body ran
+        wait_for(lambda: worker_idle(r, app), message="worker idle")
+    after = (r.hgetall(engine.tracker.keys.run(run.id)), r.hgetall(engine.tracker.keys.nodes(run.id)),
+             r.get(engine.tracker.keys.events(run.id)), r.hgetall(engine.tracker.keys.results(run.id)))
+    assert after == before
+    assert run.state() == state_before
+    assert counts(r, app, run.id) == {"a": 1, "b": 1}  # neither the node nor its child ran again
+    result = AsyncResult(tid, app=app)
+    assert (result.state, result.result) == ("SUCCESS", "a")  # Celery's record of the node is untouched
+
+
+def test_ttl_on_every_key_of_a_finished_run(make_test_app, r):
+    app = make_test_app(wfcelery_run_ttl=600)
+    engine = app._wfcelery_engine
+    wf = Workflow("ttl")
+    a = wf.add("a", "proj.add", args=[1, 1])
+    b = wf.add("b", "proj.fail")
+    a >> b
+    with in_thread_worker(app):
+        ok = engine.submit(Workflow.from_dict({"name": "ok", "tasks": [{"name": "x", "task": "proj.noop"}]}))
+        ok.wait(timeout=30)
+        failed = engine.submit(wf)
+        with pytest.raises(RunFailed):
+            failed.wait(timeout=30)
+    for run in (ok, failed):
+        keys = run_keys(r, engine, run.id)
+        names = {k.rsplit(":", 1)[1] for k in keys}
+        assert {"run", "nodes", "results", "events"} <= names
+        assert {k: r.ttl(k) for k in keys if not 0 < r.ttl(k) <= 600} == {}
+        for node in run.state().nodes.values():
+            assert r.ttl(f"celery-task-meta-{node.task_id}") > 0
+    assert "errors" in {k.rsplit(":", 1)[1] for k in run_keys(r, engine, failed.id)}
+
+
+def test_cleanup_deletes_every_key_of_the_run(app, engine, r):
+    wf = Workflow("clean")
+    a = wf.add("a", "proj.add", args=[1, 2])
+    b = wf.add("b", "proj.fail")
+    c = wf.add("c", "proj.noop")
+    a >> [b, c]
+    wf2 = Workflow("other")
+    wf2.add("x", "proj.noop")
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        with pytest.raises(RunFailed):
+            run.wait(timeout=30)
+        other = engine.submit(wf2)
+        other.wait(timeout=30)
+    ids = [n.task_id for n in run.state().nodes.values() if n.status is not NodeStatus.REVOKED]
+    assert ids and all(r.exists(f"celery-task-meta-{t}") for t in ids)
+    assert run_keys(r, engine, run.id)
+
+    run.cleanup()
+
+    assert run_keys(r, engine, run.id) == []
+    assert [t for t in ids if r.exists(f"celery-task-meta-{t}")] == []
+    assert r.zscore(engine.tracker.keys.index, run.id) is None
+    assert not r.hexists(engine.tracker.keys.gate, run.id)
+    with pytest.raises(RunNotFound):
+        engine.run(run.id)
+    assert [s.id for s in engine.runs()] == [other.id]  # the other run is untouched
+    assert run_keys(r, engine, other.id)
+
+
+def test_cleanup_refuses_a_live_run_unless_forced(app, engine, r, uid):
+    key = f"t{uid}:hold"
+    wf = Workflow("live")
+    blk = wf.add("blk", "proj.block", args=[key])
+    after = wf.add("after", "proj.count")
+    blk >> after
+    with in_thread_worker(app), released(r, key):
+        run = engine.submit(wf)
+        wait_for(lambda: status_of(run, "blk") is NodeStatus.RUNNING, message="blk RUNNING")
+        with pytest.raises(ControlError, match="RUNNING"):
+            run.cleanup()
+        assert run.state().status is RunStatus.RUNNING  # refused: nothing changed
+        run.cleanup(force=True)
+        assert run_keys(r, engine, run.id) == []
+        # the node that was running finishes after the cleanup: its late report must not resurrect keys
+        r.rpush(key, "go")
+        tid = f"{run.id}-0-0"
+        wait_for(lambda: AsyncResult(tid, app=app).state == "SUCCESS", message="blk finished")
+        wait_for(lambda: worker_idle(r, app), message="worker idle")
+    assert run_keys(r, engine, run.id) == []
+    assert counts(r, app, run.id) == {}  # its child never ran
+    with pytest.raises(RunNotFound):
+        run.state()
+
+
+def test_late_reports_for_a_deleted_run_write_nothing(app, engine, r):
+    """Reports that arrive after cleanup (a node that was running, a retry) must not recreate keys that
+    would then live forever without a TTL."""
+    wf = Workflow("late")
+    a = wf.add("a", "proj.noop")
+    b = wf.add("b", "proj.noop")
+    a >> b
+    run = engine.submit(wf)  # no worker: both stay unstarted
+    run.cleanup(force=True)
+    assert run_keys(r, engine, run.id) == []
+    t = engine.tracker
+    error = {"type": "RuntimeError", "message": "late", "traceback": ""}
+    for report in (lambda: t.start(run.id, 0, 0, "w@h"),
+                   lambda: t.succeed(run.id, 0, 0, "1", [[1, [0]]]),
+                   lambda: t.fail(run.id, 0, 0, error, "failed", 0, [1]),
+                   lambda: t.fail(run.id, 0, 0, error, "failed", 3, [1]),
+                   lambda: t.fail(run.id, 0, 0, error, "retrying", 0, [1]),
+                   lambda: t.fail(run.id, 0, 0, error, "revoked", 0, [1])):
+        try:
+            report()
+        except wfcelery.TrackerError:
+            pass  # refusing loudly is fine; writing is not
+        assert run_keys(r, engine, run.id) == []
+
+
+# -- queries -------------------------------------------------------------------------------------------
+
+
+def test_runs_lists_newest_first_with_filters(app, engine):
+    specs = [("alpha", "proj.noop"), ("beta", "proj.noop"), ("alpha", "proj.fail"), ("beta", "proj.noop"),
+             ("alpha", "proj.noop")]
+    runs = []
+    with in_thread_worker(app):
+        for name, task in specs:
+            if runs:  # distinct creation times (ms), so "newest first" is well defined
+                last = int(engine.tracker.run_record(runs[-1].id)["created"])
+                wait_for(lambda: int(time.time() * 1000) > last, message="the clock to move")
+            runs.append(engine.submit({"name": name, "tasks": [{"name": "t", "task": task}]}))
+        for run in runs:
+            try:
+                run.wait(timeout=30)
+            except RunFailed:
+                pass
+    newest_first = [run.id for run in reversed(runs)]
+    assert [s.id for s in engine.runs()] == newest_first
+    assert [s.id for s in engine.runs(limit=2)] == newest_first[:2]
+    assert [s.id for s in engine.runs(name="alpha")] == [runs[4].id, runs[2].id, runs[0].id]
+    assert [s.id for s in engine.runs(name="alpha", limit=1)] == [runs[4].id]
+    assert [s.id for s in engine.runs(status="failed")] == [runs[2].id]
+    assert [s.id for s in engine.runs(status="SUCCEEDED", name="beta")] == [runs[3].id, runs[1].id]
+    assert engine.runs(status="running") == []
+    summary = engine.runs(limit=1)[0]
+    assert (summary.name, summary.status, summary.total, summary.done) == ("alpha", RunStatus.SUCCEEDED, 1, 1)
+    assert summary.finished_at >= summary.created_at
+    assert engine.run(runs[2].id).state().status is RunStatus.FAILED
+
+
+def test_unknown_run_raises_run_not_found(app, engine):
+    with pytest.raises(RunNotFound, match="nope"):
+        engine.run("nope")
+    with pytest.raises(RunNotFound):
+        engine.run("0" * 32)
+    with pytest.raises(RunNotFound):
+        wfcelery.Run(engine, "0" * 32).state()
+
+
+def test_wait_timeout(app, engine, r, uid):
+    key = f"t{uid}:hold"
+    wf = Workflow("slow")
+    wf.add("blk", "proj.block", args=[key])
+    with in_thread_worker(app), released(r, key):
+        run = engine.submit(wf)
+        started = time.monotonic()
+        with pytest.raises(WaitTimeout) as info:
+            run.wait(timeout=0.5)
+        assert isinstance(info.value, TimeoutError)
+        assert 0.5 <= time.monotonic() - started < 10
+        assert run.state().status is RunStatus.RUNNING  # waiting changes nothing
+        r.rpush(key, "go")
+        assert run.wait(timeout=30) == {"blk": "released"}
+
+
+# -- a worker whose tracker is unreachable -------------------------------------------------------------
+
+
+def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplog):
+    """The worker's tracker points at a port where nothing listens; the broker and result backend work.
+
+    The task runs and Celery records SUCCESS with its result; the hooks log why they could not report.
+    The tracker does not learn about the node (reconciling is the sweeper's job), but it never records a
+    failure the task did not have.
+    """
+    worker_app = make_app(app.conf.broker_url, app.conf.result_backend, app.conf.wfcelery_key_prefix,
+                          app.conf.task_default_queue)
+    worker_engine = wfcelery.install(worker_app, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    wf = Workflow("no-redis")
+    wf.add("a", "proj.echo", args=[1])
+    run = engine.submit(wf)
+    tid = run.state().nodes["a"].task_id
+    caplog.set_level(logging.WARNING, logger="wfcelery")
+    try:
+        with in_thread_worker(worker_app):
+            wait_for(lambda: AsyncResult(tid, app=app).ready(), timeout=30, message="the task to finish")
+            wait_for(lambda: worker_idle(r, app), message="worker idle")
+    finally:
+        worker_engine.gate.stop()
+    result = AsyncResult(tid, app=app)
+    assert (result.state, result.result) == ("SUCCESS", {"args": [1], "kwargs": {}})
+    logged = "\n".join(rec.getMessage() for rec in caplog.records if rec.name.startswith("wfcelery"))
+    assert f"could not record start of {tid}" in logged
+    assert f"could not record success of {tid}" in logged
+    assert status_of(run, "a") is not NodeStatus.FAILED
