@@ -93,6 +93,20 @@ def register_tasks(app: Celery) -> None:
             raise RuntimeError(f"flaky attempt {n}")
         return n
 
+    @app.task(shared=False, name="proj.block_flaky", bind=True)
+    def block_flaky(self: Any, key: str, failures: int, counter: str, native: bool = False,
+                    timeout: float = 30.0) -> int:
+        """Runs until the test pushes to ``key`` (like proj.block), then fails like proj.flaky
+        (``native``: by Celery's own ``Task.retry``, which re-sends the message under the same id)."""
+        r = _probe(app)
+        r.blpop([key], timeout=timeout)
+        n = r.incr(counter)
+        if n <= failures:
+            if native:
+                raise self.retry(countdown=0.1, max_retries=3, exc=RuntimeError(f"flaky attempt {n}"))
+            raise RuntimeError(f"flaky attempt {n}")
+        return n
+
     @app.task(shared=False, name="proj.native_retry", bind=True, max_retries=3)
     def native_retry(self: Any, failures: int) -> int:
         if self.request.retries < failures:

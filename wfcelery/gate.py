@@ -2,14 +2,15 @@
 
 Revoke broadcasts are an optimisation (a worker that is down misses them); this gate is the cheap first
 line of the guarantee. It lives in the worker's main process and answers from memory: the set of runs
-that are paused, cancelled or failed, and the epoch below which a resumed run's messages are stale. A
+that are paused, cancelled or failed (up to which epoch). A
 thread keeps it fresh from Redis pub/sub and resyncs the whole table every ``wfcelery_gate_resync``
 seconds. The authoritative check is the ``start`` Lua script run just before a task body (see hooks.py),
 which is atomic with pause/cancel; this gate only spares most of those round trips and drops queued
 messages without handing them to the pool.
 
 Gate entries (``<prefix>:gate`` HASH, run id -> entry): ``<letter><epoch>:<expires unix time>``, letter
-P (paused), C (cancelled), F (failed), R (running again after resume/retry).
+P (paused), C (cancelled), F (failed), R (running again after resume/retry: open; stale messages of
+older epochs are refused by the start script, which alone knows each node's epoch).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ class Gate:
             return False
         letter, gate_epoch = entry
         if letter == "R":
-            return epoch < gate_epoch
+            # Not "epoch < gate_epoch": a node that ran across a resume keeps its old epoch, and Celery's
+            # own re-sends of it (Task.retry, requeue after a lost worker process) must get through. The
+            # start script tells those from truly stale messages, per node.
+            return False
         return epoch <= gate_epoch
 
     def start(self) -> None:

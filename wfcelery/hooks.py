@@ -219,9 +219,10 @@ def _on_revoked(sender: Any = None, request: Any = None, terminated: bool = Fals
     parsed, engine = _parsed(task_id), engine_of(getattr(sender, "app", None))
     if parsed is None or engine is None:
         return
-    if task_id in _gated or engine.gate.closed(parsed[0], parsed[2]):
+    if not terminated and (task_id in _gated or engine.gate.closed(parsed[0], parsed[2])):
         _gated.discard(task_id)
-        return  # pause/cancel/fail already recorded these nodes
+        return  # a message that never started: pause/cancel/fail already decided its node
+    # A terminated task was RUNNING (cancel(terminate=True)): record it, or it stays RUNNING for good.
     try:
         reason = "expired" if expired else "terminated" if terminated else "revoked"
         engine.node_failed(parsed, None, {"type": "Revoked", "message": reason, "traceback": ""}, "revoked")
