@@ -283,7 +283,7 @@ def test_retry_after_failure_reuses_the_results_that_succeeded(app, engine, r, u
     a >> b
     f >> d
     b >> d
-    side = wf.add("side", "proj.count", kwargs={"sleep": 0.05})
+    wf.add("side", "proj.count", kwargs={"sleep": 0.05})  # an independent root
     with in_thread_worker(app, concurrency=2):
         run = engine.submit(wf)
         failed = wait_for(lambda: (s := run.state()).finished and s, timeout=30, message="the run to fail")
