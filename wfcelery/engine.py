@@ -177,7 +177,7 @@ class Engine:
         elif out[0] == "failed":
             self._revoke_pairs(run_id, out[2:])
             if out[1]:
-                self.tracker.set_gate(run_id, "F", epoch)
+                self.tracker.set_gate(run_id, "F", int(out[1][2]))
                 self._finished(run_id, out[1])
 
     def _finished(self, run_id: str, finish: Any) -> None:
@@ -198,22 +198,22 @@ class Engine:
     # -- control ----------------------------------------------------------------------------------------
 
     def pause(self, run_id: str) -> RunState:
-        before, after, _, *rest = self._control(run_id, "pause")
+        before, after, _, epoch, *rest = self._control(run_id, "pause")
         if after != RunStatus.PAUSED.value:
             raise ControlError(f"cannot pause run {run_id}: it is {before}")
         if before != after:
             queued, _ = _split_running(rest)
-            self.tracker.set_gate(run_id, "P", int(self.tracker.run_record(run_id)["epoch"]))
+            self.tracker.set_gate(run_id, "P", int(epoch))
             self._revoke_pairs(run_id, queued)
         return self.tracker.read_state(run_id)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
-        before, after, finish, *rest = self._control(run_id, "cancel")
+        before, after, finish, epoch, *rest = self._control(run_id, "cancel")
         if after != RunStatus.CANCELLED.value:
             raise ControlError(f"cannot cancel run {run_id}: it is {before}")
         if before != after:
             queued, running = _split_running(rest)
-            self.tracker.set_gate(run_id, "C", int(self.tracker.run_record(run_id)["epoch"]))
+            self.tracker.set_gate(run_id, "C", int(epoch))
             self._revoke_pairs(run_id, queued)
             if terminate and running:
                 self._revoke_pairs(run_id, running, terminate=True)

@@ -87,7 +87,7 @@ local function touch_if_finished(status)
   end
 end
 
--- End the run once. Returns {status, callback-or-false} for the caller to send the callback.
+-- End the run once. Returns {status, callback-or-false, epoch} for the caller (callback, worker gate).
 local function finish_run(status)
   redis.call('HSET', K_RUN, 'status', status, 'finished', now_ms())
   redis.call('DEL', K_DEPS)
@@ -95,7 +95,7 @@ local function finish_run(status)
   expire_all()
   redis.call('PUBLISH', run_field('chan'), status)
   local cb = run_field(status == 'SUCCEEDED' and 'on_success' or 'on_failure')
-  return {status, cb or false}
+  return {status, cb or false, tonumber(run_field('epoch'))}
 end
 
 -- When every node is terminal, a RUNNING run ends.

@@ -1,6 +1,6 @@
 -- control: pause, cancel (and the status half of resume/retry, see replan.lua).
 -- ARGV[1] operation: 'pause' | 'cancel'
--- Returns {status before, status after, finish, out...}
+-- Returns {status before, status after, finish, epoch, out...}
 --   pause:  out = idx, epoch pairs of queued nodes (to revoke), then 'R', idx... of running nodes
 --   cancel: out = idx, epoch pairs of queued nodes, then 'R', idx, epoch pairs of running nodes
 --   finish = false or {status, callback} (cancel ends the run)
@@ -11,9 +11,9 @@ if not status then
 end
 local target = op == 'pause' and 'PAUSED' or 'CANCELLED'
 if status == target or (status ~= 'RUNNING' and status ~= 'PAUSED') then
-  return {status, status, false}
+  return {status, status, false, tonumber(run_field('epoch'))}
 end
-local out = {status, target, false}
+local out = {status, target, false, tonumber(run_field('epoch'))}
 local running = {}
 local total = tonumber(run_field('total'))
 if op == 'pause' then
