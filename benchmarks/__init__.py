@@ -1,0 +1,4 @@
+"""wfcelery benchmarks: wfcelery against plain Celery canvas of the same shape, on the same Redis and workers.
+
+Run ``python -m benchmarks.run --quick`` (about a minute) or ``--full`` (``make bench``); see README.md here.
+"""

@@ -1,0 +1,316 @@
+"""Targets, the markdown report and the PNG chart, all computed from the results dict of one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+GB = 1_000_000_000
+
+#: Why each target is missed (from profiles of this harness; see benchmarks/README.md) and what would close it.
+#: Printed under "Gaps" only for the targets a run actually misses.
+GAP_NOTES: dict[str, str] = {}
+
+
+def _scenario(out: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((s for s in out.get("scenarios", []) if s.get("name") == name), None)
+
+
+def _side(out: dict[str, Any], name: str, side: str) -> dict[str, Any] | None:
+    s = _scenario(out, name)
+    return s["sides"].get(side) if s else None
+
+
+def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue #6 that this run measured: value, target, met, and by how much it is missed."""
+    found: list[dict[str, Any]] = []
+
+    def add(key: str, text: str, value: float | None, op: str, target: float, unit: str = "x") -> None:
+        if value is None:
+            found.append({"id": key, "text": text, "value": None, "op": op, "target": target, "unit": unit,
+                          "met": False, "score": None, "miss": "not measured: a side failed (see its error)"})
+            return
+        met = value >= target if op == ">=" else value <= target
+        if op == ">=":
+            miss = f"short by {100 * (1 - value / target):.0f}% (needs {target / value:.2f}x)" if value else "no data"
+        else:
+            miss = f"over by {100 * (value / target - 1):.0f}% (needs {value / target:.2f}x less)"
+        score = value / target if op == ">=" else (target / value if value else float("inf"))
+        found.append({"id": key, "text": text, "value": value, "op": op, "target": target, "unit": unit,
+                      "met": met, "score": round(score, 3), "miss": None if met else miss})
+
+    small, ceiling = _scenario(out, "small"), _side(out, "ceiling", "celery")
+    if small:
+        wf_side = small["sides"]["wfcelery"]
+        add("small_vs_celery", "Small workflows: wfcelery tasks/s vs plain canvas", small["ratios"]["tasks_per_s"],
+            ">=", 1.0)
+        _cpu_estimate(found, wf_side, small["sides"]["celery"])
+        if ceiling:
+            wf_rate, top = wf_side["tasks_per_s"], ceiling["tasks_per_s"]
+            add("small_vs_ceiling", "Small workflows: wfcelery tasks/s vs ceiling (no-op group)",
+                round(wf_rate / top, 3) if wf_rate and top else None, ">=", 0.9)
+            _cpu_estimate(found, wf_side, ceiling)
+    chain = _scenario(out, "long_chain")
+    if chain:
+        add("long_chain", "Long chain: wfcelery tasks/s vs plain chain", chain["ratios"]["tasks_per_s"], ">=", 10.0)
+        _cpu_estimate(found, chain["sides"]["wfcelery"], chain["sides"]["celery"])
+    scale = _scenario(out, "scale")
+    if scale:
+        p = scale["projection"] or {}
+        add("tracker_bytes", "Tracker state per no-op task (bytes)", p.get("tracker_bytes_per_task"), "<=", 150.0,
+            "B")
+        add("projected_memory", "Projected Redis for 1M tasks / 100k runs incl. result keys (GB)",
+            round(p["projected_total_bytes"] / GB, 3) if p else None, "<=", 0.5, "GB")
+    return found
+
+
+def _cpu_estimate(found: list[dict[str, Any]], wf: dict[str, Any], other: dict[str, Any]) -> None:
+    """The throughput ratio implied by total CPU per task (workers + Redis + client): steadier than wall-clock
+    rates on a machine shared with other work, and what the ratio would be if the machine were CPU-bound."""
+    a, b = wf.get("total_cpu_ms_per_task"), other.get("total_cpu_ms_per_task")
+    if found and a and b:
+        found[-1]["cpu_estimate"] = round(b / a, 3)
+
+
+def throughput_missed(out: dict[str, Any]) -> bool:
+    return any(not t["met"] for t in out.get("targets", []) if t["id"] in ("small_vs_celery", "small_vs_ceiling",
+                                                                          "long_chain"))
+
+
+# -- markdown ---------------------------------------------------------------------------------------------
+
+
+def _n(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and digits:
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int | float):
+        return f"{value:,.0f}" if abs(value) >= 100 or digits == 0 else f"{value:,.2f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def markdown(out: dict[str, Any], chart_name: str | None = None) -> str:
+    m, s = out["machine"], out.get("settings", {})
+    lines = [f"# wfcelery benchmarks: {out['date']} ({out['mode']})", "",
+             (f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, load average at start "
+             f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; Python {m['python']}, Celery "
+             f"{m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}, Redis server {m.get('redis_server')}."),
+             "", "Settings, the same for both sides (one app, one Redis, the same worker subprocesses): "
+             + ", ".join(f"`{k}={v}`" for k, v in s.items()) + ".", ""]
+    lines += _targets_md(out)
+    lines += _throughput_md(out)
+    lines += _cost_md(out)
+    lines += _memory_md(out)
+    lines += _latency_md(out)
+    lines += _control_md(out)
+    lines += _profile_md(out)
+    lines += _gaps_md(out)
+    if chart_name:
+        lines += ["", f"![ratios]({chart_name})"]
+    lines += ["", f"Total benchmark time {out.get('duration_s', '?')} s."]
+    return "\n".join(lines) + "\n"
+
+
+def _targets_md(out: dict[str, Any]) -> list[str]:
+    rows = []
+    for t in out.get("targets", []):
+        unit = "x" if t["unit"] == "x" else f" {t['unit']}"
+        rows.append([t["text"], "-" if t["value"] is None else f"{t['value']:,}{unit}", f"{t['op']} {t['target']:,}{unit}",
+                     "met" if t["met"] else f"**missed**: {t['miss']}",
+                     f"{t['cpu_estimate']:.2f}x" if t.get("cpu_estimate") else ""])
+    if not rows:
+        return []
+    return ["## Targets (ratios measured in this run)", ""] + _table(
+        ["target", "measured", "target", "status", "CPU-time estimate"], rows) + [
+        "", ("CPU-time estimate: the same ratio computed from total CPU per task (workers + Redis + client), which "
+            "other load on the machine disturbs less than wall-clock rates."), ""]
+
+
+def _throughput_md(out: dict[str, Any]) -> list[str]:
+    rows = []
+    for sc in out["scenarios"]:
+        if sc["name"] not in ("ceiling", "small", "long_chain", "wide", "scale", "latency"):
+            continue
+        wf, cel = sc["sides"].get("wfcelery", {}), sc["sides"].get("celery", {})
+        ratio = sc.get("ratios", {}).get("tasks_per_s")
+        rows.append([sc["title"], _n(wf.get("tasks_per_s")), _n(cel.get("tasks_per_s")),
+                     f"{ratio:.2f}x" if ratio else "-", _n(wf.get("runs_per_s"), 1), _n(cel.get("runs_per_s"), 1),
+                     _n(wf.get("submit_runs_per_s"), 1) if "submit_runs_per_s" in wf else "-",
+                     _fail(wf, cel)])
+    lines = ["## Throughput (end to end: first submit to last completion)", ""] + _table(
+        ["scenario", "wfcelery tasks/s", "plain Celery tasks/s", "wfcelery / plain", "wfcelery runs/s",
+         "plain runs/s", "wfcelery submits/s", "failures"], rows) + [""]
+    for sc in out["scenarios"]:
+        for side, d in sc.get("sides", {}).items():
+            if d.get("error"):
+                lines += [f"- **{sc['name']} / {side} failed**: {d['error']}"
+                          + (f"; worker log: `{d['worker_error']}`" if d.get("worker_error") else "")]
+    return lines + [""]
+
+
+def _fail(*sides: dict[str, Any]) -> str:
+    n = sum(s.get("failures", 0) for s in sides)
+    return "0" if not n else f"**{n}**"
+
+
+def _cost_md(out: dict[str, Any]) -> list[str]:
+    rows = []
+    for sc in out["scenarios"]:
+        for side, d in sc.get("sides", {}).items():
+            if "worker_cpu_ms_per_task" not in d:
+                continue
+            calls = ", ".join(f"{k} {v}" for k, v in list(d["redis_calls_per_task"].items())[:6])
+            rows.append([sc["name"], side, d["worker_cpu_ms_per_task"], d["redis_cpu_ms_per_task"],
+                         d["client_cpu_ms_per_task"], d.get("total_cpu_ms_per_task", ""), d["redis_commands_per_task"],
+                         calls])
+    if not rows:
+        return []
+    return ["## Cost per task (CPU milliseconds per task; Redis commands per task)", ""] + _table(
+        ["scenario", "side", "worker CPU ms", "Redis CPU ms", "client CPU ms", "total CPU ms", "Redis cmds",
+         "top Redis calls"], rows) + [""]
+
+
+def _memory_md(out: dict[str, Any]) -> list[str]:
+    rows = []
+    for sc in out["scenarios"]:
+        for side, d in sc.get("sides", {}).items():
+            mem = d.get("memory")
+            if not mem:
+                continue
+            tasks, runs = d["tasks"], d.get("runs") or 1
+            for cat, v in mem.items():
+                if not v["keys"]:
+                    continue
+                rows.append([sc["name"], side, cat, _n(v["keys"]), _n(v["bytes"]), _n(v["bytes"] / tasks, 1),
+                             _n(v["bytes"] / runs, 1), _n(v["memory_usage_bytes"] / tasks, 1)])
+            rows.append([sc["name"], side, "total (used_memory delta)", "", _n(d["memory_total_bytes"]),
+                         _n(d["memory_total_bytes"] / tasks, 1), _n(d["memory_total_bytes"] / runs, 1), ""])
+    if not rows:
+        return []
+    lines = ["## Redis memory left after the runs", "",
+             ("Bytes = drop in `used_memory` when the category's keys are deleted (values, names, dict and expiry "
+             "entries); MEMORY USAGE = sampled `MEMORY USAGE` per task, as a cross-check."), ""]
+    lines += _table(["scenario", "side", "keys", "count", "bytes", "B/task", "B/run", "MEMORY USAGE B/task"], rows)
+    scale = _scenario(out, "scale")
+    if scale and scale["projection"]:
+        p = scale["projection"]
+        lines += ["", (f"Projection to 1M tasks / 100k runs: tracker {p['projected_tracker_bytes'] / GB:.3f} GB + "
+                      f"Celery result keys {p['projected_result_bytes'] / GB:.3f} GB = "
+                      f"**{p['projected_total_bytes'] / GB:.3f} GB**; at the measured rate 1M tasks take "
+                      f"{p['minutes_for_1M_tasks']} minutes on this machine. Peak `used_memory` during the scale run "
+                      f"was {scale['sides']['wfcelery']['peak_memory_delta_bytes'] / 1e6:.1f} MB above the start.")]
+    return lines + [""]
+
+
+def _latency_md(out: dict[str, Any]) -> list[str]:
+    sc = _scenario(out, "latency")
+    if not sc:
+        return []
+    rows = [[side, d.get("samples"), d.get("median_ms"), d.get("p99_ms"), d.get("mean_ms"), d.get("max_ms")]
+            for side, d in sc["sides"].items()]
+    return [f"## {sc['title']}", ""] + _table(["side", "samples", "median ms", "p99 ms", "mean ms", "max ms"],
+                                              rows) + [""]
+
+
+def _control_md(out: dict[str, Any]) -> list[str]:
+    sc = _scenario(out, "control")
+    if not sc:
+        return []
+    wf, cel = sc["sides"]["wfcelery"], sc["sides"]["celery"]
+    rows = [[op, f"{wf[op + '_s']:.3f}"] for op in ("submit", "pause", "resume", "cancel", "cleanup")]
+    rows.append([f"plain Celery: `control.revoke()` of {sc['params']['nodes']:,} ids", f"{cel['revoke_s']:.3f}"])
+    note = "states as expected (PAUSED, RUNNING, CANCELLED)" if sc.get("ok") else (
+        f"**unexpected states**: {wf['after_pause']}, {wf['after_resume']}, {wf['after_cancel']}")
+    return [f"## {sc['title']}", ""] + _table(["operation", "seconds"], rows) + ["", note, ""]
+
+
+def _profile_md(out: dict[str, Any]) -> list[str]:
+    prof = out.get("profile")
+    if not prof:
+        return []
+    if prof.get("skipped"):
+        return ["## Profile", "", f"Skipped: {prof['skipped']}", ""]
+    lines = [f"## Profile: {prof['title']}", "",
+             ("py-spy (non-blocking, ~100 Hz) on every worker process; percentages of all samples of that side "
+             "(idle excluded). Throughput of a profiled run is lower than unprofiled."), ""]
+    for side, d in prof["sides"].items():
+        p = d.get("profile", {})
+        lines += [(f"**{side}** ({d['tasks_per_s']:,.0f} tasks/s profiled, {p.get('samples', 0):,} samples, worker "
+                  f"CPU {d['worker_cpu_ms_per_task']} ms/task, Redis CPU {d['redis_cpu_ms_per_task']} ms/task)"), ""]
+        lines += _table(["inclusive %", "frame"], [[pct, f"`{f}`"] for f, pct in p.get("inclusive", [])[:20]])
+        lines += [""]
+    return lines
+
+
+def _gaps_md(out: dict[str, Any]) -> list[str]:
+    missed = [t for t in out.get("targets", []) if not t["met"]]
+    if not missed:
+        return ["## Gaps", "", "Every target measured in this run was met.", ""]
+    lines = ["## Gaps and what would close them", ""]
+    for t in missed:
+        value = "-" if t["value"] is None else f"{t['value']:,}"
+        lines += [f"- **{t['text']}**: {value} vs {t['op']} {t['target']:,} -- {t['miss']}.",
+                  *([f"  {GAP_NOTES[t['id']]}"] if t["id"] in GAP_NOTES else [])]
+    return lines + [""]
+
+
+# -- chart ------------------------------------------------------------------------------------------------
+
+
+def chart_bars(out: dict[str, Any]) -> list[tuple[str, float, float | None]]:
+    """(label, ratio, target ratio or None): every ratio is 'higher is better for wfcelery'."""
+    bars: list[tuple[str, float, float | None]] = []
+    by_id = {t["id"]: t for t in out.get("targets", [])}
+    for key, label in (("small_vs_celery", "small wf\nvs canvas"), ("small_vs_ceiling", "small wf\nvs ceiling"),
+                       ("long_chain", "long chain\nvs chain")):
+        if key in by_id and by_id[key]["value"] is not None:
+            bars.append((label, by_id[key]["value"], by_id[key]["target"]))
+    wide = _scenario(out, "wide")
+    if wide and wide["ratios"]["tasks_per_s"]:
+        bars.append(("wide\nvs chord", wide["ratios"]["tasks_per_s"], None))
+    lat = _scenario(out, "latency")
+    if lat and lat["ratios"]["median_celery_over_wfcelery"]:
+        bars.append(("latency\n(chain/wf)", lat["ratios"]["median_celery_over_wfcelery"], None))
+    for key, label in (("tracker_bytes", "150 B /\ntracker B"), ("projected_memory", "0.5 GB /\nprojected")):
+        if key in by_id and by_id[key]["score"]:
+            bars.append((label, by_id[key]["score"], 1.0))
+    return bars
+
+
+def chart(out: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no chart")
+        return False
+    bars = chart_bars(out)
+    if not bars:
+        return False
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(bars)), 4.5))
+    xs = range(len(bars))
+    colors = ["#999999" if t is None else ("#2e8b57" if v >= t else "#c0392b") for _, v, t in bars]
+    ax.bar(xs, [v for _, v, _ in bars], color=colors)
+    for x, (_, v, t) in zip(xs, bars, strict=True):
+        ax.annotate(f"{v:.2f}x", (x, v), ha="center", va="bottom", fontsize=8)
+        if t is not None:
+            ax.hlines(t, x - 0.4, x + 0.4, colors="black", linestyles="dashed", linewidth=1)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="#555555", linewidth=0.5)
+    ax.set_xticks(list(xs), [label for label, _, _ in bars], fontsize=8)
+    ax.set_ylabel("ratio (higher is better for wfcelery; dashed = target)")
+    ax.set_title(f"wfcelery vs plain Celery, {out['date']} ({out['mode']}, {out['machine']['cpus']} CPUs)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

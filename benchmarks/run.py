@@ -1,0 +1,140 @@
+"""Run the benchmarks: ``python -m benchmarks.run --quick`` (about a minute) or ``--full`` (up to ~10 minutes).
+
+Starts a throwaway Redis on a free port and ``celery worker`` subprocess(es) on it, runs every scenario for
+wfcelery and for plain Celery canvas with the same app, Redis and worker settings, then prints a markdown
+table and writes ``benchmarks/results/<date>[-quick].{json,md,png}`` (or into ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import celery
+import kombu
+import redis
+from celery._state import _set_task_join_will_block
+
+from . import report, scenarios
+from .harness import Profiler, Workers, WorkerSettings, make_workdir, redis_server_class
+from .tasks import QUEUE, make_app
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("ceiling", "small", "long_chain", "wide", "scale", "latency", "control")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="small sizes (default)")
+    mode.add_argument("--full", action="store_true", help="the sizes of issue #6 (~10 minutes on 2 cores)")
+    p.add_argument("--only", action="append", choices=SCENARIOS, help="run only these scenarios (repeatable)")
+    p.add_argument("--pool", default="prefork", choices=("prefork", "solo", "threads"))
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (each with --concurrency)")
+    p.add_argument("--profile", choices=("auto", "on", "off"), default="auto",
+                   help="py-spy the workers on small workflows: auto = in --full when a throughput target is "
+                        "missed")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the json/md/png")
+    p.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
+    return p.parse_args(argv)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "platform": platform.platform(),
+            "python": platform.python_version(), "celery": celery.__version__, "kombu": kombu.__version__,
+            "redis_py": redis.__version__, "load_average_at_start": list(os.getloadavg())}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    full = bool(args.full)
+    sizes = scenarios.FULL if full else scenarios.QUICK
+    wanted = args.only or list(SCENARIOS)
+    workdir = make_workdir()
+    server = redis_server_class()().start()
+    started = time.monotonic()
+    workers: Workers | None = None
+    out: dict[str, Any] = {"mode": "full" if full else "quick", "date": dt.datetime.now().isoformat(
+        timespec="seconds"), "machine": machine(), "sizes": sizes.__dict__, "scenarios": []}
+    try:
+        broker, backend = f"{server.url}/0", f"{server.url}/1"
+        app = make_app(broker, backend)
+        # The benchmark polls for completion; it never joins a result. Without this, every task this
+        # process sends subscribes its result channel (RedisBackend.on_task_call) and nothing drains them.
+        _set_task_join_will_block(True)
+        settings = WorkerSettings(args.pool, args.concurrency, args.workers)
+        workers = Workers(settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir).start(app)
+        r_results = redis.Redis.from_url(backend, decode_responses=True)
+        r_broker = redis.Redis.from_url(broker, decode_responses=True)
+        out["machine"]["redis_server"] = r_results.info("server")["redis_version"]
+        out["settings"] = settings.describe(app)
+        print(f"wfcelery benchmarks ({out['mode']}), Redis {out['machine']['redis_server']} on {server.url}, "
+              f"logs in {workdir}")
+        print("settings (both sides): " + ", ".join(f"{k}={v}" for k, v in out["settings"].items()))
+        bench = scenarios.Bench(app, workers, r_results, r_broker, Profiler(workdir))
+        runners = {
+            "ceiling": lambda: scenarios.ceiling(bench, sizes.ceiling),
+            "small": lambda: scenarios.small(bench, sizes.small_runs),
+            "long_chain": lambda: scenarios.long_chain(bench, sizes.chain),
+            "wide": lambda: scenarios.wide(bench, sizes.wide),
+            "scale": lambda: scenarios.scale(bench, sizes.scale_runs),
+            "latency": lambda: scenarios.latency(bench, sizes.latency),
+            "control": lambda: scenarios.control(bench, sizes.control),
+        }
+        for name in SCENARIOS:
+            if name in wanted:
+                print(f"[{time.monotonic() - started:6.1f}s] {name}")
+                out["scenarios"].append(runners[name]())
+        out["targets"] = report.targets(out)
+        if args.profile == "on" or (args.profile == "auto" and full and report.throughput_missed(out)):
+            print(f"[{time.monotonic() - started:6.1f}s] profile")
+            out["profile"] = scenarios.profile(bench, sizes.profile_runs)
+    finally:
+        if workers is not None:
+            workers.stop()
+        server.stop()
+    out["duration_s"] = round(time.monotonic() - started, 1)
+    paths = write(out, args.out, chart=not args.no_chart)
+    print()
+    print(paths["markdown"])
+    print(f"\nwrote {', '.join(str(p) for k, p in paths.items() if k != 'markdown')}")
+    if not any(s.get("failures") for sc in out["scenarios"] for s in sc.get("sides", {}).values()):
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+def write(out: dict[str, Any], directory: Path, chart: bool = True) -> dict[str, Any]:
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = dt.date.today().isoformat() + ("" if out["mode"] == "full" else "-quick")
+    paths: dict[str, Any] = {"json": directory / f"{stem}.json", "md": directory / f"{stem}.md"}
+    if chart:
+        png = directory / f"{stem}.png"
+        if report.chart(out, png):
+            paths["png"] = png
+    markdown = report.markdown(out, chart_name=paths["png"].name if "png" in paths else None)
+    paths["json"].write_text(json.dumps(out, indent=2, default=str) + "\n")
+    paths["md"].write_text(markdown)
+    paths["markdown"] = markdown
+    return paths
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

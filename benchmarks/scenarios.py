@@ -1,0 +1,400 @@
+"""The seven benchmarks. Each runs its wfcelery side and its plain Celery canvas side on the same app, Redis
+and workers, one after the other, and returns a dict for the report.
+
+Every side starts from an empty result/tracker database (db 1) and is timed end to end: from the first
+submit to the moment the poller sees the last run (or the last task) finished.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery, chain, chord, group
+
+import wfcelery
+from wfcelery import Workflow
+
+from .harness import (
+    Meter,
+    Profiler,
+    Stalled,
+    Waiter,
+    Workers,
+    drop_result_subscriptions,
+    measure_memory,
+    process_cpu,
+    used_memory,
+)
+from .tasks import IDLE_QUEUE, PREFIX
+
+#: Nodes per small workflow: a -> 8 parallel -> c.
+SMALL_WIDTH = 8
+SMALL_TASKS = SMALL_WIDTH + 2
+#: The scale the redis.workflow design targets, which the scale benchmark projects to.
+PROJECT_TASKS, PROJECT_RUNS = 1_000_000, 100_000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ceiling: int
+    small_runs: int
+    chain: int
+    wide: int
+    scale_runs: int
+    latency: int
+    control: int
+    profile_runs: int
+
+
+QUICK = Sizes(ceiling=2_000, small_runs=200, chain=300, wide=2_000, scale_runs=1_000, latency=100,
+              control=2_000, profile_runs=150)
+FULL = Sizes(ceiling=10_000, small_runs=2_000, chain=2_000, wide=10_000, scale_runs=10_000, latency=500,
+             control=10_000, profile_runs=600)
+
+Submit = Callable[[], tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]]
+
+
+def _tracker_kind(kind: str) -> Callable[[str], bool]:
+    def pred(key: str) -> bool:
+        return key.startswith(PREFIX + ":{") and key.endswith("}:" + kind)
+    return pred
+
+
+#: Memory categories, in deletion order. Per-run tracker keys by kind; "tracker shared" is the run index,
+#: plans and the gate; Celery's chord keys are the 5.7 claim keys (`.c`, kept >= 300 s) and counters.
+MEMORY_CATEGORIES: list[tuple[str, Callable[[str], bool]]] = [
+    *((f"tracker {kind}", _tracker_kind(kind)) for kind in ("run", "nodes", "results", "events", "deps", "errors")),
+    ("tracker shared", lambda k: k.startswith(PREFIX + ":")),
+    ("celery results", lambda k: k.startswith("celery-task-meta-")),
+    ("celery chord", lambda k: k.startswith(("celery-taskset-meta-", "chord-unlock"))),
+]
+
+
+def tracker_bytes(memory: dict[str, Any]) -> int:
+    return sum(v["bytes"] for k, v in memory.items() if k.startswith("tracker"))
+
+
+class Bench:
+    """What every scenario needs: the app, its engine, the Redis databases, the workers and the meters."""
+
+    def __init__(self, app: Celery, workers: Workers, r_results: redis.Redis, r_broker: redis.Redis,
+                 profiler: Profiler | None = None, log: Callable[[str], None] = print) -> None:
+        self.app = app
+        self.engine = wfcelery.install(app)
+        self.workers = workers
+        self.r = r_results
+        self.r_broker = r_broker
+        self.meter = Meter(workers, r_results)
+        backend = app.backend
+        self.waiter = Waiter(r_results, lambda t: backend.get_key_for_task(t).decode(),
+                             self.engine.tracker.keys.run)
+        self.profiler = profiler
+        self.log = log
+        self.noop = app.tasks["bench.noop"]
+        self.stamp = app.tasks["bench.stamp"]
+
+    def reset(self) -> None:
+        self.r.flushdb()
+        drop_result_subscriptions(self.app)
+        self.waiter.failures.clear()
+
+    def measure(self, label: str, tasks: int, runs: int | None, submit: Submit, timeout: float,
+                memory: bool = False) -> dict[str, Any]:
+        """Time one side end to end; with ``memory`` also attribute the Redis memory it left behind."""
+        self.reset()
+        base = used_memory(self.r)
+        self.waiter.peak_memory = base
+        before = self.meter.snapshot()
+        items, check = submit()
+        submitted = time.monotonic()
+        try:
+            end = self.waiter.wait(items, check, timeout, alive=self.workers.alive,
+                                   busy=lambda: process_cpu(self.workers.pids()))
+        except (TimeoutError, Stalled) as e:
+            error = f"{type(e).__name__}: {e}"
+            cause = self.workers.last_error()
+            self.log(f"  {label}: FAILED {error}" + (f"; worker log: {cause}" if cause else ""))
+            return {"tasks": tasks, "runs": runs, "tasks_per_s": None, "error": error, "worker_error": cause,
+                    "after_s": round(time.monotonic() - before.wall, 1), "failures": len(items)}
+        after = self.meter.snapshot()
+        elapsed = end - before.wall
+        side: dict[str, Any] = {
+            "tasks": tasks, "elapsed_s": round(elapsed, 3), "tasks_per_s": round(tasks / elapsed, 1),
+            "submit_s": round(submitted - before.wall, 3),
+        }
+        if runs:
+            side.update(runs=runs, runs_per_s=round(runs / elapsed, 1),
+                        submit_runs_per_s=round(runs / max(submitted - before.wall, 1e-9), 1))
+        side.update(Meter.per_task(before, after, tasks))
+        side["peak_memory_delta_bytes"] = self.waiter.peak_memory - base
+        side["failures"] = len(self.waiter.failures)
+        if self.waiter.failures:
+            side["failure_examples"] = sorted(self.waiter.failures)[:5]
+        if memory:
+            drop_result_subscriptions(self.app)
+            side["memory_total_bytes"] = used_memory(self.r) - base
+            side["memory"] = measure_memory(self.r, MEMORY_CATEGORIES)
+        self.log(f"  {label}: {tasks} tasks in {elapsed:.2f} s = {tasks / elapsed:,.0f} tasks/s"
+                 + (f" ({runs / elapsed:,.1f} runs/s)" if runs else "")
+                 + (f"  FAILURES: {len(self.waiter.failures)}" if self.waiter.failures else ""))
+        return side
+
+    # -- the two sides' building blocks ----------------------------------------------------------------
+
+    def submit_runs(self, wf: Workflow, count: int) -> Submit:
+        def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
+            ids = [self.engine.submit(wf).id for _ in range(count)]
+            return ids, self.waiter.runs_done
+        return submit
+
+    def submit_canvas(self, build: Callable[[], Any], count: int = 1) -> Submit:
+        """Publish ``count`` canvases; each is done when the result its ``apply_async`` returned is ready
+        (for a chain: its last task; for a chord: the body)."""
+        def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
+            ids = [build().apply_async().id for _ in range(count)]
+            return ids, self.waiter.tasks_done
+        return submit
+
+
+def _timeout(tasks: int, floor: float = 120.0, rate: float = 40.0) -> float:
+    return max(floor, tasks / rate)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+# -- workflows --------------------------------------------------------------------------------------------
+
+
+def small_workflow(task: str = "bench.noop") -> Workflow:
+    wf = Workflow("bench-small")
+    wf.add("a", task)
+    mids = [wf.add(f"b{i}", task, after=["a"]).name for i in range(SMALL_WIDTH)]
+    wf.add("c", task, after=mids)
+    return wf
+
+
+def chain_workflow(n: int, task: str = "bench.noop") -> Workflow:
+    wf = Workflow(f"bench-chain-{n}")
+    wf.add("n0", task)
+    for i in range(1, n):
+        wf.add(f"n{i}", task, after=[f"n{i - 1}"])
+    return wf
+
+
+def wide_workflow(n: int, queue_type: str | None = None, join: bool = True) -> Workflow:
+    wf = Workflow(f"bench-wide-{n}{'-' + queue_type if queue_type else ''}")
+    opts = {"type": queue_type} if queue_type else {}
+    names = [wf.add(f"p{i}", "bench.noop", **opts).name for i in range(n)]
+    if join:
+        wf.add("join", "bench.noop", after=names)
+    return wf
+
+
+# -- 1. ceiling -------------------------------------------------------------------------------------------
+
+
+def ceiling(b: Bench, n: int) -> dict[str, Any]:
+    def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
+        res = group(b.noop.s() for _ in range(n)).apply_async()
+        return [r.id for r in res.results], b.waiter.tasks_done
+
+    side = b.measure("celery group", n, None, submit, _timeout(n))
+    return {"name": "ceiling", "title": f"Ceiling: {n:,} independent no-op tasks (plain Celery group)",
+            "params": {"tasks": n}, "sides": {"celery": side}}
+
+
+# -- 2. small workflows -----------------------------------------------------------------------------------
+
+
+def small(b: Bench, runs: int, memory: bool = True) -> dict[str, Any]:
+    tasks = runs * SMALL_TASKS
+    noop = b.noop
+
+    def canvas() -> Any:
+        return chain(noop.s(), chord([noop.s() for _ in range(SMALL_WIDTH)], noop.s()))
+
+    wf = b.measure("wfcelery", tasks, runs, b.submit_runs(small_workflow(), runs), _timeout(tasks), memory)
+    cel = b.measure("celery chain(a, chord(8), c)", tasks, runs, b.submit_canvas(canvas, runs), _timeout(tasks),
+                    memory)
+    return {"name": "small", "title": f"Small workflows: {runs:,} runs of a -> {SMALL_WIDTH} parallel -> c",
+            "params": {"runs": runs, "tasks": tasks}, "sides": {"wfcelery": wf, "celery": cel},
+            "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])}}
+
+
+# -- 3. long chain ----------------------------------------------------------------------------------------
+
+
+def long_chain(b: Bench, n: int) -> dict[str, Any]:
+    noop = b.noop
+    wf_def = chain_workflow(n)
+    wf = b.measure("wfcelery", n, 1, b.submit_runs(wf_def, 1), _timeout(n, rate=10))
+    cel = b.measure("celery chain", n, 1, b.submit_canvas(lambda: chain(noop.s() for _ in range(n))),
+                    _timeout(n, rate=5))
+    return {"name": "long_chain", "title": f"Long chain: one chain of {n:,} tasks",
+            "params": {"tasks": n}, "sides": {"wfcelery": wf, "celery": cel},
+            "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])}}
+
+
+# -- 4. wide fan-out / fan-in -----------------------------------------------------------------------------
+
+
+def wide(b: Bench, n: int) -> dict[str, Any]:
+    noop = b.noop
+    started = time.monotonic()
+    wf_def = wide_workflow(n)
+    build_s = time.monotonic() - started
+    wf = b.measure("wfcelery", n + 1, 1, b.submit_runs(wf_def, 1), _timeout(n))
+    wf["build_workflow_s"] = round(build_s, 3)
+    cel = b.measure("celery chord", n + 1, 1,
+                    b.submit_canvas(lambda: chord([noop.s() for _ in range(n)], noop.s())), _timeout(n))
+    return {"name": "wide", "title": f"Wide fan-out/fan-in: {n:,} parallel tasks, then a join",
+            "params": {"tasks": n + 1}, "sides": {"wfcelery": wf, "celery": cel},
+            "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])}}
+
+
+# -- 5. scale ---------------------------------------------------------------------------------------------
+
+
+def scale(b: Bench, runs: int) -> dict[str, Any]:
+    tasks = runs * SMALL_TASKS
+    wf = b.measure("wfcelery", tasks, runs, b.submit_runs(small_workflow(), runs), _timeout(tasks), memory=True)
+    title = (f"Scale: {tasks:,} tasks over {runs:,} runs (wfcelery), projected to {PROJECT_TASKS:,} tasks / "
+             f"{PROJECT_RUNS:,} runs")
+    if "memory" not in wf:
+        return {"name": "scale", "title": title, "params": {"runs": runs, "tasks": tasks}, "sides": {"wfcelery": wf},
+                "projection": None}
+    mem = wf["memory"]
+    tracker, results = tracker_bytes(mem), mem["celery results"]["bytes"]
+    projection = {
+        "tracker_bytes_per_task": round(tracker / tasks, 1),
+        "tracker_bytes_per_run": round(tracker / runs, 1),
+        "result_bytes_per_task": round(results / tasks, 1),
+        "total_bytes_per_task": round((tracker + results) / tasks, 1),
+        "projected_tracker_bytes": int(tracker / runs * PROJECT_RUNS),
+        "projected_result_bytes": int(results / tasks * PROJECT_TASKS),
+    }
+    projection["projected_total_bytes"] = projection["projected_tracker_bytes"] + projection[
+        "projected_result_bytes"]
+    projection["minutes_for_1M_tasks"] = round(PROJECT_TASKS / wf["tasks_per_s"] / 60, 1)
+    return {"name": "scale", "title": title,
+            "params": {"runs": runs, "tasks": tasks}, "sides": {"wfcelery": wf}, "projection": projection}
+
+
+# -- 6. latency -------------------------------------------------------------------------------------------
+
+
+def _latency_stats(values: list[float]) -> dict[str, float]:
+    ms = sorted(v * 1000 for v in values)
+    if not ms:
+        return {"samples": 0}
+    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+    return {"samples": len(ms), "median_ms": round(statistics.median(ms), 2), "p99_ms": round(p99, 2),
+            "mean_ms": round(statistics.fmean(ms), 2), "max_ms": round(ms[-1], 2)}
+
+
+def latency(b: Bench, n: int) -> dict[str, Any]:
+    stamp = b.stamp
+    holder: dict[str, Any] = {}
+
+    def wf_submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
+        run = b.engine.submit(chain_workflow(n, "bench.stamp"))
+        holder["run"] = run
+        return [run.id], b.waiter.runs_done
+
+    def cel_submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
+        res = chain(stamp.s() for _ in range(n)).apply_async()
+        holder["res"] = res
+        return [res.id], b.waiter.tasks_done
+
+    wf = b.measure("wfcelery", n, 1, wf_submit, _timeout(n, rate=5))
+    if not wf.get("error"):
+        wf.update(_latency_stats([v[1] for v in holder["run"].results().values() if v and v[1] is not None]))
+    cel = b.measure("celery chain", n, 1, cel_submit, _timeout(n, rate=5))
+    values, node = [], None if cel.get("error") else holder["res"]
+    while node is not None:
+        value = node.result
+        if value and value[1] is not None:
+            values.append(value[1])
+        node = node.parent
+    cel.update(_latency_stats(values))
+    b.log(f"  latency parent end -> child start: wfcelery median {wf.get('median_ms')} ms p99 "
+          f"{wf.get('p99_ms')} ms; celery median {cel.get('median_ms')} ms p99 {cel.get('p99_ms')} ms")
+    return {"name": "latency", "title": f"Latency: parent end -> child start, chain of {n:,} tasks",
+            "params": {"tasks": n}, "sides": {"wfcelery": wf, "celery": cel},
+            "ratios": {"median_celery_over_wfcelery": _ratio(cel.get("median_ms", 0), wf.get("median_ms", 0)),
+                       "p99_celery_over_wfcelery": _ratio(cel.get("p99_ms", 0), wf.get("p99_ms", 0))}}
+
+
+# -- 7. control -------------------------------------------------------------------------------------------
+
+
+def control(b: Bench, n: int) -> dict[str, Any]:
+    """pause() / resume() / cancel() on a run whose ``n`` nodes are all queued (on a queue no worker
+    consumes, so nothing moves underneath), and the plain Celery counterpart: revoking ``n`` task ids."""
+    b.reset()
+    wf_def = wide_workflow(n, queue_type=IDLE_QUEUE, join=False)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        out = fn()
+        timings[name] = round(time.monotonic() - started, 3)
+        return out
+
+    run = timed("submit_s", lambda: b.engine.submit(wf_def))
+    paused = timed("pause_s", run.pause)
+    resumed = timed("resume_s", run.resume)
+    cancelled = timed("cancel_s", run.cancel)
+    checks = {"after_pause": paused.status.value, "after_resume": resumed.status.value,
+              "after_cancel": cancelled.status.value}
+    timed("cleanup_s", run.cleanup)
+    res = group(b.noop.s().set(queue=IDLE_QUEUE) for _ in range(n)).apply_async()
+    ids = [r.id for r in res.results]
+    drop_result_subscriptions(b.app)
+    revoke = timed("revoke_s", lambda: b.app.control.revoke(ids))
+    del revoke
+    _purge(b.app, IDLE_QUEUE)
+    wf_side = {k: timings[k] for k in ("submit_s", "pause_s", "resume_s", "cancel_s", "cleanup_s")}
+    wf_side.update(checks)
+    b.log(f"  control on {n:,} queued nodes: pause {timings['pause_s']:.3f} s, resume {timings['resume_s']:.3f} s,"
+          f" cancel {timings['cancel_s']:.3f} s; celery revoke of {n:,} ids {timings['revoke_s']:.3f} s")
+    ok = checks == {"after_pause": "PAUSED", "after_resume": "RUNNING", "after_cancel": "CANCELLED"}
+    return {"name": "control", "title": f"Control: pause / resume / cancel on a {n:,}-node run (all queued)",
+            "params": {"nodes": n}, "sides": {"wfcelery": wf_side, "celery": {"revoke_s": timings["revoke_s"]}},
+            "ok": ok}
+
+
+def _purge(app: Celery, queue: str) -> None:
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(queue)
+
+
+# -- profile ----------------------------------------------------------------------------------------------
+
+
+def profile(b: Bench, runs: int) -> dict[str, Any]:
+    """Small workflows again with py-spy on the worker processes, one profile per side."""
+    if b.profiler is None or not b.profiler.available():
+        return {"name": "profile", "skipped": "py-spy not available (pip install py-spy)"}
+    tasks = runs * SMALL_TASKS
+    noop = b.noop
+    out: dict[str, Any] = {"name": "profile", "title": f"py-spy on the worker: {runs} small workflows per side",
+                           "params": {"runs": runs}, "sides": {}}
+    sides = {
+        "wfcelery": b.submit_runs(small_workflow(), runs),
+        "celery": b.submit_canvas(
+            lambda: chain(noop.s(), chord([noop.s() for _ in range(SMALL_WIDTH)], noop.s())), runs),
+    }
+    for name, submit in sides.items():
+        with b.profiler.record(b.workers.main_pids(), f"small-{name}") as prof:
+            side = b.measure(f"{name} (profiled)", tasks, runs, submit, _timeout(tasks))
+        side["profile"] = prof
+        out["sides"][name] = side
+    return out

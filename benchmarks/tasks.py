@@ -1,0 +1,63 @@
+"""The Celery project both sides of every benchmark run on: one app, one queue, the same worker.
+
+The benchmark process builds its app with :func:`make_app`; the worker subprocesses
+(``celery -A benchmarks.tasks worker``) get the module-level ``app``, configured from the ``WFBENCH_*``
+environment variables the runner sets. ``wfcelery.install`` is applied to the one app, so its defaults
+(late acks, prefetch 1, started state, task events) hold for the plain Celery canvas side too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import Celery
+
+import wfcelery
+
+#: The queue every benchmark task goes to (the worker consumes it).
+QUEUE = "bench"
+#: A queue no worker consumes: the control benchmark parks its nodes there.
+IDLE_QUEUE = "bench-idle"
+#: wfcelery's key prefix in the benchmark Redis.
+PREFIX = "wfb"
+
+
+def make_app(broker: str, backend: str, prefix: str = PREFIX) -> Celery:
+    app = Celery("bench", broker=broker, backend=backend, set_as_current=False)
+    app.conf.update(
+        task_default_queue=QUEUE,
+        wfcelery_key_prefix=prefix,
+        wfcelery_redis_url=backend,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+
+    @app.task(name="bench.noop")
+    def noop(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    @app.task(name="bench.stamp")
+    def stamp(prev: Any = None) -> list[float | None]:
+        """Returns ``[end time, start - parent's end]`` (seconds); the parent's result is its first argument."""
+        start = time.time()
+        latency = start - float(prev[0]) if prev else None
+        return [time.time(), latency]
+
+    wfcelery.install(app)
+    return app
+
+
+def __getattr__(name: str) -> Celery:
+    """``app`` for ``celery -A benchmarks.tasks worker``, built on first use from the runner's environment
+    (lazily, so importing this module never points anything at a Redis the runner did not start)."""
+    if name != "app":
+        raise AttributeError(name)
+    broker = os.environ.get("WFBENCH_BROKER")
+    if not broker:
+        raise RuntimeError("benchmarks.tasks.app is for worker subprocesses started by benchmarks.run "
+                           "(WFBENCH_BROKER is not set)")
+    app = make_app(broker, os.environ.get("WFBENCH_BACKEND", broker), os.environ.get("WFBENCH_PREFIX", PREFIX))
+    globals()["app"] = app
+    return app

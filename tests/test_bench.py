@@ -1,0 +1,60 @@
+"""The benchmark harness still runs (``python -m benchmarks.run --quick``): every scenario, both sides, a JSON
+report. No performance assertions -- numbers on a shared machine are noise; this only keeps the harness alive."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = {"ceiling", "small", "long_chain", "wide", "scale", "latency", "control"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
+    # A subprocess: the runner changes process-wide Celery state (task_join_will_block) and starts its own
+    # Redis and workers; a hang here must not take the rest of the suite with it.
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--profile", "off", "--out",
+                           str(tmp_path)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    [report_json] = tmp_path.glob("*-quick.json")
+    report = json.loads(report_json.read_text())
+    assert report["mode"] == "quick"
+    assert report["settings"]["pool"] and report["settings"]["concurrency"] >= 1
+    by_name = {s["name"]: s for s in report["scenarios"]}
+    assert set(by_name) == SCENARIOS
+
+    for name, scenario in by_name.items():
+        if name == "control":
+            continue
+        for side, data in scenario["sides"].items():
+            assert not data.get("error"), f"{name}/{side}: {data.get('error')} ({data.get('worker_error')})"
+            assert data["failures"] == 0, f"{name}/{side}: {data.get('failure_examples')}"
+            assert data["tasks_per_s"] > 0, f"{name}/{side}"
+        expected = {"ceiling": {"celery"}, "scale": {"wfcelery"}}.get(name, {"wfcelery", "celery"})
+        assert set(scenario["sides"]) == expected, name
+
+    control = by_name["control"]
+    assert control["ok"], control["sides"]["wfcelery"]
+    assert control["sides"]["wfcelery"]["pause_s"] > 0 and control["sides"]["wfcelery"]["resume_s"] > 0
+
+    memory = by_name["scale"]["projection"]
+    assert memory["tracker_bytes_per_task"] > 0 and memory["result_bytes_per_task"] > 0
+    assert by_name["latency"]["sides"]["wfcelery"]["samples"] == report["sizes"]["latency"] - 1
+    assert {t["id"] for t in report["targets"]} == {"small_vs_celery", "small_vs_ceiling", "long_chain",
+                                                    "tracker_bytes", "projected_memory"}
+
+    markdown = report_json.with_suffix(".md").read_text()
+    assert "## Targets" in markdown and "## Throughput" in markdown
+    assert "pool=" in proc.stdout  # the settings are printed with the results
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert report_json.with_suffix(".png").stat().st_size > 0
