@@ -59,10 +59,15 @@ def uid() -> str:
 
 
 @pytest.fixture()
-def make_test_app(redis_url: str, uid: str) -> Callable[..., Celery]:
+def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
+    made: list[Celery] = []
+
     def factory(broker: str | None = None, **conf: Any) -> Celery:
-        return make_app(broker or redis_url, redis_url, f"t{uid}", f"q{uid}", **conf)
-    return factory
+        made.append(make_app(broker or redis_url, redis_url, f"t{uid}", f"q{uid}", **conf))
+        return made[-1]
+    yield factory
+    for app in made:  # an in-thread worker started the engine's gate thread: let it go
+        app._wfcelery_engine.gate.stop()
 
 
 @pytest.fixture()
