@@ -31,7 +31,6 @@ from wfcelery import (
     Workflow,
 )
 
-
 # -- helpers -------------------------------------------------------------------------------------------
 
 
@@ -421,7 +420,7 @@ def test_runs_lists_newest_first_with_filters(app, engine):
         for name, task in specs:
             if runs:  # distinct creation times (ms), so "newest first" is well defined
                 last = int(engine.tracker.run_record(runs[-1].id)["created"])
-                wait_for(lambda: int(time.time() * 1000) > last, message="the clock to move")
+                wait_for(lambda last=last: int(time.time() * 1000) > last, message="the clock to move")
             runs.append(engine.submit({"name": name, "tasks": [{"name": "t", "task": task}]}))
         for run in runs:
             try:
