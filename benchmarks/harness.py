@@ -85,8 +85,9 @@ class Workers:
     """``celery -A benchmarks.tasks worker`` subprocesses, one queue, the same settings for both sides."""
 
     def __init__(self, settings: WorkerSettings, broker: str, backend: str, prefix: str, queue: str,
-                 logdir: Path) -> None:
+                 logdir: Path, app_module: str = "benchmarks.tasks") -> None:
         self.settings = settings
+        self.app_module = app_module
         self.env = {**os.environ, "WFBENCH_BROKER": broker, "WFBENCH_BACKEND": backend,
                     "WFBENCH_PREFIX": prefix, "PYTHONPATH": os.pathsep.join(
                         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -99,7 +100,7 @@ class Workers:
         s = self.settings
         for i in range(s.workers):
             hostname = f"bench{i}-{os.getpid()}@{socket.gethostname()}"
-            cmd = [sys.executable, "-m", "celery", "-A", "benchmarks.tasks", "worker", "-Q", self.queue,
+            cmd = [sys.executable, "-m", "celery", "-A", self.app_module, "worker", "-Q", self.queue,
                    "-n", hostname, "-P", s.pool, "-c", str(s.concurrency), "--loglevel", "WARNING",
                    "--without-mingle", "--without-gossip"]
             log = open(self.logdir / f"worker{i}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -299,6 +300,14 @@ class Waiter:
 # -- memory ----------------------------------------------------------------------------------------------
 
 
+def pubsub_state(r: redis.Redis) -> dict[str, int]:
+    """Result-channel subscriptions held by every client and the output buffers Redis keeps for them (a
+    subscriber that never reads -- e.g. a worker that published a chord -- makes Redis buffer every result)."""
+    clients = r.client_list()
+    return {"subscriptions": sum(int(c.get("sub", 0)) + int(c.get("psub", 0)) for c in clients),
+            "output_buffer_bytes": sum(int(c.get("omem", 0)) for c in clients)}
+
+
 def scan_keys(r: redis.Redis, pattern: str) -> list[str]:
     return list(r.scan_iter(match=pattern, count=2000))
 
@@ -312,7 +321,8 @@ def measure_memory(r: redis.Redis, categories: Sequence[tuple[str, Callable[[str
     """Bytes held by each category of keys in the current database, two ways:
 
     * ``bytes``: drop in Redis ``used_memory`` when the category's keys are deleted (everything: values,
-      key names, dict entries, expiry entries, allocator rounding). Destroys the keys.
+      key names, dict entries, expiry entries, allocator rounding). Destroys the keys. (Not one overall
+      ``used_memory`` delta: client buffers left by earlier sides come and go and would blur it.)
     * ``memory_usage_bytes``: MEMORY USAGE summed over a sample of keys, scaled to the key count.
 
     A key goes to the first category whose predicate accepts it; the rest are reported as ``other``.
@@ -400,24 +410,68 @@ def _frame(frame: str) -> str:
     return f"{func} ({short})"
 
 
-def summarize_stacks(stacks: Counter[str], top: int = 25) -> dict[str, Any]:
-    total = sum(stacks.values())
-    if not total:
-        return {"samples": 0, "self": [], "inclusive": []}
-    own: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
+#: Where a worker's samples go: the first bucket (in this order) with a frame in the stack takes the sample.
+PROFILE_BUCKETS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "pool": [
+        ("wfcelery: publish released children", ("Engine.publish (wfcelery/",)),
+        ("wfcelery: succeed (Lua + plan)", ("Engine.node_succeeded (wfcelery/", "_on_success (wfcelery/")),
+        ("wfcelery: start gate (Lua)", ("on_task_init (wfcelery/",)),
+        ("celery: publish next step (chain/chord)", ("_dispatch_callbacks_and_chain", "Signature.apply_async",
+                                                     "_chord.apply_async", "group.apply_async")),
+        ("celery: chord counter", ("on_chord_part_return",)),
+        ("celery: result backend writes", ("Backend.store_result", "mark_as_started", "mark_as_done",
+                                           "Backend.on_task_call")),
+        ("task body", ("noop (benchmarks/", "stamp (benchmarks/")),
+        ("celery: rest of trace", ("trace_task",)),
+        ("pool: receive job / send result", ("billiard/",)),
+    ],
+    "main": [
+        ("task events (publish)", ("EventDispatcher",)),
+        ("ack", ("Message.ack", "QoS.ack")),
+        ("receive messages", ("Transport.on_readable", "_brpop_read", "Transport._deliver", "on_poll_start")),
+        ("hand jobs to pool / read results", ("AsynPool", "ResultHandler", "schedule_writes")),
+        ("wfcelery gate", ("wfcelery/",)),
+        ("event loop wait", ("_epoll.poll", "Hub.create_loop")),
+    ],
+}
+
+
+def _bucket(role: str, frames: Sequence[str]) -> str:
+    for name, needles in PROFILE_BUCKETS.get(role, []):
+        if any(n in f for f in frames for n in needles):
+            return name
+    return "other"
+
+
+def summarize_stacks(stacks: Counter[str], top: int = 15) -> dict[str, Any]:
+    """Per process role (worker main process, pool processes): the frames with the most samples, inclusive
+    (frames present in nearly every sample of the role -- the bootstrap -- left out) and self."""
+    totals: Counter[str] = Counter()
+    own: dict[str, Counter[str]] = {}
+    incl: dict[str, Counter[str]] = {}
+    buckets: dict[str, Counter[str]] = {}
     for stack, count in stacks.items():
-        frames = [_frame(f) for f in stack.split(";") if f]
+        raw = [f for f in stack.split(";") if f]
+        role = "main" if sum(1 for f in raw if f.startswith("process ")) <= 1 else "pool"
+        frames = [_frame(f) for f in raw if not f.startswith("process ")]
         if not frames:
             continue
-        own[frames[-1]] += count
+        totals[role] += count
+        buckets.setdefault(role, Counter())[_bucket(role, frames)] += count
+        own.setdefault(role, Counter())[frames[-1]] += count
         for f in set(frames):
-            incl[f] += count
-    pct = lambda c: round(100 * c / total, 1)
-    return {"samples": total,
-            "self": [[f, pct(c)] for f, c in own.most_common(top)],
-            "inclusive": [[f, pct(c)] for f, c in incl.most_common(top * 2)
-                          if not f.startswith(("process ", "<module>", "_bootstrap", "run (threading"))][:top]}
+            incl.setdefault(role, Counter())[f] += count
+    roles: dict[str, Any] = {}
+    for role, total in totals.items():
+        def pct(c: int, total: int = total) -> float:
+            return round(100 * c / total, 1)
+        roles[role] = {
+            "samples": total,
+            "buckets": [[b, pct(c)] for b, c in buckets[role].most_common()],
+            "inclusive": [[f, pct(c)] for f, c in incl[role].most_common() if c < 0.9 * total][:top],
+            "self": [[f, pct(c)] for f, c in own[role].most_common(top)],
+        }
+    return {"samples": sum(totals.values()), "roles": roles}
 
 
 def drop_result_subscriptions(app: Celery) -> None:

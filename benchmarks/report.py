@@ -7,9 +7,56 @@ from typing import Any
 
 GB = 1_000_000_000
 
-#: Why each target is missed (from profiles of this harness; see benchmarks/README.md) and what would close it.
-#: Printed under "Gaps" only for the targets a run actually misses.
-GAP_NOTES: dict[str, str] = {}
+#: Why each target is missed and what would close it: from py-spy profiles of this harness, from timing the hooks'
+#: pieces in isolation, and from variants run with monkeypatches (2 vCPU, 2026-11-25; see benchmarks/README.md
+#: "Findings"). Printed under "Gaps" only for the targets a run misses.
+GAP_NOTES: dict[str, str] = {
+    "small_vs_celery": (
+        "wfcelery and the plain canvas cost about the same CPU per task (see the CPU-time estimate), so the "
+        "wall-clock ratio swings with other load on the machine. Publishing node messages with ignore_result=True "
+        "and not defaulting task_track_started (below) would put wfcelery clearly ahead."),
+    "small_vs_ceiling": (
+        "Why: the ceiling's messages are published by the client; a wfcelery node is the same Celery task plus two "
+        "Lua calls in the pool process (start before the body, succeed after: ~0.08 and ~0.09 ms CPU each, Python + "
+        "Redis, timed in isolation) plus the publishing of the children it releases (~0.4 ms per message, ~0.15 ms "
+        "of it the task-sent event) -- publishing moves from the client to the worker, and ~0.2 ms per task is "
+        "added. py-spy, pool processes, small workflows (see Profile): Celery's own result writes 31-36% (STARTED "
+        "and SUCCESS, each a GET then SETEX + PUBLISH), publishing released children 29-31%, succeed script "
+        "8-11%, start gate 7-10%. What would close it: publish node messages with ignore_result=True -- the tracker's "
+        "results hash already holds every result, so Celery's result keys only duplicate it -- and stop defaulting "
+        "task_track_started=True in install() (the start script records RUNNING): ~0.3 ms CPU and 6 Redis commands "
+        "less per task. A monkeypatched variant measured 2.04-2.19 ms total CPU per wfcelery task against "
+        "2.53-2.58 for the ceiling with results: about 1.2x the ceiling."),
+    "long_chain": (
+        "Why: a chain is serial, so its rate is 1 / per-step latency. A wfcelery step is one full Celery task round "
+        "trip (delivery, STARTED write, start script, body, SUCCESS write, succeed script, publish of the next "
+        "node, ack): ~2-2.5 ms here whatever the chain's length, while plain Celery slows with length (every "
+        "message carries the rest of the chain). 10x plain needs a serial chain to run above this machine's "
+        "parallel no-op ceiling (bound below), which no design that runs each node as its own Celery task can do "
+        "here; against plain chain at 60-70 tasks/s (issue #6's machine) the same ~480 tasks/s is ~7x. What would "
+        "shorten the step: no Celery result writes for nodes (ignore_result, no STARTED: 4 of ~8 Redis round trips "
+        "per step) and one Lua call per node instead of two (gate RUNNING in memory, record it with the success)."),
+    "tracker_bytes": (
+        "Per 10-node run: run hash ~435 B, nodes hash ~520 B, results hash ~250 B, event log ~730 B, run index "
+        "~120 B. What would close it (-60 to -90 B per task): the event log repeats what the nodes hash holds "
+        "(each node's start and finish times): keep run transitions, failures and retries only, or expire the log "
+        "soon after the run ends (-55 to -70 B); store no results field for a null result (absent = null for a "
+        "SUCCEEDED node, -20 B); intern worker hostnames, which every node repeats (-15 to -30 B with real "
+        "hostnames); drop run fields derivable from the run id or settings (chan, ttl, maxlen: -10 B)."),
+    "projected_memory": (
+        "Celery's own result key per node (~380 B per task, kept result_expires = the run TTL, 7 days) is ~65% of "
+        "the projection and duplicates the tracker's results hash. Node messages published with ignore_result=True "
+        "(or a short result_expires for them) leave the tracker's share alone, ~0.2 GB."),
+}
+
+#: Explanations for worker errors a run may hit (matched against the worker log line of a failed side).
+KNOWN_ERRORS: dict[str, str] = {
+    "too many results to unpack": (
+        "wfcelery bug: lua/succeed.lua releases a fan-in node with HMGET K_RESULTS unpack(parents); Lua's unpack "
+        "fails past ~8,000 values, after the script has already recorded the parent's success and counted it (Redis "
+        "does not roll scripts back), so the join is never released and the run stays RUNNING. Fetch the parents' "
+        "results in chunks (or after release, from the worker)."),
+}
 
 
 def _scenario(out: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -150,8 +197,10 @@ def _throughput_md(out: dict[str, Any]) -> list[str]:
     for sc in out["scenarios"]:
         for side, d in sc.get("sides", {}).items():
             if d.get("error"):
+                cause = d.get("worker_error") or ""
+                known = next((v for k, v in KNOWN_ERRORS.items() if k in cause), None)
                 lines += [f"- **{sc['name']} / {side} failed**: {d['error']}"
-                          + (f"; worker log: `{d['worker_error']}`" if d.get("worker_error") else "")]
+                          + (f"; worker log: `{cause}`" if cause else "") + (f". {known}" if known else "")]
     return lines + [""]
 
 
@@ -190,13 +239,22 @@ def _memory_md(out: dict[str, Any]) -> list[str]:
                     continue
                 rows.append([sc["name"], side, cat, _n(v["keys"]), _n(v["bytes"]), _n(v["bytes"] / tasks, 1),
                              _n(v["bytes"] / runs, 1), _n(v["memory_usage_bytes"] / tasks, 1)])
-            rows.append([sc["name"], side, "total (used_memory delta)", "", _n(d["memory_total_bytes"]),
-                         _n(d["memory_total_bytes"] / tasks, 1), _n(d["memory_total_bytes"] / runs, 1), ""])
+            total = sum(v["bytes"] for v in mem.values())
+            rows.append([sc["name"], side, "**all keys**", _n(sum(v["keys"] for v in mem.values())), _n(total),
+                         _n(total / tasks, 1), _n(total / runs, 1), ""])
+            if d.get("pubsub_subscriptions_added"):
+                buf = d.get("pubsub_buffer_bytes_added", 0)
+                rows.append([sc["name"], side, "pub/sub left by the side (not keys)",
+                             f"{d['pubsub_subscriptions_added']:,} subscriptions", _n(buf), _n(buf / tasks, 1),
+                             _n(buf / runs, 1), ""])
     if not rows:
         return []
     lines = ["## Redis memory left after the runs", "",
              ("Bytes = drop in `used_memory` when the category's keys are deleted (values, names, dict and expiry "
-             "entries); MEMORY USAGE = sampled `MEMORY USAGE` per task, as a cross-check."), ""]
+              "entries); MEMORY USAGE = sampled `MEMORY USAGE` per task, as a cross-check. Pub/sub: result-channel "
+              "subscriptions still held after the side (by the worker: Celery subscribes a worker that publishes a "
+              "chord to every header result and never unsubscribes) and the output buffers Redis keeps for them."),
+             ""]
     lines += _table(["scenario", "side", "keys", "count", "bytes", "B/task", "B/run", "MEMORY USAGE B/task"], rows)
     scale = _scenario(out, "scale")
     if scale and scale["projection"]:
@@ -238,14 +296,23 @@ def _profile_md(out: dict[str, Any]) -> list[str]:
     if prof.get("skipped"):
         return ["## Profile", "", f"Skipped: {prof['skipped']}", ""]
     lines = [f"## Profile: {prof['title']}", "",
-             ("py-spy (non-blocking, ~100 Hz) on every worker process; percentages of all samples of that side "
-             "(idle excluded). Throughput of a profiled run is lower than unprofiled."), ""]
+             ("py-spy (non-blocking, ~100 Hz, idle excluded) on every worker process, split into the worker's main "
+              "process and its pool processes; inclusive % of that role's samples, frames present in nearly "
+              "every sample (the bootstrap) left out. A profiled run is slower than an unprofiled one."), ""]
     for side, d in prof["sides"].items():
+        if d.get("error"):
+            lines += [f"**{side}** failed: {d['error']}", ""]
+            continue
         p = d.get("profile", {})
-        lines += [(f"**{side}** ({d['tasks_per_s']:,.0f} tasks/s profiled, {p.get('samples', 0):,} samples, worker "
-                  f"CPU {d['worker_cpu_ms_per_task']} ms/task, Redis CPU {d['redis_cpu_ms_per_task']} ms/task)"), ""]
-        lines += _table(["inclusive %", "frame"], [[pct, f"`{f}`"] for f, pct in p.get("inclusive", [])[:20]])
-        lines += [""]
+        lines += [(f"**{side}**: {d['tasks_per_s']:,.0f} tasks/s while profiled, worker CPU "
+                   f"{d['worker_cpu_ms_per_task']} ms/task, Redis CPU {d['redis_cpu_ms_per_task']} ms/task"), ""]
+        for role, r in sorted(p.get("roles", {}).items(), key=lambda kv: kv[0] != "pool"):
+            lines += [f"{side}, {role} process(es), {r['samples']:,} samples -- where they go, then the top frames:",
+                      ""]
+            lines += _table(["% of samples", "bucket"], [[pct, b] for b, pct in r.get("buckets", [])])
+            lines += [""]
+            lines += _table(["inclusive %", "frame"], [[pct, f"`{f}`"] for f, pct in r["inclusive"][:10]])
+            lines += [""]
     return lines
 
 
@@ -257,8 +324,17 @@ def _gaps_md(out: dict[str, Any]) -> list[str]:
     for t in missed:
         value = "-" if t["value"] is None else f"{t['value']:,}"
         lines += [f"- **{t['text']}**: {value} vs {t['op']} {t['target']:,} -- {t['miss']}.",
-                  *([f"  {GAP_NOTES[t['id']]}"] if t["id"] in GAP_NOTES else [])]
+                  *([f"  {GAP_NOTES[t['id']]}"] if t["id"] in GAP_NOTES else []), *_bound(out, t["id"])]
     return lines + [""]
+
+
+def _bound(out: dict[str, Any], target: str) -> list[str]:
+    """What this machine allows at best, from the same run."""
+    ceiling, chain = _side(out, "ceiling", "celery"), _side(out, "long_chain", "celery")
+    if target == "long_chain" and ceiling and chain and ceiling.get("tasks_per_s") and chain.get("tasks_per_s"):
+        bound = ceiling["tasks_per_s"] / chain["tasks_per_s"]
+        return [f"  Bound in this run: the parallel no-op ceiling is {bound:.1f}x the plain chain's rate."]
+    return []
 
 
 # -- chart ------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from .harness import (
     drop_result_subscriptions,
     measure_memory,
     process_cpu,
+    pubsub_state,
     used_memory,
 )
 from .tasks import IDLE_QUEUE, PREFIX
@@ -54,7 +55,7 @@ class Sizes:
 QUICK = Sizes(ceiling=2_000, small_runs=200, chain=300, wide=2_000, scale_runs=1_000, latency=100,
               control=2_000, profile_runs=150)
 FULL = Sizes(ceiling=10_000, small_runs=2_000, chain=2_000, wide=10_000, scale_runs=10_000, latency=500,
-             control=10_000, profile_runs=600)
+             control=10_000, profile_runs=300)
 
 Submit = Callable[[], tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]]
 
@@ -109,6 +110,7 @@ class Bench:
         self.reset()
         base = used_memory(self.r)
         self.waiter.peak_memory = base
+        subs_before = pubsub_state(self.r)
         before = self.meter.snapshot()
         items, check = submit()
         submitted = time.monotonic()
@@ -132,12 +134,14 @@ class Bench:
                         submit_runs_per_s=round(runs / max(submitted - before.wall, 1e-9), 1))
         side.update(Meter.per_task(before, after, tasks))
         side["peak_memory_delta_bytes"] = self.waiter.peak_memory - base
+        drop_result_subscriptions(self.app)
+        subs = pubsub_state(self.r)
+        side["pubsub_subscriptions_added"] = subs["subscriptions"] - subs_before["subscriptions"]
+        side["pubsub_buffer_bytes_added"] = subs["output_buffer_bytes"] - subs_before["output_buffer_bytes"]
         side["failures"] = len(self.waiter.failures)
         if self.waiter.failures:
             side["failure_examples"] = sorted(self.waiter.failures)[:5]
         if memory:
-            drop_result_subscriptions(self.app)
-            side["memory_total_bytes"] = used_memory(self.r) - base
             side["memory"] = measure_memory(self.r, MEMORY_CATEGORIES)
         self.log(f"  {label}: {tasks} tasks in {elapsed:.2f} s = {tasks / elapsed:,.0f} tasks/s"
                  + (f" ({runs / elapsed:,.1f} runs/s)" if runs else "")
