@@ -295,8 +295,8 @@ class Run:
     def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded so far, by node name."""
         state = self.state()
-        raw = self.engine.tracker.results(self.id)
-        return {name: raw[n.index] for name, n in state.nodes.items() if n.index in raw}
+        raw = self.engine.tracker.results(self.id)  # a None result is not stored
+        return {name: raw.get(n.index) for name, n in state.nodes.items() if n.status is NodeStatus.SUCCEEDED}
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the run ends; return ``{node: result}``.

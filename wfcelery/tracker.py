@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 import redis
+from kombu.utils.json import loads as result_loads  # results are stored with kombu's JSON (as Celery's)
 
 from .compiler import Plan, plan_from_blob
 from .errors import RunNotFound, TrackerError, TrackerUnavailable
@@ -171,11 +172,11 @@ class Tracker:
         with converted_errors(f"read results of run {run_id}"):
             if indexes is None:
                 raw = self.client.hgetall(self.keys.results(run_id))
-                return {int(i): json.loads(v) for i, v in raw.items()}
+                return {int(i): result_loads(v) for i, v in raw.items()}
             if not indexes:
                 return {}
             values = self.client.hmget(self.keys.results(run_id), list(indexes))
-        return {i: json.loads(v) for i, v in zip(indexes, values, strict=True) if v is not None}
+        return {i: result_loads(v) for i, v in zip(indexes, values, strict=True) if v is not None}
 
     def events(self, run_id: str, after: int = 0, block_ms: int | None = None) -> tuple[int, list[Event]]:
         """Transitions logged after offset ``after``: returns (next offset, events).
@@ -260,8 +261,8 @@ class Event:
 
     @classmethod
     def parse(cls, line: str) -> Event:
-        at, node, status, epoch = line.split(" ")
-        return cls(int(at), None if node == "run" else int(node), status, int(epoch))
+        at, node, status, *epoch = line.split(" ")
+        return cls(int(at), None if node == "run" else int(node), status, int(epoch[0]) if epoch else 0)
 
 
 def build_state(run_id: str, record: dict[str, str], nodes: dict[str, str], errors: dict[str, str],

@@ -6,7 +6,7 @@
 -- KEYS[3] deps     HASH   node index -> parents succeeded so far (only for waiting fan-in nodes)
 -- KEYS[4] results  HASH   node index -> JSON result
 -- KEYS[5] errors   HASH   node index -> JSON {type, message, traceback}
--- KEYS[6] events   STRING capped transition log, one line per transition: "<ms since created> <node> <status> <epoch>\n"
+-- KEYS[6] events   STRING capped transition log, one line per transition: "<ms since created> <node> <status>[ <epoch>]\n"
 --                         (<node> is "run" for run transitions). A string, not a STREAM: a small stream costs
 --                         ~4.7 KB whatever its length, which would triple the tracker's bytes per task.
 local K_RUN, K_NODES, K_DEPS, K_RESULTS, K_ERRORS, K_EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -14,17 +14,33 @@ local K_RUN, K_NODES, K_DEPS, K_RESULTS, K_ERRORS, K_EVENTS = KEYS[1], KEYS[2], 
 local TERMINAL = {S = true, F = true, K = true, X = true}
 local COUNTER = {S = 'n_S', F = 'n_F', K = 'n_K', X = 'n_X'}
 
+-- Scripts are atomic: read the clock once per call.
+local NOW_MS = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW_MS then
+    local t = redis.call('TIME')
+    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW_MS
 end
 
 local function run_field(name)
   return redis.call('HGET', K_RUN, name)
 end
 
+-- Fields written once at submit, read at most once per call.
+local CONST = {}
+local function const(name)
+  local v = CONST[name]
+  if v == nil then
+    v = redis.call('HGET', K_RUN, name)
+    CONST[name] = v
+  end
+  return v
+end
+
 local function rel_now()
-  return now_ms() - tonumber(run_field('created'))
+  return now_ms() - tonumber(const('created'))
 end
 
 local function get_node(idx)
@@ -40,11 +56,15 @@ local function put_node(idx, n)
   redis.call('HSET', K_NODES, idx, n.s .. '|' .. n.e .. '|' .. n.a .. '|' .. n.st .. '|' .. n.fi .. '|' .. n.w)
 end
 
--- Append one line to the event log; past 'maxlen' bytes the older half is dropped ('ev_base' counts the
--- bytes dropped so that readers' offsets stay valid).
+-- Append one line to the event log ("<ms> <node> <status>[ <epoch>]", the epoch only when not 0); past
+-- 'maxlen' bytes the older half is dropped ('ev_base' counts the bytes dropped so readers' offsets stay valid).
 local function event(idx, code, epoch)
-  local len = redis.call('APPEND', K_EVENTS, rel_now() .. ' ' .. idx .. ' ' .. code .. ' ' .. epoch .. '\n')
-  local cap = tonumber(run_field('maxlen'))
+  local line = rel_now() .. ' ' .. idx .. ' ' .. code
+  if tonumber(epoch) ~= 0 then
+    line = line .. ' ' .. epoch
+  end
+  local len = redis.call('APPEND', K_EVENTS, line .. '\n')
+  local cap = tonumber(const('maxlen'))
   if len > cap then
     local keep = redis.call('GETRANGE', K_EVENTS, len - math.floor(cap / 2), -1)
     local cut = string.find(keep, '\n', 1, true) or 0
@@ -73,7 +93,7 @@ local function unsettle(code)
 end
 
 local function expire_all()
-  local ttl = run_field('ttl')
+  local ttl = const('ttl')
   for i = 1, #KEYS do
     redis.call('EXPIRE', KEYS[i], ttl)
   end
@@ -93,7 +113,7 @@ local function finish_run(status)
   redis.call('DEL', K_DEPS)
   event('run', status, run_field('epoch'))
   expire_all()
-  redis.call('PUBLISH', run_field('chan'), status)
+  redis.call('PUBLISH', const('chan'), status)
   local cb = run_field(status == 'SUCCEEDED' and 'on_success' or 'on_failure')
   return {status, cb or false, tonumber(run_field('epoch'))}
 end
@@ -103,17 +123,18 @@ local function maybe_finish()
   if run_field('status') ~= 'RUNNING' then
     return false
   end
-  if tonumber(run_field('done')) < tonumber(run_field('total')) then
+  local c = redis.call('HMGET', K_RUN, 'done', 'n_F', 'n_X', 'n_K')
+  if tonumber(c[1]) < tonumber(const('total')) then
     return false
   end
-  local bad = tonumber(run_field('n_F') or 0) + tonumber(run_field('n_X') or 0) + tonumber(run_field('n_K') or 0)
+  local bad = tonumber(c[2] or 0) + tonumber(c[3] or 0) + tonumber(c[4] or 0)
   return finish_run(bad > 0 and 'FAILED' or 'SUCCEEDED')
 end
 
 -- Revoke (mark X) every node that has not started; returns {idx, epoch, ...} of those with a message out.
 local function revoke_unstarted()
   local out = {}
-  local total = tonumber(run_field('total'))
+  local total = tonumber(const('total'))
   for idx = 0, total - 1 do
     local n = get_node(idx)
     if not TERMINAL[n.s] and n.s ~= 'R' then

@@ -15,7 +15,7 @@ if status == target or (status ~= 'RUNNING' and status ~= 'PAUSED') then
 end
 local out = {status, target, false, tonumber(run_field('epoch'))}
 local running = {}
-local total = tonumber(run_field('total'))
+local total = tonumber(const('total'))
 if op == 'pause' then
   redis.call('HSET', K_RUN, 'status', 'PAUSED', 'paused_at', now_ms())
   event('run', 'PAUSED', run_field('epoch'))

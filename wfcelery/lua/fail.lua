@@ -39,7 +39,7 @@ if status == 'PAUSED' then
 end
 local out = {'failed', false}
 if status == 'RUNNING' then
-  if run_field('policy') == 'fail_fast' then
+  if const('policy') == 'fail_fast' then
     local revoke = revoke_unstarted()
     out[2] = finish_run('FAILED')
     for _, v in ipairs(revoke) do

@@ -1,6 +1,6 @@
 -- succeed: a node's task returned. Records the result, counts it into each child, and releases the
 -- children whose parents have all succeeded (only while the run is RUNNING; resume re-plans the rest).
--- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result
+-- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result (not stored when 'null')
 -- ARGV[4] JSON [[child index, [parent indexes in parent order]], ...] from the compiled plan
 -- Returns {finish, epoch, params, {child, result1, result2, ...}, ...}
 --   finish: false, or {final status, callback JSON or false} when this success ended the run.
@@ -13,10 +13,12 @@ if n.e ~= epoch or TERMINAL[n.s] then
   return {false}
 end
 settle(idx, n, 'S')
-redis.call('HSET', K_RESULTS, idx, ARGV[3])
+if ARGV[3] ~= 'null' then
+  redis.call('HSET', K_RESULTS, idx, ARGV[3])  -- no field means null: most tasks of big runs return None
+end
 local status = run_field('status')
 local run_epoch = tonumber(run_field('epoch'))
-local out = {false, run_epoch, run_field('params') or '{}'}
+local out = {false, run_epoch, const('params') or '{}'}
 if status == 'RUNNING' then
   for _, spec in ipairs(cjson.decode(ARGV[4])) do
     local child, parents = spec[1], spec[2]
@@ -31,8 +33,13 @@ if status == 'RUNNING' then
       c.e = run_epoch
       put_node(child, c)
       event(child, 'Q', run_epoch)
-      local released = redis.call('HMGET', K_RESULTS, unpack(parents))
-      table.insert(released, 1, child)
+      local released = {child}
+      for first = 1, #parents, 1000 do  -- unpack() is limited to a few thousand values
+        local values = redis.call('HMGET', K_RESULTS, unpack(parents, first, math.min(first + 999, #parents)))
+        for i = 1, #values do
+          table.insert(released, values[i] or 'null')
+        end
+      end
       table.insert(out, released)
     end
   end
