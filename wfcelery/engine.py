@@ -112,11 +112,14 @@ class Engine:
                 params: Mapping[str, Any], countdown: float | None = None) -> None:
         """Send node messages: ``items`` are (node index, epoch, parent results)."""
         app = self.app
+        ignore_result = not self.settings.celery_results  # the tracker keeps every result anyway
         with app.producer_or_acquire() as producer:
             for index, epoch, parent_results in items:
                 msg = plan.message(run_id, index, epoch, params, parent_results)
                 if countdown:
                     msg["countdown"] = countdown
+                if ignore_result:
+                    msg["ignore_result"] = True
                 app.send_task(plan.nodes[index].task, producer=producer, add_to_parent=False, **msg)
 
     # -- reading ----------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ class Settings:
     gate_resync: float = DEFAULT_GATE_RESYNC
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     check_tasks: bool = True
+    celery_results: bool = True
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -50,6 +51,7 @@ class Settings:
             gate_resync=float(conf.get("wfcelery_gate_resync") or DEFAULT_GATE_RESYNC),
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
+            celery_results=bool(conf.get("wfcelery_celery_results", True)),
         )
         return replace(settings, **overrides) if overrides else settings
 
