@@ -189,7 +189,7 @@ class Engine:
             return
         try:
             signature(json.loads(finish[1]), app=self.app).apply_async((run_id,))
-        except Exception:  # noqa: BLE001 - a broken callback must not break the task that ended the run
+        except Exception:
             logger.exception("wfcelery: could not send the %s callback of run %s", finish[0], run_id)
 
     def _revoke_pairs(self, run_id: str, pairs: Sequence[Any], terminate: bool = False) -> list[str]:

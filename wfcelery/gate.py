@@ -15,6 +15,7 @@ older epochs are refused by the start script, which alone knows each node's epoc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -64,7 +65,7 @@ class Gate:
                 return
             try:
                 self.resync()
-            except Exception as e:  # never block tasks on a tracker outage
+            except Exception as e:  # noqa: BLE001 - never block tasks on a tracker outage
                 logger.warning("wfcelery gate: initial sync failed, will retry: %s", e)
             self._thread = threading.Thread(target=self._listen, name="wfcelery-gate", daemon=True)
             self._thread.start()
@@ -114,7 +115,5 @@ class Gate:
                 self._stop.wait(1.0)
             finally:
                 if pubsub is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # closing a broken connection
                         pubsub.close()
-                    except Exception:  # noqa: BLE001 - closing a broken connection
-                        pass

@@ -79,7 +79,7 @@ def wrap_task_init(app: Celery) -> None:
             return
         try:
             verdict = engine.tracker.start(parsed[0], parsed[1], parsed[2], task.request.hostname or "")
-        except Exception:  # noqa: BLE001 - never break the user's task
+        except Exception:
             logger.exception("wfcelery: could not record start of %s", task_id)
             return
         if verdict != "ok":
@@ -139,7 +139,7 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
         return
     try:
         engine.node_succeeded(parsed, getattr(request, "wf_plan", None), json_dumps(result))
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("wfcelery: could not record success of %s", request.id)
 
 
@@ -151,7 +151,7 @@ def _on_failure(sender: Any = None, task_id: str | None = None, exception: BaseE
         return
     try:
         engine.node_failed(parsed, _plan_header(sender, task_id), error_of(exception, einfo), "failed")
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("wfcelery: could not record failure of %s", task_id)
 
 
@@ -166,7 +166,7 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, einfo
         exc = reason if isinstance(reason, BaseException) else None
         engine.node_failed(parsed, getattr(request, "wf_plan", None), error_of(exc, einfo, reason),
                            "retrying")
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("wfcelery: could not record retry of %s", task_id)
 
 
@@ -208,7 +208,7 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
                 _gated.clear()
             _gated.add(request.id)
             worker_state.revoked.add(request.id)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("wfcelery: gate check failed for %s", request.id)
 
 
@@ -226,5 +226,5 @@ def _on_revoked(sender: Any = None, request: Any = None, terminated: bool = Fals
     try:
         reason = "expired" if expired else "terminated" if terminated else "revoked"
         engine.node_failed(parsed, None, {"type": "Revoked", "message": reason, "traceback": ""}, "revoked")
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("wfcelery: could not record revoke of %s", task_id)

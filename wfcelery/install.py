@@ -11,8 +11,8 @@ from packaging.version import Version
 
 from .engine import Engine
 from .errors import ConfigurationError
-from .settings import DEFAULT_RUN_TTL
 from .hooks import engine_of, guard_pool, wrap_task_init
+from .settings import DEFAULT_RUN_TTL
 
 logger = logging.getLogger("wfcelery")
 

@@ -37,7 +37,7 @@ def loads(text: str, fmt: str = "yaml", source: str = "<string>") -> Any:
         except json.JSONDecodeError as e:
             raise SchemaError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from e
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,7 +260,7 @@ def find_cycle(parents: Mapping[str, Sequence[str]]) -> list[str] | None:
     for start in parents:
         if color.get(start):
             continue
-        stack: list[tuple[str, Iterable[str]]] = [(start, iter(parents.get(start, ())))]
+        stack: list[tuple[str, Iterator[str]]] = [(start, iter(parents.get(start, ())))]
         path = [start]
         color[start] = 1
         while stack:
@@ -338,12 +338,17 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _is_type(value: Any, key: str) -> bool:
+    # bool is an int subclass: refuse retries=True and friends
+    return isinstance(value, _TYPES[key]) and (key == "immutable" or not isinstance(value, bool))
+
+
 def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in options.items():
         if value is None:
             continue
-        if not isinstance(value, _TYPES[key]) or (key != "immutable" and isinstance(value, bool)):
+        if not _is_type(value, key):
             raise SchemaError(f"node {node!r}: {key} must be {_TYPES[key][0].__name__}, got {value!r}")
         if key == "retries" and value < 0:
             raise SchemaError(f"node {node!r}: retries must be >= 0, got {value}")

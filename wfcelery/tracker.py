@@ -62,7 +62,8 @@ class Tracker:
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.client = client or redis.Redis.from_url(
+        # Any: redis-py's stubs cannot express decode_responses=True (every reply typed bytes | str)
+        self.client: Any = client or redis.Redis.from_url(
             settings.redis_url, decode_responses=True, health_check_interval=30,
             socket_connect_timeout=5, socket_timeout=30)
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
