@@ -85,11 +85,11 @@ class Workers:
     """``celery -A benchmarks.tasks worker`` subprocesses, one queue, the same settings for both sides."""
 
     def __init__(self, settings: WorkerSettings, broker: str, backend: str, prefix: str, queue: str,
-                 logdir: Path, app_module: str = "benchmarks.tasks") -> None:
+                 logdir: Path, app_module: str = "benchmarks.tasks", conf: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.app_module = app_module
         self.env = {**os.environ, "WFBENCH_BROKER": broker, "WFBENCH_BACKEND": backend,
-                    "WFBENCH_PREFIX": prefix, "PYTHONPATH": os.pathsep.join(
+                    "WFBENCH_PREFIX": prefix, "WFBENCH_CONF": json.dumps(conf or {}), "PYTHONPATH": os.pathsep.join(
                         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         self.queue = queue
         self.logdir = logdir
@@ -185,6 +185,7 @@ class Snapshot:
     client_cpu: float
     redis_commands: int
     commandstats: dict[str, int]
+    commandusec: dict[str, int]
 
 
 class Meter:
@@ -202,7 +203,8 @@ class Meter:
             wall=time.monotonic(), worker_cpu=process_cpu(self.workers.pids()),
             redis_cpu=float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), client_cpu=time.process_time(),
             redis_commands=int(stats["total_commands_processed"]),
-            commandstats={k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in cmdstats.items()})
+            commandstats={k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in cmdstats.items()},
+            commandusec={k.removeprefix("cmdstat_"): int(v["usec"]) for k, v in cmdstats.items()})
 
     @staticmethod
     def per_task(before: Snapshot, after: Snapshot, tasks: int) -> dict[str, Any]:
@@ -219,7 +221,15 @@ class Meter:
             "client_cpu_ms_per_task": round((after.client_cpu - before.client_cpu) * 1000 / n, 3),
             "redis_commands_per_task": round((after.redis_commands - before.redis_commands) / n, 2),
             "redis_calls_per_task": top,
+            "lua_us_per_call": _per_call(before, after, ("evalsha", "eval")),
         }
+
+
+def _per_call(before: Snapshot, after: Snapshot, names: Sequence[str]) -> float | None:
+    """Redis microseconds per call of these commands between two snapshots (e.g. the tracker's Lua)."""
+    calls = sum(after.commandstats.get(n, 0) - before.commandstats.get(n, 0) for n in names)
+    usec = sum(after.commandusec.get(n, 0) - before.commandusec.get(n, 0) for n in names)
+    return round(usec / calls, 1) if calls else None
 
 
 # -- waiting ---------------------------------------------------------------------------------------------

@@ -8,45 +8,47 @@ from typing import Any
 GB = 1_000_000_000
 
 #: Why each target is missed and what would close it: from py-spy profiles of this harness, from timing the hooks'
-#: pieces in isolation, and from variants run with monkeypatches (2 vCPU, 2026-11-25; see benchmarks/README.md
-#: "Findings"). Printed under "Gaps" only for the targets a run misses.
+#: pieces in isolation and from runs with --conf variants (2 vCPU shared with other work, 2026-11-25, wfcelery at
+#: 089280c; see benchmarks/README.md "Findings"). Printed under "Gaps" only for the targets a run misses.
 GAP_NOTES: dict[str, str] = {
     "small_vs_celery": (
-        "wfcelery and the plain canvas cost about the same CPU per task (see the CPU-time estimate), so the "
-        "wall-clock ratio swings with other load on the machine. Publishing node messages with ignore_result=True "
-        "and not defaulting task_track_started (below) would put wfcelery clearly ahead."),
+        "With Celery's result keys kept (the default) wfcelery and the plain canvas cost about the same CPU per "
+        "task (see the CPU-time estimate), so the wall-clock ratio swings with other load on the machine. "
+        "With --conf wfcelery_celery_results=false wfcelery needs ~15% less CPU per task than the canvas."),
     "small_vs_ceiling": (
-        "Why: the ceiling's messages are published by the client; a wfcelery node is the same Celery task plus two "
-        "Lua calls in the pool process (start before the body, succeed after: ~0.08 and ~0.09 ms CPU each, Python + "
-        "Redis, timed in isolation) plus the publishing of the children it releases (~0.4 ms per message, ~0.15 ms "
-        "of it the task-sent event) -- publishing moves from the client to the worker, and ~0.2 ms per task is "
-        "added. py-spy, pool processes, small workflows (see Profile): Celery's own result writes 31-36% (STARTED "
-        "and SUCCESS, each a GET then SETEX + PUBLISH), publishing released children 29-31%, succeed script "
-        "8-11%, start gate 7-10%. What would close it: publish node messages with ignore_result=True -- the tracker's "
-        "results hash already holds every result, so Celery's result keys only duplicate it -- and stop defaulting "
-        "task_track_started=True in install() (the start script records RUNNING): ~0.3 ms CPU and 6 Redis commands "
-        "less per task. A monkeypatched variant measured 2.04-2.19 ms total CPU per wfcelery task against "
-        "2.53-2.58 for the ceiling with results: about 1.2x the ceiling."),
+        "Why: the ceiling's messages are published by the client, its tasks only run; a wfcelery node is the same "
+        "task plus two Lua calls in the pool process (start gate before the body, succeed after: ~0.08 and "
+        "~0.09 ms CPU each, Python + Redis, timed in isolation) and the publishing of the children it releases "
+        "(~0.4 ms per message, ~0.15 ms of it the task-sent event). py-spy on the pool processes (see Profile): "
+        "Celery's own result writes 31-36% (STARTED and SUCCESS: a GET, then SETEX + PUBLISH, each), publishing "
+        "released children 29-31%, succeed 8-11%, start gate 7-10%. What closes it: not writing Celery's result "
+        "keys for nodes -- the tracker keeps every result -- which wfcelery_celery_results=False does (ignore_result "
+        "on node messages, which also skips STARTED): measured 1.01x the ceiling wall-clock and 1.12x by CPU "
+        "(quick run, --conf wfcelery_celery_results=false). Making that the default, or documenting it as the "
+        "setting for volume, closes the gap."),
     "long_chain": (
-        "Why: a chain is serial, so its rate is 1 / per-step latency. A wfcelery step is one full Celery task round "
-        "trip (delivery, STARTED write, start script, body, SUCCESS write, succeed script, publish of the next "
-        "node, ack): ~2-2.5 ms here whatever the chain's length, while plain Celery slows with length (every "
-        "message carries the rest of the chain). 10x plain needs a serial chain to run above this machine's "
-        "parallel no-op ceiling (bound below), which no design that runs each node as its own Celery task can do "
-        "here; against plain chain at 60-70 tasks/s (issue #6's machine) the same ~480 tasks/s is ~7x. What would "
-        "shorten the step: no Celery result writes for nodes (ignore_result, no STARTED: 4 of ~8 Redis round trips "
-        "per step) and one Lua call per node instead of two (gate RUNNING in memory, record it with the success)."),
+        "Why: a chain is serial, so its rate is 1 / per-step latency. A wfcelery step is one full Celery task "
+        "round trip (delivery, start gate, body, result writes, succeed, publish of the next node, ack): "
+        "~2-2.5 ms here whatever the chain's length, while plain Celery slows with length (every message carries "
+        "the rest of the chain: 12 ms of worker CPU per task at 2,000). 10x plain chain needs a serial chain to "
+        "run above this machine's parallel no-op ceiling (bound below), which no design that runs every node as "
+        "its own Celery task can do here; against plain chain at 60-70 tasks/s (issue #6's machine) the same "
+        "~480 tasks/s is ~7x. What shortens the step: wfcelery_celery_results=False (drops 4 of ~8 Redis round "
+        "trips per step), then one Lua call per node instead of two (check the gate in memory, record RUNNING "
+        "together with the success or in a pipeline with the body's first Redis call), and no task-sent event "
+        "for worker-published nodes."),
     "tracker_bytes": (
-        "Per 10-node run: run hash ~435 B, nodes hash ~520 B, results hash ~250 B, event log ~730 B, run index "
-        "~120 B. What would close it (-60 to -90 B per task): the event log repeats what the nodes hash holds "
-        "(each node's start and finish times): keep run transitions, failures and retries only, or expire the log "
-        "soon after the run ends (-55 to -70 B); store no results field for a null result (absent = null for a "
-        "SUCCEEDED node, -20 B); intern worker hostnames, which every node repeats (-15 to -30 B with real "
-        "hostnames); drop run fields derivable from the run id or settings (chan, ttl, maxlen: -10 B)."),
+        "Per 10-node run at 089280c: run hash ~430 B, nodes hash ~520 B, event log ~460 B, run index ~120 B "
+        "(null results are no longer stored). What would close the rest: intern worker hostnames, which every "
+        "node's entry repeats (-12 B per task here, more with real hostnames like celery@ip-10-0-0-1.ec2.internal); "
+        "drop run fields derivable from the run id or the settings (chan is <prefix>:{<run>}:done, ttl, maxlen, "
+        "policy: ~-8 B); the event log repeats each node's start and finish times that the nodes hash already "
+        "holds: keep run transitions, failures and retries only, or expire the log soon after the run ends "
+        "(up to -45 B)."),
     "projected_memory": (
-        "Celery's own result key per node (~380 B per task, kept result_expires = the run TTL, 7 days) is ~65% of "
-        "the projection and duplicates the tracker's results hash. Node messages published with ignore_result=True "
-        "(or a short result_expires for them) leave the tracker's share alone, ~0.2 GB."),
+        "Celery's own result key per node (~380 B per task, kept result_expires = the run TTL, 7 days) is ~70% of "
+        "the projection and duplicates the tracker's results. wfcelery_celery_results=False leaves the tracker's "
+        "share alone: 0.153 GB measured (quick run at 089280c)."),
 }
 
 #: Explanations for worker errors a run may hit (matched against the worker log line of a failed side).
@@ -148,7 +150,8 @@ def markdown(out: dict[str, Any], chart_name: str | None = None) -> str:
     lines = [f"# wfcelery benchmarks: {out['date']} ({out['mode']})", "",
              (f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, load average at start "
              f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; Python {m['python']}, Celery "
-             f"{m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}, Redis server {m.get('redis_server')}."),
+             f"{m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}, Redis server {m.get('redis_server')}; "
+              f"wfcelery at {m.get('wfcelery_commit') or 'unknown commit'}."),
              "", "Settings, the same for both sides (one app, one Redis, the same worker subprocesses): "
              + ", ".join(f"`{k}={v}`" for k, v in s.items()) + ".", ""]
     lines += _targets_md(out)
@@ -218,12 +221,12 @@ def _cost_md(out: dict[str, Any]) -> list[str]:
             calls = ", ".join(f"{k} {v}" for k, v in list(d["redis_calls_per_task"].items())[:6])
             rows.append([sc["name"], side, d["worker_cpu_ms_per_task"], d["redis_cpu_ms_per_task"],
                          d["client_cpu_ms_per_task"], d.get("total_cpu_ms_per_task", ""), d["redis_commands_per_task"],
-                         calls])
+                         _n(d.get("lua_us_per_call"), 1), calls])
     if not rows:
         return []
     return ["## Cost per task (CPU milliseconds per task; Redis commands per task)", ""] + _table(
         ["scenario", "side", "worker CPU ms", "Redis CPU ms", "client CPU ms", "total CPU ms", "Redis cmds",
-         "top Redis calls"], rows) + [""]
+         "Lua us/call", "top Redis calls"], rows) + [""]
 
 
 def _memory_md(out: dict[str, Any]) -> list[str]:
@@ -263,7 +266,10 @@ def _memory_md(out: dict[str, Any]) -> list[str]:
                       f"Celery result keys {p['projected_result_bytes'] / GB:.3f} GB = "
                       f"**{p['projected_total_bytes'] / GB:.3f} GB**; at the measured rate 1M tasks take "
                       f"{p['minutes_for_1M_tasks']} minutes on this machine. Peak `used_memory` during the scale run "
-                      f"was {scale['sides']['wfcelery']['peak_memory_delta_bytes'] / 1e6:.1f} MB above the start.")]
+                      f"was {scale['sides']['wfcelery']['peak_memory_delta_bytes'] / 1e6:.1f} MB above the start."
+                      + (f" Without Celery's result keys (`wfcelery_celery_results=False`) the projection would be "
+                         f"the tracker's {p['projected_tracker_bytes'] / GB:.3f} GB."
+                         if p.get("celery_results_kept", True) and p["projected_result_bytes"] else ""))]
     return lines + [""]
 
 

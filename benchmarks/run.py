@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,9 +43,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", choices=("auto", "on", "off"), default="auto",
                    help="py-spy the workers on small workflows: auto = in --full when a throughput target is "
                         "missed")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra app configuration for both sides and the workers, e.g. wfcelery_celery_results=false "
+                        "(VALUE is read as JSON when it parses, else as a string; repeatable)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the json/md/png")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
     return p.parse_args(argv)
+
+
+def parse_conf(items: list[str]) -> dict[str, Any]:
+    conf: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--conf expects KEY=VALUE, got {item!r}")
+        try:
+            conf[key] = json.loads(value)
+        except json.JSONDecodeError:
+            conf[key] = value
+    return conf
+
+
+def git_revision() -> str | None:
+    """The wfcelery commit measured (``+dirty`` when the work tree has changes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "wfcelery"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
 
 
 def machine() -> dict[str, Any]:
@@ -60,7 +90,8 @@ def machine() -> dict[str, Any]:
 
     return {"cpus": os.cpu_count(), "cpu_model": cpu, "platform": platform.platform(),
             "python": platform.python_version(), "celery": celery.__version__, "kombu": kombu.__version__,
-            "redis_py": redis.__version__, "load_average_at_start": list(os.getloadavg())}
+            "redis_py": redis.__version__, "load_average_at_start": list(os.getloadavg()),
+            "wfcelery_commit": git_revision()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -76,16 +107,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         timespec="seconds"), "machine": machine(), "sizes": sizes.__dict__, "scenarios": []}
     try:
         broker, backend = f"{server.url}/0", f"{server.url}/1"
-        app = make_app(broker, backend)
+        conf = parse_conf(args.conf)
+        app = make_app(broker, backend, conf=conf)
         # The benchmark polls for completion; it never joins a result. Without this, every task this
         # process sends subscribes its result channel (RedisBackend.on_task_call) and nothing drains them.
         _set_task_join_will_block(True)
         settings = WorkerSettings(args.pool, args.concurrency, args.workers)
-        workers = Workers(settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir).start(app)
+        workers = Workers(settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir,
+                          conf=conf).start(app)
         r_results = redis.Redis.from_url(backend, decode_responses=True)
         r_broker = redis.Redis.from_url(broker, decode_responses=True)
         out["machine"]["redis_server"] = r_results.info("server")["redis_version"]
-        out["settings"] = settings.describe(app)
+        out["settings"] = {**settings.describe(app), **{f"conf {k}": v for k, v in conf.items()}}
         print(f"wfcelery benchmarks ({out['mode']}), Redis {out['machine']['redis_server']} on {server.url}, "
               f"logs in {workdir}")
         print("settings (both sides): " + ", ".join(f"{k}={v}" for k, v in out["settings"].items()))

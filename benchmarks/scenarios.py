@@ -286,6 +286,10 @@ def scale(b: Bench, runs: int) -> dict[str, Any]:
     }
     projection["projected_total_bytes"] = projection["projected_tracker_bytes"] + projection[
         "projected_result_bytes"]
+    lean = {"wfcelery_celery_results": False}
+    projection["celery_results_kept"] = bool(b.app.conf.get("wfcelery_celery_results", True))
+    projection["note_without_result_keys"] = (f"with {lean}, the projection is the tracker's share alone"
+                                              if projection["celery_results_kept"] else "result keys are off")
     projection["minutes_for_1M_tasks"] = round(PROJECT_TASKS / wf["tasks_per_s"] / 60, 1)
     return {"name": "scale", "title": title,
             "params": {"runs": runs, "tasks": tasks}, "sides": {"wfcelery": wf}, "projection": projection}

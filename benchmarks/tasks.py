@@ -8,6 +8,7 @@ environment variables the runner sets. ``wfcelery.install`` is applied to the on
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -24,7 +25,8 @@ IDLE_QUEUE = "bench-idle"
 PREFIX = "wfb"
 
 
-def make_app(broker: str, backend: str, prefix: str = PREFIX) -> Celery:
+def make_app(broker: str, backend: str, prefix: str = PREFIX, conf: dict[str, Any] | None = None) -> Celery:
+    """``conf``: extra configuration (``--conf`` of the runner), the same in the benchmark and its workers."""
     app = Celery("bench", broker=broker, backend=backend, set_as_current=False)
     app.conf.update(
         task_default_queue=QUEUE,
@@ -32,6 +34,7 @@ def make_app(broker: str, backend: str, prefix: str = PREFIX) -> Celery:
         wfcelery_redis_url=backend,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        **(conf or {}),
     )
 
     @app.task(name="bench.noop")
@@ -58,6 +61,7 @@ def __getattr__(name: str) -> Celery:
     if not broker:
         raise RuntimeError("benchmarks.tasks.app is for worker subprocesses started by benchmarks.run "
                            "(WFBENCH_BROKER is not set)")
-    app = make_app(broker, os.environ.get("WFBENCH_BACKEND", broker), os.environ.get("WFBENCH_PREFIX", PREFIX))
+    app = make_app(broker, os.environ.get("WFBENCH_BACKEND", broker), os.environ.get("WFBENCH_PREFIX", PREFIX),
+                   json.loads(os.environ.get("WFBENCH_CONF") or "{}"))
     globals()["app"] = app
     return app
