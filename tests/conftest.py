@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import socket
@@ -40,6 +41,10 @@ def redis_base() -> Iterator[str]:
     try:
         yield server.url
     finally:
+        # Celery's AsyncResult.__del__ unsubscribes from Redis: finalize leftover ones while the server
+        # still runs, or a later garbage collection retries the dead server for a minute (and, run inside
+        # an import's ast.parse at session end, trips CPython 3.11's "AST recursion depth mismatch").
+        gc.collect()
         server.stop()
 
 
