@@ -21,7 +21,7 @@ GAP_NOTES: dict[str, str] = {
         "~0.09 ms CPU each, Python + Redis, timed in isolation) and the publishing of the children it releases "
         "(~0.4 ms per message, ~0.15 ms of it the task-sent event). py-spy on the pool processes (see Profile): "
         "Celery's own result writes 31-36% (STARTED and SUCCESS: a GET, then SETEX + PUBLISH, each), publishing "
-        "released children 29-31%, succeed 8-11%, start gate 7-10%. What closes it: not writing Celery's result "
+        "released children 22-31%, succeed 8-11%, start gate 7-10%. What closes it: not writing Celery's result "
         "keys for nodes -- the tracker keeps every result -- which wfcelery_celery_results=False does (ignore_result "
         "on node messages, which also skips STARTED): measured 1.01x the ceiling wall-clock and 1.12x by CPU "
         "(quick run, --conf wfcelery_celery_results=false). Making that the default, or documenting it as the "
@@ -226,7 +226,7 @@ def _cost_md(out: dict[str, Any]) -> list[str]:
         return []
     return ["## Cost per task (CPU milliseconds per task; Redis commands per task)", ""] + _table(
         ["scenario", "side", "worker CPU ms", "Redis CPU ms", "client CPU ms", "total CPU ms", "Redis cmds",
-         "Lua us/call", "top Redis calls"], rows) + [""]
+         "EVALSHA us/call", "top Redis calls"], rows) + [""]
 
 
 def _memory_md(out: dict[str, Any]) -> list[str]:

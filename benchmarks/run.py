@@ -65,11 +65,11 @@ def parse_conf(items: list[str]) -> dict[str, Any]:
 
 
 def git_revision() -> str | None:
-    """The wfcelery commit measured (``+dirty`` when the work tree has changes)."""
+    """The last commit that changed wfcelery/ (``+dirty`` when its files have uncommitted changes)."""
     root = Path(__file__).resolve().parent.parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                             check=True).stdout.strip()
+        rev = subprocess.run(["git", "log", "-1", "--format=%h", "--", "wfcelery"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "wfcelery"], cwd=root, capture_output=True,
                                text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
