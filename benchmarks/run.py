@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import platform
 import shutil
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"[{time.monotonic() - started:6.1f}s] profile")
             out["profile"] = scenarios.profile(bench, sizes.profile_runs)
     finally:
+        # AsyncResult.__del__ unsubscribes through the result backend: let it run while Redis is still up.
+        gc.collect()
         if workers is not None:
             workers.stop()
         server.stop()
