@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, signature
-from kombu.utils.json import loads as json_loads
 
 from .compiler import Plan, compile_workflow
 from .errors import ControlError, RunFailed, RunNotFound, WaitTimeout
@@ -153,15 +152,18 @@ class Engine:
     def _plan_for(self, run_id: str, digest: str | None) -> Plan:
         return self.tracker.plan(digest or self.tracker.run_record(run_id)["plan"])
 
-    def node_succeeded(self, parsed: tuple[str, int, int], digest: str | None, result_json: str) -> None:
+    def node_succeeded(self, parsed: tuple[str, int, int], digest: str | None, result: Any,
+                       result_json: str) -> None:
         run_id, index, epoch = parsed
         plan = self._plan_for(run_id, digest)
-        children = [[c, list(plan.nodes[c].parents)] for c in plan.nodes[index].children]
+        children = [(c, len(plan.nodes[c].parents)) for c in plan.nodes[index].children]
         finish, *rest = self.tracker.succeed(run_id, index, epoch, result_json, children)
         if len(rest) > 2:
-            run_epoch, params, released = int(rest[0]), json.loads(rest[1]), rest[2:]
-            self.publish(plan, run_id, [(int(r[0]), run_epoch, [json_loads(v) for v in r[1:]])
-                                        for r in released], params)
+            run_epoch, params, released = int(rest[0]), json.loads(rest[1]), [int(c) for c in rest[2:]]
+            fan_in = sorted({p for c in released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents})
+            stored = {**self.tracker.results(run_id, fan_in), index: result}
+            self.publish(plan, run_id, [(c, run_epoch, [stored.get(p) for p in plan.nodes[c].parents])
+                                        for c in released], params)
         self._finished(run_id, finish)
 
     def node_failed(self, parsed: tuple[str, int, int], digest: str | None, error: dict[str, Any],

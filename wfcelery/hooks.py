@@ -138,7 +138,7 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if parsed is None or engine is None:
         return
     try:
-        engine.node_succeeded(parsed, getattr(request, "wf_plan", None), json_dumps(result))
+        engine.node_succeeded(parsed, getattr(request, "wf_plan", None), result, json_dumps(result))
     except Exception:
         logger.exception("wfcelery: could not record success of %s", request.id)
 

@@ -68,15 +68,21 @@ class Node:
 
     def __rrshift__(self, other: Sequence[Node]) -> Node:
         """``[a, b] >> c`` fans in: ``c`` waits for both."""
-        for parent in _as_nodes(other):
-            self._add_parent(parent)
+        self._add_parents(_as_nodes(other))
         return self
 
     def _add_parent(self, parent: Node) -> None:
-        if parent.workflow is not self.workflow:
-            raise UnknownParentError(f"node {parent.name!r} belongs to another workflow than {self.name!r}")
-        if parent.name not in self.after:
-            self.after.append(parent.name)
+        self._add_parents([parent])
+
+    def _add_parents(self, parents: list[Node]) -> None:
+        known = set(self.after)  # a set: `[10_000 nodes] >> join` must not be quadratic
+        for parent in parents:
+            if parent.workflow is not self.workflow:
+                raise UnknownParentError(
+                    f"node {parent.name!r} belongs to another workflow than {self.name!r}")
+            if parent.name not in known:
+                known.add(parent.name)
+                self.after.append(parent.name)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "task": self.task}

@@ -132,8 +132,12 @@ class Tracker:
         return str(self._run_script("start", run_id, [index, epoch, worker]))
 
     def succeed(self, run_id: str, index: int, epoch: int, result_json: str,
-                children: list[list[Any]]) -> list[Any]:
-        return list(self._run_script("succeed", run_id, [index, epoch, result_json, json.dumps(children)]))
+                children: Sequence[tuple[int, int]]) -> list[Any]:
+        """``children``: (child index, number of its parents). Returns [finish, epoch, params, released...]."""
+        args: list[Any] = [index, epoch, result_json]
+        for child, parents in children:
+            args += (child, parents)
+        return list(self._run_script("succeed", run_id, args))
 
     def fail(self, run_id: str, index: int, epoch: int, error: dict[str, Any], mode: str, retries: int,
              descendants: list[int]) -> list[Any]:

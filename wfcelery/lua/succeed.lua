@@ -1,9 +1,11 @@
 -- succeed: a node's task returned. Records the result, counts it into each child, and releases the
 -- children whose parents have all succeeded (only while the run is RUNNING; resume re-plans the rest).
 -- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result (not stored when 'null')
--- ARGV[4] JSON [[child index, [parent indexes in parent order]], ...] from the compiled plan
--- Returns {finish, epoch, params, {child, result1, result2, ...}, ...}
---   finish: false, or {final status, callback JSON or false} when this success ended the run.
+-- ARGV[4..] child index, number of its parents, child index, number of its parents, ... (from the plan)
+-- Returns {finish, epoch, params, released child indexes...}
+--   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
+-- The worker builds the released children's arguments: a one-parent child gets this node's result; a
+-- fan-in child's parents all stored theirs before it could be released (one HMGET by the worker).
 local idx, epoch = ARGV[1], tonumber(ARGV[2])
 if not run_field('status') then
   return {false}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
@@ -20,27 +22,21 @@ local status = run_field('status')
 local run_epoch = tonumber(run_field('epoch'))
 local out = {false, run_epoch, const('params') or '{}'}
 if status == 'RUNNING' then
-  for _, spec in ipairs(cjson.decode(ARGV[4])) do
-    local child, parents = spec[1], spec[2]
-    local ready = #parents == 1
-    if not ready then
-      ready = redis.call('HINCRBY', K_DEPS, child, 1) >= #parents
-    end
-    local c = get_node(child)
-    if ready and c.s == 'P' then
-      redis.call('HDEL', K_DEPS, child)
-      c.s = 'Q'
-      c.e = run_epoch
-      put_node(child, c)
-      event(child, 'Q', run_epoch)
-      local released = {child}
-      for first = 1, #parents, 1000 do  -- unpack() is limited to a few thousand values
-        local values = redis.call('HMGET', K_RESULTS, unpack(parents, first, math.min(first + 999, #parents)))
-        for i = 1, #values do
-          table.insert(released, values[i] or 'null')
+  for i = 4, #ARGV, 2 do
+    local child, parents = ARGV[i], tonumber(ARGV[i + 1])
+    local ready = parents == 1 or redis.call('HINCRBY', K_DEPS, child, 1) >= parents
+    if ready then
+      local c = get_node(child)
+      if c.s == 'P' then
+        if parents > 1 then
+          redis.call('HDEL', K_DEPS, child)
         end
+        c.s = 'Q'
+        c.e = run_epoch
+        put_node(child, c)
+        event(child, 'Q', run_epoch)
+        table.insert(out, tonumber(child))
       end
-      table.insert(out, released)
     end
   end
 end
