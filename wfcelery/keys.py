@@ -4,7 +4,7 @@ A run's keys share the hash tag ``{<run_id>}`` so they live in one Redis Cluster
 can touch them all::
 
     <prefix>:{<run>}:run       HASH    run record: name, status, epoch, total, counts, times, plan, params
-    <prefix>:{<run>}:nodes     HASH    node index -> "status|epoch|attempts|started_ms|finished_ms|worker"
+    <prefix>:{<run>}:nodes     HASH    node index -> "status|epoch|attempts|started_ms|finished_ms|worker no."
     <prefix>:{<run>}:deps      HASH    node index -> parents succeeded so far (only while it waits)
     <prefix>:{<run>}:results   HASH    node index -> JSON result (for children, resume and wait())
     <prefix>:{<run>}:errors    HASH    node index -> JSON {type, message, traceback} of its last failure

@@ -273,6 +273,7 @@ class Event:
 def build_state(run_id: str, record: dict[str, str], nodes: dict[str, str], errors: dict[str, str],
                 plan: Plan) -> RunState:
     created = int(record["created"])
+    workers = {number: field[2:] for field, number in record.items() if field.startswith("w:")}
     states: dict[str, NodeState] = {}
     for node in plan.nodes:
         raw = nodes.get(str(node.index))
@@ -281,7 +282,7 @@ def build_state(run_id: str, record: dict[str, str], nodes: dict[str, str], erro
         error = errors.get(str(node.index))
         states[node.name] = NodeState(
             name=node.name, status=NodeStatus.from_code(code), attempts=int(attempts),
-            task_id=task_id(run_id, node.index, int(epoch)), queue=node.queue, worker=worker or None,
+            task_id=task_id(run_id, node.index, int(epoch)), queue=node.queue, worker=workers.get(worker),
             started_at=(created + int(started)) / 1000 if started else None,
             finished_at=(created + int(finished)) / 1000 if finished else None,
             error=json.loads(error) if error else None, epoch=int(epoch), index=node.index,

@@ -1,6 +1,7 @@
 -- Shared by every per-run script (prepended when scripts are loaded). Every script gets the run's keys:
 -- KEYS[1] run      HASH   run record (status, epoch, total, created, counts, policy, ttl, maxlen, chan, ...)
--- KEYS[2] nodes    HASH   node index -> "status|epoch|attempts|started|finished|worker"
+-- KEYS[2] nodes    HASH   node index -> "status|epoch|attempts|started|finished|worker number"
+--                         (the run record maps 'w:<hostname>' -> worker number)
 --                         (status is one letter, see states.py; times are ms since the run's creation;
 --                          a node with no field is PENDING at epoch 0)
 -- KEYS[3] deps     HASH   node index -> parents succeeded so far (only for waiting fan-in nodes)

@@ -25,7 +25,13 @@ n.s = 'R'
 n.a = n.a + 1
 n.st = tostring(rel_now())
 n.fi = ''
-n.w = worker
+-- Workers are numbered once per run ('w:<hostname>' -> number) so each node stores a short number.
+local wid = redis.call('HGET', K_RUN, 'w:' .. worker)
+if not wid then
+  wid = redis.call('HINCRBY', K_RUN, 'nw', 1)
+  redis.call('HSET', K_RUN, 'w:' .. worker, wid)
+end
+n.w = wid
 put_node(idx, n)
 redis.call('HSETNX', K_RUN, 'started', now_ms())
 event(idx, 'R', epoch)
