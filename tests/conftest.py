@@ -76,8 +76,9 @@ def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
 
 
 @pytest.fixture()
-def app(make_test_app: Callable[..., Celery]) -> Celery:
-    return make_test_app()
+def app(make_test_app: Callable[..., Celery], request: pytest.FixtureRequest) -> Celery:
+    """The test's app; ``@pytest.mark.parametrize("app", [{conf...}], indirect=True)`` adds configuration."""
+    return make_test_app(**getattr(request, "param", {}))
 
 
 @pytest.fixture()

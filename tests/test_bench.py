@@ -45,7 +45,7 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
     assert control["sides"]["wfcelery"]["pause_s"] > 0 and control["sides"]["wfcelery"]["resume_s"] > 0
 
     memory = by_name["scale"]["projection"]
-    assert memory["tracker_bytes_per_task"] > 0 and memory["result_bytes_per_task"] > 0
+    assert memory["tracker_bytes_per_task"] > 0 and memory["result_bytes_per_task"] >= 0
     assert by_name["latency"]["sides"]["wfcelery"]["samples"] == report["sizes"]["latency"] - 1
     assert {t["id"] for t in report["targets"]} == {"small_vs_celery", "small_vs_ceiling", "long_chain",
                                                     "tracker_bytes", "projected_memory"}

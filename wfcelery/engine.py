@@ -167,12 +167,12 @@ class Engine:
         self._finished(run_id, finish)
 
     def node_failed(self, parsed: tuple[str, int, int], digest: str | None, error: dict[str, Any],
-                    mode: str) -> None:
+                    mode: str, attempt: int = 0) -> None:
         run_id, index, epoch = parsed
         plan = self._plan_for(run_id, digest)
         node = plan.nodes[index]
         descendants = plan.descendants([index]) if plan.on_failure == "continue" else []
-        out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants)
+        out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants, attempt)
         if out[0] == "retry":
             record = self.tracker.run_record(run_id)
             results = self.tracker.results(run_id, node.parents)

@@ -82,8 +82,10 @@ def wrap_task_init(app: Celery) -> None:
         except Exception:
             logger.exception("wfcelery: could not record start of %s", task_id)
             return
+        verdict, _, attempt = verdict.partition(":")
         if verdict != "ok":
             raise GateClosed(f"wfcelery: task {task_id} not run ({verdict})")
+        task.request.wf_attempt = int(attempt)  # lets a late retry/failure report be told apart
 
     on_task_init._wfcelery = True  # type: ignore[attr-defined]
     loader.on_task_init = on_task_init
@@ -150,7 +152,8 @@ def _on_failure(sender: Any = None, task_id: str | None = None, exception: BaseE
     if parsed is None or engine is None or isinstance(exception, GateClosed):
         return
     try:
-        engine.node_failed(parsed, _plan_header(sender, task_id), error_of(exception, einfo), "failed")
+        engine.node_failed(parsed, _plan_header(sender, task_id), error_of(exception, einfo), "failed",
+                           _attempt(sender, task_id))
     except Exception:
         logger.exception("wfcelery: could not record failure of %s", task_id)
 
@@ -165,9 +168,16 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, einfo
     try:
         exc = reason if isinstance(reason, BaseException) else None
         engine.node_failed(parsed, getattr(request, "wf_plan", None), error_of(exc, einfo, reason),
-                           "retrying")
+                           "retrying", getattr(request, "wf_attempt", 0) or 0)
     except Exception:
         logger.exception("wfcelery: could not record retry of %s", task_id)
+
+
+def _attempt(task: Any, task_id: str | None) -> int:
+    request = getattr(task, "request", None)
+    if request is not None and getattr(request, "id", None) == task_id:
+        return int(getattr(request, "wf_attempt", 0) or 0)
+    return 0
 
 
 def _plan_header(task: Any, task_id: str | None) -> str | None:

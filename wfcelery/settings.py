@@ -19,6 +19,10 @@ DEFAULT_RUN_TTL = 7 * 24 * 3600
 DEFAULT_EVENTS_MAXLEN = 256 * 1024
 #: Seconds between full resyncs of a worker's in-memory gate (pub/sub keeps it fresh in between).
 DEFAULT_GATE_RESYNC = 5.0
+#: Whether Celery's result backend also stores each node's result. Off: the tracker already keeps every
+#: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,
+#: kept result_expires) doubled Redis memory and cost ~15% throughput (benchmarks/results).
+DEFAULT_CELERY_RESULTS = False
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.
 DEFAULT_RETRY_BACKOFF_MAX = 600
 
@@ -33,7 +37,7 @@ class Settings:
     gate_resync: float = DEFAULT_GATE_RESYNC
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     check_tasks: bool = True
-    celery_results: bool = True
+    celery_results: bool = DEFAULT_CELERY_RESULTS
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -51,7 +55,7 @@ class Settings:
             gate_resync=float(conf.get("wfcelery_gate_resync") or DEFAULT_GATE_RESYNC),
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
-            celery_results=bool(conf.get("wfcelery_celery_results", True)),
+            celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -140,9 +140,9 @@ class Tracker:
         return list(self._run_script("succeed", run_id, args))
 
     def fail(self, run_id: str, index: int, epoch: int, error: dict[str, Any], mode: str, retries: int,
-             descendants: list[int]) -> list[Any]:
+             descendants: list[int], attempt: int = 0) -> list[Any]:
         return list(self._run_script(
-            "fail", run_id, [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants)]))
+            "fail", run_id, [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt]))
 
     def control(self, run_id: str, op: str) -> list[Any]:
         return list(self._run_script("control", run_id, [op]))

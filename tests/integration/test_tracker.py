@@ -33,6 +33,9 @@ from wfcelery import (
 
 # -- helpers -------------------------------------------------------------------------------------------
 
+#: Tests that check Celery's own result keys turn them on (wfcelery's default leaves them to the tracker).
+CELERY_RESULTS = {"wfcelery_celery_results": True}
+
 
 def node_events(engine: Any, run_id: str, node: int) -> list[str]:
     """Status letters the event log recorded for one node, in order."""
@@ -274,6 +277,7 @@ def test_callbacks_exactly_once_with_20_runs_finishing_together(app, engine, r):
 # -- duplicates, expiry, cleanup -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("app", [CELERY_RESULTS], indirect=True)  # Celery's result keys are checked too
 @pytest.mark.parametrize("pool", ["threads", "solo"])
 def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, pool):
     """The start script refuses the copy (GateClosed, a Reject) before its body runs. The request must
@@ -307,7 +311,7 @@ def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, p
 
 
 def test_ttl_on_every_key_of_a_finished_run(make_test_app, r):
-    app = make_test_app(wfcelery_run_ttl=600)
+    app = make_test_app(wfcelery_run_ttl=600, **CELERY_RESULTS)
     engine = app._wfcelery_engine
     wf = Workflow("ttl")
     a = wf.add("a", "proj.add", args=[1, 1])
@@ -329,6 +333,7 @@ def test_ttl_on_every_key_of_a_finished_run(make_test_app, r):
     assert {"errors", "results"} <= {k.rsplit(":", 1)[1] for k in run_keys(r, engine, failed.id)}
 
 
+@pytest.mark.parametrize("app", [CELERY_RESULTS], indirect=True)  # Celery's result keys are checked too
 def test_cleanup_deletes_every_key_of_the_run(app, engine, r):
     wf = Workflow("clean")
     a = wf.add("a", "proj.add", args=[1, 2])
@@ -359,6 +364,7 @@ def test_cleanup_deletes_every_key_of_the_run(app, engine, r):
     assert run_keys(r, engine, other.id)
 
 
+@pytest.mark.parametrize("app", [CELERY_RESULTS], indirect=True)  # Celery's result keys are checked too
 def test_cleanup_refuses_a_live_run_unless_forced(app, engine, r, uid):
     key = f"t{uid}:hold"
     wf = Workflow("live")
@@ -469,6 +475,7 @@ def test_wait_timeout(app, engine, r, uid):
 # -- a worker whose tracker is unreachable -------------------------------------------------------------
 
 
+@pytest.mark.parametrize("app", [CELERY_RESULTS], indirect=True)  # Celery's result keys are checked too
 def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplog):
     """The worker's tracker points at a port where nothing listens; the broker and result backend work.
 

@@ -4,6 +4,7 @@
 --               'revoked' (revoked by hand or expired)
 -- ARGV[5] retries allowed by the node definition (tracker-level retries)
 -- ARGV[6] JSON [descendant indexes] (used by the 'continue' policy)
+-- ARGV[7] the attempt number start.lua gave the reporting execution (0: unknown, e.g. main process)
 -- Returns {action, ...}:
 --   {'ignored'}                          stale or duplicate report
 --   {'retrying'}                         Celery retries it (native retry), nothing to do
@@ -17,6 +18,10 @@ end
 local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
   return {'ignored'}
+end
+local attempt = tonumber(ARGV[7]) or 0
+if attempt > 0 and n.a > attempt then
+  return {'ignored'}  -- a late report of an earlier attempt: a newer one already started (native retry)
 end
 if mode == 'retrying' then
   n.s = 'Y'

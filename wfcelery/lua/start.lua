@@ -2,7 +2,7 @@
 -- This is the authoritative gate: it is atomic with pause/cancel, so no task of a paused or cancelled run
 -- starts once pause() has returned.
 -- ARGV[1] node index   ARGV[2] epoch of the message   ARGV[3] worker hostname
--- Returns 'ok' (run it), or why not: 'gone' (no such run), 'stale' (an older epoch's message),
+-- Returns 'ok:<attempt number>' (run it), or why not: 'gone' (no such run), 'stale' (an older epoch's message),
 -- 'done' (duplicate delivery of a finished node), 'gated' (run paused, cancelled or failed).
 local idx, epoch, worker = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local status = run_field('status')
@@ -35,4 +35,4 @@ n.w = wid
 put_node(idx, n)
 redis.call('HSETNX', K_RUN, 'started', now_ms())
 event(idx, 'R', epoch)
-return 'ok'
+return 'ok:' .. n.a
