@@ -6,13 +6,12 @@ Every write to a run's state goes through one Lua script in ``lua/``; reads are 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -297,15 +296,3 @@ def build_state(run_id: str, record: dict[str, str], nodes: dict[str, str], erro
 
 def _ms(value: str | None) -> float | None:
     return int(value) / 1000 if value else None
-
-
-def retry_on_unavailable(fn: Callable[..., T]) -> Callable[..., T]:
-    """For worker hooks: one retry after a short pause when Redis blips."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except TrackerUnavailable:
-            time.sleep(0.2)
-            return fn(*args, **kwargs)
-    return wrapper
