@@ -164,6 +164,8 @@ class Engine:
             stored = {**self.tracker.results(run_id, fan_in), index: result}
             self.publish(plan, run_id, [(c, run_epoch, [stored.get(p) for p in plan.nodes[c].parents])
                                         for c in released], params)
+        if finish:
+            self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
         self._finished(run_id, finish)
 
     def node_failed(self, parsed: tuple[str, int, int], digest: str | None, error: dict[str, Any],
@@ -182,6 +184,7 @@ class Engine:
         elif out[0] == "failed":
             self._revoke_pairs(run_id, out[2:])
             if out[1]:
+                self.tracker.refresh_plan(plan.digest)
                 self.tracker.set_gate(run_id, "F", int(out[1][2]))
                 self._finished(run_id, out[1])
 
@@ -249,9 +252,10 @@ class Engine:
                 return self.tracker.read_state(run_id)  # already running: nothing to do
             wanted = "PAUSED" if op == "resume" else "FAILED or CANCELLED"
             raise ControlError(f"cannot {op} run {run_id}: it is {status}, not {wanted}")
-        epoch, queued = int(out[1]), [int(i) for i in out[2:]]
+        epoch, finish, queued = int(out[1]), out[2], [int(i) for i in out[3:]]
         self.tracker.refresh_plan(plan.digest)
         self.tracker.set_gate(run_id, "R", epoch)
+        self._finished(run_id, finish)  # every node finished meanwhile: the run ends here
         parents = sorted({p for i in queued for p in plan.nodes[i].parents})
         results = self.tracker.results(run_id, parents)
         self.publish(plan, run_id, [(i, epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in queued],

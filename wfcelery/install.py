@@ -51,7 +51,6 @@ def _defaults(app: Celery) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "result_expires": run_ttl,
-        "result_chord_join_timeout": 30,
     }
 
 

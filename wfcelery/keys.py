@@ -8,7 +8,7 @@ can touch them all::
     <prefix>:{<run>}:deps      HASH    node index -> parents succeeded so far (only while it waits)
     <prefix>:{<run>}:results   HASH    node index -> JSON result (for children, resume and wait())
     <prefix>:{<run>}:errors    HASH    node index -> JSON {type, message, traceback} of its last failure
-    <prefix>:{<run>}:events    STREAM  capped log of transitions
+    <prefix>:{<run>}:events    STRING  capped log of transitions, one line each (see lua/_common.lua)
     <prefix>:{<run>}:done      channel published once when the run ends
 
     <prefix>:runs              ZSET    run id -> creation time (ms): the index behind `engine.runs()`

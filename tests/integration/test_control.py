@@ -405,3 +405,25 @@ def test_node_running_across_pause_and_resume_retries_and_releases_its_children(
     final = run.state()
     assert final.nodes["f"].attempts == 2
     assert counts(r, app, run.id) == {"g": 1}
+
+
+def test_resume_ends_a_run_whose_last_node_finished_while_paused(app, engine, r, uid):
+    """Nothing is left to re-plan at resume: the run must end there, and its callback fire once."""
+    key = f"t{uid}:hold"
+    wf = Workflow("finish-while-paused")
+    a = wf.add("a", "proj.add", args=[1, 1])
+    b = wf.add("b", "proj.block", args=[key], immutable=True)
+    a >> b
+    callback = app.signature("proj.callback", kwargs={"tag": "done"})
+    with in_thread_worker(app):
+        run = engine.submit(wf, on_success=callback)
+        wait_for(lambda: run.state().nodes["b"].status is NodeStatus.RUNNING, message="b running")
+        assert run.pause().status is RunStatus.PAUSED
+        r.rpush(key, "go")
+        wait_for(lambda: run.state().nodes["b"].status is NodeStatus.SUCCEEDED, message="b succeeded")
+        assert run.state().status is RunStatus.PAUSED  # a paused run does not end by itself
+        assert run.resume().status is RunStatus.SUCCEEDED
+        assert run.wait(timeout=10) == {"a": 2, "b": "released"}
+        wait_for(lambda: r.lrange(f"t{uid}:callbacks", 0, -1), message="callback")
+    assert r.lrange(f"t{uid}:callbacks", 0, -1) == [f"done:{run.id}"]
+    assert all(r.ttl(k) > 0 for k in r.scan_iter(engine.tracker.keys.run_pattern(run.id)))

@@ -23,7 +23,7 @@ local attempt = tonumber(ARGV[7]) or 0
 if attempt > 0 and n.a > attempt then
   return {'ignored'}  -- a late report of an earlier attempt: a newer one already started (native retry)
 end
-if mode == 'retrying' then
+if mode == 'retrying' and (status == 'RUNNING' or status == 'PAUSED') then
   n.s = 'Y'
   put_node(idx, n)
   redis.call('HSET', K_ERRORS, idx, ARGV[3])
@@ -37,7 +37,7 @@ if mode == 'failed' and status == 'RUNNING' and n.a <= tonumber(ARGV[5]) then
   event(idx, 'Y', epoch)
   return {'retry', epoch, n.a}
 end
-settle(idx, n, mode == 'revoked' and 'X' or 'F')
+settle(idx, n, mode == 'revoked' and 'X' or 'F')  -- a retry of a finished run's node is its end
 if status == 'PAUSED' then
   -- no policy while paused: resume plans every node that has not succeeded again
   return {'failed', false}

@@ -4,7 +4,9 @@
 -- Atomic, so a node that finishes meanwhile is counted exactly once.
 -- ARGV[1] operation: 'resume' | 'retry'
 -- ARGV[2] JSON [[node index, [parent indexes]], ...] for every node of the plan
--- Returns {status before, epoch, queued node indexes...} or {status before} when refused / a no-op.
+-- Returns {status before, epoch, finish, queued node indexes...} or {status before} when refused / a no-op.
+--   finish: {status, callback, epoch} when nothing is left to run (every node finished while the run was
+--   paused or cancelled), else false.
 local op = ARGV[1]
 local status = run_field('status')
 if not status then
@@ -24,7 +26,7 @@ for i = 1, #KEYS do
   redis.call('PERSIST', KEYS[i])
 end
 event('run', 'RUNNING', epoch)
-local out = {status, epoch}
+local out = {status, epoch, false}
 local spec = cjson.decode(ARGV[2])
 local states = {}
 for _, entry in ipairs(spec) do
@@ -56,4 +58,5 @@ for _, entry in ipairs(spec) do
     put_node(idx, n)
   end
 end
+out[3] = maybe_finish()
 return out
