@@ -15,13 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping for start_worker)
 import pytest
 import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from celery.worker import state as worker_state
 
-import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping for start_worker)
 from tests.proj import make_app
 from tests.redis_server import RedisServer
 
@@ -150,7 +150,7 @@ class WorkerProcess:
                 self.proc.wait()
 
     def child_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False)
         return [int(p) for p in out.stdout.split()]
 
 

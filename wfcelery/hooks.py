@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("wfcelery.hooks")
 
-#: Ids our gate dropped, so task_revoked does not report them again (bounded by Celery's own LimitedSet).
+#: Ids our gate dropped, so task_revoked does not report them again (cleared past _GATED_MAX).
 _gated: set[str] = set()
 _GATED_MAX = 50_000
 
@@ -213,7 +213,10 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     if engine is None:
         return
     try:
-        if engine.gate.closed(parsed[0], parsed[2]):
+        # A redelivered message may belong to a node the tracker has as RUNNING (its worker process died
+        # while the run was paused): let the start script settle that node instead of dropping it unseen.
+        redelivered = (getattr(request, "delivery_info", None) or {}).get("redelivered")
+        if engine.gate.closed(parsed[0], parsed[2]) and not redelivered:
             if len(_gated) > _GATED_MAX:
                 _gated.clear()
             _gated.add(request.id)

@@ -427,3 +427,23 @@ def test_resume_ends_a_run_whose_last_node_finished_while_paused(app, engine, r,
         wait_for(lambda: r.lrange(f"t{uid}:callbacks", 0, -1), message="callback")
     assert r.lrange(f"t{uid}:callbacks", 0, -1) == [f"done:{run.id}"]
     assert all(r.ttl(k) > 0 for k in r.scan_iter(engine.tracker.keys.run_pattern(run.id)))
+
+
+def test_worker_child_killed_while_paused_node_is_replanned_at_resume(app, engine, r, uid, worker_process):
+    """The killed node's message comes back while the run is paused: it must not run, and must not stay
+    RUNNING in the tracker either (resume would skip it and the run would never end)."""
+    queue = app.conf.task_default_queue
+    w = worker_process(app, [queue], "killp", concurrency=1)
+    wf = fan_out("sigkill-paused", f"{uid}:go", width=2)
+    run = engine.submit(wf)
+    wait_for(lambda: run.state().nodes["root"].status is NodeStatus.RUNNING, timeout=30, message="the root")
+    assert run.pause().nodes["root"].status is NodeStatus.RUNNING
+    [child] = w.child_pids()
+    os.kill(child, signal.SIGKILL)
+    wait_for(lambda: run.state().nodes["root"].status is NodeStatus.REVOKED, timeout=30,
+             message="the redelivered root refused while paused")
+    assert run.state().status is RunStatus.PAUSED
+    r.rpush(f"{uid}:go", "go")
+    run.resume()
+    assert run.wait(timeout=30)["root"] == "released"
+    assert counts(r, app, run.id) == {"k0": 1, "k1": 1, "end": 1}

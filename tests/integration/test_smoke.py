@@ -1,5 +1,5 @@
-from wfcelery import Workflow
 from tests.conftest import in_thread_worker
+from wfcelery import Workflow
 
 
 def test_fan_out_fan_in_results(app, engine):

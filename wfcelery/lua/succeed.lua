@@ -2,7 +2,7 @@
 -- children whose parents have all succeeded (only while the run is RUNNING; resume re-plans the rest).
 -- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result (not stored when 'null')
 -- ARGV[4..] child index, number of its parents, child index, number of its parents, ... (from the plan)
--- Returns {finish, epoch, params, released child indexes...}
+-- Returns {finish, epoch[, params, released child indexes...]}
 --   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
 -- The worker builds the released children's arguments: a one-parent child gets this node's result; a
 -- fan-in child's parents all stored theirs before it could be released (one HMGET by the worker).
@@ -20,7 +20,7 @@ if ARGV[3] ~= 'null' then
 end
 local status = run_field('status')
 local run_epoch = tonumber(run_field('epoch'))
-local out = {false, run_epoch, const('params') or '{}'}
+local out = {false, run_epoch}
 if status == 'RUNNING' then
   for i = 4, #ARGV, 2 do
     local child, parents = ARGV[i], tonumber(ARGV[i + 1])
@@ -39,6 +39,9 @@ if status == 'RUNNING' then
       end
     end
   end
+end
+if #out > 2 then
+  table.insert(out, 3, const('params') or '{}')  -- only when children were released: they need it
 end
 out[1] = maybe_finish()
 touch_if_finished(status)
