@@ -24,6 +24,9 @@ from celery.worker import state as worker_state
 
 from tests.proj import make_app
 from tests.redis_server import RedisServer
+from wfcelery.keys import Keys
+from wfcelery.states import TRANSITIONS, NodeStatus
+from wfcelery.tracker import Event
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
@@ -89,6 +92,41 @@ def engine(app: Celery) -> Any:
 @pytest.fixture()
 def r(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+@pytest.fixture(autouse=True)
+def _transitions_follow_the_table(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that used Redis: each node transition any of its runs logged is one that
+    ``wfcelery.states.TRANSITIONS`` allows (the Lua scripts must enforce the documented table).
+    Re-plans (resume/retry, logged as a run going RUNNING again) are control operations, not transitions."""
+    if not {"redis_url", "uid"} <= set(request.fixturenames):
+        yield
+        return
+    keys = Keys(f"t{request.getfixturevalue('uid')}")
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"), decode_responses=True)
+    yield
+    for run_id in client.zrange(keys.index, 0, -1):
+        trimmed = bool(client.hget(keys.run(run_id), "ev_base"))  # its first lines were dropped
+        bad = illegal_transitions(client.get(keys.events(run_id)) or "", trimmed)
+        assert not bad, f"run {run_id}: transitions outside states.TRANSITIONS: {bad}"
+
+
+def illegal_transitions(log: str, trimmed: bool = False) -> list[str]:
+    allowed = {(a.code, b.code) for a, targets in TRANSITIONS.items() for b in targets}
+    current: dict[int, str | None] = {}
+    first = None if trimmed else NodeStatus.PENDING.code  # a node's first surviving line may be mid-way
+    bad = []
+    for line in log.splitlines():
+        event = Event.parse(line)
+        if event.node is None:
+            if event.status == "RUNNING":
+                current = {n: None for n in current}  # a re-plan: every node may restart
+            continue
+        before = current.get(event.node, first)
+        if before is not None and (before, event.status) not in allowed:
+            bad.append(f"node {event.node}: {before} -> {event.status}")
+        current[event.node] = event.status
+    return bad
 
 
 @pytest.fixture(autouse=True)

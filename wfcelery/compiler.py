@@ -61,6 +61,11 @@ class Plan:
         return {n.name: n for n in self.nodes}
 
     @cached_property
+    def releases(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        """Per node: (child, number of the child's parents) -- what the succeed script counts."""
+        return tuple(tuple((c, len(self.nodes[c].parents)) for c in n.children) for n in self.nodes)
+
+    @cached_property
     def roots(self) -> tuple[int, ...]:
         return tuple(n.index for n in self.nodes if not n.parents)
 

@@ -156,8 +156,7 @@ class Engine:
                        result_json: str) -> None:
         run_id, index, epoch = parsed
         plan = self._plan_for(run_id, digest)
-        children = [(c, len(plan.nodes[c].parents)) for c in plan.nodes[index].children]
-        finish, *rest = self.tracker.succeed(run_id, index, epoch, result_json, children)
+        finish, *rest = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
         if len(rest) > 2:
             run_epoch, params, released = int(rest[0]), json.loads(rest[1]), [int(c) for c in rest[2:]]
             fan_in = sorted({p for c in released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents})

@@ -75,7 +75,8 @@ _NODE_CODES = {
 }
 _NODE_BY_CODE = {code: status for status, code in _NODE_CODES.items()}
 
-#: Allowed worker-driven transitions (the Lua scripts enforce the same table).
+#: Allowed worker-driven transitions. The Lua scripts implement them; the test suite checks every
+#: transition logged by every run it makes against this table (tests/conftest.py).
 TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
     NodeStatus.PENDING: frozenset({NodeStatus.QUEUED, NodeStatus.SKIPPED, NodeStatus.REVOKED}),
     NodeStatus.QUEUED: frozenset(

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -95,8 +94,7 @@ def test_flower_finds_every_task_of_a_run_by_run_id_and_node(app: Celery, engine
     with in_thread_worker(app):
         # Flower subscribes to events shortly after its HTTP server is up: wait until it sees a probe task.
         def probe_seen() -> bool:
-            app.send_task("proj.noop", queue=app.conf.task_default_queue)
-            time.sleep(0.2)
+            app.send_task("proj.noop", queue=app.conf.task_default_queue)  # one more each poll
             return bool(flower.get("/api/tasks", taskname="proj.noop"))
         wait_for(probe_seen, timeout=30, interval=0.3, message="flower to receive task events")
         run = engine.submit(wf)

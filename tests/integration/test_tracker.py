@@ -6,6 +6,7 @@ No blind sleeps: tests wait on conditions (tracker state, Celery results, worker
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -503,3 +504,24 @@ def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplo
     assert f"could not record start of {tid}" in logged
     assert f"could not record success of {tid}" in logged
     assert status_of(run, "a") is not NodeStatus.FAILED
+
+
+def test_event_log_is_capped_and_offsets_stay_valid(make_test_app, r):
+    """Past wfcelery_events_maxlen bytes the log drops its older half; a reader's offset still works."""
+    app = make_test_app(wfcelery_events_maxlen=300)
+    engine = app._wfcelery_engine
+    wf = Workflow("long-log")
+    nodes = [wf.add(f"n{i}", "proj.noop", immutable=True) for i in range(30)]
+    for parent, child in itertools.pairwise(nodes):
+        parent >> child
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        offset, first = engine.tracker.events(run.id)  # read early, like `watch`
+        run.wait(timeout=60)
+    assert len(r.get(engine.tracker.keys.events(run.id))) <= 300  # ~90 lines were logged
+    assert int(r.hget(engine.tracker.keys.run(run.id), "ev_base")) > 0
+    end, rest = engine.tracker.events(run.id, after=offset)
+    assert rest and end > offset
+    assert (rest[-1].node, rest[-1].status) == (None, "SUCCEEDED")  # the newest lines survive
+    assert engine.tracker.events(run.id, after=end) == (end, [])
+    assert first[0].status == "Q" and first[0].node == 0
