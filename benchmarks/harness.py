@@ -64,13 +64,20 @@ class WorkerSettings:
     def describe(self, app: Celery) -> dict[str, Any]:
         conf = app.conf
         return {
-            "pool": self.pool, "concurrency": self.concurrency, "worker_processes": self.workers,
-            "acks_late": conf.task_acks_late, "prefetch_multiplier": conf.worker_prefetch_multiplier,
-            "task_track_started": conf.task_track_started, "task_send_sent_event": conf.task_send_sent_event,
-            "worker_send_task_events": conf.worker_send_task_events, "result_expires_s": _seconds(
-                conf.result_expires), "serializer": conf.task_serializer,
-            "broker": "redis db 0 (same server)", "result_backend": "redis db 1 (same server)",
-            "wfcelery_tracker": "redis db 1 (same server)", "worker_flags": "--without-mingle --without-gossip",
+            "pool": self.pool,
+            "concurrency": self.concurrency,
+            "worker_processes": self.workers,
+            "acks_late": conf.task_acks_late,
+            "prefetch_multiplier": conf.worker_prefetch_multiplier,
+            "task_track_started": conf.task_track_started,
+            "task_send_sent_event": conf.task_send_sent_event,
+            "worker_send_task_events": conf.worker_send_task_events,
+            "result_expires_s": _seconds(conf.result_expires),
+            "serializer": conf.task_serializer,
+            "broker": "redis db 0 (same server)",
+            "result_backend": "redis db 1 (same server)",
+            "wfcelery_tracker": "redis db 1 (same server)",
+            "worker_flags": "--without-mingle --without-gossip",
             "publisher_result_subscriptions": "off (task_join_will_block, both sides): completion is polled",
         }
 
@@ -84,13 +91,27 @@ def _seconds(value: Any) -> float | None:
 class Workers:
     """``celery -A benchmarks.tasks worker`` subprocesses, one queue, the same settings for both sides."""
 
-    def __init__(self, settings: WorkerSettings, broker: str, backend: str, prefix: str, queue: str,
-                 logdir: Path, app_module: str = "benchmarks.tasks", conf: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        broker: str,
+        backend: str,
+        prefix: str,
+        queue: str,
+        logdir: Path,
+        app_module: str = "benchmarks.tasks",
+        conf: dict[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.app_module = app_module
-        self.env = {**os.environ, "WFBENCH_BROKER": broker, "WFBENCH_BACKEND": backend,
-                    "WFBENCH_PREFIX": prefix, "WFBENCH_CONF": json.dumps(conf or {}), "PYTHONPATH": os.pathsep.join(
-                        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self.env = {
+            **os.environ,
+            "WFBENCH_BROKER": broker,
+            "WFBENCH_BACKEND": backend,
+            "WFBENCH_PREFIX": prefix,
+            "WFBENCH_CONF": json.dumps(conf or {}),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        }
         self.queue = queue
         self.logdir = logdir
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -100,11 +121,30 @@ class Workers:
         s = self.settings
         for i in range(s.workers):
             hostname = f"bench{i}-{os.getpid()}@{socket.gethostname()}"
-            cmd = [sys.executable, "-m", "celery", "-A", self.app_module, "worker", "-Q", self.queue,
-                   "-n", hostname, "-P", s.pool, "-c", str(s.concurrency), "--loglevel", "WARNING",
-                   "--without-mingle", "--without-gossip"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                self.app_module,
+                "worker",
+                "-Q",
+                self.queue,
+                "-n",
+                hostname,
+                "-P",
+                s.pool,
+                "-c",
+                str(s.concurrency),
+                "--loglevel",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+            ]
             log = open(self.logdir / f"worker{i}.log", "wb")  # noqa: SIM115 - closed with the process
-            self.procs.append(subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+            self.procs.append(
+                subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            )
             self.hostnames.append(hostname)
         deadline = time.monotonic() + timeout
         waiting = set(self.hostnames)
@@ -200,11 +240,14 @@ class Meter:
         stats = self.r.info("stats")
         cmdstats = self.r.info("commandstats")
         return Snapshot(
-            wall=time.monotonic(), worker_cpu=process_cpu(self.workers.pids()),
-            redis_cpu=float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]), client_cpu=time.process_time(),
+            wall=time.monotonic(),
+            worker_cpu=process_cpu(self.workers.pids()),
+            redis_cpu=float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
+            client_cpu=time.process_time(),
             redis_commands=int(stats["total_commands_processed"]),
             commandstats={k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in cmdstats.items()},
-            commandusec={k.removeprefix("cmdstat_"): int(v["usec"]) for k, v in cmdstats.items()})
+            commandusec={k.removeprefix("cmdstat_"): int(v["usec"]) for k, v in cmdstats.items()},
+        )
 
     @staticmethod
     def per_task(before: Snapshot, after: Snapshot, tasks: int) -> dict[str, Any]:
@@ -212,8 +255,11 @@ class Meter:
         calls = Counter(after.commandstats)
         calls.subtract(before.commandstats)
         top = {k: round(v / n, 2) for k, v in calls.most_common(8) if v > 0}
-        cpu = (after.worker_cpu - before.worker_cpu) + (after.redis_cpu - before.redis_cpu) + (
-            after.client_cpu - before.client_cpu)
+        cpu = (
+            (after.worker_cpu - before.worker_cpu)
+            + (after.redis_cpu - before.redis_cpu)
+            + (after.client_cpu - before.client_cpu)
+        )
         return {
             "total_cpu_ms_per_task": round(cpu * 1000 / n, 3),
             "worker_cpu_ms_per_task": round((after.worker_cpu - before.worker_cpu) * 1000 / n, 3),
@@ -239,7 +285,9 @@ class Waiter:
     """Polls for completion, oldest first, in growing batches: a handful of Redis calls per poll, so that
     waiting does not compete with the workers. Also samples Redis memory for the peak."""
 
-    def __init__(self, r: redis.Redis, backend_key: Callable[[str], str], run_key: Callable[[str], str]) -> None:
+    def __init__(
+        self, r: redis.Redis, backend_key: Callable[[str], str], run_key: Callable[[str], str]
+    ) -> None:
         self.r = r
         self.backend_key = backend_key
         self.run_key = run_key
@@ -271,8 +319,14 @@ class Waiter:
             out.append(done)
         return out
 
-    def wait(self, items: Sequence[str], check: Callable[[Sequence[str]], list[bool]], timeout: float,
-             alive: Callable[[], bool] = lambda: True, busy: Callable[[], float] | None = None) -> float:
+    def wait(
+        self,
+        items: Sequence[str],
+        check: Callable[[Sequence[str]], list[bool]],
+        timeout: float,
+        alive: Callable[[], bool] = lambda: True,
+        busy: Callable[[], float] | None = None,
+    ) -> float:
         """Block until ``check`` says every item is done; returns the monotonic time it saw the last one.
 
         ``busy`` returns the workers' CPU seconds so far: when it stops growing, :class:`Stalled`."""
@@ -288,10 +342,12 @@ class Waiter:
             if busy and now >= stall_at:
                 cpu = busy()
                 if cpu - stall_cpu < STALL_CPU:
-                    raise Stalled(f"{len(items) - pos} of {len(items)} not finished and the workers idle for "
-                                  f"{STALL_SECONDS:.0f} s")
+                    raise Stalled(
+                        f"{len(items) - pos} of {len(items)} not finished and the workers idle for "
+                        f"{STALL_SECONDS:.0f} s"
+                    )
                 stall_at, stall_cpu = now + STALL_SECONDS, cpu
-            chunk = items[pos:pos + batch]
+            chunk = items[pos : pos + batch]
             done = check(chunk)
             lead = next((i for i, d in enumerate(done) if not d), len(done))
             pos += lead
@@ -314,8 +370,10 @@ def pubsub_state(r: redis.Redis) -> dict[str, int]:
     """Result-channel subscriptions held by every client and the output buffers Redis keeps for them (a
     subscriber that never reads -- e.g. a worker that published a chord -- makes Redis buffer every result)."""
     clients = r.client_list()
-    return {"subscriptions": sum(int(c.get("sub", 0)) + int(c.get("psub", 0)) for c in clients),
-            "output_buffer_bytes": sum(int(c.get("omem", 0)) for c in clients)}
+    return {
+        "subscriptions": sum(int(c.get("sub", 0)) + int(c.get("psub", 0)) for c in clients),
+        "output_buffer_bytes": sum(int(c.get("omem", 0)) for c in clients),
+    }
 
 
 def scan_keys(r: redis.Redis, pattern: str) -> list[str]:
@@ -326,8 +384,9 @@ def used_memory(r: redis.Redis) -> int:
     return int(r.info("memory")["used_memory"])
 
 
-def measure_memory(r: redis.Redis, categories: Sequence[tuple[str, Callable[[str], bool]]],
-                   sample: int = 2000) -> dict[str, Any]:
+def measure_memory(
+    r: redis.Redis, categories: Sequence[tuple[str, Callable[[str], bool]]], sample: int = 2000
+) -> dict[str, Any]:
     """Bytes held by each category of keys in the current database, two ways:
 
     * ``bytes``: drop in Redis ``used_memory`` when the category's keys are deleted (everything: values,
@@ -356,9 +415,12 @@ def measure_memory(r: redis.Redis, categories: Sequence[tuple[str, Callable[[str
         usage = sum(v or 0 for v in pipe.execute())
         before = used_memory(r)
         for start in range(0, len(members), 1000):
-            r.delete(*members[start:start + 1000])
-        out[name] = {"keys": len(members), "bytes": before - used_memory(r),
-                     "memory_usage_bytes": int(usage * len(members) / len(picked))}
+            r.delete(*members[start : start + 1000])
+        out[name] = {
+            "keys": len(members),
+            "bytes": before - used_memory(r),
+            "memory_usage_bytes": int(usage * len(members) / len(picked)),
+        }
     return out
 
 
@@ -381,8 +443,20 @@ class Profiler:
         procs = []
         for pid in pids:
             out = self.workdir / f"{name}-{pid}.txt"
-            cmd = [self.exe, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "-r", str(rate),
-                   "-f", "raw", "-o", str(out)]
+            cmd = [
+                self.exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--subprocesses",
+                "--nonblocking",
+                "-r",
+                str(rate),
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+            ]
             procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
         time.sleep(0.5)  # let py-spy attach
         try:
@@ -426,11 +500,20 @@ PROFILE_BUCKETS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("wfcelery: publish released children", ("Engine.publish (wfcelery/",)),
         ("wfcelery: succeed (Lua + plan)", ("Engine.node_succeeded (wfcelery/", "_on_success (wfcelery/")),
         ("wfcelery: start gate (Lua)", ("on_task_init (wfcelery/",)),
-        ("celery: publish next step (chain/chord)", ("_dispatch_callbacks_and_chain", "Signature.apply_async",
-                                                     "_chord.apply_async", "group.apply_async")),
+        (
+            "celery: publish next step (chain/chord)",
+            (
+                "_dispatch_callbacks_and_chain",
+                "Signature.apply_async",
+                "_chord.apply_async",
+                "group.apply_async",
+            ),
+        ),
         ("celery: chord counter", ("on_chord_part_return",)),
-        ("celery: result backend writes", ("Backend.store_result", "mark_as_started", "mark_as_done",
-                                           "Backend.on_task_call")),
+        (
+            "celery: result backend writes",
+            ("Backend.store_result", "mark_as_started", "mark_as_done", "Backend.on_task_call"),
+        ),
         ("task body", ("noop (benchmarks/", "stamp (benchmarks/")),
         ("celery: rest of trace", ("trace_task",)),
         ("pool: receive job / send result", ("billiard/",)),
@@ -473,8 +556,10 @@ def summarize_stacks(stacks: Counter[str], top: int = 15) -> dict[str, Any]:
             incl.setdefault(role, Counter())[f] += count
     roles: dict[str, Any] = {}
     for role, total in totals.items():
+
         def pct(c: int, total: int = total) -> float:
             return round(100 * c / total, 1)
+
         roles[role] = {
             "samples": total,
             "buckets": [[b, pct(c)] for b, c in buckets[role].most_common()],

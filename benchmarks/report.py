@@ -14,7 +14,8 @@ GAP_NOTES: dict[str, str] = {
     "small_vs_celery": (
         "With Celery's result keys kept (the default) wfcelery and the plain canvas cost about the same CPU per "
         "task (see the CPU-time estimate), so the wall-clock ratio swings with other load on the machine. "
-        "With --conf wfcelery_celery_results=false wfcelery needs ~15% less CPU per task than the canvas."),
+        "With --conf wfcelery_celery_results=false wfcelery needs ~15% less CPU per task than the canvas."
+    ),
     "small_vs_ceiling": (
         "Why: the ceiling's messages are published by the client, its tasks only run; a wfcelery node is the same "
         "task plus two Lua calls in the pool process (start gate before the body, succeed after: ~0.08 and "
@@ -25,7 +26,8 @@ GAP_NOTES: dict[str, str] = {
         "keys for nodes -- the tracker keeps every result -- which wfcelery_celery_results=False does (ignore_result "
         "on node messages, which also skips STARTED): measured 1.01x the ceiling wall-clock and 1.12x by CPU "
         "(quick run, --conf wfcelery_celery_results=false). Making that the default, or documenting it as the "
-        "setting for volume, closes the gap."),
+        "setting for volume, closes the gap."
+    ),
     "long_chain": (
         "Why: a chain is serial, so its rate is 1 / per-step latency. A wfcelery step is one full Celery task "
         "round trip (delivery, start gate, body, result writes, succeed, publish of the next node, ack): "
@@ -36,7 +38,8 @@ GAP_NOTES: dict[str, str] = {
         "~480 tasks/s is ~7x. What shortens the step: wfcelery_celery_results=False (drops 4 of ~8 Redis round "
         "trips per step), then one Lua call per node instead of two (check the gate in memory, record RUNNING "
         "together with the success or in a pipeline with the body's first Redis call), and no task-sent event "
-        "for worker-published nodes."),
+        "for worker-published nodes."
+    ),
     "tracker_bytes": (
         "Per 10-node run at 089280c: run hash ~430 B, nodes hash ~520 B, event log ~460 B, run index ~120 B "
         "(null results are no longer stored). What would close the rest: intern worker hostnames, which every "
@@ -44,11 +47,13 @@ GAP_NOTES: dict[str, str] = {
         "drop run fields derivable from the run id or the settings (chan is <prefix>:{<run>}:done, ttl, maxlen, "
         "policy: ~-8 B); the event log repeats each node's start and finish times that the nodes hash already "
         "holds: keep run transitions, failures and retries only, or expire the log soon after the run ends "
-        "(up to -45 B)."),
+        "(up to -45 B)."
+    ),
     "projected_memory": (
         "Celery's own result key per node (~380 B per task, kept result_expires = the run TTL, 7 days) is ~70% of "
         "the projection and duplicates the tracker's results. wfcelery_celery_results=False leaves the tracker's "
-        "share alone: 0.153 GB measured (quick run at 089280c)."),
+        "share alone: 0.153 GB measured (quick run at 089280c)."
+    ),
 }
 
 #: Explanations for worker errors a run may hit (matched against the worker log line of a failed side).
@@ -57,7 +62,8 @@ KNOWN_ERRORS: dict[str, str] = {
         "wfcelery bug: lua/succeed.lua releases a fan-in node with HMGET K_RESULTS unpack(parents); Lua's unpack "
         "fails past ~8,000 values, after the script has already recorded the parent's success and counted it (Redis "
         "does not roll scripts back), so the join is never released and the run stays RUNNING. Fetch the parents' "
-        "results in chunks (or after release, from the worker)."),
+        "results in chunks (or after release, from the worker)."
+    ),
 }
 
 
@@ -76,40 +82,94 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
 
     def add(key: str, text: str, value: float | None, op: str, target: float, unit: str = "x") -> None:
         if value is None:
-            found.append({"id": key, "text": text, "value": None, "op": op, "target": target, "unit": unit,
-                          "met": False, "score": None, "miss": "not measured: a side failed (see its error)"})
+            found.append(
+                {
+                    "id": key,
+                    "text": text,
+                    "value": None,
+                    "op": op,
+                    "target": target,
+                    "unit": unit,
+                    "met": False,
+                    "score": None,
+                    "miss": "not measured: a side failed (see its error)",
+                }
+            )
             return
         met = value >= target if op == ">=" else value <= target
         if op == ">=":
-            miss = f"short by {100 * (1 - value / target):.0f}% (needs {target / value:.2f}x)" if value else "no data"
+            miss = (
+                f"short by {100 * (1 - value / target):.0f}% (needs {target / value:.2f}x)"
+                if value
+                else "no data"
+            )
         else:
             miss = f"over by {100 * (value / target - 1):.0f}% (needs {value / target:.2f}x less)"
         score = value / target if op == ">=" else (target / value if value else float("inf"))
-        found.append({"id": key, "text": text, "value": value, "op": op, "target": target, "unit": unit,
-                      "met": met, "score": round(score, 3), "miss": None if met else miss})
+        found.append(
+            {
+                "id": key,
+                "text": text,
+                "value": value,
+                "op": op,
+                "target": target,
+                "unit": unit,
+                "met": met,
+                "score": round(score, 3),
+                "miss": None if met else miss,
+            }
+        )
 
     small, ceiling = _scenario(out, "small"), _side(out, "ceiling", "celery")
     if small:
         wf_side = small["sides"]["wfcelery"]
-        add("small_vs_celery", "Small workflows: wfcelery tasks/s vs plain canvas", small["ratios"]["tasks_per_s"],
-            ">=", 1.0)
+        add(
+            "small_vs_celery",
+            "Small workflows: wfcelery tasks/s vs plain canvas",
+            small["ratios"]["tasks_per_s"],
+            ">=",
+            1.0,
+        )
         _cpu_estimate(found, wf_side, small["sides"]["celery"])
         if ceiling:
             wf_rate, top = wf_side["tasks_per_s"], ceiling["tasks_per_s"]
-            add("small_vs_ceiling", "Small workflows: wfcelery tasks/s vs ceiling (no-op group)",
-                round(wf_rate / top, 3) if wf_rate and top else None, ">=", 0.9)
+            add(
+                "small_vs_ceiling",
+                "Small workflows: wfcelery tasks/s vs ceiling (no-op group)",
+                round(wf_rate / top, 3) if wf_rate and top else None,
+                ">=",
+                0.9,
+            )
             _cpu_estimate(found, wf_side, ceiling)
     chain = _scenario(out, "long_chain")
     if chain:
-        add("long_chain", "Long chain: wfcelery tasks/s vs plain chain", chain["ratios"]["tasks_per_s"], ">=", 10.0)
+        add(
+            "long_chain",
+            "Long chain: wfcelery tasks/s vs plain chain",
+            chain["ratios"]["tasks_per_s"],
+            ">=",
+            10.0,
+        )
         _cpu_estimate(found, chain["sides"]["wfcelery"], chain["sides"]["celery"])
     scale = _scenario(out, "scale")
     if scale:
         p = scale["projection"] or {}
-        add("tracker_bytes", "Tracker state per no-op task (bytes)", p.get("tracker_bytes_per_task"), "<=", 150.0,
-            "B")
-        add("projected_memory", "Projected Redis for 1M tasks / 100k runs incl. result keys (GB)",
-            round(p["projected_total_bytes"] / GB, 3) if p else None, "<=", 0.5, "GB")
+        add(
+            "tracker_bytes",
+            "Tracker state per no-op task (bytes)",
+            p.get("tracker_bytes_per_task"),
+            "<=",
+            150.0,
+            "B",
+        )
+        add(
+            "projected_memory",
+            "Projected Redis for 1M tasks / 100k runs incl. result keys (GB)",
+            round(p["projected_total_bytes"] / GB, 3) if p else None,
+            "<=",
+            0.5,
+            "GB",
+        )
     return found
 
 
@@ -122,8 +182,11 @@ def _cpu_estimate(found: list[dict[str, Any]], wf: dict[str, Any], other: dict[s
 
 
 def throughput_missed(out: dict[str, Any]) -> bool:
-    return any(not t["met"] for t in out.get("targets", []) if t["id"] in ("small_vs_celery", "small_vs_ceiling",
-                                                                          "long_chain"))
+    return any(
+        not t["met"]
+        for t in out.get("targets", [])
+        if t["id"] in ("small_vs_celery", "small_vs_ceiling", "long_chain")
+    )
 
 
 # -- markdown ---------------------------------------------------------------------------------------------
@@ -147,13 +210,21 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def markdown(out: dict[str, Any], chart_name: str | None = None) -> str:
     m, s = out["machine"], out.get("settings", {})
-    lines = [f"# wfcelery benchmarks: {out['date']} ({out['mode']})", "",
-             (f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, load average at start "
-             f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; Python {m['python']}, Celery "
-             f"{m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}, Redis server {m.get('redis_server')}; "
-              f"wfcelery at {m.get('wfcelery_commit') or 'unknown commit'}."),
-             "", "Settings, the same for both sides (one app, one Redis, the same worker subprocesses): "
-             + ", ".join(f"`{k}={v}`" for k, v in s.items()) + ".", ""]
+    lines = [
+        f"# wfcelery benchmarks: {out['date']} ({out['mode']})",
+        "",
+        (
+            f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, load average at start "
+            f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; Python {m['python']}, Celery "
+            f"{m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}, Redis server {m.get('redis_server')}; "
+            f"wfcelery at {m.get('wfcelery_commit') or 'unknown commit'}."
+        ),
+        "",
+        "Settings, the same for both sides (one app, one Redis, the same worker subprocesses): "
+        + ", ".join(f"`{k}={v}`" for k, v in s.items())
+        + ".",
+        "",
+    ]
     lines += _targets_md(out)
     lines += _throughput_md(out)
     lines += _cost_md(out)
@@ -172,15 +243,26 @@ def _targets_md(out: dict[str, Any]) -> list[str]:
     rows = []
     for t in out.get("targets", []):
         unit = "x" if t["unit"] == "x" else f" {t['unit']}"
-        rows.append([t["text"], "-" if t["value"] is None else f"{t['value']:,}{unit}", f"{t['op']} {t['target']:,}{unit}",
-                     "met" if t["met"] else f"**missed**: {t['miss']}",
-                     f"{t['cpu_estimate']:.2f}x" if t.get("cpu_estimate") else ""])
+        rows.append(
+            [
+                t["text"],
+                "-" if t["value"] is None else f"{t['value']:,}{unit}",
+                f"{t['op']} {t['target']:,}{unit}",
+                "met" if t["met"] else f"**missed**: {t['miss']}",
+                f"{t['cpu_estimate']:.2f}x" if t.get("cpu_estimate") else "",
+            ]
+        )
     if not rows:
         return []
-    return ["## Targets (ratios measured in this run)", ""] + _table(
-        ["target", "measured", "target", "status", "CPU-time estimate"], rows) + [
-        "", ("CPU-time estimate: the same ratio computed from total CPU per task (workers + Redis + client), which "
-            "other load on the machine disturbs less than wall-clock rates."), ""]
+    return [
+        "## Targets (ratios measured in this run)",
+        "",
+        *_table(["target", "measured", "target", "status", "CPU-time estimate"], rows),
+        "",
+        "CPU-time estimate: the same ratio computed from total CPU per task (workers + Redis + client), which "
+        "other load on the machine disturbs less than wall-clock rates.",
+        "",
+    ]
 
 
 def _throughput_md(out: dict[str, Any]) -> list[str]:
@@ -190,21 +272,47 @@ def _throughput_md(out: dict[str, Any]) -> list[str]:
             continue
         wf, cel = sc["sides"].get("wfcelery", {}), sc["sides"].get("celery", {})
         ratio = sc.get("ratios", {}).get("tasks_per_s")
-        rows.append([sc["title"], _n(wf.get("tasks_per_s")), _n(cel.get("tasks_per_s")),
-                     f"{ratio:.2f}x" if ratio else "-", _n(wf.get("runs_per_s"), 1), _n(cel.get("runs_per_s"), 1),
-                     _n(wf.get("submit_runs_per_s"), 1) if "submit_runs_per_s" in wf else "-",
-                     _fail(wf, cel)])
-    lines = ["## Throughput (end to end: first submit to last completion)", ""] + _table(
-        ["scenario", "wfcelery tasks/s", "plain Celery tasks/s", "wfcelery / plain", "wfcelery runs/s",
-         "plain runs/s", "wfcelery submits/s", "failures"], rows) + [""]
+        rows.append(
+            [
+                sc["title"],
+                _n(wf.get("tasks_per_s")),
+                _n(cel.get("tasks_per_s")),
+                f"{ratio:.2f}x" if ratio else "-",
+                _n(wf.get("runs_per_s"), 1),
+                _n(cel.get("runs_per_s"), 1),
+                _n(wf.get("submit_runs_per_s"), 1) if "submit_runs_per_s" in wf else "-",
+                _fail(wf, cel),
+            ]
+        )
+    lines = [
+        "## Throughput (end to end: first submit to last completion)",
+        "",
+        *_table(
+            [
+                "scenario",
+                "wfcelery tasks/s",
+                "plain Celery tasks/s",
+                "wfcelery / plain",
+                "wfcelery runs/s",
+                "plain runs/s",
+                "wfcelery submits/s",
+                "failures",
+            ],
+            rows,
+        ),
+        "",
+    ]
     for sc in out["scenarios"]:
         for side, d in sc.get("sides", {}).items():
             if d.get("error"):
                 cause = d.get("worker_error") or ""
                 known = next((v for k, v in KNOWN_ERRORS.items() if k in cause), None)
-                lines += [f"- **{sc['name']} / {side} failed**: {d['error']}"
-                          + (f"; worker log: `{cause}`" if cause else "") + (f". {known}" if known else "")]
-    return lines + [""]
+                lines += [
+                    f"- **{sc['name']} / {side} failed**: {d['error']}"
+                    + (f"; worker log: `{cause}`" if cause else "")
+                    + (f". {known}" if known else "")
+                ]
+    return [*lines, ""]
 
 
 def _fail(*sides: dict[str, Any]) -> str:
@@ -219,14 +327,40 @@ def _cost_md(out: dict[str, Any]) -> list[str]:
             if "worker_cpu_ms_per_task" not in d:
                 continue
             calls = ", ".join(f"{k} {v}" for k, v in list(d["redis_calls_per_task"].items())[:6])
-            rows.append([sc["name"], side, d["worker_cpu_ms_per_task"], d["redis_cpu_ms_per_task"],
-                         d["client_cpu_ms_per_task"], d.get("total_cpu_ms_per_task", ""), d["redis_commands_per_task"],
-                         _n(d.get("lua_us_per_call"), 1), calls])
+            rows.append(
+                [
+                    sc["name"],
+                    side,
+                    d["worker_cpu_ms_per_task"],
+                    d["redis_cpu_ms_per_task"],
+                    d["client_cpu_ms_per_task"],
+                    d.get("total_cpu_ms_per_task", ""),
+                    d["redis_commands_per_task"],
+                    _n(d.get("lua_us_per_call"), 1),
+                    calls,
+                ]
+            )
     if not rows:
         return []
-    return ["## Cost per task (CPU milliseconds per task; Redis commands per task)", ""] + _table(
-        ["scenario", "side", "worker CPU ms", "Redis CPU ms", "client CPU ms", "total CPU ms", "Redis cmds",
-         "EVALSHA us/call", "top Redis calls"], rows) + [""]
+    return [
+        "## Cost per task (CPU milliseconds per task; Redis commands per task)",
+        "",
+        *_table(
+            [
+                "scenario",
+                "side",
+                "worker CPU ms",
+                "Redis CPU ms",
+                "client CPU ms",
+                "total CPU ms",
+                "Redis cmds",
+                "EVALSHA us/call",
+                "top Redis calls",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 def _memory_md(out: dict[str, Any]) -> list[str]:
@@ -240,47 +374,97 @@ def _memory_md(out: dict[str, Any]) -> list[str]:
             for cat, v in mem.items():
                 if not v["keys"]:
                     continue
-                rows.append([sc["name"], side, cat, _n(v["keys"]), _n(v["bytes"]), _n(v["bytes"] / tasks, 1),
-                             _n(v["bytes"] / runs, 1), _n(v["memory_usage_bytes"] / tasks, 1)])
+                rows.append(
+                    [
+                        sc["name"],
+                        side,
+                        cat,
+                        _n(v["keys"]),
+                        _n(v["bytes"]),
+                        _n(v["bytes"] / tasks, 1),
+                        _n(v["bytes"] / runs, 1),
+                        _n(v["memory_usage_bytes"] / tasks, 1),
+                    ]
+                )
             total = sum(v["bytes"] for v in mem.values())
-            rows.append([sc["name"], side, "**all keys**", _n(sum(v["keys"] for v in mem.values())), _n(total),
-                         _n(total / tasks, 1), _n(total / runs, 1), ""])
+            rows.append(
+                [
+                    sc["name"],
+                    side,
+                    "**all keys**",
+                    _n(sum(v["keys"] for v in mem.values())),
+                    _n(total),
+                    _n(total / tasks, 1),
+                    _n(total / runs, 1),
+                    "",
+                ]
+            )
             if d.get("pubsub_subscriptions_added"):
                 buf = d.get("pubsub_buffer_bytes_added", 0)
-                rows.append([sc["name"], side, "pub/sub left by the side (not keys)",
-                             f"{d['pubsub_subscriptions_added']:,} subscriptions", _n(buf), _n(buf / tasks, 1),
-                             _n(buf / runs, 1), ""])
+                rows.append(
+                    [
+                        sc["name"],
+                        side,
+                        "pub/sub left by the side (not keys)",
+                        f"{d['pubsub_subscriptions_added']:,} subscriptions",
+                        _n(buf),
+                        _n(buf / tasks, 1),
+                        _n(buf / runs, 1),
+                        "",
+                    ]
+                )
     if not rows:
         return []
-    lines = ["## Redis memory left after the runs", "",
-             ("Bytes = drop in `used_memory` when the category's keys are deleted (values, names, dict and expiry "
-              "entries); MEMORY USAGE = sampled `MEMORY USAGE` per task, as a cross-check. Pub/sub: result-channel "
-              "subscriptions still held after the side (by the worker: Celery subscribes a worker that publishes a "
-              "chord to every header result and never unsubscribes) and the output buffers Redis keeps for them."),
-             ""]
-    lines += _table(["scenario", "side", "keys", "count", "bytes", "B/task", "B/run", "MEMORY USAGE B/task"], rows)
+    lines = [
+        "## Redis memory left after the runs",
+        "",
+        (
+            "Bytes = drop in `used_memory` when the category's keys are deleted (values, names, dict and expiry "
+            "entries); MEMORY USAGE = sampled `MEMORY USAGE` per task, as a cross-check. Pub/sub: result-channel "
+            "subscriptions still held after the side (by the worker: Celery subscribes a worker that publishes a "
+            "chord to every header result and never unsubscribes) and the output buffers Redis keeps for them."
+        ),
+        "",
+    ]
+    lines += _table(
+        ["scenario", "side", "keys", "count", "bytes", "B/task", "B/run", "MEMORY USAGE B/task"], rows
+    )
     scale = _scenario(out, "scale")
     if scale and scale["projection"]:
         p = scale["projection"]
-        lines += ["", (f"Projection to 1M tasks / 100k runs: tracker {p['projected_tracker_bytes'] / GB:.3f} GB + "
-                      f"Celery result keys {p['projected_result_bytes'] / GB:.3f} GB = "
-                      f"**{p['projected_total_bytes'] / GB:.3f} GB**; at the measured rate 1M tasks take "
-                      f"{p['minutes_for_1M_tasks']} minutes on this machine. Peak `used_memory` during the scale run "
-                      f"was {scale['sides']['wfcelery']['peak_memory_delta_bytes'] / 1e6:.1f} MB above the start."
-                      + (f" Without Celery's result keys (`wfcelery_celery_results=False`) the projection would be "
-                         f"the tracker's {p['projected_tracker_bytes'] / GB:.3f} GB."
-                         if p.get("celery_results_kept", True) and p["projected_result_bytes"] else ""))]
-    return lines + [""]
+        lines += [
+            "",
+            (
+                f"Projection to 1M tasks / 100k runs: tracker {p['projected_tracker_bytes'] / GB:.3f} GB + "
+                f"Celery result keys {p['projected_result_bytes'] / GB:.3f} GB = "
+                f"**{p['projected_total_bytes'] / GB:.3f} GB**; at the measured rate 1M tasks take "
+                f"{p['minutes_for_1M_tasks']} minutes on this machine. Peak `used_memory` during the scale run "
+                f"was {scale['sides']['wfcelery']['peak_memory_delta_bytes'] / 1e6:.1f} MB above the start."
+                + (
+                    f" Without Celery's result keys (`wfcelery_celery_results=False`) the projection would be "
+                    f"the tracker's {p['projected_tracker_bytes'] / GB:.3f} GB."
+                    if p.get("celery_results_kept", True) and p["projected_result_bytes"]
+                    else ""
+                )
+            ),
+        ]
+    return [*lines, ""]
 
 
 def _latency_md(out: dict[str, Any]) -> list[str]:
     sc = _scenario(out, "latency")
     if not sc:
         return []
-    rows = [[side, d.get("samples"), d.get("median_ms"), d.get("p99_ms"), d.get("mean_ms"), d.get("max_ms")]
-            for side, d in sc["sides"].items()]
-    return [f"## {sc['title']}", ""] + _table(["side", "samples", "median ms", "p99 ms", "mean ms", "max ms"],
-                                              rows) + [""]
+    rows = [
+        [side, d.get("samples"), d.get("median_ms"), d.get("p99_ms"), d.get("mean_ms"), d.get("max_ms")]
+        for side, d in sc["sides"].items()
+    ]
+    return [
+        f"## {sc['title']}",
+        "",
+        *_table(["side", "samples", "median ms", "p99 ms", "mean ms", "max ms"], rows),
+        "",
+    ]
 
 
 def _control_md(out: dict[str, Any]) -> list[str]:
@@ -289,10 +473,15 @@ def _control_md(out: dict[str, Any]) -> list[str]:
         return []
     wf, cel = sc["sides"]["wfcelery"], sc["sides"]["celery"]
     rows = [[op, f"{wf[op + '_s']:.3f}"] for op in ("submit", "pause", "resume", "cancel", "cleanup")]
-    rows.append([f"plain Celery: `control.revoke()` of {sc['params']['nodes']:,} ids", f"{cel['revoke_s']:.3f}"])
-    note = "states as expected (PAUSED, RUNNING, CANCELLED)" if sc.get("ok") else (
-        f"**unexpected states**: {wf['after_pause']}, {wf['after_resume']}, {wf['after_cancel']}")
-    return [f"## {sc['title']}", ""] + _table(["operation", "seconds"], rows) + ["", note, ""]
+    rows.append(
+        [f"plain Celery: `control.revoke()` of {sc['params']['nodes']:,} ids", f"{cel['revoke_s']:.3f}"]
+    )
+    note = (
+        "states as expected (PAUSED, RUNNING, CANCELLED)"
+        if sc.get("ok")
+        else (f"**unexpected states**: {wf['after_pause']}, {wf['after_resume']}, {wf['after_cancel']}")
+    )
+    return [f"## {sc['title']}", "", *_table(["operation", "seconds"], rows), "", note, ""]
 
 
 def _profile_md(out: dict[str, Any]) -> list[str]:
@@ -301,20 +490,33 @@ def _profile_md(out: dict[str, Any]) -> list[str]:
         return []
     if prof.get("skipped"):
         return ["## Profile", "", f"Skipped: {prof['skipped']}", ""]
-    lines = [f"## Profile: {prof['title']}", "",
-             ("py-spy (non-blocking, ~100 Hz, idle excluded) on every worker process, split into the worker's main "
-              "process and its pool processes; inclusive % of that role's samples, frames present in nearly "
-              "every sample (the bootstrap) left out. A profiled run is slower than an unprofiled one."), ""]
+    lines = [
+        f"## Profile: {prof['title']}",
+        "",
+        (
+            "py-spy (non-blocking, ~100 Hz, idle excluded) on every worker process, split into the worker's main "
+            "process and its pool processes; inclusive % of that role's samples, frames present in nearly "
+            "every sample (the bootstrap) left out. A profiled run is slower than an unprofiled one."
+        ),
+        "",
+    ]
     for side, d in prof["sides"].items():
         if d.get("error"):
             lines += [f"**{side}** failed: {d['error']}", ""]
             continue
         p = d.get("profile", {})
-        lines += [(f"**{side}**: {d['tasks_per_s']:,.0f} tasks/s while profiled, worker CPU "
-                   f"{d['worker_cpu_ms_per_task']} ms/task, Redis CPU {d['redis_cpu_ms_per_task']} ms/task"), ""]
+        lines += [
+            (
+                f"**{side}**: {d['tasks_per_s']:,.0f} tasks/s while profiled, worker CPU "
+                f"{d['worker_cpu_ms_per_task']} ms/task, Redis CPU {d['redis_cpu_ms_per_task']} ms/task"
+            ),
+            "",
+        ]
         for role, r in sorted(p.get("roles", {}).items(), key=lambda kv: kv[0] != "pool"):
-            lines += [f"{side}, {role} process(es), {r['samples']:,} samples -- where they go, then the top frames:",
-                      ""]
+            lines += [
+                f"{side}, {role} process(es), {r['samples']:,} samples -- where they go, then the top frames:",
+                "",
+            ]
             lines += _table(["% of samples", "bucket"], [[pct, b] for b, pct in r.get("buckets", [])])
             lines += [""]
             lines += _table(["inclusive %", "frame"], [[pct, f"`{f}`"] for f, pct in r["inclusive"][:10]])
@@ -329,15 +531,24 @@ def _gaps_md(out: dict[str, Any]) -> list[str]:
     lines = ["## Gaps and what would close them", ""]
     for t in missed:
         value = "-" if t["value"] is None else f"{t['value']:,}"
-        lines += [f"- **{t['text']}**: {value} vs {t['op']} {t['target']:,} -- {t['miss']}.",
-                  *([f"  {GAP_NOTES[t['id']]}"] if t["id"] in GAP_NOTES else []), *_bound(out, t["id"])]
-    return lines + [""]
+        lines += [
+            f"- **{t['text']}**: {value} vs {t['op']} {t['target']:,} -- {t['miss']}.",
+            *([f"  {GAP_NOTES[t['id']]}"] if t["id"] in GAP_NOTES else []),
+            *_bound(out, t["id"]),
+        ]
+    return [*lines, ""]
 
 
 def _bound(out: dict[str, Any], target: str) -> list[str]:
     """What this machine allows at best, from the same run."""
     ceiling, chain = _side(out, "ceiling", "celery"), _side(out, "long_chain", "celery")
-    if target == "long_chain" and ceiling and chain and ceiling.get("tasks_per_s") and chain.get("tasks_per_s"):
+    if (
+        target == "long_chain"
+        and ceiling
+        and chain
+        and ceiling.get("tasks_per_s")
+        and chain.get("tasks_per_s")
+    ):
         bound = ceiling["tasks_per_s"] / chain["tasks_per_s"]
         return [f"  Bound in this run: the parallel no-op ceiling is {bound:.1f}x the plain chain's rate."]
     return []
@@ -350,8 +561,11 @@ def chart_bars(out: dict[str, Any]) -> list[tuple[str, float, float | None]]:
     """(label, ratio, target ratio or None): every ratio is 'higher is better for wfcelery'."""
     bars: list[tuple[str, float, float | None]] = []
     by_id = {t["id"]: t for t in out.get("targets", [])}
-    for key, label in (("small_vs_celery", "small wf\nvs canvas"), ("small_vs_ceiling", "small wf\nvs ceiling"),
-                       ("long_chain", "long chain\nvs chain")):
+    for key, label in (
+        ("small_vs_celery", "small wf\nvs canvas"),
+        ("small_vs_ceiling", "small wf\nvs ceiling"),
+        ("long_chain", "long chain\nvs chain"),
+    ):
         if key in by_id and by_id[key]["value"] is not None:
             bars.append((label, by_id[key]["value"], by_id[key]["target"]))
     wide = _scenario(out, "wide")
@@ -390,8 +604,9 @@ def chart(out: dict[str, Any], path: Path) -> bool:
     ax.axhline(1.0, color="#555555", linewidth=0.5)
     ax.set_xticks(list(xs), [label for label, _, _ in bars], fontsize=8)
     ax.set_ylabel("ratio (higher is better for wfcelery; dashed = target)")
-    ax.set_title(f"wfcelery vs plain Celery, {out['date']} ({out['mode']}, {out['machine']['cpus']} CPUs)",
-                 fontsize=10)
+    ax.set_title(
+        f"wfcelery vs plain Celery, {out['date']} ({out['mode']}, {out['machine']['cpus']} CPUs)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

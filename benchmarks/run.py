@@ -41,12 +41,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pool", default="prefork", choices=("prefork", "solo", "threads"))
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--workers", type=int, default=1, help="worker processes (each with --concurrency)")
-    p.add_argument("--profile", choices=("auto", "on", "off"), default="auto",
-                   help="py-spy the workers on small workflows: auto = in --full when a throughput target is "
-                        "missed")
-    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra app configuration for both sides and the workers, e.g. wfcelery_celery_results=false "
-                        "(VALUE is read as JSON when it parses, else as a string; repeatable)")
+    p.add_argument(
+        "--profile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="py-spy the workers on small workflows: auto = in --full when a throughput target is missed",
+    )
+    p.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra app configuration for both sides and the workers, e.g. wfcelery_celery_results=false "
+        "(VALUE is read as JSON when it parses, else as a string; repeatable)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the json/md/png")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
     return p.parse_args(argv)
@@ -69,10 +77,20 @@ def git_revision() -> str | None:
     """The last commit that changed wfcelery/ (``+dirty`` when its files have uncommitted changes)."""
     root = Path(__file__).resolve().parent.parent
     try:
-        rev = subprocess.run(["git", "log", "-1", "--format=%h", "--", "wfcelery"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "wfcelery"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--", "wfcelery"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "wfcelery"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return rev + ("+dirty" if dirty else "")
@@ -89,10 +107,17 @@ def machine() -> dict[str, Any]:
         pass
     import os
 
-    return {"cpus": os.cpu_count(), "cpu_model": cpu, "platform": platform.platform(),
-            "python": platform.python_version(), "celery": celery.__version__, "kombu": kombu.__version__,
-            "redis_py": redis.__version__, "load_average_at_start": list(os.getloadavg()),
-            "wfcelery_commit": git_revision()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "celery": celery.__version__,
+        "kombu": kombu.__version__,
+        "redis_py": redis.__version__,
+        "load_average_at_start": list(os.getloadavg()),
+        "wfcelery_commit": git_revision(),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -104,8 +129,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     server = redis_server_class()().start()
     started = time.monotonic()
     workers: Workers | None = None
-    out: dict[str, Any] = {"mode": "full" if full else "quick", "date": dt.datetime.now().isoformat(
-        timespec="seconds"), "machine": machine(), "sizes": sizes.__dict__, "scenarios": []}
+    out: dict[str, Any] = {
+        "mode": "full" if full else "quick",
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "sizes": sizes.__dict__,
+        "scenarios": [],
+    }
     try:
         broker, backend = f"{server.url}/0", f"{server.url}/1"
         conf = parse_conf(args.conf)
@@ -114,14 +144,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # process sends subscribes its result channel (RedisBackend.on_task_call) and nothing drains them.
         _set_task_join_will_block(True)
         settings = WorkerSettings(args.pool, args.concurrency, args.workers)
-        workers = Workers(settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir,
-                          conf=conf).start(app)
+        workers = Workers(
+            settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir, conf=conf
+        ).start(app)
         r_results = redis.Redis.from_url(backend, decode_responses=True)
         r_broker = redis.Redis.from_url(broker, decode_responses=True)
         out["machine"]["redis_server"] = r_results.info("server")["redis_version"]
         out["settings"] = {**settings.describe(app), **{f"conf {k}": v for k, v in conf.items()}}
-        print(f"wfcelery benchmarks ({out['mode']}), Redis {out['machine']['redis_server']} on {server.url}, "
-              f"logs in {workdir}")
+        print(
+            f"wfcelery benchmarks ({out['mode']}), Redis {out['machine']['redis_server']} on {server.url}, "
+            f"logs in {workdir}"
+        )
         print("settings (both sides): " + ", ".join(f"{k}={v}" for k, v in out["settings"].items()))
         bench = scenarios.Bench(app, workers, r_results, r_broker, Profiler(workdir))
         runners = {

@@ -52,10 +52,26 @@ class Sizes:
     profile_runs: int
 
 
-QUICK = Sizes(ceiling=2_000, small_runs=200, chain=300, wide=2_000, scale_runs=1_000, latency=100,
-              control=2_000, profile_runs=150)
-FULL = Sizes(ceiling=10_000, small_runs=2_000, chain=2_000, wide=10_000, scale_runs=10_000, latency=500,
-             control=10_000, profile_runs=300)
+QUICK = Sizes(
+    ceiling=2_000,
+    small_runs=200,
+    chain=300,
+    wide=2_000,
+    scale_runs=1_000,
+    latency=100,
+    control=2_000,
+    profile_runs=150,
+)
+FULL = Sizes(
+    ceiling=10_000,
+    small_runs=2_000,
+    chain=2_000,
+    wide=10_000,
+    scale_runs=10_000,
+    latency=500,
+    control=10_000,
+    profile_runs=300,
+)
 
 Submit = Callable[[], tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]]
 
@@ -63,13 +79,17 @@ Submit = Callable[[], tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]
 def _tracker_kind(kind: str) -> Callable[[str], bool]:
     def pred(key: str) -> bool:
         return key.startswith(PREFIX + ":{") and key.endswith("}:" + kind)
+
     return pred
 
 
 #: Memory categories, in deletion order. Per-run tracker keys by kind; "tracker shared" is the run index,
 #: plans and the gate; Celery's chord keys are the 5.7 claim keys (`.c`, kept >= 300 s) and counters.
 MEMORY_CATEGORIES: list[tuple[str, Callable[[str], bool]]] = [
-    *((f"tracker {kind}", _tracker_kind(kind)) for kind in ("run", "nodes", "results", "events", "deps", "errors")),
+    *(
+        (f"tracker {kind}", _tracker_kind(kind))
+        for kind in ("run", "nodes", "results", "events", "deps", "errors")
+    ),
     ("tracker shared", lambda k: k.startswith(PREFIX + ":")),
     ("celery results", lambda k: k.startswith("celery-task-meta-")),
     ("celery chord", lambda k: k.startswith(("celery-taskset-meta-", "chord-unlock"))),
@@ -83,8 +103,15 @@ def tracker_bytes(memory: dict[str, Any]) -> int:
 class Bench:
     """What every scenario needs: the app, its engine, the Redis databases, the workers and the meters."""
 
-    def __init__(self, app: Celery, workers: Workers, r_results: redis.Redis, r_broker: redis.Redis,
-                 profiler: Profiler | None = None, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        workers: Workers,
+        r_results: redis.Redis,
+        r_broker: redis.Redis,
+        profiler: Profiler | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.app = app
         self.engine = wfcelery.install(app)
         self.workers = workers
@@ -92,8 +119,9 @@ class Bench:
         self.r_broker = r_broker
         self.meter = Meter(workers, r_results)
         backend = app.backend
-        self.waiter = Waiter(r_results, lambda t: backend.get_key_for_task(t).decode(),
-                             self.engine.tracker.keys.run)
+        self.waiter = Waiter(
+            r_results, lambda t: backend.get_key_for_task(t).decode(), self.engine.tracker.keys.run
+        )
         self.profiler = profiler
         self.log = log
         self.noop = app.tasks["bench.noop"]
@@ -104,8 +132,9 @@ class Bench:
         drop_result_subscriptions(self.app)
         self.waiter.failures.clear()
 
-    def measure(self, label: str, tasks: int, runs: int | None, submit: Submit, timeout: float,
-                memory: bool = False) -> dict[str, Any]:
+    def measure(
+        self, label: str, tasks: int, runs: int | None, submit: Submit, timeout: float, memory: bool = False
+    ) -> dict[str, Any]:
         """Time one side end to end; with ``memory`` also attribute the Redis memory it left behind."""
         self.reset()
         base = used_memory(self.r)
@@ -115,23 +144,36 @@ class Bench:
         items, check = submit()
         submitted = time.monotonic()
         try:
-            end = self.waiter.wait(items, check, timeout, alive=self.workers.alive,
-                                   busy=lambda: process_cpu(self.workers.pids()))
+            end = self.waiter.wait(
+                items, check, timeout, alive=self.workers.alive, busy=lambda: process_cpu(self.workers.pids())
+            )
         except (TimeoutError, Stalled) as e:
             error = f"{type(e).__name__}: {e}"
             cause = self.workers.last_error()
             self.log(f"  {label}: FAILED {error}" + (f"; worker log: {cause}" if cause else ""))
-            return {"tasks": tasks, "runs": runs, "tasks_per_s": None, "error": error, "worker_error": cause,
-                    "after_s": round(time.monotonic() - before.wall, 1), "failures": len(items)}
+            return {
+                "tasks": tasks,
+                "runs": runs,
+                "tasks_per_s": None,
+                "error": error,
+                "worker_error": cause,
+                "after_s": round(time.monotonic() - before.wall, 1),
+                "failures": len(items),
+            }
         after = self.meter.snapshot()
         elapsed = end - before.wall
         side: dict[str, Any] = {
-            "tasks": tasks, "elapsed_s": round(elapsed, 3), "tasks_per_s": round(tasks / elapsed, 1),
+            "tasks": tasks,
+            "elapsed_s": round(elapsed, 3),
+            "tasks_per_s": round(tasks / elapsed, 1),
             "submit_s": round(submitted - before.wall, 3),
         }
         if runs:
-            side.update(runs=runs, runs_per_s=round(runs / elapsed, 1),
-                        submit_runs_per_s=round(runs / max(submitted - before.wall, 1e-9), 1))
+            side.update(
+                runs=runs,
+                runs_per_s=round(runs / elapsed, 1),
+                submit_runs_per_s=round(runs / max(submitted - before.wall, 1e-9), 1),
+            )
         side.update(Meter.per_task(before, after, tasks))
         side["peak_memory_delta_bytes"] = self.waiter.peak_memory - base
         drop_result_subscriptions(self.app)
@@ -143,9 +185,11 @@ class Bench:
             side["failure_examples"] = sorted(self.waiter.failures)[:5]
         if memory:
             side["memory"] = measure_memory(self.r, MEMORY_CATEGORIES)
-        self.log(f"  {label}: {tasks} tasks in {elapsed:.2f} s = {tasks / elapsed:,.0f} tasks/s"
-                 + (f" ({runs / elapsed:,.1f} runs/s)" if runs else "")
-                 + (f"  FAILURES: {len(self.waiter.failures)}" if self.waiter.failures else ""))
+        self.log(
+            f"  {label}: {tasks} tasks in {elapsed:.2f} s = {tasks / elapsed:,.0f} tasks/s"
+            + (f" ({runs / elapsed:,.1f} runs/s)" if runs else "")
+            + (f"  FAILURES: {len(self.waiter.failures)}" if self.waiter.failures else "")
+        )
         return side
 
     # -- the two sides' building blocks ----------------------------------------------------------------
@@ -154,14 +198,17 @@ class Bench:
         def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
             ids = [self.engine.submit(wf).id for _ in range(count)]
             return ids, self.waiter.runs_done
+
         return submit
 
     def submit_canvas(self, build: Callable[[], Any], count: int = 1) -> Submit:
         """Publish ``count`` canvases; each is done when the result its ``apply_async`` returned is ready
         (for a chain: its last task; for a chord: the body)."""
+
         def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
             ids = [build().apply_async().id for _ in range(count)]
             return ids, self.waiter.tasks_done
+
         return submit
 
 
@@ -210,8 +257,12 @@ def ceiling(b: Bench, n: int) -> dict[str, Any]:
         return [r.id for r in res.results], b.waiter.tasks_done
 
     side = b.measure("celery group", n, None, submit, _timeout(n))
-    return {"name": "ceiling", "title": f"Ceiling: {n:,} independent no-op tasks (plain Celery group)",
-            "params": {"tasks": n}, "sides": {"celery": side}}
+    return {
+        "name": "ceiling",
+        "title": f"Ceiling: {n:,} independent no-op tasks (plain Celery group)",
+        "params": {"tasks": n},
+        "sides": {"celery": side},
+    }
 
 
 # -- 2. small workflows -----------------------------------------------------------------------------------
@@ -225,11 +276,16 @@ def small(b: Bench, runs: int, memory: bool = True) -> dict[str, Any]:
         return chain(noop.s(), chord([noop.s() for _ in range(SMALL_WIDTH)], noop.s()))
 
     wf = b.measure("wfcelery", tasks, runs, b.submit_runs(small_workflow(), runs), _timeout(tasks), memory)
-    cel = b.measure("celery chain(a, chord(8), c)", tasks, runs, b.submit_canvas(canvas, runs), _timeout(tasks),
-                    memory)
-    return {"name": "small", "title": f"Small workflows: {runs:,} runs of a -> {SMALL_WIDTH} parallel -> c",
-            "params": {"runs": runs, "tasks": tasks}, "sides": {"wfcelery": wf, "celery": cel},
-            "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])}}
+    cel = b.measure(
+        "celery chain(a, chord(8), c)", tasks, runs, b.submit_canvas(canvas, runs), _timeout(tasks), memory
+    )
+    return {
+        "name": "small",
+        "title": f"Small workflows: {runs:,} runs of a -> {SMALL_WIDTH} parallel -> c",
+        "params": {"runs": runs, "tasks": tasks},
+        "sides": {"wfcelery": wf, "celery": cel},
+        "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])},
+    }
 
 
 # -- 3. long chain ----------------------------------------------------------------------------------------
@@ -239,11 +295,16 @@ def long_chain(b: Bench, n: int) -> dict[str, Any]:
     noop = b.noop
     wf_def = chain_workflow(n)
     wf = b.measure("wfcelery", n, 1, b.submit_runs(wf_def, 1), _timeout(n, rate=10))
-    cel = b.measure("celery chain", n, 1, b.submit_canvas(lambda: chain(noop.s() for _ in range(n))),
-                    _timeout(n, rate=5))
-    return {"name": "long_chain", "title": f"Long chain: one chain of {n:,} tasks",
-            "params": {"tasks": n}, "sides": {"wfcelery": wf, "celery": cel},
-            "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])}}
+    cel = b.measure(
+        "celery chain", n, 1, b.submit_canvas(lambda: chain(noop.s() for _ in range(n))), _timeout(n, rate=5)
+    )
+    return {
+        "name": "long_chain",
+        "title": f"Long chain: one chain of {n:,} tasks",
+        "params": {"tasks": n},
+        "sides": {"wfcelery": wf, "celery": cel},
+        "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])},
+    }
 
 
 # -- 4. wide fan-out / fan-in -----------------------------------------------------------------------------
@@ -256,11 +317,20 @@ def wide(b: Bench, n: int) -> dict[str, Any]:
     build_s = time.monotonic() - started
     wf = b.measure("wfcelery", n + 1, 1, b.submit_runs(wf_def, 1), _timeout(n))
     wf["build_workflow_s"] = round(build_s, 3)
-    cel = b.measure("celery chord", n + 1, 1,
-                    b.submit_canvas(lambda: chord([noop.s() for _ in range(n)], noop.s())), _timeout(n))
-    return {"name": "wide", "title": f"Wide fan-out/fan-in: {n:,} parallel tasks, then a join",
-            "params": {"tasks": n + 1}, "sides": {"wfcelery": wf, "celery": cel},
-            "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])}}
+    cel = b.measure(
+        "celery chord",
+        n + 1,
+        1,
+        b.submit_canvas(lambda: chord([noop.s() for _ in range(n)], noop.s())),
+        _timeout(n),
+    )
+    return {
+        "name": "wide",
+        "title": f"Wide fan-out/fan-in: {n:,} parallel tasks, then a join",
+        "params": {"tasks": n + 1},
+        "sides": {"wfcelery": wf, "celery": cel},
+        "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])},
+    }
 
 
 # -- 5. scale ---------------------------------------------------------------------------------------------
@@ -268,12 +338,21 @@ def wide(b: Bench, n: int) -> dict[str, Any]:
 
 def scale(b: Bench, runs: int) -> dict[str, Any]:
     tasks = runs * SMALL_TASKS
-    wf = b.measure("wfcelery", tasks, runs, b.submit_runs(small_workflow(), runs), _timeout(tasks), memory=True)
-    title = (f"Scale: {tasks:,} tasks over {runs:,} runs (wfcelery), projected to {PROJECT_TASKS:,} tasks / "
-             f"{PROJECT_RUNS:,} runs")
+    wf = b.measure(
+        "wfcelery", tasks, runs, b.submit_runs(small_workflow(), runs), _timeout(tasks), memory=True
+    )
+    title = (
+        f"Scale: {tasks:,} tasks over {runs:,} runs (wfcelery), projected to {PROJECT_TASKS:,} tasks / "
+        f"{PROJECT_RUNS:,} runs"
+    )
     if "memory" not in wf:
-        return {"name": "scale", "title": title, "params": {"runs": runs, "tasks": tasks}, "sides": {"wfcelery": wf},
-                "projection": None}
+        return {
+            "name": "scale",
+            "title": title,
+            "params": {"runs": runs, "tasks": tasks},
+            "sides": {"wfcelery": wf},
+            "projection": None,
+        }
     mem = wf["memory"]
     tracker, results = tracker_bytes(mem), mem["celery results"]["bytes"]
     projection = {
@@ -284,15 +363,24 @@ def scale(b: Bench, runs: int) -> dict[str, Any]:
         "projected_tracker_bytes": int(tracker / runs * PROJECT_RUNS),
         "projected_result_bytes": int(results / tasks * PROJECT_TASKS),
     }
-    projection["projected_total_bytes"] = projection["projected_tracker_bytes"] + projection[
-        "projected_result_bytes"]
+    projection["projected_total_bytes"] = (
+        projection["projected_tracker_bytes"] + projection["projected_result_bytes"]
+    )
     lean = {"wfcelery_celery_results": False}
     projection["celery_results_kept"] = bool(b.app.conf.get("wfcelery_celery_results", True))
-    projection["note_without_result_keys"] = (f"with {lean}, the projection is the tracker's share alone"
-                                              if projection["celery_results_kept"] else "result keys are off")
+    projection["note_without_result_keys"] = (
+        f"with {lean}, the projection is the tracker's share alone"
+        if projection["celery_results_kept"]
+        else "result keys are off"
+    )
     projection["minutes_for_1M_tasks"] = round(PROJECT_TASKS / wf["tasks_per_s"] / 60, 1)
-    return {"name": "scale", "title": title,
-            "params": {"runs": runs, "tasks": tasks}, "sides": {"wfcelery": wf}, "projection": projection}
+    return {
+        "name": "scale",
+        "title": title,
+        "params": {"runs": runs, "tasks": tasks},
+        "sides": {"wfcelery": wf},
+        "projection": projection,
+    }
 
 
 # -- 6. latency -------------------------------------------------------------------------------------------
@@ -303,8 +391,13 @@ def _latency_stats(values: list[float]) -> dict[str, float]:
     if not ms:
         return {"samples": 0}
     p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-    return {"samples": len(ms), "median_ms": round(statistics.median(ms), 2), "p99_ms": round(p99, 2),
-            "mean_ms": round(statistics.fmean(ms), 2), "max_ms": round(ms[-1], 2)}
+    return {
+        "samples": len(ms),
+        "median_ms": round(statistics.median(ms), 2),
+        "p99_ms": round(p99, 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+        "max_ms": round(ms[-1], 2),
+    }
 
 
 def latency(b: Bench, n: int) -> dict[str, Any]:
@@ -332,12 +425,20 @@ def latency(b: Bench, n: int) -> dict[str, Any]:
             values.append(value[1])
         node = node.parent
     cel.update(_latency_stats(values))
-    b.log(f"  latency parent end -> child start: wfcelery median {wf.get('median_ms')} ms p99 "
-          f"{wf.get('p99_ms')} ms; celery median {cel.get('median_ms')} ms p99 {cel.get('p99_ms')} ms")
-    return {"name": "latency", "title": f"Latency: parent end -> child start, chain of {n:,} tasks",
-            "params": {"tasks": n}, "sides": {"wfcelery": wf, "celery": cel},
-            "ratios": {"median_celery_over_wfcelery": _ratio(cel.get("median_ms", 0), wf.get("median_ms", 0)),
-                       "p99_celery_over_wfcelery": _ratio(cel.get("p99_ms", 0), wf.get("p99_ms", 0))}}
+    b.log(
+        f"  latency parent end -> child start: wfcelery median {wf.get('median_ms')} ms p99 "
+        f"{wf.get('p99_ms')} ms; celery median {cel.get('median_ms')} ms p99 {cel.get('p99_ms')} ms"
+    )
+    return {
+        "name": "latency",
+        "title": f"Latency: parent end -> child start, chain of {n:,} tasks",
+        "params": {"tasks": n},
+        "sides": {"wfcelery": wf, "celery": cel},
+        "ratios": {
+            "median_celery_over_wfcelery": _ratio(cel.get("median_ms", 0), wf.get("median_ms", 0)),
+            "p99_celery_over_wfcelery": _ratio(cel.get("p99_ms", 0), wf.get("p99_ms", 0)),
+        },
+    }
 
 
 # -- 7. control -------------------------------------------------------------------------------------------
@@ -360,8 +461,11 @@ def control(b: Bench, n: int) -> dict[str, Any]:
     paused = timed("pause_s", run.pause)
     resumed = timed("resume_s", run.resume)
     cancelled = timed("cancel_s", run.cancel)
-    checks = {"after_pause": paused.status.value, "after_resume": resumed.status.value,
-              "after_cancel": cancelled.status.value}
+    checks = {
+        "after_pause": paused.status.value,
+        "after_resume": resumed.status.value,
+        "after_cancel": cancelled.status.value,
+    }
     timed("cleanup_s", run.cleanup)
     res = group(b.noop.s().set(queue=IDLE_QUEUE) for _ in range(n)).apply_async()
     ids = [r.id for r in res.results]
@@ -371,12 +475,18 @@ def control(b: Bench, n: int) -> dict[str, Any]:
     _purge(b.app, IDLE_QUEUE)
     wf_side = {k: timings[k] for k in ("submit_s", "pause_s", "resume_s", "cancel_s", "cleanup_s")}
     wf_side.update(checks)
-    b.log(f"  control on {n:,} queued nodes: pause {timings['pause_s']:.3f} s, resume {timings['resume_s']:.3f} s,"
-          f" cancel {timings['cancel_s']:.3f} s; celery revoke of {n:,} ids {timings['revoke_s']:.3f} s")
+    b.log(
+        f"  control on {n:,} queued nodes: pause {timings['pause_s']:.3f} s, resume {timings['resume_s']:.3f} s,"
+        f" cancel {timings['cancel_s']:.3f} s; celery revoke of {n:,} ids {timings['revoke_s']:.3f} s"
+    )
     ok = checks == {"after_pause": "PAUSED", "after_resume": "RUNNING", "after_cancel": "CANCELLED"}
-    return {"name": "control", "title": f"Control: pause / resume / cancel on a {n:,}-node run (all queued)",
-            "params": {"nodes": n}, "sides": {"wfcelery": wf_side, "celery": {"revoke_s": timings["revoke_s"]}},
-            "ok": ok}
+    return {
+        "name": "control",
+        "title": f"Control: pause / resume / cancel on a {n:,}-node run (all queued)",
+        "params": {"nodes": n},
+        "sides": {"wfcelery": wf_side, "celery": {"revoke_s": timings["revoke_s"]}},
+        "ok": ok,
+    }
 
 
 def _purge(app: Celery, queue: str) -> None:
@@ -393,12 +503,17 @@ def profile(b: Bench, runs: int) -> dict[str, Any]:
         return {"name": "profile", "skipped": "py-spy not available (pip install py-spy)"}
     tasks = runs * SMALL_TASKS
     noop = b.noop
-    out: dict[str, Any] = {"name": "profile", "title": f"py-spy on the worker: {runs} small workflows per side",
-                           "params": {"runs": runs}, "sides": {}}
+    out: dict[str, Any] = {
+        "name": "profile",
+        "title": f"py-spy on the worker: {runs} small workflows per side",
+        "params": {"runs": runs},
+        "sides": {},
+    }
     sides = {
         "wfcelery": b.submit_runs(small_workflow(), runs),
         "celery": b.submit_canvas(
-            lambda: chain(noop.s(), chord([noop.s() for _ in range(SMALL_WIDTH)], noop.s())), runs),
+            lambda: chain(noop.s(), chord([noop.s() for _ in range(SMALL_WIDTH)], noop.s())), runs
+        ),
     }
     for name, submit in sides.items():
         with b.profiler.record(b.workers.main_pids(), f"small-{name}") as prof:

@@ -59,9 +59,15 @@ def __getattr__(name: str) -> Celery:
         raise AttributeError(name)
     broker = os.environ.get("WFBENCH_BROKER")
     if not broker:
-        raise RuntimeError("benchmarks.tasks.app is for worker subprocesses started by benchmarks.run "
-                           "(WFBENCH_BROKER is not set)")
-    app = make_app(broker, os.environ.get("WFBENCH_BACKEND", broker), os.environ.get("WFBENCH_PREFIX", PREFIX),
-                   json.loads(os.environ.get("WFBENCH_CONF") or "{}"))
+        raise RuntimeError(
+            "benchmarks.tasks.app is for worker subprocesses started by benchmarks.run "
+            "(WFBENCH_BROKER is not set)"
+        )
+    app = make_app(
+        broker,
+        os.environ.get("WFBENCH_BACKEND", broker),
+        os.environ.get("WFBENCH_PREFIX", PREFIX),
+        json.loads(os.environ.get("WFBENCH_CONF") or "{}"),
+    )
     globals()["app"] = app
     return app

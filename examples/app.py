@@ -46,13 +46,16 @@ engine = wfcelery.install(app)
 
 # -- ETL (etl.py, etl.yaml, typed_queues.py) -------------------------------------------------------------
 
+
 @app.task(name="examples.extract")
 def extract(day: str) -> list[dict[str, Any]]:
     """io: pretend to download the day's orders."""
     time.sleep(0.2)
     rng = random.Random(day)
-    return [{"id": i, "sku": rng.choice("ABCD"), "qty": rng.randint(1, 5), "price": rng.choice([5, 10, 20])}
-            for i in range(50)]
+    return [
+        {"id": i, "sku": rng.choice("ABCD"), "qty": rng.randint(1, 5), "price": rng.choice([5, 10, 20])}
+        for i in range(50)
+    ]
 
 
 @app.task(name="examples.transform")
@@ -78,6 +81,7 @@ def report(loaded: dict[str, Any]) -> str:
 
 # -- map-reduce (map_reduce.py) --------------------------------------------------------------------------
 
+
 @app.task(name="examples.count_words")
 def count_words(text: str) -> dict[str, int]:
     """The map step: word counts of one chunk."""
@@ -94,6 +98,7 @@ def merge_counts(counts: list[dict[str, int]], top: int = 5) -> list[list[Any]]:
 
 
 # -- typed queues (typed_queues.py) ----------------------------------------------------------------------
+
 
 @app.task(name="examples.checksum")
 def checksum(data: Any, rounds: int = 20_000) -> str:
@@ -112,6 +117,7 @@ def upload(digest: str, bucket: str = "reports") -> str:
 
 
 # -- stages (stages.yaml): tasks with no arguments, named by their task names ----------------------------
+
 
 @app.task(name="examples.fetch_users")
 def fetch_users() -> int:
@@ -137,6 +143,7 @@ def publish(orders_per_user: float) -> str:
 
 
 # -- pause / resume (pause_resume.py) --------------------------------------------------------------------
+
 
 @app.task(name="examples.slow_step")
 def slow_step(previous: Any = None, seconds: float = 1.0, step: str = "") -> str:

@@ -17,16 +17,20 @@ from typing import Any
 import wfcelery
 from examples.app import count_words, engine, merge_counts
 
-TEXT = ("the quick brown fox jumps over the lazy dog and the dog sleeps while the fox runs "
-        "into the brown woods where a quick river runs past the lazy town ") * 40
+TEXT = (
+    "the quick brown fox jumps over the lazy dog and the dog sleeps while the fox runs "
+    "into the brown woods where a quick river runs past the lazy town "
+) * 40
 
 
 def build(mappers: int = 8, text: str = TEXT) -> wfcelery.Workflow:
     words = text.split()
     size = -(-len(words) // mappers)  # ceil
     wf = wfcelery.Workflow("word-count")
-    maps = [wf.add(f"map_{i}", count_words, args=[" ".join(words[i * size:(i + 1) * size])], type="cpu")
-            for i in range(mappers)]
+    maps = [
+        wf.add(f"map_{i}", count_words, args=[" ".join(words[i * size : (i + 1) * size])], type="cpu")
+        for i in range(mappers)
+    ]
     maps >> wf.add("reduce", merge_counts, kwargs={"top": 3}, type="cpu")
     return wf
 

@@ -25,8 +25,9 @@ from examples.app import engine, slow_step
 
 def build(seconds: float = 1.0) -> wfcelery.Workflow:
     wf = wfcelery.Workflow("pause-resume")
-    steps = [wf.add(f"step_{i}", slow_step, kwargs={"seconds": seconds, "step": f"step_{i}"})
-             for i in range(3)]
+    steps = [
+        wf.add(f"step_{i}", slow_step, kwargs={"seconds": seconds, "step": f"step_{i}"}) for i in range(3)
+    ]
     steps[0] >> steps[1] >> steps[2]
     return wf
 

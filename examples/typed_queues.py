@@ -21,9 +21,11 @@ from examples.app import checksum, engine, extract, upload
 def build(parts: int = 3) -> wfcelery.Workflow:
     wf = wfcelery.Workflow("typed-queues")
     for i in range(parts):
-        wf.add(f"download_{i}", extract, args=[f"part-{i}"], type="io") \
-            >> wf.add(f"checksum_{i}", checksum, type="cpu") \
+        (
+            wf.add(f"download_{i}", extract, args=[f"part-{i}"], type="io")
+            >> wf.add(f"checksum_{i}", checksum, type="cpu")
             >> wf.add(f"upload_{i}", upload, type="io")
+        )
     return wf
 
 

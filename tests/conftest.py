@@ -51,7 +51,7 @@ def redis_base() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def redis_url(redis_base: str) -> str:
     """A Redis URL for one test. On our own throwaway server each test gets a fresh database."""
     if os.environ.get("WFCELERY_TEST_REDIS_URL"):
@@ -61,35 +61,36 @@ def redis_url(redis_base: str) -> str:
     return f"{redis_base}/{db}"
 
 
-@pytest.fixture()
+@pytest.fixture
 def uid() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture()
+@pytest.fixture
 def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
     made: list[Celery] = []
 
     def factory(broker: str | None = None, **conf: Any) -> Celery:
         made.append(make_app(broker or redis_url, redis_url, f"t{uid}", f"q{uid}", **conf))
         return made[-1]
+
     yield factory
     for app in made:  # an in-thread worker started the engine's gate thread: let it go
         app._wfcelery_engine.gate.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def app(make_test_app: Callable[..., Celery], request: pytest.FixtureRequest) -> Celery:
     """The test's app; ``@pytest.mark.parametrize("app", [{conf...}], indirect=True)`` adds configuration."""
     return make_test_app(**getattr(request, "param", {}))
 
 
-@pytest.fixture()
+@pytest.fixture
 def engine(app: Celery) -> Any:
     return app._wfcelery_engine
 
 
-@pytest.fixture()
+@pytest.fixture
 def r(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, decode_responses=True)
 
@@ -137,16 +138,24 @@ def _clear_revoked() -> Iterator[None]:
 
 
 @contextmanager
-def in_thread_worker(app: Celery, queues: list[str] | None = None, concurrency: int = 4,
-                     pool: str = "threads") -> Iterator[Any]:
+def in_thread_worker(
+    app: Celery, queues: list[str] | None = None, concurrency: int = 4, pool: str = "threads"
+) -> Iterator[Any]:
     """A real Celery worker in this process (threads pool), consuming ``queues``."""
     qs = queues or [app.conf.task_default_queue]
-    with start_worker(app, pool=pool, concurrency=concurrency, perform_ping_check=False, loglevel="WARNING",
-                      queues=qs, shutdown_timeout=10) as worker:
+    with start_worker(
+        app,
+        pool=pool,
+        concurrency=concurrency,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        queues=qs,
+        shutdown_timeout=10,
+    ) as worker:
         yield worker
 
 
-@pytest.fixture()
+@pytest.fixture
 def worker(app: Celery) -> Iterator[Any]:
     with in_thread_worker(app) as w:
         yield w
@@ -155,15 +164,46 @@ def worker(app: Celery) -> Iterator[Any]:
 class WorkerProcess:
     """``celery -A tests.proj worker`` as a subprocess, configured through WFCELERY_TEST_* env."""
 
-    def __init__(self, broker: str, backend: str, prefix: str, queues: list[str], name: str,
-                 pool: str = "prefork", concurrency: int = 2, default_queue: str = "celery") -> None:
+    def __init__(
+        self,
+        broker: str,
+        backend: str,
+        prefix: str,
+        queues: list[str],
+        name: str,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        default_queue: str = "celery",
+    ) -> None:
         self.hostname = f"{name}@{socket.gethostname()}"
-        env = {**os.environ, "WFCELERY_TEST_BROKER": broker, "WFCELERY_TEST_BACKEND": backend,
-               "WFCELERY_TEST_PREFIX": prefix, "WFCELERY_TEST_QUEUE": default_queue,
-               "PYTHONPATH": str(ROOT)}
-        self.cmd = [sys.executable, "-m", "celery", "-A", "tests.proj", "worker", "-Q", ",".join(queues),
-                    "-n", self.hostname, "-P", pool, "-c", str(concurrency), "--loglevel", "WARNING",
-                    "--without-mingle", "--without-gossip"]
+        env = {
+            **os.environ,
+            "WFCELERY_TEST_BROKER": broker,
+            "WFCELERY_TEST_BACKEND": backend,
+            "WFCELERY_TEST_PREFIX": prefix,
+            "WFCELERY_TEST_QUEUE": default_queue,
+            "PYTHONPATH": str(ROOT),
+        }
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.proj",
+            "worker",
+            "-Q",
+            ",".join(queues),
+            "-n",
+            self.hostname,
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ]
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -192,14 +232,22 @@ class WorkerProcess:
         return [int(p) for p in out.stdout.split()]
 
 
-@pytest.fixture()
+@pytest.fixture
 def worker_process(redis_url: str, uid: str) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def factory(app: Celery, queues: list[str], name: str, broker: str | None = None,
-                **kw: Any) -> WorkerProcess:
-        w = WorkerProcess(broker or app.conf.broker_url, redis_url, f"t{uid}", queues, f"{name}-{uid}",
-                          default_queue=app.conf.task_default_queue, **kw)
+    def factory(
+        app: Celery, queues: list[str], name: str, broker: str | None = None, **kw: Any
+    ) -> WorkerProcess:
+        w = WorkerProcess(
+            broker or app.conf.broker_url,
+            redis_url,
+            f"t{uid}",
+            queues,
+            f"{name}-{uid}",
+            default_queue=app.conf.task_default_queue,
+            **kw,
+        )
         started.append(w)
         return w.start(app)
 
@@ -208,8 +256,9 @@ def worker_process(redis_url: str, uid: str) -> Iterator[Callable[..., WorkerPro
         w.stop()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
-             message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, message: str = "condition"
+) -> Any:
     """Poll ``predicate`` until truthy; fail the test with ``message`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

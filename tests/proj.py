@@ -17,8 +17,7 @@ from celery import Celery, current_task
 import wfcelery
 
 
-def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celery",
-             **conf: Any) -> Celery:
+def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celery", **conf: Any) -> Celery:
     app = Celery("proj", broker=broker, backend=backend, set_as_current=False)
     app.conf.update(
         task_default_queue=default_queue,
@@ -94,8 +93,9 @@ def register_tasks(app: Celery) -> None:
         return n
 
     @app.task(shared=False, name="proj.block_flaky", bind=True)
-    def block_flaky(self: Any, key: str, failures: int, counter: str, native: bool = False,
-                    timeout: float = 30.0) -> int:
+    def block_flaky(
+        self: Any, key: str, failures: int, counter: str, native: bool = False, timeout: float = 30.0
+    ) -> int:
         """Runs until the test pushes to ``key`` (like proj.block), then fails like proj.flaky
         (``native``: by Celery's own ``Task.retry``, which re-sends the message under the same id)."""
         r = _probe(app)
@@ -140,8 +140,12 @@ def _now_us(r: redis.Redis) -> int:
 def _env_app() -> Celery:
     broker = os.environ.get("WFCELERY_TEST_BROKER", "redis://127.0.0.1:6379/0")
     backend = os.environ.get("WFCELERY_TEST_BACKEND", broker)
-    return make_app(broker, backend, os.environ.get("WFCELERY_TEST_PREFIX", "wfcelery-test"),
-                    os.environ.get("WFCELERY_TEST_QUEUE", "celery"))
+    return make_app(
+        broker,
+        backend,
+        os.environ.get("WFCELERY_TEST_PREFIX", "wfcelery-test"),
+        os.environ.get("WFCELERY_TEST_QUEUE", "celery"),
+    )
 
 
 app = _env_app()

@@ -21,8 +21,16 @@ from .states import NodeState, NodeStatus, RunState, RunStatus
 
 #: Colour of each status on a terminal (click strips colours when the output is not one).
 COLORS: dict[str, str | None] = {
-    "PENDING": None, "QUEUED": "blue", "RUNNING": "cyan", "RETRYING": "yellow", "SUCCEEDED": "green",
-    "FAILED": "red", "SKIPPED": "magenta", "REVOKED": "yellow", "PAUSED": "yellow", "CANCELLED": "red",
+    "PENDING": None,
+    "QUEUED": "blue",
+    "RUNNING": "cyan",
+    "RETRYING": "yellow",
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "SKIPPED": "magenta",
+    "REVOKED": "yellow",
+    "PAUSED": "yellow",
+    "CANCELLED": "red",
 }
 #: Width of the bar in the timings' timeline column.
 TIMELINE_WIDTH = 24
@@ -63,6 +71,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> list[str]:
 
 # -- one run ---------------------------------------------------------------------------------------------
 
+
 def run_origin(state: RunState) -> float:
     """Offsets are from the run's submission, so they include the time spent queued."""
     return state.created_at
@@ -91,8 +100,11 @@ def summary_line(state: RunState, now: float | None = None, with_id: bool = True
     counts = {k: v for k, v in state.counts.items() if v}
     detail = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
     head = f"run {state.id}  {state.name}  " if with_id else ""
-    return (head + click.style(state.status.value, fg=COLORS.get(state.status.value))
-            + f"  {seconds(run_duration(state, now))}  ({detail})")
+    return (
+        head
+        + click.style(state.status.value, fg=COLORS.get(state.status.value))
+        + f"  {seconds(run_duration(state, now))}  ({detail})"
+    )
 
 
 def node_rows(state: RunState, now: float | None = None) -> list[list[Cell]]:
@@ -100,9 +112,18 @@ def node_rows(state: RunState, now: float | None = None) -> list[list[Cell]]:
     rows: list[list[Cell]] = []
     for node in state.nodes.values():
         start = None if node.started_at is None else node.started_at - origin
-        rows.append([node.name, status_cell(node.status), node.queue or "(default)", node.worker or "-",
-                     "-" if start is None else f"+{seconds(start)}", seconds(node_duration(node, now)),
-                     str(node.attempts or ""), error_text(node)])
+        rows.append(
+            [
+                node.name,
+                status_cell(node.status),
+                node.queue or "(default)",
+                node.worker or "-",
+                "-" if start is None else f"+{seconds(start)}",
+                seconds(node_duration(node, now)),
+                str(node.attempts or ""),
+                error_text(node),
+            ]
+        )
     return rows
 
 
@@ -112,9 +133,12 @@ NODE_HEADER = ("NODE", "STATUS", "QUEUE", "WORKER", "START", "DURATION", "TRIES"
 def status_lines(state: RunState, now: float | None = None) -> list[str]:
     """The human form of ``wfcelery status``."""
     now = now or time.time()
-    head = [summary_line(state, now), f"created {_clock(state.created_at)}, policy {state.policy}"
-            + (f", params {json.dumps(state.params)}" if state.params else "")]
-    return head + [""] + table(NODE_HEADER, node_rows(state, now))
+    head = [
+        summary_line(state, now),
+        f"created {_clock(state.created_at)}, policy {state.policy}"
+        + (f", params {json.dumps(state.params)}" if state.params else ""),
+    ]
+    return [*head, "", *table(NODE_HEADER, node_rows(state, now))]
 
 
 def timings_lines(state: RunState) -> list[str]:
@@ -124,9 +148,17 @@ def timings_lines(state: RunState) -> list[str]:
     for node in sorted(state.nodes.values(), key=lambda n: (n.started_at or float("inf"), n.index)):
         start = None if node.started_at is None else node.started_at - origin
         duration = node_duration(node)
-        rows.append([node.name, node.queue or "(default)", node.worker or "-",
-                     "-" if start is None else f"+{seconds(start)}", seconds(duration),
-                     (_bar(start, duration, total), COLORS.get(node.status.value)), status_cell(node.status)])
+        rows.append(
+            [
+                node.name,
+                node.queue or "(default)",
+                node.worker or "-",
+                "-" if start is None else f"+{seconds(start)}",
+                seconds(duration),
+                (_bar(start, duration, total), COLORS.get(node.status.value)),
+                status_cell(node.status),
+            ]
+        )
     return table(("NODE", "QUEUE", "WORKER", "START", "DURATION", "TIMELINE", "STATUS"), rows)
 
 
@@ -152,9 +184,16 @@ def runs_lines(runs: Sequence[RunSummary]) -> list[str]:
     """The human form of ``wfcelery list``."""
     now = time.time()
     rows: list[list[Cell]] = [
-        [r.id, r.name, status_cell(r.status), f"{r.done}/{r.total}", _clock(r.created_at),
-         seconds((r.finished_at or now) - r.created_at)]
-        for r in runs]
+        [
+            r.id,
+            r.name,
+            status_cell(r.status),
+            f"{r.done}/{r.total}",
+            _clock(r.created_at),
+            seconds((r.finished_at or now) - r.created_at),
+        ]
+        for r in runs
+    ]
     return table(("RUN", "NAME", "STATUS", "DONE", "CREATED", "AGE/DURATION"), rows)
 
 
@@ -163,6 +202,7 @@ def _clock(ts: float) -> str:
 
 
 # -- live progress ---------------------------------------------------------------------------------------
+
 
 class LiveView:
     """Shows a run's progress: a table redrawn in place on a terminal, one line per transition elsewhere."""
@@ -206,8 +246,12 @@ class LiveView:
             self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
             self._announced = True
         origin = run_origin(state)
-        changed = [n for n in state.nodes.values() if self._seen.get(n.name) != (n.status, n.attempts)
-                   and not (n.name not in self._seen and n.status is NodeStatus.PENDING)]
+        changed = [
+            n
+            for n in state.nodes.values()
+            if self._seen.get(n.name) != (n.status, n.attempts)
+            and not (n.name not in self._seen and n.status is NodeStatus.PENDING)
+        ]
         for node in sorted(changed, key=lambda n: (n.finished_at or n.started_at or 0, n.index)):
             self._seen[node.name] = (node.status, node.attempts)
             at = node.finished_at or node.started_at or time.time()  # QUEUED etc.: when we saw it
@@ -236,7 +280,7 @@ def _progress_bar(state: RunState, width: int = 20) -> str:
 def _busy_first(rows: list[str], state: RunState, room: int) -> list[str]:
     busy = {NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.FAILED}
     order = sorted(range(len(rows)), key=lambda i: list(state.nodes.values())[i].status not in busy)
-    keep = sorted(order[:max(room, 1)])
+    keep = sorted(order[: max(room, 1)])
     hidden = len(rows) - len(keep)
     return [rows[i] for i in keep] + ([f"... {hidden} more nodes"] if hidden else [])
 
@@ -269,6 +313,7 @@ def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float =
 
 # -- graphs ----------------------------------------------------------------------------------------------
 
+
 def levels(plan: Plan) -> list[list[int]]:
     """Nodes grouped by depth (longest path from a root)."""
     depth: dict[int, int] = {}
@@ -290,8 +335,11 @@ def levels(plan: Plan) -> list[list[int]]:
 def graph_text(plan: Plan) -> list[str]:
     nodes = plan.nodes
     edges = sum(len(n.parents) for n in nodes)
-    lines = [f"workflow {plan.name}: {len(nodes)} nodes, {edges} edges, on_failure={plan.on_failure}", "",
-             "DAG (by depth; a node starts when every node it lists after '<-' has succeeded):"]
+    lines = [
+        f"workflow {plan.name}: {len(nodes)} nodes, {edges} edges, on_failure={plan.on_failure}",
+        "",
+        "DAG (by depth; a node starts when every node it lists after '<-' has succeeded):",
+    ]
     for depth, members in enumerate(levels(plan)):
         for i in members:
             n = nodes[i]
@@ -299,19 +347,19 @@ def graph_text(plan: Plan) -> list[str]:
             lines.append(f"  {depth:>2}  {n.name} [{n.queue or 'default queue'}]{after}")
     segments = plan.segments()
     lines += ["", f"Segments ({len(segments)} Celery messages per run, ids frozen at submit):"]
-    rows: list[list[Cell]] = [[s["node"], s["task"], s["queue"], s["shape"], s["released_by"]]
-                              for s in segments]
+    rows: list[list[Cell]] = [
+        [s["node"], s["task"], s["queue"], s["shape"], s["released_by"]] for s in segments
+    ]
     return lines + ["  " + line for line in table(("NODE", "TASK", "QUEUE", "SHAPE", "RELEASED BY"), rows)]
 
 
 def graph_dot(plan: Plan) -> list[str]:
-    lines = [f"digraph {json.dumps(plan.name)} {{", "  rankdir=LR;",
-             '  node [shape=box, style="rounded"];']
+    lines = [f"digraph {json.dumps(plan.name)} {{", "  rankdir=LR;", '  node [shape=box, style="rounded"];']
     for n in plan.nodes:
         label = f"{n.name}\\n{n.task}\\nqueue: {n.queue or 'default'}"
         lines.append(f"  n{n.index} [label={_dot_quote(label)}];")
     lines += [f"  n{p} -> n{n.index};" for n in plan.nodes for p in n.parents]
-    return lines + ["}"]
+    return [*lines, "}"]
 
 
 def _dot_quote(text: str) -> str:

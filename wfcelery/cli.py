@@ -66,10 +66,12 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 def _errors_to_exit(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn wfcelery, broker and Redis errors into one message and an exit code."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from kombu.exceptions import OperationalError
         from redis.exceptions import RedisError
+
         try:
             return fn(*args, **kwargs)
         except RunFailed as e:
@@ -85,10 +87,12 @@ def _errors_to_exit(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("", err=True)
             raise click.exceptions.Exit(130) from None
+
     return wrapper
 
 
 # -- the Celery app --------------------------------------------------------------------------------------
+
 
 class _Obj:
     """``ctx.obj`` of the standalone ``wfcelery`` command: the ``-A`` value, loaded on first use."""
@@ -107,9 +111,10 @@ class _Obj:
 def load_app(spec: str) -> Celery:
     """Load ``module:attribute`` (or ``module``, ``package``) exactly as ``celery -A`` does."""
     from celery.app.utils import find_app
+
     try:
         app = find_app(spec)
-    except Exception as e:  # noqa: BLE001 - any import error of the user's module is bad input
+    except Exception as e:
         _fail(f"cannot load the Celery app {spec!r}: {type(e).__name__}: {e}")
     if not isinstance(app, Celery):
         _fail(f"{spec!r} is a {type(app).__name__}, not a Celery app")
@@ -174,32 +179,53 @@ def _definition(path: str) -> Iterator[None]:
 
 # -- the group -------------------------------------------------------------------------------------------
 
+
 def _epilog(text: str) -> str:
     return "\b\nExample:\n" + "\n".join("  " + line for line in text.strip().splitlines())
 
 
-@click.group(name="wf", epilog=_epilog("""
+@click.group(
+    name="wf",
+    epilog=_epilog("""
 wfcelery -A proj.celery:app submit flows/etl.yaml --param day=2026-11-22 --wait
-celery -A proj wf status 3f2c...  # the same commands under celery"""))
+celery -A proj wf status 3f2c...  # the same commands under celery"""),
+)
 def wf() -> None:
     """Run and control workflow DAGs on your Celery workers (wfcelery)."""
 
 
-@click.command("submit", epilog=_epilog("""
+@click.command(
+    "submit",
+    epilog=_epilog("""
 wfcelery -A proj.celery:app submit flows/etl.yaml --param day=2026-11-22
-wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --timeout 600"""))
+wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --timeout 600"""),
+)
 @click.argument("flow", type=click.Path(dir_okay=False))
-@click.option("-p", "--param", "param", multiple=True, metavar="KEY=VALUE",
-              help="Fill ${KEY} placeholders; VALUE is parsed as JSON when it is valid JSON, else a string.")
+@click.option(
+    "-p",
+    "--param",
+    "param",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Fill ${KEY} placeholders; VALUE is parsed as JSON when it is valid JSON, else a string.",
+)
 @click.option("--wait", is_flag=True, help="Wait for the run to end (exit 1 if it fails); print results.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after SECONDS (exit 3).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print JSON: {id}, or with --wait the final state and results.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON: {id}, or with --wait the final state and results."
+)
 @click.option("-q", "--quiet", is_flag=True, help="With --wait: no progress on stderr.")
 @click.pass_context
 @_errors_to_exit
-def submit(ctx: click.Context, flow: str, param: tuple[str, ...], wait: bool, timeout: float | None,
-           as_json: bool, quiet: bool) -> None:
+def submit(
+    ctx: click.Context,
+    flow: str,
+    param: tuple[str, ...],
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Submit the workflow in FLOW (a YAML or JSON file); prints the run id.
 
     With --wait, shows progress on stderr (a live table on a terminal, one line per node transition
@@ -235,9 +261,12 @@ def _follow(run: Run, timeout: float | None, quiet: bool, err: bool) -> RunState
     return display.follow(run, display.LiveView(stream, tty, quiet), timeout, tick=0.25 if tty else 1.0)
 
 
-@click.command("status", epilog=_epilog("""
+@click.command(
+    "status",
+    epilog=_epilog("""
 wfcelery -A proj.celery:app status 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70
-wfcelery -A proj.celery:app status 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70 --json | jq .counts"""))
+wfcelery -A proj.celery:app status 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70 --json | jq .counts"""),
+)
 @click.argument("run_id", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON (the stable RunState shape).")
 @click.pass_context
@@ -255,8 +284,11 @@ def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
             click.echo(line)
 
 
-@click.command("watch", epilog=_epilog("""
-wfcelery -A proj.celery:app watch 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70"""))
+@click.command(
+    "watch",
+    epilog=_epilog("""
+wfcelery -A proj.celery:app watch 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70"""),
+)
 @click.argument("run_id", metavar="RUN")
 @click.option("--timeout", type=float, default=None, help="Stop watching after SECONDS (exit 3).")
 @click.pass_context
@@ -270,10 +302,17 @@ def watch(ctx: click.Context, run_id: str, timeout: float | None) -> None:
         ctx.exit(EXIT_RUN_FAILED)
 
 
-@click.command("list", epilog=_epilog("""
-wfcelery -A proj.celery:app list --status failed --name etl --limit 20"""))
-@click.option("--status", "status_", type=click.Choice([s.value for s in RunStatus], case_sensitive=False),
-              help="Only runs in this status.")
+@click.command(
+    "list",
+    epilog=_epilog("""
+wfcelery -A proj.celery:app list --status failed --name etl --limit 20"""),
+)
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice([s.value for s in RunStatus], case_sensitive=False),
+    help="Only runs in this status.",
+)
 @click.option("--name", help="Only runs of this workflow name.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {id, name, status, ...}.")
@@ -291,8 +330,9 @@ def list_(ctx: click.Context, status_: str | None, name: str | None, limit: int,
             click.echo(line)
 
 
-def _control_command(name: str, doc: str, example: str, call: Callable[..., Any],
-                     extra: list[click.Option] | None = None) -> click.Command:
+def _control_command(
+    name: str, doc: str, example: str, call: Callable[..., Any], extra: list[click.Option] | None = None
+) -> click.Command:
     @click.pass_context
     @_errors_to_exit
     def command(ctx: click.Context, run_id: str, **options: Any) -> None:
@@ -317,37 +357,56 @@ def _cleanup(engine: Engine, run_id: str, force: bool) -> str:
 
 
 pause = _control_command(
-    "pause", "Pause a run: nodes not yet started wait; running nodes finish. Undo with `resume`.",
+    "pause",
+    "Pause a run: nodes not yet started wait; running nodes finish. Undo with `resume`.",
     "wfcelery -A proj.celery:app pause 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70",
-    lambda e, r: e.pause(r))
+    lambda e, r: e.pause(r),
+)
 resume = _control_command(
-    "resume", "Resume a paused run: what did not succeed is queued again (fresh task ids).",
+    "resume",
+    "Resume a paused run: what did not succeed is queued again (fresh task ids).",
     "wfcelery -A proj.celery:app resume 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70",
-    lambda e, r: e.resume(r))
+    lambda e, r: e.resume(r),
+)
 cancel = _control_command(
-    "cancel", "Cancel a run for good: queued nodes are revoked; --terminate also stops running tasks "
+    "cancel",
+    "Cancel a run for good: queued nodes are revoked; --terminate also stops running tasks "
     "(prefork/gevent pools only).",
     "wfcelery -A proj.celery:app cancel 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70 --terminate",
     lambda e, r, terminate: e.cancel(r, terminate=terminate),
-    [click.Option(["--terminate"], is_flag=True, help="Also stop tasks that are running now.")])
+    [click.Option(["--terminate"], is_flag=True, help="Also stop tasks that are running now.")],
+)
 retry = _control_command(
-    "retry", "Retry a FAILED or CANCELLED run: re-runs what did not succeed, reusing the results that did.",
+    "retry",
+    "Retry a FAILED or CANCELLED run: re-runs what did not succeed, reusing the results that did.",
     "wfcelery -A proj.celery:app retry 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70",
-    lambda e, r: e.retry(r))
+    lambda e, r: e.retry(r),
+)
 cleanup = _control_command(
-    "cleanup", "Delete every Redis key of a finished run (Celery's result keys included); --force cancels "
+    "cleanup",
+    "Delete every Redis key of a finished run (Celery's result keys included); --force cancels "
     "a live run first.",
     "wfcelery -A proj.celery:app cleanup 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70",
     _cleanup,
-    [click.Option(["--force"], is_flag=True, help="Cancel the run first if it is still live.")])
+    [click.Option(["--force"], is_flag=True, help="Cancel the run first if it is still live.")],
+)
 
 
-@click.command("validate", epilog=_epilog("""
+@click.command(
+    "validate",
+    epilog=_epilog("""
 wfcelery validate flows/etl.yaml                        # the DAG only
-wfcelery -A proj.celery:app validate flows/etl.yaml     # and every task name is registered"""))
+wfcelery -A proj.celery:app validate flows/etl.yaml     # and every task name is registered"""),
+)
 @click.argument("flow", type=click.Path(dir_okay=False))
-@click.option("-p", "--param", "param", multiple=True, metavar="KEY=VALUE",
-              help="Also check that these params fill every ${placeholder}.")
+@click.option(
+    "-p",
+    "--param",
+    "param",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Also check that these params fill every ${placeholder}.",
+)
 @click.pass_context
 @_errors_to_exit
 def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
@@ -362,20 +421,26 @@ def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
         plan = compile_workflow(workflow)
     queues = sorted({n.queue for n in plan.nodes if n.queue})
     needed = sorted(workflow.placeholders())
-    click.echo(f"OK {workflow.name}: {len(plan.nodes)} nodes, {sum(len(n.parents) for n in plan.nodes)} edges"
-               + (f", queues {', '.join(queues)}" if queues else "")
-               + (f", params {', '.join(needed)}" if needed else ""))
+    click.echo(
+        f"OK {workflow.name}: {len(plan.nodes)} nodes, {sum(len(n.parents) for n in plan.nodes)} edges"
+        + (f", queues {', '.join(queues)}" if queues else "")
+        + (f", params {', '.join(needed)}" if needed else "")
+    )
     if app is None:
         click.echo("task names not checked: pass -A module:app to check them against your app", err=True)
 
 
-@click.command("graph", epilog=_epilog("""
+@click.command(
+    "graph",
+    epilog=_epilog("""
 wfcelery graph flows/etl.yaml
 wfcelery graph flows/etl.yaml --format dot | dot -Tsvg > etl.svg
-wfcelery graph flows/etl.yaml --format mermaid"""))
+wfcelery graph flows/etl.yaml --format mermaid"""),
+)
 @click.argument("flow", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["text", "dot", "mermaid"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "dot", "mermaid"]), default="text", show_default=True
+)
 @click.pass_context
 @_errors_to_exit
 def graph(ctx: click.Context, flow: str, fmt: str) -> None:
@@ -391,11 +456,18 @@ def graph(ctx: click.Context, flow: str, fmt: str) -> None:
         click.echo(line)
 
 
-@click.command("demo", epilog=_epilog("""
+@click.command(
+    "demo",
+    epilog=_epilog("""
 wfcelery demo                                      # embedded redis-server, nothing to set up
-wfcelery demo --redis-url redis://localhost:6379/0  # an existing Redis (unique keys and queues)"""))
-@click.option("--redis-url", envvar="WFCELERY_DEMO_REDIS_URL", default=None,
-              help="Use this Redis (broker, results, tracker) instead of starting one.")
+wfcelery demo --redis-url redis://localhost:6379/0  # an existing Redis (unique keys and queues)"""),
+)
+@click.option(
+    "--redis-url",
+    envvar="WFCELERY_DEMO_REDIS_URL",
+    default=None,
+    help="Use this Redis (broker, results, tracker) instead of starting one.",
+)
 @_errors_to_exit
 def demo(redis_url: str | None) -> None:
     """Run a bundled workflow end to end: Redis, a worker and the run, all in this process.
@@ -404,6 +476,7 @@ def demo(redis_url: str | None) -> None:
     shuts everything down. Needs nothing but this package.
     """
     from .demo import run_demo
+
     code = run_demo(redis_url, out=sys.stdout, tty=_stdout_tty())
     if code:
         raise click.exceptions.Exit(code)
@@ -413,11 +486,20 @@ for _command in (submit, status, watch, list_, pause, resume, cancel, retry, cle
     wf.add_command(_command)
 
 
-@click.group(name="wfcelery", epilog=_epilog("""
+@click.group(
+    name="wfcelery",
+    epilog=_epilog("""
 wfcelery -A proj.celery:app submit flows/etl.yaml --param day=2026-11-22 --wait
-wfcelery demo"""))
-@click.option("-A", "--app", "app_spec", envvar=APP_ENVVARS, metavar="MODULE[:APP]",
-              help="The Celery app, as for `celery -A` (env WFCELERY_APP).")
+wfcelery demo"""),
+)
+@click.option(
+    "-A",
+    "--app",
+    "app_spec",
+    envvar=APP_ENVVARS,
+    metavar="MODULE[:APP]",
+    help="The Celery app, as for `celery -A` (env WFCELERY_APP).",
+)
 @click.version_option(package_name="wfcelery", prog_name="wfcelery")
 @click.pass_context
 def cli(ctx: click.Context, app_spec: str | None) -> None:

@@ -84,8 +84,14 @@ class Plan:
                     stack.append(child)
         return sorted(seen)
 
-    def message(self, run_id: str, index: int, epoch: int, params: Mapping[str, Any],
-                parent_results: Sequence[Any] = ()) -> dict[str, Any]:
+    def message(
+        self,
+        run_id: str,
+        index: int,
+        epoch: int,
+        params: Mapping[str, Any],
+        parent_results: Sequence[Any] = (),
+    ) -> dict[str, Any]:
         """Keyword arguments for ``app.send_task`` that publish node ``index`` of a run.
 
         ``parent_results`` are the parents' results in parent order: one parent -> first positional
@@ -113,12 +119,19 @@ class Plan:
 
     def segments(self) -> list[dict[str, Any]]:
         """What the compiler produced, for ``wfcelery graph``: one entry per node with its release rule."""
-        return [{"node": n.name, "task": n.task, "queue": n.queue or "(default)",
-                 "shape": "task",
-                 "released_by": "submit" if not n.parents else
-                 ("chain link from " if len(n.parents) == 1 else "counter (flat chord) of ")
-                 + ", ".join(self.nodes[p].name for p in n.parents)}
-                for n in self.nodes]
+        return [
+            {
+                "node": n.name,
+                "task": n.task,
+                "queue": n.queue or "(default)",
+                "shape": "task",
+                "released_by": "submit"
+                if not n.parents
+                else ("chain link from " if len(n.parents) == 1 else "counter (flat chord) of ")
+                + ", ".join(self.nodes[p].name for p in n.parents),
+            }
+            for n in self.nodes
+        ]
 
 
 def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> Plan:
@@ -137,12 +150,21 @@ def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> P
             children[index[parent]].append(index[name])
     nodes = tuple(
         PlanNode(
-            index=i, name=name, task=node.task, args=tuple(node.args), kwargs=dict(node.kwargs),
-            queue=node.queue or (routes.get(node.type, node.type) if node.type else None), retries=node.retries,
-            immutable=node.immutable, parents=tuple(index[p] for p in node.after),
+            index=i,
+            name=name,
+            task=node.task,
+            args=tuple(node.args),
+            kwargs=dict(node.kwargs),
+            queue=node.queue or (routes.get(node.type, node.type) if node.type else None),
+            retries=node.retries,
+            immutable=node.immutable,
+            parents=tuple(index[p] for p in node.after),
             children=tuple(children[i]),
-            options={k: v for k in ("time_limit", "soft_time_limit", "priority")
-                     if (v := getattr(node, k)) is not None},
+            options={
+                k: v
+                for k in ("time_limit", "soft_time_limit", "priority")
+                if (v := getattr(node, k)) is not None
+            },
         )
         for i, (name, node) in enumerate(wf.nodes.items())
     )

@@ -64,8 +64,12 @@ def _register_tasks(app: Celery) -> None:
         """Pretend to download a day of rows from three sources."""
         time.sleep(IO_SLEEP["extract"])
         rng = random.Random(day)
-        return {"day": day, "orders": rng.randint(900, 1300), "payments": rng.randint(850, 1250),
-                "refunds": rng.randint(20, 60)}
+        return {
+            "day": day,
+            "orders": rng.randint(900, 1300),
+            "payments": rng.randint(850, 1250),
+            "refunds": rng.randint(20, 60),
+        }
 
     @app.task(name="wfcelery.demo.clean")
     def clean(extracted: dict[str, Any], source: str) -> dict[str, Any]:
@@ -84,9 +88,11 @@ def _register_tasks(app: Celery) -> None:
         """Fan-in: one list with the three sources' results, in the order of the node's parents."""
         by = {c["source"]: c for c in cleaned}
         digest = hashlib.sha256(repr(sorted(by.items())).encode()).hexdigest()
-        return {"net_revenue": round(by["orders"]["amount"] - by["refunds"]["amount"], 2),
-                "unpaid_orders": max(0, by["orders"]["rows"] - by["payments"]["rows"]),
-                "checksum": digest[:12]}
+        return {
+            "net_revenue": round(by["orders"]["amount"] - by["refunds"]["amount"], 2),
+            "unpaid_orders": max(0, by["orders"]["rows"] - by["payments"]["rows"]),
+            "checksum": digest[:12],
+        }
 
     @app.task(name="wfcelery.demo.publish")
     def publish(report: dict[str, Any], day: str) -> str:
@@ -122,10 +128,19 @@ def _redis(redis_url: str | None, out: TextIO) -> Iterator[str]:
 def _worker(app: Celery, hostname: str) -> Iterator[Any]:
     from celery.app.trace import setup_worker_optimizations
     from celery.contrib.testing.worker import start_worker
+
     # What `celery worker` does first; without it tasks on a threads pool see only the bare host name.
     setup_worker_optimizations(app, hostname)
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="ERROR",
-                      queues=_queues(app), hostname=hostname, shutdown_timeout=15) as worker:
+    with start_worker(
+        app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        loglevel="ERROR",
+        queues=_queues(app),
+        hostname=hostname,
+        shutdown_timeout=15,
+    ) as worker:
         yield worker
 
 
@@ -156,8 +171,11 @@ def run_demo(redis_url: str | None = None, out: TextIO | None = None, tty: bool 
         engine = install(app)
         hostname = f"wfdemo-{uid}@{socket.gethostname()}"
         stack.enter_context(_worker(app, hostname))
-        click.echo(f"worker   {hostname}: threads pool, 4 threads, queues "
-                   f"{', '.join(sorted(set(app.conf.wfcelery_routes.values())))}", file=out)
+        click.echo(
+            f"worker   {hostname}: threads pool, 4 threads, queues "
+            f"{', '.join(sorted(set(app.conf.wfcelery_routes.values())))}",
+            file=out,
+        )
         code = _run_flow(engine, out, tty, cleanup=bool(redis_url))
         click.echo("stopping the worker" + ("" if redis_url else " and redis-server") + " ...", file=out)
         if redis_url:
@@ -171,7 +189,7 @@ def _run_flow(engine: Engine, out: TextIO, tty: bool, cleanup: bool) -> int:
         workflow = load(path)
     lines = display.graph_text(compile_workflow(workflow, engine.settings.routes))
     click.echo("", file=out)
-    for line in [lines[0], *lines[2:lines.index("", 2)]]:  # the DAG, not the segments table
+    for line in [lines[0], *lines[2 : lines.index("", 2)]]:  # the DAG, not the segments table
         click.echo(line, file=out)
     run = engine.submit(workflow)
     click.echo(f"\nsubmitted run {run.id}\n", file=out)
@@ -191,4 +209,3 @@ def _run_flow(engine: Engine, out: TextIO, tty: bool, cleanup: bool) -> int:
     if cleanup:
         engine.cleanup(run.id)
     return code
-

@@ -49,8 +49,15 @@ class RunSummary:
     done: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "status": self.status.value, "created_at": self.created_at,
-                "finished_at": self.finished_at, "total": self.total, "done": self.done}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+            "total": self.total,
+            "done": self.done,
+        }
 
 
 class Engine:
@@ -76,8 +83,14 @@ class Engine:
 
     # -- submitting -------------------------------------------------------------------------------------
 
-    def submit(self, workflow: Workflow | str | Path | Mapping[str, Any], params: Mapping[str, Any] | None = None,
-               *, on_success: Any = None, on_failure: Any = None) -> Run:
+    def submit(
+        self,
+        workflow: Workflow | str | Path | Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        on_success: Any = None,
+        on_failure: Any = None,
+    ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
 
         Args:
@@ -91,8 +104,9 @@ class Engine:
         resolved = wf.resolve_params(params)
         plan = self.tracker.remember(compile_workflow(wf, self.settings.routes))
         run_id = uuid.uuid4().hex
-        self.tracker.create_run(run_id, plan, resolved, on_success=_sig_dict(on_success),
-                                on_failure=_sig_dict(on_failure))
+        self.tracker.create_run(
+            run_id, plan, resolved, on_success=_sig_dict(on_success), on_failure=_sig_dict(on_failure)
+        )
         try:
             self.publish(plan, run_id, [(i, 0, ()) for i in plan.roots], resolved)
         except Exception:
@@ -107,8 +121,14 @@ class Engine:
             return load(workflow)
         return Workflow.from_dict(workflow)
 
-    def publish(self, plan: Plan, run_id: str, items: Iterable[tuple[int, int, Sequence[Any]]],
-                params: Mapping[str, Any], countdown: float | None = None) -> None:
+    def publish(
+        self,
+        plan: Plan,
+        run_id: str,
+        items: Iterable[tuple[int, int, Sequence[Any]]],
+        params: Mapping[str, Any],
+        countdown: float | None = None,
+    ) -> None:
         """Send node messages: ``items`` are (node index, epoch, parent results)."""
         app = self.app
         ignore_result = not self.settings.celery_results  # the tracker keeps every result anyway
@@ -141,10 +161,22 @@ class Engine:
             records = self.tracker.records(ids)
             self.tracker.forget([i for i, r in zip(ids, records, strict=True) if not r])
             for run_id, r in zip(ids, records, strict=True):
-                if r and (wanted is None or r["status"] == wanted.value) and (name is None or r["name"] == name):
-                    found.append(RunSummary(run_id, r["name"], RunStatus(r["status"]), int(r["created"]) / 1000,
-                                            int(r["finished"]) / 1000 if r.get("finished") else None,
-                                            int(r["total"]), int(r.get("done", 0))))
+                if (
+                    r
+                    and (wanted is None or r["status"] == wanted.value)
+                    and (name is None or r["name"] == name)
+                ):
+                    found.append(
+                        RunSummary(
+                            run_id,
+                            r["name"],
+                            RunStatus(r["status"]),
+                            int(r["created"]) / 1000,
+                            int(r["finished"]) / 1000 if r.get("finished") else None,
+                            int(r["total"]),
+                            int(r.get("done", 0)),
+                        )
+                    )
         return found[:limit]
 
     # -- worker side (called by hooks) ------------------------------------------------------------------
@@ -152,23 +184,36 @@ class Engine:
     def _plan_for(self, run_id: str, digest: str | None) -> Plan:
         return self.tracker.plan(digest or self.tracker.run_record(run_id)["plan"])
 
-    def node_succeeded(self, parsed: tuple[str, int, int], digest: str | None, result: Any,
-                       result_json: str) -> None:
+    def node_succeeded(
+        self, parsed: tuple[str, int, int], digest: str | None, result: Any, result_json: str
+    ) -> None:
         run_id, index, epoch = parsed
         plan = self._plan_for(run_id, digest)
         finish, *rest = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
         if len(rest) > 2:
             run_epoch, params, released = int(rest[0]), json.loads(rest[1]), [int(c) for c in rest[2:]]
-            fan_in = sorted({p for c in released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents})
+            fan_in = sorted(
+                {p for c in released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents}
+            )
             stored = {**self.tracker.results(run_id, fan_in), index: result}
-            self.publish(plan, run_id, [(c, run_epoch, [stored.get(p) for p in plan.nodes[c].parents])
-                                        for c in released], params)
+            self.publish(
+                plan,
+                run_id,
+                [(c, run_epoch, [stored.get(p) for p in plan.nodes[c].parents]) for c in released],
+                params,
+            )
         if finish:
             self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
         self._finished(run_id, finish)
 
-    def node_failed(self, parsed: tuple[str, int, int], digest: str | None, error: dict[str, Any],
-                    mode: str, attempt: int = 0) -> None:
+    def node_failed(
+        self,
+        parsed: tuple[str, int, int],
+        digest: str | None,
+        error: dict[str, Any],
+        mode: str,
+        attempt: int = 0,
+    ) -> None:
         run_id, index, epoch = parsed
         plan = self._plan_for(run_id, digest)
         node = plan.nodes[index]
@@ -177,9 +222,13 @@ class Engine:
         if out[0] == "retry":
             record = self.tracker.run_record(run_id)
             results = self.tracker.results(run_id, node.parents)
-            self.publish(plan, run_id, [(index, int(out[1]), [results.get(p) for p in node.parents])],
-                         json.loads(record["params"]),
-                         countdown=retry_countdown(int(out[2]), self.settings.retry_backoff_max))
+            self.publish(
+                plan,
+                run_id,
+                [(index, int(out[1]), [results.get(p) for p in node.parents])],
+                json.loads(record["params"]),
+                countdown=retry_countdown(int(out[2]), self.settings.retry_backoff_max),
+            )
         elif out[0] == "failed":
             self._revoke_pairs(run_id, out[2:])
             if out[1]:
@@ -199,7 +248,7 @@ class Engine:
     def _revoke_pairs(self, run_id: str, pairs: Sequence[Any], terminate: bool = False) -> list[str]:
         ids = [task_id(run_id, int(pairs[i]), int(pairs[i + 1])) for i in range(0, len(pairs) - 1, 2)]
         for start in range(0, len(ids), REVOKE_CHUNK):
-            self.app.control.revoke(ids[start:start + REVOKE_CHUNK], terminate=terminate)
+            self.app.control.revoke(ids[start : start + REVOKE_CHUNK], terminate=terminate)
         return ids
 
     # -- control ----------------------------------------------------------------------------------------
@@ -257,8 +306,12 @@ class Engine:
         self._finished(run_id, finish)  # every node finished meanwhile: the run ends here
         parents = sorted({p for i in queued for p in plan.nodes[i].parents})
         results = self.tracker.results(run_id, parents)
-        self.publish(plan, run_id, [(i, epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in queued],
-                     json.loads(record["params"]))
+        self.publish(
+            plan,
+            run_id,
+            [(i, epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in queued],
+            json.loads(record["params"]),
+        )
         return self.tracker.read_state(run_id)
 
     def cleanup(self, run_id: str, force: bool = False) -> None:
@@ -283,7 +336,7 @@ class Engine:
             return
         with converted_errors("delete Celery result keys"):
             for start in range(0, len(ids), 1000):
-                client.delete(*[key_for(t) for t in ids[start:start + 1000]])
+                client.delete(*[key_for(t) for t in ids[start : start + 1000]])
 
 
 class Run:
@@ -335,9 +388,11 @@ class Run:
         results = self.results()
         if state.status is RunStatus.SUCCEEDED:
             return results
-        failed = {name: f"{n.error['type']}: {n.error['message']}" if n.error else n.status.value
-                  for name, n in state.nodes.items()
-                  if n.status in (NodeStatus.FAILED, NodeStatus.REVOKED) and n.error}
+        failed = {
+            name: f"{n.error['type']}: {n.error['message']}" if n.error else n.status.value
+            for name, n in state.nodes.items()
+            if n.status in (NodeStatus.FAILED, NodeStatus.REVOKED) and n.error
+        }
         raise RunFailed(self.id, state.status.value, failed, results)
 
     def pause(self) -> RunState:
@@ -358,7 +413,7 @@ class Run:
 
 def _split_running(rest: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     marker = rest.index("R")
-    return list(rest[:marker]), list(rest[marker + 1:])
+    return list(rest[:marker]), list(rest[marker + 1 :])
 
 
 def _sig_dict(sig: Any) -> dict[str, Any] | None:

@@ -65,7 +65,7 @@ class Gate:
                 return
             try:
                 self.resync()
-            except Exception as e:  # noqa: BLE001 - never block tasks on a tracker outage
+            except Exception as e:
                 logger.warning("wfcelery gate: initial sync failed, will retry: %s", e)
             self._thread = threading.Thread(target=self._listen, name="wfcelery-gate", daemon=True)
             self._thread.start()

@@ -130,6 +130,7 @@ def _reject_as_result(target: Any) -> Any:
             return target(*args, **kwargs)
         except Reject:
             return 1, ExceptionInfo(internal=True), 0.0  # (failed, retval, runtime) like trace_task_ret
+
     return run
 
 
@@ -146,29 +147,45 @@ def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
 
 
 @signals.task_failure.connect(weak=False, dispatch_uid="wfcelery.task_failure")
-def _on_failure(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
-                einfo: Any = None, **_: Any) -> None:
+def _on_failure(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
     parsed, engine = _parsed(task_id), engine_of(getattr(sender, "app", None))
     if parsed is None or engine is None or isinstance(exception, GateClosed):
         return
     try:
-        engine.node_failed(parsed, _plan_header(sender, task_id), error_of(exception, einfo), "failed",
-                           _attempt(sender, task_id))
+        engine.node_failed(
+            parsed,
+            _plan_header(sender, task_id),
+            error_of(exception, einfo),
+            "failed",
+            _attempt(sender, task_id),
+        )
     except Exception:
         logger.exception("wfcelery: could not record failure of %s", task_id)
 
 
 @signals.task_retry.connect(weak=False, dispatch_uid="wfcelery.task_retry")
-def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None,
-              **_: Any) -> None:
+def _on_retry(
+    sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None, **_: Any
+) -> None:
     task_id = getattr(request, "id", None)
     parsed, engine = _parsed(task_id), engine_of(getattr(sender, "app", None))
     if parsed is None or engine is None:
         return
     try:
         exc = reason if isinstance(reason, BaseException) else None
-        engine.node_failed(parsed, getattr(request, "wf_plan", None), error_of(exc, einfo, reason),
-                           "retrying", getattr(request, "wf_attempt", 0) or 0)
+        engine.node_failed(
+            parsed,
+            getattr(request, "wf_plan", None),
+            error_of(exc, einfo, reason),
+            "retrying",
+            getattr(request, "wf_attempt", 0) or 0,
+        )
     except Exception:
         logger.exception("wfcelery: could not record retry of %s", task_id)
 
@@ -196,8 +213,9 @@ def error_of(exc: BaseException | None, einfo: Any = None, fallback: Any = None)
 
 def retry_countdown(attempts: int, maximum: int) -> int:
     """Celery's exponential backoff with full jitter (as ``retry_backoff=True``)."""
-    return int(get_exponential_backoff_interval(factor=1, retries=attempts - 1, maximum=maximum,
-                                                full_jitter=True))
+    return int(
+        get_exponential_backoff_interval(factor=1, retries=attempts - 1, maximum=maximum, full_jitter=True)
+    )
 
 
 # -- main process --------------------------------------------------------------------------------------
@@ -226,8 +244,9 @@ def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
 
 
 @signals.task_revoked.connect(weak=False, dispatch_uid="wfcelery.task_revoked")
-def _on_revoked(sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False,
-                **_: Any) -> None:
+def _on_revoked(
+    sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False, **_: Any
+) -> None:
     task_id = getattr(request, "id", None)
     parsed, engine = _parsed(task_id), engine_of(getattr(sender, "app", None))
     if parsed is None or engine is None:

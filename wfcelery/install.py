@@ -62,7 +62,7 @@ def _startup_checks(sender: Any = None, **_: Any) -> None:
     try:
         warning = engine.tracker.check_eviction()
         engine.gate.start()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         logger.warning("wfcelery: tracker Redis not reachable at worker start: %s", e)
         return
     if warning:

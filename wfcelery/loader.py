@@ -66,6 +66,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 break  # SafeLoader reports "found unhashable key" with its position
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)

@@ -30,8 +30,20 @@ FAILURE_POLICIES = ("fail_fast", "continue")
 
 #: Keys a node may carry in a definition (Python ``add`` accepts the same as keyword arguments).
 NODE_KEYS = frozenset(
-    {"name", "task", "args", "kwargs", "type", "queue", "retries", "immutable", "after",
-     "time_limit", "soft_time_limit", "priority"}
+    {
+        "name",
+        "task",
+        "args",
+        "kwargs",
+        "type",
+        "queue",
+        "retries",
+        "immutable",
+        "after",
+        "time_limit",
+        "soft_time_limit",
+        "priority",
+    }
 )
 #: Keys ``defaults`` may set for every node.
 DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after"}
@@ -79,7 +91,8 @@ class Node:
         for parent in parents:
             if parent.workflow is not self.workflow:
                 raise UnknownParentError(
-                    f"node {parent.name!r} belongs to another workflow than {self.name!r}")
+                    f"node {parent.name!r} belongs to another workflow than {self.name!r}"
+                )
             if parent.name not in known:
                 known.add(parent.name)
                 self.after.append(parent.name)
@@ -118,8 +131,13 @@ class Workflow:
         Node(name='transform', ...)
     """
 
-    def __init__(self, name: str, on_failure: str = "fail_fast", defaults: Mapping[str, Any] | None = None,
-                 params: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        on_failure: str = "fail_fast",
+        defaults: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
         if on_failure not in FAILURE_POLICIES:
             raise SchemaError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, not {on_failure!r}")
         self.name = name
@@ -137,8 +155,9 @@ class Workflow:
     def __getitem__(self, name: str) -> Node:
         return self.nodes[name]
 
-    def add(self, name: str, task: Any, *, after: Iterable[str | Node] | str | Node = (),
-            **options: Any) -> Node:
+    def add(
+        self, name: str, task: Any, *, after: Iterable[str | Node] | str | Node = (), **options: Any
+    ) -> Node:
         """Add a node running ``task`` (a task object or a registered task name).
 
         Options: ``args``, ``kwargs``, ``type``, ``queue``, ``retries``, ``immutable``, ``time_limit``,
@@ -165,8 +184,10 @@ class Workflow:
         resolved: list[list[Node]] = []
         for stage in stages:
             items = [stage] if isinstance(stage, str | Node) else list(stage)
-            nodes = [item if isinstance(item, Node) else self.nodes.get(item) or self.add(item, item)
-                     for item in items]
+            nodes = [
+                item if isinstance(item, Node) else self.nodes.get(item) or self.add(item, item)
+                for item in items
+            ]
             if resolved:
                 for node in nodes:
                     resolved[-1] >> node
@@ -192,7 +213,8 @@ class Workflow:
                 if node.task not in registered:
                     raise UnknownTaskError(
                         f"node {node.name!r} names task {node.task!r}, which is not registered in app "
-                        f"{app.main!r}")
+                        f"{app.main!r}"
+                    )
         return self
 
     def placeholders(self) -> set[str]:
@@ -208,15 +230,20 @@ class Workflow:
         merged = {**self.params, **(params or {})}
         missing = sorted(self.placeholders() - merged.keys())
         if missing:
-            raise ParamError(f"workflow {self.name!r} needs params {', '.join(missing)} (pass --param k=v "
-                             "or params={...})")
+            raise ParamError(
+                f"workflow {self.name!r} needs params {', '.join(missing)} (pass --param k=v "
+                "or params={...})"
+            )
         return merged
 
     # -- dict schema ------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "on_failure": self.on_failure,
-                             "tasks": [n.to_dict() for n in self.nodes.values()]}
+        d: dict[str, Any] = {
+            "name": self.name,
+            "on_failure": self.on_failure,
+            "tasks": [n.to_dict() for n in self.nodes.values()],
+        }
         if self.params:
             d["params"] = dict(self.params)
         return d
@@ -230,9 +257,12 @@ class Workflow:
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise SchemaError(f"{source}: 'name' is required and must be a string")
-        wf = cls(name, on_failure=data.get("on_failure", "fail_fast"),
-                 defaults=_mapping(data.get("defaults"), f"{source}: defaults"),
-                 params=_mapping(data.get("params"), f"{source}: params"))
+        wf = cls(
+            name,
+            on_failure=data.get("on_failure", "fail_fast"),
+            defaults=_mapping(data.get("defaults"), f"{source}: defaults"),
+            params=_mapping(data.get("params"), f"{source}: params"),
+        )
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):
             raise SchemaError(f"{source}: 'tasks' must be a list")
@@ -277,7 +307,7 @@ def find_cycle(parents: Mapping[str, Sequence[str]]) -> list[str] | None:
                 stack.pop()
                 path.pop()
             elif color.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = [*path[path.index(nxt) :], nxt]
                 return list(reversed(cycle))  # parent lists run backwards: show edges forwards
             elif not color.get(nxt) and nxt in parents:
                 color[nxt] = 1
@@ -330,7 +360,9 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 def _task_name(task: Any, node: str) -> str:
     name = task if isinstance(task, str) else getattr(task, "name", None)
     if not isinstance(name, str) or not name:
-        raise SchemaError(f"node {node!r}: task must be a Celery task or a registered task name, got {task!r}")
+        raise SchemaError(
+            f"node {node!r}: task must be a Celery task or a registered task name, got {task!r}"
+        )
     return name
 
 
@@ -339,8 +371,15 @@ def _node_name(parent: str | Node) -> str:
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "args": (list, tuple), "kwargs": (dict,), "type": (str,), "queue": (str,), "retries": (int,),
-    "immutable": (bool,), "time_limit": (int, float), "soft_time_limit": (int, float), "priority": (int,),
+    "args": (list, tuple),
+    "kwargs": (dict,),
+    "type": (str,),
+    "queue": (str,),
+    "retries": (int,),
+    "immutable": (bool,),
+    "time_limit": (int, float),
+    "soft_time_limit": (int, float),
+    "priority": (int,),
 }
 
 
@@ -369,7 +408,8 @@ def _check_json(value: Any, node: str, key: str) -> None:
     try:
         json.dumps(value)
     except (TypeError, ValueError) as e:
-        raise SchemaError(f"node {node!r}: {key} must be JSON data (str, number, bool, None, list, dict): "
-                          f"{e}") from e
+        raise SchemaError(
+            f"node {node!r}: {key} must be JSON data (str, number, bool, None, list, dict): {e}"
+        ) from e
     if key == "kwargs" and not all(isinstance(k, str) for k in value):
         raise SchemaError(f"node {node!r}: kwargs keys must be strings, got {list(value)!r}")

@@ -66,4 +66,5 @@ def _backend_url(app: Any) -> str:
         return url
     raise ConfigurationError(
         "wfcelery needs a Redis for its tracker: set app.conf.wfcelery_redis_url = 'redis://host:6379/0' "
-        f"(the result backend {url!r} is not a redis:// URL)")
+        f"(the result backend {url!r} is not a redis:// URL)"
+    )

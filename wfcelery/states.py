@@ -112,10 +112,17 @@ class NodeState:
     index: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status.value, "attempts": self.attempts,
-                "task_id": self.task_id, "queue": self.queue, "worker": self.worker,
-                "started_at": self.started_at, "finished_at": self.finished_at,
-                "error": self.error}
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "task_id": self.task_id,
+            "queue": self.queue,
+            "worker": self.worker,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+        }
 
 
 @dataclass(frozen=True)
@@ -148,7 +155,16 @@ class RunState:
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of ``wfcelery status --json`` (documented in the README)."""
-        return {"id": self.id, "name": self.name, "status": self.status.value, "policy": self.policy,
-                "created_at": self.created_at, "started_at": self.started_at,
-                "finished_at": self.finished_at, "paused_at": self.paused_at, "params": self.params,
-                "counts": self.counts, "nodes": {name: n.to_dict() for name, n in self.nodes.items()}}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status.value,
+            "policy": self.policy,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "paused_at": self.paused_at,
+            "params": self.params,
+            "counts": self.counts,
+            "nodes": {name: n.to_dict() for name, n in self.nodes.items()},
+        }

@@ -63,8 +63,12 @@ class Tracker:
         self.keys = Keys(settings.key_prefix)
         # Any: redis-py's stubs cannot express decode_responses=True (every reply typed bytes | str)
         self.client: Any = client or redis.Redis.from_url(
-            settings.redis_url, decode_responses=True, health_check_interval=30,
-            socket_connect_timeout=5, socket_timeout=30)
+            settings.redis_url,
+            decode_responses=True,
+            health_check_interval=30,
+            socket_connect_timeout=5,
+            socket_timeout=30,
+        )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._plans_lock = threading.Lock()
@@ -93,15 +97,31 @@ class Tracker:
 
     # -- creating runs ----------------------------------------------------------------------------------
 
-    def create_run(self, run_id: str, plan: Plan, params: dict[str, Any], *,
-                   on_success: dict[str, Any] | None, on_failure: dict[str, Any] | None) -> None:
+    def create_run(
+        self,
+        run_id: str,
+        plan: Plan,
+        params: dict[str, Any],
+        *,
+        on_success: dict[str, Any] | None,
+        on_failure: dict[str, Any] | None,
+    ) -> None:
         """Write the run record, its queued roots and the shared plan, in one round trip."""
         k, ttl = self.keys, self.settings.run_ttl
         created = int(time.time() * 1000)
         record: dict[str, Any] = {
-            "name": plan.name, "status": RunStatus.RUNNING.value, "epoch": 0, "total": len(plan.nodes),
-            "created": created, "plan": plan.digest, "params": json.dumps(params), "policy": plan.on_failure,
-            "ttl": ttl, "maxlen": self.settings.events_maxlen, "chan": k.done_channel(run_id), "done": 0,
+            "name": plan.name,
+            "status": RunStatus.RUNNING.value,
+            "epoch": 0,
+            "total": len(plan.nodes),
+            "created": created,
+            "plan": plan.digest,
+            "params": json.dumps(params),
+            "policy": plan.on_failure,
+            "ttl": ttl,
+            "maxlen": self.settings.events_maxlen,
+            "chan": k.done_channel(run_id),
+            "done": 0,
         }
         if on_success:
             record["on_success"] = json.dumps(on_success)
@@ -130,18 +150,33 @@ class Tracker:
     def start(self, run_id: str, index: int, epoch: int, worker: str) -> str:
         return str(self._run_script("start", run_id, [index, epoch, worker]))
 
-    def succeed(self, run_id: str, index: int, epoch: int, result_json: str,
-                children: Sequence[tuple[int, int]]) -> list[Any]:
+    def succeed(
+        self, run_id: str, index: int, epoch: int, result_json: str, children: Sequence[tuple[int, int]]
+    ) -> list[Any]:
         """``children``: (child index, number of its parents). Returns [finish, epoch, params, released...]."""
         args: list[Any] = [index, epoch, result_json]
         for child, parents in children:
             args += (child, parents)
         return list(self._run_script("succeed", run_id, args))
 
-    def fail(self, run_id: str, index: int, epoch: int, error: dict[str, Any], mode: str, retries: int,
-             descendants: list[int], attempt: int = 0) -> list[Any]:
-        return list(self._run_script(
-            "fail", run_id, [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt]))
+    def fail(
+        self,
+        run_id: str,
+        index: int,
+        epoch: int,
+        error: dict[str, Any],
+        mode: str,
+        retries: int,
+        descendants: list[int],
+        attempt: int = 0,
+    ) -> list[Any]:
+        return list(
+            self._run_script(
+                "fail",
+                run_id,
+                [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt],
+            )
+        )
 
     def control(self, run_id: str, op: str) -> list[Any]:
         return list(self._run_script("control", run_id, [op]))
@@ -196,8 +231,8 @@ class Tracker:
                 pipe.get(self.keys.events(run_id))
                 base_raw, log = pipe.execute()
             base = int(base_raw or 0)
-            data = (log or "")[max(0, after - base):]
-            complete = data[:data.rfind("\n") + 1]
+            data = (log or "")[max(0, after - base) :]
+            complete = data[: data.rfind("\n") + 1]
             if complete or time.monotonic() >= deadline:
                 return max(after, base) + len(complete), [Event.parse(line) for line in complete.splitlines()]
             time.sleep(0.05)
@@ -249,8 +284,10 @@ class Tracker:
         except redis.RedisError:
             return None  # CONFIG may be disabled (managed Redis): nothing to check
         if policy.startswith("allkeys"):
-            return (f"Redis maxmemory-policy is {policy!r}: Redis may evict wfcelery run state under memory "
-                    "pressure. Use 'noeviction' (or a volatile-* policy) for the tracker's Redis.")
+            return (
+                f"Redis maxmemory-policy is {policy!r}: Redis may evict wfcelery run state under memory "
+                "pressure. Use 'noeviction' (or a volatile-* policy) for the tracker's Redis."
+            )
         return None
 
 
@@ -269,28 +306,43 @@ class Event:
         return cls(int(at), None if node == "run" else int(node), status, int(epoch[0]) if epoch else 0)
 
 
-def build_state(run_id: str, record: dict[str, str], nodes: dict[str, str], errors: dict[str, str],
-                plan: Plan) -> RunState:
+def build_state(
+    run_id: str, record: dict[str, str], nodes: dict[str, str], errors: dict[str, str], plan: Plan
+) -> RunState:
     created = int(record["created"])
     workers = {number: field[2:] for field, number in record.items() if field.startswith("w:")}
     states: dict[str, NodeState] = {}
     for node in plan.nodes:
         raw = nodes.get(str(node.index))
         code, epoch, attempts, started, finished, worker = (
-            raw.split("|", 5) if raw else ("P", "0", "0", "", "", ""))
+            raw.split("|", 5) if raw else ("P", "0", "0", "", "", "")
+        )
         error = errors.get(str(node.index))
         states[node.name] = NodeState(
-            name=node.name, status=NodeStatus.from_code(code), attempts=int(attempts),
-            task_id=task_id(run_id, node.index, int(epoch)), queue=node.queue, worker=workers.get(worker),
+            name=node.name,
+            status=NodeStatus.from_code(code),
+            attempts=int(attempts),
+            task_id=task_id(run_id, node.index, int(epoch)),
+            queue=node.queue,
+            worker=workers.get(worker),
             started_at=(created + int(started)) / 1000 if started else None,
             finished_at=(created + int(finished)) / 1000 if finished else None,
-            error=json.loads(error) if error else None, epoch=int(epoch), index=node.index,
+            error=json.loads(error) if error else None,
+            epoch=int(epoch),
+            index=node.index,
         )
     return RunState(
-        id=run_id, name=record["name"], status=RunStatus(record["status"]), epoch=int(record["epoch"]),
-        created_at=created / 1000, started_at=_ms(record.get("started")),
-        finished_at=_ms(record.get("finished")), paused_at=_ms(record.get("paused_at")),
-        policy=record["policy"], params=json.loads(record.get("params") or "{}"), nodes=states,
+        id=run_id,
+        name=record["name"],
+        status=RunStatus(record["status"]),
+        epoch=int(record["epoch"]),
+        created_at=created / 1000,
+        started_at=_ms(record.get("started")),
+        finished_at=_ms(record.get("finished")),
+        paused_at=_ms(record.get("paused_at")),
+        policy=record["policy"],
+        params=json.loads(record.get("params") or "{}"),
+        nodes=states,
     )
 
 

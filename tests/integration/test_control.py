@@ -118,18 +118,24 @@ def test_pause_mid_flight_nothing_starts_then_resume_runs_every_node_once(app, e
     paused = run.state()
     assert paused.status is RunStatus.PAUSED
     # The tracker's start times (set by the start gate, atomic with pause) are all before the pause.
-    late = {name: n.started_at for name, n in paused.nodes.items()
-            if n.started_at is not None and n.started_at > paused.paused_at}
+    late = {
+        name: n.started_at
+        for name, n in paused.nodes.items()
+        if n.started_at is not None and n.started_at > paused.paused_at
+    }
     assert not late, f"nodes started after the pause: {late}"
     # The probes' own start times: only nodes RUNNING in the state pause() returned may start after it.
-    body_started_late = {k.split(":")[0] for k, v in after[1].items()
-                         if k.endswith(":start") and int(v) / 1000 > paused_ms}
+    body_started_late = {
+        k.split(":")[0] for k, v in after[1].items() if k.endswith(":start") and int(v) / 1000 > paused_ms
+    }
     assert body_started_late <= running_at_pause
     # Children of the nodes that finished during the pause were not released.
     assert paused.counts["SUCCEEDED"] == done_at_pause + len(
-        running_at_pause & of_status(paused, NodeStatus.SUCCEEDED))
-    assert of_status(paused, NodeStatus.PENDING, NodeStatus.QUEUED, NodeStatus.REVOKED, NodeStatus.SUCCEEDED) \
-        == set(paused.nodes)
+        running_at_pause & of_status(paused, NodeStatus.SUCCEEDED)
+    )
+    assert of_status(
+        paused, NodeStatus.PENDING, NodeStatus.QUEUED, NodeStatus.REVOKED, NodeStatus.SUCCEEDED
+    ) == set(paused.nodes)
 
     resumed = run.resume()
     assert resumed.status is RunStatus.RUNNING
@@ -162,8 +168,11 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
     gated = engine.submit(fan_out("lost1", f"{uid}:go1"))  # dropped by the new worker's in-memory gate
     stale = engine.submit(fan_out("lost2", f"{uid}:go2"))  # its gate entry vanishes: the start script refuses
     for run in (gated, stale):
-        wait_for(lambda run=run: run.state().nodes["root"].status is NodeStatus.RUNNING, timeout=30,
-                 message="the root to run")
+        wait_for(
+            lambda run=run: run.state().nodes["root"].status is NodeStatus.RUNNING,
+            timeout=30,
+            message="the root to run",
+        )
 
     # The only worker goes down while the roots run; their success publishes the children into the queue.
     first.proc.send_signal(signal.SIGTERM)  # warm shutdown: stops consuming, lets running tasks finish
@@ -172,8 +181,11 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
     r.rpush(f"{uid}:go2", "go")
     first.proc.wait(timeout=30)
     for run in (gated, stale):
-        wait_for(lambda run=run: run.state().nodes["root"].status is NodeStatus.SUCCEEDED, timeout=10,
-                 message="the roots to be recorded")
+        wait_for(
+            lambda run=run: run.state().nodes["root"].status is NodeStatus.SUCCEEDED,
+            timeout=10,
+            message="the roots to be recorded",
+        )
     assert queue_len(r, queue) > 0, "the children should wait in the queue"
 
     # Pause with no worker listening: the revoke broadcast is lost.
@@ -183,8 +195,11 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
     r.hdel(engine.tracker.keys.gate, stale.id)
 
     worker_process(app, [queue], "lost-b", concurrency=2)
-    wait_for(lambda: all(drained(r, queue, run.id) for run in (gated, stale)), timeout=30,
-             message="the new worker to consume the queued messages")
+    wait_for(
+        lambda: all(drained(r, queue, run.id) for run in (gated, stale)),
+        timeout=30,
+        message="the new worker to consume the queued messages",
+    )
 
     for run in (gated, stale):
         state, before = run.state(), at_pause[run.id]
@@ -198,8 +213,9 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
         ends = {state.nodes[n].status for n in not_started}
         assert ends <= {NodeStatus.QUEUED, NodeStatus.PENDING, NodeStatus.REVOKED}
     # The stale gate let the messages through to the pool; the start script refused them there.
-    assert of_status(stale.state(), NodeStatus.REVOKED) >= {f"k{i}" for i in range(8)} - set(counts(r, app,
-                                                                                                   stale.id))
+    assert of_status(stale.state(), NodeStatus.REVOKED) >= {f"k{i}" for i in range(8)} - set(
+        counts(r, app, stale.id)
+    )
 
     for run in (gated, stale):
         assert run.resume().status is RunStatus.RUNNING
@@ -229,7 +245,9 @@ def test_cancel_lets_the_running_task_finish_starts_nothing_and_is_final(app, en
         assert node_statuses(again) == node_statuses(state)
 
         r.rpush(f"{uid}:go", "go")
-        wait_for(lambda: run.state().nodes["root"].status is NodeStatus.SUCCEEDED, message="the root recorded")
+        wait_for(
+            lambda: run.state().nodes["root"].status is NodeStatus.SUCCEEDED, message="the root recorded"
+        )
         wait_for(lambda: drained(r, queue, run.id), message="queued messages dropped")
         final = run.state()
         assert final.status is RunStatus.CANCELLED
@@ -244,8 +262,11 @@ def test_cancel_lets_the_running_task_finish_starts_nothing_and_is_final(app, en
         assert run.wait(timeout=30)["end"] == "end"
     final = run.state()
     assert final.nodes["root"].attempts == 1
-    assert counts(r, app, run.id) == {**{f"k{i}": 1 for i in range(3)}, **{f"x{i}": 1 for i in range(4)},
-                                      "end": 1}
+    assert counts(r, app, run.id) == {
+        **{f"k{i}": 1 for i in range(3)},
+        **{f"x{i}": 1 for i in range(4)},
+        "end": 1,
+    }
 
 
 def test_cancel_terminate_kills_the_running_task_on_prefork(app, engine, r, uid, worker_process):
@@ -259,8 +280,11 @@ def test_cancel_terminate_kills_the_running_task_on_prefork(app, engine, r, uid,
     assert state.status is RunStatus.CANCELLED
     # The pool child running the task is killed (the task would otherwise block for 60 s) and replaced.
     wait_for(lambda: child not in w.child_pids() and w.child_pids(), timeout=30, message="the child killed")
-    wait_for(lambda: run.state().nodes["root"].status is NodeStatus.REVOKED, timeout=30,
-             message="the terminated node recorded as REVOKED")
+    wait_for(
+        lambda: run.state().nodes["root"].status is NodeStatus.REVOKED,
+        timeout=30,
+        message="the terminated node recorded as REVOKED",
+    )
     final = run.state()
     assert final.status is RunStatus.CANCELLED
     assert final.nodes["root"].status is not NodeStatus.SUCCEEDED
@@ -292,7 +316,8 @@ def test_retry_after_failure_reuses_the_results_that_succeeded(app, engine, r, u
         assert failed.nodes["f"].error["type"] == "RuntimeError"
         assert failed.nodes["f"].attempts == 1
         assert failed.nodes["a"].status is NodeStatus.SUCCEEDED
-        assert failed.nodes["c"].status is NodeStatus.REVOKED and failed.nodes["d"].status is NodeStatus.REVOKED
+        assert failed.nodes["c"].status is NodeStatus.REVOKED
+        assert failed.nodes["d"].status is NodeStatus.REVOKED
         succeeded = of_status(failed, NodeStatus.SUCCEEDED)
         counts_before = counts(r, app, run.id)
         assert set(counts_before) == succeeded - {"f"}
@@ -301,7 +326,8 @@ def test_retry_after_failure_reuses_the_results_that_succeeded(app, engine, r, u
         assert retried.status is RunStatus.RUNNING
         assert retried.epoch == failed.epoch + 1
         results = run.wait(timeout=30)
-    assert results["f"] == 2 and results["d"] == "d"
+    assert results["f"] == 2
+    assert results["d"] == "d"
     final = run.state()
     assert final.status is RunStatus.SUCCEEDED
     assert final.nodes["f"].attempts == 2  # the attempt history stays
@@ -316,8 +342,9 @@ def test_retry_after_failure_reuses_the_results_that_succeeded(app, engine, r, u
 
 
 @pytest.mark.parametrize("resumed", [False, True], ids=["plain", "across-resume"])
-def test_worker_child_killed_mid_task_is_redelivered_and_children_released_once(app, engine, r, uid,
-                                                                                 worker_process, resumed):
+def test_worker_child_killed_mid_task_is_redelivered_and_children_released_once(
+    app, engine, r, uid, worker_process, resumed
+):
     queue = app.conf.task_default_queue
     w = worker_process(app, [queue], "kill", concurrency=1)
     wf = fan_out("sigkill", f"{uid}:go", width=3)
@@ -330,8 +357,11 @@ def test_worker_child_killed_mid_task_is_redelivered_and_children_released_once(
     os.kill(child, signal.SIGKILL)
 
     # acks_late + reject_on_worker_lost: the message goes back to the queue and runs again on a new child.
-    wait_for(lambda: (n := run.state().nodes["root"]).attempts >= 2 and n.status is NodeStatus.RUNNING,
-             timeout=30, message="the root redelivered")
+    wait_for(
+        lambda: (n := run.state().nodes["root"]).attempts >= 2 and n.status is NodeStatus.RUNNING,
+        timeout=30,
+        message="the root redelivered",
+    )
     assert child not in w.child_pids()
     r.rpush(f"{uid}:go", "go")
     results = run.wait(timeout=30)
@@ -353,7 +383,8 @@ def test_control_is_idempotent_and_refuses_clearly(app, engine, r, uid):
         first = run.pause()
         second = run.pause()
         assert first.status is second.status is RunStatus.PAUSED
-        assert second.paused_at == first.paused_at and second.epoch == first.epoch
+        assert second.paused_at == first.paused_at
+        assert second.epoch == first.epoch
 
         r.rpush(f"{uid}:go", "go")  # the running root finishes while paused: its children wait
         wait_for(lambda: run.state().nodes["root"].status is NodeStatus.SUCCEEDED, message="the root")
@@ -362,17 +393,21 @@ def test_control_is_idempotent_and_refuses_clearly(app, engine, r, uid):
         assert of_status(paused, NodeStatus.PENDING) == {"k0", "k1", "end"}
 
         resumed = run.resume()
-        assert resumed.status is RunStatus.RUNNING and resumed.epoch == first.epoch + 1
+        assert resumed.status is RunStatus.RUNNING
+        assert resumed.epoch == first.epoch + 1
         noop = run.resume()  # resuming a running run changes nothing
-        assert noop.status is RunStatus.RUNNING and noop.epoch == resumed.epoch
+        assert noop.status is RunStatus.RUNNING
+        assert noop.epoch == resumed.epoch
         run.wait(timeout=30)
 
     done = run.state()
     assert done.status is RunStatus.SUCCEEDED
-    for op, pattern in ((run.resume, "cannot resume .* SUCCEEDED, not PAUSED"),
-                        (run.retry, "cannot retry .* SUCCEEDED, not FAILED or CANCELLED"),
-                        (run.pause, "cannot pause .* SUCCEEDED"),
-                        (run.cancel, "cannot cancel .* SUCCEEDED")):
+    for op, pattern in (
+        (run.resume, "cannot resume .* SUCCEEDED, not PAUSED"),
+        (run.retry, "cannot retry .* SUCCEEDED, not FAILED or CANCELLED"),
+        (run.pause, "cannot pause .* SUCCEEDED"),
+        (run.cancel, "cannot cancel .* SUCCEEDED"),
+    ):
         with pytest.raises(ControlError, match=pattern):
             op()
     assert node_statuses(run.state()) == node_statuses(done)
@@ -389,8 +424,13 @@ def test_control_is_idempotent_and_refuses_clearly(app, engine, r, uid):
 def test_node_running_across_pause_and_resume_retries_and_releases_its_children(app, engine, r, uid, native):
     """A node started before the pause runs on under the old epoch; its retry must not be gated as stale."""
     wf = Workflow("across")
-    f = wf.add("f", "proj.block_flaky", args=[f"{uid}:go", 1, f"{uid}:n", native], immutable=True,
-               retries=0 if native else 1)
+    f = wf.add(
+        "f",
+        "proj.block_flaky",
+        args=[f"{uid}:go", 1, f"{uid}:n", native],
+        immutable=True,
+        retries=0 if native else 1,
+    )
     f >> wf.add("g", "proj.count")
     with in_thread_worker(app, concurrency=2):
         run = engine.submit(wf)
@@ -398,7 +438,8 @@ def test_node_running_across_pause_and_resume_retries_and_releases_its_children(
         paused = run.pause()
         assert paused.nodes["f"].status is NodeStatus.RUNNING
         resumed = run.resume()  # f is still running (epoch 0) while the run moves to epoch 1
-        assert resumed.epoch == 1 and resumed.nodes["f"].status is NodeStatus.RUNNING
+        assert resumed.epoch == 1
+        assert resumed.nodes["f"].status is NodeStatus.RUNNING
         r.rpush(f"{uid}:go", "first", "second")  # attempt 1 fails, the tracker retries it
         results = run.wait(timeout=30)
     assert results == {"f": 2, "g": "g"}
@@ -440,8 +481,11 @@ def test_worker_child_killed_while_paused_node_is_replanned_at_resume(app, engin
     assert run.pause().nodes["root"].status is NodeStatus.RUNNING
     [child] = w.child_pids()
     os.kill(child, signal.SIGKILL)
-    wait_for(lambda: run.state().nodes["root"].status is NodeStatus.REVOKED, timeout=30,
-             message="the redelivered root refused while paused")
+    wait_for(
+        lambda: run.state().nodes["root"].status is NodeStatus.REVOKED,
+        timeout=30,
+        message="the redelivered root refused while paused",
+    )
     assert run.state().status is RunStatus.PAUSED
     r.rpush(f"{uid}:go", "go")
     run.resume()

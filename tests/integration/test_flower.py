@@ -31,17 +31,35 @@ pytest.importorskip("flower")
 class Flower:
     def __init__(self, app: Celery) -> None:
         self.port = free_port()
-        env = {**os.environ, "WFCELERY_TEST_BROKER": app.conf.broker_url,
-               "WFCELERY_TEST_BACKEND": app.conf.wfcelery_redis_url,
-               "WFCELERY_TEST_PREFIX": app.conf.wfcelery_key_prefix,
-               "WFCELERY_TEST_QUEUE": app.conf.task_default_queue,
-               "PYTHONPATH": str(ROOT),
-               # Flower 2.2 refuses its API without auth unless told so (local test process only)
-               "FLOWER_UNAUTHENTICATED_API": "true"}
+        env = {
+            **os.environ,
+            "WFCELERY_TEST_BROKER": app.conf.broker_url,
+            "WFCELERY_TEST_BACKEND": app.conf.wfcelery_redis_url,
+            "WFCELERY_TEST_PREFIX": app.conf.wfcelery_key_prefix,
+            "WFCELERY_TEST_QUEUE": app.conf.task_default_queue,
+            "PYTHONPATH": str(ROOT),
+            # Flower 2.2 refuses its API without auth unless told so (local test process only)
+            "FLOWER_UNAUTHENTICATED_API": "true",
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.proj", "flower", f"--port={self.port}",
-             "--address=127.0.0.1", "--persistent=False", "--inspect_timeout=500", "--logging=warning"],
-            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.proj",
+                "flower",
+                f"--port={self.port}",
+                "--address=127.0.0.1",
+                "--persistent=False",
+                "--inspect_timeout=500",
+                "--logging=warning",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def get(self, path: str, **query: Any) -> Any:
         url = f"http://127.0.0.1:{self.port}{path}"
@@ -73,7 +91,7 @@ class Flower:
                 self.proc.wait()
 
 
-@pytest.fixture()
+@pytest.fixture
 def flower(app: Celery) -> Iterator[Flower]:
     f = Flower(app)
     try:
@@ -83,8 +101,9 @@ def flower(app: Celery) -> Iterator[Flower]:
         f.stop()
 
 
-def test_flower_finds_every_task_of_a_run_by_run_id_and_node(app: Celery, engine: Any,
-                                                             flower: Flower) -> None:
+def test_flower_finds_every_task_of_a_run_by_run_id_and_node(
+    app: Celery, engine: Any, flower: Flower
+) -> None:
     wf = Workflow("flower-check")
     a = wf.add("extract", "proj.add", args=[1, 2])
     b = wf.add("left", "proj.add", kwargs={"y": 10})
@@ -96,6 +115,7 @@ def test_flower_finds_every_task_of_a_run_by_run_id_and_node(app: Celery, engine
         def probe_seen() -> bool:
             app.send_task("proj.noop", queue=app.conf.task_default_queue)  # one more each poll
             return bool(flower.get("/api/tasks", taskname="proj.noop"))
+
         wait_for(probe_seen, timeout=30, interval=0.3, message="flower to receive task events")
         run = engine.submit(wf)
         assert run.wait(timeout=30) == {"extract": 3, "left": 13, "right": 103, "merge": 116}
@@ -105,6 +125,7 @@ def test_flower_finds_every_task_of_a_run_by_run_id_and_node(app: Celery, engine
             found = flower.search(f"kwargs:wf_run={run.id}")
             done = {_node(t) for t in found.values() if t["state"] == "SUCCESS"}
             return found if done == nodes else None
+
         found = wait_for(all_found, timeout=30, interval=0.3, message="flower to list the run's 4 tasks")
 
     state = run.state()
@@ -123,11 +144,14 @@ def test_flower_finds_every_task_of_a_run_by_run_id_and_node(app: Celery, engine
 
 def _node(task: dict[str, Any]) -> str:
     import ast
+
     return str(ast.literal_eval(task["kwargs"])["wf_node"])
 
 
 def test_event_settings_flower_needs_are_defaults_the_user_can_override(make_test_app: Any) -> None:
     app = make_test_app()
-    assert app.conf.task_send_sent_event is True and app.conf.worker_send_task_events is True
+    assert app.conf.task_send_sent_event is True
+    assert app.conf.worker_send_task_events is True
     quiet = make_test_app(task_send_sent_event=False, worker_send_task_events=False)
-    assert quiet.conf.task_send_sent_event is False and quiet.conf.worker_send_task_events is False
+    assert quiet.conf.task_send_sent_event is False
+    assert quiet.conf.worker_send_task_events is False

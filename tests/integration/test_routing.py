@@ -27,7 +27,7 @@ def broker(request: Any) -> str | None:
     return url
 
 
-@pytest.fixture()
+@pytest.fixture
 def routed_app(make_test_app: Any, broker: str | None, uid: str) -> Iterator[Any]:
     queues = {"cpu": f"cpu-{uid}", "io": f"io-{uid}"}
     app = make_test_app(broker=broker, wfcelery_routes=queues)
@@ -38,7 +38,7 @@ def routed_app(make_test_app: Any, broker: str | None, uid: str) -> Iterator[Any
             for q in [*queues.values(), app.conf.task_default_queue]:
                 try:
                     channel.queue_delete(q)
-                except Exception:  # noqa: BLE001 - a queue that was never declared
+                except Exception:
                     channel = conn.channel()
 
 
@@ -71,4 +71,5 @@ def test_nodes_run_on_the_worker_of_their_type(routed_app, worker_process, uid):
         assert node.worker == w.hostname, name
         assert node.queue == (f"io-{uid}" if name == "ov" else f"{wf[name].type}-{uid}")
         assert node.attempts == 1
-        assert node.started_at is not None and node.finished_at >= node.started_at
+        assert node.started_at is not None
+        assert node.finished_at >= node.started_at

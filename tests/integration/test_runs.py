@@ -30,7 +30,9 @@ def assert_edges(wf: Workflow, times: dict[str, dict[str, Any]]) -> None:
     """Every node ran exactly once and started only after each of its parents ended."""
     assert sorted(times) == sorted(wf.nodes), "every node ran"
     assert {n: t["runs"] for n, t in times.items() if t["runs"] != 1} == {}, "each node ran exactly once"
-    late = [(p, n.name) for n in wf.nodes.values() for p in n.after if times[p]["end"] > times[n.name]["start"]]
+    late = [
+        (p, n.name) for n in wf.nodes.values() for p in n.after if times[p]["end"] > times[n.name]["start"]
+    ]
     assert late == [], "child started before its parent ended"
 
 
@@ -131,15 +133,18 @@ def random_dag(n: int, seed: int) -> tuple[Workflow, set[str]]:
 def test_random_dag_200_exact_dependencies(app, engine, r, uid):
     wf, gated = random_dag(200, seed=20261122)
     free = set(wf.nodes) - gated - {"gate"}
-    assert len(gated) >= 3 and len(free) >= 100  # the seed gives both kinds
+    assert len(gated) >= 3
+    assert len(free) >= 100
     release = f"t{uid}:release"
     with in_thread_worker(app, concurrency=4):
         run = engine.submit(wf, params={"release": release})
+
         # While the gate node runs, every node that does not descend from it finishes, and none that
         # does has started: nothing waits for a non-ancestor, nothing runs before its ancestors.
         def free_done() -> bool:
             nodes = run.state().nodes
             return all(nodes[n].status is NodeStatus.SUCCEEDED for n in free)
+
         wait_for(free_done, timeout=60, message="nodes that do not descend from the gate")
         state = run.state()
         assert state.nodes["gate"].status is NodeStatus.RUNNING
@@ -204,9 +209,11 @@ def test_run_failed_names_the_failed_node(app, engine):
         with pytest.raises(RunFailed) as info:
             run.wait(timeout=30)
     err = info.value
-    assert err.status == "FAILED" and err.run_id == run.id
+    assert err.status == "FAILED"
+    assert err.run_id == run.id
     assert err.failed == {"bad": "ValueError: kaput"}
-    assert "bad" in str(err) and "kaput" in str(err)
+    assert "bad" in str(err)
+    assert "kaput" in str(err)
     assert err.results == {"a": 2}
     state = run.state()
     assert state.nodes["bad"].status is NodeStatus.FAILED

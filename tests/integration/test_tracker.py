@@ -10,7 +10,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import pytest
@@ -60,8 +60,11 @@ def counts(r: Any, app: Any, run_id: str) -> dict[str, int]:
 def worker_idle(r: Any, app: Any) -> bool:
     """The in-thread worker has nothing running or reserved and its queue is empty: no hook can still be
     about to publish anything (hooks publish from inside the task that triggers them)."""
-    return (not worker_state.active_requests and not worker_state.reserved_requests
-            and r.llen(app.conf.task_default_queue) == 0)
+    return (
+        not worker_state.active_requests
+        and not worker_state.reserved_requests
+        and r.llen(app.conf.task_default_queue) == 0
+    )
 
 
 def status_of(run: Any, node: str) -> NodeStatus:
@@ -94,8 +97,10 @@ def failures_seen() -> Iterator[dict[str, BaseException]]:
 
 
 def callback_sigs(app: Any) -> dict[str, Any]:
-    return {"on_success": app.signature("proj.callback", kwargs={"tag": "ok"}),
-            "on_failure": app.signature("proj.callback", kwargs={"tag": "failed"})}
+    return {
+        "on_success": app.signature("proj.callback", kwargs={"tag": "ok"}),
+        "on_failure": app.signature("proj.callback", kwargs={"tag": "failed"}),
+    }
 
 
 # -- node states as they happen ------------------------------------------------------------------------
@@ -115,12 +120,16 @@ def test_running_then_succeeded_with_worker_and_times(app, engine, r, uid, worke
         state = run.state()
         node = state.nodes["blk"]
         assert node.worker == worker.hostname
-        assert node.started_at is not None and node.finished_at is None
-        assert node.attempts == 1 and node.epoch == 0
+        assert node.started_at is not None
+        assert node.finished_at is None
+        assert node.attempts == 1
+        assert node.epoch == 0
         assert node.task_id == f"{run.id}-0-0"
         assert state.nodes["next"].status is NodeStatus.PENDING
-        assert state.status is RunStatus.RUNNING and state.started_at is not None
-        assert state.counts["RUNNING"] == 1 and state.counts["PENDING"] == 1
+        assert state.status is RunStatus.RUNNING
+        assert state.started_at is not None
+        assert state.counts["RUNNING"] == 1
+        assert state.counts["PENDING"] == 1
         assert abs(node.started_at - time.time()) < 30  # a Unix time on Redis's clock
 
         r.rpush(key, "go")
@@ -156,7 +165,8 @@ def test_node_retries_exhausted_fail_the_node(app, engine, r, uid):
             run.wait(timeout=30)
     assert info.value.failed == {"flaky": "RuntimeError: flaky attempt 2"}
     node = run.state().nodes["flaky"]
-    assert node.status is NodeStatus.FAILED and node.attempts == 2
+    assert node.status is NodeStatus.FAILED
+    assert node.attempts == 2
     assert r.get(f"t{uid}:flaky") == "2"  # ran twice, no more
 
 
@@ -188,8 +198,10 @@ def test_fail_fast_revokes_what_has_not_started(app, engine, r, uid):
     trig >> bad >> after_bad
     with in_thread_worker(app), released(r, hold, trigger):
         run = engine.submit(wf, **callback_sigs(app))
-        wait_for(lambda: {status_of(run, "blk"), status_of(run, "trig")} == {NodeStatus.RUNNING},
-                 message="blk and trig RUNNING")
+        wait_for(
+            lambda: {status_of(run, "blk"), status_of(run, "trig")} == {NodeStatus.RUNNING},
+            message="blk and trig RUNNING",
+        )
         r.rpush(trigger, "go")
         with pytest.raises(RunFailed) as info:
             run.wait(timeout=30)
@@ -199,8 +211,12 @@ def test_fail_fast_revokes_what_has_not_started(app, engine, r, uid):
         assert state.status is RunStatus.FAILED
         assert {n: s.status.value for n, s in state.nodes.items()} == {
             "blk": "RUNNING",  # running nodes finish; they are not revoked
-            "trig": "SUCCEEDED", "bad": "FAILED",
-            "after_blk": "REVOKED", "after_bad": "REVOKED", "stuck": "REVOKED"}
+            "trig": "SUCCEEDED",
+            "bad": "FAILED",
+            "after_blk": "REVOKED",
+            "after_bad": "REVOKED",
+            "stuck": "REVOKED",
+        }
         wait_for(lambda: callbacks(r, app), message="on_failure callback")
 
         # the running node finishes late: recorded, releases nothing, no second callback
@@ -243,8 +259,13 @@ def test_continue_lets_independent_branches_finish(app, engine, r, uid):
     state = run.state()
     assert state.status is RunStatus.FAILED
     assert {n: s.status.value for n, s in state.nodes.items()} == {
-        "ok1": "SUCCEEDED", "ok2": "SUCCEEDED", "bad": "FAILED", "s1": "SKIPPED", "s2": "SKIPPED",
-        "join": "SKIPPED"}
+        "ok1": "SUCCEEDED",
+        "ok2": "SUCCEEDED",
+        "bad": "FAILED",
+        "s1": "SKIPPED",
+        "s2": "SKIPPED",
+        "join": "SKIPPED",
+    }
     assert state.finished_at >= state.nodes["ok2"].finished_at
     assert counts(r, app, run.id) == {"ok2": 1}
     assert callbacks(r, app) == [f"failed:{run.id}"]
@@ -263,16 +284,15 @@ def test_callbacks_exactly_once_with_20_runs_finishing_together(app, engine, r):
         runs.append(engine.submit(wf, **callback_sigs(app)))
     with in_thread_worker(app, concurrency=8):
         for run in runs:
-            try:
+            with suppress(RunFailed):
                 run.wait(timeout=60)
-            except RunFailed:
-                pass
         wait_for(lambda: len(callbacks(r, app)) >= 20, timeout=30, message="20 callbacks")
         wait_for(lambda: worker_idle(r, app), message="worker idle")
     expected = sorted(f"{'failed' if i % 2 else 'ok'}:{run.id}" for i, run in enumerate(runs))
     assert sorted(callbacks(r, app)) == expected
     assert [run.state().status for run in runs] == [
-        RunStatus.FAILED if i % 2 else RunStatus.SUCCEEDED for i in range(20)]
+        RunStatus.FAILED if i % 2 else RunStatus.SUCCEEDED for i in range(20)
+    ]
 
 
 # -- duplicates, expiry, cleanup -----------------------------------------------------------------------
@@ -290,8 +310,12 @@ def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, p
     with in_thread_worker(app, pool=pool, concurrency=1 if pool == "solo" else 4):
         run = engine.submit(wf)
         run.wait(timeout=30)
-        before = (r.hgetall(engine.tracker.keys.run(run.id)), r.hgetall(engine.tracker.keys.nodes(run.id)),
-                  r.get(engine.tracker.keys.events(run.id)), r.hgetall(engine.tracker.keys.results(run.id)))
+        before = (
+            r.hgetall(engine.tracker.keys.run(run.id)),
+            r.hgetall(engine.tracker.keys.nodes(run.id)),
+            r.get(engine.tracker.keys.events(run.id)),
+            r.hgetall(engine.tracker.keys.results(run.id)),
+        )
         state_before = run.state()
         tid = state_before.nodes["a"].task_id
         plan = engine.tracker.plan(engine.tracker.run_record(run.id)["plan"])
@@ -302,8 +326,12 @@ def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, p
             wait_for(lambda: tid in seen, message="the worker to process the duplicate")
         assert isinstance(seen[tid], wfcelery.hooks.GateClosed)  # refused before the body ran
         wait_for(lambda: worker_idle(r, app), message="worker idle")
-    after = (r.hgetall(engine.tracker.keys.run(run.id)), r.hgetall(engine.tracker.keys.nodes(run.id)),
-             r.get(engine.tracker.keys.events(run.id)), r.hgetall(engine.tracker.keys.results(run.id)))
+    after = (
+        r.hgetall(engine.tracker.keys.run(run.id)),
+        r.hgetall(engine.tracker.keys.nodes(run.id)),
+        r.get(engine.tracker.keys.events(run.id)),
+        r.hgetall(engine.tracker.keys.results(run.id)),
+    )
     assert after == before
     assert run.state() == state_before
     assert counts(r, app, run.id) == {"a": 1, "b": 1}  # neither the node nor its child ran again
@@ -350,7 +378,8 @@ def test_cleanup_deletes_every_key_of_the_run(app, engine, r):
         other = engine.submit(wf2)
         other.wait(timeout=30)
     ids = [n.task_id for n in run.state().nodes.values() if n.status is not NodeStatus.REVOKED]
-    assert ids and all(r.exists(f"celery-task-meta-{t}") for t in ids)
+    assert ids
+    assert all(r.exists(f"celery-task-meta-{t}") for t in ids)
     assert run_keys(r, engine, run.id)
 
     run.cleanup()
@@ -403,12 +432,14 @@ def test_late_reports_for_a_deleted_run_write_nothing(app, engine, r):
     assert run_keys(r, engine, run.id) == []
     t = engine.tracker
     error = {"type": "RuntimeError", "message": "late", "traceback": ""}
-    for report in (lambda: t.start(run.id, 0, 0, "w@h"),
-                   lambda: t.succeed(run.id, 0, 0, "1", [[1, [0]]]),
-                   lambda: t.fail(run.id, 0, 0, error, "failed", 0, [1]),
-                   lambda: t.fail(run.id, 0, 0, error, "failed", 3, [1]),
-                   lambda: t.fail(run.id, 0, 0, error, "retrying", 0, [1]),
-                   lambda: t.fail(run.id, 0, 0, error, "revoked", 0, [1])):
+    for report in (
+        lambda: t.start(run.id, 0, 0, "w@h"),
+        lambda: t.succeed(run.id, 0, 0, "1", [[1, [0]]]),
+        lambda: t.fail(run.id, 0, 0, error, "failed", 0, [1]),
+        lambda: t.fail(run.id, 0, 0, error, "failed", 3, [1]),
+        lambda: t.fail(run.id, 0, 0, error, "retrying", 0, [1]),
+        lambda: t.fail(run.id, 0, 0, error, "revoked", 0, [1]),
+    ):
         try:
             report()
         except wfcelery.TrackerError:
@@ -420,8 +451,13 @@ def test_late_reports_for_a_deleted_run_write_nothing(app, engine, r):
 
 
 def test_runs_lists_newest_first_with_filters(app, engine):
-    specs = [("alpha", "proj.noop"), ("beta", "proj.noop"), ("alpha", "proj.fail"), ("beta", "proj.noop"),
-             ("alpha", "proj.noop")]
+    specs = [
+        ("alpha", "proj.noop"),
+        ("beta", "proj.noop"),
+        ("alpha", "proj.fail"),
+        ("beta", "proj.noop"),
+        ("alpha", "proj.noop"),
+    ]
     runs = []
     with in_thread_worker(app):
         for name, task in specs:
@@ -430,10 +466,8 @@ def test_runs_lists_newest_first_with_filters(app, engine):
                 wait_for(lambda last=last: int(time.time() * 1000) > last, message="the clock to move")
             runs.append(engine.submit({"name": name, "tasks": [{"name": "t", "task": task}]}))
         for run in runs:
-            try:
+            with suppress(RunFailed):
                 run.wait(timeout=30)
-            except RunFailed:
-                pass
     newest_first = [run.id for run in reversed(runs)]
     assert [s.id for s in engine.runs()] == newest_first
     assert [s.id for s in engine.runs(limit=2)] == newest_first[:2]
@@ -484,8 +518,12 @@ def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplo
     The tracker does not learn about the node (reconciling is the sweeper's job), but it never records a
     failure the task did not have.
     """
-    worker_app = make_app(app.conf.broker_url, app.conf.result_backend, app.conf.wfcelery_key_prefix,
-                          app.conf.task_default_queue)
+    worker_app = make_app(
+        app.conf.broker_url,
+        app.conf.result_backend,
+        app.conf.wfcelery_key_prefix,
+        app.conf.task_default_queue,
+    )
     worker_engine = wfcelery.install(worker_app, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     wf = Workflow("no-redis")
     wf.add("a", "proj.echo", args=[1])
@@ -521,7 +559,9 @@ def test_event_log_is_capped_and_offsets_stay_valid(make_test_app, r):
     assert len(r.get(engine.tracker.keys.events(run.id))) <= 300  # ~90 lines were logged
     assert int(r.hget(engine.tracker.keys.run(run.id), "ev_base")) > 0
     end, rest = engine.tracker.events(run.id, after=offset)
-    assert rest and end > offset
+    assert rest
+    assert end > offset
     assert (rest[-1].node, rest[-1].status) == (None, "SUCCEEDED")  # the newest lines survive
     assert engine.tracker.events(run.id, after=end) == (end, [])
-    assert first[0].status == "Q" and first[0].node == 0
+    assert first[0].status == "Q"
+    assert first[0].node == 0

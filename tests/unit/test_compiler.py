@@ -19,15 +19,16 @@ def diamond() -> Workflow:
     extract = wf.add("extract", "shop.extract", args=["${day}"], type="io")
     clean = wf.add("clean", "shop.clean", type="cpu", kwargs={"strict": True})
     audit = wf.add("audit", "shop.audit", type="gpu", queue="audit-q")
-    load = wf.add("load", "shop.load", args=["target"], type="io", time_limit=60, soft_time_limit=50,
-                  priority=7)
+    load = wf.add(
+        "load", "shop.load", args=["target"], type="io", time_limit=60, soft_time_limit=50, priority=7
+    )
     wf.add("report", "shop.report", after=[audit], immutable=True, args=["weekly"])
     extract >> [clean, audit]
     [audit, clean] >> load  # parent order is the order edges were added: audit first
     return wf
 
 
-@pytest.fixture()
+@pytest.fixture
 def plan() -> Plan:
     return compile_workflow(diamond().validate(), routes={"cpu": "cpu-heavy"})
 
@@ -199,7 +200,8 @@ def test_digest_is_stable_and_shared_by_equal_definitions() -> None:
     second = compile_workflow(diamond(), routes={"cpu": "cpu-heavy"})
     assert first.digest == second.digest
     assert first.blob == second.blob
-    assert len(first.digest) == 40 and int(first.digest, 16) >= 0
+    assert len(first.digest) == 40
+    assert int(first.digest, 16) >= 0
 
 
 def test_digest_changes_with_definition_or_routes() -> None:

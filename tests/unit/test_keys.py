@@ -25,8 +25,14 @@ def test_per_run_keys_share_the_run_hash_tag() -> None:
 
 def test_run_keys_are_the_lua_keys_in_order() -> None:
     assert RUN_KEYS == ("run", "nodes", "deps", "results", "errors", "events")
-    assert Keys("p").run_keys("r1") == ["p:{r1}:run", "p:{r1}:nodes", "p:{r1}:deps", "p:{r1}:results",
-                                        "p:{r1}:errors", "p:{r1}:events"]
+    assert Keys("p").run_keys("r1") == [
+        "p:{r1}:run",
+        "p:{r1}:nodes",
+        "p:{r1}:deps",
+        "p:{r1}:results",
+        "p:{r1}:errors",
+        "p:{r1}:events",
+    ]
 
 
 def test_global_keys() -> None:
@@ -35,7 +41,8 @@ def test_global_keys() -> None:
     assert k.gate == "wfcelery:gate"
     assert k.gate_channel == "wfcelery:gate:changes"
     assert k.plan("da39a3ee5e6b4b0d3255bfef95601890afd80709") == (
-        "wfcelery:plan:da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        "wfcelery:plan:da39a3ee5e6b4b0d3255bfef95601890afd80709"
+    )
 
 
 def test_prefix_is_configurable() -> None:
@@ -56,25 +63,28 @@ def test_parse_task_id_inverts_task_id(index: int, epoch: int) -> None:
     assert parse_task_id(task_id(run, index, epoch)) == (run, index, epoch)
 
 
-@pytest.mark.parametrize("foreign", [
-    str(uuid.uuid4()),                      # Celery's own ids
-    "",
-    "abc",
-    RUN,                                    # a run id alone
-    f"{RUN}-1",                             # no epoch
-    f"{RUN}-1-",
-    f"{RUN}--1",
-    f"{RUN}-x-1",
-    f"{RUN}-1-2-3",
-    f"{RUN}-01-0",                          # not what task_id() writes
-    f"{RUN}--1-0",
-    f"{RUN}-\u00b2-1",                      # '²'.isdigit() is True, int('²') fails
-    f"{RUN}-\u0661-1",                      # Arabic-Indic digit one
-    f"{RUN[:-1]}-1-0",                      # 31 chars
-    f"{RUN}0-1-0",                          # 33 chars
-    f"{'g' * 32}-1-0",                      # not hex
-    f"{RUN.upper()}-1-0",                   # uuid4().hex is lower case
-    f"{RUN}-1-0\n",
-])
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        str(uuid.uuid4()),  # Celery's own ids
+        "",
+        "abc",
+        RUN,  # a run id alone
+        f"{RUN}-1",  # no epoch
+        f"{RUN}-1-",
+        f"{RUN}--1",
+        f"{RUN}-x-1",
+        f"{RUN}-1-2-3",
+        f"{RUN}-01-0",  # not what task_id() writes
+        f"{RUN}--1-0",
+        f"{RUN}-\u00b2-1",  # '²'.isdigit() is True, int('²') fails
+        f"{RUN}-\u0661-1",  # Arabic-Indic digit one
+        f"{RUN[:-1]}-1-0",  # 31 chars
+        f"{RUN}0-1-0",  # 33 chars
+        f"{'g' * 32}-1-0",  # not hex
+        f"{RUN.upper()}-1-0",  # uuid4().hex is lower case
+        f"{RUN}-1-0\n",
+    ],
+)
 def test_parse_task_id_returns_none_for_foreign_ids(foreign: str) -> None:
     assert parse_task_id(foreign) is None

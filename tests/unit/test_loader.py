@@ -65,7 +65,11 @@ def test_load_yaml_stages(tmp_path: Path) -> None:
     text = "name: s\nstages: [[extract_a, extract_b], [merge], [publish]]\n"
     wf = load(write(tmp_path, "s.yaml", text))
     assert {n: wf[n].after for n in wf.nodes} == {
-        "extract_a": [], "extract_b": [], "merge": ["extract_a", "extract_b"], "publish": ["merge"]}
+        "extract_a": [],
+        "extract_b": [],
+        "merge": ["extract_a", "extract_b"],
+        "publish": ["merge"],
+    }
 
 
 def test_yaml_dates_stay_strings(tmp_path: Path) -> None:
@@ -145,12 +149,15 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
         load(path)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "expected a mapping at the top level, got NoneType"),
-    ("- a\n- b\n", "expected a mapping at the top level, got list"),
-    ("name: x\ntasks:\n  - {task: t}\n  - {task: u, retry: 2}\n", r"tasks\[1\]: unknown key 'retry'"),
-    ("name: x\ntasks: []\n", None),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "expected a mapping at the top level, got NoneType"),
+        ("- a\n- b\n", "expected a mapping at the top level, got list"),
+        ("name: x\ntasks:\n  - {task: t}\n  - {task: u, retry: 2}\n", r"tasks\[1\]: unknown key 'retry'"),
+        ("name: x\ntasks: []\n", None),
+    ],
+)
 def test_schema_errors_in_files_name_the_file(tmp_path: Path, text: str, message: str | None) -> None:
     path = write(tmp_path, "f.yaml", text)
     if message is None:  # schema-valid but empty: load() succeeds, validate() refuses

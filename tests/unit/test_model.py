@@ -27,7 +27,7 @@ def parents(wf: Workflow) -> dict[str, list[str]]:
     return {name: list(node.after) for name, node in wf.nodes.items()}
 
 
-@pytest.fixture()
+@pytest.fixture
 def celery_app() -> Celery:
     """A Celery app that is never connected: validate() only reads its task registry."""
     app = Celery("shop", set_as_current=False)
@@ -48,11 +48,26 @@ def celery_app() -> Celery:
 
 def test_add_records_task_name_and_options() -> None:
     wf = Workflow("etl")
-    node = wf.add("extract", "shop.extract", args=["2026-11-22"], kwargs={"full": True}, type="io",
-                  retries=3, immutable=True, time_limit=30, soft_time_limit=20.5, priority=5, queue="q1")
+    node = wf.add(
+        "extract",
+        "shop.extract",
+        args=["2026-11-22"],
+        kwargs={"full": True},
+        type="io",
+        retries=3,
+        immutable=True,
+        time_limit=30,
+        soft_time_limit=20.5,
+        priority=5,
+        queue="q1",
+    )
     assert wf["extract"] is node
-    assert (node.name, node.task, node.args, node.kwargs) == ("extract", "shop.extract", ["2026-11-22"],
-                                                             {"full": True})
+    assert (node.name, node.task, node.args, node.kwargs) == (
+        "extract",
+        "shop.extract",
+        ["2026-11-22"],
+        {"full": True},
+    )
     assert (node.type, node.queue, node.retries, node.immutable) == ("io", "q1", 3, True)
     assert (node.time_limit, node.soft_time_limit, node.priority) == (30, 20.5, 5)
     assert len(wf) == 1
@@ -123,21 +138,31 @@ def test_stages_chain_every_node_of_a_stage_to_the_previous_stage() -> None:
     merge = wf.add("merge", "shop.merge")
     stages = wf.stages(["extract_a", "extract_b"], merge, "publish")
     assert [[n.name for n in s] for s in stages] == [["extract_a", "extract_b"], ["merge"], ["publish"]]
-    assert parents(wf) == {"merge": ["extract_a", "extract_b"], "extract_a": [], "extract_b": [],
-                           "publish": ["merge"]}
+    assert parents(wf) == {
+        "merge": ["extract_a", "extract_b"],
+        "extract_a": [],
+        "extract_b": [],
+        "publish": ["merge"],
+    }
     # a name with no node yet becomes a node running the task of that name; existing nodes are reused
     assert wf["extract_a"].task == "extract_a"
     assert wf["merge"].task == "shop.merge"
 
 
 def test_stages_from_a_definition() -> None:
-    wf = Workflow.from_dict({
-        "name": "stages",
-        "tasks": [{"name": "merge", "task": "shop.merge", "type": "cpu"}],
-        "stages": [["extract_a", "extract_b"], ["merge"], ["publish"]],
-    })
-    assert parents(wf) == {"merge": ["extract_a", "extract_b"], "extract_a": [], "extract_b": [],
-                           "publish": ["merge"]}
+    wf = Workflow.from_dict(
+        {
+            "name": "stages",
+            "tasks": [{"name": "merge", "task": "shop.merge", "type": "cpu"}],
+            "stages": [["extract_a", "extract_b"], ["merge"], ["publish"]],
+        }
+    )
+    assert parents(wf) == {
+        "merge": ["extract_a", "extract_b"],
+        "extract_a": [],
+        "extract_b": [],
+        "publish": ["merge"],
+    }
     assert wf["merge"].type == "cpu"
 
 
@@ -180,21 +205,27 @@ def test_missing_params_raise_param_error_naming_them() -> None:
 
 
 def test_from_dict_reads_the_documented_schema() -> None:
-    wf = Workflow.from_dict({
-        "name": "etl",
-        "on_failure": "continue",
-        "defaults": {"type": "io", "retries": 1},
-        "params": {"day": "2026-11-22"},
-        "tasks": [
-            {"name": "extract", "task": "shop.extract", "args": ["${day}"]},
-            {"name": "transform", "task": "shop.transform", "type": "cpu", "after": ["extract"]},
-            {"name": "load", "task": "shop.load", "after": "transform"},
-            {"task": "shop.report", "after": ["load"], "immutable": True},
-        ],
-    })
+    wf = Workflow.from_dict(
+        {
+            "name": "etl",
+            "on_failure": "continue",
+            "defaults": {"type": "io", "retries": 1},
+            "params": {"day": "2026-11-22"},
+            "tasks": [
+                {"name": "extract", "task": "shop.extract", "args": ["${day}"]},
+                {"name": "transform", "task": "shop.transform", "type": "cpu", "after": ["extract"]},
+                {"name": "load", "task": "shop.load", "after": "transform"},
+                {"task": "shop.report", "after": ["load"], "immutable": True},
+            ],
+        }
+    )
     assert (wf.name, wf.on_failure, wf.params) == ("etl", "continue", {"day": "2026-11-22"})
-    assert parents(wf) == {"extract": [], "transform": ["extract"], "load": ["transform"],
-                           "shop.report": ["load"]}
+    assert parents(wf) == {
+        "extract": [],
+        "transform": ["extract"],
+        "load": ["transform"],
+        "shop.report": ["load"],
+    }
     assert [(n.type, n.retries) for n in wf.nodes.values()] == [("io", 1), ("cpu", 1), ("io", 1), ("io", 1)]
     assert wf["shop.report"].immutable is True
 
@@ -202,8 +233,16 @@ def test_from_dict_reads_the_documented_schema() -> None:
 def test_to_dict_from_dict_round_trip() -> None:
     wf = Workflow("etl", on_failure="continue", defaults={"retries": 2}, params={"day": "x"})
     e = wf.add("extract", "shop.extract", args=["${day}", 1, [2, 3]], kwargs={"k": {"v": None}}, type="io")
-    t = wf.add("transform", "shop.transform", type="cpu", queue="big", immutable=True, time_limit=60,
-               soft_time_limit=50, priority=0)
+    t = wf.add(
+        "transform",
+        "shop.transform",
+        type="cpu",
+        queue="big",
+        immutable=True,
+        time_limit=60,
+        soft_time_limit=50,
+        priority=0,
+    )
     a = wf.add("audit", "shop.audit", retries=0)
     e >> [t, a] >> wf.add("load", "shop.load")
     d = wf.to_dict()
@@ -247,8 +286,9 @@ def test_duplicate_node_names() -> None:
     with pytest.raises(DuplicateNodeError, match="duplicate node name 'extract'"):
         wf.add("extract", "b")
     with pytest.raises(DuplicateNodeError, match="'extract'"):
-        Workflow.from_dict({"name": "x", "tasks": [{"name": "extract", "task": "a"},
-                                                   {"name": "extract", "task": "b"}]})
+        Workflow.from_dict(
+            {"name": "x", "tasks": [{"name": "extract", "task": "a"}, {"name": "extract", "task": "b"}]}
+        )
 
 
 def test_unknown_parent_names_node_and_parent() -> None:
@@ -258,11 +298,14 @@ def test_unknown_parent_names_node_and_parent() -> None:
         wf.validate()
 
 
-@pytest.mark.parametrize(("edges", "cycle"), [
-    ({"a": ["a"]}, ["a", "a"]),
-    ({"a": ["b"], "b": ["a"]}, None),  # either direction of a 2-cycle
-    ({"a": [], "b": ["a", "d"], "c": ["b"], "d": ["c"]}, ["b", "c", "d", "b"]),
-])
+@pytest.mark.parametrize(
+    ("edges", "cycle"),
+    [
+        ({"a": ["a"]}, ["a", "a"]),
+        ({"a": ["b"], "b": ["a"]}, None),  # either direction of a 2-cycle
+        ({"a": [], "b": ["a", "d"], "c": ["b"], "d": ["c"]}, ["b", "c", "d", "b"]),
+    ],
+)
 def test_cycle_error_names_the_cycle(edges: dict[str, list[str]], cycle: list[str] | None) -> None:
     wf = Workflow("loop")
     for name, after in edges.items():
@@ -319,30 +362,33 @@ def test_unknown_keys_of_mixed_types_still_give_a_schema_error() -> None:
         Workflow.from_dict({"name": "x", "tasks": [{"task": "t", 1: "a", "z": "b"}]})
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ([], "expected a mapping at the top level"),
-    ({"tasks": [{"task": "t"}]}, "'name' is required"),
-    ({"name": 5, "tasks": [{"task": "t"}]}, "'name' is required and must be a string"),
-    ({"name": "x", "on_failure": "retry", "tasks": [{"task": "t"}]}, "on_failure must be one of"),
-    ({"name": "x", "tasks": {"a": "t"}}, "'tasks' must be a list"),
-    ({"name": "x", "tasks": ["t"]}, r"tasks\[0\]: expected a mapping"),
-    ({"name": "x", "tasks": [{"args": [1]}]}, r"tasks\[0\]: needs 'name' or 'task'"),
-    ({"name": "x", "tasks": [{"name": "", "args": [1]}]}, r"tasks\[0\]: needs 'name' or 'task'"),
-    ({"name": "x", "tasks": [{"task": "t", "after": 3}]}, "'after' must be a list"),
-    ({"name": "x", "tasks": [{"task": "t", "retries": "3"}]}, "node 't': retries must be int, got '3'"),
-    ({"name": "x", "tasks": [{"task": "t", "retries": -1}]}, "retries must be >= 0"),
-    ({"name": "x", "tasks": [{"task": "t", "retries": True}]}, "retries must be int"),
-    ({"name": "x", "tasks": [{"task": "t", "args": "abc"}]}, "args must be list"),
-    ({"name": "x", "tasks": [{"task": "t", "kwargs": [1]}]}, "kwargs must be dict"),
-    ({"name": "x", "tasks": [{"task": "t", "immutable": "yes"}]}, "immutable must be bool"),
-    ({"name": "x", "tasks": [{"task": "t", "time_limit": "1m"}]}, "time_limit must be int"),
-    ({"name": "x", "tasks": [{"task": "t", "type": 3}]}, "type must be str"),
-    ({"name": "x", "tasks": [{"name": "a", "task": 5}]}, "task must be a Celery task or a regis"),
-    ({"name": "x", "tasks": [{"name": "a b", "task": "t"}]}, "node name 'a b' is not a valid name"),
-    ({"name": "x", "defaults": [1], "tasks": [{"task": "t"}]}, "defaults must be a mapping"),
-    ({"name": "x", "params": "day", "tasks": [{"task": "t"}]}, "params must be a mapping"),
-    ({"name": "x", "stages": "a"}, "'stages' must be a list"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "expected a mapping at the top level"),
+        ({"tasks": [{"task": "t"}]}, "'name' is required"),
+        ({"name": 5, "tasks": [{"task": "t"}]}, "'name' is required and must be a string"),
+        ({"name": "x", "on_failure": "retry", "tasks": [{"task": "t"}]}, "on_failure must be one of"),
+        ({"name": "x", "tasks": {"a": "t"}}, "'tasks' must be a list"),
+        ({"name": "x", "tasks": ["t"]}, r"tasks\[0\]: expected a mapping"),
+        ({"name": "x", "tasks": [{"args": [1]}]}, r"tasks\[0\]: needs 'name' or 'task'"),
+        ({"name": "x", "tasks": [{"name": "", "args": [1]}]}, r"tasks\[0\]: needs 'name' or 'task'"),
+        ({"name": "x", "tasks": [{"task": "t", "after": 3}]}, "'after' must be a list"),
+        ({"name": "x", "tasks": [{"task": "t", "retries": "3"}]}, "node 't': retries must be int, got '3'"),
+        ({"name": "x", "tasks": [{"task": "t", "retries": -1}]}, "retries must be >= 0"),
+        ({"name": "x", "tasks": [{"task": "t", "retries": True}]}, "retries must be int"),
+        ({"name": "x", "tasks": [{"task": "t", "args": "abc"}]}, "args must be list"),
+        ({"name": "x", "tasks": [{"task": "t", "kwargs": [1]}]}, "kwargs must be dict"),
+        ({"name": "x", "tasks": [{"task": "t", "immutable": "yes"}]}, "immutable must be bool"),
+        ({"name": "x", "tasks": [{"task": "t", "time_limit": "1m"}]}, "time_limit must be int"),
+        ({"name": "x", "tasks": [{"task": "t", "type": 3}]}, "type must be str"),
+        ({"name": "x", "tasks": [{"name": "a", "task": 5}]}, "task must be a Celery task or a regis"),
+        ({"name": "x", "tasks": [{"name": "a b", "task": "t"}]}, "node name 'a b' is not a valid name"),
+        ({"name": "x", "defaults": [1], "tasks": [{"task": "t"}]}, "defaults must be a mapping"),
+        ({"name": "x", "params": "day", "tasks": [{"task": "t"}]}, "params must be a mapping"),
+        ({"name": "x", "stages": "a"}, "'stages' must be a list"),
+    ],
+)
 def test_bad_definitions_raise_schema_error(data: object, message: str) -> None:
     with pytest.raises(SchemaError, match=message):
         Workflow.from_dict(data)  # type: ignore[arg-type]
@@ -358,8 +404,15 @@ def test_args_that_are_not_json_are_refused_at_add() -> None:
 
 
 def test_every_definition_error_is_public_and_rooted() -> None:
-    for cls in (CycleError, DuplicateNodeError, EmptyWorkflowError, ParamError, SchemaError,
-                UnknownParentError, UnknownTaskError):
+    for cls in (
+        CycleError,
+        DuplicateNodeError,
+        EmptyWorkflowError,
+        ParamError,
+        SchemaError,
+        UnknownParentError,
+        UnknownTaskError,
+    ):
         assert issubclass(cls, wfcelery.DefinitionError)
         assert issubclass(cls, wfcelery.WfCeleryError)
         assert getattr(wfcelery, cls.__name__) is cls

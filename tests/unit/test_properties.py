@@ -120,8 +120,9 @@ def simulate(dag: Dag, plan: Plan, pick: st.DataObject) -> list[int]:
 
 @PROPERTY
 @given(dags(), st.data())
-def test_release_by_counting_runs_every_node_once_after_all_its_parents(dag: Dag,
-                                                                         pick: st.DataObject) -> None:
+def test_release_by_counting_runs_every_node_once_after_all_its_parents(
+    dag: Dag, pick: st.DataObject
+) -> None:
     plan = compile_workflow(dag.workflow().validate())
     released = simulate(dag, plan, pick)
     assert sorted(released) == list(range(dag.size))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = {"ceiling", "small", "long_chain", "wide", "scale", "latency", "control"}
 
 
@@ -19,14 +19,21 @@ SCENARIOS = {"ceiling", "small", "long_chain", "wide", "scale", "latency", "cont
 def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
     # A subprocess: the runner changes process-wide Celery state (task_join_will_block) and starts its own
     # Redis and workers; a hang here must not take the rest of the suite with it.
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--profile", "off", "--out",
-                           str(tmp_path)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--profile", "off", "--out", str(tmp_path)],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     [report_json] = tmp_path.glob("*-quick.json")
     report = json.loads(report_json.read_text())
     assert report["mode"] == "quick"
-    assert report["settings"]["pool"] and report["settings"]["concurrency"] >= 1
+    assert report["settings"]["pool"]
+    assert report["settings"]["concurrency"] >= 1
     by_name = {s["name"]: s for s in report["scenarios"]}
     assert set(by_name) == SCENARIOS
 
@@ -42,16 +49,24 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
 
     control = by_name["control"]
     assert control["ok"], control["sides"]["wfcelery"]
-    assert control["sides"]["wfcelery"]["pause_s"] > 0 and control["sides"]["wfcelery"]["resume_s"] > 0
+    assert control["sides"]["wfcelery"]["pause_s"] > 0
+    assert control["sides"]["wfcelery"]["resume_s"] > 0
 
     memory = by_name["scale"]["projection"]
-    assert memory["tracker_bytes_per_task"] > 0 and memory["result_bytes_per_task"] >= 0
+    assert memory["tracker_bytes_per_task"] > 0
+    assert memory["result_bytes_per_task"] >= 0
     assert by_name["latency"]["sides"]["wfcelery"]["samples"] == report["sizes"]["latency"] - 1
-    assert {t["id"] for t in report["targets"]} == {"small_vs_celery", "small_vs_ceiling", "long_chain",
-                                                    "tracker_bytes", "projected_memory"}
+    assert {t["id"] for t in report["targets"]} == {
+        "small_vs_celery",
+        "small_vs_ceiling",
+        "long_chain",
+        "tracker_bytes",
+        "projected_memory",
+    }
 
     markdown = report_json.with_suffix(".md").read_text()
-    assert "## Targets" in markdown and "## Throughput" in markdown
+    assert "## Targets" in markdown
+    assert "## Throughput" in markdown
     assert "pool=" in proc.stdout  # the settings are printed with the results
     try:
         import matplotlib  # noqa: F401

@@ -2,7 +2,7 @@
 `celery ... wf` against a real worker.
 
 CliRunner tests load the test's app through the real ``-A`` path: the fixture publishes it as
-``tests.test_cli:APP`` and the CLI imports it the way ``celery -A`` would.
+``tests.integration.test_cli:APP`` and the CLI imports it the way ``celery -A`` would.
 """
 
 from __future__ import annotations
@@ -29,11 +29,22 @@ from wfcelery import _display as display
 from wfcelery.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, cli, wf
 from wfcelery.states import NodeStatus, RunStatus
 
-APP: Celery | None = None  # the current test's app, loaded by the CLI as tests.test_cli:APP
+APP: Celery | None = None  # the current test's app, loaded by the CLI as tests.integration.test_cli:APP
 UNREACHABLE: Celery | None = None
-A = ["-A", "tests.test_cli:APP"]
-STATE_KEYS = {"id", "name", "status", "policy", "created_at", "started_at", "finished_at", "paused_at",
-              "params", "counts", "nodes"}
+A = ["-A", "tests.integration.test_cli:APP"]
+STATE_KEYS = {
+    "id",
+    "name",
+    "status",
+    "policy",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "paused_at",
+    "params",
+    "counts",
+    "nodes",
+}
 NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
 
 FAN = """
@@ -60,7 +71,7 @@ tasks:
 """
 
 
-@pytest.fixture()
+@pytest.fixture
 def cli_app(app: Celery) -> Iterator[Celery]:
     global APP
     APP = app
@@ -68,13 +79,17 @@ def cli_app(app: Celery) -> Iterator[Celery]:
     APP = None
 
 
-@pytest.fixture()
+@pytest.fixture
 def flows(tmp_path: Path) -> dict[str, str]:
-    files = {"fan": FAN, "failing": FAILING, "blocking": BLOCKING,
-             "cycle": "name: c\ntasks:\n  - {name: a, task: proj.add, after: [b]}\n"
-                      "  - {name: b, task: proj.add, after: [a]}\n",
-             "unknown_task": "name: u\ntasks:\n  - {name: a, task: proj.nope}\n",
-             "broken": "name: x\ntasks:\n  - {name: a, task: [1}\n"}
+    files = {
+        "fan": FAN,
+        "failing": FAILING,
+        "blocking": BLOCKING,
+        "cycle": "name: c\ntasks:\n  - {name: a, task: proj.add, after: [b]}\n"
+        "  - {name: b, task: proj.add, after: [a]}\n",
+        "unknown_task": "name: u\ntasks:\n  - {name: a, task: proj.nope}\n",
+        "broken": "name: x\ntasks:\n  - {name: a, task: [1}\n",
+    }
     for name, text in files.items():
         (tmp_path / f"{name}.yaml").write_text(text)
     return {name: str(tmp_path / f"{name}.yaml") for name in files}
@@ -103,18 +118,32 @@ def node_status(engine: Any, run_id: str, node: str) -> NodeStatus:
 
 # -- help ------------------------------------------------------------------------------------------------
 
+
 def test_every_command_has_help_with_an_example() -> None:
     runner = CliRunner()
     for args in [[], *[[name] for name in wf.commands]]:
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0, args
         assert "Example:" in result.output and "wfcelery" in result.output, args
-    assert set(wf.commands) == {"submit", "status", "watch", "list", "pause", "resume", "cancel", "retry",
-                                "cleanup", "validate", "graph", "demo"}
+    assert set(wf.commands) == {
+        "submit",
+        "status",
+        "watch",
+        "list",
+        "pause",
+        "resume",
+        "cancel",
+        "retry",
+        "cleanup",
+        "validate",
+        "graph",
+        "demo",
+    }
     assert set(cli.commands) == set(wf.commands)
 
 
 # -- submit, status, watch, list -------------------------------------------------------------------------
+
 
 def test_submit_wait_prints_id_then_results(cli_app: Celery, flows: dict[str, str]) -> None:
     with in_thread_worker(cli_app):
@@ -124,7 +153,8 @@ def test_submit_wait_prints_id_then_results(cli_app: Celery, flows: dict[str, st
     assert len(run_id) == 32
     assert json.loads(rest) == {"a": 7, "b": 17, "c": 107, "d": 124}
     # not a terminal: progress is plain lines on stderr, ending with the run's summary
-    assert f"run {run_id}" in result.stderr and "SUCCEEDED" in result.stderr.splitlines()[-1]
+    assert f"run {run_id}" in result.stderr
+    assert "SUCCEEDED" in result.stderr.splitlines()[-1]
     assert "\x1b[" not in result.stderr
 
 
@@ -138,28 +168,41 @@ def test_submit_status_list_json_shapes(cli_app: Celery, engine: Any, flows: dic
     assert status.exit_code == EXIT_OK
     state = json.loads(status.stdout)
     assert set(state) == STATE_KEYS
-    assert state["status"] == "SUCCEEDED" and state["params"] == {"x": 1}
-    assert set(state["counts"]) == {s.value for s in NodeStatus} and state["counts"]["SUCCEEDED"] == 4
+    assert state["status"] == "SUCCEEDED"
+    assert state["params"] == {"x": 1}
+    assert set(state["counts"]) == {s.value for s in NodeStatus}
+    assert state["counts"]["SUCCEEDED"] == 4
     assert list(state["nodes"]) == ["a", "b", "c", "d"]
     assert all(set(n) == NODE_KEYS for n in state["nodes"].values())
     assert state["nodes"]["a"]["task_id"].startswith(run_id)
 
     human = invoke("status", run_id)
     assert human.exit_code == EXIT_OK
-    assert f"run {run_id}" in human.stdout and "NODE" in human.stdout and "SUCCEEDED" in human.stdout
+    assert f"run {run_id}" in human.stdout
+    assert "NODE" in human.stdout
+    assert "SUCCEEDED" in human.stdout
 
     listed = invoke("list", "--json")
     assert [r["id"] for r in json.loads(listed.stdout)] == [run_id]
-    assert set(json.loads(listed.stdout)[0]) == {"id", "name", "status", "created_at", "finished_at", "total",
-                                                 "done"}
+    assert set(json.loads(listed.stdout)[0]) == {
+        "id",
+        "name",
+        "status",
+        "created_at",
+        "finished_at",
+        "total",
+        "done",
+    }
     assert json.loads(invoke("list", "--json", "--status", "failed").stdout) == []
     assert json.loads(invoke("list", "--json", "--name", "other").stdout) == []
     table = invoke("list", "--status", "SUCCEEDED", "--name", "fan", "--limit", "5")
-    assert run_id in table.stdout and "4/4" in table.stdout
+    assert run_id in table.stdout
+    assert "4/4" in table.stdout
 
 
-def test_failed_run_exits_1_with_the_node_and_error(cli_app: Celery, engine: Any,
-                                                    flows: dict[str, str]) -> None:
+def test_failed_run_exits_1_with_the_node_and_error(
+    cli_app: Celery, engine: Any, flows: dict[str, str]
+) -> None:
     with in_thread_worker(cli_app):
         result = invoke("submit", flows["failing"], "--wait", "--timeout", "30")
         assert_clean_error(result, EXIT_RUN_FAILED, "failed", "b: ValueError: bad row 7")
@@ -173,8 +216,9 @@ def test_failed_run_exits_1_with_the_node_and_error(cli_app: Celery, engine: Any
     assert invoke("status", run_id).exit_code == EXIT_OK  # status shows any run; it does not judge it
 
 
-def test_timeout_exits_3_and_watch_follows_to_the_end(cli_app: Celery, engine: Any, flows: dict[str, str],
-                                                      uid: str) -> None:
+def test_timeout_exits_3_and_watch_follows_to_the_end(
+    cli_app: Celery, engine: Any, flows: dict[str, str], uid: str
+) -> None:
     key = f"release-{uid}"
     with in_thread_worker(cli_app):
         result = invoke("submit", flows["blocking"], "-p", f"key={key}", "--wait", "--timeout", "0.5")
@@ -193,14 +237,17 @@ def test_timeout_exits_3_and_watch_follows_to_the_end(cli_app: Celery, engine: A
 
 # -- control ---------------------------------------------------------------------------------------------
 
-def test_pause_resume_cancel_retry_cleanup(cli_app: Celery, engine: Any, flows: dict[str, str],
-                                           uid: str) -> None:
+
+def test_pause_resume_cancel_retry_cleanup(
+    cli_app: Celery, engine: Any, flows: dict[str, str], uid: str
+) -> None:
     key = f"release-{uid}"
     with in_thread_worker(cli_app):
         run_id = invoke("submit", flows["blocking"], "-p", f"key={key}").stdout.strip()
         wait_for(lambda: node_status(engine, run_id, "a") is NodeStatus.RUNNING, message="a running")
         paused = invoke("pause", run_id)
-        assert paused.exit_code == EXIT_OK and "PAUSED" in paused.stdout
+        assert paused.exit_code == EXIT_OK
+        assert "PAUSED" in paused.stdout
         assert invoke("pause", run_id).exit_code == EXIT_OK  # idempotent
         assert_clean_error(invoke("retry", run_id), EXIT_BAD_INPUT, "cannot retry", "PAUSED")
         assert_clean_error(invoke("cleanup", run_id), EXIT_BAD_INPUT, "--force")
@@ -209,14 +256,16 @@ def test_pause_resume_cancel_retry_cleanup(cli_app: Celery, engine: Any, flows: 
         # the Lua call that recorded a's success decided, atomically, not to release b while paused
         assert node_status(engine, run_id, "b") is NodeStatus.PENDING
         resumed = invoke("resume", run_id)
-        assert resumed.exit_code == EXIT_OK and ("RUNNING" in resumed.stdout or "SUCCEEDED" in resumed.stdout)
+        assert resumed.exit_code == EXIT_OK
+        assert "RUNNING" in resumed.stdout or "SUCCEEDED" in resumed.stdout
         assert engine.run(run_id).wait(timeout=30) == {"a": "released", "b": 3}
         assert_clean_error(invoke("cancel", run_id), EXIT_BAD_INPUT, "cannot cancel")
 
         second = invoke("submit", flows["blocking"], "-p", f"key={key}").stdout.strip()
         wait_for(lambda: node_status(engine, second, "a") is NodeStatus.RUNNING, message="a running")
         cancelled = invoke("cancel", second)
-        assert cancelled.exit_code == EXIT_OK and "CANCELLED" in cancelled.stdout
+        assert cancelled.exit_code == EXIT_OK
+        assert "CANCELLED" in cancelled.stdout
         release(cli_app, key)
         wait_for(lambda: node_status(engine, second, "a").terminal, message="a finished")
         retried = invoke("retry", second)
@@ -225,7 +274,8 @@ def test_pause_resume_cancel_retry_cleanup(cli_app: Celery, engine: Any, flows: 
 
         third = invoke("submit", flows["blocking"], "-p", f"key={key}").stdout.strip()
         forced = invoke("cleanup", third, "--force")
-        assert forced.exit_code == EXIT_OK and "deleted" in forced.stdout
+        assert forced.exit_code == EXIT_OK
+        assert "deleted" in forced.stdout
         release(cli_app, key)
     deleted = invoke("cleanup", run_id)
     assert deleted.exit_code == EXIT_OK
@@ -235,13 +285,15 @@ def test_pause_resume_cancel_retry_cleanup(cli_app: Celery, engine: Any, flows: 
 
 # -- bad input -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["status", "watch", "pause", "resume", "cancel", "retry", "cleanup"])
 def test_unknown_run_exits_2(cli_app: Celery, command: str) -> None:
     assert_clean_error(invoke(command, "0" * 32), EXIT_BAD_INPUT, "no workflow run")
 
 
-def test_invalid_definitions_exit_2_and_change_nothing(cli_app: Celery, engine: Any, flows: dict[str, str],
-                                                       tmp_path: Path) -> None:
+def test_invalid_definitions_exit_2_and_change_nothing(
+    cli_app: Celery, engine: Any, flows: dict[str, str], tmp_path: Path
+) -> None:
     assert_clean_error(invoke("submit", flows["broken"]), EXIT_BAD_INPUT, "broken.yaml:3:", "invalid YAML")
     assert_clean_error(invoke("submit", flows["cycle"]), EXIT_BAD_INPUT, "cycle.yaml", "cycle")
     assert_clean_error(invoke("submit", flows["unknown_task"]), EXIT_BAD_INPUT, "proj.nope", "not registered")
@@ -250,42 +302,58 @@ def test_invalid_definitions_exit_2_and_change_nothing(cli_app: Celery, engine: 
     assert_clean_error(invoke("validate", flows["unknown_task"]), EXIT_BAD_INPUT, "proj.nope")
     assert_clean_error(invoke("graph", flows["cycle"], app=False), EXIT_BAD_INPUT, "cycle")
     bad_param = invoke("submit", flows["fan"], "--param", "novalue")
-    assert bad_param.exit_code == EXIT_BAD_INPUT and "key=value" in bad_param.output
+    assert bad_param.exit_code == EXIT_BAD_INPUT
+    assert "key=value" in bad_param.output
     assert engine.runs() == []
 
 
 def test_app_and_redis_problems_exit_2(flows: dict[str, str], redis_url: str, uid: str) -> None:
     global UNREACHABLE
-    down = ["-A", "tests.test_cli:UNREACHABLE"]
+    down = ["-A", "tests.integration.test_cli:UNREACHABLE"]
     runner = CliRunner()
     try:
         UNREACHABLE = make_app("redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0", "down")
-        assert_clean_error(runner.invoke(cli, [*down, "status", "0" * 32]), EXIT_BAD_INPUT,
-                           "cannot reach the tracker's Redis")
-        assert_clean_error(runner.invoke(cli, [*down, "submit", flows["fan"]]), EXIT_BAD_INPUT, "cannot reach")
+        assert_clean_error(
+            runner.invoke(cli, [*down, "status", "0" * 32]),
+            EXIT_BAD_INPUT,
+            "cannot reach the tracker's Redis",
+        )
+        assert_clean_error(
+            runner.invoke(cli, [*down, "submit", flows["fan"]]), EXIT_BAD_INPUT, "cannot reach"
+        )
         # tracker up, broker down: nothing is left behind
         UNREACHABLE = make_app("redis://127.0.0.1:1/0", redis_url, f"b{uid}")
-        assert_clean_error(runner.invoke(cli, [*down, "submit", flows["fan"]]), EXIT_BAD_INPUT,
-                           "cannot reach the Celery broker")
+        assert_clean_error(
+            runner.invoke(cli, [*down, "submit", flows["fan"]]),
+            EXIT_BAD_INPUT,
+            "cannot reach the Celery broker",
+        )
         assert json.loads(runner.invoke(cli, [*down, "list", "--json"]).stdout) == []
     finally:
         UNREACHABLE = None
     assert_clean_error(invoke("list", app=False), EXIT_BAD_INPUT, "no Celery app")
-    assert_clean_error(CliRunner().invoke(cli, ["-A", "no_such_module:app", "list"]), EXIT_BAD_INPUT,
-                       "cannot load the Celery app", "no_such_module")
-    no_redis = CliRunner().invoke(cli, ["-A", "tests.test_cli:NODE_KEYS", "list"])
+    assert_clean_error(
+        CliRunner().invoke(cli, ["-A", "no_such_module:app", "list"]),
+        EXIT_BAD_INPUT,
+        "cannot load the Celery app",
+        "no_such_module",
+    )
+    no_redis = CliRunner().invoke(cli, ["-A", "tests.integration.test_cli:NODE_KEYS", "list"])
     assert_clean_error(no_redis, EXIT_BAD_INPUT, "not a Celery app")
 
 
 # -- validate, graph -------------------------------------------------------------------------------------
 
+
 def test_validate(cli_app: Celery, flows: dict[str, str]) -> None:
     plain = invoke("validate", flows["fan"], app=False)
     assert plain.exit_code == EXIT_OK
-    assert plain.stdout.startswith("OK fan: 4 nodes, 4 edges") and "params x" in plain.stdout
+    assert plain.stdout.startswith("OK fan: 4 nodes, 4 edges")
+    assert "params x" in plain.stdout
     assert "not checked" in plain.stderr
     checked = invoke("validate", flows["blocking"], "-p", "key=k")
-    assert checked.exit_code == EXIT_OK and "not checked" not in checked.stderr
+    assert checked.exit_code == EXIT_OK
+    assert "not checked" not in checked.stderr
     assert_clean_error(invoke("validate", flows["cycle"], app=False), EXIT_BAD_INPUT, "cycle in workflow")
 
 
@@ -293,11 +361,15 @@ def test_graph_formats(flows: dict[str, str]) -> None:
     text = invoke("graph", flows["fan"], app=False)
     assert text.exit_code == EXIT_OK
     assert "d [default queue]  <- b, c" in text.stdout
-    assert "Segments (4 Celery messages" in text.stdout and "counter (flat chord) of b, c" in text.stdout
+    assert "Segments (4 Celery messages" in text.stdout
+    assert "counter (flat chord) of b, c" in text.stdout
     dot = invoke("graph", flows["fan"], "--format", "dot", app=False).stdout
-    assert dot.startswith('digraph "fan" {') and "n1 -> n3;" in dot and dot.rstrip().endswith("}")
+    assert dot.startswith('digraph "fan" {')
+    assert "n1 -> n3;" in dot
+    assert dot.rstrip().endswith("}")
     mermaid = invoke("graph", flows["fan"], "--format", "mermaid", app=False).stdout
-    assert mermaid.startswith("flowchart LR") and "n2 --> n3" in mermaid
+    assert mermaid.startswith("flowchart LR")
+    assert "n2 --> n3" in mermaid
     bad = CliRunner().invoke(cli, ["graph", flows["fan"], "--format", "png"])
     assert bad.exit_code == EXIT_BAD_INPUT
 
@@ -314,8 +386,10 @@ def test_graph_uses_the_apps_routes(make_test_app: Any, flows: dict[str, str], t
 
 # -- the same group under celery, in process -------------------------------------------------------------
 
+
 def test_celery_wf_group_in_process(cli_app: Celery, engine: Any, flows: dict[str, str]) -> None:
     from celery.bin.celery import celery
+
     with in_thread_worker(cli_app):
         run = engine.submit(wfcelery.load(flows["fan"]))
         run.wait(timeout=30)
@@ -330,8 +404,10 @@ def test_celery_wf_group_in_process(cli_app: Celery, engine: Any, flows: dict[st
 
 # -- the live view on a terminal -------------------------------------------------------------------------
 
-def test_live_view_redraws_in_place_on_a_terminal(cli_app: Celery, engine: Any,
-                                                   flows: dict[str, str]) -> None:
+
+def test_live_view_redraws_in_place_on_a_terminal(
+    cli_app: Celery, engine: Any, flows: dict[str, str]
+) -> None:
     out = io.StringIO()
     view = display.LiveView(out, tty=True)
     with in_thread_worker(cli_app):
@@ -339,7 +415,8 @@ def test_live_view_redraws_in_place_on_a_terminal(cli_app: Celery, engine: Any,
         state = display.follow(run, view, timeout=30, tick=0.05)
     assert state.status is RunStatus.SUCCEEDED
     text = out.getvalue()
-    assert "\x1b[2K" in text and "[####################] 4/4" in text
+    assert "\x1b[2K" in text
+    assert "[####################] 4/4" in text
     if text.count("[") > 2:
         assert "F\x1b[2K" in text  # later frames move the cursor up over the previous one
     assert text.rstrip().splitlines()[-1].startswith(f"run {run.id}")
@@ -347,49 +424,88 @@ def test_live_view_redraws_in_place_on_a_terminal(cli_app: Celery, engine: Any,
 
 # -- real processes --------------------------------------------------------------------------------------
 
+
 def _env(app: Celery) -> dict[str, str]:
-    return {**os.environ, "WFCELERY_TEST_BROKER": app.conf.broker_url,
-            "WFCELERY_TEST_BACKEND": app.conf.wfcelery_redis_url,
-            "WFCELERY_TEST_PREFIX": app.conf.wfcelery_key_prefix,
-            "WFCELERY_TEST_QUEUE": app.conf.task_default_queue,
-            "PYTHONPATH": str(ROOT)}
+    return {
+        **os.environ,
+        "WFCELERY_TEST_BROKER": app.conf.broker_url,
+        "WFCELERY_TEST_BACKEND": app.conf.wfcelery_redis_url,
+        "WFCELERY_TEST_PREFIX": app.conf.wfcelery_key_prefix,
+        "WFCELERY_TEST_QUEUE": app.conf.task_default_queue,
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 def test_wfcelery_and_celery_wf_subprocesses(app: Celery, flows: dict[str, str]) -> None:
     """`wfcelery -A tests.proj submit --wait`, then `celery -A tests.proj wf status`, as a user types them."""
     wfcelery_bin = Path(sys.executable).parent / "wfcelery"
     with in_thread_worker(app):
-        done = subprocess.run([str(wfcelery_bin), "-A", "tests.proj", "submit", flows["fan"], "-p", "x=2",
-                               "--wait", "--timeout", "60"],
-                              env=_env(app), cwd=ROOT, capture_output=True, text=True, timeout=90,
-                              check=False)
+        done = subprocess.run(
+            [
+                str(wfcelery_bin),
+                "-A",
+                "tests.proj",
+                "submit",
+                flows["fan"],
+                "-p",
+                "x=2",
+                "--wait",
+                "--timeout",
+                "60",
+            ],
+            env=_env(app),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
     assert done.returncode == EXIT_OK, done.stderr
     run_id, _, results = done.stdout.partition("\n")
     assert json.loads(results) == {"a": 4, "b": 14, "c": 104, "d": 118}
     celery = [sys.executable, "-m", "celery", "-A", "tests.proj", "wf", "status"]
-    status = subprocess.run([*celery, run_id, "--json"], env=_env(app), cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, check=False)
+    status = subprocess.run(
+        [*celery, run_id, "--json"],
+        env=_env(app),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert status.returncode == EXIT_OK, status.stderr
     assert json.loads(status.stdout)["status"] == "SUCCEEDED"
-    missing = subprocess.run([*celery, "0" * 32], env=_env(app), cwd=ROOT, capture_output=True, text=True,
-                             timeout=60, check=False)
+    missing = subprocess.run(
+        [*celery, "0" * 32], env=_env(app), cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert missing.returncode == EXIT_BAD_INPUT
-    assert missing.stderr.strip().startswith("Error: no workflow run") and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().startswith("Error: no workflow run")
+    assert "Traceback" not in missing.stderr
 
 
 def test_demo_subprocess_with_no_redis_configured() -> None:
     """`wfcelery demo` on a machine with nothing set up: embedded Redis, in-process worker, exit 0."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WFCELERY_", "CELERY_"))}
     started = time.monotonic()
-    done = subprocess.run([str(Path(sys.executable).parent / "wfcelery"), "demo"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=90, check=False)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "wfcelery"), "demo"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
     elapsed = time.monotonic() - started
     assert done.returncode == EXIT_OK, done.stdout + done.stderr
     out = done.stdout
     assert "embedded redis-server on redis://127.0.0.1:" in out
-    assert "Per-node timings" in out and "TIMELINE" in out
+    assert "Per-node timings" in out
+    assert "TIMELINE" in out
     summary = out.split("Results:", 1)[1]
-    assert "summary" in summary and "report published at reports/2026-11-22/" in summary
-    assert "SUCCEEDED  " in out and "(8 succeeded)" in out
+    assert "summary" in summary
+    assert "report published at reports/2026-11-22/" in summary
+    assert "SUCCEEDED  " in out
+    assert "(8 succeeded)" in out
     assert "Traceback" not in done.stderr
     assert elapsed < 30, elapsed

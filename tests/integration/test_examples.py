@@ -67,30 +67,49 @@ class TestInThreadWorker:
 
     def test_etl_python(self, ex: ModuleType) -> None:
         from examples import etl
+
         results = etl.main("2026-11-22", timeout=30)
         assert list(results) == ["extract", "transform", "load", "report"]
         assert results["report"] == f"revenue_by_sku: 4 rows, total {sum(results['transform'].values())}"
 
     def test_etl_yaml_through_the_cli_gives_the_same_results(self, ex: ModuleType) -> None:
         from examples import etl
+
         python_results = etl.main("2026-11-22", timeout=30)
         runner = CliRunner()
         assert runner.invoke(cli, ["-A", "examples.app", "validate", "examples/etl.yaml"]).exit_code == 0
         graph = runner.invoke(cli, ["-A", "examples.app", "graph", "examples/etl.yaml"])
         assert "transform [cpu]  <- extract" in graph.stdout
-        done = runner.invoke(cli, ["-A", "examples.app", "submit", "examples/etl.yaml", "--param",
-                                   "day=2026-11-22", "--wait", "--timeout", "30"], catch_exceptions=False)
+        done = runner.invoke(
+            cli,
+            [
+                "-A",
+                "examples.app",
+                "submit",
+                "examples/etl.yaml",
+                "--param",
+                "day=2026-11-22",
+                "--wait",
+                "--timeout",
+                "30",
+            ],
+            catch_exceptions=False,
+        )
         assert done.exit_code == 0, done.output
         assert json.loads(done.stdout.split("\n", 1)[1]) == python_results
 
     def test_map_reduce(self, ex: ModuleType) -> None:
         from examples import map_reduce
+
         assert len(map_reduce.build(6).nodes) == 7
         assert map_reduce.main(6, timeout=30) == [["the", 240], ["quick", 80], ["brown", 80]]
 
     def test_stages_yaml(self, ex: ModuleType) -> None:
-        done = CliRunner().invoke(cli, ["-A", "examples.app", "submit", "examples/stages.yaml", "--wait",
-                                        "--timeout", "30"], catch_exceptions=False)
+        done = CliRunner().invoke(
+            cli,
+            ["-A", "examples.app", "submit", "examples/stages.yaml", "--wait", "--timeout", "30"],
+            catch_exceptions=False,
+        )
         assert done.exit_code == 0, done.output
         results = json.loads(done.stdout.split("\n", 1)[1])
         assert results["examples.join"] == 4.0
@@ -98,24 +117,46 @@ class TestInThreadWorker:
 
     def test_pause_resume(self, ex: ModuleType) -> None:
         from examples import pause_resume
+
         outcome = pause_resume.main(seconds=0.4, timeout=30)
         assert outcome["while_paused"] == {"step_0": "SUCCEEDED", "step_1": "PENDING", "step_2": "PENDING"}
         assert outcome["results"] == {f"step_{i}": f"step_{i} done" for i in range(3)}
 
 
 def _worker(queue: str, name: str, pool: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "celery", "-A", "examples.app", "worker", "-Q", queue, "-n", name,
-           "-P", pool, "-c", "2", "--loglevel", "WARNING", "--without-mingle", "--without-gossip"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "examples.app",
+        "worker",
+        "-Q",
+        queue,
+        "-n",
+        name,
+        "-P",
+        pool,
+        "-c",
+        "2",
+        "--loglevel",
+        "WARNING",
+        "--without-mingle",
+        "--without-gossip",
+    ]
     return subprocess.Popen(cmd, env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
 
 
 def test_typed_queues_with_two_workers(ex: ModuleType, examples_env: dict[str, str]) -> None:
     from examples import typed_queues
+
     tag = uuid.uuid4().hex[:6]
     host = socket.gethostname()
     names = {"cpu": f"cpu-{tag}@{host}", "io": f"io-{tag}@{host}"}
-    procs = [_worker("cpu", names["cpu"], "prefork", examples_env),
-             _worker("io", names["io"], "threads", examples_env)]
+    procs = [
+        _worker("cpu", names["cpu"], "prefork", examples_env),
+        _worker("io", names["io"], "threads", examples_env),
+    ]
     try:
         for proc, name in zip(procs, names.values(), strict=True):
             _wait_for_ping(ex.app, proc, name)
@@ -136,6 +177,7 @@ def test_typed_queues_with_two_workers(ex: ModuleType, examples_env: dict[str, s
 
 def _wait_for_ping(app: Any, proc: subprocess.Popen[bytes], name: str, timeout: float = 30) -> None:
     import time
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
