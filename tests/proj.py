@@ -25,6 +25,7 @@ def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celer
         wfcelery_redis_url=backend,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        wfcelery_inspect_timeout=0.5,  # the submit-time queue check: local workers answer in ms
         **conf,
     )
     register_tasks(app)

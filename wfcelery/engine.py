@@ -11,7 +11,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +21,16 @@ from typing import Any
 from celery import Celery, signature
 
 from .compiler import Plan, compile_workflow
-from .errors import ControlError, RunFailed, RunNotFound, WaitTimeout
+from .consumers import ConsumerCheck, describe, node_queue, unconsumed
+from .errors import (
+    BrokerUnavailable,
+    ConfigurationError,
+    ControlError,
+    NoWorkerError,
+    RunFailed,
+    RunNotFound,
+    WaitTimeout,
+)
 from .gate import Gate
 from .hooks import retry_countdown
 from .keys import task_id
@@ -81,6 +91,22 @@ class Engine:
     def gate(self) -> Gate:
         return Gate(self.tracker)
 
+    @cached_property
+    def consumers(self) -> ConsumerCheck:
+        """The live workers' queues (``inspect().active_queues()``, cached briefly)."""
+        return ConsumerCheck(self.app, self.settings.inspect_timeout)
+
+    # -- routing ----------------------------------------------------------------------------------------
+
+    def node_queues(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, str]:
+        """``{node: queue}``: the queue each node's message goes to, as the app's router picks it."""
+        nodes = plan.nodes if indexes is None else [plan.nodes[i] for i in indexes]
+        return {n.name: node_queue(self.app, n.task, n.queue) for n in nodes}
+
+    def unconsumed(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, list[str]]:
+        """``{queue: [node, ...]}`` for the nodes whose queue no live worker consumes right now."""
+        return unconsumed(self.consumers.get(), self.node_queues(plan, indexes))
+
     # -- submitting -------------------------------------------------------------------------------------
 
     def submit(
@@ -90,19 +116,39 @@ class Engine:
         *,
         on_success: Any = None,
         on_failure: Any = None,
+        require_workers: bool = False,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
+
+        Before anything is written, the live workers are asked which queues they consume (cached
+        briefly): each node whose queue nobody reads is named in a warning (logged, and kept in
+        ``run.warnings``), or, with ``require_workers=True``, the run is refused.
 
         Args:
             workflow: a Workflow, a path to a YAML/JSON definition, or a definition dict.
             params: values for ``${name}`` placeholders.
             on_success / on_failure: Celery signatures sent once when the run ends, with the run id as
                 first argument. ``on_failure`` also fires for a cancelled run.
+            require_workers: refuse (:class:`NoWorkerError`) when a node's queue has no live consumer,
+                or when the workers cannot be asked.
+
+        Raises:
+            DefinitionError: the definition or the params are wrong (nothing was written).
+            ConfigurationError: the app cannot run workflows (``task_always_eager``, no JSON accepted).
+            NoWorkerError: ``require_workers=True`` and a queue has no consumer.
+            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached.
         """
+        if self.app.conf.task_always_eager:
+            raise ConfigurationError(
+                "task_always_eager=True: Celery would run tasks inside apply_async, but a workflow needs "
+                "real workers (its tracker releases each node when its parents succeed). To run workflows "
+                "in tests, use the wfcelery.testing pytest plugin (README: 'Testing your workflows')"
+            )
         wf = self._workflow(workflow)
         wf.validate(self.app if self.settings.check_tasks else None)
         resolved = wf.resolve_params(params)
         plan = self.tracker.remember(compile_workflow(wf, self.settings.routes))
+        warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
         self.tracker.create_run(
             run_id, plan, resolved, on_success=_sig_dict(on_success), on_failure=_sig_dict(on_failure)
@@ -112,7 +158,20 @@ class Engine:
         except Exception:
             self.tracker.delete_run(run_id)  # nothing ran: leave no trace
             raise
-        return Run(self, run_id)
+        run = Run(self, run_id)
+        run.warnings = warnings
+        return run
+
+    def _check_workers(self, plan: Plan, require: bool) -> list[str]:
+        consumers = self.consumers.get()
+        if require and not consumers.known:
+            raise NoWorkerError(f"cannot check which queues the workers consume: {consumers.reason}")
+        warnings = describe(unconsumed(consumers, self.node_queues(plan)))
+        if warnings and require:
+            raise NoWorkerError("; ".join(warnings) + " (require_workers: nothing was submitted)")
+        for warning in warnings:
+            logger.warning("wfcelery: workflow %r: %s", plan.name, warning)
+        return warnings
 
     def _workflow(self, workflow: Workflow | str | Path | Mapping[str, Any]) -> Workflow:
         if isinstance(workflow, Workflow):
@@ -132,14 +191,17 @@ class Engine:
         """Send node messages: ``items`` are (node index, epoch, parent results)."""
         app = self.app
         ignore_result = not self.settings.celery_results  # the tracker keeps every result anyway
-        with app.producer_or_acquire() as producer:
+        with broker_errors(app, f"send the tasks of run {run_id}"), app.producer_or_acquire() as producer:
             for index, epoch, parent_results in items:
                 msg = plan.message(run_id, index, epoch, params, parent_results)
                 if countdown:
                     msg["countdown"] = countdown
                 if ignore_result:
                     msg["ignore_result"] = True
-                app.send_task(plan.nodes[index].task, producer=producer, add_to_parent=False, **msg)
+                # JSON per message, whatever the app's task_serializer: pickle apps can run workflows
+                app.send_task(
+                    plan.nodes[index].task, producer=producer, add_to_parent=False, serializer="json", **msg
+                )
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -345,6 +407,8 @@ class Run:
     def __init__(self, engine: Engine, run_id: str) -> None:
         self.engine = engine
         self.id = run_id
+        #: Warnings from submit: nodes whose queue no live worker consumed at that moment.
+        self.warnings: list[str] = []
 
     def __repr__(self) -> str:
         return f"<Run {self.id}>"
@@ -409,6 +473,26 @@ class Run:
 
     def cleanup(self, force: bool = False) -> None:
         self.engine.cleanup(self.id, force=force)
+
+
+@contextmanager
+def broker_errors(app: Celery, what: str) -> Iterator[None]:
+    """Turn the broker's connection errors (refused login, unknown vhost, down, timed out) into
+    :class:`BrokerUnavailable`, naming the broker without its password."""
+    from kombu.exceptions import OperationalError
+
+    conn = app.connection_for_write()
+    errors = (OperationalError, *conn.connection_errors, *conn.channel_errors)
+    try:
+        yield
+    except errors as e:
+        if isinstance(e, BrokerUnavailable):
+            raise
+        raise BrokerUnavailable(
+            f"cannot reach the Celery broker {conn.as_uri()} to {what}: {type(e).__name__}: {e}"
+        ) from e
+    finally:
+        conn.release()
 
 
 def _split_running(rest: Sequence[Any]) -> tuple[list[Any], list[Any]]:

@@ -25,6 +25,11 @@ DEFAULT_GATE_RESYNC = 5.0
 DEFAULT_CELERY_RESULTS = False
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.
 DEFAULT_RETRY_BACKOFF_MAX = 600
+#: Socket timeout (seconds) of every tracker Redis call: a hung Redis fails fast, it does not stall a
+#: CLI command or a worker. Blocking reads (pub/sub waits) use their own, shorter waits.
+DEFAULT_REDIS_TIMEOUT = 5.0
+#: Seconds to wait for live workers to say which queues they consume (submit, validate, status); 0 skips.
+DEFAULT_INSPECT_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -38,13 +43,13 @@ class Settings:
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
+    redis_timeout: float = DEFAULT_REDIS_TIMEOUT
+    inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
         conf = app.conf
-        for key in ("task_serializer", "result_serializer"):
-            if conf.get(key) == "pickle":
-                raise ConfigurationError(f"wfcelery needs JSON messages, but {key} is 'pickle'")
+        check_json_accepted(app)
         redis_url = overrides.pop("redis_url", None) or conf.get("wfcelery_redis_url") or _backend_url(app)
         settings = cls(
             redis_url=redis_url,
@@ -56,8 +61,37 @@ class Settings:
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
+            redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
+            inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
         )
         return replace(settings, **overrides) if overrides else settings
+
+
+def _number(conf: Any, key: str, default: float) -> float:
+    value = conf.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigurationError(f"{key} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+#: Content types under which Celery accepts JSON messages.
+JSON_CONTENT = frozenset({"json", "application/json"})
+
+
+def check_json_accepted(app: Any) -> None:
+    """Node messages are JSON whatever the app's serializer (pickle apps included): refuse, naming the
+    setting, an app whose workers would reject them."""
+    accepted = app.conf.get("accept_content") or ["json"]
+    if isinstance(accepted, str):
+        accepted = [accepted]
+    if not JSON_CONTENT & set(accepted):
+        fixed = [*accepted, "json"]
+        raise ConfigurationError(
+            f"workers do not accept JSON messages (accept_content = {list(accepted)!r}); wfcelery sends node "
+            f"messages as JSON: set accept_content = {fixed!r} in the app's configuration"
+        )
 
 
 def _backend_url(app: Any) -> str:

@@ -66,8 +66,8 @@ class Tracker:
             settings.redis_url,
             decode_responses=True,
             health_check_interval=30,
-            socket_connect_timeout=5,
-            socket_timeout=30,
+            socket_connect_timeout=settings.redis_timeout or None,
+            socket_timeout=settings.redis_timeout or None,
         )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
         self._plans: OrderedDict[str, Plan] = OrderedDict()
