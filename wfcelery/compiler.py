@@ -118,20 +118,28 @@ class Plan:
         return msg
 
     def segments(self) -> list[dict[str, Any]]:
-        """What the compiler produced, for ``wfcelery graph``: one entry per node with its release rule."""
+        """What each node really emits, for ``wfcelery graph``: one plain task message per node, sent at
+        submit (roots) or by the worker whose success releases it (the tracker's counter)."""
         return [
             {
                 "node": n.name,
                 "task": n.task,
-                "queue": n.queue or "(default)",
+                "queue": n.queue or "(app default)",
                 "shape": "task",
-                "released_by": "submit"
-                if not n.parents
-                else ("chain link from " if len(n.parents) == 1 else "counter (flat chord) of ")
-                + ", ".join(self.nodes[p].name for p in n.parents),
+                "released_by": self._release_rule(n),
             }
             for n in self.nodes
         ]
+
+    def _release_rule(self, node: PlanNode) -> str:
+        if not node.parents:
+            return "submit"
+        names = [self.nodes[p].name for p in node.parents]
+        if len(names) == 1:
+            rule, passed = f"{names[0]} succeeding", "its result as first argument"
+        else:
+            rule, passed = f"all of {', '.join(names)} succeeding", "their results as one list"
+        return f"{rule} ({'no parent result' if node.immutable else passed})"
 
 
 def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> Plan:

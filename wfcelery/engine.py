@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,7 @@ class Engine:
     def __init__(self, app: Celery, **overrides: Any) -> None:
         self.app = app
         self._overrides = overrides
+        self._routed: dict[str, str] = {}  # task name -> the queue the app's router picks
 
     # Settings are read on first use, not at install(): install() usually runs at import time, before
     # the project has called app.config_from_object().
@@ -98,10 +99,19 @@ class Engine:
 
     # -- routing ----------------------------------------------------------------------------------------
 
+    def queue_of(self, task: str, queue: str | None) -> str:
+        """The queue a node's message goes to: its own ``queue``/``type``, else the app's router."""
+        if queue:
+            return queue
+        cache = self._routed
+        if task not in cache:
+            cache[task] = node_queue(self.app, task, None)
+        return cache[task]
+
     def node_queues(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, str]:
         """``{node: queue}``: the queue each node's message goes to, as the app's router picks it."""
         nodes = plan.nodes if indexes is None else [plan.nodes[i] for i in indexes]
-        return {n.name: node_queue(self.app, n.task, n.queue) for n in nodes}
+        return {n.name: self.queue_of(n.task, n.queue) for n in nodes}
 
     def unconsumed(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, list[str]]:
         """``{queue: [node, ...]}`` for the nodes whose queue no live worker consumes right now."""
@@ -389,6 +399,23 @@ class Engine:
         self._forget_results(ids)
         self.tracker.delete_run(run_id)
 
+    def cleanup_finished(self, status: str | None = None, older_than: float = 0.0) -> list[str]:
+        """Delete every finished run (only those in ``status``, if given) that ended at least
+        ``older_than`` seconds ago. Returns the ids deleted; live runs are never touched."""
+        wanted = RunStatus(status.upper()) if status else None
+        if wanted is not None and not wanted.finished:
+            raise ControlError(f"cleanup deletes finished runs only, not {wanted.value} ones")
+        cutoff = time.time() - older_than
+        deleted = []
+        for summary in self.runs(status=status, limit=10**9):
+            if summary.status.finished and (summary.finished_at or 0) <= cutoff:
+                try:
+                    self.cleanup(summary.id)
+                except RunNotFound:
+                    continue  # expired or cleaned up meanwhile
+                deleted.append(summary.id)
+        return deleted
+
     def _forget_results(self, ids: list[str]) -> None:
         backend = self.app.backend
         client, key_for = getattr(backend, "client", None), getattr(backend, "get_key_for_task", None)
@@ -413,9 +440,21 @@ class Run:
     def __repr__(self) -> str:
         return f"<Run {self.id}>"
 
-    def state(self) -> RunState:
-        """The whole run (status, counts, every node) in one round trip."""
-        return self.engine.tracker.read_state(self.id)
+    def state(self, check_workers: bool = True) -> RunState:
+        """The whole run (status, counts, every node) in one round trip.
+
+        Each node's ``queue`` is the queue its message goes to, as the app's ``task_routes`` pick it for
+        a node without ``type``/``queue``. While nodes wait in a queue, ``idle_queues`` names those no
+        live worker consumes (asked with ``inspect().active_queues()``, cached briefly; skipped with
+        ``check_workers=False``).
+        """
+        engine = self.engine
+        state = engine.tracker.read_state(self.id, engine.queue_of)
+        if not check_workers or state.finished:
+            return state
+        waiting = {n.queue for n in state.nodes.values() if n.status is NodeStatus.QUEUED and n.queue}
+        idle = engine.consumers.get().missing(waiting) if waiting else []
+        return replace(state, idle_queues=tuple(idle)) if idle else state
 
     def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded so far, by node name."""

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import celery
 from celery import Celery, signals
+from celery.worker.control import inspect_command
 from packaging.version import Version
 
 from .engine import Engine
 from .errors import ConfigurationError
 from .hooks import engine_of, guard_pool, wrap_task_init
-from .settings import DEFAULT_RUN_TTL
+from .settings import DEFAULT_RUN_TTL, check_json_accepted
 
 logger = logging.getLogger("wfcelery")
 
@@ -54,10 +56,21 @@ def _defaults(app: Celery) -> dict[str, Any]:
     }
 
 
+@inspect_command()  # type: ignore[untyped-decorator]
+def wfcelery_clock(state: Any, **_: Any) -> dict[str, float]:
+    """Control command: this worker's wall clock, which ``wfcelery doctor`` compares with Redis's."""
+    return {"time": time.time()}
+
+
 @signals.worker_ready.connect(weak=False, dispatch_uid="wfcelery.worker_ready")
 def _startup_checks(sender: Any = None, **_: Any) -> None:
     engine = engine_of(getattr(sender, "app", None))
     if engine is None:
+        return
+    try:
+        check_json_accepted(engine.app)
+    except ConfigurationError as e:  # every node message would be rejected: say which setting to change
+        logger.error("wfcelery: %s", e)
         return
     try:
         warning = engine.tracker.check_eviction()

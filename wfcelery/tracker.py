@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -194,8 +194,8 @@ class Tracker:
             raise RunNotFound(run_id)
         return record
 
-    def read_state(self, run_id: str) -> RunState:
-        """The whole run in one round trip."""
+    def read_state(self, run_id: str, queue_of: Callable[[str, str | None], str] | None = None) -> RunState:
+        """The whole run in one round trip. ``queue_of(task, queue)`` names each node's real queue."""
         k = self.keys
         with converted_errors(f"read run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
@@ -205,7 +205,7 @@ class Tracker:
             record, nodes, errors = pipe.execute()
         if not record:
             raise RunNotFound(run_id)
-        return build_state(run_id, record, nodes, errors, self.plan(record["plan"]))
+        return build_state(run_id, record, nodes, errors, self.plan(record["plan"]), queue_of)
 
     def results(self, run_id: str, indexes: Sequence[int] | None = None) -> dict[int, Any]:
         with converted_errors(f"read results of run {run_id}"):
@@ -307,7 +307,12 @@ class Event:
 
 
 def build_state(
-    run_id: str, record: dict[str, str], nodes: dict[str, str], errors: dict[str, str], plan: Plan
+    run_id: str,
+    record: dict[str, str],
+    nodes: dict[str, str],
+    errors: dict[str, str],
+    plan: Plan,
+    queue_of: Callable[[str, str | None], str] | None = None,
 ) -> RunState:
     created = int(record["created"])
     workers = {number: field[2:] for field, number in record.items() if field.startswith("w:")}
@@ -317,13 +322,15 @@ def build_state(
         code, epoch, attempts, started, finished, worker = (
             raw.split("|", 5) if raw else ("P", "0", "0", "", "", "")
         )
-        error = errors.get(str(node.index))
+        status = NodeStatus.from_code(code)
+        # the error of the current attempt only: a node running again after a retry shows none
+        error = errors.get(str(node.index)) if status in _SHOWS_ERROR else None
         states[node.name] = NodeState(
             name=node.name,
-            status=NodeStatus.from_code(code),
+            status=status,
             attempts=int(attempts),
             task_id=task_id(run_id, node.index, int(epoch)),
-            queue=node.queue,
+            queue=queue_of(node.task, node.queue) if queue_of else node.queue,
             worker=workers.get(worker),
             started_at=(created + int(started)) / 1000 if started else None,
             finished_at=(created + int(finished)) / 1000 if finished else None,
@@ -344,6 +351,9 @@ def build_state(
         params=json.loads(record.get("params") or "{}"),
         nodes=states,
     )
+
+
+_SHOWS_ERROR = frozenset({NodeStatus.RETRYING, NodeStatus.FAILED, NodeStatus.REVOKED})
 
 
 def _ms(value: str | None) -> float | None:

@@ -104,9 +104,9 @@ def test_no_type_no_queue(plan: Plan) -> None:
 def test_segments_describe_release_rules(plan: Plan) -> None:
     rules = {s["node"]: (s["queue"], s["released_by"]) for s in plan.segments()}
     assert rules["extract"] == ("io", "submit")
-    assert rules["clean"] == ("cpu-heavy", "chain link from extract")
-    assert rules["load"] == ("io", "counter (flat chord) of audit, clean")
-    assert rules["report"] == ("(default)", "chain link from audit")
+    assert rules["clean"] == ("cpu-heavy", "extract succeeding (its result as first argument)")
+    assert rules["load"] == ("io", "all of audit, clean succeeding (their results as one list)")
+    assert rules["report"] == ("(app default)", "audit succeeding (no parent result)")
 
 
 # -- messages --------------------------------------------------------------------------------------------
