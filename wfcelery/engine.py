@@ -30,6 +30,7 @@ from .errors import (
     RunFailed,
     RunNotFound,
     WaitTimeout,
+    WfCeleryError,
 )
 from .gate import Gate
 from .hooks import retry_countdown
@@ -160,14 +161,17 @@ class Engine:
         plan = self.tracker.remember(compile_workflow(wf, self.settings.routes))
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
-        self.tracker.create_run(
-            run_id, plan, resolved, on_success=_sig_dict(on_success), on_failure=_sig_dict(on_failure)
-        )
-        try:
-            self.publish(plan, run_id, [(i, 0, ()) for i in plan.roots], resolved)
-        except Exception:
-            self.tracker.delete_run(run_id)  # nothing ran: leave no trace
-            raise
+        with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
+            # connect before writing anything: a broker that is down or refuses us leaves no key behind
+            _ensure_connected(self.app, producer.connection)
+            self.tracker.create_run(
+                run_id, plan, resolved, on_success=_sig_dict(on_success), on_failure=_sig_dict(on_failure)
+            )
+            try:
+                self.publish(plan, run_id, [(i, 0, ()) for i in plan.roots], resolved, producer=producer)
+            except Exception:
+                self.tracker.delete_run(run_id)  # nothing ran: leave no trace
+                raise
         run = Run(self, run_id)
         run.warnings = warnings
         return run
@@ -197,11 +201,15 @@ class Engine:
         items: Iterable[tuple[int, int, Sequence[Any]]],
         params: Mapping[str, Any],
         countdown: float | None = None,
+        producer: Any = None,
     ) -> None:
         """Send node messages: ``items`` are (node index, epoch, parent results)."""
         app = self.app
         ignore_result = not self.settings.celery_results  # the tracker keeps every result anyway
-        with broker_errors(app, f"send the tasks of run {run_id}"), app.producer_or_acquire() as producer:
+        with (
+            broker_errors(app, f"send the tasks of run {run_id}"),
+            app.producer_or_acquire(producer) as producer,
+        ):
             for index, epoch, parent_results in items:
                 msg = plan.message(run_id, index, epoch, params, parent_results)
                 if countdown:
@@ -525,13 +533,25 @@ def broker_errors(app: Celery, what: str) -> Iterator[None]:
     try:
         yield
     except errors as e:
-        if isinstance(e, BrokerUnavailable):
+        if isinstance(e, WfCeleryError):  # TrackerUnavailable is an OSError too: not the broker's
             raise
         raise BrokerUnavailable(
             f"cannot reach the Celery broker {conn.as_uri()} to {what}: {type(e).__name__}: {e}"
         ) from e
     finally:
         conn.release()
+
+
+def _ensure_connected(app: Celery, connection: Any) -> None:
+    """Connect (retrying as Celery's publish policy says, no longer), or raise the broker's error."""
+    policy = app.conf.task_publish_retry_policy or {}
+    connection.ensure_connection(
+        max_retries=policy.get("max_retries", 3),
+        interval_start=policy.get("interval_start", 0),
+        interval_step=policy.get("interval_step", 0.2),
+        interval_max=policy.get("interval_max", 0.2),
+        timeout=app.conf.broker_connection_timeout,
+    )
 
 
 def _split_running(rest: Sequence[Any]) -> tuple[list[Any], list[Any]]:
