@@ -76,7 +76,9 @@ def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
 
     yield factory
     for app in made:  # an in-thread worker started the engine's gate thread: let it go
-        app._wfcelery_engine.gate.stop()
+        gate = app._wfcelery_engine.__dict__.get("gate")
+        if gate is not None:
+            gate.stop()
 
 
 @pytest.fixture
