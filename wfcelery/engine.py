@@ -7,11 +7,10 @@ idempotent; a refusal raises :class:`ControlError` saying why.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,21 +18,18 @@ from typing import Any
 
 from celery import Celery, signature
 
-from .compiler import Plan, compile_workflow
-from .errors import ControlError, RunFailed, RunNotFound, WaitTimeout
-from .gate import Gate
-from .hooks import retry_countdown
+from .compiler import Plan, PlanCache, compile_workflow
+from .dispatch import Dispatcher
+from .errors import ControlError, RunFailed, WaitTimeout
 from .keys import task_id
 from .loader import load
 from .model import Workflow
+from .records import NodeRecord, RunRecord, new_run
 from .settings import Settings
-from .states import NodeStatus, RunState, RunStatus
-from .tracker import Tracker, converted_errors
+from .states import NodeState, NodeStatus, RunState, RunStatus
+from .tracker import Finish, Tracker, converted_errors
 
 logger = logging.getLogger("wfcelery.engine")
-
-#: Ids per revoke broadcast message.
-REVOKE_CHUNK = 5_000
 
 
 @dataclass(frozen=True)
@@ -78,8 +74,12 @@ class Engine:
         return Tracker(self.settings)
 
     @cached_property
-    def gate(self) -> Gate:
-        return Gate(self.tracker)
+    def dispatch(self) -> Dispatcher:
+        return Dispatcher(self.app, celery_results=self.settings.celery_results)
+
+    @cached_property
+    def plans(self) -> PlanCache:
+        return PlanCache(self.tracker.plan_blob)
 
     # -- submitting -------------------------------------------------------------------------------------
 
@@ -102,13 +102,24 @@ class Engine:
         wf = self._workflow(workflow)
         wf.validate(self.app if self.settings.check_tasks else None)
         resolved = wf.resolve_params(params)
-        plan = self.tracker.remember(compile_workflow(wf, self.settings.routes))
+        plan = self.plans.remember(compile_workflow(wf, self.settings.routes))
         run_id = uuid.uuid4().hex
-        self.tracker.create_run(
-            run_id, plan, resolved, on_success=_sig_dict(on_success), on_failure=_sig_dict(on_failure)
+        record = new_run(
+            name=plan.name,
+            plan_digest=plan.digest,
+            total=len(plan.nodes),
+            created_ms=int(time.time() * 1000),
+            params=resolved,
+            policy=plan.on_failure,
+            ttl=self.settings.run_ttl,
+            events_maxlen=self.settings.events_maxlen,
+            done_channel=self.tracker.keys.done_channel(run_id),
+            on_success=_sig_dict(on_success),
+            on_failure=_sig_dict(on_failure),
         )
+        self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
         try:
-            self.publish(plan, run_id, [(i, 0, ()) for i in plan.roots], resolved)
+            self.dispatch.publish(plan, run_id, [(i, 0, ()) for i in plan.roots], resolved)
         except Exception:
             self.tracker.delete_run(run_id)  # nothing ran: leave no trace
             raise
@@ -120,26 +131,6 @@ class Engine:
         if isinstance(workflow, str | Path):
             return load(workflow)
         return Workflow.from_dict(workflow)
-
-    def publish(
-        self,
-        plan: Plan,
-        run_id: str,
-        items: Iterable[tuple[int, int, Sequence[Any]]],
-        params: Mapping[str, Any],
-        countdown: float | None = None,
-    ) -> None:
-        """Send node messages: ``items`` are (node index, epoch, parent results)."""
-        app = self.app
-        ignore_result = not self.settings.celery_results  # the tracker keeps every result anyway
-        with app.producer_or_acquire() as producer:
-            for index, epoch, parent_results in items:
-                msg = plan.message(run_id, index, epoch, params, parent_results)
-                if countdown:
-                    msg["countdown"] = countdown
-                if ignore_result:
-                    msg["ignore_result"] = True
-                app.send_task(plan.nodes[index].task, producer=producer, add_to_parent=False, **msg)
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -161,120 +152,42 @@ class Engine:
             records = self.tracker.records(ids)
             self.tracker.forget([i for i, r in zip(ids, records, strict=True) if not r])
             for run_id, r in zip(ids, records, strict=True):
-                if (
-                    r
-                    and (wanted is None or r["status"] == wanted.value)
-                    and (name is None or r["name"] == name)
-                ):
+                if r and (wanted is None or r.status is wanted) and (name is None or r.name == name):
                     found.append(
                         RunSummary(
                             run_id,
-                            r["name"],
-                            RunStatus(r["status"]),
-                            int(r["created"]) / 1000,
-                            int(r["finished"]) / 1000 if r.get("finished") else None,
-                            int(r["total"]),
-                            int(r.get("done", 0)),
+                            r.name,
+                            r.status,
+                            r.created_ms / 1000,
+                            _seconds(r.finished_ms),
+                            r.total,
+                            r.done,
                         )
                     )
         return found[:limit]
 
-    # -- worker side (called by hooks) ------------------------------------------------------------------
-
-    def _plan_for(self, run_id: str, digest: str | None) -> Plan:
-        return self.tracker.plan(digest or self.tracker.run_record(run_id)["plan"])
-
-    def node_succeeded(
-        self, parsed: tuple[str, int, int], digest: str | None, result: Any, result_json: str
-    ) -> None:
-        run_id, index, epoch = parsed
-        plan = self._plan_for(run_id, digest)
-        finish, *rest = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
-        if len(rest) > 2:
-            run_epoch, params, released = int(rest[0]), json.loads(rest[1]), [int(c) for c in rest[2:]]
-            fan_in = sorted(
-                {p for c in released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents}
-            )
-            stored = {**self.tracker.results(run_id, fan_in), index: result}
-            self.publish(
-                plan,
-                run_id,
-                [(c, run_epoch, [stored.get(p) for p in plan.nodes[c].parents]) for c in released],
-                params,
-            )
-        if finish:
-            self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
-        self._finished(run_id, finish)
-
-    def node_failed(
-        self,
-        parsed: tuple[str, int, int],
-        digest: str | None,
-        error: dict[str, Any],
-        mode: str,
-        attempt: int = 0,
-    ) -> None:
-        run_id, index, epoch = parsed
-        plan = self._plan_for(run_id, digest)
-        node = plan.nodes[index]
-        descendants = plan.descendants([index]) if plan.on_failure == "continue" else []
-        out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants, attempt)
-        if out[0] == "retry":
-            record = self.tracker.run_record(run_id)
-            results = self.tracker.results(run_id, node.parents)
-            self.publish(
-                plan,
-                run_id,
-                [(index, int(out[1]), [results.get(p) for p in node.parents])],
-                json.loads(record["params"]),
-                countdown=retry_countdown(int(out[2]), self.settings.retry_backoff_max),
-            )
-        elif out[0] == "failed":
-            self._revoke_pairs(run_id, out[2:])
-            if out[1]:
-                self.tracker.refresh_plan(plan.digest)
-                self.tracker.set_gate(run_id, "F", int(out[1][2]))
-                self._finished(run_id, out[1])
-
-    def _finished(self, run_id: str, finish: Any) -> None:
-        """Send the run's callback (the Lua script that ended the run returned it exactly once)."""
-        if not finish or not finish[1]:
-            return
-        try:
-            signature(json.loads(finish[1]), app=self.app).apply_async((run_id,))
-        except Exception:
-            logger.exception("wfcelery: could not send the %s callback of run %s", finish[0], run_id)
-
-    def _revoke_pairs(self, run_id: str, pairs: Sequence[Any], terminate: bool = False) -> list[str]:
-        ids = [task_id(run_id, int(pairs[i]), int(pairs[i + 1])) for i in range(0, len(pairs) - 1, 2)]
-        for start in range(0, len(ids), REVOKE_CHUNK):
-            self.app.control.revoke(ids[start : start + REVOKE_CHUNK], terminate=terminate)
-        return ids
-
     # -- control ----------------------------------------------------------------------------------------
 
     def pause(self, run_id: str) -> RunState:
-        before, after, _, epoch, *rest = self._control(run_id, "pause")
-        if after != RunStatus.PAUSED.value:
-            raise ControlError(f"cannot pause run {run_id}: it is {before}")
-        if before != after:
-            queued, _ = _split_running(rest)
-            self.tracker.set_gate(run_id, "P", int(epoch))
-            self._revoke_pairs(run_id, queued)
-        return self.tracker.read_state(run_id)
+        out = self.tracker.control(run_id, "pause")
+        if out.after != RunStatus.PAUSED.value:
+            raise ControlError(f"cannot pause run {run_id}: it is {out.before}")
+        if out.changed:
+            self.tracker.set_gate(run_id, RunStatus.PAUSED, out.epoch)
+            self.dispatch.revoke(run_id, out.queued)
+        return self.state(run_id)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
-        before, after, finish, epoch, *rest = self._control(run_id, "cancel")
-        if after != RunStatus.CANCELLED.value:
-            raise ControlError(f"cannot cancel run {run_id}: it is {before}")
-        if before != after:
-            queued, running = _split_running(rest)
-            self.tracker.set_gate(run_id, "C", int(epoch))
-            self._revoke_pairs(run_id, queued)
-            if terminate and running:
-                self._revoke_pairs(run_id, running, terminate=True)
-            self._finished(run_id, finish)
-        return self.tracker.read_state(run_id)
+        out = self.tracker.control(run_id, "cancel")
+        if out.after != RunStatus.CANCELLED.value:
+            raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
+        if out.changed:
+            self.tracker.set_gate(run_id, RunStatus.CANCELLED, out.epoch)
+            self.dispatch.revoke(run_id, out.queued)
+            if terminate and out.running:
+                self.dispatch.revoke(run_id, out.running, terminate=True)
+            self._ended(run_id, out.finish)
+        return self.state(run_id)
 
     def resume(self, run_id: str) -> RunState:
         return self._replan(run_id, "resume")
@@ -282,48 +195,48 @@ class Engine:
     def retry(self, run_id: str) -> RunState:
         return self._replan(run_id, "retry")
 
-    def _control(self, run_id: str, op: str) -> list[Any]:
-        out = self.tracker.control(run_id, op)
-        if not out[0]:
-            raise RunNotFound(run_id)
-        return out
-
     def _replan(self, run_id: str, op: str) -> RunState:
         record = self.tracker.run_record(run_id)
-        plan = self.tracker.plan(record["plan"])
-        out = self.tracker.replan(run_id, op, plan)
-        if not out[0]:
-            raise RunNotFound(run_id)
-        if len(out) == 1:
-            status = out[0]
-            if op == "resume" and status == RunStatus.RUNNING.value:
-                return self.tracker.read_state(run_id)  # already running: nothing to do
+        plan = self.plans.get(record.plan)
+        out = self.tracker.replan(run_id, op, plan.parents)
+        if not out.replanned:
+            if op == "resume" and out.before == RunStatus.RUNNING.value:
+                return self.state(run_id)  # already running: nothing to do
             wanted = "PAUSED" if op == "resume" else "FAILED or CANCELLED"
-            raise ControlError(f"cannot {op} run {run_id}: it is {status}, not {wanted}")
-        epoch, finish, queued = int(out[1]), out[2], [int(i) for i in out[3:]]
+            raise ControlError(f"cannot {op} run {run_id}: it is {out.before}, not {wanted}")
         self.tracker.refresh_plan(plan.digest)
-        self.tracker.set_gate(run_id, "R", epoch)
-        self._finished(run_id, finish)  # every node finished meanwhile: the run ends here
-        parents = sorted({p for i in queued for p in plan.nodes[i].parents})
+        self.tracker.set_gate(run_id, RunStatus.RUNNING, out.epoch)
+        self._ended(run_id, out.finish)  # every node finished meanwhile: the run ends here
+        parents = sorted({p for i in out.queued for p in plan.nodes[i].parents})
         results = self.tracker.results(run_id, parents)
-        self.publish(
+        self.dispatch.publish(
             plan,
             run_id,
-            [(i, epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in queued],
-            json.loads(record["params"]),
+            [(i, out.epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in out.queued],
+            record.params,
         )
-        return self.tracker.read_state(run_id)
+        return self.state(run_id)
+
+    def state(self, run_id: str) -> RunState:
+        """The whole run (status, counts, every node) in one round trip. Raises :class:`RunNotFound`."""
+        record, nodes, errors = self.tracker.read_run(run_id)
+        return build_state(run_id, record, nodes, errors, self.plans.get(record.plan))
+
+    def _ended(self, run_id: str, finish: Finish | None) -> None:
+        if finish is not None:
+            self.dispatch.callback(run_id, finish.status, finish.callback)
 
     def cleanup(self, run_id: str, force: bool = False) -> None:
         """Delete every key of the run, Celery's result keys included."""
         record = self.tracker.run_record(run_id)
-        if not RunStatus(record["status"]).finished:
+        if not record.status.finished:
             if not force:
-                raise ControlError(f"run {run_id} is {record['status']}: cancel it first or use force=True")
+                raise ControlError(
+                    f"run {run_id} is {record.status.value}: cancel it first or use force=True"
+                )
             self.cancel(run_id, terminate=False)
             record = self.tracker.run_record(run_id)
-        epoch = int(record["epoch"])
-        ids = [task_id(run_id, i, e) for i in range(int(record["total"])) for e in range(epoch + 1)]
+        ids = [task_id(run_id, i, e) for i in range(record.total) for e in range(record.epoch + 1)]
         self._forget_results(ids)
         self.tracker.delete_run(run_id)
 
@@ -351,7 +264,7 @@ class Run:
 
     def state(self) -> RunState:
         """The whole run (status, counts, every node) in one round trip."""
-        return self.engine.tracker.read_state(self.id)
+        return self.engine.state(self.id)
 
     def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded so far, by node name."""
@@ -371,10 +284,9 @@ class Run:
         tracker = self.engine.tracker
         deadline = None if timeout is None else time.monotonic() + timeout
         with converted_errors(f"wait for run {self.id}"):
-            pubsub = tracker.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = tracker.subscribe_done(self.id)
             try:
-                pubsub.subscribe(tracker.keys.done_channel(self.id))
-                while not RunStatus(tracker.run_record(self.id)["status"]).finished:
+                while not tracker.run_record(self.id).status.finished:
                     left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
                     if left <= 0:
                         raise WaitTimeout(f"run {self.id} did not finish within {timeout} s")
@@ -411,12 +323,51 @@ class Run:
         self.engine.cleanup(self.id, force=force)
 
 
-def _split_running(rest: Sequence[Any]) -> tuple[list[Any], list[Any]]:
-    marker = rest.index("R")
-    return list(rest[:marker]), list(rest[marker + 1 :])
-
-
 def _sig_dict(sig: Any) -> dict[str, Any] | None:
     if sig is None:
         return None
     return dict(signature(sig))
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
+def build_state(
+    run_id: str,
+    record: RunRecord,
+    nodes: dict[int, NodeRecord],
+    errors: dict[int, dict[str, Any]],
+    plan: Plan,
+) -> RunState:
+    """A run's state from what the tracker stores and the run's plan (node names and queues)."""
+    created = record.created_ms
+    states: dict[str, NodeState] = {}
+    for node in plan.nodes:
+        n = nodes.get(node.index) or NodeRecord()
+        states[node.name] = NodeState(
+            name=node.name,
+            status=NodeStatus.from_code(n.code),
+            attempts=n.attempts,
+            task_id=task_id(run_id, node.index, n.epoch),
+            queue=node.queue,
+            worker=record.workers.get(n.worker),
+            started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
+            finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
+            error=errors.get(node.index),
+            epoch=n.epoch,
+            index=node.index,
+        )
+    return RunState(
+        id=run_id,
+        name=record.name,
+        status=record.status,
+        epoch=record.epoch,
+        created_at=created / 1000,
+        started_at=_seconds(record.started_ms),
+        finished_at=_seconds(record.finished_ms),
+        paused_at=_seconds(record.paused_at_ms),
+        policy=record.policy,
+        params=record.params,
+        nodes=states,
+    )
