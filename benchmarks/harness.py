@@ -497,8 +497,11 @@ def _frame(frame: str) -> str:
 #: Where a worker's samples go: the first bucket (in this order) with a frame in the stack takes the sample.
 PROFILE_BUCKETS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "pool": [
-        ("wfcelery: publish released children", ("Engine.publish (wfcelery/",)),
-        ("wfcelery: succeed (Lua + plan)", ("Engine.node_succeeded (wfcelery/", "_on_success (wfcelery/")),
+        ("wfcelery: publish released children", ("Dispatcher.publish (wfcelery/",)),
+        (
+            "wfcelery: succeed (Lua + plan)",
+            ("WorkerSide.node_succeeded (wfcelery/", "_on_success (wfcelery/"),
+        ),
         ("wfcelery: start gate (Lua)", ("on_task_init (wfcelery/",)),
         (
             "celery: publish next step (chain/chord)",

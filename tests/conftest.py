@@ -25,8 +25,8 @@ from celery.worker import state as worker_state
 from tests.proj import make_app
 from tests.redis_server import RedisServer
 from wfcelery.keys import Keys
+from wfcelery.records import Event
 from wfcelery.states import TRANSITIONS, NodeStatus
-from wfcelery.tracker import Event
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
@@ -76,7 +76,7 @@ def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
 
     yield factory
     for app in made:  # an in-thread worker started the engine's gate thread: let it go
-        gate = app._wfcelery_engine.__dict__.get("gate")
+        gate = vars(app._wfcelery_worker).get("gate")  # a gate only if one was made
         if gate is not None:
             gate.stop()
 

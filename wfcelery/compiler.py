@@ -23,13 +23,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from .keys import task_id
 from .model import Workflow, substitute
+from .records import NODE_HEADER, RUN_HEADER, message_headers
+
+#: Plans kept in memory per process (workers look a plan up on every task).
+PLAN_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ class Plan:
     def releases(self) -> tuple[tuple[tuple[int, int], ...], ...]:
         """Per node: (child, number of the child's parents) -- what the succeed script counts."""
         return tuple(tuple((c, len(self.nodes[c].parents)) for c in n.children) for n in self.nodes)
+
+    @cached_property
+    def parents(self) -> tuple[tuple[int, ...], ...]:
+        """Per node: its parents' indexes (what resume and retry re-plan from)."""
+        return tuple(n.parents for n in self.nodes)
 
     @cached_property
     def roots(self) -> tuple[int, ...]:
@@ -109,8 +120,8 @@ class Plan:
             "kwargs": kwargs,
             "task_id": task_id(run_id, index, epoch),
             # Flower shows and indexes kwargsrepr: `kwargs:wf_run=<id>` finds every task of a run.
-            "kwargsrepr": repr({**kwargs, "wf_run": run_id, "wf_node": node.name}),
-            "headers": {"wf_run": run_id, "wf_node": node.name, "wf_plan": self.digest},
+            "kwargsrepr": repr({**kwargs, RUN_HEADER: run_id, NODE_HEADER: node.name}),
+            "headers": message_headers(run_id, node.name, self.digest),
             **node.options,
         }
         if node.queue:
@@ -184,3 +195,31 @@ def plan_from_blob(blob: str) -> Plan:
     """Rebuild a plan stored by :attr:`Plan.blob` (workers do this once per definition)."""
     data = json.loads(blob)
     return compile_workflow(Workflow.from_dict(data["definition"]), data["routes"])
+
+
+class PlanCache:
+    """Plans by digest, decoded once per process and kept most-recently-used first.
+
+    ``load(digest)`` returns a stored :attr:`Plan.blob` (the tracker's ``plan_blob``).
+    """
+
+    def __init__(self, load: Callable[[str], str], size: int = PLAN_CACHE_SIZE) -> None:
+        self._load = load
+        self._size = size
+        self._plans: OrderedDict[str, Plan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Plan:
+        with self._lock:
+            plan = self._plans.get(digest)
+            if plan is not None:
+                self._plans.move_to_end(digest)
+                return plan
+        return self.remember(plan_from_blob(self._load(digest)))
+
+    def remember(self, plan: Plan) -> Plan:
+        with self._lock:
+            self._plans[plan.digest] = plan
+            while len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+        return plan

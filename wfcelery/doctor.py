@@ -165,8 +165,8 @@ def _live_plans(engine: Engine) -> list[Plan]:
     try:
         for run in engine.runs(limit=LIVE_RUNS_CHECKED):
             if run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
-                digest = engine.tracker.run_record(run.id)["plan"]
-                plans.setdefault(digest, engine.tracker.plan(digest))
+                digest = engine.tracker.run_record(run.id).plan
+                plans.setdefault(digest, engine.plans.get(digest))
     except (WfCeleryError, RunNotFound):
         pass  # the tracker check already reports an unreachable Redis
     return list(plans.values())

@@ -7,12 +7,10 @@ idempotent; a refusal raises :class:`ControlError` saying why.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -20,31 +18,19 @@ from typing import Any
 
 from celery import Celery, signature
 
-from .compiler import Plan, compile_workflow
+from .compiler import Plan, PlanCache, compile_workflow
 from .consumers import ConsumerCheck, describe, node_queue, unconsumed
-from .errors import (
-    BrokerUnavailable,
-    ConfigurationError,
-    ControlError,
-    NoWorkerError,
-    RunFailed,
-    RunNotFound,
-    WaitTimeout,
-    WfCeleryError,
-)
-from .gate import Gate
-from .hooks import retry_countdown
+from .dispatch import Dispatcher, broker_errors, ensure_connected
+from .errors import ConfigurationError, ControlError, NoWorkerError, RunFailed, RunNotFound, WaitTimeout
 from .keys import task_id
 from .loader import load
 from .model import Workflow
+from .records import NodeRecord, RunRecord, new_run
 from .settings import Settings
-from .states import NodeStatus, RunState, RunStatus
-from .tracker import Tracker, converted_errors
+from .states import NodeState, NodeStatus, RunState, RunStatus
+from .tracker import Finish, Tracker, converted_errors
 
 logger = logging.getLogger("wfcelery.engine")
-
-#: Ids per revoke broadcast message.
-REVOKE_CHUNK = 5_000
 
 
 @dataclass(frozen=True)
@@ -90,8 +76,12 @@ class Engine:
         return Tracker(self.settings)
 
     @cached_property
-    def gate(self) -> Gate:
-        return Gate(self.tracker)
+    def dispatch(self) -> Dispatcher:
+        return Dispatcher(self.app, celery_results=self.settings.celery_results)
+
+    @cached_property
+    def plans(self) -> PlanCache:
+        return PlanCache(self.tracker.plan_blob)
 
     @cached_property
     def consumers(self) -> ConsumerCheck:
@@ -147,7 +137,8 @@ class Engine:
             DefinitionError: the definition or the params are wrong (nothing was written).
             ConfigurationError: the app cannot run workflows (``task_always_eager``, no JSON accepted).
             NoWorkerError: ``require_workers=True`` and a queue has no consumer.
-            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached.
+            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached
+                (nothing was written).
         """
         if self.app.conf.task_always_eager:
             raise ConfigurationError(
@@ -158,17 +149,29 @@ class Engine:
         wf = self._workflow(workflow)
         wf.validate(self.app if self.settings.check_tasks else None)
         resolved = wf.resolve_params(params)
-        plan = self.tracker.remember(compile_workflow(wf, self.settings.routes))
+        plan = self.plans.remember(compile_workflow(wf, self.settings.routes))
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
+        record = new_run(
+            name=plan.name,
+            plan_digest=plan.digest,
+            total=len(plan.nodes),
+            created_ms=int(time.time() * 1000),
+            params=resolved,
+            policy=plan.on_failure,
+            ttl=self.settings.run_ttl,
+            events_maxlen=self.settings.events_maxlen,
+            done_channel=self.tracker.keys.done_channel(run_id),
+            on_success=_sig_dict(on_success),
+            on_failure=_sig_dict(on_failure),
+        )
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
-            _ensure_connected(self.app, producer.connection)
-            self.tracker.create_run(
-                run_id, plan, resolved, on_success=_sig_dict(on_success), on_failure=_sig_dict(on_failure)
-            )
+            ensure_connected(self.app, producer.connection)
+            self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
             try:
-                self.publish(plan, run_id, [(i, 0, ()) for i in plan.roots], resolved, producer=producer)
+                roots = [(i, 0, ()) for i in plan.roots]
+                self.dispatch.publish(plan, run_id, roots, resolved, producer=producer)
             except Exception:
                 self.tracker.delete_run(run_id)  # nothing ran: leave no trace
                 raise
@@ -194,33 +197,6 @@ class Engine:
             return load(workflow)
         return Workflow.from_dict(workflow)
 
-    def publish(
-        self,
-        plan: Plan,
-        run_id: str,
-        items: Iterable[tuple[int, int, Sequence[Any]]],
-        params: Mapping[str, Any],
-        countdown: float | None = None,
-        producer: Any = None,
-    ) -> None:
-        """Send node messages: ``items`` are (node index, epoch, parent results)."""
-        app = self.app
-        ignore_result = not self.settings.celery_results  # the tracker keeps every result anyway
-        with (
-            broker_errors(app, f"send the tasks of run {run_id}"),
-            app.producer_or_acquire(producer) as producer,
-        ):
-            for index, epoch, parent_results in items:
-                msg = plan.message(run_id, index, epoch, params, parent_results)
-                if countdown:
-                    msg["countdown"] = countdown
-                if ignore_result:
-                    msg["ignore_result"] = True
-                # JSON per message, whatever the app's task_serializer: pickle apps can run workflows
-                app.send_task(
-                    plan.nodes[index].task, producer=producer, add_to_parent=False, serializer="json", **msg
-                )
-
     # -- reading ----------------------------------------------------------------------------------------
 
     def run(self, run_id: str) -> Run:
@@ -241,120 +217,42 @@ class Engine:
             records = self.tracker.records(ids)
             self.tracker.forget([i for i, r in zip(ids, records, strict=True) if not r])
             for run_id, r in zip(ids, records, strict=True):
-                if (
-                    r
-                    and (wanted is None or r["status"] == wanted.value)
-                    and (name is None or r["name"] == name)
-                ):
+                if r and (wanted is None or r.status is wanted) and (name is None or r.name == name):
                     found.append(
                         RunSummary(
                             run_id,
-                            r["name"],
-                            RunStatus(r["status"]),
-                            int(r["created"]) / 1000,
-                            int(r["finished"]) / 1000 if r.get("finished") else None,
-                            int(r["total"]),
-                            int(r.get("done", 0)),
+                            r.name,
+                            r.status,
+                            r.created_ms / 1000,
+                            _seconds(r.finished_ms),
+                            r.total,
+                            r.done,
                         )
                     )
         return found[:limit]
 
-    # -- worker side (called by hooks) ------------------------------------------------------------------
-
-    def _plan_for(self, run_id: str, digest: str | None) -> Plan:
-        return self.tracker.plan(digest or self.tracker.run_record(run_id)["plan"])
-
-    def node_succeeded(
-        self, parsed: tuple[str, int, int], digest: str | None, result: Any, result_json: str
-    ) -> None:
-        run_id, index, epoch = parsed
-        plan = self._plan_for(run_id, digest)
-        finish, *rest = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
-        if len(rest) > 2:
-            run_epoch, params, released = int(rest[0]), json.loads(rest[1]), [int(c) for c in rest[2:]]
-            fan_in = sorted(
-                {p for c in released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents}
-            )
-            stored = {**self.tracker.results(run_id, fan_in), index: result}
-            self.publish(
-                plan,
-                run_id,
-                [(c, run_epoch, [stored.get(p) for p in plan.nodes[c].parents]) for c in released],
-                params,
-            )
-        if finish:
-            self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
-        self._finished(run_id, finish)
-
-    def node_failed(
-        self,
-        parsed: tuple[str, int, int],
-        digest: str | None,
-        error: dict[str, Any],
-        mode: str,
-        attempt: int = 0,
-    ) -> None:
-        run_id, index, epoch = parsed
-        plan = self._plan_for(run_id, digest)
-        node = plan.nodes[index]
-        descendants = plan.descendants([index]) if plan.on_failure == "continue" else []
-        out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants, attempt)
-        if out[0] == "retry":
-            record = self.tracker.run_record(run_id)
-            results = self.tracker.results(run_id, node.parents)
-            self.publish(
-                plan,
-                run_id,
-                [(index, int(out[1]), [results.get(p) for p in node.parents])],
-                json.loads(record["params"]),
-                countdown=retry_countdown(int(out[2]), self.settings.retry_backoff_max),
-            )
-        elif out[0] == "failed":
-            self._revoke_pairs(run_id, out[2:])
-            if out[1]:
-                self.tracker.refresh_plan(plan.digest)
-                self.tracker.set_gate(run_id, "F", int(out[1][2]))
-                self._finished(run_id, out[1])
-
-    def _finished(self, run_id: str, finish: Any) -> None:
-        """Send the run's callback (the Lua script that ended the run returned it exactly once)."""
-        if not finish or not finish[1]:
-            return
-        try:
-            signature(json.loads(finish[1]), app=self.app).apply_async((run_id,))
-        except Exception:
-            logger.exception("wfcelery: could not send the %s callback of run %s", finish[0], run_id)
-
-    def _revoke_pairs(self, run_id: str, pairs: Sequence[Any], terminate: bool = False) -> list[str]:
-        ids = [task_id(run_id, int(pairs[i]), int(pairs[i + 1])) for i in range(0, len(pairs) - 1, 2)]
-        for start in range(0, len(ids), REVOKE_CHUNK):
-            self.app.control.revoke(ids[start : start + REVOKE_CHUNK], terminate=terminate)
-        return ids
-
     # -- control ----------------------------------------------------------------------------------------
 
     def pause(self, run_id: str) -> RunState:
-        before, after, _, epoch, *rest = self._control(run_id, "pause")
-        if after != RunStatus.PAUSED.value:
-            raise ControlError(f"cannot pause run {run_id}: it is {before}")
-        if before != after:
-            queued, _ = _split_running(rest)
-            self.tracker.set_gate(run_id, "P", int(epoch))
-            self._revoke_pairs(run_id, queued)
-        return self.tracker.read_state(run_id)
+        out = self.tracker.control(run_id, "pause")
+        if out.after != RunStatus.PAUSED.value:
+            raise ControlError(f"cannot pause run {run_id}: it is {out.before}")
+        if out.changed:
+            self.tracker.set_gate(run_id, RunStatus.PAUSED, out.epoch)
+            self.dispatch.revoke(run_id, out.queued)
+        return self.state(run_id)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
-        before, after, finish, epoch, *rest = self._control(run_id, "cancel")
-        if after != RunStatus.CANCELLED.value:
-            raise ControlError(f"cannot cancel run {run_id}: it is {before}")
-        if before != after:
-            queued, running = _split_running(rest)
-            self.tracker.set_gate(run_id, "C", int(epoch))
-            self._revoke_pairs(run_id, queued)
-            if terminate and running:
-                self._revoke_pairs(run_id, running, terminate=True)
-            self._finished(run_id, finish)
-        return self.tracker.read_state(run_id)
+        out = self.tracker.control(run_id, "cancel")
+        if out.after != RunStatus.CANCELLED.value:
+            raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
+        if out.changed:
+            self.tracker.set_gate(run_id, RunStatus.CANCELLED, out.epoch)
+            self.dispatch.revoke(run_id, out.queued)
+            if terminate and out.running:
+                self.dispatch.revoke(run_id, out.running, terminate=True)
+            self._ended(run_id, out.finish)
+        return self.state(run_id)
 
     def resume(self, run_id: str) -> RunState:
         return self._replan(run_id, "resume")
@@ -362,48 +260,59 @@ class Engine:
     def retry(self, run_id: str) -> RunState:
         return self._replan(run_id, "retry")
 
-    def _control(self, run_id: str, op: str) -> list[Any]:
-        out = self.tracker.control(run_id, op)
-        if not out[0]:
-            raise RunNotFound(run_id)
-        return out
-
     def _replan(self, run_id: str, op: str) -> RunState:
         record = self.tracker.run_record(run_id)
-        plan = self.tracker.plan(record["plan"])
-        out = self.tracker.replan(run_id, op, plan)
-        if not out[0]:
-            raise RunNotFound(run_id)
-        if len(out) == 1:
-            status = out[0]
-            if op == "resume" and status == RunStatus.RUNNING.value:
-                return self.tracker.read_state(run_id)  # already running: nothing to do
+        plan = self.plans.get(record.plan)
+        out = self.tracker.replan(run_id, op, plan.parents)
+        if not out.replanned:
+            if op == "resume" and out.before == RunStatus.RUNNING.value:
+                return self.state(run_id)  # already running: nothing to do
             wanted = "PAUSED" if op == "resume" else "FAILED or CANCELLED"
-            raise ControlError(f"cannot {op} run {run_id}: it is {status}, not {wanted}")
-        epoch, finish, queued = int(out[1]), out[2], [int(i) for i in out[3:]]
+            raise ControlError(f"cannot {op} run {run_id}: it is {out.before}, not {wanted}")
         self.tracker.refresh_plan(plan.digest)
-        self.tracker.set_gate(run_id, "R", epoch)
-        self._finished(run_id, finish)  # every node finished meanwhile: the run ends here
-        parents = sorted({p for i in queued for p in plan.nodes[i].parents})
+        self.tracker.set_gate(run_id, RunStatus.RUNNING, out.epoch)
+        self._ended(run_id, out.finish)  # every node finished meanwhile: the run ends here
+        parents = sorted({p for i in out.queued for p in plan.nodes[i].parents})
         results = self.tracker.results(run_id, parents)
-        self.publish(
+        self.dispatch.publish(
             plan,
             run_id,
-            [(i, epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in queued],
-            json.loads(record["params"]),
+            [(i, out.epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in out.queued],
+            record.params,
         )
-        return self.tracker.read_state(run_id)
+        return self.state(run_id)
+
+    def state(self, run_id: str, check_workers: bool = True) -> RunState:
+        """The whole run (status, counts, every node) in one round trip. Raises :class:`RunNotFound`.
+
+        Each node's ``queue`` is the queue its message goes to, as the app's ``task_routes`` pick it for
+        a node without ``type``/``queue``. While nodes wait in a queue, ``idle_queues`` names those no
+        live worker consumes (``inspect().active_queues()``, cached briefly; skipped with
+        ``check_workers=False``).
+        """
+        record, nodes, errors = self.tracker.read_run(run_id)
+        state = build_state(run_id, record, nodes, errors, self.plans.get(record.plan), self.queue_of)
+        if not check_workers or state.finished:
+            return state
+        waiting = {n.queue for n in state.nodes.values() if n.status is NodeStatus.QUEUED and n.queue}
+        idle = self.consumers.get().missing(waiting) if waiting else []
+        return replace(state, idle_queues=tuple(idle)) if idle else state
+
+    def _ended(self, run_id: str, finish: Finish | None) -> None:
+        if finish is not None:
+            self.dispatch.callback(run_id, finish.status, finish.callback)
 
     def cleanup(self, run_id: str, force: bool = False) -> None:
         """Delete every key of the run, Celery's result keys included."""
         record = self.tracker.run_record(run_id)
-        if not RunStatus(record["status"]).finished:
+        if not record.status.finished:
             if not force:
-                raise ControlError(f"run {run_id} is {record['status']}: cancel it first or use force=True")
+                raise ControlError(
+                    f"run {run_id} is {record.status.value}: cancel it first or use force=True"
+                )
             self.cancel(run_id, terminate=False)
             record = self.tracker.run_record(run_id)
-        epoch = int(record["epoch"])
-        ids = [task_id(run_id, i, e) for i in range(int(record["total"])) for e in range(epoch + 1)]
+        ids = [task_id(run_id, i, e) for i in range(record.total) for e in range(record.epoch + 1)]
         self._forget_results(ids)
         self.tracker.delete_run(run_id)
 
@@ -449,20 +358,8 @@ class Run:
         return f"<Run {self.id}>"
 
     def state(self, check_workers: bool = True) -> RunState:
-        """The whole run (status, counts, every node) in one round trip.
-
-        Each node's ``queue`` is the queue its message goes to, as the app's ``task_routes`` pick it for
-        a node without ``type``/``queue``. While nodes wait in a queue, ``idle_queues`` names those no
-        live worker consumes (asked with ``inspect().active_queues()``, cached briefly; skipped with
-        ``check_workers=False``).
-        """
-        engine = self.engine
-        state = engine.tracker.read_state(self.id, engine.queue_of)
-        if not check_workers or state.finished:
-            return state
-        waiting = {n.queue for n in state.nodes.values() if n.status is NodeStatus.QUEUED and n.queue}
-        idle = engine.consumers.get().missing(waiting) if waiting else []
-        return replace(state, idle_queues=tuple(idle)) if idle else state
+        """The whole run (status, counts, every node) in one round trip; see :meth:`Engine.state`."""
+        return self.engine.state(self.id, check_workers)
 
     def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded so far, by node name."""
@@ -482,10 +379,9 @@ class Run:
         tracker = self.engine.tracker
         deadline = None if timeout is None else time.monotonic() + timeout
         with converted_errors(f"wait for run {self.id}"):
-            pubsub = tracker.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = tracker.subscribe_done(self.id)
             try:
-                pubsub.subscribe(tracker.keys.done_channel(self.id))
-                while not RunStatus(tracker.run_record(self.id)["status"]).finished:
+                while not tracker.run_record(self.id).status.finished:
                     left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
                     if left <= 0:
                         raise WaitTimeout(f"run {self.id} did not finish within {timeout} s")
@@ -522,44 +418,58 @@ class Run:
         self.engine.cleanup(self.id, force=force)
 
 
-@contextmanager
-def broker_errors(app: Celery, what: str) -> Iterator[None]:
-    """Turn the broker's connection errors (refused login, unknown vhost, down, timed out) into
-    :class:`BrokerUnavailable`, naming the broker without its password."""
-    from kombu.exceptions import OperationalError
-
-    conn = app.connection_for_write()
-    errors = (OperationalError, *conn.connection_errors, *conn.channel_errors)
-    try:
-        yield
-    except errors as e:
-        if isinstance(e, WfCeleryError):  # TrackerUnavailable is an OSError too: not the broker's
-            raise
-        raise BrokerUnavailable(
-            f"cannot reach the Celery broker {conn.as_uri()} to {what}: {type(e).__name__}: {e}"
-        ) from e
-    finally:
-        conn.release()
-
-
-def _ensure_connected(app: Celery, connection: Any) -> None:
-    """Connect (retrying as Celery's publish policy says, no longer), or raise the broker's error."""
-    policy = app.conf.task_publish_retry_policy or {}
-    connection.ensure_connection(
-        max_retries=policy.get("max_retries", 3),
-        interval_start=policy.get("interval_start", 0),
-        interval_step=policy.get("interval_step", 0.2),
-        interval_max=policy.get("interval_max", 0.2),
-        timeout=app.conf.broker_connection_timeout,
-    )
-
-
-def _split_running(rest: Sequence[Any]) -> tuple[list[Any], list[Any]]:
-    marker = rest.index("R")
-    return list(rest[:marker]), list(rest[marker + 1 :])
-
-
 def _sig_dict(sig: Any) -> dict[str, Any] | None:
     if sig is None:
         return None
     return dict(signature(sig))
+
+
+_SHOWS_ERROR = frozenset({NodeStatus.RETRYING, NodeStatus.FAILED, NodeStatus.REVOKED})
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
+def build_state(
+    run_id: str,
+    record: RunRecord,
+    nodes: dict[int, NodeRecord],
+    errors: dict[int, dict[str, Any]],
+    plan: Plan,
+    queue_of: Callable[[str, str | None], str] | None = None,
+) -> RunState:
+    """A run's state from what the tracker stores and the run's plan (node names and queues).
+    ``queue_of(task, queue)`` names each node's real queue (the app's router for nodes without one)."""
+    created = record.created_ms
+    states: dict[str, NodeState] = {}
+    for node in plan.nodes:
+        n = nodes.get(node.index) or NodeRecord()
+        status = NodeStatus.from_code(n.code)
+        states[node.name] = NodeState(
+            name=node.name,
+            status=status,
+            attempts=n.attempts,
+            task_id=task_id(run_id, node.index, n.epoch),
+            queue=queue_of(node.task, node.queue) if queue_of else node.queue,
+            worker=record.workers.get(n.worker),
+            started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
+            finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
+            # the error of the current attempt only: a node running again after a retry shows none
+            error=errors.get(node.index) if status in _SHOWS_ERROR else None,
+            epoch=n.epoch,
+            index=node.index,
+        )
+    return RunState(
+        id=run_id,
+        name=record.name,
+        status=record.status,
+        epoch=record.epoch,
+        created_at=created / 1000,
+        started_at=_seconds(record.started_ms),
+        finished_at=_seconds(record.finished_ms),
+        paused_at=_seconds(record.paused_at_ms),
+        policy=record.policy,
+        params=record.params,
+        nodes=states,
+    )

@@ -8,9 +8,10 @@ seconds. The authoritative check is the ``start`` Lua script run just before a t
 which is atomic with pause/cancel; this gate only spares most of those round trips and drops queued
 messages without handing them to the pool.
 
-Gate entries (``<prefix>:gate`` HASH, run id -> entry): ``<letter><epoch>:<expires unix time>``, letter
+Gate entries (``<prefix>:gate`` HASH, run id -> entry; encoded by ``records.GateEntry``): letter
 P (paused), C (cancelled), F (failed), R (running again after resume/retry: open; stale messages of
-older epochs are refused by the start script, which alone knows each node's epoch).
+older epochs are refused by the start script, which alone knows each node's epoch), an epoch, and when
+the entry expires.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from .records import GateEntry
+
 if TYPE_CHECKING:
     from .tracker import Tracker
 
 logger = logging.getLogger("wfcelery.gate")
 
-
-def parse_entry(entry: str) -> tuple[str, int, int]:
-    head, _, expires = entry.partition(":")
-    return head[0], int(head[1:]), int(expires or 0)
+#: Task ids the gate dropped that are remembered (so ``task_revoked`` does not report them); cleared past it.
+DROPPED_MAX = 50_000
 
 
 class Gate:
@@ -42,6 +43,20 @@ class Gate:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._dropped: set[str] = set()
+
+    def dropped(self, task_id: str) -> None:
+        """Remember a message this gate dropped: its ``task_revoked`` must not be reported as a revoke."""
+        if len(self._dropped) > DROPPED_MAX:
+            self._dropped.clear()
+        self._dropped.add(task_id)
+
+    def take_dropped(self, task_id: str) -> bool:
+        """True (once) if this gate dropped the message."""
+        if task_id in self._dropped:
+            self._dropped.discard(task_id)
+            return True
+        return False
 
     def closed(self, run_id: str, epoch: int) -> bool:
         """True when a message of this run and epoch must not run."""
@@ -74,39 +89,33 @@ class Gate:
     def stop(self) -> None:
         self._stop.set()
 
-    def apply(self, run_id: str, entry: str) -> None:
-        letter, epoch, _ = parse_entry(entry)
-        self.entries[run_id] = (letter, epoch)
+    def apply(self, run_id: str, entry: GateEntry) -> None:
+        self.entries[run_id] = (entry.letter, entry.epoch)
 
     def resync(self) -> None:
         now = int(time.time())
         fresh: dict[str, tuple[str, int]] = {}
         expired = []
         for run_id, entry in self.tracker.gate_entries().items():
-            letter, epoch, expires = parse_entry(entry)
-            if expires and expires < now:
+            if entry.expires and entry.expires < now:
                 expired.append(run_id)
             else:
-                fresh[run_id] = (letter, epoch)
+                fresh[run_id] = (entry.letter, entry.epoch)
         self.entries = fresh
-        if expired:
-            self.tracker.client.hdel(self.tracker.keys.gate, *expired)
+        self.tracker.drop_gate_entries(expired)
 
     def _listen(self) -> None:
         interval = self.tracker.settings.gate_resync
-        channel = self.tracker.keys.gate_channel
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = self.tracker.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(channel)
+                pubsub = self.tracker.subscribe_gate()
                 self.resync()  # anything published before we subscribed
                 next_sync = time.monotonic() + interval
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=max(0.0, next_sync - time.monotonic()))
                     if message and message.get("type") == "message":
-                        run_id, _, entry = str(message["data"]).partition(" ")
-                        self.apply(run_id, entry)
+                        self.apply(*GateEntry.from_message(str(message["data"])))
                     if time.monotonic() >= next_sync:
                         self.resync()
                         next_sync = time.monotonic() + interval

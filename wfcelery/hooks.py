@@ -1,4 +1,4 @@
-"""Worker-side hooks: Celery signal receivers (and one loader hook) that report to the tracker.
+"""Celery signal receivers, the loader hook and one worker bootstep: thin adapters onto ``worker.py``.
 
 Where each runs (CELERY-NOTES "Hooks"):
   * main process: ``task_received`` (the in-memory gate), ``task_revoked``, ``task_failure`` for a lost
@@ -14,29 +14,29 @@ Ordering between hooks does not matter: the Lua scripts are forward-only and ide
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback as tb
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from billiard.einfo import ExceptionInfo
 from celery import bootsteps, signals
 from celery.exceptions import Reject
-from celery.utils.time import get_exponential_backoff_interval
+from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
 from kombu.utils.json import dumps as json_dumps
 
+from .errors import ConfigurationError
 from .keys import parse_task_id
+from .records import plan_header
+from .settings import check_json_accepted
+from .worker import Parsed, WorkerSide, worker_of
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from .engine import Engine
-
 logger = logging.getLogger("wfcelery.hooks")
-
-#: Ids our gate dropped, so task_revoked does not report them again (cleared past _GATED_MAX).
-_gated: set[str] = set()
-_GATED_MAX = 50_000
 
 
 class GateClosed(Reject):
@@ -49,15 +49,81 @@ class GateClosed(Reject):
         super().__init__(reason, requeue=False)
 
 
-def engine_of(app: Any) -> Engine | None:
-    return getattr(app, "_wfcelery_engine", None)
-
-
-def _parsed(task_id: str | None) -> tuple[str, int, int] | None:
+def _parsed(task_id: str | None) -> Parsed | None:
     return parse_task_id(task_id) if task_id else None
 
 
-# -- pool side -----------------------------------------------------------------------------------------
+# -- the worker bootstep ---------------------------------------------------------------------------------
+
+
+def add_worker_step(app: Celery) -> None:
+    """Add wfcelery's worker bootstep to the app (idempotent)."""
+    steps = app.steps["worker"]
+    if WfCeleryStep not in steps:
+        steps.add(WfCeleryStep)
+
+
+class WfCeleryStep(bootsteps.StartStopStep):
+    """Everything wfcelery adds to a worker: the pool guard, the eviction warning and the in-memory gate.
+
+    Pool guard: a ``Reject`` raised before the body must end the request in every pool. Prefork sends a
+    child's exception back to the parent, where Celery rejects the message. The solo, threads, gevent and
+    eventlet pools run the tracer through ``apply_target``, which re-raises: the threads pool loses the
+    exception in a Future (the request hangs, active and unacked, until the broker redelivers it, to hang
+    again) and solo lets it into the consumer. For those pools the step turns the Reject into the
+    failed-trace result that Celery's own Reject handling expects (the message is rejected, requeued only
+    if the Reject says so).
+    """
+
+    name = "wfcelery.Worker"
+    requires = ("celery.worker.components:Pool",)
+
+    def create(self, w: Any) -> None:
+        pool = getattr(w, "pool", None)
+        if pool is None or type(pool).__module__ == "celery.concurrency.prefork":
+            return  # prefork handles it already (and its targets must pickle: no closures)
+        on_apply = pool.on_apply
+
+        def on_apply_guarded(target: Any, *args: Any, **kwargs: Any) -> Any:
+            return on_apply(_reject_as_result(target), *args, **kwargs)
+
+        pool.on_apply = on_apply_guarded
+
+    def start(self, w: Any) -> None:
+        side = worker_of(w.app)
+        if side is None:
+            return
+        try:
+            check_json_accepted(w.app)
+        except ConfigurationError as e:  # every node message would be rejected: say which setting to change
+            logger.error("wfcelery: %s", e)
+            return
+        try:
+            warning = side.tracker.check_eviction()
+            side.gate.start()
+        except Exception as e:
+            logger.warning("wfcelery: tracker Redis not reachable at worker start: %s", e)
+            return
+        if warning:
+            logger.warning("wfcelery: %s", warning)
+
+    def stop(self, w: Any) -> None:
+        side = worker_of(w.app)
+        if side is not None and "gate" in vars(side):  # never create a gate just to stop it
+            side.gate.stop()
+
+
+def _reject_as_result(target: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return target(*args, **kwargs)
+        except Reject:
+            return 1, ExceptionInfo(internal=True), 0.0  # (failed, retval, runtime) like trace_task_ret
+
+    return run
+
+
+# -- pool side ---------------------------------------------------------------------------------------------
 
 
 def wrap_task_init(app: Celery) -> None:
@@ -73,135 +139,108 @@ def wrap_task_init(app: Celery) -> None:
 
     def on_task_init(task_id: str, task: Any) -> None:
         original(task_id, task)
-        parsed = _parsed(task_id)
-        engine = engine_of(task.app)
-        if parsed is None or engine is None:
+        parsed, side = _parsed(task_id), worker_of(task.app)
+        if parsed is None or side is None:
             return
         try:
-            verdict = engine.tracker.start(parsed[0], parsed[1], parsed[2], task.request.hostname or "")
+            verdict = side.start(parsed, task.request.hostname or "")
         except Exception:
             logger.exception("wfcelery: could not record start of %s", task_id)
             return
-        verdict, _, attempt = verdict.partition(":")
-        if verdict != "ok":
-            raise GateClosed(f"wfcelery: task {task_id} not run ({verdict})")
-        task.request.wf_attempt = int(attempt)  # lets a late retry/failure report be told apart
+        if not verdict.run:
+            raise GateClosed(f"wfcelery: task {task_id} not run ({verdict.reason})")
+        task.request.wf_attempt = verdict.attempt  # lets a late retry/failure report be told apart
 
     on_task_init._wfcelery = True  # type: ignore[attr-defined]
     loader.on_task_init = on_task_init
 
 
-def guard_pool(app: Celery) -> None:
-    """Add a worker bootstep so that a ``Reject`` raised before the body ends the request in every pool
-    (idempotent).
+Receiver = Callable[..., None]
+Locate = Callable[[Any, dict[str, Any]], tuple[str | None, Any]]
 
-    Prefork sends a child's exception back to the parent, where Celery rejects the message. The solo,
-    threads, gevent and eventlet pools run the tracer through ``apply_target``, which re-raises: the
-    threads pool loses the exception in a Future (the request hangs, active and unacked, until the broker
-    redelivers it, to hang again) and solo lets it into the consumer. For those pools the step turns the
-    Reject into the failed-trace result that Celery's own Reject handling expects (the message is
-    rejected, requeued only if the Reject says so).
+
+def _receiver(signal: Signal, what: str, locate: Locate) -> Callable[[Receiver], Receiver]:
+    """Connect ``fn(side, parsed, sender, task_id=..., **kwargs)`` to ``signal`` for wfcelery's tasks only.
+
+    ``locate(sender, kwargs)`` gives the task id and the app. Tasks without a run, and apps without
+    wfcelery, never reach ``fn``; an error in ``fn`` is logged as "could not <what> <task id>".
     """
-    steps = app.steps["worker"]
-    if not any(getattr(step, "_wfcelery", False) for step in steps):
-        steps.add(_PoolGuard)
+
+    def decorate(fn: Receiver) -> Receiver:
+        @functools.wraps(fn)
+        def receiver(sender: Any = None, **kwargs: Any) -> None:
+            task_id, app = locate(sender, kwargs)
+            parsed, side = _parsed(task_id), worker_of(app)
+            if parsed is None or side is None:
+                return
+            try:
+                fn(side, parsed, sender, **{**kwargs, "task_id": task_id})
+            except Exception:
+                logger.exception("wfcelery: could not %s %s", what, task_id)
+
+        signal.connect(receiver, weak=False, dispatch_uid=f"wfcelery.{signal.name}")
+        return receiver
+
+    return decorate
 
 
-class _PoolGuard(bootsteps.Step):
-    name = "wfcelery.PoolGuard"
-    requires = ("celery.worker.components:Pool",)
-    _wfcelery = True
-
-    def create(self, w: Any) -> None:
-        pool = getattr(w, "pool", None)
-        if pool is None or type(pool).__module__ == "celery.concurrency.prefork":
-            return  # prefork handles it already (and its targets must pickle: no closures)
-        on_apply = pool.on_apply
-
-        def on_apply_guarded(target: Any, *args: Any, **kwargs: Any) -> Any:
-            return on_apply(_reject_as_result(target), *args, **kwargs)
-
-        pool.on_apply = on_apply_guarded
+def _by_request(sender: Any, kwargs: dict[str, Any]) -> tuple[str | None, Any]:
+    return getattr(kwargs.get("request"), "id", None), getattr(sender, "app", None)
 
 
-def _reject_as_result(target: Any) -> Any:
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return target(*args, **kwargs)
-        except Reject:
-            return 1, ExceptionInfo(internal=True), 0.0  # (failed, retval, runtime) like trace_task_ret
-
-    return run
+@_receiver(signals.task_success, "record success of", lambda s, kw: (s.request.id, s.app))
+def _on_success(
+    side: WorkerSide, parsed: Parsed, sender: Any, task_id: str, result: Any = None, **_: Any
+) -> None:
+    side.node_succeeded(parsed, plan_header(sender.request), result, json_dumps(result))
 
 
-@signals.task_success.connect(weak=False, dispatch_uid="wfcelery.task_success")
-def _on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
-    request = sender.request
-    parsed, engine = _parsed(request.id), engine_of(sender.app)
-    if parsed is None or engine is None:
-        return
-    try:
-        engine.node_succeeded(parsed, getattr(request, "wf_plan", None), result, json_dumps(result))
-    except Exception:
-        logger.exception("wfcelery: could not record success of %s", request.id)
-
-
-@signals.task_failure.connect(weak=False, dispatch_uid="wfcelery.task_failure")
+@_receiver(
+    signals.task_failure, "record failure of", lambda s, kw: (kw.get("task_id"), getattr(s, "app", None))
+)
 def _on_failure(
-    sender: Any = None,
-    task_id: str | None = None,
+    side: WorkerSide,
+    parsed: Parsed,
+    sender: Any,
+    task_id: str,
     exception: BaseException | None = None,
     einfo: Any = None,
     **_: Any,
 ) -> None:
-    parsed, engine = _parsed(task_id), engine_of(getattr(sender, "app", None))
-    if parsed is None or engine is None or isinstance(exception, GateClosed):
+    if isinstance(exception, GateClosed):
         return
-    try:
-        engine.node_failed(
-            parsed,
-            _plan_header(sender, task_id),
-            error_of(exception, einfo),
-            "failed",
-            _attempt(sender, task_id),
-        )
-    except Exception:
-        logger.exception("wfcelery: could not record failure of %s", task_id)
+    request = getattr(sender, "request", None)
+    own = request is not None and getattr(request, "id", None) == task_id
+    # In the main process (a lost worker process) the request is not ours: the plan digest comes from the
+    # run record and the attempt is unknown.
+    side.node_failed(
+        parsed,
+        plan_header(request) if own else None,
+        error_of(exception, einfo),
+        "failed",
+        int(getattr(request, "wf_attempt", 0) or 0) if own else 0,
+    )
 
 
-@signals.task_retry.connect(weak=False, dispatch_uid="wfcelery.task_retry")
+@_receiver(signals.task_retry, "record retry of", _by_request)
 def _on_retry(
-    sender: Any = None, request: Any = None, reason: Any = None, einfo: Any = None, **_: Any
+    side: WorkerSide,
+    parsed: Parsed,
+    sender: Any,
+    task_id: str,
+    request: Any = None,
+    reason: Any = None,
+    einfo: Any = None,
+    **_: Any,
 ) -> None:
-    task_id = getattr(request, "id", None)
-    parsed, engine = _parsed(task_id), engine_of(getattr(sender, "app", None))
-    if parsed is None or engine is None:
-        return
-    try:
-        exc = reason if isinstance(reason, BaseException) else None
-        engine.node_failed(
-            parsed,
-            getattr(request, "wf_plan", None),
-            error_of(exc, einfo, reason),
-            "retrying",
-            getattr(request, "wf_attempt", 0) or 0,
-        )
-    except Exception:
-        logger.exception("wfcelery: could not record retry of %s", task_id)
-
-
-def _attempt(task: Any, task_id: str | None) -> int:
-    request = getattr(task, "request", None)
-    if request is not None and getattr(request, "id", None) == task_id:
-        return int(getattr(request, "wf_attempt", 0) or 0)
-    return 0
-
-
-def _plan_header(task: Any, task_id: str | None) -> str | None:
-    request = getattr(task, "request", None)
-    if request is not None and getattr(request, "id", None) == task_id:
-        return getattr(request, "wf_plan", None)
-    return None  # main process (lost worker): the engine reads the plan digest from the run record
+    exc = reason if isinstance(reason, BaseException) else None
+    side.node_failed(
+        parsed,
+        plan_header(request),
+        error_of(exc, einfo, reason),
+        "retrying",
+        getattr(request, "wf_attempt", 0) or 0,
+    )
 
 
 def error_of(exc: BaseException | None, einfo: Any = None, fallback: Any = None) -> dict[str, Any]:
@@ -211,52 +250,39 @@ def error_of(exc: BaseException | None, einfo: Any = None, fallback: Any = None)
     return {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": trace[-8000:]}
 
 
-def retry_countdown(attempts: int, maximum: int) -> int:
-    """Celery's exponential backoff with full jitter (as ``retry_backoff=True``)."""
-    return int(
-        get_exponential_backoff_interval(factor=1, retries=attempts - 1, maximum=maximum, full_jitter=True)
-    )
+# -- main process ------------------------------------------------------------------------------------------
 
 
-# -- main process --------------------------------------------------------------------------------------
+def _by_request_task(sender: Any, kwargs: dict[str, Any]) -> tuple[str | None, Any]:
+    request = kwargs.get("request")
+    return getattr(request, "id", None), getattr(getattr(request, "task", None), "app", None)
 
 
-@signals.task_received.connect(weak=False, dispatch_uid="wfcelery.task_received")
-def _on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """The in-memory gate: drop messages of paused / cancelled / failed runs without a Redis call."""
-    parsed = _parsed(getattr(request, "id", None))
-    if parsed is None:
-        return
-    engine = engine_of(getattr(request.task, "app", None))
-    if engine is None:
-        return
-    try:
-        # A redelivered message may belong to a node the tracker has as RUNNING (its worker process died
-        # while the run was paused): let the start script settle that node instead of dropping it unseen.
-        redelivered = (getattr(request, "delivery_info", None) or {}).get("redelivered")
-        if engine.gate.closed(parsed[0], parsed[2]) and not redelivered:
-            if len(_gated) > _GATED_MAX:
-                _gated.clear()
-            _gated.add(request.id)
-            worker_state.revoked.add(request.id)
-    except Exception:
-        logger.exception("wfcelery: gate check failed for %s", request.id)
-
-
-@signals.task_revoked.connect(weak=False, dispatch_uid="wfcelery.task_revoked")
-def _on_revoked(
-    sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False, **_: Any
+@_receiver(signals.task_received, "check the gate for", _by_request_task)
+def _on_received(
+    side: WorkerSide, parsed: Parsed, sender: Any, task_id: str, request: Any = None, **_: Any
 ) -> None:
-    task_id = getattr(request, "id", None)
-    parsed, engine = _parsed(task_id), engine_of(getattr(sender, "app", None))
-    if parsed is None or engine is None:
-        return
-    if not terminated and (task_id in _gated or engine.gate.closed(parsed[0], parsed[2])):
-        _gated.discard(task_id)
+    """The in-memory gate: drop messages of paused / cancelled / failed runs without a Redis call."""
+    # A redelivered message may belong to a node the tracker has as RUNNING (its worker process died
+    # while the run was paused): let the start script settle that node instead of dropping it unseen.
+    redelivered = (getattr(request, "delivery_info", None) or {}).get("redelivered")
+    if side.gate.closed(parsed[0], parsed[2]) and not redelivered:
+        side.gate.dropped(task_id)
+        worker_state.revoked.add(task_id)
+
+
+@_receiver(signals.task_revoked, "record revoke of", _by_request)
+def _on_revoked(
+    side: WorkerSide,
+    parsed: Parsed,
+    sender: Any,
+    task_id: str,
+    terminated: bool = False,
+    expired: bool = False,
+    **_: Any,
+) -> None:
+    if not terminated and (side.gate.take_dropped(task_id) or side.gate.closed(parsed[0], parsed[2])):
         return  # a message that never started: pause/cancel/fail already decided its node
     # A terminated task was RUNNING (cancel(terminate=True)): record it, or it stays RUNNING for good.
-    try:
-        reason = "expired" if expired else "terminated" if terminated else "revoked"
-        engine.node_failed(parsed, None, {"type": "Revoked", "message": reason, "traceback": ""}, "revoked")
-    except Exception:
-        logger.exception("wfcelery: could not record revoke of %s", task_id)
+    reason = "expired" if expired else "terminated" if terminated else "revoked"
+    side.node_failed(parsed, None, {"type": "Revoked", "message": reason, "traceback": ""}, "revoked")

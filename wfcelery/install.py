@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 import celery
-from celery import Celery, signals
+from celery import Celery
 from celery.worker.control import inspect_command
 from packaging.version import Version
 
 from .engine import Engine
 from .errors import ConfigurationError
-from .hooks import engine_of, guard_pool, wrap_task_init
-from .settings import DEFAULT_RUN_TTL, check_json_accepted
-
-logger = logging.getLogger("wfcelery")
+from .hooks import add_worker_step, wrap_task_init
+from .settings import DEFAULT_RUN_TTL
+from .worker import WorkerSide
 
 #: Oldest Celery whose chord/redelivery behaviour wfcelery relies on.
 MIN_CELERY = Version("5.7.0")
@@ -25,10 +23,10 @@ MIN_CELERY = Version("5.7.0")
 def install(app: Celery, **overrides: Any) -> Engine:
     """Attach wfcelery to a Celery app and return its :class:`Engine` (idempotent: cached on the app).
 
-    Connects the worker hooks, reads ``wfcelery_*`` settings once, and adds defaults the tracker relies
-    on (your own configuration always wins): late acks, requeue on a lost worker process, prefetch 1,
-    task events for Flower, result expiry no shorter than the run TTL. ``overrides`` (``redis_url``,
-    ``key_prefix``, ``run_ttl``, ``routes``, ...) win over app.conf.
+    Connects the worker side (hooks, a worker bootstep), reads ``wfcelery_*`` settings once, and adds
+    defaults the tracker relies on (your own configuration always wins): late acks, requeue on a lost
+    worker process, prefetch 1, task events for Flower, result expiry no shorter than the run TTL.
+    ``overrides`` (``redis_url``, ``key_prefix``, ``run_ttl``, ``routes``, ...) win over app.conf.
     """
     existing = engine_of(app)
     if existing is not None and not overrides:
@@ -38,9 +36,22 @@ def install(app: Celery, **overrides: Any) -> Engine:
     engine = Engine(app, **overrides)
     app.add_defaults(lambda: _defaults(app))  # a promise: evaluated when the configuration loads
     app._wfcelery_engine = engine  # type: ignore[attr-defined]
+    # The worker side shares the engine's tracker (one connection pool per process) without importing it.
+    app._wfcelery_worker = WorkerSide(app, lambda: engine.tracker)  # type: ignore[attr-defined]
     wrap_task_init(app)
-    guard_pool(app)
+    add_worker_step(app)
     return engine
+
+
+@inspect_command()  # type: ignore[untyped-decorator]
+def wfcelery_clock(state: Any, **_: Any) -> dict[str, float]:
+    """Control command: this worker's wall clock, which ``wfcelery doctor`` compares with Redis's."""
+    return {"time": time.time()}
+
+
+def engine_of(app: Any) -> Engine | None:
+    """The engine :func:`install` attached to this app, if any."""
+    return getattr(app, "_wfcelery_engine", None)
 
 
 def _defaults(app: Celery) -> dict[str, Any]:
@@ -54,29 +65,3 @@ def _defaults(app: Celery) -> dict[str, Any]:
         "worker_send_task_events": True,
         "result_expires": run_ttl,
     }
-
-
-@inspect_command()  # type: ignore[untyped-decorator]
-def wfcelery_clock(state: Any, **_: Any) -> dict[str, float]:
-    """Control command: this worker's wall clock, which ``wfcelery doctor`` compares with Redis's."""
-    return {"time": time.time()}
-
-
-@signals.worker_ready.connect(weak=False, dispatch_uid="wfcelery.worker_ready")
-def _startup_checks(sender: Any = None, **_: Any) -> None:
-    engine = engine_of(getattr(sender, "app", None))
-    if engine is None:
-        return
-    try:
-        check_json_accepted(engine.app)
-    except ConfigurationError as e:  # every node message would be rejected: say which setting to change
-        logger.error("wfcelery: %s", e)
-        return
-    try:
-        warning = engine.tracker.check_eviction()
-        engine.gate.start()
-    except Exception as e:
-        logger.warning("wfcelery: tracker Redis not reachable at worker start: %s", e)
-        return
-    if warning:
-        logger.warning("wfcelery: %s", warning)

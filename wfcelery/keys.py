@@ -1,18 +1,19 @@
 """Every Redis key wfcelery uses is built here and nowhere else.
 
 A run's keys share the hash tag ``{<run_id>}`` so they live in one Redis Cluster slot and one Lua script
-can touch them all::
+can touch them all. The layout (and the format of every value) is described once, in the README's key
+layout ("The tracker: states, keys, memory"); values are encoded and decoded by ``records.py``::
 
-    <prefix>:{<run>}:run       HASH    run record: name, status, epoch, total, counts, times, plan, params
-    <prefix>:{<run>}:nodes     HASH    node index -> "status|epoch|attempts|started_ms|finished_ms|worker no."
-    <prefix>:{<run>}:deps      HASH    node index -> parents succeeded so far (only while it waits)
-    <prefix>:{<run>}:results   HASH    node index -> JSON result (for children, resume and wait())
+    <prefix>:{<run>}:run       HASH    the run record
+    <prefix>:{<run>}:nodes     HASH    node index -> node record
+    <prefix>:{<run>}:deps      HASH    fan-in node index -> parents succeeded so far (only while it waits)
+    <prefix>:{<run>}:results   HASH    node index -> JSON result
     <prefix>:{<run>}:errors    HASH    node index -> JSON {type, message, traceback} of its last failure
-    <prefix>:{<run>}:events    STRING  capped log of transitions, one line each (see lua/_common.lua)
+    <prefix>:{<run>}:events    STRING  capped log of transitions, one line each
     <prefix>:{<run>}:done      channel published once when the run ends
 
     <prefix>:runs              ZSET    run id -> creation time (ms): the index behind `engine.runs()`
-    <prefix>:gate              HASH    run id -> gate entry for workers (paused/cancelled/failed runs, epochs)
+    <prefix>:gate              HASH    run id -> gate entry for workers' in-memory gates
     <prefix>:gate:changes      channel gate updates for workers' in-memory gates
     <prefix>:plan:<sha1>       STRING  a compiled workflow definition, shared by every run of it
 """

@@ -122,7 +122,10 @@ class WorkflowRunner:
                 raise RuntimeError(f"wfcelery.testing: the worker did not start consuming {queue!r}")
 
     def close(self) -> None:
-        self.engine.gate.stop()
+        """Stop the gate thread this test's worker side started (a gate only exists once used)."""
+        gate = vars(getattr(self.app, "_wfcelery_worker", None) or object()).get("gate")
+        if gate is not None:
+            gate.stop()
 
 
 # -- fixtures --------------------------------------------------------------------------------------------

@@ -1,38 +1,34 @@
-"""The Redis side: runs its Lua scripts (loaded once per client) and reads run state.
+"""The Redis side: runs its Lua scripts (loaded once per client), turns their replies into typed
+outcomes, and reads run state.
 
 Every write to a run's state goes through one Lua script in ``lua/``; reads are pipelined so that
-``Run.state()`` is one round trip. Redis errors leave this module as :class:`TrackerUnavailable`.
+``Run.state()`` is one round trip. Key names come from ``keys.py``, stored values are encoded and decoded
+by ``records.py``. Redis errors leave this module as :class:`TrackerUnavailable` / :class:`TrackerError`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 from kombu.utils.json import loads as result_loads  # results are stored with kombu's JSON (as Celery's)
 
-from .compiler import Plan, plan_from_blob
 from .errors import RunNotFound, TrackerError, TrackerUnavailable
-from .keys import Keys, task_id
+from .keys import Keys
+from .records import Event, GateEntry, NodeRecord, RunRecord
 from .settings import Settings
-from .states import NodeState, NodeStatus, RunState, RunStatus
+from .states import RunStatus
 
 logger = logging.getLogger("wfcelery.tracker")
 
-#: Plans kept in memory per process (workers look a plan up on every task).
-PLAN_CACHE_SIZE = 512
-
 _SCRIPTS = ("start", "succeed", "fail", "control", "replan")
-T = TypeVar("T")
 
 
 def _load_sources() -> dict[str, str]:
@@ -70,70 +66,37 @@ class Tracker:
             socket_timeout=settings.redis_timeout or None,
         )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
-        self._plans: OrderedDict[str, Plan] = OrderedDict()
-        self._plans_lock = threading.Lock()
 
     # -- plans ------------------------------------------------------------------------------------------
 
-    def plan(self, digest: str) -> Plan:
-        """The compiled plan with this digest (cached; one GET the first time)."""
-        with self._plans_lock:
-            plan = self._plans.get(digest)
-            if plan is not None:
-                self._plans.move_to_end(digest)
-                return plan
+    def plan_blob(self, digest: str) -> str:
+        """The stored plan with this digest (see ``compiler.PlanCache``, which keeps them decoded)."""
         with converted_errors("load a workflow plan"):
             blob = self.client.get(self.keys.plan(digest))
         if blob is None:
             raise TrackerError(f"workflow plan {digest} is missing from Redis (expired?)")
-        return self.remember(plan_from_blob(blob))
-
-    def remember(self, plan: Plan) -> Plan:
-        with self._plans_lock:
-            self._plans[plan.digest] = plan
-            while len(self._plans) > PLAN_CACHE_SIZE:
-                self._plans.popitem(last=False)
-        return plan
+        return str(blob)
 
     # -- creating runs ----------------------------------------------------------------------------------
 
     def create_run(
         self,
         run_id: str,
-        plan: Plan,
-        params: dict[str, Any],
-        *,
-        on_success: dict[str, Any] | None,
-        on_failure: dict[str, Any] | None,
+        record: Mapping[str, str | int],
+        roots: Sequence[int],
+        plan_digest: str,
+        plan_blob: str,
     ) -> None:
-        """Write the run record, its queued roots and the shared plan, in one round trip."""
+        """Write the run record (``records.new_run``), its queued roots and the shared plan, in one round
+        trip."""
         k, ttl = self.keys, self.settings.run_ttl
-        created = int(time.time() * 1000)
-        record: dict[str, Any] = {
-            "name": plan.name,
-            "status": RunStatus.RUNNING.value,
-            "epoch": 0,
-            "total": len(plan.nodes),
-            "created": created,
-            "plan": plan.digest,
-            "params": json.dumps(params),
-            "policy": plan.on_failure,
-            "ttl": ttl,
-            "maxlen": self.settings.events_maxlen,
-            "chan": k.done_channel(run_id),
-            "done": 0,
-        }
-        if on_success:
-            record["on_success"] = json.dumps(on_success)
-        if on_failure:
-            record["on_failure"] = json.dumps(on_failure)
         with converted_errors("create the run"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.set(k.plan(plan.digest), plan.blob, ex=ttl * 2)
-            pipe.hset(k.run(run_id), mapping=record)
-            pipe.hset(k.nodes(run_id), mapping={i: "Q|0|0|||" for i in plan.roots})
-            pipe.append(k.events(run_id), "".join(f"0 {i} Q 0\n" for i in plan.roots))
-            pipe.zadd(k.index, {run_id: created})
+            pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2)
+            pipe.hset(k.run(run_id), mapping=dict(record))
+            pipe.hset(k.nodes(run_id), mapping={i: NodeRecord("Q").encode() for i in roots})
+            pipe.append(k.events(run_id), "".join(Event(0, i, "Q", 0).encode() for i in roots))
+            pipe.zadd(k.index, {run_id: record["created"]})
             pipe.execute()
 
     def refresh_plan(self, digest: str) -> None:
@@ -147,17 +110,17 @@ class Tracker:
         with converted_errors(f"record {name} of run {run_id}"):
             return self.scripts[name](keys=self.keys.run_keys(run_id), args=list(args))
 
-    def start(self, run_id: str, index: int, epoch: int, worker: str) -> str:
-        return str(self._run_script("start", run_id, [index, epoch, worker]))
+    def start(self, run_id: str, index: int, epoch: int, worker: str) -> StartOutcome:
+        return StartOutcome.from_reply(self._run_script("start", run_id, [index, epoch, worker]))
 
     def succeed(
         self, run_id: str, index: int, epoch: int, result_json: str, children: Sequence[tuple[int, int]]
-    ) -> list[Any]:
-        """``children``: (child index, number of its parents). Returns [finish, epoch, params, released...]."""
+    ) -> SucceedOutcome:
+        """``children``: (child index, number of its parents)."""
         args: list[Any] = [index, epoch, result_json]
         for child, parents in children:
             args += (child, parents)
-        return list(self._run_script("succeed", run_id, args))
+        return SucceedOutcome.from_reply(self._run_script("succeed", run_id, args))
 
     def fail(
         self,
@@ -169,33 +132,38 @@ class Tracker:
         retries: int,
         descendants: list[int],
         attempt: int = 0,
-    ) -> list[Any]:
-        return list(
-            self._run_script(
-                "fail",
-                run_id,
-                [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt],
-            )
-        )
+    ) -> FailOutcome:
+        args = [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt]
+        return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
-    def control(self, run_id: str, op: str) -> list[Any]:
-        return list(self._run_script("control", run_id, [op]))
+    def control(self, run_id: str, op: str) -> ControlOutcome:
+        """Pause or cancel. Raises :class:`RunNotFound`."""
+        reply = self._run_script("control", run_id, [op])
+        if not reply[0]:
+            raise RunNotFound(run_id)
+        return ControlOutcome.from_reply(reply)
 
-    def replan(self, run_id: str, op: str, plan: Plan) -> list[Any]:
-        spec = [[n.index, list(n.parents)] for n in plan.nodes]
-        return list(self._run_script("replan", run_id, [op, json.dumps(spec)]))
+    def replan(self, run_id: str, op: str, parents: Sequence[Sequence[int]]) -> ReplanOutcome:
+        """Resume or retry; ``parents`` lists each node's parent indexes. Raises :class:`RunNotFound`."""
+        spec = [[index, list(p)] for index, p in enumerate(parents)]
+        reply = self._run_script("replan", run_id, [op, json.dumps(spec)])
+        if not reply[0]:
+            raise RunNotFound(run_id)
+        return ReplanOutcome.from_reply(reply)
 
     # -- reading ----------------------------------------------------------------------------------------
 
-    def run_record(self, run_id: str) -> dict[str, str]:
+    def run_record(self, run_id: str) -> RunRecord:
+        """Raises :class:`RunNotFound`."""
         with converted_errors(f"read run {run_id}"):
             record = self.client.hgetall(self.keys.run(run_id))
         if not record:
             raise RunNotFound(run_id)
-        return record
+        return RunRecord.decode(record)
 
-    def read_state(self, run_id: str, queue_of: Callable[[str, str | None], str] | None = None) -> RunState:
-        """The whole run in one round trip. ``queue_of(task, queue)`` names each node's real queue."""
+    def read_run(self, run_id: str) -> tuple[RunRecord, dict[int, NodeRecord], dict[int, dict[str, Any]]]:
+        """The run record, every node record written so far and the nodes' last errors, in one round trip.
+        Raises :class:`RunNotFound`."""
         k = self.keys
         with converted_errors(f"read run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
@@ -205,7 +173,11 @@ class Tracker:
             record, nodes, errors = pipe.execute()
         if not record:
             raise RunNotFound(run_id)
-        return build_state(run_id, record, nodes, errors, self.plan(record["plan"]), queue_of)
+        return (
+            RunRecord.decode(record),
+            {int(i): NodeRecord.decode(v) for i, v in nodes.items()},
+            {int(i): json.loads(v) for i, v in errors.items()},
+        )
 
     def results(self, run_id: str, indexes: Sequence[int] | None = None) -> dict[int, Any]:
         with converted_errors(f"read results of run {run_id}"):
@@ -241,12 +213,13 @@ class Tracker:
         with converted_errors("list runs"):
             return list(self.client.zrevrange(self.keys.index, offset, offset + limit - 1))
 
-    def records(self, run_ids: Sequence[str]) -> list[dict[str, str]]:
+    def records(self, run_ids: Sequence[str]) -> list[RunRecord | None]:
+        """Run records in ``run_ids`` order; None for a run that expired."""
         with converted_errors("list runs"):
             pipe = self.client.pipeline(transaction=False)
             for run_id in run_ids:
                 pipe.hgetall(self.keys.run(run_id))
-            return list(pipe.execute())
+            return [RunRecord.decode(h) if h else None for h in pipe.execute()]
 
     def forget(self, run_ids: Sequence[str]) -> None:
         """Drop expired runs from the index."""
@@ -264,18 +237,35 @@ class Tracker:
 
     # -- worker gate ------------------------------------------------------------------------------------
 
-    def set_gate(self, run_id: str, status: str, epoch: int) -> None:
+    def set_gate(self, run_id: str, status: RunStatus, epoch: int) -> None:
         """Tell every worker's in-memory gate about a run's new status (HSET for resyncs + PUBLISH)."""
-        entry = f"{status[0]}{epoch}:{int(time.time()) + self.settings.run_ttl}"
+        entry = GateEntry.of(status, epoch, int(time.time()) + self.settings.run_ttl)
         with converted_errors("update the worker gate"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.hset(self.keys.gate, run_id, entry)
-            pipe.publish(self.keys.gate_channel, f"{run_id} {entry}")
+            pipe.hset(self.keys.gate, run_id, entry.encode())
+            pipe.publish(self.keys.gate_channel, entry.message(run_id))
             pipe.execute()
 
-    def gate_entries(self) -> dict[str, str]:
+    def gate_entries(self) -> dict[str, GateEntry]:
         with converted_errors("read the worker gate"):
-            return dict(self.client.hgetall(self.keys.gate))
+            return {run_id: GateEntry.decode(e) for run_id, e in self.client.hgetall(self.keys.gate).items()}
+
+    def drop_gate_entries(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            with converted_errors("prune the worker gate"):
+                self.client.hdel(self.keys.gate, *run_ids)
+
+    def subscribe_gate(self) -> Any:
+        """A pub/sub subscribed to gate changes (``GateEntry.from_message`` reads its messages)."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.keys.gate_channel)
+        return pubsub
+
+    def subscribe_done(self, run_id: str) -> Any:
+        """A pub/sub subscribed to the run's completion message (published once, when it ends)."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.keys.done_channel(run_id))
+        return pubsub
 
     def check_eviction(self) -> str | None:
         """A warning when Redis may evict run state (maxmemory-policy other than noeviction / volatile-*)."""
@@ -291,70 +281,116 @@ class Tracker:
         return None
 
 
-@dataclass(frozen=True)
-class Event:
-    """One line of a run's event log: ``node`` is a node index, or None for the run itself."""
+# -- what the Lua scripts reply (each script's header documents its reply) --------------------------------
 
-    at_ms: int  # ms since the run was created
-    node: int | None
-    status: str  # a node status letter (states.NodeStatus.code) or a run status name
+
+def _pairs(flat: Sequence[Any]) -> tuple[tuple[int, int], ...]:
+    return tuple((int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 1, 2))
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A run just ended (returned exactly once, by the script that ended it)."""
+
+    status: str
+    callback: str | None  # the on_success / on_failure signature as JSON, if the run has one
     epoch: int
 
     @classmethod
-    def parse(cls, line: str) -> Event:
-        at, node, status, *epoch = line.split(" ")
-        return cls(int(at), None if node == "run" else int(node), status, int(epoch[0]) if epoch else 0)
+    def from_reply(cls, reply: Any) -> Finish | None:
+        if not reply:
+            return None
+        return cls(str(reply[0]), reply[1] or None, int(reply[2]))
 
 
-def build_state(
-    run_id: str,
-    record: dict[str, str],
-    nodes: dict[str, str],
-    errors: dict[str, str],
-    plan: Plan,
-    queue_of: Callable[[str, str | None], str] | None = None,
-) -> RunState:
-    created = int(record["created"])
-    workers = {number: field[2:] for field, number in record.items() if field.startswith("w:")}
-    states: dict[str, NodeState] = {}
-    for node in plan.nodes:
-        raw = nodes.get(str(node.index))
-        code, epoch, attempts, started, finished, worker = (
-            raw.split("|", 5) if raw else ("P", "0", "0", "", "", "")
+@dataclass(frozen=True)
+class StartOutcome:
+    """start.lua: run the body (``run`` and its attempt number), or why not (``reason``)."""
+
+    run: bool
+    reason: str
+    attempt: int = 0
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> StartOutcome:
+        verdict, _, attempt = str(reply).partition(":")
+        return cls(verdict == "ok", verdict, int(attempt or 0))
+
+
+@dataclass(frozen=True)
+class SucceedOutcome:
+    """succeed.lua: the children this success released (with the run's epoch and params for them)."""
+
+    finish: Finish | None
+    epoch: int
+    params: dict[str, Any] | None  # only when children were released
+    released: tuple[int, ...]
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> SucceedOutcome:
+        finish, epoch, params, released = reply
+        return cls(
+            Finish.from_reply(finish),
+            int(epoch),
+            json.loads(params) if params else None,
+            tuple(int(c) for c in released),
         )
-        status = NodeStatus.from_code(code)
-        # the error of the current attempt only: a node running again after a retry shows none
-        error = errors.get(str(node.index)) if status in _SHOWS_ERROR else None
-        states[node.name] = NodeState(
-            name=node.name,
-            status=status,
-            attempts=int(attempts),
-            task_id=task_id(run_id, node.index, int(epoch)),
-            queue=queue_of(node.task, node.queue) if queue_of else node.queue,
-            worker=workers.get(worker),
-            started_at=(created + int(started)) / 1000 if started else None,
-            finished_at=(created + int(finished)) / 1000 if finished else None,
-            error=json.loads(error) if error else None,
-            epoch=int(epoch),
-            index=node.index,
+
+
+@dataclass(frozen=True)
+class FailOutcome:
+    """fail.lua: ``action`` is 'ignored', 'retrying' (Celery retries), 'retry' (re-publish at ``epoch``
+    after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the queued nodes fail_fast ended)."""
+
+    action: str
+    epoch: int
+    attempts: int
+    finish: Finish | None
+    revoke: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> FailOutcome:
+        action, epoch, attempts, finish, revoke = reply
+        return cls(str(action), int(epoch), int(attempts), Finish.from_reply(finish), _pairs(revoke))
+
+
+@dataclass(frozen=True)
+class ControlOutcome:
+    """control.lua: the run's status before and after; (index, epoch) of its queued and running nodes."""
+
+    before: str
+    after: str
+    finish: Finish | None
+    epoch: int
+    queued: tuple[tuple[int, int], ...]
+    running: tuple[tuple[int, int], ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> ControlOutcome:
+        before, after, finish, epoch, queued, running = reply
+        return cls(
+            str(before), str(after), Finish.from_reply(finish), int(epoch), _pairs(queued), _pairs(running)
         )
-    return RunState(
-        id=run_id,
-        name=record["name"],
-        status=RunStatus(record["status"]),
-        epoch=int(record["epoch"]),
-        created_at=created / 1000,
-        started_at=_ms(record.get("started")),
-        finished_at=_ms(record.get("finished")),
-        paused_at=_ms(record.get("paused_at")),
-        policy=record["policy"],
-        params=json.loads(record.get("params") or "{}"),
-        nodes=states,
-    )
 
 
-_SHOWS_ERROR = frozenset({NodeStatus.RETRYING, NodeStatus.FAILED, NodeStatus.REVOKED})
+@dataclass(frozen=True)
+class ReplanOutcome:
+    """replan.lua: ``replanned`` is False when refused or a no-op (``before`` says why); else the new
+    ``epoch`` and the nodes queued under it."""
 
+    before: str
+    replanned: bool
+    epoch: int = 0
+    finish: Finish | None = None
+    queued: tuple[int, ...] = ()
 
-def _ms(value: str | None) -> float | None:
-    return int(value) / 1000 if value else None
+    @classmethod
+    def from_reply(cls, reply: Any) -> ReplanOutcome:
+        if len(reply) == 1:
+            return cls(str(reply[0]), False)
+        before, epoch, finish, queued = reply
+        return cls(str(before), True, int(epoch), Finish.from_reply(finish), tuple(int(i) for i in queued))

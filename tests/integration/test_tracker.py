@@ -318,7 +318,7 @@ def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, p
         )
         state_before = run.state()
         tid = state_before.nodes["a"].task_id
-        plan = engine.tracker.plan(engine.tracker.run_record(run.id)["plan"])
+        plan = engine.plans.get(engine.tracker.run_record(run.id).plan)
         message = plan.message(run.id, 0, 0, {}, ())
         assert message["task_id"] == tid
         with failures_seen() as seen:
@@ -462,7 +462,7 @@ def test_runs_lists_newest_first_with_filters(app, engine):
     with in_thread_worker(app):
         for name, task in specs:
             if runs:  # distinct creation times (ms), so "newest first" is well defined
-                last = int(engine.tracker.run_record(runs[-1].id)["created"])
+                last = engine.tracker.run_record(runs[-1].id).created_ms
                 wait_for(lambda last=last: int(time.time() * 1000) > last, message="the clock to move")
             runs.append(engine.submit({"name": name, "tasks": [{"name": "t", "task": task}]}))
         for run in runs:
@@ -524,7 +524,7 @@ def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplo
         app.conf.wfcelery_key_prefix,
         app.conf.task_default_queue,
     )
-    worker_engine = wfcelery.install(worker_app, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    wfcelery.install(worker_app, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     wf = Workflow("no-redis")
     wf.add("a", "proj.echo", args=[1])
     run = engine.submit(wf)
@@ -535,7 +535,7 @@ def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplo
             wait_for(lambda: AsyncResult(tid, app=app).ready(), timeout=30, message="the task to finish")
             wait_for(lambda: worker_idle(r, app), message="worker idle")
     finally:
-        worker_engine.gate.stop()
+        worker_app._wfcelery_worker.gate.stop()
     result = AsyncResult(tid, app=app)
     assert (result.state, result.result) == ("SUCCESS", {"args": [1], "kwargs": {}})
     logged = "\n".join(rec.getMessage() for rec in caplog.records if rec.name.startswith("wfcelery"))

@@ -1,14 +1,15 @@
--- Shared by every per-run script (prepended when scripts are loaded). Every script gets the run's keys:
--- KEYS[1] run      HASH   run record (status, epoch, total, created, counts, policy, ttl, maxlen, chan, ...)
+-- Shared by every per-run script (prepended when scripts are loaded). Every script gets the run's keys,
+-- in keys.RUN_KEYS order. The formats of what they hold are described once, in the README's key layout,
+-- and encoded / decoded on the Python side only by wfcelery/records.py:
+-- KEYS[1] run      HASH   the run record (records.new_run / RunRecord; the scripts keep started, finished,
+--                         paused_at, done, n_S, n_F, n_K, n_X, nw, 'w:<hostname>' -> worker number, ev_base)
 -- KEYS[2] nodes    HASH   node index -> "status|epoch|attempts|started|finished|worker number"
---                         (the run record maps 'w:<hostname>' -> worker number)
---                         (status is one letter, see states.py; times are ms since the run's creation;
---                          a node with no field is PENDING at epoch 0)
--- KEYS[3] deps     HASH   node index -> parents succeeded so far (only for waiting fan-in nodes)
+--                         (records.NodeRecord; get_node / put_node below; no field: PENDING at epoch 0)
+-- KEYS[3] deps     HASH   fan-in node index -> parents succeeded so far (only while it waits)
 -- KEYS[4] results  HASH   node index -> JSON result
 -- KEYS[5] errors   HASH   node index -> JSON {type, message, traceback}
--- KEYS[6] events   STRING capped transition log, one line per transition: "<ms since created> <node> <status>[ <epoch>]\n"
---                         (<node> is "run" for run transitions). A string, not a STREAM: a small stream costs
+-- KEYS[6] events   STRING capped transition log, "<ms since created> <node|run> <status>[ <epoch>]\n"
+--                         (records.Event; event() below). A string, not a STREAM: a small stream costs
 --                         ~4.7 KB whatever its length, which would triple the tracker's bytes per task.
 local K_RUN, K_NODES, K_DEPS, K_RESULTS, K_ERRORS, K_EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 

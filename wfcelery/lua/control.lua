@@ -1,9 +1,11 @@
 -- control: pause, cancel (and the status half of resume/retry, see replan.lua).
 -- ARGV[1] operation: 'pause' | 'cancel'
--- Returns {status before, status after, finish, epoch, out...}
---   pause:  out = idx, epoch pairs of queued nodes (to revoke), then 'R', idx... of running nodes
---   cancel: out = idx, epoch pairs of queued nodes, then 'R', idx, epoch pairs of running nodes
---   finish = false or {status, callback} (cancel ends the run)
+-- Returns {status before, status after, finish, epoch, queued, running}  (tracker.ControlOutcome),
+-- or {false} when the run does not exist.
+--   queued  = {idx, epoch, ...} of the nodes with a message out that has not started (to revoke)
+--   running = {idx, epoch, ...} of the running nodes (cancel(terminate=True) terminates them)
+--   finish  = false or {status, callback JSON or false, epoch} (cancel ends the run)
+--   A no-op (already in the target status, or finished) returns status before == status after.
 local op = ARGV[1]
 local status = run_field('status')
 if not status then
@@ -11,10 +13,10 @@ if not status then
 end
 local target = op == 'pause' and 'PAUSED' or 'CANCELLED'
 if status == target or (status ~= 'RUNNING' and status ~= 'PAUSED') then
-  return {status, status, false, tonumber(run_field('epoch'))}
+  return {status, status, false, tonumber(run_field('epoch')), {}, {}}
 end
-local out = {status, target, false, tonumber(run_field('epoch'))}
-local running = {}
+local queued, running = {}, {}
+local finish = false
 local total = tonumber(const('total'))
 if op == 'pause' then
   redis.call('HSET', K_RUN, 'status', 'PAUSED', 'paused_at', now_ms())
@@ -22,8 +24,8 @@ if op == 'pause' then
   for idx = 0, total - 1 do
     local n = get_node(idx)
     if n.s == 'Q' or n.s == 'Y' then
-      table.insert(out, idx)
-      table.insert(out, n.e)
+      table.insert(queued, idx)
+      table.insert(queued, n.e)
     elseif n.s == 'R' then
       table.insert(running, idx)
       table.insert(running, n.e)
@@ -37,13 +39,7 @@ else
       table.insert(running, n.e)
     end
   end
-  for _, v in ipairs(revoke_unstarted()) do
-    table.insert(out, v)
-  end
-  out[3] = finish_run('CANCELLED')
+  queued = revoke_unstarted()
+  finish = finish_run('CANCELLED')
 end
-table.insert(out, 'R')
-for _, v in ipairs(running) do
-  table.insert(out, v)
-end
-return out
+return {status, target, finish, tonumber(run_field('epoch')), queued, running}

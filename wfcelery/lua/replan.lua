@@ -4,9 +4,10 @@
 -- Atomic, so a node that finishes meanwhile is counted exactly once.
 -- ARGV[1] operation: 'resume' | 'retry'
 -- ARGV[2] JSON [[node index, [parent indexes]], ...] for every node of the plan
--- Returns {status before, epoch, finish, queued node indexes...} or {status before} when refused / a no-op.
---   finish: {status, callback, epoch} when nothing is left to run (every node finished while the run was
---   paused or cancelled), else false.
+-- Returns {status before, epoch, finish, {queued node indexes...}}  (tracker.ReplanOutcome),
+-- {status before} when refused / a no-op, or {false} when the run does not exist.
+--   finish: {status, callback JSON or false, epoch} when nothing is left to run (every node finished while
+--   the run was paused or cancelled), else false.
 local op = ARGV[1]
 local status = run_field('status')
 if not status then
@@ -26,7 +27,7 @@ for i = 1, #KEYS do
   redis.call('PERSIST', KEYS[i])
 end
 event('run', 'RUNNING', epoch)
-local out = {status, epoch, false}
+local queued = {}
 local spec = cjson.decode(ARGV[2])
 local states = {}
 for _, entry in ipairs(spec) do
@@ -47,7 +48,7 @@ for _, entry in ipairs(spec) do
     if ok == #parents then
       n.s = 'Q'
       n.e = epoch
-      table.insert(out, idx)
+      table.insert(queued, idx)
       event(idx, 'Q', epoch)
     else
       n.s = 'P'
@@ -58,5 +59,4 @@ for _, entry in ipairs(spec) do
     put_node(idx, n)
   end
 end
-out[3] = maybe_finish()
-return out
+return {status, epoch, maybe_finish(), queued}

@@ -2,17 +2,19 @@
 -- children whose parents have all succeeded (only while the run is RUNNING; resume re-plans the rest).
 -- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result (not stored when 'null')
 -- ARGV[4..] child index, number of its parents, child index, number of its parents, ... (from the plan)
--- Returns {finish, epoch[, params, released child indexes...]}
+-- Returns {finish, run epoch, params, {released child indexes...}}  (tracker.SucceedOutcome)
 --   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
+--   params: the run's params JSON when children were released (they need it), else false.
+--   A stale or duplicate report (or a deleted run) writes nothing and returns {false, 0, false, {}}.
 -- The worker builds the released children's arguments: a one-parent child gets this node's result; a
 -- fan-in child's parents all stored theirs before it could be released (one HMGET by the worker).
 local idx, epoch = ARGV[1], tonumber(ARGV[2])
 if not run_field('status') then
-  return {false}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
+  return {false, 0, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
 end
 local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
-  return {false}
+  return {false, 0, false, {}}
 end
 settle(idx, n, 'S')
 if ARGV[3] ~= 'null' then
@@ -20,7 +22,7 @@ if ARGV[3] ~= 'null' then
 end
 local status = run_field('status')
 local run_epoch = tonumber(run_field('epoch'))
-local out = {false, run_epoch}
+local released = {}
 if status == 'RUNNING' then
   for i = 4, #ARGV, 2 do
     local child, parents = ARGV[i], tonumber(ARGV[i + 1])
@@ -35,14 +37,12 @@ if status == 'RUNNING' then
         c.e = run_epoch
         put_node(child, c)
         event(child, 'Q', run_epoch)
-        table.insert(out, tonumber(child))
+        table.insert(released, tonumber(child))
       end
     end
   end
 end
-if #out > 2 then
-  table.insert(out, 3, const('params') or '{}')  -- only when children were released: they need it
-end
-out[1] = maybe_finish()
+local params = #released > 0 and (const('params') or '{}')  -- only when children were released
+local finish = maybe_finish()
 touch_if_finished(status)
-return out
+return {finish, run_epoch, params, released}
