@@ -123,7 +123,8 @@ class WorkflowRunner:
 
     def close(self) -> None:
         """Stop the gate thread this test's worker side started (a gate only exists once used)."""
-        gate = vars(getattr(self.app, "_wfcelery_worker", None) or object()).get("gate")
+        side = getattr(self.app, "_wfcelery_worker", None)
+        gate = vars(side).get("gate") if side is not None else None
         if gate is not None:
             gate.stop()
 
