@@ -17,6 +17,7 @@ import click
 from .compiler import Plan
 from .engine import Run, RunSummary
 from .errors import WaitTimeout
+from .records import Event
 from .states import NodeState, NodeStatus, RunState, RunStatus
 
 #: Colour of each status on a terminal (click strips colours when the output is not one).
@@ -215,11 +216,15 @@ class LiveView:
         self._seen: dict[str, tuple[NodeStatus, int]] = {}
         self._announced = False
 
-    def update(self, state: RunState) -> None:
+    def update(self, state: RunState, events: Sequence[Event] | None = None) -> None:
+        """Show ``state``; off a terminal, ``events`` (the run's log since the last update) give one line
+        per transition in the order they happened, retries included."""
         if self.quiet:
             return
         if self.tty:
             self._redraw(state)
+        elif events is not None:
+            self._transitions(state, events)
         else:
             self._plain(state)
 
@@ -262,8 +267,32 @@ class LiveView:
             width = max(len(n) for n in state.nodes)
             self._echo(f"{when:>8}  {node.name.ljust(width)}  {node.status.value}{extra}{worker}{err}")
 
-    def close(self, state: RunState) -> None:
-        self.update(state)
+    def _transitions(self, state: RunState, events: Sequence[Event]) -> None:
+        if not self._announced:
+            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._announced = True
+        by_index = {n.index: n for n in state.nodes.values()}
+        width = max((len(n) for n in state.nodes), default=0)
+        for event in events:
+            node = by_index.get(event.node) if event.node is not None else None
+            if node is None:
+                continue  # run-level lines: the summary says how the run ended
+            status = NodeStatus.from_code(event.status)
+            if status is NodeStatus.PENDING:
+                continue
+            current = node.status is status  # details (worker, duration, error) are the latest attempt's
+            extra = ""
+            if current and node.finished_at and node.started_at:
+                extra += f" in {seconds(node_duration(node))}"
+            if current and node.worker and status is not NodeStatus.QUEUED:
+                extra += f" on {node.worker}"
+            if current and node.error and status in (NodeStatus.FAILED, NodeStatus.RETRYING):
+                extra += f" ({error_text(node)})"
+            when = f"+{seconds(event.at_ms / 1000)}"
+            self._echo(f"{when:>8}  {node.name.ljust(width)}  {status.value}{extra}")
+
+    def close(self, state: RunState, events: Sequence[Event] | None = None) -> None:
+        self.update(state, events)
         if not self.quiet:
             self._echo(summary_line(state))
 
@@ -298,17 +327,19 @@ def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float =
     """
     tracker = run.engine.tracker
     deadline = None if timeout is None else time.monotonic() + timeout
-    offset = 0
+    offset, events = 0, []
     while True:
         state = run.state()
+        offset, more = tracker.events(run.id, after=offset)  # everything logged up to this state
+        events += more
         if state.finished:
-            view.close(state)
+            view.close(state, events)
             return state
-        view.update(state)
+        view.update(state, events)
         block = tick if deadline is None else min(tick, deadline - time.monotonic())
         if block <= 0:
             raise WaitTimeout(f"run {run.id} is still {state.status.value} after {timeout} s")
-        offset, _ = tracker.events(run.id, after=offset, block_ms=max(1, int(block * 1000)))
+        offset, events = tracker.events(run.id, after=offset, block_ms=max(1, int(block * 1000)))
 
 
 # -- graphs ----------------------------------------------------------------------------------------------
@@ -346,7 +377,11 @@ def graph_text(plan: Plan) -> list[str]:
             after = f"  <- {', '.join(nodes[p].name for p in n.parents)}" if n.parents else ""
             lines.append(f"  {depth:>2}  {n.name} [{n.queue or 'default queue'}]{after}")
     segments = plan.segments()
-    lines += ["", f"Segments ({len(segments)} Celery messages per run, ids frozen at submit):"]
+    lines += [
+        "",
+        f"Segments ({len(segments)} Celery messages per run: one plain task message per node, sent at "
+        "submit or by the worker whose success releases it; resume/retry resend under new ids):",
+    ]
     rows: list[list[Cell]] = [
         [s["node"], s["task"], s["queue"], s["shape"], s["released_by"]] for s in segments
     ]

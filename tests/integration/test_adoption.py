@@ -365,6 +365,28 @@ def invoke_with(app: Celery, *args: str) -> Any:
         test_cli.APP = None
 
 
+def test_progress_prints_every_transition_in_order_retries_included(
+    cli_app: Celery, tmp_path: Path, uid: str
+) -> None:
+    flow = write(
+        tmp_path,
+        "flaky",
+        {
+            "name": "flaky",
+            "tasks": [
+                {"name": "a", "task": "proj.flaky", "args": [5, f"n{uid}"], "retries": 1},
+            ],
+        },
+    )
+    with in_thread_worker(cli_app):
+        result = invoke("submit", flow, "--wait")
+    assert result.exit_code == EXIT_RUN_FAILED
+    statuses = [line.split()[2] for line in result.stderr.splitlines() if line.strip().split()[1:2] == ["a"]]
+    assert statuses == ["QUEUED", "RUNNING", "RETRYING", "RUNNING", "FAILED"], result.stderr
+    failed = next(line for line in result.stderr.splitlines() if line.rstrip().split()[2:3] == ["FAILED"])
+    assert "flaky attempt 2" in failed  # the error of the attempt that failed last
+
+
 # -- 9. housekeeping --------------------------------------------------------------------------------------
 
 
