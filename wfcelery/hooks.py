@@ -27,7 +27,7 @@ from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
 from kombu.utils.json import dumps as json_dumps
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, RunNotFound
 from .keys import parse_task_id
 from .records import plan_header
 from .settings import check_json_accepted
@@ -148,6 +148,12 @@ def wrap_task_init(app: Celery) -> None:
             logger.exception("wfcelery: could not record start of %s", task_id)
             return
         if not verdict.run:
+            if verdict.reason == "gone":
+                logger.debug(
+                    "wfcelery: dropped %s: run %s no longer exists (cleaned up or expired)",
+                    task_id,
+                    parsed[0],
+                )
             raise GateClosed(f"wfcelery: task {task_id} not run ({verdict.reason})")
         task.request.wf_attempt = verdict.attempt  # lets a late retry/failure report be told apart
 
@@ -175,6 +181,13 @@ def _receiver(signal: Signal, what: str, locate: Locate) -> Callable[[Receiver],
                 return
             try:
                 fn(side, parsed, sender, **{**kwargs, "task_id": task_id})
+            except RunNotFound:  # a message of a cleaned-up or expired run: nothing to record, nothing wrong
+                logger.debug(
+                    "wfcelery: did not %s %s: run %s no longer exists (cleaned up or expired)",
+                    what,
+                    task_id,
+                    parsed[0],
+                )
             except Exception:
                 logger.exception("wfcelery: could not %s %s", what, task_id)
 

@@ -17,6 +17,7 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
+from .errors import RunNotFound, TrackerError
 from .gate import Gate
 from .states import RunStatus
 from .tracker import StartOutcome, Tracker
@@ -50,7 +51,11 @@ class WorkerSide:
     def plan_for(self, run_id: str, digest: str | None) -> Plan:
         """The run's plan: ``digest`` comes from the message's ``wf_plan`` header when the hook has it
         (in the pool), else from the run record (main process, e.g. a lost worker process)."""
-        return self.plans.get(digest or self.tracker.run_record(run_id).plan)
+        try:
+            return self.plans.get(digest or self.tracker.run_record(run_id).plan)
+        except TrackerError:
+            self.tracker.run_record(run_id)  # plans outlive their runs: a missing one means the run is gone
+            raise
 
     def start(self, parsed: Parsed, worker: str) -> StartOutcome:
         """The authoritative start gate: whether the body may run, and its attempt number."""
@@ -60,6 +65,8 @@ class WorkerSide:
         run_id, index, epoch = parsed
         plan = self.plan_for(run_id, digest)
         out = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
+        if out.gone:
+            raise RunNotFound(run_id)
         if out.released:
             fan_in = sorted(
                 {p for c in out.released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents}
@@ -88,6 +95,8 @@ class WorkerSide:
         node = plan.nodes[index]
         descendants = plan.descendants([index]) if plan.on_failure == "continue" else []
         out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants, attempt)
+        if out.action == "gone":
+            raise RunNotFound(run_id)
         if out.action == "retry":
             record = self.tracker.run_record(run_id)
             results = self.tracker.results(run_id, node.parents)

@@ -7,6 +7,7 @@ Real Redis, real in-thread workers, real RabbitMQ (wrong password, missing vhost
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -490,3 +491,52 @@ def test_the_example_test_of_the_testing_plugin_passes() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+# -- 8. quiet, useful worker logs -------------------------------------------------------------------------
+
+
+def _wfcelery_records(caplog: pytest.LogCaptureFixture, run_id: str) -> list[tuple[str, str]]:
+    return [
+        (rec.levelname, rec.getMessage())
+        for rec in caplog.records
+        if rec.name.startswith("wfcelery") and run_id in rec.getMessage()
+    ]
+
+
+def test_a_message_of_an_expired_run_is_dropped_with_one_debug_line(
+    app: Celery, engine: Any, r: redis.Redis, uid: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    wf = Workflow("gone")
+    wf.add("a", "proj.add", args=[1, 2])
+    run = engine.submit(wf)  # no worker yet: the message waits in the queue
+    for key in r.keys(f"t{uid}:*"):  # the run expired (its keys' TTL passed) before a worker came
+        r.delete(key)
+    caplog.set_level(logging.DEBUG, logger="wfcelery")
+    with in_thread_worker(app):
+        wait_for(lambda: _wfcelery_records(caplog, run.id), message="the message to be dropped")
+    assert [level for level, _ in _wfcelery_records(caplog, run.id)] == ["DEBUG"]
+    assert "no longer exists" in _wfcelery_records(caplog, run.id)[0][1]
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING and run.id in rec.getMessage()]
+
+
+def test_a_report_of_a_cleaned_up_run_is_dropped_with_one_debug_line(
+    app: Celery, engine: Any, r: redis.Redis, uid: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = f"go{uid}"
+    wf = Workflow("cleaned")
+    wf.add("a", "proj.block", args=[key])
+    wf.add("b", "proj.add", args=[1, 2], immutable=True, after="a")
+    caplog.set_level(logging.DEBUG, logger="wfcelery")
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        wait_for(lambda: run.state().nodes["a"].status is NodeStatus.RUNNING)
+        for k in r.keys(f"t{uid}:*"):  # cleaned up (or expired) while its node runs
+            if not k.startswith(f"t{uid}:plan"):
+                r.delete(k)
+        r.rpush(key, "go")
+        wait_for(lambda: _wfcelery_records(caplog, run.id), message="the report to be dropped")
+        time.sleep(0.2)  # anything else it would log comes right after
+    records = _wfcelery_records(caplog, run.id)
+    assert [level for level, _ in records] == ["DEBUG"], records
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING and run.id in rec.getMessage()]
