@@ -27,7 +27,7 @@ from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
 from kombu.utils.json import dumps as json_dumps
 
-from .errors import ConfigurationError, RunNotFound
+from .errors import ConfigurationError, RunNotFound, TrackerUnavailable
 from .keys import parse_task_id
 from .records import plan_header
 from .settings import check_json_accepted
@@ -101,6 +101,9 @@ class WfCeleryStep(bootsteps.StartStopStep):
         try:
             warning = side.tracker.check_eviction()
             side.gate.start()
+        except TrackerUnavailable as e:
+            side.outage.down(e)
+            return
         except Exception as e:
             logger.warning("wfcelery: tracker Redis not reachable at worker start: %s", e)
             return
@@ -144,6 +147,9 @@ def wrap_task_init(app: Celery) -> None:
             return
         try:
             verdict = side.start(parsed, task.request.hostname or "")
+        except TrackerUnavailable as e:  # the body runs; its report is deferred until Redis answers
+            side.outage.down(e)
+            return
         except Exception:
             logger.exception("wfcelery: could not record start of %s", task_id)
             return

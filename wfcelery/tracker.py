@@ -344,8 +344,9 @@ class SucceedOutcome:
 
 @dataclass(frozen=True)
 class FailOutcome:
-    """fail.lua: ``action`` is 'ignored', 'gone' (no such run), 'retrying' (Celery retries), 'retry' (re-publish at ``epoch``
-    after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the queued nodes fail_fast ended)."""
+    """fail.lua: ``action`` is 'ignored', 'gone' (no such run), 'retrying' (Celery retries), 'retry'
+    (re-publish at ``epoch`` after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the
+    queued nodes fail_fast ended)."""
 
     action: str
     epoch: int

@@ -8,6 +8,7 @@ beside the client API (``engine.py``); neither imports the other (both send thro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -19,6 +20,7 @@ from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
 from .errors import RunNotFound, TrackerError
 from .gate import Gate
+from .outage import Outage
 from .states import RunStatus
 from .tracker import StartOutcome, Tracker
 
@@ -37,8 +39,13 @@ class WorkerSide:
         return self._tracker()
 
     @cached_property
+    def outage(self) -> Outage:
+        """The tracker outage, if any: one WARNING/INFO pair, node reports deferred meanwhile."""
+        return Outage()
+
+    @cached_property
     def gate(self) -> Gate:
-        return Gate(self.tracker)
+        return Gate(self.tracker, self.outage)
 
     @cached_property
     def plans(self) -> PlanCache:
@@ -62,6 +69,22 @@ class WorkerSide:
         return self.tracker.start(parsed[0], parsed[1], parsed[2], worker)
 
     def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
+        """Record a success and publish the children it releases (deferred while the tracker is down)."""
+        self.outage.report(functools.partial(self._succeeded, parsed, digest, result, result_json))
+
+    def node_failed(
+        self,
+        parsed: Parsed,
+        digest: str | None,
+        error: dict[str, Any],
+        mode: str,
+        attempt: int = 0,
+    ) -> None:
+        """Record a failure: a tracker-level retry, or the run's failure policy (deferred while the
+        tracker is down)."""
+        self.outage.report(functools.partial(self._failed, parsed, digest, error, mode, attempt))
+
+    def _succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
         run_id, index, epoch = parsed
         plan = self.plan_for(run_id, digest)
         out = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
@@ -82,7 +105,7 @@ class WorkerSide:
             self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
             self.dispatch.callback(run_id, out.finish.status, out.finish.callback)
 
-    def node_failed(
+    def _failed(
         self,
         parsed: Parsed,
         digest: str | None,

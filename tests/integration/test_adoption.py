@@ -25,6 +25,7 @@ from click.testing import CliRunner
 
 import wfcelery
 from tests.conftest import ROOT, in_thread_worker, rabbitmq_url, wait_for
+from tests.redis_server import RedisServer
 from tests.integration import test_cli
 from tests.integration.test_cli import assert_clean_error, invoke
 from wfcelery import (
@@ -517,7 +518,9 @@ def test_a_message_of_an_expired_run_is_dropped_with_one_debug_line(
         wait_for(lambda: _wfcelery_records(caplog, run.id), message="the message to be dropped")
     assert [level for level, _ in _wfcelery_records(caplog, run.id)] == ["DEBUG"]
     assert "no longer exists" in _wfcelery_records(caplog, run.id)[0][1]
-    assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING and run.id in rec.getMessage()]
+    assert not [
+        rec for rec in caplog.records if rec.levelno >= logging.WARNING and run.id in rec.getMessage()
+    ]
 
 
 def test_a_report_of_a_cleaned_up_run_is_dropped_with_one_debug_line(
@@ -539,4 +542,43 @@ def test_a_report_of_a_cleaned_up_run_is_dropped_with_one_debug_line(
         time.sleep(0.2)  # anything else it would log comes right after
     records = _wfcelery_records(caplog, run.id)
     assert [level for level, _ in records] == ["DEBUG"], records
-    assert not [rec for rec in caplog.records if rec.levelno >= logging.WARNING and run.id in rec.getMessage()]
+    assert not [
+        rec for rec in caplog.records if rec.levelno >= logging.WARNING and run.id in rec.getMessage()
+    ]
+
+
+def _finished(run: Any) -> bool:
+    try:
+        return bool(run.state(check_workers=False).finished)
+    except TrackerUnavailable:  # the test's own reads wait for Redis like everyone
+        return False
+
+
+def test_a_tracker_outage_logs_one_warning_and_one_info_and_the_run_goes_on(
+    make_test_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = RedisServer().start()  # the tracker on its own server: the broker stays up
+    try:
+        app = make_test_app(wfcelery_redis_url=f"{tracker.url}/0", wfcelery_redis_timeout=0.3)
+        engine = app._wfcelery_engine
+        wf = Workflow("outage")
+        wf.add("a", "proj.add", args=[1, 2])
+        wf.add("b", "proj.add", args=[10], after="a")
+        wf.add("c", "proj.add", args=[100], after="b")
+        run = engine.submit(wf)  # queued before any worker runs
+        caplog.set_level(logging.DEBUG, logger="wfcelery")
+        redis.Redis.from_url(tracker.url).execute_command("CLIENT", "PAUSE", "4000", "ALL")  # Redis hangs 4 s
+        with in_thread_worker(app):
+            wait_for(lambda: _finished(run), timeout=60, message="the run to end after the outage")
+        assert run.wait(timeout=5) == {"a": 3, "b": 13, "c": 113}
+        worker_side = [
+            r for r in caplog.records if r.name.startswith("wfcelery") and r.name != "wfcelery.engine"
+        ]
+        outage = [(r.levelname, r.getMessage()) for r in worker_side]
+        loud = [(level, msg) for level, msg in outage if level in ("WARNING", "ERROR", "INFO")]
+        assert [level for level, _ in loud] == ["WARNING", "INFO"], loud
+        assert "unreachable" in loud[0][1]
+        assert "deferred transitions recorded" in loud[1][1]
+        assert int(loud[1][1].split("; ")[1].split()[0]) >= 1  # a's success waited for Redis
+    finally:
+        tracker.stop()
