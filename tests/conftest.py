@@ -75,8 +75,8 @@ def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
         return made[-1]
 
     yield factory
-    for app in made:  # an in-thread worker started the engine's gate thread: let it go
-        app._wfcelery_worker.gate.stop()
+    for app in made:  # an in-thread worker started the message filter's thread: let it go
+        app._wfcelery_worker.message_filter.stop()
 
 
 @pytest.fixture

@@ -361,8 +361,8 @@ def test_graph_formats(flows: dict[str, str]) -> None:
     text = invoke("graph", flows["fan"], app=False)
     assert text.exit_code == EXIT_OK
     assert "d [default queue]  <- b, c" in text.stdout
-    assert "Segments (4 Celery messages" in text.stdout
-    assert "counter (flat chord) of b, c" in text.stdout
+    assert "Messages (4 per run" in text.stdout
+    assert "when b, c have all succeeded" in text.stdout
     dot = invoke("graph", flows["fan"], "--format", "dot", app=False).stdout
     assert dot.startswith('digraph "fan" {')
     assert "n1 -> n3;" in dot

@@ -165,7 +165,7 @@ def fan_out(name: str, key: str, width: int = 8) -> Workflow:
 def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid, worker_process):
     queue = app.conf.task_default_queue
     first = worker_process(app, [queue], "lost-a", concurrency=2)
-    gated = engine.submit(fan_out("lost1", f"{uid}:go1"))  # dropped by the new worker's in-memory gate
+    gated = engine.submit(fan_out("lost1", f"{uid}:go1"))  # dropped by the new worker's message filter
     stale = engine.submit(fan_out("lost2", f"{uid}:go2"))  # its gate entry vanishes: the start script refuses
     for run in (gated, stale):
         wait_for(
@@ -190,7 +190,7 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
 
     # Pause with no worker listening: the revoke broadcast is lost.
     at_pause = {run.id: run.pause() for run in (gated, stale)}
-    # The second worker's in-memory gate has never heard of `stale` being paused (as if the pub/sub message
+    # The second worker's message filter has never heard of `stale` being paused (as if the pub/sub message
     # and the resync were both missed): only the authoritative start gate (lua/start.lua) stands in the way.
     r.hdel(engine.tracker.keys.gate, stale.id)
 
@@ -212,7 +212,7 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
         assert of_status(state, NodeStatus.RUNNING) == set()
         ends = {state.nodes[n].status for n in not_started}
         assert ends <= {NodeStatus.QUEUED, NodeStatus.PENDING, NodeStatus.REVOKED}
-    # The stale gate let the messages through to the pool; the start script refused them there.
+    # The stale filter let the messages through to the pool; the start script refused them there.
     assert of_status(stale.state(), NodeStatus.REVOKED) >= {f"k{i}" for i in range(8)} - set(
         counts(r, app, stale.id)
     )

@@ -535,7 +535,7 @@ def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplo
             wait_for(lambda: AsyncResult(tid, app=app).ready(), timeout=30, message="the task to finish")
             wait_for(lambda: worker_idle(r, app), message="worker idle")
     finally:
-        worker_app._wfcelery_worker.gate.stop()
+        worker_app._wfcelery_worker.message_filter.stop()
     result = AsyncResult(tid, app=app)
     assert (result.state, result.result) == ("SUCCESS", {"args": [1], "kwargs": {}})
     logged = "\n".join(rec.getMessage() for rec in caplog.records if rec.name.startswith("wfcelery"))
