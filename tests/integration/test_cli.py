@@ -23,7 +23,7 @@ from celery import Celery
 from click.testing import CliRunner, Result
 
 import wfcelery
-from tests.conftest import ROOT, in_thread_worker, wait_for
+from tests.helpers import ROOT, in_thread_worker, wait_for
 from tests.proj import make_app
 from wfcelery import _display as display
 from wfcelery.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, cli, wf

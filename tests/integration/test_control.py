@@ -17,34 +17,18 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 
-from tests.conftest import in_thread_worker, wait_for
+from tests.helpers import counts, in_thread_worker, probe, wait_for
 from wfcelery import ControlError, NodeStatus, RunNotFound, RunState, RunStatus, Workflow
 
 pytestmark = pytest.mark.timeout(90)
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-
-
-def prefix(app: Celery) -> str:
-    return str(app.conf.wfcelery_key_prefix)
-
-
-def counts(r: redis.Redis, app: Celery, run_id: str) -> dict[str, int]:
-    """proj.count executions per node."""
-    return {k: int(v) for k, v in r.hgetall(f"{prefix(app)}:count:{run_id}").items()}
-
-
-def probe(r: redis.Redis, app: Celery, run_id: str) -> dict[str, str]:
-    """proj.record's hash: ``<node>:start|end`` (us, Redis clock), ``<node>:runs``, ``<node>:host``."""
-    return dict(r.hgetall(f"{prefix(app)}:probe:{run_id}"))
 
 
 def queue_len(r: redis.Redis, queue: str) -> int:
@@ -111,7 +95,9 @@ def test_pause_mid_flight_nothing_starts_then_resume_runs_every_node_once(app, e
     wait_for(lambda: run.state().counts["RUNNING"] == 0, timeout=30, message="running nodes to finish")
     wait_for(lambda: drained(r, queue, run.id), timeout=30, message="queued messages to be dropped")
     before = r.hgetall(engine.tracker.keys.nodes(run.id)), probe(r, app, run.id)
-    time.sleep(0.5)  # short bounded observation: nothing moves while paused
+    # Both workers are up and consuming: tasks sent now run to the end; meanwhile nothing of the run moves.
+    markers = [app.send_task("proj.echo", args=[i]) for i in range(8)]
+    wait_for(lambda: all(m.ready() for m in markers), timeout=30, message="the workers to run 8 other tasks")
     after = r.hgetall(engine.tracker.keys.nodes(run.id)), probe(r, app, run.id)
     assert after == before, "a node changed while the run was paused"
 
@@ -176,7 +162,12 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
 
     # The only worker goes down while the roots run; their success publishes the children into the queue.
     first.proc.send_signal(signal.SIGTERM)  # warm shutdown: stops consuming, lets running tasks finish
-    time.sleep(0.5)  # let it stop consuming (if it still takes a child, the assertions below allow for it)
+    # It no longer answers a ping once its consumer has stopped (the roots it runs are still blocked).
+    wait_for(
+        lambda: not app.control.ping(destination=[first.hostname], timeout=0.3),
+        timeout=30,
+        message="the worker to stop consuming",
+    )
     r.rpush(f"{uid}:go1", "go")
     r.rpush(f"{uid}:go2", "go")
     first.proc.wait(timeout=30)
