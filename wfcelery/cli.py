@@ -23,6 +23,7 @@ import click
 from celery import Celery
 
 from . import _display as display
+from . import _graphs as graphs
 from .compiler import compile_workflow
 from .engine import Engine, Run
 from .errors import ControlError, DefinitionError, RunFailed, WaitTimeout, WfCeleryError
@@ -444,14 +445,14 @@ wfcelery graph flows/etl.yaml --format mermaid"""),
 @click.pass_context
 @_errors_to_exit
 def graph(ctx: click.Context, flow: str, fmt: str) -> None:
-    """Show the DAG of a definition file and the segments (Celery messages) it compiles to."""
+    """Show the DAG of a definition file and the Celery task messages it compiles to."""
     workflow = _workflow(flow)
     app = _app(ctx, required=False)
     with _definition(flow):
         workflow.validate(app)
     routes = install(app).settings.routes if app is not None else None
     plan = compile_workflow(workflow, routes)
-    render = {"text": display.graph_text, "dot": display.graph_dot, "mermaid": display.graph_mermaid}[fmt]
+    render = {"text": graphs.graph_text, "dot": graphs.graph_dot, "mermaid": graphs.graph_mermaid}[fmt]
     for line in render(plan):
         click.echo(line)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +24,7 @@ from .errors import ControlError, RunFailed, WaitTimeout
 from .keys import task_id
 from .loader import load
 from .model import Workflow
-from .records import NodeRecord, RunRecord, new_run
+from .records import Event, NodeRecord, RunRecord, new_run
 from .settings import Settings
 from .states import NodeState, NodeStatus, RunState, RunStatus
 from .tracker import Finish, Tracker, converted_errors
@@ -169,7 +169,7 @@ class Engine:
     # -- control ----------------------------------------------------------------------------------------
 
     def pause(self, run_id: str) -> RunState:
-        out = self.tracker.control(run_id, "pause")
+        out = self.tracker.halt(run_id, "pause")
         if out.after != RunStatus.PAUSED.value:
             raise ControlError(f"cannot pause run {run_id}: it is {out.before}")
         if out.changed:
@@ -178,7 +178,7 @@ class Engine:
         return self.state(run_id)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
-        out = self.tracker.control(run_id, "cancel")
+        out = self.tracker.halt(run_id, "cancel")
         if out.after != RunStatus.CANCELLED.value:
             raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
         if out.changed:
@@ -271,6 +271,34 @@ class Run:
         state = self.state()
         raw = self.engine.tracker.results(self.id)  # a None result is not stored
         return {name: raw.get(n.index) for name, n in state.nodes.items() if n.status is NodeStatus.SUCCEEDED}
+
+    def events(self, after: int = 0, block: float | None = None) -> tuple[int, list[Event]]:
+        """The run's transitions logged after offset ``after``: returns (next offset, events).
+
+        With ``block`` (seconds), waits that long at most for at least one new event. Offsets stay valid
+        when the log is trimmed: pass the returned offset to the next call.
+        """
+        block_ms = None if block is None else max(1, int(block * 1000))
+        return self.engine.tracker.events(self.id, after=after, block_ms=block_ms)
+
+    def follow(self, timeout: float | None = None, tick: float = 0.25) -> Iterator[RunState]:
+        """Yield the run's state now and after each transition (at least every ``tick`` seconds) until it
+        ends: the last state yielded is the final one.
+
+        Raises:
+            WaitTimeout: ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        offset = 0
+        while True:
+            state = self.state()
+            yield state
+            if state.finished:
+                return
+            block = tick if deadline is None else min(tick, deadline - time.monotonic())
+            if block <= 0:
+                raise WaitTimeout(f"run {self.id} is still {state.status.value} after {timeout} s")
+            offset, _ = self.events(after=offset, block=block)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the run ends; return ``{node: result}``.

@@ -17,7 +17,7 @@ DEFAULT_KEY_PREFIX = "wfcelery"
 DEFAULT_RUN_TTL = 7 * 24 * 3600
 #: Bytes kept of a run's event log (~15 bytes a transition); past it the older half is dropped.
 DEFAULT_EVENTS_MAXLEN = 256 * 1024
-#: Seconds between full resyncs of a worker's in-memory gate (pub/sub keeps it fresh in between).
+#: Seconds between full resyncs of a worker's in-memory message filter (pub/sub keeps it fresh in between).
 DEFAULT_GATE_RESYNC = 5.0
 #: Whether Celery's result backend also stores each node's result. Off: the tracker already keeps every
 #: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,

@@ -28,7 +28,7 @@ from .states import RunStatus
 
 logger = logging.getLogger("wfcelery.tracker")
 
-_SCRIPTS = ("start", "succeed", "fail", "control", "replan")
+_SCRIPTS = ("start", "succeed", "fail", "halt", "replan")
 
 
 def _load_sources() -> dict[str, str]:
@@ -136,12 +136,12 @@ class Tracker:
         args = [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt]
         return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
-    def control(self, run_id: str, op: str) -> ControlOutcome:
+    def halt(self, run_id: str, op: str) -> HaltOutcome:
         """Pause or cancel. Raises :class:`RunNotFound`."""
-        reply = self._run_script("control", run_id, [op])
+        reply = self._run_script("halt", run_id, [op])
         if not reply[0]:
             raise RunNotFound(run_id)
-        return ControlOutcome.from_reply(reply)
+        return HaltOutcome.from_reply(reply)
 
     def replan(self, run_id: str, op: str, parents: Sequence[Sequence[int]]) -> ReplanOutcome:
         """Resume or retry; ``parents`` lists each node's parent indexes. Raises :class:`RunNotFound`."""
@@ -355,8 +355,8 @@ class FailOutcome:
 
 
 @dataclass(frozen=True)
-class ControlOutcome:
-    """control.lua: the run's status before and after; (index, epoch) of its queued and running nodes."""
+class HaltOutcome:
+    """halt.lua: the run's status before and after; (index, epoch) of its queued and running nodes."""
 
     before: str
     after: str
@@ -370,7 +370,7 @@ class ControlOutcome:
         return self.before != self.after
 
     @classmethod
-    def from_reply(cls, reply: Any) -> ControlOutcome:
+    def from_reply(cls, reply: Any) -> HaltOutcome:
         before, after, finish, epoch, queued, running = reply
         return cls(
             str(before), str(after), Finish.from_reply(finish), int(epoch), _pairs(queued), _pairs(running)
