@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test browser bench bench-quick lint clean
+.PHONY: demo test browser screenshots bench bench-quick lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(VENV)/.installed
 
 bench-quick: $(VENV)/.installed
 	$(PY) -m benchmarks.run --quick
+
+# The README's dashboard screenshots (docs/dashboard-*.png), taken in the real browser.
+screenshots: $(VENV)/.installed browser
+	$(PY) -m tests.web.screenshots
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wfcelery tests benchmarks examples

@@ -26,7 +26,7 @@ function h(tag, attrs, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined) el.append(c);
   return el;
 }
 
@@ -215,7 +215,7 @@ function topo(nodes, byName) {
 
 // A DAG as SVG. Returns { el, set(name, status), select(name) }.
 function drawGraph(nodes, statuses, onSelect) {
-  const W = 168, H = 40, GX = 64, GY = 16, PAD = 20;
+  const W = 156, H = 40, GX = 44, GY = 14, PAD = 16;
   const { columns, layer, row } = layout(nodes);
   const tallest = Math.max(...columns.map((c) => c.length));
   const width = PAD * 2 + columns.length * W + (columns.length - 1) * GX;
@@ -236,10 +236,10 @@ function drawGraph(nodes, statuses, onSelect) {
       const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
       edges.append(svg("path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }));
     }
-    const g = svg("g", { class: `node n-${statuses[n.name] || "PENDING"}`, transform: `translate(${b.x},${b.y})`, "data-node": n.name, "data-status": statuses[n.name] || "PENDING", tabindex: "0" });
+    const g = svg("g", { class: `node n-${statuses[n.name] || "PENDING"}`, transform: `translate(${b.x},${b.y})`, "data-node": n.name, "data-status": statuses[n.name] || "PENDING" });
     g.append(svg("rect", { class: "box", width: W, height: H }), svg("rect", { class: "bar", x: 0, y: 0, width: 5, height: H, rx: 2 }));
     const label = svg("text", { x: 14, y: 17 });
-    label.textContent = n.name.length > 21 ? n.name.slice(0, 20) + "…" : n.name;
+    label.textContent = n.name.length > 19 ? n.name.slice(0, 18) + "…" : n.name;
     const sub = svg("text", { class: "sub", x: 14, y: 31 });
     sub.textContent = statuses[n.name] || "PENDING";
     const title = svg("title");
@@ -250,8 +250,18 @@ function drawGraph(nodes, statuses, onSelect) {
     els.set(n.name, { g, sub });
   }
   let selected = null;
+  const wrap = h("div", { class: "graph-wrap", id: "graph" }, root);
+  // Shrink a wide graph to the card's width (down to 60 %); wider still, it scrolls.
+  requestAnimationFrame(() => {
+    const room = wrap.clientWidth - 2;
+    if (room > 0 && width > room) {
+      const scale = Math.max(0.6, room / width);
+      root.setAttribute("width", String(Math.floor(width * scale)));
+      root.setAttribute("height", String(Math.floor(height * scale)));
+    }
+  });
   return {
-    el: h("div", { class: "graph-wrap", id: "graph" }, root),
+    el: wrap,
     set(name, status) {
       const e = els.get(name);
       if (!e) return;
@@ -500,13 +510,14 @@ async function runView(main, runId) {
 
   // Live updates: node events recolour their node at once; the header, timeline and panel are redrawn at
   // most once per animation frame (timeline: every 500 ms) however many events arrive.
-  let frame = 0, lastTimeline = 0, panelDirty = false;
+  let frame = 0, lastTimeline = 0, trailing = 0, panelDirty = false;
   function schedule() {
     if (frame) return;
     frame = requestAnimationFrame(() => {
       frame = 0;
       renderHeader();
       if (performance.now() - lastTimeline > 500) { lastTimeline = performance.now(); renderTimeline(); }
+      else if (!trailing) trailing = setTimeout(() => { trailing = 0; lastTimeline = 0; schedule(); }, 500);
       if (panelDirty) { panelDirty = false; renderPanel(); }
     });
   }
@@ -517,7 +528,7 @@ async function runView(main, runId) {
     if (source && source.readyState !== EventSource.CLOSED) return;
     const q = lastId ? `?last_event_id=${encodeURIComponent(lastId)}` : "";
     source = new EventSource(`${ROOT}/api/runs/${runId}/events${q}`);
-    source.onopen = () => live.classList.add("on");
+    source.onopen = () => { live.classList.add("on"); live.textContent = "live"; };
     source.onerror = () => live.classList.remove("on");
     source.addEventListener("node", (ev) => {
       lastId = ev.lastEventId || lastId;
@@ -543,6 +554,7 @@ async function runView(main, runId) {
       lastId = ev.lastEventId || lastId;
       source.close();
       live.classList.remove("on");
+      live.textContent = "ended";
       const e = JSON.parse(ev.data);
       if (e.deleted) toast("This run was deleted.");
       else api(`/api/runs/${runId}`).then(applyState).catch(() => {});
