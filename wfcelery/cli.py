@@ -525,11 +525,27 @@ def web(
     engine = _engine(ctx)
     engine.runs(limit=1)  # fail now, with one clear line, when the tracker's Redis is unreachable
     app = create_app(engine, auth=auth, read_only=read_only, flower_url=flower_url)
-    click.echo(f"wfcelery dashboard on http://{host}:{port}/" + ("  (read-only)" if read_only else ""), err=True)
+    click.echo(
+        f"wfcelery dashboard on http://{host}:{port}/" + ("  (read-only)" if read_only else ""), err=True
+    )
     serve(app, host=host, port=port, log_level=log_level)
 
 
-for _command in (submit, status, watch, list_, pause, resume, cancel, retry, cleanup, validate, graph, web, demo):
+for _command in (
+    submit,
+    status,
+    watch,
+    list_,
+    pause,
+    resume,
+    cancel,
+    retry,
+    cleanup,
+    validate,
+    graph,
+    web,
+    demo,
+):
     wf.add_command(_command)
 
 

@@ -5,6 +5,7 @@ Everything real: a throwaway Redis, an in-process Celery worker, the ASGI server
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -32,14 +33,18 @@ def nightly() -> wfcelery.Workflow:
     score = wf.add("score_customers", "proj.record", kwargs={"sleep": 6})
     forecast = wf.add("forecast_demand", "proj.record", kwargs={"sleep": 6})
     join >> [score, forecast]
-    report = wf.add("build_report", "proj.record", after=[score.name, forecast.name], kwargs={"day": "${day}"})
+    report = wf.add(
+        "build_report", "proj.record", after=[score.name, forecast.name], kwargs={"day": "${day}"}
+    )
     report >> [wf.add("publish_dashboard", "proj.record"), wf.add("notify_team", "proj.record")]
     return wf
 
 
 def broken() -> wfcelery.Workflow:
     wf = wfcelery.Workflow("invoice-sync")
-    wf.add("fetch", "proj.add", args=[1, 2]) >> wf.add("validate", "proj.fail", kwargs={"message": "bad VAT id"})
+    wf.add("fetch", "proj.add", args=[1, 2]) >> wf.add(
+        "validate", "proj.fail", kwargs={"message": "bad VAT id"}
+    )
     return wf
 
 
@@ -66,10 +71,8 @@ def main() -> int:
             page.wait_for_selector("#node-result")
             time.sleep(0.3)
             page.screenshot(path=str(DOCS / "dashboard-run.png"), full_page=True)
-            try:
+            with contextlib.suppress(wfcelery.RunFailed):
                 failed.wait(timeout=20)
-            except wfcelery.RunFailed:
-                pass
             done.wait(timeout=30)
             page.goto(f"{server.url}/")
             page.wait_for_selector(f'tr[data-run="{failed.id}"]')

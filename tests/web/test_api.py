@@ -11,6 +11,7 @@ import re
 
 import httpx
 import pytest
+from celery import Celery
 
 from tests.conftest import in_thread_worker, wait_for
 from tests.redis_server import free_port
@@ -22,8 +23,10 @@ pytestmark = pytest.mark.timeout(60)
 
 def chain(name: str = "etl") -> Workflow:
     wf = Workflow(name, params={"x": 1})
-    wf.add("extract", "proj.add", args=["${x}", 2]) >> wf.add("transform", "proj.add", args=[10]) >> wf.add(
-        "load", "proj.echo"
+    (
+        wf.add("extract", "proj.add", args=["${x}", 2])
+        >> wf.add("transform", "proj.add", args=[10])
+        >> wf.add("load", "proj.echo")
     )
     return wf
 
@@ -73,13 +76,18 @@ def test_submit_by_name_and_by_body_then_read_every_view(app, engine, serve):
 
         state = http.get(f"/api/runs/{run_id}").json()
         assert state == json.loads(json.dumps(engine.run(run_id).state().to_dict()))  # `status --json`
-        assert state["status"] == "SUCCEEDED" and state["params"] == {"x": 5}
+        assert state["status"] == "SUCCEEDED"
+        assert state["params"] == {"x": 5}
         assert http.get(f"/api/runs/{run_id}/results").json()["transform"] == 17
 
         node = http.get(f"/api/runs/{run_id}/nodes/transform").json()
-        assert node["status"] == "SUCCEEDED" and node["attempts"] == 1 and node["worker"]
-        assert node["task"] == "proj.add" and node["parents"] == ["extract"]
-        assert node["result_preview"] == "17" and node["result_truncated"] is False
+        assert node["status"] == "SUCCEEDED"
+        assert node["attempts"] == 1
+        assert node["worker"]
+        assert node["task"] == "proj.add"
+        assert node["parents"] == ["extract"]
+        assert node["result_preview"] == "17"
+        assert node["result_truncated"] is False
         assert node["error"] is None
         assert node["flower_url"] == f"http://flower.local:5555/task/{node['task_id']}"
 
@@ -118,11 +126,14 @@ def test_node_view_shows_the_error_with_traceback_and_caps_the_result(app, engin
         wait_for(lambda: engine.run(run_id).state().finished, message="the run to end")
     bad = http.get(f"/api/runs/{run_id}/nodes/bad").json()
     assert bad["status"] == "FAILED"
-    assert bad["error"]["type"] == "ValueError" and bad["error"]["message"] == "bad VAT id"
-    assert "Traceback" in bad["error"]["traceback"] and "raise ValueError" in bad["error"]["traceback"]
+    assert bad["error"]["type"] == "ValueError"
+    assert bad["error"]["message"] == "bad VAT id"
+    assert "Traceback" in bad["error"]["traceback"]
+    assert "raise ValueError" in bad["error"]["traceback"]
     big = http.get(f"/api/runs/{run_id}/nodes/big").json()
     assert big["result_truncated"] is True
-    assert big["result_preview"].startswith('{"args": ["xxx') and len(big["result_preview"]) <= 4097
+    assert big["result_preview"].startswith('{"args": ["xxx')
+    assert len(big["result_preview"]) <= 4097
     assert big["flower_url"] is None  # no wfcelery_flower_url configured
 
 
@@ -132,7 +143,8 @@ def test_errors_are_json_with_the_right_codes(app, engine, http, uid):
     for path in (f"/api/runs/{unknown}", f"/api/runs/{unknown}/results", "/api/runs/not-a-run-id/graph"):
         resp = http.get(path)
         assert resp.status_code == 404, path
-        assert resp.json()["type"] == "RunNotFound" and "no workflow run with id" in resp.json()["error"]
+        assert resp.json()["type"] == "RunNotFound"
+        assert "no workflow run with id" in resp.json()["error"]
     assert http.post(f"/api/runs/{unknown}/pause").status_code == 404
     assert http.delete(f"/api/runs/{unknown}").status_code == 404
     assert http.get(f"/api/runs/{unknown}/events").status_code == 404
@@ -144,11 +156,20 @@ def test_errors_are_json_with_the_right_codes(app, engine, http, uid):
         assert resp.status_code == 422, resp.text
         return str(resp.json()["error"])
 
-    cycle = {"name": "c", "tasks": [{"name": "a", "task": "proj.noop", "after": ["b"]}, {"name": "b", "task": "proj.noop", "after": ["a"]}]}
+    cycle = {
+        "name": "c",
+        "tasks": [
+            {"name": "a", "task": "proj.noop", "after": ["b"]},
+            {"name": "b", "task": "proj.noop", "after": ["a"]},
+        ],
+    }
     assert "cycle in workflow: " in invalid({"definition": cycle})
     unknown_task = {"name": "u", "tasks": [{"name": "step", "task": "proj.nope"}]}
-    assert "step" in invalid({"definition": unknown_task}) and "proj.nope" in invalid({"definition": unknown_task})
-    assert "retry" in invalid({"definition": {"name": "k", "tasks": [{"name": "a", "task": "proj.noop", "retry": 1}]}})
+    assert "step" in invalid({"definition": unknown_task})
+    assert "proj.nope" in invalid({"definition": unknown_task})
+    assert "retry" in invalid(
+        {"definition": {"name": "k", "tasks": [{"name": "a", "task": "proj.noop", "retry": 1}]}}
+    )
     needs = Workflow("needs")
     needs.add("a", "proj.add", args=["${day}"])
     assert "day" in invalid({"definition": needs.to_dict()})
@@ -168,7 +189,8 @@ def test_errors_are_json_with_the_right_codes(app, engine, http, uid):
 
     live = engine.submit(blocking(f"{uid}:never"))  # no worker: stays RUNNING
     conflict = http.delete(f"/api/runs/{live.id}")
-    assert conflict.status_code == 409 and "cancel it first" in conflict.json()["error"]
+    assert conflict.status_code == 409
+    assert "cancel it first" in conflict.json()["error"]
     assert http.delete(f"/api/runs/{live.id}", params={"force": "true"}).status_code == 204
     assert http.get(f"/api/runs/{live.id}").status_code == 404
 
@@ -179,7 +201,8 @@ def test_control_endpoints_pause_resume_cancel_retry_delete(app, engine, http, r
         run = engine.run(run_id)
         wait_for(lambda: run.state().nodes["first"].status.value == "RUNNING", message="first RUNNING")
         paused = http.post(f"/api/runs/{run_id}/pause")
-        assert paused.status_code == 200 and paused.json()["status"] == "PAUSED"
+        assert paused.status_code == 200
+        assert paused.json()["status"] == "PAUSED"
         r.lpush(f"{uid}:go", 1)
         wait_for(lambda: run.state().nodes["first"].status.value == "SUCCEEDED", message="first done")
         assert run.state().nodes["second"].status.value != "SUCCEEDED"
@@ -193,7 +216,8 @@ def test_control_endpoints_pause_resume_cancel_retry_delete(app, engine, http, r
         r.lpush(f"{uid}:go2", 1)
         wait_for(lambda: cancel_me.state().nodes["first"].status.value == "SUCCEEDED", message="first done")
         retried = http.post(f"/api/runs/{cancel_me.id}/retry").json()
-        assert retried["status"] == "RUNNING" and retried["nodes"]["first"]["status"] == "SUCCEEDED"
+        assert retried["status"] == "RUNNING"
+        assert retried["nodes"]["first"]["status"] == "SUCCEEDED"
         assert cancel_me.wait(timeout=20) == {"first": "released", "second": None}
     assert http.delete(f"/api/runs/{run_id}").status_code == 204
     assert http.get(f"/api/runs/{run_id}").status_code == 404
@@ -225,7 +249,15 @@ def test_redis_down_answers_503(app):
 def test_auth_protects_every_page_api_route_and_static_file(serve):
     server = serve(auth="admin:s3cret")
     with server.client() as anonymous, server.client(auth=("admin", "s3cret")) as admin:
-        for path in ("/", "/runs/x", "/definitions", "/api/health", "/api/runs", "/openapi.json", "/static/app.js"):
+        for path in (
+            "/",
+            "/runs/x",
+            "/definitions",
+            "/api/health",
+            "/api/runs",
+            "/openapi.json",
+            "/static/app.js",
+        ):
             resp = anonymous.get(path)
             assert resp.status_code == 401, path
             assert resp.headers["www-authenticate"].startswith("Basic")
@@ -238,7 +270,11 @@ def test_auth_protects_every_page_api_route_and_static_file(serve):
 def test_writes_refuse_cross_site_requests(engine, http, server):
     engine.register(chain())
     for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
-        for method, path in (("POST", "/api/runs"), ("POST", f"/api/runs/{'a' * 32}/cancel"), ("DELETE", f"/api/runs/{'a' * 32}")):
+        for method, path in (
+            ("POST", "/api/runs"),
+            ("POST", f"/api/runs/{'a' * 32}/cancel"),
+            ("DELETE", f"/api/runs/{'a' * 32}"),
+        ):
             resp = http.request(method, path, headers=headers, json={"name": "etl"})
             assert resp.status_code == 403, (method, path, headers)
             assert "cross-site" in resp.json()["error"]
@@ -260,7 +296,8 @@ def test_read_only_refuses_every_write_and_tells_the_page(engine, serve):
             ("DELETE", f"/api/runs/{run.id}"),
         ):
             resp = http.request(method, path, json={"name": "etl"})
-            assert resp.status_code == 403 and "read-only" in resp.json()["error"], path
+            assert resp.status_code == 403, path
+            assert "read-only" in resp.json()["error"]
         assert http.get("/api/health").json()["read_only"] is True
         assert "&quot;readOnly&quot;: true" in http.get(f"/runs/{run.id}").text
     assert engine.run(run.id).state().status is RunStatus.RUNNING
@@ -274,30 +311,24 @@ def test_cli_serves_on_127_0_0_1_by_default():
 
     help_text = CliRunner().invoke(cli, ["web", "--help"]).output
     assert re.search(r"--host TEXT\s+Interface to bind.\s+\[default:\s+127.0.0.1\]", help_text)
-    assert "--auth USER:PASSWORD" in help_text and "--read-only" in help_text
+    assert "--auth USER:PASSWORD" in help_text
+    assert "--read-only" in help_text
 
 
-def test_web_command_reports_a_missing_redis_in_one_line(tmp_path):
-    import subprocess
-    import sys
+#: A Celery app whose Redis is down (for the `web` command's startup check).
+_DEAD = f"redis://127.0.0.1:{free_port()}/0"
+dead_app = Celery("dead", broker=_DEAD, backend=_DEAD, set_as_current=False)
 
-    from tests.conftest import ROOT
 
-    env = {
-        "WFCELERY_TEST_BROKER": f"redis://127.0.0.1:{free_port()}/0",
-        "PYTHONPATH": str(ROOT),
-        "PATH": "/usr/bin:/bin",
-    }
-    out = subprocess.run(
-        [sys.executable, "-m", "wfcelery.cli", "-A", "tests.proj", "web", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 2
-    assert "cannot reach the tracker's Redis" in out.stderr and "Traceback" not in out.stderr
+def test_web_command_reports_a_missing_redis_in_one_line():
+    from click.testing import CliRunner
+
+    from wfcelery.cli import cli
+
+    result = CliRunner().invoke(cli, ["-A", "tests.web.test_api:dead_app", "web", "--port", str(free_port())])
+    assert result.exit_code == 2
+    assert "cannot reach the tracker's Redis" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_celery_wf_web_serves_the_dashboard(redis_url, uid):
@@ -315,7 +346,19 @@ def test_celery_wf_web_serves_the_dashboard(redis_url, uid):
         "PATH": "/usr/bin:/bin",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tests.proj", "wf", "web", "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.proj",
+            "wf",
+            "web",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         env=env,
         cwd=ROOT,
     )

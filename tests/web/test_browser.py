@@ -76,15 +76,18 @@ def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed
     app, engine, server, page, browser, r, uid, other_origin
 ):
     wf = Workflow("live-etl")
-    wf.add("extract", "proj.block", args=[f"{uid}:extract"]) >> wf.add("transform", "proj.count") >> wf.add(
-        "load", "proj.count"
+    (
+        wf.add("extract", "proj.block", args=[f"{uid}:extract"])
+        >> wf.add("transform", "proj.count")
+        >> wf.add("load", "proj.count")
     )
     folder, origin = other_origin
     with in_thread_worker(app):
         run = engine.submit(wf)
         (folder / "embed.html").write_text(
-            f'<!doctype html><title>shop</title><h1>Orders</h1>\n<script src="{server.url}/static/wf-run-progress.js">'
-            f'</script>\n<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
+            "<!doctype html><title>shop</title><h1>Orders</h1>\n"
+            f'<script src="{server.url}/static/wf-run-progress.js"></script>\n'
+            f'<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
         )
         embed = browser.new_page()
         embed.goto(f"{origin}/embed.html")
@@ -114,9 +117,11 @@ def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed
         assert lag < LIVE_DEADLINE_S
         time.sleep(1.0)  # a bounded look: while paused, nothing may start (the tracker and the page agree)
         state = engine.run(run.id).state()
-        assert state.nodes["transform"].started_at is None and state.nodes["load"].started_at is None
+        assert state.nodes["transform"].started_at is None
+        assert state.nodes["load"].started_at is None
         assert node(page, "transform").get_attribute("data-status") in ("PENDING", "QUEUED", "REVOKED")
-        assert page.locator("#btn-pause").is_disabled() and page.locator("#btn-resume").is_enabled()
+        assert page.locator("#btn-pause").is_disabled()
+        assert page.locator("#btn-resume").is_enabled()
         embed.wait_for_function("document.getElementById('p').dataset.done === '1'", timeout=10_000)
 
         confirm(page, "resume")
@@ -127,7 +132,8 @@ def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed
         assert engine.run(run.id).state().status is RunStatus.SUCCEEDED
 
         embed.wait_for_function(
-            "['SUCCEEDED', '3', '3'].join() === ['status', 'done', 'total'].map((k) => document.getElementById('p').dataset[k]).join()",
+            "(({status, done, total}) => [status, done, total].join())(document.getElementById('p').dataset)"
+            " === 'SUCCEEDED,3,3'",
             timeout=10_000,
         )
         assert "3 / 3 nodes done" in embed.locator("#p").evaluate("e => e.shadowRoot.textContent")
@@ -142,7 +148,9 @@ def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed
 
 def test_failed_node_shows_its_traceback_and_retry_from_the_page(app, engine, server, page, r, uid):
     wf = Workflow("flaky")
-    wf.add("fetch", "proj.add", args=[1, 2]) >> wf.add("check", "proj.flaky", args=[1, f"{uid}:n"], immutable=True)
+    wf.add("fetch", "proj.add", args=[1, 2]) >> wf.add(
+        "check", "proj.flaky", args=[1, f"{uid}:n"], immutable=True
+    )
     with in_thread_worker(app):
         run = engine.submit(wf)
         wait_for(lambda: run.state().finished, message="the run to fail")
@@ -150,7 +158,8 @@ def test_failed_node_shows_its_traceback_and_retry_from_the_page(app, engine, se
         page.wait_for_selector('#run-status [data-status="FAILED"]')
         node(page, "check").click()
         error = page.wait_for_selector("#node-error").inner_text()
-        assert "RuntimeError: flaky attempt 1" in error and "Traceback (most recent call last)" in error
+        assert "RuntimeError: flaky attempt 1" in error
+        assert "Traceback (most recent call last)" in error
         confirm(page, "retry")
         page.wait_for_selector('#run-status [data-status="SUCCEEDED"]', timeout=20_000)
         assert node(page, "check").get_attribute("data-status") == "SUCCEEDED"
@@ -172,7 +181,8 @@ def test_runs_list_and_definitions_page_start_a_run(app, engine, server, page):
     assert engine.run(run_id).results() == {"hello": {"args": ["Celery"], "kwargs": {}}}
     page.goto(f"{server.url}/")
     row = page.wait_for_selector(f'tr[data-run="{run_id}"]')
-    assert "SUCCEEDED" in row.inner_text() and "1/1" in row.inner_text()
+    assert "SUCCEEDED" in row.inner_text()
+    assert "1/1" in row.inner_text()
     page.select_option("#filter-status", "FAILED")
     page.wait_for_selector(f'tr[data-run="{run_id}"]', state="detached")
 
@@ -219,4 +229,3 @@ def test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive(engine, s
     page.press("#find-node", "Enter")
     page.wait_for_function("document.getElementById('panel-name')?.textContent === 'n99_99'")
     assert run.state().nodes["n0_0"].status is NodeStatus.QUEUED
-    run.cleanup(force=True)

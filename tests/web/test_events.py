@@ -26,7 +26,11 @@ def sse(http: httpx.Client, path: str, **headers: str) -> Iterator[dict[str, Any
         for line in resp.iter_lines():
             if not line:
                 if "data" in message:
-                    yield {"event": message.get("event", "message"), "id": message.get("id"), "data": json.loads(message["data"])}
+                    yield {
+                        "event": message.get("event", "message"),
+                        "id": message.get("id"),
+                        "data": json.loads(message["data"]),
+                    }
                 message = {}
                 continue
             field, _, value = line.partition(":")
@@ -66,7 +70,8 @@ def test_stream_delivers_every_transition_in_order_then_ends(app, engine, http):
     assert [m["event"] for m in messages[:-1]] == ["node"] * 12 + ["run"]
     assert len({m["id"] for m in messages[:-1]}) == 13, "every transition has its own id"
     times = [m["data"]["at"] for m in messages[:-1]]
-    assert times == sorted(times) and abs(times[-1] - run.state().finished_at) < 0.01
+    assert times == sorted(times)
+    assert abs(times[-1] - run.state().finished_at) < 0.01
 
 
 def test_reconnecting_with_last_event_id_resumes_exactly_after_it(app, engine, http):
@@ -85,7 +90,9 @@ def test_reconnecting_with_last_event_id_resumes_exactly_after_it(app, engine, h
 
 def test_live_transitions_arrive_while_the_run_goes_on_and_after_a_reconnect(app, engine, http, r, uid):
     wf = Workflow("live")
-    wf.add("first", "proj.block", args=[f"{uid}:first"]) >> wf.add("second", "proj.block", args=[f"{uid}:second"])
+    wf.add("first", "proj.block", args=[f"{uid}:first"]) >> wf.add(
+        "second", "proj.block", args=[f"{uid}:second"]
+    )
     with in_thread_worker(app):
         run = engine.submit(wf)
         seen: list[dict[str, Any]] = []
@@ -108,7 +115,12 @@ def test_live_transitions_arrive_while_the_run_goes_on_and_after_a_reconnect(app
 
         thread = threading.Thread(target=listen, daemon=True)
         thread.start()
-        wait_for(lambda: any(m["data"].get("node") == "second" and m["data"]["status"] == "RUNNING" for m in resumed), message="missed transitions replayed")
+        wait_for(
+            lambda: any(
+                m["data"].get("node") == "second" and m["data"]["status"] == "RUNNING" for m in resumed
+            ),
+            message="missed transitions replayed",
+        )
         r.lpush(f"{uid}:second", 1)  # now a transition that happens while the stream is open
         assert done.wait(20), "the stream did not end with the run"
     got = [(m["data"]["node"], m["data"]["status"]) for m in seen + resumed if m["event"] != "end"]

@@ -24,9 +24,7 @@ from typing import TYPE_CHECKING, Any
 try:
     from fastapi import FastAPI
 except ImportError as e:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "the wfcelery web dashboard needs its extra: pip install 'wfcelery[web]'"
-    ) from e
+    raise ImportError("the wfcelery web dashboard needs its extra: pip install 'wfcelery[web]'") from e
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles

@@ -69,8 +69,11 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
     ]
     return JSONResponse(
-        {"error": "; ".join(problems), "type": "ValidationError", "detail": json.loads(json.dumps(
-            exc.errors(), default=str))},
+        {
+            "error": "; ".join(problems),
+            "type": "ValidationError",
+            "detail": json.loads(json.dumps(exc.errors(), default=str)),
+        },
         status_code=422,
     )
 
@@ -208,7 +211,9 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
 
 
 @router.get(
-    "/runs/{run_id}", summary="A run: status, counts, every node (the `status --json` shape)", responses=_ERRORS
+    "/runs/{run_id}",
+    summary="A run: status, counts, every node (the `status --json` shape)",
+    responses=_ERRORS,
 )
 def get_run(run: RunDep) -> dict[str, Any]:
     return run.state().to_dict()

@@ -32,8 +32,10 @@ def _page(request: Request) -> HTMLResponse:
         "readOnly": bool(request.app.state.read_only),
         "flowerUrl": request.app.state.flower_url,
     }
-    body = _shell().replace("{{root}}", html.escape(root)).replace(
-        "{{config}}", html.escape(json.dumps(config), quote=True)
+    body = (
+        _shell()
+        .replace("{{root}}", html.escape(root))
+        .replace("{{config}}", html.escape(json.dumps(config), quote=True))
     )
     return HTMLResponse(body, headers={"Cache-Control": "no-store"})
 

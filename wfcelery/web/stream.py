@@ -111,10 +111,7 @@ def _ended(run: Run) -> dict[str, Any] | None:
 
 def _payload(event: Any, names: list[str], created: float) -> dict[str, Any]:
     node = event.node
-    if node is None:
-        status = event.status
-    else:
-        status = NodeStatus.from_code(event.status).value
+    status = event.status if node is None else NodeStatus.from_code(event.status).value
     return {
         "node": names[node] if node is not None and node < len(names) else None,
         "index": node,
