@@ -40,6 +40,16 @@ def nightly() -> wfcelery.Workflow:
     return wf
 
 
+def wide(width: int = 100, layers: int = 100) -> wfcelery.Workflow:
+    """10,000 nodes: each waits for two nodes of the layer before it."""
+    wf = wfcelery.Workflow("backfill-10k")
+    for layer in range(layers):
+        for i in range(width):
+            after = [] if layer == 0 else [f"part{layer - 1}_{i}", f"part{layer - 1}_{(i + 1) % width}"]
+            wf.add(f"part{layer}_{i}", "proj.noop", after=after)
+    return wf
+
+
 def broken() -> wfcelery.Workflow:
     wf = wfcelery.Workflow("invoice-sync")
     wf.add("fetch", "proj.add", args=[1, 2]) >> wf.add(
@@ -66,7 +76,7 @@ def main() -> int:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=launch_args())
             page = browser.new_page(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
             page.goto(f"{server.url}/runs/{run.id}")
-            page.wait_for_selector('[data-node="join_tables"][data-status="RUNNING"]', timeout=20_000)
+            page.wait_for_selector('[data-node="forecast_demand"][data-status="RUNNING"]', timeout=20_000)
             page.click('[data-node="clean_orders"]')
             page.wait_for_selector("#node-result")
             time.sleep(0.3)
@@ -84,8 +94,19 @@ def main() -> int:
             page.click('[data-node="validate"]')
             page.wait_for_selector("#node-error")
             page.screenshot(path=str(DOCS / "dashboard-failed.png"))
-            browser.close()
             run.wait(timeout=60)
+            big = engine.submit(wide())
+            page.goto(f"{server.url}/runs/{big.id}")
+            page.wait_for_selector("canvas#grid")
+            deadline = time.monotonic() + 60
+            while big.state().counts["SUCCEEDED"] < 2500 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            big.pause()
+            page.wait_for_selector('#run-status [data-status="PAUSED"]')
+            time.sleep(0.5)
+            page.screenshot(path=str(DOCS / "dashboard-10k.png"))
+            browser.close()
+            big.cancel()
     finally:
         server.stop()
         app._wfcelery_engine.gate.stop()

@@ -214,7 +214,7 @@ function topo(nodes, byName) {
 }
 
 // A DAG as SVG. Returns { el, set(name, status), select(name) }.
-function drawGraph(nodes, statuses, onSelect) {
+function drawGraph(nodes, statuses, onSelect, subtitle) {
   const W = 156, H = 40, GX = 44, GY = 14, PAD = 16;
   const { columns, layer, row } = layout(nodes);
   const tallest = Math.max(...columns.map((c) => c.length));
@@ -241,7 +241,7 @@ function drawGraph(nodes, statuses, onSelect) {
     const label = svg("text", { x: 14, y: 17 });
     label.textContent = n.name.length > 19 ? n.name.slice(0, 18) + "…" : n.name;
     const sub = svg("text", { class: "sub", x: 14, y: 31 });
-    sub.textContent = statuses[n.name] || "PENDING";
+    sub.textContent = subtitle ? subtitle(n) : statuses[n.name] || "PENDING";
     const title = svg("title");
     title.textContent = `${n.name}\n${n.task}${n.queue ? " · queue " + n.queue : ""}`;
     g.append(label, sub, title);
@@ -267,7 +267,7 @@ function drawGraph(nodes, statuses, onSelect) {
       if (!e) return;
       e.g.setAttribute("class", `node n-${status}${selected === name ? " sel" : ""}`);
       e.g.dataset.status = status;
-      e.sub.textContent = status;
+      if (!subtitle) e.sub.textContent = status;
     },
     select(name) {
       if (selected && els.get(selected)) els.get(selected).g.classList.remove("sel");
@@ -586,7 +586,7 @@ async function definitionView(main, name) {
   let d;
   try { d = await api(`/api/definitions/${encodeURIComponent(name)}`); } catch (e) { main.replaceChildren(h("div", { class: "card empty" }, e.message)); return; }
   const statuses = {};
-  const view = (d.graph.nodes.length > GRAPH_LIMIT ? drawGrid : drawGraph)(d.graph.nodes, statuses, () => {});
+  const view = (d.graph.nodes.length > GRAPH_LIMIT ? drawGrid : drawGraph)(d.graph.nodes, statuses, () => {}, (n) => n.task + (n.queue ? ` · ${n.queue}` : ""));
   const inputs = {};
   const form = h("form", { id: "start-form" });
   const names = [...new Set([...d.params, ...Object.keys(d.defaults)])].sort();
