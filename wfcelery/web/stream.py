@@ -32,7 +32,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..engine import Run
 from ..errors import RunNotFound
-from ..states import NodeStatus, RunStatus
+from ..states import NodeStatus
 
 #: Seconds between two reads of the event log while nothing happens.
 POLL_INTERVAL = 0.05
