@@ -499,6 +499,7 @@ celery -A proj wf web --read-only --port 9000"""),
 )
 @click.option("--read-only", is_flag=True, help="Hide the control buttons and refuse every write.")
 @click.option("--flower-url", metavar="URL", help="Link nodes to Flower (default: wfcelery_flower_url).")
+@click.option("--root-path", default="", metavar="PREFIX", help="Path prefix a reverse proxy strips.")
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
 @click.pass_context
 @_errors_to_exit
@@ -509,6 +510,7 @@ def web(
     auth: str | None,
     read_only: bool,
     flower_url: str | None,
+    root_path: str,
     log_level: str,
 ) -> None:
     """Serve the web dashboard and REST API (needs the extra: pip install 'wfcelery[web]').
@@ -528,7 +530,7 @@ def web(
     click.echo(
         f"wfcelery dashboard on http://{host}:{port}/" + ("  (read-only)" if read_only else ""), err=True
     )
-    serve(app, host=host, port=port, log_level=log_level)
+    serve(app, host=host, port=port, log_level=log_level, root_path=root_path.rstrip("/"))
 
 
 for _command in (

@@ -378,3 +378,26 @@ def test_celery_wf_web_serves_the_dashboard(redis_url, uid):
     finally:
         proc.kill()
         proc.wait(20)
+
+
+def test_mounted_inside_another_asgi_app_pages_and_api_follow_the_mount_path(engine):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from wfcelery.web import create_app
+
+    class Mounted(Server):
+        def __init__(self) -> None:
+            super().__init__(engine)
+            self.server.config.app = Starlette(routes=[Mount("/ops/workflows", app=create_app(engine))])
+
+    server = Mounted().start()
+    try:
+        with server.client() as http:
+            page = http.get("/ops/workflows/")
+            assert '<script src="/ops/workflows/static/app.js">' in page.text
+            assert "&quot;root&quot;: &quot;/ops/workflows&quot;" in page.text
+            assert http.get("/ops/workflows/api/health").json()["status"] == "ok"
+            assert http.get("/ops/workflows/static/wf-run-progress.js").status_code == 200
+    finally:
+        server.stop()

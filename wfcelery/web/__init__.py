@@ -91,8 +91,13 @@ def create_app(
     return app
 
 
-def serve(app: Any, host: str = "127.0.0.1", port: int = 8555, log_level: str = "info") -> None:
-    """Run ``app`` on uvicorn until interrupted (what ``wfcelery web`` does)."""
+def serve(
+    app: Any, host: str = "127.0.0.1", port: int = 8555, log_level: str = "info", root_path: str = ""
+) -> None:
+    """Run ``app`` on uvicorn until interrupted (what ``wfcelery web`` does).
+
+    ``root_path``: the path prefix a reverse proxy strips (``/workflows``), so links and API calls keep it.
+    """
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=True, root_path=root_path)
