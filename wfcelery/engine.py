@@ -189,7 +189,7 @@ class Engine:
             if path.suffix.lower() not in (".yaml", ".yml", ".json"):
                 continue
             try:
-                wf = load(path)
+                wf = load(path).validate(self.app if self.settings.check_tasks else None)
             except WfCeleryError as e:
                 logger.warning("wfcelery: skipping definition %s: %s", path, e)
                 continue

@@ -401,3 +401,27 @@ def test_mounted_inside_another_asgi_app_pages_and_api_follow_the_mount_path(eng
             assert http.get("/ops/workflows/static/wf-run-progress.js").status_code == 200
     finally:
         server.stop()
+
+
+def test_definitions_folder_setting_lists_valid_files_and_starts_runs_by_name(make_test_app, tmp_path):
+    (tmp_path / "etl.yaml").write_text(
+        "name: etl\ntasks:\n  - {name: one, task: proj.add, args: ['${x}', 1]}\n"
+    )
+    (tmp_path / "report.json").write_text('{"name": "report", "tasks": [{"name": "r", "task": "proj.noop"}]}')
+    (tmp_path / "broken.yaml").write_text("name: broken\ntasks: [{name: a, task: proj.noop, after: [zz]}]\n")
+    (tmp_path / "notes.txt").write_text("not a definition")
+    app = make_test_app(wfcelery_definitions=str(tmp_path))
+    engine = app._wfcelery_engine
+    server = Server(engine).start()
+    try:
+        with server.client() as http, in_thread_worker(app):
+            listed = {d["name"]: d for d in http.get("/api/definitions").json()}
+            assert set(listed) == {"etl", "report"}  # the invalid file is left out (and logged)
+            assert listed["etl"]["params"] == ["x"]
+            missing = http.post("/api/runs", json={"name": "etl"})
+            assert missing.status_code == 422
+            assert "needs params x" in missing.json()["error"]
+            run_id = http.post("/api/runs", json={"name": "etl", "params": {"x": 41}}).json()["id"]
+            assert engine.run(run_id).wait(timeout=20) == {"one": 42}
+    finally:
+        server.stop()
