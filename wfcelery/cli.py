@@ -522,8 +522,6 @@ def web(
         from .web import create_app, serve
     except ImportError as e:
         _fail(str(e))
-    if auth is not None and ":" not in auth:
-        raise click.BadParameter("expected USER:PASSWORD", param_hint="--auth")
     engine = _engine(ctx)
     engine.runs(limit=1)  # fail now, with one clear line, when the tracker's Redis is unreachable
     app = create_app(engine, auth=auth, read_only=read_only, flower_url=flower_url)

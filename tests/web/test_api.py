@@ -425,3 +425,12 @@ def test_definitions_folder_setting_lists_valid_files_and_starts_runs_by_name(ma
             assert engine.run(run_id).wait(timeout=20) == {"one": 42}
     finally:
         server.stop()
+
+
+def test_a_malformed_auth_setting_is_refused_at_startup(engine):
+    from wfcelery import ConfigurationError
+    from wfcelery.web import create_app
+
+    for auth in ("admin", ":secret"):
+        with pytest.raises(ConfigurationError, match="user:password"):
+            create_app(engine, auth=auth)

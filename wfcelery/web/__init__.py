@@ -30,6 +30,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
+from ..errors import ConfigurationError
 from .api import errors, router
 from .pages import pages
 from .security import Guard
@@ -78,6 +79,8 @@ def create_app(
     for exc, handler in errors.items():
         app.add_exception_handler(exc, handler)
     auth = auth if auth is not None else settings.web_auth
+    if auth and (":" not in auth or auth.startswith(":")):
+        raise ConfigurationError("web auth must be 'user:password' (--auth or wfcelery_web_auth)")
     if not auth:  # pages elsewhere may read runs (the embeddable element); writes stay same-origin
         app.add_middleware(
             CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["Last-Event-ID"]
