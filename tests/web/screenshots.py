@@ -13,7 +13,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 import wfcelery
-from tests.conftest import in_thread_worker
+from tests.helpers import in_thread_worker
 from tests.proj import make_app
 from tests.redis_server import RedisServer
 from tests.web.browser import CHROMIUM, launch_args

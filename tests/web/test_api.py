@@ -13,7 +13,7 @@ import httpx
 import pytest
 from celery import Celery
 
-from tests.conftest import in_thread_worker, wait_for
+from tests.helpers import in_thread_worker, wait_for
 from tests.redis_server import free_port
 from tests.web.conftest import Server
 from wfcelery import Engine, RunStatus, Workflow
@@ -336,7 +336,7 @@ def test_celery_wf_web_serves_the_dashboard(redis_url, uid):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     port = free_port()
     env = {

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import in_thread_worker, wait_for
+from tests.helpers import in_thread_worker, wait_for
 from tests.web.browser import CHROMIUM, launch_args, require_chromium
 from wfcelery import NodeStatus, RunStatus, Workflow
 

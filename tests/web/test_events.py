@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import in_thread_worker, wait_for
+from tests.helpers import in_thread_worker, wait_for
 from wfcelery import Workflow
 from wfcelery.states import NodeStatus
 
