@@ -1,4 +1,5 @@
-"""What the CLI prints: tables, the live progress view, per-node timings and graph renderings.
+"""What the CLI prints about runs: tables, the live progress view, per-node timings (graphs of a
+definition: ``_graphs.py``).
 
 Only click is used (no rich): on a terminal the live view redraws a small table in place with ANSI
 cursor moves; anywhere else it prints one plain line per node transition, so logs and CI stay readable.
@@ -14,9 +15,7 @@ from typing import Any, TextIO
 
 import click
 
-from .compiler import Plan
 from .engine import Run, RunSummary
-from .errors import WaitTimeout
 from .records import Event
 from .states import NodeState, NodeStatus, RunState, RunStatus
 
@@ -320,91 +319,15 @@ def _clip(line: str, columns: int) -> str:
 
 
 def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float = 0.25) -> RunState:
-    """Show the run's progress until it ends; returns the final state.
+    """Show the run's progress until it ends (:meth:`Run.follow`); returns the final state.
 
-    Wakes on the run's event stream (a transition redraws at once) and re-reads the state at least every
-    ``tick`` seconds. Raises :class:`WaitTimeout` after ``timeout`` seconds.
+    Raises :class:`~wfcelery.errors.WaitTimeout` after ``timeout`` seconds.
     """
-    tracker = run.engine.tracker
-    deadline = None if timeout is None else time.monotonic() + timeout
-    offset, events = 0, []
-    while True:
-        state = run.state()
-        offset, more = tracker.events(run.id, after=offset)  # everything logged up to this state
-        events += more
+    offset = 0
+    for state in run.follow(timeout=timeout, tick=tick):
+        offset, events = run.events(after=offset)  # what happened up to this state, in order
         if state.finished:
             view.close(state, events)
             return state
         view.update(state, events)
-        block = tick if deadline is None else min(tick, deadline - time.monotonic())
-        if block <= 0:
-            raise WaitTimeout(f"run {run.id} is still {state.status.value} after {timeout} s")
-        offset, events = tracker.events(run.id, after=offset, block_ms=max(1, int(block * 1000)))
-
-
-# -- graphs ----------------------------------------------------------------------------------------------
-
-
-def levels(plan: Plan) -> list[list[int]]:
-    """Nodes grouped by depth (longest path from a root)."""
-    depth: dict[int, int] = {}
-    pending = {n.index: len(n.parents) for n in plan.nodes}
-    ready = [i for i, left in pending.items() if not left]
-    while ready:
-        i = ready.pop()
-        depth[i] = max((depth[p] + 1 for p in plan.nodes[i].parents), default=0)
-        for child in plan.nodes[i].children:
-            pending[child] -= 1
-            if not pending[child]:
-                ready.append(child)
-    grouped: list[list[int]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-    for i in sorted(depth):
-        grouped[depth[i]].append(i)
-    return grouped
-
-
-def graph_text(plan: Plan) -> list[str]:
-    nodes = plan.nodes
-    edges = sum(len(n.parents) for n in nodes)
-    lines = [
-        f"workflow {plan.name}: {len(nodes)} nodes, {edges} edges, on_failure={plan.on_failure}",
-        "",
-        "DAG (by depth; a node starts when every node it lists after '<-' has succeeded):",
-    ]
-    for depth, members in enumerate(levels(plan)):
-        for i in members:
-            n = nodes[i]
-            after = f"  <- {', '.join(nodes[p].name for p in n.parents)}" if n.parents else ""
-            lines.append(f"  {depth:>2}  {n.name} [{n.queue or 'default queue'}]{after}")
-    segments = plan.segments()
-    lines += [
-        "",
-        f"Segments ({len(segments)} Celery messages per run: one plain task message per node, sent at "
-        "submit or by the worker whose success releases it; resume/retry resend under new ids):",
-    ]
-    rows: list[list[Cell]] = [
-        [s["node"], s["task"], s["queue"], s["shape"], s["released_by"]] for s in segments
-    ]
-    return lines + ["  " + line for line in table(("NODE", "TASK", "QUEUE", "SHAPE", "RELEASED BY"), rows)]
-
-
-def graph_dot(plan: Plan) -> list[str]:
-    lines = [f"digraph {json.dumps(plan.name)} {{", "  rankdir=LR;", '  node [shape=box, style="rounded"];']
-    for n in plan.nodes:
-        label = f"{n.name}\\n{n.task}\\nqueue: {n.queue or 'default'}"
-        lines.append(f"  n{n.index} [label={_dot_quote(label)}];")
-    lines += [f"  n{p} -> n{n.index};" for n in plan.nodes for p in n.parents]
-    return [*lines, "}"]
-
-
-def _dot_quote(text: str) -> str:
-    return '"' + text.replace('"', '\\"') + '"'
-
-
-def graph_mermaid(plan: Plan) -> list[str]:
-    lines = ["flowchart LR"]
-    for n in plan.nodes:
-        label = f"{n.name}<br/><small>{n.task} · {n.queue or 'default'}</small>".replace('"', "#quot;")
-        lines.append(f'  n{n.index}["{label}"]')
-    lines += [f"  n{p} --> n{n.index}" for n in plan.nodes for p in n.parents]
-    return lines
+    raise AssertionError("Run.follow() ends with a finished state")  # pragma: no cover

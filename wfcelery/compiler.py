@@ -1,6 +1,6 @@
-"""Workflow -> :class:`Plan`: the segments Celery runs and the edges the tracker releases.
+"""Workflow -> :class:`Plan`: one Celery task message per node, and the edges the tracker releases.
 
-Every node compiles to one *segment*: a single, fully-formed Celery task message (task name, args,
+Every node compiles to a single, fully-formed Celery task message (task name, args,
 kwargs, queue, limits, priority, a task id derived from run id, node index and run epoch). Edges are held
 by the tracker: when a node succeeds, one Lua call counts it into each child and hands back the children
 whose parents have all succeeded, with their parents' results, and the worker publishes them.
@@ -128,29 +128,34 @@ class Plan:
             msg["queue"] = node.queue
         return msg
 
-    def segments(self) -> list[dict[str, Any]]:
-        """What each node really emits, for ``wfcelery graph``: one plain task message per node, sent at
-        submit (roots) or by the worker whose success releases it (the tracker's counter)."""
+    def release_rules(self) -> list[dict[str, str]]:
+        """What the compiler produced, for ``wfcelery graph``: per node, one task message, when the
+        tracker releases it (``released``) and what it gets from its parents (``receives``)."""
         return [
             {
                 "node": n.name,
                 "task": n.task,
-                "queue": n.queue or "(app default)",
-                "shape": "task",
-                "released_by": self._release_rule(n),
+                "queue": n.queue or "(default)",
+                "released": self._released(n),
+                "receives": self._receives(n),
             }
             for n in self.nodes
         ]
 
-    def _release_rule(self, node: PlanNode) -> str:
-        if not node.parents:
-            return "submit"
+    def _released(self, node: PlanNode) -> str:
         names = [self.nodes[p].name for p in node.parents]
+        if not names:
+            return "at submit"
         if len(names) == 1:
-            rule, passed = f"{names[0]} succeeding", "its result as first argument"
-        else:
-            rule, passed = f"all of {', '.join(names)} succeeding", "their results as one list"
-        return f"{rule} ({'no parent result' if node.immutable else passed})"
+            return f"when {names[0]} succeeds"
+        return f"when {', '.join(names)} have all succeeded (counter)"
+
+    def _receives(self, node: PlanNode) -> str:
+        if not node.parents or node.immutable:
+            return "its own args"
+        if len(node.parents) == 1:
+            return "parent's result first (chain)"
+        return "parents' results as one list (chord)"
 
 
 def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> Plan:

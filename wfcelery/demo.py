@@ -28,6 +28,7 @@ import redis
 from celery import Celery
 
 from . import _display as display
+from . import _graphs as graphs
 from ._redis_server import RedisServer
 from .compiler import compile_workflow
 from .engine import Engine
@@ -210,9 +211,8 @@ def run_demo(redis_url: str | None = None, out: TextIO | None = None, tty: bool 
 def _run_flow(engine: Engine, out: TextIO, tty: bool, cleanup: bool) -> int:
     with resources.as_file(resources.files("wfcelery") / "flows" / "demo.yaml") as path:
         workflow = load(path)
-    lines = display.graph_text(compile_workflow(workflow, engine.settings.routes))
     click.echo("", file=out)
-    for line in [lines[0], *lines[2 : lines.index("", 2)]]:  # the DAG, not the segments table
+    for line in graphs.dag_lines(compile_workflow(workflow, engine.settings.routes)):
         click.echo(line, file=out)
     run = engine.submit(workflow)
     click.echo(f"\nsubmitted run {run.id}\n", file=out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -21,11 +21,19 @@ from celery import Celery, signature
 from .compiler import Plan, PlanCache, compile_workflow
 from .consumers import ConsumerCheck, describe, node_queue, unconsumed
 from .dispatch import Dispatcher, broker_errors, ensure_connected
-from .errors import ConfigurationError, ControlError, NoWorkerError, RunFailed, RunNotFound, WaitTimeout
+from .errors import (
+    ConfigurationError,
+    ControlError,
+    NoWorkerError,
+    RunFailed,
+    RunNotFound,
+    WaitTimeout,
+    WfCeleryError,
+)
 from .keys import task_id
 from .loader import load
 from .model import Workflow
-from .records import NodeRecord, RunRecord, new_run
+from .records import Event, NodeRecord, RunRecord, new_run
 from .settings import Settings
 from .states import NodeState, NodeStatus, RunState, RunStatus
 from .tracker import Finish, Tracker, converted_errors
@@ -64,6 +72,7 @@ class Engine:
         self.app = app
         self._overrides = overrides
         self._routed: dict[str, str] = {}  # task name -> the queue the app's router picks
+        self._registered: dict[str, Workflow] = {}
 
     # Settings are read on first use, not at install(): install() usually runs at import time, before
     # the project has called app.config_from_object().
@@ -231,10 +240,39 @@ class Engine:
                     )
         return found[:limit]
 
+    # -- definitions known by name (the web dashboard's and REST API's catalogue) -----------------------
+
+    def register(self, workflow: Workflow | str | Path | Mapping[str, Any]) -> Workflow:
+        """Make a definition known by its name (``engine.definitions()``); validated first.
+
+        A registered definition wins over a file of the same name in the ``wfcelery_definitions`` folder.
+        """
+        wf = self._workflow(workflow)
+        wf.validate(self.app if self.settings.check_tasks else None)
+        self._registered[wf.name] = wf
+        return wf
+
+    def definitions(self) -> dict[str, Workflow]:
+        """Definitions by name: those registered, and every valid ``*.yaml|*.yml|*.json`` file of the
+        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file is
+        logged and left out)."""
+        found: dict[str, Workflow] = {}
+        folder = self.settings.definitions
+        for path in sorted(Path(folder).glob("*")) if folder else []:
+            if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+                continue
+            try:
+                wf = load(path).validate(self.app if self.settings.check_tasks else None)
+            except WfCeleryError as e:
+                logger.warning("wfcelery: skipping definition %s: %s", path, e)
+                continue
+            found.setdefault(wf.name, wf)
+        return {**found, **self._registered}
+
     # -- control ----------------------------------------------------------------------------------------
 
     def pause(self, run_id: str) -> RunState:
-        out = self.tracker.control(run_id, "pause")
+        out = self.tracker.halt(run_id, "pause")
         if out.after != RunStatus.PAUSED.value:
             raise ControlError(f"cannot pause run {run_id}: it is {out.before}")
         if out.changed:
@@ -243,7 +281,7 @@ class Engine:
         return self.state(run_id)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
-        out = self.tracker.control(run_id, "cancel")
+        out = self.tracker.halt(run_id, "cancel")
         if out.after != RunStatus.CANCELLED.value:
             raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
         if out.changed:
@@ -366,6 +404,43 @@ class Run:
         state = self.state()
         raw = self.engine.tracker.results(self.id)  # a None result is not stored
         return {name: raw.get(n.index) for name, n in state.nodes.items() if n.status is NodeStatus.SUCCEEDED}
+
+    def events(self, after: int = 0, block: float | None = None) -> tuple[int, list[Event]]:
+        """The run's transitions logged after offset ``after``: returns (next offset, events).
+
+        With ``block`` (seconds), waits that long at most for at least one new event. Offsets stay valid
+        when the log is trimmed: pass the returned offset to the next call.
+        """
+        block_ms = None if block is None else max(1, int(block * 1000))
+        return self.engine.tracker.events(self.id, after=after, block_ms=block_ms)
+
+    def follow(self, timeout: float | None = None, tick: float = 0.25) -> Iterator[RunState]:
+        """Yield the run's state now and after each transition (at least every ``tick`` seconds) until it
+        ends: the last state yielded is the final one.
+
+        Raises:
+            WaitTimeout: ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        offset = 0
+        while True:
+            state = self.state()
+            yield state
+            if state.finished:
+                return
+            block = tick if deadline is None else min(tick, deadline - time.monotonic())
+            if block <= 0:
+                raise WaitTimeout(f"run {self.id} is still {state.status.value} after {timeout} s")
+            offset, _ = self.events(after=offset, block=block)
+
+    def result(self, node: str) -> Any:
+        """The stored result of one node (None until it succeeded). Raises KeyError for an unknown node."""
+        index = self.plan().by_name[node].index
+        return self.engine.tracker.results(self.id, [index]).get(index)
+
+    def plan(self) -> Plan:
+        """The compiled plan the run executes: its nodes, their parents, tasks and queues."""
+        return self.engine.plans.get(self.engine.tracker.run_record(self.id).plan)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the run ends; return ``{node: result}``.

@@ -17,7 +17,7 @@ DEFAULT_KEY_PREFIX = "wfcelery"
 DEFAULT_RUN_TTL = 7 * 24 * 3600
 #: Bytes kept of a run's event log (~15 bytes a transition); past it the older half is dropped.
 DEFAULT_EVENTS_MAXLEN = 256 * 1024
-#: Seconds between full resyncs of a worker's in-memory gate (pub/sub keeps it fresh in between).
+#: Seconds between full resyncs of a worker's in-memory message filter (pub/sub keeps it fresh in between).
 DEFAULT_GATE_RESYNC = 5.0
 #: Whether Celery's result backend also stores each node's result. Off: the tracker already keeps every
 #: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,
@@ -43,6 +43,12 @@ class Settings:
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
+    #: A folder of YAML/JSON definitions the engine knows by name (``engine.definitions()``).
+    definitions: str | None = None
+    #: ``user:password`` that puts the web dashboard and REST API behind HTTP Basic auth.
+    web_auth: str | None = None
+    #: Flower's base URL: the dashboard links each node to its task there.
+    flower_url: str | None = None
     redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
 
@@ -61,6 +67,9 @@ class Settings:
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
+            definitions=conf.get("wfcelery_definitions") or None,
+            web_auth=conf.get("wfcelery_web_auth") or None,
+            flower_url=conf.get("wfcelery_flower_url") or None,
             redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
             inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
         )

@@ -122,11 +122,11 @@ class WorkflowRunner:
                 raise RuntimeError(f"wfcelery.testing: the worker did not start consuming {queue!r}")
 
     def close(self) -> None:
-        """Stop the gate thread this test's worker side started (a gate only exists once used)."""
+        """Stop the message filter thread this test's worker side started (it exists once used)."""
         side = getattr(self.app, "_wfcelery_worker", None)
-        gate = vars(side).get("gate") if side is not None else None
-        if gate is not None:
-            gate.stop()
+        message_filter = vars(side).get("message_filter") if side is not None else None
+        if message_filter is not None:
+            message_filter.stop()
 
 
 # -- fixtures --------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A node's task reports here: the start gate before its body, success (count it into its children and
 publish those released), failure (a tracker-level retry with backoff, or the run's failure policy), a
-revoke. The worker side owns the worker's in-memory gate and its plan cache. It sits on the tracker
+revoke. The worker side owns the worker's in-memory message filter and its plan cache. It sits on the tracker
 beside the client API (``engine.py``); neither imports the other (both send through ``dispatch.py``).
 """
 
@@ -19,7 +19,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
 from .errors import RunNotFound, TrackerError
-from .gate import Gate
+from .message_filter import MessageFilter
 from .outage import Outage
 from .states import RunStatus
 from .tracker import StartOutcome, Tracker
@@ -44,8 +44,8 @@ class WorkerSide:
         return Outage()
 
     @cached_property
-    def gate(self) -> Gate:
-        return Gate(self.tracker, self.outage)
+    def message_filter(self) -> MessageFilter:
+        return MessageFilter(self.tracker, self.outage)
 
     @cached_property
     def plans(self) -> PlanCache:

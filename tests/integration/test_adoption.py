@@ -24,10 +24,10 @@ from celery import Celery
 from click.testing import CliRunner
 
 import wfcelery
-from tests.conftest import ROOT, in_thread_worker, rabbitmq_url, wait_for
-from tests.redis_server import RedisServer
+from tests.helpers import ROOT, in_thread_worker, rabbitmq_url, wait_for
 from tests.integration import test_cli
 from tests.integration.test_cli import assert_clean_error, invoke
+from tests.redis_server import RedisServer
 from wfcelery import (
     BrokerUnavailable,
     ConfigurationError,

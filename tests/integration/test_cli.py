@@ -23,7 +23,7 @@ from celery import Celery
 from click.testing import CliRunner, Result
 
 import wfcelery
-from tests.conftest import ROOT, in_thread_worker, wait_for
+from tests.helpers import ROOT, in_thread_worker, wait_for
 from tests.proj import make_app
 from wfcelery import _display as display
 from wfcelery.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, cli, wf
@@ -370,8 +370,8 @@ def test_graph_formats(flows: dict[str, str]) -> None:
     text = invoke("graph", flows["fan"], app=False)
     assert text.exit_code == EXIT_OK
     assert "d [default queue]  <- b, c" in text.stdout
-    assert "Segments (4 Celery messages" in text.stdout
-    assert "all of b, c succeeding (their results as one list)" in text.stdout
+    assert "Messages (4 per run" in text.stdout
+    assert "when b, c have all succeeded" in text.stdout
     dot = invoke("graph", flows["fan"], "--format", "dot", app=False).stdout
     assert dot.startswith('digraph "fan" {')
     assert "n1 -> n3;" in dot
