@@ -140,6 +140,7 @@ def test_every_command_has_help_with_an_example() -> None:
         "validate",
         "graph",
         "doctor",
+        "web",
         "demo",
     }
     assert set(cli.commands) == set(wf.commands)
