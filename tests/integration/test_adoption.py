@@ -582,3 +582,82 @@ def test_a_tracker_outage_logs_one_warning_and_one_info_and_the_run_goes_on(
         assert int(loud[1][1].split("; ")[1].split()[0]) >= 1  # a's success waited for Redis
     finally:
         tracker.stop()
+
+
+# -- the adoption path, end to end, as a team would type it ----------------------------------------------
+
+FLOW = """
+name: daily
+tasks:
+  - {name: fetch, task: adopt.fetch, type: io, args: ["${day}"]}
+  - {name: parse, task: adopt.parse, after: [fetch]}
+  - {name: report, task: adopt.report, kwargs: {channel: "${channel}"}, after: [parse]}
+"""
+
+
+def test_adoption_path_end_to_end_in_subprocesses(redis_url: str, uid: str, tmp_path: Path) -> None:
+    """A pickle app with task_routes, two workers, a node no worker reads: the warning appears, doctor
+    names the fix, after the fix the run succeeds and `results --json` parses."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("WFCELERY_", "CELERY_"))},
+        "ADOPT_REDIS_URL": redis_url,
+        "ADOPT_SUFFIX": uid,
+        "PYTHONPATH": str(ROOT),
+        "C_FORCE_ROOT": "1",  # Celery refuses pickle workers as root otherwise (CI runs as root)
+    }
+    flow = tmp_path / "daily.yaml"
+    flow.write_text(FLOW)
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def wf(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "wfcelery.cli", "-A", "tests.adoption_app", *args]
+        return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
+
+    def worker(name: str, queues: str) -> None:
+        cmd = [sys.executable, "-m", "celery", "-A", "tests.adoption_app", "worker", "-Q", queues]
+        cmd += ["-n", f"{name}-{uid}@{socket.gethostname()}", "-P", "threads", "-c", "2", "-l", "WARNING"]
+        cmd += ["--without-mingle", "--without-gossip"]
+        workers.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
+
+    try:
+        worker("io", f"io-{uid}")
+        worker("default", f"default-{uid}")
+        pinger = Celery(broker=redis_url, set_as_current=False)
+        pinger.conf.accept_content = ["json", "pickle"]  # the team's workers answer in pickle
+        control = pinger.control
+        names = [f"io-{uid}@{socket.gethostname()}", f"default-{uid}@{socket.gethostname()}"]
+        wait_for(
+            lambda: len(control.ping(destination=names, timeout=0.5)) == 2,
+            timeout=60,
+            message="both workers to answer",
+        )
+        submitted = wf("submit", str(flow), "-p", "day=2026-11-22", "-p", "channel=#ops")
+        assert submitted.returncode == EXIT_OK, submitted.stderr
+        assert f"no live worker consumes queue 'reports-{uid}' (node report)" in submitted.stderr
+        run_id = submitted.stdout.strip()
+
+        doctor = wf("doctor", str(flow))
+        assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+        assert f"fix: start a worker for -Q reports-{uid}" in doctor.stdout
+        assert "Traceback" not in doctor.stderr
+
+        worker("reports", f"reports-{uid}")  # the fix doctor names
+        watched = wf("watch", run_id, "--timeout", "60")
+        assert watched.returncode == EXIT_OK, watched.stdout + watched.stderr
+        results = wf("results", run_id, "--json")
+        assert results.returncode == EXIT_OK
+        doc = json.loads(results.stdout)
+        assert doc["status"] == "SUCCEEDED"
+        assert doc["results"] == {"fetch": [10, 2, 3], "parse": 15, "report": "#ops: 15"}
+
+        healthy = wf("doctor", str(flow))
+        assert healthy.returncode == EXIT_OK, healthy.stdout
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
