@@ -44,6 +44,7 @@ screenshots: $(VENV)/.installed browser
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wfcelery tests benchmarks examples
 	$(VENV)/bin/mypy wfcelery
+	$(VENV)/bin/mypy --strict --ignore-missing-imports --follow-imports=silent examples/typed_usage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

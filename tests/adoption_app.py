@@ -7,7 +7,6 @@ the test passes the URLs and a unique suffix for queue and key names through the
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from celery import Celery
 
