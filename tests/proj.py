@@ -20,12 +20,15 @@ import wfcelery
 def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celery", **conf: Any) -> Celery:
     app = Celery("proj", broker=broker, backend=backend, set_as_current=False)
     app.conf.update(
-        task_default_queue=default_queue,
-        wfcelery_key_prefix=prefix,
-        wfcelery_redis_url=backend,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        **conf,
+        {
+            "task_default_queue": default_queue,
+            "wfcelery_key_prefix": prefix,
+            "wfcelery_redis_url": backend,
+            "broker_connection_retry_on_startup": True,
+            "worker_hijack_root_logger": False,
+            "wfcelery_inspect_timeout": 0.5,  # the submit-time queue check: local workers answer in ms
+            **conf,  # a test's own configuration wins
+        }
     )
     register_tasks(app)
     wfcelery.install(app)

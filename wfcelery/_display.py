@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import click
 
 from .engine import Run, RunSummary
+from .records import Event
 from .states import NodeState, NodeStatus, RunState, RunStatus
 
 #: Colour of each status on a terminal (click strips colours when the output is not one).
@@ -214,11 +215,15 @@ class LiveView:
         self._seen: dict[str, tuple[NodeStatus, int]] = {}
         self._announced = False
 
-    def update(self, state: RunState) -> None:
+    def update(self, state: RunState, events: Sequence[Event] | None = None) -> None:
+        """Show ``state``; off a terminal, ``events`` (the run's log since the last update) give one line
+        per transition in the order they happened, retries included."""
         if self.quiet:
             return
         if self.tty:
             self._redraw(state)
+        elif events is not None:
+            self._transitions(state, events)
         else:
             self._plain(state)
 
@@ -261,8 +266,32 @@ class LiveView:
             width = max(len(n) for n in state.nodes)
             self._echo(f"{when:>8}  {node.name.ljust(width)}  {node.status.value}{extra}{worker}{err}")
 
-    def close(self, state: RunState) -> None:
-        self.update(state)
+    def _transitions(self, state: RunState, events: Sequence[Event]) -> None:
+        if not self._announced:
+            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._announced = True
+        by_index = {n.index: n for n in state.nodes.values()}
+        width = max((len(n) for n in state.nodes), default=0)
+        for event in events:
+            node = by_index.get(event.node) if event.node is not None else None
+            if node is None:
+                continue  # run-level lines: the summary says how the run ended
+            status = NodeStatus.from_code(event.status)
+            if status is NodeStatus.PENDING:
+                continue
+            current = node.status is status  # details (worker, duration, error) are the latest attempt's
+            extra = ""
+            if current and node.finished_at and node.started_at:
+                extra += f" in {seconds(node_duration(node))}"
+            if current and node.worker and status is not NodeStatus.QUEUED:
+                extra += f" on {node.worker}"
+            if current and node.error and status in (NodeStatus.FAILED, NodeStatus.RETRYING):
+                extra += f" ({error_text(node)})"
+            when = f"+{seconds(event.at_ms / 1000)}"
+            self._echo(f"{when:>8}  {node.name.ljust(width)}  {status.value}{extra}")
+
+    def close(self, state: RunState, events: Sequence[Event] | None = None) -> None:
+        self.update(state, events)
         if not self.quiet:
             self._echo(summary_line(state))
 
@@ -294,9 +323,11 @@ def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float =
 
     Raises :class:`~wfcelery.errors.WaitTimeout` after ``timeout`` seconds.
     """
+    offset = 0
     for state in run.follow(timeout=timeout, tick=tick):
+        offset, events = run.events(after=offset)  # what happened up to this state, in order
         if state.finished:
-            view.close(state)
+            view.close(state, events)
             return state
-        view.update(state)
+        view.update(state, events)
     raise AssertionError("Run.follow() ends with a finished state")  # pragma: no cover

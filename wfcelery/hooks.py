@@ -27,8 +27,10 @@ from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
 from kombu.utils.json import dumps as json_dumps
 
+from .errors import ConfigurationError, RunNotFound, TrackerUnavailable
 from .keys import parse_task_id
 from .records import plan_header
+from .settings import check_json_accepted
 from .worker import Parsed, WorkerSide, worker_of
 
 if TYPE_CHECKING:
@@ -93,8 +95,16 @@ class WfCeleryStep(bootsteps.StartStopStep):
         if side is None:
             return
         try:
+            check_json_accepted(w.app)
+        except ConfigurationError as e:  # every node message would be rejected: say which setting to change
+            logger.error("wfcelery: %s", e)
+            return
+        try:
             warning = side.tracker.check_eviction()
             side.message_filter.start()
+        except TrackerUnavailable as e:
+            side.outage.down(e)
+            return
         except Exception as e:
             logger.warning("wfcelery: tracker Redis not reachable at worker start: %s", e)
             return
@@ -138,10 +148,19 @@ def wrap_task_init(app: Celery) -> None:
             return
         try:
             verdict = side.start(parsed, task.request.hostname or "")
+        except TrackerUnavailable as e:  # the body runs; its report is deferred until Redis answers
+            side.outage.down(e)
+            return
         except Exception:
             logger.exception("wfcelery: could not record start of %s", task_id)
             return
         if not verdict.run:
+            if verdict.reason == "gone":
+                logger.debug(
+                    "wfcelery: dropped %s: run %s no longer exists (cleaned up or expired)",
+                    task_id,
+                    parsed[0],
+                )
             raise GateClosed(f"wfcelery: task {task_id} not run ({verdict.reason})")
         task.request.wf_attempt = verdict.attempt  # lets a late retry/failure report be told apart
 
@@ -169,6 +188,13 @@ def _receiver(signal: Signal, what: str, locate: Locate) -> Callable[[Receiver],
                 return
             try:
                 fn(side, parsed, sender, **{**kwargs, "task_id": task_id})
+            except RunNotFound:  # a message of a cleaned-up or expired run: nothing to record, nothing wrong
+                logger.debug(
+                    "wfcelery: did not %s %s: run %s no longer exists (cleaned up or expired)",
+                    what,
+                    task_id,
+                    parsed[0],
+                )
             except Exception:
                 logger.exception("wfcelery: could not %s %s", what, task_id)
 

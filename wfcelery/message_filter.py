@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from .outage import Outage
 from .records import GateEntry
 
 if TYPE_CHECKING:
@@ -41,8 +42,9 @@ DROPPED_MAX = 50_000
 class MessageFilter:
     """One per worker process (``WorkerSide.message_filter``)."""
 
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: Tracker, outage: Outage | None = None) -> None:
         self.tracker = tracker
+        self.outage = outage or Outage()  # one WARNING per tracker outage, not one per retry
         self.entries: dict[str, tuple[str, int]] = {}
         self._started = False
         self._lock = threading.Lock()
@@ -85,8 +87,8 @@ class MessageFilter:
                 return
             try:
                 self.resync()
-            except Exception as e:
-                logger.warning("wfcelery message filter: initial sync failed, will retry: %s", e)
+            except Exception as e:  # the listener thread retries
+                self.outage.down(e)
             self._thread = threading.Thread(target=self._listen, name="wfcelery-message-filter", daemon=True)
             self._thread.start()
             self._started = True
@@ -116,6 +118,7 @@ class MessageFilter:
             try:
                 pubsub = self.tracker.subscribe_gate()
                 self.resync()  # anything published before we subscribed
+                self.outage.up()
                 next_sync = time.monotonic() + interval
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=max(0.0, next_sync - time.monotonic()))
@@ -125,7 +128,7 @@ class MessageFilter:
                         self.resync()
                         next_sync = time.monotonic() + interval
             except (redis.RedisError, OSError) as e:
-                logger.warning("wfcelery message filter: lost Redis (%s); retrying", e)
+                self.outage.down(e)
                 self._stop.wait(1.0)
             finally:
                 if pubsub is not None:

@@ -25,6 +25,11 @@ DEFAULT_GATE_RESYNC = 5.0
 DEFAULT_CELERY_RESULTS = False
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.
 DEFAULT_RETRY_BACKOFF_MAX = 600
+#: Socket timeout (seconds) of every tracker Redis call: a hung Redis fails fast, it does not stall a
+#: CLI command or a worker. Blocking reads (pub/sub waits) use their own, shorter waits.
+DEFAULT_REDIS_TIMEOUT = 5.0
+#: Seconds to wait for live workers to say which queues they consume (submit, validate, status); 0 skips.
+DEFAULT_INSPECT_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,13 @@ class Settings:
     web_auth: str | None = None
     #: Flower's base URL: the dashboard links each node to its task there.
     flower_url: str | None = None
+    redis_timeout: float = DEFAULT_REDIS_TIMEOUT
+    inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
         conf = app.conf
-        for key in ("task_serializer", "result_serializer"):
-            if conf.get(key) == "pickle":
-                raise ConfigurationError(f"wfcelery needs JSON messages, but {key} is 'pickle'")
+        check_json_accepted(app)
         redis_url = overrides.pop("redis_url", None) or conf.get("wfcelery_redis_url") or _backend_url(app)
         settings = cls(
             redis_url=redis_url,
@@ -65,8 +70,37 @@ class Settings:
             definitions=conf.get("wfcelery_definitions") or None,
             web_auth=conf.get("wfcelery_web_auth") or None,
             flower_url=conf.get("wfcelery_flower_url") or None,
+            redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
+            inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
         )
         return replace(settings, **overrides) if overrides else settings
+
+
+def _number(conf: Any, key: str, default: float) -> float:
+    value = conf.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigurationError(f"{key} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+#: Content types under which Celery accepts JSON messages.
+JSON_CONTENT = frozenset({"json", "application/json"})
+
+
+def check_json_accepted(app: Any) -> None:
+    """Node messages are JSON whatever the app's serializer (pickle apps included): refuse, naming the
+    setting, an app whose workers would reject them."""
+    accepted = app.conf.get("accept_content") or ["json"]
+    if isinstance(accepted, str):
+        accepted = [accepted]
+    if not JSON_CONTENT & set(accepted):
+        fixed = [*accepted, "json"]
+        raise ConfigurationError(
+            f"workers do not accept JSON messages (accept_content = {list(accepted)!r}); wfcelery sends node "
+            f"messages as JSON: set accept_content = {fixed!r} in the app's configuration"
+        )
 
 
 def _backend_url(app: Any) -> str:

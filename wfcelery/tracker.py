@@ -62,8 +62,8 @@ class Tracker:
             settings.redis_url,
             decode_responses=True,
             health_check_interval=30,
-            socket_connect_timeout=5,
-            socket_timeout=30,
+            socket_connect_timeout=settings.redis_timeout or None,
+            socket_timeout=settings.redis_timeout or None,
         )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
@@ -333,12 +333,17 @@ class StartOutcome:
 
 @dataclass(frozen=True)
 class SucceedOutcome:
-    """succeed.lua: the children this success released (with the run's epoch and params for them)."""
+    """succeed.lua: the children this success released (with the run's epoch and params for them);
+    ``gone`` when the run no longer exists (cleaned up or expired)."""
 
     finish: Finish | None
     epoch: int
     params: dict[str, Any] | None  # only when children were released
     released: tuple[int, ...]
+
+    @property
+    def gone(self) -> bool:
+        return self.epoch < 0
 
     @classmethod
     def from_reply(cls, reply: Any) -> SucceedOutcome:
@@ -353,8 +358,9 @@ class SucceedOutcome:
 
 @dataclass(frozen=True)
 class FailOutcome:
-    """fail.lua: ``action`` is 'ignored', 'retrying' (Celery retries), 'retry' (re-publish at ``epoch``
-    after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the queued nodes fail_fast ended)."""
+    """fail.lua: ``action`` is 'ignored', 'gone' (no such run), 'retrying' (Celery retries), 'retry'
+    (re-publish at ``epoch`` after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the
+    queued nodes fail_fast ended)."""
 
     action: str
     epoch: int

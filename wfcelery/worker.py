@@ -8,6 +8,7 @@ beside the client API (``engine.py``); neither imports the other (both send thro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -17,7 +18,9 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
+from .errors import RunNotFound, TrackerError
 from .message_filter import MessageFilter
+from .outage import Outage
 from .states import RunStatus
 from .tracker import StartOutcome, Tracker
 
@@ -36,8 +39,13 @@ class WorkerSide:
         return self._tracker()
 
     @cached_property
+    def outage(self) -> Outage:
+        """The tracker outage, if any: one WARNING/INFO pair, node reports deferred meanwhile."""
+        return Outage()
+
+    @cached_property
     def message_filter(self) -> MessageFilter:
-        return MessageFilter(self.tracker)
+        return MessageFilter(self.tracker, self.outage)
 
     @cached_property
     def plans(self) -> PlanCache:
@@ -50,16 +58,38 @@ class WorkerSide:
     def plan_for(self, run_id: str, digest: str | None) -> Plan:
         """The run's plan: ``digest`` comes from the message's ``wf_plan`` header when the hook has it
         (in the pool), else from the run record (main process, e.g. a lost worker process)."""
-        return self.plans.get(digest or self.tracker.run_record(run_id).plan)
+        try:
+            return self.plans.get(digest or self.tracker.run_record(run_id).plan)
+        except TrackerError:
+            self.tracker.run_record(run_id)  # plans outlive their runs: a missing one means the run is gone
+            raise
 
     def start(self, parsed: Parsed, worker: str) -> StartOutcome:
         """The authoritative start gate: whether the body may run, and its attempt number."""
         return self.tracker.start(parsed[0], parsed[1], parsed[2], worker)
 
     def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
+        """Record a success and publish the children it releases (deferred while the tracker is down)."""
+        self.outage.report(functools.partial(self._succeeded, parsed, digest, result, result_json))
+
+    def node_failed(
+        self,
+        parsed: Parsed,
+        digest: str | None,
+        error: dict[str, Any],
+        mode: str,
+        attempt: int = 0,
+    ) -> None:
+        """Record a failure: a tracker-level retry, or the run's failure policy (deferred while the
+        tracker is down)."""
+        self.outage.report(functools.partial(self._failed, parsed, digest, error, mode, attempt))
+
+    def _succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
         run_id, index, epoch = parsed
         plan = self.plan_for(run_id, digest)
         out = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
+        if out.gone:
+            raise RunNotFound(run_id)
         if out.released:
             fan_in = sorted(
                 {p for c in out.released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents}
@@ -75,7 +105,7 @@ class WorkerSide:
             self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
             self.dispatch.callback(run_id, out.finish.status, out.finish.callback)
 
-    def node_failed(
+    def _failed(
         self,
         parsed: Parsed,
         digest: str | None,
@@ -88,6 +118,8 @@ class WorkerSide:
         node = plan.nodes[index]
         descendants = plan.descendants([index]) if plan.on_failure == "continue" else []
         out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants, attempt)
+        if out.action == "gone":
+            raise RunNotFound(run_id)
         if out.action == "retry":
             record = self.tracker.run_record(run_id)
             results = self.tracker.results(run_id, node.parents)

@@ -44,6 +44,7 @@ STATE_KEYS = {
     "params",
     "counts",
     "nodes",
+    "idle_queues",
 }
 NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
 
@@ -129,6 +130,7 @@ def test_every_command_has_help_with_an_example() -> None:
         "submit",
         "status",
         "watch",
+        "results",
         "list",
         "pause",
         "resume",
@@ -137,6 +139,8 @@ def test_every_command_has_help_with_an_example() -> None:
         "cleanup",
         "validate",
         "graph",
+        "doctor",
+        "web",
         "demo",
     }
     assert set(cli.commands) == set(wf.commands)
@@ -286,9 +290,15 @@ def test_pause_resume_cancel_retry_cleanup(
 # -- bad input -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["status", "watch", "pause", "resume", "cancel", "retry", "cleanup"])
+@pytest.mark.parametrize("command", ["status", "watch", "results", "pause", "resume", "cancel", "retry"])
 def test_unknown_run_exits_2(cli_app: Celery, command: str) -> None:
     assert_clean_error(invoke(command, "0" * 32), EXIT_BAD_INPUT, "no workflow run")
+
+
+def test_cleanup_of_a_run_that_no_longer_exists_exits_0(cli_app: Celery) -> None:
+    result = invoke("cleanup", "0" * 32)
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert "nothing to clean" in result.stdout
 
 
 def test_invalid_definitions_exit_2_and_change_nothing(

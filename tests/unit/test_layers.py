@@ -30,10 +30,13 @@ LAYERS: dict[str, tuple[int, str]] = {
             "_redis_server",
         )
     },
-    **{m: (1, "tracker") for m in ("tracker", "dispatch")},
+    **{m: (1, "tracker") for m in ("tracker", "dispatch", "consumers")},
     **{m: (2, "client") for m in ("engine",)},
-    **{m: (2, "worker") for m in ("worker", "message_filter", "hooks")},
-    **{m: (3, "surface") for m in ("install", "_display", "_graphs", "cli", "demo", "__init__")},
+    **{m: (2, "worker") for m in ("worker", "message_filter", "hooks", "outage")},
+    **{
+        m: (3, "surface")
+        for m in ("install", "_display", "_graphs", "cli", "demo", "doctor", "testing", "__init__")
+    },
 }
 
 
