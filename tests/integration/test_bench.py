@@ -1,5 +1,6 @@
-"""The benchmark harness still runs (``python -m benchmarks.run --quick``): every scenario, both sides, a JSON
-report. No performance assertions -- numbers on a shared machine are noise; this only keeps the harness alive."""
+"""The benchmark harness still runs (``python -m benchmarks.run --quick``): every scenario, both sides, a
+JSON report. No performance assertions -- numbers on a shared machine are noise; this only keeps the
+harness alive."""
 
 from __future__ import annotations
 
