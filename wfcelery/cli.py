@@ -483,7 +483,70 @@ def demo(redis_url: str | None) -> None:
         raise click.exceptions.Exit(code)
 
 
-for _command in (submit, status, watch, list_, pause, resume, cancel, retry, cleanup, validate, graph, demo):
+@click.command(
+    "web",
+    epilog=_epilog("""
+wfcelery -A proj.celery:app web                                # http://127.0.0.1:8555
+wfcelery -A proj.celery:app web --host 0.0.0.0 --auth admin:s3cret
+celery -A proj wf web --read-only --port 9000"""),
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8555, show_default=True)
+@click.option(
+    "--auth",
+    metavar="USER:PASSWORD",
+    envvar="WFCELERY_WEB_AUTH",
+    help="HTTP Basic auth for every page and API route (default: the wfcelery_web_auth setting).",
+)
+@click.option("--read-only", is_flag=True, help="Hide the control buttons and refuse every write.")
+@click.option("--flower-url", metavar="URL", help="Link nodes to Flower (default: wfcelery_flower_url).")
+@click.option("--root-path", default="", metavar="PREFIX", help="Path prefix a reverse proxy strips.")
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+@click.pass_context
+@_errors_to_exit
+def web(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    auth: str | None,
+    read_only: bool,
+    flower_url: str | None,
+    root_path: str,
+    log_level: str,
+) -> None:
+    """Serve the web dashboard and REST API (needs the extra: pip install 'wfcelery[web]').
+
+    The dashboard lists runs, draws each run's DAG live, and pauses, resumes, cancels, retries and
+    deletes runs; the REST API is documented at /api/docs (OpenAPI at /openapi.json).
+    """
+    try:
+        from .web import create_app, serve
+    except ImportError as e:
+        _fail(str(e))
+    engine = _engine(ctx)
+    engine.runs(limit=1)  # fail now, with one clear line, when the tracker's Redis is unreachable
+    app = create_app(engine, auth=auth, read_only=read_only, flower_url=flower_url)
+    click.echo(
+        f"wfcelery dashboard on http://{host}:{port}/" + ("  (read-only)" if read_only else ""), err=True
+    )
+    serve(app, host=host, port=port, log_level=log_level, root_path=root_path.rstrip("/"))
+
+
+for _command in (
+    submit,
+    status,
+    watch,
+    list_,
+    pause,
+    resume,
+    cancel,
+    retry,
+    cleanup,
+    validate,
+    graph,
+    web,
+    demo,
+):
     wf.add_command(_command)
 
 

@@ -20,7 +20,7 @@ from celery import Celery, signature
 
 from .compiler import Plan, PlanCache, compile_workflow
 from .dispatch import Dispatcher
-from .errors import ControlError, RunFailed, WaitTimeout
+from .errors import ControlError, RunFailed, WaitTimeout, WfCeleryError
 from .keys import task_id
 from .loader import load
 from .model import Workflow
@@ -62,6 +62,7 @@ class Engine:
     def __init__(self, app: Celery, **overrides: Any) -> None:
         self.app = app
         self._overrides = overrides
+        self._registered: dict[str, Workflow] = {}
 
     # Settings are read on first use, not at install(): install() usually runs at import time, before
     # the project has called app.config_from_object().
@@ -165,6 +166,35 @@ class Engine:
                         )
                     )
         return found[:limit]
+
+    # -- definitions known by name (the web dashboard's and REST API's catalogue) -----------------------
+
+    def register(self, workflow: Workflow | str | Path | Mapping[str, Any]) -> Workflow:
+        """Make a definition known by its name (``engine.definitions()``); validated first.
+
+        A registered definition wins over a file of the same name in the ``wfcelery_definitions`` folder.
+        """
+        wf = self._workflow(workflow)
+        wf.validate(self.app if self.settings.check_tasks else None)
+        self._registered[wf.name] = wf
+        return wf
+
+    def definitions(self) -> dict[str, Workflow]:
+        """Definitions by name: those registered, and every valid ``*.yaml|*.yml|*.json`` file of the
+        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file is
+        logged and left out)."""
+        found: dict[str, Workflow] = {}
+        folder = self.settings.definitions
+        for path in sorted(Path(folder).glob("*")) if folder else []:
+            if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+                continue
+            try:
+                wf = load(path).validate(self.app if self.settings.check_tasks else None)
+            except WfCeleryError as e:
+                logger.warning("wfcelery: skipping definition %s: %s", path, e)
+                continue
+            found.setdefault(wf.name, wf)
+        return {**found, **self._registered}
 
     # -- control ----------------------------------------------------------------------------------------
 
@@ -299,6 +329,15 @@ class Run:
             if block <= 0:
                 raise WaitTimeout(f"run {self.id} is still {state.status.value} after {timeout} s")
             offset, _ = self.events(after=offset, block=block)
+
+    def result(self, node: str) -> Any:
+        """The stored result of one node (None until it succeeded). Raises KeyError for an unknown node."""
+        index = self.plan().by_name[node].index
+        return self.engine.tracker.results(self.id, [index]).get(index)
+
+    def plan(self) -> Plan:
+        """The compiled plan the run executes: its nodes, their parents, tasks and queues."""
+        return self.engine.plans.get(self.engine.tracker.run_record(self.id).plan)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the run ends; return ``{node: result}``.

@@ -28,7 +28,7 @@ from .errors import (
 #: Failure policies a workflow may name.
 FAILURE_POLICIES = ("fail_fast", "continue")
 
-#: Keys a node may carry in a definition (Python ``add`` accepts the same as keyword arguments).
+#: Keys a node may carry in a definition (:meth:`Workflow.add` takes the same as keyword arguments).
 NODE_KEYS = frozenset(
     {
         "name",
@@ -98,6 +98,7 @@ class Node:
                 self.after.append(parent.name)
 
     def to_dict(self) -> dict[str, Any]:
+        """This node in the definition schema (only options that differ from the built-in defaults)."""
         d: dict[str, Any] = {"name": self.name, "task": self.task}
         for key in ("args", "kwargs", "type", "queue", "time_limit", "soft_time_limit", "priority"):
             value = getattr(self, key)
@@ -156,19 +157,60 @@ class Workflow:
         return self.nodes[name]
 
     def add(
-        self, name: str, task: Any, *, after: Iterable[str | Node] | str | Node = (), **options: Any
+        self,
+        name: str,
+        task: Any,
+        *,
+        after: Iterable[str | Node] | str | Node = (),
+        args: list[Any] | tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        type: str | None = None,
+        queue: str | None = None,
+        retries: int | None = None,
+        immutable: bool | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        priority: int | None = None,
     ) -> Node:
-        """Add a node running ``task`` (a task object or a registered task name).
+        """Add a node running ``task`` and return it.
 
-        Options: ``args``, ``kwargs``, ``type``, ``queue``, ``retries``, ``immutable``, ``time_limit``,
-        ``soft_time_limit``, ``priority``; unset ones come from the workflow's ``defaults``.
+        Every option left at ``None`` takes the workflow's ``defaults`` (then the built-in default).
+        Values are checked here, so a bad definition fails where it is written, not at submit.
+
+        Args:
+            name: The node's name, unique in the workflow (letters, digits, ``_ . : -``).
+            task: A Celery task object or a registered task name.
+            after: Parent nodes (or their names); one node or name is one parent.
+            args: Positional arguments (JSON data; ``"${param}"`` placeholders are filled at submit).
+            kwargs: Keyword arguments (JSON data, string keys; placeholders as for ``args``).
+            type: The node's type; routes it to the queue of that name unless ``queue`` is given.
+            queue: The queue to send the node to; overrides ``type``.
+            retries: How many times a failed attempt is retried (``>= 0``; default 0).
+            immutable: True: the node does not receive its parent's result as first argument.
+            time_limit: Hard time limit in seconds (Celery's ``time_limit``).
+            soft_time_limit: Soft time limit in seconds (Celery's ``soft_time_limit``).
+            priority: Message priority (Celery's ``priority``).
+
+        Raises:
+            SchemaError: A bad name or option value (wrong type, negative retries, args not JSON).
+            DuplicateNodeError: The workflow already has a node of that name.
         """
         if not isinstance(name, str) or not _NAME.match(name):
             raise SchemaError(f"node name {name!r} is not a valid name (letters, digits, _ . : -)")
         if name in self.nodes:
             raise DuplicateNodeError(f"duplicate node name {name!r} in workflow {self.name!r}")
-        _check_keys(options, DEFAULT_KEYS, f"node {name!r}")
-        merged = {**self.defaults, **options}
+        options = {
+            "args": args,
+            "kwargs": kwargs,
+            "type": type,
+            "queue": queue,
+            "retries": retries,
+            "immutable": immutable,
+            "time_limit": time_limit,
+            "soft_time_limit": soft_time_limit,
+            "priority": priority,
+        }
+        merged = {**self.defaults, **{k: v for k, v in options.items() if v is not None}}
         if isinstance(after, str | Node):  # after="load" is one parent, not four
             after = [after]
         parents = list(dict.fromkeys(_node_name(p) for p in after))  # a parent listed twice is one edge
@@ -239,6 +281,7 @@ class Workflow:
     # -- dict schema ------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """This workflow in the definition schema; ``Workflow.from_dict(wf.to_dict())`` rebuilds it."""
         d: dict[str, Any] = {
             "name": self.name,
             "on_failure": self.on_failure,

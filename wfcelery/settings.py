@@ -38,6 +38,12 @@ class Settings:
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
+    #: A folder of YAML/JSON definitions the engine knows by name (``engine.definitions()``).
+    definitions: str | None = None
+    #: ``user:password`` that puts the web dashboard and REST API behind HTTP Basic auth.
+    web_auth: str | None = None
+    #: Flower's base URL: the dashboard links each node to its task there.
+    flower_url: str | None = None
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -56,6 +62,9 @@ class Settings:
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
+            definitions=conf.get("wfcelery_definitions") or None,
+            web_auth=conf.get("wfcelery_web_auth") or None,
+            flower_url=conf.get("wfcelery_flower_url") or None,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -197,17 +197,31 @@ class Tracker:
         """
         deadline = time.monotonic() + (block_ms or 0) / 1000
         while True:
-            with converted_errors(f"read events of run {run_id}"):
-                pipe = self.client.pipeline(transaction=False)
-                pipe.hget(self.keys.run(run_id), "ev_base")
-                pipe.get(self.keys.events(run_id))
-                base_raw, log = pipe.execute()
-            base = int(base_raw or 0)
-            data = (log or "")[max(0, after - base) :]
+            base, data = self._events_after(run_id, after)
             complete = data[: data.rfind("\n") + 1]
             if complete or time.monotonic() >= deadline:
                 return max(after, base) + len(complete), [Event.parse(line) for line in complete.splitlines()]
             time.sleep(0.05)
+
+    def _events_after(self, run_id: str, after: int) -> tuple[int, str]:
+        """(bytes trimmed off the log's head, the log from offset ``after`` on). Reads only the new bytes
+        (GETRANGE), so a follower polling a long log that did not grow costs two small replies."""
+        k = self.keys
+        with converted_errors(f"read events of run {run_id}"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hget(k.run(run_id), "ev_base")
+            pipe.strlen(k.events(run_id))
+            base_raw, length = pipe.execute()
+            base = int(base_raw or 0)
+            while base + length > after:
+                pipe = self.client.pipeline(transaction=True)  # MULTI: the range and the base agree
+                pipe.getrange(k.events(run_id), max(0, after - base), -1)
+                pipe.hget(k.run(run_id), "ev_base")
+                data, now_raw = pipe.execute()
+                if int(now_raw or 0) == base:
+                    return base, data or ""
+                base = int(now_raw or 0)  # trimmed meanwhile: read again from the new head
+        return base, ""
 
     def run_ids(self, limit: int, offset: int = 0) -> list[str]:
         with converted_errors("list runs"):

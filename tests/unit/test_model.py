@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 import itertools
 import re
 
@@ -10,6 +11,7 @@ import pytest
 from celery import Celery
 
 import wfcelery
+from wfcelery import model
 from wfcelery.errors import (
     CycleError,
     DefinitionError,
@@ -85,6 +87,19 @@ def test_defaults_apply_and_node_options_win() -> None:
     b = wf.add("b", "t.b", type="cpu")
     assert (a.type, a.retries) == ("io", 1)
     assert (b.type, b.retries) == ("cpu", 1)
+
+
+def test_an_option_left_at_none_takes_the_default() -> None:
+    wf = Workflow("etl", defaults={"queue": "q", "immutable": True, "retries": 2})
+    a = wf.add("a", "t.a", queue=None, immutable=False, retries=0)
+    assert (a.queue, a.immutable, a.retries) == ("q", False, 0)
+
+
+def test_add_has_typed_keyword_parameters_for_every_node_option() -> None:
+    params = inspect.signature(Workflow.add).parameters
+    options = {name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert options == model.DEFAULT_KEYS | {"after"}
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def test_rshift_chain_returns_right_side() -> None:
@@ -353,8 +368,8 @@ def test_unknown_top_level_and_defaults_keys() -> None:
         Workflow.from_dict({"name": "x", "task": []})
     with pytest.raises(SchemaError, match="defaults: unknown key 'after'"):
         Workflow.from_dict({"name": "x", "defaults": {"after": ["a"]}, "tasks": [{"task": "t"}]})
-    with pytest.raises(SchemaError, match="unknown key 'retry'"):
-        Workflow("x").add("a", "t", retry=3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'retry'"):
+        Workflow("x").add("a", "t", retry=3)  # type: ignore[call-arg]
 
 
 def test_unknown_keys_of_mixed_types_still_give_a_schema_error() -> None:
