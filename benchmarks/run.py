@@ -1,4 +1,5 @@
-"""Run the benchmarks: ``python -m benchmarks.run --quick`` (about a minute) or ``--full`` (up to ~10 minutes).
+"""Run the benchmarks: ``python -m benchmarks.run --quick`` (about a minute) or ``--full`` (up to
+~10 minutes).
 
 Starts a throwaway Redis on a free port and ``celery worker`` subprocess(es) on it, runs every scenario for
 wfcelery and for plain Celery canvas with the same app, Redis and worker settings, then prints a markdown

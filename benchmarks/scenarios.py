@@ -476,7 +476,8 @@ def control(b: Bench, n: int) -> dict[str, Any]:
     wf_side = {k: timings[k] for k in ("submit_s", "pause_s", "resume_s", "cancel_s", "cleanup_s")}
     wf_side.update(checks)
     b.log(
-        f"  control on {n:,} queued nodes: pause {timings['pause_s']:.3f} s, resume {timings['resume_s']:.3f} s,"
+        f"  control on {n:,} queued nodes: pause {timings['pause_s']:.3f} s,"
+        f" resume {timings['resume_s']:.3f} s,"
         f" cancel {timings['cancel_s']:.3f} s; celery revoke of {n:,} ids {timings['revoke_s']:.3f} s"
     )
     ok = checks == {"after_pause": "PAUSED", "after_resume": "RUNNING", "after_cancel": "CANCELLED"}

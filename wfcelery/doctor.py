@@ -256,7 +256,8 @@ def _clock(engine: Engine) -> Finding:
     timeout = engine.settings.inspect_timeout or 1.0
     try:
         before = _redis_time(engine)
-        replies = app.control.inspect(timeout=timeout)._request("wfcelery_clock") or {}
+        raw: Any = app.control.inspect(timeout=timeout)._request("wfcelery_clock") or {}
+        replies: dict[str, Any] = raw if isinstance(raw, dict) else {}
         after = _redis_time(engine)
     except Exception as e:
         return Finding("clock", None, f"cannot compare clocks: {type(e).__name__}: {e}")

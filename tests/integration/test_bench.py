@@ -1,9 +1,12 @@
-"""The benchmark harness still runs (``python -m benchmarks.run --quick``): every scenario, both sides, a JSON
-report. No performance assertions -- numbers on a shared machine are noise; this only keeps the harness alive."""
+"""The benchmark harness still runs (``python -m benchmarks.run --quick``): every scenario, both sides, a
+JSON report. No performance assertions -- numbers on a shared machine are noise; this only keeps the
+harness alive."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,15 +22,22 @@ SCENARIOS = {"ceiling", "small", "long_chain", "wide", "scale", "latency", "cont
 def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
     # A subprocess: the runner changes process-wide Celery state (task_join_will_block) and starts its own
     # Redis and workers; a hang here must not take the rest of the suite with it.
-    proc = subprocess.run(
+    # Its own session: on a timeout the runner's Redis server and worker processes are killed with it.
+    runner = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.run", "--quick", "--profile", "off", "--out", str(tmp_path)],
-        check=False,
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=400,
+        start_new_session=True,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    try:
+        stdout, stderr = runner.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        os.killpg(runner.pid, signal.SIGKILL)
+        stdout, stderr = runner.communicate()
+        pytest.fail(f"the quick benchmark did not finish within 400 s:\n{stdout[-3000:]}{stderr[-3000:]}")
+    assert runner.returncode == 0, stdout[-3000:] + stderr[-3000:]
 
     [report_json] = tmp_path.glob("*-quick.json")
     report = json.loads(report_json.read_text())
@@ -67,7 +77,7 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
     markdown = report_json.with_suffix(".md").read_text()
     assert "## Targets" in markdown
     assert "## Throughput" in markdown
-    assert "pool=" in proc.stdout  # the settings are printed with the results
+    assert "pool=" in stdout  # the settings are printed with the results
     try:
         import matplotlib  # noqa: F401
     except ImportError:

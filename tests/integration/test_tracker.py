@@ -239,7 +239,8 @@ def test_continue_lets_independent_branches_finish(app, engine, r, uid):
 
 def test_callbacks_exactly_once_with_20_runs_finishing_together(app, engine, r):
     """20 runs queued before the worker starts, then finished by 8 threads at once: each run's last nodes
-    finish concurrently, and each run sends exactly one callback (on_failure for the runs with a failed node)."""
+    finish concurrently, and each run sends exactly one callback (on_failure for the runs with a failed
+    node)."""
     runs = []
     for i in range(20):
         wf = Workflow(f"cb{i}", on_failure="continue")
