@@ -45,7 +45,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wfcelery tests benchmarks examples
 	$(VENV)/bin/ruff format --check wfcelery tests benchmarks examples
 	$(VENV)/bin/mypy --strict wfcelery
-	$(VENV)/bin/mypy --strict --ignore-missing-imports --follow-imports=silent examples/typed_usage.py
+	$(VENV)/bin/mypy --strict examples/typed_usage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,5 +1,5 @@
 """Typed use of the public API, as a team writes it: `make lint` checks this file with `mypy --strict`
-(wfcelery ships py.typed; Celery itself has no type information, hence --ignore-missing-imports).
+(wfcelery ships py.typed; for Celery itself, install celery-types).
 Not run: it only has to type-check."""
 
 from __future__ import annotations
