@@ -98,6 +98,9 @@ def test_status_shows_how_long_a_node_waits_for_a_missing_queue(
         status = invoke("status", run_id)
         assert "train: QUEUED 0." in status.stdout or "train: QUEUED " in status.stdout
         assert f"no worker consumes 'gpu{uid}'" in status.stdout
+        watched = invoke("watch", run_id, "--timeout", "1.5")
+        assert watched.exit_code == 3  # the run waits; watch says why
+        assert f"no worker consumes 'gpu{uid}': its nodes wait (start one with -Q gpu{uid})" in watched.stdout
 
 
 def test_task_always_eager_is_refused_pointing_to_the_testing_plugin(make_test_app: Any) -> None:
