@@ -253,7 +253,7 @@ def _visibility(app: Any, plans: Sequence[Plan]) -> Finding:
 
 def _clock(engine: Engine) -> Finding:
     app = engine.app
-    timeout = engine.settings.inspect_timeout or 1.0
+    timeout = max(engine.settings.inspect_timeout, 1.0)  # a command-line check: worth a full second
     try:
         before = _redis_time(engine)
         raw: Any = app.control.inspect(timeout=timeout)._request("wfcelery_clock") or {}

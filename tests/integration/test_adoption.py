@@ -441,6 +441,7 @@ def test_doctor_healthy_then_names_the_missing_queue(cli_app: Celery, uid: str, 
         healthy = invoke("doctor", plain)
         assert healthy.exit_code == EXIT_OK, healthy.stdout
         assert "PROBLEM" not in healthy.stdout
+        assert "1 worker clocks within 2 s of Redis" in healthy.stdout  # the worker answered wfcelery_clock
         found = invoke("doctor", gpu, "--json")
         assert found.exit_code == 1
         problems = {f["check"]: f for f in json.loads(found.stdout) if f["ok"] is False}
@@ -469,6 +470,20 @@ def test_doctor_findings_with_fixes(make_test_app: Any, redis_url: str) -> None:
     assert "'visibility_timeout': 600" in findings["visibility"].fix
     assert findings["tracker"].ok is True
     assert exit_code(findings.values()) == 1
+
+
+def test_doctor_names_an_eviction_policy_that_drops_run_state(make_test_app: Any, r: redis.Redis) -> None:
+    if os.environ.get("WFCELERY_TEST_REDIS_URL"):
+        pytest.skip("changes the server's eviction policy: only on the tests' own throwaway server")
+    before = r.config_get("maxmemory-policy")["maxmemory-policy"]
+    r.config_set("maxmemory-policy", "allkeys-lru")  # the test's own throwaway server
+    try:
+        findings = {f.check: f for f in diagnose(make_test_app()._wfcelery_engine)}
+    finally:
+        r.config_set("maxmemory-policy", before)
+    assert findings["tracker"].ok is False
+    assert "allkeys-lru" in findings["tracker"].message
+    assert "maxmemory-policy noeviction" in findings["tracker"].fix
 
 
 def test_doctor_cannot_check_an_unreachable_tracker(make_test_app: Any) -> None:
