@@ -195,6 +195,8 @@ class Engine:
 
     def _check_workers(self, plan: Plan, require: bool) -> list[str]:
         consumers = self.consumers.get()
+        if require and (not consumers.known or unconsumed(consumers, self.node_queues(plan))):
+            consumers = self.consumers.get(refresh=True)  # refuse on a fresh answer only
         if require and not consumers.known:
             raise NoWorkerError(f"cannot check which queues the workers consume: {consumers.reason}")
         warnings = describe(unconsumed(consumers, self.node_queues(plan)))
