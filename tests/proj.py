@@ -36,7 +36,8 @@ def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celer
 
 
 def _probe(app: Celery) -> redis.Redis:
-    return redis.Redis.from_url(app.conf.wfcelery_redis_url, decode_responses=True)
+    # no socket timeout (redis-py's default is 5 s): blocking probes (BLPOP) wait as long as they ask
+    return redis.Redis.from_url(app.conf.wfcelery_redis_url, decode_responses=True, socket_timeout=None)
 
 
 def register_tasks(app: Celery) -> None:

@@ -113,6 +113,8 @@ class WfCeleryStep(bootsteps.StartStopStep):
 
     def stop(self, w: Any) -> None:
         side = worker_of(w.app)
+        if side is not None and "outage" in vars(side):
+            side.outage.close()
         if side is not None and "message_filter" in vars(side):  # never create one just to stop it
             side.message_filter.stop()
 

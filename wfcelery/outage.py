@@ -40,6 +40,7 @@ class Outage:
         self._deferred: deque[Callable[[], None]] = deque()
         self._count = 0
         self._replayer: threading.Thread | None = None
+        self._closed = False
 
     @property
     def active(self) -> bool:
@@ -86,8 +87,21 @@ class Outage:
             return
         self._defer(call)  # keep the order: never overtake reports that wait
 
+    def close(self) -> int:
+        """Stop replaying (worker shutdown): drops what is still deferred, logs and returns how many."""
+        with self._lock:
+            self._closed = True
+            lost = len(self._deferred)
+            self._deferred.clear()
+        if lost:
+            logger.error("wfcelery: %d deferred transitions lost: the tracker's Redis never came back", lost)
+        return lost
+
     def _defer(self, call: Callable[[], None]) -> None:
         with self._lock:
+            if self._closed:
+                logger.error("wfcelery: a node transition could not be recorded (worker shutting down)")
+                return
             if len(self._deferred) >= MAX_DEFERRED:
                 self._deferred.popleft()
                 logger.error("wfcelery: more than %d deferred transitions: dropped the oldest", MAX_DEFERRED)
@@ -100,6 +114,8 @@ class Outage:
     def _replay(self) -> None:
         while True:
             with self._lock:
+                if self._closed:
+                    return  # shut down: close() already said what was lost
                 if not self._deferred:
                     self._replayer = None
                     break
@@ -115,5 +131,6 @@ class Outage:
             except Exception:
                 logger.exception("wfcelery: a deferred transition failed when replayed")
             with self._lock:
-                self._deferred.popleft()
+                if self._deferred:
+                    self._deferred.popleft()
         self.up()

@@ -403,10 +403,10 @@ def test_late_reports_for_a_deleted_run_write_nothing(app, engine, r):
     assert t.start(run.id, 0, 0, "w@h").reason == "gone"
     assert run_keys(r, engine, run.id) == []
     succeeded = t.succeed(run.id, 0, 0, "1", [(1, 1)])  # node a released its one child b
-    assert (succeeded.finish, succeeded.released) == (None, ())
+    assert (succeeded.finish, succeeded.released, succeeded.gone) == (None, (), True)
     assert run_keys(r, engine, run.id) == []
     for mode, retries in (("failed", 0), ("failed", 3), ("retrying", 0), ("revoked", 0)):
-        assert t.fail(run.id, 0, 0, error, mode, retries, [1]).action == "ignored", mode
+        assert t.fail(run.id, 0, 0, error, mode, retries, [1]).action == "gone", mode
         assert run_keys(r, engine, run.id) == []
 
 
@@ -477,9 +477,9 @@ def test_wait_timeout(app, engine, r, uid):
 def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplog):
     """The worker's tracker points at a port where nothing listens; the broker and result backend work.
 
-    The task runs and Celery records SUCCESS with its result; the hooks log why they could not report.
-    The tracker does not learn about the node (reconciling is the sweeper's job), but it never records a
-    failure the task did not have.
+    The task runs and Celery records SUCCESS with its result; the worker logs one WARNING for the outage
+    and defers the node's report (replayed when Redis answers; here it never does, and shutting the worker
+    side down says how many were lost). It never records a failure the task did not have.
     """
     worker_app = make_app(
         app.conf.broker_url,
@@ -497,13 +497,17 @@ def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplo
         with in_thread_worker(worker_app):
             wait_for(lambda: AsyncResult(tid, app=app).ready(), timeout=30, message="the task to finish")
             wait_for(lambda: worker_idle(r, app), message="worker idle")
-    finally:
+            wait_for(lambda: worker_app._wfcelery_worker.outage.active, message="the report to be deferred")
+    finally:  # the worker's shutdown closed the outage: it logged how many reports were lost
         worker_app._wfcelery_worker.message_filter.stop()
     result = AsyncResult(tid, app=app)
     assert (result.state, result.result) == ("SUCCESS", {"args": [1], "kwargs": {}})
-    logged = "\n".join(rec.getMessage() for rec in caplog.records if rec.name.startswith("wfcelery"))
-    assert f"could not record start of {tid}" in logged
-    assert f"could not record success of {tid}" in logged
+    worker_side = [r for r in caplog.records if r.name.startswith("wfcelery") and r.name != "wfcelery.engine"]
+    loud = [(rec.levelname, rec.getMessage()) for rec in worker_side]
+    assert loud[0][0] == "WARNING"
+    assert "the tracker's Redis is unreachable" in loud[0][1]
+    assert [level for level, _ in loud[1:]] == ["ERROR"]  # one line at shutdown, not one per second
+    assert "1 deferred transitions lost" in loud[1][1]  # a's success report
     assert status_of(run, "a") is not NodeStatus.FAILED
 
 
