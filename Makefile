@@ -45,6 +45,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wfcelery tests benchmarks examples
 	$(VENV)/bin/ruff format --check wfcelery tests benchmarks examples
 	$(VENV)/bin/mypy --strict wfcelery
+	$(VENV)/bin/mypy --strict examples/typed_usage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

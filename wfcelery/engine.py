@@ -54,6 +54,7 @@ class RunSummary:
     done: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one ``wfcelery list --json`` entry."""
         return {
             "id": self.id,
             "name": self.name,
@@ -78,18 +79,22 @@ class Engine:
     # the project has called app.config_from_object().
     @cached_property
     def settings(self) -> Settings:
+        """The ``wfcelery_*`` settings, read from app.conf on first use (constructor overrides win)."""
         return Settings.from_app(self.app, **self._overrides)
 
     @cached_property
     def tracker(self) -> Tracker:
+        """The tracker on the settings' Redis (one connection pool per engine)."""
         return Tracker(self.settings)
 
     @cached_property
     def dispatch(self) -> Dispatcher:
+        """What the engine sends to Celery: node messages, revokes, callbacks."""
         return Dispatcher(self.app, celery_results=self.settings.celery_results)
 
     @cached_property
     def plans(self) -> PlanCache:
+        """Compiled plans by digest, loaded from the tracker once."""
         return PlanCache(self.tracker.plan_blob)
 
     @cached_property
@@ -190,6 +195,8 @@ class Engine:
 
     def _check_workers(self, plan: Plan, require: bool) -> list[str]:
         consumers = self.consumers.get()
+        if require and (not consumers.known or unconsumed(consumers, self.node_queues(plan))):
+            consumers = self.consumers.get(refresh=True)  # refuse on a fresh answer only
         if require and not consumers.known:
             raise NoWorkerError(f"cannot check which queues the workers consume: {consumers.reason}")
         warnings = describe(unconsumed(consumers, self.node_queues(plan)))
@@ -272,6 +279,8 @@ class Engine:
     # -- control ----------------------------------------------------------------------------------------
 
     def pause(self, run_id: str) -> RunState:
+        """Pause a run: queued nodes wait (revoked and gated), running nodes finish. Raises ControlError
+        when the run is finished, RunNotFound for an unknown id."""
         out = self.tracker.halt(run_id, "pause")
         if out.after != RunStatus.PAUSED.value:
             raise ControlError(f"cannot pause run {run_id}: it is {out.before}")
@@ -281,6 +290,8 @@ class Engine:
         return self.state(run_id)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
+        """Cancel a run for good: queued nodes are revoked; ``terminate=True`` also stops running tasks
+        (prefork/gevent pools). Calls the run's ``on_failure`` callback once."""
         out = self.tracker.halt(run_id, "cancel")
         if out.after != RunStatus.CANCELLED.value:
             raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
@@ -293,9 +304,11 @@ class Engine:
         return self.state(run_id)
 
     def resume(self, run_id: str) -> RunState:
+        """Resume a paused run: what did not succeed is queued again under a new epoch (fresh task ids)."""
         return self._replan(run_id, "resume")
 
     def retry(self, run_id: str) -> RunState:
+        """Retry a FAILED or CANCELLED run: re-runs what did not succeed, reusing the results that did."""
         return self._replan(run_id, "retry")
 
     def _replan(self, run_id: str, op: str) -> RunState:
@@ -478,18 +491,23 @@ class Run:
         raise RunFailed(self.id, state.status.value, failed, results)
 
     def pause(self) -> RunState:
+        """Pause this run (see :meth:`Engine.pause`)."""
         return self.engine.pause(self.id)
 
     def resume(self) -> RunState:
+        """Resume this run (see :meth:`Engine.resume`)."""
         return self.engine.resume(self.id)
 
     def cancel(self, terminate: bool = False) -> RunState:
+        """Cancel this run (see :meth:`Engine.cancel`)."""
         return self.engine.cancel(self.id, terminate=terminate)
 
     def retry(self) -> RunState:
+        """Retry this run (see :meth:`Engine.retry`)."""
         return self.engine.retry(self.id)
 
     def cleanup(self, force: bool = False) -> None:
+        """Delete every key of this run (see :meth:`Engine.cleanup`)."""
         self.engine.cleanup(self.id, force=force)
 
 
