@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import canvas  # noqa: F401  (plugs Workflow.to_canvas in)
 from .engine import Engine, Run, RunSummary
 from .errors import (
     BrokerUnavailable,

@@ -44,6 +44,7 @@ from typing import Any
 from celery import chain, chord
 from celery.canvas import Signature
 
+from . import model
 from .compiler import Plan, PlanNode, compile_workflow
 from .errors import NotSeriesParallel
 from .model import Workflow, substitute
@@ -613,3 +614,6 @@ class _Builder:
         if isinstance(value, int):
             return self._name(value)
         return "[" + ", ".join(self._short(v) for v in value or ()) + "]"
+
+
+model._translate = to_canvas  # Workflow.to_canvas delegates here (the model cannot import this module)

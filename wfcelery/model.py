@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import (
+    ConfigurationError,
     CycleError,
     DuplicateNodeError,
     EmptyWorkflowError,
@@ -50,6 +51,9 @@ NODE_KEYS = frozenset(
 DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after"}
 #: Top-level keys of a definition.
 WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params"})
+
+#: ``wfcelery.canvas.to_canvas``, set by that module on import (see :meth:`Workflow.to_canvas`).
+_translate: Callable[[Workflow, Any, Mapping[str, Any] | None, bool], Any] | None = None
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
@@ -315,9 +319,11 @@ class Workflow:
         chains and chords cannot express the DAG exactly; ``exact=False`` adds barriers instead and warns
         (``FalseDependencyWarning``) naming the waits it added. See :mod:`wfcelery.canvas`.
         """
-        from .canvas import to_canvas  # canvas builds on the compiler, which builds on this module
-
-        return to_canvas(self, app, params, exact)
+        # canvas builds on the compiler, which builds on this module: it plugs itself in when imported
+        # (the package imports it), so nothing here imports upward.
+        if _translate is None:
+            raise ConfigurationError("wfcelery.canvas is not imported (import wfcelery)")
+        return _translate(self, app, params, exact)
 
     # -- dict schema ------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from celery import Celery, chain
 
-from tests.conftest import in_thread_worker
+from tests.helpers import in_thread_worker
 from tests.proj import register_tasks
 from wfcelery import Workflow
 from wfcelery.canvas import translate
