@@ -8,6 +8,7 @@ wrong place or order shows.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +39,7 @@ def plain(redis_url: str, uid: str) -> Iterator[Celery]:
     yield app
     # Applying a chord subscribes this client to its header results (CELERY-NOTES). Drop them now: the
     # results' __del__ would unsubscribe later, when this test's Redis may be gone.
+    gc.collect()
     consumer = app.backend.result_consumer
     consumer.subscribed_to.clear()
     consumer.stop()
