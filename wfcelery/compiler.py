@@ -158,9 +158,9 @@ class Plan:
     def _receives(self, node: PlanNode) -> str:
         if not node.parents or node.immutable:
             return "its own args"
-        if len(node.parents) == 1:
+        if not node.takes_list():
             return "parent's result first (chain)"
-        return "parents' results as one list (chord)"
+        return "parents' results as one list (chord)" + (" (gather)" if len(node.parents) == 1 else "")
 
 
 def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> Plan:
