@@ -190,8 +190,12 @@ class _Graph:
         reach = _ancestors(waits)  # over plan indexes: what each node waits for, transitively
         raw_parents: dict[_Vertex, list[_Vertex]] = {_Vertex(i): [] for i in range(n)}
         for v in range(n):
+            # u -> v is transitive when u is an ancestor of another parent of v (never of u itself)
+            beyond = 0
+            for w in waits[v]:
+                beyond |= reach[w]
             for u in waits[v]:
-                transitive = any(w != u and reach[w] >> u & 1 for w in waits[v])
+                transitive = bool(beyond >> u & 1)
                 if not transitive:
                     raw_parents[_Vertex(v)].append(_Vertex(u))
                 elif carry_results and u in plan.nodes[v].parents and plan.nodes[v].takes_list():
@@ -575,7 +579,8 @@ class _Builder:
             if self.graph.vertices[v].is_pass or not node.takes_list():
                 continue
             if sorted(map(repr, outs)) == sorted(map(repr, node.parents)):  # a permutation: follow it
-                built = [built[outs.index(p)] for p in node.parents]
+                at = {out: i for i, out in enumerate(outs)}
+                built = [built[at[p]] for p in node.parents]
                 outs = list(node.parents)
             break
         return [sig for sig, _ in built], tuple(outs)
