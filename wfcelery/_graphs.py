@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from celery.canvas import _chain, _chord, group
+from celery.canvas import _chain, chord, group
 
 from ._display import Cell, table
 from .canvas import ACCUMULATE, Canvas
@@ -102,7 +102,7 @@ def canvas_lines(plan: Plan, built: Canvas) -> list[str]:
 
 
 def _canvas_walk(sig: Any, names: dict[str, str], indent: str, out: list[str]) -> None:
-    if isinstance(sig, _chord):
+    if isinstance(sig, chord):
         members = sig.tasks.tasks if isinstance(sig.tasks, group) else sig.tasks
         out.append(f"{indent}chord of {len(members)}:")
         for member in members:

@@ -558,14 +558,18 @@ class _Builder:
             opts["queue"] = node.queue
         if self.options:
             opts.update(self.options(node.index))
-        return self.app.signature(node.task, args=args, kwargs=kwargs, immutable=not mutable, **opts)
+        sig: Signature = self.app.signature(
+            node.task, args=args, kwargs=kwargs, immutable=not mutable, **opts
+        )
+        return sig
 
     def _accumulate(self, near: PlanNode | None) -> Signature:
         """``celery.accumulate(index=0)`` on ``near``'s queue; its id parses as no node of any run."""
         opts: dict[str, Any] = {"task_id": str(uuid.uuid4())}
         if near is not None and near.queue:
             opts["queue"] = near.queue
-        return self.app.signature(ACCUMULATE, kwargs={"index": 0}, **opts)
+        sig: Signature = self.app.signature(ACCUMULATE, kwargs={"index": 0}, **opts)
+        return sig
 
     # - chords
 
