@@ -311,7 +311,7 @@ class Workflow:
 
     def to_canvas(self, app: Any, params: Mapping[str, Any] | None = None, exact: bool = True) -> Any:
         """The workflow as one native Celery signature: chains of tasks and flat chords, each task routed
-        to its queue, params filled in, limits and priority set, every id frozen.
+        to its queue, params filled in, limits and priority set, every task id fixed up front.
 
         Runs on any Celery worker of ``app`` (wfcelery not needed there) and embeds in other canvas:
         ``chain(prep.s(), wf.to_canvas(app), notify.s())``. Its result is the last node's result, or the

@@ -270,6 +270,11 @@ def test_gather_and_immutable_exclude_each_other() -> None:
         Workflow("w").add("a", "t.work", gather=True, immutable=True)
 
 
+def test_gather_must_be_a_boolean_in_a_definition() -> None:
+    with pytest.raises(SchemaError, match="gather must be bool"):
+        Workflow.from_dict({"name": "w", "tasks": [{"name": "a", "task": "t.work", "gather": "yes"}]})
+
+
 def test_gather_round_trips_through_the_schema() -> None:
     wf = build("a>b", b={"gather": True})
     again = Workflow.from_dict(wf.to_dict())
