@@ -28,6 +28,7 @@ LAYERS: dict[str, tuple[int, str]] = {
             "model",
             "loader",
             "compiler",
+            "canvas",
             "_redis_server",
         )
     },
