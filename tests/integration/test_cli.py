@@ -137,6 +137,7 @@ def test_every_command_has_help_with_an_example() -> None:
         "cleanup",
         "validate",
         "graph",
+        "web",
         "demo",
     }
     assert set(cli.commands) == set(wf.commands)
