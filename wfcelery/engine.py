@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -330,6 +330,13 @@ class Run:
                 raise WaitTimeout(f"run {self.id} is still {state.status.value} after {timeout} s")
             offset, _ = self.events(after=offset, block=block)
 
+    def node(self, name: str) -> NodeState:
+        """One node's state, read without the rest of the run (cheap on large runs). KeyError if unknown."""
+        plan = self.plan()
+        index = plan.by_name[name].index
+        record, nodes, errors = self.engine.tracker.read_run(self.id, only=[index])
+        return build_state(self.id, record, nodes, errors, plan, only=[index]).nodes[name]
+
     def result(self, node: str) -> Any:
         """The stored result of one node (None until it succeeded). Raises KeyError for an unknown node."""
         index = self.plan().by_name[node].index
@@ -406,11 +413,13 @@ def build_state(
     nodes: dict[int, NodeRecord],
     errors: dict[int, dict[str, Any]],
     plan: Plan,
+    only: Sequence[int] | None = None,
 ) -> RunState:
-    """A run's state from what the tracker stores and the run's plan (node names and queues)."""
+    """A run's state from what the tracker stores and the run's plan (node names and queues); with
+    ``only``, just those nodes."""
     created = record.created_ms
     states: dict[str, NodeState] = {}
-    for node in plan.nodes:
+    for node in plan.nodes if only is None else [plan.nodes[i] for i in only]:
         n = nodes.get(node.index) or NodeRecord()
         states[node.name] = NodeState(
             name=node.name,
