@@ -44,6 +44,10 @@ class RunSummary:
     total: int
     done: int
 
+    @classmethod
+    def of(cls, run_id: str, r: RunRecord) -> RunSummary:
+        return cls(run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -154,17 +158,7 @@ class Engine:
             self.tracker.forget([i for i, r in zip(ids, records, strict=True) if not r])
             for run_id, r in zip(ids, records, strict=True):
                 if r and (wanted is None or r.status is wanted) and (name is None or r.name == name):
-                    found.append(
-                        RunSummary(
-                            run_id,
-                            r.name,
-                            r.status,
-                            r.created_ms / 1000,
-                            _seconds(r.finished_ms),
-                            r.total,
-                            r.done,
-                        )
-                    )
+                    found.append(RunSummary.of(run_id, r))
         return found[:limit]
 
     # -- definitions known by name (the web dashboard's and REST API's catalogue) -----------------------
@@ -329,6 +323,10 @@ class Run:
             if block <= 0:
                 raise WaitTimeout(f"run {self.id} is still {state.status.value} after {timeout} s")
             offset, _ = self.events(after=offset, block=block)
+
+    def summary(self) -> RunSummary:
+        """Status, times and progress (nodes finished / all) from the run record alone: cheap on any run."""
+        return RunSummary.of(self.id, self.engine.tracker.run_record(self.id))
 
     def node(self, name: str) -> NodeState:
         """One node's state, read without the rest of the run (cheap on large runs). KeyError if unknown."""
