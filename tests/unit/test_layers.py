@@ -33,7 +33,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     **{m: (1, "tracker") for m in ("tracker", "dispatch")},
     **{m: (2, "client") for m in ("engine",)},
     **{m: (2, "worker") for m in ("worker", "message_filter", "hooks")},
-    **{m: (3, "surface") for m in ("install", "_display", "_graphs", "cli", "demo", "__init__")},
+    **{m: (3, "surface") for m in ("install", "_display", "_graphs", "cli", "demo", "__init__", "web")},
 }
 
 
@@ -41,19 +41,29 @@ def _module_name(path: Path) -> str:
     return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """wfcelery modules imported by this file (relative or absolute)."""
+def _layer_key(module: str) -> str:
+    """A subpackage (``web``) is one layer entry; so is every top-level module."""
+    return module.split(".")[0]
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Layer keys of the wfcelery modules this file imports (relative or absolute)."""
+    package = module.split(".")[:-1]  # where a relative import starts ("web.api" -> ["web"])
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level == 0 and not base.startswith("wfcelery"):
-                continue
-            base = base.removeprefix("wfcelery").lstrip(".")
-            if base:
-                found.add(base.split(".")[0])
-            else:  # from . import x
-                found.update(alias.name for alias in node.names)
+            if node.level == 0:
+                if not (node.module or "").startswith("wfcelery"):
+                    continue
+                parts = (node.module or "").removeprefix("wfcelery").lstrip(".").split(".")
+                parts = [p for p in parts if p]
+            else:
+                parts = package[: len(package) - (node.level - 1)] + (node.module or "").split(".")
+                parts = [p for p in parts if p]
+            if parts:
+                found.add(parts[0])
+            else:  # from wfcelery import x / from . import x at the top: a module, or a name of __init__
+                found.update(a.name if a.name in LAYERS else "__init__" for a in node.names)
         elif isinstance(node, ast.Import):
             found.update(
                 a.name.split(".")[1] for a in node.names if a.name.startswith("wfcelery.") and "." in a.name
@@ -62,7 +72,11 @@ def _imports(path: Path) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    return {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for p in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(p)
+        graph.setdefault(_layer_key(module), set()).update(_imports(module, p) - {_layer_key(module)})
+    return graph
 
 
 def test_every_module_has_a_layer() -> None:
@@ -103,3 +117,5 @@ def test_the_checks_see_imports() -> None:
     assert {"tracker", "compiler", "dispatch", "message_filter"} <= graph["worker"]
     assert "tracker" in graph["message_filter"]  # imported under TYPE_CHECKING only
     assert {"_display", "_graphs", "engine"} <= graph["cli"]  # `from . import _display as display`
+    assert {"engine", "compiler", "__init__"} <= graph["web"]  # a subpackage: `from ..engine import Run`
+    assert "web" in graph["cli"]  # imported inside the `web` command
