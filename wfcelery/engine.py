@@ -449,9 +449,8 @@ class Run:
         plan = self.plan()
         index = plan.by_name[name].index
         record, nodes, errors = self.engine.tracker.read_run(self.id, only=[index])
-        return build_state(self.id, record, nodes, errors, plan, self.engine.queue_of, only=[index]).nodes[
-            name
-        ]
+        state = build_state(self.id, record, nodes, errors, plan, self.engine.queue_of, only=[index])
+        return state.nodes[name]
 
     def result(self, node: str) -> Any:
         """The stored result of one node (None until it succeeded). Raises KeyError for an unknown node."""
