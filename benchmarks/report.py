@@ -231,6 +231,7 @@ def markdown(out: dict[str, Any], chart_name: str | None = None) -> str:
     ]
     lines += _targets_md(out)
     lines += _throughput_md(out)
+    lines += _translator_md(out)
     lines += _cost_md(out)
     lines += _memory_md(out)
     lines += _latency_md(out)
@@ -266,6 +267,35 @@ def _targets_md(out: dict[str, Any]) -> list[str]:
         "CPU-time estimate: the same ratio computed from total CPU per task (workers + Redis + client), "
         "which "
         "other load on the machine disturbs less than wall-clock rates.",
+        "",
+    ]
+
+
+def _translator_md(out: dict[str, Any]) -> list[str]:
+    """The same shapes run by the counters executor, as the raw ``to_canvas`` signature and (where a user
+    would write it by hand) as plain canvas."""
+    rows = []
+    for sc in out["scenarios"]:
+        if sc["name"] not in ("translator", "translator_stages"):
+            continue
+        sides = sc["sides"]
+        rows.append(
+            [
+                sc["title"],
+                *(_n(sides.get(k, {}).get("tasks_per_s")) for k in ("wfcelery", "to_canvas", "celery")),
+                _fail(*sides.values()),
+            ]
+        )
+    if not rows:
+        return []
+    header = ["shape", "counters tasks/s", "to_canvas tasks/s", "hand-written canvas tasks/s", "failures"]
+    return [
+        "## Executors: counters vs to_canvas (the translator) vs hand-written canvas",
+        "",
+        *_table(header, rows),
+        "",
+        "Tasks/s count workflow nodes only (barriers are extra tasks on the to_canvas side). The tracked "
+        "canvas executor is not built yet.",
         "",
     ]
 

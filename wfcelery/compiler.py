@@ -51,6 +51,11 @@ class PlanNode:
     parents: tuple[int, ...]
     children: tuple[int, ...]
     options: Mapping[str, Any] = field(default_factory=dict)  # time limits, priority
+    gather: bool = False  # one list of parent results, also with one parent
+
+    def takes_list(self) -> bool:
+        """Whether the node receives its parents' results as one list (several parents, or ``gather``)."""
+        return not self.immutable and (len(self.parents) > 1 or (self.gather and bool(self.parents)))
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ class Plan:
         """Keyword arguments for ``app.send_task`` that publish node ``index`` of a run.
 
         ``parent_results`` are the parents' results in parent order: one parent -> first positional
-        argument (like a chain), several -> one list (like a chord), ``immutable`` -> none.
+        argument (like a chain), several (or ``gather``) -> one list (like a chord), ``immutable`` -> none.
         """
         node = self.nodes[index]
         args = list(node.args)
@@ -114,7 +119,7 @@ class Plan:
         if params and self.has_placeholders:
             args, kwargs = substitute(args, params), substitute(kwargs, params)
         if node.parents and not node.immutable:
-            args.insert(0, parent_results[0] if len(node.parents) == 1 else list(parent_results))
+            args.insert(0, list(parent_results) if node.takes_list() else parent_results[0])
         msg: dict[str, Any] = {
             "args": args,
             "kwargs": kwargs,
@@ -153,9 +158,9 @@ class Plan:
     def _receives(self, node: PlanNode) -> str:
         if not node.parents or node.immutable:
             return "its own args"
-        if len(node.parents) == 1:
+        if not node.takes_list():
             return "parent's result first (chain)"
-        return "parents' results as one list (chord)"
+        return "parents' results as one list (chord)" + (" (gather)" if len(node.parents) == 1 else "")
 
 
 def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> Plan:
@@ -182,6 +187,7 @@ def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> P
             queue=node.queue or (routes.get(node.type, node.type) if node.type else None),
             retries=node.retries,
             immutable=node.immutable,
+            gather=node.gather,
             parents=tuple(index[p] for p in node.after),
             children=tuple(children[i]),
             options={

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -52,6 +52,10 @@ class RunSummary:
     finished_at: float | None
     total: int
     done: int
+
+    @classmethod
+    def of(cls, run_id: str, r: RunRecord) -> RunSummary:
+        return cls(run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one ``wfcelery list --json`` entry."""
@@ -234,17 +238,7 @@ class Engine:
             self.tracker.forget([i for i, r in zip(ids, records, strict=True) if not r])
             for run_id, r in zip(ids, records, strict=True):
                 if r and (wanted is None or r.status is wanted) and (name is None or r.name == name):
-                    found.append(
-                        RunSummary(
-                            run_id,
-                            r.name,
-                            r.status,
-                            r.created_ms / 1000,
-                            _seconds(r.finished_ms),
-                            r.total,
-                            r.done,
-                        )
-                    )
+                    found.append(RunSummary.of(run_id, r))
         return found[:limit]
 
     # -- definitions known by name (the web dashboard's and REST API's catalogue) -----------------------
@@ -446,6 +440,18 @@ class Run:
                 raise WaitTimeout(f"run {self.id} is still {state.status.value} after {timeout} s")
             offset, _ = self.events(after=offset, block=block)
 
+    def summary(self) -> RunSummary:
+        """Status, times and progress (nodes finished / all) from the run record alone: cheap on any run."""
+        return RunSummary.of(self.id, self.engine.tracker.run_record(self.id))
+
+    def node(self, name: str) -> NodeState:
+        """One node's state, read without the rest of the run (cheap on large runs). KeyError if unknown."""
+        plan = self.plan()
+        index = plan.by_name[name].index
+        record, nodes, errors = self.engine.tracker.read_run(self.id, only=[index])
+        state = build_state(self.id, record, nodes, errors, plan, self.engine.queue_of, only=[index])
+        return state.nodes[name]
+
     def result(self, node: str) -> Any:
         """The stored result of one node (None until it succeeded). Raises KeyError for an unknown node."""
         index = self.plan().by_name[node].index
@@ -531,12 +537,14 @@ def build_state(
     errors: dict[int, dict[str, Any]],
     plan: Plan,
     queue_of: Callable[[str, str | None], str] | None = None,
+    only: Sequence[int] | None = None,
 ) -> RunState:
-    """A run's state from what the tracker stores and the run's plan (node names and queues).
-    ``queue_of(task, queue)`` names each node's real queue (the app's router for nodes without one)."""
+    """A run's state from what the tracker stores and the run's plan (node names and queues); with
+    ``only``, just those nodes. ``queue_of(task, queue)`` names each node's real queue (the app's router
+    for nodes without one)."""
     created = record.created_ms
     states: dict[str, NodeState] = {}
-    for node in plan.nodes:
+    for node in plan.nodes if only is None else [plan.nodes[i] for i in only]:
         n = nodes.get(node.index) or NodeRecord()
         status = NodeStatus.from_code(n.code)
         states[node.name] = NodeState(

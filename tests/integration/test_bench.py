@@ -14,7 +14,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {"ceiling", "small", "long_chain", "wide", "scale", "latency", "control"}
+SCENARIOS = {
+    "ceiling",
+    "small",
+    "translator",
+    "translator_stages",
+    "long_chain",
+    "wide",
+    "scale",
+    "latency",
+    "control",
+}
 
 
 @pytest.mark.slow
@@ -54,7 +64,12 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
             assert not data.get("error"), f"{name}/{side}: {data.get('error')} ({data.get('worker_error')})"
             assert data["failures"] == 0, f"{name}/{side}: {data.get('failure_examples')}"
             assert data["tasks_per_s"] > 0, f"{name}/{side}"
-        expected = {"ceiling": {"celery"}, "scale": {"wfcelery"}}.get(name, {"wfcelery", "celery"})
+        expected = {
+            "ceiling": {"celery"},
+            "scale": {"wfcelery"},
+            "translator": {"wfcelery", "to_canvas", "celery"},
+            "translator_stages": {"wfcelery", "to_canvas"},
+        }.get(name, {"wfcelery", "celery"})
         assert set(scenario["sides"]) == expected, name
 
     control = by_name["control"]
@@ -77,6 +92,7 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
     markdown = report_json.with_suffix(".md").read_text()
     assert "## Targets" in markdown
     assert "## Throughput" in markdown
+    assert "## Executors: counters vs to_canvas" in markdown
     assert "pool=" in stdout  # the settings are printed with the results
     try:
         import matplotlib  # noqa: F401

@@ -386,6 +386,29 @@ def test_graph_formats(flows: dict[str, str]) -> None:
     assert bad.exit_code == EXIT_BAD_INPUT
 
 
+def test_graph_canvas_shows_the_native_canvas(flows: dict[str, str], tmp_path: Path) -> None:
+    shown = invoke("graph", flows["fan"], "--canvas", app=False)
+    assert shown.exit_code == EXIT_OK
+    canvas = shown.stdout[shown.stdout.index("Native canvas") :].splitlines()
+    assert [line.strip() for line in canvas[1:]] == [
+        "chain of 2:",
+        "a: proj.add.s [default queue]",
+        "chord of 2:",
+        "| b: proj.add.s [default queue]",
+        "| c: proj.add.s [default queue]",
+        "then:",
+        "d: proj.total.s [default queue]",
+    ]
+    n_shape = tmp_path / "n.yaml"
+    n_shape.write_text(
+        "name: n\ntasks:\n  - {name: a, task: proj.add}\n  - {name: b, task: proj.add}\n"
+        "  - {name: c, task: proj.add, after: [a]}\n  - {name: d, task: proj.total, after: [a, b]}\n"
+    )
+    assert_clean_error(
+        invoke("graph", str(n_shape), "--canvas", app=False), EXIT_BAD_INPUT, "a -> c, a -> d, b -> d"
+    )
+
+
 def test_graph_uses_the_apps_routes(make_test_app: Any, flows: dict[str, str], tmp_path: Path) -> None:
     global APP
     APP = make_test_app(wfcelery_routes={"cpu": "cpu-large"})

@@ -403,7 +403,7 @@ def test_late_reports_for_a_deleted_run_write_nothing(app, engine, r):
     assert t.start(run.id, 0, 0, "w@h").reason == "gone"
     assert run_keys(r, engine, run.id) == []
     succeeded = t.succeed(run.id, 0, 0, "1", [(1, 1)])  # node a released its one child b
-    assert (succeeded.finish, succeeded.released, succeeded.gone) == (None, (), True)
+    assert (succeeded.gone, succeeded.finish, succeeded.released) == (True, None, ())
     assert run_keys(r, engine, run.id) == []
     for mode, retries in (("failed", 0), ("failed", 3), ("retrying", 0), ("revoked", 0)):
         assert t.fail(run.id, 0, 0, error, mode, retries, [1]).action == "gone", mode

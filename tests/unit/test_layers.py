@@ -28,6 +28,7 @@ LAYERS: dict[str, tuple[int, str]] = {
             "model",
             "loader",
             "compiler",
+            "canvas",
             "_redis_server",
         )
     },
@@ -144,3 +145,4 @@ def test_the_checks_see_imports() -> None:
     assert "tracker" in graph["message_filter"]  # imported under TYPE_CHECKING only
     assert {"_display", "_graphs", "engine"} <= graph["cli"]  # `from . import _display as display`
     assert {"engine", "errors", "web.stream"} <= graph["web.api"]  # `from ..engine import ...`
+    assert "web" in graph["cli"]  # imported inside the `web` command
