@@ -109,7 +109,9 @@ def main() -> int:
             big.cancel()
     finally:
         server.stop()
-        app._wfcelery_engine.gate.stop()
+        message_filter = vars(app._wfcelery_worker).get("message_filter")  # the in-thread worker's
+        if message_filter is not None:
+            message_filter.stop()
         redis.stop()
     print(f"screenshots written to {DOCS}")
     return 0
