@@ -58,7 +58,7 @@ class Sizes:
 QUICK = Sizes(
     ceiling=2_000,
     small_runs=200,
-    translator_runs=60,
+    translator_runs=30,
     chain=300,
     wide=2_000,
     scale_runs=1_000,
