@@ -33,6 +33,7 @@ from typing import Any
 from .keys import task_id
 from .model import Workflow, substitute
 from .records import NODE_HEADER, RUN_HEADER, message_headers
+from .rules import Graph
 
 #: Plans kept in memory per process (workers look a plan up on every task).
 PLAN_CACHE_SIZE = 512
@@ -51,6 +52,11 @@ class PlanNode:
     parents: tuple[int, ...]
     children: tuple[int, ...]
     options: Mapping[str, Any] = field(default_factory=dict)  # time limits, priority
+    # dynamic options (rules.py): map source (a parent's index), its limit, condition, trigger rule
+    map: int | None = None
+    max_map: int | None = None
+    when: str | None = None
+    trigger: str = "all_success"
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,18 @@ class Plan:
     def parents(self) -> tuple[tuple[int, ...], ...]:
         """Per node: its parents' indexes (what resume and retry re-plan from)."""
         return tuple(n.parents for n in self.nodes)
+
+    @cached_property
+    def graph(self) -> Graph:
+        """Parents, trigger rules and map sources: what the rules (rules.py) decide on."""
+        return Graph(
+            [n.parents for n in self.nodes], [n.trigger for n in self.nodes], [n.map for n in self.nodes]
+        )
+
+    @cached_property
+    def dynamic(self) -> bool:
+        """Whether any node maps, has a condition or a trigger rule other than all_success."""
+        return any(n.map is not None or n.when is not None or n.trigger != "all_success" for n in self.nodes)
 
     @cached_property
     def roots(self) -> tuple[int, ...]:
@@ -176,6 +194,10 @@ def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> P
                 for k in ("time_limit", "soft_time_limit", "priority")
                 if (v := getattr(node, k)) is not None
             },
+            map=None if node.map is None else index[node.map],
+            max_map=node.max_map,
+            when=node.when,
+            trigger=node.trigger,
         )
         for i, (name, node) in enumerate(wf.nodes.items())
     )

@@ -25,6 +25,9 @@ DEFAULT_GATE_RESYNC = 5.0
 DEFAULT_CELERY_RESULTS = False
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.
 DEFAULT_RETRY_BACKOFF_MAX = 600
+#: Most instances one mapped node may fan out to: a node's ``max_map`` (default this) is capped by the
+#: setting ``wfcelery_max_map`` (default this too), so a runaway list fails its node instead of the broker.
+DEFAULT_MAX_MAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Settings:
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
+    max_map: int = DEFAULT_MAX_MAP
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -56,6 +60,7 @@ class Settings:
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
+            max_map=int(conf.get("wfcelery_max_map") or DEFAULT_MAX_MAP),
         )
         return replace(settings, **overrides) if overrides else settings
 
