@@ -95,6 +95,23 @@ class Plan:
         return any(n.map is not None or n.when is not None or n.trigger != "all_success" for n in self.nodes)
 
     @cached_property
+    def rule_spec(self) -> str:
+        """The trigger-rule graph the Lua scripts decide on (``lua/_common.lua``), or '' for a plan with
+        only all_success nodes and no condition (the scripts' plain counters then suffice)."""
+        if not self.dynamic:
+            return ""
+        letters = {"all_success": "s", "all_done": "d", "all_failed": "a", "one_failed": "f"}
+        letters |= {"one_success": "o", "none_failed": "n"}
+        survivors = self.graph.survivors
+        spec = {
+            "r": "".join(letters[n.trigger] for n in self.nodes),
+            "p": [len(n.parents) for n in self.nodes],
+            "c": [list(n.children) for n in self.nodes],
+            "v": "".join("1" if n.index in survivors else "0" for n in self.nodes),
+        }
+        return json.dumps(spec, separators=(",", ":"))
+
+    @cached_property
     def roots(self) -> tuple[int, ...]:
         return tuple(n.index for n in self.nodes if not n.parents)
 

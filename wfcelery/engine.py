@@ -25,6 +25,7 @@ from .keys import task_id
 from .loader import load
 from .model import Workflow
 from .records import NodeRecord, RunRecord, new_run
+from .release import publish_released
 from .settings import Settings
 from .states import NodeState, NodeStatus, RunState, RunStatus
 from .tracker import Finish, Tracker, converted_errors
@@ -119,10 +120,13 @@ class Engine:
         )
         self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
         try:
-            self.dispatch.publish(plan, run_id, [(i, 0, ()) for i in plan.roots], resolved)
+            roots = [(i, 0) for i in plan.roots]
+            finishes = publish_released(self.tracker, self.dispatch, plan, run_id, roots, resolved)
         except Exception:
             self.tracker.delete_run(run_id)  # nothing ran: leave no trace
             raise
+        for finish in finishes:  # every root skipped by its condition, and nothing else to run
+            self._ended(run_id, finish)
         return Run(self, run_id)
 
     def _workflow(self, workflow: Workflow | str | Path | Mapping[str, Any]) -> Workflow:
@@ -198,7 +202,7 @@ class Engine:
     def _replan(self, run_id: str, op: str) -> RunState:
         record = self.tracker.run_record(run_id)
         plan = self.plans.get(record.plan)
-        out = self.tracker.replan(run_id, op, plan.parents)
+        out = self.tracker.replan(run_id, op, plan.parents, plan.rule_spec)
         if not out.replanned:
             if op == "resume" and out.before == RunStatus.RUNNING.value:
                 return self.state(run_id)  # already running: nothing to do
@@ -207,14 +211,9 @@ class Engine:
         self.tracker.refresh_plan(plan.digest)
         self.tracker.set_gate(run_id, RunStatus.RUNNING, out.epoch)
         self._ended(run_id, out.finish)  # every node finished meanwhile: the run ends here
-        parents = sorted({p for i in out.queued for p in plan.nodes[i].parents})
-        results = self.tracker.results(run_id, parents)
-        self.dispatch.publish(
-            plan,
-            run_id,
-            [(i, out.epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in out.queued],
-            record.params,
-        )
+        queued = [(i, out.epoch) for i in out.queued]
+        for finish in publish_released(self.tracker, self.dispatch, plan, run_id, queued, record.params):
+            self._ended(run_id, finish)
         return self.state(run_id)
 
     def state(self, run_id: str) -> RunState:

@@ -28,7 +28,7 @@ from .states import RunStatus
 
 logger = logging.getLogger("wfcelery.tracker")
 
-_SCRIPTS = ("start", "succeed", "fail", "control", "replan")
+_SCRIPTS = ("start", "succeed", "fail", "skip", "control", "replan")
 
 
 def _load_sources() -> dict[str, str]:
@@ -114,13 +114,26 @@ class Tracker:
         return StartOutcome.from_reply(self._run_script("start", run_id, [index, epoch, worker]))
 
     def succeed(
-        self, run_id: str, index: int, epoch: int, result_json: str, children: Sequence[tuple[int, int]]
+        self,
+        run_id: str,
+        index: int,
+        epoch: int,
+        result_json: str,
+        children: Sequence[tuple[int, int]],
+        rules: str = "",
     ) -> SucceedOutcome:
-        """``children``: (child index, number of its parents)."""
-        args: list[Any] = [index, epoch, result_json]
-        for child, parents in children:
-            args += (child, parents)
+        """``children``: (child index, number of its parents); ``rules``: ``Plan.rule_spec`` (then the
+        children are decided by their trigger rules and ``children`` is not needed)."""
+        args: list[Any] = [index, epoch, result_json, rules]
+        if not rules:
+            for child, parents in children:
+                args += (child, parents)
         return SucceedOutcome.from_reply(self._run_script("succeed", run_id, args))
+
+    def skip(self, run_id: str, index: int, epoch: int, reason: dict[str, Any], rules: str) -> SucceedOutcome:
+        """A released node whose condition is false: SKIPPED; returns what its children's rules released."""
+        args = [index, epoch, json.dumps(reason), rules]
+        return SucceedOutcome.from_reply(self._run_script("skip", run_id, args))
 
     def fail(
         self,
@@ -132,8 +145,9 @@ class Tracker:
         retries: int,
         descendants: list[int],
         attempt: int = 0,
+        rules: str = "",
     ) -> FailOutcome:
-        args = [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt]
+        args = [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt, rules]
         return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
     def control(self, run_id: str, op: str) -> ControlOutcome:
@@ -143,10 +157,13 @@ class Tracker:
             raise RunNotFound(run_id)
         return ControlOutcome.from_reply(reply)
 
-    def replan(self, run_id: str, op: str, parents: Sequence[Sequence[int]]) -> ReplanOutcome:
-        """Resume or retry; ``parents`` lists each node's parent indexes. Raises :class:`RunNotFound`."""
+    def replan(
+        self, run_id: str, op: str, parents: Sequence[Sequence[int]], rules: str = ""
+    ) -> ReplanOutcome:
+        """Resume or retry; ``parents`` lists each node's parent indexes, ``rules`` is ``Plan.rule_spec``.
+        Raises :class:`RunNotFound`."""
         spec = [[index, list(p)] for index, p in enumerate(parents)]
-        reply = self._run_script("replan", run_id, [op, json.dumps(spec)])
+        reply = self._run_script("replan", run_id, [op, json.dumps(spec), rules])
         if not reply[0]:
             raise RunNotFound(run_id)
         return ReplanOutcome.from_reply(reply)
@@ -340,18 +357,29 @@ class SucceedOutcome:
 @dataclass(frozen=True)
 class FailOutcome:
     """fail.lua: ``action`` is 'ignored', 'retrying' (Celery retries), 'retry' (re-publish at ``epoch``
-    after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the queued nodes fail_fast ended)."""
+    after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the queued nodes fail_fast ended;
+    ``released``: nodes a trigger rule queued at ``epoch``, to publish with ``params``)."""
 
     action: str
     epoch: int
     attempts: int
     finish: Finish | None
     revoke: tuple[tuple[int, int], ...]
+    released: tuple[int, ...] = ()
+    params: dict[str, Any] | None = None
 
     @classmethod
     def from_reply(cls, reply: Any) -> FailOutcome:
-        action, epoch, attempts, finish, revoke = reply
-        return cls(str(action), int(epoch), int(attempts), Finish.from_reply(finish), _pairs(revoke))
+        action, epoch, attempts, finish, revoke, released, params = reply
+        return cls(
+            str(action),
+            int(epoch),
+            int(attempts),
+            Finish.from_reply(finish),
+            _pairs(revoke),
+            tuple(int(i) for i in released),
+            json.loads(params) if params else None,
+        )
 
 
 @dataclass(frozen=True)

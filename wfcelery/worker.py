@@ -18,8 +18,9 @@ from celery.utils.time import get_exponential_backoff_interval
 from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
 from .gate import Gate
+from .release import publish_released
 from .states import RunStatus
-from .tracker import StartOutcome, Tracker
+from .tracker import Finish, StartOutcome, Tracker
 
 Parsed = tuple[str, int, int]  # (run id, node index, epoch) from a wfcelery task id
 
@@ -59,21 +60,15 @@ class WorkerSide:
     def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
         run_id, index, epoch = parsed
         plan = self.plan_for(run_id, digest)
-        out = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
+        out = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index], plan.rule_spec)
+        finishes = [out.finish] if out.finish else []
         if out.released:
-            fan_in = sorted(
-                {p for c in out.released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents}
+            released = [(c, out.epoch) for c in out.released]
+            finishes += publish_released(
+                self.tracker, self.dispatch, plan, run_id, released, out.params or {}, {index: result}
             )
-            stored = {**self.tracker.results(run_id, fan_in), index: result}
-            self.dispatch.publish(
-                plan,
-                run_id,
-                [(c, out.epoch, [stored.get(p) for p in plan.nodes[c].parents]) for c in out.released],
-                out.params or {},
-            )
-        if out.finish:
-            self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
-            self.dispatch.callback(run_id, out.finish.status, out.finish.callback)
+        for finish in finishes:
+            self.ended(plan, run_id, finish)
 
     def node_failed(
         self,
@@ -86,8 +81,11 @@ class WorkerSide:
         run_id, index, epoch = parsed
         plan = self.plan_for(run_id, digest)
         node = plan.nodes[index]
-        descendants = plan.descendants([index]) if plan.on_failure == "continue" else []
-        out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants, attempt)
+        plain_continue = plan.on_failure == "continue" and not plan.rule_spec
+        descendants = plan.descendants([index]) if plain_continue else []
+        out = self.tracker.fail(
+            run_id, index, epoch, error, mode, node.retries, descendants, attempt, plan.rule_spec
+        )
         if out.action == "retry":
             record = self.tracker.run_record(run_id)
             results = self.tracker.results(run_id, node.parents)
@@ -100,10 +98,21 @@ class WorkerSide:
             )
         elif out.action == "failed":
             self.dispatch.revoke(run_id, out.revoke)
-            if out.finish:
-                self.tracker.refresh_plan(plan.digest)
-                self.tracker.set_gate(run_id, RunStatus.FAILED, out.finish.epoch)
-                self.dispatch.callback(run_id, out.finish.status, out.finish.callback)
+            finishes = [out.finish] if out.finish else []
+            if out.released:  # trigger rules that run after a failure (all_done, one_failed...)
+                released = [(c, out.epoch) for c in out.released]
+                finishes += publish_released(
+                    self.tracker, self.dispatch, plan, run_id, released, out.params or {}
+                )
+            for finish in finishes:
+                self.ended(plan, run_id, finish)
+
+    def ended(self, plan: Plan, run_id: str, finish: Finish) -> None:
+        """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
+        self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
+        if finish.status != RunStatus.SUCCEEDED.value:
+            self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
+        self.dispatch.callback(run_id, finish.status, finish.callback)
 
 
 def retry_countdown(attempts: int, maximum: int) -> int:

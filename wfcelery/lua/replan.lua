@@ -4,6 +4,8 @@
 -- Atomic, so a node that finishes meanwhile is counted exactly once.
 -- ARGV[1] operation: 'resume' | 'retry'
 -- ARGV[2] JSON [[node index, [parent indexes]], ...] for every node of the plan
+-- ARGV[3] the plan's trigger-rule SPEC as JSON (see _common.lua), or '': a node whose parents all succeeded
+--         is then queued only if its rule says run (all_failed / one_failed are skipped, and the skip counted)
 -- Returns {status before, epoch, finish, {queued node indexes...}}  (tracker.ReplanOutcome),
 -- {status before} when refused / a no-op, or {false} when the run does not exist.
 --   finish: {status, callback JSON or false, epoch} when nothing is left to run (every node finished while
@@ -58,5 +60,23 @@ for _, entry in ipairs(spec) do
     end
     put_node(idx, n)
   end
+end
+if ARGV[3] ~= '' then
+  local rules, released, kept = cjson.decode(ARGV[3]), {}, {}
+  for _, idx in ipairs(queued) do
+    local total = rules.p[idx + 1]
+    if decide(string.sub(rules.r, idx + 1, idx + 1), total, total, 0, 0) == 'run' then
+      table.insert(kept, idx)
+    else
+      local n = get_node(idx)
+      redis.call('HSET', K_ERRORS, idx, SKIPPED_BY.skip)
+      settle(idx, n, 'K')
+      cascade(rules, idx, 'skip', epoch, released)
+    end
+  end
+  for _, idx in ipairs(released) do
+    table.insert(kept, idx)
+  end
+  queued = kept
 end
 return {status, epoch, maybe_finish(), queued}

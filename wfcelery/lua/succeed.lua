@@ -1,7 +1,8 @@
 -- succeed: a node's task returned. Records the result, counts it into each child, and releases the
 -- children whose parents have all succeeded (only while the run is RUNNING; resume re-plans the rest).
 -- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result (not stored when 'null')
--- ARGV[4..] child index, number of its parents, child index, number of its parents, ... (from the plan)
+-- ARGV[4] the plan's trigger-rule SPEC as JSON (see _common.lua), or '' for a plan without rules/conditions
+-- ARGV[5..] child index, number of its parents, child index, number of its parents, ... (plain plans)
 -- Returns {finish, run epoch, params, {released child indexes...}}  (tracker.SucceedOutcome)
 --   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
 --   params: the run's params JSON when children were released (they need it), else false.
@@ -23,8 +24,10 @@ end
 local status = run_field('status')
 local run_epoch = tonumber(run_field('epoch'))
 local released = {}
-if status == 'RUNNING' then
-  for i = 4, #ARGV, 2 do
+if status == 'RUNNING' and ARGV[4] ~= '' then
+  cascade(cjson.decode(ARGV[4]), tonumber(idx), 'ok', run_epoch, released)
+elseif status == 'RUNNING' then
+  for i = 5, #ARGV, 2 do
     local child, parents = ARGV[i], tonumber(ARGV[i + 1])
     local ready = parents == 1 or redis.call('HINCRBY', K_DEPS, child, 1) >= parents
     if ready then
