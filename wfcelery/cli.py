@@ -426,6 +426,10 @@ def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
         + (f", queues {', '.join(queues)}" if queues else "")
         + (f", params {', '.join(needed)}" if needed else "")
     )
+    for n in plan.nodes:
+        notes = display.dynamic_notes(plan, n.index)
+        if notes:
+            click.echo(f"  {n.name}: {'; '.join(notes)}")
     if app is None:
         click.echo("task names not checked: pass -A module:app to check them against your app", err=True)
 
