@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .keys import task_id
+from .keys import Slot, split_slot, task_id
 from .model import Workflow, substitute
 from .records import NODE_HEADER, RUN_HEADER, message_headers
-from .rules import Graph
+from .rules import Graph, instance_name
 
 #: Plans kept in memory per process (workers look a plan up on every task).
 PLAN_CACHE_SIZE = 512
@@ -133,7 +133,7 @@ class Plan:
     def message(
         self,
         run_id: str,
-        index: int,
+        index: Slot,
         epoch: int,
         params: Mapping[str, Any],
         parent_results: Sequence[Any] = (),
@@ -141,22 +141,28 @@ class Plan:
         """Keyword arguments for ``app.send_task`` that publish node ``index`` of a run.
 
         ``parent_results`` are the parents' results in parent order: one parent -> first positional
-        argument (like a chain), several -> one list (like a chord), ``immutable`` -> none.
+        argument (like a chain), several -> one list (like a chord), ``immutable`` -> none. An instance of
+        a mapped node (``index`` ``"<node>:<i>"``) gets its element instead: ``parent_results`` is
+        ``[element]``; it is named ``node[i]`` in its headers and in Flower.
         """
-        node = self.nodes[index]
+        node_index, instance = split_slot(index)
+        node = self.nodes[node_index]
+        name = node.name if instance is None else instance_name(node.name, instance)
         args = list(node.args)
         kwargs = dict(node.kwargs)
         if params and self.has_placeholders:
             args, kwargs = substitute(args, params), substitute(kwargs, params)
-        if node.parents and not node.immutable:
+        if instance is not None:
+            args.insert(0, parent_results[0])
+        elif node.parents and not node.immutable:
             args.insert(0, parent_results[0] if len(node.parents) == 1 else list(parent_results))
         msg: dict[str, Any] = {
             "args": args,
             "kwargs": kwargs,
             "task_id": task_id(run_id, index, epoch),
             # Flower shows and indexes kwargsrepr: `kwargs:wf_run=<id>` finds every task of a run.
-            "kwargsrepr": repr({**kwargs, RUN_HEADER: run_id, NODE_HEADER: node.name}),
-            "headers": message_headers(run_id, node.name, self.digest),
+            "kwargsrepr": repr({**kwargs, RUN_HEADER: run_id, NODE_HEADER: name}),
+            "headers": message_headers(run_id, name, self.digest),
             **node.options,
         }
         if node.queue:

@@ -14,7 +14,7 @@ from typing import Any
 from celery import Celery, signature
 
 from .compiler import Plan
-from .keys import task_id
+from .keys import Slot, split_slot, task_id
 
 logger = logging.getLogger("wfcelery.dispatch")
 
@@ -33,11 +33,12 @@ class Dispatcher:
         self,
         plan: Plan,
         run_id: str,
-        items: Iterable[tuple[int, int, Sequence[Any]]],
+        items: Iterable[tuple[Slot, int, Sequence[Any]]],
         params: Mapping[str, Any],
         countdown: float | None = None,
     ) -> None:
-        """Send node messages: ``items`` are (node index, epoch, parent results)."""
+        """Send node messages: ``items`` are (node index, epoch, parent results), or (instance slot,
+        epoch, [element]) for instances of a mapped node."""
         app = self.app
         with app.producer_or_acquire() as producer:
             for index, epoch, parent_results in items:
@@ -46,9 +47,10 @@ class Dispatcher:
                     msg["countdown"] = countdown
                 if self.ignore_result:
                     msg["ignore_result"] = True
-                app.send_task(plan.nodes[index].task, producer=producer, add_to_parent=False, **msg)
+                task = plan.nodes[split_slot(index)[0]].task
+                app.send_task(task, producer=producer, add_to_parent=False, **msg)
 
-    def revoke(self, run_id: str, nodes: Sequence[tuple[int, int]], terminate: bool = False) -> list[str]:
+    def revoke(self, run_id: str, nodes: Sequence[tuple[Slot, int]], terminate: bool = False) -> list[str]:
         """Broadcast a revoke of these (node index, epoch) messages; returns their task ids."""
         ids = [task_id(run_id, index, epoch) for index, epoch in nodes]
         for start in range(0, len(ids), REVOKE_CHUNK):

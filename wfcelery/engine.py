@@ -21,11 +21,12 @@ from celery import Celery, signature
 from .compiler import Plan, PlanCache, compile_workflow
 from .dispatch import Dispatcher
 from .errors import ControlError, RunFailed, WaitTimeout
-from .keys import task_id
+from .keys import Slot, split_slot, task_id
 from .loader import load
 from .model import Workflow
 from .records import NodeRecord, RunRecord, new_run
-from .release import publish_released
+from .release import publish_instances, publish_released
+from .rules import instance_name
 from .settings import Settings
 from .states import NodeState, NodeStatus, RunState, RunStatus
 from .tracker import Finish, Tracker, converted_errors
@@ -214,6 +215,10 @@ class Engine:
         queued = [(i, out.epoch) for i in out.queued]
         for finish in publish_released(self.tracker, self.dispatch, plan, run_id, queued, record.params):
             self._ended(run_id, finish)
+        if out.instances:  # instances of mapped nodes that did not succeed
+            publish_instances(
+                self.tracker, self.dispatch, plan, run_id, out.instances, out.epoch, record.params
+            )
         return self.state(run_id)
 
     def state(self, run_id: str) -> RunState:
@@ -269,7 +274,11 @@ class Run:
         """Results of the nodes that succeeded so far, by node name."""
         state = self.state()
         raw = self.engine.tracker.results(self.id)  # a None result is not stored
-        return {name: raw.get(n.index) for name, n in state.nodes.items() if n.status is NodeStatus.SUCCEEDED}
+        return {
+            name: raw.get(n.index)
+            for name, n in state.nodes.items()
+            if n.status is NodeStatus.SUCCEEDED and n.instance is None
+        }
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the run ends; return ``{node: result}``.
@@ -335,28 +344,39 @@ def _seconds(ms: int | None) -> float | None:
 def build_state(
     run_id: str,
     record: RunRecord,
-    nodes: dict[int, NodeRecord],
-    errors: dict[int, dict[str, Any]],
+    nodes: dict[Slot, NodeRecord],
+    errors: dict[Slot, dict[str, Any]],
     plan: Plan,
 ) -> RunState:
-    """A run's state from what the tracker stores and the run's plan (node names and queues)."""
+    """A run's state from what the tracker stores and the run's plan (node names and queues). Instances of
+    a mapped node follow it, as ``node[0]``, ``node[1]``..."""
     created = record.created_ms
+    instances: dict[int, list[tuple[int, str]]] = {}
+    for slot in nodes:
+        if isinstance(slot, str):
+            index, i = split_slot(slot)
+            instances.setdefault(index, []).append((i or 0, slot))
     states: dict[str, NodeState] = {}
     for node in plan.nodes:
-        n = nodes.get(node.index) or NodeRecord()
-        states[node.name] = NodeState(
-            name=node.name,
-            status=NodeStatus.from_code(n.code),
-            attempts=n.attempts,
-            task_id=task_id(run_id, node.index, n.epoch),
-            queue=node.queue,
-            worker=record.workers.get(n.worker),
-            started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
-            finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
-            error=errors.get(node.index),
-            epoch=n.epoch,
-            index=node.index,
-        )
+        slots: list[tuple[Slot, int | None]] = [(node.index, None)]
+        slots += [(slot, i) for i, slot in sorted(instances.get(node.index, ()))]
+        for slot, i in slots:
+            n = nodes.get(slot) or NodeRecord()
+            name = node.name if i is None else instance_name(node.name, i)
+            states[name] = NodeState(
+                name=name,
+                status=NodeStatus.from_code(n.code),
+                attempts=n.attempts,
+                task_id=task_id(run_id, slot, n.epoch),
+                queue=node.queue,
+                worker=record.workers.get(n.worker),
+                started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
+                finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
+                error=errors.get(slot),
+                epoch=n.epoch,
+                index=node.index,
+                instance=i,
+            )
     return RunState(
         id=run_id,
         name=record.name,

@@ -18,11 +18,12 @@ from celery.utils.time import get_exponential_backoff_interval
 from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
 from .gate import Gate
-from .release import publish_released
+from .keys import Slot, split_slot
+from .release import map_elements, publish_released
 from .states import RunStatus
 from .tracker import Finish, StartOutcome, Tracker
 
-Parsed = tuple[str, int, int]  # (run id, node index, epoch) from a wfcelery task id
+Parsed = tuple[str, Slot, int]  # (run id, node index or instance slot, epoch) from a wfcelery task id
 
 
 class WorkerSide:
@@ -58,14 +59,17 @@ class WorkerSide:
         return self.tracker.start(parsed[0], parsed[1], parsed[2], worker)
 
     def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
-        run_id, index, epoch = parsed
+        run_id, slot, epoch = parsed
         plan = self.plan_for(run_id, digest)
-        out = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index], plan.rule_spec)
+        index, instance = split_slot(slot)
+        releases = plan.releases[index]
+        out = self.tracker.succeed(run_id, slot, epoch, result_json, releases, plan.rule_spec)
         finishes = [out.finish] if out.finish else []
         if out.released:
             released = [(c, out.epoch) for c in out.released]
+            known: dict[Slot, Any] = {index: result} if instance is None else {}  # a map: its list
             finishes += publish_released(
-                self.tracker, self.dispatch, plan, run_id, released, out.params or {}, {index: result}
+                self.tracker, self.dispatch, plan, run_id, released, out.params or {}, known
             )
         for finish in finishes:
             self.ended(plan, run_id, finish)
@@ -78,21 +82,26 @@ class WorkerSide:
         mode: str,
         attempt: int = 0,
     ) -> None:
-        run_id, index, epoch = parsed
+        run_id, slot, epoch = parsed
         plan = self.plan_for(run_id, digest)
+        index, instance = split_slot(slot)
         node = plan.nodes[index]
         plain_continue = plan.on_failure == "continue" and not plan.rule_spec
         descendants = plan.descendants([index]) if plain_continue else []
         out = self.tracker.fail(
-            run_id, index, epoch, error, mode, node.retries, descendants, attempt, plan.rule_spec
+            run_id, slot, epoch, error, mode, node.retries, descendants, attempt, plan.rule_spec
         )
         if out.action == "retry":
             record = self.tracker.run_record(run_id)
-            results = self.tracker.results(run_id, node.parents)
+            if instance is None:
+                results = self.tracker.results(run_id, node.parents)
+                inputs = [results.get(p) for p in node.parents]
+            else:
+                inputs = [map_elements(self.tracker, plan, run_id, index)[instance]]
             self.dispatch.publish(
                 plan,
                 run_id,
-                [(index, out.epoch, [results.get(p) for p in node.parents])],
+                [(slot, out.epoch, inputs)],
                 record.params,
                 countdown=retry_countdown(out.attempts, self.tracker.settings.retry_backoff_max),
             )

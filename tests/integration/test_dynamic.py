@@ -141,3 +141,139 @@ def test_a_plain_workflow_is_unchanged_by_rules(app: Any, engine: Any) -> None:
         run = engine.submit(wf)
         assert run.wait(timeout=30) == {"a": 3, "b": 13}
     wait_for(lambda: run.state().finished)
+
+
+# -- map ------------------------------------------------------------------------------------------------
+
+
+def map_reduce(n: int, **resize: Any) -> Workflow:
+    wf = Workflow(f"map{n}")
+    wf.add("files", "proj.add", args=[list(range(n)), []])  # add(list, []) returns the list
+    wf.add("resize", "proj.add", map="files", args=[10], **resize)  # element + 10
+    wf.add("report", "proj.total", after="resize")  # gets the list of instance results
+    return wf
+
+
+@pytest.mark.parametrize("n", [0, 1, 1000])
+def test_map_over_0_1_and_1000_elements(app: Any, engine: Any, n: int) -> None:
+    with in_thread_worker(app, concurrency=8):
+        run = engine.submit(map_reduce(n))
+        results = run.wait(timeout=90)
+    assert results["resize"] == [i + 10 for i in range(n)]  # element order
+    assert results["report"] == sum(i + 10 for i in range(n))
+    state = run.state()
+    instances = [s for s in state.nodes.values() if s.instance is not None]
+    assert [s.name for s in instances] == [f"resize[{i}]" for i in range(n)]
+    assert all(s.status is S and s.attempts == 1 and s.worker for s in instances)
+    assert state.nodes["resize"].status is S
+    assert state.status is RunStatus.SUCCEEDED
+
+
+def test_map_of_a_map_is_element_wise(app: Any, engine: Any) -> None:
+    wf = map_reduce(5)
+    wf.add("again", "proj.add", map="resize", args=[100])
+    with in_thread_worker(app):
+        results = engine.submit(wf).wait(timeout=30)
+    assert results["again"] == [i + 110 for i in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"a": 1}, "which is an object, not a list"),
+        (list(range(4)), "maps over 4 elements of 'files', more than max_map=3"),
+    ],
+)
+def test_a_map_over_a_non_list_or_too_long_fails_the_node_saying_so(
+    app: Any, engine: Any, value: Any, message: str
+) -> None:
+    wf = Workflow("badmap", on_failure="continue")
+    if isinstance(value, dict):
+        wf.add("files", "proj.echo", kwargs=value)  # returns an object
+    else:
+        wf.add("files", "proj.add", args=[value, []])
+    wf.add("resize", "proj.noop", map="files", max_map=3)
+    wf.add("report", "proj.noop", after="resize")
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        with pytest.raises(RunFailed) as info:
+            run.wait(timeout=30)
+    assert "MapError" in info.value.failed["resize"]
+    assert message in info.value.failed["resize"]
+    assert statuses(run) == {"files": S, "resize": F, "report": K}
+
+
+def test_a_failing_instance_with_retries_under_continue(app: Any, engine: Any, r: Any, uid: str) -> None:
+    wf = Workflow("flaky-map", on_failure="continue")
+    wf.add("files", "proj.add", args=[[0, 1, 2, 3], []])
+    wf.add("work", "proj.map_flaky", map="files", args=[uid], kwargs={"failing": [2], "times": 9}, retries=2)
+    wf.add("report", "proj.total", after="work")
+    wf.add("notify", "proj.echo", after="work", trigger="all_done")
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        with pytest.raises(RunFailed) as info:
+            run.wait(timeout=60)
+    state = run.state()
+    assert {f"work[{i}]": state.nodes[f"work[{i}]"].status for i in range(4)} == {
+        "work[0]": S,
+        "work[1]": S,
+        "work[2]": F,
+        "work[3]": S,
+    }
+    assert state.nodes["work[2]"].attempts == 3  # the first try and 2 retries
+    assert (state.nodes["work"].status, state.nodes["report"].status) == (F, K)
+    assert info.value.results["notify"] == {"args": [None], "kwargs": {}}
+    assert "element 2 failed" in info.value.failed["work[2]"]
+    assert r.hgetall(f"{app.conf.wfcelery_key_prefix}:{uid}") == {"0": "1", "1": "1", "2": "3", "3": "1"}
+
+
+def test_retry_reruns_only_the_failed_instance(app: Any, engine: Any, r: Any, uid: str) -> None:
+    wf = Workflow("retry-map")
+    wf.add("files", "proj.add", args=[list(range(6)), []])
+    wf.add("work", "proj.map_flaky", map="files", args=[uid], kwargs={"failing": [4]})
+    wf.add("report", "proj.total", after="work")
+    with in_thread_worker(app, concurrency=1):  # one at a time: instance 4 fails before 5 starts
+        run = engine.submit(wf)
+        with pytest.raises(RunFailed):
+            run.wait(timeout=30)
+        run.retry()
+        results = run.wait(timeout=30)
+    assert results["work"] == [0, 2, 4, 6, 8, 10]
+    assert results["report"] == 30
+    counts = r.hgetall(f"{app.conf.wfcelery_key_prefix}:{uid}")
+    ran = {k: v for k, v in counts.items() if k != "5"}
+    assert ran == {"0": "1", "1": "1", "2": "1", "3": "1", "4": "2"}  # only the failed instance again
+    assert counts.get("5") in (None, "1")  # revoked by fail_fast before it started, or ran once
+
+
+def test_pause_in_the_middle_of_a_1000_instance_map_then_resume(app: Any, engine: Any, r: Any) -> None:
+    wf = Workflow("pause-map")
+    wf.add("files", "proj.add", args=[list(range(1000)), []])
+    wf.add("work", "proj.count", map="files")
+    wf.add("report", "proj.noop", after="work")
+    key = f"{app.conf.wfcelery_key_prefix}:count:"
+    with in_thread_worker(app, concurrency=4):
+        run = engine.submit(wf)
+        wait_for(lambda: r.hlen(key + run.id) >= 100, timeout=60, message="100 instances ran")
+        run.pause()
+        wait_for(
+            lambda: (
+                not any(
+                    n.status is NodeStatus.RUNNING
+                    for n in run.state().nodes.values()
+                    if n.instance is not None
+                )
+            ),
+            timeout=30,
+            message="running instances to end",
+        )
+        ran_before = r.hlen(key + run.id)
+        paused = run.state()
+        assert paused.status is RunStatus.PAUSED
+        assert ran_before < 1000, "pause came too late to test anything"
+        assert r.hlen(key + run.id) == ran_before  # nothing starts while paused
+        run.resume()
+        run.wait(timeout=120)
+    counts = r.hgetall(key + run.id)
+    assert counts == {f"work[{i}]": "1" for i in range(1000)}  # every instance ran exactly once
+    assert run.state().status is RunStatus.SUCCEEDED

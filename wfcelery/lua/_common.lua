@@ -86,6 +86,62 @@ local function settle(idx, n, code)
   event(idx, code, n.e)
 end
 
+-- Instances of a mapped node: slot '<node>:<i>' in the nodes, results and errors hashes (records.py).
+-- The run record keeps per mapped node 'm:<node>' (instances), 'md:<node>' (terminal ones), 'mF:<node>'
+-- and 'mX:<node>' (failed, revoked). Instances do not count in 'total' / 'done': their node does.
+local function instance_of(slot)
+  return string.match(slot, '^(%d+):%d+$')
+end
+
+-- A map whose instances all succeeded: its result is the list of their results in element order.
+local function gather_map(node, count)
+  local parts = {}
+  for first = 0, count - 1, 1000 do
+    local fields = {}
+    for i = first, math.min(first + 999, count - 1) do
+      table.insert(fields, node .. ':' .. i)
+    end
+    local values = redis.call('HMGET', K_RESULTS, unpack(fields))
+    for i = 1, #fields do
+      table.insert(parts, values[i] or 'null')
+    end
+    redis.call('HDEL', K_RESULTS, unpack(fields))
+  end
+  redis.call('HSET', K_RESULTS, node, '[' .. table.concat(parts, ',') .. ']')
+end
+
+-- settle() for a node or an instance. Returns the node index (a number) and its status when this made a
+-- node terminal (an instance: when it was its map's last), else nil.
+local function settle_slot(slot, n, code)
+  local node = instance_of(slot)
+  if not node then
+    settle(slot, n, code)
+    return tonumber(slot), code
+  end
+  n.s = code
+  n.fi = tostring(rel_now())
+  put_node(slot, n)
+  event(slot, code, n.e)
+  if code ~= 'S' then
+    redis.call('HINCRBY', K_RUN, 'm' .. code .. ':' .. node, 1)
+  end
+  local count = tonumber(run_field('m:' .. node))
+  if redis.call('HINCRBY', K_RUN, 'md:' .. node, 1) < count then
+    return nil
+  end
+  local c = redis.call('HMGET', K_RUN, 'mF:' .. node, 'mX:' .. node)
+  local agg = tonumber(c[1] or 0) > 0 and 'F' or (tonumber(c[2] or 0) > 0 and 'X' or 'S')
+  if agg == 'S' then
+    gather_map(node, count)
+  end
+  local nn = get_node(node)
+  if TERMINAL[nn.s] then
+    return nil
+  end
+  settle(node, nn, agg)
+  return tonumber(node), agg
+end
+
 -- Undo settle's counting when a control operation re-queues a terminal node.
 local function unsettle(code)
   if TERMINAL[code] then
@@ -240,24 +296,38 @@ local function cascade(spec, start, outcome, run_epoch, released)
   end
 end
 
--- fail_fast for plans with trigger rules: revoke every node that has not started except the survivors
--- (failure handlers and what depends only on them), then count the revoked nodes into their children.
--- Returns {idx, epoch, ...} of the revoked nodes that had a message out.
+-- fail_fast for plans with trigger rules: revoke every node and instance that has not started except the
+-- survivors (failure handlers and what depends only on them), then count the revoked nodes (and the maps
+-- this completed) into their children. Returns {slot, epoch, ...} of the revoked messages that were out.
 local function revoke_unless_survivor(spec, run_epoch, released)
-  local out, revoked = {}, {}
+  local out, ended = {}, {}
   for idx = 0, tonumber(const('total')) - 1 do
     local n = get_node(idx)
-    if not TERMINAL[n.s] and n.s ~= 'R' and string.sub(spec.v, idx + 1, idx + 1) ~= '1' then
+    local keep = string.sub(spec.v, idx + 1, idx + 1) == '1'
+    if not keep and not TERMINAL[n.s] and n.s ~= 'R' then
       if n.s == 'Q' or n.s == 'Y' then
         table.insert(out, idx)
         table.insert(out, n.e)
       end
       settle(idx, n, 'X')
-      table.insert(revoked, idx)
+      table.insert(ended, {idx, 'bad'})
+    elseif not keep and n.s == 'R' and run_field('m:' .. idx) then
+      for i = 0, tonumber(run_field('m:' .. idx)) - 1 do
+        local slot = idx .. ':' .. i
+        local inst = get_node(slot)
+        if inst.s == 'Q' or inst.s == 'Y' then
+          table.insert(out, slot)
+          table.insert(out, inst.e)
+          local node, code = settle_slot(slot, inst, 'X')
+          if node then
+            table.insert(ended, {node, code == 'S' and 'ok' or 'bad'})
+          end
+        end
+      end
     end
   end
-  for _, idx in ipairs(revoked) do
-    cascade(spec, idx, 'bad', run_epoch, released)
+  for _, e in ipairs(ended) do
+    cascade(spec, e[1], e[2], run_epoch, released)
   end
   return out
 end

@@ -42,7 +42,8 @@ if mode == 'failed' and status == 'RUNNING' and n.a <= tonumber(ARGV[5]) then
   event(idx, 'Y', epoch)
   return {'retry', epoch, n.a, false, {}, {}, false}
 end
-settle(idx, n, mode == 'revoked' and 'X' or 'F')  -- a retry of a finished run's node is its end
+-- a retry of a finished run's node is its end; an instance ends its node when it is its map's last
+local node, outcome = settle_slot(idx, n, mode == 'revoked' and 'X' or 'F')
 if status == 'PAUSED' then
   -- no policy while paused: resume plans every node that has not succeeded again
   return {'failed', 0, 0, false, {}, {}, false}
@@ -53,7 +54,9 @@ if status == 'RUNNING' and ARGV[8] ~= '' then
   if const('policy') == 'fail_fast' then
     out[5] = revoke_unless_survivor(spec, run_epoch, released)
   end
-  cascade(spec, tonumber(idx), 'bad', run_epoch, released)
+  if node then
+    cascade(spec, node, outcome == 'S' and 'ok' or 'bad', run_epoch, released)
+  end
   out[2], out[6] = run_epoch, released
   if #released > 0 then
     out[7] = const('params') or '{}'
