@@ -29,7 +29,7 @@ from .harness import Profiler, Workers, WorkerSettings, make_workdir, redis_serv
 from .tasks import QUEUE, make_app
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("ceiling", "small", "long_chain", "wide", "scale", "latency", "control")
+SCENARIOS = ("ceiling", "small", "long_chain", "wide", "map", "scale", "latency", "control")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "small": lambda: scenarios.small(bench, sizes.small_runs),
             "long_chain": lambda: scenarios.long_chain(bench, sizes.chain),
             "wide": lambda: scenarios.wide(bench, sizes.wide),
+            "map": lambda: scenarios.map_fanout(bench, sizes.map),
             "scale": lambda: scenarios.scale(bench, sizes.scale_runs),
             "latency": lambda: scenarios.latency(bench, sizes.latency),
             "control": lambda: scenarios.control(bench, sizes.control),

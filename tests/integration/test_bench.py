@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {"ceiling", "small", "long_chain", "wide", "scale", "latency", "control"}
+SCENARIOS = {"ceiling", "small", "long_chain", "wide", "map", "scale", "latency", "control"}
 
 
 @pytest.mark.slow
