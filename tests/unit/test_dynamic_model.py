@@ -8,6 +8,7 @@ import pytest
 
 from wfcelery.compiler import compile_workflow, plan_from_blob
 from wfcelery.errors import DefinitionError, SchemaError, UnknownParentError
+from wfcelery.keys import parse_task_id, split_slot, task_id
 from wfcelery.loader import load
 from wfcelery.model import Workflow
 from wfcelery.settings import DEFAULT_MAX_MAP
@@ -144,3 +145,25 @@ def test_yaml_errors_name_the_task_and_map_or_when_cannot_be_defaults(tmp_path: 
 
 def test_the_default_limit_is_documented_in_settings() -> None:
     assert DEFAULT_MAX_MAP == 10_000
+
+
+def test_instance_task_ids_round_trip_and_stay_distinct_from_nodes() -> None:
+    run = "0123456789abcdef0123456789abcdef"
+    assert task_id(run, "3:12", 2) == f"{run}-3.12-2"
+    assert parse_task_id(f"{run}-3.12-2") == (run, "3:12", 2)
+    assert parse_task_id(f"{run}-3-2") == (run, 3, 2)
+    assert parse_task_id(f"{run}-3.-2") is None
+    assert split_slot("3:12") == (3, 12)
+    assert split_slot(3) == (3, None)
+
+
+def test_an_instance_message_carries_its_element_and_its_name_for_flower() -> None:
+    plan = compile_workflow(thumbnails().validate())
+    run = "0123456789abcdef0123456789abcdef"
+    msg = plan.message(run, "1:4", 0, {"bucket": "b"}, ["img4.png"])
+    assert msg["args"] == ["img4.png"]
+    assert msg["kwargs"] == {"width": 128}
+    assert msg["task_id"] == f"{run}-1.4-0"
+    assert "'wf_node': 'resize[4]'" in msg["kwargsrepr"]
+    assert msg["headers"]["wf_node"] == "resize[4]"
+    assert msg["queue"] == "io"
