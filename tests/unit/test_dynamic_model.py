@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from wfcelery.cli import cli
 from wfcelery.compiler import compile_workflow, plan_from_blob
 from wfcelery.errors import DefinitionError, SchemaError, UnknownParentError
 from wfcelery.keys import parse_task_id, split_slot, task_id
@@ -167,3 +169,33 @@ def test_an_instance_message_carries_its_element_and_its_name_for_flower() -> No
     assert "'wf_node': 'resize[4]'" in msg["kwargsrepr"]
     assert msg["headers"]["wf_node"] == "resize[4]"
     assert msg["queue"] == "io"
+
+
+def test_validate_and_graph_show_maps_conditions_and_triggers(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_text(FLOW)
+    runner = CliRunner()
+    out = runner.invoke(cli, ["validate", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "resize: map over files, max 500" in out.output
+    assert "notify: when params.notify; trigger all_done" in out.output
+    text = runner.invoke(cli, ["graph", str(path)]).output
+    assert "resize [io]  <- files  {map over files, max 500}" in text
+    assert "{when params.notify}  {trigger all_done}" in text
+    dot = runner.invoke(cli, ["graph", str(path), "--format", "dot"]).output
+    assert 'n0 -> n1 [label="map", style=bold];' in dot
+    assert "shape=box3d" in dot
+    mermaid = runner.invoke(cli, ["graph", str(path), "--format", "mermaid"]).output
+    assert "n0 ==>|map| n1" in mermaid
+    assert "trigger all_done" in mermaid
+
+
+def test_a_bad_condition_in_a_file_is_exit_2_naming_the_node(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: w\ntasks:\n  - {name: a, task: t.a}\n  - {name: b, task: t.b, after: [a], when: 'x =='}\n"
+    )
+    out = CliRunner().invoke(cli, ["validate", str(path)])
+    assert out.exit_code == 2
+    assert "node 'b': when: invalid JMESPath expression 'x =='" in out.output
+    assert "Traceback" not in out.output
