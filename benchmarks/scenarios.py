@@ -51,7 +51,7 @@ class Sizes:
     latency: int
     control: int
     profile_runs: int
-    map: int = 1_000
+    map: int
 
 
 QUICK = Sizes(
@@ -63,6 +63,7 @@ QUICK = Sizes(
     latency=100,
     control=2_000,
     profile_runs=150,
+    map=300,
 )
 FULL = Sizes(
     ceiling=10_000,
