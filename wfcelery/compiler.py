@@ -108,6 +108,7 @@ class Plan:
             "p": [len(n.parents) for n in self.nodes],
             "c": [list(n.children) for n in self.nodes],
             "v": "".join("1" if n.index in survivors else "0" for n in self.nodes),
+            "m": [-1 if n.map is None else n.map for n in self.nodes],
         }
         return json.dumps(spec, separators=(",", ":"))
 

@@ -277,3 +277,26 @@ def test_pause_in_the_middle_of_a_1000_instance_map_then_resume(app: Any, engine
     counts = r.hgetall(key + run.id)
     assert counts == {f"work[{i}]": "1" for i in range(1000)}  # every instance ran exactly once
     assert run.state().status is RunStatus.SUCCEEDED
+
+
+def test_a_mapped_all_done_node_is_skipped_when_its_list_never_came(app: Any, engine: Any) -> None:
+    wf = Workflow("map-source-skipped", on_failure="continue")
+    wf.add("files", "proj.add", args=[[1, 2], []], when="params.go")
+    wf.add("bad", "proj.fail")
+    wf.add("each", "proj.noop", map="files", after=["bad"], trigger="all_done")
+    wf.add("after_bad", "proj.echo", after="bad", trigger="all_done")
+    wf.add("each_failed", "proj.noop", map="bad", trigger="all_done")
+    with in_thread_worker(app):
+        run = engine.submit(wf, params={"go": False})
+        with pytest.raises(RunFailed):
+            run.wait(timeout=30)
+    nodes = run.state().nodes
+    assert {name: n.status for name, n in nodes.items()} == {
+        "files": K,
+        "bad": F,
+        "each": K,
+        "after_bad": S,
+        "each_failed": K,
+    }
+    assert nodes["each"].error["type"] == "Skipped"  # its list's source was skipped by a condition
+    assert nodes["each_failed"].error["type"] == "UpstreamFailed"  # its source failed

@@ -214,7 +214,8 @@ end
 
 -- Trigger rules, for plans with a trigger rule or condition (wfcelery/rules.py is the specification:
 -- decide() and Cascade). SPEC is decoded from the calling script's ARGV (nil for plain plans):
---   {r = '<one rule letter per node>', p = {parents per node}, c = {{children}, ...}, v = '<1: survives fail_fast>'}
+--   {r = '<one rule letter per node>', p = {parents per node}, c = {{children}, ...}, v = '<1: survives fail_fast>',
+--    m = {map source index per node, -1: not mapped}}
 --   rule letters: s all_success, d all_done, a all_failed, f one_failed, o one_success, n none_failed
 -- A waiting node's K_DEPS field holds '<succeeded>,<failed>,<skipped>' parents so far (a bare number, as
 -- plain plans and replan write it, is succeeded parents only). A parent 'failed' when FAILED, REVOKED or
@@ -256,6 +257,19 @@ local function decide(rule, total, ok, bad, skip)
   return 'run'
 end
 
+-- rules.map_verdict: a mapped node its rule lets run still needs its map source's list.
+local function map_verdict(source)
+  local n = get_node(source)
+  if n.s == 'S' then
+    return 'run'
+  end
+  if n.s == 'K' then
+    local why = redis.call('HGET', K_ERRORS, source)
+    return (why and string.find(why, '"UpstreamFailed"', 1, true)) and 'uf' or 'skip'
+  end
+  return 'uf'
+end
+
 -- rules.Cascade.settle: node 'start' became terminal with outcome 'ok' | 'bad' | 'skip'; count it into its
 -- children, queue those whose rule says run (appended to 'released'), skip those it settles, and go on
 -- from every skipped node. Only PENDING children are decided: QUEUED and terminal ones were decided before.
@@ -275,6 +289,9 @@ local function cascade(spec, start, outcome, run_epoch, released)
           skip = skip + 1
         end
         local verdict = decide(string.sub(spec.r, child + 1, child + 1), spec.p[child + 1], ok, bad, skip)
+        if verdict == 'run' and spec.m[child + 1] >= 0 then
+          verdict = map_verdict(spec.m[child + 1])
+        end
         if verdict == 'wait' then
           redis.call('HSET', K_DEPS, child, ok .. ',' .. bad .. ',' .. skip)
         else
