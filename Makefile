@@ -4,25 +4,42 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench bench-quick lint clean
+.PHONY: demo test browser screenshots bench bench-quick lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench,dev]'
+	$(PY) -m pip install -q -e '.[web,test,bench,dev]'
 	touch $@
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/wfcelery demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The dashboard's browser tests drive Debian's chromium (playwright cannot download browsers here).
+# Installed when missing and we are root with apt-get; otherwise say so (the tests skip, or fail in CI).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (apt-get) for the dashboard's browser tests"; \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null \
+			|| echo "WARNING: apt-get could not install chromium: the browser tests will skip (fail under CI=true)"; \
+	else \
+		echo "WARNING: /usr/bin/chromium is missing and cannot be installed here (needs root and apt-get):"; \
+		echo "         the dashboard's browser tests will skip (fail under CI=true). Install the 'chromium' package."; \
+	fi
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run --full
 
 bench-quick: $(VENV)/.installed
 	$(PY) -m benchmarks.run --quick
+
+# The README's dashboard screenshots (docs/dashboard-*.png), taken in the real browser.
+screenshots: $(VENV)/.installed browser
+	$(PY) -m tests.web.screenshots
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wfcelery tests benchmarks examples

@@ -20,12 +20,15 @@ import wfcelery
 def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celery", **conf: Any) -> Celery:
     app = Celery("proj", broker=broker, backend=backend, set_as_current=False)
     app.conf.update(
-        task_default_queue=default_queue,
-        wfcelery_key_prefix=prefix,
-        wfcelery_redis_url=backend,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        **conf,
+        {
+            "task_default_queue": default_queue,
+            "wfcelery_key_prefix": prefix,
+            "wfcelery_redis_url": backend,
+            "broker_connection_retry_on_startup": True,
+            "worker_hijack_root_logger": False,
+            "wfcelery_inspect_timeout": 0.5,  # the submit-time queue check: local workers answer in ms
+            **conf,  # a test's own configuration wins
+        }
     )
     register_tasks(app)
     wfcelery.install(app)
@@ -56,14 +59,17 @@ def register_tasks(app: Celery) -> None:
         return {"args": list(args), "kwargs": kwargs}
 
     @app.task(shared=False, name="proj.record", bind=True)
-    def record(self: Any, *args: Any, sleep: float = 0.0, **kwargs: Any) -> str:
-        """Writes start/end (Redis TIME, us), worker hostname and a run counter, for edge checks."""
+    def record(self: Any, *args: Any, sleep: float = 0.0, hold: str | None = None, **kwargs: Any) -> str:
+        """Writes start/end (Redis TIME, us), worker hostname and a run counter, for edge checks.
+        ``hold``: before ending, wait until the test pushes to this key (BLPOP), like proj.block."""
         r = _probe(app)
         node = self.request.wf_node if hasattr(self.request, "wf_node") else "?"
         key = f"{prefix}:probe:{self.request.wf_run}"
         start = _now_us(r)
         if sleep:
             time.sleep(sleep)
+        if hold:
+            r.blpop([hold], timeout=30)
         end = _now_us(r)
         pipe = r.pipeline()
         pipe.hset(key, f"{node}:start", start)

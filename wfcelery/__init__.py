@@ -13,12 +13,14 @@ from typing import Any
 
 from .engine import Engine, Run, RunSummary
 from .errors import (
+    BrokerUnavailable,
     ConfigurationError,
     ControlError,
     CycleError,
     DefinitionError,
     DuplicateNodeError,
     EmptyWorkflowError,
+    NoWorkerError,
     ParamError,
     RunFailed,
     RunNotFound,
@@ -38,6 +40,7 @@ from .states import NodeState, NodeStatus, RunState, RunStatus
 __version__ = "0.1.0"
 
 __all__ = [
+    "BrokerUnavailable",
     "ConfigurationError",
     "ControlError",
     "CycleError",
@@ -45,6 +48,7 @@ __all__ = [
     "DuplicateNodeError",
     "EmptyWorkflowError",
     "Engine",
+    "NoWorkerError",
     "Node",
     "NodeState",
     "NodeStatus",

@@ -1,6 +1,6 @@
-"""Workflow -> :class:`Plan`: the segments Celery runs and the edges the tracker releases.
+"""Workflow -> :class:`Plan`: one Celery task message per node, and the edges the tracker releases.
 
-Every node compiles to one *segment*: a single, fully-formed Celery task message (task name, args,
+Every node compiles to a single, fully-formed Celery task message (task name, args,
 kwargs, queue, limits, priority, a task id derived from run id, node index and run epoch). Edges are held
 by the tracker: when a node succeeds, one Lua call counts it into each child and hands back the children
 whose parents have all succeeded, with their parents' results, and the worker publishes them.
@@ -170,21 +170,39 @@ class Plan:
             msg["queue"] = node.queue
         return msg
 
-    def segments(self) -> list[dict[str, Any]]:
-        """What the compiler produced, for ``wfcelery graph``: one entry per node with its release rule."""
+    def release_rules(self) -> list[dict[str, str]]:
+        """What the compiler produced, for ``wfcelery graph``: per node, one task message, when the
+        tracker releases it (``released``) and what it gets from its parents (``receives``)."""
         return [
             {
                 "node": n.name,
                 "task": n.task,
                 "queue": n.queue or "(default)",
-                "shape": "task",
-                "released_by": "submit"
-                if not n.parents
-                else ("chain link from " if len(n.parents) == 1 else "counter (flat chord) of ")
-                + ", ".join(self.nodes[p].name for p in n.parents),
+                "released": self._released(n),
+                "receives": self._receives(n),
             }
             for n in self.nodes
         ]
+
+    def _released(self, node: PlanNode) -> str:
+        names = [self.nodes[p].name for p in node.parents]
+        condition = f", if {node.when}" if node.when else ""
+        if not names:
+            return "at submit" + condition
+        if node.trigger != "all_success":
+            return f"when {', '.join(names)} are done, by rule {node.trigger}{condition}"
+        if len(names) == 1:
+            return f"when {names[0]} succeeds{condition}"
+        return f"when {', '.join(names)} have all succeeded (counter){condition}"
+
+    def _receives(self, node: PlanNode) -> str:
+        if node.map is not None:
+            return f"one instance per element of {self.nodes[node.map].name}'s list, element first (map)"
+        if not node.parents or node.immutable:
+            return "its own args"
+        if len(node.parents) == 1:
+            return "parent's result first (chain)"
+        return "parents' results as one list (chord)"
 
 
 def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> Plan:

@@ -11,9 +11,11 @@
      |    +-- UnknownTaskError      a task name not registered in the Celery app
      |    +-- SchemaError           a malformed file, an unknown key, a bad value
      |    +-- ParamError            a ${name} placeholder with no value in the run's params
-     +-- ConfigurationError         wfcelery_* settings, Celery version, serializer
+     +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
+     +-- NoWorkerError              submit(require_workers=True): a node's queue has no live consumer
+     +-- BrokerUnavailable (also ConnectionError)   the Celery broker refused or did not answer
      +-- TrackerError
-     |    +-- TrackerUnavailable    Redis cannot be reached (wraps redis.ConnectionError)
+     |    +-- TrackerUnavailable (also ConnectionError)   Redis cannot be reached or timed out
      +-- RunNotFound                no run with that id (never created, cleaned up or expired)
      +-- ControlError               pause/resume/cancel/retry/cleanup refused in this state
      +-- RunFailed                  run.wait() on a run that ended FAILED or CANCELLED
@@ -69,12 +71,20 @@ class ConfigurationError(WfCeleryError):
     """wfcelery cannot work with this Celery app's configuration."""
 
 
+class NoWorkerError(WfCeleryError):
+    """``submit(require_workers=True)``: no live worker consumes the queue of one of the run's nodes."""
+
+
+class BrokerUnavailable(WfCeleryError, ConnectionError):
+    """The Celery broker cannot be reached: refused login, unknown vhost, down or not answering."""
+
+
 class TrackerError(WfCeleryError):
     """The Redis tracker failed."""
 
 
-class TrackerUnavailable(TrackerError):
-    """The tracker's Redis server cannot be reached."""
+class TrackerUnavailable(TrackerError, ConnectionError):
+    """The tracker's Redis server cannot be reached or did not answer within ``wfcelery_redis_timeout``."""
 
 
 class RunNotFound(WfCeleryError):

@@ -294,16 +294,35 @@ class Workflow:
             _collect_placeholders(node.kwargs, found)
         return found
 
+    def param_names(self) -> set[str]:
+        """Every param this workflow knows: its placeholders and the params it declares defaults for."""
+        return self.placeholders() | self.params.keys()
+
+    def missing_params(self, params: Mapping[str, Any] | None = None) -> list[str]:
+        """Placeholders that neither ``params`` nor the workflow's own defaults give a value, sorted."""
+        return sorted(self.placeholders() - self.params.keys() - (params or {}).keys())
+
     def resolve_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Merge run params over the workflow's defaults and check every placeholder has a value."""
-        merged = {**self.params, **(params or {})}
-        missing = sorted(self.placeholders() - merged.keys())
+        """Merge run params over the workflow's defaults and check them.
+
+        Raises:
+            ParamError: a param the workflow does not know (a typo: ``chanel`` for ``channel``), or a
+                placeholder left without a value.
+        """
+        given = dict(params or {})
+        unknown = sorted(given.keys() - self.param_names(), key=str)
+        if unknown:
+            known = ", ".join(sorted(self.param_names())) or "none"
+            raise ParamError(
+                f"workflow {self.name!r} has no param {', '.join(map(repr, unknown))} (known params: {known})"
+            )
+        missing = self.missing_params(given)
         if missing:
             raise ParamError(
                 f"workflow {self.name!r} needs params {', '.join(missing)} (pass --param k=v "
                 "or params={...})"
             )
-        return merged
+        return {**self.params, **given}
 
     # -- dict schema ------------------------------------------------------------------------------------
 
@@ -388,17 +407,22 @@ def find_cycle(parents: Mapping[str, Sequence[str]]) -> list[str] | None:
 
 def substitute(value: Any, params: Mapping[str, Any]) -> Any:
     """Fill ``${name}`` placeholders. A string that is exactly one placeholder takes the param's value
-    with its type; placeholders inside longer strings are formatted with ``str``."""
+    with its type; inside a longer string a string param is inserted as is and any other value as JSON
+    (``null``, ``true``, ``[1, 2]``: never Python's ``None``)."""
     if isinstance(value, str):
         whole = _PLACEHOLDER.fullmatch(value)
         if whole:
             return params[whole.group(1)]
-        return _PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), value)
+        return _PLACEHOLDER.sub(lambda m: _as_text(params[m.group(1)]), value)
     if isinstance(value, list | tuple):
         return [substitute(v, params) for v in value]
     if isinstance(value, dict):
         return {k: substitute(v, params) for k, v in value.items()}
     return value
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _collect_placeholders(value: Any, found: set[str]) -> None:

@@ -33,8 +33,10 @@ def publish_released(
     released: Sequence[tuple[int, int]],
     params: Mapping[str, Any],
     known: Mapping[Slot, Any] | None = None,
+    producer: Any = None,
 ) -> list[Finish]:
-    """Publish ``released`` (node index, epoch) nodes. ``known``: results already in hand (skips one read).
+    """Publish ``released`` (node index, epoch) nodes. ``known``: results already in hand (skips one read);
+    ``producer``: a kombu producer to publish with (else one from the app's pool).
 
     Returns the run's end when a skip or a failed condition ended it (the caller sends the callback)."""
     finishes: list[Finish] = []
@@ -43,7 +45,7 @@ def publish_released(
         results = _parent_results(tracker, plan, run_id, [i for i, _ in pending], known or {})
         ready, pending = _evaluate(tracker, dispatch, plan, run_id, pending, params, results, finishes)
         if ready:
-            dispatch.publish(plan, run_id, ready, params)
+            dispatch.publish(plan, run_id, ready, params, producer=producer)
     return finishes
 
 

@@ -17,7 +17,7 @@ DEFAULT_KEY_PREFIX = "wfcelery"
 DEFAULT_RUN_TTL = 7 * 24 * 3600
 #: Bytes kept of a run's event log (~15 bytes a transition); past it the older half is dropped.
 DEFAULT_EVENTS_MAXLEN = 256 * 1024
-#: Seconds between full resyncs of a worker's in-memory gate (pub/sub keeps it fresh in between).
+#: Seconds between full resyncs of a worker's in-memory message filter (pub/sub keeps it fresh in between).
 DEFAULT_GATE_RESYNC = 5.0
 #: Whether Celery's result backend also stores each node's result. Off: the tracker already keeps every
 #: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,
@@ -28,6 +28,11 @@ DEFAULT_RETRY_BACKOFF_MAX = 600
 #: Most instances one mapped node may fan out to: a node's ``max_map`` (default this) is capped by the
 #: setting ``wfcelery_max_map`` (default this too), so a runaway list fails its node instead of the broker.
 DEFAULT_MAX_MAP = 10_000
+#: Socket timeout (seconds) of every tracker Redis call: a hung Redis fails fast, it does not stall a
+#: CLI command or a worker. Blocking reads (pub/sub waits) use their own, shorter waits.
+DEFAULT_REDIS_TIMEOUT = 5.0
+#: Seconds to wait for live workers to say which queues they consume (submit, validate, status); 0 skips.
+DEFAULT_INSPECT_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,19 @@ class Settings:
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
     max_map: int = DEFAULT_MAX_MAP
+    #: A folder of YAML/JSON definitions the engine knows by name (``engine.definitions()``).
+    definitions: str | None = None
+    #: ``user:password`` that puts the web dashboard and REST API behind HTTP Basic auth.
+    web_auth: str | None = None
+    #: Flower's base URL: the dashboard links each node to its task there.
+    flower_url: str | None = None
+    redis_timeout: float = DEFAULT_REDIS_TIMEOUT
+    inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
         conf = app.conf
-        for key in ("task_serializer", "result_serializer"):
-            if conf.get(key) == "pickle":
-                raise ConfigurationError(f"wfcelery needs JSON messages, but {key} is 'pickle'")
+        check_json_accepted(app)
         redis_url = overrides.pop("redis_url", None) or conf.get("wfcelery_redis_url") or _backend_url(app)
         settings = cls(
             redis_url=redis_url,
@@ -61,8 +72,40 @@ class Settings:
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
             max_map=int(conf.get("wfcelery_max_map") or DEFAULT_MAX_MAP),
+            definitions=conf.get("wfcelery_definitions") or None,
+            web_auth=conf.get("wfcelery_web_auth") or None,
+            flower_url=conf.get("wfcelery_flower_url") or None,
+            redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
+            inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
         )
         return replace(settings, **overrides) if overrides else settings
+
+
+def _number(conf: Any, key: str, default: float) -> float:
+    value = conf.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigurationError(f"{key} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+#: Content types under which Celery accepts JSON messages.
+JSON_CONTENT = frozenset({"json", "application/json"})
+
+
+def check_json_accepted(app: Any) -> None:
+    """Node messages are JSON whatever the app's serializer (pickle apps included): refuse, naming the
+    setting, an app whose workers would reject them."""
+    accepted = app.conf.get("accept_content") or ["json"]
+    if isinstance(accepted, str):
+        accepted = [accepted]
+    if not JSON_CONTENT & set(accepted):
+        fixed = [*accepted, "json"]
+        raise ConfigurationError(
+            f"workers do not accept JSON messages (accept_content = {list(accepted)!r}); wfcelery sends node "
+            f"messages as JSON: set accept_content = {fixed!r} in the app's configuration"
+        )
 
 
 def _backend_url(app: Any) -> str:

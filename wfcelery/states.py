@@ -141,6 +141,8 @@ class RunState:
     policy: str
     params: dict[str, Any]
     nodes: dict[str, NodeState] = field(default_factory=dict)
+    #: Queues where nodes of this run wait that no live worker consumes (see :meth:`wfcelery.Run.state`).
+    idle_queues: tuple[str, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -168,4 +170,5 @@ class RunState:
             "params": self.params,
             "counts": self.counts,
             "nodes": {name: n.to_dict() for name, n in self.nodes.items()},
+            "idle_queues": list(self.idle_queues),
         }

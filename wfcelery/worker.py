@@ -2,12 +2,13 @@
 
 A node's task reports here: the start gate before its body, success (count it into its children and
 publish those released), failure (a tracker-level retry with backoff, or the run's failure policy), a
-revoke. The worker side owns the worker's in-memory gate and its plan cache. It sits on the tracker
+revoke. The worker side owns the worker's in-memory message filter and its plan cache. It sits on the tracker
 beside the client API (``engine.py``); neither imports the other (both send through ``dispatch.py``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -17,8 +18,10 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
-from .gate import Gate
+from .errors import RunNotFound, TrackerError
 from .keys import Slot, split_slot
+from .message_filter import MessageFilter
+from .outage import Outage
 from .release import map_elements, publish_released
 from .states import RunStatus
 from .tracker import Finish, StartOutcome, Tracker
@@ -38,8 +41,13 @@ class WorkerSide:
         return self._tracker()
 
     @cached_property
-    def gate(self) -> Gate:
-        return Gate(self.tracker)
+    def outage(self) -> Outage:
+        """The tracker outage, if any: one WARNING/INFO pair, node reports deferred meanwhile."""
+        return Outage()
+
+    @cached_property
+    def message_filter(self) -> MessageFilter:
+        return MessageFilter(self.tracker, self.outage)
 
     @cached_property
     def plans(self) -> PlanCache:
@@ -52,18 +60,40 @@ class WorkerSide:
     def plan_for(self, run_id: str, digest: str | None) -> Plan:
         """The run's plan: ``digest`` comes from the message's ``wf_plan`` header when the hook has it
         (in the pool), else from the run record (main process, e.g. a lost worker process)."""
-        return self.plans.get(digest or self.tracker.run_record(run_id).plan)
+        try:
+            return self.plans.get(digest or self.tracker.run_record(run_id).plan)
+        except TrackerError:
+            self.tracker.run_record(run_id)  # plans outlive their runs: a missing one means the run is gone
+            raise
 
     def start(self, parsed: Parsed, worker: str) -> StartOutcome:
         """The authoritative start gate: whether the body may run, and its attempt number."""
         return self.tracker.start(parsed[0], parsed[1], parsed[2], worker)
 
     def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
+        """Record a success and publish the children it releases (deferred while the tracker is down)."""
+        self.outage.report(functools.partial(self._succeeded, parsed, digest, result, result_json))
+
+    def node_failed(
+        self,
+        parsed: Parsed,
+        digest: str | None,
+        error: dict[str, Any],
+        mode: str,
+        attempt: int = 0,
+    ) -> None:
+        """Record a failure: a tracker-level retry, or the run's failure policy (deferred while the
+        tracker is down)."""
+        self.outage.report(functools.partial(self._failed, parsed, digest, error, mode, attempt))
+
+    def _succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
         run_id, slot, epoch = parsed
         plan = self.plan_for(run_id, digest)
         index, instance = split_slot(slot)
         releases = plan.releases[index]
         out = self.tracker.succeed(run_id, slot, epoch, result_json, releases, plan.rule_spec)
+        if out.gone:
+            raise RunNotFound(run_id)
         finishes = [out.finish] if out.finish else []
         if out.released:
             released = [(c, out.epoch) for c in out.released]
@@ -74,7 +104,7 @@ class WorkerSide:
         for finish in finishes:
             self.ended(plan, run_id, finish)
 
-    def node_failed(
+    def _failed(
         self,
         parsed: Parsed,
         digest: str | None,
@@ -91,6 +121,8 @@ class WorkerSide:
         out = self.tracker.fail(
             run_id, slot, epoch, error, mode, node.retries, descendants, attempt, plan.rule_spec
         )
+        if out.action == "gone":
+            raise RunNotFound(run_id)
         if out.action == "retry":
             record = self.tracker.run_record(run_id)
             if instance is None:

@@ -23,7 +23,7 @@ from celery import Celery
 from click.testing import CliRunner, Result
 
 import wfcelery
-from tests.conftest import ROOT, in_thread_worker, wait_for
+from tests.helpers import ROOT, in_thread_worker, wait_for
 from tests.proj import make_app
 from wfcelery import _display as display
 from wfcelery.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, cli, wf
@@ -44,6 +44,7 @@ STATE_KEYS = {
     "params",
     "counts",
     "nodes",
+    "idle_queues",
 }
 NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
 
@@ -129,6 +130,7 @@ def test_every_command_has_help_with_an_example() -> None:
         "submit",
         "status",
         "watch",
+        "results",
         "list",
         "pause",
         "resume",
@@ -137,6 +139,8 @@ def test_every_command_has_help_with_an_example() -> None:
         "cleanup",
         "validate",
         "graph",
+        "doctor",
+        "web",
         "demo",
     }
     assert set(cli.commands) == set(wf.commands)
@@ -286,9 +290,15 @@ def test_pause_resume_cancel_retry_cleanup(
 # -- bad input -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["status", "watch", "pause", "resume", "cancel", "retry", "cleanup"])
+@pytest.mark.parametrize("command", ["status", "watch", "results", "pause", "resume", "cancel", "retry"])
 def test_unknown_run_exits_2(cli_app: Celery, command: str) -> None:
     assert_clean_error(invoke(command, "0" * 32), EXIT_BAD_INPUT, "no workflow run")
+
+
+def test_cleanup_of_a_run_that_no_longer_exists_exits_0(cli_app: Celery) -> None:
+    result = invoke("cleanup", "0" * 32)
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert "nothing to clean" in result.stdout
 
 
 def test_invalid_definitions_exit_2_and_change_nothing(
@@ -361,8 +371,8 @@ def test_graph_formats(flows: dict[str, str]) -> None:
     text = invoke("graph", flows["fan"], app=False)
     assert text.exit_code == EXIT_OK
     assert "d [default queue]  <- b, c" in text.stdout
-    assert "Segments (4 Celery messages" in text.stdout
-    assert "counter (flat chord) of b, c" in text.stdout
+    assert "Messages (4 per run" in text.stdout
+    assert "when b, c have all succeeded" in text.stdout
     dot = invoke("graph", flows["fan"], "--format", "dot", app=False).stdout
     assert dot.startswith('digraph "fan" {')
     assert "n1 -> n3;" in dot

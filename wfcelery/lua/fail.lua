@@ -8,7 +8,8 @@
 -- ARGV[8] the plan's trigger-rule SPEC as JSON (see _common.lua), or '' for a plan without rules/conditions:
 --         then fail_fast spares the survivors, 'continue' skips by the rules, and nodes may be released
 -- Returns {action, epoch, attempts, finish, revoke}  (tracker.FailOutcome):
---   action 'ignored'    stale or duplicate report (or a deleted run): nothing written
+--   action 'ignored'    stale or duplicate report: nothing written
+--          'gone'       the run was deleted (cleaned up or expired): nothing written
 --          'retrying'   Celery retries it (native retry), nothing to do
 --          'retry'      re-publish the node (same id, this epoch) after a backoff for this many attempts
 --          'failed'     the node failed for good
@@ -18,7 +19,7 @@
 local idx, epoch, mode = ARGV[1], tonumber(ARGV[2]), ARGV[4]
 local status = run_field('status')
 if not status then
-  return {'ignored', 0, 0, false, {}, {}, false}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
+  return {'gone', 0, 0, false, {}, {}, false}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
 end
 local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
@@ -71,6 +72,7 @@ elseif status == 'RUNNING' then
     for _, d in ipairs(cjson.decode(ARGV[6])) do
       local dn = get_node(d)
       if not TERMINAL[dn.s] and dn.s ~= 'R' then
+        redis.call('HSET', K_ERRORS, d, SKIPPED_BY.uf)
         settle(d, dn, 'K')
       end
     end

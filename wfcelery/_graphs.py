@@ -1,0 +1,102 @@
+"""Graphs of a definition for ``wfcelery graph`` and the demo: text (the DAG by depth and what the compiler
+emits for each node), Graphviz dot and Mermaid.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ._display import Cell, table
+from .compiler import Plan
+
+
+def levels(plan: Plan) -> list[list[int]]:
+    """Nodes grouped by depth (longest path from a root)."""
+    depth: dict[int, int] = {}
+    pending = {n.index: len(n.parents) for n in plan.nodes}
+    ready = [i for i, left in pending.items() if not left]
+    while ready:
+        i = ready.pop()
+        depth[i] = max((depth[p] + 1 for p in plan.nodes[i].parents), default=0)
+        for child in plan.nodes[i].children:
+            pending[child] -= 1
+            if not pending[child]:
+                ready.append(child)
+    grouped: list[list[int]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for i in sorted(depth):
+        grouped[depth[i]].append(i)
+    return grouped
+
+
+def dag_lines(plan: Plan) -> list[str]:
+    """A title line, then the DAG by depth, one node per line with its queue and parents."""
+    nodes = plan.nodes
+    edges = sum(len(n.parents) for n in nodes)
+    lines = [
+        f"workflow {plan.name}: {len(nodes)} nodes, {edges} edges, on_failure={plan.on_failure}",
+        "DAG (by depth; a node starts once every node after '<-' has succeeded, or as its trigger says):",
+    ]
+    for depth, members in enumerate(levels(plan)):
+        for i in members:
+            n = nodes[i]
+            after = f"  <- {', '.join(nodes[p].name for p in n.parents)}" if n.parents else ""
+            extra = "".join(f"  {{{note}}}" for note in dynamic_notes(plan, i))
+            lines.append(f"  {depth:>2}  {n.name} [{n.queue or 'default queue'}]{after}{extra}")
+    return lines
+
+
+def messages_lines(plan: Plan) -> list[str]:
+    """What the compiler emits: one Celery task message per node, and when the tracker releases it."""
+    rules = plan.release_rules()
+    rows: list[list[Cell]] = [[r["node"], r["task"], r["queue"], r["released"], r["receives"]] for r in rules]
+    header = ("NODE", "TASK", "QUEUE", "RELEASED", "RECEIVES")
+    return [
+        f"Messages ({len(rules)} per run, one Celery task each, ids frozen at submit):",
+        *("  " + line for line in table(header, rows)),
+    ]
+
+
+def graph_text(plan: Plan) -> list[str]:
+    dag = dag_lines(plan)
+    return [dag[0], "", *dag[1:], "", *messages_lines(plan)]
+
+
+def graph_dot(plan: Plan) -> list[str]:
+    lines = [f"digraph {json.dumps(plan.name)} {{", "  rankdir=LR;", '  node [shape=box, style="rounded"];']
+    for n in plan.nodes:
+        label = "\\n".join([n.name, n.task, f"queue: {n.queue or 'default'}", *dynamic_notes(plan, n.index)])
+        shape = ", shape=box3d" if n.map is not None else ', style="rounded,dashed"' if n.when else ""
+        lines.append(f"  n{n.index} [label={_dot_quote(label)}{shape}];")
+    map_edge = ' [label="map", style=bold]'
+    lines += [f"  n{p} -> n{n.index}{map_edge if p == n.map else ''};" for n in plan.nodes for p in n.parents]
+    return [*lines, "}"]
+
+
+def _dot_quote(text: str) -> str:
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def graph_mermaid(plan: Plan) -> list[str]:
+    lines = ["flowchart LR"]
+    for n in plan.nodes:
+        notes = "".join(f"<br/><small>{note}</small>" for note in dynamic_notes(plan, n.index))
+        label = f"{n.name}<br/><small>{n.task} · {n.queue or 'default'}</small>{notes}".replace('"', "#quot;")
+        lines.append(f'  n{n.index}["{label}"]')
+    lines += [
+        f"  n{p} {'==>|map|' if p == n.map else '-->'} n{n.index}" for n in plan.nodes for p in n.parents
+    ]
+    return lines
+
+
+def dynamic_notes(plan: Plan, index: int) -> list[str]:
+    """What makes a node dynamic, for graph and validate: its map, condition and trigger rule."""
+    n = plan.nodes[index]
+    notes = []
+    if n.map is not None:
+        limit = f", max {n.max_map}" if n.max_map else ""
+        notes.append(f"map over {plan.nodes[n.map].name}{limit}")
+    if n.when:
+        notes.append(f"when {n.when}")
+    if n.trigger != "all_success":
+        notes.append(f"trigger {n.trigger}")
+    return notes
