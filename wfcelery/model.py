@@ -24,7 +24,7 @@ from .errors import (
     UnknownParentError,
     UnknownTaskError,
 )
-from .rules import TRIGGER_RULES, compile_condition
+from .rules import TRIGGER_RULES, compile_condition, condition_params
 
 #: Failure policies a workflow may name.
 FAILURE_POLICIES = ("fail_fast", "continue")
@@ -295,8 +295,10 @@ class Workflow:
         return found
 
     def param_names(self) -> set[str]:
-        """Every param this workflow knows: its placeholders and the params it declares defaults for."""
-        return self.placeholders() | self.params.keys()
+        """Every param this workflow knows: its placeholders, the params it declares defaults for and the
+        params its ``when`` conditions read (``params.<name>``; optional: a missing one is null)."""
+        read = {name for node in self.nodes.values() if node.when for name in condition_params(node.when)}
+        return self.placeholders() | self.params.keys() | read
 
     def missing_params(self, params: Mapping[str, Any] | None = None) -> list[str]:
         """Placeholders that neither ``params`` nor the workflow's own defaults give a value, sorted."""

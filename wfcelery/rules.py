@@ -312,6 +312,27 @@ def compile_condition(expression: str) -> Any:
     return parsed
 
 
+def condition_params(expression: str) -> set[str]:
+    """The run params a condition reads (``params.<name>``): params a run may pass (never required)."""
+    found: set[str] = set()
+    stack = [compile_condition(expression).parsed]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            children = node.get("children", [])
+            if node.get("type") == "subexpression" and len(children) >= 2:
+                head, name = children[:2]
+                if (
+                    head == {"type": "field", "children": [], "value": "params"}
+                    and name.get("type") == "field"
+                ):
+                    found.add(name["value"])
+            stack.extend(children)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
 def condition_scope(
     params: Mapping[str, Any], parents: Sequence[str], results: Sequence[Any]
 ) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import in_thread_worker, wait_for
+from tests.helpers import in_thread_worker, wait_for
 from wfcelery import Workflow
 from wfcelery.errors import RunFailed
 from wfcelery.states import NodeStatus, RunStatus

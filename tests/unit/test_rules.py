@@ -25,6 +25,7 @@ from wfcelery.rules import (
     aggregate,
     compile_condition,
     condition_holds,
+    condition_params,
     condition_scope,
     decide,
     expand,
@@ -126,6 +127,12 @@ def test_conditions_see_params_and_parent_results() -> None:
     assert not condition_holds("results.check.rows > `5`", scope)
     assert not condition_holds("results.skipped", scope)  # a skipped parent is null
     assert not condition_holds("params.missing", scope)
+
+
+def test_the_params_a_condition_reads() -> None:
+    assert condition_params("params.notify && results.a.n > params.min") == {"notify", "min"}
+    assert condition_params("params.cfg.deep || length(results.x) > `1`") == {"cfg"}
+    assert condition_params("results.params.x") == set()
 
 
 @pytest.mark.parametrize(

@@ -5,16 +5,16 @@
 -- ARGV[1] node index   ARGV[2] epoch it was released at   ARGV[3] number of elements
 -- ARGV[4] the plan's trigger-rule SPEC as JSON (see _common.lua)
 -- Returns {finish, run epoch, params, {released node indexes...}}  (tracker.SucceedOutcome, as succeed.lua;
---   released is empty unless the list was empty), or {false, -1, false, {}} when stale / not running (a
+--   released is empty unless the list was empty), or {false, -2, false, {}} when stale / not running (a
 --   paused run keeps the node QUEUED: resume publishes it again).
 local idx, epoch, count = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local status = run_field('status')
 if status ~= 'RUNNING' then
-  return {false, -1, false, {}}
+  return {false, -2, false, {}}
 end
 local n = get_node(idx)
 if n.e ~= epoch or n.s ~= 'Q' then
-  return {false, -1, false, {}}
+  return {false, -2, false, {}}
 end
 local released = {}
 n.s = 'R'
