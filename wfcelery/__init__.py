@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import canvas  # noqa: F401  (plugs Workflow.to_canvas in)
 from .engine import Engine, Run, RunSummary
 from .errors import (
     BrokerUnavailable,
@@ -20,6 +21,7 @@ from .errors import (
     DefinitionError,
     DuplicateNodeError,
     EmptyWorkflowError,
+    NotSeriesParallel,
     NoWorkerError,
     ParamError,
     RunFailed,
@@ -52,6 +54,7 @@ __all__ = [
     "Node",
     "NodeState",
     "NodeStatus",
+    "NotSeriesParallel",
     "ParamError",
     "Run",
     "RunFailed",

@@ -214,6 +214,7 @@ class LiveView:
         self._drawn = 0
         self._seen: dict[str, tuple[NodeStatus, int]] = {}
         self._announced = False
+        self._idle_shown: set[str] = set()
 
     def update(self, state: RunState, events: Sequence[Event] | None = None) -> None:
         """Show ``state``; off a terminal, ``events`` (the run's log since the last update) give one line
@@ -234,6 +235,7 @@ class LiveView:
         now = time.time()
         size = shutil.get_terminal_size((100, 30))
         lines = [_progress_bar(state), *table(NODE_HEADER[:6], [r[:6] for r in node_rows(state, now)])]
+        lines += [click.style(line, fg="yellow") for line in idle_lines(state)]
         if len(lines) > size.lines - 2:  # keep the view on screen: busy nodes first
             lines = lines[:2] + _busy_first(lines[2:], state, size.lines - 4)
         lines = [_clip(line, size.columns) for line in lines]
@@ -292,11 +294,29 @@ class LiveView:
                 extra += f" ({error_text(node)})"
             when = f"+{seconds(event.at_ms / 1000)}"
             self._echo(f"{when:>8}  {node.name.ljust(width)}  {status.value}{extra}")
+        for queue in state.idle_queues:  # once per queue: the run waits on it until a worker comes
+            if queue not in self._idle_shown:
+                self._idle_shown.add(queue)
+                self._echo(
+                    f"          no worker consumes {queue!r}: its nodes wait (start one with -Q {queue})"
+                )
 
     def close(self, state: RunState, events: Sequence[Event] | None = None) -> None:
         self.update(state, events)
         if not self.quiet:
             self._echo(summary_line(state))
+
+
+def idle_lines(state: RunState) -> list[str]:
+    """One line per queue this run's nodes wait on that no live worker consumes."""
+    return [
+        f"no worker consumes {queue!r}: "
+        + ", ".join(
+            n.name for n in state.nodes.values() if n.queue == queue and n.status is NodeStatus.QUEUED
+        )
+        + f" wait (start one with -Q {queue})"
+        for queue in state.idle_queues
+    ]
 
 
 def _progress_bar(state: RunState, width: int = 20) -> str:

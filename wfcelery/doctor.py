@@ -181,8 +181,11 @@ def _queues(engine: Engine, plans: Sequence[Plan]) -> Finding:
             "queues",
             False,
             "no live worker answered: runs would wait in their queues",
-            f"start a worker: celery -A {engine.app.main or 'proj'} worker -Q "
-            + ",".join(sorted({q for p in plans for q in engine.node_queues(p).values()} or {"celery"})),
+            "start a worker: celery -A <your app> worker -Q "
+            + ",".join(
+                sorted({q for p in plans for q in engine.node_queues(p).values()})
+                or [engine.app.conf.task_default_queue]
+            ),
         )
     needed: dict[str, set[str]] = {}
     for plan in plans:
@@ -250,10 +253,11 @@ def _visibility(app: Any, plans: Sequence[Plan]) -> Finding:
 
 def _clock(engine: Engine) -> Finding:
     app = engine.app
-    timeout = engine.settings.inspect_timeout or 1.0
+    timeout = max(engine.settings.inspect_timeout, 1.0)  # a command-line check: worth a full second
     try:
         before = _redis_time(engine)
-        replies = app.control.inspect(timeout=timeout)._request("wfcelery_clock") or {}
+        raw: Any = app.control.inspect(timeout=timeout)._request("wfcelery_clock") or {}
+        replies: dict[str, Any] = raw if isinstance(raw, dict) else {}
         after = _redis_time(engine)
     except Exception as e:
         return Finding("clock", None, f"cannot compare clocks: {type(e).__name__}: {e}")

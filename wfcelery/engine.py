@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -55,7 +55,12 @@ class RunSummary:
     total: int
     done: int
 
+    @classmethod
+    def of(cls, run_id: str, r: RunRecord) -> RunSummary:
+        return cls(run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done)
+
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one ``wfcelery list --json`` entry."""
         return {
             "id": self.id,
             "name": self.name,
@@ -80,18 +85,22 @@ class Engine:
     # the project has called app.config_from_object().
     @cached_property
     def settings(self) -> Settings:
+        """The ``wfcelery_*`` settings, read from app.conf on first use (constructor overrides win)."""
         return Settings.from_app(self.app, **self._overrides)
 
     @cached_property
     def tracker(self) -> Tracker:
+        """The tracker on the settings' Redis (one connection pool per engine)."""
         return Tracker(self.settings)
 
     @cached_property
     def dispatch(self) -> Dispatcher:
+        """What the engine sends to Celery: node messages, revokes, callbacks."""
         return Dispatcher(self.app, celery_results=self.settings.celery_results)
 
     @cached_property
     def plans(self) -> PlanCache:
+        """Compiled plans by digest, loaded from the tracker once."""
         return PlanCache(self.tracker.plan_blob)
 
     @cached_property
@@ -196,6 +205,8 @@ class Engine:
 
     def _check_workers(self, plan: Plan, require: bool) -> list[str]:
         consumers = self.consumers.get()
+        if require and (not consumers.known or unconsumed(consumers, self.node_queues(plan))):
+            consumers = self.consumers.get(refresh=True)  # refuse on a fresh answer only
         if require and not consumers.known:
             raise NoWorkerError(f"cannot check which queues the workers consume: {consumers.reason}")
         warnings = describe(unconsumed(consumers, self.node_queues(plan)))
@@ -233,17 +244,7 @@ class Engine:
             self.tracker.forget([i for i, r in zip(ids, records, strict=True) if not r])
             for run_id, r in zip(ids, records, strict=True):
                 if r and (wanted is None or r.status is wanted) and (name is None or r.name == name):
-                    found.append(
-                        RunSummary(
-                            run_id,
-                            r.name,
-                            r.status,
-                            r.created_ms / 1000,
-                            _seconds(r.finished_ms),
-                            r.total,
-                            r.done,
-                        )
-                    )
+                    found.append(RunSummary.of(run_id, r))
         return found[:limit]
 
     # -- definitions known by name (the web dashboard's and REST API's catalogue) -----------------------
@@ -278,6 +279,8 @@ class Engine:
     # -- control ----------------------------------------------------------------------------------------
 
     def pause(self, run_id: str) -> RunState:
+        """Pause a run: queued nodes wait (revoked and gated), running nodes finish. Raises ControlError
+        when the run is finished, RunNotFound for an unknown id."""
         out = self.tracker.halt(run_id, "pause")
         if out.after != RunStatus.PAUSED.value:
             raise ControlError(f"cannot pause run {run_id}: it is {out.before}")
@@ -287,6 +290,8 @@ class Engine:
         return self.state(run_id)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
+        """Cancel a run for good: queued nodes are revoked; ``terminate=True`` also stops running tasks
+        (prefork/gevent pools). Calls the run's ``on_failure`` callback once."""
         out = self.tracker.halt(run_id, "cancel")
         if out.after != RunStatus.CANCELLED.value:
             raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
@@ -299,9 +304,11 @@ class Engine:
         return self.state(run_id)
 
     def resume(self, run_id: str) -> RunState:
+        """Resume a paused run: what did not succeed is queued again under a new epoch (fresh task ids)."""
         return self._replan(run_id, "resume")
 
     def retry(self, run_id: str) -> RunState:
+        """Retry a FAILED or CANCELLED run: re-runs what did not succeed, reusing the results that did."""
         return self._replan(run_id, "retry")
 
     def _replan(self, run_id: str, op: str) -> RunState:
@@ -442,6 +449,18 @@ class Run:
                 raise WaitTimeout(f"run {self.id} is still {state.status.value} after {timeout} s")
             offset, _ = self.events(after=offset, block=block)
 
+    def summary(self) -> RunSummary:
+        """Status, times and progress (nodes finished / all) from the run record alone: cheap on any run."""
+        return RunSummary.of(self.id, self.engine.tracker.run_record(self.id))
+
+    def node(self, name: str) -> NodeState:
+        """One node's state, read without the rest of the run (cheap on large runs). KeyError if unknown."""
+        plan = self.plan()
+        index = plan.by_name[name].index
+        record, nodes, errors = self.engine.tracker.read_run(self.id, only=[index])
+        state = build_state(self.id, record, nodes, errors, plan, self.engine.queue_of, only=[index])
+        return state.nodes[name]
+
     def result(self, node: str) -> Any:
         """The stored result of one node (None until it succeeded). Raises KeyError for an unknown node."""
         index = self.plan().by_name[node].index
@@ -487,18 +506,23 @@ class Run:
         raise RunFailed(self.id, state.status.value, failed, results)
 
     def pause(self) -> RunState:
+        """Pause this run (see :meth:`Engine.pause`)."""
         return self.engine.pause(self.id)
 
     def resume(self) -> RunState:
+        """Resume this run (see :meth:`Engine.resume`)."""
         return self.engine.resume(self.id)
 
     def cancel(self, terminate: bool = False) -> RunState:
+        """Cancel this run (see :meth:`Engine.cancel`)."""
         return self.engine.cancel(self.id, terminate=terminate)
 
     def retry(self) -> RunState:
+        """Retry this run (see :meth:`Engine.retry`)."""
         return self.engine.retry(self.id)
 
     def cleanup(self, force: bool = False) -> None:
+        """Delete every key of this run (see :meth:`Engine.cleanup`)."""
         self.engine.cleanup(self.id, force=force)
 
 
@@ -523,10 +547,11 @@ def build_state(
     errors: dict[Slot, dict[str, Any]],
     plan: Plan,
     queue_of: Callable[[str, str | None], str] | None = None,
+    only: Sequence[int] | None = None,
 ) -> RunState:
-    """A run's state from what the tracker stores and the run's plan (node names and queues).
-    ``queue_of(task, queue)`` names each node's real queue (the app's router for nodes without one).
-    Instances of a mapped node follow it, as ``node[0]``, ``node[1]``..."""
+    """A run's state from what the tracker stores and the run's plan (node names and queues); with
+    ``only``, just those nodes. ``queue_of(task, queue)`` names each node's real queue (the app's router
+    for nodes without one). Instances of a mapped node follow it, as ``node[0]``, ``node[1]``..."""
     created = record.created_ms
     instances: dict[int, list[tuple[int, str]]] = {}
     for slot in nodes:
@@ -534,7 +559,7 @@ def build_state(
             index, i = split_slot(slot)
             instances.setdefault(index, []).append((i or 0, slot))
     states: dict[str, NodeState] = {}
-    for node in plan.nodes:
+    for node in plan.nodes if only is None else [plan.nodes[i] for i in only]:
         slots: list[tuple[Slot, int | None]] = [(node.index, None)]
         slots += [(slot, i) for i, slot in sorted(instances.get(node.index, ()))]
         for slot, i in slots:

@@ -11,6 +11,7 @@
      |    +-- UnknownTaskError      a task name not registered in the Celery app
      |    +-- SchemaError           a malformed file, an unknown key, a bad value
      |    +-- ParamError            a ${name} placeholder with no value in the run's params
+     |    +-- NotSeriesParallel     Celery canvas cannot express the DAG exactly (to_canvas)
      +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
      +-- NoWorkerError              submit(require_workers=True): a node's queue has no live consumer
      +-- BrokerUnavailable (also ConnectionError)   the Celery broker refused or did not answer
@@ -65,6 +66,21 @@ class SchemaError(DefinitionError):
 
 class ParamError(DefinitionError):
     """A ``${name}`` placeholder has no value in the run's params."""
+
+
+class NotSeriesParallel(DefinitionError):
+    """Celery canvas (chains and chords) cannot express this DAG exactly.
+
+    ``edges`` are the (parent, child) edges that break it: for dependencies, an "N" (``a -> c``,
+    ``a -> d``, ``b -> d`` with ``c`` and ``b`` unrelated); for results, the edges into the node that canvas
+    cannot hand its parents' results in its ``after`` order. ``reason`` is ``"dependencies"`` or
+    ``"results"``.
+    """
+
+    def __init__(self, message: str, edges: list[tuple[str, str]], reason: str = "dependencies") -> None:
+        self.edges = edges
+        self.reason = reason
+        super().__init__(message)
 
 
 class ConfigurationError(WfCeleryError):

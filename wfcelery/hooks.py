@@ -116,6 +116,9 @@ class WfCeleryStep(bootsteps.StartStopStep):
         if side is not None and "message_filter" in vars(side):  # never create one just to stop it
             side.message_filter.stop()
 
+    def terminate(self, w: Any) -> None:  # a cold shutdown (and in-thread test workers) calls this, not stop
+        self.stop(w)
+
 
 def _reject_as_result(target: Any) -> Any:
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -165,7 +168,7 @@ def wrap_task_init(app: Celery) -> None:
         task.request.wf_attempt = verdict.attempt  # lets a late retry/failure report be told apart
 
     on_task_init._wfcelery = True  # type: ignore[attr-defined]
-    loader.on_task_init = on_task_init
+    loader.on_task_init = on_task_init  # type: ignore[method-assign]  # the hook is meant to be replaced
 
 
 Receiver = Callable[..., None]
@@ -198,7 +201,8 @@ def _receiver(signal: Signal, what: str, locate: Locate) -> Callable[[Receiver],
             except Exception:
                 logger.exception("wfcelery: could not %s %s", what, task_id)
 
-        signal.connect(receiver, weak=False, dispatch_uid=f"wfcelery.{signal.name}")
+        name = getattr(signal, "name", fn.__name__)  # Celery's Signal has a name; its stubs do not say so
+        signal.connect(receiver, weak=False, dispatch_uid=f"wfcelery.{name}")
         return receiver
 
     return decorate

@@ -43,7 +43,7 @@ def install(app: Celery, **overrides: Any) -> Engine:
     return engine
 
 
-@inspect_command()  # type: ignore[untyped-decorator]
+@inspect_command()
 def wfcelery_clock(state: Any, **_: Any) -> dict[str, float]:
     """Control command: this worker's wall clock, which ``wfcelery doctor`` compares with Redis's."""
     return {"time": time.time()}

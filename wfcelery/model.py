@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import (
+    ConfigurationError,
     CycleError,
     DuplicateNodeError,
     EmptyWorkflowError,
@@ -40,6 +41,7 @@ NODE_KEYS = frozenset(
         "queue",
         "retries",
         "immutable",
+        "gather",
         "after",
         "time_limit",
         "soft_time_limit",
@@ -51,6 +53,9 @@ NODE_KEYS = frozenset(
 DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after", "map", "when"}
 #: Top-level keys of a definition.
 WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params"})
+
+#: ``wfcelery.canvas.to_canvas``, set by that module on import (see :meth:`Workflow.to_canvas`).
+_translate: Callable[[Workflow, Any, Mapping[str, Any] | None, bool], Any] | None = None
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
@@ -69,6 +74,7 @@ class Node:
     queue: str | None = None
     retries: int = 0
     immutable: bool = False
+    gather: bool = False  # always one list of the parents' results, also with one parent
     after: list[str] = field(default_factory=list)
     time_limit: float | None = None
     soft_time_limit: float | None = None
@@ -114,6 +120,8 @@ class Node:
             d["retries"] = self.retries
         if self.immutable:
             d["immutable"] = True
+        if self.gather:
+            d["gather"] = True
         if self.after:
             d["after"] = list(self.after)
         d.update(_dynamic_dict(self))
@@ -175,6 +183,7 @@ class Workflow:
         queue: str | None = None,
         retries: int | None = None,
         immutable: bool | None = None,
+        gather: bool | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         priority: int | None = None,
@@ -198,6 +207,8 @@ class Workflow:
             queue: The queue to send the node to; overrides ``type``.
             retries: How many times a failed attempt is retried (``>= 0``; default 0).
             immutable: True: the node does not receive its parent's result as first argument.
+            gather: True: the node always receives one list of its parents' results, also with one
+                parent (as a chord body does); excludes ``immutable``.
             time_limit: Hard time limit in seconds (Celery's ``time_limit``).
             soft_time_limit: Soft time limit in seconds (Celery's ``soft_time_limit``).
             priority: Message priority (Celery's ``priority``).
@@ -225,6 +236,7 @@ class Workflow:
             "queue": queue,
             "retries": retries,
             "immutable": immutable,
+            "gather": gather,
             "time_limit": time_limit,
             "soft_time_limit": soft_time_limit,
             "priority": priority,
@@ -325,6 +337,22 @@ class Workflow:
                 "or params={...})"
             )
         return {**self.params, **given}
+
+    def to_canvas(self, app: Any, params: Mapping[str, Any] | None = None, exact: bool = True) -> Any:
+        """The workflow as one native Celery signature: chains of tasks and flat chords, each task routed
+        to its queue, params filled in, limits and priority set, every task id fixed up front.
+
+        Runs on any Celery worker of ``app`` (wfcelery not needed there) and embeds in other canvas:
+        ``chain(prep.s(), wf.to_canvas(app), notify.s())``. Its result is the last node's result, or the
+        list of the last branches' results. Raises :class:`~wfcelery.errors.NotSeriesParallel` where
+        chains and chords cannot express the DAG exactly; ``exact=False`` adds barriers instead and warns
+        (``FalseDependencyWarning``) naming the waits it added. See :mod:`wfcelery.canvas`.
+        """
+        # canvas builds on the compiler, which builds on this module: it plugs itself in when imported
+        # (the package imports it), so nothing here imports upward.
+        if _translate is None:
+            raise ConfigurationError("wfcelery.canvas is not imported (import wfcelery)")
+        return _translate(self, app, params, exact)
 
     # -- dict schema ------------------------------------------------------------------------------------
 
@@ -473,6 +501,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "queue": (str,),
     "retries": (int,),
     "immutable": (bool,),
+    "gather": (bool,),
     "time_limit": (int, float),
     "soft_time_limit": (int, float),
     "priority": (int,),
@@ -483,9 +512,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+_FLAGS = frozenset({"immutable", "gather"})
+
+
 def _is_type(value: Any, key: str) -> bool:
     # bool is an int subclass: refuse retries=True and friends
-    return isinstance(value, _TYPES[key]) and (key == "immutable" or not isinstance(value, bool))
+    return isinstance(value, _TYPES[key]) and (key in _FLAGS or not isinstance(value, bool))
 
 
 def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
@@ -502,6 +534,10 @@ def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
         if key in ("args", "kwargs"):
             _check_json(value, node, key)
         out[key] = list(value) if key == "args" else value
+    if out.get("gather") and out.get("immutable"):
+        raise SchemaError(
+            f"node {node!r}: gather and immutable exclude each other (immutable takes no results)"
+        )
     return out
 
 

@@ -34,6 +34,7 @@ class NodeStatus(str, Enum):
 
     @property
     def code(self) -> str:
+        """The one-letter form stored in Redis."""
         return _NODE_CODES[self]
 
     @classmethod
@@ -42,6 +43,7 @@ class NodeStatus(str, Enum):
 
     @property
     def terminal(self) -> bool:
+        """True for statuses a node never leaves on its own."""
         return self in (NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.REVOKED)
 
     def __str__(self) -> str:
@@ -57,6 +59,7 @@ class RunStatus(str, Enum):
 
     @property
     def finished(self) -> bool:
+        """True for SUCCEEDED, FAILED and CANCELLED."""
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
     def __str__(self) -> str:
@@ -113,6 +116,7 @@ class NodeState:
     instance: int | None = None  # i for instance ``node[i]`` of a mapped node (``index`` is the node's)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one node in ``wfcelery status --json``."""
         return {
             "name": self.name,
             "status": self.status.value,
@@ -154,6 +158,7 @@ class RunState:
 
     @property
     def finished(self) -> bool:
+        """True once the run ended (SUCCEEDED, FAILED or CANCELLED)."""
         return self.status.finished
 
     def to_dict(self) -> dict[str, Any]:

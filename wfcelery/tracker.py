@@ -183,22 +183,33 @@ class Tracker:
             raise RunNotFound(run_id)
         return RunRecord.decode(record)
 
-    def read_run(self, run_id: str) -> tuple[RunRecord, dict[Slot, NodeRecord], dict[Slot, dict[str, Any]]]:
-        """The run record, every node record written so far and the nodes' last errors, in one round trip.
-        Raises :class:`RunNotFound`."""
+    def read_run(
+        self, run_id: str, only: Sequence[int] | None = None
+    ) -> tuple[RunRecord, dict[Slot, NodeRecord], dict[Slot, dict[str, Any]]]:
+        """The run record, every node record written so far (or those of the ``only`` node indexes) and the
+        nodes' last errors, in one round trip. Raises :class:`RunNotFound`."""
         k = self.keys
         with converted_errors(f"read run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(k.run(run_id))
-            pipe.hgetall(k.nodes(run_id))
-            pipe.hgetall(k.errors(run_id))
-            record, nodes, errors = pipe.execute()
+            if only is None:
+                pipe.hgetall(k.nodes(run_id))
+                pipe.hgetall(k.errors(run_id))
+            elif only:
+                pipe.hmget(k.nodes(run_id), list(only))
+                pipe.hmget(k.errors(run_id), list(only))
+            record, *found = pipe.execute()
         if not record:
             raise RunNotFound(run_id)
+        if only is None:
+            nodes, errors = found
+        else:  # HMGET replies in the order asked, None for a field not written yet
+            replies: list[list[str | None]] = found or [[], []]
+            nodes, errors = (dict(zip(only, reply, strict=True)) for reply in replies)
         return (
             RunRecord.decode(record),
-            {_slot(i): NodeRecord.decode(v) for i, v in nodes.items()},
-            {_slot(i): json.loads(v) for i, v in errors.items()},
+            {_slot(i): NodeRecord.decode(v) for i, v in nodes.items() if v is not None},
+            {_slot(i): json.loads(v) for i, v in errors.items() if v is not None},
         )
 
     def results(self, run_id: str, indexes: Sequence[Slot] | None = None) -> dict[Slot, Any]:

@@ -98,6 +98,9 @@ def test_status_shows_how_long_a_node_waits_for_a_missing_queue(
         status = invoke("status", run_id)
         assert "train: QUEUED 0." in status.stdout or "train: QUEUED " in status.stdout
         assert f"no worker consumes 'gpu{uid}'" in status.stdout
+        watched = invoke("watch", run_id, "--timeout", "1.5")
+        assert watched.exit_code == 3  # the run waits; watch says why
+        assert f"no worker consumes 'gpu{uid}': its nodes wait (start one with -Q gpu{uid})" in watched.stdout
 
 
 def test_task_always_eager_is_refused_pointing_to_the_testing_plugin(make_test_app: Any) -> None:
@@ -438,6 +441,7 @@ def test_doctor_healthy_then_names_the_missing_queue(cli_app: Celery, uid: str, 
         healthy = invoke("doctor", plain)
         assert healthy.exit_code == EXIT_OK, healthy.stdout
         assert "PROBLEM" not in healthy.stdout
+        assert "1 worker clocks within 2 s of Redis" in healthy.stdout  # the worker answered wfcelery_clock
         found = invoke("doctor", gpu, "--json")
         assert found.exit_code == 1
         problems = {f["check"]: f for f in json.loads(found.stdout) if f["ok"] is False}
@@ -466,6 +470,20 @@ def test_doctor_findings_with_fixes(make_test_app: Any, redis_url: str) -> None:
     assert "'visibility_timeout': 600" in findings["visibility"].fix
     assert findings["tracker"].ok is True
     assert exit_code(findings.values()) == 1
+
+
+def test_doctor_names_an_eviction_policy_that_drops_run_state(make_test_app: Any, r: redis.Redis) -> None:
+    if os.environ.get("WFCELERY_TEST_REDIS_URL"):
+        pytest.skip("changes the server's eviction policy: only on the tests' own throwaway server")
+    before = r.config_get("maxmemory-policy")["maxmemory-policy"]
+    r.config_set("maxmemory-policy", "allkeys-lru")  # the test's own throwaway server
+    try:
+        findings = {f.check: f for f in diagnose(make_test_app()._wfcelery_engine)}
+    finally:
+        r.config_set("maxmemory-policy", before)
+    assert findings["tracker"].ok is False
+    assert "allkeys-lru" in findings["tracker"].message
+    assert "maxmemory-policy noeviction" in findings["tracker"].fix
 
 
 def test_doctor_cannot_check_an_unreachable_tracker(make_test_app: Any) -> None:
@@ -582,3 +600,82 @@ def test_a_tracker_outage_logs_one_warning_and_one_info_and_the_run_goes_on(
         assert int(loud[1][1].split("; ")[1].split()[0]) >= 1  # a's success waited for Redis
     finally:
         tracker.stop()
+
+
+# -- the adoption path, end to end, as a team would type it ----------------------------------------------
+
+FLOW = """
+name: daily
+tasks:
+  - {name: fetch, task: adopt.fetch, type: io, args: ["${day}"]}
+  - {name: parse, task: adopt.parse, after: [fetch]}
+  - {name: report, task: adopt.report, kwargs: {channel: "${channel}"}, after: [parse]}
+"""
+
+
+def test_adoption_path_end_to_end_in_subprocesses(redis_url: str, uid: str, tmp_path: Path) -> None:
+    """A pickle app with task_routes, two workers, a node no worker reads: the warning appears, doctor
+    names the fix, after the fix the run succeeds and `results --json` parses."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("WFCELERY_", "CELERY_"))},
+        "ADOPT_REDIS_URL": redis_url,
+        "ADOPT_SUFFIX": uid,
+        "PYTHONPATH": str(ROOT),
+        "C_FORCE_ROOT": "1",  # Celery refuses pickle workers as root otherwise (CI runs as root)
+    }
+    flow = tmp_path / "daily.yaml"
+    flow.write_text(FLOW)
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def wf(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "wfcelery.cli", "-A", "tests.adoption_app", *args]
+        return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
+
+    def worker(name: str, queues: str) -> None:
+        cmd = [sys.executable, "-m", "celery", "-A", "tests.adoption_app", "worker", "-Q", queues]
+        cmd += ["-n", f"{name}-{uid}@{socket.gethostname()}", "-P", "threads", "-c", "2", "-l", "WARNING"]
+        cmd += ["--without-mingle", "--without-gossip"]
+        workers.append(subprocess.Popen(cmd, env=env, cwd=ROOT))
+
+    try:
+        worker("io", f"io-{uid}")
+        worker("default", f"default-{uid}")
+        pinger = Celery(broker=redis_url, set_as_current=False)
+        pinger.conf.accept_content = ["json", "pickle"]  # the team's workers answer in pickle
+        control = pinger.control
+        names = [f"io-{uid}@{socket.gethostname()}", f"default-{uid}@{socket.gethostname()}"]
+        wait_for(
+            lambda: len(control.ping(destination=names, timeout=0.5)) == 2,
+            timeout=60,
+            message="both workers to answer",
+        )
+        submitted = wf("submit", str(flow), "-p", "day=2026-11-22", "-p", "channel=#ops")
+        assert submitted.returncode == EXIT_OK, submitted.stderr
+        assert f"no live worker consumes queue 'reports-{uid}' (node report)" in submitted.stderr
+        run_id = submitted.stdout.strip()
+
+        doctor = wf("doctor", str(flow))
+        assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+        assert f"fix: start a worker for -Q reports-{uid}" in doctor.stdout
+        assert "Traceback" not in doctor.stderr
+
+        worker("reports", f"reports-{uid}")  # the fix doctor names
+        watched = wf("watch", run_id, "--timeout", "60")
+        assert watched.returncode == EXIT_OK, watched.stdout + watched.stderr
+        results = wf("results", run_id, "--json")
+        assert results.returncode == EXIT_OK
+        doc = json.loads(results.stdout)
+        assert doc["status"] == "SUCCEEDED"
+        assert doc["results"] == {"fetch": [10, 2, 3], "parse": 15, "report": "#ops: 15"}
+
+        healthy = wf("doctor", str(flow))
+        assert healthy.returncode == EXIT_OK, healthy.stdout
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

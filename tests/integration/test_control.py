@@ -301,7 +301,11 @@ def test_retry_after_failure_reuses_the_results_that_succeeded(app, engine, r, u
     wf.add("side", "proj.count", kwargs={"sleep": 0.05})  # an independent root
     with in_thread_worker(app, concurrency=2):
         run = engine.submit(wf)
-        failed = wait_for(lambda: (s := run.state()).finished and s, timeout=30, message="the run to fail")
+        failed = wait_for(
+            lambda: (s := run.state()).finished and not of_status(s, NodeStatus.RUNNING) and s,
+            timeout=30,
+            message="the run to fail and its running nodes (side) to be recorded",
+        )
         assert failed.status is RunStatus.FAILED
         assert failed.nodes["f"].status is NodeStatus.FAILED
         assert failed.nodes["f"].error["type"] == "RuntimeError"
@@ -363,7 +367,7 @@ def test_worker_child_killed_mid_task_is_redelivered_and_children_released_once(
     assert counts(r, app, run.id) == {**{f"k{i}": 1 for i in range(3)}, "end": 1}, "a child released twice"
 
 
-# -- 6. idempotency and refusals ------------------------------------------------------------------------------
+# -- 6. idempotency and refusals -------------------------------------------------------------------------
 
 
 def test_control_is_idempotent_and_refuses_clearly(app, engine, r, uid):

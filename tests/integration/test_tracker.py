@@ -239,7 +239,8 @@ def test_continue_lets_independent_branches_finish(app, engine, r, uid):
 
 def test_callbacks_exactly_once_with_20_runs_finishing_together(app, engine, r):
     """20 runs queued before the worker starts, then finished by 8 threads at once: each run's last nodes
-    finish concurrently, and each run sends exactly one callback (on_failure for the runs with a failed node)."""
+    finish concurrently, and each run sends exactly one callback (on_failure for the runs with a failed
+    node)."""
     runs = []
     for i in range(20):
         wf = Workflow(f"cb{i}", on_failure="continue")
@@ -402,10 +403,10 @@ def test_late_reports_for_a_deleted_run_write_nothing(app, engine, r):
     assert t.start(run.id, 0, 0, "w@h").reason == "gone"
     assert run_keys(r, engine, run.id) == []
     succeeded = t.succeed(run.id, 0, 0, "1", [(1, 1)])  # node a released its one child b
-    assert (succeeded.finish, succeeded.released) == (None, ())
+    assert (succeeded.gone, succeeded.finish, succeeded.released) == (True, None, ())
     assert run_keys(r, engine, run.id) == []
     for mode, retries in (("failed", 0), ("failed", 3), ("retrying", 0), ("revoked", 0)):
-        assert t.fail(run.id, 0, 0, error, mode, retries, [1]).action == "ignored", mode
+        assert t.fail(run.id, 0, 0, error, mode, retries, [1]).action == "gone", mode
         assert run_keys(r, engine, run.id) == []
 
 

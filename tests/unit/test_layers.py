@@ -15,6 +15,7 @@ import wfcelery
 PACKAGE = Path(wfcelery.__file__).parent
 
 #: module -> (rank, side). A module may import modules of a lower rank, or of its own rank and side.
+#: Names are relative to the package ("wfcelery" is its ``__init__``, "web" is ``web/__init__.py``).
 LAYERS: dict[str, tuple[int, str]] = {
     **{
         m: (0, "core")
@@ -27,6 +28,7 @@ LAYERS: dict[str, tuple[int, str]] = {
             "model",
             "loader",
             "compiler",
+            "canvas",
             "rules",
             "_redis_server",
         )
@@ -36,37 +38,73 @@ LAYERS: dict[str, tuple[int, str]] = {
     **{m: (2, "worker") for m in ("worker", "message_filter", "hooks", "outage")},
     **{
         m: (3, "surface")
-        for m in ("install", "_display", "_graphs", "cli", "demo", "doctor", "testing", "__init__")
+        for m in (
+            "install",
+            "_display",
+            "_graphs",
+            "cli",
+            "demo",
+            "doctor",
+            "testing",
+            "wfcelery",
+            "web",
+            "web.api",
+            "web.pages",
+            "web.security",
+            "web.stream",
+        )
     },
 }
 
 
 def _module_name(path: Path) -> str:
-    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) or "wfcelery"
 
 
-def _imports(path: Path) -> set[str]:
-    """wfcelery modules imported by this file (relative or absolute)."""
+def _package_of(module: str, path: Path) -> list[str]:
+    parts = [] if module == "wfcelery" else module.split(".")
+    return parts if path.name == "__init__.py" else parts[:-1]
+
+
+def _known(parts: list[str], modules: set[str]) -> str:
+    """The module (or package) these name parts refer to: the longest known prefix."""
+    for end in range(len(parts), 0, -1):
+        name = ".".join(parts[:end])
+        if name in modules:
+            return name
+    return "wfcelery"
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """wfcelery modules imported by this file (relative or absolute), by their names in LAYERS."""
+    package = _package_of(_module_name(path), path)
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level == 0 and not base.startswith("wfcelery"):
+            names = (node.module or "").split(".") if node.module else []
+            if node.level:
+                target = package[: len(package) - (node.level - 1)] + names
+            elif names[:1] == ["wfcelery"]:
+                target = names[1:]
+            else:
                 continue
-            base = base.removeprefix("wfcelery").lstrip(".")
-            if base:
-                found.add(base.split(".")[0])
-            else:  # from . import x
-                found.update(alias.name for alias in node.names)
+            # `from . import x`: x may be a module; else it is a name of the package
+            found.update(_known([*target, alias.name], modules) for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.update(
-                a.name.split(".")[1] for a in node.names if a.name.startswith("wfcelery.") and "." in a.name
-            )
+            for alias in node.names:
+                if alias.name.split(".")[0] == "wfcelery":
+                    found.add(_known(alias.name.split(".")[1:], modules))
+    found.discard(_module_name(path))
     return found
 
 
 def import_graph() -> dict[str, set[str]]:
-    return {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {_module_name(p) for p in paths}
+    return {_module_name(p): _imports(p, modules) for p in paths}
 
 
 def test_every_module_has_a_layer() -> None:
@@ -107,3 +145,5 @@ def test_the_checks_see_imports() -> None:
     assert {"tracker", "compiler", "dispatch", "message_filter"} <= graph["worker"]
     assert "tracker" in graph["message_filter"]  # imported under TYPE_CHECKING only
     assert {"_display", "_graphs", "engine"} <= graph["cli"]  # `from . import _display as display`
+    assert {"engine", "errors", "web.stream"} <= graph["web.api"]  # `from ..engine import ...`
+    assert "web" in graph["cli"]  # imported inside the `web` command

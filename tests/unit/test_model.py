@@ -372,7 +372,7 @@ def test_unknown_task_name_with_an_unconnected_app(celery_app: Celery) -> None:
     wf = Workflow("etl")
     wf.add("extract", "shop.extract") >> wf.add("load", "shop.lod")
     wf.validate()  # without an app only the DAG is checked
-    with pytest.raises(UnknownTaskError, match="node 'load' names task 'shop.lod'.*not registered.*'shop'"):
+    with pytest.raises(UnknownTaskError, match=r"node 'load' names task 'shop\.lod'.*not registered.*'shop'"):
         wf.validate(celery_app)
 
 

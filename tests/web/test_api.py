@@ -80,6 +80,9 @@ def test_submit_by_name_and_by_body_then_read_every_view(app, engine, serve):
         assert state["params"] == {"x": 5}
         assert http.get(f"/api/runs/{run_id}/results").json()["transform"] == 17
 
+        for name, expected in state["nodes"].items():  # the node view reads one node: the same facts
+            view = http.get(f"/api/runs/{run_id}/nodes/{name}").json()
+            assert {k: view[k] for k in expected} == expected
         node = http.get(f"/api/runs/{run_id}/nodes/transform").json()
         assert node["status"] == "SUCCEEDED"
         assert node["attempts"] == 1

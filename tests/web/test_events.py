@@ -91,7 +91,7 @@ def test_reconnecting_with_last_event_id_resumes_exactly_after_it(app, engine, h
 def test_live_transitions_arrive_while_the_run_goes_on_and_after_a_reconnect(app, engine, http, r, uid):
     wf = Workflow("live")
     wf.add("first", "proj.block", args=[f"{uid}:first"]) >> wf.add(
-        "second", "proj.block", args=[f"{uid}:second"]
+        "second", "proj.block", args=[f"{uid}:second"], immutable=True
     )
     with in_thread_worker(app):
         run = engine.submit(wf)
@@ -125,7 +125,7 @@ def test_live_transitions_arrive_while_the_run_goes_on_and_after_a_reconnect(app
         assert done.wait(20), "the stream did not end with the run"
     got = [(m["data"]["node"], m["data"]["status"]) for m in seen + resumed if m["event"] != "end"]
     assert got == tracker_log(engine, run.id)
-    assert resumed[-1]["event"] == "end"
+    assert resumed[-1] == {**resumed[-1], "event": "end", "data": {"status": "SUCCEEDED", "deleted": False}}
 
 
 def test_a_run_deleted_while_followed_ends_the_stream(app, engine, http, uid):

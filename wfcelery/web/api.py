@@ -32,7 +32,7 @@ from ..errors import (
     WfCeleryError,
 )
 from ..model import Workflow
-from ..states import RunStatus
+from ..states import NodeStatus, RunStatus
 from .stream import event_stream
 
 #: Bytes of a node's JSON result shown by ``/api/runs/{id}/nodes/{node}``.
@@ -235,19 +235,19 @@ def get_results(run: RunDep) -> dict[str, Any]:
     responses=_ERRORS,
 )
 def get_node(run: RunDep, node: Annotated[str, Path(max_length=500)], request: Request) -> dict[str, Any]:
-    state = run.state()
-    found = state.nodes.get(node)
-    if found is None:
+    plan = run.plan()
+    plan_node = plan.by_name.get(node)
+    if plan_node is None:
         raise NotFound(f"run {run.id} has no node {node!r}")
-    plan_node = run.plan().by_name[node]
-    preview, truncated = _preview(run.result(node))
+    found = run.node(node)
+    preview, truncated = _preview(run.result(node) if found.status is NodeStatus.SUCCEEDED else None)
     flower = request.app.state.flower_url
     return {
         **found.to_dict(),
         "index": found.index,
         "epoch": found.epoch,
         "task": plan_node.task,
-        "parents": [run.plan().nodes[p].name for p in plan_node.parents],
+        "parents": [plan.nodes[p].name for p in plan_node.parents],
         "result_preview": preview,
         "result_truncated": truncated,
         "flower_url": f"{flower}/task/{found.task_id}" if flower else None,

@@ -1,6 +1,6 @@
 """``GET /api/runs/{id}/events``: a run's transitions as Server-Sent Events, in order, resumable.
 
-Each transition of the run's event log (the tracker's ``events`` key) is one SSE message::
+Each transition of the run's event log (:meth:`Run.events`, the tracker's ``events`` key) is one SSE message::
 
     event: node                      (or "run" for the run's own transitions)
     id: 1834.2
@@ -62,10 +62,9 @@ def event_stream(run: Run, cursor: str | None) -> EventSourceResponse:
 
 
 async def _events(run: Run, offset: int, skip: int) -> AsyncIterator[ServerSentEvent]:
-    tracker = run.engine.tracker
     plan = await anyio.to_thread.run_sync(run.plan)
     names = [n.name for n in plan.nodes]
-    created = (await anyio.to_thread.run_sync(tracker.run_record, run.id)).created_ms / 1000
+    created = (await anyio.to_thread.run_sync(run.summary)).created_at
     yield ServerSentEvent(comment="wfcelery run events", retry=1000)
     checked = 0.0
     while True:
@@ -92,7 +91,7 @@ async def _events(run: Run, offset: int, skip: int) -> AsyncIterator[ServerSentE
 
 async def _read(run: Run, offset: int) -> tuple[int, list[Any]]:
     try:
-        return await anyio.to_thread.run_sync(run.engine.tracker.events, run.id, offset, 0)
+        return await anyio.to_thread.run_sync(run.events, offset)
     except RunNotFound:
         return offset, []
 
@@ -100,7 +99,7 @@ async def _read(run: Run, offset: int) -> tuple[int, list[Any]]:
 def _ended(run: Run) -> dict[str, Any] | None:
     """The run's end, or None while it is live. Checked only after a poll found no new transition."""
     try:
-        status = run.engine.tracker.run_record(run.id).status
+        status = run.summary().status
     except RunNotFound:
         return {"status": None, "deleted": True}
     if not status.finished:
