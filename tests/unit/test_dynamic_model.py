@@ -199,3 +199,13 @@ def test_a_bad_condition_in_a_file_is_exit_2_naming_the_node(tmp_path: Path) -> 
     assert out.exit_code == 2
     assert "node 'b': when: invalid JMESPath expression 'x =='" in out.output
     assert "Traceback" not in out.output
+
+
+def test_to_canvas_refuses_dynamic_nodes_naming_them() -> None:
+    from celery import Celery
+
+    from wfcelery.canvas import translate
+
+    app = Celery("canvas-check", set_as_current=False)
+    with pytest.raises(DefinitionError, match="node 'resize' uses map, which Celery canvas cannot express"):
+        translate(compile_workflow(thumbnails().validate()), app)
