@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,7 @@ class Sizes:
     latency: int
     control: int
     profile_runs: int
+    map: int
 
 
 QUICK = Sizes(
@@ -65,6 +67,7 @@ QUICK = Sizes(
     latency=100,
     control=2_000,
     profile_runs=150,
+    map=300,
 )
 FULL = Sizes(
     ceiling=10_000,
@@ -76,6 +79,7 @@ FULL = Sizes(
     latency=500,
     control=10_000,
     profile_runs=300,
+    map=10_000,
 )
 
 Submit = Callable[[], tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]]
@@ -397,6 +401,39 @@ def wide(b: Bench, n: int) -> dict[str, Any]:
         "params": {"tasks": n + 1},
         "sides": {"wfcelery": wf, "celery": cel},
         "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])},
+    }
+
+
+def map_fanout(b: Bench, n: int) -> dict[str, Any]:
+    """A map over a list known only at run time vs the chord users build today inside a task."""
+    wf_def = Workflow("bench-map")
+    wf_def.add("listing", "bench.listing", args=[n])
+    wf_def.add("each", "bench.noop", map="listing", max_map=n)
+    wf_def.add("join", "bench.noop", after="each")
+    wf = b.measure("wfcelery map", n + 2, 1, b.submit_runs(wf_def, 1), _timeout(n), memory=True)
+    fanout = b.app.tasks["bench.dynamic_chord"]
+
+    def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
+        body_id = uuid.uuid4().hex
+        fanout.apply_async((n, body_id))
+        return [body_id], b.waiter.tasks_done
+
+    cel = b.measure("celery dynamic chord", n + 2, 1, submit, _timeout(n), memory=True)
+    for side in (wf, cel):
+        if side.get("memory"):
+            kept = sum(v["bytes"] for v in side["memory"].values())
+            side["redis_bytes_per_instance"] = round(kept / n, 1)
+    return {
+        "name": "map",
+        "title": f"Dynamic fan-out: a map of {n:,} vs a chord of {n:,} built at run time by a task",
+        "params": {"tasks": n + 2},
+        "sides": {"wfcelery": wf, "celery": cel},
+        "ratios": {
+            "tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"]),
+            "redis_bytes_per_instance": _ratio(
+                wf.get("redis_bytes_per_instance"), cel.get("redis_bytes_per_instance")
+            ),
+        },
     }
 
 

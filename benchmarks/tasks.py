@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from celery import Celery
+from celery import Celery, chord
 
 import wfcelery
 
@@ -48,6 +48,17 @@ def make_app(broker: str, backend: str, prefix: str = PREFIX, conf: dict[str, An
         start = time.time()
         latency = start - float(prev[0]) if prev else None
         return [time.time(), latency]
+
+    @app.task(name="bench.listing")
+    def listing(n: int) -> list[int]:
+        """A dynamic list: what a mapped node fans out over."""
+        return list(range(n))
+
+    @app.task(name="bench.dynamic_chord")
+    def dynamic_chord(n: int, body_id: str) -> None:
+        """What users write today for a fan-out sized at run time: a task that builds a chord of ``n``
+        and publishes it (its body gets ``body_id``, which the benchmark waits for)."""
+        chord([noop.s(i) for i in listing(n)], noop.s().set(task_id=body_id)).apply_async()
 
     wfcelery.install(app)
     return app

@@ -97,6 +97,41 @@ def merge_counts(counts: list[dict[str, int]], top: int = 5) -> list[list[Any]]:
     return [[word, n] for word, n in total.most_common(top)]
 
 
+# -- dynamic workflows (dynamic_map_reduce.py, branch.yaml) ---------------------------------------------
+
+
+@app.task(name="examples.split_text")
+def split_text(text: str, words_per_chunk: int = 50) -> list[str]:
+    """A list known only at run time: the text's chunks (the mapped node runs once per chunk)."""
+    words = text.split()
+    return [" ".join(words[i : i + words_per_chunk]) for i in range(0, len(words), words_per_chunk)]
+
+
+@app.task(name="examples.validate_orders")
+def validate_orders(orders: list[dict[str, Any]], max_qty: int = 5) -> dict[str, Any]:
+    """The branch's check: are the orders plausible? (The branch conditions read ``valid``.)"""
+    bad = [o["id"] for o in orders if not 0 < o["qty"] <= max_qty]
+    return {"valid": not bad, "rows": len(orders), "bad": bad, "orders": orders}
+
+
+@app.task(name="examples.revenue")
+def revenue(check: dict[str, Any]) -> dict[str, int]:
+    """The happy branch: revenue per SKU of validated orders."""
+    return transform(check["orders"])
+
+
+@app.task(name="examples.quarantine")
+def quarantine(check: dict[str, Any]) -> str:
+    """The other branch: set the bad rows aside."""
+    return f"quarantined {len(check['bad'])} of {check['rows']} orders"
+
+
+@app.task(name="examples.notify")
+def notify(outcomes: list[Any]) -> str:
+    """Runs whichever branch was taken (a skipped branch gives null)."""
+    return "notified: " + "; ".join(str(o) for o in outcomes if o is not None)
+
+
 # -- typed queues (typed_queues.py) ----------------------------------------------------------------------
 
 

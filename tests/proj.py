@@ -130,6 +130,14 @@ def register_tasks(app: Celery) -> None:
         _probe(app).hincrby(f"{prefix}:count:{self.request.wf_run}", self.request.wf_node, 1)
         return self.request.wf_node
 
+    @app.task(shared=False, name="proj.map_flaky", bind=True)
+    def map_flaky(self: Any, x: int, key: str, failing: list[int] = (), times: int = 1) -> int:  # type: ignore[assignment]
+        """Counts executions per element; an element listed in ``failing`` fails its first ``times``."""
+        n = _probe(app).hincrby(f"{prefix}:{key}", str(x), 1)
+        if x in failing and n <= times:
+            raise RuntimeError(f"element {x} failed (attempt {n})")
+        return x * 2
+
     @app.task(shared=False, name="proj.whoami", bind=True)
     def whoami(self: Any, *args: Any) -> str:
         return str(self.request.hostname)

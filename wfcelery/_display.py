@@ -272,7 +272,10 @@ class LiveView:
         if not self._announced:
             self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
             self._announced = True
-        by_index = {n.index: n for n in state.nodes.values()}
+        # event lines name a node by index, an instance of a mapped node by "<index>:<i>"
+        by_index = {
+            n.index if n.instance is None else f"{n.index}:{n.instance}": n for n in state.nodes.values()
+        }
         width = max((len(n) for n in state.nodes), default=0)
         for event in events:
             node = by_index.get(event.node) if event.node is not None else None

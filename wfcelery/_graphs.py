@@ -38,13 +38,14 @@ def dag_lines(plan: Plan) -> list[str]:
     edges = sum(len(n.parents) for n in nodes)
     lines = [
         f"workflow {plan.name}: {len(nodes)} nodes, {edges} edges, on_failure={plan.on_failure}",
-        "DAG (by depth; a node starts when every node it lists after '<-' has succeeded):",
+        "DAG (by depth; a node starts once every node after '<-' has succeeded, or as its trigger says):",
     ]
     for depth, members in enumerate(levels(plan)):
         for i in members:
             n = nodes[i]
             after = f"  <- {', '.join(nodes[p].name for p in n.parents)}" if n.parents else ""
-            lines.append(f"  {depth:>2}  {n.name} [{n.queue or 'default queue'}]{after}")
+            extra = "".join(f"  {{{note}}}" for note in dynamic_notes(plan, i))
+            lines.append(f"  {depth:>2}  {n.name} [{n.queue or 'default queue'}]{after}{extra}")
     return lines
 
 
@@ -67,9 +68,11 @@ def graph_text(plan: Plan) -> list[str]:
 def graph_dot(plan: Plan) -> list[str]:
     lines = [f"digraph {json.dumps(plan.name)} {{", "  rankdir=LR;", '  node [shape=box, style="rounded"];']
     for n in plan.nodes:
-        label = f"{n.name}\\n{n.task}\\nqueue: {n.queue or 'default'}"
-        lines.append(f"  n{n.index} [label={_dot_quote(label)}];")
-    lines += [f"  n{p} -> n{n.index};" for n in plan.nodes for p in n.parents]
+        label = "\\n".join([n.name, n.task, f"queue: {n.queue or 'default'}", *dynamic_notes(plan, n.index)])
+        shape = ", shape=box3d" if n.map is not None else ', style="rounded,dashed"' if n.when else ""
+        lines.append(f"  n{n.index} [label={_dot_quote(label)}{shape}];")
+    map_edge = ' [label="map", style=bold]'
+    lines += [f"  n{p} -> n{n.index}{map_edge if p == n.map else ''};" for n in plan.nodes for p in n.parents]
     return [*lines, "}"]
 
 
@@ -80,9 +83,12 @@ def _dot_quote(text: str) -> str:
 def graph_mermaid(plan: Plan) -> list[str]:
     lines = ["flowchart LR"]
     for n in plan.nodes:
-        label = f"{n.name}<br/><small>{n.task} · {n.queue or 'default'}</small>".replace('"', "#quot;")
+        notes = "".join(f"<br/><small>{note}</small>" for note in dynamic_notes(plan, n.index))
+        label = f"{n.name}<br/><small>{n.task} · {n.queue or 'default'}</small>{notes}".replace('"', "#quot;")
         lines.append(f'  n{n.index}["{label}"]')
-    lines += [f"  n{p} --> n{n.index}" for n in plan.nodes for p in n.parents]
+    lines += [
+        f"  n{p} {'==>|map|' if p == n.map else '-->'} n{n.index}" for n in plan.nodes for p in n.parents
+    ]
     return lines
 
 
@@ -122,3 +128,17 @@ def _canvas_walk(sig: Any, names: dict[str, str], indent: str, out: list[str]) -
             out.append(
                 f"{indent}{names.get(sig.options.get('task_id', ''), '?')}: {sig.task}{marks} [{queue}]"
             )
+
+
+def dynamic_notes(plan: Plan, index: int) -> list[str]:
+    """What makes a node dynamic, for graph and validate: its map, condition and trigger rule."""
+    n = plan.nodes[index]
+    notes = []
+    if n.map is not None:
+        limit = f", max {n.max_map}" if n.max_map else ""
+        notes.append(f"map over {plan.nodes[n.map].name}{limit}")
+    if n.when:
+        notes.append(f"when {n.when}")
+    if n.trigger != "all_success":
+        notes.append(f"trigger {n.trigger}")
+    return notes

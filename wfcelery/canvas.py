@@ -46,7 +46,7 @@ from celery.canvas import Signature
 
 from . import model
 from .compiler import Plan, PlanNode, compile_workflow
-from .errors import NotSeriesParallel
+from .errors import DefinitionError, NotSeriesParallel
 from .model import Workflow, substitute
 
 #: Celery's built-in task used as barrier and pass-through (``index=0``: returns its first argument).
@@ -113,6 +113,7 @@ def translate(
         task_id: node index -> task id (default: a fresh uuid per node, so the ids parse as no run).
         options: node index -> extra ``apply_async`` options for its signature (headers, ...).
     """
+    _refuse_dynamic(plan)
     order: set[tuple[int, int]] = set()
     for _ in range(len(plan.nodes) ** 2 + 1):
         graph = _Graph(plan, order)
@@ -137,6 +138,25 @@ def translate(
             builder.pass_throughs,
         )
     raise AssertionError("exact=False did not converge")  # pragma: no cover - each cut orders more pairs
+
+
+def _refuse_dynamic(plan: Plan) -> None:
+    """Maps, conditions and trigger rules are decided at run time by the tracker: a canvas cannot."""
+    for n in plan.nodes:
+        what = (
+            "map"
+            if n.map is not None
+            else "when"
+            if n.when
+            else "trigger"
+            if n.trigger != "all_success"
+            else ""
+        )
+        if what:
+            raise DefinitionError(
+                f"node {n.name!r} uses {what}, which Celery canvas cannot express (it is decided at run "
+                "time): run this workflow with engine.submit()"
+            )
 
 
 def _blame(plan: Plan, order: set[tuple[int, int]], err: NotSeriesParallel) -> NotSeriesParallel:

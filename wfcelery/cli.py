@@ -581,6 +581,10 @@ def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
         )
     for warning in warnings:
         click.echo(click.style("Warning: ", fg="yellow") + warning, err=True)
+    for n in plan.nodes:
+        notes = graphs.dynamic_notes(plan, n.index)
+        if notes:
+            click.echo(f"  {n.name}: {'; '.join(notes)}")
     if app is None:
         click.echo("task names not checked: pass -A module:app to check them against your app", err=True)
 

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .keys import task_id
+from .keys import Slot, split_slot, task_id
 from .model import Workflow, substitute
 from .records import NODE_HEADER, RUN_HEADER, message_headers
+from .rules import Graph, instance_name
 
 #: Plans kept in memory per process (workers look a plan up on every task).
 PLAN_CACHE_SIZE = 512
@@ -51,6 +52,11 @@ class PlanNode:
     parents: tuple[int, ...]
     children: tuple[int, ...]
     options: Mapping[str, Any] = field(default_factory=dict)  # time limits, priority
+    # dynamic options (rules.py): map source (a parent's index), its limit, condition, trigger rule
+    map: int | None = None
+    max_map: int | None = None
+    when: str | None = None
+    trigger: str = "all_success"
     gather: bool = False  # one list of parent results, also with one parent
 
     def takes_list(self) -> bool:
@@ -82,6 +88,36 @@ class Plan:
         return tuple(n.parents for n in self.nodes)
 
     @cached_property
+    def graph(self) -> Graph:
+        """Parents, trigger rules and map sources: what the rules (rules.py) decide on."""
+        return Graph(
+            [n.parents for n in self.nodes], [n.trigger for n in self.nodes], [n.map for n in self.nodes]
+        )
+
+    @cached_property
+    def dynamic(self) -> bool:
+        """Whether any node maps, has a condition or a trigger rule other than all_success."""
+        return any(n.map is not None or n.when is not None or n.trigger != "all_success" for n in self.nodes)
+
+    @cached_property
+    def rule_spec(self) -> str:
+        """The trigger-rule graph the Lua scripts decide on (``lua/_common.lua``), or '' for a plan with
+        only all_success nodes and no condition (the scripts' plain counters then suffice)."""
+        if not self.dynamic:
+            return ""
+        letters = {"all_success": "s", "all_done": "d", "all_failed": "a", "one_failed": "f"}
+        letters |= {"one_success": "o", "none_failed": "n"}
+        survivors = self.graph.survivors
+        spec = {
+            "r": "".join(letters[n.trigger] for n in self.nodes),
+            "p": [len(n.parents) for n in self.nodes],
+            "c": [list(n.children) for n in self.nodes],
+            "v": "".join("1" if n.index in survivors else "0" for n in self.nodes),
+            "m": [-1 if n.map is None else n.map for n in self.nodes],
+        }
+        return json.dumps(spec, separators=(",", ":"))
+
+    @cached_property
     def roots(self) -> tuple[int, ...]:
         return tuple(n.index for n in self.nodes if not n.parents)
 
@@ -103,7 +139,7 @@ class Plan:
     def message(
         self,
         run_id: str,
-        index: int,
+        index: Slot,
         epoch: int,
         params: Mapping[str, Any],
         parent_results: Sequence[Any] = (),
@@ -112,21 +148,27 @@ class Plan:
 
         ``parent_results`` are the parents' results in parent order: one parent -> first positional
         argument (like a chain), several (or ``gather``) -> one list (like a chord), ``immutable`` -> none.
+        An instance of a mapped node (``index`` ``"<node>:<i>"``) gets its element instead:
+        ``parent_results`` is ``[element]``; it is named ``node[i]`` in its headers and in Flower.
         """
-        node = self.nodes[index]
+        node_index, instance = split_slot(index)
+        node = self.nodes[node_index]
+        name = node.name if instance is None else instance_name(node.name, instance)
         args = list(node.args)
         kwargs = dict(node.kwargs)
         if params and self.has_placeholders:
             args, kwargs = substitute(args, params), substitute(kwargs, params)
-        if node.parents and not node.immutable:
+        if instance is not None:
+            args.insert(0, parent_results[0])
+        elif node.parents and not node.immutable:
             args.insert(0, list(parent_results) if node.takes_list() else parent_results[0])
         msg: dict[str, Any] = {
             "args": args,
             "kwargs": kwargs,
             "task_id": task_id(run_id, index, epoch),
             # Flower shows and indexes kwargsrepr: `kwargs:wf_run=<id>` finds every task of a run.
-            "kwargsrepr": repr({**kwargs, RUN_HEADER: run_id, NODE_HEADER: node.name}),
-            "headers": message_headers(run_id, node.name, self.digest),
+            "kwargsrepr": repr({**kwargs, RUN_HEADER: run_id, NODE_HEADER: name}),
+            "headers": message_headers(run_id, name, self.digest),
             **node.options,
         }
         if node.queue:
@@ -149,13 +191,18 @@ class Plan:
 
     def _released(self, node: PlanNode) -> str:
         names = [self.nodes[p].name for p in node.parents]
+        condition = f", if {node.when}" if node.when else ""
         if not names:
-            return "at submit"
+            return "at submit" + condition
+        if node.trigger != "all_success":
+            return f"when {', '.join(names)} are done, by rule {node.trigger}{condition}"
         if len(names) == 1:
-            return f"when {names[0]} succeeds"
-        return f"when {', '.join(names)} have all succeeded (counter)"
+            return f"when {names[0]} succeeds{condition}"
+        return f"when {', '.join(names)} have all succeeded (counter){condition}"
 
     def _receives(self, node: PlanNode) -> str:
+        if node.map is not None:
+            return f"one instance per element of {self.nodes[node.map].name}'s list, element first (map)"
         if not node.parents or node.immutable:
             return "its own args"
         if not node.takes_list():
@@ -195,6 +242,10 @@ def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> P
                 for k in ("time_limit", "soft_time_limit", "priority")
                 if (v := getattr(node, k)) is not None
             },
+            map=None if node.map is None else index[node.map],
+            max_map=node.max_map,
+            when=node.when,
+            trigger=node.trigger,
         )
         for i, (name, node) in enumerate(wf.nodes.items())
     )

@@ -16,7 +16,7 @@ from celery import Celery, signature
 
 from .compiler import Plan
 from .errors import BrokerUnavailable, WfCeleryError
-from .keys import task_id
+from .keys import Slot, split_slot, task_id
 
 logger = logging.getLogger("wfcelery.dispatch")
 
@@ -35,12 +35,13 @@ class Dispatcher:
         self,
         plan: Plan,
         run_id: str,
-        items: Iterable[tuple[int, int, Sequence[Any]]],
+        items: Iterable[tuple[Slot, int, Sequence[Any]]],
         params: Mapping[str, Any],
         countdown: float | None = None,
         producer: Any = None,
     ) -> None:
-        """Send node messages: ``items`` are (node index, epoch, parent results).
+        """Send node messages: ``items`` are (node index, epoch, parent results), or (instance slot,
+        epoch, [element]) for instances of a mapped node.
 
         Each message is JSON whatever the app's ``task_serializer``: pickle apps run workflows too.
         Raises :class:`BrokerUnavailable` when the broker cannot be reached.
@@ -53,10 +54,10 @@ class Dispatcher:
                     msg["countdown"] = countdown
                 if self.ignore_result:
                     msg["ignore_result"] = True
-                task = plan.nodes[index].task
+                task = plan.nodes[split_slot(index)[0]].task
                 app.send_task(task, producer=prod, add_to_parent=False, serializer="json", **msg)
 
-    def revoke(self, run_id: str, nodes: Sequence[tuple[int, int]], terminate: bool = False) -> list[str]:
+    def revoke(self, run_id: str, nodes: Sequence[tuple[Slot, int]], terminate: bool = False) -> list[str]:
         """Broadcast a revoke of these (node index, epoch) messages; returns their task ids."""
         ids = [task_id(run_id, index, epoch) for index, epoch in nodes]
         for start in range(0, len(ids), REVOKE_CHUNK):

@@ -30,10 +30,12 @@ from .errors import (
     WaitTimeout,
     WfCeleryError,
 )
-from .keys import task_id
+from .keys import Slot, split_slot, task_id
 from .loader import load
 from .model import Workflow
 from .records import Event, NodeRecord, RunRecord, new_run
+from .release import publish_instances, publish_released
+from .rules import instance_name
 from .settings import Settings
 from .states import NodeState, NodeStatus, RunState, RunStatus
 from .tracker import Finish, Tracker, converted_errors
@@ -188,11 +190,15 @@ class Engine:
             ensure_connected(self.app, producer.connection)
             self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
             try:
-                roots = [(i, 0, ()) for i in plan.roots]
-                self.dispatch.publish(plan, run_id, roots, resolved, producer=producer)
+                roots = [(i, 0) for i in plan.roots]
+                finishes = publish_released(
+                    self.tracker, self.dispatch, plan, run_id, roots, resolved, producer=producer
+                )
             except Exception:
                 self.tracker.delete_run(run_id)  # nothing ran: leave no trace
                 raise
+        for finish in finishes:  # every root skipped by its condition, and nothing else to run
+            self._ended(run_id, finish)
         run = Run(self, run_id)
         run.warnings = warnings
         return run
@@ -308,7 +314,7 @@ class Engine:
     def _replan(self, run_id: str, op: str) -> RunState:
         record = self.tracker.run_record(run_id)
         plan = self.plans.get(record.plan)
-        out = self.tracker.replan(run_id, op, plan.parents)
+        out = self.tracker.replan(run_id, op, plan.parents, plan.rule_spec)
         if not out.replanned:
             if op == "resume" and out.before == RunStatus.RUNNING.value:
                 return self.state(run_id)  # already running: nothing to do
@@ -317,14 +323,13 @@ class Engine:
         self.tracker.refresh_plan(plan.digest)
         self.tracker.set_gate(run_id, RunStatus.RUNNING, out.epoch)
         self._ended(run_id, out.finish)  # every node finished meanwhile: the run ends here
-        parents = sorted({p for i in out.queued for p in plan.nodes[i].parents})
-        results = self.tracker.results(run_id, parents)
-        self.dispatch.publish(
-            plan,
-            run_id,
-            [(i, out.epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in out.queued],
-            record.params,
-        )
+        queued = [(i, out.epoch) for i in out.queued]
+        for finish in publish_released(self.tracker, self.dispatch, plan, run_id, queued, record.params):
+            self._ended(run_id, finish)
+        if out.instances:  # instances of mapped nodes that did not succeed
+            publish_instances(
+                self.tracker, self.dispatch, plan, run_id, out.instances, out.epoch, record.params
+            )
         return self.state(run_id)
 
     def state(self, run_id: str, check_workers: bool = True) -> RunState:
@@ -410,7 +415,11 @@ class Run:
         """Results of the nodes that succeeded so far, by node name."""
         state = self.state()
         raw = self.engine.tracker.results(self.id)  # a None result is not stored
-        return {name: raw.get(n.index) for name, n in state.nodes.items() if n.status is NodeStatus.SUCCEEDED}
+        return {
+            name: raw.get(n.index)
+            for name, n in state.nodes.items()
+            if n.status is NodeStatus.SUCCEEDED and n.instance is None
+        }
 
     def events(self, after: int = 0, block: float | None = None) -> tuple[int, list[Event]]:
         """The run's transitions logged after offset ``after``: returns (next offset, events).
@@ -523,7 +532,8 @@ def _sig_dict(sig: Any) -> dict[str, Any] | None:
     return dict(signature(sig))
 
 
-_SHOWS_ERROR = frozenset({NodeStatus.RETRYING, NodeStatus.FAILED, NodeStatus.REVOKED})
+# SKIPPED: the reason of the skip (a false condition, an unmet trigger rule, a failure upstream)
+_SHOWS_ERROR = frozenset({NodeStatus.RETRYING, NodeStatus.FAILED, NodeStatus.REVOKED, NodeStatus.SKIPPED})
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -533,34 +543,44 @@ def _seconds(ms: int | None) -> float | None:
 def build_state(
     run_id: str,
     record: RunRecord,
-    nodes: dict[int, NodeRecord],
-    errors: dict[int, dict[str, Any]],
+    nodes: dict[Slot, NodeRecord],
+    errors: dict[Slot, dict[str, Any]],
     plan: Plan,
     queue_of: Callable[[str, str | None], str] | None = None,
     only: Sequence[int] | None = None,
 ) -> RunState:
     """A run's state from what the tracker stores and the run's plan (node names and queues); with
     ``only``, just those nodes. ``queue_of(task, queue)`` names each node's real queue (the app's router
-    for nodes without one)."""
+    for nodes without one). Instances of a mapped node follow it, as ``node[0]``, ``node[1]``..."""
     created = record.created_ms
+    instances: dict[int, list[tuple[int, str]]] = {}
+    for slot in nodes:
+        if isinstance(slot, str):
+            index, i = split_slot(slot)
+            instances.setdefault(index, []).append((i or 0, slot))
     states: dict[str, NodeState] = {}
     for node in plan.nodes if only is None else [plan.nodes[i] for i in only]:
-        n = nodes.get(node.index) or NodeRecord()
-        status = NodeStatus.from_code(n.code)
-        states[node.name] = NodeState(
-            name=node.name,
-            status=status,
-            attempts=n.attempts,
-            task_id=task_id(run_id, node.index, n.epoch),
-            queue=queue_of(node.task, node.queue) if queue_of else node.queue,
-            worker=record.workers.get(n.worker),
-            started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
-            finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
-            # the error of the current attempt only: a node running again after a retry shows none
-            error=errors.get(node.index) if status in _SHOWS_ERROR else None,
-            epoch=n.epoch,
-            index=node.index,
-        )
+        slots: list[tuple[Slot, int | None]] = [(node.index, None)]
+        slots += [(slot, i) for i, slot in sorted(instances.get(node.index, ()))]
+        for slot, i in slots:
+            n = nodes.get(slot) or NodeRecord()
+            status = NodeStatus.from_code(n.code)
+            name = node.name if i is None else instance_name(node.name, i)
+            states[name] = NodeState(
+                name=name,
+                status=status,
+                attempts=n.attempts,
+                task_id=task_id(run_id, slot, n.epoch),
+                queue=queue_of(node.task, node.queue) if queue_of else node.queue,
+                worker=record.workers.get(n.worker),
+                started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
+                finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
+                # the error of the current attempt only: a node running again after a retry shows none
+                error=errors.get(slot) if status in _SHOWS_ERROR else None,
+                epoch=n.epoch,
+                index=node.index,
+                instance=i,
+            )
     return RunState(
         id=run_id,
         name=record.name,

@@ -76,21 +76,39 @@ class Keys:
         return f"{self.prefix}:plan:{digest}"
 
 
-#: A wfcelery task id: run id (uuid4 hex), node index, epoch. ASCII digits only: "²".isdigit() is True.
-_TASK_ID = re.compile(r"([0-9a-f]{32})-(0|[1-9][0-9]*)-(0|[1-9][0-9]*)")
+#: A wfcelery task id: run id (uuid4 hex), node index (``<node>.<instance>`` for an instance of a mapped
+#: node), epoch. ASCII digits only: "²".isdigit() is True.
+_TASK_ID = re.compile(r"([0-9a-f]{32})-(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?-(0|[1-9][0-9]*)")
+
+#: Where a unit of work is recorded in a run's hashes: a node index, or ``"<node>:<i>"`` for instance i
+#: of a mapped node (the field name the Lua scripts use in the nodes, results and errors hashes).
+Slot = int | str
 
 
-def task_id(run_id: str, node_index: int, epoch: int) -> str:
-    """Celery task id of a node: derived, so the tracker never stores ids and every id is known up front.
+def instance_slot(node_index: int, instance: int) -> str:
+    return f"{node_index}:{instance}"
 
-    The epoch changes on resume and retry, so a re-published node always gets a fresh id.
+
+def split_slot(slot: Slot | str) -> tuple[int, int | None]:
+    """``3`` or ``"3"`` -> (3, None); ``"3:12"`` -> (3, 12)."""
+    if isinstance(slot, int):
+        return slot, None
+    node, _, instance = slot.partition(":")
+    return int(node), int(instance) if instance else None
+
+
+def task_id(run_id: str, node_index: Slot, epoch: int) -> str:
+    """Celery task id of a node (or instance): derived, so the tracker never stores ids and every id is
+    known up front. The epoch changes on resume and retry, so a re-published node always gets a fresh id.
     """
-    return f"{run_id}-{node_index}-{epoch}"
+    return f"{run_id}-{str(node_index).replace(':', '.')}-{epoch}"
 
 
-def parse_task_id(task_id_: str) -> tuple[str, int, int] | None:
+def parse_task_id(task_id_: str) -> tuple[str, Slot, int] | None:
     """Inverse of :func:`task_id`; None for ids that are not wfcelery's."""
     m = _TASK_ID.fullmatch(task_id_)
     if m is None:
         return None
-    return m.group(1), int(m.group(2)), int(m.group(3))
+    node = int(m.group(2))
+    slot: Slot = node if m.group(3) is None else instance_slot(node, int(m.group(3)))
+    return m.group(1), slot, int(m.group(4))

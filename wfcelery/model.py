@@ -25,6 +25,7 @@ from .errors import (
     UnknownParentError,
     UnknownTaskError,
 )
+from .rules import TRIGGER_RULES, compile_condition, condition_params
 
 #: Failure policies a workflow may name.
 FAILURE_POLICIES = ("fail_fast", "continue")
@@ -45,10 +46,11 @@ NODE_KEYS = frozenset(
         "time_limit",
         "soft_time_limit",
         "priority",
+        *("map", "max_map", "when", "trigger"),  # dynamic options (rules.py)
     }
 )
-#: Keys ``defaults`` may set for every node.
-DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after"}
+#: Keys ``defaults`` may set for every node (a map source or a condition belongs to one node).
+DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after", "map", "when"}
 #: Top-level keys of a definition.
 WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params"})
 
@@ -77,6 +79,10 @@ class Node:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     priority: int | None = None
+    map: str | None = None  # one instance per element of this parent's list result
+    max_map: int | None = None  # most elements that map may fan out to (None: the default, rules.py)
+    when: str | None = None  # JMESPath condition over {"params", "results"}; false -> SKIPPED
+    trigger: str = "all_success"  # Airflow's trigger rule names (rules.TRIGGER_RULES)
 
     def __rshift__(self, other: Node | Sequence[Node]) -> Any:
         """``a >> b`` makes ``a`` a parent of ``b``; ``a >> [b, c]`` fans out. Returns the right side."""
@@ -118,6 +124,7 @@ class Node:
             d["gather"] = True
         if self.after:
             d["after"] = list(self.after)
+        d.update(_dynamic_dict(self))
         return d
 
 
@@ -180,6 +187,10 @@ class Workflow:
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         priority: int | None = None,
+        map: str | Node | None = None,
+        max_map: int | None = None,
+        when: str | None = None,
+        trigger: str | None = None,
     ) -> Node:
         """Add a node running ``task`` and return it.
 
@@ -201,9 +212,17 @@ class Workflow:
             time_limit: Hard time limit in seconds (Celery's ``time_limit``).
             soft_time_limit: Soft time limit in seconds (Celery's ``soft_time_limit``).
             priority: Message priority (Celery's ``priority``).
+            map: A parent (or its name) whose result is a list: one instance of this node runs per
+                element, getting it as first argument (README "Dynamic workflows"); the edge is added.
+            max_map: Most elements ``map`` may fan out to (default 10,000, capped by ``wfcelery_max_map``).
+            when: A JMESPath condition over ``{"params": ..., "results": {parent: result}}``; false: the
+                node is SKIPPED.
+            trigger: When the node runs once its parents are done: ``all_success`` (default),
+                ``all_done``, ``all_failed``, ``one_failed``, ``one_success`` or ``none_failed``.
 
         Raises:
-            SchemaError: A bad name or option value (wrong type, negative retries, args not JSON).
+            SchemaError: A bad name or option value (wrong type, negative retries, args not JSON, a
+                JMESPath syntax error, an unknown trigger rule).
             DuplicateNodeError: The workflow already has a node of that name.
         """
         if not isinstance(name, str) or not _NAME.match(name):
@@ -221,11 +240,16 @@ class Workflow:
             "time_limit": time_limit,
             "soft_time_limit": soft_time_limit,
             "priority": priority,
+            "map": map.name if isinstance(map, Node) else map,
+            "max_map": max_map,
+            "when": when,
+            "trigger": trigger,
         }
         merged = {**self.defaults, **{k: v for k, v in options.items() if v is not None}}
         if isinstance(after, str | Node):  # after="load" is one parent, not four
             after = [after]
-        parents = list(dict.fromkeys(_node_name(p) for p in after))  # a parent listed twice is one edge
+        # a parent listed twice is one edge; a map source is a parent (added last when not listed)
+        parents = list(dict.fromkeys([*(_node_name(p) for p in after), *_map_source(merged)]))
         node = Node(self, name, _task_name(task, name), after=parents, **_coerce_options(merged, name))
         self.nodes[name] = node
         return node
@@ -257,10 +281,13 @@ class Workflow:
         for node in self.nodes.values():
             for parent in node.after:
                 if parent not in self.nodes:
-                    raise UnknownParentError(f"node {node.name!r} lists unknown parent {parent!r}")
+                    what = "maps over unknown node" if parent == node.map else "lists unknown parent"
+                    raise UnknownParentError(f"node {node.name!r} {what} {parent!r}")
         cycle = find_cycle({n.name: n.after for n in self.nodes.values()})
         if cycle:
             raise CycleError(cycle)
+        for node in self.nodes.values():
+            check_dynamic(node)
         if app is not None:
             registered = app.tasks
             for node in self.nodes.values():
@@ -280,8 +307,10 @@ class Workflow:
         return found
 
     def param_names(self) -> set[str]:
-        """Every param this workflow knows: its placeholders and the params it declares defaults for."""
-        return self.placeholders() | self.params.keys()
+        """Every param this workflow knows: its placeholders, the params it declares defaults for and the
+        params its ``when`` conditions read (``params.<name>``; optional: a missing one is null)."""
+        read = {name for node in self.nodes.values() if node.when for name in condition_params(node.when)}
+        return self.placeholders() | self.params.keys() | read
 
     def missing_params(self, params: Mapping[str, Any] | None = None) -> list[str]:
         """Placeholders that neither ``params`` nor the workflow's own defaults give a value, sorted."""
@@ -476,6 +505,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "time_limit": (int, float),
     "soft_time_limit": (int, float),
     "priority": (int,),
+    "map": (str,),
+    "max_map": (int,),
+    "when": (str,),
+    "trigger": (str,),
 }
 
 
@@ -496,6 +529,8 @@ def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
             raise SchemaError(f"node {node!r}: {key} must be {_TYPES[key][0].__name__}, got {value!r}")
         if key == "retries" and value < 0:
             raise SchemaError(f"node {node!r}: retries must be >= 0, got {value}")
+        if key in ("max_map", "when", "trigger"):
+            check_option(node, key, value)
         if key in ("args", "kwargs"):
             _check_json(value, node, key)
         out[key] = list(value) if key == "args" else value
@@ -516,3 +551,54 @@ def _check_json(value: Any, node: str, key: str) -> None:
         ) from e
     if key == "kwargs" and not all(isinstance(k, str) for k in value):
         raise SchemaError(f"node {node!r}: kwargs keys must be strings, got {list(value)!r}")
+
+
+# -- dynamic options: map, max_map, when, trigger (their meaning lives in rules.py) ----------------------
+
+
+def check_option(node: str, key: str, value: Any) -> None:
+    """Refuse a bad ``max_map``, ``when`` or ``trigger`` value, naming the node."""
+    if key == "max_map" and value < 1:
+        raise SchemaError(f"node {node!r}: max_map must be >= 1, got {value}")
+    if key == "trigger" and value not in TRIGGER_RULES:
+        raise SchemaError(
+            f"node {node!r}: unknown trigger rule {value!r} (one of: {', '.join(TRIGGER_RULES)})"
+        )
+    if key == "when":
+        try:
+            compile_condition(value)
+        except ValueError as e:
+            raise SchemaError(f"node {node!r}: when: {e}") from e
+
+
+def check_dynamic(node: Node) -> None:
+    """The checks that need the whole workflow (run by :meth:`Workflow.validate`)."""
+    for key in ("max_map", "when", "trigger"):
+        if getattr(node, key) is not None:
+            check_option(node.name, key, getattr(node, key))
+    if node.map is None:
+        return
+    if node.map not in node.after:
+        raise UnknownParentError(
+            f"node {node.name!r} maps over {node.map!r}, which is not one of its parents"
+        )
+    if node.immutable:
+        raise SchemaError(f"node {node.name!r}: map and immutable exclude each other (map passes an element)")
+
+
+def _map_source(options: Mapping[str, Any]) -> list[str]:
+    source = options.get("map")
+    return [source] if isinstance(source, str) else []
+
+
+def _dynamic_dict(node: Node) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    if node.map is not None:
+        d["map"] = node.map
+        if node.max_map is not None:
+            d["max_map"] = node.max_map
+    if node.when is not None:
+        d["when"] = node.when
+    if node.trigger != "all_success":
+        d["trigger"] = node.trigger
+    return d

@@ -163,10 +163,11 @@ class NodeRecord:
 
 @dataclass(frozen=True)
 class Event:
-    """One line of a run's event log: ``node`` is a node index, or None for the run itself."""
+    """One line of a run's event log: ``node`` is a node index (``"<node>:<i>"`` for an instance of a
+    mapped node), or None for the run itself."""
 
     at_ms: int  # ms since the run was created
-    node: int | None
+    node: int | str | None
     status: str  # a node status letter (states.NodeStatus.code) or a run status name
     epoch: int
 
@@ -177,7 +178,8 @@ class Event:
     @classmethod
     def parse(cls, line: str) -> Event:
         at, node, status, *epoch = line.split(" ")
-        return cls(int(at), None if node == "run" else int(node), status, int(epoch[0]) if epoch else 0)
+        slot = None if node == "run" else int(node) if node.isdigit() else node
+        return cls(int(at), slot, status, int(epoch[0]) if epoch else 0)
 
 
 # -- gate entries -------------------------------------------------------------------------------------------

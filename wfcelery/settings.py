@@ -25,6 +25,9 @@ DEFAULT_GATE_RESYNC = 5.0
 DEFAULT_CELERY_RESULTS = False
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.
 DEFAULT_RETRY_BACKOFF_MAX = 600
+#: Most instances one mapped node may fan out to: a node's ``max_map`` (default this) is capped by the
+#: setting ``wfcelery_max_map`` (default this too), so a runaway list fails its node instead of the broker.
+DEFAULT_MAX_MAP = 10_000
 #: Socket timeout (seconds) of every tracker Redis call: a hung Redis fails fast, it does not stall a
 #: CLI command or a worker. Blocking reads (pub/sub waits) use their own, shorter waits.
 DEFAULT_REDIS_TIMEOUT = 5.0
@@ -43,6 +46,7 @@ class Settings:
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
+    max_map: int = DEFAULT_MAX_MAP
     #: A folder of YAML/JSON definitions the engine knows by name (``engine.definitions()``).
     definitions: str | None = None
     #: ``user:password`` that puts the web dashboard and REST API behind HTTP Basic auth.
@@ -67,6 +71,7 @@ class Settings:
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
+            max_map=int(conf.get("wfcelery_max_map") or DEFAULT_MAX_MAP),
             definitions=conf.get("wfcelery_definitions") or None,
             web_auth=conf.get("wfcelery_web_auth") or None,
             flower_url=conf.get("wfcelery_flower_url") or None,

@@ -113,6 +113,7 @@ class NodeState:
     error: dict[str, Any] | None
     epoch: int
     index: int
+    instance: int | None = None  # i for instance ``node[i]`` of a mapped node (``index`` is the node's)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one node in ``wfcelery status --json``."""

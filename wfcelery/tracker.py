@@ -21,14 +21,14 @@ import redis
 from kombu.utils.json import loads as result_loads  # results are stored with kombu's JSON (as Celery's)
 
 from .errors import RunNotFound, TrackerError, TrackerUnavailable
-from .keys import Keys
+from .keys import Keys, Slot
 from .records import Event, GateEntry, NodeRecord, RunRecord
 from .settings import Settings
 from .states import RunStatus
 
 logger = logging.getLogger("wfcelery.tracker")
 
-_SCRIPTS = ("start", "succeed", "fail", "halt", "replan")
+_SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan")
 
 
 def _load_sources() -> dict[str, str]:
@@ -110,30 +110,49 @@ class Tracker:
         with converted_errors(f"record {name} of run {run_id}"):
             return self.scripts[name](keys=self.keys.run_keys(run_id), args=list(args))
 
-    def start(self, run_id: str, index: int, epoch: int, worker: str) -> StartOutcome:
+    def start(self, run_id: str, index: Slot, epoch: int, worker: str) -> StartOutcome:
         return StartOutcome.from_reply(self._run_script("start", run_id, [index, epoch, worker]))
 
     def succeed(
-        self, run_id: str, index: int, epoch: int, result_json: str, children: Sequence[tuple[int, int]]
+        self,
+        run_id: str,
+        index: Slot,
+        epoch: int,
+        result_json: str,
+        children: Sequence[tuple[int, int]],
+        rules: str = "",
     ) -> SucceedOutcome:
-        """``children``: (child index, number of its parents)."""
-        args: list[Any] = [index, epoch, result_json]
-        for child, parents in children:
-            args += (child, parents)
+        """``children``: (child index, number of its parents); ``rules``: ``Plan.rule_spec`` (then the
+        children are decided by their trigger rules and ``children`` is not needed)."""
+        args: list[Any] = [index, epoch, result_json, rules]
+        if not rules:
+            for child, parents in children:
+                args += (child, parents)
         return SucceedOutcome.from_reply(self._run_script("succeed", run_id, args))
+
+    def expand(self, run_id: str, index: int, epoch: int, count: int, rules: str) -> SucceedOutcome:
+        """A released mapped node's list has ``count`` elements: queue its instances (none: it succeeds
+        with ``[]`` and the outcome lists what its children's rules released)."""
+        return SucceedOutcome.from_reply(self._run_script("expand", run_id, [index, epoch, count, rules]))
+
+    def skip(self, run_id: str, index: int, epoch: int, reason: dict[str, Any], rules: str) -> SucceedOutcome:
+        """A released node whose condition is false: SKIPPED; returns what its children's rules released."""
+        args = [index, epoch, json.dumps(reason), rules]
+        return SucceedOutcome.from_reply(self._run_script("skip", run_id, args))
 
     def fail(
         self,
         run_id: str,
-        index: int,
+        index: Slot,
         epoch: int,
         error: dict[str, Any],
         mode: str,
         retries: int,
         descendants: list[int],
         attempt: int = 0,
+        rules: str = "",
     ) -> FailOutcome:
-        args = [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt]
+        args = [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt, rules]
         return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
     def halt(self, run_id: str, op: str) -> HaltOutcome:
@@ -143,10 +162,13 @@ class Tracker:
             raise RunNotFound(run_id)
         return HaltOutcome.from_reply(reply)
 
-    def replan(self, run_id: str, op: str, parents: Sequence[Sequence[int]]) -> ReplanOutcome:
-        """Resume or retry; ``parents`` lists each node's parent indexes. Raises :class:`RunNotFound`."""
+    def replan(
+        self, run_id: str, op: str, parents: Sequence[Sequence[int]], rules: str = ""
+    ) -> ReplanOutcome:
+        """Resume or retry; ``parents`` lists each node's parent indexes, ``rules`` is ``Plan.rule_spec``.
+        Raises :class:`RunNotFound`."""
         spec = [[index, list(p)] for index, p in enumerate(parents)]
-        reply = self._run_script("replan", run_id, [op, json.dumps(spec)])
+        reply = self._run_script("replan", run_id, [op, json.dumps(spec), rules])
         if not reply[0]:
             raise RunNotFound(run_id)
         return ReplanOutcome.from_reply(reply)
@@ -163,7 +185,7 @@ class Tracker:
 
     def read_run(
         self, run_id: str, only: Sequence[int] | None = None
-    ) -> tuple[RunRecord, dict[int, NodeRecord], dict[int, dict[str, Any]]]:
+    ) -> tuple[RunRecord, dict[Slot, NodeRecord], dict[Slot, dict[str, Any]]]:
         """The run record, every node record written so far (or those of the ``only`` node indexes) and the
         nodes' last errors, in one round trip. Raises :class:`RunNotFound`."""
         k = self.keys
@@ -186,15 +208,15 @@ class Tracker:
             nodes, errors = (dict(zip(only, reply, strict=True)) for reply in replies)
         return (
             RunRecord.decode(record),
-            {int(i): NodeRecord.decode(v) for i, v in nodes.items() if v is not None},
-            {int(i): json.loads(v) for i, v in errors.items() if v is not None},
+            {_slot(i): NodeRecord.decode(v) for i, v in nodes.items() if v is not None},
+            {_slot(i): json.loads(v) for i, v in errors.items() if v is not None},
         )
 
-    def results(self, run_id: str, indexes: Sequence[int] | None = None) -> dict[int, Any]:
+    def results(self, run_id: str, indexes: Sequence[Slot] | None = None) -> dict[Slot, Any]:
         with converted_errors(f"read results of run {run_id}"):
             if indexes is None:
                 raw = self.client.hgetall(self.keys.results(run_id))
-                return {int(i): result_loads(v) for i, v in raw.items()}
+                return {_slot(i): result_loads(v) for i, v in raw.items()}
             if not indexes:
                 return {}
             values = self.client.hmget(self.keys.results(run_id), list(indexes))
@@ -309,8 +331,14 @@ class Tracker:
 # -- what the Lua scripts reply (each script's header documents its reply) --------------------------------
 
 
-def _pairs(flat: Sequence[Any]) -> tuple[tuple[int, int], ...]:
-    return tuple((int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 1, 2))
+def _slot(field: Any) -> Slot:
+    """A hash field or reply item: a node index, or an instance's ``"<node>:<i>"``."""
+    text = str(field)
+    return int(text) if text.isdigit() else text
+
+
+def _pairs(flat: Sequence[Any]) -> tuple[tuple[Slot, int], ...]:
+    return tuple((_slot(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 1, 2))
 
 
 @dataclass(frozen=True)
@@ -371,18 +399,29 @@ class SucceedOutcome:
 class FailOutcome:
     """fail.lua: ``action`` is 'ignored', 'gone' (no such run), 'retrying' (Celery retries), 'retry'
     (re-publish at ``epoch`` after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the
-    queued nodes fail_fast ended)."""
+    queued nodes fail_fast ended; ``released``: nodes a trigger rule queued at ``epoch``, to publish with
+    ``params``)."""
 
     action: str
     epoch: int
     attempts: int
     finish: Finish | None
-    revoke: tuple[tuple[int, int], ...]
+    revoke: tuple[tuple[Slot, int], ...]
+    released: tuple[int, ...] = ()
+    params: dict[str, Any] | None = None
 
     @classmethod
     def from_reply(cls, reply: Any) -> FailOutcome:
-        action, epoch, attempts, finish, revoke = reply
-        return cls(str(action), int(epoch), int(attempts), Finish.from_reply(finish), _pairs(revoke))
+        action, epoch, attempts, finish, revoke, released, params = reply
+        return cls(
+            str(action),
+            int(epoch),
+            int(attempts),
+            Finish.from_reply(finish),
+            _pairs(revoke),
+            tuple(int(i) for i in released),
+            json.loads(params) if params else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -393,8 +432,8 @@ class HaltOutcome:
     after: str
     finish: Finish | None
     epoch: int
-    queued: tuple[tuple[int, int], ...]
-    running: tuple[tuple[int, int], ...]
+    queued: tuple[tuple[Slot, int], ...]
+    running: tuple[tuple[Slot, int], ...]
 
     @property
     def changed(self) -> bool:
@@ -418,10 +457,18 @@ class ReplanOutcome:
     epoch: int = 0
     finish: Finish | None = None
     queued: tuple[int, ...] = ()
+    instances: tuple[str, ...] = ()  # instance slots of mapped nodes queued again
 
     @classmethod
     def from_reply(cls, reply: Any) -> ReplanOutcome:
         if len(reply) == 1:
             return cls(str(reply[0]), False)
-        before, epoch, finish, queued = reply
-        return cls(str(before), True, int(epoch), Finish.from_reply(finish), tuple(int(i) for i in queued))
+        before, epoch, finish, queued, instances = reply
+        return cls(
+            str(before),
+            True,
+            int(epoch),
+            Finish.from_reply(finish),
+            tuple(int(i) for i in queued),
+            tuple(str(i) for i in instances),
+        )

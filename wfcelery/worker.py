@@ -19,12 +19,14 @@ from celery.utils.time import get_exponential_backoff_interval
 from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
 from .errors import RunNotFound, TrackerError
+from .keys import Slot, split_slot
 from .message_filter import MessageFilter
 from .outage import Outage
+from .release import map_elements, publish_released
 from .states import RunStatus
-from .tracker import StartOutcome, Tracker
+from .tracker import Finish, StartOutcome, Tracker
 
-Parsed = tuple[str, int, int]  # (run id, node index, epoch) from a wfcelery task id
+Parsed = tuple[str, Slot, int]  # (run id, node index or instance slot, epoch) from a wfcelery task id
 
 
 class WorkerSide:
@@ -85,25 +87,22 @@ class WorkerSide:
         self.outage.report(functools.partial(self._failed, parsed, digest, error, mode, attempt))
 
     def _succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
-        run_id, index, epoch = parsed
+        run_id, slot, epoch = parsed
         plan = self.plan_for(run_id, digest)
-        out = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
+        index, instance = split_slot(slot)
+        releases = plan.releases[index]
+        out = self.tracker.succeed(run_id, slot, epoch, result_json, releases, plan.rule_spec)
         if out.gone:
             raise RunNotFound(run_id)
+        finishes = [out.finish] if out.finish else []
         if out.released:
-            fan_in = sorted(
-                {p for c in out.released if len(plan.nodes[c].parents) > 1 for p in plan.nodes[c].parents}
+            released = [(c, out.epoch) for c in out.released]
+            known: dict[Slot, Any] = {index: result} if instance is None else {}  # a map: its list
+            finishes += publish_released(
+                self.tracker, self.dispatch, plan, run_id, released, out.params or {}, known
             )
-            stored = {**self.tracker.results(run_id, fan_in), index: result}
-            self.dispatch.publish(
-                plan,
-                run_id,
-                [(c, out.epoch, [stored.get(p) for p in plan.nodes[c].parents]) for c in out.released],
-                out.params or {},
-            )
-        if out.finish:
-            self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
-            self.dispatch.callback(run_id, out.finish.status, out.finish.callback)
+        for finish in finishes:
+            self.ended(plan, run_id, finish)
 
     def _failed(
         self,
@@ -113,29 +112,48 @@ class WorkerSide:
         mode: str,
         attempt: int = 0,
     ) -> None:
-        run_id, index, epoch = parsed
+        run_id, slot, epoch = parsed
         plan = self.plan_for(run_id, digest)
+        index, instance = split_slot(slot)
         node = plan.nodes[index]
-        descendants = plan.descendants([index]) if plan.on_failure == "continue" else []
-        out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants, attempt)
+        plain_continue = plan.on_failure == "continue" and not plan.rule_spec
+        descendants = plan.descendants([index]) if plain_continue else []
+        out = self.tracker.fail(
+            run_id, slot, epoch, error, mode, node.retries, descendants, attempt, plan.rule_spec
+        )
         if out.action == "gone":
             raise RunNotFound(run_id)
         if out.action == "retry":
             record = self.tracker.run_record(run_id)
-            results = self.tracker.results(run_id, node.parents)
+            if instance is None:
+                results = self.tracker.results(run_id, node.parents)
+                inputs = [results.get(p) for p in node.parents]
+            else:
+                inputs = [map_elements(self.tracker, plan, run_id, index)[instance]]
             self.dispatch.publish(
                 plan,
                 run_id,
-                [(index, out.epoch, [results.get(p) for p in node.parents])],
+                [(slot, out.epoch, inputs)],
                 record.params,
                 countdown=retry_countdown(out.attempts, self.tracker.settings.retry_backoff_max),
             )
         elif out.action == "failed":
             self.dispatch.revoke(run_id, out.revoke)
-            if out.finish:
-                self.tracker.refresh_plan(plan.digest)
-                self.tracker.set_gate(run_id, RunStatus.FAILED, out.finish.epoch)
-                self.dispatch.callback(run_id, out.finish.status, out.finish.callback)
+            finishes = [out.finish] if out.finish else []
+            if out.released:  # trigger rules that run after a failure (all_done, one_failed...)
+                released = [(c, out.epoch) for c in out.released]
+                finishes += publish_released(
+                    self.tracker, self.dispatch, plan, run_id, released, out.params or {}
+                )
+            for finish in finishes:
+                self.ended(plan, run_id, finish)
+
+    def ended(self, plan: Plan, run_id: str, finish: Finish) -> None:
+        """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
+        self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
+        if finish.status != RunStatus.SUCCEEDED.value:
+            self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
+        self.dispatch.callback(run_id, finish.status, finish.callback)
 
 
 def retry_countdown(attempts: int, maximum: int) -> int:

@@ -21,6 +21,7 @@ SCENARIOS = {
     "translator_stages",
     "long_chain",
     "wide",
+    "map",
     "scale",
     "latency",
     "control",

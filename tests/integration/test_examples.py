@@ -104,6 +104,29 @@ class TestInThreadWorker:
         assert len(map_reduce.build(6).nodes) == 7
         assert map_reduce.main(6, timeout=30) == [["the", 240], ["quick", 80], ["brown", 80]]
 
+    def test_dynamic_map_reduce(self, ex: ModuleType) -> None:
+        from examples import dynamic_map_reduce
+
+        # 960 words, 50 per chunk: 20 instances of `count`, whatever the definition says
+        assert dynamic_map_reduce.main(50, timeout=30) == [["the", 240], ["quick", 80], ["brown", 80]]
+
+    @pytest.mark.parametrize(
+        ("params", "taken", "skipped", "note"),
+        [
+            ({}, "publish", "quarantine", "notified: {'A':"),
+            ({"max_qty": 3}, "quarantine", "publish", "notified: quarantined "),
+        ],
+    )
+    def test_branch_yaml_takes_one_branch_and_notifies(
+        self, ex: ModuleType, params: dict[str, Any], taken: str, skipped: str, note: str
+    ) -> None:
+        run = ex.engine.submit(ROOT / "examples" / "branch.yaml", params=params)
+        results = run.wait(timeout=30)
+        nodes = run.state().nodes
+        assert nodes[taken].status.value == "SUCCEEDED"
+        assert nodes[skipped].status.value == "SKIPPED"
+        assert results["notify"].startswith(note)
+
     def test_stages_yaml(self, ex: ModuleType) -> None:
         done = CliRunner().invoke(
             cli,

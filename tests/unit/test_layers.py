@@ -29,10 +29,11 @@ LAYERS: dict[str, tuple[int, str]] = {
             "loader",
             "compiler",
             "canvas",
+            "rules",
             "_redis_server",
         )
     },
-    **{m: (1, "tracker") for m in ("tracker", "dispatch", "consumers")},
+    **{m: (1, "tracker") for m in ("tracker", "dispatch", "consumers", "release")},
     **{m: (2, "client") for m in ("engine",)},
     **{m: (2, "worker") for m in ("worker", "message_filter", "hooks", "outage")},
     **{

@@ -98,7 +98,7 @@ def test_an_option_left_at_none_takes_the_default() -> None:
 def test_add_has_typed_keyword_parameters_for_every_node_option() -> None:
     params = inspect.signature(Workflow.add).parameters
     options = {name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    assert options == model.DEFAULT_KEYS | {"after"}
+    assert options == model.NODE_KEYS - {"name", "task"}
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 

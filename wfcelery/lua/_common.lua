@@ -86,6 +86,62 @@ local function settle(idx, n, code)
   event(idx, code, n.e)
 end
 
+-- Instances of a mapped node: slot '<node>:<i>' in the nodes, results and errors hashes (records.py).
+-- The run record keeps per mapped node 'm:<node>' (instances), 'md:<node>' (terminal ones), 'mF:<node>'
+-- and 'mX:<node>' (failed, revoked). Instances do not count in 'total' / 'done': their node does.
+local function instance_of(slot)
+  return string.match(slot, '^(%d+):%d+$')
+end
+
+-- A map whose instances all succeeded: its result is the list of their results in element order.
+local function gather_map(node, count)
+  local parts = {}
+  for first = 0, count - 1, 1000 do
+    local fields = {}
+    for i = first, math.min(first + 999, count - 1) do
+      table.insert(fields, node .. ':' .. i)
+    end
+    local values = redis.call('HMGET', K_RESULTS, unpack(fields))
+    for i = 1, #fields do
+      table.insert(parts, values[i] or 'null')
+    end
+    redis.call('HDEL', K_RESULTS, unpack(fields))
+  end
+  redis.call('HSET', K_RESULTS, node, '[' .. table.concat(parts, ',') .. ']')
+end
+
+-- settle() for a node or an instance. Returns the node index (a number) and its status when this made a
+-- node terminal (an instance: when it was its map's last), else nil.
+local function settle_slot(slot, n, code)
+  local node = instance_of(slot)
+  if not node then
+    settle(slot, n, code)
+    return tonumber(slot), code
+  end
+  n.s = code
+  n.fi = tostring(rel_now())
+  put_node(slot, n)
+  event(slot, code, n.e)
+  if code ~= 'S' then
+    redis.call('HINCRBY', K_RUN, 'm' .. code .. ':' .. node, 1)
+  end
+  local count = tonumber(run_field('m:' .. node))
+  if redis.call('HINCRBY', K_RUN, 'md:' .. node, 1) < count then
+    return nil
+  end
+  local c = redis.call('HMGET', K_RUN, 'mF:' .. node, 'mX:' .. node)
+  local agg = tonumber(c[1] or 0) > 0 and 'F' or (tonumber(c[2] or 0) > 0 and 'X' or 'S')
+  if agg == 'S' then
+    gather_map(node, count)
+  end
+  local nn = get_node(node)
+  if TERMINAL[nn.s] then
+    return nil
+  end
+  settle(node, nn, agg)
+  return tonumber(node), agg
+end
+
 -- Undo settle's counting when a control operation re-queues a terminal node.
 local function unsettle(code)
   if TERMINAL[code] then
@@ -130,11 +186,12 @@ local function maybe_finish()
   if run_field('status') ~= 'RUNNING' then
     return false
   end
-  local c = redis.call('HMGET', K_RUN, 'done', 'n_F', 'n_X', 'n_K')
+  local c = redis.call('HMGET', K_RUN, 'done', 'n_F', 'n_X')
   if tonumber(c[1]) < tonumber(const('total')) then
     return false
   end
-  local bad = tonumber(c[2] or 0) + tonumber(c[3] or 0) + tonumber(c[4] or 0)
+  -- SKIPPED alone does not fail a run (a false condition); a skip caused by a failure comes with an F or X
+  local bad = tonumber(c[2] or 0) + tonumber(c[3] or 0)
   return finish_run(bad > 0 and 'FAILED' or 'SUCCEEDED')
 end
 
@@ -151,6 +208,143 @@ local function revoke_unstarted()
       end
       settle(idx, n, 'X')
     end
+  end
+  return out
+end
+
+-- Trigger rules, for plans with a trigger rule or condition (wfcelery/rules.py is the specification:
+-- decide() and Cascade). SPEC is decoded from the calling script's ARGV (nil for plain plans):
+--   {r = '<one rule letter per node>', p = {parents per node}, c = {{children}, ...}, v = '<1: survives fail_fast>',
+--    m = {map source index per node, -1: not mapped}}
+--   rule letters: s all_success, d all_done, a all_failed, f one_failed, o one_success, n none_failed
+-- A waiting node's K_DEPS field holds '<succeeded>,<failed>,<skipped>' parents so far (a bare number, as
+-- plain plans and replan write it, is succeeded parents only). A parent 'failed' when FAILED, REVOKED or
+-- skipped because something upstream failed; the reason of a skip is the node's error record.
+local SKIPPED_BY = {
+  uf = '{"type":"UpstreamFailed","message":"skipped: a parent failed, was revoked or was skipped by a failure"}',
+  skip = '{"type":"Skipped","message":"skipped: its trigger rule was not met"}',
+}
+
+local function get_tally(idx)
+  local v = redis.call('HGET', K_DEPS, idx)
+  if not v then
+    return 0, 0, 0
+  end
+  local ok, bad, skip = string.match(v, '^(%d+),?(%d*),?(%d*)$')
+  return tonumber(ok), tonumber(bad) or 0, tonumber(skip) or 0
+end
+
+-- rules.decide: 'run', 'wait', 'skip' (skipped) or 'uf' (upstream failed)
+local function decide(rule, total, ok, bad, skip)
+  if total == 0 then
+    return 'run'
+  end
+  if (rule == 's' or rule == 'n') and bad > 0 then
+    return 'uf'
+  end
+  if rule == 'a' and (ok > 0 or skip > 0) then
+    return 'skip'
+  end
+  if ok + bad + skip < total then
+    return 'wait'
+  end
+  if (rule == 's' and skip > 0) or (rule == 'f' and bad == 0) then
+    return 'skip'
+  end
+  if rule == 'o' and ok == 0 then
+    return skip == total and 'skip' or 'uf'
+  end
+  return 'run'
+end
+
+-- rules.map_verdict: a mapped node its rule lets run still needs its map source's list.
+local function map_verdict(source)
+  local n = get_node(source)
+  if n.s == 'S' then
+    return 'run'
+  end
+  if n.s == 'K' then
+    local why = redis.call('HGET', K_ERRORS, source)
+    return (why and string.find(why, '"UpstreamFailed"', 1, true)) and 'uf' or 'skip'
+  end
+  return 'uf'
+end
+
+-- rules.Cascade.settle: node 'start' became terminal with outcome 'ok' | 'bad' | 'skip'; count it into its
+-- children, queue those whose rule says run (appended to 'released'), skip those it settles, and go on
+-- from every skipped node. Only PENDING children are decided: QUEUED and terminal ones were decided before.
+local function cascade(spec, start, outcome, run_epoch, released)
+  local stack = {{start, outcome}}
+  while #stack > 0 do
+    local top = table.remove(stack)
+    for _, child in ipairs(spec.c[top[1] + 1]) do
+      local c = get_node(child)
+      if c.s == 'P' then
+        local ok, bad, skip = get_tally(child)
+        if top[2] == 'ok' then
+          ok = ok + 1
+        elseif top[2] == 'bad' then
+          bad = bad + 1
+        else
+          skip = skip + 1
+        end
+        local verdict = decide(string.sub(spec.r, child + 1, child + 1), spec.p[child + 1], ok, bad, skip)
+        if verdict == 'run' and spec.m[child + 1] >= 0 then
+          verdict = map_verdict(spec.m[child + 1])
+        end
+        if verdict == 'wait' then
+          redis.call('HSET', K_DEPS, child, ok .. ',' .. bad .. ',' .. skip)
+        else
+          redis.call('HDEL', K_DEPS, child)
+          c.e = run_epoch
+          if verdict == 'run' then
+            c.s = 'Q'
+            put_node(child, c)
+            event(child, 'Q', run_epoch)
+            table.insert(released, child)
+          else
+            redis.call('HSET', K_ERRORS, child, SKIPPED_BY[verdict])
+            settle(child, c, 'K')
+            table.insert(stack, {child, verdict == 'uf' and 'bad' or 'skip'})
+          end
+        end
+      end
+    end
+  end
+end
+
+-- fail_fast for plans with trigger rules: revoke every node and instance that has not started except the
+-- survivors (failure handlers and what depends only on them), then count the revoked nodes (and the maps
+-- this completed) into their children. Returns {slot, epoch, ...} of the revoked messages that were out.
+local function revoke_unless_survivor(spec, run_epoch, released)
+  local out, ended = {}, {}
+  for idx = 0, tonumber(const('total')) - 1 do
+    local n = get_node(idx)
+    local keep = string.sub(spec.v, idx + 1, idx + 1) == '1'
+    if not keep and not TERMINAL[n.s] and n.s ~= 'R' then
+      if n.s == 'Q' or n.s == 'Y' then
+        table.insert(out, idx)
+        table.insert(out, n.e)
+      end
+      settle(idx, n, 'X')
+      table.insert(ended, {idx, 'bad'})
+    elseif not keep and n.s == 'R' and run_field('m:' .. idx) then
+      for i = 0, tonumber(run_field('m:' .. idx)) - 1 do
+        local slot = idx .. ':' .. i
+        local inst = get_node(slot)
+        if inst.s == 'Q' or inst.s == 'Y' then
+          table.insert(out, slot)
+          table.insert(out, inst.e)
+          local node, code = settle_slot(slot, inst, 'X')
+          if node then
+            table.insert(ended, {node, code == 'S' and 'ok' or 'bad'})
+          end
+        end
+      end
+    end
+  end
+  for _, e in ipairs(ended) do
+    cascade(spec, e[1], e[2], run_epoch, released)
   end
   return out
 end

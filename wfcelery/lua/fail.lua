@@ -5,6 +5,8 @@
 -- ARGV[5] retries allowed by the node definition (tracker-level retries)
 -- ARGV[6] JSON [descendant indexes] (used by the 'continue' policy)
 -- ARGV[7] the attempt number start.lua gave the reporting execution (0: unknown, e.g. main process)
+-- ARGV[8] the plan's trigger-rule SPEC as JSON (see _common.lua), or '' for a plan without rules/conditions:
+--         then fail_fast spares the survivors, 'continue' skips by the rules, and nodes may be released
 -- Returns {action, epoch, attempts, finish, revoke}  (tracker.FailOutcome):
 --   action 'ignored'    stale or duplicate report: nothing written
 --          'gone'       the run was deleted (cleaned up or expired): nothing written
@@ -13,40 +15,55 @@
 --          'failed'     the node failed for good
 --   finish = false or {status, callback JSON or false, epoch} when this failure ended the run
 --   revoke = {idx, epoch, idx, epoch, ...} of queued nodes to revoke (fail_fast)
+--   released = {idx, ...} nodes queued by the trigger rules (to publish), params = the run's params JSON
 local idx, epoch, mode = ARGV[1], tonumber(ARGV[2]), ARGV[4]
 local status = run_field('status')
 if not status then
-  return {'gone', 0, 0, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
+  return {'gone', 0, 0, false, {}, {}, false}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
 end
 local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
-  return {'ignored', 0, 0, false, {}}
+  return {'ignored', 0, 0, false, {}, {}, false}
 end
 local attempt = tonumber(ARGV[7]) or 0
 if attempt > 0 and n.a > attempt then
-  return {'ignored', 0, 0, false, {}}  -- a late report of an earlier attempt: a newer one already started (native retry)
+  return {'ignored', 0, 0, false, {}, {}, false}  -- a late report of an earlier attempt: a newer one already started (native retry)
 end
 if mode == 'retrying' and (status == 'RUNNING' or status == 'PAUSED') then
   n.s = 'Y'
   put_node(idx, n)
   redis.call('HSET', K_ERRORS, idx, ARGV[3])
   event(idx, 'Y', epoch)
-  return {'retrying', 0, 0, false, {}}
+  return {'retrying', 0, 0, false, {}, {}, false}
 end
 redis.call('HSET', K_ERRORS, idx, ARGV[3])
 if mode == 'failed' and status == 'RUNNING' and n.a <= tonumber(ARGV[5]) then
   n.s = 'Y'
   put_node(idx, n)
   event(idx, 'Y', epoch)
-  return {'retry', epoch, n.a, false, {}}
+  return {'retry', epoch, n.a, false, {}, {}, false}
 end
-settle(idx, n, mode == 'revoked' and 'X' or 'F')  -- a retry of a finished run's node is its end
+-- a retry of a finished run's node is its end; an instance ends its node when it is its map's last
+local node, outcome = settle_slot(idx, n, mode == 'revoked' and 'X' or 'F')
 if status == 'PAUSED' then
   -- no policy while paused: resume plans every node that has not succeeded again
-  return {'failed', 0, 0, false, {}}
+  return {'failed', 0, 0, false, {}, {}, false}
 end
-local out = {'failed', 0, 0, false, {}}
-if status == 'RUNNING' then
+local out = {'failed', 0, 0, false, {}, {}, false}
+if status == 'RUNNING' and ARGV[8] ~= '' then
+  local spec, run_epoch, released = cjson.decode(ARGV[8]), tonumber(run_field('epoch')), {}
+  if const('policy') == 'fail_fast' then
+    out[5] = revoke_unless_survivor(spec, run_epoch, released)
+  end
+  if node then
+    cascade(spec, node, outcome == 'S' and 'ok' or 'bad', run_epoch, released)
+  end
+  out[2], out[6] = run_epoch, released
+  if #released > 0 then
+    out[7] = const('params') or '{}'
+  end
+  out[4] = maybe_finish()
+elseif status == 'RUNNING' then
   if const('policy') == 'fail_fast' then
     local revoke = revoke_unstarted()
     out[4] = finish_run('FAILED')
@@ -55,6 +72,7 @@ if status == 'RUNNING' then
     for _, d in ipairs(cjson.decode(ARGV[6])) do
       local dn = get_node(d)
       if not TERMINAL[dn.s] and dn.s ~= 'R' then
+        redis.call('HSET', K_ERRORS, d, SKIPPED_BY.uf)
         settle(d, dn, 'K')
       end
     end

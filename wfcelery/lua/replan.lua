@@ -4,7 +4,12 @@
 -- Atomic, so a node that finishes meanwhile is counted exactly once.
 -- ARGV[1] operation: 'resume' | 'retry'
 -- ARGV[2] JSON [[node index, [parent indexes]], ...] for every node of the plan
--- Returns {status before, epoch, finish, {queued node indexes...}}  (tracker.ReplanOutcome),
+-- ARGV[3] the plan's trigger-rule SPEC as JSON (see _common.lua), or '': a node whose parents all succeeded
+--         is then queued only if its rule says run (all_failed / one_failed are skipped, and the skip counted)
+-- A mapped node that expanded keeps its instances: those that did not succeed and are not running are
+-- queued again (the node is RUNNING until they end); the others keep their results.
+-- Returns {status before, epoch, finish, {queued node indexes...}, {queued instance slots...}}
+-- (tracker.ReplanOutcome),
 -- {status before} when refused / a no-op, or {false} when the run does not exist.
 --   finish: {status, callback JSON or false, epoch} when nothing is left to run (every node finished while
 --   the run was paused or cancelled), else false.
@@ -19,6 +24,30 @@ end
 if op == 'retry' and status ~= 'FAILED' and status ~= 'CANCELLED' then
   return {status}
 end
+local function requeue_instances(idx, n, count, epoch, out)
+  for i = 0, count - 1 do
+    local slot = idx .. ':' .. i
+    local inst = get_node(slot)
+    if inst.s ~= 'S' and inst.s ~= 'R' then
+      if TERMINAL[inst.s] then
+        redis.call('HINCRBY', K_RUN, 'md:' .. idx, -1)
+        redis.call('HINCRBY', K_RUN, 'm' .. inst.s .. ':' .. idx, -1)
+      end
+      inst.s, inst.e, inst.fi = 'Q', epoch, ''
+      put_node(slot, inst)
+      event(slot, 'Q', epoch)
+      table.insert(out, slot)
+    end
+  end
+  if TERMINAL[n.s] then
+    unsettle(n.s)
+    n.s, n.fi = 'R', ''
+    event(idx, 'R', epoch)
+  end
+  n.e = epoch
+  put_node(idx, n)
+end
+
 local epoch = redis.call('HINCRBY', K_RUN, 'epoch', 1)
 redis.call('HSET', K_RUN, 'status', 'RUNNING')
 redis.call('HDEL', K_RUN, 'finished', 'paused_at')
@@ -27,7 +56,7 @@ for i = 1, #KEYS do
   redis.call('PERSIST', KEYS[i])
 end
 event('run', 'RUNNING', epoch)
-local queued = {}
+local queued, instances = {}, {}
 local spec = cjson.decode(ARGV[2])
 local states = {}
 for _, entry in ipairs(spec) do
@@ -36,7 +65,10 @@ end
 for _, entry in ipairs(spec) do
   local idx, parents = entry[1], entry[2]
   local n = states[idx]
-  if n.s ~= 'S' and n.s ~= 'R' then
+  local mapped = run_field('m:' .. idx)
+  if mapped and n.s ~= 'S' then
+    requeue_instances(idx, n, tonumber(mapped), epoch, instances)
+  elseif n.s ~= 'S' and n.s ~= 'R' then
     local ok = 0
     for _, p in ipairs(parents) do
       if states[p].s == 'S' then
@@ -59,4 +91,22 @@ for _, entry in ipairs(spec) do
     put_node(idx, n)
   end
 end
-return {status, epoch, maybe_finish(), queued}
+if ARGV[3] ~= '' then
+  local rules, released, kept = cjson.decode(ARGV[3]), {}, {}
+  for _, idx in ipairs(queued) do
+    local total = rules.p[idx + 1]
+    if decide(string.sub(rules.r, idx + 1, idx + 1), total, total, 0, 0) == 'run' then
+      table.insert(kept, idx)
+    else
+      local n = get_node(idx)
+      redis.call('HSET', K_ERRORS, idx, SKIPPED_BY.skip)
+      settle(idx, n, 'K')
+      cascade(rules, idx, 'skip', epoch, released)
+    end
+  end
+  for _, idx in ipairs(released) do
+    table.insert(kept, idx)
+  end
+  queued = kept
+end
+return {status, epoch, maybe_finish(), queued, instances}

@@ -17,7 +17,7 @@ if TERMINAL[n.s] then
   return 'done'
 end
 if status ~= 'RUNNING' then
-  settle(idx, n, 'X')
+  settle_slot(idx, n, 'X')
   touch_if_finished(status)
   return 'gated'
 end

@@ -1,7 +1,8 @@
--- succeed: a node's task returned. Records the result, counts it into each child, and releases the
+-- succeed: a node's task (or an instance's, slot '<node>:<i>') returned. Records the result, counts it into each child, and releases the
 -- children whose parents have all succeeded (only while the run is RUNNING; resume re-plans the rest).
 -- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result (not stored when 'null')
--- ARGV[4..] child index, number of its parents, child index, number of its parents, ... (from the plan)
+-- ARGV[4] the plan's trigger-rule SPEC as JSON (see _common.lua), or '' for a plan without rules/conditions
+-- ARGV[5..] child index, number of its parents, child index, number of its parents, ... (plain plans)
 -- Returns {finish, run epoch, params, {released child indexes...}}  (tracker.SucceedOutcome)
 --   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
 --   params: the run's params JSON when children were released (they need it), else false.
@@ -17,15 +18,26 @@ local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
   return {false, 0, false, {}}
 end
-settle(idx, n, 'S')
 if ARGV[3] ~= 'null' then
   redis.call('HSET', K_RESULTS, idx, ARGV[3])  -- no field means null: most tasks of big runs return None
 end
+-- an instance of a mapped node: its node ends (and counts) with the map's last instance
+local node, outcome = settle_slot(idx, n, 'S')
 local status = run_field('status')
 local run_epoch = tonumber(run_field('epoch'))
 local released = {}
-if status == 'RUNNING' then
-  for i = 4, #ARGV, 2 do
+if status == 'RUNNING' and node and ARGV[4] ~= '' then
+  local spec = cjson.decode(ARGV[4])
+  if outcome == 'S' then
+    cascade(spec, node, 'ok', run_epoch, released)
+  else  -- the map's last instance succeeded, an earlier one failed (policy 'continue') or was revoked
+    if const('policy') == 'fail_fast' then
+      revoke_unless_survivor(spec, run_epoch, released)
+    end
+    cascade(spec, node, 'bad', run_epoch, released)
+  end
+elseif status == 'RUNNING' and node then
+  for i = 5, #ARGV, 2 do
     local child, parents = ARGV[i], tonumber(ARGV[i + 1])
     local ready = parents == 1 or redis.call('HINCRBY', K_DEPS, child, 1) >= parents
     if ready then
