@@ -281,7 +281,7 @@ class Engine:
         if out.changed:
             self.tracker.set_gate(run_id, RunStatus.PAUSED, out.epoch)
             self.dispatch.revoke(run_id, out.queued)
-        return self.state(run_id)
+        return self.state(run_id, check_workers=False)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
         """Cancel a run for good: queued nodes are revoked; ``terminate=True`` also stops running tasks
@@ -295,7 +295,7 @@ class Engine:
             if terminate and out.running:
                 self.dispatch.revoke(run_id, out.running, terminate=True)
             self._ended(run_id, out.finish)
-        return self.state(run_id)
+        return self.state(run_id, check_workers=False)
 
     def resume(self, run_id: str) -> RunState:
         """Resume a paused run: what did not succeed is queued again under a new epoch (fresh task ids)."""
@@ -311,7 +311,7 @@ class Engine:
         out = self.tracker.replan(run_id, op, plan.parents)
         if not out.replanned:
             if op == "resume" and out.before == RunStatus.RUNNING.value:
-                return self.state(run_id)  # already running: nothing to do
+                return self.state(run_id, check_workers=False)  # already running: nothing to do
             wanted = "PAUSED" if op == "resume" else "FAILED or CANCELLED"
             raise ControlError(f"cannot {op} run {run_id}: it is {out.before}, not {wanted}")
         self.tracker.refresh_plan(plan.digest)
@@ -325,7 +325,7 @@ class Engine:
             [(i, out.epoch, [results.get(p) for p in plan.nodes[i].parents]) for i in out.queued],
             record.params,
         )
-        return self.state(run_id)
+        return self.state(run_id, check_workers=False)
 
     def state(self, run_id: str, check_workers: bool = True) -> RunState:
         """The whole run (status, counts, every node) in one round trip. Raises :class:`RunNotFound`.
@@ -408,7 +408,7 @@ class Run:
 
     def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded so far, by node name."""
-        state = self.state()
+        state = self.state(check_workers=False)
         raw = self.engine.tracker.results(self.id)  # a None result is not stored
         return {name: raw.get(n.index) for name, n in state.nodes.items() if n.status is NodeStatus.SUCCEEDED}
 
@@ -485,7 +485,7 @@ class Run:
         return self._outcome()
 
     def _outcome(self) -> dict[str, Any]:
-        state = self.state()
+        state = self.state(check_workers=False)
         results = self.results()
         if state.status is RunStatus.SUCCEEDED:
             return results
