@@ -287,7 +287,7 @@ class Engine:
         if out.changed:
             self.tracker.set_gate(run_id, RunStatus.PAUSED, out.epoch)
             self.dispatch.revoke(run_id, out.queued)
-        return self.state(run_id)
+        return self.state(run_id, check_workers=False)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
         """Cancel a run for good: queued nodes are revoked; ``terminate=True`` also stops running tasks
@@ -301,7 +301,7 @@ class Engine:
             if terminate and out.running:
                 self.dispatch.revoke(run_id, out.running, terminate=True)
             self._ended(run_id, out.finish)
-        return self.state(run_id)
+        return self.state(run_id, check_workers=False)
 
     def resume(self, run_id: str) -> RunState:
         """Resume a paused run: what did not succeed is queued again under a new epoch (fresh task ids)."""
@@ -317,7 +317,7 @@ class Engine:
         out = self.tracker.replan(run_id, op, plan.parents, plan.rule_spec)
         if not out.replanned:
             if op == "resume" and out.before == RunStatus.RUNNING.value:
-                return self.state(run_id)  # already running: nothing to do
+                return self.state(run_id, check_workers=False)  # already running: nothing to do
             wanted = "PAUSED" if op == "resume" else "FAILED or CANCELLED"
             raise ControlError(f"cannot {op} run {run_id}: it is {out.before}, not {wanted}")
         self.tracker.refresh_plan(plan.digest)
@@ -330,7 +330,7 @@ class Engine:
             publish_instances(
                 self.tracker, self.dispatch, plan, run_id, out.instances, out.epoch, record.params
             )
-        return self.state(run_id)
+        return self.state(run_id, check_workers=False)
 
     def state(self, run_id: str, check_workers: bool = True) -> RunState:
         """The whole run (status, counts, every node) in one round trip. Raises :class:`RunNotFound`.
@@ -413,7 +413,7 @@ class Run:
 
     def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded so far, by node name."""
-        state = self.state()
+        state = self.state(check_workers=False)
         raw = self.engine.tracker.results(self.id)  # a None result is not stored
         return {
             name: raw.get(n.index)
@@ -494,7 +494,7 @@ class Run:
         return self._outcome()
 
     def _outcome(self) -> dict[str, Any]:
-        state = self.state()
+        state = self.state(check_workers=False)
         results = self.results()
         if state.status is RunStatus.SUCCEEDED:
             return results
