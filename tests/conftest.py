@@ -23,7 +23,7 @@ from celery.contrib.testing.worker import start_worker
 from celery.worker import state as worker_state
 
 from tests.proj import make_app
-from tests.redis_server import RedisServer
+from tests.redis_server import FaultyRedis, RedisServer
 from wfcelery.keys import Keys
 from wfcelery.records import Event
 from wfcelery.states import TRANSITIONS, NodeStatus
@@ -59,6 +59,17 @@ def redis_url(redis_base: str) -> str:
     db = next(_dbs) % 63 + 1
     redis.Redis.from_url(f"{redis_base}/{db}").flushdb()
     return f"{redis_base}/{db}"
+
+
+@pytest.fixture
+def faulty_redis() -> Iterator[FaultyRedis]:
+    """A redis-server of this test alone (AOF on) that the test may restart, stop or freeze."""
+    server = FaultyRedis().start()
+    try:
+        yield server
+    finally:
+        gc.collect()  # as for redis_base: let Celery's result objects go while the server still runs
+        server.stop()
 
 
 @pytest.fixture

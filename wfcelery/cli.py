@@ -27,6 +27,7 @@ from .compiler import compile_workflow
 from .engine import Engine, Run
 from .errors import ControlError, DefinitionError, RunFailed, WaitTimeout, WfCeleryError
 from .install import install
+from .limits import Limits
 from .loader import load
 from .model import Workflow
 from .states import RunState, RunStatus
@@ -162,9 +163,14 @@ def _params(values: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
-def _workflow(path: str) -> Workflow:
+def _workflow(path: str, limits: Limits) -> Workflow:
     with _definition(path):
-        return load(Path(path))
+        return load(Path(path), limits.max_plan_bytes)
+
+
+def _limits(app: Celery | None) -> Limits:
+    """The app's ``wfcelery_max_*`` bounds (the defaults without an app)."""
+    return Limits.from_conf(app.conf) if app is not None else Limits()
 
 
 @contextmanager
@@ -231,8 +237,8 @@ def submit(
     With --wait, shows progress on stderr (a live table on a terminal, one line per node transition
     otherwise) and prints the results as JSON on stdout when the run succeeds.
     """
-    workflow = _workflow(flow)
     engine = _engine(ctx)
+    workflow = _workflow(flow, engine.settings.limits)
     with _definition(flow):
         run = engine.submit(workflow, params=_params(param))
     if not wait:
@@ -412,13 +418,14 @@ wfcelery -A proj.celery:app validate flows/etl.yaml     # and every task name is
 def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
     """Check a definition file: schema, names, parents, cycles; with -A also that every task is
     registered in the app. Changes nothing; exits 2 naming the first problem."""
-    workflow = _workflow(flow)
     app = _app(ctx, required=False)
+    limits = _limits(app)
+    workflow = _workflow(flow, limits)
     with _definition(flow):
-        workflow.validate(app)
+        workflow.validate(app, limits)
         if param:
-            workflow.resolve_params(_params(param))
-        plan = compile_workflow(workflow)
+            workflow.resolve_params(_params(param), limits)
+        plan = compile_workflow(workflow, limits=limits)
     queues = sorted({n.queue for n in plan.nodes if n.queue})
     needed = sorted(workflow.placeholders())
     click.echo(
@@ -445,12 +452,13 @@ wfcelery graph flows/etl.yaml --format mermaid"""),
 @_errors_to_exit
 def graph(ctx: click.Context, flow: str, fmt: str) -> None:
     """Show the DAG of a definition file and the segments (Celery messages) it compiles to."""
-    workflow = _workflow(flow)
     app = _app(ctx, required=False)
+    limits = _limits(app)
+    workflow = _workflow(flow, limits)
     with _definition(flow):
-        workflow.validate(app)
+        workflow.validate(app, limits)
     routes = install(app).settings.routes if app is not None else None
-    plan = compile_workflow(workflow, routes)
+    plan = compile_workflow(workflow, routes, limits)
     render = {"text": display.graph_text, "dot": display.graph_dot, "mermaid": display.graph_mermaid}[fmt]
     for line in render(plan):
         click.echo(line)

@@ -100,9 +100,10 @@ class Engine:
                 first argument. ``on_failure`` also fires for a cancelled run.
         """
         wf = self._workflow(workflow)
-        wf.validate(self.app if self.settings.check_tasks else None)
-        resolved = wf.resolve_params(params)
-        plan = self.plans.remember(compile_workflow(wf, self.settings.routes))
+        limits = self.settings.limits
+        wf.validate(self.app if self.settings.check_tasks else None, limits)
+        resolved = wf.resolve_params(params, limits)
+        plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits))
         run_id = uuid.uuid4().hex
         record = new_run(
             name=plan.name,
@@ -129,7 +130,7 @@ class Engine:
         if isinstance(workflow, Workflow):
             return workflow
         if isinstance(workflow, str | Path):
-            return load(workflow)
+            return load(workflow, self.settings.limits.max_plan_bytes)
         return Workflow.from_dict(workflow)
 
     # -- reading ----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
      |    +-- UnknownTaskError      a task name not registered in the Celery app
      |    +-- SchemaError           a malformed file, an unknown key, a bad value
      |    +-- ParamError            a ${name} placeholder with no value in the run's params
+     |    +-- LimitError            over a bound: nesting depth, message, plan or YAML size (limits.py)
      +-- ConfigurationError         wfcelery_* settings, Celery version, serializer
      +-- TrackerError
      |    +-- TrackerUnavailable    Redis cannot be reached (wraps redis.ConnectionError)
@@ -63,6 +64,10 @@ class SchemaError(DefinitionError):
 
 class ParamError(DefinitionError):
     """A ``${name}`` placeholder has no value in the run's params."""
+
+
+class LimitError(DefinitionError):
+    """A definition, its params or a YAML file is over a bound of :mod:`wfcelery.limits`."""
 
 
 class ConfigurationError(WfCeleryError):

@@ -9,7 +9,6 @@ Nodes keep insertion order; a node's index in that order is its id inside a run 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from .errors import (
     UnknownParentError,
     UnknownTaskError,
 )
+from .limits import DEPTH_CEILING, Limits, check_depth, json_size
 
 #: Failure policies a workflow may name.
 FAILURE_POLICIES = ("fail_fast", "continue")
@@ -145,6 +145,7 @@ class Workflow:
         self.on_failure = on_failure
         self.defaults: dict[str, Any] = _check_keys(dict(defaults or {}), DEFAULT_KEYS, "defaults")
         self.params: dict[str, Any] = dict(params or {})
+        check_depth(self.params, DEPTH_CEILING, f"workflow {name!r}", "params")
         self.nodes: dict[str, Node] = {}
 
     def __repr__(self) -> str:
@@ -238,8 +239,10 @@ class Workflow:
 
     # -- validation -------------------------------------------------------------------------------------
 
-    def validate(self, app: Any = None) -> Workflow:
-        """Check the DAG (and, given a Celery app, that every task is registered). Returns ``self``."""
+    def validate(self, app: Any = None, limits: Limits | None = None) -> Workflow:
+        """Check the DAG (and, given a Celery app, that every task is registered) and that every node's
+        args and kwargs are within ``limits`` (default: :class:`~wfcelery.limits.Limits` ()).
+        Returns ``self``."""
         if not self.nodes:
             raise EmptyWorkflowError(f"workflow {self.name!r} has no tasks")
         for node in self.nodes.values():
@@ -257,6 +260,10 @@ class Workflow:
                         f"node {node.name!r} names task {node.task!r}, which is not registered in app "
                         f"{app.main!r}"
                     )
+        limits = limits or Limits()
+        for node in self.nodes.values():
+            limits.check_message(f"node {node.name!r}", node.args, node.kwargs)
+        check_depth(self.params, limits.max_depth, f"workflow {self.name!r}", "params")
         return self
 
     def placeholders(self) -> set[str]:
@@ -267,8 +274,11 @@ class Workflow:
             _collect_placeholders(node.kwargs, found)
         return found
 
-    def resolve_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Merge run params over the workflow's defaults and check every placeholder has a value."""
+    def resolve_params(
+        self, params: Mapping[str, Any] | None, limits: Limits | None = None
+    ) -> dict[str, Any]:
+        """Merge run params over the workflow's defaults and check every placeholder has a value, and
+        that each node's args and kwargs, params filled in, are still within ``limits``."""
         merged = {**self.params, **(params or {})}
         missing = sorted(self.placeholders() - merged.keys())
         if missing:
@@ -276,6 +286,15 @@ class Workflow:
                 f"workflow {self.name!r} needs params {', '.join(missing)} (pass --param k=v "
                 "or params={...})"
             )
+        limits = limits or Limits()
+        check_depth(merged, limits.max_depth, f"workflow {self.name!r}", "params")
+        json_size(merged, f"workflow {self.name!r}", "params")
+        for node in self.nodes.values():
+            found: set[str] = set()
+            _collect_placeholders([node.args, node.kwargs], found)
+            if found:
+                args, kwargs = substitute(node.args, merged), substitute(node.kwargs, merged)
+                limits.check_message(f"node {node.name!r} (params filled in)", args, kwargs)
         return merged
 
     # -- dict schema ------------------------------------------------------------------------------------
@@ -448,11 +467,8 @@ def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
 
 def _check_json(value: Any, node: str, key: str) -> None:
     # Args travel as JSON (the stored plan, Celery's json serializer): refuse now what would fail at submit.
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as e:
-        raise SchemaError(
-            f"node {node!r}: {key} must be JSON data (str, number, bool, None, list, dict): {e}"
-        ) from e
+    # The depth check comes first and never recurses: json.dumps would hit RecursionError near 1000 levels.
+    check_depth(value, DEPTH_CEILING, f"node {node!r}", key)
+    json_size(value, f"node {node!r}", key)
     if key == "kwargs" and not all(isinstance(k, str) for k in value):
         raise SchemaError(f"node {node!r}: kwargs keys must be strings, got {list(value)!r}")

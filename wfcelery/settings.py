@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ConfigurationError
+from .limits import Limits
 
 #: Prefix of every Redis key wfcelery writes.
 DEFAULT_KEY_PREFIX = "wfcelery"
@@ -38,6 +39,8 @@ class Settings:
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
+    #: Bounds on definitions, params and results (``wfcelery_max_depth``, ``wfcelery_max_*_bytes``).
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -56,6 +59,7 @@ class Settings:
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
+            limits=Limits.from_conf(conf),
         )
         return replace(settings, **overrides) if overrides else settings
 
