@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench bench-quick lint clean
+.PHONY: demo test bench bench-quick chaos lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,6 +23,10 @@ bench: $(VENV)/.installed
 
 bench-quick: $(VENV)/.installed
 	$(PY) -m benchmarks.run --quick
+
+# Chaos soak (minutes; not in `make test`): runs under Redis restarts and killed workers. CHAOS_ARGS=--help
+chaos: $(VENV)/.installed
+	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wfcelery tests benchmarks examples

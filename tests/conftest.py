@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -185,10 +186,12 @@ class WorkerProcess:
         pool: str = "prefork",
         concurrency: int = 2,
         default_queue: str = "celery",
+        conf: dict[str, Any] | None = None,
     ) -> None:
         self.hostname = f"{name}@{socket.gethostname()}"
         env = {
             **os.environ,
+            "WFCELERY_TEST_CONF": json.dumps(conf or {}),  # extra app.conf for this worker (tests.proj)
             "WFCELERY_TEST_BROKER": broker,
             "WFCELERY_TEST_BACKEND": backend,
             "WFCELERY_TEST_PREFIX": prefix,

@@ -6,6 +6,7 @@ module-level ``app``, configured from WFCELERY_TEST_* environment variables.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -145,6 +146,7 @@ def _env_app() -> Celery:
         backend,
         os.environ.get("WFCELERY_TEST_PREFIX", "wfcelery-test"),
         os.environ.get("WFCELERY_TEST_QUEUE", "celery"),
+        **json.loads(os.environ.get("WFCELERY_TEST_CONF") or "{}"),  # e.g. short fault-test timeouts
     )
 
 

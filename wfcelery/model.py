@@ -194,6 +194,8 @@ class Workflow:
 
         Raises:
             SchemaError: A bad name or option value (wrong type, negative retries, args not JSON).
+            LimitError: args or kwargs nested deeper than :data:`~wfcelery.limits.DEPTH_CEILING`
+                (the configured ``wfcelery_max_depth`` and sizes are checked by :meth:`validate`).
             DuplicateNodeError: The workflow already has a node of that name.
         """
         if not isinstance(name, str) or not _NAME.match(name):
