@@ -87,8 +87,9 @@ def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
         return made[-1]
 
     yield factory
-    for app in made:  # an in-thread worker started the engine's gate thread: let it go
+    for app in made:  # an in-thread worker started the gate, heartbeat, reconciler threads: let them go
         app._wfcelery_worker.gate.stop()
+        app._wfcelery_worker.stop_services()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ idempotent; a refusal raises :class:`ControlError` saying why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -20,7 +21,7 @@ from celery import Celery, signature
 
 from .compiler import Plan, PlanCache, compile_workflow
 from .dispatch import Dispatcher
-from .errors import ControlError, RunFailed, WaitTimeout
+from .errors import ControlError, RunFailed, TrackerUnavailable, WaitTimeout
 from .keys import task_id
 from .loader import load
 from .model import Workflow
@@ -282,8 +283,20 @@ class Run:
             RunFailed: the run ended FAILED or CANCELLED (names the failed nodes and their errors).
             WaitTimeout: ``timeout`` seconds passed first (also a ``TimeoutError``).
         """
-        tracker = self.engine.tracker
         deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                self._wait_until(deadline, timeout)
+                return self._outcome()
+            except TrackerUnavailable:
+                # A tracker outage (restart, failover) is waited out, like any other delay: the run goes
+                # on and its transitions are delivered once Redis is back.
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _wait_until(self, deadline: float | None, timeout: float | None) -> None:
+        tracker = self.engine.tracker
         with converted_errors(f"wait for run {self.id}"):
             pubsub = tracker.subscribe_done(self.id)
             try:
@@ -293,8 +306,8 @@ class Run:
                         raise WaitTimeout(f"run {self.id} did not finish within {timeout} s")
                     pubsub.get_message(timeout=left)  # the 1 s cap re-checks if a message was missed
             finally:
-                pubsub.close()
-        return self._outcome()
+                with contextlib.suppress(Exception):  # closing a connection to a Redis that went away
+                    pubsub.close()
 
     def _outcome(self) -> dict[str, Any]:
         state = self.state()

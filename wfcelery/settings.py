@@ -26,6 +26,25 @@ DEFAULT_GATE_RESYNC = 5.0
 DEFAULT_CELERY_RESULTS = False
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.
 DEFAULT_RETRY_BACKOFF_MAX = 600
+#: Seconds a hook retries a report the tracker did not take (the message stays unacknowledged meanwhile);
+#: past it the report goes to the worker's outbox on disk, replayed in order once the tracker is back.
+DEFAULT_REPORT_RETRY = 10.0
+#: Directory of the workers' outboxes (one SQLite file per worker node name).
+DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
+#: Seconds the start gate waits for the tracker before it gives the message back to the broker.
+DEFAULT_GATE_WAIT = 5.0
+#: Seconds between a worker's heartbeats; a worker is gone when its heartbeat is 3 beats old.
+DEFAULT_HEARTBEAT = 10.0
+#: Seconds between two sweeps of the reconciler elected among the workers (0: no reconciler in workers).
+DEFAULT_SWEEP_INTERVAL = 15.0
+#: Seconds past its time limit before a RUNNING node nobody reported is failed by the reconciler.
+DEFAULT_TIME_LIMIT_GRACE = 60.0
+#: Seconds a node whose message a worker dropped as unregistered waits for another worker before failing.
+DEFAULT_UNKNOWN_GRACE = 30.0
+#: Deliveries of a node that never finished (its worker died each time) before the node is quarantined.
+DEFAULT_QUARANTINE_AFTER = 3
+#: Seconds a tracker call may block on a socket (a frozen Redis must not hang a worker for long).
+DEFAULT_SOCKET_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,15 @@ class Settings:
     celery_results: bool = DEFAULT_CELERY_RESULTS
     #: Bounds on definitions, params and results (``wfcelery_max_depth``, ``wfcelery_max_*_bytes``).
     limits: Limits = field(default_factory=Limits)
+    report_retry: float = DEFAULT_REPORT_RETRY
+    outbox_dir: str = DEFAULT_OUTBOX_DIR
+    gate_wait: float = DEFAULT_GATE_WAIT
+    heartbeat: float = DEFAULT_HEARTBEAT
+    sweep_interval: float = DEFAULT_SWEEP_INTERVAL
+    time_limit_grace: float = DEFAULT_TIME_LIMIT_GRACE
+    unknown_grace: float = DEFAULT_UNKNOWN_GRACE
+    quarantine_after: int = DEFAULT_QUARANTINE_AFTER
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -60,8 +88,23 @@ class Settings:
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
             limits=Limits.from_conf(conf),
+            report_retry=_number(conf, "report_retry", DEFAULT_REPORT_RETRY),
+            outbox_dir=str(conf.get("wfcelery_outbox_dir") or DEFAULT_OUTBOX_DIR),
+            gate_wait=_number(conf, "gate_wait", DEFAULT_GATE_WAIT),
+            heartbeat=_number(conf, "heartbeat", DEFAULT_HEARTBEAT),
+            sweep_interval=_number(conf, "sweep_interval", DEFAULT_SWEEP_INTERVAL),
+            time_limit_grace=_number(conf, "time_limit_grace", DEFAULT_TIME_LIMIT_GRACE),
+            unknown_grace=_number(conf, "unknown_grace", DEFAULT_UNKNOWN_GRACE),
+            quarantine_after=int(_number(conf, "quarantine_after", DEFAULT_QUARANTINE_AFTER)),
+            socket_timeout=_number(conf, "socket_timeout", DEFAULT_SOCKET_TIMEOUT),
         )
         return replace(settings, **overrides) if overrides else settings
+
+
+def _number(conf: Any, name: str, default: float) -> float:
+    """``wfcelery_<name>`` as a number; 0 is a value (e.g. no reconciler), None the default."""
+    value = conf.get(f"wfcelery_{name}")
+    return float(default if value is None else value)
 
 
 def _backend_url(app: Any) -> str:

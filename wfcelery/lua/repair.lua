@@ -11,22 +11,22 @@
 --               a redelivered message reached a worker; counted while its node has not started in that
 --               epoch (a message that kills the worker before the body starts never reaches start.lua)
 --   'finish'    end a RUNNING run whose nodes are all terminal
--- Returns {action, epoch, deliveries} or {'finished', finish}:
---   {'ignored'}                   nothing to do: the node moved, the run is gone, ended or not RUNNING
---   {'requeue', epoch, n}         publish the node at this epoch (n deliveries never finished so far)
---   {'revoked', 0, n}             the run is paused or ended: the node is REVOKED (resume / retry re-plan it)
---   {'quarantine', epoch, n}      n deliveries never finished: the caller fails the node (fail.lua,
---                                 mode 'quarantined', at this epoch)
---   {'ok', epoch, n}              ('received') the delivery may go on
---   {'finished', finish}          ('finish') finish = {status, callback or false, epoch}, or false
+-- Returns {action, epoch, deliveries, finish}:
+--   {'ignored', 0, 0, false}          nothing to do: the node moved, or the run is gone
+--   {'requeue', epoch, n, false}      publish the node at this epoch (n deliveries never finished so far)
+--   {'revoked', 0, n, false}          the run is paused or ended: the node is REVOKED (resume / retry plan it)
+--   {'quarantine', epoch, n, false}   n deliveries never finished: the caller fails the node (fail.lua,
+--                                     mode 'quarantined', at this epoch)
+--   {'ok', epoch, n, false}           ('received') the delivery may go on
+--   {'finished', 0, 0, finish}        ('finish') finish = {status, callback or false, epoch}, or false
 local op = ARGV[1]
 local status = run_field('status')
 if not status then
-  return {'ignored'}
+  return {'ignored', 0, 0, false}
 end
 
 if op == 'finish' then
-  return {'finished', maybe_finish()}
+  return {'finished', 0, 0, maybe_finish()}
 end
 
 local idx, limit = ARGV[2], tonumber(ARGV[4])
@@ -34,27 +34,27 @@ local n = get_node(idx)
 
 if op == 'received' then
   if n.s ~= 'Q' or n.e ~= tonumber(ARGV[3]) then
-    return {'ok', n.e, 0}  -- started or settled: the start gate decides
+    return {'ok', n.e, 0, false}  -- started or settled: the start gate decides
   end
   local lost = redis.call('HINCRBY', K_RUN, 'l:' .. idx, 1)
   if lost >= limit then
-    return {'quarantine', n.e, lost}
+    return {'quarantine', n.e, lost, false}
   end
-  return {'ok', n.e, lost}
+  return {'ok', n.e, lost, false}
 end
 
 -- requeue
 if redis.call('HGET', K_NODES, idx) ~= ARGV[3] or TERMINAL[n.s] then
-  return {'ignored'}
+  return {'ignored', 0, 0, false}
 end
 local lost = redis.call('HINCRBY', K_RUN, 'l:' .. idx, 1)
 if status ~= 'RUNNING' then
   settle(idx, n, 'X')
   touch_if_finished(status)
-  return {'revoked', 0, lost}
+  return {'revoked', 0, lost, false}
 end
 if lost >= limit then
-  return {'quarantine', n.e, lost}
+  return {'quarantine', n.e, lost, false}
 end
 local epoch = redis.call('HINCRBY', K_RUN, 'epoch', 1)
 n.s = 'Q'
@@ -62,4 +62,4 @@ n.e = epoch
 n.fi = ''
 put_node(idx, n)
 event(idx, 'Q', epoch)
-return {'requeue', epoch, lost}
+return {'requeue', epoch, lost, false}

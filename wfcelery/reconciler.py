@@ -1,0 +1,243 @@
+"""The reconciler: finds and repairs what no hook will report, so that no run stays stuck.
+
+One instance runs inside the workers (elected: a lease key, ``wfcelery_sweep_interval``; on by default),
+and ``wfcelery sweep`` runs one sweep by hand. A sweep reads every live run (``<prefix>:live``) and:
+
+* a node RUNNING on a worker that is gone -- no heartbeat (``<prefix>:worker:<hostname>``, refreshed every
+  ``wfcelery_heartbeat`` seconds with a TTL of three beats), or a heartbeat from a worker that booted after
+  the node started (restarted under the same name) -- is QUEUED again under a new epoch and re-published
+  (repair.lua): its original message, if the broker ever gives it back, is stale and dropped, and a late
+  report from the original is ignored. After ``wfcelery_quarantine_after`` deliveries that never finished,
+  the node FAILS instead ("killed 3 workers"), so one bad message cannot starve a queue;
+* a node RUNNING past its time limit plus ``wfcelery_time_limit_grace`` with no report fails with
+  ``TimeLimitExceeded`` (after its retries);
+* a node whose message a worker dropped as unregistered (``task_unknown``) or malformed
+  (``task_rejected``) fails after ``wfcelery_unknown_grace`` seconds, naming the worker and the task, unless
+  another worker took it meanwhile;
+* a RUNNING run whose nodes are all terminal ends.
+
+Judging a worker gone needs care after a tracker outage: every heartbeat may have expired while Redis was
+away. The in-worker reconciler therefore only acts on a heartbeat it has itself seen missing for a whole
+TTL, on consecutive sweeps that reached Redis (a live worker beats again within one interval).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import RunNotFound
+from .records import NodeRecord
+from .states import NodeStatus
+
+if TYPE_CHECKING:
+    from .tracker import Tracker
+    from .worker import WorkerSide
+
+logger = logging.getLogger("wfcelery.reconciler")
+
+#: A heartbeat lives this many beats.
+HEARTBEAT_BEATS = 3
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One thing a sweep did: ``action`` is requeued, failed, revoked or finished."""
+
+    run_id: str
+    node: str | None
+    action: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.run_id} {self.node}" if self.node else self.run_id
+        return f"{where}: {self.action} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class DroppedMark:
+    """A worker dropped a node's message: run record field ``u:<node index>``,
+    ``<epoch>|<ms (Redis clock)>|<hostname>|<why>`` (why: ``unknown:<task name>`` or ``rejected``)."""
+
+    epoch: int
+    at_ms: int
+    hostname: str
+    why: str
+
+    def encode(self) -> str:
+        return f"{self.epoch}|{self.at_ms}|{self.hostname}|{self.why}"
+
+    @classmethod
+    def decode(cls, raw: str) -> DroppedMark:
+        epoch, at_ms, hostname, why = raw.split("|", 3)
+        return cls(int(epoch), int(at_ms), hostname, why)
+
+    def error(self) -> dict[str, Any]:
+        if self.why.startswith("unknown:"):
+            task = self.why.partition(":")[2]
+            message = (
+                f"task {task!r} is not registered on worker {self.hostname} (task_unknown): the worker "
+                "dropped its message and no other worker took it"
+            )
+            return {"type": "NotRegistered", "message": message, "traceback": ""}
+        message = f"worker {self.hostname} rejected the message as malformed (task_rejected)"
+        return {"type": "MessageRejected", "message": message, "traceback": ""}
+
+
+class Heartbeat:
+    """Keeps this worker's heartbeat alive from a daemon thread in its main process."""
+
+    def __init__(self, tracker: Tracker, hostname: str, interval: float) -> None:
+        self.tracker = tracker
+        self.hostname = hostname
+        self.interval = interval
+        self.boot_ms: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> None:
+        if self.boot_ms is None:
+            self.boot_ms = self.tracker.server_ms()
+        self.tracker.beat(self.hostname, self.boot_ms, self.interval * HEARTBEAT_BEATS)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="wfcelery-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.beat()
+                wait = self.interval
+            except Exception as e:
+                logger.warning("wfcelery heartbeat: %s", e)
+                wait = min(1.0, self.interval)  # beat again as soon as the tracker is back
+            self._stop.wait(wait)
+
+
+class Reconciler:
+    """Sweeps live runs and repairs them through the worker side (which publishes and reports)."""
+
+    def __init__(self, side: WorkerSide, hostname: str, patient: bool = True) -> None:
+        self.side = side
+        self.tracker = side.tracker
+        self.settings = side.tracker.settings
+        self.hostname = hostname
+        self.patient = patient  # in workers: act on a missing heartbeat only once seen missing for a TTL
+        self._missing_since: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the elected loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="wfcelery-reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        interval = self.settings.sweep_interval
+        while not self._stop.wait(interval):
+            try:
+                if self.tracker.elect(self.hostname, interval * 3):
+                    for repair in self.sweep():
+                        logger.warning("wfcelery reconciler: %s", repair)
+            except Exception as e:
+                self._missing_since.clear()  # what we saw of heartbeats during an outage proves nothing
+                logger.warning("wfcelery reconciler: sweep failed: %s", e)
+
+    # -- one sweep -----------------------------------------------------------------------------------
+
+    def sweep(self) -> list[Repair]:
+        now_ms = self.tracker.server_ms()
+        repairs: list[Repair] = []
+        ended: list[str] = []
+        for run_id in self.tracker.live_runs():
+            try:
+                repairs += self.sweep_run(run_id, now_ms, ended)
+            except RunNotFound:
+                ended.append(run_id)
+        self.tracker.unwatch(ended)
+        return repairs
+
+    def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
+        record, nodes, _ = self.tracker.read_run(run_id)
+        running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
+        if record.status.finished and not running:
+            ended.append(run_id)
+            return []
+        plan = self.side.plans.get(record.plan)
+        repairs: list[Repair] = []
+        hosts = sorted({record.workers.get(n.worker, "") for n in running.values()} - {""})
+        boots = self.tracker.heartbeats(hosts)
+        for index, node in sorted(running.items()):
+            host = record.workers.get(node.worker, "")
+            started_ms = record.created_ms + (node.started_ms or 0)
+            why = self._gone(host, boots.get(host), started_ms)
+            name = plan.nodes[index].name
+            if why:
+                repairs += self._requeue(run_id, index, name, node, why)
+                continue
+            limit = plan.nodes[index].options.get("time_limit")
+            if limit and now_ms - started_ms > (float(limit) + self.settings.time_limit_grace) * 1000:
+                why = (
+                    f"RUNNING past its time limit of {limit} s (+{self.settings.time_limit_grace:g} s grace)"
+                )
+                error = {"type": "TimeLimitExceeded", "message": why, "traceback": ""}
+                self.side.node_failed(
+                    (run_id, index, node.epoch), plan.digest, error, "failed", node.attempts
+                )
+                repairs.append(Repair(run_id, name, "failed", why))
+        queued = {i for i, n in nodes.items() if n.code == NodeStatus.QUEUED.code}
+        if queued:
+            for index, raw in self.tracker.dropped_marks(run_id).items():
+                mark = DroppedMark.decode(raw)
+                if index not in queued or nodes[index].epoch != mark.epoch:
+                    continue
+                if now_ms - mark.at_ms < self.settings.unknown_grace * 1000:
+                    continue
+                error = mark.error()
+                self.side.node_failed((run_id, index, mark.epoch), plan.digest, error, "quarantined", 0)
+                repairs.append(Repair(run_id, plan.nodes[index].name, "failed", error["message"]))
+        if record.done >= record.total and record.status.value == "RUNNING":
+            out = self.tracker.repair(run_id, "finish")
+            if out.finish:
+                self.side.run_ended(run_id, plan, out.finish)
+                repairs.append(Repair(run_id, None, "finished", f"every node was done: {out.finish.status}"))
+        return repairs
+
+    def _gone(self, host: str, boot_ms: int | None, started_ms: int) -> str | None:
+        """Why the worker that started a node at ``started_ms`` is gone, or None while it lives."""
+        if boot_ms is not None:
+            self._missing_since.pop(host, None)
+            if boot_ms > started_ms:
+                return f"worker {host} restarted since the node started"
+            return None
+        if self.patient:
+            first = self._missing_since.setdefault(host, time.monotonic())
+            if time.monotonic() - first < self.settings.heartbeat * HEARTBEAT_BEATS:
+                return None
+        return f"worker {host or '?'} is gone (no heartbeat)"
+
+    def _requeue(self, run_id: str, index: int, name: str, node: NodeRecord, why: str) -> list[Repair]:
+        limit = self.settings.quarantine_after
+        out = self.tracker.repair(run_id, "requeue", index, node.encode(), limit)
+        if out.action == "requeue":
+            self.side.republish(run_id, index, out.epoch)
+            return [Repair(run_id, name, "requeued", why)]
+        if out.action == "revoked":
+            return [
+                Repair(run_id, name, "revoked", f"{why}; the run is not running: resume / retry re-plan it")
+            ]
+        if out.action == "quarantine":
+            self.side.quarantine(run_id, index, out.epoch, out.lost, node.attempts)
+            return [Repair(run_id, name, "failed", f"{why}; killed {out.lost} workers")]
+        return []
