@@ -34,7 +34,9 @@ def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celer
 
 
 def _probe(app: Celery) -> redis.Redis:
-    return redis.Redis.from_url(app.conf.wfcelery_redis_url, decode_responses=True)
+    """Where probes write: the tracker's Redis, unless a fault test restarts that one (test_probe_url)."""
+    url = app.conf.get("test_probe_url") or app.conf.wfcelery_redis_url
+    return redis.Redis.from_url(url, decode_responses=True)
 
 
 def register_tasks(app: Celery) -> None:
@@ -121,6 +123,22 @@ def register_tasks(app: Celery) -> None:
             time.sleep(sleep)
         _probe(app).hincrby(f"{prefix}:count:{self.request.wf_run}", self.request.wf_node, 1)
         return self.request.wf_node
+
+    @app.task(shared=False, name="proj.count_block", bind=True)
+    def count_block(self: Any, key: str, timeout: float = 30.0) -> str:
+        """Counts the body's start (like proj.count), then runs until the test pushes to ``key``."""
+        r = _probe(app)
+        r.hincrby(f"{prefix}:count:{self.request.wf_run}", self.request.wf_node, 1)
+        r.blpop([key], timeout=timeout)
+        return "released"
+
+    @app.task(shared=False, name="proj.returns_set")
+    def returns_set(*args: Any) -> set[int]:
+        return {1, 2, 3}  # JSON cannot encode a set
+
+    @app.task(shared=False, name="proj.big_result")
+    def big_result(size: int) -> str:
+        return "x" * size
 
     @app.task(shared=False, name="proj.whoami", bind=True)
     def whoami(self: Any, *args: Any) -> str:

@@ -15,6 +15,7 @@ from celery import Celery, signature
 
 from .compiler import Plan
 from .keys import task_id
+from .records import RESEND_HEADER
 
 logger = logging.getLogger("wfcelery.dispatch")
 
@@ -36,14 +37,19 @@ class Dispatcher:
         items: Iterable[tuple[int, int, Sequence[Any]]],
         params: Mapping[str, Any],
         countdown: float | None = None,
+        resend: bool = False,
     ) -> None:
-        """Send node messages: ``items`` are (node index, epoch, parent results)."""
+        """Send node messages: ``items`` are (node index, epoch, parent results). ``resend`` marks a
+        message sent again under the same id on purpose (a tracker-level retry), which a worker still
+        running the first copy must not take for a duplicate."""
         app = self.app
         with app.producer_or_acquire() as producer:
             for index, epoch, parent_results in items:
                 msg = plan.message(run_id, index, epoch, params, parent_results)
                 if countdown:
                     msg["countdown"] = countdown
+                if resend:
+                    msg["headers"][RESEND_HEADER] = 1
                 if self.ignore_result:
                     msg["ignore_result"] = True
                 app.send_task(plan.nodes[index].task, producer=producer, add_to_parent=False, **msg)

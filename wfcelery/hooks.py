@@ -28,7 +28,7 @@ from celery.worker import state as worker_state
 
 from .errors import TrackerUnavailable
 from .keys import parse_task_id
-from .records import plan_header
+from .records import RESEND_HEADER, plan_header
 from .worker import Parsed, WorkerSide, check_result, worker_of
 
 if TYPE_CHECKING:
@@ -289,14 +289,20 @@ def _on_received(
     redelivered = (getattr(request, "delivery_info", None) or {}).get("redelivered")
     if side.gate.closed(parsed[0], parsed[2]) and not redelivered:
         _drop(side, task_id)
-    elif redelivered and any(r.id == task_id for r in worker_state.active_requests):
-        # A copy of a request this worker is running (a broker redelivery past its visibility timeout):
-        # never a second, concurrent body. (start.lua stops copies that reach another worker.)
+    elif _copy_of_active(request, task_id):
+        # A copy of a request this worker is running (a broker redelivery past its visibility timeout, a
+        # duplicate publish): never a second, concurrent body. (start.lua stops copies on other workers.)
         _drop(side, task_id)
     elif redelivered and _quarantined(side, parsed):
         # Delivered again and again without ever finishing (it kills the worker before the body even
         # starts, e.g. while pickling it for the pool): the node was quarantined; the message stops here.
         _drop(side, task_id)
+
+
+def _copy_of_active(request: Any, task_id: str) -> bool:
+    if (getattr(request, "request_dict", None) or {}).get(RESEND_HEADER):
+        return False  # a tracker-level retry, sent while the failed attempt is still winding down
+    return any(r.id == task_id for r in worker_state.active_requests if r is not request)
 
 
 def _quarantined(side: WorkerSide, parsed: Parsed) -> bool:

@@ -217,7 +217,7 @@ class WorkerSide:
         parents = plan.nodes[index].parents
         results = self.tracker.results(run_id, parents)
         items = [(index, epoch, [results.get(p) for p in parents])]
-        self.dispatch.publish(plan, run_id, items, record.params, countdown=countdown)
+        self.dispatch.publish(plan, run_id, items, record.params, countdown=countdown, resend=True)
 
     def quarantine(self, run_id: str, index: int, epoch: int, lost: int, attempt: int = 0) -> None:
         """Fail a node whose deliveries kept dying with their worker (``wfcelery_quarantine_after``)."""
