@@ -29,6 +29,7 @@ from .keys import parse_task_id, task_id
 from .limits import Limits, depth
 from .outbox import Outbox, with_retry
 from .reconciler import DroppedMark, Heartbeat, Reconciler
+from .records import NodeRecord
 from .settings import Settings
 from .states import RunStatus
 from .tracker import Finish, StartOutcome, Tracker
@@ -97,10 +98,18 @@ class WorkerSide:
     def report(self, kind: str, payload: dict[str, Any]) -> None:
         """Deliver a hook's report: retried for ``wfcelery_report_retry`` seconds while the task's message
         stays unacknowledged, then kept in the worker's outbox (see outbox.py), replayed in order."""
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            # After a lost reply the script may have run: say so, so that what it released is found again.
+            self.deliver(kind, {**payload, "again": tries > 1})
+
         try:
-            with_retry(lambda: self.deliver(kind, payload), (TrackerUnavailable,), self.settings.report_retry)
+            with_retry(attempt, (TrackerUnavailable,), self.settings.report_retry)
         except TrackerUnavailable as e:
-            self.outbox.put(kind, payload)
+            self.outbox.put(kind, {**payload, "again": True})
             logger.warning(
                 "wfcelery: tracker unreachable (%s); %s report of %s kept in %s",
                 e,
@@ -114,17 +123,21 @@ class WorkerSide:
         parsed = parse_task_id(payload["task_id"])
         assert parsed is not None
         if kind == "succeeded":
-            self.node_succeeded(
+            released = self.node_succeeded(
                 parsed, payload.get("digest"), json_loads(payload["result"]), payload["result"]
             )
+            if payload.get("again") and not released:
+                self._release_again(parsed, payload)
         elif kind == "failed":
-            self.node_failed(
+            action = self.node_failed(
                 parsed,
                 payload.get("digest"),
                 payload["error"],
                 payload["mode"],
                 int(payload.get("attempt") or 0),
             )
+            if payload.get("again") and action == "ignored" and payload["mode"] == "failed":
+                self._retry_again(parsed)
         elif kind == "released":
             self._release(parsed, payload)
         elif kind == "republish":
@@ -147,7 +160,8 @@ class WorkerSide:
 
     # -- transitions ---------------------------------------------------------------------------------
 
-    def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
+    def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> bool:
+        """Record a success and publish the children it released; True when this call recorded it."""
         run_id, index, epoch = parsed
         plan = self.plan_for(run_id, digest)
         out = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
@@ -163,6 +177,29 @@ class WorkerSide:
             self._after("released", payload, lambda: self._release(parsed, payload, plan, result))
         if out.finish:
             self.run_ended(run_id, plan, out.finish)
+        return bool(out.released or out.finish)
+
+    def _release_again(self, parsed: Parsed, payload: dict[str, Any]) -> None:
+        """A success report whose first try reached Redis but lost its reply: the script released the
+        children then, and will not again. Publish the children of this node that are still QUEUED at the
+        run's epoch with every parent succeeded (a copy of a message already sent is dropped by the start
+        gate; a missing one would leave the run stuck)."""
+        run_id, index, _ = parsed
+        record, nodes, _ = self.tracker.read_run(run_id)
+        if record.status is not RunStatus.RUNNING or nodes.get(index, NodeRecord()).code != "S":
+            return
+        plan = self.plans.get(payload.get("digest") or record.plan)
+        released = [
+            c
+            for c in plan.nodes[index].children
+            if (n := nodes.get(c)) is not None
+            and n.code == "Q"
+            and n.epoch == record.epoch
+            and all(nodes.get(p, NodeRecord()).code == "S" for p in plan.nodes[c].parents)
+        ]
+        if released:
+            again = {**payload, "epoch": record.epoch, "released": released, "params": record.params}
+            self._release(parsed, again, plan)
 
     def _release(
         self, parsed: Parsed, payload: dict[str, Any], plan: Plan | None = None, result: Any = _UNSET
@@ -189,7 +226,7 @@ class WorkerSide:
         error: dict[str, Any],
         mode: str,
         attempt: int = 0,
-    ) -> None:
+    ) -> str:
         run_id, index, epoch = parsed
         plan = self.plan_for(run_id, digest)
         node = plan.nodes[index]
@@ -203,6 +240,16 @@ class WorkerSide:
             self.dispatch.revoke(run_id, out.revoke)
             if out.finish:
                 self.run_ended(run_id, plan, out.finish)
+        return out.action
+
+    def _retry_again(self, parsed: Parsed) -> None:
+        """A failure report whose first try reached Redis but lost its reply: if the script chose a
+        tracker-level retry then (the node is RETRYING at this epoch), the retry was never published."""
+        run_id, index, epoch = parsed
+        _, nodes, _ = self.tracker.read_run(run_id)
+        node = nodes.get(index)
+        if node is not None and node.code == "Y" and node.epoch == epoch:
+            self.republish(run_id, index, epoch)
 
     def run_ended(self, run_id: str, plan: Plan, finish: Finish) -> None:
         self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
