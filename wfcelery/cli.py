@@ -490,7 +490,56 @@ def demo(redis_url: str | None) -> None:
         raise click.exceptions.Exit(code)
 
 
-for _command in (submit, status, watch, list_, pause, resume, cancel, retry, cleanup, validate, graph, demo):
+@click.command(
+    "sweep",
+    epilog=_epilog("""
+wfcelery -A proj.celery:app sweep          # repair now; exit 1 when something was repaired
+wfcelery -A proj.celery:app sweep --json"""),
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the repairs as JSON.")
+@click.pass_context
+@_errors_to_exit
+def sweep(ctx: click.Context, as_json: bool) -> None:
+    """Run the reconciler once: repair what no worker will report (nodes of dead workers, nodes past
+    their time limit, messages dropped as unregistered, runs whose nodes are all done).
+
+    Workers run the same reconciler on their own (wfcelery_sweep_interval); this is for operators and
+    cron. A worker with no heartbeat counts as gone at once here. Exit 0: nothing to repair; 1: repaired
+    what it lists.
+    """
+    from .reconciler import Reconciler
+    from .worker import WorkerSide
+
+    engine = _engine(ctx)
+    side = WorkerSide(engine.app, lambda: engine.tracker)
+    repairs = Reconciler(side, hostname="wfcelery-sweep", patient=False).sweep()
+    if as_json:
+        _echo_json(
+            [{"run": r.run_id, "node": r.node, "action": r.action, "reason": r.reason} for r in repairs]
+        )
+    else:
+        for repair in repairs:
+            click.echo(str(repair))
+        click.echo(f"{len(repairs)} repair(s)", err=True)
+    if repairs:
+        ctx.exit(EXIT_RUN_FAILED)
+
+
+for _command in (
+    submit,
+    status,
+    watch,
+    list_,
+    pause,
+    resume,
+    cancel,
+    retry,
+    cleanup,
+    validate,
+    graph,
+    demo,
+    sweep,
+):
     wf.add_command(_command)
 
 

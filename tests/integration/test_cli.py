@@ -138,6 +138,7 @@ def test_every_command_has_help_with_an_example() -> None:
         "validate",
         "graph",
         "demo",
+        "sweep",
     }
     assert set(cli.commands) == set(wf.commands)
 

@@ -11,6 +11,7 @@ separate from the broker's, and write their probes (body counters) to the suite'
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -83,10 +84,8 @@ def kill_whole(w: WorkerProcess) -> None:
     children = w.child_pids()
     os.kill(w.proc.pid, signal.SIGKILL)
     for pid in children:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it may have died with its parent already
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     w.proc.wait(10)
 
 
@@ -341,3 +340,53 @@ def test_poison_message_is_quarantined_and_the_queue_moves_on(
     finally:
         for w in started:
             w.stop()
+
+
+# -- wfcelery sweep, and control of runs with stuck nodes -------------------------------------------------
+
+
+def test_sweep_repairs_nodes_of_a_dead_worker_and_retry_includes_them(
+    app: Celery, engine: Any, r: redis.Redis, uid: str
+) -> None:
+    """Nodes started by a worker that died without a trace (no heartbeat): `wfcelery sweep` re-publishes
+    the one of a running run (exit 1, listing it) and settles the one of a cancelled run, which `retry`
+    then runs -- before, retry skipped RUNNING nodes and the run could never end."""
+    from click.testing import CliRunner
+
+    import tests.integration.test_faults as here
+    from wfcelery.cli import EXIT_OK, EXIT_RUN_FAILED, cli
+
+    wf = Workflow("ghost")
+    wf.add("a", "proj.count")
+    wf.add("b", "proj.count", after=["a"], immutable=True)
+    live, cancelled = engine.submit(wf), engine.submit(wf)
+    for run in (live, cancelled):
+        assert engine.tracker.start(run.id, 0, 0, f"ghost-{uid}@nowhere").run  # then the worker vanished
+    cancelled.cancel()
+    here.APP = app
+    try:
+        result = CliRunner().invoke(cli, ["-A", "tests.integration.test_faults:APP", "sweep"])
+        assert result.exit_code == EXIT_RUN_FAILED, result.output
+        assert f"{live.id} a: requeued (worker ghost-{uid}@nowhere is gone (no heartbeat))" in result.stdout
+        assert f"{cancelled.id} a: revoked" in result.stdout
+        again = CliRunner().invoke(cli, ["-A", "tests.integration.test_faults:APP", "sweep"])
+        assert again.exit_code == EXIT_OK, again.output  # nothing left to repair
+    finally:
+        here.APP = None
+    assert live.state().nodes["a"].status is NodeStatus.QUEUED
+    assert live.state().nodes["a"].epoch == 1  # fenced: the original message (epoch 0) is now stale
+    assert cancelled.state().nodes["a"].status is NodeStatus.REVOKED
+    with in_thread_worker(app):
+        assert live.wait(timeout=30) == {"a": "a", "b": "b"}
+        cancelled.retry()
+        assert cancelled.wait(timeout=30) == {"a": "a", "b": "b"}
+        # the original epoch-0 message of `live` (still queued) is refused as stale
+        wait_for(lambda: worker_idle(r, app), timeout=30, message="worker idle")
+    assert counts(r, app.conf.wfcelery_key_prefix, live.id) == {"a": 1, "b": 1}
+
+
+APP: Celery | None = None  # loaded by the CLI as tests.integration.test_faults:APP
+
+
+def worker_idle(r: redis.Redis, app: Celery) -> bool:
+    return r.llen(app.conf.task_default_queue) == 0
