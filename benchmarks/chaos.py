@@ -2,8 +2,9 @@
 
     python -m benchmarks.chaos [--runs 20] [--nodes 100] [--duration 120] [--broker redis|amqp] [--seed 1]
 
-What it does: starts its own redis-server (append-only file, fsync always: a restart keeps what it
-acknowledged; never the machine's Redis) and ``--workers`` ``celery -A tests.proj worker`` subprocesses
+What it does: starts its own redis-servers (never the machine's): the tracker's (append-only file, fsync
+always: a restart keeps what it acknowledged), restarted at random, and one for the Redis broker and the
+body counters, never restarted; and ``--workers`` ``celery -A tests.proj worker`` subprocesses
 (prefork); submits ``--runs`` runs of one random DAG of ``--nodes`` ``proj.count`` nodes (each body counts
 itself in Redis and sleeps a little) spread over ``--duration`` seconds; during those seconds, every 2-8 s
 at random, restarts Redis (down 0.5-4 s), SIGKILLs a whole worker (a fresh one replaces it), or SIGKILLs
@@ -43,15 +44,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.proj import make_app  # noqa: E402
-from tests.redis_server import FaultyRedis  # noqa: E402
+from tests.redis_server import FaultyRedis, RedisServer  # noqa: E402
 from wfcelery import RunStatus, Workflow  # noqa: E402
 
 AMQP_URL = os.environ.get("WFCELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 #: Worker settings that let the soak finish in minutes: a killed worker's messages come back in seconds.
 FAST_RECOVERY = {
-    "broker_transport_options": {"visibility_timeout": 10, "unacked_restore_interval": 1},
     "wfcelery_heartbeat": 2,
     "wfcelery_sweep_interval": 2,
+    "wfcelery_report_retry": 2,
+    "wfcelery_gate_wait": 2,
+    "wfcelery_socket_timeout": 3,
+    "wfcelery_outbox_dir": tempfile.mkdtemp(prefix="wfcelery-chaos-outbox-"),
 }
 
 
@@ -116,15 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
 
-    server = FaultyRedis().start()
+    server = FaultyRedis().start()  # the tracker's Redis: restarted at random
+    steady = RedisServer().start()  # the Redis broker and the body counters: never restarted
     uid = uuid.uuid4().hex[:8]
     prefix, queue = f"chaos{uid}", f"chaos{uid}"
-    broker = server.url_db(0) if args.broker == "redis" else AMQP_URL
+    broker = f"{steady.url}/0" if args.broker == "redis" else AMQP_URL
     backend = server.url_db(1)
+    FAST_RECOVERY["test_probe_url"] = f"{steady.url}/1"
     logdir = Path(tempfile.mkdtemp(prefix="wfcelery-chaos-"))  # worker logs, kept for a post-mortem
     app = make_app(broker, backend, prefix, queue, **FAST_RECOVERY)
     engine = app._wfcelery_engine
-    probe = redis.Redis.from_url(backend, decode_responses=True)
+    probe = redis.Redis.from_url(f"{steady.url}/1", decode_responses=True)
     workers = [Worker(i, broker, backend, prefix, queue, logdir) for i in range(args.workers)]
     spawned = args.workers
     faults: Counter[str] = Counter()
@@ -170,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in workers:
             w.stop()
         server.stop()
+        steady.stop()
     report["ok"] = report.get("runs_stuck") == 0 and report.get("nodes_lost") == 0
     out = ROOT / "benchmarks" / "results" / f"chaos-{args.broker}.json"
     out.write_text(json.dumps(report, indent=2))
@@ -194,7 +201,7 @@ def settle(engine: Any, probe: redis.Redis, runs: list[Any], prefix: str, settle
     ended = [s for s in states.values() if s.status.finished]
     runs_twice = 0
     for run in runs:
-        counts = probe.hgetall(f"{prefix}:count:{run.id}")
+        counts = probe.hgetall(f"{prefix}:count:{run.id}")  # written to the probe Redis (never restarted)
         runs_twice += sum(1 for v in counts.values() if int(v) > 1)
     return {
         "settle_seconds": round(time.monotonic() - started, 1),

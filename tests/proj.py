@@ -36,7 +36,8 @@ def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celer
 def _probe(app: Celery) -> redis.Redis:
     """Where probes write: the tracker's Redis, unless a fault test restarts that one (test_probe_url)."""
     url = app.conf.get("test_probe_url") or app.conf.wfcelery_redis_url
-    return redis.Redis.from_url(url, decode_responses=True)
+    # socket_timeout=None: redis-py 8 reads with a 5 s timeout by default, which cuts a longer BLPOP short
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=None)
 
 
 def register_tasks(app: Celery) -> None:
