@@ -300,9 +300,18 @@ def _on_received(
 
 
 def _copy_of_active(request: Any, task_id: str) -> bool:
-    if (getattr(request, "request_dict", None) or {}).get(RESEND_HEADER):
-        return False  # a tracker-level retry, sent while the failed attempt is still winding down
-    return any(r.id == task_id for r in worker_state.active_requests if r is not request)
+    """True for a copy of a request this worker is running -- not a retry of it: a tracker-level retry
+    (``wf_resend``) or Celery's own ``Task.retry`` (one more ``retries``) is sent while the failed
+    attempt is still winding down."""
+    sent = getattr(request, "request_dict", None) or {}
+    if sent.get(RESEND_HEADER):
+        return False
+    retries = sent.get("retries") or 0
+    return any(
+        r.id == task_id and (getattr(r, "request_dict", None) or {}).get("retries", 0) == retries
+        for r in worker_state.active_requests
+        if r is not request
+    )
 
 
 def _quarantined(side: WorkerSide, parsed: Parsed) -> bool:
