@@ -55,6 +55,7 @@ FAST_RECOVERY = {
     "wfcelery_report_retry": 2,
     "wfcelery_gate_wait": 2,
     "wfcelery_socket_timeout": 3,
+    "wfcelery_queued_timeout": 30,
     "wfcelery_outbox_dir": tempfile.mkdtemp(prefix="wfcelery-chaos-outbox-"),
 }
 
@@ -70,6 +71,7 @@ def random_dag(nodes: int, rng: random.Random, sleep: float) -> Workflow:
 
 class Worker:
     def __init__(self, n: int, broker: str, backend: str, prefix: str, queue: str, logdir: Path) -> None:
+        self.n = n
         self.hostname = f"chaos{n}-{os.getpid()}@{socket.gethostname()}"
         env = {
             **os.environ,
@@ -82,7 +84,7 @@ class Worker:
         }
         cmd = [sys.executable, "-m", "celery", "-A", "tests.proj", "worker", "-Q", queue, "-n", self.hostname]
         cmd += ["-P", "prefork", "-c", "4", "--loglevel", "WARNING", "--without-mingle", "--without-gossip"]
-        self.log = open(logdir / f"worker{n}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.log = open(logdir / f"worker{n}.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
     def children(self) -> list[int]:
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                     victim = workers.pop(rng.randrange(len(workers)))
                     victim.kill()
                     victim.log.close()
-                    workers.append(Worker(spawned, broker, backend, prefix, queue, logdir))
+                    # restarted under the same name (as systemd or Kubernetes would): it replays the outbox
+                    workers.append(Worker(victim.n, broker, backend, prefix, queue, logdir))
                     spawned += 1
                 else:
                     children = [c for w in workers for c in w.children()]
@@ -212,6 +215,14 @@ def settle(engine: Any, probe: redis.Redis, runs: list[Any], prefix: str, settle
             1 for s in states.values() for n in s.nodes.values() if n.status.value != "SUCCEEDED"
         ),
         "bodies_run_twice": runs_twice,
+        "unfinished_nodes": dict(
+            Counter(
+                n.status.value
+                for s in states.values()
+                for n in s.nodes.values()
+                if n.status.value != "SUCCEEDED"
+            )
+        ),
     }
 
 

@@ -131,6 +131,7 @@ class Reconciler:
         self.hostname = hostname
         self.patient = patient  # in workers: act on a missing heartbeat only once seen missing for a TTL
         self._missing_since: dict[str, float] = {}
+        self._queued_since: dict[tuple[str, int, int], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -197,6 +198,8 @@ class Reconciler:
                 )
                 repairs.append(Repair(run_id, name, "failed", why))
         queued = {i for i, n in nodes.items() if n.code == NodeStatus.QUEUED.code}
+        if queued and record.status.value == "RUNNING" and self.settings.queued_timeout > 0:
+            repairs += self._stale_queued(run_id, plan, {i: nodes[i] for i in queued})
         if queued:
             for index, raw in self.tracker.dropped_marks(run_id).items():
                 mark = DroppedMark.decode(raw)
@@ -212,6 +215,20 @@ class Reconciler:
             if out.finish:
                 self.side.run_ended(run_id, plan, out.finish)
                 repairs.append(Repair(run_id, None, "finished", f"every node was done: {out.finish.status}"))
+        return repairs
+
+    def _stale_queued(self, run_id: str, plan: Any, queued: dict[int, NodeRecord]) -> list[Repair]:
+        """QUEUED nodes this reconciler has seen at the same epoch for ``wfcelery_queued_timeout``: their
+        message may be lost (a worker died between recording a release and publishing it)."""
+        now, repairs = time.monotonic(), []
+        for index, node in queued.items():
+            first = self._queued_since.setdefault((run_id, index, node.epoch), now)
+            if now - first < self.settings.queued_timeout:
+                continue
+            why = f"QUEUED {self.settings.queued_timeout:g} s (wfcelery_queued_timeout): its message may be lost"
+            repairs += self._requeue(run_id, index, plan.nodes[index].name, node, why)
+        if len(self._queued_since) > 100_000:
+            self._queued_since.clear()
         return repairs
 
     def _gone(self, host: str, boot_ms: int | None, started_ms: int) -> str | None:

@@ -43,6 +43,10 @@ DEFAULT_TIME_LIMIT_GRACE = 60.0
 DEFAULT_UNKNOWN_GRACE = 30.0
 #: Deliveries of a node that never finished (its worker died each time) before the node is quarantined.
 DEFAULT_QUARANTINE_AFTER = 3
+#: Seconds a node may stay QUEUED (same epoch, seen by the reconciler) before it is re-published under a new
+#: epoch, in case its message was lost (0: never). Off by default: in a long queue a waiting node would be
+#: sent to the back of it.
+DEFAULT_QUEUED_TIMEOUT = 0.0
 #: Seconds a tracker call may block on a socket (a frozen Redis must not hang a worker for long).
 DEFAULT_SOCKET_TIMEOUT = 10.0
 
@@ -69,6 +73,7 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
+    queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -97,6 +102,7 @@ class Settings:
             unknown_grace=_number(conf, "unknown_grace", DEFAULT_UNKNOWN_GRACE),
             quarantine_after=int(_number(conf, "quarantine_after", DEFAULT_QUARANTINE_AFTER)),
             socket_timeout=_number(conf, "socket_timeout", DEFAULT_SOCKET_TIMEOUT),
+            queued_timeout=_number(conf, "queued_timeout", DEFAULT_QUEUED_TIMEOUT),
         )
         return replace(settings, **overrides) if overrides else settings
 

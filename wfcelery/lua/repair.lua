@@ -5,7 +5,7 @@
 -- The run record counts deliveries that never finished per node, field 'l:<node index>'.
 -- ARGV[1] operation:
 --   'requeue'   ARGV[2] node index   ARGV[3] the node record as read (the fence)   ARGV[4] quarantine limit
---               a node RUNNING on a dead worker (or past its time limit without a report): QUEUED again
+--               a node RUNNING on a dead worker, or QUEUED past wfcelery_queued_timeout: QUEUED again
 --               under a new epoch, so the original message, if it ever comes back, is stale
 --   'received'  ARGV[2] node index   ARGV[3] the message's epoch   ARGV[4] quarantine limit
 --               a redelivered message reached a worker; counted while its node has not started in that
@@ -43,11 +43,14 @@ if op == 'received' then
   return {'ok', n.e, lost, false}
 end
 
--- requeue
+-- requeue (a QUEUED node too: its message may be lost; it is not counted as a delivery that died)
 if redis.call('HGET', K_NODES, idx) ~= ARGV[3] or TERMINAL[n.s] then
   return {'ignored', 0, 0, false}
 end
-local lost = redis.call('HINCRBY', K_RUN, 'l:' .. idx, 1)
+local lost = 0
+if n.s == 'R' then
+  lost = redis.call('HINCRBY', K_RUN, 'l:' .. idx, 1)
+end
 if status ~= 'RUNNING' then
   settle(idx, n, 'X')
   touch_if_finished(status)
