@@ -225,7 +225,8 @@ class Reconciler:
             first = self._queued_since.setdefault((run_id, index, node.epoch), now)
             if now - first < self.settings.queued_timeout:
                 continue
-            why = f"QUEUED {self.settings.queued_timeout:g} s (wfcelery_queued_timeout): its message may be lost"
+            timeout = self.settings.queued_timeout
+            why = f"QUEUED {timeout:g} s (wfcelery_queued_timeout): its message may be lost"
             repairs += self._requeue(run_id, index, plan.nodes[index].name, node, why)
         if len(self._queued_since) > 100_000:
             self._queued_since.clear()
