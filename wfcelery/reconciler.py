@@ -5,7 +5,8 @@ and ``wfcelery sweep`` runs one sweep by hand. A sweep reads every live run (``<
 
 * a node RUNNING on a worker that is gone -- no heartbeat (``<prefix>:worker:<hostname>``, refreshed every
   ``wfcelery_heartbeat`` seconds with a TTL of three beats), or a heartbeat from a worker that booted after
-  the node started (restarted under the same name) -- is QUEUED again under a new epoch and re-published
+  the node started (restarted under the same name), or a live worker whose heartbeat has not listed the
+  node's task for three beats (its pool process died) -- is QUEUED again under a new epoch and re-published
   (repair.lua): its original message, if the broker ever gives it back, is stale and dropped, and a late
   report from the original is ignored. After ``wfcelery_quarantine_after`` deliveries that never finished,
   the node FAILS instead ("killed 3 workers"), so one bad message cannot starve a queue;
@@ -29,7 +30,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from celery.worker import state as worker_state
+
 from .errors import RunNotFound
+from .keys import parse_task_id, task_id
 from .records import NodeRecord
 from .states import NodeStatus
 
@@ -87,6 +91,23 @@ class DroppedMark:
         return {"type": "MessageRejected", "message": message, "traceback": ""}
 
 
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A heartbeat's value: ``<boot ms (Redis clock)>[ <task id>,<task id>...]`` -- when the worker booted
+    and the wfcelery tasks its pool is running now."""
+
+    boot_ms: int
+    active: frozenset[str]
+
+    def encode(self) -> str:
+        return f"{self.boot_ms} {','.join(sorted(self.active))}".rstrip()
+
+    @classmethod
+    def decode(cls, raw: str) -> WorkerBeat:
+        boot, _, active = raw.partition(" ")
+        return cls(int(boot), frozenset(filter(None, active.split(","))))
+
+
 class Heartbeat:
     """Keeps this worker's heartbeat alive from a daemon thread in its main process."""
 
@@ -101,7 +122,9 @@ class Heartbeat:
     def beat(self) -> None:
         if self.boot_ms is None:
             self.boot_ms = self.tracker.server_ms()
-        self.tracker.beat(self.hostname, self.boot_ms, self.interval * HEARTBEAT_BEATS)
+        active = frozenset(r.id for r in list(worker_state.active_requests) if parse_task_id(r.id or ""))
+        value = WorkerBeat(self.boot_ms, active).encode()
+        self.tracker.beat(self.hostname, value, self.interval * HEARTBEAT_BEATS)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="wfcelery-heartbeat", daemon=True)
@@ -131,6 +154,7 @@ class Reconciler:
         self.hostname = hostname
         self.patient = patient  # in workers: act on a missing heartbeat only once seen missing for a TTL
         self._missing_since: dict[str, float] = {}
+        self._inactive_since: dict[str, float] = {}
         self._queued_since: dict[tuple[str, int, int], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -178,11 +202,14 @@ class Reconciler:
         plan = self.side.plans.get(record.plan)
         repairs: list[Repair] = []
         hosts = sorted({record.workers.get(n.worker, "") for n in running.values()} - {""})
-        boots = self.tracker.heartbeats(hosts)
+        beats = {h: WorkerBeat.decode(v) if v else None for h, v in self.tracker.heartbeats(hosts).items()}
         for index, node in sorted(running.items()):
             host = record.workers.get(node.worker, "")
             started_ms = record.created_ms + (node.started_ms or 0)
-            why = self._gone(host, boots.get(host), started_ms)
+            beat = beats.get(host)
+            why = self._gone(host, beat.boot_ms if beat else None, started_ms)
+            if why is None and beat is not None:
+                why = self._not_running(host, beat, task_id(run_id, index, node.epoch), now_ms - started_ms)
             name = plan.nodes[index].name
             if why:
                 repairs += self._requeue(run_id, index, name, node, why)
@@ -231,6 +258,19 @@ class Reconciler:
         if len(self._queued_since) > 100_000:
             self._queued_since.clear()
         return repairs
+
+    def _not_running(self, host: str, beat: WorkerBeat, tid: str, running_ms: int) -> str | None:
+        """Why a node RUNNING on a live worker is not running there (its pool process died and Celery's
+        requeued message went to a worker that refused it as a copy), or None."""
+        ttl = self.settings.heartbeat * HEARTBEAT_BEATS
+        if tid in beat.active or running_ms < ttl * 1000:
+            self._inactive_since.pop(tid, None)
+            return None
+        first = self._inactive_since.setdefault(tid, time.monotonic())
+        if self.patient and time.monotonic() - first < ttl:
+            return None
+        self._inactive_since.pop(tid, None)
+        return f"not running on worker {host} any more (its pool process died?)"
 
     def _gone(self, host: str, boot_ms: int | None, started_ms: int) -> str | None:
         """Why the worker that started a node at ``started_ms`` is gone, or None while it lives."""

@@ -180,18 +180,18 @@ class Tracker:
             sec, usec = self.client.time()
         return int(sec) * 1000 + int(usec) // 1000
 
-    def beat(self, hostname: str, boot_ms: int, ttl: float) -> None:
-        """A worker's heartbeat: its boot time, kept ``ttl`` seconds."""
+    def beat(self, hostname: str, value: str, ttl: float) -> None:
+        """A worker's heartbeat (``reconciler.WorkerBeat``), kept ``ttl`` seconds."""
         with converted_errors("send a heartbeat"):
-            self.client.set(self.keys.worker(hostname), boot_ms, px=int(ttl * 1000))
+            self.client.set(self.keys.worker(hostname), value, px=int(ttl * 1000))
 
-    def heartbeats(self, hostnames: Sequence[str]) -> dict[str, int | None]:
-        """Each worker's boot time (ms), None for a worker with no live heartbeat."""
+    def heartbeats(self, hostnames: Sequence[str]) -> dict[str, str | None]:
+        """Each worker's heartbeat value, None for a worker with no live heartbeat."""
         if not hostnames:
             return {}
         with converted_errors("read heartbeats"):
             values = self.client.mget([self.keys.worker(h) for h in hostnames])
-        return {h: int(v) if v else None for h, v in zip(hostnames, values, strict=True)}
+        return dict(zip(hostnames, values, strict=True))
 
     def elect(self, hostname: str, ttl: float) -> bool:
         """Take or keep the reconciler's lease for ``ttl`` seconds; False when another worker holds it."""
