@@ -546,7 +546,7 @@ def test_start_gate_is_strict_when_the_tracker_is_unreachable(app, engine, r, ca
     assert r.hgetall(f"{app.conf.wfcelery_key_prefix}:count:{run.id}") == {}, "a body ran unchecked"
     assert status_of(run, "a") is NodeStatus.QUEUED
     with in_thread_worker(app):
-        assert run.wait(timeout=30) == {"a": "a"}
+        assert run.wait(timeout=60) == {"a": "a"}
     assert r.hgetall(f"{app.conf.wfcelery_key_prefix}:count:{run.id}") == {"a": "1"}
 
 
