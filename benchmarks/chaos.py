@@ -54,7 +54,7 @@ FAST_RECOVERY = {
     "wfcelery_sweep_interval": 2,
     "wfcelery_report_retry": 2,
     "wfcelery_gate_wait": 2,
-    "wfcelery_socket_timeout": 3,
+    "wfcelery_redis_timeout": 3,
     "wfcelery_queued_timeout": 30,
     "wfcelery_outbox_dir": tempfile.mkdtemp(prefix="wfcelery-chaos-outbox-"),
 }

@@ -1,5 +1,5 @@
-"""The benchmark's machinery: a throwaway Redis, worker subprocesses, completion polling, CPU and memory meters,
-and an optional py-spy profiler. Nothing here knows about a particular scenario.
+"""The benchmark's machinery: a throwaway Redis, worker subprocesses, completion polling, CPU and memory
+meters, and an optional py-spy profiler. Nothing here knows about a particular scenario.
 
 Layout of the benchmark Redis (one server, started on a free port, never the machine's 6379):
   db 0  broker (queues, unacked, bindings)
@@ -368,7 +368,8 @@ class Waiter:
 
 def pubsub_state(r: redis.Redis) -> dict[str, int]:
     """Result-channel subscriptions held by every client and the output buffers Redis keeps for them (a
-    subscriber that never reads -- e.g. a worker that published a chord -- makes Redis buffer every result)."""
+    subscriber that never reads -- e.g. a worker that published a chord -- makes Redis buffer every
+    result)."""
     clients = r.client_list()
     return {
         "subscriptions": sum(int(c.get("sub", 0)) + int(c.get("psub", 0)) for c in clients),

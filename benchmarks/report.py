@@ -7,62 +7,65 @@ from typing import Any
 
 GB = 1_000_000_000
 
-#: Why each target is missed and what would close it: from py-spy profiles of this harness, from timing the hooks'
-#: pieces in isolation and from runs with --conf variants (2 vCPU shared with other work, 2026-11-25, wfcelery at
-#: 089280c; see benchmarks/README.md "Findings"). Printed under "Gaps" only for the targets a run misses.
+#: Why each target is missed and what would close it: from py-spy profiles of this harness, from timing the
+#: hooks' pieces in isolation and from runs with --conf variants (2 vCPU shared with other work, 2026-11-25,
+#: wfcelery at 089280c; see benchmarks/README.md "Findings"). Printed under "Gaps" only for the targets a run
+#: misses.
 GAP_NOTES: dict[str, str] = {
     "small_vs_celery": (
-        "With Celery's result keys kept (the default) wfcelery and the plain canvas cost about the same CPU per "
-        "task (see the CPU-time estimate), so the wall-clock ratio swings with other load on the machine. "
-        "With --conf wfcelery_celery_results=false wfcelery needs ~15% less CPU per task than the canvas."
+        "With Celery's result keys kept (the default) wfcelery and the plain canvas cost about the same CPU "
+        "per task (see the CPU-time estimate), so the wall-clock ratio swings with other load on the "
+        "machine. With --conf wfcelery_celery_results=false wfcelery needs ~15% less CPU per task than the "
+        "canvas."
     ),
     "small_vs_ceiling": (
-        "Why: the ceiling's messages are published by the client, its tasks only run; a wfcelery node is the same "
-        "task plus two Lua calls in the pool process (start gate before the body, succeed after: ~0.08 and "
-        "~0.09 ms CPU each, Python + Redis, timed in isolation) and the publishing of the children it releases "
-        "(~0.4 ms per message, ~0.15 ms of it the task-sent event). py-spy on the pool processes (see Profile): "
-        "Celery's own result writes 31-36% (STARTED and SUCCESS: a GET, then SETEX + PUBLISH, each), publishing "
-        "released children 22-31%, succeed 8-11%, start gate 7-10%. What closes it: not writing Celery's result "
-        "keys for nodes -- the tracker keeps every result -- which wfcelery_celery_results=False does (ignore_result "
-        "on node messages, which also skips STARTED): measured 1.01x the ceiling wall-clock and 1.12x by CPU "
-        "(quick run, --conf wfcelery_celery_results=false). Making that the default, or documenting it as the "
-        "setting for volume, closes the gap."
+        "Why: the ceiling's messages are published by the client, its tasks only run; a wfcelery node is the "
+        "same task plus two Lua calls in the pool process (start gate before the body, succeed after: ~0.08 "
+        "and ~0.09 ms CPU each, Python + Redis, timed in isolation) and the publishing of the children it "
+        "releases (~0.4 ms per message, ~0.15 ms of it the task-sent event). py-spy on the pool processes "
+        "(see Profile): Celery's own result writes 31-36% (STARTED and SUCCESS: a GET, then SETEX + PUBLISH, "
+        "each), publishing released children 22-31%, succeed 8-11%, start gate 7-10%. What closes it: not "
+        "writing Celery's result keys for nodes -- the tracker keeps every result -- which "
+        "wfcelery_celery_results=False does (ignore_result on node messages, which also skips STARTED): "
+        "measured 1.01x the ceiling wall-clock and 1.12x by CPU (quick run, --conf "
+        "wfcelery_celery_results=false). Making that the default, or documenting it as the setting for "
+        "volume, closes the gap."
     ),
     "long_chain": (
-        "Why: a chain is serial, so its rate is 1 / per-step latency. A wfcelery step is one full Celery task "
-        "round trip (delivery, start gate, body, result writes, succeed, publish of the next node, ack): "
-        "~2-2.5 ms here whatever the chain's length, while plain Celery slows with length (every message carries "
-        "the rest of the chain: 12 ms of worker CPU per task at 2,000). 10x plain chain needs a serial chain to "
-        "run above this machine's parallel no-op ceiling (bound below), which no design that runs every node as "
-        "its own Celery task can do here; against plain chain at 60-70 tasks/s (issue #6's machine) the same "
-        "~480 tasks/s is ~7x. What shortens the step: wfcelery_celery_results=False (drops 4 of ~8 Redis round "
-        "trips per step), then one Lua call per node instead of two (check the gate in memory, record RUNNING "
-        "together with the success or in a pipeline with the body's first Redis call), and no task-sent event "
-        "for worker-published nodes."
+        "Why: a chain is serial, so its rate is 1 / per-step latency. A wfcelery step is one full Celery "
+        "task round trip (delivery, start gate, body, result writes, succeed, publish of the next node, "
+        "ack): ~2-2.5 ms here whatever the chain's length, while plain Celery slows with length (every "
+        "message carries the rest of the chain: 12 ms of worker CPU per task at 2,000). 10x plain chain "
+        "needs a serial chain to run above this machine's parallel no-op ceiling (bound below), which no "
+        "design that runs every node as its own Celery task can do here; against plain chain at 60-70 "
+        "tasks/s (issue #6's machine) the same ~480 tasks/s is ~7x. What shortens the step: "
+        "wfcelery_celery_results=False (drops 4 of ~8 Redis round trips per step), then one Lua call per "
+        "node instead of two (check the gate in memory, record RUNNING together with the success or in a "
+        "pipeline with the body's first Redis call), and no task-sent event for worker-published nodes."
     ),
     "tracker_bytes": (
         "Per 10-node run at 089280c: run hash ~430 B, nodes hash ~520 B, event log ~460 B, run index ~120 B "
-        "(null results are no longer stored). What would close the rest: intern worker hostnames, which every "
-        "node's entry repeats (-12 B per task here, more with real hostnames like celery@ip-10-0-0-1.ec2.internal); "
-        "drop run fields derivable from the run id or the settings (chan is <prefix>:{<run>}:done, ttl, maxlen, "
-        "policy: ~-8 B); the event log repeats each node's start and finish times that the nodes hash already "
-        "holds: keep run transitions, failures and retries only, or expire the log soon after the run ends "
-        "(up to -45 B)."
+        "(null results are no longer stored). What would close the rest: intern worker hostnames, which "
+        "every node's entry repeats (-12 B per task here, more with real hostnames like "
+        "celery@ip-10-0-0-1.ec2.internal); drop run fields derivable from the run id or the settings (chan "
+        "is <prefix>:{<run>}:done, ttl, maxlen, policy: ~-8 B); the event log repeats each node's start and "
+        "finish times that the nodes hash already holds: keep run transitions, failures and retries only, or "
+        "expire the log soon after the run ends (up to -45 B)."
     ),
     "projected_memory": (
-        "Celery's own result key per node (~380 B per task, kept result_expires = the run TTL, 7 days) is ~70% of "
-        "the projection and duplicates the tracker's results. wfcelery_celery_results=False leaves the tracker's "
-        "share alone: 0.153 GB measured (quick run at 089280c)."
+        "Celery's own result key per node (~380 B per task, kept result_expires = the run TTL, 7 days) is "
+        "~70% of the projection and duplicates the tracker's results. wfcelery_celery_results=False leaves "
+        "the tracker's share alone: 0.153 GB measured (quick run at 089280c)."
     ),
 }
 
 #: Explanations for worker errors a run may hit (matched against the worker log line of a failed side).
 KNOWN_ERRORS: dict[str, str] = {
     "too many results to unpack": (
-        "wfcelery bug: lua/succeed.lua releases a fan-in node with HMGET K_RESULTS unpack(parents); Lua's unpack "
-        "fails past ~8,000 values, after the script has already recorded the parent's success and counted it (Redis "
-        "does not roll scripts back), so the join is never released and the run stays RUNNING. Fetch the parents' "
-        "results in chunks (or after release, from the worker)."
+        "wfcelery bug: lua/succeed.lua releases a fan-in node with HMGET K_RESULTS unpack(parents); Lua's "
+        "unpack fails past ~8,000 values, after the script has already recorded the parent's success and "
+        "counted it (Redis does not roll scripts back), so the join is never released and the run stays "
+        "RUNNING. Fetch the parents' results in chunks (or after release, from the worker)."
     ),
 }
 
@@ -216,7 +219,8 @@ def markdown(out: dict[str, Any], chart_name: str | None = None) -> str:
         (
             f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['platform']}, load average at start "
             f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; Python {m['python']}, Celery "
-            f"{m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}, Redis server {m.get('redis_server')}; "
+            f"{m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}, "
+            f"Redis server {m.get('redis_server')}; "
             f"wfcelery at {m.get('wfcelery_commit') or 'unknown commit'}."
         ),
         "",
@@ -227,6 +231,7 @@ def markdown(out: dict[str, Any], chart_name: str | None = None) -> str:
     ]
     lines += _targets_md(out)
     lines += _throughput_md(out)
+    lines += _translator_md(out)
     lines += _cost_md(out)
     lines += _memory_md(out)
     lines += _latency_md(out)
@@ -259,8 +264,38 @@ def _targets_md(out: dict[str, Any]) -> list[str]:
         "",
         *_table(["target", "measured", "target", "status", "CPU-time estimate"], rows),
         "",
-        "CPU-time estimate: the same ratio computed from total CPU per task (workers + Redis + client), which "
+        "CPU-time estimate: the same ratio computed from total CPU per task (workers + Redis + client), "
+        "which "
         "other load on the machine disturbs less than wall-clock rates.",
+        "",
+    ]
+
+
+def _translator_md(out: dict[str, Any]) -> list[str]:
+    """The same shapes run by the counters executor, as the raw ``to_canvas`` signature and (where a user
+    would write it by hand) as plain canvas."""
+    rows = []
+    for sc in out["scenarios"]:
+        if sc["name"] not in ("translator", "translator_stages"):
+            continue
+        sides = sc["sides"]
+        rows.append(
+            [
+                sc["title"],
+                *(_n(sides.get(k, {}).get("tasks_per_s")) for k in ("wfcelery", "to_canvas", "celery")),
+                _fail(*sides.values()),
+            ]
+        )
+    if not rows:
+        return []
+    header = ["shape", "counters tasks/s", "to_canvas tasks/s", "hand-written canvas tasks/s", "failures"]
+    return [
+        "## Executors: counters vs to_canvas (the translator) vs hand-written canvas",
+        "",
+        *_table(header, rows),
+        "",
+        "Tasks/s count workflow nodes only (barriers are extra tasks on the to_canvas side). The tracked "
+        "canvas executor is not built yet.",
         "",
     ]
 
@@ -419,10 +454,11 @@ def _memory_md(out: dict[str, Any]) -> list[str]:
         "## Redis memory left after the runs",
         "",
         (
-            "Bytes = drop in `used_memory` when the category's keys are deleted (values, names, dict and expiry "
-            "entries); MEMORY USAGE = sampled `MEMORY USAGE` per task, as a cross-check. Pub/sub: result-channel "
-            "subscriptions still held after the side (by the worker: Celery subscribes a worker that publishes a "
-            "chord to every header result and never unsubscribes) and the output buffers Redis keeps for them."
+            "Bytes = drop in `used_memory` when the category's keys are deleted (values, names, dict and "
+            "expiry entries); MEMORY USAGE = sampled `MEMORY USAGE` per task, as a cross-check. Pub/sub: "
+            "result-channel subscriptions still held after the side (by the worker: Celery subscribes a "
+            "worker that publishes a chord to every header result and never unsubscribes) and the output "
+            "buffers Redis keeps for them."
         ),
         "",
     ]
@@ -438,11 +474,12 @@ def _memory_md(out: dict[str, Any]) -> list[str]:
                 f"Projection to 1M tasks / 100k runs: tracker {p['projected_tracker_bytes'] / GB:.3f} GB + "
                 f"Celery result keys {p['projected_result_bytes'] / GB:.3f} GB = "
                 f"**{p['projected_total_bytes'] / GB:.3f} GB**; at the measured rate 1M tasks take "
-                f"{p['minutes_for_1M_tasks']} minutes on this machine. Peak `used_memory` during the scale run "
-                f"was {scale['sides']['wfcelery']['peak_memory_delta_bytes'] / 1e6:.1f} MB above the start."
+                f"{p['minutes_for_1M_tasks']} minutes on this machine. Peak `used_memory` during the scale "
+                f"run was {scale['sides']['wfcelery']['peak_memory_delta_bytes'] / 1e6:.1f} MB above the "
+                "start."
                 + (
-                    f" Without Celery's result keys (`wfcelery_celery_results=False`) the projection would be "
-                    f"the tracker's {p['projected_tracker_bytes'] / GB:.3f} GB."
+                    f" Without Celery's result keys (`wfcelery_celery_results=False`) the projection would "
+                    f"be the tracker's {p['projected_tracker_bytes'] / GB:.3f} GB."
                     if p.get("celery_results_kept", True) and p["projected_result_bytes"]
                     else ""
                 )
@@ -494,9 +531,9 @@ def _profile_md(out: dict[str, Any]) -> list[str]:
         f"## Profile: {prof['title']}",
         "",
         (
-            "py-spy (non-blocking, ~100 Hz, idle excluded) on every worker process, split into the worker's main "
-            "process and its pool processes; inclusive % of that role's samples, frames present in nearly "
-            "every sample (the bootstrap) left out. A profiled run is slower than an unprofiled one."
+            "py-spy (non-blocking, ~100 Hz, idle excluded) on every worker process, split into the worker's "
+            "main process and its pool processes; inclusive % of that role's samples, frames present in "
+            "nearly every sample (the bootstrap) left out. A profiled run is slower than an unprofiled one."
         ),
         "",
     ]
@@ -514,7 +551,8 @@ def _profile_md(out: dict[str, Any]) -> list[str]:
         ]
         for role, r in sorted(p.get("roles", {}).items(), key=lambda kv: kv[0] != "pool"):
             lines += [
-                f"{side}, {role} process(es), {r['samples']:,} samples -- where they go, then the top frames:",
+                f"{side}, {role} process(es), {r['samples']:,} samples -- "
+                "where they go, then the top frames:",
                 "",
             ]
             lines += _table(["% of samples", "bucket"], [[pct, b] for b, pct in r.get("buckets", [])])

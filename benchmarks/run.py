@@ -1,4 +1,5 @@
-"""Run the benchmarks: ``python -m benchmarks.run --quick`` (about a minute) or ``--full`` (up to ~10 minutes).
+"""Run the benchmarks: ``python -m benchmarks.run --quick`` (about a minute) or ``--full`` (up to
+~10 minutes).
 
 Starts a throwaway Redis on a free port and ``celery worker`` subprocess(es) on it, runs every scenario for
 wfcelery and for plain Celery canvas with the same app, Redis and worker settings, then prints a markdown
@@ -29,7 +30,17 @@ from .harness import Profiler, Workers, WorkerSettings, make_workdir, redis_serv
 from .tasks import QUEUE, make_app
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("ceiling", "small", "long_chain", "wide", "scale", "latency", "control")
+SCENARIOS = (
+    "ceiling",
+    "small",
+    "translator",
+    "translator_stages",
+    "long_chain",
+    "wide",
+    "scale",
+    "latency",
+    "control",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -160,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runners = {
             "ceiling": lambda: scenarios.ceiling(bench, sizes.ceiling),
             "small": lambda: scenarios.small(bench, sizes.small_runs),
+            "translator": lambda: scenarios.translator(bench, sizes.translator_runs),
+            "translator_stages": lambda: scenarios.translator_stages(bench, sizes.translator_runs),
             "long_chain": lambda: scenarios.long_chain(bench, sizes.chain),
             "wide": lambda: scenarios.wide(bench, sizes.wide),
             "scale": lambda: scenarios.scale(bench, sizes.scale_runs),

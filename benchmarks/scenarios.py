@@ -1,4 +1,4 @@
-"""The seven benchmarks. Each runs its wfcelery side and its plain Celery canvas side on the same app, Redis
+"""The benchmarks. Each runs its wfcelery side and its plain Celery canvas side on the same app, Redis
 and workers, one after the other, and returns a dict for the report.
 
 Every side starts from an empty result/tracker database (db 1) and is timed end to end: from the first
@@ -18,6 +18,8 @@ from celery import Celery, chain, chord, group
 
 import wfcelery
 from wfcelery import Workflow
+from wfcelery.canvas import translate
+from wfcelery.compiler import compile_workflow
 
 from .harness import (
     Meter,
@@ -44,6 +46,7 @@ PROJECT_TASKS, PROJECT_RUNS = 1_000_000, 100_000
 class Sizes:
     ceiling: int
     small_runs: int
+    translator_runs: int
     chain: int
     wide: int
     scale_runs: int
@@ -55,6 +58,7 @@ class Sizes:
 QUICK = Sizes(
     ceiling=2_000,
     small_runs=200,
+    translator_runs=30,
     chain=300,
     wide=2_000,
     scale_runs=1_000,
@@ -65,6 +69,7 @@ QUICK = Sizes(
 FULL = Sizes(
     ceiling=10_000,
     small_runs=2_000,
+    translator_runs=2_000,
     chain=2_000,
     wide=10_000,
     scale_runs=10_000,
@@ -288,6 +293,68 @@ def small(b: Bench, runs: int, memory: bool = True) -> dict[str, Any]:
     }
 
 
+# -- 2b. the translator: counters executor vs to_canvas vs hand-written canvas -------------------------------
+
+#: Stages of the translator benchmark's second shape: 3 stages of 4 (stage -> stage needs a barrier).
+STAGES, STAGE_WIDTH = 3, 4
+
+
+def stages_workflow() -> Workflow:
+    wf = Workflow("bench-stages")
+    wf.stages(*[[wf.add(f"s{s}_{i}", "bench.noop").name for i in range(STAGE_WIDTH)] for s in range(STAGES)])
+    return wf
+
+
+def submit_translated(b: Bench, wf: Workflow, count: int) -> Submit:
+    """``count`` raw ``to_canvas`` signatures (fresh ids each), published with plain ``apply_async``."""
+    plan = compile_workflow(wf.validate(b.app))
+    return b.submit_canvas(lambda: translate(plan, b.app).signature, count)
+
+
+def translator(b: Bench, runs: int) -> dict[str, Any]:
+    """a -> 8 -> c: the translator emits exactly the canvas a user writes by hand."""
+    tasks = runs * SMALL_TASKS
+    noop = b.noop
+    wf_def = small_workflow()
+    wf = b.measure("wfcelery (counters)", tasks, runs, b.submit_runs(wf_def, runs), _timeout(tasks))
+    raw = b.measure("to_canvas", tasks, runs, submit_translated(b, wf_def, runs), _timeout(tasks))
+    cel = b.measure(
+        "celery chain(a, chord(8), c)",
+        tasks,
+        runs,
+        b.submit_canvas(
+            lambda: chain(noop.s(), chord([noop.s() for _ in range(SMALL_WIDTH)], noop.s())), runs
+        ),
+        _timeout(tasks),
+    )
+    return {
+        "name": "translator",
+        "title": f"Executors on {runs:,} runs of a -> {SMALL_WIDTH} parallel -> c",
+        "params": {"runs": runs, "tasks": tasks},
+        "sides": {"wfcelery": wf, "to_canvas": raw, "celery": cel},
+        "ratios": {
+            "tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"]),
+            "to_canvas_vs_celery": _ratio(raw["tasks_per_s"], cel["tasks_per_s"]),
+        },
+    }
+
+
+def translator_stages(b: Bench, runs: int) -> dict[str, Any]:
+    """3 stages of 4: to_canvas joins each stage in a celery.accumulate barrier (2 extra tasks a run: the
+    stage-to-stage join and the end), the counters executor needs none."""
+    wf_def = stages_workflow()
+    tasks = runs * len(wf_def)
+    wf = b.measure("wfcelery (counters)", tasks, runs, b.submit_runs(wf_def, runs), _timeout(tasks))
+    raw = b.measure("to_canvas", tasks, runs, submit_translated(b, wf_def, runs), _timeout(tasks))
+    return {
+        "name": "translator_stages",
+        "title": f"Executors on {runs:,} runs of {STAGES} stages of {STAGE_WIDTH}",
+        "params": {"runs": runs, "tasks": tasks, "barriers_per_run": STAGES},
+        "sides": {"wfcelery": wf, "to_canvas": raw},
+        "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], raw["tasks_per_s"])},
+    }
+
+
 # -- 3. long chain ----------------------------------------------------------------------------------------
 
 
@@ -476,7 +543,8 @@ def control(b: Bench, n: int) -> dict[str, Any]:
     wf_side = {k: timings[k] for k in ("submit_s", "pause_s", "resume_s", "cancel_s", "cleanup_s")}
     wf_side.update(checks)
     b.log(
-        f"  control on {n:,} queued nodes: pause {timings['pause_s']:.3f} s, resume {timings['resume_s']:.3f} s,"
+        f"  control on {n:,} queued nodes: pause {timings['pause_s']:.3f} s,"
+        f" resume {timings['resume_s']:.3f} s,"
         f" cancel {timings['cancel_s']:.3f} s; celery revoke of {n:,} ids {timings['revoke_s']:.3f} s"
     )
     ok = checks == {"after_pause": "PAUSED", "after_resume": "RUNNING", "after_cancel": "CANCELLED"}

@@ -43,7 +43,8 @@ def make_app(broker: str, backend: str, prefix: str = PREFIX, conf: dict[str, An
 
     @app.task(name="bench.stamp")
     def stamp(prev: Any = None) -> list[float | None]:
-        """Returns ``[end time, start - parent's end]`` (seconds); the parent's result is its first argument."""
+        """Returns ``[end time, start - parent's end]`` (seconds); the parent's result is its first
+        argument."""
         start = time.time()
         latency = start - float(prev[0]) if prev else None
         return [time.time(), latency]

@@ -12,25 +12,21 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import celery.contrib.testing.tasks  # noqa: F401  (registers celery.ping for start_worker)
 import pytest
 import redis
 from celery import Celery
-from celery.contrib.testing.worker import start_worker
 from celery.worker import state as worker_state
 
+from tests.helpers import ROOT, in_thread_worker
 from tests.proj import make_app
 from tests.redis_server import FaultyRedis, RedisServer
 from wfcelery.keys import Keys
 from wfcelery.records import Event
 from wfcelery.states import TRANSITIONS, NodeStatus
 
-ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI") == "true"
 _dbs = itertools.count(1)
 
 
@@ -87,8 +83,10 @@ def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
         return made[-1]
 
     yield factory
-    for app in made:  # an in-thread worker started the gate, heartbeat, reconciler threads: let them go
-        app._wfcelery_worker.gate.stop()
+    for app in made:  # an in-thread worker started the message filter's, heartbeat, reconciler threads
+        message_filter = vars(app._wfcelery_worker).get("message_filter")  # only if one was made
+        if message_filter is not None:
+            message_filter.stop()
         app._wfcelery_worker.stop_services()
 
 
@@ -148,24 +146,6 @@ def _clear_revoked() -> Iterator[None]:
     worker_state.revoked.clear()
     yield
     worker_state.revoked.clear()
-
-
-@contextmanager
-def in_thread_worker(
-    app: Celery, queues: list[str] | None = None, concurrency: int = 4, pool: str = "threads"
-) -> Iterator[Any]:
-    """A real Celery worker in this process (threads pool), consuming ``queues``."""
-    qs = queues or [app.conf.task_default_queue]
-    with start_worker(
-        app,
-        pool=pool,
-        concurrency=concurrency,
-        perform_ping_check=False,
-        loglevel="WARNING",
-        queues=qs,
-        shutdown_timeout=10,
-    ) as worker:
-        yield worker
 
 
 @pytest.fixture
@@ -269,29 +249,3 @@ def worker_process(redis_url: str, uid: str) -> Iterator[Callable[..., WorkerPro
     yield factory
     for w in started:
         w.stop()
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, message: str = "condition"
-) -> Any:
-    """Poll ``predicate`` until truthy; fail the test with ``message`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(interval)
-
-
-def rabbitmq_url() -> str | None:
-    """The local RabbitMQ, or None (skip) -- in CI a missing RabbitMQ fails instead."""
-    url = os.environ.get("WFCELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-        return url
-    except OSError:
-        if IN_CI:
-            pytest.fail("RabbitMQ is required in CI (127.0.0.1:5672) but is not reachable")
-        return None

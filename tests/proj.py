@@ -21,23 +21,26 @@ import wfcelery
 def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celery", **conf: Any) -> Celery:
     app = Celery("proj", broker=broker, backend=backend, set_as_current=False)
     app.conf.update(
-        task_default_queue=default_queue,
-        wfcelery_key_prefix=prefix,
-        wfcelery_redis_url=backend,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        **conf,
+        {
+            "task_default_queue": default_queue,
+            "wfcelery_key_prefix": prefix,
+            "wfcelery_redis_url": backend,
+            "broker_connection_retry_on_startup": True,
+            "worker_hijack_root_logger": False,
+            "wfcelery_inspect_timeout": 0.5,  # the submit-time queue check: local workers answer in ms
+            **conf,  # a test's own configuration wins
+        }
     )
     register_tasks(app)
     wfcelery.install(app)
     return app
 
 
-def _probe(app: Celery) -> redis.Redis:
-    """Where probes write: the tracker's Redis, unless a fault test restarts that one (test_probe_url)."""
+def _probe(app: Celery, socket_timeout: float | None = 5) -> redis.Redis:
+    """Where probes write: the tracker's Redis, unless a fault test restarts that one (test_probe_url).
+    redis-py 8 reads with a 5 s socket timeout by default: a longer BLPOP needs a longer one."""
     url = app.conf.get("test_probe_url") or app.conf.wfcelery_redis_url
-    # socket_timeout=None: redis-py 8 reads with a 5 s timeout by default, which cuts a longer BLPOP short
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=None)
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=socket_timeout)
 
 
 def register_tasks(app: Celery) -> None:
@@ -60,14 +63,17 @@ def register_tasks(app: Celery) -> None:
         return {"args": list(args), "kwargs": kwargs}
 
     @app.task(shared=False, name="proj.record", bind=True)
-    def record(self: Any, *args: Any, sleep: float = 0.0, **kwargs: Any) -> str:
-        """Writes start/end (Redis TIME, us), worker hostname and a run counter, for edge checks."""
+    def record(self: Any, *args: Any, sleep: float = 0.0, hold: str | None = None, **kwargs: Any) -> str:
+        """Writes start/end (Redis TIME, us), worker hostname and a run counter, for edge checks.
+        ``hold``: before ending, wait until the test pushes to this key (BLPOP), like proj.block."""
         r = _probe(app)
         node = self.request.wf_node if hasattr(self.request, "wf_node") else "?"
         key = f"{prefix}:probe:{self.request.wf_run}"
         start = _now_us(r)
         if sleep:
             time.sleep(sleep)
+        if hold:
+            r.blpop([hold], timeout=30)
         end = _now_us(r)
         pipe = r.pipeline()
         pipe.hset(key, f"{node}:start", start)
@@ -80,7 +86,7 @@ def register_tasks(app: Celery) -> None:
     @app.task(shared=False, name="proj.block", bind=True)
     def block(self: Any, key: str, timeout: float = 30.0) -> str:
         """Runs until the test pushes to ``key`` (BLPOP): lets tests observe RUNNING."""
-        r = _probe(app)
+        r = _probe(app, socket_timeout=timeout + 5)
         r.blpop([key], timeout=timeout)
         return "released"
 
@@ -102,7 +108,7 @@ def register_tasks(app: Celery) -> None:
     ) -> int:
         """Runs until the test pushes to ``key`` (like proj.block), then fails like proj.flaky
         (``native``: by Celery's own ``Task.retry``, which re-sends the message under the same id)."""
-        r = _probe(app)
+        r = _probe(app, socket_timeout=timeout + 5)
         r.blpop([key], timeout=timeout)
         n = r.incr(counter)
         if n <= failures:
@@ -128,7 +134,7 @@ def register_tasks(app: Celery) -> None:
     @app.task(shared=False, name="proj.count_block", bind=True)
     def count_block(self: Any, key: str, timeout: float = 30.0) -> str:
         """Counts the body's start (like proj.count), then runs until the test pushes to ``key``."""
-        r = _probe(app)
+        r = _probe(app, socket_timeout=timeout + 5)
         r.hincrby(f"{prefix}:count:{self.request.wf_run}", self.request.wf_node, 1)
         r.blpop([key], timeout=timeout)
         return "released"

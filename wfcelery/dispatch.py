@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, signature
 
 from .compiler import Plan
+from .errors import BrokerUnavailable, WfCeleryError
 from .keys import task_id
 from .records import RESEND_HEADER
 
@@ -37,13 +39,18 @@ class Dispatcher:
         items: Iterable[tuple[int, int, Sequence[Any]]],
         params: Mapping[str, Any],
         countdown: float | None = None,
+        producer: Any = None,
         resend: bool = False,
     ) -> None:
-        """Send node messages: ``items`` are (node index, epoch, parent results). ``resend`` marks a
-        message sent again under the same id on purpose (a tracker-level retry), which a worker still
-        running the first copy must not take for a duplicate."""
+        """Send node messages: ``items`` are (node index, epoch, parent results).
+
+        Each message is JSON whatever the app's ``task_serializer``: pickle apps run workflows too.
+        ``resend`` marks a message sent again under the same id on purpose (a tracker-level retry), which a
+        worker still running the first copy must not take for a duplicate.
+        Raises :class:`BrokerUnavailable` when the broker cannot be reached.
+        """
         app = self.app
-        with app.producer_or_acquire() as producer:
+        with broker_errors(app, f"send the tasks of run {run_id}"), app.producer_or_acquire(producer) as prod:
             for index, epoch, parent_results in items:
                 msg = plan.message(run_id, index, epoch, params, parent_results)
                 if countdown:
@@ -52,7 +59,8 @@ class Dispatcher:
                     msg["headers"][RESEND_HEADER] = 1
                 if self.ignore_result:
                     msg["ignore_result"] = True
-                app.send_task(plan.nodes[index].task, producer=producer, add_to_parent=False, **msg)
+                task = plan.nodes[index].task
+                app.send_task(task, producer=prod, add_to_parent=False, serializer="json", **msg)
 
     def revoke(self, run_id: str, nodes: Sequence[tuple[int, int]], terminate: bool = False) -> list[str]:
         """Broadcast a revoke of these (node index, epoch) messages; returns their task ids."""
@@ -70,3 +78,39 @@ class Dispatcher:
             signature(json.loads(callback_json), app=self.app).apply_async((run_id,))
         except Exception:
             logger.exception("wfcelery: could not send the %s callback of run %s", status, run_id)
+
+
+@contextmanager
+def broker_errors(app: Celery, what: str) -> Iterator[None]:
+    """Turn the broker's connection errors (refused login, unknown vhost, down, timed out) into
+    :class:`BrokerUnavailable`, naming the broker without its password."""
+    from kombu.exceptions import OperationalError
+
+    conn = app.connection_for_write()
+    errors: tuple[type[BaseException], ...] = (
+        OperationalError,
+        *conn.connection_errors,
+        *conn.channel_errors,
+    )
+    try:
+        yield
+    except errors as e:
+        if isinstance(e, WfCeleryError):  # TrackerUnavailable is an OSError too: not the broker's
+            raise
+        raise BrokerUnavailable(
+            f"cannot reach the Celery broker {conn.as_uri()} to {what}: {type(e).__name__}: {e}"
+        ) from e
+    finally:
+        conn.release()
+
+
+def ensure_connected(app: Celery, connection: Any) -> None:
+    """Connect (retrying as Celery's publish policy says, no longer), or raise the broker's error."""
+    policy = app.conf.task_publish_retry_policy or {}
+    connection.ensure_connection(
+        max_retries=policy.get("max_retries", 3),
+        interval_start=policy.get("interval_start", 0),
+        interval_step=policy.get("interval_step", 0.2),
+        interval_max=policy.get("interval_max", 0.2),
+        timeout=app.conf.broker_connection_timeout,
+    )

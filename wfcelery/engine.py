@@ -11,8 +11,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,22 @@ from typing import Any
 from celery import Celery, signature
 
 from .compiler import Plan, PlanCache, compile_workflow
-from .dispatch import Dispatcher
-from .errors import ControlError, RunFailed, TrackerUnavailable, WaitTimeout
+from .consumers import ConsumerCheck, describe, node_queue, unconsumed
+from .dispatch import Dispatcher, broker_errors, ensure_connected
+from .errors import (
+    ConfigurationError,
+    ControlError,
+    NoWorkerError,
+    RunFailed,
+    RunNotFound,
+    TrackerUnavailable,
+    WaitTimeout,
+    WfCeleryError,
+)
 from .keys import task_id
 from .loader import load
 from .model import Workflow
-from .records import NodeRecord, RunRecord, new_run
+from .records import Event, NodeRecord, RunRecord, new_run
 from .settings import Settings
 from .states import NodeState, NodeStatus, RunState, RunStatus
 from .tracker import Finish, Tracker, converted_errors
@@ -45,7 +55,12 @@ class RunSummary:
     total: int
     done: int
 
+    @classmethod
+    def of(cls, run_id: str, r: RunRecord) -> RunSummary:
+        return cls(run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done)
+
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one ``wfcelery list --json`` entry."""
         return {
             "id": self.id,
             "name": self.name,
@@ -63,24 +78,55 @@ class Engine:
     def __init__(self, app: Celery, **overrides: Any) -> None:
         self.app = app
         self._overrides = overrides
+        self._routed: dict[str, str] = {}  # task name -> the queue the app's router picks
+        self._registered: dict[str, Workflow] = {}
 
     # Settings are read on first use, not at install(): install() usually runs at import time, before
     # the project has called app.config_from_object().
     @cached_property
     def settings(self) -> Settings:
+        """The ``wfcelery_*`` settings, read from app.conf on first use (constructor overrides win)."""
         return Settings.from_app(self.app, **self._overrides)
 
     @cached_property
     def tracker(self) -> Tracker:
+        """The tracker on the settings' Redis (one connection pool per engine)."""
         return Tracker(self.settings)
 
     @cached_property
     def dispatch(self) -> Dispatcher:
+        """What the engine sends to Celery: node messages, revokes, callbacks."""
         return Dispatcher(self.app, celery_results=self.settings.celery_results)
 
     @cached_property
     def plans(self) -> PlanCache:
+        """Compiled plans by digest, loaded from the tracker once."""
         return PlanCache(self.tracker.plan_blob)
+
+    @cached_property
+    def consumers(self) -> ConsumerCheck:
+        """The live workers' queues (``inspect().active_queues()``, cached briefly)."""
+        return ConsumerCheck(self.app, self.settings.inspect_timeout)
+
+    # -- routing ----------------------------------------------------------------------------------------
+
+    def queue_of(self, task: str, queue: str | None) -> str:
+        """The queue a node's message goes to: its own ``queue``/``type``, else the app's router."""
+        if queue:
+            return queue
+        cache = self._routed
+        if task not in cache:
+            cache[task] = node_queue(self.app, task, None)
+        return cache[task]
+
+    def node_queues(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, str]:
+        """``{node: queue}``: the queue each node's message goes to, as the app's router picks it."""
+        nodes = plan.nodes if indexes is None else [plan.nodes[i] for i in indexes]
+        return {n.name: self.queue_of(n.task, n.queue) for n in nodes}
+
+    def unconsumed(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, list[str]]:
+        """``{queue: [node, ...]}`` for the nodes whose queue no live worker consumes right now."""
+        return unconsumed(self.consumers.get(), self.node_queues(plan, indexes))
 
     # -- submitting -------------------------------------------------------------------------------------
 
@@ -91,20 +137,41 @@ class Engine:
         *,
         on_success: Any = None,
         on_failure: Any = None,
+        require_workers: bool = False,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
+
+        Before anything is written, the live workers are asked which queues they consume (cached
+        briefly): each node whose queue nobody reads is named in a warning (logged, and kept in
+        ``run.warnings``), or, with ``require_workers=True``, the run is refused.
 
         Args:
             workflow: a Workflow, a path to a YAML/JSON definition, or a definition dict.
             params: values for ``${name}`` placeholders.
             on_success / on_failure: Celery signatures sent once when the run ends, with the run id as
                 first argument. ``on_failure`` also fires for a cancelled run.
+            require_workers: refuse (:class:`NoWorkerError`) when a node's queue has no live consumer,
+                or when the workers cannot be asked.
+
+        Raises:
+            DefinitionError: the definition or the params are wrong (nothing was written).
+            ConfigurationError: the app cannot run workflows (``task_always_eager``, no JSON accepted).
+            NoWorkerError: ``require_workers=True`` and a queue has no consumer.
+            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached
+                (nothing was written).
         """
+        if self.app.conf.task_always_eager:
+            raise ConfigurationError(
+                "task_always_eager=True: Celery would run tasks inside apply_async, but a workflow needs "
+                "real workers (its tracker releases each node when its parents succeed). To run workflows "
+                "in tests, use the wfcelery.testing pytest plugin (README: 'Testing your workflows')"
+            )
         wf = self._workflow(workflow)
         limits = self.settings.limits
         wf.validate(self.app if self.settings.check_tasks else None, limits)
         resolved = wf.resolve_params(params, limits)
         plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits))
+        warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
         record = new_run(
             name=plan.name,
@@ -119,13 +186,32 @@ class Engine:
             on_success=_sig_dict(on_success),
             on_failure=_sig_dict(on_failure),
         )
-        self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
-        try:
-            self.dispatch.publish(plan, run_id, [(i, 0, ()) for i in plan.roots], resolved)
-        except Exception:
-            self.tracker.delete_run(run_id)  # nothing ran: leave no trace
-            raise
-        return Run(self, run_id)
+        with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
+            # connect before writing anything: a broker that is down or refuses us leaves no key behind
+            ensure_connected(self.app, producer.connection)
+            self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
+            try:
+                roots = [(i, 0, ()) for i in plan.roots]
+                self.dispatch.publish(plan, run_id, roots, resolved, producer=producer)
+            except Exception:
+                self.tracker.delete_run(run_id)  # nothing ran: leave no trace
+                raise
+        run = Run(self, run_id)
+        run.warnings = warnings
+        return run
+
+    def _check_workers(self, plan: Plan, require: bool) -> list[str]:
+        consumers = self.consumers.get()
+        if require and (not consumers.known or unconsumed(consumers, self.node_queues(plan))):
+            consumers = self.consumers.get(refresh=True)  # refuse on a fresh answer only
+        if require and not consumers.known:
+            raise NoWorkerError(f"cannot check which queues the workers consume: {consumers.reason}")
+        warnings = describe(unconsumed(consumers, self.node_queues(plan)))
+        if warnings and require:
+            raise NoWorkerError("; ".join(warnings) + " (require_workers: nothing was submitted)")
+        for warning in warnings:
+            logger.warning("wfcelery: workflow %r: %s", plan.name, warning)
+        return warnings
 
     def _workflow(self, workflow: Workflow | str | Path | Mapping[str, Any]) -> Workflow:
         if isinstance(workflow, Workflow):
@@ -155,23 +241,44 @@ class Engine:
             self.tracker.forget([i for i, r in zip(ids, records, strict=True) if not r])
             for run_id, r in zip(ids, records, strict=True):
                 if r and (wanted is None or r.status is wanted) and (name is None or r.name == name):
-                    found.append(
-                        RunSummary(
-                            run_id,
-                            r.name,
-                            r.status,
-                            r.created_ms / 1000,
-                            _seconds(r.finished_ms),
-                            r.total,
-                            r.done,
-                        )
-                    )
+                    found.append(RunSummary.of(run_id, r))
         return found[:limit]
+
+    # -- definitions known by name (the web dashboard's and REST API's catalogue) -----------------------
+
+    def register(self, workflow: Workflow | str | Path | Mapping[str, Any]) -> Workflow:
+        """Make a definition known by its name (``engine.definitions()``); validated first.
+
+        A registered definition wins over a file of the same name in the ``wfcelery_definitions`` folder.
+        """
+        wf = self._workflow(workflow)
+        wf.validate(self.app if self.settings.check_tasks else None)
+        self._registered[wf.name] = wf
+        return wf
+
+    def definitions(self) -> dict[str, Workflow]:
+        """Definitions by name: those registered, and every valid ``*.yaml|*.yml|*.json`` file of the
+        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file is
+        logged and left out)."""
+        found: dict[str, Workflow] = {}
+        folder = self.settings.definitions
+        for path in sorted(Path(folder).glob("*")) if folder else []:
+            if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+                continue
+            try:
+                wf = load(path).validate(self.app if self.settings.check_tasks else None)
+            except WfCeleryError as e:
+                logger.warning("wfcelery: skipping definition %s: %s", path, e)
+                continue
+            found.setdefault(wf.name, wf)
+        return {**found, **self._registered}
 
     # -- control ----------------------------------------------------------------------------------------
 
     def pause(self, run_id: str) -> RunState:
-        out = self.tracker.control(run_id, "pause")
+        """Pause a run: queued nodes wait (revoked and gated), running nodes finish. Raises ControlError
+        when the run is finished, RunNotFound for an unknown id."""
+        out = self.tracker.halt(run_id, "pause")
         if out.after != RunStatus.PAUSED.value:
             raise ControlError(f"cannot pause run {run_id}: it is {out.before}")
         if out.changed:
@@ -180,7 +287,9 @@ class Engine:
         return self.state(run_id)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
-        out = self.tracker.control(run_id, "cancel")
+        """Cancel a run for good: queued nodes are revoked; ``terminate=True`` also stops running tasks
+        (prefork/gevent pools). Calls the run's ``on_failure`` callback once."""
+        out = self.tracker.halt(run_id, "cancel")
         if out.after != RunStatus.CANCELLED.value:
             raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
         if out.changed:
@@ -192,9 +301,11 @@ class Engine:
         return self.state(run_id)
 
     def resume(self, run_id: str) -> RunState:
+        """Resume a paused run: what did not succeed is queued again under a new epoch (fresh task ids)."""
         return self._replan(run_id, "resume")
 
     def retry(self, run_id: str) -> RunState:
+        """Retry a FAILED or CANCELLED run: re-runs what did not succeed, reusing the results that did."""
         return self._replan(run_id, "retry")
 
     def _replan(self, run_id: str, op: str) -> RunState:
@@ -219,10 +330,21 @@ class Engine:
         )
         return self.state(run_id)
 
-    def state(self, run_id: str) -> RunState:
-        """The whole run (status, counts, every node) in one round trip. Raises :class:`RunNotFound`."""
+    def state(self, run_id: str, check_workers: bool = True) -> RunState:
+        """The whole run (status, counts, every node) in one round trip. Raises :class:`RunNotFound`.
+
+        Each node's ``queue`` is the queue its message goes to, as the app's ``task_routes`` pick it for
+        a node without ``type``/``queue``. While nodes wait in a queue, ``idle_queues`` names those no
+        live worker consumes (``inspect().active_queues()``, cached briefly; skipped with
+        ``check_workers=False``).
+        """
         record, nodes, errors = self.tracker.read_run(run_id)
-        return build_state(run_id, record, nodes, errors, self.plans.get(record.plan))
+        state = build_state(run_id, record, nodes, errors, self.plans.get(record.plan), self.queue_of)
+        if not check_workers or state.finished:
+            return state
+        waiting = {n.queue for n in state.nodes.values() if n.status is NodeStatus.QUEUED and n.queue}
+        idle = self.consumers.get().missing(waiting) if waiting else []
+        return replace(state, idle_queues=tuple(idle)) if idle else state
 
     def _ended(self, run_id: str, finish: Finish | None) -> None:
         if finish is not None:
@@ -242,6 +364,23 @@ class Engine:
         self._forget_results(ids)
         self.tracker.delete_run(run_id)
 
+    def cleanup_finished(self, status: str | None = None, older_than: float = 0.0) -> list[str]:
+        """Delete every finished run (only those in ``status``, if given) that ended at least
+        ``older_than`` seconds ago. Returns the ids deleted; live runs are never touched."""
+        wanted = RunStatus(status.upper()) if status else None
+        if wanted is not None and not wanted.finished:
+            raise ControlError(f"cleanup deletes finished runs only, not {wanted.value} ones")
+        cutoff = time.time() - older_than
+        deleted = []
+        for summary in self.runs(status=status, limit=10**9):
+            if summary.status.finished and (summary.finished_at or 0) <= cutoff:
+                try:
+                    self.cleanup(summary.id)
+                except RunNotFound:
+                    continue  # expired or cleaned up meanwhile
+                deleted.append(summary.id)
+        return deleted
+
     def _forget_results(self, ids: list[str]) -> None:
         backend = self.app.backend
         client, key_for = getattr(backend, "client", None), getattr(backend, "get_key_for_task", None)
@@ -260,19 +399,70 @@ class Run:
     def __init__(self, engine: Engine, run_id: str) -> None:
         self.engine = engine
         self.id = run_id
+        #: Warnings from submit: nodes whose queue no live worker consumed at that moment.
+        self.warnings: list[str] = []
 
     def __repr__(self) -> str:
         return f"<Run {self.id}>"
 
-    def state(self) -> RunState:
-        """The whole run (status, counts, every node) in one round trip."""
-        return self.engine.state(self.id)
+    def state(self, check_workers: bool = True) -> RunState:
+        """The whole run (status, counts, every node) in one round trip; see :meth:`Engine.state`."""
+        return self.engine.state(self.id, check_workers)
 
     def results(self) -> dict[str, Any]:
         """Results of the nodes that succeeded so far, by node name."""
         state = self.state()
         raw = self.engine.tracker.results(self.id)  # a None result is not stored
         return {name: raw.get(n.index) for name, n in state.nodes.items() if n.status is NodeStatus.SUCCEEDED}
+
+    def events(self, after: int = 0, block: float | None = None) -> tuple[int, list[Event]]:
+        """The run's transitions logged after offset ``after``: returns (next offset, events).
+
+        With ``block`` (seconds), waits that long at most for at least one new event. Offsets stay valid
+        when the log is trimmed: pass the returned offset to the next call.
+        """
+        block_ms = None if block is None else max(1, int(block * 1000))
+        return self.engine.tracker.events(self.id, after=after, block_ms=block_ms)
+
+    def follow(self, timeout: float | None = None, tick: float = 0.25) -> Iterator[RunState]:
+        """Yield the run's state now and after each transition (at least every ``tick`` seconds) until it
+        ends: the last state yielded is the final one.
+
+        Raises:
+            WaitTimeout: ``timeout`` seconds passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        offset = 0
+        while True:
+            state = self.state()
+            yield state
+            if state.finished:
+                return
+            block = tick if deadline is None else min(tick, deadline - time.monotonic())
+            if block <= 0:
+                raise WaitTimeout(f"run {self.id} is still {state.status.value} after {timeout} s")
+            offset, _ = self.events(after=offset, block=block)
+
+    def summary(self) -> RunSummary:
+        """Status, times and progress (nodes finished / all) from the run record alone: cheap on any run."""
+        return RunSummary.of(self.id, self.engine.tracker.run_record(self.id))
+
+    def node(self, name: str) -> NodeState:
+        """One node's state, read without the rest of the run (cheap on large runs). KeyError if unknown."""
+        plan = self.plan()
+        index = plan.by_name[name].index
+        record, nodes, errors = self.engine.tracker.read_run(self.id, only=[index])
+        state = build_state(self.id, record, nodes, errors, plan, self.engine.queue_of, only=[index])
+        return state.nodes[name]
+
+    def result(self, node: str) -> Any:
+        """The stored result of one node (None until it succeeded). Raises KeyError for an unknown node."""
+        index = self.plan().by_name[node].index
+        return self.engine.tracker.results(self.id, [index]).get(index)
+
+    def plan(self) -> Plan:
+        """The compiled plan the run executes: its nodes, their parents, tasks and queues."""
+        return self.engine.plans.get(self.engine.tracker.run_record(self.id).plan)
 
     def wait(self, timeout: float | None = None) -> dict[str, Any]:
         """Block until the run ends; return ``{node: result}``.
@@ -322,18 +512,23 @@ class Run:
         raise RunFailed(self.id, state.status.value, failed, results)
 
     def pause(self) -> RunState:
+        """Pause this run (see :meth:`Engine.pause`)."""
         return self.engine.pause(self.id)
 
     def resume(self) -> RunState:
+        """Resume this run (see :meth:`Engine.resume`)."""
         return self.engine.resume(self.id)
 
     def cancel(self, terminate: bool = False) -> RunState:
+        """Cancel this run (see :meth:`Engine.cancel`)."""
         return self.engine.cancel(self.id, terminate=terminate)
 
     def retry(self) -> RunState:
+        """Retry this run (see :meth:`Engine.retry`)."""
         return self.engine.retry(self.id)
 
     def cleanup(self, force: bool = False) -> None:
+        """Delete every key of this run (see :meth:`Engine.cleanup`)."""
         self.engine.cleanup(self.id, force=force)
 
 
@@ -341,6 +536,9 @@ def _sig_dict(sig: Any) -> dict[str, Any] | None:
     if sig is None:
         return None
     return dict(signature(sig))
+
+
+_SHOWS_ERROR = frozenset({NodeStatus.RETRYING, NodeStatus.FAILED, NodeStatus.REVOKED})
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -353,22 +551,28 @@ def build_state(
     nodes: dict[int, NodeRecord],
     errors: dict[int, dict[str, Any]],
     plan: Plan,
+    queue_of: Callable[[str, str | None], str] | None = None,
+    only: Sequence[int] | None = None,
 ) -> RunState:
-    """A run's state from what the tracker stores and the run's plan (node names and queues)."""
+    """A run's state from what the tracker stores and the run's plan (node names and queues); with
+    ``only``, just those nodes. ``queue_of(task, queue)`` names each node's real queue (the app's router
+    for nodes without one)."""
     created = record.created_ms
     states: dict[str, NodeState] = {}
-    for node in plan.nodes:
+    for node in plan.nodes if only is None else [plan.nodes[i] for i in only]:
         n = nodes.get(node.index) or NodeRecord()
+        status = NodeStatus.from_code(n.code)
         states[node.name] = NodeState(
             name=node.name,
-            status=NodeStatus.from_code(n.code),
+            status=status,
             attempts=n.attempts,
             task_id=task_id(run_id, node.index, n.epoch),
-            queue=node.queue,
+            queue=queue_of(node.task, node.queue) if queue_of else node.queue,
             worker=record.workers.get(n.worker),
             started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
             finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
-            error=errors.get(node.index),
+            # the error of the current attempt only: a node running again after a retry shows none
+            error=errors.get(node.index) if status in _SHOWS_ERROR else None,
             epoch=n.epoch,
             index=node.index,
         )

@@ -12,9 +12,12 @@
      |    +-- SchemaError           a malformed file, an unknown key, a bad value
      |    +-- ParamError            a ${name} placeholder with no value in the run's params
      |    +-- LimitError            over a bound: nesting depth, message, plan or YAML size (limits.py)
-     +-- ConfigurationError         wfcelery_* settings, Celery version, serializer
+     |    +-- NotSeriesParallel     Celery canvas cannot express the DAG exactly (to_canvas)
+     +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
+     +-- NoWorkerError              submit(require_workers=True): a node's queue has no live consumer
+     +-- BrokerUnavailable (also ConnectionError)   the Celery broker refused or did not answer
      +-- TrackerError
-     |    +-- TrackerUnavailable    Redis cannot be reached (wraps redis.ConnectionError)
+     |    +-- TrackerUnavailable (also ConnectionError)   Redis cannot be reached or timed out
      +-- RunNotFound                no run with that id (never created, cleaned up or expired)
      +-- ControlError               pause/resume/cancel/retry/cleanup refused in this state
      +-- RunFailed                  run.wait() on a run that ended FAILED or CANCELLED
@@ -70,16 +73,39 @@ class LimitError(DefinitionError):
     """A definition, its params or a YAML file is over a bound of :mod:`wfcelery.limits`."""
 
 
+class NotSeriesParallel(DefinitionError):
+    """Celery canvas (chains and chords) cannot express this DAG exactly.
+
+    ``edges`` are the (parent, child) edges that break it: for dependencies, an "N" (``a -> c``,
+    ``a -> d``, ``b -> d`` with ``c`` and ``b`` unrelated); for results, the edges into the node that canvas
+    cannot hand its parents' results in its ``after`` order. ``reason`` is ``"dependencies"`` or
+    ``"results"``.
+    """
+
+    def __init__(self, message: str, edges: list[tuple[str, str]], reason: str = "dependencies") -> None:
+        self.edges = edges
+        self.reason = reason
+        super().__init__(message)
+
+
 class ConfigurationError(WfCeleryError):
     """wfcelery cannot work with this Celery app's configuration."""
+
+
+class NoWorkerError(WfCeleryError):
+    """``submit(require_workers=True)``: no live worker consumes the queue of one of the run's nodes."""
+
+
+class BrokerUnavailable(WfCeleryError, ConnectionError):
+    """The Celery broker cannot be reached: refused login, unknown vhost, down or not answering."""
 
 
 class TrackerError(WfCeleryError):
     """The Redis tracker failed."""
 
 
-class TrackerUnavailable(TrackerError):
-    """The tracker's Redis server cannot be reached."""
+class TrackerUnavailable(TrackerError, ConnectionError):
+    """The tracker's Redis server cannot be reached or did not answer within ``wfcelery_redis_timeout``."""
 
 
 class RunNotFound(WfCeleryError):

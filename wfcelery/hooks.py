@@ -1,8 +1,8 @@
 """Celery signal receivers, the loader hook and one worker bootstep: thin adapters onto ``worker.py``.
 
 Where each runs (CELERY-NOTES "Hooks"):
-  * main process: ``task_received`` (the in-memory gate), ``task_revoked``, ``task_failure`` for a lost
-    worker process;
+  * main process: ``task_received`` (the in-memory message filter), ``task_revoked``, ``task_failure``
+    for a lost worker process;
   * pool child / thread, around the task body: ``on_task_init`` (the loader hook Celery calls after
     ``task_prerun``, just before the body; wfcelery records RUNNING there and may refuse the task),
     ``task_success``, ``task_failure``, ``task_retry``.
@@ -26,9 +26,10 @@ from celery.exceptions import Reject
 from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
 
-from .errors import TrackerUnavailable
+from .errors import ConfigurationError, RunNotFound, TrackerUnavailable
 from .keys import parse_task_id
 from .records import RESEND_HEADER, plan_header
+from .settings import check_json_accepted
 from .worker import Parsed, WorkerSide, check_result, worker_of
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ def add_worker_step(app: Celery) -> None:
 
 
 class WfCeleryStep(bootsteps.StartStopStep):
-    """Everything wfcelery adds to a worker: the pool guard, the eviction warning and the in-memory gate.
+    """Everything wfcelery adds to a worker: the pool guard, the eviction warning and the in-memory
+    message filter.
 
     Pool guard: a ``Reject`` raised before the body must end the request in every pool. Prefork sends a
     child's exception back to the parent, where Celery rejects the message. The solo, threads, gevent and
@@ -101,8 +103,16 @@ class WfCeleryStep(bootsteps.StartStopStep):
             return
         side.start_services(w.hostname)  # heartbeat, reconciler, outbox replay: they wait for Redis
         try:
+            check_json_accepted(w.app)
+        except ConfigurationError as e:  # every node message would be rejected: say which setting to change
+            logger.error("wfcelery: %s", e)
+            return
+        try:
             warning = side.tracker.check_eviction()
-            side.gate.start()
+            side.message_filter.start()
+        except TrackerUnavailable as e:
+            side.outage.down(e)
+            return
         except Exception as e:
             logger.warning("wfcelery: tracker Redis not reachable at worker start: %s", e)
             return
@@ -113,8 +123,13 @@ class WfCeleryStep(bootsteps.StartStopStep):
         side = worker_of(w.app)
         if side is not None:
             side.stop_services()
-        if side is not None and "gate" in vars(side):  # never create a gate just to stop it
-            side.gate.stop()
+        if side is not None and "outage" in vars(side):
+            side.outage.close()
+        if side is not None and "message_filter" in vars(side):  # never create one just to stop it
+            side.message_filter.stop()
+
+    def terminate(self, w: Any) -> None:  # a cold shutdown (and in-thread test workers) calls this, not stop
+        self.stop(w)
 
 
 def _reject_as_result(target: Any) -> Any:
@@ -155,11 +170,17 @@ def wrap_task_init(app: Celery) -> None:
             logger.warning(reason)
             raise GateUnavailable(reason) from None
         if not verdict.run:
+            if verdict.reason == "gone":
+                logger.debug(
+                    "wfcelery: dropped %s: run %s no longer exists (cleaned up or expired)",
+                    task_id,
+                    parsed[0],
+                )
             raise GateClosed(f"wfcelery: task {task_id} not run ({verdict.reason})")
         task.request.wf_attempt = verdict.attempt  # lets a late retry/failure report be told apart
 
     on_task_init._wfcelery = True  # type: ignore[attr-defined]
-    loader.on_task_init = on_task_init
+    loader.on_task_init = on_task_init  # type: ignore[method-assign]  # the hook is meant to be replaced
 
 
 Receiver = Callable[..., None]
@@ -182,10 +203,18 @@ def _receiver(signal: Signal, what: str, locate: Locate) -> Callable[[Receiver],
                 return
             try:
                 fn(side, parsed, sender, **{**kwargs, "task_id": task_id})
+            except RunNotFound:  # a message of a cleaned-up or expired run: nothing to record, nothing wrong
+                logger.debug(
+                    "wfcelery: did not %s %s: run %s no longer exists (cleaned up or expired)",
+                    what,
+                    task_id,
+                    parsed[0],
+                )
             except Exception:
                 logger.exception("wfcelery: could not %s %s", what, task_id)
 
-        signal.connect(receiver, weak=False, dispatch_uid=f"wfcelery.{signal.name}")
+        name = getattr(signal, "name", fn.__name__)  # Celery's Signal has a name; its stubs do not say so
+        signal.connect(receiver, weak=False, dispatch_uid=f"wfcelery.{name}")
         return receiver
 
     return decorate
@@ -279,15 +308,15 @@ def _by_request_task(sender: Any, kwargs: dict[str, Any]) -> tuple[str | None, A
     return getattr(request, "id", None), getattr(getattr(request, "task", None), "app", None)
 
 
-@_receiver(signals.task_received, "check the gate for", _by_request_task)
+@_receiver(signals.task_received, "filter", _by_request_task)
 def _on_received(
     side: WorkerSide, parsed: Parsed, sender: Any, task_id: str, request: Any = None, **_: Any
 ) -> None:
-    """The in-memory gate: drop messages of paused / cancelled / failed runs without a Redis call."""
+    """The message filter: drop messages of paused / cancelled / failed runs without a Redis call."""
     # A redelivered message may belong to a node the tracker has as RUNNING (its worker process died
     # while the run was paused): let the start script settle that node instead of dropping it unseen.
     redelivered = (getattr(request, "delivery_info", None) or {}).get("redelivered")
-    if side.gate.closed(parsed[0], parsed[2]) and not redelivered:
+    if side.message_filter.blocks(parsed[0], parsed[2]) and not redelivered:
         _drop(side, task_id)
     elif _copy_of_active(request, task_id):
         # A copy of a request this worker is running (a broker redelivery past its visibility timeout, a
@@ -322,7 +351,7 @@ def _quarantined(side: WorkerSide, parsed: Parsed) -> bool:
 
 
 def _drop(side: WorkerSide, task_id: str) -> None:
-    side.gate.dropped(task_id)
+    side.message_filter.dropped(task_id)
     worker_state.revoked.add(task_id)
 
 
@@ -356,7 +385,8 @@ def _on_revoked(
     expired: bool = False,
     **_: Any,
 ) -> None:
-    if not terminated and (side.gate.take_dropped(task_id) or side.gate.closed(parsed[0], parsed[2])):
+    dropped = side.message_filter.take_dropped(task_id)
+    if not terminated and (dropped or side.message_filter.blocks(parsed[0], parsed[2])):
         return  # a message that never started: pause/cancel/fail already decided its node
     # A terminated task was RUNNING (cancel(terminate=True)): record it, or it stays RUNNING for good.
     reason = "expired" if expired else "terminated" if terminated else "revoked"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import celery
 from celery import Celery
+from celery.worker.control import inspect_command
 from packaging.version import Version
 
 from .engine import Engine
@@ -39,6 +41,12 @@ def install(app: Celery, **overrides: Any) -> Engine:
     wrap_task_init(app)
     add_worker_step(app)
     return engine
+
+
+@inspect_command()
+def wfcelery_clock(state: Any, **_: Any) -> dict[str, float]:
+    """Control command: this worker's wall clock, which ``wfcelery doctor`` compares with Redis's."""
+    return {"time": time.time()}
 
 
 def engine_of(app: Any) -> Engine | None:

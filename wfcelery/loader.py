@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 
@@ -122,8 +122,10 @@ class _BoundedComposer(yaml.composer.Composer):
             raise _LimitExceeded(None, None, f"nested more than {DEPTH_CEILING} levels deep", mark)
         super().fetch_flow_collection_start(token_class)  # type: ignore[misc]
 
-    def compose_document(self) -> yaml.Node:
-        node: yaml.Node = super().compose_document()  # type: ignore[no-untyped-call]
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is None:
+            return None
         if _expanded_size(node, {}) > MAX_YAML_EXPANSION:
             raise _LimitExceeded(
                 None,
@@ -141,7 +143,9 @@ class _BoundedComposer(yaml.composer.Composer):
                 mark = self.peek_event().start_mark  # type: ignore[attr-defined]
                 raise _LimitExceeded(None, None, f"nested more than {DEPTH_CEILING} levels deep", mark)
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call,no-any-return]
+            node = super().compose_node(parent, index)
+            assert node is not None
+            return node
         finally:
             if collection:
                 self._depth -= 1
@@ -167,7 +171,7 @@ class _DefinitionConstructor(yaml.constructor.SafeConstructor):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, Hashable):
                 break  # SafeLoader reports "found unhashable key" with its position
             if key in seen:
@@ -182,10 +186,12 @@ class _DefinitionResolver(yaml.resolver.Resolver):
     """Definitions are JSON data, so a date-like scalar stays a string (``2026-11-22`` is ``"2026-11-22"``,
     as in JSON) instead of becoming a ``datetime.date`` that the plan and Celery's JSON could not carry."""
 
-    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, Any]]]] = {
-        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
-    }
+
+# Definitions are JSON data: no implicit timestamps (see the class docstring).
+_DefinitionResolver.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
+}
 
 
 class _PyLoader(
@@ -199,27 +205,29 @@ class _PyLoader(
     """PyYAML's SafeLoader, bounded, refusing duplicate keys, timestamps kept as strings."""
 
     def __init__(self, stream: str) -> None:
-        yaml.reader.Reader.__init__(self, stream)  # type: ignore[no-untyped-call]
-        yaml.scanner.Scanner.__init__(self)  # type: ignore[no-untyped-call]
-        yaml.parser.Parser.__init__(self)  # type: ignore[no-untyped-call]
-        _BoundedComposer.__init__(self)  # type: ignore[no-untyped-call]
-        _DefinitionConstructor.__init__(self)  # type: ignore[no-untyped-call]
-        _DefinitionResolver.__init__(self)  # type: ignore[no-untyped-call]
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        _BoundedComposer.__init__(self)
+        _DefinitionConstructor.__init__(self)
+        _DefinitionResolver.__init__(self)
 
 
 _FastLoader: type = _PyLoader
 
 if yaml.__with_libyaml__:
-    from yaml.cyaml import CParser
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
-    class _CLoader(_BoundedComposer, CParser, _DefinitionConstructor, _DefinitionResolver):
+    class _CLoader(
+        _BoundedComposer, CParser, _DefinitionConstructor, _DefinitionResolver
+    ):
         """The same, but libyaml scans and parses (C: ~4x faster, no recursion); the bounded composer
         builds the nodes from its events."""
 
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
-            _BoundedComposer.__init__(self)  # type: ignore[no-untyped-call]
-            _DefinitionConstructor.__init__(self)  # type: ignore[no-untyped-call]
-            _DefinitionResolver.__init__(self)  # type: ignore[no-untyped-call]
+            _BoundedComposer.__init__(self)
+            _DefinitionConstructor.__init__(self)
+            _DefinitionResolver.__init__(self)
 
     _FastLoader = _CLoader

@@ -9,12 +9,14 @@ Nodes keep insertion order; a node's index in that order is its id inside a run 
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import (
+    ConfigurationError,
     CycleError,
     DuplicateNodeError,
     EmptyWorkflowError,
@@ -39,6 +41,7 @@ NODE_KEYS = frozenset(
         "queue",
         "retries",
         "immutable",
+        "gather",
         "after",
         "time_limit",
         "soft_time_limit",
@@ -49,6 +52,9 @@ NODE_KEYS = frozenset(
 DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after"}
 #: Top-level keys of a definition.
 WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params"})
+
+#: ``wfcelery.canvas.to_canvas``, set by that module on import (see :meth:`Workflow.to_canvas`).
+_translate: Callable[[Workflow, Any, Mapping[str, Any] | None, bool], Any] | None = None
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
@@ -67,6 +73,7 @@ class Node:
     queue: str | None = None
     retries: int = 0
     immutable: bool = False
+    gather: bool = False  # always one list of the parents' results, also with one parent
     after: list[str] = field(default_factory=list)
     time_limit: float | None = None
     soft_time_limit: float | None = None
@@ -108,6 +115,8 @@ class Node:
             d["retries"] = self.retries
         if self.immutable:
             d["immutable"] = True
+        if self.gather:
+            d["gather"] = True
         if self.after:
             d["after"] = list(self.after)
         return d
@@ -169,6 +178,7 @@ class Workflow:
         queue: str | None = None,
         retries: int | None = None,
         immutable: bool | None = None,
+        gather: bool | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         priority: int | None = None,
@@ -188,6 +198,8 @@ class Workflow:
             queue: The queue to send the node to; overrides ``type``.
             retries: How many times a failed attempt is retried (``>= 0``; default 0).
             immutable: True: the node does not receive its parent's result as first argument.
+            gather: True: the node always receives one list of its parents' results, also with one
+                parent (as a chord body does); excludes ``immutable``.
             time_limit: Hard time limit in seconds (Celery's ``time_limit``).
             soft_time_limit: Soft time limit in seconds (Celery's ``soft_time_limit``).
             priority: Message priority (Celery's ``priority``).
@@ -209,6 +221,7 @@ class Workflow:
             "queue": queue,
             "retries": retries,
             "immutable": immutable,
+            "gather": gather,
             "time_limit": time_limit,
             "soft_time_limit": soft_time_limit,
             "priority": priority,
@@ -276,18 +289,39 @@ class Workflow:
             _collect_placeholders(node.kwargs, found)
         return found
 
+    def param_names(self) -> set[str]:
+        """Every param this workflow knows: its placeholders and the params it declares defaults for."""
+        return self.placeholders() | self.params.keys()
+
+    def missing_params(self, params: Mapping[str, Any] | None = None) -> list[str]:
+        """Placeholders that neither ``params`` nor the workflow's own defaults give a value, sorted."""
+        return sorted(self.placeholders() - self.params.keys() - (params or {}).keys())
+
     def resolve_params(
         self, params: Mapping[str, Any] | None, limits: Limits | None = None
     ) -> dict[str, Any]:
-        """Merge run params over the workflow's defaults and check every placeholder has a value, and
-        that each node's args and kwargs, params filled in, are still within ``limits``."""
-        merged = {**self.params, **(params or {})}
-        missing = sorted(self.placeholders() - merged.keys())
+        """Merge run params over the workflow's defaults and check them: every param known, every
+        placeholder given a value, and each node's args and kwargs, params filled in, within ``limits``.
+
+        Raises:
+            ParamError: a param the workflow does not know (a typo: ``chanel`` for ``channel``), or a
+                placeholder left without a value.
+            LimitError: params, or a node's args / kwargs with them filled in, over ``limits``.
+        """
+        given = dict(params or {})
+        unknown = sorted(given.keys() - self.param_names(), key=str)
+        if unknown:
+            known = ", ".join(sorted(self.param_names())) or "none"
+            raise ParamError(
+                f"workflow {self.name!r} has no param {', '.join(map(repr, unknown))} (known params: {known})"
+            )
+        missing = self.missing_params(given)
         if missing:
             raise ParamError(
                 f"workflow {self.name!r} needs params {', '.join(missing)} (pass --param k=v "
                 "or params={...})"
             )
+        merged = {**self.params, **given}
         limits = limits or Limits()
         check_depth(merged, limits.max_depth, f"workflow {self.name!r}", "params")
         json_size(merged, f"workflow {self.name!r}", "params")
@@ -298,6 +332,22 @@ class Workflow:
                 args, kwargs = substitute(node.args, merged), substitute(node.kwargs, merged)
                 limits.check_message(f"node {node.name!r} (params filled in)", args, kwargs)
         return merged
+
+    def to_canvas(self, app: Any, params: Mapping[str, Any] | None = None, exact: bool = True) -> Any:
+        """The workflow as one native Celery signature: chains of tasks and flat chords, each task routed
+        to its queue, params filled in, limits and priority set, every task id fixed up front.
+
+        Runs on any Celery worker of ``app`` (wfcelery not needed there) and embeds in other canvas:
+        ``chain(prep.s(), wf.to_canvas(app), notify.s())``. Its result is the last node's result, or the
+        list of the last branches' results. Raises :class:`~wfcelery.errors.NotSeriesParallel` where
+        chains and chords cannot express the DAG exactly; ``exact=False`` adds barriers instead and warns
+        (``FalseDependencyWarning``) naming the waits it added. See :mod:`wfcelery.canvas`.
+        """
+        # canvas builds on the compiler, which builds on this module: it plugs itself in when imported
+        # (the package imports it), so nothing here imports upward.
+        if _translate is None:
+            raise ConfigurationError("wfcelery.canvas is not imported (import wfcelery)")
+        return _translate(self, app, params, exact)
 
     # -- dict schema ------------------------------------------------------------------------------------
 
@@ -382,17 +432,22 @@ def find_cycle(parents: Mapping[str, Sequence[str]]) -> list[str] | None:
 
 def substitute(value: Any, params: Mapping[str, Any]) -> Any:
     """Fill ``${name}`` placeholders. A string that is exactly one placeholder takes the param's value
-    with its type; placeholders inside longer strings are formatted with ``str``."""
+    with its type; inside a longer string a string param is inserted as is and any other value as JSON
+    (``null``, ``true``, ``[1, 2]``: never Python's ``None``)."""
     if isinstance(value, str):
         whole = _PLACEHOLDER.fullmatch(value)
         if whole:
             return params[whole.group(1)]
-        return _PLACEHOLDER.sub(lambda m: str(params[m.group(1)]), value)
+        return _PLACEHOLDER.sub(lambda m: _as_text(params[m.group(1)]), value)
     if isinstance(value, list | tuple):
         return [substitute(v, params) for v in value]
     if isinstance(value, dict):
         return {k: substitute(v, params) for k, v in value.items()}
     return value
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _collect_placeholders(value: Any, found: set[str]) -> None:
@@ -441,15 +496,19 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "queue": (str,),
     "retries": (int,),
     "immutable": (bool,),
+    "gather": (bool,),
     "time_limit": (int, float),
     "soft_time_limit": (int, float),
     "priority": (int,),
 }
 
 
+_FLAGS = frozenset({"immutable", "gather"})
+
+
 def _is_type(value: Any, key: str) -> bool:
     # bool is an int subclass: refuse retries=True and friends
-    return isinstance(value, _TYPES[key]) and (key == "immutable" or not isinstance(value, bool))
+    return isinstance(value, _TYPES[key]) and (key in _FLAGS or not isinstance(value, bool))
 
 
 def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
@@ -464,6 +523,10 @@ def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
         if key in ("args", "kwargs"):
             _check_json(value, node, key)
         out[key] = list(value) if key == "args" else value
+    if out.get("gather") and out.get("immutable"):
+        raise SchemaError(
+            f"node {node!r}: gather and immutable exclude each other (immutable takes no results)"
+        )
     return out
 
 

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from celery.worker import state as worker_state
 
@@ -38,8 +38,34 @@ from .records import NodeRecord
 from .states import NodeStatus
 
 if TYPE_CHECKING:
-    from .tracker import Tracker
-    from .worker import WorkerSide
+    from .compiler import Plan, PlanCache
+    from .tracker import Finish, Tracker
+
+
+class Side(Protocol):
+    """What the reconciler needs of the worker side (``worker.WorkerSide``), without importing it."""
+
+    @property
+    def tracker(self) -> Tracker: ...
+
+    @property
+    def plans(self) -> PlanCache: ...
+
+    def node_failed(
+        self,
+        parsed: tuple[str, int, int],
+        digest: str | None,
+        error: dict[str, Any],
+        mode: str,
+        attempt: int = 0,
+    ) -> str: ...
+
+    def republish(self, run_id: str, index: int, epoch: int, countdown: float | None = None) -> None: ...
+
+    def quarantine(self, run_id: str, index: int, epoch: int, lost: int, attempt: int = 0) -> None: ...
+
+    def run_ended(self, run_id: str, plan: Plan, finish: Finish) -> None: ...
+
 
 logger = logging.getLogger("wfcelery.reconciler")
 
@@ -147,7 +173,7 @@ class Heartbeat:
 class Reconciler:
     """Sweeps live runs and repairs them through the worker side (which publishes and reports)."""
 
-    def __init__(self, side: WorkerSide, hostname: str, patient: bool = True) -> None:
+    def __init__(self, side: Side, hostname: str, patient: bool = True) -> None:
         self.side = side
         self.tracker = side.tracker
         self.settings = side.tracker.settings

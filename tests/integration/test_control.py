@@ -17,34 +17,18 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 
-from tests.conftest import in_thread_worker, wait_for
+from tests.helpers import counts, in_thread_worker, probe, wait_for
 from wfcelery import ControlError, NodeStatus, RunNotFound, RunState, RunStatus, Workflow
 
 pytestmark = pytest.mark.timeout(90)
 
 
 # -- helpers -------------------------------------------------------------------------------------------
-
-
-def prefix(app: Celery) -> str:
-    return str(app.conf.wfcelery_key_prefix)
-
-
-def counts(r: redis.Redis, app: Celery, run_id: str) -> dict[str, int]:
-    """proj.count executions per node."""
-    return {k: int(v) for k, v in r.hgetall(f"{prefix(app)}:count:{run_id}").items()}
-
-
-def probe(r: redis.Redis, app: Celery, run_id: str) -> dict[str, str]:
-    """proj.record's hash: ``<node>:start|end`` (us, Redis clock), ``<node>:runs``, ``<node>:host``."""
-    return dict(r.hgetall(f"{prefix(app)}:probe:{run_id}"))
 
 
 def queue_len(r: redis.Redis, queue: str) -> int:
@@ -111,7 +95,9 @@ def test_pause_mid_flight_nothing_starts_then_resume_runs_every_node_once(app, e
     wait_for(lambda: run.state().counts["RUNNING"] == 0, timeout=30, message="running nodes to finish")
     wait_for(lambda: drained(r, queue, run.id), timeout=30, message="queued messages to be dropped")
     before = r.hgetall(engine.tracker.keys.nodes(run.id)), probe(r, app, run.id)
-    time.sleep(0.5)  # short bounded observation: nothing moves while paused
+    # Both workers are up and consuming: tasks sent now run to the end; meanwhile nothing of the run moves.
+    markers = [app.send_task("proj.echo", args=[i]) for i in range(8)]
+    wait_for(lambda: all(m.ready() for m in markers), timeout=30, message="the workers to run 8 other tasks")
     after = r.hgetall(engine.tracker.keys.nodes(run.id)), probe(r, app, run.id)
     assert after == before, "a node changed while the run was paused"
 
@@ -165,7 +151,7 @@ def fan_out(name: str, key: str, width: int = 8) -> Workflow:
 def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid, worker_process):
     queue = app.conf.task_default_queue
     first = worker_process(app, [queue], "lost-a", concurrency=2)
-    gated = engine.submit(fan_out("lost1", f"{uid}:go1"))  # dropped by the new worker's in-memory gate
+    gated = engine.submit(fan_out("lost1", f"{uid}:go1"))  # dropped by the new worker's message filter
     stale = engine.submit(fan_out("lost2", f"{uid}:go2"))  # its gate entry vanishes: the start script refuses
     for run in (gated, stale):
         wait_for(
@@ -176,7 +162,12 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
 
     # The only worker goes down while the roots run; their success publishes the children into the queue.
     first.proc.send_signal(signal.SIGTERM)  # warm shutdown: stops consuming, lets running tasks finish
-    time.sleep(0.5)  # let it stop consuming (if it still takes a child, the assertions below allow for it)
+    # It no longer answers a ping once its consumer has stopped (the roots it runs are still blocked).
+    wait_for(
+        lambda: not app.control.ping(destination=[first.hostname], timeout=0.3),
+        timeout=30,
+        message="the worker to stop consuming",
+    )
     r.rpush(f"{uid}:go1", "go")
     r.rpush(f"{uid}:go2", "go")
     first.proc.wait(timeout=30)
@@ -190,7 +181,7 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
 
     # Pause with no worker listening: the revoke broadcast is lost.
     at_pause = {run.id: run.pause() for run in (gated, stale)}
-    # The second worker's in-memory gate has never heard of `stale` being paused (as if the pub/sub message
+    # The second worker's message filter has never heard of `stale` being paused (as if the pub/sub message
     # and the resync were both missed): only the authoritative start gate (lua/start.lua) stands in the way.
     r.hdel(engine.tracker.keys.gate, stale.id)
 
@@ -212,7 +203,7 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
         assert of_status(state, NodeStatus.RUNNING) == set()
         ends = {state.nodes[n].status for n in not_started}
         assert ends <= {NodeStatus.QUEUED, NodeStatus.PENDING, NodeStatus.REVOKED}
-    # The stale gate let the messages through to the pool; the start script refused them there.
+    # The stale filter let the messages through to the pool; the start script refused them there.
     assert of_status(stale.state(), NodeStatus.REVOKED) >= {f"k{i}" for i in range(8)} - set(
         counts(r, app, stale.id)
     )
@@ -310,7 +301,11 @@ def test_retry_after_failure_reuses_the_results_that_succeeded(app, engine, r, u
     wf.add("side", "proj.count", kwargs={"sleep": 0.05})  # an independent root
     with in_thread_worker(app, concurrency=2):
         run = engine.submit(wf)
-        failed = wait_for(lambda: (s := run.state()).finished and s, timeout=30, message="the run to fail")
+        failed = wait_for(
+            lambda: (s := run.state()).finished and not of_status(s, NodeStatus.RUNNING) and s,
+            timeout=30,
+            message="the run to fail and its running nodes (side) to be recorded",
+        )
         assert failed.status is RunStatus.FAILED
         assert failed.nodes["f"].status is NodeStatus.FAILED
         assert failed.nodes["f"].error["type"] == "RuntimeError"
@@ -372,7 +367,7 @@ def test_worker_child_killed_mid_task_is_redelivered_and_children_released_once(
     assert counts(r, app, run.id) == {**{f"k{i}": 1 for i in range(3)}, "end": 1}, "a child released twice"
 
 
-# -- 6. idempotency and refusals ------------------------------------------------------------------------------
+# -- 6. idempotency and refusals -------------------------------------------------------------------------
 
 
 def test_control_is_idempotent_and_refuses_clearly(app, engine, r, uid):

@@ -22,7 +22,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from tests.conftest import ROOT, in_thread_worker
+from tests.helpers import ROOT, in_thread_worker
 from wfcelery.cli import cli
 
 ENV_KEYS = ("WFCELERY_BROKER_URL", "WFCELERY_RESULT_BACKEND", "WFCELERY_REDIS_URL", "WFCELERY_KEY_PREFIX")

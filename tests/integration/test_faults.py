@@ -37,7 +37,7 @@ def fast(tmp_path: Path) -> dict[str, Any]:
         "wfcelery_sweep_interval": 1,
         "wfcelery_report_retry": 1,
         "wfcelery_gate_wait": 1,
-        "wfcelery_socket_timeout": 2,
+        "wfcelery_redis_timeout": 2,
         "wfcelery_unknown_grace": 1,
         "wfcelery_outbox_dir": str(tmp_path / "outbox"),
     }
@@ -150,7 +150,7 @@ def outage_app(faulty_redis: FaultyRedis, redis_url: str, uid: str) -> Callable[
             f"t{uid}",
             f"q{uid}",
             test_probe_url=redis_url,
-            wfcelery_socket_timeout=2,
+            wfcelery_redis_timeout=2,
         )
 
     return make

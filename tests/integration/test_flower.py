@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from tests.conftest import ROOT, in_thread_worker, wait_for
+from tests.helpers import ROOT, in_thread_worker, wait_for
 from tests.redis_server import free_port
 from wfcelery import Workflow
 

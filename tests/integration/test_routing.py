@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import rabbitmq_url
+from tests.helpers import rabbitmq_url
 from wfcelery import NodeStatus, RunStatus, Workflow
 
 

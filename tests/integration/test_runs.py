@@ -12,18 +12,8 @@ from typing import Any
 import pytest
 
 import wfcelery
-from tests.conftest import in_thread_worker, wait_for
+from tests.helpers import in_thread_worker, probe_times, released, status_of, wait_for
 from wfcelery import NodeStatus, RunFailed, RunStatus, Workflow
-
-
-def probe(r: Any, app: Any, run_id: str) -> dict[str, dict[str, Any]]:
-    """{node: {start, end, host, runs}} from proj.record's probe hash."""
-    raw = r.hgetall(f"{app.conf.wfcelery_key_prefix}:probe:{run_id}")
-    out: dict[str, dict[str, Any]] = {}
-    for field, value in raw.items():
-        node, _, what = field.rpartition(":")
-        out.setdefault(node, {})[what] = value if what == "host" else int(value)
-    return out
 
 
 def assert_edges(wf: Workflow, times: dict[str, dict[str, Any]]) -> None:
@@ -61,22 +51,25 @@ def test_fan_out_fan_in_timing(app, engine, r):
         run = engine.submit(wf)
         results = run.wait(timeout=30)
     assert results == {name: name for name in wf.nodes}
-    assert_edges(wf, probe(r, app, run.id))
+    assert_edges(wf, probe_times(r, app, run.id))
 
 
-def test_diamond(app, engine, r):
+def test_diamond(app, engine, r, uid):
+    hold = f"t{uid}:hold-b"
     wf = Workflow("diamond")
     a = wf.add("a", "proj.record")
-    b = wf.add("b", "proj.record", kwargs={"sleep": 0.2})
+    b = wf.add("b", "proj.record", kwargs={"hold": hold})
     c = wf.add("c", "proj.record")
     d = wf.add("d", "proj.echo")
     a >> [b, c] >> d
-    with in_thread_worker(app):
+    with in_thread_worker(app), released(r, hold):
         run = engine.submit(wf)
+        wait_for(lambda: status_of(run, "c") is NodeStatus.SUCCEEDED, message="c to succeed while b runs")
+        r.rpush(hold, "go")  # b ends only now: after c
         results = run.wait(timeout=30)
-    # d's parents are [b, c] in that order whatever order they finished in (b sleeps: it ends last)
+    # d's parents are [b, c] in that order whatever order they finished in (b ended last)
     assert results["d"] == {"args": [["b", "c"]], "kwargs": {}}
-    times = probe(r, app, run.id)
+    times = probe_times(r, app, run.id)
     assert times["b"]["end"] > times["c"]["end"]
     wf_times = {k: v for k, v in times.items() if k != "d"}
     for parent in ("b", "c"):
@@ -84,19 +77,24 @@ def test_diamond(app, engine, r):
     assert run.state().nodes["d"].started_at * 1e6 >= times["b"]["end"] - 1000  # ms resolution
 
 
-def test_n_shape_does_not_wait_for_non_ancestor(app, engine, r):
-    """a->c, a->d, b->d: c needs only a, so it runs while b (slow) is still running; d waits for both."""
+def test_n_shape_does_not_wait_for_non_ancestor(app, engine, r, uid):
+    """a->c, a->d, b->d: c needs only a, so it runs while b is still running; d waits for both.
+    b is held until c has succeeded: if c waited for b, c would never succeed and the test fails."""
+    hold = f"t{uid}:hold-b"
     wf = Workflow("n-shape")
     a = wf.add("a", "proj.record")
-    b = wf.add("b", "proj.record", kwargs={"sleep": 2.0})
+    b = wf.add("b", "proj.record", kwargs={"hold": hold})
     c = wf.add("c", "proj.record")
     d = wf.add("d", "proj.record")
     a >> [c, d]
     b >> d
-    with in_thread_worker(app):
+    with in_thread_worker(app), released(r, hold):
         run = engine.submit(wf)
+        wait_for(lambda: status_of(run, "c") is NodeStatus.SUCCEEDED, message="c to succeed while b runs")
+        assert status_of(run, "d") is NodeStatus.PENDING  # b has not ended
+        r.rpush(hold, "go")
         run.wait(timeout=30)
-    t = probe(r, app, run.id)
+    t = probe_times(r, app, run.id)
     assert_edges(wf, t)
     assert t["c"]["start"] < t["b"]["end"], "c waited for b, which is not its ancestor"
     assert t["d"]["start"] >= max(t["a"]["end"], t["b"]["end"])
@@ -149,11 +147,11 @@ def test_random_dag_200_exact_dependencies(app, engine, r, uid):
         state = run.state()
         assert state.nodes["gate"].status is NodeStatus.RUNNING
         assert {state.nodes[n].status for n in gated} == {NodeStatus.PENDING}
-        assert not set(probe(r, app, run.id)) & gated
+        assert not set(probe_times(r, app, run.id)) & gated
         r.rpush(release, "go")
         results = run.wait(timeout=60)
     assert len(results) == 200
-    times = probe(r, app, run.id)
+    times = probe_times(r, app, run.id)
     times["gate"] = {"start": 0, "end": int(run.state().nodes["gate"].finished_at * 1e6), "runs": 1}
     # the gate's end is the tracker's (ms): a child starts after it was recorded
     assert_edges(wf, times)

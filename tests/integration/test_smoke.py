@@ -1,4 +1,4 @@
-from tests.conftest import in_thread_worker
+from tests.helpers import in_thread_worker
 from wfcelery import Workflow
 
 

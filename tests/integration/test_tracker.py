@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 from celery import signals
 from celery.result import AsyncResult
-from celery.worker import state as worker_state
 
 import wfcelery
-from tests.conftest import in_thread_worker, wait_for
+from tests.helpers import counts, in_thread_worker, released, run_keys, status_of, wait_for, worker_idle
 from tests.proj import make_app
 from tests.redis_server import free_port
 from wfcelery import (
@@ -44,41 +43,8 @@ def node_events(engine: Any, run_id: str, node: int) -> list[str]:
     return [e.status for e in events if e.node == node]
 
 
-def run_keys(r: Any, engine: Any, run_id: str) -> list[str]:
-    return sorted(r.scan_iter(match=engine.tracker.keys.run_pattern(run_id), count=1000))
-
-
 def callbacks(r: Any, app: Any) -> list[str]:
     return r.lrange(f"{app.conf.wfcelery_key_prefix}:callbacks", 0, -1)
-
-
-def counts(r: Any, app: Any, run_id: str) -> dict[str, int]:
-    """How many times each proj.count node ran."""
-    return {k: int(v) for k, v in r.hgetall(f"{app.conf.wfcelery_key_prefix}:count:{run_id}").items()}
-
-
-def worker_idle(r: Any, app: Any) -> bool:
-    """The in-thread worker has nothing running or reserved and its queue is empty: no hook can still be
-    about to publish anything (hooks publish from inside the task that triggers them)."""
-    return (
-        not worker_state.active_requests
-        and not worker_state.reserved_requests
-        and r.llen(app.conf.task_default_queue) == 0
-    )
-
-
-def status_of(run: Any, node: str) -> NodeStatus:
-    return run.state().nodes[node].status
-
-
-@contextmanager
-def released(r: Any, *keys: str) -> Iterator[None]:
-    """Make sure proj.block tasks are let go even when the test fails (the worker must shut down)."""
-    try:
-        yield
-    finally:
-        for key in keys:
-            r.rpush(key, "finally")
 
 
 @contextmanager
@@ -273,7 +239,8 @@ def test_continue_lets_independent_branches_finish(app, engine, r, uid):
 
 def test_callbacks_exactly_once_with_20_runs_finishing_together(app, engine, r):
     """20 runs queued before the worker starts, then finished by 8 threads at once: each run's last nodes
-    finish concurrently, and each run sends exactly one callback (on_failure for the runs with a failed node)."""
+    finish concurrently, and each run sends exactly one callback (on_failure for the runs with a failed
+    node)."""
     runs = []
     for i in range(20):
         wf = Workflow(f"cb{i}", on_failure="continue")
@@ -422,7 +389,8 @@ def test_cleanup_refuses_a_live_run_unless_forced(app, engine, r, uid):
 
 def test_late_reports_for_a_deleted_run_write_nothing(app, engine, r):
     """Reports that arrive after cleanup (a node that was running, a retry) must not recreate keys that
-    would then live forever without a TTL."""
+    would then live forever without a TTL. Every report reaches its Lua script (valid arguments, no error
+    swallowed) and is answered "nothing to do"."""
     wf = Workflow("late")
     a = wf.add("a", "proj.noop")
     b = wf.add("b", "proj.noop")
@@ -432,18 +400,13 @@ def test_late_reports_for_a_deleted_run_write_nothing(app, engine, r):
     assert run_keys(r, engine, run.id) == []
     t = engine.tracker
     error = {"type": "RuntimeError", "message": "late", "traceback": ""}
-    for report in (
-        lambda: t.start(run.id, 0, 0, "w@h"),
-        lambda: t.succeed(run.id, 0, 0, "1", [[1, [0]]]),
-        lambda: t.fail(run.id, 0, 0, error, "failed", 0, [1]),
-        lambda: t.fail(run.id, 0, 0, error, "failed", 3, [1]),
-        lambda: t.fail(run.id, 0, 0, error, "retrying", 0, [1]),
-        lambda: t.fail(run.id, 0, 0, error, "revoked", 0, [1]),
-    ):
-        try:
-            report()
-        except wfcelery.TrackerError:
-            pass  # refusing loudly is fine; writing is not
+    assert t.start(run.id, 0, 0, "w@h").reason == "gone"
+    assert run_keys(r, engine, run.id) == []
+    succeeded = t.succeed(run.id, 0, 0, "1", [(1, 1)])  # node a released its one child b
+    assert (succeeded.gone, succeeded.finish, succeeded.released) == (True, None, ())
+    assert run_keys(r, engine, run.id) == []
+    for mode, retries in (("failed", 0), ("failed", 3), ("retrying", 0), ("revoked", 0)):
+        assert t.fail(run.id, 0, 0, error, mode, retries, [1]).action == "gone", mode
         assert run_keys(r, engine, run.id) == []
 
 
@@ -541,7 +504,7 @@ def test_start_gate_is_strict_when_the_tracker_is_unreachable(app, engine, r, ca
                 message="the message requeued twice",
             )
     finally:
-        worker_app._wfcelery_worker.gate.stop()
+        worker_app._wfcelery_worker.message_filter.stop()
         worker_app._wfcelery_worker.stop_services()
     assert r.hgetall(f"{app.conf.wfcelery_key_prefix}:count:{run.id}") == {}, "a body ran unchecked"
     assert status_of(run, "a") is NodeStatus.QUEUED

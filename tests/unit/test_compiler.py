@@ -101,12 +101,16 @@ def test_no_type_no_queue(plan: Plan) -> None:
     assert "queue" not in plan.message(RUN, report.index, 0, {}, ["audit result"])
 
 
-def test_segments_describe_release_rules(plan: Plan) -> None:
-    rules = {s["node"]: (s["queue"], s["released_by"]) for s in plan.segments()}
-    assert rules["extract"] == ("io", "submit")
-    assert rules["clean"] == ("cpu-heavy", "chain link from extract")
-    assert rules["load"] == ("io", "counter (flat chord) of audit, clean")
-    assert rules["report"] == ("(default)", "chain link from audit")
+def test_release_rules_say_when_each_message_is_sent(plan: Plan) -> None:
+    rules = {r["node"]: (r["queue"], r["released"], r["receives"]) for r in plan.release_rules()}
+    assert rules["extract"] == ("io", "at submit", "its own args")
+    assert rules["clean"] == ("cpu-heavy", "when extract succeeds", "parent's result first (chain)")
+    assert rules["load"] == (
+        "io",
+        "when audit, clean have all succeeded (counter)",
+        "parents' results as one list (chord)",
+    )
+    assert rules["report"] == ("(default)", "when audit succeeds", "its own args")  # immutable
 
 
 # -- messages --------------------------------------------------------------------------------------------

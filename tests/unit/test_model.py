@@ -197,6 +197,25 @@ def test_embedded_placeholders_are_formatted_as_str() -> None:
     assert substitute("no placeholder $day {day}", params) == "no placeholder $day {day}"
 
 
+def test_embedded_non_string_params_are_formatted_as_json() -> None:
+    params = {"flag": None, "on": True, "ids": [1, 2]}
+    assert substitute("x=${flag}&on=${on}&ids=${ids}", params) == "x=null&on=true&ids=[1, 2]"
+
+
+def test_an_unknown_param_is_refused_naming_the_known_ones() -> None:
+    wf = Workflow("notify", params={"day": "today"})
+    wf.add("a", "t", args=["${channel}", "${day}"])
+    with pytest.raises(ParamError, match=r"has no param 'chanel' \(known params: channel, day\)"):
+        wf.resolve_params({"chanel": "#ops"})
+
+
+def test_missing_params_lists_placeholders_without_a_value() -> None:
+    wf = Workflow("p", params={"day": "today"})
+    wf.add("a", "t", args=["${channel}", "${day}", "${n}"])
+    assert wf.missing_params() == ["channel", "n"]
+    assert wf.missing_params({"n": 1}) == ["channel"]
+
+
 def test_placeholders_and_resolve_params() -> None:
     wf = Workflow("p", params={"bucket": "default"})
     wf.add("a", "t", args=["${day}", "s3://${bucket}/x"], kwargs={"opts": {"limit": "${limit}"}})
@@ -353,7 +372,7 @@ def test_unknown_task_name_with_an_unconnected_app(celery_app: Celery) -> None:
     wf = Workflow("etl")
     wf.add("extract", "shop.extract") >> wf.add("load", "shop.lod")
     wf.validate()  # without an app only the DAG is checked
-    with pytest.raises(UnknownTaskError, match="node 'load' names task 'shop.lod'.*not registered.*'shop'"):
+    with pytest.raises(UnknownTaskError, match=r"node 'load' names task 'shop\.lod'.*not registered.*'shop'"):
         wf.validate(celery_app)
 
 

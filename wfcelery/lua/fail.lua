@@ -6,7 +6,8 @@
 -- ARGV[6] JSON [descendant indexes] (used by the 'continue' policy)
 -- ARGV[7] the attempt number start.lua gave the reporting execution (0: unknown, e.g. main process)
 -- Returns {action, epoch, attempts, finish, revoke}  (tracker.FailOutcome):
---   action 'ignored'    stale or duplicate report (or a deleted run): nothing written
+--   action 'ignored'    stale or duplicate report: nothing written
+--          'gone'       the run was deleted (cleaned up or expired): nothing written
 --          'retrying'   Celery retries it (native retry), nothing to do
 --          'retry'      re-publish the node (same id, this epoch) after a backoff for this many attempts
 --          'failed'     the node failed for good
@@ -15,7 +16,7 @@
 local idx, epoch, mode = ARGV[1], tonumber(ARGV[2]), ARGV[4]
 local status = run_field('status')
 if not status then
-  return {'ignored', 0, 0, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
+  return {'gone', 0, 0, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
 end
 local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then

@@ -5,12 +5,13 @@
 -- Returns {finish, run epoch, params, {released child indexes...}}  (tracker.SucceedOutcome)
 --   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
 --   params: the run's params JSON when children were released (they need it), else false.
---   A stale or duplicate report (or a deleted run) writes nothing and returns {false, 0, false, {}}.
+--   A stale or duplicate report writes nothing and returns {false, 0, false, {}}; a report of a deleted
+--   run (cleaned up or expired) writes nothing and returns {false, -1, false, {}}.
 -- The worker builds the released children's arguments: a one-parent child gets this node's result; a
 -- fan-in child's parents all stored theirs before it could be released (one HMGET by the worker).
 local idx, epoch = ARGV[1], tonumber(ARGV[2])
 if not run_field('status') then
-  return {false, 0, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
+  return {false, -1, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
 end
 local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then

@@ -1,14 +1,17 @@
-"""The worker's in-memory gate: which runs' messages to drop before they reach the pool.
+"""The worker's in-memory message filter: which runs' messages to drop before they reach the pool.
 
-Revoke broadcasts are an optimisation (a worker that is down misses them); this gate is the cheap first
-line of the guarantee. It lives in the worker's main process and answers from memory: the set of runs
-that are paused, cancelled or failed (up to which epoch). A
-thread keeps it fresh from Redis pub/sub and resyncs the whole table every ``wfcelery_gate_resync``
-seconds. The authoritative check is the ``start`` Lua script run just before a task body (see hooks.py),
-which is atomic with pause/cancel; this gate only spares most of those round trips and drops queued
-messages without handing them to the pool.
+Two mechanisms keep a paused, cancelled or failed run's nodes from starting:
 
-Gate entries (``<prefix>:gate`` HASH, run id -> entry; encoded by ``records.GateEntry``): letter
+* the **start gate** (``lua/start.lua``, called by ``hooks.on_task_init`` in the pool just before a task
+  body) is authoritative: atomic with pause/cancel, per node and epoch;
+* this **message filter**, in the worker's main process (``task_received``), answers from memory and
+  drops queued messages without handing them to the pool. It spares most start-gate round trips and
+  covers workers that missed a revoke broadcast (revokes are an optimisation: a worker that is down
+  misses them).
+
+The filter reads the tracker's **gate table** (``<prefix>:gate`` HASH, run id -> ``records.GateEntry``),
+which control operations write: a thread keeps it fresh from Redis pub/sub and resyncs the whole table
+every ``wfcelery_gate_resync`` seconds. Entries: letter
 P (paused), C (cancelled), F (failed), R (running again after resume/retry: open; stale messages of
 older epochs are refused by the start script, which alone knows each node's epoch), an epoch, and when
 the entry expires.
@@ -24,20 +27,24 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from .outage import Outage
 from .records import GateEntry
 
 if TYPE_CHECKING:
     from .tracker import Tracker
 
-logger = logging.getLogger("wfcelery.gate")
+logger = logging.getLogger("wfcelery.message_filter")
 
-#: Task ids the gate dropped that are remembered (so ``task_revoked`` does not report them); cleared past it.
+#: Dropped task ids remembered (so ``task_revoked`` does not report them); cleared past this many.
 DROPPED_MAX = 50_000
 
 
-class Gate:
-    def __init__(self, tracker: Tracker) -> None:
+class MessageFilter:
+    """One per worker process (``WorkerSide.message_filter``)."""
+
+    def __init__(self, tracker: Tracker, outage: Outage | None = None) -> None:
         self.tracker = tracker
+        self.outage = outage or Outage()  # one WARNING per tracker outage, not one per retry
         self.entries: dict[str, tuple[str, int]] = {}
         self._started = False
         self._lock = threading.Lock()
@@ -46,19 +53,19 @@ class Gate:
         self._dropped: set[str] = set()
 
     def dropped(self, task_id: str) -> None:
-        """Remember a message this gate dropped: its ``task_revoked`` must not be reported as a revoke."""
+        """Remember a message this filter dropped: its ``task_revoked`` must not be reported as a revoke."""
         if len(self._dropped) > DROPPED_MAX:
             self._dropped.clear()
         self._dropped.add(task_id)
 
     def take_dropped(self, task_id: str) -> bool:
-        """True (once) if this gate dropped the message."""
+        """True (once) if this filter dropped the message."""
         if task_id in self._dropped:
             self._dropped.discard(task_id)
             return True
         return False
 
-    def closed(self, run_id: str, epoch: int) -> bool:
+    def blocks(self, run_id: str, epoch: int) -> bool:
         """True when a message of this run and epoch must not run."""
         if not self._started:
             self.start()
@@ -80,9 +87,9 @@ class Gate:
                 return
             try:
                 self.resync()
-            except Exception as e:
-                logger.warning("wfcelery gate: initial sync failed, will retry: %s", e)
-            self._thread = threading.Thread(target=self._listen, name="wfcelery-gate", daemon=True)
+            except Exception as e:  # the listener thread retries
+                self.outage.down(e)
+            self._thread = threading.Thread(target=self._listen, name="wfcelery-message-filter", daemon=True)
             self._thread.start()
             self._started = True
 
@@ -111,6 +118,7 @@ class Gate:
             try:
                 pubsub = self.tracker.subscribe_gate()
                 self.resync()  # anything published before we subscribed
+                self.outage.up()
                 next_sync = time.monotonic() + interval
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=max(0.0, next_sync - time.monotonic()))
@@ -120,7 +128,7 @@ class Gate:
                         self.resync()
                         next_sync = time.monotonic() + interval
             except (redis.RedisError, OSError) as e:
-                logger.warning("wfcelery gate: lost Redis (%s); retrying", e)
+                self.outage.down(e)
                 self._stop.wait(1.0)
             finally:
                 if pubsub is not None:

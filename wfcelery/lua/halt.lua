@@ -1,6 +1,6 @@
--- control: pause, cancel (and the status half of resume/retry, see replan.lua).
+-- halt: pause or cancel a run -- stop its nodes that have not started (resume and retry: replan.lua).
 -- ARGV[1] operation: 'pause' | 'cancel'
--- Returns {status before, status after, finish, epoch, queued, running}  (tracker.ControlOutcome),
+-- Returns {status before, status after, finish, epoch, queued, running}  (tracker.HaltOutcome),
 -- or {false} when the run does not exist.
 --   queued  = {idx, epoch, ...} of the nodes with a message out that has not started (to revoke)
 --   running = {idx, epoch, ...} of the running nodes (cancel(terminate=True) terminates them)

@@ -1,0 +1,149 @@
+"""The package's import graph: no circle, and no import from a lower layer to a higher one.
+
+Layers, bottom to top (README "Code map"): the definition and storage formats; the tracker; the client
+API beside the worker side (neither imports the other); the surfaces. Imports under ``TYPE_CHECKING``
+count too. A new module must be placed in a layer here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import wfcelery
+
+PACKAGE = Path(wfcelery.__file__).parent
+
+#: module -> (rank, side). A module may import modules of a lower rank, or of its own rank and side.
+#: Names are relative to the package ("wfcelery" is its ``__init__``, "web" is ``web/__init__.py``).
+LAYERS: dict[str, tuple[int, str]] = {
+    **{
+        m: (0, "core")
+        for m in (
+            "errors",
+            "states",
+            "settings",
+            "keys",
+            "records",
+            "model",
+            "loader",
+            "limits",
+            "compiler",
+            "canvas",
+            "_redis_server",
+        )
+    },
+    **{m: (1, "tracker") for m in ("tracker", "dispatch", "consumers")},
+    **{m: (2, "client") for m in ("engine",)},
+    **{m: (2, "worker") for m in ("worker", "message_filter", "hooks", "outage", "outbox", "reconciler")},
+    **{
+        m: (3, "surface")
+        for m in (
+            "install",
+            "_display",
+            "_graphs",
+            "cli",
+            "demo",
+            "doctor",
+            "testing",
+            "wfcelery",
+            "web",
+            "web.api",
+            "web.pages",
+            "web.security",
+            "web.stream",
+        )
+    },
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts) or "wfcelery"
+
+
+def _package_of(module: str, path: Path) -> list[str]:
+    parts = [] if module == "wfcelery" else module.split(".")
+    return parts if path.name == "__init__.py" else parts[:-1]
+
+
+def _known(parts: list[str], modules: set[str]) -> str:
+    """The module (or package) these name parts refer to: the longest known prefix."""
+    for end in range(len(parts), 0, -1):
+        name = ".".join(parts[:end])
+        if name in modules:
+            return name
+    return "wfcelery"
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """wfcelery modules imported by this file (relative or absolute), by their names in LAYERS."""
+    package = _package_of(_module_name(path), path)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            names = (node.module or "").split(".") if node.module else []
+            if node.level:
+                target = package[: len(package) - (node.level - 1)] + names
+            elif names[:1] == ["wfcelery"]:
+                target = names[1:]
+            else:
+                continue
+            # `from . import x`: x may be a module; else it is a name of the package
+            found.update(_known([*target, alias.name], modules) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "wfcelery":
+                    found.add(_known(alias.name.split(".")[1:], modules))
+    found.discard(_module_name(path))
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {_module_name(p) for p in paths}
+    return {_module_name(p): _imports(p, modules) for p in paths}
+
+
+def test_every_module_has_a_layer() -> None:
+    assert set(import_graph()) <= set(LAYERS), "place new modules in LAYERS"
+
+
+def test_no_import_runs_upward_or_across_sides() -> None:
+    bad = []
+    for module, imported in import_graph().items():
+        rank, side = LAYERS[module]
+        for target in imported:
+            t_rank, t_side = LAYERS[target]
+            if t_rank > rank or (t_rank == rank and t_side != side):
+                bad.append(f"{module} ({rank}, {side}) imports {target} ({t_rank}, {t_side})")
+    assert bad == []
+
+
+def test_no_import_circle() -> None:
+    graph = import_graph()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            raise AssertionError("import circle: " + " -> ".join([*path[path.index(module) :], module]))
+        if module in done:
+            return
+        for target in sorted(graph.get(module, ())):
+            visit(target, [*path, module])
+        done.add(module)
+
+    for module in graph:
+        visit(module, [])
+
+
+def test_the_checks_see_imports() -> None:
+    """The walk finds relative, absolute and TYPE_CHECKING imports (or the tests above prove nothing)."""
+    graph = import_graph()
+    assert {"tracker", "compiler", "dispatch", "message_filter"} <= graph["worker"]
+    assert "tracker" in graph["message_filter"]  # imported under TYPE_CHECKING only
+    assert {"_display", "_graphs", "engine"} <= graph["cli"]  # `from . import _display as display`
+    assert {"engine", "errors", "web.stream"} <= graph["web.api"]  # `from ..engine import ...`
+    assert "web" in graph["cli"]  # imported inside the `web` command

@@ -1,0 +1,62 @@
+"""The stored formats (records.py): each one's encoder and decoder agree, and match what Lua writes."""
+
+from __future__ import annotations
+
+from wfcelery.records import Event, GateEntry, NodeRecord, RunRecord, message_headers, new_run
+from wfcelery.states import RunStatus
+
+
+def test_node_record_round_trip_and_the_pending_default() -> None:
+    node = NodeRecord("R", 2, 3, 15, None, "1")
+    assert node.encode() == "R|2|3|15||1"
+    assert NodeRecord.decode(node.encode()) == node
+    assert NodeRecord("Q").encode() == "Q|0|0|||"  # what submit writes for a root
+    assert NodeRecord.decode(None) == NodeRecord("P", 0, 0, None, None, "")  # no field: PENDING
+    assert NodeRecord.decode("S|0|1|0|7|2") == NodeRecord("S", 0, 1, 0, 7, "2")  # 0 ms is a time
+
+
+def test_event_lines_as_lua_writes_them() -> None:
+    assert Event.parse("12 3 R") == Event(12, 3, "R", 0)
+    assert Event.parse("40 run PAUSED 1") == Event(40, None, "PAUSED", 1)
+    for line in ("12 3 R\n", "40 run PAUSED 1\n", "0 0 Q\n"):  # Lua omits epoch 0
+        assert Event.parse(line.rstrip("\n")).encode() == line
+
+
+def test_gate_entry_and_its_channel_message() -> None:
+    entry = GateEntry.of(RunStatus.PAUSED, 2, 1_900_000_000)
+    assert entry.encode() == "P2:1900000000"
+    assert GateEntry.decode("P2:1900000000") == entry
+    assert GateEntry.decode("R12:") == GateEntry("R", 12, 0)
+    assert GateEntry.from_message(entry.message("abc")) == ("abc", entry)
+
+
+def test_run_record_written_at_submit_reads_back() -> None:
+    raw = new_run(
+        name="etl",
+        plan_digest="d1",
+        total=3,
+        created_ms=1000,
+        params={"day": "x"},
+        policy="continue",
+        ttl=60,
+        events_maxlen=100,
+        done_channel="p:{r}:done",
+        on_failure={"task": "cb"},
+    )
+    assert "on_success" not in raw
+    stored = {k: str(v) for k, v in raw.items()} | {"w:host-a": "1", "finished": "2000"}
+    record = RunRecord.decode(stored)
+    assert (record.name, record.status, record.epoch, record.total, record.done) == (
+        "etl",
+        RunStatus.RUNNING,
+        0,
+        3,
+        0,
+    )
+    assert (record.created_ms, record.finished_ms, record.started_ms) == (1000, 2000, None)
+    assert (record.plan, record.params, record.policy) == ("d1", {"day": "x"}, "continue")
+    assert record.workers == {"1": "host-a"}
+
+
+def test_message_headers() -> None:
+    assert message_headers("r1", "load", "d1") == {"wf_run": "r1", "wf_node": "load", "wf_plan": "d1"}

@@ -1,0 +1,628 @@
+"""Plan -> native Celery canvas: chains of tasks and flat chords, exact or with reported barriers.
+
+:func:`translate` turns a compiled :class:`~wfcelery.compiler.Plan` into one Celery ``Signature`` built
+only from the shapes CELERY-NOTES lists as reliable on Celery >= 5.7: tasks, chains, and chords whose
+header members are tasks or chains and whose body is a task (or a chain that starts with one). It never
+emits a group as a chord body, a bare group inside a group, or a group at the end of a chain: where a
+stage of parallel branches is followed by another stage, or ends the workflow, the branches join in a
+*barrier*; where a node needs the result of an ancestor that is not the branch right before it, that
+result comes through a *pass-through*. Both are Celery's built-in ``celery.accumulate`` with ``index=0``
+(registered in every Celery app; a chord body it returns its list, a chain step its input), so the canvas
+runs on any Celery worker, with or without wfcelery.
+
+How: the DAG's order (its transitive closure) is split, recursively, into parallel parts (connected
+components) and series parts (cuts where everything before precedes everything after). A part that is
+connected and has no such cut holds an "N" (``a -> c, a -> d, b -> d``; Valdes, Tarjan & Lawler): canvas
+cannot express it, and :class:`~wfcelery.errors.NotSeriesParallel` names those edges. With
+``exact=False`` the translator cuts such a part anyway where the cut adds the fewest false dependencies
+(trying every cut of one topological order -- a heuristic: the true minimum is NP-hard), and reports the
+waits it added.
+
+Results are delivered exactly as the counters executor does (one parent: its result first; several, or
+``gather``: one list in ``after`` order; ``immutable``: none), or not at all: a chord hands its body one
+list with one entry per header member, and Celery has no built-in task that picks an element out of a
+list, so some series-parallel DAGs still cannot get their results right (a join over branches that fork
+again, or two children of one barrier that list their parents in different orders). Those raise
+``NotSeriesParallel`` with ``reason="results"``; marking the node ``immutable`` or running the workflow
+with ``engine.submit`` lifts it.
+
+Roots are mutable signatures: alone they get only their own args, embedded in a chain they receive the
+previous step's result first, like any Celery signature. Per-node ``retries`` are not expressible in a
+message (Celery's retry is a task attribute): a raw canvas retries only what the task itself retries;
+the tracked executors honour ``retries``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import chain, chord
+from celery.canvas import Signature
+
+from . import model
+from .compiler import Plan, PlanNode, compile_workflow
+from .errors import NotSeriesParallel
+from .model import Workflow, substitute
+
+#: Celery's built-in task used as barrier and pass-through (``index=0``: returns its first argument).
+ACCUMULATE = "celery.accumulate"
+
+
+class FalseDependencyWarning(UserWarning):
+    """``to_canvas(exact=False)`` made some nodes wait for nodes they do not depend on."""
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """What :func:`translate` built.
+
+    Attributes:
+        signature: the canvas (a task, a chain or a chord); every task in it has its id set.
+        task_ids: node name -> the id of its task (``app.AsyncResult(id)`` gives its result).
+        false_dependencies: ``(before, after)``: waits the DAG does not have, added by ``exact=False``
+            (``after`` now also waits for ``before``, and everything after it too).
+        barriers: ``celery.accumulate`` chord bodies that join parallel branches.
+        pass_throughs: ``celery.accumulate`` chain steps that carry an ancestor's result to a node.
+    """
+
+    signature: Signature
+    task_ids: Mapping[str, str]
+    false_dependencies: tuple[tuple[str, str], ...] = ()
+    barriers: int = 0
+    pass_throughs: int = 0
+
+
+def to_canvas(
+    wf: Workflow, app: Any, params: Mapping[str, Any] | None = None, exact: bool = True
+) -> Signature:
+    """The workflow as one native Celery signature (see :meth:`Workflow.to_canvas`)."""
+    plan = compile_workflow(wf.validate(app), app.conf.get("wfcelery_routes") or {})
+    built = translate(plan, app, wf.resolve_params(params), exact=exact)
+    if built.false_dependencies:
+        waits = ", ".join(f"{a} -> {b}" for a, b in built.false_dependencies)
+        warnings.warn(
+            f"workflow {wf.name!r} is not series-parallel; the canvas adds waits it does not have: {waits}",
+            FalseDependencyWarning,
+            stacklevel=3,
+        )
+    return built.signature
+
+
+def translate(
+    plan: Plan,
+    app: Any,
+    params: Mapping[str, Any] | None = None,
+    *,
+    exact: bool = True,
+    task_id: Callable[[int], str] | None = None,
+    options: Callable[[int], Mapping[str, Any]] | None = None,
+) -> Canvas:
+    """Translate ``plan`` into a native canvas with every task id fixed.
+
+    Args:
+        plan: a compiled workflow (routing resolved).
+        app: the Celery app the signatures belong to.
+        params: values for ``${name}`` placeholders.
+        exact: raise :class:`NotSeriesParallel` where canvas cannot express the DAG exactly; ``False``
+            adds barriers and reports the waits they introduce in :attr:`Canvas.false_dependencies`.
+        task_id: node index -> task id (default: a fresh uuid per node, so the ids parse as no run).
+        options: node index -> extra ``apply_async`` options for its signature (headers, ...).
+    """
+    order: set[tuple[int, int]] = set()
+    for _ in range(len(plan.nodes) ** 2 + 1):
+        graph = _Graph(plan, order)
+        try:
+            tree = _Decomposer(graph, exact).unit(list(range(len(graph.vertices))))
+        except _Cut as cut:
+            order |= cut.edges
+            continue
+        except NotSeriesParallel as err:
+            raise _blame(plan, order, err) from None
+        builder = _Builder(plan, graph, app, dict(params or {}), task_id, options)
+        # Every leaf carries its task id already; Celery keeps them when it freezes the canvas at apply
+        # time. Not freezing here keeps building free of I/O: freezing a chord builds GroupResults,
+        # which subscribe this client to every header result (CELERY-NOTES).
+        signature, _ = builder.build(tree, None)
+        names = [n.name for n in plan.nodes]
+        return Canvas(
+            signature,
+            {names[i]: tid for i, tid in sorted(builder.ids.items())},
+            tuple((names[a], names[b]) for a, b in sorted(order)),
+            builder.barriers,
+            builder.pass_throughs,
+        )
+    raise AssertionError("exact=False did not converge")  # pragma: no cover - each cut orders more pairs
+
+
+def _blame(plan: Plan, order: set[tuple[int, int]], err: NotSeriesParallel) -> NotSeriesParallel:
+    """A pass-through can make a series-parallel order not series-parallel (``a -> b -> c`` with ``c``
+    taking ``a``'s result directly, and ``b -> d``). Say so, rather than blame the order."""
+    if err.reason != "dependencies":
+        return err
+    order_only = _Graph(plan, order, carry_results=False)
+    try:
+        _Decomposer(order_only, exact=True).unit(list(range(len(order_only.vertices))))
+    except NotSeriesParallel as plain:
+        return plain
+    carried = ", ".join(f"{a} -> {b}" for a, b in err.edges)
+    return NotSeriesParallel(
+        f"canvas cannot pass results exactly here: {carried} form an N once a pass-through carries a result "
+        "past the nodes in between (a node takes the result of an ancestor it also reaches through other "
+        "nodes). The order alone is series-parallel: mark the node that lists that ancestor immutable, or "
+        "run the workflow with engine.submit",
+        err.edges,
+        "results",
+    )
+
+
+# -- the graph the canvas is cut from ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Vertex:
+    """A node of the plan, or a pass-through carrying ``node``'s result to ``target``."""
+
+    node: int
+    target: int = -1
+
+    @property
+    def is_pass(self) -> bool:
+        return self.target >= 0
+
+
+class _Graph:
+    """The plan's DAG, transitive edges dropped, result-carrying ones replaced by pass-throughs,
+    plus ``order`` edges (exact=False). Vertices are numbered in a topological order, and ``anc[v]`` is
+    the bitset of ``v``'s ancestors in that numbering."""
+
+    def __init__(self, plan: Plan, order: set[tuple[int, int]], carry_results: bool = True) -> None:
+        self.plan = plan
+        n = len(plan.nodes)
+        waits = [list(node.parents) for node in plan.nodes]
+        for a, b in sorted(order):
+            if a not in waits[b]:
+                waits[b].append(a)
+        reach = _ancestors(waits)  # over plan indexes: what each node waits for, transitively
+        raw_parents: dict[_Vertex, list[_Vertex]] = {_Vertex(i): [] for i in range(n)}
+        for v in range(n):
+            # u -> v is transitive when u is an ancestor of another parent of v (never of u itself)
+            beyond = 0
+            for w in waits[v]:
+                beyond |= reach[w]
+            for u in waits[v]:
+                transitive = bool(beyond >> u & 1)
+                if not transitive:
+                    raw_parents[_Vertex(v)].append(_Vertex(u))
+                elif carry_results and u in plan.nodes[v].parents and plan.nodes[v].takes_list():
+                    hop = _Vertex(u, v)
+                    raw_parents[hop] = [_Vertex(u)]
+                    raw_parents[_Vertex(v)].append(hop)
+        self.vertices = _topological(raw_parents)
+        pos = {vx: i for i, vx in enumerate(self.vertices)}
+        self.parents = [sorted(pos[p] for p in raw_parents[vx]) for vx in self.vertices]
+        self.children: list[list[int]] = [[] for _ in self.vertices]
+        for v, ps in enumerate(self.parents):
+            for p in ps:
+                self.children[p].append(v)
+        self.anc = _ancestors(self.parents)
+
+    def edge_names(self, u: int, v: int) -> tuple[str, str]:
+        """The plan edge a graph edge stands for (a pass-through stands for its source -> target)."""
+        a, b = self.vertices[u], self.vertices[v]
+        names = self.plan.nodes
+        if b.is_pass:
+            return names[b.node].name, names[b.target].name
+        return names[a.node].name, names[b.node].name
+
+
+def _ancestors(parents: Sequence[Sequence[int]]) -> list[int]:
+    """Bitsets of ancestors, for parent lists indexed in any order (iterative: chains of 10k nodes)."""
+    anc: list[int | None] = [None] * len(parents)
+    for start in range(len(parents)):
+        stack = [start]
+        while stack:
+            v = stack[-1]
+            todo = [p for p in parents[v] if anc[p] is None]
+            if todo:
+                stack.extend(todo)
+                continue
+            stack.pop()
+            if anc[v] is None:
+                bits = 0
+                for p in parents[v]:
+                    bits |= (anc[p] or 0) | (1 << p)
+                anc[v] = bits
+    return [a or 0 for a in anc]
+
+
+def _topological(parents: Mapping[_Vertex, list[_Vertex]]) -> list[_Vertex]:
+    """Kahn's order, ties broken by plan index (a pass-through right before its target)."""
+    import heapq
+
+    def key(vx: _Vertex) -> tuple[int, int, int]:
+        return (vx.target, 0, vx.node) if vx.is_pass else (vx.node, 1, 0)
+
+    pending = {vx: len(ps) for vx, ps in parents.items()}
+    children: dict[_Vertex, list[_Vertex]] = {vx: [] for vx in parents}
+    for vx, ps in parents.items():
+        for p in ps:
+            children[p].append(vx)
+    ready = [(key(vx), vx) for vx, count in pending.items() if not count]
+    heapq.heapify(ready)
+    out: list[_Vertex] = []
+    while ready:
+        _, vx = heapq.heappop(ready)
+        out.append(vx)
+        for c in children[vx]:
+            pending[c] -= 1
+            if not pending[c]:
+                heapq.heappush(ready, (key(c), c))
+    return out
+
+
+# -- series-parallel decomposition ------------------------------------------------------------------
+
+
+@dataclass
+class _Leaf:
+    v: int
+
+
+@dataclass
+class _Series:
+    parts: list[_Leaf | _Parallel]
+
+
+@dataclass
+class _Parallel:
+    parts: list[_Leaf | _Series]
+
+
+_Unit = _Leaf | _Series | _Parallel
+
+
+class _Cut(Exception):
+    """exact=False: order these (plan index) pairs and start again."""
+
+    def __init__(self, edges: set[tuple[int, int]]) -> None:
+        self.edges = edges
+
+
+@dataclass
+class _Decomposer:
+    graph: _Graph
+    exact: bool
+
+    def unit(self, members: list[int]) -> _Unit:
+        """Decompose ``members`` (vertex numbers, ascending: a convex set of the DAG)."""
+        if len(members) == 1:
+            return _Leaf(members[0])
+        components = self._components(members)
+        if len(components) > 1:
+            return _Parallel([self._branch(c) for c in components])
+        cuts = self._series_cuts(members)
+        if not cuts:
+            raise self._not_series_parallel(members)
+        parts: list[_Leaf | _Parallel] = []
+        for lo, hi in zip([0, *cuts], [*cuts, len(members)], strict=True):
+            unit = self.unit(members[lo:hi])
+            assert not isinstance(unit, _Series)  # a part between two adjacent cuts has no cut itself
+            parts.append(unit)
+        return _Series(parts)
+
+    def _branch(self, members: list[int]) -> _Leaf | _Series:
+        unit = self.unit(members)
+        assert not isinstance(unit, _Parallel)  # a connected component
+        return unit
+
+    def _components(self, members: list[int]) -> list[list[int]]:
+        inside = set(members)
+        root = {v: v for v in members}
+
+        def find(v: int) -> int:
+            while root[v] != v:
+                root[v] = root[root[v]]
+                v = root[v]
+            return v
+
+        for v in members:
+            for p in self.graph.parents[v]:
+                if p in inside:
+                    root[find(v)] = find(p)
+        groups: dict[int, list[int]] = {}
+        for v in members:
+            groups.setdefault(find(v), []).append(v)
+        return list(groups.values())  # ascending, ordered by their first vertex
+
+    def _series_cuts(self, members: list[int]) -> list[int]:
+        """Every i such that ``members[:i]`` all precede ``members[i:]`` (members are topologically sorted,
+        so every valid cut is a prefix). One pass: member j is fine with cut i if every member before
+        position i is its ancestor, i.e. its first non-ancestor (``lowest[j]``) is at i or later."""
+        anc = self.graph.anc
+        where = {v: i for i, v in enumerate(members)}
+        lowest = []
+        before = 0
+        for v in members:
+            missing = before & ~anc[v]
+            lowest.append(where[(missing & -missing).bit_length() - 1] if missing else len(members))
+            before |= 1 << v
+        cuts, floor = [], len(members)
+        for i in range(len(members) - 1, 0, -1):
+            floor = min(floor, lowest[i])
+            if i <= floor:
+                cuts.append(i)
+        return sorted(cuts)
+
+    def _not_series_parallel(self, members: list[int]) -> Exception:
+        if not self.exact:
+            return self._cut(members)
+        edges = self._n_edges(members)
+        (a, c), (_, d), (b, _) = edges
+        return NotSeriesParallel(
+            "canvas cannot express this DAG exactly: "
+            + ", ".join(f"{x} -> {y}" for x, y in edges)
+            + f" form an N ({c!r} follows {a!r} but not {b!r}, {d!r} follows both): Celery chains and "
+            "chords only express series-parallel graphs. to_canvas(exact=False) adds a barrier; "
+            "engine.submit runs it exactly",
+            edges,
+        )
+
+    def _n_edges(self, members: list[int]) -> list[tuple[str, str]]:
+        a, b, c, d = self._find_n(members)
+        g = self.graph
+        return [g.edge_names(a, c), g.edge_names(a, d), g.edge_names(b, d)]
+
+    def _find_n(self, members: list[int]) -> tuple[int, int, int, int]:
+        """An induced N (a->c, a->d, b->d; no other order among them) in a connected part with no cut."""
+        anc, inside = self.graph.anc, set(members)
+
+        def related(x: int, y: int) -> bool:
+            return bool(anc[x] >> y & 1 or anc[y] >> x & 1)
+
+        parents = self.graph.parents
+        # An N of the order (a<c, a<d, b<d, nothing else among the four), preferably one whose three
+        # relations are edges, which names the problem best; then b->d and a->c edges (cheap); then any.
+        children = self.graph.children
+        for d in members:
+            for a, b in itertools.permutations([p for p in parents[d] if p in inside], 2):
+                for c in children[a]:
+                    if c in inside and not related(a, b) and not related(c, d) and not related(b, c):
+                        return a, b, c, d
+        for d in members:
+            for b in (p for p in parents[d] if p in inside):
+                for a in (x for x in members if anc[d] >> x & 1 and not related(x, b)):
+                    for c in children[a]:
+                        if c in inside and not related(c, d) and not related(b, c):
+                            return a, b, c, d
+        for a, b, c, d in itertools.permutations(members, 4):  # pragma: no cover - not seen in tests
+            ordered = anc[c] >> a & 1 and anc[d] >> a & 1 and anc[d] >> b & 1
+            if ordered and not related(a, b) and not related(c, d) and not related(b, c):
+                return a, b, c, d
+        raise AssertionError("a part with no cut holds an N")  # pragma: no cover
+
+    def _cut(self, members: list[int]) -> _Cut:
+        """exact=False: the prefix cut of ``members`` that adds the fewest waits and keeps results exact."""
+        g = self.graph
+        best: tuple[int, int] | None = None
+        s1 = 0
+        for i in range(1, len(members)):
+            s1 |= 1 << members[i - 1]
+            if not self._keeps_results(members[:i], members[i:]):
+                continue
+            added = sum((s1 & ~g.anc[v]).bit_count() for v in members[i:])
+            if best is None or added < best[0]:
+                best = (added, i)
+        if best is None:
+            edges = self._n_edges(members)
+            raise NotSeriesParallel(
+                "canvas cannot express this DAG even with barriers: around "
+                + ", ".join(f"{x} -> {y}" for x, y in edges)
+                + " every barrier would change what a node receives; mark those nodes immutable",
+                edges,
+                "results",
+            )
+        first, second = members[: best[1]], members[best[1] :]
+        waits = set()
+        for s in self._sinks(first):
+            for t in self._sources(second):
+                if not g.anc[t] >> s & 1:
+                    target = g.vertices[t]
+                    waits.add((g.vertices[s].node, target.target if target.is_pass else target.node))
+        return _Cut(waits)
+
+    def _sinks(self, members: list[int]) -> list[int]:
+        inside = set(members)
+        return [v for v in members if not any(c in inside for c in self.graph.children[v])]
+
+    def _sources(self, members: list[int]) -> list[int]:
+        inside = set(members)
+        return [v for v in members if not any(p in inside for p in self.graph.parents[v])]
+
+    def _keeps_results(self, first: list[int], second: list[int]) -> bool:
+        """Whether every node the cut starts right after ``first`` expects exactly what it will get:
+        nothing (a root or an immutable node), or the results of ``first``'s ends."""
+        g = self.graph
+        ends = {g.vertices[s].node for s in self._sinks(first) if not g.vertices[s].is_pass}
+        if len(ends) != len(self._sinks(first)):
+            return False
+        for t in self._sources(second):
+            vx = g.vertices[t]
+            node = g.plan.nodes[vx.node]
+            if vx.is_pass:
+                if ends != {vx.node}:
+                    return False
+            elif node.parents and not node.immutable and set(node.parents) != ends:
+                return False
+        return True
+
+
+# -- building the signature -------------------------------------------------------------------------
+
+#: What a step receives or returns: a node's result (its plan index), a list of such, or None (the
+#: canvas's own input: nothing, or the previous step's result when embedded in a chain).
+_Value = int | tuple[Any, ...] | None
+
+
+@dataclass
+class _Builder:
+    plan: Plan
+    graph: _Graph
+    app: Any
+    params: dict[str, Any]
+    task_id: Callable[[int], str] | None
+    options: Callable[[int], Mapping[str, Any]] | None
+    ids: dict[int, str] = field(default_factory=dict)
+    barriers: int = 0
+    pass_throughs: int = 0
+
+    def build(self, unit: _Unit, given: _Value) -> tuple[Signature, _Value]:
+        if isinstance(unit, _Leaf):
+            return self._leaf(unit.v, given)
+        if isinstance(unit, _Parallel):
+            members, outs = self._members(unit.parts, given, self._consumers(None))
+            return chord(members, self._barrier(unit.parts)), outs
+        steps: list[Signature] = []
+        parts = unit.parts
+        i = 0
+        while i < len(parts):
+            part = parts[i]
+            after = parts[i + 1] if i + 1 < len(parts) else None
+            if isinstance(part, _Leaf):
+                step, given = self._leaf(part.v, given)
+            elif isinstance(after, _Leaf):  # a join: the next node is the chord's body
+                members, outs = self._members(part.parts, given, [after.v])
+                body, given = self._leaf(after.v, outs)
+                step = chord(members, body)
+                i += 1
+            else:  # a stage followed by a stage (or the end): join in a barrier
+                members, given = self._members(part.parts, given, self._consumers(after))
+                step = chord(members, self._barrier(part.parts))
+            steps.append(step)
+            i += 1
+        return (chain(*steps) if len(steps) > 1 else steps[0]), given
+
+    # - leaves
+
+    def _leaf(self, v: int, given: _Value) -> tuple[Signature, _Value]:
+        vx = self.graph.vertices[v]
+        if vx.is_pass:
+            self._expect(vx.target, given, vx.node)
+            self.pass_throughs += 1
+            return self._accumulate(self.plan.nodes[vx.target]), given
+        node = self.plan.nodes[vx.node]
+        if node.immutable or not node.parents:
+            # a root waits for nothing unless exact=False made it; then it still takes only its own args
+            return self._signature(node, mutable=not node.immutable and given is None), vx.node
+        if node.gather and len(node.parents) == 1 and given == node.parents[0]:
+            self.pass_throughs += 1
+            return chord([self._accumulate(node)], self._signature(node, mutable=True)), vx.node
+        self._expect(node.index, given, self._expected(node))
+        return self._signature(node, mutable=True), vx.node
+
+    def _expected(self, node: PlanNode) -> _Value:
+        return tuple(node.parents) if node.takes_list() else node.parents[0]
+
+    def _expect(self, index: int, given: _Value, wanted: _Value) -> None:
+        if given == wanted:
+            return
+        node = self.plan.nodes[index]
+        raise NotSeriesParallel(
+            f"canvas cannot hand node {node.name!r} {self._describe(wanted)}: here it would receive "
+            f"{self._describe(given)}. A chord gives its body one list entry per branch and Celery has "
+            f"no built-in task that picks entries out of a list. {self._hint(node, given)}",
+            [(self._name(p), node.name) for p in node.parents],
+            "results",
+        )
+
+    def _hint(self, node: PlanNode, given: _Value) -> str:
+        fixes = f"Mark {node.name!r} immutable or run the workflow with engine.submit"
+        if isinstance(given, tuple) and sorted(map(repr, given)) == sorted(map(repr, node.parents)):
+            return (
+                f"List its parents as {self._describe(given)[9:]} (the order its siblings use), or: {fixes}"
+            )
+        return fixes
+
+    def _signature(self, node: PlanNode, mutable: bool) -> Signature:
+        args, kwargs = list(node.args), dict(node.kwargs)
+        if self.params and self.plan.has_placeholders:
+            args, kwargs = substitute(args, self.params), substitute(kwargs, self.params)
+        tid = self.task_id(node.index) if self.task_id else str(uuid.uuid4())
+        self.ids[node.index] = tid
+        opts: dict[str, Any] = {**node.options, "task_id": tid}
+        if node.queue:
+            opts["queue"] = node.queue
+        if self.options:
+            opts.update(self.options(node.index))
+        sig: Signature = self.app.signature(
+            node.task, args=args, kwargs=kwargs, immutable=not mutable, **opts
+        )
+        return sig
+
+    def _accumulate(self, near: PlanNode | None) -> Signature:
+        """``celery.accumulate(index=0)`` on ``near``'s queue; its id parses as no node of any run."""
+        opts: dict[str, Any] = {"task_id": str(uuid.uuid4())}
+        if near is not None and near.queue:
+            opts["queue"] = near.queue
+        sig: Signature = self.app.signature(ACCUMULATE, kwargs={"index": 0}, **opts)
+        return sig
+
+    # - chords
+
+    def _members(
+        self, parts: list[_Leaf | _Series], given: _Value, consumers: list[int]
+    ) -> tuple[list[Signature], tuple[Any, ...]]:
+        built = [self.build(part, given) for part in parts]
+        outs = [out for _, out in built]
+        for v in consumers:
+            node = self.plan.nodes[self.graph.vertices[v].node]
+            if self.graph.vertices[v].is_pass or not node.takes_list():
+                continue
+            if sorted(map(repr, outs)) == sorted(map(repr, node.parents)):  # a permutation: follow it
+                at = {out: i for i, out in enumerate(outs)}
+                built = [built[at[p]] for p in node.parents]
+                outs = list(node.parents)
+            break
+        return [sig for sig, _ in built], tuple(outs)
+
+    def _consumers(self, after: _Unit | None) -> list[int]:
+        """The vertices that receive a stage's list: the first vertices of ``after``."""
+        if after is None:
+            return []
+        first = {v for v in self._vertices(after)}
+        return [v for v in sorted(first) if not any(p in first for p in self.graph.parents[v])]
+
+    def _vertices(self, unit: _Unit) -> list[int]:
+        if isinstance(unit, _Leaf):
+            return [unit.v]
+        return [v for part in unit.parts for v in self._vertices(part)]
+
+    def _barrier(self, parts: Sequence[_Unit]) -> Signature:
+        # on the queue of the branch it closes: a worker consuming it has just run that branch
+        self.barriers += 1
+        last = self._vertices(parts[-1])[-1]
+        return self._accumulate(self.plan.nodes[self.graph.vertices[last].node])
+
+    # - messages
+
+    def _name(self, index: int) -> str:
+        return self.plan.nodes[index].name
+
+    def _describe(self, value: _Value) -> str:
+        if value is None:
+            return "nothing (the canvas's own input)"
+        if isinstance(value, int):
+            return f"the result of {self._name(value)}"
+        return "the list [" + ", ".join(self._short(v) for v in value) + "]"
+
+    def _short(self, value: _Value) -> str:
+        if isinstance(value, int):
+            return self._name(value)
+        return "[" + ", ".join(self._short(v) for v in value or ()) + "]"
+
+
+model._translate = to_canvas  # Workflow.to_canvas delegates here (the model cannot import this module)

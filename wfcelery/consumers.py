@@ -1,0 +1,138 @@
+"""Which queue a node's message goes to, and which queues live workers consume.
+
+A node's queue is its ``queue`` / ``type`` when it has one; otherwise the app's own router decides, as for
+any Celery task (``task_routes``, then ``task_default_queue``). :func:`node_queue` asks that router, so
+``graph``, ``status`` and :class:`~wfcelery.RunState` show the queue Celery really picks.
+
+Live consumers come from Celery's ``inspect().active_queues()`` broadcast: one round trip that waits
+``timeout`` seconds for the workers' replies, so the answer is cached for :data:`CACHE_SECONDS`. A broker
+that cannot broadcast, or a check that fails, gives an *unknown* answer (``Consumers.known`` is False):
+nothing is then reported as unconsumed -- a warning must never be a guess.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger("wfcelery.consumers")
+
+#: Seconds to wait for the workers' replies to ``active_queues`` (Celery's ``inspect`` default).
+DEFAULT_INSPECT_TIMEOUT = 1.0
+#: Seconds an ``active_queues`` answer is used before it is refreshed (in the background).
+CACHE_SECONDS = 10.0
+
+
+def node_queue(app: Any, task: str, queue: str | None) -> str:
+    """The queue a node's message is sent to: ``queue`` if set, else what the app's router picks."""
+    if queue:
+        return queue
+    try:
+        routed = app.amqp.router.route({}, task, (), {})
+    except Exception:  # a router function that fails on empty args: Celery would fail at send, not us
+        return str(app.conf.task_default_queue)
+    target = routed.get("queue")
+    return str(getattr(target, "name", target) or app.conf.task_default_queue)
+
+
+@dataclass(frozen=True)
+class Consumers:
+    """Queues the live workers consume, by worker. ``known`` is False when the check could not run."""
+
+    known: bool
+    workers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    checked_at: float = 0.0
+    reason: str = ""
+
+    @property
+    def queues(self) -> frozenset[str]:
+        """Every queue at least one live worker consumes."""
+        return frozenset().union(*self.workers.values()) if self.workers else frozenset()
+
+    def missing(self, queues: Iterable[str]) -> list[str]:
+        """The queues of ``queues`` that no live worker consumes (none when the answer is unknown)."""
+        if not self.known:
+            return []
+        consumed = self.queues
+        return sorted({q for q in queues if q not in consumed})
+
+
+_DISABLED = Consumers(known=False, reason="the check is disabled (wfcelery_inspect_timeout = 0)")
+
+
+class ConsumerCheck:
+    """``inspect().active_queues()`` for one app; thread-safe.
+
+    The first call waits for the workers' replies (at most ``timeout`` seconds). Later calls answer from
+    memory: an answer older than ``ttl`` is refreshed in a background thread while the old one is still
+    returned, so a busy submit loop never stalls on the broadcast.
+    """
+
+    def __init__(self, app: Any, timeout: float = DEFAULT_INSPECT_TIMEOUT, ttl: float = CACHE_SECONDS):
+        self.app = app
+        self.timeout = timeout
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: Consumers | None = None
+        self._refreshing = False
+
+    def get(self, refresh: bool = False) -> Consumers:
+        """The live workers' queues; ``refresh=True`` waits for a fresh answer."""
+        if self.timeout <= 0:
+            return _DISABLED
+        cached = self._cached
+        if refresh or cached is None:
+            with self._lock:
+                if refresh or self._cached is None:
+                    self._cached = self._ask()
+                return self._cached
+        if time.monotonic() - cached.checked_at >= self.ttl and not self._refreshing:
+            self._refreshing = True
+            threading.Thread(target=self._refresh, name="wfcelery-consumers", daemon=True).start()
+        return cached
+
+    def _refresh(self) -> None:
+        try:
+            fresh = self._ask()
+            with self._lock:
+                self._cached = fresh
+        finally:
+            self._refreshing = False
+
+    def _ask(self) -> Consumers:
+        now = time.monotonic()
+        try:
+            replies = self.app.control.inspect(timeout=self.timeout).active_queues() or {}
+        except NotImplementedError:  # a transport without broadcast (SQS, ...)
+            return Consumers(known=False, checked_at=now, reason="the broker cannot broadcast")
+        except Exception as e:  # the broker is down: submit's publish reports that, clearly
+            logger.debug("wfcelery: active_queues failed: %r", e)
+            return Consumers(known=False, checked_at=now, reason=f"{type(e).__name__}: {e}")
+        workers = {
+            name: frozenset(q["name"] for q in queues or () if isinstance(q, dict) and q.get("name"))
+            for name, queues in replies.items()
+        }
+        return Consumers(known=True, workers=workers, checked_at=now)
+
+
+def unconsumed(consumers: Consumers, node_queues: Mapping[str, str]) -> dict[str, list[str]]:
+    """``{queue: [node, ...]}`` for the nodes (``{node: queue}``) whose queue no live worker consumes."""
+    missing = set(consumers.missing(node_queues.values()))
+    out: dict[str, list[str]] = {}
+    for node, queue in node_queues.items():
+        if queue in missing:
+            out.setdefault(queue, []).append(node)
+    return out
+
+
+def describe(missing: Mapping[str, list[str]]) -> list[str]:
+    """One warning line per queue nobody reads, naming its nodes and the worker option that fixes it."""
+    return [
+        f"no live worker consumes queue {queue!r} (node{'s' if len(nodes) > 1 else ''} "
+        f"{', '.join(nodes)}): they will wait until a worker runs with -Q {queue}"
+        for queue, nodes in missing.items()
+    ]

@@ -1,0 +1,372 @@
+"""The REST API: ``/api/...`` routes, their request models, and how errors become JSON.
+
+Every error answers ``{"error": "<one line naming the problem>", "type": "<exception name>"}``:
+404 an unknown run, node or definition; 409 a control operation the run's state refuses (the
+ControlError text); 422 an invalid definition or params (naming the node or field); 503 the tracker's
+Redis or the broker cannot be reached. Routes are plain ``def``: FastAPI runs them in its thread pool,
+since the engine's calls block.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import __version__
+from ..compiler import Plan, compile_workflow
+from ..engine import Engine, Run
+from ..errors import (
+    ControlError,
+    DefinitionError,
+    RunNotFound,
+    TrackerError,
+    TrackerUnavailable,
+    WfCeleryError,
+)
+from ..model import Workflow
+from ..states import NodeStatus, RunStatus
+from .stream import event_stream
+
+#: Bytes of a node's JSON result shown by ``/api/runs/{id}/nodes/{node}``.
+RESULT_PREVIEW_BYTES = 4096
+#: Deepest page of ``GET /api/runs`` (offset + limit): the list is for people, not for bulk export.
+MAX_LISTED = 10_000
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+router = APIRouter(prefix="/api")
+
+
+class NotFound(WfCeleryError):
+    """An unknown node or definition (an unknown run is :class:`RunNotFound`)."""
+
+
+# -- errors ----------------------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"error": message, "type": kind}, status_code=status)
+
+
+def _handler(status: int) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return _error(status, str(exc), type(exc).__name__)
+
+    return handle
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
+    ]
+    return JSONResponse(
+        {
+            "error": "; ".join(problems),
+            "type": "ValidationError",
+            "detail": json.loads(json.dumps(exc.errors(), default=str)),
+        },
+        status_code=422,
+    )
+
+
+async def _broker_down(request: Request, exc: Exception) -> JSONResponse:
+    return _error(503, f"cannot reach the Celery broker: {exc}", "BrokerUnavailable")
+
+
+#: Exception -> handler, installed by create_app (order matters only for subclasses: Starlette picks the
+#: most specific class).
+errors: dict[type[Exception], Callable[[Request, Exception], Any]] = {
+    RequestValidationError: _invalid,
+    RunNotFound: _handler(404),
+    NotFound: _handler(404),
+    ControlError: _handler(409),
+    DefinitionError: _handler(422),
+    TrackerUnavailable: _handler(503),
+    TrackerError: _handler(503),
+    OperationalError: _broker_down,
+    WfCeleryError: _handler(400),
+}
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such run (wrong id, cleaned up or expired), node or definition"},
+    503: {"description": "The tracker's Redis (or the broker) cannot be reached"},
+}
+_CONTROL_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    409: {"description": "Refused in the run's current state (the ControlError text)"},
+}
+
+
+# -- dependencies ----------------------------------------------------------------------------------------
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(engine_of)]
+RunId = Annotated[str, Path(description="Run id (32 hex digits)", max_length=200)]
+
+
+def existing_run(engine: EngineDep, run_id: RunId) -> Run:
+    """The run, or 404 -- an id that is not a run id never reaches Redis."""
+    if not _RUN_ID.fullmatch(run_id):
+        raise RunNotFound(run_id)
+    return engine.run(run_id)
+
+
+RunDep = Annotated[Run, Depends(existing_run)]
+
+
+# -- models ----------------------------------------------------------------------------------------------
+
+
+class SubmitRequest(BaseModel):
+    """Start a run: the ``name`` of a definition the engine knows, or a whole ``definition``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="A definition known to the engine (GET /api/definitions)")
+    definition: dict[str, Any] | None = Field(None, description="A definition (the YAML/JSON schema)")
+    params: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} placeholders")
+
+
+class Submitted(BaseModel):
+    id: str
+    url: str
+
+
+class RunPage(BaseModel):
+    runs: list[dict[str, Any]]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="offset of the next (older) page; null on the last one")
+
+
+# -- runs ------------------------------------------------------------------------------------------------
+
+
+@router.get("/health", summary="Liveness and the tracker's reachability", responses={503: _ERRORS[503]})
+def health(request: Request, engine: EngineDep) -> dict[str, Any]:
+    engine.runs(limit=1)  # one round trip to the tracker: raises TrackerUnavailable when it is down
+    return {"status": "ok", "version": __version__, "read_only": request.app.state.read_only}
+
+
+@router.get("/runs", summary="Runs, newest first", response_model=RunPage, responses={503: _ERRORS[503]})
+def list_runs(
+    engine: EngineDep,
+    status: Annotated[RunStatus | None, Query(description="Only runs in this status")] = None,
+    name: Annotated[str | None, Query(max_length=200, description="Only runs of this workflow")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_LISTED)] = 0,
+) -> dict[str, Any]:
+    wanted = min(offset + limit + 1, MAX_LISTED + 1)
+    found = engine.runs(status=status.value if status else None, name=name, limit=wanted)
+    page = found[offset : offset + limit]
+    more = len(found) > offset + limit and offset + limit < MAX_LISTED
+    return {
+        "runs": [r.to_dict() for r in page],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+    }
+
+
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=Submitted,
+    summary="Start a run",
+    responses={
+        404: {"description": "No definition of that name"},
+        422: {"description": "Invalid definition or params (names the node or field)"},
+        503: _ERRORS[503],
+    },
+)
+def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, str]:
+    if (body.name is None) == (body.definition is None):
+        raise DefinitionError("give exactly one of 'name' (a known definition) or 'definition'")
+    workflow: Workflow | dict[str, Any]
+    if body.name is not None:
+        known = engine.definitions()
+        if body.name not in known:
+            raise NotFound(f"no definition named {body.name!r} (GET /api/definitions lists them)")
+        workflow = known[body.name]
+    else:
+        assert body.definition is not None
+        workflow = body.definition
+    run = engine.submit(workflow, params=body.params)
+    response.headers["Location"] = f"/api/runs/{run.id}"
+    return {"id": run.id, "url": f"/api/runs/{run.id}"}
+
+
+@router.get(
+    "/runs/{run_id}",
+    summary="A run: status, counts, every node (the `status --json` shape)",
+    responses=_ERRORS,
+)
+def get_run(run: RunDep) -> dict[str, Any]:
+    return run.state().to_dict()
+
+
+@router.get("/runs/{run_id}/graph", summary="The run's DAG: nodes, tasks, queues, parents", responses=_ERRORS)
+def get_graph(run: RunDep) -> dict[str, Any]:
+    return graph(run.plan())
+
+
+@router.get("/runs/{run_id}/results", summary="Results of the nodes that succeeded", responses=_ERRORS)
+def get_results(run: RunDep) -> dict[str, Any]:
+    return run.results()
+
+
+@router.get(
+    "/runs/{run_id}/nodes/{node}",
+    summary="One node: status, attempts, worker, error with traceback, result preview",
+    responses=_ERRORS,
+)
+def get_node(run: RunDep, node: Annotated[str, Path(max_length=500)], request: Request) -> dict[str, Any]:
+    plan = run.plan()
+    plan_node = plan.by_name.get(node)
+    if plan_node is None:
+        raise NotFound(f"run {run.id} has no node {node!r}")
+    found = run.node(node)
+    preview, truncated = _preview(run.result(node) if found.status is NodeStatus.SUCCEEDED else None)
+    flower = request.app.state.flower_url
+    return {
+        **found.to_dict(),
+        "index": found.index,
+        "epoch": found.epoch,
+        "task": plan_node.task,
+        "parents": [plan.nodes[p].name for p in plan_node.parents],
+        "result_preview": preview,
+        "result_truncated": truncated,
+        "flower_url": f"{flower}/task/{found.task_id}" if flower else None,
+    }
+
+
+def _preview(result: Any) -> tuple[str | None, bool]:
+    if result is None:
+        return None, False
+    text = json.dumps(result, default=repr, ensure_ascii=False)
+    data = text.encode()
+    if len(data) <= RESULT_PREVIEW_BYTES:
+        return text, False
+    return data[:RESULT_PREVIEW_BYTES].decode(errors="ignore") + "…", True
+
+
+@router.post("/runs/{run_id}/pause", summary="Pause: nodes not started yet wait", responses=_CONTROL_ERRORS)
+def pause_run(run: RunDep) -> dict[str, Any]:
+    return run.pause().to_dict()
+
+
+@router.post("/runs/{run_id}/resume", summary="Resume a paused run", responses=_CONTROL_ERRORS)
+def resume_run(run: RunDep) -> dict[str, Any]:
+    return run.resume().to_dict()
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    summary="Cancel for good (terminate=true also stops running tasks, prefork/gevent pools)",
+    responses=_CONTROL_ERRORS,
+)
+def cancel_run(run: RunDep, terminate: bool = False) -> dict[str, Any]:
+    return run.cancel(terminate=terminate).to_dict()
+
+
+@router.post(
+    "/runs/{run_id}/retry",
+    summary="Retry a FAILED or CANCELLED run: re-run what did not succeed",
+    responses=_CONTROL_ERRORS,
+)
+def retry_run(run: RunDep) -> dict[str, Any]:
+    return run.retry().to_dict()
+
+
+@router.delete(
+    "/runs/{run_id}",
+    status_code=204,
+    summary="Clean up: delete every key of the run (409 for a live run unless force=true)",
+    responses=_CONTROL_ERRORS,
+)
+def delete_run(run: RunDep, force: bool = False) -> Response:
+    run.cleanup(force=force)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    summary="Server-Sent Events: every transition of the run, in order; resumable with Last-Event-ID",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
+)
+def run_events(
+    run: RunDep,
+    request: Request,
+    last_event_id: Annotated[
+        str | None, Query(max_length=60, description="Resume after this event id (or the header)")
+    ] = None,
+) -> Response:
+    cursor = request.headers.get("last-event-id") or last_event_id
+    return event_stream(run, cursor)
+
+
+# -- definitions -----------------------------------------------------------------------------------------
+
+
+def graph(plan: Plan) -> dict[str, Any]:
+    """A DAG as the dashboard draws it: nodes in index order, parents by name."""
+    return {
+        "name": plan.name,
+        "on_failure": plan.on_failure,
+        "nodes": [
+            {
+                "name": n.name,
+                "index": n.index,
+                "task": n.task,
+                "queue": n.queue,
+                "parents": [plan.nodes[p].name for p in n.parents],
+            }
+            for n in plan.nodes
+        ],
+    }
+
+
+def _describe(wf: Workflow) -> dict[str, Any]:
+    return {
+        "name": wf.name,
+        "nodes": len(wf.nodes),
+        "on_failure": wf.on_failure,
+        "params": sorted(wf.placeholders()),
+        "defaults": wf.params,
+    }
+
+
+@router.get("/definitions", summary="Definitions the engine knows (register() or wfcelery_definitions)")
+def list_definitions(engine: EngineDep) -> list[dict[str, Any]]:
+    return [_describe(wf) for wf in engine.definitions().values()]
+
+
+@router.get(
+    "/definitions/{name}",
+    summary="One definition: its schema, its DAG and the params it needs",
+    responses={404: _ERRORS[404]},
+)
+def get_definition(engine: EngineDep, name: Annotated[str, Path(max_length=500)]) -> dict[str, Any]:
+    wf = engine.definitions().get(name)
+    if wf is None:
+        raise NotFound(f"no definition named {name!r}")
+    return {
+        **_describe(wf),
+        "definition": wf.to_dict(),
+        "graph": graph(compile_workflow(wf, engine.settings.routes)),
+    }
