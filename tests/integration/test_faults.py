@@ -24,7 +24,8 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.conftest import ROOT, WorkerProcess, in_thread_worker, rabbitmq_url, wait_for
+from tests.conftest import WorkerProcess
+from tests.helpers import ROOT, in_thread_worker, rabbitmq_url, wait_for
 from tests.proj import make_app
 from tests.redis_server import FaultyRedis
 from wfcelery import NodeStatus, RunStatus, Workflow

@@ -17,7 +17,7 @@ from celery import Celery
 from click.testing import CliRunner, Result
 
 import wfcelery
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.unit.test_limits import ALIAS_BOMB, deep_json, deep_yaml, nested
 from wfcelery.cli import EXIT_BAD_INPUT, cli
 from wfcelery.errors import LimitError
