@@ -218,9 +218,7 @@ _FastLoader: type = _PyLoader
 if yaml.__with_libyaml__:
     from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
-    class _CLoader(
-        _BoundedComposer, CParser, _DefinitionConstructor, _DefinitionResolver
-    ):
+    class _CLoader(_BoundedComposer, CParser, _DefinitionConstructor, _DefinitionResolver):
         """The same, but libyaml scans and parses (C: ~4x faster, no recursion); the bounded composer
         builds the nodes from its events."""
 

@@ -76,6 +76,14 @@ class Outage:
             count,
         )
 
+    def kept(self, error: BaseException | None = None) -> None:
+        """A report waited for the tracker (retried, or kept in the worker's outbox, outbox.py): counted in
+        the outage's closing INFO line."""
+        if error is not None:
+            self.down(error)
+        with self._lock:
+            self._count += 1
+
     def report(self, call: Callable[[], None]) -> None:
         """Record a node transition now, or defer it when the tracker is unreachable."""
         if self._since is None:

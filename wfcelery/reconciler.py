@@ -165,7 +165,7 @@ class Heartbeat:
                 self.beat()
                 wait = self.interval
             except Exception as e:
-                logger.warning("wfcelery heartbeat: %s", e)
+                logger.debug("wfcelery heartbeat: %s", e)  # the outage itself is logged once (outage.py)
                 wait = min(1.0, self.interval)  # beat again as soon as the tracker is back
             self._stop.wait(wait)
 
@@ -203,7 +203,7 @@ class Reconciler:
                         logger.warning("wfcelery reconciler: %s", repair)
             except Exception as e:
                 self._missing_since.clear()  # what we saw of heartbeats during an outage proves nothing
-                logger.warning("wfcelery reconciler: sweep failed: %s", e)
+                logger.debug("wfcelery reconciler: sweep failed: %s", e)
 
     # -- one sweep -----------------------------------------------------------------------------------
 

@@ -109,23 +109,28 @@ class WorkerSide:
         """Deliver a hook's report: retried for ``wfcelery_report_retry`` seconds while the task's message
         stays unacknowledged, then kept in the worker's outbox (see outbox.py), replayed in order."""
         tries = 0
+        if self.outage.active:  # reported while the tracker is known away: counted in the outage's INFO line
+            self.outage.kept()
 
         def attempt() -> None:
             nonlocal tries
             tries += 1
             # After a lost reply the script may have run: say so, so that what it released is found again.
-            self.deliver(kind, {**payload, "again": tries > 1})
+            try:
+                self.deliver(kind, {**payload, "again": tries > 1})
+            except TrackerUnavailable as e:
+                # one WARNING per outage; the report counts in its closing INFO line
+                self.outage.kept(e) if tries == 1 and not self.outage.active else self.outage.down(e)
+                raise
 
         try:
             with_retry(attempt, (TrackerUnavailable,), self.settings.report_retry)
-        except TrackerUnavailable as e:
+            if tries > 1:
+                self.outage.up()
+        except TrackerUnavailable:
             self.outbox.put(kind, {**payload, "again": True})
-            logger.warning(
-                "wfcelery: tracker unreachable (%s); %s report of %s kept in %s",
-                e,
-                kind,
-                payload.get("task_id"),
-                self.outbox.path,
+            logger.debug(
+                "wfcelery: %s report of %s kept in %s", kind, payload.get("task_id"), self.outbox.path
             )
 
     def deliver(self, kind: str, payload: dict[str, Any]) -> None:
@@ -135,7 +140,9 @@ class WorkerSide:
         try:
             self._deliver(kind, parsed, payload)
         except RunNotFound:
-            logger.info("wfcelery: %s report of %s dropped: its run is gone", kind, payload["task_id"])
+            logger.debug(
+                "wfcelery: %s report of %s dropped: its run no longer exists", kind, payload["task_id"]
+            )
 
     def _deliver(self, kind: str, parsed: Parsed, payload: dict[str, Any]) -> None:
         if kind == "succeeded":
@@ -163,7 +170,10 @@ class WorkerSide:
 
     def replay(self) -> int:
         """Deliver what the outbox kept (in order; stops at the first report the tracker refuses)."""
-        return self.outbox.replay(lambda report: self.deliver(report.kind, report.payload))
+        delivered = self.outbox.replay(lambda report: self.deliver(report.kind, report.payload))
+        if not len(self.outbox):
+            self.outage.up()
+        return delivered
 
     def _after(self, kind: str, payload: dict[str, Any], step: Callable[[], None]) -> None:
         """A step after a transition was recorded (publishing released children, a retry): retried, then
