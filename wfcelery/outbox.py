@@ -111,7 +111,7 @@ class Outbox:
             try:
                 deliver(report)
             except Exception as e:
-                logger.warning("wfcelery outbox: %d report(s) still kept (%s)", len(self), e)
+                logger.debug("wfcelery outbox: %d report(s) still kept (%s)", len(self), e)
                 break
             with self._db() as db:
                 db.execute("DELETE FROM reports WHERE id = ?", (report.id,))
