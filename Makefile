@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test browser screenshots bench bench-quick lint clean
+.PHONY: demo test browser screenshots bench bench-quick chaos lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-quick: $(VENV)/.installed
 # The README's dashboard screenshots (docs/dashboard-*.png), taken in the real browser.
 screenshots: $(VENV)/.installed browser
 	$(PY) -m tests.web.screenshots
+
+# Chaos soak (minutes; not in `make test`): runs under Redis restarts and killed workers. CHAOS_ARGS=--help
+chaos: $(VENV)/.installed
+	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check wfcelery tests benchmarks examples

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import os
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from celery.worker import state as worker_state
 
 from tests.helpers import ROOT, in_thread_worker
 from tests.proj import make_app
-from tests.redis_server import RedisServer
+from tests.redis_server import FaultyRedis, RedisServer
 from wfcelery.keys import Keys
 from wfcelery.records import Event
 from wfcelery.states import TRANSITIONS, NodeStatus
@@ -58,6 +59,17 @@ def redis_url(redis_base: str) -> str:
 
 
 @pytest.fixture
+def faulty_redis() -> Iterator[FaultyRedis]:
+    """A redis-server of this test alone (AOF on) that the test may restart, stop or freeze."""
+    server = FaultyRedis().start()
+    try:
+        yield server
+    finally:
+        gc.collect()  # as for redis_base: let Celery's result objects go while the server still runs
+        server.stop()
+
+
+@pytest.fixture
 def uid() -> str:
     return uuid.uuid4().hex[:10]
 
@@ -71,10 +83,14 @@ def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
         return made[-1]
 
     yield factory
-    for app in made:  # an in-thread worker started the message filter's thread: let it go
-        message_filter = vars(app._wfcelery_worker).get("message_filter")  # only if one was made
+    for (
+        app
+    ) in made:  # an in-thread worker started the message filter, heartbeat, reconciler threads: let them go
+        wfcelery_worker = app._wfcelery_worker
+        message_filter = vars(wfcelery_worker).get("message_filter")  # only if one was made
         if message_filter is not None:
             message_filter.stop()
+        wfcelery_worker.stop_services()
 
 
 @pytest.fixture
@@ -154,10 +170,12 @@ class WorkerProcess:
         pool: str = "prefork",
         concurrency: int = 2,
         default_queue: str = "celery",
+        conf: dict[str, Any] | None = None,
     ) -> None:
         self.hostname = f"{name}@{socket.gethostname()}"
         env = {
             **os.environ,
+            "WFCELERY_TEST_CONF": json.dumps(conf or {}),  # extra app.conf for this worker (tests.proj)
             "WFCELERY_TEST_BROKER": broker,
             "WFCELERY_TEST_BACKEND": backend,
             "WFCELERY_TEST_PREFIX": prefix,

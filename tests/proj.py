@@ -6,6 +6,7 @@ module-level ``app``, configured from WFCELERY_TEST_* environment variables.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -35,11 +36,11 @@ def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celer
     return app
 
 
-def _probe(app: Celery, socket_timeout: float = 5) -> redis.Redis:
-    # redis-py 8 reads with a 5 s socket timeout by default: a longer BLPOP needs a longer one
-    return redis.Redis.from_url(
-        app.conf.wfcelery_redis_url, decode_responses=True, socket_timeout=socket_timeout
-    )
+def _probe(app: Celery, socket_timeout: float | None = None) -> redis.Redis:
+    """Where probes write: the tracker's Redis, unless a fault test restarts that one (test_probe_url)."""
+    url = app.conf.get("test_probe_url") or app.conf.wfcelery_redis_url
+    # socket_timeout=None: redis-py 8 reads with a 5 s timeout by default, which cuts a longer BLPOP short
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=socket_timeout)
 
 
 def register_tasks(app: Celery) -> None:
@@ -138,6 +139,22 @@ def register_tasks(app: Celery) -> None:
             raise RuntimeError(f"element {x} failed (attempt {n})")
         return x * 2
 
+    @app.task(shared=False, name="proj.count_block", bind=True)
+    def count_block(self: Any, key: str, timeout: float = 30.0) -> str:
+        """Counts the body's start (like proj.count), then runs until the test pushes to ``key``."""
+        r = _probe(app)
+        r.hincrby(f"{prefix}:count:{self.request.wf_run}", self.request.wf_node, 1)
+        r.blpop([key], timeout=timeout)
+        return "released"
+
+    @app.task(shared=False, name="proj.returns_set")
+    def returns_set(*args: Any) -> set[int]:
+        return {1, 2, 3}  # JSON cannot encode a set
+
+    @app.task(shared=False, name="proj.big_result")
+    def big_result(size: int) -> str:
+        return "x" * size
+
     @app.task(shared=False, name="proj.whoami", bind=True)
     def whoami(self: Any, *args: Any) -> str:
         return str(self.request.hostname)
@@ -162,6 +179,7 @@ def _env_app() -> Celery:
         backend,
         os.environ.get("WFCELERY_TEST_PREFIX", "wfcelery-test"),
         os.environ.get("WFCELERY_TEST_QUEUE", "celery"),
+        **json.loads(os.environ.get("WFCELERY_TEST_CONF") or "{}"),  # e.g. short fault-test timeouts
     )
 
 

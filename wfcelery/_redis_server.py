@@ -33,9 +33,10 @@ def free_port() -> int:
 class RedisServer:
     """Start with ``RedisServer().start()``; ``url`` then points at it; ``stop()`` kills it."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="wfcelery-redis-")
+        self.appendonly = appendonly  # keep data across restart() (fault tests)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,7 +59,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 self.dir,
                 "--databases",

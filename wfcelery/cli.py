@@ -32,6 +32,7 @@ from .consumers import describe
 from .engine import Engine, Run
 from .errors import ControlError, DefinitionError, RunFailed, RunNotFound, WaitTimeout, WfCeleryError
 from .install import install
+from .limits import Limits
 from .loader import load
 from .model import Workflow
 from .settings import check_json_accepted
@@ -168,9 +169,14 @@ def _params(values: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
-def _workflow(path: str) -> Workflow:
+def _workflow(path: str, limits: Limits) -> Workflow:
     with _definition(path):
-        return load(Path(path))
+        return load(Path(path), limits.max_plan_bytes)
+
+
+def _limits(app: Celery | None) -> Limits:
+    """The app's ``wfcelery_max_*`` bounds (the defaults without an app)."""
+    return Limits.from_conf(app.conf) if app is not None else Limits()
 
 
 @contextmanager
@@ -250,8 +256,8 @@ def submit(
     otherwise) and prints the results as JSON on stdout when the run succeeds; with -q stdout holds
     only one JSON document (the run id inside it).
     """
-    workflow = _workflow(flow)
     engine = _engine(ctx)
+    workflow = _workflow(flow, engine.settings.limits)
     with _definition(flow):
         run = engine.submit(workflow, params=_params(param), require_workers=require_workers)
     for warning in run.warnings:
@@ -546,17 +552,19 @@ wfcelery -A proj.celery:app validate flows/etl.yaml     # and every task name is
 @click.pass_context
 @_errors_to_exit
 def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
-    """Check a definition file: schema, names, parents, cycles, params; with -A also that every task is
-    registered and that the app can run it (workers accept JSON, no task_always_eager), and warn about
-    queues no live worker consumes. Changes nothing; exits 2 naming the first problem."""
-    workflow = _workflow(flow)
+    """Check a definition file: schema, names, parents, cycles, params, limits; with -A also that every
+    task is registered and that the app can run it (workers accept JSON, no task_always_eager), and warn
+    about queues no live worker consumes. Changes nothing; exits 2 naming the first problem."""
     app = _app(ctx, required=False)
+    limits = _limits(app)
+    workflow = _workflow(flow, limits)
     with _definition(flow):
-        workflow.validate(app)
+        workflow.validate(app, limits)
         given = _params(param)
         if param:
-            workflow.resolve_params(given)
-        plan = compile_workflow(workflow, install(app).settings.routes if app is not None else None)
+            workflow.resolve_params(given, limits)
+        routes = install(app).settings.routes if app is not None else None
+        plan = compile_workflow(workflow, routes, limits)
     queues = sorted({n.queue for n in plan.nodes if n.queue})
     warnings: list[str] = []
     if app is not None:
@@ -612,11 +620,12 @@ wfcelery graph flows/etl.yaml --canvas             # the native chains and chord
 def graph(ctx: click.Context, flow: str, fmt: str, as_canvas: bool) -> None:
     """Show the DAG of a definition file, the Celery task messages it compiles to, and (--canvas) the
     native chains and chords of Workflow.to_canvas."""
-    workflow = _workflow(flow)
     app = _app(ctx, required=False)
+    limits = _limits(app)
+    workflow = _workflow(flow, limits)
     with _definition(flow):
-        workflow.validate(app)
-    plan = compile_workflow(workflow, install(app).settings.routes if app is not None else None)
+        workflow.validate(app, limits)
+    plan = compile_workflow(workflow, install(app).settings.routes if app is not None else None, limits)
     if app is not None:  # show the queue the app's task_routes pick for nodes without type/queue
         engine = install(app)
         routed = [replace(n, queue=engine.queue_of(n.task, n.queue)) for n in plan.nodes]
@@ -650,8 +659,9 @@ def doctor(ctx: click.Context, flows: tuple[str, ...], as_json: bool) -> None:
     Exits 0 when healthy, 1 with findings, 2 when something could not be checked."""
     from .doctor import diagnose, exit_code, report_lines
 
-    definitions = [_workflow(flow) for flow in flows]
-    findings = diagnose(_engine(ctx), definitions)
+    engine = _engine(ctx)
+    definitions = [_workflow(flow, engine.settings.limits) for flow in flows]
+    findings = diagnose(engine, definitions)
     if as_json:
         _echo_json([f.to_dict() for f in findings])
     else:
@@ -735,6 +745,41 @@ def web(
     serve(app, host=host, port=port, log_level=log_level, root_path=root_path.rstrip("/"))
 
 
+@click.command(
+    "sweep",
+    epilog=_epilog("""
+wfcelery -A proj.celery:app sweep          # repair now; exit 1 when something was repaired
+wfcelery -A proj.celery:app sweep --json"""),
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the repairs as JSON.")
+@click.pass_context
+@_errors_to_exit
+def sweep(ctx: click.Context, as_json: bool) -> None:
+    """Run the reconciler once: repair what no worker will report (nodes of dead workers, nodes past
+    their time limit, messages dropped as unregistered, runs whose nodes are all done).
+
+    Workers run the same reconciler on their own (wfcelery_sweep_interval); this is for operators and
+    cron. A worker with no heartbeat counts as gone at once here. Exit 0: nothing to repair; 1: repaired
+    what it lists.
+    """
+    from .reconciler import Reconciler
+    from .worker import WorkerSide
+
+    engine = _engine(ctx)
+    side = WorkerSide(engine.app, lambda: engine.tracker)
+    repairs = Reconciler(side, hostname="wfcelery-sweep", patient=False).sweep()
+    if as_json:
+        _echo_json(
+            [{"run": r.run_id, "node": r.node, "action": r.action, "reason": r.reason} for r in repairs]
+        )
+    else:
+        for repair in repairs:
+            click.echo(str(repair))
+        click.echo(f"{len(repairs)} repair(s)", err=True)
+    if repairs:
+        ctx.exit(EXIT_RUN_FAILED)
+
+
 for _command in (
     submit,
     status,
@@ -751,6 +796,7 @@ for _command in (
     doctor,
     web,
     demo,
+    sweep,
 ):
     wf.add_command(_command)
 

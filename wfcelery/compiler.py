@@ -31,6 +31,7 @@ from functools import cached_property
 from typing import Any
 
 from .keys import Slot, split_slot, task_id
+from .limits import Limits
 from .model import Workflow, substitute
 from .records import NODE_HEADER, RUN_HEADER, message_headers
 from .rules import Graph, instance_name
@@ -71,7 +72,7 @@ class Plan:
     nodes: tuple[PlanNode, ...]
     definition: Mapping[str, Any]
     digest: str
-    blob: str = field(repr=False)  # what the tracker stores: definition + routes, canonical JSON
+    blob: str = field(repr=False)  # what the tracker stores: definition + routes, JSON in written order
 
     @cached_property
     def by_name(self) -> dict[str, PlanNode]:
@@ -210,11 +211,17 @@ class Plan:
         return "parents' results as one list (chord)" + (" (gather)" if len(node.parents) == 1 else "")
 
 
-def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> Plan:
+def compile_workflow(
+    wf: Workflow, routes: Mapping[str, str] | None = None, limits: Limits | None = None
+) -> Plan:
     """Compile a validated workflow. Routing (``type`` -> queue, renamed by ``routes``) is resolved here.
 
     A node's queue: its ``queue`` option, else its ``type`` (mapped through ``routes``), else none (the
     app's own ``task_routes`` / default queue decide, as for any Celery task).
+
+    The stored blob keeps every mapping in the order it was written (kwargs reach non-root nodes as
+    written; sorting keys would reorder user data), so the digest -- a hash of the blob -- tells apart
+    two definitions that differ only in key order. A plan over ``limits.max_plan_bytes`` is refused.
     """
     routes = dict(routes or {})
     definition = wf.to_dict()
@@ -249,14 +256,20 @@ def compile_workflow(wf: Workflow, routes: Mapping[str, str] | None = None) -> P
         )
         for i, (name, node) in enumerate(wf.nodes.items())
     )
-    blob = json.dumps({"definition": definition, "routes": routes}, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(
+        {"definition": definition, "routes": dict(sorted(routes.items()))}, separators=(",", ":")
+    )
+    (limits or Limits()).check_plan(f"workflow {wf.name!r}: the compiled plan", len(blob))
     return Plan(wf.name, wf.on_failure, nodes, definition, hashlib.sha1(blob.encode()).hexdigest(), blob)
 
 
 def plan_from_blob(blob: str) -> Plan:
     """Rebuild a plan stored by :attr:`Plan.blob` (workers do this once per definition)."""
     data = json.loads(blob)
-    return compile_workflow(Workflow.from_dict(data["definition"]), data["routes"])
+    # The client checked the plan's size against its own settings when it stored it.
+    return compile_workflow(
+        Workflow.from_dict(data["definition"]), data["routes"], Limits(max_plan_bytes=len(blob))
+    )
 
 
 class PlanCache:

@@ -17,6 +17,7 @@ from celery import Celery, signature
 from .compiler import Plan
 from .errors import BrokerUnavailable, WfCeleryError
 from .keys import Slot, split_slot, task_id
+from .records import RESEND_HEADER
 
 logger = logging.getLogger("wfcelery.dispatch")
 
@@ -39,9 +40,12 @@ class Dispatcher:
         params: Mapping[str, Any],
         countdown: float | None = None,
         producer: Any = None,
+        resend: bool = False,
     ) -> None:
         """Send node messages: ``items`` are (node index, epoch, parent results), or (instance slot,
-        epoch, [element]) for instances of a mapped node.
+        epoch, [element]) for instances of a mapped node. ``resend`` marks a message sent again under
+        the same id on purpose (a tracker-level retry), which a worker still running the first copy
+        must not take for a duplicate.
 
         Each message is JSON whatever the app's ``task_serializer``: pickle apps run workflows too.
         Raises :class:`BrokerUnavailable` when the broker cannot be reached.
@@ -52,6 +56,8 @@ class Dispatcher:
                 msg = plan.message(run_id, index, epoch, params, parent_results)
                 if countdown:
                     msg["countdown"] = countdown
+                if resend:
+                    msg["headers"][RESEND_HEADER] = 1
                 if self.ignore_result:
                     msg["ignore_result"] = True
                 task = plan.nodes[split_slot(index)[0]].task

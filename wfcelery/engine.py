@@ -7,6 +7,7 @@ idempotent; a refusal raises :class:`ControlError` saying why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -27,6 +28,7 @@ from .errors import (
     NoWorkerError,
     RunFailed,
     RunNotFound,
+    TrackerUnavailable,
     WaitTimeout,
     WfCeleryError,
 )
@@ -167,9 +169,10 @@ class Engine:
                 "in tests, use the wfcelery.testing pytest plugin (README: 'Testing your workflows')"
             )
         wf = self._workflow(workflow)
-        wf.validate(self.app if self.settings.check_tasks else None)
-        resolved = wf.resolve_params(params)
-        plan = self.plans.remember(compile_workflow(wf, self.settings.routes))
+        limits = self.settings.limits
+        wf.validate(self.app if self.settings.check_tasks else None, limits)
+        resolved = wf.resolve_params(params, limits)
+        plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits))
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
         record = new_run(
@@ -220,7 +223,7 @@ class Engine:
         if isinstance(workflow, Workflow):
             return workflow
         if isinstance(workflow, str | Path):
-            return load(workflow)
+            return load(workflow, self.settings.limits.max_plan_bytes)
         return Workflow.from_dict(workflow)
 
     # -- reading ----------------------------------------------------------------------------------------
@@ -269,7 +272,10 @@ class Engine:
             if path.suffix.lower() not in (".yaml", ".yml", ".json"):
                 continue
             try:
-                wf = load(path).validate(self.app if self.settings.check_tasks else None)
+                limits = self.settings.limits
+                wf = load(path, limits.max_plan_bytes).validate(
+                    self.app if self.settings.check_tasks else None, limits
+                )
             except WfCeleryError as e:
                 logger.warning("wfcelery: skipping definition %s: %s", path, e)
                 continue
@@ -479,8 +485,20 @@ class Run:
             RunFailed: the run ended FAILED or CANCELLED (names the failed nodes and their errors).
             WaitTimeout: ``timeout`` seconds passed first (also a ``TimeoutError``).
         """
-        tracker = self.engine.tracker
         deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                self._wait_until(deadline, timeout)
+                return self._outcome()
+            except TrackerUnavailable:
+                # A tracker outage (restart, failover) is waited out, like any other delay: the run goes
+                # on and its transitions are delivered once Redis is back.
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _wait_until(self, deadline: float | None, timeout: float | None) -> None:
+        tracker = self.engine.tracker
         with converted_errors(f"wait for run {self.id}"):
             pubsub = tracker.subscribe_done(self.id)
             try:
@@ -490,8 +508,8 @@ class Run:
                         raise WaitTimeout(f"run {self.id} did not finish within {timeout} s")
                     pubsub.get_message(timeout=left)  # the 1 s cap re-checks if a message was missed
             finally:
-                pubsub.close()
-        return self._outcome()
+                with contextlib.suppress(Exception):  # closing a connection to a Redis that went away
+                    pubsub.close()
 
     def _outcome(self) -> dict[str, Any]:
         state = self.state(check_workers=False)

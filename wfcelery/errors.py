@@ -12,6 +12,7 @@
      |    +-- SchemaError           a malformed file, an unknown key, a bad value
      |    +-- ParamError            a ${name} placeholder with no value in the run's params
      |    +-- NotSeriesParallel     Celery canvas cannot express the DAG exactly (to_canvas)
+     |    +-- LimitError            over a bound: nesting depth, message, plan or YAML size (limits.py)
      +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
      +-- NoWorkerError              submit(require_workers=True): a node's queue has no live consumer
      +-- BrokerUnavailable (also ConnectionError)   the Celery broker refused or did not answer
@@ -81,6 +82,10 @@ class NotSeriesParallel(DefinitionError):
         self.edges = edges
         self.reason = reason
         super().__init__(message)
+
+
+class LimitError(DefinitionError):
+    """A definition, its params or a YAML file is over a bound of :mod:`wfcelery.limits`."""
 
 
 class ConfigurationError(WfCeleryError):

@@ -25,13 +25,12 @@ from celery import bootsteps, signals
 from celery.exceptions import Reject
 from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
-from kombu.utils.json import dumps as json_dumps
 
 from .errors import ConfigurationError, RunNotFound, TrackerUnavailable
 from .keys import parse_task_id
-from .records import plan_header
+from .records import RESEND_HEADER, plan_header
 from .settings import check_json_accepted
-from .worker import Parsed, WorkerSide, worker_of
+from .worker import Parsed, WorkerSide, check_result, worker_of
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -47,6 +46,14 @@ class GateClosed(Reject):
 
     def __init__(self, reason: str, requeue: bool = False) -> None:  # 2 args: must survive pickling
         super().__init__(reason, requeue=False)
+
+
+class GateUnavailable(Reject):
+    """Raised before a task body when the start gate cannot be consulted (the tracker is away): the
+    message goes back to the broker (requeued) and the body does not run unchecked."""
+
+    def __init__(self, reason: str, requeue: bool = True) -> None:  # 2 args: must survive pickling
+        super().__init__(reason, requeue=True)
 
 
 def _parsed(task_id: str | None) -> Parsed | None:
@@ -94,6 +101,7 @@ class WfCeleryStep(bootsteps.StartStopStep):
         side = worker_of(w.app)
         if side is None:
             return
+        side.start_services(w.hostname)  # heartbeat, reconciler, outbox replay: they wait for Redis
         try:
             check_json_accepted(w.app)
         except ConfigurationError as e:  # every node message would be rejected: say which setting to change
@@ -113,8 +121,10 @@ class WfCeleryStep(bootsteps.StartStopStep):
 
     def stop(self, w: Any) -> None:
         side = worker_of(w.app)
-        if side is not None and "outage" in vars(side):
-            side.outage.close()
+        if side is not None:
+            side.stop_services()
+            if "outage" in vars(side):
+                side.outage.close()
         if side is not None and "message_filter" in vars(side):  # never create one just to stop it
             side.message_filter.stop()
 
@@ -151,14 +161,15 @@ def wrap_task_init(app: Celery) -> None:
         parsed, side = _parsed(task_id), worker_of(task.app)
         if parsed is None or side is None:
             return
+        side.hostname = task.request.hostname or side.hostname
         try:
             verdict = side.start(parsed, task.request.hostname or "")
-        except TrackerUnavailable as e:  # the body runs; its report is deferred until Redis answers
-            side.outage.down(e)
-            return
-        except Exception:
-            logger.exception("wfcelery: could not record start of %s", task_id)
-            return
+        except TrackerUnavailable as e:
+            # Strict: no body runs unchecked (pause must hold during an outage); the broker keeps it.
+            # side.start() waited wfcelery_gate_wait and told the outage (its one WARNING) already.
+            reason = f"wfcelery: task {task_id} requeued: start gate unreachable ({e})"
+            logger.debug(reason)
+            raise GateUnavailable(reason) from None
         if not verdict.run:
             if verdict.reason == "gone":
                 logger.debug(
@@ -218,7 +229,26 @@ def _by_request(sender: Any, kwargs: dict[str, Any]) -> tuple[str | None, Any]:
 def _on_success(
     side: WorkerSide, parsed: Parsed, sender: Any, task_id: str, result: Any = None, **_: Any
 ) -> None:
-    side.node_succeeded(parsed, plan_header(sender.request), result, json_dumps(result))
+    request = sender.request
+    encoded, error = check_result(result, side.settings.limits)
+    if error is not None:  # a result the tracker cannot keep fails the node (after its retries)
+        report_failure(
+            side, task_id, plan_header(request), error, int(getattr(request, "wf_attempt", 0) or 0)
+        )
+        return
+    side.report("succeeded", {"task_id": task_id, "digest": plan_header(request), "result": encoded})
+
+
+def report_failure(
+    side: WorkerSide,
+    task_id: str,
+    digest: str | None,
+    error: dict[str, Any],
+    attempt: int,
+    mode: str = "failed",
+) -> None:
+    payload = {"task_id": task_id, "digest": digest, "error": error, "mode": mode, "attempt": attempt}
+    side.report("failed", payload)
 
 
 @_receiver(
@@ -233,17 +263,17 @@ def _on_failure(
     einfo: Any = None,
     **_: Any,
 ) -> None:
-    if isinstance(exception, GateClosed):
+    if isinstance(exception, GateClosed | GateUnavailable):
         return
     request = getattr(sender, "request", None)
     own = request is not None and getattr(request, "id", None) == task_id
     # In the main process (a lost worker process) the request is not ours: the plan digest comes from the
     # run record and the attempt is unknown.
-    side.node_failed(
-        parsed,
+    report_failure(
+        side,
+        task_id,
         plan_header(request) if own else None,
         error_of(exception, einfo),
-        "failed",
         int(getattr(request, "wf_attempt", 0) or 0) if own else 0,
     )
 
@@ -260,13 +290,8 @@ def _on_retry(
     **_: Any,
 ) -> None:
     exc = reason if isinstance(reason, BaseException) else None
-    side.node_failed(
-        parsed,
-        plan_header(request),
-        error_of(exc, einfo, reason),
-        "retrying",
-        getattr(request, "wf_attempt", 0) or 0,
-    )
+    attempt = int(getattr(request, "wf_attempt", 0) or 0)
+    report_failure(side, task_id, plan_header(request), error_of(exc, einfo, reason), attempt, "retrying")
 
 
 def error_of(exc: BaseException | None, einfo: Any = None, fallback: Any = None) -> dict[str, Any]:
@@ -293,8 +318,62 @@ def _on_received(
     # while the run was paused): let the start script settle that node instead of dropping it unseen.
     redelivered = (getattr(request, "delivery_info", None) or {}).get("redelivered")
     if side.message_filter.blocks(parsed[0], parsed[2]) and not redelivered:
-        side.message_filter.dropped(task_id)
-        worker_state.revoked.add(task_id)
+        _drop(side, task_id)
+    elif _copy_of_active(request, task_id):
+        # A copy of a request this worker is running (a broker redelivery past its visibility timeout, a
+        # duplicate publish): never a second, concurrent body. (start.lua stops copies on other workers.)
+        _drop(side, task_id)
+    elif redelivered and _quarantined(side, parsed):
+        # Delivered again and again without ever finishing (it kills the worker before the body even
+        # starts, e.g. while pickling it for the pool): the node was quarantined; the message stops here.
+        _drop(side, task_id)
+
+
+def _copy_of_active(request: Any, task_id: str) -> bool:
+    """True for a copy of a request this worker is running -- not a retry of it: a tracker-level retry
+    (``wf_resend``) or Celery's own ``Task.retry`` (one more ``retries``) is sent while the failed
+    attempt is still winding down."""
+    sent = getattr(request, "request_dict", None) or {}
+    if sent.get(RESEND_HEADER):
+        return False
+    retries = sent.get("retries") or 0
+    return any(
+        r.id == task_id and (getattr(r, "request_dict", None) or {}).get("retries", 0) == retries
+        for r in worker_state.active_requests
+        if r is not request
+    )
+
+
+def _quarantined(side: WorkerSide, parsed: Parsed) -> bool:
+    try:
+        return side.received(parsed)
+    except TrackerUnavailable:
+        return False  # the start gate decides (and requeues while the tracker is away)
+
+
+def _drop(side: WorkerSide, task_id: str) -> None:
+    side.message_filter.dropped(task_id)
+    worker_state.revoked.add(task_id)
+
+
+def _by_consumer(sender: Any, kwargs: dict[str, Any]) -> tuple[str | None, Any]:
+    message = kwargs.get("message")
+    headers = getattr(message, "headers", None) or {}
+    return kwargs.get("id") or headers.get("id"), getattr(sender, "app", None)
+
+
+@_receiver(signals.task_unknown, "record an unregistered task of", _by_consumer)
+def _on_unknown(
+    side: WorkerSide, parsed: Parsed, sender: Any, task_id: str, name: str = "", **_: Any
+) -> None:
+    """Celery dropped a message whose task this worker does not know: the reconciler fails the node
+    after ``wfcelery_unknown_grace`` unless another worker takes it."""
+    side.dropped(parsed, getattr(sender, "hostname", "") or "", f"unknown:{name}")
+
+
+@_receiver(signals.task_rejected, "record a malformed message of", _by_consumer)
+def _on_rejected(side: WorkerSide, parsed: Parsed, sender: Any, task_id: str, **_: Any) -> None:
+    side.dropped(parsed, getattr(sender, "hostname", "") or "", "rejected")
 
 
 @_receiver(signals.task_revoked, "record revoke of", _by_request)
@@ -312,4 +391,4 @@ def _on_revoked(
         return  # a message that never started: pause/cancel/fail already decided its node
     # A terminated task was RUNNING (cancel(terminate=True)): record it, or it stays RUNNING for good.
     reason = "expired" if expired else "terminated" if terminated else "revoked"
-    side.node_failed(parsed, None, {"type": "Revoked", "message": reason, "traceback": ""}, "revoked")
+    report_failure(side, task_id, None, {"type": "Revoked", "message": reason, "traceback": ""}, 0, "revoked")

@@ -16,6 +16,9 @@ layout ("The tracker: states, keys, memory"); values are encoded and decoded by 
     <prefix>:gate              HASH    run id -> gate entry for workers' in-memory gates
     <prefix>:gate:changes      channel gate updates for workers' in-memory gates
     <prefix>:plan:<sha1>       STRING  a compiled workflow definition, shared by every run of it
+    <prefix>:live              SET     ids of runs that may still need the reconciler (not yet ended)
+    <prefix>:worker:<hostname> STRING  a worker's heartbeat: its boot time (Redis ms), TTL 3 beats
+    <prefix>:reconciler        STRING  the hostname of the worker elected to reconcile, TTL 3 sweeps
 """
 
 from __future__ import annotations
@@ -74,6 +77,17 @@ class Keys:
 
     def plan(self, digest: str) -> str:
         return f"{self.prefix}:plan:{digest}"
+
+    @property
+    def live(self) -> str:
+        return f"{self.prefix}:live"
+
+    def worker(self, hostname: str) -> str:
+        return f"{self.prefix}:worker:{hostname}"
+
+    @property
+    def reconciler(self) -> str:
+        return f"{self.prefix}:reconciler"
 
 
 #: A wfcelery task id: run id (uuid4 hex), node index (``<node>.<instance>`` for an instance of a mapped

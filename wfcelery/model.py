@@ -25,6 +25,7 @@ from .errors import (
     UnknownParentError,
     UnknownTaskError,
 )
+from .limits import DEPTH_CEILING, Limits, check_depth, json_size
 from .rules import TRIGGER_RULES, compile_condition, condition_params
 
 #: Failure policies a workflow may name.
@@ -160,6 +161,7 @@ class Workflow:
         self.on_failure = on_failure
         self.defaults: dict[str, Any] = _check_keys(dict(defaults or {}), DEFAULT_KEYS, "defaults")
         self.params: dict[str, Any] = dict(params or {})
+        check_depth(self.params, DEPTH_CEILING, f"workflow {name!r}", "params")
         self.nodes: dict[str, Node] = {}
 
     def __repr__(self) -> str:
@@ -223,6 +225,8 @@ class Workflow:
         Raises:
             SchemaError: A bad name or option value (wrong type, negative retries, args not JSON, a
                 JMESPath syntax error, an unknown trigger rule).
+            LimitError: args or kwargs nested deeper than :data:`~wfcelery.limits.DEPTH_CEILING`
+                (the configured ``wfcelery_max_depth`` and sizes are checked by :meth:`validate`).
             DuplicateNodeError: The workflow already has a node of that name.
         """
         if not isinstance(name, str) or not _NAME.match(name):
@@ -274,8 +278,10 @@ class Workflow:
 
     # -- validation -------------------------------------------------------------------------------------
 
-    def validate(self, app: Any = None) -> Workflow:
-        """Check the DAG (and, given a Celery app, that every task is registered). Returns ``self``."""
+    def validate(self, app: Any = None, limits: Limits | None = None) -> Workflow:
+        """Check the DAG (and, given a Celery app, that every task is registered) and that every node's
+        args and kwargs are within ``limits`` (default: :class:`~wfcelery.limits.Limits` ()).
+        Returns ``self``."""
         if not self.nodes:
             raise EmptyWorkflowError(f"workflow {self.name!r} has no tasks")
         for node in self.nodes.values():
@@ -296,6 +302,10 @@ class Workflow:
                         f"node {node.name!r} names task {node.task!r}, which is not registered in app "
                         f"{app.main!r}"
                     )
+        limits = limits or Limits()
+        for node in self.nodes.values():
+            limits.check_message(f"node {node.name!r}", node.args, node.kwargs)
+        check_depth(self.params, limits.max_depth, f"workflow {self.name!r}", "params")
         return self
 
     def placeholders(self) -> set[str]:
@@ -316,12 +326,16 @@ class Workflow:
         """Placeholders that neither ``params`` nor the workflow's own defaults give a value, sorted."""
         return sorted(self.placeholders() - self.params.keys() - (params or {}).keys())
 
-    def resolve_params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Merge run params over the workflow's defaults and check them.
+    def resolve_params(
+        self, params: Mapping[str, Any] | None, limits: Limits | None = None
+    ) -> dict[str, Any]:
+        """Merge run params over the workflow's defaults and check them: every placeholder has a value,
+        and each node's args and kwargs, params filled in, are still within ``limits``.
 
         Raises:
             ParamError: a param the workflow does not know (a typo: ``chanel`` for ``channel``), or a
                 placeholder left without a value.
+            LimitError: params, or a node's args and kwargs with them, over ``limits``.
         """
         given = dict(params or {})
         unknown = sorted(given.keys() - self.param_names(), key=str)
@@ -336,7 +350,17 @@ class Workflow:
                 f"workflow {self.name!r} needs params {', '.join(missing)} (pass --param k=v "
                 "or params={...})"
             )
-        return {**self.params, **given}
+        merged = {**self.params, **given}
+        limits = limits or Limits()
+        check_depth(merged, limits.max_depth, f"workflow {self.name!r}", "params")
+        json_size(merged, f"workflow {self.name!r}", "params")
+        for node in self.nodes.values():
+            found: set[str] = set()
+            _collect_placeholders([node.args, node.kwargs], found)
+            if found:
+                args, kwargs = substitute(node.args, merged), substitute(node.kwargs, merged)
+                limits.check_message(f"node {node.name!r} (params filled in)", args, kwargs)
+        return merged
 
     def to_canvas(self, app: Any, params: Mapping[str, Any] | None = None, exact: bool = True) -> Any:
         """The workflow as one native Celery signature: chains of tasks and flat chords, each task routed
@@ -543,12 +567,9 @@ def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
 
 def _check_json(value: Any, node: str, key: str) -> None:
     # Args travel as JSON (the stored plan, Celery's json serializer): refuse now what would fail at submit.
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as e:
-        raise SchemaError(
-            f"node {node!r}: {key} must be JSON data (str, number, bool, None, list, dict): {e}"
-        ) from e
+    # The depth check comes first and never recurses: json.dumps would hit RecursionError near 1000 levels.
+    check_depth(value, DEPTH_CEILING, f"node {node!r}", key)
+    json_size(value, f"node {node!r}", key)
     if key == "kwargs" and not all(isinstance(k, str) for k in value):
         raise SchemaError(f"node {node!r}: kwargs keys must be strings, got {list(value)!r}")
 

@@ -1,15 +1,18 @@
 """A tracker outage, as one worker process lives it: one WARNING when it starts, one INFO when it ends.
 
-While the tracker's Redis does not answer, every part of the worker side notices (the gate's resync, the
-start script, each node's success or failure report): they all tell this one :class:`Outage`, which
-logs the first failure as a WARNING and the rest at DEBUG. A node's report that cannot be recorded is
-*deferred*: kept in order in memory (at most :data:`MAX_DEFERRED`) and replayed by one daemon thread as
-soon as Redis answers, so the run goes on instead of waiting for good. When the outage ends, one INFO
-line says how long it lasted and how many transitions were deferred.
+While the tracker's Redis does not answer, every part of the worker side notices (the message filter's
+resync, the start gate, each node's report, the heartbeat, the outbox replay): they all tell this one
+:class:`Outage`, which logs the first failure as a WARNING and the rest at DEBUG. When a tracker call
+succeeds again (and the worker's outbox holds no kept report), one INFO line says how long the outage
+lasted and how many transitions were deferred.
 
-Deferred reports live in the worker process: a process that exits during the outage loses them (its
-nodes stay RUNNING until retried by hand, as before this module); the Lua scripts ignore a replayed
-report that is stale or a duplicate.
+This module only keeps the log honest; it defers nothing itself. The one mechanism for transitions the
+tracker could not take is issue 10's (worker.py, outbox.py): the start gate waits
+``wfcelery_gate_wait`` then gives the message back to the broker (no body runs unchecked), and a report
+is retried ``wfcelery_report_retry`` seconds, then kept in the worker's durable outbox and replayed in
+order. "Deferred transitions" counts both: starts that had to wait for Redis and reports that were
+retried, kept or replayed. Each worker process logs its own pair (a prefork child for what its tasks
+deferred, the main process for the filter, heartbeat and outbox replay).
 """
 
 from __future__ import annotations
@@ -17,30 +20,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-
-from .errors import RunNotFound, TrackerUnavailable
 
 logger = logging.getLogger("wfcelery.outage")
 
-#: Node reports kept while the tracker is unreachable; past it the oldest are dropped (and logged).
-MAX_DEFERRED = 100_000
-#: Seconds between attempts to replay deferred reports.
-REPLAY_INTERVAL = 1.0
-
 
 class Outage:
-    """Thread-safe; one per worker side (so one per worker process)."""
+    """Thread-safe; one per worker side (so one per worker process). ``pending``: how many reports the
+    worker still keeps for the tracker (the outage has not ended for them while they wait)."""
 
-    def __init__(self, interval: float = REPLAY_INTERVAL) -> None:
-        self.interval = interval
+    def __init__(self, pending: Callable[[], int] | None = None) -> None:
+        self._pending = pending or (lambda: 0)
         self._lock = threading.Lock()
         self._since: float | None = None
-        self._deferred: deque[Callable[[], None]] = deque()
         self._count = 0
-        self._replayer: threading.Thread | None = None
-        self._closed = False
 
     @property
     def active(self) -> bool:
@@ -55,18 +48,28 @@ class Outage:
         if first:
             logger.warning(
                 "wfcelery: the tracker's Redis is unreachable (%s); node transitions are deferred until it "
-                "answers",
+                "answers (starts wait, then go back to the broker; reports are kept in the worker's outbox)",
                 error,
             )
         else:
             logger.debug("wfcelery: tracker Redis still unreachable: %s", error)
 
+    def deferred(self, count: int = 1) -> None:
+        """``count`` transitions could not be recorded when first tried (counted for the INFO line)."""
+        with self._lock:
+            self._count += count
+
     def up(self) -> None:
-        """Redis answered: ends the outage (one INFO line) unless deferred reports still wait."""
+        """Redis answered: ends the outage (one INFO line) unless kept reports still wait."""
         if self._since is None:  # the common case: no lock, no log
             return
+        try:
+            if self._pending():
+                return
+        except Exception:  # the outbox cannot be read: the replay will end the outage later
+            return
         with self._lock:
-            if self._since is None or self._deferred:
+            if self._since is None:
                 return
             lasted, count = time.monotonic() - self._since, self._count
             self._since, self._count = None, 0
@@ -76,61 +79,19 @@ class Outage:
             count,
         )
 
-    def report(self, call: Callable[[], None]) -> None:
-        """Record a node transition now, or defer it when the tracker is unreachable."""
-        if self._since is None:
-            try:
-                call()
-            except TrackerUnavailable as e:
-                self.down(e)
-                self._defer(call)
-            return
-        self._defer(call)  # keep the order: never overtake reports that wait
-
     def close(self) -> int:
-        """Stop replaying (worker shutdown): drops what is still deferred, logs and returns how many."""
-        with self._lock:
-            self._closed = True
-            lost = len(self._deferred)
-            self._deferred.clear()
-        if lost:
-            logger.error("wfcelery: %d deferred transitions lost: the tracker's Redis never came back", lost)
-        return lost
-
-    def _defer(self, call: Callable[[], None]) -> None:
-        with self._lock:
-            if self._closed:
-                logger.error("wfcelery: a node transition could not be recorded (worker shutting down)")
-                return
-            if len(self._deferred) >= MAX_DEFERRED:
-                self._deferred.popleft()
-                logger.error("wfcelery: more than %d deferred transitions: dropped the oldest", MAX_DEFERRED)
-            self._deferred.append(call)
-            self._count += 1
-            if self._replayer is None or not self._replayer.is_alive():
-                self._replayer = threading.Thread(target=self._replay, name="wfcelery-outage", daemon=True)
-                self._replayer.start()
-
-    def _replay(self) -> None:
-        while True:
-            with self._lock:
-                if self._closed:
-                    return  # shut down: close() already said what was lost
-                if not self._deferred:
-                    self._replayer = None
-                    break
-                call = self._deferred[0]
-            try:
-                call()
-            except TrackerUnavailable as e:
-                self.down(e)
-                time.sleep(self.interval)
-                continue
-            except RunNotFound as e:  # cleaned up or expired meanwhile: nothing to record
-                logger.debug("wfcelery: deferred transition dropped: %s", e)
-            except Exception:
-                logger.exception("wfcelery: a deferred transition failed when replayed")
-            with self._lock:
-                if self._deferred:
-                    self._deferred.popleft()
-        self.up()
+        """Worker shutdown during an outage: says how many reports stay in the outbox (delivered by the
+        next worker started under this name, or given up on by the reconciler). Returns that number."""
+        if self._since is None:
+            return 0
+        try:
+            kept = self._pending()
+        except Exception:
+            kept = 0
+        if kept:
+            logger.warning(
+                "wfcelery: shutting down with %d transitions kept in the outbox: the tracker's Redis never "
+                "came back (a worker started under the same name delivers them)",
+                kept,
+            )
+        return kept

@@ -33,6 +33,10 @@ NODE_HEADER = "wf_node"
 PLAN_HEADER = "wf_plan"
 
 
+#: Header of a message sent again under the same task id on purpose (a tracker-level retry).
+RESEND_HEADER = "wf_resend"
+
+
 def message_headers(run_id: str, node: str, plan_digest: str) -> dict[str, str]:
     return {RUN_HEADER: run_id, NODE_HEADER: node, PLAN_HEADER: plan_digest}
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ConfigurationError
+from .limits import Limits
 
 #: Prefix of every Redis key wfcelery writes.
 DEFAULT_KEY_PREFIX = "wfcelery"
@@ -33,6 +34,27 @@ DEFAULT_MAX_MAP = 10_000
 DEFAULT_REDIS_TIMEOUT = 5.0
 #: Seconds to wait for live workers to say which queues they consume (submit, validate, status); 0 skips.
 DEFAULT_INSPECT_TIMEOUT = 1.0
+#: Seconds a hook retries a report the tracker did not take (the message stays unacknowledged meanwhile);
+#: past it the report goes to the worker's outbox on disk, replayed in order once the tracker is back.
+DEFAULT_REPORT_RETRY = 10.0
+#: Directory of the workers' outboxes (one SQLite file per worker node name).
+DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
+#: Seconds the start gate waits for the tracker before it gives the message back to the broker.
+DEFAULT_GATE_WAIT = 5.0
+#: Seconds between a worker's heartbeats; a worker is gone when its heartbeat is 3 beats old.
+DEFAULT_HEARTBEAT = 10.0
+#: Seconds between two sweeps of the reconciler elected among the workers (0: no reconciler in workers).
+DEFAULT_SWEEP_INTERVAL = 15.0
+#: Seconds past its time limit before a RUNNING node nobody reported is failed by the reconciler.
+DEFAULT_TIME_LIMIT_GRACE = 60.0
+#: Seconds a node whose message a worker dropped as unregistered waits for another worker before failing.
+DEFAULT_UNKNOWN_GRACE = 30.0
+#: Deliveries of a node that never finished (its worker died each time) before the node is quarantined.
+DEFAULT_QUARANTINE_AFTER = 3
+#: Seconds a node may stay QUEUED (same epoch, seen by the reconciler) before it is re-published under a new
+#: epoch, in case its message was lost (0: never). Off by default: in a long queue a waiting node would be
+#: sent to the back of it.
+DEFAULT_QUEUED_TIMEOUT = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,17 @@ class Settings:
     flower_url: str | None = None
     redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
+    #: Bounds on definitions, params and results (``wfcelery_max_depth``, ``wfcelery_max_*_bytes``).
+    limits: Limits = field(default_factory=Limits)
+    report_retry: float = DEFAULT_REPORT_RETRY
+    outbox_dir: str = DEFAULT_OUTBOX_DIR
+    gate_wait: float = DEFAULT_GATE_WAIT
+    heartbeat: float = DEFAULT_HEARTBEAT
+    sweep_interval: float = DEFAULT_SWEEP_INTERVAL
+    time_limit_grace: float = DEFAULT_TIME_LIMIT_GRACE
+    unknown_grace: float = DEFAULT_UNKNOWN_GRACE
+    quarantine_after: int = DEFAULT_QUARANTINE_AFTER
+    queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -77,6 +110,16 @@ class Settings:
             flower_url=conf.get("wfcelery_flower_url") or None,
             redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
             inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
+            limits=Limits.from_conf(conf),
+            report_retry=_number(conf, "wfcelery_report_retry", DEFAULT_REPORT_RETRY),
+            outbox_dir=str(conf.get("wfcelery_outbox_dir") or DEFAULT_OUTBOX_DIR),
+            gate_wait=_number(conf, "wfcelery_gate_wait", DEFAULT_GATE_WAIT),
+            heartbeat=_number(conf, "wfcelery_heartbeat", DEFAULT_HEARTBEAT),
+            sweep_interval=_number(conf, "wfcelery_sweep_interval", DEFAULT_SWEEP_INTERVAL),
+            time_limit_grace=_number(conf, "wfcelery_time_limit_grace", DEFAULT_TIME_LIMIT_GRACE),
+            unknown_grace=_number(conf, "wfcelery_unknown_grace", DEFAULT_UNKNOWN_GRACE),
+            quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
+            queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
         )
         return replace(settings, **overrides) if overrides else settings
 

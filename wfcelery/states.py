@@ -86,7 +86,14 @@ TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
         {NodeStatus.RUNNING, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.FAILED}
     ),
     NodeStatus.RUNNING: frozenset(
-        {NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.REVOKED}
+        {
+            NodeStatus.RUNNING,
+            NodeStatus.RETRYING,
+            NodeStatus.SUCCEEDED,
+            NodeStatus.FAILED,
+            NodeStatus.REVOKED,
+            NodeStatus.QUEUED,  # the reconciler re-publishes a node whose worker is gone, under a new epoch
+        }
     ),
     NodeStatus.RETRYING: frozenset(
         {NodeStatus.RUNNING, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.FAILED}

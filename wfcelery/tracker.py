@@ -28,7 +28,7 @@ from .states import RunStatus
 
 logger = logging.getLogger("wfcelery.tracker")
 
-_SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan")
+_SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
 
 
 def _load_sources() -> dict[str, str]:
@@ -97,6 +97,7 @@ class Tracker:
             pipe.hset(k.nodes(run_id), mapping={i: NodeRecord("Q").encode() for i in roots})
             pipe.append(k.events(run_id), "".join(Event(0, i, "Q", 0).encode() for i in roots))
             pipe.zadd(k.index, {run_id: record["created"]})
+            pipe.sadd(k.live, run_id)
             pipe.execute()
 
     def refresh_plan(self, digest: str) -> None:
@@ -171,7 +172,69 @@ class Tracker:
         reply = self._run_script("replan", run_id, [op, json.dumps(spec), rules])
         if not reply[0]:
             raise RunNotFound(run_id)
+        self.watch(run_id)
         return ReplanOutcome.from_reply(reply)
+
+    def repair(self, run_id: str, op: str, *args: Any) -> RepairOutcome:
+        """repair.lua: ``requeue`` (index, node record as read, quarantine limit), ``received`` (index,
+        epoch, quarantine limit) or ``finish``."""
+        return RepairOutcome.from_reply(self._run_script("repair", run_id, [op, *args]))
+
+    # -- reconciler support -----------------------------------------------------------------------------
+
+    def watch(self, run_id: str) -> None:
+        """Put a run (back) on the reconciler's list of live runs."""
+        with converted_errors("list a live run"):
+            self.client.sadd(self.keys.live, run_id)
+
+    def live_runs(self) -> list[str]:
+        with converted_errors("list live runs"):
+            return sorted(self.client.smembers(self.keys.live))
+
+    def unwatch(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            with converted_errors("drop ended runs from the live list"):
+                self.client.srem(self.keys.live, *run_ids)
+
+    def server_ms(self) -> int:
+        """Redis's clock (the one every node time is measured with), in ms."""
+        with converted_errors("read the Redis clock"):
+            sec, usec = self.client.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def beat(self, hostname: str, value: str, ttl: float) -> None:
+        """A worker's heartbeat (``reconciler.WorkerBeat``), kept ``ttl`` seconds."""
+        with converted_errors("send a heartbeat"):
+            self.client.set(self.keys.worker(hostname), value, px=int(ttl * 1000))
+
+    def heartbeats(self, hostnames: Sequence[str]) -> dict[str, str | None]:
+        """Each worker's heartbeat value, None for a worker with no live heartbeat."""
+        if not hostnames:
+            return {}
+        with converted_errors("read heartbeats"):
+            values = self.client.mget([self.keys.worker(h) for h in hostnames])
+        return dict(zip(hostnames, values, strict=True))
+
+    def elect(self, hostname: str, ttl: float) -> bool:
+        """Take or keep the reconciler's lease for ``ttl`` seconds; False when another worker holds it."""
+        key, ms = self.keys.reconciler, int(ttl * 1000)
+        with converted_errors("elect the reconciler"):
+            if self.client.set(key, hostname, nx=True, px=ms):
+                return True
+            if self.client.get(key) == hostname:
+                self.client.pexpire(key, ms)
+                return True
+        return False
+
+    def mark_dropped(self, run_id: str, index: Slot, mark: str) -> None:
+        """A worker dropped the node's message (``records.DroppedMark``); the reconciler decides later."""
+        with converted_errors(f"record a dropped message of run {run_id}"):
+            self.client.hset(self.keys.run(run_id), f"u:{index}", mark)
+
+    def dropped_marks(self, run_id: str) -> dict[Slot, str]:
+        with converted_errors(f"read dropped messages of run {run_id}"):
+            raw = self.client.hgetall(self.keys.run(run_id))
+        return {_slot(f[2:]): v for f, v in raw.items() if f.startswith("u:")}
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -354,6 +417,22 @@ class Finish:
         if not reply:
             return None
         return cls(str(reply[0]), reply[1] or None, int(reply[2]))
+
+
+@dataclass(frozen=True)
+class RepairOutcome:
+    """repair.lua: ``action`` ('ignored', 'requeue', 'revoked', 'quarantine', 'ok', 'finished'), the epoch
+    to publish or fail the node at, deliveries that never finished, and the run's end if this ended it."""
+
+    action: str
+    epoch: int
+    lost: int
+    finish: Finish | None
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> RepairOutcome:
+        action, epoch, lost, finish = reply
+        return cls(str(action), int(epoch), int(lost), Finish.from_reply(finish))
 
 
 @dataclass(frozen=True)

@@ -2,29 +2,55 @@
 
 A node's task reports here: the start gate before its body, success (count it into its children and
 publish those released), failure (a tracker-level retry with backoff, or the run's failure policy), a
-revoke. The worker side owns the worker's in-memory message filter and its plan cache. It sits on the tracker
-beside the client API (``engine.py``); neither imports the other (both send through ``dispatch.py``).
+revoke. The worker side owns the worker's in-memory message filter, its plan cache, its outbox of
+reports the tracker could not take (outbox.py), and, in the main process, the heartbeat, the elected
+reconciler (reconciler.py) and the outbox replay. It sits on the tracker beside the client API
+(``engine.py``); neither imports the other (both send through ``dispatch.py``).
+
+A tracker outage: the start gate waits ``wfcelery_gate_wait`` then gives the message back to the broker
+(no body runs unchecked); reports are retried ``wfcelery_report_retry`` seconds, then kept in the outbox
+and replayed in order. Each process logs one WARNING when the outage starts and one INFO when it ends
+(outage.py), not a line per retry.
 """
 
 from __future__ import annotations
 
-import functools
+import logging
+import socket
+import threading
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
 from celery import Celery
 from celery.utils.time import get_exponential_backoff_interval
+from kombu.exceptions import OperationalError
+from kombu.utils.json import dumps as json_dumps
+from kombu.utils.json import loads as json_loads
 
 from .compiler import Plan, PlanCache
 from .dispatch import Dispatcher
-from .errors import RunNotFound, TrackerError
-from .keys import Slot, split_slot
+from .errors import RunNotFound, TrackerError, TrackerUnavailable
+from .keys import Slot, parse_task_id, split_slot, task_id
+from .limits import Limits, depth
 from .message_filter import MessageFilter
 from .outage import Outage
+from .outbox import Outbox, Report, with_retry
+from .reconciler import DroppedMark, Heartbeat, Reconciler
+from .records import NodeRecord
 from .release import map_elements, publish_released
+from .settings import Settings
 from .states import RunStatus
 from .tracker import Finish, StartOutcome, Tracker
+
+logger = logging.getLogger("wfcelery.worker")
+
+#: Errors of the broker a publish may raise while it is away (kombu wraps connection errors in these;
+#: dispatch's BrokerUnavailable is a ConnectionError, so an OSError too).
+_BROKER_ERRORS: tuple[type[BaseException], ...] = (OperationalError, OSError)
+_AFTER_ERRORS: tuple[type[BaseException], ...] = (TrackerUnavailable, *_BROKER_ERRORS)
+_UNSET: Any = object()
+_TERMINAL_CODES = frozenset("SFKX")
 
 Parsed = tuple[str, Slot, int]  # (run id, node index or instance slot, epoch) from a wfcelery task id
 
@@ -35,15 +61,24 @@ class WorkerSide:
     def __init__(self, app: Celery, tracker: Callable[[], Tracker]) -> None:
         self.app = app
         self._tracker = tracker  # lazy: settings are read on first use, after the app is configured
+        self.hostname = ""  # the worker's node name (set by hooks and the bootstep; names the outbox)
 
     @cached_property
     def tracker(self) -> Tracker:
         return self._tracker()
 
+    @property
+    def settings(self) -> Settings:
+        return self.tracker.settings
+
     @cached_property
     def outage(self) -> Outage:
-        """The tracker outage, if any: one WARNING/INFO pair, node reports deferred meanwhile."""
-        return Outage()
+        """The tracker outage, if any: one WARNING when it starts, one INFO when it ends."""
+        return Outage(pending=self._pending)
+
+    def _pending(self) -> int:
+        """Reports this worker still keeps in its outbox (0 when it never needed one)."""
+        return len(self.outbox) if "outbox" in vars(self) else 0
 
     @cached_property
     def message_filter(self) -> MessageFilter:
@@ -67,12 +102,187 @@ class WorkerSide:
             raise
 
     def start(self, parsed: Parsed, worker: str) -> StartOutcome:
-        """The authoritative start gate: whether the body may run, and its attempt number."""
-        return self.tracker.start(parsed[0], parsed[1], parsed[2], worker)
+        """The authoritative start gate: whether the body may run, and its attempt number.
 
-    def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
-        """Record a success and publish the children it releases (deferred while the tracker is down)."""
-        self.outage.report(functools.partial(self._succeeded, parsed, digest, result, result_json))
+        Strict: when the tracker cannot be reached it retries for ``wfcelery_gate_wait`` seconds, then
+        raises :class:`TrackerUnavailable` (the hook gives the message back to the broker; no body runs
+        unchecked, so pause holds during an outage and a later resume does not run it twice)."""
+        waited = False
+
+        def attempt() -> StartOutcome:
+            nonlocal waited
+            try:
+                return self.tracker.start(parsed[0], parsed[1], parsed[2], worker)
+            except TrackerUnavailable as e:
+                if not waited:  # one deferred transition, however many tries it takes
+                    waited = True
+                    self.outage.down(e)
+                    self.outage.deferred()
+                raise
+
+        verdict: StartOutcome = with_retry(attempt, (TrackerUnavailable,), self.settings.gate_wait)
+        self.outage.up()
+        return verdict
+
+    # -- reports: retried, then kept in the outbox ----------------------------------------------------
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox.for_worker(self.settings.outbox_dir, self.hostname or socket.gethostname())
+
+    def report(self, kind: str, payload: dict[str, Any]) -> None:
+        """Deliver a hook's report: retried for ``wfcelery_report_retry`` seconds while the task's message
+        stays unacknowledged, then kept in the worker's outbox (see outbox.py), replayed in order."""
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            # After a lost reply the script may have run: say so, so that what it released is found again.
+            try:
+                self.deliver(kind, {**payload, "again": tries > 1})
+            except TrackerUnavailable as e:
+                if tries == 1:
+                    self.outage.down(e)
+                    self.outage.deferred()
+                raise
+
+        try:
+            with_retry(attempt, (TrackerUnavailable,), self.settings.report_retry)
+        except TrackerUnavailable as e:
+            self._keep(kind, payload, str(e))
+            return
+        self.outage.up()
+
+    def _keep(self, kind: str, payload: dict[str, Any], why: str) -> None:
+        self.outbox.put(kind, {**payload, "again": True})
+        logger.debug(
+            "wfcelery: %s report of %s kept in %s (%s)", kind, payload.get("task_id"), self.outbox.path, why
+        )
+
+    def deliver(self, kind: str, payload: dict[str, Any]) -> None:
+        """Act on one report (from a hook, or replayed from the outbox)."""
+        parsed = parse_task_id(payload["task_id"])
+        assert parsed is not None
+        if kind == "succeeded":
+            released = self.node_succeeded(
+                parsed, payload.get("digest"), json_loads(payload["result"]), payload["result"]
+            )
+            if payload.get("again") and not released:
+                self._release_again(parsed, payload)
+        elif kind == "failed":
+            action = self.node_failed(
+                parsed,
+                payload.get("digest"),
+                payload["error"],
+                payload["mode"],
+                int(payload.get("attempt") or 0),
+            )
+            if payload.get("again") and action == "ignored" and payload["mode"] == "failed":
+                self._retry_again(parsed)
+        elif kind == "released":
+            self._release(parsed, payload)
+        elif kind == "republish":
+            self.republish(parsed[0], parsed[1], parsed[2], payload.get("countdown"))
+        else:
+            logger.error("wfcelery: unknown report kind %r dropped", kind)
+
+    def replay(self) -> int:
+        """Deliver what the outbox kept (in order; stops at the first report the tracker refuses)."""
+
+        def deliver(report: Report) -> None:
+            try:
+                self.deliver(report.kind, report.payload)
+            except RunNotFound as e:  # cleaned up or expired meanwhile: nothing to record
+                logger.debug("wfcelery outbox: report %s dropped: %s", report.payload.get("task_id"), e)
+            except TrackerUnavailable as e:
+                self.outage.down(e)
+                raise
+
+        delivered = self.outbox.replay(deliver)
+        if delivered:
+            self.outage.deferred(delivered)
+            self.outage.up()
+        return delivered
+
+    def _after(self, kind: str, payload: dict[str, Any], step: Callable[[], None]) -> None:
+        """A step after a transition was recorded (publishing released children, a retry): retried, then
+        kept in the outbox -- the transition itself will not return them a second time."""
+        try:
+            with_retry(step, _AFTER_ERRORS, self.settings.report_retry)
+        except _AFTER_ERRORS as e:
+            self.outbox.put(kind, payload)
+            if isinstance(e, TrackerUnavailable):  # the outage's one WARNING says it
+                self.outage.down(e)
+                self.outage.deferred()
+                logger.debug("wfcelery: %s of %s kept in the outbox (%s)", kind, payload["task_id"], e)
+            else:
+                logger.warning("wfcelery: %s of %s kept in the outbox (%s)", kind, payload["task_id"], e)
+
+    # -- transitions ---------------------------------------------------------------------------------
+
+    def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> bool:
+        """Record a success and publish the children it released; True when this call recorded it."""
+        run_id, slot, epoch = parsed
+        plan = self.plan_for(run_id, digest)
+        index, instance = split_slot(slot)
+        out = self.tracker.succeed(run_id, slot, epoch, result_json, plan.releases[index], plan.rule_spec)
+        if out.gone:
+            raise RunNotFound(run_id)
+        if out.released:
+            payload = {
+                "task_id": task_id(run_id, slot, epoch),
+                "digest": plan.digest,
+                "result": result_json if instance is None else None,  # a map's result is its list
+                "epoch": out.epoch,
+                "released": list(out.released),
+                "params": out.params or {},
+            }
+            self._after("released", payload, lambda: self._release(parsed, payload, plan, result))
+        if out.finish:
+            self.ended(plan, run_id, out.finish)
+        return bool(out.released or out.finish)
+
+    def _release_again(self, parsed: Parsed, payload: dict[str, Any]) -> None:
+        """A success report whose first try reached Redis but lost its reply: the script released the
+        children then, and will not again. Publish the children of this node that are still QUEUED at the
+        run's epoch with every parent settled (a copy of a message already sent is dropped by the start
+        gate; a missing one would leave the run stuck)."""
+        run_id, slot, _ = parsed
+        index = split_slot(slot)[0]
+        record, nodes, _ = self.tracker.read_run(run_id)
+        if record.status is not RunStatus.RUNNING or nodes.get(index, NodeRecord()).code != "S":
+            return
+        plan = self.plans.get(payload.get("digest") or record.plan)
+        released = [
+            c
+            for c in plan.nodes[index].children
+            if (n := nodes.get(c)) is not None
+            and n.code == "Q"
+            and n.epoch == record.epoch
+            and all(nodes.get(p, NodeRecord()).code in _TERMINAL_CODES for p in plan.nodes[c].parents)
+        ]
+        if released:
+            again = {**payload, "epoch": record.epoch, "released": released, "params": record.params}
+            self._release(parsed, again, plan)
+
+    def _release(
+        self, parsed: Parsed, payload: dict[str, Any], plan: Plan | None = None, result: Any = _UNSET
+    ) -> None:
+        """Publish the nodes a transition released (conditions and maps first, see release.py)."""
+        run_id, slot, _ = parsed
+        plan = plan or self.plans.get(payload["digest"])
+        index, instance = split_slot(slot)
+        known: dict[Slot, Any] = {}
+        if instance is None and payload.get("result") is not None:  # a success: its result is in hand
+            known[index] = json_loads(payload["result"]) if result is _UNSET else result
+        epoch = int(payload["epoch"])
+        released = [(int(c), epoch) for c in payload["released"]]
+        finishes = publish_released(
+            self.tracker, self.dispatch, plan, run_id, released, payload["params"], known
+        )
+        for finish in finishes:
+            self.ended(plan, run_id, finish)
 
     def node_failed(
         self,
@@ -81,40 +291,12 @@ class WorkerSide:
         error: dict[str, Any],
         mode: str,
         attempt: int = 0,
-    ) -> None:
-        """Record a failure: a tracker-level retry, or the run's failure policy (deferred while the
-        tracker is down)."""
-        self.outage.report(functools.partial(self._failed, parsed, digest, error, mode, attempt))
-
-    def _succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> None:
+    ) -> str:
+        """Record a failure: a tracker-level retry, or the run's failure policy. Returns fail.lua's
+        action."""
         run_id, slot, epoch = parsed
         plan = self.plan_for(run_id, digest)
-        index, instance = split_slot(slot)
-        releases = plan.releases[index]
-        out = self.tracker.succeed(run_id, slot, epoch, result_json, releases, plan.rule_spec)
-        if out.gone:
-            raise RunNotFound(run_id)
-        finishes = [out.finish] if out.finish else []
-        if out.released:
-            released = [(c, out.epoch) for c in out.released]
-            known: dict[Slot, Any] = {index: result} if instance is None else {}  # a map: its list
-            finishes += publish_released(
-                self.tracker, self.dispatch, plan, run_id, released, out.params or {}, known
-            )
-        for finish in finishes:
-            self.ended(plan, run_id, finish)
-
-    def _failed(
-        self,
-        parsed: Parsed,
-        digest: str | None,
-        error: dict[str, Any],
-        mode: str,
-        attempt: int = 0,
-    ) -> None:
-        run_id, slot, epoch = parsed
-        plan = self.plan_for(run_id, digest)
-        index, instance = split_slot(slot)
+        index = split_slot(slot)[0]
         node = plan.nodes[index]
         plain_continue = plan.on_failure == "continue" and not plan.rule_spec
         descendants = plan.descendants([index]) if plain_continue else []
@@ -124,29 +306,33 @@ class WorkerSide:
         if out.action == "gone":
             raise RunNotFound(run_id)
         if out.action == "retry":
-            record = self.tracker.run_record(run_id)
-            if instance is None:
-                results = self.tracker.results(run_id, node.parents)
-                inputs = [results.get(p) for p in node.parents]
-            else:
-                inputs = [map_elements(self.tracker, plan, run_id, index)[instance]]
-            self.dispatch.publish(
-                plan,
-                run_id,
-                [(slot, out.epoch, inputs)],
-                record.params,
-                countdown=retry_countdown(out.attempts, self.tracker.settings.retry_backoff_max),
-            )
+            countdown = retry_countdown(out.attempts, self.settings.retry_backoff_max)
+            payload = {"task_id": task_id(run_id, slot, out.epoch), "countdown": countdown}
+            self._after("republish", payload, lambda: self.republish(run_id, slot, out.epoch, countdown))
         elif out.action == "failed":
             self.dispatch.revoke(run_id, out.revoke)
-            finishes = [out.finish] if out.finish else []
             if out.released:  # trigger rules that run after a failure (all_done, one_failed...)
-                released = [(c, out.epoch) for c in out.released]
-                finishes += publish_released(
-                    self.tracker, self.dispatch, plan, run_id, released, out.params or {}
-                )
-            for finish in finishes:
-                self.ended(plan, run_id, finish)
+                payload = {
+                    "task_id": task_id(run_id, slot, epoch),
+                    "digest": plan.digest,
+                    "result": None,
+                    "epoch": out.epoch,
+                    "released": list(out.released),
+                    "params": out.params or {},
+                }
+                self._after("released", payload, lambda: self._release(parsed, payload, plan))
+            if out.finish:
+                self.ended(plan, run_id, out.finish)
+        return out.action
+
+    def _retry_again(self, parsed: Parsed) -> None:
+        """A failure report whose first try reached Redis but lost its reply: if the script chose a
+        tracker-level retry then (the node is RETRYING at this epoch), the retry was never published."""
+        run_id, slot, epoch = parsed
+        _, nodes, _ = self.tracker.read_run(run_id)
+        node = nodes.get(slot)
+        if node is not None and node.code == "Y" and node.epoch == epoch:
+            self.republish(run_id, slot, epoch)
 
     def ended(self, plan: Plan, run_id: str, finish: Finish) -> None:
         """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
@@ -154,6 +340,107 @@ class WorkerSide:
         if finish.status != RunStatus.SUCCEEDED.value:
             self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
         self.dispatch.callback(run_id, finish.status, finish.callback)
+
+    def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None:
+        """Publish node (or instance) ``slot`` again at ``epoch`` with its stored parent results (an
+        instance: its element) and the run's params."""
+        record = self.tracker.run_record(run_id)
+        plan = self.plans.get(record.plan)
+        index, instance = split_slot(slot)
+        parents = plan.nodes[index].parents
+        if instance is None:
+            results = self.tracker.results(run_id, parents)
+            inputs = [results.get(p) for p in parents]
+        else:
+            inputs = [map_elements(self.tracker, plan, run_id, index)[instance]]
+        items = [(slot, epoch, inputs)]
+        self.dispatch.publish(plan, run_id, items, record.params, countdown=countdown, resend=True)
+
+    def quarantine(self, run_id: str, slot: Slot, epoch: int, lost: int, attempt: int = 0) -> None:
+        """Fail a node whose deliveries kept dying with their worker (``wfcelery_quarantine_after``)."""
+        message = (
+            f"killed {lost} workers: {lost} deliveries of this node never finished (the worker died each "
+            f"time); quarantined after wfcelery_quarantine_after = {self.settings.quarantine_after}"
+        )
+        error = {"type": "Quarantined", "message": message, "traceback": ""}
+        self.node_failed((run_id, slot, epoch), None, error, "quarantined", attempt)
+
+    # -- the worker's main process ---------------------------------------------------------------------
+
+    def received(self, parsed: Parsed) -> bool:
+        """A redelivered message arrived (main process): count it; True when its node was quarantined
+        now and the message must be dropped before it reaches the pool."""
+        out = self.tracker.repair(parsed[0], "received", parsed[1], parsed[2], self.settings.quarantine_after)
+        if out.action != "quarantine":
+            return False
+        self.quarantine(parsed[0], parsed[1], out.epoch, out.lost)
+        return True
+
+    def dropped(self, parsed: Parsed, hostname: str, why: str) -> None:
+        """A worker dropped a node's message (unregistered task, malformed message): the reconciler fails
+        the node after ``wfcelery_unknown_grace`` unless another worker took it."""
+        mark = DroppedMark(parsed[2], self.tracker.server_ms(), hostname, why)
+        self.tracker.mark_dropped(parsed[0], parsed[1], mark.encode())
+
+    def start_services(self, hostname: str) -> None:
+        """Heartbeat, reconciler (when ``wfcelery_sweep_interval`` > 0) and outbox replay, in threads of
+        the worker's main process."""
+        self.hostname = hostname
+        self._services: list[Any] = [
+            Heartbeat(self.tracker, hostname, self.settings.heartbeat, self.outage),
+            _Replayer(self),
+        ]
+        if self.settings.sweep_interval > 0:
+            self._services.append(Reconciler(self, hostname))
+        for service in self._services:
+            service.start()
+
+    def stop_services(self) -> None:
+        for service in getattr(self, "_services", ()):
+            service.stop()
+
+
+class _Replayer:
+    """Replays the outbox every second while it holds reports (and once at worker start)."""
+
+    def __init__(self, side: WorkerSide) -> None:
+        self.side = side
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="wfcelery-outbox", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if len(self.side.outbox):
+                    self.side.replay()
+            except Exception:
+                logger.exception("wfcelery outbox: replay failed")
+            self._stop.wait(1.0)
+
+
+def check_result(result: Any, limits: Limits) -> tuple[str | None, dict[str, Any] | None]:
+    """``(json, None)`` for a result the tracker can store, else ``(None, error)``: a value JSON cannot
+    encode (a set), nested deeper than ``max_depth`` or larger than ``max_result_bytes``."""
+    if depth(result, stop=limits.max_depth) > limits.max_depth:
+        message = f"the result is nested more than {limits.max_depth} levels deep (wfcelery_max_depth)"
+        return None, {"type": "ResultError", "message": message, "traceback": ""}
+    try:
+        encoded = json_dumps(result)
+    except (TypeError, ValueError) as e:
+        message = f"the result cannot be stored as JSON ({type(result).__name__}): {e}"
+        return None, {"type": "ResultError", "message": message, "traceback": ""}
+    if len(encoded) > limits.max_result_bytes:
+        message = (
+            f"the result is {len(encoded):,} bytes as JSON, over the limit of {limits.max_result_bytes:,} "
+            "(wfcelery_max_result_bytes)"
+        )
+        return None, {"type": "ResultError", "message": message, "traceback": ""}
+    return encoded, None
 
 
 def retry_countdown(attempts: int, maximum: int) -> int:

@@ -144,6 +144,7 @@ def test_every_command_has_help_with_an_example() -> None:
         "doctor",
         "web",
         "demo",
+        "sweep",
     }
     assert set(cli.commands) == set(wf.commands)
 

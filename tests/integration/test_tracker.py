@@ -473,42 +473,52 @@ def test_wait_timeout(app, engine, r, uid):
 # -- a worker whose tracker is unreachable -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("app", [CELERY_RESULTS], indirect=True)  # Celery's result keys are checked too
-def test_hook_that_cannot_reach_redis_never_fails_the_task(app, engine, r, caplog):
-    """The worker's tracker points at a port where nothing listens; the broker and result backend work.
+def test_start_gate_is_strict_when_the_tracker_is_unreachable(app, engine, r, caplog):
+    """The worker's tracker points at a port where nothing listens; the broker works.
 
-    The task runs and Celery records SUCCESS with its result; the worker logs one WARNING for the outage
-    and defers the node's report (replayed when Redis answers; here it never does, and shutting the worker
-    side down says how many were lost). It never records a failure the task did not have.
+    No body runs unchecked (a paused run would run, and run again at resume): the start gate waits
+    ``wfcelery_gate_wait``, then gives the message back to the broker. Nothing is recorded as failed, and a
+    worker that can reach the tracker runs the node once. The outage is logged once (one WARNING), not
+    once per requeue.
     """
     worker_app = make_app(
         app.conf.broker_url,
         app.conf.result_backend,
         app.conf.wfcelery_key_prefix,
         app.conf.task_default_queue,
+        wfcelery_gate_wait=0.2,
+        wfcelery_sweep_interval=0,
     )
     wfcelery.install(worker_app, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     wf = Workflow("no-redis")
-    wf.add("a", "proj.echo", args=[1])
+    wf.add("a", "proj.count")
     run = engine.submit(wf)
     tid = run.state().nodes["a"].task_id
-    caplog.set_level(logging.WARNING, logger="wfcelery")
+    caplog.set_level(logging.DEBUG, logger="wfcelery")
     try:
-        with in_thread_worker(worker_app):
-            wait_for(lambda: AsyncResult(tid, app=app).ready(), timeout=30, message="the task to finish")
-            wait_for(lambda: worker_idle(r, app), message="worker idle")
-            wait_for(lambda: worker_app._wfcelery_worker.outage.active, message="the report to be deferred")
-    finally:  # the worker's shutdown closed the outage: it logged how many reports were lost
+        with in_thread_worker(worker_app, concurrency=1):
+            wait_for(
+                lambda: (
+                    sum(f"task {tid} requeued: start gate unreachable" in m for m in caplog.messages) >= 2
+                ),
+                timeout=30,
+                message="the message requeued twice",
+            )
+    finally:
         worker_app._wfcelery_worker.message_filter.stop()
-    result = AsyncResult(tid, app=app)
-    assert (result.state, result.result) == ("SUCCESS", {"args": [1], "kwargs": {}})
-    worker_side = [r for r in caplog.records if r.name.startswith("wfcelery") and r.name != "wfcelery.engine"]
-    loud = [(rec.levelname, rec.getMessage()) for rec in worker_side]
-    assert loud[0][0] == "WARNING"
-    assert "the tracker's Redis is unreachable" in loud[0][1]
-    assert [level for level, _ in loud[1:]] == ["ERROR"]  # one line at shutdown, not one per second
-    assert "1 deferred transitions lost" in loud[1][1]  # a's success report
-    assert status_of(run, "a") is not NodeStatus.FAILED
+        worker_app._wfcelery_worker.stop_services()
+    worker_side = [
+        (rec.levelname, rec.getMessage())
+        for rec in caplog.records
+        if rec.name.startswith("wfcelery") and rec.name != "wfcelery.engine" and rec.levelno >= logging.INFO
+    ]
+    assert [level for level, _ in worker_side] == ["WARNING"], worker_side  # not one per requeue
+    assert "the tracker's Redis is unreachable" in worker_side[0][1]
+    assert r.hgetall(f"{app.conf.wfcelery_key_prefix}:count:{run.id}") == {}, "a body ran unchecked"
+    assert status_of(run, "a") is NodeStatus.QUEUED
+    with in_thread_worker(app):
+        assert run.wait(timeout=60) == {"a": "a"}
+    assert r.hgetall(f"{app.conf.wfcelery_key_prefix}:count:{run.id}") == {"a": "1"}
 
 
 def test_event_log_is_capped_and_offsets_stay_valid(make_test_app, r):

@@ -43,6 +43,9 @@ def test_global_keys() -> None:
     assert k.plan("da39a3ee5e6b4b0d3255bfef95601890afd80709") == (
         "wfcelery:plan:da39a3ee5e6b4b0d3255bfef95601890afd80709"
     )
+    assert k.live == "wfcelery:live"
+    assert k.worker("celery@host-1") == "wfcelery:worker:celery@host-1"
+    assert k.reconciler == "wfcelery:reconciler"
 
 
 def test_prefix_is_configurable() -> None:

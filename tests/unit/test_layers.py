@@ -30,12 +30,13 @@ LAYERS: dict[str, tuple[int, str]] = {
             "compiler",
             "canvas",
             "rules",
+            "limits",
             "_redis_server",
         )
     },
     **{m: (1, "tracker") for m in ("tracker", "dispatch", "consumers", "release")},
     **{m: (2, "client") for m in ("engine",)},
-    **{m: (2, "worker") for m in ("worker", "message_filter", "hooks", "outage")},
+    **{m: (2, "worker") for m in ("worker", "message_filter", "hooks", "outage", "outbox", "reconciler")},
     **{
         m: (3, "surface")
         for m in (

@@ -3,7 +3,8 @@
 -- starts once pause() has returned.
 -- ARGV[1] node index   ARGV[2] epoch of the message   ARGV[3] worker hostname
 -- Returns 'ok:<attempt number>' (run it), or why not: 'gone' (no such run), 'stale' (an older epoch's message),
--- 'done' (duplicate delivery of a finished node), 'gated' (run paused, cancelled or failed).
+-- 'done' (duplicate delivery of a finished node), 'gated' (run paused, cancelled or failed), 'running'
+-- (the node is RUNNING in this epoch: a duplicate delivery).
 local idx, epoch, worker = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local status = run_field('status')
 if not status then
@@ -20,6 +21,14 @@ if status ~= 'RUNNING' then
   settle_slot(idx, n, 'X')
   touch_if_finished(status)
   return 'gated'
+end
+if n.s == 'R' and redis.call('HGET', K_RUN, 'w:' .. worker) ~= n.w then
+  -- Another delivery of a message that runs on another worker now (a broker redelivery past its
+  -- visibility timeout, a duplicate publish): never a second, concurrent body. If that worker is gone, the
+  -- reconciler re-publishes the node under a new epoch. On this same worker the main process already
+  -- dropped a copy of a request it is running (hooks.py), so this is Celery's own requeue of a request
+  -- whose pool process died: it runs again.
+  return 'running'
 end
 n.s = 'R'
 n.a = n.a + 1

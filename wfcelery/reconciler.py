@@ -1,0 +1,359 @@
+"""The reconciler: finds and repairs what no hook will report, so that no run stays stuck.
+
+One instance runs inside the workers (elected: a lease key, ``wfcelery_sweep_interval``; on by default),
+and ``wfcelery sweep`` runs one sweep by hand. A sweep reads every live run (``<prefix>:live``) and:
+
+* a node RUNNING on a worker that is gone -- no heartbeat (``<prefix>:worker:<hostname>``, refreshed every
+  ``wfcelery_heartbeat`` seconds with a TTL of three beats), or a heartbeat from a worker that booted after
+  the node started (restarted under the same name), or a live worker whose heartbeat has not listed the
+  node's task for three beats (its pool process died) -- is QUEUED again under a new epoch and re-published
+  (repair.lua): its original message, if the broker ever gives it back, is stale and dropped, and a late
+  report from the original is ignored. After ``wfcelery_quarantine_after`` deliveries that never finished,
+  the node FAILS instead ("killed 3 workers"), so one bad message cannot starve a queue;
+* a node RUNNING past its time limit plus ``wfcelery_time_limit_grace`` with no report fails with
+  ``TimeLimitExceeded`` (after its retries);
+* a node whose message a worker dropped as unregistered (``task_unknown``) or malformed
+  (``task_rejected``) fails after ``wfcelery_unknown_grace`` seconds, naming the worker and the task, unless
+  another worker took it meanwhile;
+* a RUNNING run whose nodes are all terminal ends.
+
+Judging a worker gone needs care after a tracker outage: every heartbeat may have expired while Redis was
+away. The in-worker reconciler therefore only acts on a heartbeat it has itself seen missing for a whole
+TTL, on consecutive sweeps that reached Redis (a live worker beats again within one interval).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from celery.worker import state as worker_state
+
+from .errors import RunNotFound, TrackerUnavailable
+from .keys import Slot, parse_task_id, split_slot, task_id
+from .records import NodeRecord
+from .states import NodeStatus
+
+if TYPE_CHECKING:
+    from .compiler import Plan, PlanCache
+    from .outage import Outage
+    from .tracker import Finish, Tracker
+
+logger = logging.getLogger("wfcelery.reconciler")
+
+#: A heartbeat lives this many beats.
+HEARTBEAT_BEATS = 3
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One thing a sweep did: ``action`` is requeued, failed, revoked or finished."""
+
+    run_id: str
+    node: str | None
+    action: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.run_id} {self.node}" if self.node else self.run_id
+        return f"{where}: {self.action} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class DroppedMark:
+    """A worker dropped a node's message: run record field ``u:<node index>``,
+    ``<epoch>|<ms (Redis clock)>|<hostname>|<why>`` (why: ``unknown:<task name>`` or ``rejected``)."""
+
+    epoch: int
+    at_ms: int
+    hostname: str
+    why: str
+
+    def encode(self) -> str:
+        return f"{self.epoch}|{self.at_ms}|{self.hostname}|{self.why}"
+
+    @classmethod
+    def decode(cls, raw: str) -> DroppedMark:
+        epoch, at_ms, hostname, why = raw.split("|", 3)
+        return cls(int(epoch), int(at_ms), hostname, why)
+
+    def error(self) -> dict[str, Any]:
+        if self.why.startswith("unknown:"):
+            task = self.why.partition(":")[2]
+            message = (
+                f"task {task!r} is not registered on worker {self.hostname} (task_unknown): the worker "
+                "dropped its message and no other worker took it"
+            )
+            return {"type": "NotRegistered", "message": message, "traceback": ""}
+        message = f"worker {self.hostname} rejected the message as malformed (task_rejected)"
+        return {"type": "MessageRejected", "message": message, "traceback": ""}
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A heartbeat's value: ``<boot ms (Redis clock)>[ <task id>,<task id>...]`` -- when the worker booted
+    and the wfcelery tasks its pool is running now."""
+
+    boot_ms: int
+    active: frozenset[str]
+
+    def encode(self) -> str:
+        return f"{self.boot_ms} {','.join(sorted(self.active))}".rstrip()
+
+    @classmethod
+    def decode(cls, raw: str) -> WorkerBeat:
+        boot, _, active = raw.partition(" ")
+        return cls(int(boot), frozenset(filter(None, active.split(","))))
+
+
+class Heartbeat:
+    """Keeps this worker's heartbeat alive from a daemon thread in its main process."""
+
+    def __init__(
+        self, tracker: Tracker, hostname: str, interval: float, outage: Outage | None = None
+    ) -> None:
+        self.tracker = tracker
+        self.outage = outage
+        self.hostname = hostname
+        self.interval = interval
+        self.boot_ms: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def beat(self) -> None:
+        if self.boot_ms is None:
+            self.boot_ms = self.tracker.server_ms()
+        active = frozenset(r.id for r in list(worker_state.active_requests) if parse_task_id(r.id or ""))
+        value = WorkerBeat(self.boot_ms, active).encode()
+        self.tracker.beat(self.hostname, value, self.interval * HEARTBEAT_BEATS)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="wfcelery-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.beat()
+                wait = self.interval
+                if self.outage is not None:
+                    self.outage.up()
+            except TrackerUnavailable as e:  # the outage's one WARNING says it, not one line a second
+                if self.outage is not None:
+                    self.outage.down(e)
+                else:
+                    logger.warning("wfcelery heartbeat: %s", e)
+                wait = min(1.0, self.interval)  # beat again as soon as the tracker is back
+            except Exception as e:
+                logger.warning("wfcelery heartbeat: %s", e)
+                wait = min(1.0, self.interval)  # beat again as soon as the tracker is back
+            self._stop.wait(wait)
+
+
+class Repairs(Protocol):
+    """What the reconciler repairs through: the worker side (``worker.WorkerSide``), which publishes
+    and reports. A protocol, so this module does not import the worker side that starts it."""
+
+    @property
+    def tracker(self) -> Tracker: ...
+    @property
+    def plans(self) -> PlanCache: ...
+    @property
+    def outage(self) -> Outage: ...
+
+    def node_failed(
+        self,
+        parsed: tuple[str, Slot, int],
+        digest: str | None,
+        error: dict[str, Any],
+        mode: str,
+        attempt: int = 0,
+    ) -> str: ...
+    def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None: ...
+    def quarantine(self, run_id: str, slot: Slot, epoch: int, lost: int, attempt: int = 0) -> None: ...
+    def ended(self, plan: Plan, run_id: str, finish: Finish) -> None: ...
+
+
+class Reconciler:
+    """Sweeps live runs and repairs them through the worker side (which publishes and reports)."""
+
+    def __init__(self, side: Repairs, hostname: str, patient: bool = True) -> None:
+        self.side = side
+        self.tracker = side.tracker
+        self.settings = side.tracker.settings
+        self.hostname = hostname
+        self.patient = patient  # in workers: act on a missing heartbeat only once seen missing for a TTL
+        self._missing_since: dict[str, float] = {}
+        self._inactive_since: dict[str, float] = {}
+        self._queued_since: dict[tuple[str, Slot, int], float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the elected loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="wfcelery-reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        interval = self.settings.sweep_interval
+        while not self._stop.wait(interval):
+            try:
+                if self.tracker.elect(self.hostname, interval * 3):
+                    for repair in self.sweep():
+                        logger.warning("wfcelery reconciler: %s", repair)
+            except Exception as e:
+                self._missing_since.clear()  # what we saw of heartbeats during an outage proves nothing
+                if isinstance(e, TrackerUnavailable):
+                    self.side.outage.down(e)
+                else:
+                    logger.warning("wfcelery reconciler: sweep failed: %s", e)
+
+    # -- one sweep -----------------------------------------------------------------------------------
+
+    def sweep(self) -> list[Repair]:
+        now_ms = self.tracker.server_ms()
+        repairs: list[Repair] = []
+        ended: list[str] = []
+        for run_id in self.tracker.live_runs():
+            try:
+                repairs += self.sweep_run(run_id, now_ms, ended)
+            except RunNotFound:
+                ended.append(run_id)
+        self.tracker.unwatch(ended)
+        return repairs
+
+    def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
+        record, nodes, _ = self.tracker.read_run(run_id)
+        running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
+        if record.status.finished and not running:
+            ended.append(run_id)
+            return []
+        plan = self.side.plans.get(record.plan)
+        # A mapped node is RUNNING while its instances run: it has no worker of its own (they do)
+        running = {i: n for i, n in running.items() if not _map_parent(plan, i)}
+        repairs: list[Repair] = []
+        hosts = sorted({record.workers.get(n.worker, "") for n in running.values()} - {""})
+        beats = {h: WorkerBeat.decode(v) if v else None for h, v in self.tracker.heartbeats(hosts).items()}
+        for index, node in sorted(running.items(), key=lambda item: _order(item[0])):
+            host = record.workers.get(node.worker, "")
+            started_ms = record.created_ms + (node.started_ms or 0)
+            beat = beats.get(host)
+            why = self._gone(host, beat.boot_ms if beat else None, started_ms)
+            if why is None and beat is not None:
+                why = self._not_running(host, beat, task_id(run_id, index, node.epoch), now_ms - started_ms)
+            name = _name(plan, index)
+            if why:
+                repairs += self._requeue(run_id, index, name, node, why)
+                continue
+            limit = plan.nodes[split_slot(index)[0]].options.get("time_limit")
+            if limit and now_ms - started_ms > (float(limit) + self.settings.time_limit_grace) * 1000:
+                why = (
+                    f"RUNNING past its time limit of {limit} s (+{self.settings.time_limit_grace:g} s grace)"
+                )
+                error = {"type": "TimeLimitExceeded", "message": why, "traceback": ""}
+                self.side.node_failed(
+                    (run_id, index, node.epoch), plan.digest, error, "failed", node.attempts
+                )
+                repairs.append(Repair(run_id, name, "failed", why))
+        queued = {i for i, n in nodes.items() if n.code == NodeStatus.QUEUED.code}
+        if queued and record.status.value == "RUNNING" and self.settings.queued_timeout > 0:
+            repairs += self._stale_queued(run_id, plan, {i: nodes[i] for i in queued})
+        if queued:
+            for index, raw in self.tracker.dropped_marks(run_id).items():
+                mark = DroppedMark.decode(raw)
+                if index not in queued or nodes[index].epoch != mark.epoch:
+                    continue
+                if now_ms - mark.at_ms < self.settings.unknown_grace * 1000:
+                    continue
+                error = mark.error()
+                self.side.node_failed((run_id, index, mark.epoch), plan.digest, error, "quarantined", 0)
+                repairs.append(Repair(run_id, _name(plan, index), "failed", error["message"]))
+        if record.done >= record.total and record.status.value == "RUNNING":
+            out = self.tracker.repair(run_id, "finish")
+            if out.finish:
+                self.side.ended(plan, run_id, out.finish)
+                repairs.append(Repair(run_id, None, "finished", f"every node was done: {out.finish.status}"))
+        return repairs
+
+    def _stale_queued(self, run_id: str, plan: Any, queued: dict[Slot, NodeRecord]) -> list[Repair]:
+        """QUEUED nodes this reconciler has seen at the same epoch for ``wfcelery_queued_timeout``: their
+        message may be lost (a worker died between recording a release and publishing it)."""
+        now, repairs = time.monotonic(), []
+        for index, node in queued.items():
+            first = self._queued_since.setdefault((run_id, index, node.epoch), now)
+            if now - first < self.settings.queued_timeout:
+                continue
+            timeout = self.settings.queued_timeout
+            why = f"QUEUED {timeout:g} s (wfcelery_queued_timeout): its message may be lost"
+            repairs += self._requeue(run_id, index, _name(plan, index), node, why)
+        if len(self._queued_since) > 100_000:
+            self._queued_since.clear()
+        return repairs
+
+    def _not_running(self, host: str, beat: WorkerBeat, tid: str, running_ms: int) -> str | None:
+        """Why a node RUNNING on a live worker is not running there (its pool process died and Celery's
+        requeued message went to a worker that refused it as a copy), or None."""
+        ttl = self.settings.heartbeat * HEARTBEAT_BEATS
+        if tid in beat.active or running_ms < ttl * 1000:
+            self._inactive_since.pop(tid, None)
+            return None
+        first = self._inactive_since.setdefault(tid, time.monotonic())
+        if self.patient and time.monotonic() - first < ttl:
+            return None
+        self._inactive_since.pop(tid, None)
+        return f"not running on worker {host} any more (its pool process died?)"
+
+    def _gone(self, host: str, boot_ms: int | None, started_ms: int) -> str | None:
+        """Why the worker that started a node at ``started_ms`` is gone, or None while it lives."""
+        if boot_ms is not None:
+            self._missing_since.pop(host, None)
+            if boot_ms > started_ms:
+                return f"worker {host} restarted since the node started"
+            return None
+        if self.patient:
+            first = self._missing_since.setdefault(host, time.monotonic())
+            if time.monotonic() - first < self.settings.heartbeat * HEARTBEAT_BEATS:
+                return None
+        return f"worker {host or '?'} is gone (no heartbeat)"
+
+    def _requeue(self, run_id: str, index: Slot, name: str, node: NodeRecord, why: str) -> list[Repair]:
+        limit = self.settings.quarantine_after
+        out = self.tracker.repair(run_id, "requeue", index, node.encode(), limit)
+        if out.action == "requeue":
+            self.side.republish(run_id, index, out.epoch)
+            return [Repair(run_id, name, "requeued", why)]
+        if out.action == "revoked":
+            return [
+                Repair(run_id, name, "revoked", f"{why}; the run is not running: resume / retry re-plan it")
+            ]
+        if out.action == "quarantine":
+            self.side.quarantine(run_id, index, out.epoch, out.lost, node.attempts)
+            return [Repair(run_id, name, "failed", f"{why}; killed {out.lost} workers")]
+        return []
+
+
+def _order(slot: Slot) -> tuple[int, int]:
+    index, instance = split_slot(slot)
+    return index, -1 if instance is None else instance
+
+
+def _name(plan: Any, slot: Slot) -> str:
+    """A node's name, or ``name[i]`` for instance i of a mapped node."""
+    index, instance = split_slot(slot)
+    name: str = plan.nodes[index].name
+    return name if instance is None else f"{name}[{instance}]"
+
+
+def _map_parent(plan: Any, slot: Slot) -> bool:
+    index, instance = split_slot(slot)
+    return instance is None and plan.nodes[index].map is not None
