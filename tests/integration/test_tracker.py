@@ -516,6 +516,11 @@ def test_start_gate_is_strict_when_the_tracker_is_unreachable(app, engine, r, ca
     assert "the tracker's Redis is unreachable" in worker_side[0][1]
     assert r.hgetall(f"{app.conf.wfcelery_key_prefix}:count:{run.id}") == {}, "a body ran unchecked"
     assert status_of(run, "a") is NodeStatus.QUEUED
+    # The requeued message may still sit unacked in the stopped worker's channel (the Redis broker restores
+    # it only after visibility_timeout): pause + resume re-publishes the QUEUED node under a fresh id, the
+    # documented recovery, and fences the old copy as stale.
+    run.pause()
+    run.resume()
     with in_thread_worker(app):
         assert run.wait(timeout=60) == {"a": "a"}
     assert r.hgetall(f"{app.conf.wfcelery_key_prefix}:count:{run.id}") == {"a": "1"}
