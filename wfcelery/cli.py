@@ -35,7 +35,7 @@ from .install import install
 from .limits import Limits
 from .loader import load
 from .model import Workflow
-from .settings import check_json_accepted
+from .settings import check_json_accepted, check_not_eager
 from .states import NodeStatus, RunState, RunStatus
 
 #: The run succeeded / the command did what it was asked.
@@ -569,8 +569,7 @@ def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
     warnings: list[str] = []
     if app is not None:
         engine = install(app)
-        if app.conf.task_always_eager:
-            _fail("task_always_eager=True: workflows need real workers (to test them: wfcelery.testing)")
+        check_not_eager(app)
         check_json_accepted(app)
         queues = sorted(set(engine.node_queues(plan).values()))
         warnings = describe(engine.unconsumed(plan))

@@ -22,7 +22,7 @@ from .compiler import Plan, compile_workflow
 from .engine import Engine
 from .errors import ConfigurationError, RunNotFound, WfCeleryError
 from .model import Workflow
-from .settings import check_json_accepted
+from .settings import check_json_accepted, check_not_eager
 from .states import RunStatus
 
 #: Seconds of clock difference between a worker and the tracker's Redis that doctor reports.
@@ -77,12 +77,11 @@ def _config_fix(message: str) -> str:
 
 
 def _eager(app: Any) -> Finding:
-    if app.conf.task_always_eager:
+    try:
+        check_not_eager(app)
+    except ConfigurationError as e:
         return Finding(
-            "eager",
-            False,
-            "task_always_eager=True: workflows need real workers, submit refuses",
-            "remove task_always_eager; to test workflows use the wfcelery.testing pytest plugin",
+            "eager", False, str(e), "remove task_always_eager; to test workflows use wfcelery.testing"
         )
     return Finding("eager", True, "task_always_eager is off")
 

@@ -23,7 +23,6 @@ from .compiler import Plan, PlanCache, compile_workflow
 from .consumers import ConsumerCheck, describe, node_queue, unconsumed
 from .dispatch import Dispatcher, broker_errors, ensure_connected
 from .errors import (
-    ConfigurationError,
     ControlError,
     NoWorkerError,
     RunFailed,
@@ -38,7 +37,7 @@ from .model import Workflow
 from .records import Event, NodeRecord, RunRecord, new_run
 from .release import publish_instances, publish_released
 from .rules import instance_name
-from .settings import Settings
+from .settings import Settings, check_not_eager
 from .states import NodeState, NodeStatus, RunState, RunStatus
 from .tracker import Finish, Tracker, converted_errors
 
@@ -162,12 +161,7 @@ class Engine:
             BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached
                 (nothing was written).
         """
-        if self.app.conf.task_always_eager:
-            raise ConfigurationError(
-                "task_always_eager=True: Celery would run tasks inside apply_async, but a workflow needs "
-                "real workers (its tracker releases each node when its parents succeed). To run workflows "
-                "in tests, use the wfcelery.testing pytest plugin (README: 'Testing your workflows')"
-            )
+        check_not_eager(self.app)
         wf = self._workflow(workflow)
         limits = self.settings.limits
         wf.validate(self.app if self.settings.check_tasks else None, limits)

@@ -137,6 +137,17 @@ def _number(conf: Any, key: str, default: float) -> float:
 JSON_CONTENT = frozenset({"json", "application/json"})
 
 
+def check_not_eager(app: Any) -> None:
+    """Workflows need real workers (the tracker releases each node when its parents succeed): refuse an app
+    with ``task_always_eager``, pointing to the testing plugin."""
+    if app.conf.task_always_eager:
+        raise ConfigurationError(
+            "task_always_eager=True: Celery would run tasks inside apply_async, but a workflow needs "
+            "real workers (its tracker releases each node when its parents succeed). To run workflows "
+            "in tests, use the wfcelery.testing pytest plugin (README: 'Testing your workflows')"
+        )
+
+
 def check_json_accepted(app: Any) -> None:
     """Node messages are JSON whatever the app's serializer (pickle apps included): refuse, naming the
     setting, an app whose workers would reject them."""

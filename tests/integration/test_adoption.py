@@ -104,12 +104,6 @@ def test_status_shows_how_long_a_node_waits_for_a_missing_queue(
         assert f"no worker consumes 'gpu{uid}': its nodes wait (start one with -Q gpu{uid})" in watched.stdout
 
 
-def test_task_always_eager_is_refused_pointing_to_the_testing_plugin(make_test_app: Any) -> None:
-    app = make_test_app(task_always_eager=True)
-    with pytest.raises(ConfigurationError, match=r"task_always_eager.*wfcelery\.testing"):
-        app._wfcelery_engine.submit(two_queues("x"))
-
-
 # -- 3. pickle apps; 4. routing as Celery routes it -------------------------------------------------------
 
 
