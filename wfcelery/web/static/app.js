@@ -425,7 +425,9 @@ async function runView(main, runId) {
             return;
           }
           const fresh = await api(`/api/runs/${runId}/${op}`, { method: "POST" });
-          applyState(fresh);
+          // The operation's transitions reach the page through the event stream, in order. Its response is
+          // a snapshot taken a moment ago: applied over a live stream it could roll back newer events.
+          if (!source || source.readyState === EventSource.CLOSED) applyState(fresh);
           toast(`Run ${op === "pause" ? "paused" : op === "cancel" ? "cancelled" : op === "resume" ? "resumed" : "retried"}.`, true);
           follow();
         } catch (e) { toast(e.message); }
