@@ -135,7 +135,7 @@ def status_lines(state: RunState, now: float | None = None) -> list[str]:
     now = now or time.time()
     head = [
         summary_line(state, now),
-        f"created {_clock(state.created_at)}, policy {state.policy}"
+        f"created {_clock(state.created_at)}, policy {state.policy}, executor {state.executor}"
         + (f", params {json.dumps(state.params)}" if state.params else ""),
     ]
     return [*head, "", *table(NODE_HEADER, node_rows(state, now))]

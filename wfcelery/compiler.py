@@ -73,6 +73,8 @@ class Plan:
     definition: Mapping[str, Any]
     digest: str
     blob: str = field(repr=False)  # what the tracker stores: definition + routes, JSON in written order
+    #: "counters" or "canvas" (segments.py): part of the blob, so a worker knows it from the plan alone
+    executor: str = "counters"
 
     @cached_property
     def by_name(self) -> dict[str, PlanNode]:
@@ -212,7 +214,10 @@ class Plan:
 
 
 def compile_workflow(
-    wf: Workflow, routes: Mapping[str, str] | None = None, limits: Limits | None = None
+    wf: Workflow,
+    routes: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
+    executor: str | None = None,
 ) -> Plan:
     """Compile a validated workflow. Routing (``type`` -> queue, renamed by ``routes``) is resolved here.
 
@@ -256,11 +261,14 @@ def compile_workflow(
         )
         for i, (name, node) in enumerate(wf.nodes.items())
     )
-    blob = json.dumps(
-        {"definition": definition, "routes": dict(sorted(routes.items()))}, separators=(",", ":")
-    )
+    executor = executor or wf.executor or "counters"
+    stored: dict[str, Any] = {"definition": definition, "routes": dict(sorted(routes.items()))}
+    if executor != "counters":  # counters plans keep the digest they always had
+        stored["executor"] = executor
+    blob = json.dumps(stored, separators=(",", ":"))
     (limits or Limits()).check_plan(f"workflow {wf.name!r}: the compiled plan", len(blob))
-    return Plan(wf.name, wf.on_failure, nodes, definition, hashlib.sha1(blob.encode()).hexdigest(), blob)
+    digest = hashlib.sha1(blob.encode()).hexdigest()
+    return Plan(wf.name, wf.on_failure, nodes, definition, digest, blob, executor)
 
 
 def plan_from_blob(blob: str) -> Plan:
@@ -268,7 +276,10 @@ def plan_from_blob(blob: str) -> Plan:
     data = json.loads(blob)
     # The client checked the plan's size against its own settings when it stored it.
     return compile_workflow(
-        Workflow.from_dict(data["definition"]), data["routes"], Limits(max_plan_bytes=len(blob))
+        Workflow.from_dict(data["definition"]),
+        data["routes"],
+        Limits(max_plan_bytes=len(blob)),
+        data.get("executor", "counters"),
     )
 
 

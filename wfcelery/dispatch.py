@@ -63,6 +63,18 @@ class Dispatcher:
                 task = plan.nodes[split_slot(index)[0]].task
                 app.send_task(task, producer=prod, add_to_parent=False, serializer="json", **msg)
 
+    def publish_canvas(self, run_id: str, signature: Any, ids: Sequence[str]) -> None:
+        """Apply one native canvas (a segment of a canvas-executor run) whose task ids are ``ids``.
+
+        Applying a chord makes this process subscribe to every header result and keep a result object per
+        id (CELERY-NOTES: 16k subscriptions per 2k workflows); nobody here waits on them, so both are
+        dropped at once. Raises :class:`BrokerUnavailable` when the broker cannot be reached."""
+        try:
+            with broker_errors(self.app, f"send the canvas of run {run_id}"):
+                signature.apply_async()
+        finally:
+            forget_results(self.app, ids)
+
     def revoke(self, run_id: str, nodes: Sequence[tuple[Slot, int]], terminate: bool = False) -> list[str]:
         """Broadcast a revoke of these (node index, epoch) messages; returns their task ids."""
         ids = [task_id(run_id, index, epoch) for index, epoch in nodes]
@@ -79,6 +91,21 @@ class Dispatcher:
             signature(json.loads(callback_json), app=self.app).apply_async((run_id,))
         except Exception:
             logger.exception("wfcelery: could not send the %s callback of run %s", status, run_id)
+
+
+def forget_results(app: Celery, ids: Iterable[str]) -> None:
+    """Undo what publishing left in this process for ``ids``: the result backend's pending result objects
+    and its pub/sub subscriptions (Celery's async backends; nothing to do for the others)."""
+    backend = app.backend
+    consumer = getattr(backend, "result_consumer", None)
+    pending = getattr(backend, "_pending_results", None)  # private: Celery has no public "forget"
+    key_for = getattr(backend, "get_key_for_task", None)
+    for tid in ids:
+        for mapping in pending or ():
+            mapping.pop(tid, None)
+        subscribed = getattr(consumer, "subscribed_to", None)
+        if subscribed and key_for is not None and key_for(tid) in subscribed:
+            consumer.cancel_for(tid)
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from .compiler import Plan, PlanCache, compile_workflow
 from .consumers import ConsumerCheck, describe, node_queue, unconsumed
 from .dispatch import Dispatcher, broker_errors, ensure_connected
 from .errors import (
+    ConfigurationError,
     ControlError,
     NoWorkerError,
     RunFailed,
@@ -33,10 +34,11 @@ from .errors import (
 )
 from .keys import Slot, split_slot, task_id
 from .loader import load
-from .model import Workflow
+from .model import Workflow, check_executor
 from .records import Event, NodeRecord, RunRecord, new_run
-from .release import publish_instances, publish_released
+from .release import publish_instances, publish_released, revoke_canvas
 from .rules import instance_name
+from .segments import CANVAS, has_chord
 from .settings import Settings, check_not_eager
 from .states import NodeState, NodeStatus, RunState, RunStatus
 from .tracker import Finish, Tracker, converted_errors
@@ -139,6 +141,7 @@ class Engine:
         on_success: Any = None,
         on_failure: Any = None,
         require_workers: bool = False,
+        executor: str | None = None,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
 
@@ -153,6 +156,8 @@ class Engine:
                 first argument. ``on_failure`` also fires for a cancelled run.
             require_workers: refuse (:class:`NoWorkerError`) when a node's queue has no live consumer,
                 or when the workers cannot be asked.
+            executor: ``"counters"`` (one message per node) or ``"canvas"`` (native Celery canvas per
+                segment); default: the definition's ``executor``, else the ``wfcelery_executor`` setting.
 
         Raises:
             DefinitionError: the definition or the params are wrong (nothing was written).
@@ -166,7 +171,10 @@ class Engine:
         limits = self.settings.limits
         wf.validate(self.app if self.settings.check_tasks else None, limits)
         resolved = wf.resolve_params(params, limits)
-        plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits))
+        executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
+        plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor))
+        if executor == CANVAS:
+            check_canvas_app(self.app, plan)
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
         record = new_run(
@@ -181,6 +189,7 @@ class Engine:
             done_channel=self.tracker.keys.done_channel(run_id),
             on_success=_sig_dict(on_success),
             on_failure=_sig_dict(on_failure),
+            executor=executor,
         )
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
@@ -287,6 +296,9 @@ class Engine:
         if out.changed:
             self.tracker.set_gate(run_id, RunStatus.PAUSED, out.epoch)
             self.dispatch.revoke(run_id, out.queued)
+            revoke_canvas(
+                self.tracker, self.dispatch, self.plans.get(self.tracker.run_record(run_id).plan), run_id
+            )
         return self.state(run_id, check_workers=False)
 
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
@@ -298,6 +310,9 @@ class Engine:
         if out.changed:
             self.tracker.set_gate(run_id, RunStatus.CANCELLED, out.epoch)
             self.dispatch.revoke(run_id, out.queued)
+            revoke_canvas(
+                self.tracker, self.dispatch, self.plans.get(self.tracker.run_record(run_id).plan), run_id
+            )
             if terminate and out.running:
                 self.dispatch.revoke(run_id, out.running, terminate=True)
             self._ended(run_id, out.finish)
@@ -363,7 +378,7 @@ class Engine:
             self.cancel(run_id, terminate=False)
             record = self.tracker.run_record(run_id)
         ids = [task_id(run_id, i, e) for i in range(record.total) for e in range(record.epoch + 1)]
-        self._forget_results(ids)
+        self._forget_results(ids + self.tracker.canvas_ids(run_id))
         self.tracker.delete_run(run_id)
 
     def cleanup_finished(self, status: str | None = None, older_than: float = 0.0) -> list[str]:
@@ -538,6 +553,18 @@ class Run:
         self.engine.cleanup(self.id, force=force)
 
 
+def check_canvas_app(app: Celery, plan: Plan) -> None:
+    """The canvas executor publishes chords where the plan has joins: Celery needs a result backend
+    for them. Raises :class:`ConfigurationError` naming the setting."""
+    from celery.backends.base import DisabledBackend
+
+    if isinstance(app.backend, DisabledBackend) and has_chord(plan):
+        raise ConfigurationError(
+            f"workflow {plan.name!r} runs chords under the canvas executor, and Celery needs a result "
+            "backend for chords: set result_backend (or submit with executor='counters')"
+        )
+
+
 def _sig_dict(sig: Any) -> dict[str, Any] | None:
     if sig is None:
         return None
@@ -605,4 +632,5 @@ def build_state(
         policy=record.policy,
         params=record.params,
         nodes=states,
+        executor=record.executor,
     )

@@ -30,6 +30,8 @@ from .rules import TRIGGER_RULES, compile_condition, condition_params
 
 #: Failure policies a workflow may name.
 FAILURE_POLICIES = ("fail_fast", "continue")
+#: How a run is executed (README "Executors"): one message per node, or native canvas per segment.
+EXECUTORS = ("counters", "canvas")
 
 #: Keys a node may carry in a definition (:meth:`Workflow.add` takes the same as keyword arguments).
 NODE_KEYS = frozenset(
@@ -53,7 +55,7 @@ NODE_KEYS = frozenset(
 #: Keys ``defaults`` may set for every node (a map source or a condition belongs to one node).
 DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after", "map", "when"}
 #: Top-level keys of a definition.
-WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params"})
+WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params", "executor"})
 
 #: ``wfcelery.canvas.to_canvas``, set by that module on import (see :meth:`Workflow.to_canvas`).
 _translate: Callable[[Workflow, Any, Mapping[str, Any] | None, bool], Any] | None = None
@@ -137,6 +139,13 @@ def _as_nodes(value: Node | Sequence[Node]) -> list[Node]:
     return items
 
 
+def check_executor(value: Any, where: str) -> str | None:
+    """``value`` if it names an executor (or is None); else a :class:`SchemaError` naming it."""
+    if value is not None and value not in EXECUTORS:
+        raise SchemaError(f"{where}: unknown executor {value!r}; choose one of {', '.join(EXECUTORS)}")
+    return value  # type: ignore[no-any-return]
+
+
 class Workflow:
     """A named DAG of tasks.
 
@@ -154,9 +163,13 @@ class Workflow:
         on_failure: str = "fail_fast",
         defaults: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
+        executor: str | None = None,
     ) -> None:
         if on_failure not in FAILURE_POLICIES:
             raise SchemaError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, not {on_failure!r}")
+        check_executor(executor, "executor")
+        #: The executor this definition asks for (None: ``submit(executor=)`` or ``wfcelery_executor``).
+        self.executor = executor
         self.name = name
         self.on_failure = on_failure
         self.defaults: dict[str, Any] = _check_keys(dict(defaults or {}), DEFAULT_KEYS, "defaults")
@@ -389,6 +402,8 @@ class Workflow:
         }
         if self.params:
             d["params"] = dict(self.params)
+        if self.executor:
+            d["executor"] = self.executor
         return d
 
     @classmethod
@@ -405,6 +420,7 @@ class Workflow:
             on_failure=data.get("on_failure", "fail_fast"),
             defaults=_mapping(data.get("defaults"), f"{source}: defaults"),
             params=_mapping(data.get("params"), f"{source}: params"),
+            executor=check_executor(data.get("executor"), f"{source}: executor"),
         )
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):

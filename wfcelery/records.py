@@ -50,6 +50,19 @@ def plan_header(request: Any) -> str | None:
 
 #: Prefix of the run-record fields that number the run's workers: ``w:<hostname>`` -> worker number.
 WORKER_FIELD_PREFIX = "w:"
+#: Prefix of the run-record fields that list the ids of a published canvas segment that are no node's
+#: (``celery.accumulate`` barriers and pass-throughs): ``x:<epoch>:<first node>`` -> ids, space-separated.
+CANVAS_FIELD_PREFIX = "x:"
+
+
+def canvas_field(epoch: int, first_node: int) -> str:
+    return f"{CANVAS_FIELD_PREFIX}{epoch}:{first_node}"
+
+
+def canvas_ids(record: Mapping[str, str], epoch: int | None = None) -> list[str]:
+    """The ids kept by :func:`canvas_field` fields of a raw run record (of one epoch, or all)."""
+    head = CANVAS_FIELD_PREFIX if epoch is None else f"{CANVAS_FIELD_PREFIX}{epoch}:"
+    return [i for f, v in record.items() if f.startswith(head) for i in v.split()]
 
 
 def new_run(
@@ -65,6 +78,7 @@ def new_run(
     done_channel: str,
     on_success: Mapping[str, Any] | None = None,
     on_failure: Mapping[str, Any] | None = None,
+    executor: str = "counters",
 ) -> dict[str, str | int]:
     """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
     record: dict[str, str | int] = {
@@ -80,6 +94,7 @@ def new_run(
         "maxlen": events_maxlen,
         "chan": done_channel,
         "done": 0,
+        "executor": executor,
     }
     if on_success:
         record["on_success"] = json.dumps(on_success)
@@ -109,6 +124,7 @@ class RunRecord:
     finished_ms: int | None = None
     paused_at_ms: int | None = None
     workers: dict[str, str] = field(default_factory=dict)  # worker number -> hostname
+    executor: str = "counters"
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -130,6 +146,7 @@ class RunRecord:
                 for f, number in h.items()
                 if f.startswith(WORKER_FIELD_PREFIX)
             },
+            executor=h.get("executor") or "counters",
         )
 
 

@@ -18,8 +18,10 @@ from typing import Any
 
 from .compiler import Plan
 from .dispatch import Dispatcher
-from .keys import Slot, instance_slot, split_slot
+from .keys import Slot, instance_slot, split_slot, task_id
+from .records import NODE_HEADER, RUN_HEADER, NodeRecord, canvas_field, message_headers
 from .rules import condition_holds, condition_scope, expand, map_limit
+from .segments import CANVAS, Segment, build, leaf_ids, segment_of
 from .tracker import Finish, Tracker
 
 logger = logging.getLogger("wfcelery.release")
@@ -41,12 +43,77 @@ def publish_released(
     Returns the run's end when a skip or a failed condition ended it (the caller sends the callback)."""
     finishes: list[Finish] = []
     pending = list(released)
+    if plan.executor == CANVAS:
+        pending = publish_segments(tracker, dispatch, plan, run_id, pending, params, known or {})
     while pending:
         results = _parent_results(tracker, plan, run_id, [i for i, _ in pending], known or {})
         ready, pending = _evaluate(tracker, dispatch, plan, run_id, pending, params, results, finishes)
         if ready:
             dispatch.publish(plan, run_id, ready, params, producer=producer)
     return finishes
+
+
+def publish_segments(
+    tracker: Tracker,
+    dispatch: Dispatcher,
+    plan: Plan,
+    run_id: str,
+    released: Sequence[tuple[int, int]],
+    params: Mapping[str, Any],
+    known: Mapping[Slot, Any],
+) -> list[tuple[int, int]]:
+    """The canvas executor: publish the segment of each released entry as one canvas; returns the nodes
+    still to publish one message each (singletons, and everything after a resume or retry).
+
+    A released node inside a published segment is not sent again: the segment's canvas carries it (the
+    tracker counts every edge, so it saw the node released). Only the first epoch runs as canvas: resume
+    and retry publish what is left one message per node (README "Executors")."""
+    rest: list[tuple[int, int]] = []
+    due: dict[tuple[int, ...], tuple[Segment, int]] = {}
+    segs = segment_of(plan)
+    for index, epoch in released:
+        seg = segs[index]
+        if not seg.canvas or epoch != 0:
+            rest.append((index, epoch))
+        elif index in seg.entries:
+            due.setdefault(seg.nodes, (seg, epoch))
+    for seg, epoch in due.values():
+        publish_segment(tracker, dispatch, plan, run_id, seg, epoch, params, known)
+    return rest
+
+
+def publish_segment(
+    tracker: Tracker,
+    dispatch: Dispatcher,
+    plan: Plan,
+    run_id: str,
+    seg: Segment,
+    epoch: int,
+    params: Mapping[str, Any],
+    known: Mapping[Slot, Any],
+) -> None:
+    """Build one segment's canvas with its entries' inputs (their parents' stored results), every id
+    fixed (node ids as the counters executor's), record the ids that are no node's, and apply it."""
+    results = dict(known)
+    missing = [p for p in seg.parents if p not in results]
+    if missing:
+        results.update(tracker.results(run_id, missing))
+    inputs = {e: [results.get(p) for p in plan.nodes[e].parents] for e in seg.entries}
+    names = [n.name for n in plan.nodes]
+
+    def options(i: int) -> dict[str, Any]:
+        node = plan.nodes[i]
+        return {
+            "headers": message_headers(run_id, node.name, plan.digest),
+            "kwargsrepr": repr({**node.kwargs, RUN_HEADER: run_id, NODE_HEADER: names[i]}),
+            "serializer": "json",
+        }
+
+    canvas = build(plan, seg, dispatch.app, inputs, params, lambda i: task_id(run_id, i, epoch), options)
+    ids = leaf_ids(canvas.signature)
+    node_ids = set(canvas.task_ids.values())
+    tracker.record_canvas(run_id, canvas_field(epoch, seg.nodes[0]), [i for i in ids if i not in node_ids])
+    dispatch.publish_canvas(run_id, canvas.signature, ids)
 
 
 def _parent_results(
@@ -152,3 +219,21 @@ def publish_instances(
             elements[index] = map_elements(tracker, plan, run_id, index)
         items.append((slot, epoch, [elements[index][instance or 0]]))
     dispatch.publish(plan, run_id, items, params)
+
+
+def revoke_canvas(tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: str) -> None:
+    """A canvas-executor run was paused, cancelled or failed: revoke every id of its published segments
+    that has not started -- nodes still PENDING inside a canvas (their ids are known: the counters
+    executor's) and the barriers / pass-throughs recorded at publish. The start gate holds anyway; the
+    revokes spare the workers the messages."""
+    if plan.executor != CANVAS:
+        return
+    record, nodes, _ = tracker.read_run(run_id)
+    ids = [
+        task_id(run_id, i, n.epoch)
+        for i, n in ((i, nodes.get(i) or NodeRecord()) for i in range(len(plan.nodes)))
+        if n.code in ("P", "Q")
+    ]
+    ids += tracker.canvas_ids(run_id, record.epoch)
+    for start in range(0, len(ids), 5_000):
+        dispatch.app.control.revoke(ids[start : start + 5_000])

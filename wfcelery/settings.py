@@ -24,6 +24,8 @@ DEFAULT_GATE_RESYNC = 5.0
 #: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,
 #: kept result_expires) doubled Redis memory and cost ~15% throughput (benchmarks/results).
 DEFAULT_CELERY_RESULTS = False
+#: How runs are executed unless the definition or ``submit(executor=)`` says: "counters" or "canvas".
+DEFAULT_EXECUTOR = "counters"
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.
 DEFAULT_RETRY_BACKOFF_MAX = 600
 #: Most instances one mapped node may fan out to: a node's ``max_map`` (default this) is capped by the
@@ -88,6 +90,7 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
+    executor: str = DEFAULT_EXECUTOR
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -120,8 +123,15 @@ class Settings:
             unknown_grace=_number(conf, "wfcelery_unknown_grace", DEFAULT_UNKNOWN_GRACE),
             quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
             queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
+            executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
         )
         return replace(settings, **overrides) if overrides else settings
+
+
+def _executor(value: Any) -> str:
+    if value not in ("counters", "canvas"):  # model.EXECUTORS (settings sits below the model)
+        raise ConfigurationError(f"wfcelery_executor: unknown executor {value!r}; choose counters or canvas")
+    return str(value)
 
 
 def _number(conf: Any, key: str, default: float) -> float:

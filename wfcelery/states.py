@@ -154,6 +154,8 @@ class RunState:
     nodes: dict[str, NodeState] = field(default_factory=dict)
     #: Queues where nodes of this run wait that no live worker consumes (see :meth:`wfcelery.Run.state`).
     idle_queues: tuple[str, ...] = ()
+    #: How the run is executed: "counters" or "canvas" (README "Executors").
+    executor: str = "counters"
 
     @property
     def counts(self) -> dict[str, int]:
@@ -175,6 +177,7 @@ class RunState:
             "name": self.name,
             "status": self.status.value,
             "policy": self.policy,
+            "executor": self.executor,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,

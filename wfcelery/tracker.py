@@ -22,7 +22,7 @@ from kombu.utils.json import loads as result_loads  # results are stored with ko
 
 from .errors import RunNotFound, TrackerError, TrackerUnavailable
 from .keys import Keys, Slot
-from .records import Event, GateEntry, NodeRecord, RunRecord
+from .records import Event, GateEntry, NodeRecord, RunRecord, canvas_ids
 from .settings import Settings
 from .states import RunStatus
 
@@ -230,6 +230,20 @@ class Tracker:
         """A worker dropped the node's message (``records.DroppedMark``); the reconciler decides later."""
         with converted_errors(f"record a dropped message of run {run_id}"):
             self.client.hset(self.keys.run(run_id), f"u:{index}", mark)
+
+    def record_canvas(self, run_id: str, field: str, ids: Sequence[str]) -> None:
+        """Keep the ids of a published canvas segment that are no node's (``records.canvas_field``), for
+        revokes and cleanup. Written only while the run exists (a run deleted meanwhile stays deleted)."""
+        if ids:
+            with converted_errors(f"record the canvas of run {run_id}"):
+                if self.client.exists(self.keys.run(run_id)):
+                    self.client.hset(self.keys.run(run_id), field, " ".join(ids))
+
+    def canvas_ids(self, run_id: str, epoch: int | None = None) -> list[str]:
+        """The ids :meth:`record_canvas` kept (of one epoch, or all)."""
+        with converted_errors(f"read the canvas ids of run {run_id}"):
+            raw = self.client.hgetall(self.keys.run(run_id))
+        return canvas_ids(raw, epoch)
 
     def dropped_marks(self, run_id: str) -> dict[Slot, str]:
         with converted_errors(f"read dropped messages of run {run_id}"):

@@ -38,7 +38,7 @@ from .outage import Outage
 from .outbox import Outbox, Report, with_retry
 from .reconciler import DroppedMark, Heartbeat, Reconciler
 from .records import NodeRecord
-from .release import map_elements, publish_released
+from .release import map_elements, publish_released, revoke_canvas
 from .settings import Settings
 from .states import RunStatus
 from .tracker import Finish, StartOutcome, Tracker
@@ -311,6 +311,8 @@ class WorkerSide:
             self._after("republish", payload, lambda: self.republish(run_id, slot, out.epoch, countdown))
         elif out.action == "failed":
             self.dispatch.revoke(run_id, out.revoke)
+            if plan.on_failure == "fail_fast":
+                revoke_canvas(self.tracker, self.dispatch, plan, run_id)  # no-op for counters runs
             if out.released:  # trigger rules that run after a failure (all_done, one_failed...)
                 payload = {
                     "task_id": task_id(run_id, slot, epoch),

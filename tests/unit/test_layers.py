@@ -29,6 +29,7 @@ LAYERS: dict[str, tuple[int, str]] = {
             "loader",
             "compiler",
             "canvas",
+            "segments",
             "rules",
             "limits",
             "_redis_server",
