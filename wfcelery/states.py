@@ -81,7 +81,11 @@ _NODE_BY_CODE = {code: status for status, code in _NODE_CODES.items()}
 #: Allowed worker-driven transitions. The Lua scripts implement them; the test suite checks every
 #: transition logged by every run it makes against this table (tests/conftest.py).
 TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
-    NodeStatus.PENDING: frozenset({NodeStatus.QUEUED, NodeStatus.SKIPPED, NodeStatus.REVOKED}),
+    NodeStatus.PENDING: frozenset(
+        # RUNNING: under the canvas executor Celery publishes a chain's next step before the step that
+        # ran reports its success, so the next node can start before the tracker released it
+        {NodeStatus.QUEUED, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.RUNNING}
+    ),
     NodeStatus.QUEUED: frozenset(
         {NodeStatus.RUNNING, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.FAILED}
     ),
