@@ -105,7 +105,7 @@ def forget_results(app: Celery, ids: Iterable[str]) -> None:
             mapping.pop(tid, None)
         subscribed = getattr(consumer, "subscribed_to", None)
         if subscribed and key_for is not None and key_for(tid) in subscribed:
-            consumer.cancel_for(tid)
+            consumer.cancel_for(tid)  # type: ignore[union-attr]  # subscribed_to is the consumer's
 
 
 @contextmanager

@@ -227,7 +227,7 @@ def build(
 
 def leaf_ids(signature: Any) -> list[str]:
     """Every task id in a built canvas (nodes, barriers and pass-throughs), in the order they appear."""
-    from celery.canvas import _chain, _chord
+    from celery.canvas import _chain, _chord  # type: ignore[attr-defined]
 
     out: list[str] = []
     stack = [signature]
@@ -247,7 +247,7 @@ def has_chord(plan: Plan) -> bool:
     """Whether a segment of the plan is published as a chord (a chord needs a result backend)."""
     found: bool | None = plan.__dict__.get("_has_chord")
     if found is None:
-        from celery.canvas import _chain, _chord
+        from celery.canvas import _chain, _chord  # type: ignore[attr-defined]
 
         def chords(sig: Any) -> bool:
             if isinstance(sig, _chord):
