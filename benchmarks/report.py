@@ -282,20 +282,30 @@ def _translator_md(out: dict[str, Any]) -> list[str]:
         rows.append(
             [
                 sc["title"],
-                *(_n(sides.get(k, {}).get("tasks_per_s")) for k in ("wfcelery", "to_canvas", "celery")),
+                *(
+                    _n(sides.get(k, {}).get("tasks_per_s"))
+                    for k in ("wfcelery", "canvas_executor", "to_canvas", "celery")
+                ),
                 _fail(*sides.values()),
             ]
         )
     if not rows:
         return []
-    header = ["shape", "counters tasks/s", "to_canvas tasks/s", "hand-written canvas tasks/s", "failures"]
+    header = [
+        "shape",
+        "counters tasks/s",
+        "canvas executor tasks/s",
+        "to_canvas tasks/s",
+        "hand-written canvas tasks/s",
+        "failures",
+    ]
     return [
         "## Executors: counters vs to_canvas (the translator) vs hand-written canvas",
         "",
         *_table(header, rows),
         "",
-        "Tasks/s count workflow nodes only (barriers are extra tasks on the to_canvas side). The tracked "
-        "canvas executor is not built yet.",
+        "Tasks/s count workflow nodes only (barriers are extra tasks on the canvas sides). The canvas "
+        "executor is tracked like counters (same RunState) but publishes each segment as native canvas.",
         "",
     ]
 

@@ -203,9 +203,9 @@ class Bench:
 
     # -- the two sides' building blocks ----------------------------------------------------------------
 
-    def submit_runs(self, wf: Workflow, count: int) -> Submit:
+    def submit_runs(self, wf: Workflow, count: int, executor: str | None = None) -> Submit:
         def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
-            ids = [self.engine.submit(wf).id for _ in range(count)]
+            ids = [self.engine.submit(wf, executor=executor).id for _ in range(count)]
             return ids, self.waiter.runs_done
 
         return submit
@@ -315,12 +315,35 @@ def submit_translated(b: Bench, wf: Workflow, count: int) -> Submit:
     return b.submit_canvas(lambda: translate(plan, b.app).signature, count)
 
 
+def canvas_executor_side(b: Bench, wf: Workflow, runs: int) -> dict[str, Any]:
+    """The tracked canvas executor (``submit(executor="canvas")``) on the same runs. Also counts the result
+    subscriptions and pending result objects this client holds right after publishing every run
+    (CELERY-NOTES: publishing a chord subscribes to every header result); ``pubsub_subscriptions_added``
+    counts the workers' (measured after the runs)."""
+    tasks = runs * len(wf)
+    inner = b.submit_runs(wf, runs, "canvas")
+    held: dict[str, int] = {}
+
+    def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
+        out = inner()
+        backend = b.app.backend
+        consumer = getattr(backend, "result_consumer", None)
+        held["client_subscriptions"] = len(getattr(consumer, "subscribed_to", None) or ())
+        held["client_pending_results"] = sum(len(m) for m in getattr(backend, "_pending_results", ()))
+        return out
+
+    side = b.measure("wfcelery (canvas executor)", tasks, runs, submit, _timeout(tasks))
+    side.update(held)
+    return side
+
+
 def translator(b: Bench, runs: int) -> dict[str, Any]:
     """a -> 8 -> c: the translator emits exactly the canvas a user writes by hand."""
     tasks = runs * SMALL_TASKS
     noop = b.noop
     wf_def = small_workflow()
     wf = b.measure("wfcelery (counters)", tasks, runs, b.submit_runs(wf_def, runs), _timeout(tasks))
+    tracked = canvas_executor_side(b, wf_def, runs)
     raw = b.measure("to_canvas", tasks, runs, submit_translated(b, wf_def, runs), _timeout(tasks))
     cel = b.measure(
         "celery chain(a, chord(8), c)",
@@ -335,9 +358,10 @@ def translator(b: Bench, runs: int) -> dict[str, Any]:
         "name": "translator",
         "title": f"Executors on {runs:,} runs of a -> {SMALL_WIDTH} parallel -> c",
         "params": {"runs": runs, "tasks": tasks},
-        "sides": {"wfcelery": wf, "to_canvas": raw, "celery": cel},
+        "sides": {"wfcelery": wf, "canvas_executor": tracked, "to_canvas": raw, "celery": cel},
         "ratios": {
             "tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"]),
+            "canvas_executor_vs_counters": _ratio(tracked["tasks_per_s"], wf["tasks_per_s"]),
             "to_canvas_vs_celery": _ratio(raw["tasks_per_s"], cel["tasks_per_s"]),
         },
     }
@@ -349,13 +373,17 @@ def translator_stages(b: Bench, runs: int) -> dict[str, Any]:
     wf_def = stages_workflow()
     tasks = runs * len(wf_def)
     wf = b.measure("wfcelery (counters)", tasks, runs, b.submit_runs(wf_def, runs), _timeout(tasks))
+    tracked = canvas_executor_side(b, wf_def, runs)
     raw = b.measure("to_canvas", tasks, runs, submit_translated(b, wf_def, runs), _timeout(tasks))
     return {
         "name": "translator_stages",
         "title": f"Executors on {runs:,} runs of {STAGES} stages of {STAGE_WIDTH}",
         "params": {"runs": runs, "tasks": tasks, "barriers_per_run": STAGES},
-        "sides": {"wfcelery": wf, "to_canvas": raw},
-        "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], raw["tasks_per_s"])},
+        "sides": {"wfcelery": wf, "canvas_executor": tracked, "to_canvas": raw},
+        "ratios": {
+            "tasks_per_s": _ratio(wf["tasks_per_s"], raw["tasks_per_s"]),
+            "canvas_executor_vs_counters": _ratio(tracked["tasks_per_s"], wf["tasks_per_s"]),
+        },
     }
 
 

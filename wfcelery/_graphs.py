@@ -12,6 +12,7 @@ from celery.canvas import _chain, chord, group
 from ._display import Cell, table
 from .canvas import ACCUMULATE, Canvas
 from .compiler import Plan
+from .segments import segments
 
 
 def levels(plan: Plan) -> list[list[int]]:
@@ -55,14 +56,38 @@ def messages_lines(plan: Plan) -> list[str]:
     rows: list[list[Cell]] = [[r["node"], r["task"], r["queue"], r["released"], r["receives"]] for r in rules]
     header = ("NODE", "TASK", "QUEUE", "RELEASED", "RECEIVES")
     return [
-        f"Messages ({len(rules)} per run, one Celery task each, ids frozen at submit):",
+        f"Messages ({len(rules)} per run, one Celery task each, ids frozen at submit; counters executor):",
         *("  " + line for line in table(header, rows)),
     ]
 
 
+def segments_lines(plan: Plan) -> list[str]:
+    """What the canvas executor emits: one native canvas per segment, released by the tracker's counters
+    (segments.py)."""
+    segs = segments(plan)
+    names = [n.name for n in plan.nodes]
+    edges = sum(len(plan.nodes[e].parents) for seg in segs for e in seg.entries)
+    lines = [
+        f"Canvas executor (executor: canvas): {len(segs)} segment(s); the tracker releases the {edges} "
+        "edge(s) into them, Celery's chains and chords carry the rest:"
+    ]
+    if plan.dynamic:
+        lines.append(
+            "  (maps, conditions or trigger rules: the tracker decides every edge, one message per node)"
+        )
+    for k, seg in enumerate(segs, 1):
+        members = ", ".join(names[i] for i in seg.nodes)
+        shape = "native canvas" if seg.canvas else "one message"
+        when = (
+            "at submit" if not seg.parents else f"when {', '.join(names[p] for p in seg.parents)} succeeded"
+        )
+        lines.append(f"  {k}. {members}: {shape}, published {when}")
+    return lines
+
+
 def graph_text(plan: Plan) -> list[str]:
     dag = dag_lines(plan)
-    return [dag[0], "", *dag[1:], "", *messages_lines(plan)]
+    return [dag[0], "", *dag[1:], "", *messages_lines(plan), "", *segments_lines(plan)]
 
 
 def graph_dot(plan: Plan) -> list[str]:

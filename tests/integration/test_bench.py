@@ -68,8 +68,8 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
         expected = {
             "ceiling": {"celery"},
             "scale": {"wfcelery"},
-            "translator": {"wfcelery", "to_canvas", "celery"},
-            "translator_stages": {"wfcelery", "to_canvas"},
+            "translator": {"wfcelery", "canvas_executor", "to_canvas", "celery"},
+            "translator_stages": {"wfcelery", "canvas_executor", "to_canvas"},
         }.get(name, {"wfcelery", "celery"})
         assert set(scenario["sides"]) == expected, name
 

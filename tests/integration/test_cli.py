@@ -376,6 +376,8 @@ def test_graph_formats(flows: dict[str, str]) -> None:
     assert "d [default queue]  <- b, c" in text.stdout
     assert "Messages (4 per run" in text.stdout
     assert "when b, c have all succeeded" in text.stdout
+    assert "Canvas executor (executor: canvas): 1 segment(s)" in text.stdout  # a diamond: one chord
+    assert ": native canvas, published at submit" in text.stdout
     dot = invoke("graph", flows["fan"], "--format", "dot", app=False).stdout
     assert dot.startswith('digraph "fan" {')
     assert "n1 -> n3;" in dot
