@@ -329,7 +329,7 @@ class Engine:
     def _replan(self, run_id: str, op: str) -> RunState:
         record = self.tracker.run_record(run_id)
         plan = self.plans.get(record.plan)
-        out = self.tracker.replan(run_id, op, plan.parents, plan.rule_spec)
+        out = self.tracker.replan(run_id, op, plan.parents, plan.rule_spec, plan.executor)
         if not out.replanned:
             if op == "resume" and out.before == RunStatus.RUNNING.value:
                 return self.state(run_id, check_workers=False)  # already running: nothing to do

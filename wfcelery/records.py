@@ -55,6 +55,12 @@ WORKER_FIELD_PREFIX = "w:"
 CANVAS_FIELD_PREFIX = "x:"
 
 
+def remaining_field(epoch: int) -> str:
+    """Run-record field: the nodes resume / retry planned again at ``epoch`` (comma-separated indexes),
+    whose segments the canvas executor publishes in that epoch."""
+    return f"r:{epoch}"
+
+
 def canvas_field(epoch: int, first_node: int) -> str:
     return f"{CANVAS_FIELD_PREFIX}{epoch}:{first_node}"
 

@@ -66,14 +66,17 @@ def publish_segments(
     still to publish one message each (singletons, and everything after a resume or retry).
 
     A released node inside a published segment is not sent again: the segment's canvas carries it (the
-    tracker counts every edge, so it saw the node released). Only the first epoch runs as canvas: resume
-    and retry publish what is left one message per node (README "Executors")."""
+    tracker counts every edge, so it saw the node released). After resume or retry, the segments are
+    those of the nodes planned again (``Tracker.remaining``)."""
     rest: list[tuple[int, int]] = []
     due: dict[tuple[int, ...], tuple[Segment, int]] = {}
-    segs = segment_of(plan)
+    plans: dict[int, dict[int, Segment]] = {}
     for index, epoch in released:
-        seg = segs[index]
-        if not seg.canvas or epoch != 0:
+        if epoch not in plans:  # epoch 0: the whole plan; later: what resume / retry planned again
+            remaining = tracker.remaining(run_id, epoch) if epoch else None
+            plans[epoch] = segment_of(plan, remaining) if remaining or not epoch else {}
+        seg = plans[epoch].get(index)
+        if seg is None or not seg.canvas:
             rest.append((index, epoch))
         elif index in seg.entries:
             due.setdefault(seg.nodes, (seg, epoch))

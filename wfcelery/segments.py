@@ -59,41 +59,44 @@ def carries(node: PlanNode) -> bool:
     return node.map is None and not node.when and node.trigger == "all_success" and node.retries == 0
 
 
-def segments(plan: Plan) -> tuple[Segment, ...]:
-    """The plan's segments (cached on the plan)."""
-    cached: tuple[Segment, ...] | None = plan.__dict__.get("_segments")
-    if cached is None:
-        cached = _find(plan)
-        plan.__dict__["_segments"] = cached  # a frozen dataclass: cache beside the cached_properties
-    return cached
+def segments(plan: Plan, remaining: frozenset[int] | None = None) -> tuple[Segment, ...]:
+    """The plan's segments (cached on the plan); with ``remaining`` (resume, retry), the segments of the
+    nodes planned again: a node outside it (succeeded, or still running) is an external parent."""
+    cache: dict[frozenset[int] | None, tuple[Segment, ...]] = plan.__dict__.setdefault("_segments", {})
+    found = cache.get(remaining)
+    if found is None:
+        found = _find(plan, remaining)
+        if len(cache) > 64:  # a frozen dataclass: cache beside the cached_properties, bounded
+            cache.clear()
+        cache[remaining] = found
+    return found
 
 
-def segment_of(plan: Plan) -> dict[int, Segment]:
-    """Node index -> its segment."""
-    cached: dict[int, Segment] | None = plan.__dict__.get("_segment_of")
-    if cached is None:
-        cached = {i: seg for seg in segments(plan) for i in seg.nodes}
-        plan.__dict__["_segment_of"] = cached
-    return cached
+def segment_of(plan: Plan, remaining: frozenset[int] | None = None) -> dict[int, Segment]:
+    """Node index -> its segment (nodes of ``remaining`` only, when given)."""
+    return {i: seg for seg in segments(plan, remaining) for i in seg.nodes}
 
 
-def _find(plan: Plan) -> tuple[Segment, ...]:
+def _find(plan: Plan, remaining: frozenset[int] | None = None) -> tuple[Segment, ...]:
     n = len(plan.nodes)
+    todo = range(n) if remaining is None else sorted(remaining)
     if plan.dynamic or not n:
-        return tuple(_single(plan, i) for i in range(n))
-    if all(carries(node) for node in plan.nodes) and _exact(plan, list(range(n))):
+        return tuple(_single(plan, i) for i in todo)
+    if remaining is None and all(carries(node) for node in plan.nodes) and _exact(plan, list(range(n))):
         return (_make(plan, list(range(n)), True),)
     groups: list[list[int]] = []
-    where: dict[int, int] = {}
+    where: dict[int, int] = {i: -1 - i for i in range(n)}  # outside ``remaining``: a group of its own
     by_parents: dict[tuple[int, ...], int] = {}  # open segments of entries with these parents
     for v in _topological(plan):
+        if remaining is not None and v not in remaining:
+            continue
         node = plan.nodes[v]
         if not carries(node):
             where[v] = len(groups)
             groups.append([v])
             continue
         homes = {where[p] for p in node.parents}
-        if len(homes) == 1:
+        if len(homes) == 1 and min(homes) >= 0:
             (home,) = homes
             members = groups[home]
             if all(carries(plan.nodes[m]) for m in members) and _exact(plan, [*members, v]):
@@ -245,7 +248,7 @@ def leaf_ids(signature: Any) -> list[str]:
 
 def has_chord(plan: Plan) -> bool:
     """Whether a segment of the plan is published as a chord (a chord needs a result backend)."""
-    found: bool | None = plan.__dict__.get("_has_chord")
+    found: bool | None = plan.__dict__.get("_has_chord")  # of the whole plan
     if found is None:
         from celery.canvas import _chain, _chord  # type: ignore[attr-defined]
 

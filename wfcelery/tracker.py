@@ -22,7 +22,7 @@ from kombu.utils.json import loads as result_loads  # results are stored with ko
 
 from .errors import RunNotFound, TrackerError, TrackerUnavailable
 from .keys import Keys, Slot
-from .records import Event, GateEntry, NodeRecord, RunRecord, canvas_ids
+from .records import Event, GateEntry, NodeRecord, RunRecord, canvas_ids, remaining_field
 from .settings import Settings
 from .states import RunStatus
 
@@ -164,12 +164,13 @@ class Tracker:
         return HaltOutcome.from_reply(reply)
 
     def replan(
-        self, run_id: str, op: str, parents: Sequence[Sequence[int]], rules: str = ""
+        self, run_id: str, op: str, parents: Sequence[Sequence[int]], rules: str = "", executor: str = ""
     ) -> ReplanOutcome:
-        """Resume or retry; ``parents`` lists each node's parent indexes, ``rules`` is ``Plan.rule_spec``.
-        Raises :class:`RunNotFound`."""
+        """Resume or retry; ``parents`` lists each node's parent indexes, ``rules`` is ``Plan.rule_spec``;
+        ``executor="canvas"`` keeps the nodes planned again (:meth:`remaining`). Raises
+        :class:`RunNotFound`."""
         spec = [[index, list(p)] for index, p in enumerate(parents)]
-        reply = self._run_script("replan", run_id, [op, json.dumps(spec), rules])
+        reply = self._run_script("replan", run_id, [op, json.dumps(spec), rules, executor])
         if not reply[0]:
             raise RunNotFound(run_id)
         self.watch(run_id)
@@ -244,6 +245,12 @@ class Tracker:
         with converted_errors(f"read the canvas ids of run {run_id}"):
             raw = self.client.hgetall(self.keys.run(run_id))
         return canvas_ids(raw, epoch)
+
+    def remaining(self, run_id: str, epoch: int) -> frozenset[int] | None:
+        """The nodes a canvas-executor resume / retry planned again at ``epoch`` (None: not such an epoch)."""
+        with converted_errors(f"read the re-planned nodes of run {run_id}"):
+            raw = self.client.hget(self.keys.run(run_id), remaining_field(epoch))
+        return None if raw is None else frozenset(int(i) for i in raw.split(",") if i)
 
     def dropped_marks(self, run_id: str) -> dict[Slot, str]:
         with converted_errors(f"read dropped messages of run {run_id}"):

@@ -1,9 +1,11 @@
 -- replan: resume a PAUSED run, or retry a FAILED / CANCELLED one, under a new epoch.
--- Every node that has not succeeded and is not running is planned again: queued now if all its parents
--- succeeded, else pending with its dependency counter recomputed from its parents' current states.
+-- Every node that has not succeeded and is not running is planned again under the new epoch: queued now if
+-- all its parents succeeded, else pending with its dependency counter recomputed from its parents' current
+-- states.
 -- Atomic, so a node that finishes meanwhile is counted exactly once.
 -- ARGV[1] operation: 'resume' | 'retry'
 -- ARGV[2] JSON [[node index, [parent indexes]], ...] for every node of the plan
+-- ARGV[4] 'canvas' to record the nodes planned again in run field 'r:<epoch>' (segments.py), else ''
 -- ARGV[3] the plan's trigger-rule SPEC as JSON (see _common.lua), or '': a node whose parents all succeeded
 --         is then queued only if its rule says run (all_failed / one_failed are skipped, and the skip counted)
 -- A mapped node that expanded keeps its instances: those that did not succeed and are not running are
@@ -56,7 +58,7 @@ for i = 1, #KEYS do
   redis.call('PERSIST', KEYS[i])
 end
 event('run', 'RUNNING', epoch)
-local queued, instances = {}, {}
+local queued, instances, again = {}, {}, {}
 local spec = cjson.decode(ARGV[2])
 local states = {}
 for _, entry in ipairs(spec) do
@@ -84,12 +86,18 @@ for _, entry in ipairs(spec) do
       event(idx, 'Q', epoch)
     else
       n.s = 'P'
+      n.e = epoch  -- a message of an older epoch (a canvas continuation) is stale for it now
       if #parents > 1 and ok > 0 then
         redis.call('HSET', K_DEPS, idx, ok)
       end
     end
     put_node(idx, n)
+    table.insert(again, idx)
   end
+end
+if ARGV[4] == 'canvas' then
+  -- the canvas executor cuts exactly these nodes into segments in this epoch (records.remaining_field)
+  redis.call('HSET', K_RUN, 'r:' .. epoch, table.concat(again, ','))
 end
 if ARGV[3] ~= '' then
   local rules, released, kept = cjson.decode(ARGV[3]), {}, {}
