@@ -101,6 +101,7 @@ def translate(
     exact: bool = True,
     task_id: Callable[[int], str] | None = None,
     options: Callable[[int], Mapping[str, Any]] | None = None,
+    aux_id: Callable[[], str] | None = None,
 ) -> Canvas:
     """Translate ``plan`` into a native canvas with every task id fixed.
 
@@ -112,6 +113,7 @@ def translate(
             adds barriers and reports the waits they introduce in :attr:`Canvas.false_dependencies`.
         task_id: node index -> task id (default: a fresh uuid per node, so the ids parse as no run).
         options: node index -> extra ``apply_async`` options for its signature (headers, ...).
+        aux_id: the id of each barrier / pass-through (default: a fresh uuid).
     """
     _refuse_dynamic(plan)
     order: set[tuple[int, int]] = set()
@@ -124,7 +126,7 @@ def translate(
             continue
         except NotSeriesParallel as err:
             raise _blame(plan, order, err) from None
-        builder = _Builder(plan, graph, app, dict(params or {}), task_id, options)
+        builder = _Builder(plan, graph, app, dict(params or {}), task_id, options, aux_id)
         # Every leaf carries its task id already; Celery keeps them when it freezes the canvas at apply
         # time. Not freezing here keeps building free of I/O: freezing a chord builds GroupResults,
         # which subscribe this client to every header result (CELERY-NOTES).
@@ -496,6 +498,7 @@ class _Builder:
     params: dict[str, Any]
     task_id: Callable[[int], str] | None
     options: Callable[[int], Mapping[str, Any]] | None
+    aux_id: Callable[[], str] | None = None
     ids: dict[int, str] = field(default_factory=dict)
     barriers: int = 0
     pass_throughs: int = 0
@@ -585,7 +588,7 @@ class _Builder:
 
     def _accumulate(self, near: PlanNode | None) -> Signature:
         """``celery.accumulate(index=0)`` on ``near``'s queue; its id parses as no node of any run."""
-        opts: dict[str, Any] = {"task_id": str(uuid.uuid4())}
+        opts: dict[str, Any] = {"task_id": self.aux_id() if self.aux_id else str(uuid.uuid4())}
         if near is not None and near.queue:
             opts["queue"] = near.queue
         sig: Signature = self.app.signature(ACCUMULATE, kwargs={"index": 0}, **opts)

@@ -16,7 +16,7 @@ from celery import Celery, signature
 
 from .compiler import Plan
 from .errors import BrokerUnavailable, WfCeleryError
-from .keys import Slot, split_slot, task_id
+from .keys import Slot, run_of, split_slot, task_id
 from .records import RESEND_HEADER
 
 logger = logging.getLogger("wfcelery.dispatch")
@@ -106,6 +106,28 @@ def forget_results(app: Celery, ids: Iterable[str]) -> None:
         subscribed = getattr(consumer, "subscribed_to", None)
         if subscribed and key_for is not None and key_for(tid) in subscribed:
             consumer.cancel_for(tid)  # type: ignore[union-attr]  # subscribed_to is the consumer's
+
+
+def forget_run_results(app: Celery) -> None:
+    """Drop this process's result subscriptions and pending result objects of wfcelery runs' tasks.
+
+    A worker that publishes a chord (Celery applies it as the next step of a chain) subscribes to every
+    header result and keeps one result object each, never to be read (CELERY-NOTES: 16k per 2k
+    workflows); the worker side calls this after each task of a canvas-executor run."""
+    backend = app.backend
+    consumer = getattr(backend, "result_consumer", None)
+    prefix = getattr(backend, "task_keyprefix", b"celery-task-meta-")
+    subscribed = getattr(consumer, "subscribed_to", None) or ()
+    ours = []
+    for key in list(subscribed):
+        raw = key.decode() if isinstance(key, bytes) else str(key)
+        tid = raw[len(prefix.decode() if isinstance(prefix, bytes) else prefix) :]
+        if run_of(tid):
+            ours.append(tid)
+    for mapping in getattr(backend, "_pending_results", None) or ():
+        ours += [tid for tid in list(mapping) if isinstance(tid, str) and run_of(tid)]
+    if ours:
+        forget_results(app, ours)
 
 
 @contextmanager

@@ -26,8 +26,9 @@ from celery.exceptions import Reject
 from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
 
+from .dispatch import forget_run_results
 from .errors import ConfigurationError, RunNotFound, TrackerUnavailable
-from .keys import parse_task_id
+from .keys import parse_task_id, run_of
 from .records import RESEND_HEADER, plan_header
 from .settings import check_json_accepted
 from .worker import Parsed, WorkerSide, check_result, worker_of
@@ -237,6 +238,19 @@ def _on_success(
         )
         return
     side.report("succeeded", {"task_id": task_id, "digest": plan_header(request), "result": encoded})
+
+
+@signals.task_postrun.connect(weak=False, dispatch_uid="wfcelery.task_postrun")
+def _forget_results(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
+    """A task of a canvas-executor run may have applied a chord (the next step of its chain): Celery then
+    subscribed this process to the header results and keeps them forever (CELERY-NOTES). Drop them."""
+    app = getattr(sender, "app", None)
+    if not task_id or run_of(task_id) is None or app is None or worker_of(app) is None:
+        return
+    try:
+        forget_run_results(app)
+    except Exception:  # never break a task
+        logger.exception("wfcelery: could not drop result subscriptions after %s", task_id)
 
 
 def report_failure(

@@ -118,6 +118,21 @@ def task_id(run_id: str, node_index: Slot, epoch: int) -> str:
     return f"{run_id}-{str(node_index).replace(':', '.')}-{epoch}"
 
 
+def canvas_task_id(run_id: str, epoch: int, serial: int) -> str:
+    """Id of a ``celery.accumulate`` barrier or pass-through of a canvas-executor run: not a node's
+    (:func:`parse_task_id` refuses it), but :func:`run_of` finds its run."""
+    return f"{run_id}-x{serial}-{epoch}"
+
+
+_RUN_PREFIX = re.compile(r"([0-9a-f]{32})-")
+
+
+def run_of(task_id_: str) -> str | None:
+    """The run of a node's id or of a canvas barrier's (:func:`canvas_task_id`), else None."""
+    m = _RUN_PREFIX.match(task_id_)
+    return m.group(1) if m else None
+
+
 def parse_task_id(task_id_: str) -> tuple[str, Slot, int] | None:
     """Inverse of :func:`task_id`; None for ids that are not wfcelery's."""
     m = _TASK_ID.fullmatch(task_id_)

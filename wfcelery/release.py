@@ -12,13 +12,14 @@ a list, or too long, fails the node saying so.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .compiler import Plan
 from .dispatch import Dispatcher
-from .keys import Slot, instance_slot, split_slot, task_id
+from .keys import Slot, canvas_task_id, instance_slot, split_slot, task_id
 from .records import NODE_HEADER, RUN_HEADER, NodeRecord, canvas_field, message_headers
 from .rules import condition_holds, condition_scope, expand, map_limit
 from .segments import CANVAS, Segment, build, leaf_ids, segment_of
@@ -112,7 +113,14 @@ def publish_segment(
             "serializer": "json",
         }
 
-    canvas = build(plan, seg, dispatch.app, inputs, params, lambda i: task_id(run_id, i, epoch), options)
+    serials = itertools.count(seg.nodes[0] * 1_000_000)  # unique per segment of the epoch
+
+    def aux_id() -> str:
+        return canvas_task_id(run_id, epoch, next(serials))
+
+    canvas = build(
+        plan, seg, dispatch.app, inputs, params, lambda i: task_id(run_id, i, epoch), options, aux_id
+    )
     ids = leaf_ids(canvas.signature)
     node_ids = set(canvas.task_ids.values())
     tracker.record_canvas(run_id, canvas_field(epoch, seg.nodes[0]), [i for i in ids if i not in node_ids])

@@ -219,12 +219,19 @@ def build(
     params: Mapping[str, Any],
     task_id: Callable[[int], str],
     options: Callable[[int], Mapping[str, Any]],
+    aux_id: Callable[[], str] | None = None,
 ) -> Canvas:
-    """The native canvas of ``segment``: ``task_id`` / ``options`` take plan indexes."""
+    """The native canvas of ``segment``: ``task_id`` / ``options`` take plan indexes; ``aux_id`` names
+    the barriers and pass-throughs."""
     members = segment.nodes
     sub = sub_plan(plan, members, inputs, params)
     return translate(
-        sub, app, None, task_id=lambda k: task_id(members[k]), options=lambda k: options(members[k])
+        sub,
+        app,
+        None,
+        task_id=lambda k: task_id(members[k]),
+        options=lambda k: options(members[k]),
+        aux_id=aux_id,
     )
 
 

@@ -15,8 +15,9 @@ import pytest
 from celery import Celery
 
 from tests.helpers import in_thread_worker, released, status_of, wait_for
-from tests.integration.test_canvas import SHAPES, echo_workflow
+from tests.integration.test_canvas import SHAPES, echo_workflow, stages
 from wfcelery import ConfigurationError, NodeStatus, RunFailed, RunStatus, SchemaError, Workflow
+from wfcelery.keys import run_of
 from wfcelery.segments import segments
 
 ALL_SHAPES: dict[str, Callable[[str], Workflow]] = {
@@ -265,3 +266,24 @@ def _plan(engine: Any, wf: Workflow) -> Any:
     from wfcelery.compiler import compile_workflow
 
     return compile_workflow(wf, executor="canvas")
+
+
+def test_no_result_subscription_is_left(app: Celery, engine: Any, r: Any) -> None:
+    """Publishing a chord subscribes the publisher to every header result, forever (CELERY-NOTES). Here
+    the client publishes the first segments and the worker, in the same process, the chords that follow
+    a chain step or a barrier: after 20 runs of two shapes, no subscription and no pending result of a
+    run is left, in this process or on the Redis server."""
+    shapes = [echo_workflow("small", " ".join(f"a>b{i} b{i}>c" for i in range(8))), stages("stages")]
+    with in_thread_worker(app):
+        runs = [engine.submit(wf, executor="canvas") for _ in range(10) for wf in shapes]
+        for run in runs:
+            run.wait(timeout=60)
+    backend = app.backend
+    consumer = backend.result_consumer
+    ours = [
+        k for k in getattr(consumer, "subscribed_to", ()) if run_of(k.decode()[len("celery-task-meta-") :])
+    ]
+    assert ours == []
+    assert [t for m in backend._pending_results for t in m if run_of(t)] == []
+    channels = [c for c in r.pubsub_channels("celery-task-meta-*") if run_of(c[len("celery-task-meta-") :])]
+    assert channels == []
