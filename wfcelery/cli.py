@@ -237,6 +237,13 @@ wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --tim
     is_flag=True,
     help="Refuse (exit 2) when no live worker consumes the queue of a node, instead of warning.",
 )
+@click.option(
+    "--executor",
+    type=click.Choice(["counters", "canvas"]),
+    default=None,
+    help="counters (one message per node) or canvas (native chains and chords per segment); default: "
+    "the definition's executor, else the wfcelery_executor setting.",
+)
 @click.pass_context
 @_errors_to_exit
 def submit(
@@ -248,6 +255,7 @@ def submit(
     as_json: bool,
     quiet: bool,
     require_workers: bool,
+    executor: str | None,
 ) -> None:
     """Submit the workflow in FLOW (a YAML or JSON file); prints the run id.
 
@@ -259,7 +267,9 @@ def submit(
     engine = _engine(ctx)
     workflow = _workflow(flow, engine.settings.limits)
     with _definition(flow):
-        run = engine.submit(workflow, params=_params(param), require_workers=require_workers)
+        run = engine.submit(
+            workflow, params=_params(param), require_workers=require_workers, executor=executor
+        )
     for warning in run.warnings:
         click.echo(click.style("Warning: ", fg="yellow") + warning, err=True)
     if not wait:

@@ -45,6 +45,7 @@ STATE_KEYS = {
     "counts",
     "nodes",
     "idle_queues",
+    "executor",
 }
 NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
 
@@ -155,10 +156,14 @@ def test_every_command_has_help_with_an_example() -> None:
 def test_submit_wait_prints_id_then_results(cli_app: Celery, flows: dict[str, str]) -> None:
     with in_thread_worker(cli_app):
         result = invoke("submit", flows["fan"], "--param", "x=5", "--wait", "--timeout", "30")
+        canvas = invoke(
+            "submit", flows["fan"], "-p", "x=5", "--executor", "canvas", "--wait", "--timeout", "30"
+        )
     assert result.exit_code == EXIT_OK, result.output
     run_id, _, rest = result.stdout.partition("\n")
     assert len(run_id) == 32
     assert json.loads(rest) == {"a": 7, "b": 17, "c": 107, "d": 124}
+    assert json.loads(canvas.stdout.partition("\n")[2]) == json.loads(rest)  # the same, as native canvas
     # not a terminal: progress is plain lines on stderr, ending with the run's summary
     assert f"run {run_id}" in result.stderr
     assert "SUCCEEDED" in result.stderr.splitlines()[-1]
