@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from wfcelery.keys import RUN_KEYS, Keys, parse_task_id, task_id
+from wfcelery.keys import RUN_KEYS, Keys, canvas_task_id, parse_task_id, run_of, task_id
 
 RUN = "0123456789abcdef0123456789abcdef"
 
@@ -91,3 +91,12 @@ def test_parse_task_id_inverts_task_id(index: int, epoch: int) -> None:
 )
 def test_parse_task_id_returns_none_for_foreign_ids(foreign: str) -> None:
     assert parse_task_id(foreign) is None
+
+
+def test_canvas_barrier_ids_name_their_run_but_no_node() -> None:
+    barrier = canvas_task_id(RUN, 2, 7)
+    assert barrier == f"{RUN}-x7-2"
+    assert parse_task_id(barrier) is None  # the hooks never take a barrier for a node
+    assert run_of(barrier) == RUN
+    assert run_of(task_id(RUN, 3, 0)) == RUN
+    assert run_of("7f1c0f3e-5d7c-4bd0-9d0e-0b6e8e3e7a11") is None  # a Celery uuid
