@@ -102,6 +102,7 @@ def translate(
     task_id: Callable[[int], str] | None = None,
     options: Callable[[int], Mapping[str, Any]] | None = None,
     aux_id: Callable[[], str] | None = None,
+    check_only: bool = False,
 ) -> Canvas:
     """Translate ``plan`` into a native canvas with every task id fixed.
 
@@ -114,6 +115,8 @@ def translate(
         task_id: node index -> task id (default: a fresh uuid per node, so the ids parse as no run).
         options: node index -> extra ``apply_async`` options for its signature (headers, ...).
         aux_id: the id of each barrier / pass-through (default: a fresh uuid).
+        check_only: only find out whether ``plan`` translates (raises as it would); the returned
+            ``signature`` is then a plain tuple tree, not Celery canvas, and ``app`` is not used.
     """
     _refuse_dynamic(plan)
     order: set[tuple[int, int]] = set()
@@ -126,7 +129,12 @@ def translate(
             continue
         except NotSeriesParallel as err:
             raise _blame(plan, order, err) from None
-        builder = _Builder(plan, graph, app, dict(params or {}), task_id, options, aux_id)
+        builder = _Builder(
+            plan, graph, _Tuples() if check_only else app, dict(params or {}), task_id, options, aux_id
+        )
+        if check_only:
+            builder.chord = lambda members, body: ("chord", members, body)
+            builder.chain = lambda *steps: ("chain", steps)
         # Every leaf carries its task id already; Celery keeps them when it freezes the canvas at apply
         # time. Not freezing here keeps building free of I/O: freezing a chord builds GroupResults,
         # which subscribe this client to every header result (CELERY-NOTES).
@@ -140,6 +148,13 @@ def translate(
             builder.pass_throughs,
         )
     raise AssertionError("exact=False did not converge")  # pragma: no cover - each cut orders more pairs
+
+
+class _Tuples:
+    """Stands in for the app when ``translate(check_only=True)``: signatures as plain tuples."""
+
+    def signature(self, task: str, **options: Any) -> Any:
+        return (task, options)
 
 
 def _refuse_dynamic(plan: Plan) -> None:
@@ -499,6 +514,8 @@ class _Builder:
     task_id: Callable[[int], str] | None
     options: Callable[[int], Mapping[str, Any]] | None
     aux_id: Callable[[], str] | None = None
+    chord: Callable[..., Any] = chord  # check_only: plain tuples (Celery's constructors clone a lot)
+    chain: Callable[..., Any] = chain
     ids: dict[int, str] = field(default_factory=dict)
     barriers: int = 0
     pass_throughs: int = 0
@@ -508,7 +525,7 @@ class _Builder:
             return self._leaf(unit.v, given)
         if isinstance(unit, _Parallel):
             members, outs = self._members(unit.parts, given, self._consumers(None))
-            return chord(members, self._barrier(unit.parts)), outs
+            return self.chord(members, self._barrier(unit.parts)), outs
         steps: list[Signature] = []
         parts = unit.parts
         i = 0
@@ -520,14 +537,14 @@ class _Builder:
             elif isinstance(after, _Leaf):  # a join: the next node is the chord's body
                 members, outs = self._members(part.parts, given, [after.v])
                 body, given = self._leaf(after.v, outs)
-                step = chord(members, body)
+                step = self.chord(members, body)
                 i += 1
             else:  # a stage followed by a stage (or the end): join in a barrier
                 members, given = self._members(part.parts, given, self._consumers(after))
-                step = chord(members, self._barrier(part.parts))
+                step = self.chord(members, self._barrier(part.parts))
             steps.append(step)
             i += 1
-        return (chain(*steps) if len(steps) > 1 else steps[0]), given
+        return (self.chain(*steps) if len(steps) > 1 else steps[0]), given
 
     # - leaves
 
@@ -543,7 +560,7 @@ class _Builder:
             return self._signature(node, mutable=not node.immutable and given is None), vx.node
         if node.gather and len(node.parents) == 1 and given == node.parents[0]:
             self.pass_throughs += 1
-            return chord([self._accumulate(node)], self._signature(node, mutable=True)), vx.node
+            return self.chord([self._accumulate(node)], self._signature(node, mutable=True)), vx.node
         self._expect(node.index, given, self._expected(node))
         return self._signature(node, mutable=True), vx.node
 

@@ -34,6 +34,9 @@ from .model import substitute
 
 #: The executors a run may use (model.EXECUTORS).
 COUNTERS, CANVAS = "counters", "canvas"
+#: Nodes a segment grows to, at most, while a plan that is not one canvas is cut (each growth step
+#: translates the segment again: this bounds the cut's cost; a series-parallel plan is one segment anyway).
+MAX_SEGMENT = 48
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,15 @@ def segments(plan: Plan, remaining: frozenset[int] | None = None) -> tuple[Segme
 
 
 def segment_of(plan: Plan, remaining: frozenset[int] | None = None) -> dict[int, Segment]:
-    """Node index -> its segment (nodes of ``remaining`` only, when given)."""
-    return {i: seg for seg in segments(plan, remaining) for i in seg.nodes}
+    """Node index -> its segment (nodes of ``remaining`` only, when given); cached like :func:`segments`."""
+    cache: dict[frozenset[int] | None, dict[int, Segment]] = plan.__dict__.setdefault("_segment_of", {})
+    found = cache.get(remaining)
+    if found is None:
+        found = {i: seg for seg in segments(plan, remaining) for i in seg.nodes}
+        if len(cache) > 64:
+            cache.clear()
+        cache[remaining] = found
+    return found
 
 
 def _find(plan: Plan, remaining: frozenset[int] | None = None) -> tuple[Segment, ...]:
@@ -99,13 +109,17 @@ def _find(plan: Plan, remaining: frozenset[int] | None = None) -> tuple[Segment,
         if len(homes) == 1 and min(homes) >= 0:
             (home,) = homes
             members = groups[home]
-            if all(carries(plan.nodes[m]) for m in members) and _exact(plan, [*members, v]):
+            if (
+                len(members) < MAX_SEGMENT
+                and all(carries(plan.nodes[m]) for m in members)
+                and _exact(plan, [*members, v])
+            ):
                 members.append(v)
                 where[v] = home
                 continue
         key = tuple(sorted(node.parents))
         home = by_parents.get(key, -1)
-        if home >= 0 and _exact(plan, [*groups[home], v]):
+        if home >= 0 and len(groups[home]) < MAX_SEGMENT and _exact(plan, [*groups[home], v]):
             groups[home].append(v)
         else:
             home = len(groups)
@@ -141,7 +155,7 @@ def _exact(plan: Plan, members: list[int]) -> bool:
     if len(entry_parents) != 1:
         return False
     try:
-        translate(sub_plan(plan, members), _NO_APP, task_id=str)
+        translate(sub_plan(plan, members), None, task_id=str, check_only=True)
     except NotSeriesParallel:
         return False
     return True
