@@ -8,6 +8,10 @@ nodes (handled in the same loop); an expression that fails at run time (a JMESPa
 node, naming the expression. A mapped node is expanded here: its map source's list (checked against
 ``max_map``) becomes one instance per element, queued in the tracker then published; a value that is not
 a list, or too long, fails the node saying so.
+
+Under the canvas executor (``plan.executor == "canvas"``) a released entry of a segment publishes the
+whole segment as one native canvas, and a released node inside a published segment is left to its
+canvas (segments.py).
 """
 
 from __future__ import annotations

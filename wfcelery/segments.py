@@ -12,12 +12,13 @@ Nodes a canvas cannot carry are segments of their own, published exactly as the 
 publishes a node: ``map``, ``when``, a trigger rule other than ``all_success`` (decided at run time by the
 tracker) and tracker-level ``retries`` > 0 (a message sent again would lose its chain or chord
 continuation). A plan with any map, condition or trigger rule is all singletons: its Lua rules decide
-every edge (README "Executors").
+every edge (README "Native canvas: to_canvas and the canvas executor").
 
 Segments are found greedily in topological order: a node joins the segment holding all its parents when
 that segment stays exact with it; otherwise it is an entry of the segment of the nodes with exactly its
-parents (roots: no parents). A series-parallel plan without such nodes is one segment. Pure: no Redis,
-no broker.
+parents (roots: no parents); segments grow to :data:`MAX_SEGMENT` nodes at most. A series-parallel plan
+without such nodes is one segment. After resume or retry, the nodes planned again are cut the same way
+(``segments(plan, remaining)``). Pure: no Redis, no broker.
 """
 
 from __future__ import annotations
