@@ -72,7 +72,12 @@ class Dispatcher:
                         sender.send(task, msg)
                     else:  # a delayed retry: Celery's own countdown handling (native delayed delivery...)
                         app.send_task(
-                            task, producer=prod, add_to_parent=False, serializer="json", countdown=countdown, **msg
+                            task,
+                            producer=prod,
+                            add_to_parent=False,
+                            serializer="json",
+                            countdown=countdown,
+                            **msg,
                         )
 
     def revoke(self, run_id: str, nodes: Sequence[tuple[Slot, int]], terminate: bool = False) -> list[str]:
@@ -117,7 +122,11 @@ class BulkSender:
         self.conf = app.conf
         self.declared: set[str] = set()
         self.batched = bool(getattr(producer, "supports_batch_publish", False))
-        self.events = _SentEvents(producer.connection, app=app, enabled=False) if self.conf.task_send_sent_event else None
+        self.events = (
+            _SentEvents(producer.connection, app=app, enabled=False)
+            if self.conf.task_send_sent_event
+            else None
+        )
 
     def batch(self) -> Any:
         return self.producer.batch(BATCH) if self.batched else nullcontext()
