@@ -135,7 +135,7 @@ class BulkSender:
         """Send one message: ``msg`` holds ``send_task`` keyword arguments (``Plan.message``)."""
         app, conf = self.app, self.conf
         options = dict(msg)
-        task_type = app._tasks.get(name)
+        task_type = app._tasks.get(name)  # type: ignore[attr-defined]  # as send_task: no finalize
         exec_options = getattr(task_type, "_get_exec_options", None)
         if exec_options is not None:
             defaults = {k: v for k, v in exec_options().items() if v is not None}
@@ -157,7 +157,7 @@ class BulkSender:
             root_id = parent.request.root_id or parent.request.id
             parent_id = parent.request.id
             if conf.task_inherit_parent_priority:
-                options.setdefault("priority", parent.request.delivery_info.get("priority"))
+                options.setdefault("priority", (parent.request.delivery_info or {}).get("priority"))
         message = self.amqp.create_task_message(
             task_id,
             name,
@@ -214,7 +214,8 @@ class _SentEvents(EventDispatcher):
         retry_policy: Any = None,
         utcoffset: Any = None,
     ) -> None:
-        exchange = self.exchange
+        me: Any = self  # Celery's stubs do not declare the dispatcher's attributes
+        exchange = me.exchange
         try:
             producer.publish(
                 event,
@@ -223,15 +224,15 @@ class _SentEvents(EventDispatcher):
                 retry=retry,
                 retry_policy=retry_policy,
                 declare=[] if self._declared else [exchange],
-                serializer=self.serializer,
-                headers=self.headers,
-                delivery_mode=self.delivery_mode,
+                serializer=me.serializer,
+                headers=me.headers,
+                delivery_mode=me.delivery_mode,
             )
             self._declared = True
         except Exception:
-            if not self.buffer_while_offline:
+            if not me.buffer_while_offline:
                 raise
-            self._outbound_buffer.append((event, routing_key))
+            me._outbound_buffer.append((event, routing_key))
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -122,10 +122,12 @@ class Tracker:
         result_json: str,
         children: Sequence[tuple[int, int]],
         rules: str = "",
+        fetch: Sequence[int] = (),
     ) -> SucceedOutcome:
         """``children``: (child index, number of its parents); ``rules``: ``Plan.rule_spec`` (then the
-        children are decided by their trigger rules and ``children`` is not needed)."""
-        args: list[Any] = [index, epoch, result_json, rules]
+        children are decided by their trigger rules and ``children`` is not needed); ``fetch``: results
+        to return (``SucceedOutcome.inputs``) when a child was released (``Plan.fetch``)."""
+        args: list[Any] = [index, epoch, result_json, rules, ",".join(map(str, fetch))]
         if not rules:
             for child, parents in children:
                 args += (child, parents)
@@ -458,6 +460,8 @@ class SucceedOutcome:
     epoch: int
     params: dict[str, Any] | None  # only when children were released
     released: tuple[int, ...]
+    #: succeed.lua only: stored results (JSON, None for none) of the nodes asked for with ``fetch``
+    inputs: dict[int, str | None] = field(default_factory=dict)
 
     @property
     def gone(self) -> bool:
@@ -465,12 +469,14 @@ class SucceedOutcome:
 
     @classmethod
     def from_reply(cls, reply: Any) -> SucceedOutcome:
-        finish, epoch, params, released = reply
+        finish, epoch, params, released, *rest = reply
+        pairs = rest[0] if rest else []
         return cls(
             Finish.from_reply(finish),
             int(epoch),
             json.loads(params) if params else None,
             tuple(int(c) for c in released),
+            {int(pairs[i]): pairs[i + 1] or None for i in range(0, len(pairs), 2)},
         )
 
 

@@ -226,7 +226,9 @@ class WorkerSide:
         run_id, slot, epoch = parsed
         plan = self.plan_for(run_id, digest)
         index, instance = split_slot(slot)
-        out = self.tracker.succeed(run_id, slot, epoch, result_json, plan.releases[index], plan.rule_spec)
+        out = self.tracker.succeed(
+            run_id, slot, epoch, result_json, plan.releases[index], plan.rule_spec, plan.fetch[index]
+        )
         if out.gone:
             raise RunNotFound(run_id)
         if out.released:
@@ -237,6 +239,7 @@ class WorkerSide:
                 "epoch": out.epoch,
                 "released": list(out.released),
                 "params": out.params or {},
+                "inputs": {str(i): v for i, v in out.inputs.items()},  # fan-in children's other parents
             }
             self._after("released", payload, lambda: self._release(parsed, payload, plan, result))
         if out.finish:
@@ -276,6 +279,8 @@ class WorkerSide:
         known: dict[Slot, Any] = {}
         if instance is None and payload.get("result") is not None:  # a success: its result is in hand
             known[index] = json_loads(payload["result"]) if result is _UNSET else result
+        for i, value in (payload.get("inputs") or {}).items():  # what the succeed script read for us
+            known.setdefault(int(i), None if value is None else json_loads(value))
         epoch = int(payload["epoch"])
         released = [(int(c), epoch) for c in payload["released"]]
         finishes = publish_released(

@@ -8,6 +8,7 @@ read back from their queues must be equal, field by field, but for the broker's 
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -41,10 +42,8 @@ def bulk_app(make_test_app: Any, broker: str | None, queues: dict[str, str]) -> 
     yield app
     with app.connection_for_write() as conn:  # RabbitMQ keeps durable queues: delete this test's ones
         for q in [*queues.values(), app.conf.task_default_queue]:
-            try:
+            with contextlib.suppress(Exception):
                 conn.default_channel.queue_delete(q)
-            except Exception:
-                pass
 
 
 def _drain(app: Any, queue: str) -> dict[str, list[dict[str, Any]]]:

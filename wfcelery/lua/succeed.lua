@@ -2,15 +2,18 @@
 -- children whose parents have all succeeded (only while the run is RUNNING; resume re-plans the rest).
 -- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result (not stored when 'null')
 -- ARGV[4] the plan's trigger-rule SPEC as JSON (see _common.lua), or '' for a plan without rules/conditions
--- ARGV[5..] child index, number of its parents, child index, number of its parents, ... (plain plans)
--- Returns {finish, run epoch, params, {released child indexes...}}  (tracker.SucceedOutcome)
+-- ARGV[5] node indexes whose results to return when a child is released ('i,j,...', or ''; Plan.fetch)
+-- ARGV[6..] child index, number of its parents, child index, number of its parents, ... (plain plans)
+-- Returns {finish, run epoch, params, {released child indexes...}, {index, result or false, ...}}
+--   (tracker.SucceedOutcome; the last list: the results ARGV[5] asked for, only when children were released)
 --   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
 --   params: the run's params JSON when children were released (they need it), else false.
 --   A stale or duplicate report writes nothing and returns {false, 0, false, {}}; a report of a deleted
 --   run (cleaned up or expired) writes nothing and returns {false, -1, false, {}}.
 -- The worker builds the released children's arguments: a one-parent child gets this node's result; a
--- fan-in child's parents all stored theirs before it could be released (one HMGET by the worker).
+-- fan-in child's parents all stored theirs before it could be released: this script returns them (ARGV[5]).
 local idx, epoch = ARGV[1], tonumber(ARGV[2])
+prefetch('status', 'epoch', 'created', 'maxlen', 'total', 'params', 'policy')
 if not run_field('status') then
   return {false, -1, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
 end
@@ -37,7 +40,7 @@ if status == 'RUNNING' and node and ARGV[4] ~= '' then
     cascade(spec, node, 'bad', run_epoch, released)
   end
 elseif status == 'RUNNING' and node then
-  for i = 5, #ARGV, 2 do
+  for i = 6, #ARGV, 2 do
     local child, parents = ARGV[i], tonumber(ARGV[i + 1])
     local ready = parents == 1 or redis.call('HINCRBY', K_DEPS, child, 1) >= parents
     if ready then
@@ -56,6 +59,18 @@ elseif status == 'RUNNING' and node then
   end
 end
 local params = #released > 0 and (const('params') or '{}')  -- only when children were released
+local inputs = {}
+if #released > 0 and ARGV[5] ~= '' then
+  local wanted = {}
+  for i in string.gmatch(ARGV[5], '[^,]+') do
+    table.insert(wanted, i)
+  end
+  local values = redis.call('HMGET', K_RESULTS, unpack(wanted))
+  for i = 1, #wanted do
+    table.insert(inputs, wanted[i])
+    table.insert(inputs, values[i] or false)
+  end
+end
 local finish = maybe_finish()
 touch_if_finished(status)
-return {finish, run_epoch, params, released}
+return {finish, run_epoch, params, released, inputs}
