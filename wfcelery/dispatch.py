@@ -237,26 +237,38 @@ class _SentEvents(EventDispatcher):
 
 @contextmanager
 def broker_errors(app: Celery, what: str) -> Iterator[None]:
-    """Turn the broker's connection errors (refused login, unknown vhost, down, timed out) into
-    :class:`BrokerUnavailable`, naming the broker without its password."""
-    from kombu.exceptions import OperationalError
-
-    conn = app.connection_for_write()
-    errors: tuple[type[BaseException], ...] = (
-        OperationalError,
-        *conn.connection_errors,
-        *conn.channel_errors,
-    )
+    """Turn the broker's connection errors (refused login, unknown vhost, down, timed out, a pipelined
+    batch whose write failed) into :class:`BrokerUnavailable`, naming the broker without its password."""
     try:
         yield
-    except errors as e:
+    except _broker_error_types(app) as e:
         if isinstance(e, WfCeleryError):  # TrackerUnavailable is an OSError too: not the broker's
             raise
+        conn = app.connection_for_write()
+        try:
+            uri = conn.as_uri()
+        finally:
+            conn.release()
         raise BrokerUnavailable(
-            f"cannot reach the Celery broker {conn.as_uri()} to {what}: {type(e).__name__}: {e}"
+            f"cannot reach the Celery broker {uri} to {what}: {type(e).__name__}: {e}"
         ) from e
-    finally:
-        conn.release()
+
+
+def _broker_error_types(app: Celery) -> tuple[type[BaseException], ...]:
+    """The broker transport's error classes (read once per app: publishing a released child must not
+    build a connection object each time just to learn them)."""
+    errors: tuple[type[BaseException], ...] | None = getattr(app, "_wfcelery_broker_errors", None)
+    if errors is None:
+        from kombu import exceptions
+
+        batch: type[BaseException] = getattr(exceptions, "BatchPublishError", exceptions.OperationalError)
+        conn = app.connection_for_write()
+        try:
+            errors = (exceptions.OperationalError, batch, *conn.connection_errors, *conn.channel_errors)
+        finally:
+            conn.release()
+        app._wfcelery_broker_errors = errors  # type: ignore[attr-defined]
+    return errors
 
 
 def ensure_connected(app: Celery, connection: Any) -> None:
