@@ -123,11 +123,24 @@ class Tracker:
         children: Sequence[tuple[int, int]],
         rules: str = "",
         fetch: Sequence[int] = (),
+        inline: int | None = None,
+        worker: str = "",
     ) -> SucceedOutcome:
         """``children``: (child index, number of its parents); ``rules``: ``Plan.rule_spec`` (then the
         children are decided by their trigger rules and ``children`` is not needed); ``fetch``: results
-        to return (``SucceedOutcome.inputs``) when a child was released (``Plan.fetch``)."""
-        args: list[Any] = [index, epoch, result_json, rules, ",".join(map(str, fetch))]
+        to return (``SucceedOutcome.inputs``) when a child was released (``Plan.fetch``); ``inline``: a
+        child that ``worker`` would run itself when it is the only one released (the script then starts
+        it: ``SucceedOutcome.inline``)."""
+        fetched = ",".join(map(str, fetch))
+        args: list[Any] = [
+            index,
+            epoch,
+            result_json,
+            rules,
+            fetched,
+            "" if inline is None else inline,
+            worker,
+        ]
         if not rules:
             for child, parents in children:
                 args += (child, parents)
@@ -462,6 +475,8 @@ class SucceedOutcome:
     released: tuple[int, ...]
     #: succeed.lua only: stored results (JSON, None for none) of the nodes asked for with ``fetch``
     inputs: dict[int, str | None] = field(default_factory=dict)
+    #: succeed.lua only: the attempt number of the inline child it started (0: none)
+    inline: int = 0
 
     @property
     def gone(self) -> bool:
@@ -471,12 +486,14 @@ class SucceedOutcome:
     def from_reply(cls, reply: Any) -> SucceedOutcome:
         finish, epoch, params, released, *rest = reply
         pairs = rest[0] if rest else []
+        inline = int(rest[1] or 0) if len(rest) > 1 else 0
         return cls(
             Finish.from_reply(finish),
             int(epoch),
             json.loads(params) if params else None,
             tuple(int(c) for c in released),
             {int(pairs[i]): pairs[i + 1] or None for i in range(0, len(pairs), 2)},
+            inline,
         )
 
 
