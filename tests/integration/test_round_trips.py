@@ -115,3 +115,35 @@ def test_pause_refuses_the_next_inline_child(app: Any, engine: Any, r: Any, uid:
         run.resume()
         run.wait(timeout=30)
     assert counts(r, app, run.id) == {"a": 1, "b": 1, "c": 1}
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)
+def test_inline_children_send_task_events(app: Any, engine: Any) -> None:
+    """What Flower sees of a continued child: task-received, task-started, task-succeeded under its own
+    task id and name (no task-sent: no message was published)."""
+    seen: list[dict[str, Any]] = []
+    with app.connection_for_read() as conn:
+        receiver = app.events.Receiver(conn, handlers={"*": seen.append})
+        listening = threading.Thread(target=receiver.capture, kwargs={"limit": None}, daemon=True)
+        listening.start()
+        try:
+            wf = Workflow("inline-events")
+            wf.add("a", "proj.add", args=[1])
+            wf.add("b", "proj.add", args=[2], after=["a"])
+            with in_thread_worker(app):
+                run = engine.submit(wf)
+                run.wait(timeout=30)
+                child = f"{run.id}-1-0"  # node b, epoch 0
+
+                def kinds() -> set[str]:
+                    return {e["type"] for e in list(seen) if e.get("uuid") == child}
+
+                wait_for(lambda: "task-succeeded" in kinds(), message="b's task-succeeded event")
+        finally:
+            receiver.should_stop = True
+            listening.join(10)
+    events = {e["type"]: e for e in list(seen) if e.get("uuid") == child}
+    assert {"task-received", "task-started", "task-succeeded"} <= set(events)
+    assert "task-sent" not in events
+    assert events["task-received"]["name"] == "proj.add"
+    assert run.state().nodes["b"].attempts == 1
