@@ -67,6 +67,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="extra app configuration for both sides and the workers, e.g. wfcelery_celery_results=false "
         "(VALUE is read as JSON when it parses, else as a string; repeatable)",
     )
+    p.add_argument(
+        "--inline-depth",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also run the long chain's wfcelery side with workers restarted with wfcelery_inline_depth=N "
+        "(inline continuation)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the json/md/png")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
     return p.parse_args(argv)
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "small": lambda: scenarios.small(bench, sizes.small_runs),
             "translator": lambda: scenarios.translator(bench, sizes.translator_runs),
             "translator_stages": lambda: scenarios.translator_stages(bench, sizes.translator_runs),
-            "long_chain": lambda: scenarios.long_chain(bench, sizes.chain),
+            "long_chain": lambda: scenarios.long_chain(bench, sizes.chain, args.inline_depth),
             "wide": lambda: scenarios.wide(bench, sizes.wide),
             "map": lambda: scenarios.map_fanout(bench, sizes.map),
             "scale": lambda: scenarios.scale(bench, sizes.scale_runs),
