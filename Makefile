@@ -44,6 +44,12 @@ SCALE_ARGS ?=
 bench-scale: $(VENV)/.installed
 	BENCH_SCALE_RUNS=$(BENCH_SCALE_RUNS) $(PY) -m benchmarks.scale $(SCALE_ARGS)
 
+# The fleet on paper: the tracker alone on a 1- and a 3-master Redis Cluster it creates, and the cores that
+# 1M tasks in 2 minutes needs (uses the newest bench-scale result). FLEET_ARGS=--help
+FLEET_ARGS ?=
+bench-fleet: $(VENV)/.installed
+	$(PY) -m benchmarks.fleet $(FLEET_ARGS)
+
 # The README's dashboard screenshots (docs/dashboard-*.png), taken in the real browser.
 screenshots: $(VENV)/.installed browser
 	$(PY) -m tests.web.screenshots

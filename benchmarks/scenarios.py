@@ -58,17 +58,19 @@ class Sizes:
     map: int
 
 
+#: In the suite (tests/integration/test_bench.py): every scenario and side, small enough for ~30 s on an idle
+#: 2-core machine -- it keeps the harness alive; the figures come from --full.
 QUICK = Sizes(
-    ceiling=2_000,
-    small_runs=200,
-    translator_runs=30,
-    chain=300,
-    wide=2_000,
-    scale_runs=1_000,
-    latency=100,
-    control=2_000,
-    profile_runs=150,
-    map=300,
+    ceiling=500,
+    small_runs=40,
+    translator_runs=10,
+    chain=100,
+    wide=400,
+    scale_runs=150,
+    latency=50,
+    control=300,
+    profile_runs=40,
+    map=100,
 )
 FULL = Sizes(
     ceiling=10_000,

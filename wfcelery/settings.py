@@ -88,6 +88,9 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
+    #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
+    #: nodes); every run's keys share one hash slot, so its Lua scripts run on one master.
+    redis_cluster: bool = False
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -120,6 +123,7 @@ class Settings:
             unknown_grace=_number(conf, "wfcelery_unknown_grace", DEFAULT_UNKNOWN_GRACE),
             quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
             queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
+            redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
         )
         return replace(settings, **overrides) if overrides else settings
 
