@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +56,9 @@ from .tasks import PREFIX, make_app
 GB = 1_000_000_000
 DEFAULT_RUNS = 100_000
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+#: Set by SIGTERM / SIGINT: stop submitting, let the runs in flight finish, report.
+STOP = False
+
 #: Seconds without a single run finishing (with runs in flight) before the benchmark gives up.
 STALL_S = 120.0
 
@@ -69,7 +73,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--broker", action="append", choices=("redis", "amqp"), help="repeatable; default redis")
     p.add_argument("--amqp-url", default=AMQP_URL)
-    p.add_argument("--window", type=int, default=2000, help="runs in flight at most (default 2,000)")
+    p.add_argument("--window", type=int, default=1000, help="runs in flight at most (default 1,000)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop submitting after this long, let the runs in flight finish and report what ran (also on "
+        "SIGTERM / SIGINT)",
+    )
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--workers", type=int, default=1, help="worker processes (each with --concurrency)")
     p.add_argument("--no-verify", action="store_true", help="skip the per-node check from the tracker")
@@ -160,7 +171,8 @@ class AmqpBroker:
                 self.vhost = vhost
             else:
                 _ok([ctl, "delete_vhost", vhost])
-        self.url = self.base.rsplit("/", 1)[0] + "/" + self.vhost if self.vhost else self.base
+        host_end = self.base.index("/", self.base.index("://") + 3)  # amqp://user:pw@host:port|/vhost
+        self.url = self.base[:host_end] + "/" + self.vhost if self.vhost else self.base
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -233,7 +245,7 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
         base_memory = int(r.info("memory")["used_memory"])
         peak = base_memory
         ids: list[str] = []
-        tenth = max(1, runs // 10)
+        step = max(1, runs // 100)  # a snapshot every 1% of the runs: tenths of whatever ran
         marks: list[dict[str, Any]] = []
         done = 0  # runs finished, oldest first (the poller's prefix)
         failures: list[str] = []
@@ -268,9 +280,12 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
         marks.append(snapshot("start"))
         last_progress, next_sample = time.monotonic(), 0.0
         pipe_batch = 500
-        while done < runs:
+        stop_at = t0 + args.max_minutes * 60 if args.max_minutes else float("inf")
+        while done < len(ids) or (len(ids) < runs and not STOP and time.monotonic() < stop_at):
             # top the window up
-            while len(ids) < runs and len(ids) - done < args.window:
+            while (
+                len(ids) < runs and len(ids) - done < args.window and not STOP and time.monotonic() < stop_at
+            ):
                 ids.append(engine.submit(wf).id)
                 if len(ids) % 200 == 0:
                     break
@@ -294,8 +309,8 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
                         failures.append(f"{run_id}: {status}")
                     lead += 1
                     done += 1
-                    if done % tenth == 0 and done // tenth <= 10:
-                        marks.append(snapshot(f"tenth {done // tenth}"))
+                    if done % step == 0:
+                        marks.append(snapshot(f"mark {done // step}"))
                         progress(marks)
                 advanced += lead
                 if lead < len(chunk):
@@ -305,9 +320,10 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
             elif time.monotonic() - last_progress > STALL_S:
                 failures.append(f"stalled: {runs - done} runs unfinished, none finished for {STALL_S:.0f} s")
                 break
-            if len(ids) >= runs or len(ids) - done >= args.window:
+            if len(ids) >= runs or len(ids) - done >= args.window or STOP or time.monotonic() >= stop_at:
                 time.sleep(0.05)
         elapsed = time.monotonic() - t0
+        stopped_early = done < runs
         peak = max(peak, int(r.info("memory")["used_memory"]))
         cpu1 = {
             "workers": process_cpu(workers.pids()),
@@ -325,6 +341,12 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
             "tasks": runs * SMALL_TASKS,
             "window": args.window,
             "runs_finished": done,
+            "stopped_early": (
+                f"stopped submitting after {len(ids):,} of {runs:,} runs "
+                f"({'signal' if STOP else f'--max-minutes {args.max_minutes}'}); the runs in flight finished"
+                if stopped_early
+                else None
+            ),
             "elapsed_s": round(elapsed, 1),
             "tasks_per_s": round(tasks_done / elapsed, 1) if elapsed else None,
             "cpu_ms_per_task": {k: round((cpu1[k] - cpu0[k]) * 1000 / max(tasks_done, 1), 4) for k in cpu0},
@@ -332,11 +354,12 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
             "tracker_peak_above_start": peak - base_memory,
             "tracker_used_memory_end": end["tracker_used_memory"],
             "tracker_bytes_per_run_end": round((end["tracker_used_memory"] - base_memory) / max(done, 1), 1),
+            "tracker_peak_projected_to_runs": int(base_memory + (peak - base_memory) * runs / max(done, 1)),
             "marks": [*marks, end],
             "failures": failures[:20],
             "failed_runs": len(failures),
         }
-        out["tenths"] = tenths(marks, tenth)
+        out["tenths"] = tenths(marks)
         if out["tenths"]:
             first, last = out["tenths"][0]["tasks_per_s"], out["tenths"][-1]["tasks_per_s"]
             out["last_over_first_tenth"] = round(last / first, 3) if first else None
@@ -352,18 +375,22 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
         return out
 
 
-def tenths(marks: list[dict[str, Any]], tenth: int) -> list[dict[str, Any]]:
-    rows, prev = [], next(m for m in marks if m["label"] == "start")
-    for m in marks:
-        if not m["label"].startswith("tenth"):
-            continue
+def tenths(marks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ten equal slices of the runs that finished (from the 1% snapshots): time, rate, CPU, memory each."""
+    start = next(m for m in marks if m["label"] == "start")
+    points = [m for m in marks if m["label"].startswith("mark")]
+    if len(points) >= 10:
+        points = [points[round(k * len(points) / 10) - 1] for k in range(1, 11)]
+    rows, prev = [], start
+    for number, m in enumerate(points, 1):
         dt_s = m["t_s"] - prev["t_s"]
         runs = m["runs_done"] - prev["runs_done"]
         tasks = max(runs * SMALL_TASKS, 1)
         cpu = {k: round((m["cpu_s"][k] - prev["cpu_s"][k]) * 1000 / tasks, 3) for k in m["cpu_s"]}
         rows.append(
             {
-                "tenth": m["label"].split()[1],
+                "tenth": number,
+                "runs": f"{prev['runs_done']:,}-{m['runs_done']:,}",
                 "seconds": round(dt_s, 1),
                 "tasks_per_s": round(runs * SMALL_TASKS / dt_s, 1) if dt_s > 0 else None,
                 "worker_rss_mb": round(m["worker_rss_bytes"] / 1e6, 1),
@@ -476,12 +503,22 @@ def markdown(out: dict[str, Any]) -> str:
             "last / first tenth",
             "tracker Redis peak",
             "tracker B/run at end",
-            "worker RSS growth (tenth 1 -> end)",
+            "worker RSS growth (first 1% -> end)",
             "every run SUCCEEDED, every node ran once",
             "lost / duplicated nodes",
         ],
         rows,
     )
+    for b in out["brokers"]:
+        if b.get("stopped_early"):
+            lines += [
+                "",
+                (
+                    f"**{b['broker']}: {b['stopped_early']}** -- {b['runs_finished']:,} runs "
+                    f"({b['runs_finished'] * 10:,} tasks) ran and were verified. Tracker peak projected "
+                    f"linearly to {b['runs']:,} runs: {b['tracker_peak_projected_to_runs'] / GB:.3f} GB."
+                ),
+            ]
     lines += [
         "",
         "Targets (issue 15, target 5): 0 lost or duplicated nodes; tracker Redis peak <= 0.2 GB; last tenth "
@@ -502,6 +539,7 @@ def markdown(out: dict[str, Any]) -> str:
         trows = [
             [
                 t["tenth"],
+                t["runs"],
                 t["seconds"],
                 _n(t["tasks_per_s"]),
                 t["worker_rss_mb"],
@@ -518,6 +556,7 @@ def markdown(out: dict[str, Any]) -> str:
         lines += _table(
             [
                 "tenth",
+                "runs",
                 "seconds",
                 "tasks/s",
                 "worker RSS MB",
@@ -578,8 +617,18 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
 
 
+def _stop(signum: int, frame: Any) -> None:
+    global STOP
+    if STOP:  # a second signal: give up at once
+        raise KeyboardInterrupt
+    STOP = True
+    print("stopping: no more submits; waiting for the runs in flight (signal again to abort)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     if args.render:
         data: dict[str, Any] = json.loads(args.render.read_text())
         args.render.with_suffix(".md").write_text(markdown(data))
