@@ -75,6 +75,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run the long chain's wfcelery side with workers restarted with wfcelery_inline_depth=N "
         "(inline continuation)",
     )
+    p.add_argument(
+        "--broker",
+        choices=("redis", "amqp"),
+        default="redis",
+        help="amqp: RabbitMQ at --amqp-url, in a vhost of its own (rabbitmqctl; deleted after); the ceiling "
+        "scenario needs the Redis broker",
+    )
+    p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672//")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the json/md/png")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
     return p.parse_args(argv)
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     server = redis_server_class()().start()
     started = time.monotonic()
     workers: Workers | None = None
+    amqp = None
     out: dict[str, Any] = {
         "mode": "full" if full else "quick",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
@@ -158,6 +167,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     try:
         broker, backend = f"{server.url}/0", f"{server.url}/1"
+        if args.broker == "amqp":
+            from .scale import AmqpBroker
+
+            amqp = AmqpBroker(args.amqp_url).__enter__()
+            broker = amqp.url
         conf = parse_conf(args.conf)
         app = make_app(broker, backend, conf=conf)
         # The benchmark polls for completion; it never joins a result. Without this, every task this
@@ -168,9 +182,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir, conf=conf
         ).start(app)
         r_results = redis.Redis.from_url(backend, decode_responses=True)
-        r_broker = redis.Redis.from_url(broker, decode_responses=True)
+        # the Redis broker's db (the ignore_result ceiling waits for its queue to drain)
+        r_broker = redis.Redis.from_url(f"{server.url}/0", decode_responses=True)
         out["machine"]["redis_server"] = r_results.info("server")["redis_version"]
         out["settings"] = {**settings.describe(app), **{f"conf {k}": v for k, v in conf.items()}}
+        if amqp is not None:
+            out["settings"]["broker"] = amqp.describe()
+            out["broker"] = "amqp"
         print(
             f"wfcelery benchmarks ({out['mode']}), Redis {out['machine']['redis_server']} on {server.url}, "
             f"logs in {workdir}"
@@ -202,6 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         gc.collect()
         if workers is not None:
             workers.stop()
+        if amqp is not None:
+            amqp.__exit__(None, None, None)
         server.stop()
     out["duration_s"] = round(time.monotonic() - started, 1)
     paths = write(out, args.out, chart=not args.no_chart)
@@ -216,6 +236,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def write(out: dict[str, Any], directory: Path, chart: bool = True) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     stem = dt.date.today().isoformat() + ("" if out["mode"] == "full" else "-quick")
+    if out.get("broker") == "amqp":
+        stem += "-amqp"
     paths: dict[str, Any] = {"json": directory / f"{stem}.json", "md": directory / f"{stem}.md"}
     if chart:
         png = directory / f"{stem}.png"
