@@ -31,7 +31,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -40,6 +39,8 @@ from typing import Any
 
 import redis
 
+from wfcelery._redis_server import ClusterServer as Cluster
+from wfcelery._redis_server import redis_binary
 from wfcelery.compiler import Plan, compile_workflow
 from wfcelery.records import new_run
 from wfcelery.settings import Settings
@@ -68,109 +69,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # -- the cluster -------------------------------------------------------------------------------------------
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` ports that are free together with their cluster bus port (port + 10000, below 65536)."""
-    import random
-    import socket
-
-    ports: list[int] = []
-    while len(ports) < n:
-        port = random.randint(20000, 50000)
-        if port in ports:
-            continue
-        try:
-            for p in (port, port + 10000):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        ports.append(port)
-    return ports
-
-
-class Cluster:
-    """``masters`` cluster-enabled redis-servers on loopback, all slots assigned, no replicas."""
-
-    def __init__(self, masters: int) -> None:
-        self.masters = masters
-        self.dir = tempfile.mkdtemp(prefix="wfcelery-cluster-")
-        self.ports = _free_ports(masters)
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.server = shutil.which("redis-server") or "redis-server"
-        self.cli = shutil.which("redis-cli") or "redis-cli"
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.ports[0]}"
-
-    def start(self) -> Cluster:
-        for port in self.ports:
-            cmd = [
-                self.server,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                f"nodes-{port}.conf",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ]
-            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for port in self.ports:
-            _wait(lambda port=port: redis.Redis(port=port).ping(), f"redis-server on {port}")
-        if self.masters == 1:
-            # redis-cli --cluster create wants 3 masters: one node takes every slot itself
-            redis.Redis(port=self.ports[0]).execute_command("CLUSTER ADDSLOTSRANGE", 0, 16383)
-        else:
-            nodes = [f"127.0.0.1:{p}" for p in self.ports]
-            cmd = [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"]
-            subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-
-        def ready() -> bool:
-            infos = [redis.Redis(port=p).cluster("info") for p in self.ports]
-            return all(
-                i.get("cluster_state") == "ok" and int(i["cluster_known_nodes"]) == self.masters
-                for i in infos
-            )
-
-        _wait(ready, f"a {self.masters}-master cluster")
-        return self
-
-    def nodes(self) -> list[redis.Redis]:
-        return [redis.Redis(port=p, decode_responses=True) for p in self.ports]
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _wait(check: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except redis.RedisError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
-        time.sleep(0.1)
 
 
 # -- the client processes ----------------------------------------------------------------------------------
@@ -638,8 +536,12 @@ def markdown(out: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    if args.render:
+    if args.render:  # with --scale-json: the projection again, from that scale result
         data: dict[str, Any] = json.loads(args.render.read_text())
+        if args.scale_json:
+            data["scale_source"] = str(args.scale_json)
+            data["projection"] = project(data["clusters"], json.loads(args.scale_json.read_text()))
+            args.render.write_text(json.dumps(data, indent=2, default=str) + "\n")
         args.render.with_suffix(".md").write_text(markdown(data))
         return data
     started = time.monotonic()
@@ -650,7 +552,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "clusters": [],
     }
     version = subprocess.run(
-        [shutil.which("redis-server") or "redis-server", "--version"], capture_output=True, text=True
+        [redis_binary() or "redis-server", "--version"], capture_output=True, text=True
     ).stdout
     out["redis_version"] = version.split("v=", 1)[-1].split()[0] if "v=" in version else version.strip()
     for masters in args.masters or [1, 3]:
