@@ -84,16 +84,30 @@ def _client(url: str, seconds: float, batch: int, queue: Any) -> None:
     tracker = Tracker(settings)
     plan = _plan()
     keys = tracker.keys
-    # redis-py refuses pipe.evalsha() on a cluster pipeline (it cannot know the script is loaded on the
-    # node): load both scripts on every master, then send EVALSHA as a plain command (routed by its keys).
+    # Pipelined per master: redis-py refuses evalsha on a cluster pipeline, and its ClusterPipeline asks the
+    # seed node COMMAND GETKEYS for every EVALSHA sent through execute_command (a round trip each). So: load
+    # both scripts on every master, group the calls by the master that owns the run's slot, and send each
+    # group through a plain pipeline on that master's connection.
+    cluster = tracker.client
     shas = {}
     for name in ("start", "succeed"):
-        tracker.client.script_load(tracker.scripts[name].script)
+        cluster.script_load(tracker.scripts[name].script)
         shas[name] = tracker.scripts[name].sha
 
-    def call(pipe: Any, name: str, run_id: str, args: list[Any]) -> None:
-        run_keys = keys.run_keys(run_id)
-        pipe.execute_command("EVALSHA", shas[name], len(run_keys), *run_keys, *args)
+    def pipelined(calls: list[tuple[str, str, list[Any]]]) -> list[Any]:
+        groups: dict[str, tuple[Any, list[tuple[int, str, list[str], list[Any]]]]] = {}
+        for pos, (name, run_id, args) in enumerate(calls):
+            run_keys = keys.run_keys(run_id)
+            node = cluster.get_node_from_key(run_keys[0])
+            groups.setdefault(node.name, (node, []))[1].append((pos, name, run_keys, args))
+        replies: list[Any] = [None] * len(calls)
+        for node, items in groups.values():
+            pipe = node.redis_connection.pipeline(transaction=False)
+            for _, name, run_keys, args in items:
+                pipe.evalsha(shas[name], len(run_keys), *run_keys, *args)
+            for (pos, *_), reply in zip(items, pipe.execute(raise_on_error=False), strict=True):
+                replies[pos] = reply
+        return replies
 
     run_ids: list[str] = []
     nodes = errors = 0
@@ -118,22 +132,24 @@ def _client(url: str, seconds: float, batch: int, queue: Any) -> None:
         pending = [(run_id, i, 0) for run_id in ids for i in plan.roots]
         while pending:
             # the calls Tracker.start / Tracker.succeed make, pipelined
-            pipe = tracker.client.pipeline(transaction=False)
-            for run_id, index, epoch in pending:
-                call(pipe, "start", run_id, [index, epoch, "fleet"])
-            for (run_id, index, _), reply in zip(pending, pipe.execute(), strict=True):
-                if not StartOutcome.from_reply(reply).run:
+            calls = [("start", run_id, [index, epoch, "fleet"]) for run_id, index, epoch in pending]
+            for (run_id, index, _), reply in zip(pending, pipelined(calls), strict=True):
+                if isinstance(reply, Exception) or not StartOutcome.from_reply(reply).run:
                     errors += 1
                     examples.append(f"start {run_id}/{index}: {reply}")
-            pipe = tracker.client.pipeline(transaction=False)
+            calls = []
             for run_id, index, epoch in pending:
                 args: list[Any] = [index, epoch, "null", plan.rule_spec]
                 if not plan.rule_spec:
                     for child, parents in plan.releases[index]:
                         args += (child, parents)
-                call(pipe, "succeed", run_id, args)
+                calls.append(("succeed", run_id, args))
             released = []
-            for (run_id, _, _), reply in zip(pending, pipe.execute(), strict=True):
+            for (run_id, index, _), reply in zip(pending, pipelined(calls), strict=True):
+                if isinstance(reply, Exception):
+                    errors += 1
+                    examples.append(f"succeed {run_id}/{index}: {reply}")
+                    continue
                 out = SucceedOutcome.from_reply(reply)
                 released += [(run_id, child, out.epoch) for child in out.released]
             nodes += len(pending)
@@ -148,7 +164,7 @@ def _client(url: str, seconds: float, batch: int, queue: Any) -> None:
             "nodes": nodes,
             "elapsed_s": elapsed,
             "client_cpu_s": cpu,
-            "start_refused": errors,
+            "script_errors": errors,
             "examples": examples[:5],
             "statuses": dict(statuses),
         }
@@ -202,6 +218,7 @@ def measure(masters: int, args: argparse.Namespace) -> dict[str, Any]:
                     "global_key_commands": sum(calls.get(c, 0) for c in ("zadd", "sadd", "srem", "zrem")),
                     "global_key_usec": sum(usec.get(c, 0) for c in ("zadd", "sadd", "srem", "zrem")),
                     "all_usec": sum(usec.values()),
+                    "top_usec": dict(Counter(usec).most_common(6)),
                 }
             )
         index_slot = _slot_owner(nodes, f"{PREFIX}:runs")
@@ -233,7 +250,7 @@ def measure(masters: int, args: argparse.Namespace) -> dict[str, Any]:
         "redis_cpu_us_per_node": round(redis_cpu * 1e6 / nodes_done, 1) if nodes_done else None,
         "statuses": dict(statuses),
         "all_succeeded": statuses.get("SUCCEEDED", 0) == runs and runs > 0,
-        "start_refused": sum(r["start_refused"] for r in results),
+        "script_errors": sum(r["script_errors"] for r in results),
         "per_master": per_master,
         "index_on_port": index_slot,
         "busiest_master_global_key_share": round(busiest["global_key_usec"] / busiest["all_usec"], 4)
