@@ -305,7 +305,8 @@ def real_runs(count: int) -> dict[str, Any]:
             "fleet",
             workdir,
             conf=conf,
-        ).start(app)
+        )
+        workers.start(app)  # assigned first: workers that started before a failure are stopped below
         engine = wfcelery.install(app)
         t0 = time.monotonic()
         runs = [engine.submit(small_workflow()) for _ in range(count)]

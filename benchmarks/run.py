@@ -178,9 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # process sends subscribes its result channel (RedisBackend.on_task_call) and nothing drains them.
         _set_task_join_will_block(True)
         settings = WorkerSettings(args.pool, args.concurrency, args.workers)
-        workers = Workers(
-            settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir, conf=conf
-        ).start(app)
+        workers = Workers(settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir, conf=conf)
+        workers.start(app)  # assigned first: workers that started before a failure are stopped below
         r_results = redis.Redis.from_url(backend, decode_responses=True)
         # the Redis broker's db (the ignore_result ceiling waits for its queue to drain)
         r_broker = redis.Redis.from_url(f"{server.url}/0", decode_responses=True)

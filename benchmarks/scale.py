@@ -214,7 +214,8 @@ def environment(broker: Any, args: argparse.Namespace, queue: str) -> Iterator[d
         app = make_app(broker.url, tracker_url, conf=conf)
         _set_task_join_will_block(True)
         settings = WorkerSettings("prefork", args.concurrency, args.workers)
-        workers = Workers(settings, broker.url, tracker_url, PREFIX, queue, workdir, conf=conf).start(app)
+        workers = Workers(settings, broker.url, tracker_url, PREFIX, queue, workdir, conf=conf)
+        workers.start(app)  # assigned first: workers that started before a failure are stopped below
         yield {
             "app": app,
             "workers": workers,
