@@ -61,12 +61,12 @@ class Sizes:
 #: In the suite (tests/integration/test_bench.py): every scenario and side, small enough for ~30 s on an idle
 #: 2-core machine -- it keeps the harness alive; the figures come from --full.
 QUICK = Sizes(
-    ceiling=500,
+    ceiling=400,
     small_runs=40,
     translator_runs=10,
     chain=100,
-    wide=400,
-    scale_runs=150,
+    wide=300,
+    scale_runs=100,
     latency=50,
     control=300,
     profile_runs=40,
