@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from .errors import TrackerError
 from .outage import Outage
 from .records import GateEntry
 
@@ -127,7 +128,7 @@ class MessageFilter:
                     if time.monotonic() >= next_sync:
                         self.resync()
                         next_sync = time.monotonic() + interval
-            except (redis.RedisError, OSError) as e:
+            except (redis.RedisError, OSError, TrackerError) as e:  # TrackerUnavailable is an OSError
                 self.outage.down(e)
                 self._stop.wait(1.0)
             finally:
