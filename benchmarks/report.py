@@ -177,6 +177,8 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
             _cpu_estimate(found, sides["wfcelery"], sides["celery_reference"])
         if "wfcelery_inline" in sides:
             depth = sides["wfcelery_inline"].get("inline_depth")
+            if sides["wfcelery_inline"].get("setting_known") is False:
+                depth = f"{depth} (setting unknown to this wfcelery: no effect)"
             add(
                 "long_chain_inline_vs_reference",
                 f"Long chain, wfcelery_inline_depth={depth}: tasks/s vs the fastest Celery chain",

@@ -22,6 +22,7 @@ import wfcelery
 from wfcelery import Workflow
 from wfcelery.canvas import translate
 from wfcelery.compiler import compile_workflow
+from wfcelery.settings import Settings
 
 from .harness import (
     Meter,
@@ -445,6 +446,10 @@ def long_chain(b: Bench, n: int, inline_depth: int | None = None) -> dict[str, A
                 _timeout(n, rate=10),
             )
         inline["inline_depth"] = inline_depth
+        # the setting of issue 15's inline continuation: an older wfcelery ignores it (then say so)
+        inline["setting_known"] = "inline_depth" in getattr(Settings, "__dataclass_fields__", {})
+        if not inline["setting_known"]:
+            b.log("  note: this wfcelery has no wfcelery_inline_depth setting: the side ran without it")
         sides["wfcelery_inline"] = inline
         ratios["inline_vs_reference"] = _ratio(inline["tasks_per_s"], ref["tasks_per_s"])
         ratios["inline_vs_chain"] = _ratio(inline["tasks_per_s"], cel["tasks_per_s"])
