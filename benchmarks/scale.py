@@ -486,7 +486,7 @@ def markdown(out: dict[str, Any]) -> str:
                 f"{b['runs_finished']:,}",
                 f"{b['elapsed_s']:,.0f} s",
                 f"{b['tasks_per_s']:,.0f}" if b["tasks_per_s"] else "-",
-                f"{b.get('last_over_first_tenth') or 0:.2f}x",
+                f"{b.get('last_over_first_tenth') or 0:.2f}x (CPU/task {_cpu_ratio(b)})",
                 f"{b['tracker_peak_used_memory'] / GB:.3f} GB",
                 f"{b['tracker_bytes_per_run_end']:,.0f}",
                 f"{(b['worker_rss_growth_bytes'] or 0) / 1e6:+.1f} MB",
@@ -501,7 +501,7 @@ def markdown(out: dict[str, Any]) -> str:
             "runs finished",
             "time",
             "tasks/s",
-            "last / first tenth",
+            "last / first tenth tasks/s (first / last CPU per task)",
             "tracker Redis peak",
             "tracker B/run at end",
             "worker RSS growth (first 1% -> end)",
@@ -607,6 +607,20 @@ def markdown(out: dict[str, Any]) -> str:
         lines += [""]
     lines += [f"Total time {out.get('duration_s', '?')} s.", ""]
     return "\n".join(lines)
+
+
+def _cpu_ratio(b: dict[str, Any]) -> str:
+    """First tenth's CPU per task (workers + tracker Redis) over the last's: >= 1 means no degradation.
+    Steadier than the wall-clock ratio on a machine whose other load changes during the run."""
+    t = b.get("tenths") or []
+    if len(t) < 2:
+        return "-"
+
+    def cpu(row: dict[str, Any]) -> float:
+        return float(row["cpu_ms_per_task"]["workers"] + row["cpu_ms_per_task"]["tracker"])
+
+    first, last = cpu(t[0]), cpu(t[-1])
+    return f"{first / last:.2f}x" if last else "-"
 
 
 def _n(value: Any) -> str:
