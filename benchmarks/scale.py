@@ -576,7 +576,7 @@ def markdown(out: dict[str, Any]) -> str:
                 "",
                 (
                     f"A tenth here is {b['runs_finished'] // 10:,} runs against a window of {b['window']:,} "
-                    "runs in flight: runs finish in waves (the queue is FIFO and the poller counts the oldest "
+                    "runs in flight: runs finish in waves (the queue is FIFO, the poller counts the oldest "
                     "finished runs), so the per-tenth rows swing; the whole-run figures above are the "
                     "measurement. Tenths are meaningful at full size (10,000 runs each)."
                 ),
