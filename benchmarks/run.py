@@ -9,6 +9,7 @@ table and writes ``benchmarks/results/<date>[-quick].{json,md,png}`` (or into ``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import gc
 import json
@@ -83,6 +84,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "scenario needs the Redis broker",
     )
     p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672//")
+    p.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="override one size of the mode, e.g. small_runs=500 (repeatable; keys: the Sizes fields)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the json/md/png")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
     return p.parse_args(argv)
@@ -152,6 +160,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     full = bool(args.full)
     sizes = scenarios.FULL if full else scenarios.QUICK
+    for item in args.size:
+        key, _, value = item.partition("=")
+        if key not in sizes.__dict__ or not value.isdigit():
+            raise SystemExit(
+                f"--size expects KEY=N with KEY one of {', '.join(sizes.__dict__)}; got {item!r}"
+            )
+        sizes = dataclasses.replace(sizes, **{key: int(value)})
     wanted = args.only or list(SCENARIOS)
     workdir = make_workdir()
     server = redis_server_class()().start()
