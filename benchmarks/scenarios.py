@@ -62,16 +62,16 @@ class Sizes:
 #: In the suite (tests/integration/test_bench.py): every scenario and side, small enough for ~30 s on an idle
 #: 2-core machine -- it keeps the harness alive; the figures come from --full.
 QUICK = Sizes(
-    ceiling=400,
-    small_runs=40,
-    translator_runs=10,
-    chain=100,
-    wide=300,
-    scale_runs=100,
-    latency=50,
-    control=300,
-    profile_runs=40,
-    map=100,
+    ceiling=300,
+    small_runs=30,
+    translator_runs=8,
+    chain=60,
+    wide=200,
+    scale_runs=60,
+    latency=40,
+    control=200,
+    profile_runs=30,
+    map=60,
 )
 FULL = Sizes(
     ceiling=10_000,
