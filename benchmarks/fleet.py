@@ -59,7 +59,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clients", type=int, default=4, help="client processes (default 4)")
     p.add_argument("--batch", type=int, default=50, help="runs per pipelined batch (default 50)")
     p.add_argument("--seconds", type=float, default=20.0, help="per cluster size (default 20)")
-    p.add_argument("--scale-json", type=Path, help="a bench-scale result (default: the newest in results/)")
+    p.add_argument(
+        "--scale-json",
+        type=Path,
+        action="append",
+        help="bench-scale result(s) to project from (repeatable; default: the newest in results/)",
+    )
     p.add_argument(
         "--real-runs", type=int, default=20, help="small workflows through a real worker (0: skip)"
     )
@@ -354,6 +359,14 @@ def newest_scale(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _load_scales(paths: list[Path]) -> dict[str, Any]:
+    """The brokers of several bench-scale results, as one."""
+    brokers: list[dict[str, Any]] = []
+    for path in paths:
+        brokers += json.loads(path.read_text()).get("brokers", [])
+    return {"brokers": brokers}
+
+
 def project(cluster_runs: list[dict[str, Any]], scale: dict[str, Any] | None) -> dict[str, Any]:
     """Cores for GOAL_TASKS in GOAL_SECONDS, from CPU per task measured on this machine."""
     rate = GOAL_TASKS / GOAL_SECONDS
@@ -557,8 +570,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.render:  # with --scale-json: the projection again, from that scale result
         data: dict[str, Any] = json.loads(args.render.read_text())
         if args.scale_json:
-            data["scale_source"] = str(args.scale_json)
-            data["projection"] = project(data["clusters"], json.loads(args.scale_json.read_text()))
+            data["scale_source"] = [str(p) for p in args.scale_json]
+            data["projection"] = project(data["clusters"], _load_scales(args.scale_json))
             args.render.write_text(json.dumps(data, indent=2, default=str) + "\n")
         args.render.with_suffix(".md").write_text(markdown(data))
         return data
@@ -586,9 +599,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"real workflows on a 3-master cluster: {args.real_runs}", flush=True)
         out["real_runs"] = real_runs(args.real_runs)
         print(f"  {out['real_runs']}", flush=True)
-    scale_path = args.scale_json or newest_scale(args.out)
-    scale = json.loads(scale_path.read_text()) if scale_path and scale_path.exists() else None
-    out["scale_source"] = str(scale_path) if scale else None
+    newest = newest_scale(args.out)
+    paths = args.scale_json or ([newest] if newest else [])
+    scale = _load_scales(paths) if paths else None
+    out["scale_source"] = [str(p) for p in paths]
     out["projection"] = project(out["clusters"], scale)
     out["duration_s"] = round(time.monotonic() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -280,7 +280,9 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
 
         marks.append(snapshot("start"))
         last_progress, next_sample = time.monotonic(), 0.0
-        pipe_batch = 500
+        # Poll the oldest unfinished run first, in growing batches (as harness.Waiter): one HGET while it
+        # runs, more only once it finished -- polling must not be a visible share of the tracker's CPU.
+        batch = 1
         stop_at = t0 + args.max_minutes * 60 if args.max_minutes else float("inf")
         while done < len(ids) or (len(ids) < runs and not STOP and time.monotonic() < stop_at):
             # top the window up
@@ -297,7 +299,7 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
             # advance the finished prefix
             advanced = 0
             while done < len(ids):
-                chunk = ids[done : done + pipe_batch]
+                chunk = ids[done : done + batch]
                 pipe = r.pipeline(transaction=False)
                 for run_id in chunk:
                     pipe.hget(keys.run(run_id), "status")
@@ -315,7 +317,9 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
                         progress(marks)
                 advanced += lead
                 if lead < len(chunk):
+                    batch = 1
                     break
+                batch = min(batch * 4, 500)
             if advanced:
                 last_progress = time.monotonic()
             elif time.monotonic() - last_progress > STALL_S:
