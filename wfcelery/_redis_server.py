@@ -4,6 +4,7 @@ throwaway Redis Cluster on loopback (tests and the fleet benchmark)."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -97,9 +98,6 @@ class RedisServer:
 
 def free_cluster_ports(n: int) -> list[int]:
     """``n`` ports that are free together with their cluster bus port (port + 10000, below 65536)."""
-    import random
-    import socket
-
     ports: list[int] = []
     while len(ports) < n:
         port = random.randint(20000, 50000)
@@ -131,6 +129,13 @@ class ClusterServer:
         return f"redis://127.0.0.1:{self.ports[0]}"
 
     def start(self) -> ClusterServer:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # no redis-server left behind by a cluster that did not come up
+            raise
+
+    def _start(self) -> ClusterServer:
         for port in self.ports:
             cmd = [
                 self.server,
