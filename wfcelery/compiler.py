@@ -65,6 +65,10 @@ class PlanNode:
         return not self.immutable and (len(self.parents) > 1 or (self.gather and bool(self.parents)))
 
 
+#: Fan-in children of at most this many parents get their inputs from the succeed script (Plan.fetch).
+FETCH_MAX = 32
+
+
 @dataclass(frozen=True)
 class Plan:
     name: str
@@ -82,6 +86,23 @@ class Plan:
     def releases(self) -> tuple[tuple[tuple[int, int], ...], ...]:
         """Per node: (child, number of the child's parents) -- what the succeed script counts."""
         return tuple(tuple((c, len(self.nodes[c].parents)) for c in n.children) for n in self.nodes)
+
+    @cached_property
+    def fetch(self) -> tuple[tuple[int, ...], ...]:
+        """Per node: the other parents of its fan-in children (of up to :data:`FETCH_MAX` parents), whose
+        results the succeed script returns when it releases one, so that publishing the child needs no
+        read of its own. A wider join's parents are read once, when it is released (worker.py)."""
+        out = []
+        for n in self.nodes:
+            wanted = {
+                p
+                for c in n.children
+                if 1 < len(self.nodes[c].parents) <= FETCH_MAX
+                for p in self.nodes[c].parents
+                if p != n.index
+            }
+            out.append(tuple(sorted(wanted)))
+        return tuple(out)
 
     @cached_property
     def parents(self) -> tuple[tuple[int, ...], ...]:

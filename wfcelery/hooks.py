@@ -162,6 +162,12 @@ def wrap_task_init(app: Celery) -> None:
         if parsed is None or side is None:
             return
         side.hostname = task.request.hostname or side.hostname
+        attempt = side.inline.started.get(task_id)
+        if (
+            attempt is not None
+        ):  # an inline child: succeed.lua ran its start gate (README "Inline continuation")
+            task.request.wf_attempt = attempt
+            return
         try:
             verdict = side.start(parsed, task.request.hostname or "")
         except TrackerUnavailable as e:
@@ -236,7 +242,10 @@ def _on_success(
             side, task_id, plan_header(request), error, int(getattr(request, "wf_attempt", 0) or 0)
         )
         return
-    side.report("succeeded", {"task_id": task_id, "digest": plan_header(request), "result": encoded})
+    timelimit = getattr(request, "timelimit", None) or (None, None)
+    with side.inline_scope(not any(timelimit)):  # an inline child runs inside this task's time
+        side.report("succeeded", {"task_id": task_id, "digest": plan_header(request), "result": encoded})
+    side.run_inline(request.hostname or side.hostname)
 
 
 def report_failure(

@@ -91,6 +91,9 @@ class Settings:
     #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
     #: nodes); every run's keys share one hash slot, so its Lua scripts run on one master.
     redis_cluster: bool = False
+    #: Inline continuation: how many released single children in a row a worker may run itself, right
+    #: after their parent, without a broker round trip (0: off; README "Inline continuation").
+    inline_depth: int = 0
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -124,6 +127,7 @@ class Settings:
             quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
             queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
+            inline_depth=_count(conf, "wfcelery_inline_depth"),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -135,6 +139,15 @@ def _number(conf: Any, key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigurationError(f"{key} must be a number of seconds >= 0, got {value!r}")
     return float(value)
+
+
+def _count(conf: Any, key: str) -> int:
+    value = conf.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{key} must be a whole number >= 0, got {value!r}")
+    return value
 
 
 #: Content types under which Celery accepts JSON messages.

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -127,10 +127,25 @@ class Tracker:
         result_json: str,
         children: Sequence[tuple[int, int]],
         rules: str = "",
+        fetch: Sequence[int] = (),
+        inline: int | None = None,
+        worker: str = "",
     ) -> SucceedOutcome:
         """``children``: (child index, number of its parents); ``rules``: ``Plan.rule_spec`` (then the
-        children are decided by their trigger rules and ``children`` is not needed)."""
-        args: list[Any] = [index, epoch, result_json, rules]
+        children are decided by their trigger rules and ``children`` is not needed); ``fetch``: results
+        to return (``SucceedOutcome.inputs``) when a child was released (``Plan.fetch``); ``inline``: a
+        child that ``worker`` would run itself when it is the only one released (the script then starts
+        it: ``SucceedOutcome.inline``)."""
+        fetched = ",".join(map(str, fetch))
+        args: list[Any] = [
+            index,
+            epoch,
+            result_json,
+            rules,
+            fetched,
+            "" if inline is None else inline,
+            worker,
+        ]
         if not rules:
             for child, parents in children:
                 args += (child, parents)
@@ -463,6 +478,10 @@ class SucceedOutcome:
     epoch: int
     params: dict[str, Any] | None  # only when children were released
     released: tuple[int, ...]
+    #: succeed.lua only: stored results (JSON, None for none) of the nodes asked for with ``fetch``
+    inputs: dict[int, str | None] = field(default_factory=dict)
+    #: succeed.lua only: the attempt number of the inline child it started (0: none)
+    inline: int = 0
 
     @property
     def gone(self) -> bool:
@@ -470,12 +489,16 @@ class SucceedOutcome:
 
     @classmethod
     def from_reply(cls, reply: Any) -> SucceedOutcome:
-        finish, epoch, params, released = reply
+        finish, epoch, params, released, *rest = reply
+        pairs = rest[0] if rest else []
+        inline = int(rest[1] or 0) if len(rest) > 1 else 0
         return cls(
             Finish.from_reply(finish),
             int(epoch),
             json.loads(params) if params else None,
             tuple(int(c) for c in released),
+            {int(pairs[i]): pairs[i + 1] or None for i in range(0, len(pairs), 2)},
+            inline,
         )
 
 

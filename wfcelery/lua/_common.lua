@@ -26,8 +26,23 @@ local function now_ms()
   return NOW_MS
 end
 
+-- Run-record fields the hot scripts (start, succeed) read, fetched with one HMGET by prefetch(); a
+-- prefetched field the script then writes is kept current (finish_run's status). Others: one HGET.
+local RUN = {}
+local function prefetch(...)
+  local names = {...}
+  local values = redis.call('HMGET', K_RUN, unpack(names))
+  for i = 1, #names do
+    RUN[names[i]] = values[i] or false
+  end
+end
+
 local function run_field(name)
-  return redis.call('HGET', K_RUN, name)
+  local v = RUN[name]
+  if v == nil then
+    return redis.call('HGET', K_RUN, name)
+  end
+  return v
 end
 
 -- Fields written once at submit, read at most once per call.
@@ -35,11 +50,14 @@ local CONST = {}
 local function const(name)
   local v = CONST[name]
   if v == nil then
-    v = redis.call('HGET', K_RUN, name)
+    v = run_field(name)
     CONST[name] = v
   end
   return v
 end
+
+-- The run's 'done' counter as this call last wrote it (nil: not written by this call).
+local DONE = nil
 
 local function rel_now()
   return now_ms() - tonumber(const('created'))
@@ -82,7 +100,7 @@ local function settle(idx, n, code)
   n.fi = tostring(rel_now())
   put_node(idx, n)
   redis.call('HINCRBY', K_RUN, COUNTER[code], 1)
-  redis.call('HINCRBY', K_RUN, 'done', 1)
+  DONE = redis.call('HINCRBY', K_RUN, 'done', 1)
   event(idx, code, n.e)
 end
 
@@ -146,7 +164,7 @@ end
 local function unsettle(code)
   if TERMINAL[code] then
     redis.call('HINCRBY', K_RUN, COUNTER[code], -1)
-    redis.call('HINCRBY', K_RUN, 'done', -1)
+    DONE = redis.call('HINCRBY', K_RUN, 'done', -1)
   end
 end
 
@@ -168,6 +186,9 @@ end
 -- End the run once. Returns {status, callback-or-false, epoch} for the caller (callback, worker gate).
 local function finish_run(status)
   redis.call('HSET', K_RUN, 'status', status, 'finished', now_ms())
+  if RUN['status'] ~= nil then
+    RUN['status'] = status
+  end
   redis.call('DEL', K_DEPS)
   event('run', status, run_field('epoch'))
   -- APPEND grows the log's buffer by doubling; rewrite the finished log once to drop the slack (~30%)
@@ -186,12 +207,13 @@ local function maybe_finish()
   if run_field('status') ~= 'RUNNING' then
     return false
   end
-  local c = redis.call('HMGET', K_RUN, 'done', 'n_F', 'n_X')
-  if tonumber(c[1]) < tonumber(const('total')) then
+  local done = DONE or tonumber(redis.call('HGET', K_RUN, 'done'))
+  if done < tonumber(const('total')) then
     return false
   end
+  local c = redis.call('HMGET', K_RUN, 'n_F', 'n_X')
   -- SKIPPED alone does not fail a run (a false condition); a skip caused by a failure comes with an F or X
-  local bad = tonumber(c[2] or 0) + tonumber(c[3] or 0)
+  local bad = tonumber(c[1] or 0) + tonumber(c[2] or 0)
   return finish_run(bad > 0 and 'FAILED' or 'SUCCEEDED')
 end
 

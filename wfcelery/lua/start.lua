@@ -6,6 +6,7 @@
 -- 'done' (duplicate delivery of a finished node), 'gated' (run paused, cancelled or failed), 'running'
 -- (the node is RUNNING in this epoch: a duplicate delivery).
 local idx, epoch, worker = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+prefetch('status', 'created', 'maxlen', 'w:' .. worker)
 local status = run_field('status')
 if not status then
   return 'gone'
@@ -22,7 +23,8 @@ if status ~= 'RUNNING' then
   touch_if_finished(status)
   return 'gated'
 end
-if n.s == 'R' and redis.call('HGET', K_RUN, 'w:' .. worker) ~= n.w then
+local wid = run_field('w:' .. worker)
+if n.s == 'R' and wid ~= n.w then
   -- Another delivery of a message that runs on another worker now (a broker redelivery past its
   -- visibility timeout, a duplicate publish): never a second, concurrent body. If that worker is gone, the
   -- reconciler re-publishes the node under a new epoch. On this same worker the main process already
@@ -35,7 +37,6 @@ n.a = n.a + 1
 n.st = tostring(rel_now())
 n.fi = ''
 -- Workers are numbered once per run ('w:<hostname>' -> number) so each node stores a short number.
-local wid = redis.call('HGET', K_RUN, 'w:' .. worker)
 if not wid then
   wid = redis.call('HINCRBY', K_RUN, 'nw', 1)
   redis.call('HSET', K_RUN, 'w:' .. worker, wid)

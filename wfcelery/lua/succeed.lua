@@ -2,15 +2,22 @@
 -- children whose parents have all succeeded (only while the run is RUNNING; resume re-plans the rest).
 -- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON result (not stored when 'null')
 -- ARGV[4] the plan's trigger-rule SPEC as JSON (see _common.lua), or '' for a plan without rules/conditions
--- ARGV[5..] child index, number of its parents, child index, number of its parents, ... (plain plans)
--- Returns {finish, run epoch, params, {released child indexes...}}  (tracker.SucceedOutcome)
+-- ARGV[5] node indexes whose results to return when a child is released ('i,j,...', or ''; Plan.fetch)
+-- ARGV[6] inline continuation: the child this worker would run itself if it is the only one released, or ''
+-- ARGV[7] this worker's hostname (for the inline child's start)
+-- ARGV[8..] child index, number of its parents, child index, number of its parents, ... (plain plans)
+-- Returns {finish, run epoch, params, {released child indexes...}, {index, result or false, ...}, inline}
+--   (tracker.SucceedOutcome; the 5th: the results ARGV[5] asked for, only when children were released;
+--   inline: the attempt number of the ARGV[6] child when this script also started it -- the start gate of
+--   start.lua, in the same atomic step: the run is RUNNING and the child RUNNING on this worker -- else false)
 --   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
 --   params: the run's params JSON when children were released (they need it), else false.
 --   A stale or duplicate report writes nothing and returns {false, 0, false, {}}; a report of a deleted
 --   run (cleaned up or expired) writes nothing and returns {false, -1, false, {}}.
 -- The worker builds the released children's arguments: a one-parent child gets this node's result; a
--- fan-in child's parents all stored theirs before it could be released (one HMGET by the worker).
+-- fan-in child's parents all stored theirs before it could be released: this script returns them (ARGV[5]).
 local idx, epoch = ARGV[1], tonumber(ARGV[2])
+prefetch('status', 'epoch', 'created', 'maxlen', 'total', 'params', 'policy', 'w:' .. ARGV[7])
 if not run_field('status') then
   return {false, -1, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
 end
@@ -37,7 +44,7 @@ if status == 'RUNNING' and node and ARGV[4] ~= '' then
     cascade(spec, node, 'bad', run_epoch, released)
   end
 elseif status == 'RUNNING' and node then
-  for i = 5, #ARGV, 2 do
+  for i = 8, #ARGV, 2 do
     local child, parents = ARGV[i], tonumber(ARGV[i + 1])
     local ready = parents == 1 or redis.call('HINCRBY', K_DEPS, child, 1) >= parents
     if ready then
@@ -56,6 +63,35 @@ elseif status == 'RUNNING' and node then
   end
 end
 local params = #released > 0 and (const('params') or '{}')  -- only when children were released
+local inputs = {}
+if #released > 0 and ARGV[5] ~= '' then
+  local wanted = {}
+  for i in string.gmatch(ARGV[5], '[^,]+') do
+    table.insert(wanted, i)
+  end
+  local values = redis.call('HMGET', K_RESULTS, unpack(wanted))
+  for i = 1, #wanted do
+    table.insert(inputs, wanted[i])
+    table.insert(inputs, values[i] or false)
+  end
+end
+local inline = false
+if ARGV[6] ~= '' and #released == 1 and released[1] == tonumber(ARGV[6]) and status == 'RUNNING' then
+  local c = get_node(ARGV[6])
+  c.s = 'R'
+  c.a = c.a + 1
+  c.st = tostring(rel_now())
+  c.fi = ''
+  local wid = run_field('w:' .. ARGV[7])
+  if not wid then
+    wid = redis.call('HINCRBY', K_RUN, 'nw', 1)
+    redis.call('HSET', K_RUN, 'w:' .. ARGV[7], wid)
+  end
+  c.w = wid
+  put_node(ARGV[6], c)
+  event(ARGV[6], 'R', c.e)
+  inline = c.a
+end
 local finish = maybe_finish()
 touch_if_finished(status)
-return {finish, run_epoch, params, released}
+return {finish, run_epoch, params, released, inputs, inline}

@@ -1,0 +1,149 @@
+"""The hot path's tracker round trips, counted on the wire: a real worker whose tracker client counts every
+request it sends to the real Redis from the threads that run tasks (the start gate before the body and the
+success report after it run there; the worker's services -- heartbeat, reconciler, message filter -- run
+in threads of their own and are not counted).
+
+Budget (README "Performance"): two per node -- start.lua before the body, succeed.lua after it, which also
+returns what a released fan-in child needs -- plus, once per run, the plan's refresh when the run ends.
+A regression to a third call per node (an HMGET of fan-in arguments, a separate read) fails here. With
+inline continuation (``wfcelery_inline_depth``) a chain costs one per node: the parent's succeed.lua also
+starts the child, which the worker runs right away.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any, ClassVar
+
+import pytest
+import redis
+
+from tests.helpers import counts, in_thread_worker, wait_for
+from wfcelery import NodeStatus, RunStatus, Workflow
+from wfcelery.tracker import Tracker
+
+
+class CountingConnection(redis.Connection):
+    """A redis-py connection that records each request sent from a task-running (pool) thread."""
+
+    log: ClassVar[list[str]] = []
+    lock = threading.Lock()
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        self._name = str(args[0])
+        super().send_command(*args, **kwargs)
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if threading.current_thread().name.startswith("ThreadPoolExecutor"):
+            name, self._name = getattr(self, "_name", "PIPELINE"), "PIPELINE"
+            with self.lock:
+                self.log.append(name)
+        super().send_packed_command(command, check_health)
+
+
+def _workflow() -> Workflow:
+    wf = Workflow("round-trips")
+    a = wf.add("a", "proj.add", args=[1])
+    b = wf.add("b", "proj.add", args=[2], after=[a])
+    c = wf.add("c", "proj.add", args=[3], after=[b])  # a chain: one parent each
+    x = wf.add("x", "proj.add", args=[10])
+    wf.add("join", "proj.total", after=[c, x])  # a fan-in: gets [c's result, x's result]
+    return wf
+
+
+def test_two_tracker_round_trips_per_node(app: Any, engine: Any, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True, connection_class=CountingConnection)
+    side = app._wfcelery_worker
+    side.__dict__["tracker"] = Tracker(engine.settings, client=client)  # the worker's tracker only
+    wf = _workflow()
+    with in_thread_worker(app):
+        engine.submit(wf).wait(timeout=30)  # warm: the worker caches the plan (one GET per plan and process)
+        CountingConnection.log.clear()
+        run = engine.submit(wf)
+        results = run.wait(timeout=30)
+    calls = Counter(CountingConnection.log)
+    nodes = len(wf.nodes)
+    assert run.state().status is RunStatus.SUCCEEDED
+    assert results["join"] == 16  # the fan-in got both parents' results from succeed.lua
+    assert calls == Counter({"EVALSHA": 2 * nodes, "EXPIRE": 1}), calls  # start + succeed per node
+
+
+def _counted_worker_tracker(app: Any, engine: Any, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True, connection_class=CountingConnection)
+    app._wfcelery_worker.__dict__["tracker"] = Tracker(engine.settings, client=client)
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)
+def test_inline_chain_one_round_trip_per_node(app: Any, engine: Any, redis_url: str) -> None:
+    _counted_worker_tracker(app, engine, redis_url)
+    wf = Workflow("inline-chain")
+    wf.add("n0", "proj.add", args=[1])
+    for i in range(1, 6):
+        wf.add(f"n{i}", "proj.add", args=[i], after=[f"n{i - 1}"])
+    with in_thread_worker(app):
+        engine.submit(wf).wait(timeout=30)  # warm the plan cache
+        CountingConnection.log.clear()
+        run = engine.submit(wf)
+        results = run.wait(timeout=30)
+    nodes = len(wf.nodes)
+    state = run.state()
+    assert state.status is RunStatus.SUCCEEDED
+    assert results["n5"] == 1 + sum(range(1, 6))  # each child got its parent's result
+    assert all(n.attempts == 1 for n in state.nodes.values())
+    # the first node's start, then one succeed.lua per node (each one also starts the next node)
+    assert Counter(CountingConnection.log) == Counter({"EVALSHA": nodes + 1, "EXPIRE": 1})
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)
+def test_pause_refuses_the_next_inline_child(app: Any, engine: Any, r: Any, uid: str) -> None:
+    key = f"{uid}:go"
+    wf = Workflow("inline-pause")
+    wf.add("a", "proj.count")
+    wf.add("b", "proj.count_block", args=[key], after=["a"], immutable=True)  # runs inline after a
+    wf.add("c", "proj.count", after=["b"], immutable=True)
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        wait_for(lambda: run.state().nodes["b"].status is NodeStatus.RUNNING, message="b RUNNING")
+        assert run.pause().status is RunStatus.PAUSED
+        r.rpush(key, "go")
+        wait_for(lambda: run.state().nodes["b"].status is NodeStatus.SUCCEEDED, message="b SUCCEEDED")
+        state = run.state()  # b's succeed.lua saw the pause: c was neither released nor started
+        assert state.status is RunStatus.PAUSED
+        assert state.nodes["c"].status is NodeStatus.PENDING
+        assert counts(r, app, run.id) == {"a": 1, "b": 1}
+        run.resume()
+        run.wait(timeout=30)
+    assert counts(r, app, run.id) == {"a": 1, "b": 1, "c": 1}
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)
+def test_inline_children_send_task_events(app: Any, engine: Any) -> None:
+    """What Flower sees of a continued child: task-received, task-started, task-succeeded under its own
+    task id and name (no task-sent: no message was published)."""
+    seen: list[dict[str, Any]] = []
+    with app.connection_for_read() as conn:
+        receiver = app.events.Receiver(conn, handlers={"*": seen.append})
+        listening = threading.Thread(target=receiver.capture, kwargs={"limit": None}, daemon=True)
+        listening.start()
+        try:
+            wf = Workflow("inline-events")
+            wf.add("a", "proj.add", args=[1])
+            wf.add("b", "proj.add", args=[2], after=["a"])
+            with in_thread_worker(app):
+                run = engine.submit(wf)
+                run.wait(timeout=30)
+                child = f"{run.id}-1-0"  # node b, epoch 0
+
+                def kinds() -> set[str]:
+                    return {e["type"] for e in list(seen) if e.get("uuid") == child}
+
+                wait_for(lambda: "task-succeeded" in kinds(), message="b's task-succeeded event")
+        finally:
+            receiver.should_stop = True
+            listening.join(10)
+    events = {e["type"]: e for e in list(seen) if e.get("uuid") == child}
+    assert {"task-received", "task-started", "task-succeeded"} <= set(events)
+    assert "task-sent" not in events
+    assert events["task-received"]["name"] == "proj.add"
+    assert run.state().nodes["b"].attempts == 1
