@@ -83,6 +83,37 @@ def _plan() -> Plan:
     return compile_workflow(small_workflow().validate())
 
 
+class _Recorded(Exception):
+    pass
+
+
+def recorded(method: Any, *args: Any) -> tuple[str, str, list[Any]]:
+    """(script, run id, ARGV) of a Tracker method's call, built by the method itself, without running it:
+    the benchmark pipelines exactly the calls a worker makes, whatever their arguments look like."""
+    tracker = method.__self__
+    calls: list[tuple[str, str, list[Any]]] = []
+
+    def capture(name: str, run_id: str, argv: Any) -> Any:
+        calls.append((name, run_id, list(argv)))
+        raise _Recorded
+
+    tracker._run_script = capture  # an instance attribute shadows the method for this call only
+    try:
+        method(*args)
+    except _Recorded:
+        pass
+    finally:
+        del tracker._run_script
+    return calls[0]
+
+
+def _fetch(plan: Plan, index: int) -> tuple[Any, ...]:
+    """The worker's ``fetch`` argument to succeed (results a released fan-in child needs), where the plan
+    has it (issue 15)."""
+    fetch = getattr(plan, "fetch", None)
+    return (fetch[index],) if fetch is not None else ()
+
+
 def _client(url: str, seconds: float, batch: int, queue: Any) -> None:
     """One client process: batches of runs through create_run, start and succeed until ``seconds`` pass."""
     settings = Settings(redis_url=url, key_prefix=PREFIX, redis_cluster=True)
@@ -136,19 +167,27 @@ def _client(url: str, seconds: float, batch: int, queue: Any) -> None:
             tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
         pending = [(run_id, i, 0) for run_id in ids for i in plan.roots]
         while pending:
-            # the calls Tracker.start / Tracker.succeed make, pipelined
-            calls = [("start", run_id, [index, epoch, "fleet"]) for run_id, index, epoch in pending]
+            # the calls Tracker.start / Tracker.succeed make (as the worker calls them), pipelined
+            calls = [
+                recorded(tracker.start, run_id, index, epoch, "fleet") for run_id, index, epoch in pending
+            ]
             for (run_id, index, _), reply in zip(pending, pipelined(calls), strict=True):
                 if isinstance(reply, Exception) or not StartOutcome.from_reply(reply).run:
                     errors += 1
                     examples.append(f"start {run_id}/{index}: {reply}")
-            calls = []
-            for run_id, index, epoch in pending:
-                args: list[Any] = [index, epoch, "null", plan.rule_spec]
-                if not plan.rule_spec:
-                    for child, parents in plan.releases[index]:
-                        args += (child, parents)
-                calls.append(("succeed", run_id, args))
+            calls = [
+                recorded(
+                    tracker.succeed,
+                    run_id,
+                    index,
+                    epoch,
+                    "null",
+                    plan.releases[index],
+                    plan.rule_spec,
+                    *_fetch(plan, index),
+                )
+                for run_id, index, epoch in pending
+            ]
             released = []
             for (run_id, index, _), reply in zip(pending, pipelined(calls), strict=True):
                 if isinstance(reply, Exception):
