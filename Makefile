@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test browser screenshots bench bench-quick chaos lint clean
+.PHONY: demo test browser screenshots bench bench-quick bench-scale bench-fleet chaos lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -36,6 +36,19 @@ bench: $(VENV)/.installed
 
 bench-quick: $(VENV)/.installed
 	$(PY) -m benchmarks.run --quick
+
+# 1M no-op tasks over 100k runs of 10 nodes (30-60 minutes; not in `make test`). BENCH_SCALE_RUNS=2000 for a
+# short run; SCALE_ARGS="--broker redis --broker amqp" for RabbitMQ beside the Redis broker.
+BENCH_SCALE_RUNS ?= 100000
+SCALE_ARGS ?=
+bench-scale: $(VENV)/.installed
+	BENCH_SCALE_RUNS=$(BENCH_SCALE_RUNS) $(PY) -m benchmarks.scale $(SCALE_ARGS)
+
+# The fleet on paper: the tracker alone on a 1- and a 3-master Redis Cluster it creates, and the cores that
+# 1M tasks in 2 minutes needs (uses the newest bench-scale result). FLEET_ARGS=--help
+FLEET_ARGS ?=
+bench-fleet: $(VENV)/.installed
+	$(PY) -m benchmarks.fleet $(FLEET_ARGS)
 
 # The README's dashboard screenshots (docs/dashboard-*.png), taken in the real browser.
 screenshots: $(VENV)/.installed browser

@@ -158,6 +158,17 @@ class Workers:
                 waiting -= set(reply)
         return self
 
+    def restart(self, app: Celery, conf: dict[str, Any]) -> None:
+        """Stop the workers and start them again with this app configuration (``--conf`` replaced)."""
+        self.stop()
+        self.procs, self.hostnames = [], []
+        self.env["WFBENCH_CONF"] = json.dumps(conf)
+        self.start(app)
+
+    def conf(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.env["WFBENCH_CONF"])
+        return result
+
     def pids(self) -> list[int]:
         """Every worker process: main processes and their pool children."""
         out: list[int] = []

@@ -144,8 +144,20 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
                 0.9,
             )
             _cpu_estimate(found, wf_side, ceiling)
+        lean = _side(out, "ceiling", "celery_ignore_result")
+        if lean:
+            wf_rate, top = wf_side["tasks_per_s"], lean["tasks_per_s"]
+            add(
+                "small_vs_ignore_result_ceiling",
+                "Small workflows: wfcelery tasks/s vs ignore_result ceiling (no-op group, no result keys)",
+                round(wf_rate / top, 3) if wf_rate and top else None,
+                ">=",
+                0.85,
+            )
+            _cpu_estimate(found, wf_side, lean)
     chain = _scenario(out, "long_chain")
     if chain:
+        sides = chain["sides"]
         add(
             "long_chain",
             "Long chain: wfcelery tasks/s vs plain chain",
@@ -153,7 +165,45 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
             ">=",
             10.0,
         )
-        _cpu_estimate(found, chain["sides"]["wfcelery"], chain["sides"]["celery"])
+        _cpu_estimate(found, sides["wfcelery"], sides["celery"])
+        if "celery_reference" in sides:
+            add(
+                "long_chain_vs_reference",
+                "Long chain: wfcelery tasks/s vs the fastest Celery chain (self-publishing no-op)",
+                chain["ratios"].get("vs_reference"),
+                ">=",
+                0.9,
+            )
+            _cpu_estimate(found, sides["wfcelery"], sides["celery_reference"])
+        if "wfcelery_inline" in sides:
+            depth = sides["wfcelery_inline"].get("inline_depth")
+            if sides["wfcelery_inline"].get("setting_known") is False:
+                depth = f"{depth} (setting unknown to this wfcelery: no effect)"
+            add(
+                "long_chain_inline_vs_reference",
+                f"Long chain, wfcelery_inline_depth={depth}: tasks/s vs the fastest Celery chain",
+                chain["ratios"].get("inline_vs_reference"),
+                ">=",
+                0.9,
+            )
+            add(
+                "long_chain_inline",
+                f"Long chain, wfcelery_inline_depth={depth}: tasks/s vs plain chain",
+                chain["ratios"].get("inline_vs_chain"),
+                ">=",
+                10.0,
+            )
+    lat = _side(out, "latency", "wfcelery")
+    if lat is not None:
+        add(
+            "latency_median",
+            "Latency parent end -> child start, median (ms)",
+            lat.get("median_ms"),
+            "<=",
+            1.0,
+            "ms",
+        )
+        add("latency_p99", "Latency parent end -> child start, p99 (ms)", lat.get("p99_ms"), "<=", 3.0, "ms")
     scale = _scenario(out, "scale")
     if scale:
         p = scale["projection"] or {}
@@ -203,6 +253,10 @@ def _n(value: Any, digits: int = 0) -> str:
     if isinstance(value, int | float):
         return f"{value:,.0f}" if abs(value) >= 100 or digits == 0 else f"{value:,.2f}"
     return str(value)
+
+
+def _x(value: float | None) -> str:
+    return f"{value:.2f}x" if value else "-"
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -329,6 +383,24 @@ def _throughput_md(out: dict[str, Any]) -> list[str]:
                 _fail(wf, cel),
             ]
         )
+        for extra, d in sc["sides"].items():
+            if extra in ("wfcelery", "celery"):
+                continue
+            label = EXTRA_SIDES.get(extra, extra)
+            wf_col = extra.startswith("wfcelery")
+            vs = _ratio_of(d.get("tasks_per_s"), cel.get("tasks_per_s")) if wf_col else None
+            rows.append(
+                [
+                    f"... {label}",
+                    _n(d.get("tasks_per_s")) if wf_col else "",
+                    "" if wf_col else _n(d.get("tasks_per_s")),
+                    f"{vs:.2f}x" if vs else "",
+                    "",
+                    "",
+                    "",
+                    _fail(d),
+                ]
+            )
     lines = [
         "## Throughput (end to end: first submit to last completion)",
         "",
@@ -347,6 +419,27 @@ def _throughput_md(out: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
+    chain = _scenario(out, "long_chain")
+    if chain and "vs_reference" in chain.get("ratios", {}):
+        r = chain["ratios"]
+        text = (
+            f"Long chain: wfcelery is {_x(r.get('vs_reference'))} the fastest Celery chain and "
+            f"{_x(r.get('tasks_per_s'))} plain `chain`; the reference itself is "
+            f"{_x(r.get('reference_vs_chain'))} plain `chain`."
+        )
+        if "inline_vs_reference" in r:
+            text += (
+                f" With inline continuation: {_x(r['inline_vs_reference'])} the reference, "
+                f"{_x(r.get('inline_vs_chain'))} plain `chain`."
+            )
+        lines += [text, ""]
+    ceiling = _scenario(out, "ceiling")
+    if ceiling and "ignore_result_vs_results" in ceiling.get("ratios", {}):
+        lines += [
+            f"Ceilings: the no-op group with ignore_result runs "
+            f"{_x(ceiling['ratios']['ignore_result_vs_results'])} the one that keeps result keys.",
+            "",
+        ]
     for sc in out["scenarios"]:
         for side, d in sc.get("sides", {}).items():
             if d.get("error"):
@@ -358,6 +451,18 @@ def _throughput_md(out: dict[str, Any]) -> list[str]:
                     + (f". {known}" if known else "")
                 ]
     return [*lines, ""]
+
+
+#: Labels of the sides beyond wfcelery / plain Celery (references and variants).
+EXTRA_SIDES = {
+    "celery_ignore_result": "same no-op group with ignore_result (the ceiling for nodes without result keys)",
+    "celery_reference": "fastest Celery chain: a no-op with ignore_result that publishes its own successor",
+    "wfcelery_inline": "wfcelery with inline continuation (wfcelery_inline_depth)",
+}
+
+
+def _ratio_of(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
 
 
 def _fail(*sides: dict[str, Any]) -> str:

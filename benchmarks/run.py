@@ -9,6 +9,7 @@ table and writes ``benchmarks/results/<date>[-quick].{json,md,png}`` (or into ``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import gc
 import json
@@ -66,6 +67,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra app configuration for both sides and the workers, e.g. wfcelery_celery_results=false "
         "(VALUE is read as JSON when it parses, else as a string; repeatable)",
+    )
+    p.add_argument(
+        "--inline-depth",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also run the long chain's wfcelery side with workers restarted with wfcelery_inline_depth=N "
+        "(inline continuation)",
+    )
+    p.add_argument(
+        "--broker",
+        choices=("redis", "amqp"),
+        default="redis",
+        help="amqp: RabbitMQ at --amqp-url, in a vhost of its own (rabbitmqctl; deleted after); the ceiling "
+        "scenario needs the Redis broker",
+    )
+    p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672//")
+    p.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="KEY=N",
+        help="override one size of the mode, e.g. small_runs=500 (repeatable; keys: the Sizes fields)",
     )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the json/md/png")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib)")
@@ -136,11 +160,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     full = bool(args.full)
     sizes = scenarios.FULL if full else scenarios.QUICK
+    for item in args.size:
+        key, _, value = item.partition("=")
+        if key not in sizes.__dict__ or not value.isdigit():
+            raise SystemExit(
+                f"--size expects KEY=N with KEY one of {', '.join(sizes.__dict__)}; got {item!r}"
+            )
+        sizes = dataclasses.replace(sizes, **{key: int(value)})
     wanted = args.only or list(SCENARIOS)
     workdir = make_workdir()
     server = redis_server_class()().start()
     started = time.monotonic()
     workers: Workers | None = None
+    amqp = None
     out: dict[str, Any] = {
         "mode": "full" if full else "quick",
         "date": dt.datetime.now().isoformat(timespec="seconds"),
@@ -150,19 +182,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     try:
         broker, backend = f"{server.url}/0", f"{server.url}/1"
+        if args.broker == "amqp":
+            from .scale import AmqpBroker
+
+            amqp = AmqpBroker(args.amqp_url).__enter__()
+            broker = amqp.url
         conf = parse_conf(args.conf)
         app = make_app(broker, backend, conf=conf)
         # The benchmark polls for completion; it never joins a result. Without this, every task this
         # process sends subscribes its result channel (RedisBackend.on_task_call) and nothing drains them.
         _set_task_join_will_block(True)
         settings = WorkerSettings(args.pool, args.concurrency, args.workers)
-        workers = Workers(
-            settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir, conf=conf
-        ).start(app)
+        workers = Workers(settings, broker, backend, app.conf.wfcelery_key_prefix, QUEUE, workdir, conf=conf)
+        workers.start(app)  # assigned first: workers that started before a failure are stopped below
         r_results = redis.Redis.from_url(backend, decode_responses=True)
-        r_broker = redis.Redis.from_url(broker, decode_responses=True)
+        # the Redis broker's db (the ignore_result ceiling waits for its queue to drain)
+        r_broker = redis.Redis.from_url(f"{server.url}/0", decode_responses=True)
         out["machine"]["redis_server"] = r_results.info("server")["redis_version"]
         out["settings"] = {**settings.describe(app), **{f"conf {k}": v for k, v in conf.items()}}
+        if amqp is not None:
+            out["settings"]["broker"] = amqp.describe()
+            out["broker"] = "amqp"
         print(
             f"wfcelery benchmarks ({out['mode']}), Redis {out['machine']['redis_server']} on {server.url}, "
             f"logs in {workdir}"
@@ -174,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "small": lambda: scenarios.small(bench, sizes.small_runs),
             "translator": lambda: scenarios.translator(bench, sizes.translator_runs),
             "translator_stages": lambda: scenarios.translator_stages(bench, sizes.translator_runs),
-            "long_chain": lambda: scenarios.long_chain(bench, sizes.chain),
+            "long_chain": lambda: scenarios.long_chain(bench, sizes.chain, args.inline_depth),
             "wide": lambda: scenarios.wide(bench, sizes.wide),
             "map": lambda: scenarios.map_fanout(bench, sizes.map),
             "scale": lambda: scenarios.scale(bench, sizes.scale_runs),
@@ -194,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         gc.collect()
         if workers is not None:
             workers.stop()
+        if amqp is not None:
+            amqp.__exit__(None, None, None)
         server.stop()
     out["duration_s"] = round(time.monotonic() - started, 1)
     paths = write(out, args.out, chart=not args.no_chart)
@@ -208,6 +250,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def write(out: dict[str, Any], directory: Path, chart: bool = True) -> dict[str, Any]:
     directory.mkdir(parents=True, exist_ok=True)
     stem = dt.date.today().isoformat() + ("" if out["mode"] == "full" else "-quick")
+    if out.get("broker") == "amqp":
+        stem += "-amqp"
     paths: dict[str, Any] = {"json": directory / f"{stem}.json", "md": directory / f"{stem}.md"}
     if chart:
         png = directory / f"{stem}.png"

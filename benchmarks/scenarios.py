@@ -10,7 +10,8 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import wfcelery
 from wfcelery import Workflow
 from wfcelery.canvas import translate
 from wfcelery.compiler import compile_workflow
+from wfcelery.settings import Settings
 
 from .harness import (
     Meter,
@@ -57,17 +59,19 @@ class Sizes:
     map: int
 
 
+#: In the suite (tests/integration/test_bench.py): every scenario and side, small enough for ~30 s on an idle
+#: 2-core machine -- it keeps the harness alive; the figures come from --full.
 QUICK = Sizes(
-    ceiling=2_000,
-    small_runs=200,
-    translator_runs=30,
-    chain=300,
-    wide=2_000,
-    scale_runs=1_000,
-    latency=100,
-    control=2_000,
-    profile_runs=150,
-    map=300,
+    ceiling=300,
+    small_runs=30,
+    translator_runs=8,
+    chain=60,
+    wide=200,
+    scale_runs=60,
+    latency=40,
+    control=200,
+    profile_runs=30,
+    map=60,
 )
 FULL = Sizes(
     ceiling=10_000,
@@ -135,6 +139,16 @@ class Bench:
         self.log = log
         self.noop = app.tasks["bench.noop"]
         self.stamp = app.tasks["bench.stamp"]
+
+    @contextmanager
+    def workers_with(self, extra: dict[str, Any]) -> Iterator[None]:
+        """Run the block with the workers restarted with ``extra`` app configuration (then restored)."""
+        before = self.workers.conf()
+        self.workers.restart(self.app, {**before, **extra})
+        try:
+            yield
+        finally:
+            self.workers.restart(self.app, before)
 
     def reset(self) -> None:
         self.r.flushdb()
@@ -220,6 +234,44 @@ class Bench:
 
         return submit
 
+    def submit_ignored(self, n: int) -> Submit:
+        """``n`` no-op tasks with ``ignore_result``: the last one keeps its result (one key to wait for);
+        done when that key is written and the broker holds no message of the queue, waiting or unacked."""
+
+        def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
+            sig = self.noop.s().set(ignore_result=True)
+            group(sig.clone() for _ in range(n - 1)).apply_async()
+            last = self.noop.apply_async(ignore_result=False).id
+            queue = self.app.conf.task_default_queue
+
+            def check(ids: Sequence[str]) -> list[bool]:
+                done = self.waiter.tasks_done(ids)
+                return [d and broker_drained(self.r_broker, queue) for d in done]
+
+            return [last], check
+
+        return submit
+
+    def submit_hops(self, n: int) -> Submit:
+        """One self-publishing chain of ``n`` ``bench.hop`` tasks (the fastest chain Celery can run)."""
+
+        def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
+            final_id = uuid.uuid4().hex
+            self.app.tasks["bench.hop"].apply_async((n, final_id), ignore_result=True)
+            return [final_id], self.waiter.tasks_done
+
+        return submit
+
+
+def broker_drained(r_broker: redis.Redis, queue: str) -> bool:
+    """Nothing left in the Redis broker for ``queue``: no message waiting, none delivered and unacked (the
+    workers ack late, after the task ran)."""
+    pipe = r_broker.pipeline(transaction=True)
+    pipe.llen(queue)
+    pipe.hlen("unacked")
+    waiting, unacked = pipe.execute()
+    return not waiting and not unacked
+
 
 def _timeout(tasks: int, floor: float = 120.0, rate: float = 40.0) -> float:
     return max(floor, tasks / rate)
@@ -261,16 +313,21 @@ def wide_workflow(n: int, queue_type: str | None = None, join: bool = True) -> W
 
 
 def ceiling(b: Bench, n: int) -> dict[str, Any]:
+    """Two ceilings on the same workers: no-op tasks with Celery's result keys (a plain ``group``), and the
+    same with ``ignore_result`` -- what a wfcelery node costs Celery, whose result the tracker keeps."""
+
     def submit() -> tuple[Sequence[str], Callable[[Sequence[str]], list[bool]]]:
         res = group(b.noop.s() for _ in range(n)).apply_async()
         return [r.id for r in res.results], b.waiter.tasks_done
 
     side = b.measure("celery group", n, None, submit, _timeout(n))
+    lean = b.measure("celery group, ignore_result", n, None, b.submit_ignored(n), _timeout(n))
     return {
         "name": "ceiling",
-        "title": f"Ceiling: {n:,} independent no-op tasks (plain Celery group)",
+        "title": f"Ceiling: {n:,} independent no-op tasks (plain Celery group; with and without results)",
         "params": {"tasks": n},
-        "sides": {"celery": side},
+        "sides": {"celery": side, "celery_ignore_result": lean},
+        "ratios": {"ignore_result_vs_results": _ratio(lean["tasks_per_s"], side["tasks_per_s"])},
     }
 
 
@@ -390,19 +447,46 @@ def translator_stages(b: Bench, runs: int) -> dict[str, Any]:
 # -- 3. long chain ----------------------------------------------------------------------------------------
 
 
-def long_chain(b: Bench, n: int) -> dict[str, Any]:
+def long_chain(b: Bench, n: int, inline_depth: int | None = None) -> dict[str, Any]:
+    """wfcelery's chain of ``n`` against plain ``chain`` and the reference, the fastest chain Celery can run
+    (``bench.hop``: a no-op with ignore_result publishing its own successor). ``inline_depth``: run the
+    wfcelery side again with workers restarted with ``wfcelery_inline_depth`` (inline continuation)."""
     noop = b.noop
     wf_def = chain_workflow(n)
     wf = b.measure("wfcelery", n, 1, b.submit_runs(wf_def, 1), _timeout(n, rate=10))
+    ref = b.measure("celery self-publishing no-op (reference)", n, 1, b.submit_hops(n), _timeout(n, rate=10))
     cel = b.measure(
         "celery chain", n, 1, b.submit_canvas(lambda: chain(noop.s() for _ in range(n))), _timeout(n, rate=5)
     )
+    sides = {"wfcelery": wf, "celery_reference": ref, "celery": cel}
+    ratios = {
+        "tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"]),
+        "vs_reference": _ratio(wf["tasks_per_s"], ref["tasks_per_s"]),
+        "reference_vs_chain": _ratio(ref["tasks_per_s"], cel["tasks_per_s"]),
+    }
+    if inline_depth:
+        with b.workers_with({"wfcelery_inline_depth": inline_depth}):
+            inline = b.measure(
+                f"wfcelery, wfcelery_inline_depth={inline_depth}",
+                n,
+                1,
+                b.submit_runs(wf_def, 1),
+                _timeout(n, rate=10),
+            )
+        inline["inline_depth"] = inline_depth
+        # the setting of issue 15's inline continuation: an older wfcelery ignores it (then say so)
+        inline["setting_known"] = "inline_depth" in getattr(Settings, "__dataclass_fields__", {})
+        if not inline["setting_known"]:
+            b.log("  note: this wfcelery has no wfcelery_inline_depth setting: the side ran without it")
+        sides["wfcelery_inline"] = inline
+        ratios["inline_vs_reference"] = _ratio(inline["tasks_per_s"], ref["tasks_per_s"])
+        ratios["inline_vs_chain"] = _ratio(inline["tasks_per_s"], cel["tasks_per_s"])
     return {
         "name": "long_chain",
         "title": f"Long chain: one chain of {n:,} tasks",
-        "params": {"tasks": n},
-        "sides": {"wfcelery": wf, "celery": cel},
-        "ratios": {"tasks_per_s": _ratio(wf["tasks_per_s"], cel["tasks_per_s"])},
+        "params": {"tasks": n, "inline_depth": inline_depth},
+        "sides": sides,
+        "ratios": ratios,
     }
 
 

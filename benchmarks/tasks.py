@@ -29,12 +29,14 @@ def make_app(broker: str, backend: str, prefix: str = PREFIX, conf: dict[str, An
     """``conf``: extra configuration (``--conf`` of the runner), the same in the benchmark and its workers."""
     app = Celery("bench", broker=broker, backend=backend, set_as_current=False)
     app.conf.update(
-        task_default_queue=QUEUE,
-        wfcelery_key_prefix=prefix,
-        wfcelery_redis_url=backend,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        **(conf or {}),
+        {
+            "task_default_queue": QUEUE,
+            "wfcelery_key_prefix": prefix,
+            "wfcelery_redis_url": backend,
+            "broker_connection_retry_on_startup": True,
+            "worker_hijack_root_logger": False,
+            **(conf or {}),
+        }
     )
 
     @app.task(name="bench.noop")
@@ -48,6 +50,15 @@ def make_app(broker: str, backend: str, prefix: str = PREFIX, conf: dict[str, An
         start = time.time()
         latency = start - float(prev[0]) if prev else None
         return [time.time(), latency]
+
+    @app.task(name="bench.hop", ignore_result=True)
+    def hop(left: int, final_id: str) -> None:
+        """The fastest chain Celery can run: a no-op that publishes its own successor (no result, no chain
+        payload). ``left`` hops remain including this one; the last hop gets ``final_id`` as its task id
+        and stores its result, so the benchmark has one key to wait for."""
+        if left > 1:
+            last = left == 2
+            hop.apply_async((left - 1, final_id), task_id=final_id if last else None, ignore_result=not last)
 
     @app.task(name="bench.listing")
     def listing(n: int) -> list[int]:

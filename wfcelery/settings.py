@@ -91,6 +91,9 @@ class Settings:
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
     executor: str = DEFAULT_EXECUTOR
+    #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
+    #: nodes); every run's keys share one hash slot, so its Lua scripts run on one master.
+    redis_cluster: bool = False
     #: Inline continuation: how many released single children in a row a worker may run itself, right
     #: after their parent, without a broker round trip (0: off; README "Inline continuation").
     inline_depth: int = 0
@@ -127,6 +130,7 @@ class Settings:
             quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
             queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
+            redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
         )
         return replace(settings, **overrides) if overrides else settings

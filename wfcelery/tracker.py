@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 from kombu.utils.json import loads as result_loads  # results are stored with kombu's JSON (as Celery's)
+from redis.cluster import RedisCluster
 
 from .errors import RunNotFound, TrackerError, TrackerUnavailable
 from .keys import Keys, Slot
@@ -54,17 +55,21 @@ def converted_errors(what: str) -> Iterator[None]:
 class Tracker:
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis | RedisCluster | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
+        timeouts: dict[str, Any] = {
+            "socket_connect_timeout": settings.redis_timeout or None,
+            "socket_timeout": settings.redis_timeout or None,
+        }
         # Any: redis-py's stubs cannot express decode_responses=True (every reply typed bytes | str)
-        self.client: Any = client or redis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=True,
-            health_check_interval=30,
-            socket_connect_timeout=settings.redis_timeout or None,
-            socket_timeout=settings.redis_timeout or None,
-        )
+        self.client: Any = client
+        if client is None and settings.redis_cluster:
+            self.client = RedisCluster.from_url(settings.redis_url, decode_responses=True, **timeouts)
+        elif client is None:
+            self.client = redis.Redis.from_url(
+                settings.redis_url, decode_responses=True, health_check_interval=30, **timeouts
+            )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
     # -- plans ------------------------------------------------------------------------------------------

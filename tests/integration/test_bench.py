@@ -66,7 +66,8 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
             assert data["failures"] == 0, f"{name}/{side}: {data.get('failure_examples')}"
             assert data["tasks_per_s"] > 0, f"{name}/{side}"
         expected = {
-            "ceiling": {"celery"},
+            "ceiling": {"celery", "celery_ignore_result"},
+            "long_chain": {"wfcelery", "celery_reference", "celery"},
             "scale": {"wfcelery"},
             "translator": {"wfcelery", "canvas_executor", "to_canvas", "celery"},
             "translator_stages": {"wfcelery", "canvas_executor", "to_canvas"},
@@ -85,7 +86,11 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
     assert {t["id"] for t in report["targets"]} == {
         "small_vs_celery",
         "small_vs_ceiling",
+        "small_vs_ignore_result_ceiling",
         "long_chain",
+        "long_chain_vs_reference",
+        "latency_median",
+        "latency_p99",
         "tracker_bytes",
         "projected_memory",
     }
@@ -93,6 +98,7 @@ def test_quick_benchmark_runs_every_scenario(tmp_path: Path) -> None:
     markdown = report_json.with_suffix(".md").read_text()
     assert "## Targets" in markdown
     assert "## Throughput" in markdown
+    assert "fastest Celery chain" in markdown  # the long chain's reference row and its ratios
     assert "## Executors: counters vs to_canvas" in markdown
     assert "pool=" in stdout  # the settings are printed with the results
     try:

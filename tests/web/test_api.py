@@ -223,7 +223,7 @@ def test_control_endpoints_pause_resume_cancel_retry_delete(app, engine, http, r
         r.lpush(f"{uid}:go2", 1)
         wait_for(lambda: cancel_me.state().nodes["first"].status.value == "SUCCEEDED", message="first done")
         retried = http.post(f"/api/runs/{cancel_me.id}/retry").json()
-        assert retried["status"] == "RUNNING"
+        assert retried["status"] in ("RUNNING", "SUCCEEDED")  # as for resume: the worker may be quicker
         assert retried["nodes"]["first"]["status"] == "SUCCEEDED"
         assert cancel_me.wait(timeout=20) == {"first": "released", "second": None}
     assert http.delete(f"/api/runs/{run_id}").status_code == 204

@@ -1,0 +1,46 @@
+"""The tracker on a real Redis Cluster (3 masters on loopback, created here): ``wfcelery_redis_cluster``."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+from celery import Celery
+
+from tests.helpers import in_thread_worker
+from wfcelery import Workflow
+from wfcelery._redis_server import ClusterServer
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli creates the cluster")
+
+
+@pytest.fixture
+def cluster() -> Iterator[ClusterServer]:
+    server = ClusterServer(3).start()
+    yield server
+    server.stop()
+
+
+def test_runs_succeed_with_the_tracker_on_a_3_master_cluster(
+    make_test_app: Callable[..., Celery], cluster: ClusterServer
+) -> None:
+    app = make_test_app(wfcelery_redis_cluster=True, wfcelery_redis_url=cluster.url)
+    engine = app._wfcelery_engine  # type: ignore[attr-defined]
+    wf = Workflow("clustered")
+    a = wf.add("a", "proj.add", args=[1, 2])
+    b = wf.add("b", "proj.add", kwargs={"y": 10})
+    c = wf.add("c", "proj.add", kwargs={"y": 100})
+    d = wf.add("d", "proj.total")
+    a >> [b, c] >> d
+    with in_thread_worker(app):
+        runs = [engine.submit(wf) for _ in range(8)]
+        results = [run.wait(timeout=30) for run in runs]
+    assert results == [{"a": 3, "b": 13, "c": 103, "d": 116}] * 8
+    for run in runs:
+        state = run.state()
+        assert state.status.value == "SUCCEEDED"
+        assert {n.attempts for n in state.nodes.values()} == {1}
+    # a run's keys share one slot; the runs spread over the masters
+    masters_with_runs = [n for n in cluster.nodes() if any(n.scan_iter(match="*}:run"))]
+    assert len(masters_with_runs) >= 2
