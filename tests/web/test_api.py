@@ -66,13 +66,18 @@ def test_submit_by_name_and_by_body_then_read_every_view(app, engine, serve):
         assert created.status_code == 201
         run_id = created.json()["id"]
         assert created.headers["location"] == f"/api/runs/{run_id}" == created.json()["url"]
-        other = http.post("/api/runs", json={"definition": chain("adhoc").to_dict()}).json()["id"]
+        adhoc = {"definition": chain("adhoc").to_dict()}
+        assert http.post("/api/runs", json=adhoc | {"executor": "chords"}).status_code == 422
+        other = http.post("/api/runs", json=adhoc | {"executor": "canvas"}).json()["id"]
         assert engine.run(run_id).wait(timeout=20) == {
             "extract": 7,
             "transform": 17,
             "load": {"args": [17], "kwargs": {}},
         }
         engine.run(other).wait(timeout=20)
+        assert http.get(f"/api/runs/{other}").json() | {"executor": "canvas", "status": "SUCCEEDED"} == (
+            http.get(f"/api/runs/{other}").json()
+        )
 
         state = http.get(f"/api/runs/{run_id}").json()
         assert state == json.loads(json.dumps(engine.run(run_id).state().to_dict()))  # `status --json`

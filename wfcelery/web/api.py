@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -139,6 +139,9 @@ class SubmitRequest(BaseModel):
     name: str | None = Field(None, description="A definition known to the engine (GET /api/definitions)")
     definition: dict[str, Any] | None = Field(None, description="A definition (the YAML/JSON schema)")
     params: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} placeholders")
+    executor: Literal["counters", "canvas"] | None = Field(
+        None, description="How the run is published (default: the definition's, else wfcelery_executor)"
+    )
 
 
 class Submitted(BaseModel):
@@ -205,7 +208,7 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
     else:
         assert body.definition is not None
         workflow = body.definition
-    run = engine.submit(workflow, params=body.params)
+    run = engine.submit(workflow, params=body.params, executor=body.executor)
     response.headers["Location"] = f"/api/runs/{run.id}"
     return {"id": run.id, "url": f"/api/runs/{run.id}"}
 
