@@ -129,10 +129,20 @@ def unconsumed(consumers: Consumers, node_queues: Mapping[str, str]) -> dict[str
     return out
 
 
+#: Nodes named per queue in a warning; the rest are counted ("and 9,990 more").
+NAMED_NODES = 10
+
+
 def describe(missing: Mapping[str, list[str]]) -> list[str]:
-    """One warning line per queue nobody reads, naming its nodes and the worker option that fixes it."""
+    """One warning line per queue nobody reads, naming its nodes (the first few: a 10,000-node fan-out
+    stays one readable line) and the worker option that fixes it."""
     return [
         f"no live worker consumes queue {queue!r} (node{'s' if len(nodes) > 1 else ''} "
-        f"{', '.join(nodes)}): they will wait until a worker runs with -Q {queue}"
+        f"{_names(nodes)}): they will wait until a worker runs with -Q {queue}"
         for queue, nodes in missing.items()
     ]
+
+
+def _names(nodes: list[str]) -> str:
+    named = ", ".join(nodes[:NAMED_NODES])
+    return named if len(nodes) <= NAMED_NODES else f"{named} and {len(nodes) - NAMED_NODES:,} more"
