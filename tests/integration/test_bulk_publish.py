@@ -15,20 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import rabbitmq_url
 from wfcelery import Workflow
 from wfcelery.compiler import compile_workflow
 from wfcelery.dispatch import Dispatcher
-
-
-@pytest.fixture(params=["redis", pytest.param("amqp", marks=pytest.mark.rabbitmq)])
-def broker(request: Any) -> str | None:
-    if request.param == "redis":
-        return None  # the test Redis
-    url = rabbitmq_url()
-    if url is None:
-        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
-    return url
 
 
 @pytest.fixture
