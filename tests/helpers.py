@@ -122,3 +122,20 @@ def released(r: Any, *keys: str) -> Iterator[None]:
     finally:
         for key in keys:
             r.rpush(key, "finally")
+
+
+#: What :func:`diamond` returns when it runs.
+DIAMOND_RESULTS = {"a": 3, "b": 13, "c": 103, "d": 116}
+
+
+def diamond(name: str) -> Any:
+    """``a -> [b, c] -> d`` over tests.proj's add/total: results :data:`DIAMOND_RESULTS`."""
+    from wfcelery import Workflow
+
+    wf = Workflow(name)
+    a = wf.add("a", "proj.add", args=[1, 2])
+    b = wf.add("b", "proj.add", kwargs={"y": 10})
+    c = wf.add("c", "proj.add", kwargs={"y": 100})
+    d = wf.add("d", "proj.total")
+    a >> [b, c] >> d
+    return wf

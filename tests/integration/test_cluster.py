@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from celery import Celery
 
-from tests.helpers import in_thread_worker
-from wfcelery import Workflow
+from tests.helpers import DIAMOND_RESULTS, diamond, in_thread_worker
 from wfcelery._redis_server import ClusterServer
+from wfcelery.install import engine_of
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli creates the cluster")
 
@@ -26,17 +26,13 @@ def test_runs_succeed_with_the_tracker_on_a_3_master_cluster(
     make_test_app: Callable[..., Celery], cluster: ClusterServer
 ) -> None:
     app = make_test_app(wfcelery_redis_cluster=True, wfcelery_redis_url=cluster.url)
-    engine = app._wfcelery_engine  # type: ignore[attr-defined]
-    wf = Workflow("clustered")
-    a = wf.add("a", "proj.add", args=[1, 2])
-    b = wf.add("b", "proj.add", kwargs={"y": 10})
-    c = wf.add("c", "proj.add", kwargs={"y": 100})
-    d = wf.add("d", "proj.total")
-    a >> [b, c] >> d
+    engine = engine_of(app)
+    assert engine is not None
+    wf = diamond("clustered")
     with in_thread_worker(app):
         runs = [engine.submit(wf) for _ in range(8)]
         results = [run.wait(timeout=30) for run in runs]
-    assert results == [{"a": 3, "b": 13, "c": 103, "d": 116}] * 8
+    assert results == [DIAMOND_RESULTS] * 8
     for run in runs:
         state = run.state()
         assert state.status.value == "SUCCEEDED"

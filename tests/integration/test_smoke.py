@@ -1,17 +1,11 @@
-from tests.helpers import in_thread_worker
+from tests.helpers import DIAMOND_RESULTS, diamond, in_thread_worker
 from wfcelery import Workflow
 
 
 def test_fan_out_fan_in_results(app, engine):
-    wf = Workflow("smoke")
-    a = wf.add("a", "proj.add", args=[1, 2])
-    b = wf.add("b", "proj.add", kwargs={"y": 10})
-    c = wf.add("c", "proj.add", kwargs={"y": 100})
-    d = wf.add("d", "proj.total")
-    a >> [b, c] >> d
     with in_thread_worker(app):
-        results = engine.submit(wf).wait(timeout=30)
-    assert results == {"a": 3, "b": 13, "c": 103, "d": 116}
+        results = engine.submit(diamond("smoke")).wait(timeout=30)
+    assert results == DIAMOND_RESULTS
 
 
 def test_celery_results_off_keeps_tracker_results_only(make_test_app, r):

@@ -10,7 +10,7 @@ from wfcelery.settings import Settings
 
 
 def _app(**conf: object) -> Celery:
-    app = Celery("inline", broker="memory://", set_as_current=False)
+    app = Celery("inline", broker="redis://127.0.0.1:1/0", set_as_current=False)  # never connected
     app.conf.update(wfcelery_redis_url="redis://127.0.0.1:1/0", **conf)
     return app
 
