@@ -102,10 +102,7 @@ def publish_segment(
 ) -> None:
     """Build one segment's canvas with its entries' inputs (their parents' stored results), every id
     fixed (node ids as the counters executor's), record the ids that are no node's, and apply it."""
-    results = dict(known)
-    missing = [p for p in seg.parents if p not in results]
-    if missing:
-        results.update(tracker.results(run_id, missing))
+    results = _parent_results(tracker, plan, run_id, seg.entries, known)
     inputs = {e: [results.get(p) for p in plan.nodes[e].parents] for e in seg.entries}
     names = [n.name for n in plan.nodes]
 
