@@ -125,26 +125,41 @@ def forget_results(app: Celery, ids: Iterable[str]) -> None:
             consumer.cancel_for(tid)  # type: ignore[union-attr]  # subscribed_to is the consumer's
 
 
-def forget_run_results(app: Celery) -> None:
-    """Drop this process's result subscriptions and pending result objects of wfcelery runs' tasks.
+def forget_continuation_results(app: Celery, request: Any) -> None:
+    """Drop this process's result subscriptions and pending result objects of the tasks that Celery applied
+    after ``request``'s task: the next step of its chain, its chord's body, its links.
 
     A worker that publishes a chord (Celery applies it as the next step of a chain) subscribes to every
     header result and keeps one result object each, never to be read (CELERY-NOTES: 16k per 2k
-    workflows); the worker side calls this after each task of a canvas-executor run."""
-    backend = app.backend
-    consumer = getattr(backend, "result_consumer", None)
-    prefix = getattr(backend, "task_keyprefix", b"celery-task-meta-")
-    subscribed = getattr(consumer, "subscribed_to", None) or ()
-    ours = []
-    for key in list(subscribed):
-        raw = key.decode() if isinstance(key, bytes) else str(key)
-        tid = raw[len(prefix.decode() if isinstance(prefix, bytes) else prefix) :]
-        if run_of(tid):
-            ours.append(tid)
-    for mapping in getattr(backend, "_pending_results", None) or ():
-        ours += [tid for tid in list(mapping) if isinstance(tid, str) and run_of(tid)]
+    workflows); the worker side calls this after each task of a canvas-executor run. Only the ids frozen in
+    that task's own continuation are looked at: the cost is the size of the continuation, never the number
+    of subscriptions the process holds (a worker that also runs the app's own chords keeps Celery's
+    16k), and a subscription some other code in the process waits on is left alone."""
+    ids: list[str] = []
+    _frozen_ids(getattr(request, "chain", None), ids)
+    _frozen_ids(getattr(request, "chord", None), ids)
+    _frozen_ids(getattr(request, "callbacks", None), ids)
+    ours = [tid for tid in ids if run_of(tid)]
     if ours:
         forget_results(app, ours)
+
+
+def _frozen_ids(sig: Any, out: list[str]) -> None:
+    """Collect the task ids frozen in a signature (a dict once it has crossed the broker) or a list of
+    them: its own and, for a chain, group or chord, its members' -- never walking into args or results."""
+    if isinstance(sig, list | tuple):
+        for member in sig:
+            _frozen_ids(member, out)
+        return
+    if not isinstance(sig, dict):
+        return
+    tid = (sig.get("options") or {}).get("task_id")
+    if tid:
+        out.append(str(tid))
+    if sig.get("subtask_type"):
+        kwargs = sig.get("kwargs") or {}
+        for key in ("tasks", "header", "body"):
+            _frozen_ids(kwargs.get(key), out)
 
 
 class BulkSender:

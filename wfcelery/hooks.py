@@ -26,7 +26,7 @@ from celery.exceptions import Reject
 from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
 
-from .dispatch import forget_run_results
+from .dispatch import forget_continuation_results
 from .errors import ConfigurationError, RunNotFound, TrackerUnavailable
 from .keys import parse_task_id, run_of
 from .records import RESEND_HEADER, plan_header
@@ -251,13 +251,17 @@ def _on_success(
 
 @signals.task_postrun.connect(weak=False, dispatch_uid="wfcelery.task_postrun")
 def _forget_results(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
-    """A task of a canvas-executor run may have applied a chord (the next step of its chain): Celery then
-    subscribed this process to the header results and keeps them forever (CELERY-NOTES). Drop them."""
+    """A task of a canvas-executor run may have applied a chord (the next step of its chain) or a chord's
+    body: Celery then subscribed this process to those results and keeps them forever (CELERY-NOTES).
+    Drop them. A task with no continuation (every counters-executor node) returns at the first test."""
+    request = getattr(sender, "request", None)
+    if request is None or not (request.chain or request.chord or request.callbacks):
+        return
     app = getattr(sender, "app", None)
     if not task_id or run_of(task_id) is None or app is None or worker_of(app) is None:
         return
     try:
-        forget_run_results(app)
+        forget_continuation_results(app, request)
     except Exception:  # never break a task
         logger.exception("wfcelery: could not drop result subscriptions after %s", task_id)
 

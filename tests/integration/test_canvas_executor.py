@@ -287,3 +287,17 @@ def test_no_result_subscription_is_left(app: Celery, engine: Any, r: Any) -> Non
     assert [t for m in backend._pending_results for t in m if run_of(t)] == []
     channels = [c for c in r.pubsub_channels("celery-task-meta-*") if run_of(c[len("celery-task-meta-") :])]
     assert channels == []
+
+
+def test_a_subscription_outside_the_continuation_is_left_alone(app: Celery, engine: Any) -> None:
+    """The worker drops only what a task's own continuation subscribed: a result this process waits on
+    for its own reasons -- here another run's node, which the old scan over every subscription dropped --
+    keeps its subscription, so its waiter is still woken."""
+    other = f"{'e' * 32}-0-0"
+    waited = app.AsyncResult(other)  # subscribes this process to the result's channel
+    key = app.backend.get_key_for_task(other)
+    with in_thread_worker(app):
+        engine.submit(stages("stages"), executor="canvas").wait(timeout=60)
+    assert key in app.backend.result_consumer.subscribed_to
+    app.backend.mark_as_done(other, 42)
+    assert waited.get(timeout=10) == 42
