@@ -73,13 +73,15 @@ QUICK = Sizes(
     profile_runs=30,
     map=60,
 )
+#: The scale scenario keeps 10,000 runs' worth of memory figures out of it: ``make bench-scale`` is the real
+#: 1M-task run; the translator scenarios (four sides each) compare executors, 500 runs are enough for that.
 FULL = Sizes(
     ceiling=10_000,
     small_runs=2_000,
-    translator_runs=2_000,
+    translator_runs=500,
     chain=2_000,
     wide=10_000,
-    scale_runs=10_000,
+    scale_runs=2_000,
     latency=500,
     control=10_000,
     profile_runs=300,
