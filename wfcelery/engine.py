@@ -32,12 +32,12 @@ from .errors import (
     WaitTimeout,
     WfCeleryError,
 )
-from .keys import Slot, split_slot, task_id
+from .keys import Slot, instance_slot, split_slot, task_id
 from .loader import load
 from .model import Workflow, check_executor
 from .records import Event, NodeRecord, RunRecord, new_run
 from .release import publish_instances, publish_released, revoke_canvas
-from .rules import instance_name
+from .rules import instance_name, parse_instance
 from .segments import CANVAS, has_chord
 from .settings import Settings, check_not_eager
 from .states import NodeState, NodeStatus, RunState, RunStatus
@@ -469,17 +469,33 @@ class Run:
         return RunSummary.of(self.id, self.engine.tracker.run_record(self.id))
 
     def node(self, name: str) -> NodeState:
-        """One node's state, read without the rest of the run (cheap on large runs). KeyError if unknown."""
+        """One node's state, or one instance's of a mapped node (``resize[3]``), read without the rest of
+        the run (cheap on large runs; an instance reads the run's state). KeyError if unknown."""
         plan = self.plan()
+        if name not in plan.by_name and self._slot(plan, name) is not None:
+            return self.state(check_workers=False).nodes[name]  # KeyError for an instance not (yet) made
         index = plan.by_name[name].index
         record, nodes, errors = self.engine.tracker.read_run(self.id, only=[index])
         state = build_state(self.id, record, nodes, errors, plan, self.engine.queue_of, only=[index])
         return state.nodes[name]
 
     def result(self, node: str) -> Any:
-        """The stored result of one node (None until it succeeded). Raises KeyError for an unknown node."""
-        index = self.plan().by_name[node].index
-        return self.engine.tracker.results(self.id, [index]).get(index)
+        """The stored result of one node or instance (None until it succeeded). KeyError for an unknown
+        node."""
+        slot = self._slot(self.plan(), node)
+        if slot is None:
+            raise KeyError(node)
+        return self.engine.tracker.results(self.id, [slot]).get(slot)
+
+    @staticmethod
+    def _slot(plan: Plan, name: str) -> Slot | None:
+        """Where ``name`` -- a node, or an instance ``node[i]`` of a mapped node -- is recorded."""
+        if name in plan.by_name:
+            return plan.by_name[name].index
+        parsed = parse_instance(name)
+        if parsed is None or parsed[0] not in plan.by_name or plan.by_name[parsed[0]].map is None:
+            return None
+        return instance_slot(plan.by_name[parsed[0]].index, parsed[1])
 
     def plan(self) -> Plan:
         """The compiled plan the run executes: its nodes, their parents, tasks and queues."""

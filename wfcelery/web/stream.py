@@ -32,6 +32,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..engine import Run
 from ..errors import RunNotFound
+from ..keys import split_slot
+from ..rules import instance_name
 from ..states import NodeStatus
 
 #: Seconds between two reads of the event log while nothing happens.
@@ -109,12 +111,23 @@ def _ended(run: Run) -> dict[str, Any] | None:
 
 
 def _payload(event: Any, names: list[str], created: float) -> dict[str, Any]:
-    node = event.node
-    status = event.status if node is None else NodeStatus.from_code(event.status).value
+    """A node's (or an instance's: ``resize[3]``, logged as ``"<index>:<i>"``) transition, or the run's."""
+    if event.node is None:
+        run = {"node": None, "index": None, "status": event.status}
+        return {**run, "epoch": event.epoch, "at": _at(event, created)}
+    index, instance = split_slot(event.node)
+    name = names[index] if index < len(names) else None
+    if name is not None and instance is not None:
+        name = instance_name(name, instance)
     return {
-        "node": names[node] if node is not None and node < len(names) else None,
-        "index": node,
-        "status": status,
+        "node": name,
+        "index": index,
+        **({"instance": instance} if instance is not None else {}),
+        "status": NodeStatus.from_code(event.status).value,
         "epoch": event.epoch,
-        "at": round(created + event.at_ms / 1000, 3),
+        "at": _at(event, created),
     }
+
+
+def _at(event: Any, created: float) -> float:
+    return round(created + event.at_ms / 1000, 3)
