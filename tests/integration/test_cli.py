@@ -247,6 +247,29 @@ def test_timeout_exits_3_and_watch_follows_to_the_end(
     assert "SUCCEEDED" in lines[-1]
 
 
+def test_status_and_watch_show_each_instance_of_a_mapped_node(
+    cli_app: Celery, engine: Any, tmp_path: Path
+) -> None:
+    flow = tmp_path / "mapped.yaml"
+    flow.write_text(
+        "name: mapped\ntasks:\n"
+        "  - {name: files, task: proj.add, args: [[0, 1, 2], []]}\n"
+        "  - {name: resize, task: proj.add, map: files, args: [10]}\n"
+        "  - {name: report, task: proj.total, after: [resize]}\n"
+    )
+    with in_thread_worker(cli_app):
+        run_id = invoke("submit", str(flow), "--wait", "--timeout", "30").stdout.split()[0]
+    status = invoke("status", run_id)
+    watched = invoke("watch", run_id)
+    assert status.exit_code == watched.exit_code == EXIT_OK, (status.output, watched.output)
+    for i in range(3):
+        assert any(f"resize[{i}]" in line and "SUCCEEDED" in line for line in status.stdout.splitlines())
+        assert any(f"resize[{i}]" in line and "SUCCEEDED" in line for line in watched.stdout.splitlines())
+    as_json = json.loads(invoke("status", run_id, "--json").stdout)
+    instances = {name: n["status"] for name, n in as_json["nodes"].items() if name.startswith("resize[")}
+    assert instances == {f"resize[{i}]": "SUCCEEDED" for i in range(3)}
+
+
 # -- control ---------------------------------------------------------------------------------------------
 
 

@@ -128,6 +128,21 @@ def test_flower_finds_every_task_of_a_run_by_run_id_and_node(
 
         found = wait_for(all_found, timeout=30, interval=0.3, message="flower to list the run's 4 tasks")
 
+        mapped = Workflow("flower-map")  # an instance of a mapped node is found by its own name
+        mapped.add("files", "proj.add", args=[[0, 1, 2], []])
+        mapped.add("resize", "proj.add", map="files", args=[10])
+        mapped_run = engine.submit(mapped)
+        mapped_run.wait(timeout=30)
+        instance = mapped_run.state().nodes["resize[1]"]
+
+        def instance_found() -> dict[str, Any] | None:
+            hits = flower.search(f"kwargs:wf_run={mapped_run.id} kwargs:wf_node=resize[1]")
+            return hits if hits and all(t["state"] == "SUCCESS" for t in hits.values()) else None
+
+        hits = wait_for(instance_found, timeout=30, interval=0.3, message="flower to find resize[1]")
+    assert list(hits) == [instance.task_id]
+    assert hits[instance.task_id]["result"] == "11"
+
     state = run.state()
     assert set(found) == {n.task_id for n in state.nodes.values()}
     for task_id, task in found.items():
