@@ -367,7 +367,7 @@ def _translator_md(out: dict[str, Any]) -> list[str]:
 def _throughput_md(out: dict[str, Any]) -> list[str]:
     rows = []
     for sc in out["scenarios"]:
-        if sc["name"] not in ("ceiling", "small", "long_chain", "wide", "scale", "latency"):
+        if sc["name"] not in ("ceiling", "small", "long_chain", "wide", "map", "scale", "latency"):
             continue
         wf, cel = sc["sides"].get("wfcelery", {}), sc["sides"].get("celery", {})
         ratio = sc.get("ratios", {}).get("tasks_per_s")
