@@ -485,7 +485,12 @@ class Run:
         slot = self._slot(self.plan(), node)
         if slot is None:
             raise KeyError(node)
-        return self.engine.tracker.results(self.id, [slot]).get(slot)
+        found = self.engine.tracker.results(self.id, [slot])
+        if slot in found or isinstance(slot, int):
+            return found.get(slot)
+        index, instance = split_slot(slot)  # an instance: gathered into its node's list when the map ended
+        gathered = self.engine.tracker.results(self.id, [index]).get(index)
+        return gathered[instance] if isinstance(gathered, list) and instance < len(gathered) else None
 
     @staticmethod
     def _slot(plan: Plan, name: str) -> Slot | None:

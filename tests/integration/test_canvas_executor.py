@@ -294,7 +294,8 @@ def test_a_subscription_outside_the_continuation_is_left_alone(app: Celery, engi
     for its own reasons -- here another run's node, which the old scan over every subscription dropped --
     keeps its subscription, so its waiter is still woken."""
     other = f"{'e' * 32}-0-0"
-    waited = app.AsyncResult(other)  # subscribes this process to the result's channel
+    waited = app.AsyncResult(other)
+    app.backend.add_pending_result(waited)  # what get() and then() do: subscribe to the result's channel
     key = app.backend.get_key_for_task(other)
     with in_thread_worker(app):
         engine.submit(stages("stages"), executor="canvas").wait(timeout=60)
