@@ -159,6 +159,15 @@ def register_tasks(app: Celery) -> None:
     def whoami(self: Any, *args: Any) -> str:
         return str(self.request.hostname)
 
+    @app.task(shared=False, name="proj.subscribe")
+    def subscribe(task_id: str, undo: bool = False) -> None:
+        """Subscribe this worker's result backend to a result's channel, as code waiting on it would (or
+        drop that subscription again)."""
+        if undo:
+            app.backend.result_consumer.cancel_for(task_id)
+        else:
+            app.backend.add_pending_result(app.AsyncResult(task_id))
+
     @app.task(shared=False, name="proj.callback")
     def callback(run_id: str, tag: str = "") -> None:
         _probe(app).rpush(f"{prefix}:callbacks", f"{tag}:{run_id}")

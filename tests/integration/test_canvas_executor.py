@@ -8,6 +8,7 @@ that pause, cancel, retry, fail_fast and continue keep their counters-executor m
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -289,16 +290,17 @@ def test_no_result_subscription_is_left(app: Celery, engine: Any, r: Any) -> Non
     assert channels == []
 
 
-def test_a_subscription_outside_the_continuation_is_left_alone(app: Celery, engine: Any) -> None:
-    """The worker drops only what a task's own continuation subscribed: a result this process waits on
-    for its own reasons -- here another run's node, which the old scan over every subscription dropped --
-    keeps its subscription, so its waiter is still woken."""
-    other = f"{'e' * 32}-0-0"
-    waited = app.AsyncResult(other)
-    app.backend.add_pending_result(waited)  # what get() and then() do: subscribe to the result's channel
-    key = app.backend.get_key_for_task(other)
-    with in_thread_worker(app):
+def test_a_subscription_outside_the_continuation_is_left_alone(app: Celery, engine: Any, r: Any) -> None:
+    """The worker drops only what a task's own continuation subscribed: a result that code in the worker
+    waits on for its own reasons -- here another run's node, which the old scan over every subscription
+    dropped -- keeps its channel on the Redis server."""
+    other = f"{uuid.uuid4().hex}-0-0"
+    channel = f"celery-task-meta-{other}"
+    queue = app.conf.task_default_queue
+    with in_thread_worker(app, pool="solo", concurrency=1):  # one thread: one result backend for all tasks
+        app.send_task("proj.subscribe", args=[other], queue=queue)
+        wait_for(lambda: r.pubsub_channels(channel), message="the worker subscribed to the channel")
         engine.submit(stages("stages"), executor="canvas").wait(timeout=60)
-    assert key in app.backend.result_consumer.subscribed_to
-    app.backend.mark_as_done(other, 42)
-    assert waited.get(timeout=10) == 42
+        assert r.pubsub_channels(channel) == [channel]
+        app.send_task("proj.subscribe", args=[other], kwargs={"undo": True}, queue=queue)
+        wait_for(lambda: not r.pubsub_channels(channel), message="the worker unsubscribed")

@@ -130,4 +130,4 @@ def _payload(event: Any, names: list[str], created: float) -> dict[str, Any]:
 
 
 def _at(event: Any, created: float) -> float:
-    return round(created + event.at_ms / 1000, 3)
+    return round(created + int(event.at_ms) / 1000, 3)
