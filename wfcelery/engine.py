@@ -490,7 +490,9 @@ class Run:
             return found.get(slot)
         index, instance = split_slot(slot)  # an instance: gathered into its node's list when the map ended
         gathered = self.engine.tracker.results(self.id, [index]).get(index)
-        return gathered[instance] if isinstance(gathered, list) and instance < len(gathered) else None
+        if instance is None or not isinstance(gathered, list) or instance >= len(gathered):
+            return None
+        return gathered[instance]
 
     @staticmethod
     def _slot(plan: Plan, name: str) -> Slot | None:
