@@ -14,7 +14,7 @@ broker ``visibility_timeout`` against the longest time limit; ``acks_late`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,6 +260,13 @@ def _clock(engine: Engine) -> Finding:
         after = _redis_time(engine)
     except Exception as e:
         return Finding("clock", None, f"cannot compare clocks: {type(e).__name__}: {e}")
+    return clock_finding(replies, before, after)
+
+
+def clock_finding(replies: Mapping[str, Any], before: float, after: float) -> Finding:
+    """Judge the workers' ``wfcelery_clock`` replies (``{worker: {"time": seconds}}``), asked between the
+    Redis times ``before`` and ``after``: a worker more than :data:`MAX_CLOCK_SKEW` outside that window
+    is a finding."""
     times = {w: float(r["time"]) for w, r in replies.items() if isinstance(r, dict) and r.get("time")}
     if not times:
         return Finding("clock", True, "no worker answered wfcelery_clock (workers without wfcelery?)")

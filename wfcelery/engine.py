@@ -60,6 +60,7 @@ class RunSummary:
 
     @classmethod
     def of(cls, run_id: str, r: RunRecord) -> RunSummary:
+        """The summary of a stored run record (times in seconds, as ``time.time()``)."""
         return cls(run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done)
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,20 +195,30 @@ class Engine:
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
-            self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
+            created_plan = self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
             try:
                 roots = [(i, 0) for i in plan.roots]
                 finishes = publish_released(
                     self.tracker, self.dispatch, plan, run_id, roots, resolved, producer=producer
                 )
             except Exception:
-                self.tracker.delete_run(run_id)  # nothing ran: leave no trace
+                self._discard(run_id, plan.digest if created_plan else None)
                 raise
         for finish in finishes:  # every root skipped by its condition, and nothing else to run
             self._ended(run_id, finish)
         run = Run(self, run_id)
         run.warnings = warnings
         return run
+
+    def _discard(self, run_id: str, plan_digest: str | None) -> None:
+        """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan
+        goes too when this submit created it (``plan_digest``). A run of the same definition submitted
+        in between would lose it, but its publish meets the same broker and most likely fails as well.
+        A failed cleanup is logged: the caller re-raises the publish error, which says what went wrong."""
+        try:
+            self.tracker.delete_run(run_id, plan_digest)
+        except WfCeleryError as e:
+            logger.warning("wfcelery: could not delete run %s after its publish failed: %s", run_id, e)
 
     def _check_workers(self, plan: Plan, require: bool) -> list[str]:
         consumers = self.consumers.get()

@@ -23,6 +23,8 @@ from typing import Any
 
 
 class NodeStatus(str, Enum):
+    """Where one node (or instance of a mapped node) is; the module docstring draws the moves."""
+
     PENDING = "PENDING"
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
@@ -39,6 +41,7 @@ class NodeStatus(str, Enum):
 
     @classmethod
     def from_code(cls, code: str) -> NodeStatus:
+        """The status whose one-letter Redis form is ``code`` (the inverse of :attr:`code`)."""
         return _NODE_BY_CODE[code]
 
     @property
@@ -51,6 +54,8 @@ class NodeStatus(str, Enum):
 
 
 class RunStatus(str, Enum):
+    """Where a whole run is: RUNNING or PAUSED until it ends SUCCEEDED, FAILED or CANCELLED."""
+
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
     SUCCEEDED = "SUCCEEDED"

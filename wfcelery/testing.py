@@ -73,6 +73,7 @@ class WorkflowOutcome:
 
     @property
     def succeeded(self) -> bool:
+        """True when the run ended SUCCEEDED (shorthand for ``status is RunStatus.SUCCEEDED``)."""
         return self.state.status is RunStatus.SUCCEEDED
 
 

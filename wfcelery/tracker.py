@@ -91,19 +91,21 @@ class Tracker:
         roots: Sequence[int],
         plan_digest: str,
         plan_blob: str,
-    ) -> None:
+    ) -> bool:
         """Write the run record (``records.new_run``), its queued roots and the shared plan, in one round
-        trip."""
+        trip. Returns True when this call created the plan key: runs of one definition share it, so only
+        its creator may delete it again (:meth:`delete_run` after a submit that could not publish)."""
         k, ttl = self.keys, self.settings.run_ttl
         with converted_errors("create the run"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2)
+            pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
+            pipe.expire(k.plan(plan_digest), ttl * 2)  # a plan already there lives as long as this run
             pipe.hset(k.run(run_id), mapping=dict(record))
             pipe.hset(k.nodes(run_id), mapping={i: NodeRecord("Q").encode() for i in roots})
             pipe.append(k.events(run_id), "".join(Event(0, i, "Q", 0).encode() for i in roots))
             pipe.zadd(k.index, {run_id: record["created"]})
             pipe.sadd(k.live, run_id)
-            pipe.execute()
+            return bool(pipe.execute()[0])
 
     def refresh_plan(self, digest: str) -> None:
         """Keep a plan alive as long as a run that uses it (called on control operations)."""
@@ -378,12 +380,19 @@ class Tracker:
             with converted_errors("prune the run index"):
                 self.client.zrem(self.keys.index, *run_ids)
 
-    def delete_run(self, run_id: str) -> None:
+    def delete_run(self, run_id: str, plan_digest: str | None = None) -> None:
+        """Delete every key of the run and its entries in the index, the gate and the live set.
+
+        ``plan_digest``: also delete that plan. Only a submit whose publish failed passes it, and only
+        when its own :meth:`create_run` created the plan: other runs of the definition share the key."""
         with converted_errors(f"delete run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
             pipe.delete(*self.keys.run_keys(run_id))
             pipe.zrem(self.keys.index, run_id)
             pipe.hdel(self.keys.gate, run_id)
+            pipe.srem(self.keys.live, run_id)
+            if plan_digest is not None:
+                pipe.delete(self.keys.plan(plan_digest))
             pipe.execute()
 
     # -- worker gate ------------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ def test_status_shows_how_long_a_node_waits_for_a_missing_queue(
         run_id = submitted.stdout.strip()
         refused = invoke("submit", flow, "--require-workers")
         assert_clean_error(refused, EXIT_BAD_INPUT, "require_workers")
+        checked = invoke("validate", flow)
+        assert checked.exit_code == EXIT_OK, checked.stderr
+        assert f"Warning: no live worker consumes queue 'gpu{uid}' (node train)" in checked.stderr
         wait_for(lambda: engine.run(run_id).state().nodes["train"].status.value == "QUEUED")
         status = invoke("status", run_id)
         assert "train: QUEUED 0." in status.stdout or "train: QUEUED " in status.stdout
@@ -240,7 +243,9 @@ def test_a_hung_redis_fails_within_the_redis_timeout(
         test_cli.APP = None
 
 
-def test_a_hung_broker_is_one_error(make_test_app: Any, hung_server: int, r: redis.Redis, uid: str) -> None:
+def test_a_hung_broker_is_one_error(
+    make_test_app: Any, hung_server: int, r: redis.Redis, uid: str, tmp_path: Path
+) -> None:
     app = make_test_app(
         broker=f"amqp://guest:guest@127.0.0.1:{hung_server}//",
         broker_connection_timeout=0.5,
@@ -251,6 +256,16 @@ def test_a_hung_broker_is_one_error(make_test_app: Any, hung_server: int, r: red
     with pytest.raises(BrokerUnavailable, match="cannot reach the Celery broker"):
         app._wfcelery_engine.submit(two_queues(uid))
     assert time.monotonic() - start < 10
+    assert r.keys(f"t{uid}*") == []
+    test_cli.APP = app
+    try:
+        start = time.monotonic()
+        submitted = invoke("submit", write(tmp_path, "gpu", two_queues(uid).to_dict()))
+        assert time.monotonic() - start < 10
+    finally:
+        test_cli.APP = None
+    assert_clean_error(submitted, 2, "cannot reach the Celery broker")
+    assert len(submitted.stderr.strip().splitlines()) == 1, submitted.stderr
     assert r.keys(f"t{uid}*") == []
 
 
@@ -419,6 +434,54 @@ def test_a_submit_that_cannot_publish_leaves_no_key(make_test_app: Any, r: redis
     assert r.keys("*") == []
 
 
+@pytest.fixture
+def full_broker() -> Iterator[str]:
+    """A Redis broker of the test's own that accepts connections and refuses every write (out of memory)."""
+    server = RedisServer().start()
+    try:
+        client = redis.Redis.from_url(server.url)
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)  # any write is now "OOM command not allowed"; PING still works
+        yield f"{server.url}/0"
+    finally:
+        server.stop()
+
+
+def _submit_to_a_full_broker(make_test_app: Any, full_broker: str, uid: str) -> BrokerUnavailable:
+    app = make_test_app(
+        broker=full_broker, task_publish_retry_policy={"max_retries": 0}, wfcelery_inspect_timeout=0
+    )
+    with pytest.raises(BrokerUnavailable) as err:
+        app._wfcelery_engine.submit(two_queues(uid))
+    return err.value
+
+
+def test_a_publish_refused_after_the_broker_connected_leaves_no_key(
+    make_test_app: Any, full_broker: str, r: redis.Redis, uid: str
+) -> None:
+    error = _submit_to_a_full_broker(make_test_app, full_broker, uid)
+    message = str(error)
+    assert "send the tasks of run" in message  # it failed publishing, after the run was written
+    assert "maxmemory" in message  # the broker's own reason
+    assert "\n" not in message
+    assert isinstance(error, wfcelery.WfCeleryError)
+    assert r.keys(f"t{uid}*") == []  # no run keys, no index, no live entry, no plan
+
+
+def test_a_refused_publish_keeps_the_plan_another_run_shares(
+    make_test_app: Any, full_broker: str, r: redis.Redis, uid: str
+) -> None:
+    app = make_test_app(wfcelery_inspect_timeout=0)  # a healthy broker: the run stays queued, no worker
+    first = app._wfcelery_engine.submit(two_queues(uid))
+    before = set(r.keys(f"t{uid}*"))
+    plans = [k for k in before if k.startswith(f"t{uid}:plan:")]
+    assert len(plans) == 1
+    _submit_to_a_full_broker(make_test_app, full_broker, uid)  # same definition, same plan key
+    assert set(r.keys(f"t{uid}*")) == before  # the first run's plan stays; nothing of the second
+    assert r.smembers(f"t{uid}:live") == {first.id}
+    assert r.ttl(plans[0]) > 0
+
+
 def test_the_demo_on_an_existing_redis_leaves_no_key(redis_url: str, r: redis.Redis) -> None:
     before = set(r.keys("*"))
     result = CliRunner().invoke(cli, ["demo", "--redis-url", redis_url])
@@ -456,11 +519,15 @@ def test_doctor_findings_with_fixes(make_test_app: Any, redis_url: str) -> None:
     assert findings["configuration"].ok is False  # accept_content stops everything else: the fix is named
     assert "accept_content" in findings["configuration"].fix
     app = make_test_app(
-        task_acks_late=False, broker_transport_options={"visibility_timeout": 60}, task_time_limit=300
+        task_acks_late=False,
+        task_reject_on_worker_lost=False,
+        broker_transport_options={"visibility_timeout": 60},
+        task_time_limit=300,
     )
     findings = {f.check: f for f in diagnose(app._wfcelery_engine)}
     assert findings["acks"].ok is False
-    assert "task_acks_late" in findings["acks"].message
+    assert "task_acks_late is False" in findings["acks"].message
+    assert "task_reject_on_worker_lost is False" in findings["acks"].message
     assert findings["visibility"].ok is False
     assert "'visibility_timeout': 600" in findings["visibility"].fix
     assert findings["tracker"].ok is True
