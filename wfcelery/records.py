@@ -59,8 +59,6 @@ WORKER_FIELD_PREFIX = "w:"
 #: Prefix of the run-record fields that list the ids of a published canvas segment that are no node's
 #: (``celery.accumulate`` barriers and pass-throughs): ``x:<epoch>:<first node>`` -> ids, space-separated.
 CANVAS_FIELD_PREFIX = "x:"
-
-
 #: Prefix of the run-record fields where a worker marks a node's message it dropped: ``u:<node>`` ->
 #: :class:`DroppedMark`.
 DROPPED_FIELD_PREFIX = "u:"
