@@ -68,12 +68,14 @@ def rabbitmq_url() -> str | None:
 # -- what the probe tasks recorded ----------------------------------------------------------------------
 
 
-def prefix(app: Celery) -> str:
-    return str(app.conf.wfcelery_key_prefix)
+def prefix(app: Celery | str) -> str:
+    """The app's key prefix (a prefix given as such is returned as it is)."""
+    return app if isinstance(app, str) else str(app.conf.wfcelery_key_prefix)
 
 
-def counts(r: Any, app: Celery, run_id: str) -> dict[str, int]:
-    """How many times each proj.count node ran."""
+def counts(r: Any, app: Celery | str, run_id: str) -> dict[str, int]:
+    """How many times each proj.count node ran (``app``: the app, or its key prefix, e.g. a worker
+    subprocess's)."""
     return {k: int(v) for k, v in r.hgetall(f"{prefix(app)}:count:{run_id}").items()}
 
 

@@ -335,7 +335,7 @@ def _idle_lines(run: Run, state: RunState) -> list[str]:
     """``QUEUED 4m12s: no worker consumes 'gpu'`` for each waiting node whose queue nobody reads."""
     if not state.idle_queues:
         return []
-    _, events = run.engine.tracker.events(run.id)
+    _, events = run.events()
     queued_at = {e.node: e.at_ms for e in events if e.node is not None and e.status == "Q"}
     now = time.time()
     lines = []

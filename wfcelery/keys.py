@@ -1,24 +1,25 @@
 """Every Redis key wfcelery uses is built here and nowhere else.
 
 A run's keys share the hash tag ``{<run_id>}`` so they live in one Redis Cluster slot and one Lua script
-can touch them all. The layout (and the format of every value) is described once, in the README's key
-layout ("The tracker: states, keys, memory"); values are encoded and decoded by ``records.py``::
+can touch them all. What each key holds -- every field and value format -- is described once, in the
+README's key layout ("The tracker: states, keys, memory"); values are encoded and decoded by
+``records.py``. The keys, by builder::
 
-    <prefix>:{<run>}:run       HASH    the run record
-    <prefix>:{<run>}:nodes     HASH    node index -> node record
-    <prefix>:{<run>}:deps      HASH    fan-in node index -> parents succeeded so far (only while it waits)
-    <prefix>:{<run>}:results   HASH    node index -> JSON result
-    <prefix>:{<run>}:errors    HASH    node index -> JSON {type, message, traceback} of its last failure
-    <prefix>:{<run>}:events    STRING  capped log of transitions, one line each
-    <prefix>:{<run>}:done      channel published once when the run ends
+    <prefix>:{<run>}:run       run()           the run record
+    <prefix>:{<run>}:nodes     nodes()         node records
+    <prefix>:{<run>}:deps      deps()          fan-in counts of the nodes still waiting
+    <prefix>:{<run>}:results   results()       results
+    <prefix>:{<run>}:errors    errors()        errors and skip reasons
+    <prefix>:{<run>}:events    events()        the capped transition log
+    <prefix>:{<run>}:done      done_channel()  the run's end (pub/sub)
 
-    <prefix>:runs              ZSET    run id -> creation time (ms): the index behind `engine.runs()`
-    <prefix>:gate              HASH    run id -> gate entry for workers' in-memory gates
-    <prefix>:gate:changes      channel gate updates for workers' in-memory gates
-    <prefix>:plan:<sha1>       STRING  a compiled workflow definition, shared by every run of it
-    <prefix>:live              SET     ids of runs that may still need the reconciler (not yet ended)
-    <prefix>:worker:<hostname> STRING  a worker's heartbeat: its boot time (Redis ms), TTL 3 beats
-    <prefix>:reconciler        STRING  the hostname of the worker elected to reconcile, TTL 3 sweeps
+    <prefix>:runs              index           the run index behind `engine.runs()`
+    <prefix>:gate              gate            the gate table, read by workers' message filters
+    <prefix>:gate:changes      gate_channel    gate changes (pub/sub)
+    <prefix>:plan:<sha1>       plan()          a compiled definition, shared by every run of it
+    <prefix>:live              live            runs the reconciler watches
+    <prefix>:worker:<hostname> worker()        a worker's heartbeat
+    <prefix>:reconciler        reconciler      the reconciler's lease
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from celery.worker import state as worker_state
 
 from .errors import RunNotFound, TrackerUnavailable
 from .keys import Slot, parse_task_id, split_slot, task_id
-from .records import NodeRecord
+from .records import DroppedMark, NodeRecord, WorkerBeat
 from .states import NodeStatus
 
 if TYPE_CHECKING:
@@ -60,53 +60,6 @@ class Repair:
     def __str__(self) -> str:
         where = f"{self.run_id} {self.node}" if self.node else self.run_id
         return f"{where}: {self.action} ({self.reason})"
-
-
-@dataclass(frozen=True)
-class DroppedMark:
-    """A worker dropped a node's message: run record field ``u:<node index>``,
-    ``<epoch>|<ms (Redis clock)>|<hostname>|<why>`` (why: ``unknown:<task name>`` or ``rejected``)."""
-
-    epoch: int
-    at_ms: int
-    hostname: str
-    why: str
-
-    def encode(self) -> str:
-        return f"{self.epoch}|{self.at_ms}|{self.hostname}|{self.why}"
-
-    @classmethod
-    def decode(cls, raw: str) -> DroppedMark:
-        epoch, at_ms, hostname, why = raw.split("|", 3)
-        return cls(int(epoch), int(at_ms), hostname, why)
-
-    def error(self) -> dict[str, Any]:
-        if self.why.startswith("unknown:"):
-            task = self.why.partition(":")[2]
-            message = (
-                f"task {task!r} is not registered on worker {self.hostname} (task_unknown): the worker "
-                "dropped its message and no other worker took it"
-            )
-            return {"type": "NotRegistered", "message": message, "traceback": ""}
-        message = f"worker {self.hostname} rejected the message as malformed (task_rejected)"
-        return {"type": "MessageRejected", "message": message, "traceback": ""}
-
-
-@dataclass(frozen=True)
-class WorkerBeat:
-    """A heartbeat's value: ``<boot ms (Redis clock)>[ <task id>,<task id>...]`` -- when the worker booted
-    and the wfcelery tasks its pool is running now."""
-
-    boot_ms: int
-    active: frozenset[str]
-
-    def encode(self) -> str:
-        return f"{self.boot_ms} {','.join(sorted(self.active))}".rstrip()
-
-    @classmethod
-    def decode(cls, raw: str) -> WorkerBeat:
-        boot, _, active = raw.partition(" ")
-        return cls(int(boot), frozenset(filter(None, active.split(","))))
 
 
 class Heartbeat:

@@ -11,16 +11,22 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
   :class:`Event`.
 * **gate entry** (``gate`` HASH value, and ``<run id> <entry>`` on the gate channel):
   ``<status letter><epoch>:<expires unix time>`` -- :class:`GateEntry`.
+* **dropped mark** (run record field ``u:<node>``): ``<epoch>|<ms>|<hostname>|<why>`` -- :class:`DroppedMark`.
+* **heartbeat** (``worker:<hostname>`` STRING): ``<boot ms>[ <task id>,...]`` -- :class:`WorkerBeat`.
+* **canvas ids** (``x:<epoch>:<node>``) and **re-planned nodes** (``r:<epoch>``) of canvas-executor runs:
+  :func:`canvas_field` / :func:`canvas_value` / :func:`canvas_ids`, :func:`remaining_field` /
+  :func:`remaining_nodes`.
 * **message headers** of every node's task message: ``wf_run``, ``wf_node``, ``wf_plan``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .keys import Slot
 from .states import RunStatus
 
 # -- message headers ----------------------------------------------------------------------------------------
@@ -53,6 +59,9 @@ WORKER_FIELD_PREFIX = "w:"
 #: Prefix of the run-record fields that list the ids of a published canvas segment that are no node's
 #: (``celery.accumulate`` barriers and pass-throughs): ``x:<epoch>:<first node>`` -> ids, space-separated.
 CANVAS_FIELD_PREFIX = "x:"
+#: Prefix of the run-record fields where a worker marks a node's message it dropped: ``u:<node>`` ->
+#: :class:`DroppedMark`.
+DROPPED_FIELD_PREFIX = "u:"
 
 
 def remaining_field(epoch: int) -> str:
@@ -61,8 +70,18 @@ def remaining_field(epoch: int) -> str:
     return f"r:{epoch}"
 
 
+def remaining_nodes(raw: str | None) -> frozenset[int] | None:
+    """A :func:`remaining_field` value as replan.lua writes it (None: no such field)."""
+    return None if raw is None else frozenset(int(i) for i in raw.split(",") if i)
+
+
 def canvas_field(epoch: int, first_node: int) -> str:
     return f"{CANVAS_FIELD_PREFIX}{epoch}:{first_node}"
+
+
+def canvas_value(ids: Sequence[str]) -> str:
+    """What a :func:`canvas_field` field holds: the ids, space-separated."""
+    return " ".join(ids)
 
 
 def canvas_ids(record: Mapping[str, str], epoch: int | None = None) -> list[str]:
@@ -214,7 +233,7 @@ class Event:
 
 @dataclass(frozen=True)
 class GateEntry:
-    """What workers' in-memory gates know of a run: its status letter (P paused, C cancelled, F failed,
+    """What workers' message filters know of a run: its status letter (P paused, C cancelled, F failed,
     R running again after resume/retry) from ``epoch`` on, kept until ``expires`` (unix time, 0: never)."""
 
     letter: str
@@ -241,3 +260,57 @@ class GateEntry:
     def from_message(cls, data: str) -> tuple[str, GateEntry]:
         run_id, _, entry = data.partition(" ")
         return run_id, cls.decode(entry)
+
+
+# -- worker side: dropped messages and heartbeats ----------------------------------------------------------
+
+
+def dropped_field(index: Slot) -> str:
+    return f"{DROPPED_FIELD_PREFIX}{index}"
+
+
+@dataclass(frozen=True)
+class DroppedMark:
+    """A worker dropped a node's message: run record field ``u:<node index>``,
+    ``<epoch>|<ms (Redis clock)>|<hostname>|<why>`` (why: ``unknown:<task name>`` or ``rejected``)."""
+
+    epoch: int
+    at_ms: int
+    hostname: str
+    why: str
+
+    def encode(self) -> str:
+        return f"{self.epoch}|{self.at_ms}|{self.hostname}|{self.why}"
+
+    @classmethod
+    def decode(cls, raw: str) -> DroppedMark:
+        epoch, at_ms, hostname, why = raw.split("|", 3)
+        return cls(int(epoch), int(at_ms), hostname, why)
+
+    def error(self) -> dict[str, Any]:
+        if self.why.startswith("unknown:"):
+            task = self.why.partition(":")[2]
+            message = (
+                f"task {task!r} is not registered on worker {self.hostname} (task_unknown): the worker "
+                "dropped its message and no other worker took it"
+            )
+            return {"type": "NotRegistered", "message": message, "traceback": ""}
+        message = f"worker {self.hostname} rejected the message as malformed (task_rejected)"
+        return {"type": "MessageRejected", "message": message, "traceback": ""}
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A heartbeat's value: ``<boot ms (Redis clock)>[ <task id>,<task id>...]`` -- when the worker booted
+    and the wfcelery tasks its pool is running now."""
+
+    boot_ms: int
+    active: frozenset[str]
+
+    def encode(self) -> str:
+        return f"{self.boot_ms} {','.join(sorted(self.active))}".rstrip()
+
+    @classmethod
+    def decode(cls, raw: str) -> WorkerBeat:
+        boot, _, active = raw.partition(" ")
+        return cls(int(boot), frozenset(filter(None, active.split(","))))

@@ -23,7 +23,18 @@ from redis.cluster import RedisCluster
 
 from .errors import RunNotFound, TrackerError, TrackerUnavailable
 from .keys import Keys, Slot
-from .records import Event, GateEntry, NodeRecord, RunRecord, canvas_ids, remaining_field
+from .records import (
+    DROPPED_FIELD_PREFIX,
+    Event,
+    GateEntry,
+    NodeRecord,
+    RunRecord,
+    canvas_ids,
+    canvas_value,
+    dropped_field,
+    remaining_field,
+    remaining_nodes,
+)
 from .settings import Settings
 from .states import RunStatus
 
@@ -226,7 +237,7 @@ class Tracker:
         return int(sec) * 1000 + int(usec) // 1000
 
     def beat(self, hostname: str, value: str, ttl: float) -> None:
-        """A worker's heartbeat (``reconciler.WorkerBeat``), kept ``ttl`` seconds."""
+        """A worker's heartbeat (``records.WorkerBeat``), kept ``ttl`` seconds."""
         with converted_errors("send a heartbeat"):
             self.client.set(self.keys.worker(hostname), value, px=int(ttl * 1000))
 
@@ -252,7 +263,7 @@ class Tracker:
     def mark_dropped(self, run_id: str, index: Slot, mark: str) -> None:
         """A worker dropped the node's message (``records.DroppedMark``); the reconciler decides later."""
         with converted_errors(f"record a dropped message of run {run_id}"):
-            self.client.hset(self.keys.run(run_id), f"u:{index}", mark)
+            self.client.hset(self.keys.run(run_id), dropped_field(index), mark)
 
     def record_canvas(self, run_id: str, field: str, ids: Sequence[str]) -> None:
         """Keep the ids of a published canvas segment that are no node's (``records.canvas_field``), for
@@ -260,7 +271,7 @@ class Tracker:
         if ids:
             with converted_errors(f"record the canvas of run {run_id}"):
                 if self.client.exists(self.keys.run(run_id)):
-                    self.client.hset(self.keys.run(run_id), field, " ".join(ids))
+                    self.client.hset(self.keys.run(run_id), field, canvas_value(ids))
 
     def canvas_ids(self, run_id: str, epoch: int | None = None) -> list[str]:
         """The ids :meth:`record_canvas` kept (of one epoch, or all)."""
@@ -272,12 +283,13 @@ class Tracker:
         """The nodes a canvas-executor resume / retry planned again at ``epoch`` (None: not such an epoch)."""
         with converted_errors(f"read the re-planned nodes of run {run_id}"):
             raw = self.client.hget(self.keys.run(run_id), remaining_field(epoch))
-        return None if raw is None else frozenset(int(i) for i in raw.split(",") if i)
+        return remaining_nodes(raw)
 
     def dropped_marks(self, run_id: str) -> dict[Slot, str]:
         with converted_errors(f"read dropped messages of run {run_id}"):
             raw = self.client.hgetall(self.keys.run(run_id))
-        return {_slot(f[2:]): v for f, v in raw.items() if f.startswith("u:")}
+        head = DROPPED_FIELD_PREFIX
+        return {_slot(f[len(head) :]): v for f, v in raw.items() if f.startswith(head)}
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -398,7 +410,7 @@ class Tracker:
     # -- worker gate ------------------------------------------------------------------------------------
 
     def set_gate(self, run_id: str, status: RunStatus, epoch: int) -> None:
-        """Tell every worker's in-memory gate about a run's new status (HSET for resyncs + PUBLISH)."""
+        """Tell every worker's message filter about a run's new status (HSET for resyncs + PUBLISH)."""
         entry = GateEntry.of(status, epoch, int(time.time()) + self.settings.run_ttl)
         with converted_errors("update the worker gate"):
             pipe = self.client.pipeline(transaction=False)

@@ -38,8 +38,8 @@ from .limits import Limits, depth
 from .message_filter import MessageFilter
 from .outage import Outage
 from .outbox import Outbox, Report, with_retry
-from .reconciler import DroppedMark, Heartbeat, Reconciler
-from .records import NodeRecord
+from .reconciler import Heartbeat, Reconciler
+from .records import DroppedMark, NodeRecord
 from .release import map_elements, publish_released, revoke_canvas
 from .settings import Settings
 from .states import RunStatus

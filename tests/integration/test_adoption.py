@@ -548,6 +548,31 @@ def test_doctor_names_an_eviction_policy_that_drops_run_state(make_test_app: Any
     assert "maxmemory-policy noeviction" in findings["tracker"].fix
 
 
+def test_a_worker_warns_at_start_when_its_tracker_may_evict_run_state(
+    make_test_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = RedisServer().start()  # the tracker on a server of this test alone: its policy is changed
+    try:
+        client = redis.Redis.from_url(tracker.url, decode_responses=True)
+        before = client.config_get("maxmemory-policy")["maxmemory-policy"]
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        try:
+            app = make_test_app(wfcelery_redis_url=f"{tracker.url}/0")
+            caplog.set_level(logging.WARNING, logger="wfcelery")
+            with in_thread_worker(app):
+                warned = wait_for(
+                    lambda: [r for r in caplog.records if "maxmemory-policy" in r.getMessage()],
+                    message="the eviction warning at worker start",
+                )
+        finally:
+            client.config_set("maxmemory-policy", before)
+    finally:
+        tracker.stop()
+    assert [(r.name, r.levelname) for r in warned] == [("wfcelery.hooks", "WARNING")]
+    assert "'allkeys-lru'" in warned[0].getMessage()
+    assert "noeviction" in warned[0].getMessage()
+
+
 def test_doctor_cannot_check_an_unreachable_tracker(make_test_app: Any) -> None:
     app = make_test_app(wfcelery_redis_url="redis://127.0.0.1:1/0")
     findings = {f.check: f for f in diagnose(app._wfcelery_engine)}

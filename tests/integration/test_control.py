@@ -2,7 +2,7 @@
 
 The guarantees under test:
   * after ``pause()`` returns no node of the run starts until ``resume()`` -- also on a worker that missed the
-    revoke broadcast (it was down) or whose in-memory gate is stale (the ``start`` Lua script refuses it);
+    revoke broadcast (it was down) or whose message filter is stale (the start gate, start.lua, refuses it);
   * nodes running at the pause finish and are recorded; their children wait; resume completes the run and
     every node runs exactly once;
   * cancel is final (``terminate=True`` kills the running task on prefork); retry re-runs only what did not

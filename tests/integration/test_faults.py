@@ -25,7 +25,7 @@ import redis
 from celery import Celery
 
 from tests.conftest import WorkerProcess
-from tests.helpers import ROOT, in_thread_worker, rabbitmq_url, wait_for
+from tests.helpers import ROOT, counts, in_thread_worker, rabbitmq_url, wait_for
 from tests.proj import make_app
 from tests.redis_server import FaultyRedis
 from wfcelery import NodeStatus, RunStatus, Workflow
@@ -88,10 +88,6 @@ def kill_whole(w: WorkerProcess) -> None:
         with contextlib.suppress(ProcessLookupError):  # it may have died with its parent already
             os.kill(pid, signal.SIGKILL)
     w.proc.wait(10)
-
-
-def counts(r: redis.Redis, prefix: str, run_id: str) -> dict[str, int]:
-    return {k: int(v) for k, v in r.hgetall(f"{prefix}:count:{run_id}").items()}
 
 
 def chain(name: str, n: int, sleep: float) -> Workflow:

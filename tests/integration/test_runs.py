@@ -41,6 +41,20 @@ def test_chain(app, engine):
     assert state.counts["SUCCEEDED"] == 3
 
 
+def test_follow_times_out_on_a_run_nobody_works_then_ends_on_the_final_state(app, engine):
+    wf = Workflow("follow")
+    wf.add("a", "proj.add", args=[1, 2]) >> wf.add("b", "proj.add", kwargs={"y": 10})
+    run = engine.submit(wf)  # no worker yet: nothing moves
+    follow = run.follow(timeout=0.5, tick=0.1)
+    assert next(follow).status is RunStatus.RUNNING  # the state now, first
+    with pytest.raises(wfcelery.WaitTimeout):
+        list(follow)
+    with in_thread_worker(app):
+        states = list(run.follow(timeout=30))
+    assert states[-1].status is RunStatus.SUCCEEDED
+    assert not any(s.finished for s in states[:-1])  # it stops at the first final state
+
+
 def test_fan_out_fan_in_timing(app, engine, r):
     wf = Workflow("fan")
     src = wf.add("src", "proj.record")

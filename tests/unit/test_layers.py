@@ -2,7 +2,8 @@
 
 Layers, bottom to top (README "Code map"): the definition and storage formats; the tracker; the client
 API beside the worker side (neither imports the other); the surfaces. Imports under ``TYPE_CHECKING``
-count too. A new module must be placed in a layer here.
+count too. A new module must be placed in a layer here. A few imports within the rules are ruled out as
+well (``FORBIDDEN``: the tracker never imports the compiler).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ LAYERS: dict[str, tuple[int, str]] = {
         )
     },
 }
+
+#: Imports the layers would allow but the design rules out: (module, imported module, why).
+FORBIDDEN: list[tuple[str, str, str]] = [
+    ("tracker", "compiler", "the storage layer stores plans, it does not decode them (compiler.PlanCache)"),
+]
 
 
 def _module_name(path: Path) -> str:
@@ -121,6 +127,12 @@ def test_no_import_runs_upward_or_across_sides() -> None:
             t_rank, t_side = LAYERS[target]
             if t_rank > rank or (t_rank == rank and t_side != side):
                 bad.append(f"{module} ({rank}, {side}) imports {target} ({t_rank}, {t_side})")
+    assert bad == []
+
+
+def test_no_forbidden_import() -> None:
+    graph = import_graph()
+    bad = [f"{m} imports {target}: {why}" for m, target, why in FORBIDDEN if target in graph[m]]
     assert bad == []
 
 

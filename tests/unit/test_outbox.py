@@ -90,19 +90,6 @@ def test_with_retry_backs_off_then_gives_up() -> None:
         with_retry(lambda: (_ for _ in ()).throw(ValueError("not retried")), (ConnectionError,), budget=5)
 
 
-def test_dropped_mark_round_trip_and_error_names_worker_and_task() -> None:
-    from wfcelery.reconciler import DroppedMark
-
-    mark = DroppedMark(2, 1_700_000_000_000, "w1@host", "unknown:shop.resize")
-    assert DroppedMark.decode(mark.encode()) == mark
-    error = mark.error()
-    assert error["type"] == "NotRegistered"
-    assert "'shop.resize' is not registered on worker w1@host (task_unknown)" in error["message"]
-    rejected = DroppedMark(0, 1, "w2@host", "rejected").error()
-    assert rejected["type"] == "MessageRejected"
-    assert "w2@host" in rejected["message"]
-
-
 def test_check_result_refuses_what_the_tracker_cannot_keep() -> None:
     from wfcelery.limits import Limits
     from wfcelery.worker import check_result

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from wfcelery.records import Event, GateEntry, NodeRecord, RunRecord, message_headers, new_run
+from wfcelery.records import (
+    DroppedMark,
+    Event,
+    GateEntry,
+    NodeRecord,
+    RunRecord,
+    WorkerBeat,
+    canvas_field,
+    canvas_ids,
+    canvas_value,
+    dropped_field,
+    message_headers,
+    new_run,
+    remaining_field,
+    remaining_nodes,
+)
 from wfcelery.states import RunStatus
 
 
@@ -60,3 +75,39 @@ def test_run_record_written_at_submit_reads_back() -> None:
 
 def test_message_headers() -> None:
     assert message_headers("r1", "load", "d1") == {"wf_run": "r1", "wf_node": "load", "wf_plan": "d1"}
+
+
+def test_dropped_mark_round_trip_and_error_names_worker_and_task() -> None:
+    mark = DroppedMark(2, 1_700_000_000_000, "w1@host", "unknown:shop.resize")
+    assert DroppedMark.decode(mark.encode()) == mark
+    error = mark.error()
+    assert error["type"] == "NotRegistered"
+    assert "'shop.resize' is not registered on worker w1@host (task_unknown)" in error["message"]
+    rejected = DroppedMark(0, 1, "w2@host", "rejected").error()
+    assert rejected["type"] == "MessageRejected"
+    assert "w2@host" in rejected["message"]
+    assert dropped_field(2) == "u:2"
+    assert dropped_field("3:1") == "u:3:1"  # an instance of a mapped node
+
+
+def test_worker_beat_round_trip_with_and_without_active_tasks() -> None:
+    beat = WorkerBeat(1_700_000_000_000, frozenset({"r-1-0", "r-0-0"}))
+    assert beat.encode() == "1700000000000 r-0-0,r-1-0"
+    assert WorkerBeat.decode(beat.encode()) == beat
+    idle = WorkerBeat(5, frozenset())
+    assert idle.encode() == "5"
+    assert WorkerBeat.decode("5") == idle
+
+
+def test_canvas_executor_fields_as_written() -> None:
+    record = {
+        canvas_field(1, 0): canvas_value(["a", "b"]),
+        canvas_field(2, 3): canvas_value(["c"]),
+        remaining_field(2): "1,2,4",  # as replan.lua writes it
+    }
+    assert set(record) == {"x:1:0", "x:2:3", "r:2"}
+    assert canvas_ids(record) == ["a", "b", "c"]
+    assert canvas_ids(record, epoch=2) == ["c"]
+    assert remaining_nodes(record["r:2"]) == {1, 2, 4}
+    assert remaining_nodes("") == frozenset()
+    assert remaining_nodes(None) is None

@@ -1,16 +1,15 @@
 -- Shared by every per-run script (prepended when scripts are loaded). Every script gets the run's keys,
--- in keys.RUN_KEYS order. The formats of what they hold are described once, in the README's key layout,
--- and encoded / decoded on the Python side only by wfcelery/records.py:
--- KEYS[1] run      HASH   the run record (records.new_run / RunRecord; the scripts keep started, finished,
---                         paused_at, done, n_S, n_F, n_K, n_X, nw, 'w:<hostname>' -> worker number, ev_base)
--- KEYS[2] nodes    HASH   node index -> "status|epoch|attempts|started|finished|worker number"
---                         (records.NodeRecord; get_node / put_node below; no field: PENDING at epoch 0)
--- KEYS[3] deps     HASH   fan-in node index -> parents succeeded so far (only while it waits)
--- KEYS[4] results  HASH   node index -> JSON result
--- KEYS[5] errors   HASH   node index -> JSON {type, message, traceback}
--- KEYS[6] events   STRING capped transition log, "<ms since created> <node|run> <status>[ <epoch>]\n"
---                         (records.Event; event() below). A string, not a STREAM: a small stream costs
---                         ~4.7 KB whatever its length, which would triple the tracker's bytes per task.
+-- in keys.RUN_KEYS order. What each key holds -- every run-record field and value format -- is described
+-- once, in the README's key layout ("The tracker: states, keys, memory"); on the Python side only
+-- wfcelery/records.py encodes and decodes it.
+-- KEYS[1] run      HASH   the run record (records.new_run / RunRecord)
+-- KEYS[2] nodes    HASH   node records (records.NodeRecord; get_node / put_node below)
+-- KEYS[3] deps     HASH   fan-in counts of the nodes still waiting
+-- KEYS[4] results  HASH   JSON results
+-- KEYS[5] errors   HASH   JSON errors and skip reasons
+-- KEYS[6] events   STRING the capped transition log (records.Event; event() below). A string, not a STREAM:
+--                         a small stream costs ~4.7 KB whatever its length, which would triple the
+--                         tracker's bytes per task.
 local K_RUN, K_NODES, K_DEPS, K_RESULTS, K_ERRORS, K_EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
 local TERMINAL = {S = true, F = true, K = true, X = true}

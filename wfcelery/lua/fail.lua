@@ -1,13 +1,14 @@
 -- fail: a node's task raised (or was revoked while its run was RUNNING).
 -- ARGV[1] node index   ARGV[2] epoch   ARGV[3] JSON {type, message, traceback}
 -- ARGV[4] mode: 'failed' (the task raised), 'retrying' (Celery itself retries the task: Task.retry),
---               'revoked' (revoked by hand or expired)
+--               'revoked' (revoked by hand or expired), 'quarantined' (the reconciler gave up on it: its
+--               deliveries never finished, or workers dropped its message)
 -- ARGV[5] retries allowed by the node definition (tracker-level retries)
 -- ARGV[6] JSON [descendant indexes] (used by the 'continue' policy)
 -- ARGV[7] the attempt number start.lua gave the reporting execution (0: unknown, e.g. main process)
 -- ARGV[8] the plan's trigger-rule SPEC as JSON (see _common.lua), or '' for a plan without rules/conditions:
 --         then fail_fast spares the survivors, 'continue' skips by the rules, and nodes may be released
--- Returns {action, epoch, attempts, finish, revoke}  (tracker.FailOutcome):
+-- Returns {action, epoch, attempts, finish, revoke, released, params}  (tracker.FailOutcome):
 --   action 'ignored'    stale or duplicate report: nothing written
 --          'gone'       the run was deleted (cleaned up or expired): nothing written
 --          'retrying'   Celery retries it (native retry), nothing to do

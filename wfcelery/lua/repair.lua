@@ -11,7 +11,7 @@
 --               a redelivered message reached a worker; counted while its node has not started in that
 --               epoch (a message that kills the worker before the body starts never reaches start.lua)
 --   'finish'    end a RUNNING run whose nodes are all terminal
--- Returns {action, epoch, deliveries, finish}:
+-- Returns {action, epoch, deliveries, finish}  (tracker.RepairOutcome):
 --   {'ignored', 0, 0, false}          nothing to do: the node moved, or the run is gone
 --   {'requeue', epoch, n, false}      publish the node at this epoch (n deliveries never finished so far)
 --   {'revoked', 0, n, false}          the run is paused or ended: the node is REVOKED (resume / retry plan it)
