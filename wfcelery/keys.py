@@ -18,7 +18,8 @@ layout ("The tracker: states, keys, memory"); values are encoded and decoded by 
     <prefix>:plan:<sha1>       STRING  a compiled workflow definition, shared by every run of it
     <prefix>:live              SET     ids of runs that may still need the reconciler (not yet ended)
     <prefix>:worker:<hostname> STRING  a worker's heartbeat: its boot time (Redis ms), TTL 3 beats
-    <prefix>:reconciler        STRING  the hostname of the worker elected to reconcile, TTL 3 sweeps
+    <prefix>:workers           SET     hostnames that beat, watched by the reconciler until judged gone
+    <prefix>:reconciler        STRING  the hostname of the worker elected to reconcile, TTL 3 heartbeats
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ class Keys:
 
     def worker(self, hostname: str) -> str:
         return f"{self.prefix}:worker:{hostname}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
 
     @property
     def reconciler(self) -> str:
