@@ -19,6 +19,7 @@ README's key layout ("The tracker: states, keys, memory"); values are encoded an
     <prefix>:plan:<sha1>       plan()          a compiled definition, shared by every run of it
     <prefix>:live              live            runs the reconciler watches
     <prefix>:worker:<hostname> worker()        a worker's heartbeat
+    <prefix>:workers           workers         the workers the reconciler watches
     <prefix>:reconciler        reconciler      the reconciler's lease
 """
 
@@ -85,6 +86,10 @@ class Keys:
 
     def worker(self, hostname: str) -> str:
         return f"{self.prefix}:worker:{hostname}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
 
     @property
     def reconciler(self) -> str:

@@ -5,7 +5,7 @@ seconds, the message still unacknowledged: with acks_late a worker that dies mea
 redelivered). Past that, the report goes to this outbox -- a SQLite file per worker node name, written
 with ``synchronous=FULL`` before the hook returns -- and the task's message is acknowledged as usual. The
 worker's main process replays the outbox in order (oldest first; a report is deleted only once the
-tracker took it) every ``wfcelery_outbox_interval`` seconds and at startup, so a worker restarted under
+tracker took it) every second (``worker._Replayer``) and at startup, so a worker restarted under
 the same name delivers what its predecessor kept.
 
 Why this is safe: every report is an idempotent, fenced Lua call (node index, epoch, attempt), so a

@@ -1,7 +1,11 @@
 """The reconciler: finds and repairs what no hook will report, so that no run stays stuck.
 
-One instance runs inside the workers (elected: a lease key, ``wfcelery_sweep_interval``; on by default),
-and ``wfcelery sweep`` runs one sweep by hand. A sweep reads every live run (``<prefix>:live``) and:
+One instance runs inside the workers (elected: a lease key renewed every heartbeat; on by default), and
+``wfcelery sweep`` runs one sweep by hand. Every ``wfcelery_heartbeat`` seconds the elected instance reads
+the heartbeats of the workers that beat (``<prefix>:workers``: one SMEMBERS, one MGET, however many runs are
+live); it sweeps every ``wfcelery_sweep_interval`` seconds, and at once when a worker's heartbeat has been
+missing for a whole TTL -- so a dead worker's nodes wait seconds, not a sweep period, without reading every
+live run every few seconds. A sweep reads every live run (``<prefix>:live``) and:
 
 * a node RUNNING on a worker that is gone -- no heartbeat (``<prefix>:worker:<hostname>``, refreshed every
   ``wfcelery_heartbeat`` seconds with a TTL of three beats), or a heartbeat from a worker that booted after
@@ -15,11 +19,15 @@ and ``wfcelery sweep`` runs one sweep by hand. A sweep reads every live run (``<
 * a node whose message a worker dropped as unregistered (``task_unknown``) or malformed
   (``task_rejected``) fails after ``wfcelery_unknown_grace`` seconds, naming the worker and the task, unless
   another worker took it meanwhile;
+* a node QUEUED at the same epoch for ``wfcelery_queued_timeout`` seconds is re-published under a new epoch,
+  once per attempt (its message may be lost; a node merely waiting in a backlog goes to the back once);
 * a RUNNING run whose nodes are all terminal ends.
 
 Judging a worker gone needs care after a tracker outage: every heartbeat may have expired while Redis was
 away. The in-worker reconciler therefore only acts on a heartbeat it has itself seen missing for a whole
-TTL, on consecutive sweeps that reached Redis (a live worker beats again within one interval).
+TTL, on consecutive checks that reached Redis (a live worker beats again within one interval). With the
+defaults (heartbeat 2 s, TTL 6 s) a live worker is judged gone only after ~12 s without a beat -- longer
+than a beat stuck on a slow Redis (``wfcelery_redis_timeout`` 5 s, retried 1 s later) can take.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from celery.worker import state as worker_state
 
 from .errors import RunNotFound, TrackerUnavailable
-from .keys import Slot, parse_task_id, split_slot, task_id
+from .keys import Slot, parse_task_id, run_of, split_slot, task_id
 from .records import DroppedMark, NodeRecord, WorkerBeat
 from .states import NodeStatus
 
@@ -145,6 +153,7 @@ class Reconciler:
         self._missing_since: dict[str, float] = {}
         self._inactive_since: dict[str, float] = {}
         self._queued_since: dict[tuple[str, Slot, int], float] = {}
+        self._queued_requeued: set[tuple[str, Slot, int]] = set()  # (run, node, attempts): done once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -158,18 +167,40 @@ class Reconciler:
         self._stop.set()
 
     def _run(self) -> None:
-        interval = self.settings.sweep_interval
-        while not self._stop.wait(interval):
+        """Every tick (a heartbeat): take or keep the lease (it lives three ticks); the holder checks the
+        workers' heartbeats, and sweeps when a sweep is due (one sweep interval after the worker started,
+        then every interval; at once for a worker taking over a lapsed lease) or a worker is gone."""
+        tick = min(t for t in (self.settings.heartbeat, self.settings.sweep_interval) if t > 0)
+        next_sweep = time.monotonic() + self.settings.sweep_interval
+        while not self._stop.wait(tick):
             try:
-                if self.tracker.elect(self.hostname, interval * 3):
+                if not self.tracker.elect(self.hostname, tick * 3):
+                    self._missing_since.clear()  # observations from before a lease are not consecutive
+                    continue
+                gone = self.gone_workers()
+                if gone or time.monotonic() >= next_sweep:
                     for repair in self.sweep():
                         logger.warning("wfcelery reconciler: %s", repair)
+                    next_sweep = time.monotonic() + self.settings.sweep_interval
+                    self.tracker.forget_workers(gone)  # their nodes are repaired: stop watching them
             except Exception as e:
                 self._missing_since.clear()  # what we saw of heartbeats during an outage proves nothing
                 if isinstance(e, TrackerUnavailable):
                     self.side.outage.down(e)
                 else:
                     logger.warning("wfcelery reconciler: sweep failed: %s", e)
+
+    def gone_workers(self) -> list[str]:
+        """Workers on the watch list whose heartbeat this reconciler has seen missing for a whole TTL
+        (patient) or now (not patient): two Redis calls, whatever the number of live runs."""
+        beats = self.tracker.heartbeats(self.tracker.workers())
+        gone: list[str] = []
+        for host, value in beats.items():
+            if value is not None:
+                self._missing_since.pop(host, None)
+            elif self._gone(host, None, 0) is not None:
+                gone.append(host)
+        return gone
 
     # -- one sweep -----------------------------------------------------------------------------------
 
@@ -244,20 +275,25 @@ class Reconciler:
         now, repairs = time.monotonic(), []
         for index, node in queued.items():
             first = self._queued_since.setdefault((run_id, index, node.epoch), now)
-            if now - first < self.settings.queued_timeout:
-                continue
+            once = (run_id, index, node.attempts)
+            if now - first < self.settings.queued_timeout or once in self._queued_requeued:
+                continue  # once per attempt: a node waiting in a backlog longer than that is not re-sent
+                # to the back of it again and again (its previous message dropped as stale each time)
             timeout = self.settings.queued_timeout
             why = f"QUEUED {timeout:g} s (wfcelery_queued_timeout): its message may be lost"
+            self._queued_requeued.add(once)
             repairs += self._requeue(run_id, index, _name(plan, index), node, why)
         if len(self._queued_since) > 100_000:
             self._queued_since.clear()
+        if len(self._queued_requeued) > 100_000:
+            self._queued_requeued.clear()
         return repairs
 
     def _not_running(self, host: str, beat: WorkerBeat, tid: str, running_ms: int) -> str | None:
         """Why a node RUNNING on a live worker is not running there (its pool process died and Celery's
         requeued message went to a worker that refused it as a copy), or None."""
         ttl = self.settings.heartbeat * HEARTBEAT_BEATS
-        if tid in beat.active or running_ms < ttl * 1000:
+        if tid in beat.active or running_ms < ttl * 1000 or self._inline_here(tid, beat):
             self._inactive_since.pop(tid, None)
             return None
         first = self._inactive_since.setdefault(tid, time.monotonic())
@@ -265,6 +301,14 @@ class Reconciler:
             return None
         self._inactive_since.pop(tid, None)
         return f"not running on worker {host} any more (its pool process died?)"
+
+    def _inline_here(self, tid: str, beat: WorkerBeat) -> bool:
+        """With inline continuation on, a child runs under its parent's request, which is what the
+        heartbeat lists: a task of the same run active on that worker may be running this node."""
+        if not self.settings.inline_depth:
+            return False
+        run_id = run_of(tid)
+        return any(run_of(active) == run_id for active in beat.active)
 
     def _gone(self, host: str, boot_ms: int | None, started_ms: int) -> str | None:
         """Why the worker that started a node at ``started_ms`` is gone, or None while it lives."""

@@ -43,9 +43,13 @@ DEFAULT_REPORT_RETRY = 10.0
 DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
 #: Seconds the start gate waits for the tracker before it gives the message back to the broker.
 DEFAULT_GATE_WAIT = 5.0
-#: Seconds between a worker's heartbeats; a worker is gone when its heartbeat is 3 beats old.
-DEFAULT_HEARTBEAT = 10.0
-#: Seconds between two sweeps of the reconciler elected among the workers (0: no reconciler in workers).
+#: Seconds between a worker's heartbeats; its heartbeat key lives 3 beats. Also the pace of the elected
+#: reconciler's lease and of its check of every worker's heartbeat (README "Reliability"): a worker
+#: SIGKILLed mid-run has its RUNNING nodes re-published within ~14 s (one TTL for the key to expire, one
+#: beat to notice, one TTL of patience).
+DEFAULT_HEARTBEAT = 2.0
+#: Seconds between two full sweeps (every live run read) of the reconciler elected among the workers
+#: (0: no reconciler in workers). A dead worker's nodes do not wait for it: see DEFAULT_HEARTBEAT.
 DEFAULT_SWEEP_INTERVAL = 15.0
 #: Seconds past its time limit before a RUNNING node nobody reported is failed by the reconciler.
 DEFAULT_TIME_LIMIT_GRACE = 60.0
@@ -54,9 +58,11 @@ DEFAULT_UNKNOWN_GRACE = 30.0
 #: Deliveries of a node that never finished (its worker died each time) before the node is quarantined.
 DEFAULT_QUARANTINE_AFTER = 3
 #: Seconds a node may stay QUEUED (same epoch, seen by the reconciler) before it is re-published under a new
-#: epoch, in case its message was lost (0: never). Off by default: in a long queue a waiting node would be
-#: sent to the back of it.
-DEFAULT_QUEUED_TIMEOUT = 0.0
+#: epoch, once per attempt, in case its message was lost (0: never). 30 minutes: a lost message (a worker
+#: died between recording a release and publishing it) stalls its run for at most that long, while a node
+#: legitimately waiting longer in a backlog costs one extra message and goes to the back of the queue once
+#: (never again in that attempt: no livelock).
+DEFAULT_QUEUED_TIMEOUT = 1800.0
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,13 @@ TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
         {NodeStatus.QUEUED, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.RUNNING}
     ),
     NodeStatus.QUEUED: frozenset(
-        {NodeStatus.RUNNING, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.FAILED}
+        {
+            NodeStatus.RUNNING,
+            NodeStatus.SKIPPED,
+            NodeStatus.REVOKED,
+            NodeStatus.FAILED,
+            NodeStatus.QUEUED,  # the reconciler re-publishes a node QUEUED past wfcelery_queued_timeout
+        }
     ),
     NodeStatus.RUNNING: frozenset(
         {

@@ -237,9 +237,24 @@ class Tracker:
         return int(sec) * 1000 + int(usec) // 1000
 
     def beat(self, hostname: str, value: str, ttl: float) -> None:
-        """A worker's heartbeat (``records.WorkerBeat``), kept ``ttl`` seconds."""
+        """A worker's heartbeat (``records.WorkerBeat``), kept ``ttl`` seconds; the worker is (again)
+        on the list the reconciler watches. One round trip."""
         with converted_errors("send a heartbeat"):
-            self.client.set(self.keys.worker(hostname), value, px=int(ttl * 1000))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(self.keys.worker(hostname), value, px=int(ttl * 1000))
+            pipe.sadd(self.keys.workers, hostname)
+            pipe.execute()
+
+    def workers(self) -> list[str]:
+        """Hostnames of the workers that beat and were not forgotten since (``forget_workers``)."""
+        with converted_errors("list workers"):
+            return sorted(self.client.smembers(self.keys.workers))
+
+    def forget_workers(self, hostnames: Sequence[str]) -> None:
+        """Stop watching workers judged gone (a worker that beats again is back on the list)."""
+        if hostnames:
+            with converted_errors("forget gone workers"):
+                self.client.srem(self.keys.workers, *hostnames)
 
     def heartbeats(self, hostnames: Sequence[str]) -> dict[str, str | None]:
         """Each worker's heartbeat value, None for a worker with no live heartbeat."""
@@ -250,12 +265,17 @@ class Tracker:
         return dict(zip(hostnames, values, strict=True))
 
     def elect(self, hostname: str, ttl: float) -> bool:
-        """Take or keep the reconciler's lease for ``ttl`` seconds; False when another worker holds it."""
+        """Take or keep the reconciler's lease for ``ttl`` seconds; False when another worker holds it.
+        One round trip (two for the holder, which renews it): every worker calls it every heartbeat."""
         key, ms = self.keys.reconciler, int(ttl * 1000)
         with converted_errors("elect the reconciler"):
-            if self.client.set(key, hostname, nx=True, px=ms):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(key, hostname, nx=True, px=ms)
+            pipe.get(key)
+            taken, holder = pipe.execute()
+            if taken:
                 return True
-            if self.client.get(key) == hostname:
+            if holder == hostname:
                 self.client.pexpire(key, ms)
                 return True
         return False

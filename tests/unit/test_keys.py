@@ -45,6 +45,7 @@ def test_global_keys() -> None:
     )
     assert k.live == "wfcelery:live"
     assert k.worker("celery@host-1") == "wfcelery:worker:celery@host-1"
+    assert k.workers == "wfcelery:workers"
     assert k.reconciler == "wfcelery:reconciler"
 
 
