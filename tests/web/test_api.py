@@ -255,6 +255,43 @@ def test_redis_down_answers_503(app):
         server.stop()
 
 
+#: URLs the dashboard's files name that are no request to another server: the SVG namespace (an XML name,
+#: never fetched) and the embedding example at the top of wf-run-progress.js (the wfcelery server itself).
+NOT_FETCHED = {"http://www.w3.org/2000/svg", "http://wfcelery-host:8555/static/wf-run-progress.js"}
+
+
+def test_works_offline_nothing_served_names_another_server(http, server):
+    """No CDN: every page, every file under /static/ and everything the pages link to or load (the
+    header's API link included) is served by the app and names no other server. FastAPI's Swagger UI
+    (which loads from a CDN) is not served."""
+    from wfcelery.web import STATIC
+
+    own = httpx.URL(server.url)
+    pending = ["/", f"/runs/{'a' * 32}", "/definitions", "/definitions/etl"]
+    pending += [f"/static/{f.relative_to(STATIC).as_posix()}" for f in STATIC.rglob("*") if f.is_file()]
+    seen: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        resp = http.get(path)
+        assert resp.status_code == 200, path
+        assert set(re.findall(r"https?://[^\s\"'`<>()]+", resp.text)) - NOT_FETCHED == set(), path
+        # a page's links (not those of /static/index.html: the pages' template, with {{root}} unfilled)
+        if resp.headers["content-type"].startswith("text/html") and not path.startswith("/static/"):
+            for link in re.findall(r'(?:src|href)="([^"]+)"', resp.text):
+                if link.startswith("data:"):
+                    continue
+                url = own.join(link)
+                assert (url.scheme, url.host, url.port) == (own.scheme, own.host, own.port), (path, link)
+                pending.append(url.path)
+    # the pages' own links were followed: the header's API link (the OpenAPI document), script, stylesheet
+    assert {"/openapi.json", "/static/app.js", "/static/app.css"} <= seen
+    for docs in ("/api/docs", "/docs", "/redoc"):
+        assert http.get(docs).status_code == 404, docs
+
+
 # -- security --------------------------------------------------------------------------------------------
 
 
