@@ -316,6 +316,39 @@ def test_auth_protects_every_page_api_route_and_static_file(serve):
         assert admin.get("/api/health").json()["status"] == "ok"
 
 
+def test_auth_and_flower_url_come_from_the_app_settings(make_test_app):
+    """``wfcelery_web_auth`` and ``wfcelery_flower_url`` in the Celery app's configuration, with no
+    ``create_app`` argument (what ``wfcelery web`` without --auth / --flower-url serves)."""
+    app = make_test_app(wfcelery_web_auth="admin:s3cret", wfcelery_flower_url="http://flower.local:5555/")
+    engine = app._wfcelery_engine
+    with in_thread_worker(app):
+        run = engine.submit(chain())
+        run.wait(timeout=20)
+    server = Server(engine).start()
+    try:
+        with server.client() as anonymous, server.client(auth=("admin", "s3cret")) as admin:
+            for path in (
+                "/",
+                f"/runs/{run.id}",
+                "/api/runs",
+                f"/api/runs/{run.id}/nodes/extract",
+                "/static/app.js",
+            ):
+                resp = anonymous.get(path)
+                assert resp.status_code == 401, path
+                assert resp.headers["www-authenticate"].startswith("Basic")
+            assert anonymous.get("/api/runs", auth=("admin", "wrong")).status_code == 401
+            view = admin.get(f"/api/runs/{run.id}/nodes/extract").json()
+            assert view["task_id"]
+            assert view["flower_url"] == f"http://flower.local:5555/task/{view['task_id']}"
+            assert (
+                "&quot;flowerUrl&quot;: &quot;http://flower.local:5555&quot;"
+                in admin.get(f"/runs/{run.id}").text
+            )
+    finally:
+        server.stop()
+
+
 def test_writes_refuse_cross_site_requests(engine, http, server):
     engine.register(chain())
     for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
