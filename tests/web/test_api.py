@@ -185,6 +185,9 @@ def test_errors_are_json_with_the_right_codes(app, engine, http, uid):
     assert "exactly one of" in invalid({"name": "etl", "definition": chain().to_dict()})
     assert "exactly one of" in invalid({})
     assert "status" in http.get("/api/runs", params={"status": "BOGUS"}).json()["error"]
+    caps = ({"limit": 501}, {"limit": 0}, {"offset": 10_001})  # as the README's API table states
+    for params in caps:
+        assert http.get("/api/runs", params=params).status_code == 422, params
     assert engine.runs() == []  # nothing was created by any of these
 
     with in_thread_worker(app):
