@@ -739,7 +739,7 @@ def web(
     """Serve the web dashboard and REST API (needs the extra: pip install 'wfcelery[web]').
 
     The dashboard lists runs, draws each run's DAG live, and pauses, resumes, cancels, retries and
-    deletes runs; the REST API is documented at /api/docs (OpenAPI at /openapi.json).
+    deletes runs; the REST API is described by its OpenAPI document at /openapi.json.
     """
     try:
         from .web import create_app, serve

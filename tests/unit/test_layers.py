@@ -161,3 +161,38 @@ def test_the_checks_see_imports() -> None:
     assert {"_display", "_graphs", "engine"} <= graph["cli"]  # `from . import _display as display`
     assert {"engine", "errors", "web.stream"} <= graph["web.api"]  # `from ..engine import ...`
     assert "web" in graph["cli"]  # imported inside the `web` command
+
+
+#: What the web layer must not import: the tracker's modules and Redis itself (issue 14: "nothing from a
+#: request reaches Redis except through the engine").
+BEHIND_THE_ENGINE = {"tracker", "dispatch", "consumers", "release", "_redis_server"}
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    """Top-level names of the non-wfcelery packages a file imports (``import redis.asyncio`` -> redis)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+    return found - {"wfcelery"}
+
+
+def test_the_web_layer_reaches_redis_only_through_the_engine() -> None:
+    """The LAYERS rule alone would let the web modules (rank 3) import the tracker (rank 1); they may not,
+    nor import redis, nor reach for an engine's ``.tracker``."""
+    graph = import_graph()
+    web = {_module_name(p): p for p in sorted((PACKAGE / "web").rglob("*.py"))}
+    assert {"web", "web.api", "web.stream"} <= set(web)
+    bad = []
+    for module, path in sorted(web.items()):
+        bad += [f"{module} imports {t}" for t in sorted(graph[module] & BEHIND_THE_ENGINE)]
+        if "redis" in _third_party_imports(path):
+            bad.append(f"{module} imports redis")
+        bad += [
+            f"{module}:{node.lineno} uses .tracker"
+            for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Attribute) and node.attr == "tracker"
+        ]
+    assert bad == []

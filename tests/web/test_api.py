@@ -185,6 +185,9 @@ def test_errors_are_json_with_the_right_codes(app, engine, http, uid):
     assert "exactly one of" in invalid({"name": "etl", "definition": chain().to_dict()})
     assert "exactly one of" in invalid({})
     assert "status" in http.get("/api/runs", params={"status": "BOGUS"}).json()["error"]
+    caps = ({"limit": 501}, {"limit": 0}, {"offset": 10_001})  # as the README's API table states
+    for params in caps:
+        assert http.get("/api/runs", params=params).status_code == 422, params
     assert engine.runs() == []  # nothing was created by any of these
 
     with in_thread_worker(app):
@@ -255,6 +258,43 @@ def test_redis_down_answers_503(app):
         server.stop()
 
 
+#: URLs the dashboard's files name that are no request to another server: the SVG namespace (an XML name,
+#: never fetched) and the embedding example at the top of wf-run-progress.js (the wfcelery server itself).
+NOT_FETCHED = {"http://www.w3.org/2000/svg", "http://wfcelery-host:8555/static/wf-run-progress.js"}
+
+
+def test_works_offline_nothing_served_names_another_server(http, server):
+    """No CDN: every page, every file under /static/ and everything the pages link to or load (the
+    header's API link included) is served by the app and names no other server. FastAPI's Swagger UI
+    (which loads from a CDN) is not served."""
+    from wfcelery.web import STATIC
+
+    own = httpx.URL(server.url)
+    pending = ["/", f"/runs/{'a' * 32}", "/definitions", "/definitions/etl"]
+    pending += [f"/static/{f.relative_to(STATIC).as_posix()}" for f in STATIC.rglob("*") if f.is_file()]
+    seen: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        resp = http.get(path)
+        assert resp.status_code == 200, path
+        assert set(re.findall(r"https?://[^\s\"'`<>()]+", resp.text)) - NOT_FETCHED == set(), path
+        # a page's links (not those of /static/index.html: the pages' template, with {{root}} unfilled)
+        if resp.headers["content-type"].startswith("text/html") and not path.startswith("/static/"):
+            for link in re.findall(r'(?:src|href)="([^"]+)"', resp.text):
+                if link.startswith("data:"):
+                    continue
+                url = own.join(link)
+                assert (url.scheme, url.host, url.port) == (own.scheme, own.host, own.port), (path, link)
+                pending.append(url.path)
+    # the pages' own links were followed: the header's API link (the OpenAPI document), script, stylesheet
+    assert {"/openapi.json", "/static/app.js", "/static/app.css"} <= seen
+    for docs in ("/api/docs", "/docs", "/redoc"):
+        assert http.get(docs).status_code == 404, docs
+
+
 # -- security --------------------------------------------------------------------------------------------
 
 
@@ -277,6 +317,39 @@ def test_auth_protects_every_page_api_route_and_static_file(serve):
         assert anonymous.get("/api/health", auth=("admin", "wrong")).status_code == 401
         assert anonymous.post(f"/api/runs/{'a' * 32}/pause").status_code == 401
         assert admin.get("/api/health").json()["status"] == "ok"
+
+
+def test_auth_and_flower_url_come_from_the_app_settings(make_test_app):
+    """``wfcelery_web_auth`` and ``wfcelery_flower_url`` in the Celery app's configuration, with no
+    ``create_app`` argument (what ``wfcelery web`` without --auth / --flower-url serves)."""
+    app = make_test_app(wfcelery_web_auth="admin:s3cret", wfcelery_flower_url="http://flower.local:5555/")
+    engine = app._wfcelery_engine
+    with in_thread_worker(app):
+        run = engine.submit(chain())
+        run.wait(timeout=20)
+    server = Server(engine).start()
+    try:
+        with server.client() as anonymous, server.client(auth=("admin", "s3cret")) as admin:
+            for path in (
+                "/",
+                f"/runs/{run.id}",
+                "/api/runs",
+                f"/api/runs/{run.id}/nodes/extract",
+                "/static/app.js",
+            ):
+                resp = anonymous.get(path)
+                assert resp.status_code == 401, path
+                assert resp.headers["www-authenticate"].startswith("Basic")
+            assert anonymous.get("/api/runs", auth=("admin", "wrong")).status_code == 401
+            view = admin.get(f"/api/runs/{run.id}/nodes/extract").json()
+            assert view["task_id"]
+            assert view["flower_url"] == f"http://flower.local:5555/task/{view['task_id']}"
+            assert (
+                "&quot;flowerUrl&quot;: &quot;http://flower.local:5555&quot;"
+                in admin.get(f"/runs/{run.id}").text
+            )
+    finally:
+        server.stop()
 
 
 def test_writes_refuse_cross_site_requests(engine, http, server):

@@ -19,7 +19,8 @@ import pytest
 
 from tests.helpers import in_thread_worker, wait_for
 from tests.web.browser import CHROMIUM, launch_args, require_chromium
-from wfcelery import NodeStatus, RunStatus, Workflow
+from tests.web.conftest import Server
+from wfcelery import NodeStatus, RunStatus, TrackerUnavailable, Workflow
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.browser]
 
@@ -163,6 +164,75 @@ def test_failed_node_shows_its_traceback_and_retry_from_the_page(app, engine, se
         confirm(page, "retry")
         page.wait_for_selector('#run-status [data-status="SUCCEEDED"]', timeout=20_000)
         assert node(page, "check").get_attribute("data-status") == "SUCCEEDED"
+
+
+def test_timeline_flower_link_then_cancel_and_delete_from_the_page(app, engine, serve, page, r, uid):
+    """A started node gets a bar in the timeline; the node panel links to the task in Flower; Cancel
+    (confirmed) ends the run CANCELLED and starts nothing more; Delete (confirmed) removes the run and
+    returns to the runs list."""
+    server = serve(flower_url="http://flower.local:5555")
+    wf = Workflow("cancel-me")
+    wf.add("first", "proj.block", args=[f"{uid}:go"]) >> wf.add("second", "proj.noop")
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        page.goto(f"{server.url}/runs/{run.id}")
+        node(page, "first").and_(page.locator('[data-status="RUNNING"]')).wait_for(timeout=15_000)
+        page.wait_for_selector("#timeline svg.timeline rect")
+        assert page.locator("#timeline svg.timeline rect").count() == 1  # "second" has not started
+        assert "first" in page.locator("#timeline svg.timeline").text_content()
+
+        node(page, "first").click()
+        page.wait_for_selector("#flower-link")
+        task_id = run.state().nodes["first"].task_id
+        assert (
+            page.locator("#flower-link").get_attribute("href") == f"http://flower.local:5555/task/{task_id}"
+        )
+
+        confirm(page, "cancel")
+        page.wait_for_selector('#run-status [data-status="CANCELLED"]', timeout=10_000)
+        assert engine.run(run.id).state().status is RunStatus.CANCELLED
+        r.lpush(f"{uid}:go", 1)  # the running body ends; the cancelled run starts nothing after it
+        wait_for(lambda: run.state().nodes["first"].status is NodeStatus.SUCCEEDED, message="first to end")
+    assert run.state().nodes["second"].started_at is None
+
+    confirm(page, "cleanup")
+    page.wait_for_url(f"{server.url}/")
+    with server.client() as http:
+        assert http.get(f"/api/runs/{run.id}").status_code == 404
+
+
+def test_the_run_page_follows_again_once_the_trackers_redis_is_back(make_test_app, faulty_redis, page):
+    """The tracker's Redis stops while the page follows a run: the stream breaks, and the browser's own
+    reconnect is answered 503, which closes an EventSource for good. The page says so, keeps trying, and
+    shows what happened once Redis is back, without a reload."""
+    app = make_test_app(wfcelery_redis_url=faulty_redis.url_db(1), wfcelery_redis_timeout=2)
+    engine = app._wfcelery_engine
+    wf = Workflow("outage")
+    wf.add("only", "proj.noop")
+    run = engine.submit(wf)  # no worker: stays RUNNING
+    server = Server(engine).start()
+    try:
+        page.goto(f"{server.url}/runs/{run.id}")
+        page.wait_for_selector('#run-status [data-status="RUNNING"]')
+        page.wait_for_selector("#live.on")
+        faulty_redis.shutdown()
+        page.wait_for_function(
+            "document.getElementById('live').textContent === 'reconnecting'", timeout=20_000
+        )
+        faulty_redis.start()
+
+        def paused() -> bool:
+            try:
+                engine.pause(run.id)
+            except TrackerUnavailable:  # a pooled connection the outage broke fails once, then reconnects
+                return False
+            return True
+
+        wait_for(paused, timeout=10, message="the tracker to take the pause")
+        page.wait_for_selector('#run-status [data-status="PAUSED"]', timeout=15_000)  # retried every 2 s
+        page.wait_for_selector("#live.on")
+    finally:
+        server.stop()
 
 
 def test_runs_list_and_definitions_page_start_a_run(app, engine, server, page):

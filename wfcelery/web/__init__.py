@@ -67,7 +67,9 @@ def create_app(
         title="wfcelery",
         version=__version__,
         description="Workflow runs on Celery: list, start, follow (Server-Sent Events) and control them.",
-        docs_url="/api/docs",
+        # FastAPI's Swagger UI and ReDoc pages load their scripts from a CDN: offline they are blank pages.
+        # The dashboard must work offline, so only the OpenAPI document itself is served.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.engine = engine

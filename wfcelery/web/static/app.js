@@ -531,7 +531,14 @@ async function runView(main, runId) {
     const q = lastId ? `?last_event_id=${encodeURIComponent(lastId)}` : "";
     source = new EventSource(`${ROOT}/api/runs/${runId}/events${q}`);
     source.onopen = () => { live.classList.add("on"); live.textContent = "live"; };
-    source.onerror = () => live.classList.remove("on");
+    source.onerror = (ev) => {
+      live.classList.remove("on");
+      // A refused reconnect (503 while the tracker's Redis is down) closes an EventSource for good, where a
+      // dropped connection is retried by the browser: follow again, from the last id, until it answers.
+      if (ev.target.readyState !== EventSource.CLOSED) return;
+      live.textContent = "reconnecting";
+      setTimeout(follow, 2000);
+    };
     source.addEventListener("node", (ev) => {
       lastId = ev.lastEventId || lastId;
       const e = JSON.parse(ev.data);
