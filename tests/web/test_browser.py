@@ -201,20 +201,31 @@ def test_timeline_flower_link_then_cancel_and_delete_from_the_page(app, engine, 
         assert http.get(f"/api/runs/{run.id}").status_code == 404
 
 
-def test_the_run_page_follows_again_once_the_trackers_redis_is_back(make_test_app, faulty_redis, page):
-    """The tracker's Redis stops while the page follows a run: the stream breaks, and the browser's own
-    reconnect is answered 503, which closes an EventSource for good. The page says so, keeps trying, and
-    shows what happened once Redis is back, without a reload."""
+def test_the_run_page_follows_again_once_the_trackers_redis_is_back(
+    make_test_app, faulty_redis, page, browser, other_origin
+):
+    """The tracker's Redis stops while the page (and an embedded ``<wf-run-progress>`` on another site)
+    follows a run: the stream breaks, and the browser's own reconnect is answered 503, which closes an
+    EventSource for good. The page says so, both keep trying, and show what happened once Redis is back,
+    without a reload."""
     app = make_test_app(wfcelery_redis_url=faulty_redis.url_db(1), wfcelery_redis_timeout=2)
     engine = app._wfcelery_engine
     wf = Workflow("outage")
     wf.add("only", "proj.noop")
     run = engine.submit(wf)  # no worker: stays RUNNING
     server = Server(engine).start()
+    folder, origin = other_origin
+    (folder / "embed.html").write_text(
+        f'<!doctype html><script src="{server.url}/static/wf-run-progress.js"></script>\n'
+        f'<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
+    )
+    embed = browser.new_page()
     try:
         page.goto(f"{server.url}/runs/{run.id}")
         page.wait_for_selector('#run-status [data-status="RUNNING"]')
         page.wait_for_selector("#live.on")
+        embed.goto(f"{origin}/embed.html")
+        embed.wait_for_function("document.getElementById('p').dataset.status === 'RUNNING'", timeout=15_000)
         faulty_redis.shutdown()
         page.wait_for_function(
             "document.getElementById('live').textContent === 'reconnecting'", timeout=20_000
@@ -231,7 +242,9 @@ def test_the_run_page_follows_again_once_the_trackers_redis_is_back(make_test_ap
         wait_for(paused, timeout=10, message="the tracker to take the pause")
         page.wait_for_selector('#run-status [data-status="PAUSED"]', timeout=15_000)  # retried every 2 s
         page.wait_for_selector("#live.on")
+        embed.wait_for_function("document.getElementById('p').dataset.status === 'PAUSED'", timeout=15_000)
     finally:
+        embed.close()
         server.stop()
 
 

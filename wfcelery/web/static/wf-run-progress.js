@@ -38,7 +38,7 @@
     disconnectedCallback() { this.stop(); }
     attributeChangedCallback() { if (this.isConnected) this.start(); }
 
-    stop() { if (this.source) this.source.close(); this.source = null; }
+    stop() { clearTimeout(this.timer); if (this.source) this.source.close(); this.source = null; }
 
     async start() {
       this.stop();
@@ -48,19 +48,26 @@
       try {
         const resp = await fetch(`${server}/api/runs/${encodeURIComponent(run)}`);
         const state = await resp.json();
-        if (!resp.ok) throw new Error(state.error || `HTTP ${resp.status}`);
+        if (!resp.ok) throw Object.assign(new Error(state.error || `HTTP ${resp.status}`), { status: resp.status });
         this.name = state.name;
         this.runStatus = state.status;
         this.statuses = Object.fromEntries(Object.entries(state.nodes).map(([k, n]) => [k, n.status]));
       } catch (e) {
         this.shadowRoot.querySelector(".count").textContent = `cannot load run: ${e.message}`;
         this.dataset.status = "ERROR";
+        // the server or its Redis is down (5xx, or no answer): try again; an unknown run (4xx) stays an error
+        if (!(e.status < 500) && this.isConnected) this.timer = setTimeout(() => this.start(), 2000);
         return;
       }
       this.render();
       const source = (this.source = new EventSource(`${server}/api/runs/${encodeURIComponent(run)}/events`));
       source.addEventListener("node", (ev) => { const e = JSON.parse(ev.data); if (e.node) this.statuses[e.node] = e.status; this.schedule(); });
       source.addEventListener("run", (ev) => { this.runStatus = JSON.parse(ev.data).status; this.schedule(); });
+      // A refused reconnect (503 while the tracker's Redis is down) closes an EventSource for good: start
+      // over (state, then stream) until the server answers again.
+      source.onerror = () => {
+        if (source.readyState === EventSource.CLOSED && this.source === source) this.timer = setTimeout(() => this.start(), 2000);
+      };
       source.addEventListener("end", (ev) => { const e = JSON.parse(ev.data); if (e.status) this.runStatus = e.status; source.close(); this.schedule(); });
     }
 
