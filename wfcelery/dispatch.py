@@ -136,7 +136,8 @@ def forget_continuation_results(app: Celery, request: Any) -> None:
     of subscriptions the process holds (a worker that also runs the app's own chords keeps Celery's
     16k), and a subscription some other code in the process waits on is left alone."""
     ids: list[str] = []
-    _frozen_ids(getattr(request, "chain", None), ids)
+    chain = getattr(request, "chain", None)
+    _frozen_ids(chain[-1] if chain else None, ids)  # Celery applies the last item: the next step
     _frozen_ids(getattr(request, "chord", None), ids)
     _frozen_ids(getattr(request, "callbacks", None), ids)
     ours = [tid for tid in ids if run_of(tid)]

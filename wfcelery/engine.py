@@ -202,7 +202,7 @@ class Engine:
                     self.tracker, self.dispatch, plan, run_id, roots, resolved, producer=producer
                 )
             except Exception:
-                self._discard(run_id, plan.digest if created_plan else None)
+                self._discard(run_id, plan.digest if created_plan else None, int(record["created"]))
                 raise
         for finish in finishes:  # every root skipped by its condition, and nothing else to run
             self._ended(run_id, finish)
@@ -210,12 +210,14 @@ class Engine:
         run.warnings = warnings
         return run
 
-    def _discard(self, run_id: str, plan_digest: str | None) -> None:
+    def _discard(self, run_id: str, plan_digest: str | None, created_ms: int) -> None:
         """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan
-        goes too when this submit created it (``plan_digest``). A run of the same definition submitted
-        in between would lose it, but its publish meets the same broker and most likely fails as well.
-        A failed cleanup is logged: the caller re-raises the publish error, which says what went wrong."""
+        goes too when this submit created it (``plan_digest``) and no run submitted since uses it (runs
+        of one definition share the key; a minute of margin covers clients whose clocks differ). A failed
+        cleanup is logged: the caller re-raises the publish error, which says what went wrong."""
         try:
+            if plan_digest is not None and self.tracker.plan_in_use(plan_digest, created_ms - 60_000, run_id):
+                plan_digest = None
             self.tracker.delete_run(run_id, plan_digest)
         except WfCeleryError as e:
             logger.warning("wfcelery: could not delete run %s after its publish failed: %s", run_id, e)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -179,7 +180,7 @@ class Reconciler:
                     continue
                 gone = self.gone_workers()
                 if gone or time.monotonic() >= next_sweep:
-                    for repair in self.sweep():
+                    for repair in self.sweep(self._lease_keeper(tick)):
                         logger.warning("wfcelery reconciler: %s", repair)
                     next_sweep = time.monotonic() + self.settings.sweep_interval
                     self.tracker.forget_workers(gone)  # their nodes are repaired: stop watching them
@@ -189,6 +190,20 @@ class Reconciler:
                     self.side.outage.down(e)
                 else:
                     logger.warning("wfcelery reconciler: sweep failed: %s", e)
+
+    def _lease_keeper(self, tick: float) -> Callable[[], bool]:
+        renewed = time.monotonic()
+
+        def keep() -> bool:
+            nonlocal renewed
+            if self._stop.is_set():
+                return False
+            if time.monotonic() - renewed < tick:
+                return True
+            renewed = time.monotonic()
+            return self.tracker.elect(self.hostname, tick * 3)
+
+        return keep
 
     def gone_workers(self) -> list[str]:
         """Workers on the watch list whose heartbeat this reconciler has seen missing for a whole TTL
@@ -204,11 +219,16 @@ class Reconciler:
 
     # -- one sweep -----------------------------------------------------------------------------------
 
-    def sweep(self) -> list[Repair]:
+    def sweep(self, keep_lease: Callable[[], bool] | None = None) -> list[Repair]:
+        """One pass over every live run. ``keep_lease`` (the elected loop's) is called between runs and
+        renews the lease once a tick has passed, so a sweep longer than the lease's life does not let
+        another worker start a second, overlapping one; the sweep stops if the lease was lost."""
         now_ms = self.tracker.server_ms()
         repairs: list[Repair] = []
         ended: list[str] = []
         for run_id in self.tracker.live_runs():
+            if keep_lease is not None and not keep_lease():
+                break
             try:
                 repairs += self.sweep_run(run_id, now_ms, ended)
             except RunNotFound:
@@ -281,8 +301,8 @@ class Reconciler:
                 # to the back of it again and again (its previous message dropped as stale each time)
             timeout = self.settings.queued_timeout
             why = f"QUEUED {timeout:g} s (wfcelery_queued_timeout): its message may be lost"
-            self._queued_requeued.add(once)
             repairs += self._requeue(run_id, index, _name(plan, index), node, why)
+            self._queued_requeued.add(once)  # only once it was re-sent: a failed attempt is tried again
         if len(self._queued_since) > 100_000:
             self._queued_since.clear()
         if len(self._queued_requeued) > 100_000:

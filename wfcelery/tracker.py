@@ -260,8 +260,11 @@ class Tracker:
         """Each worker's heartbeat value, None for a worker with no live heartbeat."""
         if not hostnames:
             return {}
+        keys = [self.keys.worker(h) for h in hostnames]
         with converted_errors("read heartbeats"):
-            values = self.client.mget([self.keys.worker(h) for h in hostnames])
+            # the heartbeat keys carry no hash tag: on a Redis Cluster they span slots, where MGET refuses
+            mget_nonatomic = getattr(self.client, "mget_nonatomic", None)
+            values = mget_nonatomic(keys) if mget_nonatomic is not None else self.client.mget(keys)
         return dict(zip(hostnames, values, strict=True))
 
     def elect(self, hostname: str, ttl: float) -> bool:
@@ -411,6 +414,18 @@ class Tracker:
         if run_ids:
             with converted_errors("prune the run index"):
                 self.client.zrem(self.keys.index, *run_ids)
+
+    def plan_in_use(self, digest: str, since_ms: int, besides: str) -> bool:
+        """Whether a run other than ``besides``, created since ``since_ms`` (the run index's score), runs
+        the plan ``digest``: read on the failure path of a submit before it deletes a plan it created."""
+        with converted_errors("read the runs of a plan"):
+            others = [i for i in self.client.zrangebyscore(self.keys.index, since_ms, "+inf") if i != besides]
+            if not others:
+                return False
+            pipe = self.client.pipeline(transaction=False)
+            for other in others:
+                pipe.hget(self.keys.run(other), "plan")
+            return digest in pipe.execute()
 
     def delete_run(self, run_id: str, plan_digest: str | None = None) -> None:
         """Delete every key of the run and its entries in the index, the gate and the live set.

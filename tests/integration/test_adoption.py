@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery
+from celery import Celery, signals
 from click.testing import CliRunner
 
 import wfcelery
@@ -481,6 +481,32 @@ def test_a_refused_publish_keeps_the_plan_another_run_shares(
     assert set(r.keys(f"t{uid}*")) == before  # the first run's plan stays; nothing of the second
     assert r.smembers(f"t{uid}:live") == {first.id}
     assert r.ttl(plans[0]) > 0
+
+
+def test_a_refused_publish_keeps_the_plan_a_run_submitted_meanwhile_uses(
+    make_test_app: Any, full_broker: str, r: redis.Redis, uid: str
+) -> None:
+    """The failing submit created the plan; while it publishes, another client submits the same definition
+    (its publish works) and finds the plan there. The failed submit must not delete it from under that run."""
+    healthy = make_test_app(wfcelery_inspect_timeout=0)
+    started: list[Any] = []
+
+    def meanwhile(**_: Any) -> None:  # the failing submit is about to publish: its plan is written
+        if not started:
+            started.append(None)  # the healthy submit publishes too: do this once
+            started[0] = healthy._wfcelery_engine.submit(two_queues(uid))
+
+    signals.before_task_publish.connect(meanwhile, weak=False)
+    try:
+        _submit_to_a_full_broker(make_test_app, full_broker, uid)
+    finally:
+        signals.before_task_publish.disconnect(meanwhile)
+    second = started[0]
+    assert r.smembers(f"t{uid}:live") == {second.id}
+    plans = r.keys(f"t{uid}:plan:*")
+    assert len(plans) == 1  # the plan the second run runs is still there
+    assert r.ttl(plans[0]) > 0
+    assert [n.name for n in second.plan().nodes] == ["prep", "train"]  # readable: its workers can load it
 
 
 def test_the_demo_on_an_existing_redis_leaves_no_key(redis_url: str, r: redis.Redis) -> None:

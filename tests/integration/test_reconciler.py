@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -129,9 +129,9 @@ def test_one_sweeper_at_a_time_and_another_takes_over(
     swept: list[str] = []
 
     class Counted(Reconciler):
-        def sweep(self) -> list[Repair]:
+        def sweep(self, keep_lease: Callable[[], bool] | None = None) -> list[Repair]:
             swept.append(self.hostname)
-            return super().sweep()
+            return super().sweep(keep_lease)
 
     side = app._wfcelery_worker
     loops = [Counted(side, f"{name}-{uid}@here") for name in ("one", "two")]
