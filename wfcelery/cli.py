@@ -776,7 +776,10 @@ def sweep(ctx: click.Context, as_json: bool) -> None:
 
     engine = _engine(ctx)
     side = WorkerSide(engine.app, lambda: engine.tracker)
-    repairs = Reconciler(side, hostname="wfcelery-sweep", patient=False).sweep()
+    reconciler = Reconciler(side, hostname="wfcelery-sweep", patient=False)
+    gone = reconciler.gone_workers()  # not patient: a watched worker without a heartbeat is gone now
+    repairs = reconciler.sweep()
+    engine.tracker.forget_workers(gone)  # their nodes are repaired: stop watching them (as workers do)
     if as_json:
         _echo_json(
             [{"run": r.run_id, "node": r.node, "action": r.action, "reason": r.reason} for r in repairs]

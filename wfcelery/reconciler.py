@@ -20,7 +20,7 @@ live run every few seconds. A sweep reads every live run (``<prefix>:live``) and
   (``task_rejected``) fails after ``wfcelery_unknown_grace`` seconds, naming the worker and the task, unless
   another worker took it meanwhile;
 * a node QUEUED at the same epoch for ``wfcelery_queued_timeout`` seconds is re-published under a new epoch,
-  once per attempt (its message may be lost; a node merely waiting in a backlog goes to the back once);
+  once per epoch (its message may be lost; a node merely waiting in a backlog goes to the back once);
 * a RUNNING run whose nodes are all terminal ends.
 
 Judging a worker gone needs care after a tracker outage: every heartbeat may have expired while Redis was
@@ -154,7 +154,7 @@ class Reconciler:
         self._missing_since: dict[str, float] = {}
         self._inactive_since: dict[str, float] = {}
         self._queued_since: dict[tuple[str, Slot, int], float] = {}
-        self._queued_requeued: set[tuple[str, Slot, int]] = set()  # (run, node, attempts): done once
+        self._queued_requeued: set[tuple[str, Slot, int]] = set()  # (run, node, epoch) this loop re-sent
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -294,15 +294,14 @@ class Reconciler:
         message may be lost (a worker died between recording a release and publishing it)."""
         now, repairs = time.monotonic(), []
         for index, node in queued.items():
-            first = self._queued_since.setdefault((run_id, index, node.epoch), now)
-            once = (run_id, index, node.attempts)
-            if now - first < self.settings.queued_timeout or once in self._queued_requeued:
-                continue  # once per attempt: a node waiting in a backlog longer than that is not re-sent
-                # to the back of it again and again (its previous message dropped as stale each time)
+            seen = (run_id, index, node.epoch)
+            first = self._queued_since.setdefault(seen, now)
+            if now - first < self.settings.queued_timeout or seen in self._queued_requeued:
+                continue  # this epoch is our own re-send: a node waiting in a backlog longer than the timeout
+                # is not sent to the back of it again and again (its previous message dropped as stale)
             timeout = self.settings.queued_timeout
             why = f"QUEUED {timeout:g} s (wfcelery_queued_timeout): its message may be lost"
-            repairs += self._requeue(run_id, index, _name(plan, index), node, why)
-            self._queued_requeued.add(once)  # only once it was re-sent: a failed attempt is tried again
+            repairs += self._requeue(run_id, index, _name(plan, index), node, why, self._queued_requeued)
         if len(self._queued_since) > 100_000:
             self._queued_since.clear()
         if len(self._queued_requeued) > 100_000:
@@ -343,11 +342,23 @@ class Reconciler:
                 return None
         return f"worker {host or '?'} is gone (no heartbeat)"
 
-    def _requeue(self, run_id: str, index: Slot, name: str, node: NodeRecord, why: str) -> list[Repair]:
+    def _requeue(
+        self,
+        run_id: str,
+        index: Slot,
+        name: str,
+        node: NodeRecord,
+        why: str,
+        resent: set[tuple[str, Slot, int]] | None = None,
+    ) -> list[Repair]:
+        """Queue the node again under a new epoch and re-publish it (``resent`` records that epoch once
+        the message went out), or settle / quarantine it as the repair script decides."""
         limit = self.settings.quarantine_after
         out = self.tracker.repair(run_id, "requeue", index, node.encode(), limit)
         if out.action == "requeue":
             self.side.republish(run_id, index, out.epoch)
+            if resent is not None:
+                resent.add((run_id, index, out.epoch))
             return [Repair(run_id, name, "requeued", why)]
         if out.action == "revoked":
             return [

@@ -58,10 +58,10 @@ DEFAULT_UNKNOWN_GRACE = 30.0
 #: Deliveries of a node that never finished (its worker died each time) before the node is quarantined.
 DEFAULT_QUARANTINE_AFTER = 3
 #: Seconds a node may stay QUEUED (same epoch, seen by the reconciler) before it is re-published under a new
-#: epoch, once per attempt, in case its message was lost (0: never). 30 minutes: a lost message (a worker
-#: died between recording a release and publishing it) stalls its run for at most that long, while a node
-#: legitimately waiting longer in a backlog costs one extra message and goes to the back of the queue once
-#: (never again in that attempt: no livelock).
+#: epoch, in case its message was lost (0: never); never again at the epoch the reconciler gave it, so a
+#: node legitimately waiting longer in a backlog costs one extra message and goes to the back of the queue
+#: once (no livelock). 30 minutes: a lost message (a worker died between recording a release and publishing
+#: it) stalls its run for at most that long.
 DEFAULT_QUEUED_TIMEOUT = 1800.0
 
 

@@ -399,6 +399,8 @@ def test_sweep_repairs_nodes_of_a_dead_worker_and_retry_includes_them(
     live, cancelled = engine.submit(wf), engine.submit(wf)
     for run in (live, cancelled):
         assert engine.tracker.start(run.id, 0, 0, f"ghost-{uid}@nowhere").run  # then the worker vanished
+    watched = engine.tracker.keys.workers
+    r.sadd(watched, f"ghost-{uid}@nowhere")  # it had beaten once: on the reconciler's watch list
     cancelled.cancel()
     here.APP = app
     try:
@@ -406,6 +408,7 @@ def test_sweep_repairs_nodes_of_a_dead_worker_and_retry_includes_them(
         assert result.exit_code == EXIT_RUN_FAILED, result.output
         assert f"{live.id} a: requeued (worker ghost-{uid}@nowhere is gone (no heartbeat))" in result.stdout
         assert f"{cancelled.id} a: revoked" in result.stdout
+        assert not r.sismember(watched, f"ghost-{uid}@nowhere")  # repaired, so no longer watched
         again = CliRunner().invoke(cli, ["-A", "tests.integration.test_faults:APP", "sweep"])
         assert again.exit_code == EXIT_OK, again.output  # nothing left to repair
     finally:

@@ -537,7 +537,13 @@ async function runView(main, runId) {
       // dropped connection is retried by the browser: follow again, from the last id, until it answers.
       if (ev.target.readyState !== EventSource.CLOSED) return;
       live.textContent = "reconnecting";
-      setTimeout(follow, 2000);
+      setTimeout(async () => {
+        // a run deleted meanwhile answers 404: say so and stop; anything else (503, no answer): follow again
+        try {
+          if ((await fetch(`${ROOT}/api/runs/${runId}`)).status === 404) { live.textContent = "run deleted"; return; }
+        } catch (e) { /* the server is down: keep trying */ }
+        follow();
+      }, 2000);
     };
     source.addEventListener("node", (ev) => {
       lastId = ev.lastEventId || lastId;
