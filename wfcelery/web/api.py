@@ -32,7 +32,6 @@ from ..errors import (
     WfCeleryError,
 )
 from ..model import Workflow
-from ..rules import parse_instance
 from ..states import NodeStatus, RunStatus
 from .stream import event_stream
 
@@ -239,15 +238,12 @@ def get_results(run: RunDep) -> dict[str, Any]:
     responses=_ERRORS,
 )
 def get_node(run: RunDep, node: Annotated[str, Path(max_length=500)], request: Request) -> dict[str, Any]:
-    plan = run.plan()
-    instance = parse_instance(node)  # an instance of a mapped node: resize[3]
-    plan_node = plan.by_name.get(instance[0] if instance and node not in plan.by_name else node)
     try:
-        found = run.node(node) if plan_node is not None else None
+        found = run.node(node)  # a node, or an instance of a mapped node: resize[3]
     except KeyError:
-        found = None
-    if plan_node is None or found is None:
-        raise NotFound(f"run {run.id} has no node {node!r}")
+        raise NotFound(f"run {run.id} has no node {node!r}") from None
+    plan = run.plan()
+    plan_node = plan.nodes[found.index]
     preview, truncated = _preview(run.result(node) if found.status is NodeStatus.SUCCEEDED else None)
     flower = request.app.state.flower_url
     return {
