@@ -45,8 +45,8 @@ import redis
 from celery._state import _set_task_join_will_block
 
 import wfcelery
-from wfcelery.keys import Keys
-from wfcelery.records import Event, NodeRecord
+from wfcelery.tracker.keys import Keys
+from wfcelery.tracker.records import Event, NodeRecord
 
 from .harness import Workers, WorkerSettings, make_workdir, process_cpu, redis_server_class
 from .run import RESULTS_DIR, machine

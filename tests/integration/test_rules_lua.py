@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from tests.unit.test_properties import Dag, dags
 from tests.unit.test_rules import Scenario, Tracker, check
 from wfcelery import Workflow
-from wfcelery.rules import TRIGGER_RULES, Cascade, Graph
-from wfcelery.states import NodeStatus
+from wfcelery.definition.rules import TRIGGER_RULES, Cascade, Graph
+from wfcelery.tracker.states import NodeStatus
 
 LIVE = (NodeStatus.QUEUED, NodeStatus.RUNNING)
 

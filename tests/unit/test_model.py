@@ -11,7 +11,8 @@ import pytest
 from celery import Celery
 
 import wfcelery
-from wfcelery import model
+from wfcelery.definition import model
+from wfcelery.definition.model import Workflow, find_cycle, substitute
 from wfcelery.errors import (
     CycleError,
     DefinitionError,
@@ -22,7 +23,6 @@ from wfcelery.errors import (
     UnknownParentError,
     UnknownTaskError,
 )
-from wfcelery.model import Workflow, find_cycle, substitute
 
 
 def parents(wf: Workflow) -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wfcelery.outbox import Outbox, Report, with_retry
+from wfcelery.worker.outbox import Outbox, Report, with_retry
 
 
 def _put_from_child(path: str, n: int) -> None:
@@ -91,8 +91,8 @@ def test_with_retry_backs_off_then_gives_up() -> None:
 
 
 def test_check_result_refuses_what_the_tracker_cannot_keep() -> None:
-    from wfcelery.limits import Limits
-    from wfcelery.worker import check_result
+    from wfcelery.definition.limits import Limits
+    from wfcelery.worker.side import check_result
 
     assert check_result({"b": 1, "a": [1, 2]}, Limits()) == ('{"b": 1, "a": [1, 2]}', None)
     _, error = check_result({1, 2}, Limits())

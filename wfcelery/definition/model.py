@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import (
-    ConfigurationError,
+from wfcelery.definition.limits import DEPTH_CEILING, Limits, check_depth, json_size
+from wfcelery.definition.rules import TRIGGER_RULES, compile_condition, condition_params
+from wfcelery.errors import (
     CycleError,
     DuplicateNodeError,
     EmptyWorkflowError,
@@ -25,8 +26,6 @@ from .errors import (
     UnknownParentError,
     UnknownTaskError,
 )
-from .limits import DEPTH_CEILING, Limits, check_depth, json_size
-from .rules import TRIGGER_RULES, compile_condition, condition_params
 
 #: Failure policies a workflow may name.
 FAILURE_POLICIES = ("fail_fast", "continue")
@@ -56,9 +55,6 @@ NODE_KEYS = frozenset(
 DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after", "map", "when"}
 #: Top-level keys of a definition.
 WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params", "executor"})
-
-#: ``wfcelery.canvas.to_canvas``, set by that module on import (see :meth:`Workflow.to_canvas`).
-_translate: Callable[[Workflow, Any, Mapping[str, Any] | None, bool], Any] | None = None
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
@@ -238,7 +234,7 @@ class Workflow:
         Raises:
             SchemaError: A bad name or option value (wrong type, negative retries, args not JSON, a
                 JMESPath syntax error, an unknown trigger rule).
-            LimitError: args or kwargs nested deeper than :data:`~wfcelery.limits.DEPTH_CEILING`
+            LimitError: args or kwargs nested deeper than :data:`~wfcelery.definition.limits.DEPTH_CEILING`
                 (the configured ``wfcelery_max_depth`` and sizes are checked by :meth:`validate`).
             DuplicateNodeError: The workflow already has a node of that name.
         """
@@ -293,7 +289,7 @@ class Workflow:
 
     def validate(self, app: Any = None, limits: Limits | None = None) -> Workflow:
         """Check the DAG (and, given a Celery app, that every task is registered) and that every node's
-        args and kwargs are within ``limits`` (default: :class:`~wfcelery.limits.Limits` ()).
+        args and kwargs are within ``limits`` (default: :class:`~wfcelery.definition.limits.Limits` ()).
         Returns ``self``."""
         if not self.nodes:
             raise EmptyWorkflowError(f"workflow {self.name!r} has no tasks")
@@ -383,13 +379,13 @@ class Workflow:
         ``chain(prep.s(), wf.to_canvas(app), notify.s())``. Its result is the last node's result, or the
         list of the last branches' results. Raises :class:`~wfcelery.errors.NotSeriesParallel` where
         chains and chords cannot express the DAG exactly; ``exact=False`` adds barriers instead and warns
-        (``FalseDependencyWarning``) naming the waits it added. See :mod:`wfcelery.canvas`.
+        (``FalseDependencyWarning``) naming the waits it added. See :mod:`wfcelery.plan.canvas`.
         """
-        # canvas builds on the compiler, which builds on this module: it plugs itself in when imported
-        # (the package imports it), so nothing here imports upward.
-        if _translate is None:
-            raise ConfigurationError("wfcelery.canvas is not imported (import wfcelery)")
-        return _translate(self, app, params, exact)
+        # The translator builds on the compiler, which builds on this module: it is imported when
+        # called, so importing the model never loads Celery's canvas machinery.
+        from wfcelery.plan.canvas import to_canvas
+
+        return to_canvas(self, app, params, exact)
 
     # -- dict schema ------------------------------------------------------------------------------------
 

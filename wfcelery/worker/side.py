@@ -30,20 +30,20 @@ from kombu.exceptions import OperationalError
 from kombu.utils.json import dumps as json_dumps
 from kombu.utils.json import loads as json_loads
 
-from .compiler import Plan, PlanCache
-from .dispatch import Dispatcher
-from .errors import RunNotFound, TrackerError, TrackerUnavailable
-from .keys import Slot, parse_task_id, split_slot, task_id
-from .limits import Limits, depth
-from .message_filter import MessageFilter
-from .outage import Outage
-from .outbox import Outbox, Report, with_retry
-from .reconciler import Heartbeat, Reconciler
-from .records import DroppedMark, NodeRecord
-from .release import map_elements, publish_released, revoke_canvas
-from .settings import Settings
-from .states import RunStatus
-from .tracker import Finish, StartOutcome, Tracker
+from wfcelery.definition.limits import Limits, depth
+from wfcelery.errors import RunNotFound, TrackerError, TrackerUnavailable
+from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.messaging.release import map_elements, publish_released, revoke_canvas
+from wfcelery.plan.compiler import Plan, PlanCache
+from wfcelery.settings import Settings
+from wfcelery.tracker.keys import Slot, parse_task_id, split_slot, task_id
+from wfcelery.tracker.records import DroppedMark, NodeRecord
+from wfcelery.tracker.states import RunStatus
+from wfcelery.tracker.store import Finish, StartOutcome, Tracker
+from wfcelery.worker.message_filter import MessageFilter
+from wfcelery.worker.outage import Outage
+from wfcelery.worker.outbox import Outbox, Report, with_retry
+from wfcelery.worker.reconciler import Heartbeat, Reconciler
 
 logger = logging.getLogger("wfcelery.worker")
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from celery import Celery, signature
 
-from .compiler import Plan, PlanCache, compile_workflow
-from .consumers import ConsumerCheck, describe, node_queue, unconsumed
-from .dispatch import Dispatcher, broker_errors, ensure_connected
-from .errors import (
+from wfcelery.definition.loader import load
+from wfcelery.definition.model import Workflow, check_executor
+from wfcelery.definition.rules import instance_name, parse_instance
+from wfcelery.errors import (
     ConfigurationError,
     ControlError,
     NoWorkerError,
@@ -32,16 +32,16 @@ from .errors import (
     WaitTimeout,
     WfCeleryError,
 )
-from .keys import Slot, instance_slot, split_slot, task_id
-from .loader import load
-from .model import Workflow, check_executor
-from .records import Event, NodeRecord, RunRecord, new_run
-from .release import publish_instances, publish_released, revoke_canvas
-from .rules import instance_name, parse_instance
-from .segments import CANVAS, has_chord
-from .settings import Settings, check_not_eager
-from .states import NodeState, NodeStatus, RunState, RunStatus
-from .tracker import Finish, Tracker, converted_errors
+from wfcelery.messaging.consumers import ConsumerCheck, describe, node_queue, unconsumed
+from wfcelery.messaging.dispatch import Dispatcher, broker_errors, ensure_connected
+from wfcelery.messaging.release import publish_instances, publish_released, revoke_canvas
+from wfcelery.plan.compiler import Plan, PlanCache, compile_workflow
+from wfcelery.plan.segments import CANVAS, has_chord
+from wfcelery.settings import Settings, check_not_eager
+from wfcelery.tracker.keys import Slot, instance_slot, split_slot, task_id
+from wfcelery.tracker.records import Event, NodeRecord, RunRecord, new_run
+from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
+from wfcelery.tracker.store import Finish, Tracker, converted_errors
 
 logger = logging.getLogger("wfcelery.engine")
 

@@ -24,19 +24,18 @@ from typing import Any, NoReturn
 import click
 from celery import Celery
 
-from . import _display as display
-from . import _graphs as graphs
-from .canvas import translate
-from .compiler import compile_workflow
-from .consumers import describe
-from .engine import Engine, Run
-from .errors import ControlError, DefinitionError, RunFailed, RunNotFound, WaitTimeout, WfCeleryError
-from .install import install
-from .limits import Limits
-from .loader import load
-from .model import Workflow
-from .settings import check_json_accepted, check_not_eager
-from .states import NodeStatus, RunState, RunStatus
+from wfcelery.cli import display, graphs
+from wfcelery.client.engine import Engine, Run
+from wfcelery.definition.limits import Limits
+from wfcelery.definition.loader import load
+from wfcelery.definition.model import Workflow
+from wfcelery.errors import ControlError, DefinitionError, RunFailed, RunNotFound, WaitTimeout, WfCeleryError
+from wfcelery.install import install
+from wfcelery.messaging.consumers import describe
+from wfcelery.plan.canvas import translate
+from wfcelery.plan.compiler import compile_workflow
+from wfcelery.settings import check_json_accepted, check_not_eager
+from wfcelery.tracker.states import NodeStatus, RunState, RunStatus
 
 #: The run succeeded / the command did what it was asked.
 EXIT_OK = 0
@@ -666,7 +665,7 @@ def doctor(ctx: click.Context, flows: tuple[str, ...], as_json: bool) -> None:
     live runs) against live workers' queues, visibility_timeout, acks_late, clock skew.
 
     Exits 0 when healthy, 1 with findings, 2 when something could not be checked."""
-    from .doctor import diagnose, exit_code, report_lines
+    from wfcelery.cli.doctor import diagnose, exit_code, report_lines
 
     engine = _engine(ctx)
     definitions = [_workflow(flow, engine.settings.limits) for flow in flows]
@@ -698,7 +697,7 @@ def demo(redis_url: str | None) -> None:
     Shows live progress, then per-node timings (queue, worker, start, duration) and the results, and
     shuts everything down. Needs nothing but this package.
     """
-    from .demo import run_demo
+    from wfcelery.cli.demo import run_demo
 
     code = run_demo(redis_url, out=sys.stdout, tty=_stdout_tty())
     if code:
@@ -742,7 +741,7 @@ def web(
     deletes runs; the REST API is described by its OpenAPI document at /openapi.json.
     """
     try:
-        from .web import create_app, serve
+        from wfcelery.web import create_app, serve
     except ImportError as e:
         _fail(str(e))
     engine = _engine(ctx)
@@ -771,8 +770,8 @@ def sweep(ctx: click.Context, as_json: bool) -> None:
     cron. A worker with no heartbeat counts as gone at once here. Exit 0: nothing to repair; 1: repaired
     what it lists.
     """
-    from .reconciler import Reconciler
-    from .worker import WorkerSide
+    from wfcelery.worker.reconciler import Reconciler
+    from wfcelery.worker.side import WorkerSide
 
     engine = _engine(ctx)
     side = WorkerSide(engine.app, lambda: engine.tracker)

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from .errors import TrackerError
-from .outage import Outage
-from .records import GateEntry
+from wfcelery.errors import TrackerError
+from wfcelery.tracker.records import GateEntry
+from wfcelery.worker.outage import Outage
 
 if TYPE_CHECKING:
-    from .tracker import Tracker
+    from wfcelery.tracker.store import Tracker
 
 logger = logging.getLogger("wfcelery.message_filter")
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from celery.canvas import _chain, chord, group
 
-from ._display import Cell, table
-from .canvas import ACCUMULATE, Canvas
-from .compiler import Plan
-from .segments import segments
+from wfcelery.cli.display import Cell, table
+from wfcelery.plan.canvas import ACCUMULATE, Canvas
+from wfcelery.plan.compiler import Plan
+from wfcelery.plan.segments import segments
 
 
 def levels(plan: Plan) -> list[list[int]]:

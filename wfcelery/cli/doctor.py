@@ -18,12 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .compiler import Plan, compile_workflow
-from .engine import Engine
-from .errors import ConfigurationError, RunNotFound, WfCeleryError
-from .model import Workflow
-from .settings import check_json_accepted, check_not_eager
-from .states import RunStatus
+from wfcelery.client.engine import Engine
+from wfcelery.definition.model import Workflow
+from wfcelery.errors import ConfigurationError, RunNotFound, WfCeleryError
+from wfcelery.plan.compiler import Plan, compile_workflow
+from wfcelery.settings import check_json_accepted, check_not_eager
+from wfcelery.tracker.states import RunStatus
 
 #: Seconds of clock difference between a worker and the tracker's Redis that doctor reports.
 MAX_CLOCK_SKEW = 2.0

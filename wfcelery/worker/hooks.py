@@ -26,12 +26,12 @@ from celery.exceptions import Reject
 from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
 
-from .dispatch import forget_continuation_results
-from .errors import ConfigurationError, RunNotFound, TrackerUnavailable
-from .keys import parse_task_id, run_of
-from .records import RESEND_HEADER, plan_header
-from .settings import check_json_accepted
-from .worker import Parsed, WorkerSide, check_result, worker_of
+from wfcelery.errors import ConfigurationError, RunNotFound, TrackerUnavailable
+from wfcelery.messaging.dispatch import forget_continuation_results
+from wfcelery.settings import check_json_accepted
+from wfcelery.tracker.keys import parse_task_id, run_of
+from wfcelery.tracker.records import RESEND_HEADER, plan_header
+from wfcelery.worker.side import Parsed, WorkerSide, check_result, worker_of
 
 if TYPE_CHECKING:
     from celery import Celery

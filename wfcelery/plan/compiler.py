@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .keys import Slot, split_slot, task_id
-from .limits import Limits
-from .model import Workflow, substitute
-from .records import NODE_HEADER, RUN_HEADER, message_headers
-from .rules import Graph, instance_name
+from wfcelery.definition.limits import Limits
+from wfcelery.definition.model import Workflow, substitute
+from wfcelery.definition.rules import Graph, instance_name
+from wfcelery.tracker.keys import Slot, split_slot, task_id
+from wfcelery.tracker.records import NODE_HEADER, RUN_HEADER, message_headers
 
 #: Plans kept in memory per process (workers look a plan up on every task).
 PLAN_CACHE_SIZE = 512

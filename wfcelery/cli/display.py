@@ -15,9 +15,9 @@ from typing import Any, TextIO
 
 import click
 
-from .engine import Run, RunSummary
-from .records import Event
-from .states import NodeState, NodeStatus, RunState, RunStatus
+from wfcelery.client.engine import Run, RunSummary
+from wfcelery.tracker.records import Event
+from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
 #: Colour of each status on a terminal (click strips colours when the output is not one).
 COLORS: dict[str, str | None] = {

@@ -1,6 +1,6 @@
 """Plan -> native Celery canvas: chains of tasks and flat chords, exact or with reported barriers.
 
-:func:`translate` turns a compiled :class:`~wfcelery.compiler.Plan` into one Celery ``Signature`` built
+:func:`translate` turns a compiled :class:`~wfcelery.plan.compiler.Plan` into one Celery ``Signature`` built
 only from the shapes CELERY-NOTES lists as reliable on Celery >= 5.7: tasks, chains, and chords whose
 header members are tasks or chains and whose body is a task (or a chain that starts with one). It never
 emits a group as a chord body, a bare group inside a group, or a group at the end of a chain: where a
@@ -44,10 +44,9 @@ from typing import Any
 from celery import chain, chord
 from celery.canvas import Signature
 
-from . import model
-from .compiler import Plan, PlanNode, compile_workflow
-from .errors import DefinitionError, NotSeriesParallel
-from .model import Workflow, substitute
+from wfcelery.definition.model import Workflow, substitute
+from wfcelery.errors import DefinitionError, NotSeriesParallel
+from wfcelery.plan.compiler import Plan, PlanNode, compile_workflow
 
 #: Celery's built-in task used as barrier and pass-through (``index=0``: returns its first argument).
 ACCUMULATE = "celery.accumulate"
@@ -663,6 +662,3 @@ class _Builder:
         if isinstance(value, int):
             return self._name(value)
         return "[" + ", ".join(self._short(v) for v in value or ()) + "]"
-
-
-model._translate = to_canvas  # Workflow.to_canvas delegates here (the model cannot import this module)

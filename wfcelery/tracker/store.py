@@ -21,9 +21,10 @@ import redis
 from kombu.utils.json import loads as result_loads  # results are stored with kombu's JSON (as Celery's)
 from redis.cluster import RedisCluster
 
-from .errors import RunNotFound, TrackerError, TrackerUnavailable
-from .keys import Keys, Slot
-from .records import (
+from wfcelery.errors import RunNotFound, TrackerError, TrackerUnavailable
+from wfcelery.settings import Settings
+from wfcelery.tracker.keys import Keys, Slot
+from wfcelery.tracker.records import (
     DROPPED_FIELD_PREFIX,
     Event,
     GateEntry,
@@ -35,8 +36,7 @@ from .records import (
     remaining_field,
     remaining_nodes,
 )
-from .settings import Settings
-from .states import RunStatus
+from wfcelery.tracker.states import RunStatus
 
 logger = logging.getLogger("wfcelery.tracker")
 
@@ -44,7 +44,7 @@ _SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "rep
 
 
 def _load_sources() -> dict[str, str]:
-    lua = resources.files("wfcelery") / "lua"
+    lua = resources.files("wfcelery.tracker") / "lua"
     common = (lua / "_common.lua").read_text()
     return {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
 

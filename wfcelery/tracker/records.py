@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .keys import Slot
-from .states import RunStatus
+from wfcelery.tracker.keys import Slot
+from wfcelery.tracker.states import RunStatus
 
 # -- message headers ----------------------------------------------------------------------------------------
 

@@ -27,14 +27,13 @@ import click
 import redis
 from celery import Celery
 
-from . import _display as display
-from . import _graphs as graphs
-from ._redis_server import RedisServer, redis_binary
-from .compiler import compile_workflow
-from .engine import Engine
-from .errors import ConfigurationError, RunFailed
-from .install import install
-from .loader import load
+from wfcelery._redis_server import RedisServer, redis_binary
+from wfcelery.cli import display, graphs
+from wfcelery.client.engine import Engine
+from wfcelery.definition.loader import load
+from wfcelery.errors import ConfigurationError, RunFailed
+from wfcelery.install import install
+from wfcelery.plan.compiler import compile_workflow
 
 #: Seconds the demo's io tasks sleep (pretend network calls): short, yet long enough to watch.
 IO_SLEEP = {"extract": 0.6, "publish": 0.5, "notify": 0.3, "summary": 0.1}

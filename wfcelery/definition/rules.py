@@ -59,8 +59,8 @@ import jmespath
 import jmespath.exceptions
 import jmespath.functions
 
-from .settings import DEFAULT_MAX_MAP
-from .states import NodeStatus, RunStatus
+from wfcelery.settings import DEFAULT_MAX_MAP
+from wfcelery.tracker.states import NodeStatus, RunStatus
 
 
 class TriggerRule(str, Enum):

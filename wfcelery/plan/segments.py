@@ -1,6 +1,6 @@
 """The canvas executor's segments: a plan cut into the largest parts native canvas runs exactly.
 
-A *segment* is published as one Celery canvas (:func:`wfcelery.canvas.translate`) once every one of its
+A *segment* is published as one Celery canvas (:func:`wfcelery.plan.canvas.translate`) once every one of its
 *external parents* (parents outside it) has succeeded. To stay exact -- no node ever waits for a node
 that is not its ancestor -- every *entry* of a segment (a node with no parent inside it) has the same set
 of external parents, every other node has all its parents inside, and the canvas of the segment must be
@@ -28,10 +28,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .canvas import Canvas, translate
-from .compiler import Plan, PlanNode
-from .errors import NotSeriesParallel
-from .model import substitute
+from wfcelery.definition.model import substitute
+from wfcelery.errors import NotSeriesParallel
+from wfcelery.plan.canvas import Canvas, translate
+from wfcelery.plan.compiler import Plan, PlanNode
 
 #: The executors a run may use (model.EXECUTORS).
 COUNTERS, CANVAS = "counters", "canvas"

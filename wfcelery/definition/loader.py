@@ -1,9 +1,11 @@
-"""YAML / JSON files -> :class:`~wfcelery.model.Workflow`. Loading never imports or runs code.
+"""YAML / JSON files -> :class:`~wfcelery.definition.model.Workflow`. Loading never imports or runs code.
 
 Loading is bounded, so a hostile file is an error in milliseconds, never a hang or a traceback: a file over
-``max_bytes`` is refused before it is read; YAML nested deeper than :data:`~wfcelery.limits.DEPTH_CEILING`
+``max_bytes`` is refused before it is read; YAML nested deeper than
+:data:`~wfcelery.definition.limits.DEPTH_CEILING`
 stops at that line; aliases (``*name``) may expand the document to at most
-:data:`~wfcelery.limits.MAX_YAML_EXPANSION` values (an alias bomb of 500 bytes would otherwise expand to
+:data:`~wfcelery.definition.limits.MAX_YAML_EXPANSION` values (an alias bomb of 500 bytes would otherwise
+expand to
 gigabytes); JSON too deep for Python's parser is reported with its line and column.
 """
 
@@ -17,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from .errors import LimitError, SchemaError
-from .limits import DEFAULT_MAX_PLAN_BYTES, DEPTH_CEILING, MAX_YAML_EXPANSION
-from .model import Workflow
+from wfcelery.definition.limits import DEFAULT_MAX_PLAN_BYTES, DEPTH_CEILING, MAX_YAML_EXPANSION
+from wfcelery.definition.model import Workflow
+from wfcelery.errors import LimitError, SchemaError
 
 
 def load(path: str | Path, max_bytes: int = DEFAULT_MAX_PLAN_BYTES) -> Workflow:

@@ -9,7 +9,8 @@ limit, raised before Redis or the broker is touched.
 
 Depth counts containers: ``[1]`` is 1 deep, ``{"a": [1]}`` 2; a node's ``args`` list is itself a level.
 Every bound is a setting (``wfcelery_max_depth`` ...); :data:`DEPTH_CEILING` is the one hard limit, checked
-as soon as data enters a :class:`~wfcelery.model.Workflow`, so that no deeper value ever reaches code that
+as soon as data enters a :class:`~wfcelery.definition.model.Workflow`, so that no deeper value ever reaches
+code that
 recurses (``json.dumps``, pickle, the YAML composer).
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigurationError, LimitError, SchemaError
+from wfcelery.errors import ConfigurationError, LimitError, SchemaError
 
 #: Containers a value of args, kwargs, params or a result may nest (a node's args list counts as one).
 DEFAULT_MAX_DEPTH = 64

@@ -15,10 +15,10 @@ from typing import Any
 from celery import Celery, signature
 from celery.events.dispatcher import EventDispatcher
 
-from .compiler import Plan
-from .errors import BrokerUnavailable, WfCeleryError
-from .keys import Slot, run_of, split_slot, task_id
-from .records import RESEND_HEADER
+from wfcelery.errors import BrokerUnavailable, WfCeleryError
+from wfcelery.plan.compiler import Plan
+from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
+from wfcelery.tracker.records import RESEND_HEADER
 
 logger = logging.getLogger("wfcelery.dispatch")
 

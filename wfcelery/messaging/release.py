@@ -21,13 +21,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .compiler import Plan
-from .dispatch import Dispatcher
-from .keys import Slot, canvas_task_id, instance_slot, split_slot, task_id
-from .records import NODE_HEADER, RUN_HEADER, NodeRecord, canvas_field, message_headers
-from .rules import condition_holds, condition_scope, expand, map_limit
-from .segments import CANVAS, Segment, build, leaf_ids, segment_of
-from .tracker import Finish, Tracker
+from wfcelery.definition.rules import condition_holds, condition_scope, expand, map_limit
+from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.plan.compiler import Plan
+from wfcelery.plan.segments import CANVAS, Segment, build, leaf_ids, segment_of
+from wfcelery.tracker.keys import Slot, canvas_task_id, instance_slot, split_slot, task_id
+from wfcelery.tracker.records import NODE_HEADER, RUN_HEADER, NodeRecord, canvas_field, message_headers
+from wfcelery.tracker.store import Finish, Tracker
 
 logger = logging.getLogger("wfcelery.release")
 

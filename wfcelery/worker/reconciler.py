@@ -41,15 +41,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from celery.worker import state as worker_state
 
-from .errors import RunNotFound, TrackerUnavailable
-from .keys import Slot, parse_task_id, run_of, split_slot, task_id
-from .records import DroppedMark, NodeRecord, WorkerBeat
-from .states import NodeStatus
+from wfcelery.errors import RunNotFound, TrackerUnavailable
+from wfcelery.tracker.keys import Slot, parse_task_id, run_of, split_slot, task_id
+from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
+from wfcelery.tracker.states import NodeStatus
 
 if TYPE_CHECKING:
-    from .compiler import Plan, PlanCache
-    from .outage import Outage
-    from .tracker import Finish, Tracker
+    from wfcelery.plan.compiler import Plan, PlanCache
+    from wfcelery.tracker.store import Finish, Tracker
+    from wfcelery.worker.outage import Outage
 
 logger = logging.getLogger("wfcelery.reconciler")
 
