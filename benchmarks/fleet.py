@@ -44,8 +44,9 @@ from wfcelery._redis_server import ClusterServer as Cluster
 from wfcelery._redis_server import redis_binary
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.settings import Settings
+from wfcelery.tracker.outcomes import StartOutcome, SucceedOutcome
 from wfcelery.tracker.records import new_run
-from wfcelery.tracker.store import StartOutcome, SucceedOutcome, Tracker
+from wfcelery.tracker.store import Tracker
 
 from .run import RESULTS_DIR, machine
 from .scenarios import small_workflow

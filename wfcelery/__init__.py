@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wfcelery.client.engine import Engine, Run, RunSummary
+from wfcelery.client.engine import Engine
+from wfcelery.client.run import Run, RunSummary
 from wfcelery.definition.loader import load
 from wfcelery.definition.model import Node, Workflow
 from wfcelery.errors import (

@@ -25,7 +25,8 @@ import click
 from celery import Celery
 
 from wfcelery.cli import display, graphs
-from wfcelery.client.engine import Engine, Run
+from wfcelery.client.engine import Engine
+from wfcelery.client.run import Run
 from wfcelery.definition.limits import Limits
 from wfcelery.definition.loader import load
 from wfcelery.definition.model import Workflow

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import click
 
-from wfcelery.client.engine import Run, RunSummary
+from wfcelery.client.run import Run, RunSummary
 from wfcelery.tracker.records import Event
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 

@@ -26,8 +26,9 @@ from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.plan.compiler import Plan
 from wfcelery.plan.segments import CANVAS, Segment, build, leaf_ids, segment_of
 from wfcelery.tracker.keys import Slot, canvas_task_id, instance_slot, split_slot, task_id
+from wfcelery.tracker.outcomes import FailMode, Finish
 from wfcelery.tracker.records import NODE_HEADER, RUN_HEADER, NodeRecord, canvas_field, message_headers
-from wfcelery.tracker.store import Finish, Tracker
+from wfcelery.tracker.store import Tracker
 
 logger = logging.getLogger("wfcelery.release")
 
@@ -199,7 +200,7 @@ def fail_node(
 ) -> None:
     """A released node cannot run (its condition or its map input is wrong): FAILED for good, naming why."""
     error = {"type": kind, "message": message, "traceback": ""}
-    out = tracker.fail(run_id, index, epoch, error, "failed", -1, [], 0, plan.rule_spec)
+    out = tracker.fail(run_id, index, epoch, error, FailMode.FAILED, -1, [], 0, plan.rule_spec)
     dispatch.revoke(run_id, out.revoke)
     more += [(i, out.epoch) for i in out.released]
     finishes += [out.finish] if out.finish else []

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -24,6 +23,16 @@ from redis.cluster import RedisCluster
 from wfcelery.errors import RunNotFound, TrackerError, TrackerUnavailable
 from wfcelery.settings import Settings
 from wfcelery.tracker.keys import Keys, Slot
+from wfcelery.tracker.outcomes import (
+    FailMode,
+    FailOutcome,
+    HaltOutcome,
+    RepairOutcome,
+    ReplanOutcome,
+    StartOutcome,
+    SucceedOutcome,
+    decode_slot,
+)
 from wfcelery.tracker.records import (
     DROPPED_FIELD_PREFIX,
     Event,
@@ -180,13 +189,13 @@ class Tracker:
         index: Slot,
         epoch: int,
         error: dict[str, Any],
-        mode: str,
+        mode: FailMode,
         retries: int,
         descendants: list[int],
         attempt: int = 0,
         rules: str = "",
     ) -> FailOutcome:
-        args = [index, epoch, json.dumps(error), mode, retries, json.dumps(descendants), attempt, rules]
+        args = [index, epoch, json.dumps(error), mode.value, retries, json.dumps(descendants), attempt, rules]
         return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
     def halt(self, run_id: str, op: str) -> HaltOutcome:
@@ -312,7 +321,7 @@ class Tracker:
         with converted_errors(f"read dropped messages of run {run_id}"):
             raw = self.client.hgetall(self.keys.run(run_id))
         head = DROPPED_FIELD_PREFIX
-        return {_slot(f[len(head) :]): v for f, v in raw.items() if f.startswith(head)}
+        return {decode_slot(f[len(head) :]): v for f, v in raw.items() if f.startswith(head)}
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -349,15 +358,15 @@ class Tracker:
             nodes, errors = (dict(zip(only, reply, strict=True)) for reply in replies)
         return (
             RunRecord.decode(record),
-            {_slot(i): NodeRecord.decode(v) for i, v in nodes.items() if v is not None},
-            {_slot(i): json.loads(v) for i, v in errors.items() if v is not None},
+            {decode_slot(i): NodeRecord.decode(v) for i, v in nodes.items() if v is not None},
+            {decode_slot(i): json.loads(v) for i, v in errors.items() if v is not None},
         )
 
     def results(self, run_id: str, indexes: Sequence[Slot] | None = None) -> dict[Slot, Any]:
         with converted_errors(f"read results of run {run_id}"):
             if indexes is None:
                 raw = self.client.hgetall(self.keys.results(run_id))
-                return {_slot(i): result_loads(v) for i, v in raw.items()}
+                return {decode_slot(i): result_loads(v) for i, v in raw.items()}
             if not indexes:
                 return {}
             values = self.client.hmget(self.keys.results(run_id), list(indexes))
@@ -489,170 +498,3 @@ class Tracker:
 
 
 # -- what the Lua scripts reply (each script's header documents its reply) --------------------------------
-
-
-def _slot(field: Any) -> Slot:
-    """A hash field or reply item: a node index, or an instance's ``"<node>:<i>"``."""
-    text = str(field)
-    return int(text) if text.isdigit() else text
-
-
-def _pairs(flat: Sequence[Any]) -> tuple[tuple[Slot, int], ...]:
-    return tuple((_slot(flat[i]), int(flat[i + 1])) for i in range(0, len(flat) - 1, 2))
-
-
-@dataclass(frozen=True)
-class Finish:
-    """A run just ended (returned exactly once, by the script that ended it)."""
-
-    status: str
-    callback: str | None  # the on_success / on_failure signature as JSON, if the run has one
-    epoch: int
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> Finish | None:
-        if not reply:
-            return None
-        return cls(str(reply[0]), reply[1] or None, int(reply[2]))
-
-
-@dataclass(frozen=True)
-class RepairOutcome:
-    """repair.lua: ``action`` ('ignored', 'requeue', 'revoked', 'quarantine', 'ok', 'finished'), the epoch
-    to publish or fail the node at, deliveries that never finished, and the run's end if this ended it."""
-
-    action: str
-    epoch: int
-    lost: int
-    finish: Finish | None
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> RepairOutcome:
-        action, epoch, lost, finish = reply
-        return cls(str(action), int(epoch), int(lost), Finish.from_reply(finish))
-
-
-@dataclass(frozen=True)
-class StartOutcome:
-    """start.lua: run the body (``run`` and its attempt number), or why not (``reason``)."""
-
-    run: bool
-    reason: str
-    attempt: int = 0
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> StartOutcome:
-        verdict, _, attempt = str(reply).partition(":")
-        return cls(verdict == "ok", verdict, int(attempt or 0))
-
-
-@dataclass(frozen=True)
-class SucceedOutcome:
-    """succeed.lua: the children this success released (with the run's epoch and params for them);
-    ``gone`` when the run no longer exists (cleaned up or expired)."""
-
-    finish: Finish | None
-    epoch: int
-    params: dict[str, Any] | None  # only when children were released
-    released: tuple[int, ...]
-    #: succeed.lua only: stored results (JSON, None for none) of the nodes asked for with ``fetch``
-    inputs: dict[int, str | None] = field(default_factory=dict)
-    #: succeed.lua only: the attempt number of the inline child it started (0: none)
-    inline: int = 0
-
-    @property
-    def gone(self) -> bool:
-        return self.epoch < 0
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> SucceedOutcome:
-        finish, epoch, params, released, *rest = reply
-        pairs = rest[0] if rest else []
-        inline = int(rest[1] or 0) if len(rest) > 1 else 0
-        return cls(
-            Finish.from_reply(finish),
-            int(epoch),
-            json.loads(params) if params else None,
-            tuple(int(c) for c in released),
-            {int(pairs[i]): pairs[i + 1] or None for i in range(0, len(pairs), 2)},
-            inline,
-        )
-
-
-@dataclass(frozen=True)
-class FailOutcome:
-    """fail.lua: ``action`` is 'ignored', 'gone' (no such run), 'retrying' (Celery retries), 'retry'
-    (re-publish at ``epoch`` after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the
-    queued nodes fail_fast ended; ``released``: nodes a trigger rule queued at ``epoch``, to publish with
-    ``params``)."""
-
-    action: str
-    epoch: int
-    attempts: int
-    finish: Finish | None
-    revoke: tuple[tuple[Slot, int], ...]
-    released: tuple[int, ...] = ()
-    params: dict[str, Any] | None = None
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> FailOutcome:
-        action, epoch, attempts, finish, revoke, released, params = reply
-        return cls(
-            str(action),
-            int(epoch),
-            int(attempts),
-            Finish.from_reply(finish),
-            _pairs(revoke),
-            tuple(int(i) for i in released),
-            json.loads(params) if params else None,
-        )
-
-
-@dataclass(frozen=True)
-class HaltOutcome:
-    """halt.lua: the run's status before and after; (index, epoch) of its queued and running nodes."""
-
-    before: str
-    after: str
-    finish: Finish | None
-    epoch: int
-    queued: tuple[tuple[Slot, int], ...]
-    running: tuple[tuple[Slot, int], ...]
-
-    @property
-    def changed(self) -> bool:
-        return self.before != self.after
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> HaltOutcome:
-        before, after, finish, epoch, queued, running = reply
-        return cls(
-            str(before), str(after), Finish.from_reply(finish), int(epoch), _pairs(queued), _pairs(running)
-        )
-
-
-@dataclass(frozen=True)
-class ReplanOutcome:
-    """replan.lua: ``replanned`` is False when refused or a no-op (``before`` says why); else the new
-    ``epoch`` and the nodes queued under it."""
-
-    before: str
-    replanned: bool
-    epoch: int = 0
-    finish: Finish | None = None
-    queued: tuple[int, ...] = ()
-    instances: tuple[str, ...] = ()  # instance slots of mapped nodes queued again
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> ReplanOutcome:
-        if len(reply) == 1:
-            return cls(str(reply[0]), False)
-        before, epoch, finish, queued, instances = reply
-        return cls(
-            str(before),
-            True,
-            int(epoch),
-            Finish.from_reply(finish),
-            tuple(int(i) for i in queued),
-            tuple(str(i) for i in instances),
-        )

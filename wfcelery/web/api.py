@@ -21,7 +21,8 @@ from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field
 
 from wfcelery import __version__
-from wfcelery.client.engine import Engine, Run
+from wfcelery.client.engine import Engine
+from wfcelery.client.run import Run
 from wfcelery.definition.model import Workflow
 from wfcelery.errors import (
     ControlError,

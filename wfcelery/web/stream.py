@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from wfcelery.client.engine import Run
+from wfcelery.client.run import Run
 from wfcelery.definition.rules import instance_name
 from wfcelery.errors import RunNotFound
 from wfcelery.tracker.keys import split_slot

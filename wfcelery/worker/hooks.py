@@ -30,7 +30,9 @@ from wfcelery.errors import ConfigurationError, RunNotFound, TrackerUnavailable
 from wfcelery.messaging.dispatch import forget_continuation_results
 from wfcelery.settings import check_json_accepted
 from wfcelery.tracker.keys import parse_task_id, run_of
+from wfcelery.tracker.outcomes import FailMode, StartReason
 from wfcelery.tracker.records import RESEND_HEADER, plan_header
+from wfcelery.worker.outbox import ReportKind
 from wfcelery.worker.side import Parsed, WorkerSide, check_result, worker_of
 
 if TYPE_CHECKING:
@@ -178,7 +180,7 @@ def wrap_task_init(app: Celery) -> None:
             logger.debug(reason)
             raise GateUnavailable(reason) from None
         if not verdict.run:
-            if verdict.reason == "gone":
+            if verdict.reason is StartReason.GONE:
                 logger.debug(
                     "wfcelery: dropped %s: run %s no longer exists (cleaned up or expired)",
                     task_id,
@@ -245,7 +247,9 @@ def _on_success(
         return
     timelimit = getattr(request, "timelimit", None) or (None, None)
     with side.inline_scope(not any(timelimit)):  # an inline child runs inside this task's time
-        side.report("succeeded", {"task_id": task_id, "digest": plan_header(request), "result": encoded})
+        side.report(
+            ReportKind.SUCCEEDED, {"task_id": task_id, "digest": plan_header(request), "result": encoded}
+        )
     side.run_inline(request.hostname or side.hostname)
 
 
@@ -272,10 +276,10 @@ def report_failure(
     digest: str | None,
     error: dict[str, Any],
     attempt: int,
-    mode: str = "failed",
+    mode: FailMode = FailMode.FAILED,
 ) -> None:
-    payload = {"task_id": task_id, "digest": digest, "error": error, "mode": mode, "attempt": attempt}
-    side.report("failed", payload)
+    payload = {"task_id": task_id, "digest": digest, "error": error, "mode": mode.value, "attempt": attempt}
+    side.report(ReportKind.FAILED, payload)
 
 
 @_receiver(
@@ -318,7 +322,9 @@ def _on_retry(
 ) -> None:
     exc = reason if isinstance(reason, BaseException) else None
     attempt = int(getattr(request, "wf_attempt", 0) or 0)
-    report_failure(side, task_id, plan_header(request), error_of(exc, einfo, reason), attempt, "retrying")
+    report_failure(
+        side, task_id, plan_header(request), error_of(exc, einfo, reason), attempt, FailMode.RETRYING
+    )
 
 
 def error_of(exc: BaseException | None, einfo: Any = None, fallback: Any = None) -> dict[str, Any]:
@@ -418,4 +424,6 @@ def _on_revoked(
         return  # a message that never started: pause/cancel/fail already decided its node
     # A terminated task was RUNNING (cancel(terminate=True)): record it, or it stays RUNNING for good.
     reason = "expired" if expired else "terminated" if terminated else "revoked"
-    report_failure(side, task_id, None, {"type": "Revoked", "message": reason, "traceback": ""}, 0, "revoked")
+    report_failure(
+        side, task_id, None, {"type": "Revoked", "message": reason, "traceback": ""}, 0, FailMode.REVOKED
+    )

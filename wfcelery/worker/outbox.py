@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,21 @@ logger = logging.getLogger("wfcelery.outbox")
 LOCK_TIMEOUT = 30.0
 
 
+class ReportKind(str, Enum):
+    """What a kept report records: a node's success or failure, children released, a node re-sent."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RELEASED = "released"
+    REPUBLISH = "republish"
+
+
 @dataclass(frozen=True)
 class Report:
-    """One kept transition: ``kind`` (``succeeded``, ``failed`` ...) and the hook's arguments (JSON data)."""
+    """One kept transition: its ``kind`` and the hook's arguments (JSON data)."""
 
     id: int
-    kind: str
+    kind: ReportKind
     payload: dict[str, Any]
     created: float
 
@@ -80,7 +90,7 @@ class Outbox:
             self._local.conn = conn
         yield conn
 
-    def put(self, kind: str, payload: dict[str, Any]) -> None:
+    def put(self, kind: ReportKind, payload: dict[str, Any]) -> None:
         """Keep one report; it is on disk when this returns."""
         with self._db() as db:
             db.execute(
@@ -94,7 +104,9 @@ class Outbox:
             return []
         with self._db() as db:
             rows = db.execute("SELECT id, kind, payload, created FROM reports ORDER BY id").fetchall()
-        return [Report(i, kind, json.loads(payload), created) for i, kind, payload, created in rows]
+        return [
+            Report(i, ReportKind(kind), json.loads(payload), created) for i, kind, payload, created in rows
+        ]
 
     def __len__(self) -> int:
         if not self.path.exists():

@@ -43,12 +43,14 @@ from celery.worker import state as worker_state
 
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.tracker.keys import Slot, parse_task_id, run_of, split_slot, task_id
+from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
 from wfcelery.tracker.states import NodeStatus
 
 if TYPE_CHECKING:
     from wfcelery.plan.compiler import Plan, PlanCache
-    from wfcelery.tracker.store import Finish, Tracker
+    from wfcelery.tracker.outcomes import Finish
+    from wfcelery.tracker.store import Tracker
     from wfcelery.worker.outage import Outage
 
 logger = logging.getLogger("wfcelery.reconciler")
@@ -134,9 +136,9 @@ class Repairs(Protocol):
         parsed: tuple[str, Slot, int],
         digest: str | None,
         error: dict[str, Any],
-        mode: str,
+        mode: FailMode,
         attempt: int = 0,
-    ) -> str: ...
+    ) -> FailAction: ...
     def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None: ...
     def quarantine(self, run_id: str, slot: Slot, epoch: int, lost: int, attempt: int = 0) -> None: ...
     def ended(self, plan: Plan, run_id: str, finish: Finish) -> None: ...
@@ -266,7 +268,7 @@ class Reconciler:
                 )
                 error = {"type": "TimeLimitExceeded", "message": why, "traceback": ""}
                 self.side.node_failed(
-                    (run_id, index, node.epoch), plan.digest, error, "failed", node.attempts
+                    (run_id, index, node.epoch), plan.digest, error, FailMode.FAILED, node.attempts
                 )
                 repairs.append(Repair(run_id, name, "failed", why))
         queued = {i for i, n in nodes.items() if n.code == NodeStatus.QUEUED.code}
@@ -280,7 +282,9 @@ class Reconciler:
                 if now_ms - mark.at_ms < self.settings.unknown_grace * 1000:
                     continue
                 error = mark.error()
-                self.side.node_failed((run_id, index, mark.epoch), plan.digest, error, "quarantined", 0)
+                self.side.node_failed(
+                    (run_id, index, mark.epoch), plan.digest, error, FailMode.QUARANTINED, 0
+                )
                 repairs.append(Repair(run_id, _name(plan, index), "failed", error["message"]))
         if record.done >= record.total and record.status.value == "RUNNING":
             out = self.tracker.repair(run_id, "finish")
@@ -355,16 +359,16 @@ class Reconciler:
         the message went out), or settle / quarantine it as the repair script decides."""
         limit = self.settings.quarantine_after
         out = self.tracker.repair(run_id, "requeue", index, node.encode(), limit)
-        if out.action == "requeue":
+        if out.action is RepairAction.REQUEUE:
             self.side.republish(run_id, index, out.epoch)
             if resent is not None:
                 resent.add((run_id, index, out.epoch))
             return [Repair(run_id, name, "requeued", why)]
-        if out.action == "revoked":
+        if out.action is RepairAction.REVOKED:
             return [
                 Repair(run_id, name, "revoked", f"{why}; the run is not running: resume / retry re-plan it")
             ]
-        if out.action == "quarantine":
+        if out.action is RepairAction.QUARANTINE:
             self.side.quarantine(run_id, index, out.epoch, out.lost, node.attempts)
             return [Repair(run_id, name, "failed", f"{why}; killed {out.lost} workers")]
         return []

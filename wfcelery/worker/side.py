@@ -37,12 +37,13 @@ from wfcelery.messaging.release import map_elements, publish_released, revoke_ca
 from wfcelery.plan.compiler import Plan, PlanCache
 from wfcelery.settings import Settings
 from wfcelery.tracker.keys import Slot, parse_task_id, split_slot, task_id
+from wfcelery.tracker.outcomes import FailAction, FailMode, Finish, RepairAction, StartOutcome
 from wfcelery.tracker.records import DroppedMark, NodeRecord
 from wfcelery.tracker.states import RunStatus
-from wfcelery.tracker.store import Finish, StartOutcome, Tracker
+from wfcelery.tracker.store import Tracker
 from wfcelery.worker.message_filter import MessageFilter
 from wfcelery.worker.outage import Outage
-from wfcelery.worker.outbox import Outbox, Report, with_retry
+from wfcelery.worker.outbox import Outbox, Report, ReportKind, with_retry
 from wfcelery.worker.reconciler import Heartbeat, Reconciler
 
 logger = logging.getLogger("wfcelery.worker")
@@ -133,7 +134,7 @@ class WorkerSide:
     def outbox(self) -> Outbox:
         return Outbox.for_worker(self.settings.outbox_dir, self.hostname or socket.gethostname())
 
-    def report(self, kind: str, payload: dict[str, Any]) -> None:
+    def report(self, kind: ReportKind, payload: dict[str, Any]) -> None:
         """Deliver a hook's report: retried for ``wfcelery_report_retry`` seconds while the task's message
         stays unacknowledged, then kept in the worker's outbox (see outbox.py), replayed in order."""
         tries = 0
@@ -157,35 +158,36 @@ class WorkerSide:
             return
         self.outage.up()
 
-    def _keep(self, kind: str, payload: dict[str, Any], why: str) -> None:
+    def _keep(self, kind: ReportKind, payload: dict[str, Any], why: str) -> None:
         self.outbox.put(kind, {**payload, "again": True})
         logger.debug(
             "wfcelery: %s report of %s kept in %s (%s)", kind, payload.get("task_id"), self.outbox.path, why
         )
 
-    def deliver(self, kind: str, payload: dict[str, Any]) -> None:
+    def deliver(self, kind: ReportKind, payload: dict[str, Any]) -> None:
         """Act on one report (from a hook, or replayed from the outbox)."""
         parsed = parse_task_id(payload["task_id"])
         assert parsed is not None
-        if kind == "succeeded":
+        if kind is ReportKind.SUCCEEDED:
             released = self.node_succeeded(
                 parsed, payload.get("digest"), json_loads(payload["result"]), payload["result"]
             )
             if payload.get("again") and not released:
                 self._release_again(parsed, payload)
-        elif kind == "failed":
+        elif kind is ReportKind.FAILED:
             action = self.node_failed(
                 parsed,
                 payload.get("digest"),
                 payload["error"],
-                payload["mode"],
+                FailMode(payload["mode"]),
                 int(payload.get("attempt") or 0),
             )
-            if payload.get("again") and action == "ignored" and payload["mode"] == "failed":
+            again = payload.get("again") and payload["mode"] == FailMode.FAILED.value
+            if again and action is FailAction.IGNORED:
                 self._retry_again(parsed)
-        elif kind == "released":
+        elif kind is ReportKind.RELEASED:
             self._release(parsed, payload)
-        elif kind == "republish":
+        elif kind is ReportKind.REPUBLISH:
             self.republish(parsed[0], parsed[1], parsed[2], payload.get("countdown"))
         else:
             logger.error("wfcelery: unknown report kind %r dropped", kind)
@@ -208,7 +210,7 @@ class WorkerSide:
             self.outage.up()
         return delivered
 
-    def _after(self, kind: str, payload: dict[str, Any], step: Callable[[], None]) -> None:
+    def _after(self, kind: ReportKind, payload: dict[str, Any], step: Callable[[], None]) -> None:
         """A step after a transition was recorded (publishing released children, a retry): retried, then
         kept in the outbox -- the transition itself will not return them a second time."""
         try:
@@ -257,7 +259,7 @@ class WorkerSide:
                 "params": out.params or {},
                 "inputs": {str(i): v for i, v in out.inputs.items()},  # fan-in children's other parents
             }
-            self._after("released", payload, lambda: self._release(parsed, payload, plan, result))
+            self._after(ReportKind.RELEASED, payload, lambda: self._release(parsed, payload, plan, result))
         if out.finish:
             self.ended(plan, run_id, out.finish)
         return bool(out.released or out.finish)
@@ -434,9 +436,9 @@ class WorkerSide:
         parsed: Parsed,
         digest: str | None,
         error: dict[str, Any],
-        mode: str,
+        mode: FailMode,
         attempt: int = 0,
-    ) -> str:
+    ) -> FailAction:
         """Record a failure: a tracker-level retry, or the run's failure policy. Returns fail.lua's
         action."""
         run_id, slot, epoch = parsed
@@ -448,13 +450,15 @@ class WorkerSide:
         out = self.tracker.fail(
             run_id, slot, epoch, error, mode, node.retries, descendants, attempt, plan.rule_spec
         )
-        if out.action == "gone":
+        if out.action is FailAction.GONE:
             raise RunNotFound(run_id)
-        if out.action == "retry":
+        if out.action is FailAction.RETRY:
             countdown = retry_countdown(out.attempts, self.settings.retry_backoff_max)
             payload = {"task_id": task_id(run_id, slot, out.epoch), "countdown": countdown}
-            self._after("republish", payload, lambda: self.republish(run_id, slot, out.epoch, countdown))
-        elif out.action == "failed":
+            self._after(
+                ReportKind.REPUBLISH, payload, lambda: self.republish(run_id, slot, out.epoch, countdown)
+            )
+        elif out.action is FailAction.FAILED:
             self.dispatch.revoke(run_id, out.revoke)
             if plan.on_failure == "fail_fast":
                 revoke_canvas(self.tracker, self.dispatch, plan, run_id)  # no-op for counters runs
@@ -467,7 +471,7 @@ class WorkerSide:
                     "released": list(out.released),
                     "params": out.params or {},
                 }
-                self._after("released", payload, lambda: self._release(parsed, payload, plan))
+                self._after(ReportKind.RELEASED, payload, lambda: self._release(parsed, payload, plan))
             if out.finish:
                 self.ended(plan, run_id, out.finish)
         return out.action
@@ -510,7 +514,7 @@ class WorkerSide:
             f"time); quarantined after wfcelery_quarantine_after = {self.settings.quarantine_after}"
         )
         error = {"type": "Quarantined", "message": message, "traceback": ""}
-        self.node_failed((run_id, slot, epoch), None, error, "quarantined", attempt)
+        self.node_failed((run_id, slot, epoch), None, error, FailMode.QUARANTINED, attempt)
 
     # -- the worker's main process ---------------------------------------------------------------------
 
@@ -518,7 +522,7 @@ class WorkerSide:
         """A redelivered message arrived (main process): count it; True when its node was quarantined
         now and the message must be dropped before it reaches the pool."""
         out = self.tracker.repair(parsed[0], "received", parsed[1], parsed[2], self.settings.quarantine_after)
-        if out.action != "quarantine":
+        if out.action is not RepairAction.QUARANTINE:
             return False
         self.quarantine(parsed[0], parsed[1], out.epoch, out.lost)
         return True
