@@ -175,7 +175,7 @@ def test_no_import_circle() -> None:
 def test_the_checks_see_imports() -> None:
     """The walk finds relative, absolute and TYPE_CHECKING imports (or the tests above prove nothing)."""
     graph = import_graph()
-    assert {"tracker.store", "plan.compiler", "messaging.dispatch"} <= graph["worker.side"]
+    assert {"tracker.store", "plan.compiler", "messaging.dispatch"} <= graph["worker.base"]
     assert "tracker.store" in graph["worker.message_filter"]  # imported under TYPE_CHECKING only
     assert {"cli.display", "cli.graphs", "client.engine"} <= graph["cli"]
     assert {"client.engine", "errors", "web.stream"} <= graph["web.api"]

@@ -15,9 +15,9 @@ from wfcelery.errors import (
     RunNotFound,
 )
 from wfcelery.messaging.release import publish_instances, publish_released, revoke_canvas
+from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import task_id
 from wfcelery.tracker.states import RunState, RunStatus
-from wfcelery.tracker.store import converted_errors
 
 
 class Control(EngineBase):

@@ -16,10 +16,10 @@ from wfcelery.errors import (
     WaitTimeout,
 )
 from wfcelery.plan.compiler import Plan
+from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import Slot, instance_slot, split_slot, task_id
 from wfcelery.tracker.records import Event, NodeRecord, RunRecord
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
-from wfcelery.tracker.store import converted_errors
 
 if TYPE_CHECKING:
     from wfcelery.client.engine import Engine

@@ -32,8 +32,9 @@ from wfcelery.settings import check_json_accepted
 from wfcelery.tracker.keys import parse_task_id, run_of
 from wfcelery.tracker.outcomes import FailMode, StartReason
 from wfcelery.tracker.records import RESEND_HEADER, plan_header
+from wfcelery.worker.base import Parsed
 from wfcelery.worker.outbox import ReportKind
-from wfcelery.worker.side import Parsed, WorkerSide, check_result, worker_of
+from wfcelery.worker.side import WorkerSide, check_result, worker_of
 
 if TYPE_CHECKING:
     from celery import Celery

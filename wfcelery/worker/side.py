@@ -16,34 +16,26 @@ and replayed in order. Each process logs one WARNING when the outage starts and 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
-from celery import Celery
 from celery.utils.time import get_exponential_backoff_interval
 from kombu.exceptions import OperationalError
 from kombu.utils.json import dumps as json_dumps
 from kombu.utils.json import loads as json_loads
 
 from wfcelery.definition.limits import Limits, depth
-from wfcelery.errors import RunNotFound, TrackerError, TrackerUnavailable
-from wfcelery.messaging.dispatch import Dispatcher
-from wfcelery.messaging.release import map_elements, publish_released, revoke_canvas
-from wfcelery.plan.compiler import Plan, PlanCache
-from wfcelery.settings import Settings
+from wfcelery.errors import RunNotFound, TrackerUnavailable
+from wfcelery.messaging.release import publish_released, revoke_canvas
+from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import Slot, parse_task_id, split_slot, task_id
-from wfcelery.tracker.outcomes import FailAction, FailMode, Finish, RepairAction, StartOutcome
+from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord
 from wfcelery.tracker.states import RunStatus
-from wfcelery.tracker.store import Tracker
-from wfcelery.worker.message_filter import MessageFilter
-from wfcelery.worker.outage import Outage
-from wfcelery.worker.outbox import Outbox, Report, ReportKind, with_retry
+from wfcelery.worker.base import Parsed
+from wfcelery.worker.inline import Inline, InlineChild
+from wfcelery.worker.outbox import Report, ReportKind, with_retry
 from wfcelery.worker.reconciler import Heartbeat, Reconciler
 
 logger = logging.getLogger("wfcelery.worker")
@@ -55,84 +47,11 @@ _AFTER_ERRORS: tuple[type[BaseException], ...] = (TrackerUnavailable, *_BROKER_E
 _UNSET: Any = object()
 _TERMINAL_CODES = frozenset("SFKX")
 
-Parsed = tuple[str, Slot, int]  # (run id, node index or instance slot, epoch) from a wfcelery task id
 
-
-class WorkerSide:
+class WorkerSide(Inline):
     """wfcelery inside one worker process (one per Celery app; see :func:`worker_of`)."""
 
-    def __init__(self, app: Celery, tracker: Callable[[], Tracker]) -> None:
-        self.app = app
-        self._tracker = tracker  # lazy: settings are read on first use, after the app is configured
-        self.hostname = ""  # the worker's node name (set by hooks and the bootstep; names the outbox)
-        self.inline = _InlineState()  # inline continuation, per thread (README "Inline continuation")
-
-    @cached_property
-    def tracker(self) -> Tracker:
-        return self._tracker()
-
-    @property
-    def settings(self) -> Settings:
-        return self.tracker.settings
-
-    @cached_property
-    def outage(self) -> Outage:
-        """The tracker outage, if any: one WARNING when it starts, one INFO when it ends."""
-        return Outage(pending=self._pending)
-
-    def _pending(self) -> int:
-        """Reports this worker still keeps in its outbox (0 when it never needed one)."""
-        return len(self.outbox) if "outbox" in vars(self) else 0
-
-    @cached_property
-    def message_filter(self) -> MessageFilter:
-        return MessageFilter(self.tracker, self.outage)
-
-    @cached_property
-    def plans(self) -> PlanCache:
-        return PlanCache(self.tracker.plan_blob)
-
-    @cached_property
-    def dispatch(self) -> Dispatcher:
-        return Dispatcher(self.app, celery_results=self.tracker.settings.celery_results)
-
-    def plan_for(self, run_id: str, digest: str | None) -> Plan:
-        """The run's plan: ``digest`` comes from the message's ``wf_plan`` header when the hook has it
-        (in the pool), else from the run record (main process, e.g. a lost worker process)."""
-        try:
-            return self.plans.get(digest or self.tracker.run_record(run_id).plan)
-        except TrackerError:
-            self.tracker.run_record(run_id)  # plans outlive their runs: a missing one means the run is gone
-            raise
-
-    def start(self, parsed: Parsed, worker: str) -> StartOutcome:
-        """The authoritative start gate: whether the body may run, and its attempt number.
-
-        Strict: when the tracker cannot be reached it retries for ``wfcelery_gate_wait`` seconds, then
-        raises :class:`TrackerUnavailable` (the hook gives the message back to the broker; no body runs
-        unchecked, so pause holds during an outage and a later resume does not run it twice)."""
-        waited = False
-
-        def attempt() -> StartOutcome:
-            nonlocal waited
-            try:
-                return self.tracker.start(parsed[0], parsed[1], parsed[2], worker)
-            except TrackerUnavailable as e:
-                if not waited:  # one deferred transition, however many tries it takes
-                    waited = True
-                    self.outage.down(e)
-                    self.outage.deferred()
-                raise
-
-        verdict: StartOutcome = with_retry(attempt, (TrackerUnavailable,), self.settings.gate_wait)
-        self.outage.up()
-        return verdict
-
     # -- reports: retried, then kept in the outbox ----------------------------------------------------
-
-    @cached_property
-    def outbox(self) -> Outbox:
-        return Outbox.for_worker(self.settings.outbox_dir, self.hostname or socket.gethostname())
 
     def report(self, kind: ReportKind, payload: dict[str, Any]) -> None:
         """Deliver a hook's report: retried for ``wfcelery_report_retry`` seconds while the task's message
@@ -312,125 +231,6 @@ class WorkerSide:
 
     # -- inline continuation ---------------------------------------------------------------------------
 
-    def _inline_candidate(self, plan: Plan, index: int, instance: int | None) -> int | None:
-        """The one child of node ``index`` this worker may run itself right after it, if any: inline
-        continuation is on and allowed here (see :meth:`inline_scope`), the plan is plain (no trigger rule,
-        condition or map), the node has exactly one child, the child has no time limit (nor its task, nor
-        the app) and its queue is one this worker consumes, and the chain is shorter than
-        ``wfcelery_inline_depth``."""
-        state = self.inline
-        if not state.allowed or instance is not None or plan.rule_spec or plan.executor != "counters":
-            return None  # (under the canvas executor, the segment's canvas carries the child)
-        if state.depth >= self.settings.inline_depth:
-            return None
-        children = plan.nodes[index].children
-        if len(children) != 1:
-            return None
-        child = plan.nodes[children[0]]
-        if len(child.parents) != 1:  # its arguments are this node's result alone
-            return None
-        if child.options.get("time_limit") is not None or child.options.get("soft_time_limit") is not None:
-            return None
-        conf = self.app.conf
-        if conf.task_time_limit is not None or conf.task_soft_time_limit is not None:
-            return None
-        task = self.app.tasks.get(child.task)
-        if task is None or task.time_limit is not None or task.soft_time_limit is not None:
-            return None
-        if self._queue_of(child.task, child.queue) not in self._consumed():
-            return None
-        return child.index
-
-    def _queue_of(self, task: str, queue: str | None) -> str | None:
-        if queue:
-            return queue
-        route = self.app.amqp.router.route({}, task)
-        q = route.get("queue")
-        return getattr(q, "name", q)
-
-    def _consumed(self) -> set[str]:
-        consume_from = getattr(self.app.amqp.queues, "consume_from", None) or self.app.amqp.queues
-        return set(consume_from)
-
-    def inline_scope(self, allowed: bool) -> _InlineScope:
-        """While a hook reports a success: whether its released child may run inline (the parent task has
-        no time limit: the child runs inside the parent's execution)."""
-        return _InlineScope(self.inline, allowed and self.settings.inline_depth > 0)
-
-    def run_inline(self, hostname: str) -> None:
-        """Run the inline children a success released, one after the other (each one's success may
-        release the next), up to ``wfcelery_inline_depth``. Only the outermost call runs them."""
-        state = self.inline
-        if state.running:
-            return
-        state.running = True
-        try:
-            while state.pending is not None:
-                child, state.pending = state.pending, None
-                state.depth += 1
-                try:
-                    self._run_child(child, hostname)
-                except Exception:  # it never ran (its task ran through Celery's tracer, which keeps errors)
-                    logger.exception("wfcelery: inline run of %s failed: publishing it", child.task_id)
-                    self.republish(child.run_id, child.index, child.epoch)
-        finally:
-            state.running = False
-            state.depth = 0
-            state.pending = None
-
-    def _run_child(self, child: InlineChild, hostname: str) -> None:
-        """Run one inline child through Celery's own tracer (its signals, so wfcelery's hooks record it),
-        as the worker would run its message: same task id, args, kwargs and headers."""
-        from celery.app.trace import build_tracer
-
-        plan, node = child.plan, child.plan.nodes[child.index]
-        msg = plan.message(child.run_id, child.index, child.epoch, child.params, [child.parent_result])
-        tid = msg["task_id"]
-        task = self.app.tasks[node.task]
-        queue = self._queue_of(node.task, node.queue)
-        request: dict[str, Any] = {
-            **msg["headers"],
-            "id": tid,
-            "task": node.task,
-            "parent_id": child.parent_task_id,
-            "root_id": child.parent_task_id,
-            "retries": 0,
-            "is_eager": False,
-            "hostname": hostname,
-            "delivery_info": {"exchange": "", "routing_key": queue, "priority": node.options.get("priority")},
-            "ignore_result": self.dispatch.ignore_result,
-            "kwargsrepr": msg["kwargsrepr"],
-            "timelimit": [None, None],
-        }
-        self.inline.started[tid] = child.attempt
-        events = self._events(hostname)
-        fields = {"uuid": tid, "name": node.task, "args": repr(msg["args"]), "kwargs": msg["kwargsrepr"]}
-        events.send("task-received", **fields, root_id=child.parent_task_id, parent_id=child.parent_task_id)
-        events.send("task-started", uuid=tid)
-        started = time.monotonic()
-        try:
-            tracer = build_tracer(node.task, task, app=self.app, hostname=hostname)
-            info = tracer(tid, msg["args"], msg["kwargs"], request)
-        finally:
-            self.inline.started.pop(tid, None)
-        runtime = time.monotonic() - started
-        if info.info is None or info.info.state == "SUCCESS":
-            events.send("task-succeeded", uuid=tid, result=repr(info.retval), runtime=runtime)
-        else:
-            events.send("task-failed", uuid=tid, exception=repr(info.retval), traceback="")
-
-    def _events(self, hostname: str) -> Any:
-        """This process's dispatcher of the inline children's task events (Flower sees them as tasks this
-        worker received, started and finished)."""
-        dispatcher = getattr(self, "_inline_events", None)
-        if dispatcher is None or dispatcher.hostname != hostname:
-            enabled = bool(self.app.conf.worker_send_task_events)
-            dispatcher = self.app.events.Dispatcher(
-                self.app.connection_for_write(), hostname=hostname, enabled=enabled
-            )
-            self._inline_events = dispatcher
-        return dispatcher
-
     def node_failed(
         self,
         parsed: Parsed,
@@ -484,28 +284,6 @@ class WorkerSide:
         node = nodes.get(slot)
         if node is not None and node.code == "Y" and node.epoch == epoch:
             self.republish(run_id, slot, epoch)
-
-    def ended(self, plan: Plan, run_id: str, finish: Finish) -> None:
-        """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
-        self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
-        if finish.status != RunStatus.SUCCEEDED.value:
-            self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
-        self.dispatch.callback(run_id, finish.status, finish.callback)
-
-    def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None:
-        """Publish node (or instance) ``slot`` again at ``epoch`` with its stored parent results (an
-        instance: its element) and the run's params."""
-        record = self.tracker.run_record(run_id)
-        plan = self.plans.get(record.plan)
-        index, instance = split_slot(slot)
-        parents = plan.nodes[index].parents
-        if instance is None:
-            results = self.tracker.results(run_id, parents)
-            inputs = [results.get(p) for p in parents]
-        else:
-            inputs = [map_elements(self.tracker, plan, run_id, index)[instance]]
-        items = [(slot, epoch, inputs)]
-        self.dispatch.publish(plan, run_id, items, record.params, countdown=countdown, resend=True)
 
     def quarantine(self, run_id: str, slot: Slot, epoch: int, lost: int, attempt: int = 0) -> None:
         """Fail a node whose deliveries kept dying with their worker (``wfcelery_quarantine_after``)."""
@@ -572,44 +350,6 @@ class _Replayer:
             except Exception:
                 logger.exception("wfcelery outbox: replay failed")
             self._stop.wait(1.0)
-
-
-@dataclass
-class InlineChild:
-    """A child the succeed script started for this worker to run inline (see WorkerSide.run_inline)."""
-
-    plan: Plan
-    run_id: str
-    index: int
-    epoch: int
-    attempt: int
-    parent_result: Any
-    params: dict[str, Any]
-    parent_task_id: str
-
-    @property
-    def task_id(self) -> str:
-        return task_id(self.run_id, self.index, self.epoch)
-
-
-class _InlineState(threading.local):
-    def __init__(self) -> None:
-        self.allowed = False  # a hook's success report may start the released child here
-        self.running = False  # run_inline's loop is on (a child's own success only sets ``pending``)
-        self.depth = 0  # inline children run in this loop so far
-        self.pending: InlineChild | None = None
-        self.started: dict[str, int] = {}  # task id -> attempt: the start gate already ran (succeed.lua)
-
-
-class _InlineScope:
-    def __init__(self, state: _InlineState, allowed: bool) -> None:
-        self.state, self.allowed, self.before = state, allowed, False
-
-    def __enter__(self) -> None:
-        self.before, self.state.allowed = self.state.allowed, self.allowed
-
-    def __exit__(self, *exc: object) -> None:
-        self.state.allowed = self.before
 
 
 def check_result(result: Any, limits: Limits) -> tuple[str | None, dict[str, Any] | None]:
