@@ -14,7 +14,8 @@ from typing import Any
 from wfcelery.client.engine import Engine
 from wfcelery.client.run import Run, RunSummary
 from wfcelery.definition.loader import load
-from wfcelery.definition.model import Node, Workflow
+from wfcelery.definition.model import Workflow
+from wfcelery.definition.node import Node
 from wfcelery.errors import (
     BrokerUnavailable,
     ConfigurationError,

@@ -12,7 +12,9 @@ from celery import Celery
 
 import wfcelery
 from wfcelery.definition import model
-from wfcelery.definition.model import Workflow, find_cycle, substitute
+from wfcelery.definition.checks import find_cycle
+from wfcelery.definition.model import Workflow
+from wfcelery.definition.params import substitute
 from wfcelery.errors import (
     CycleError,
     DefinitionError,

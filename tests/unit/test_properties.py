@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wfcelery.definition.model import Workflow, find_cycle
+from wfcelery.definition.checks import find_cycle
+from wfcelery.definition.model import Workflow
 from wfcelery.errors import CycleError
 from wfcelery.plan.compiler import Plan, compile_workflow, plan_from_blob
 

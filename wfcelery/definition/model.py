@@ -9,14 +9,22 @@ Nodes keep insertion order; a node's index in that order is its id inside a run 
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from wfcelery.definition.checks import (
+    as_mapping,
+    check_keys,
+    coerce_options,
+    find_cycle,
+    map_source,
+    task_name_of,
+)
 from wfcelery.definition.limits import DEPTH_CEILING, Limits, check_depth, json_size
-from wfcelery.definition.rules import TRIGGER_RULES, compile_condition, condition_params
+from wfcelery.definition.node import Node, check_dynamic, node_name
+from wfcelery.definition.params import collect_placeholders, substitute
+from wfcelery.definition.rules import condition_params
 from wfcelery.errors import (
     CycleError,
     DuplicateNodeError,
@@ -56,83 +64,7 @@ DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after", "map", "when"}
 #: Top-level keys of a definition.
 WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params", "executor"})
 
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
-
-
-@dataclass(eq=False)
-class Node:
-    """One task of a workflow. Create nodes with :meth:`Workflow.add`."""
-
-    workflow: Workflow = field(repr=False)
-    name: str
-    task: str
-    args: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    type: str | None = None
-    queue: str | None = None
-    retries: int = 0
-    immutable: bool = False
-    gather: bool = False  # always one list of the parents' results, also with one parent
-    after: list[str] = field(default_factory=list)
-    time_limit: float | None = None
-    soft_time_limit: float | None = None
-    priority: int | None = None
-    map: str | None = None  # one instance per element of this parent's list result
-    max_map: int | None = None  # most elements that map may fan out to (None: the default, rules.py)
-    when: str | None = None  # JMESPath condition over {"params", "results"}; false -> SKIPPED
-    trigger: str = "all_success"  # Airflow's trigger rule names (rules.TRIGGER_RULES)
-
-    def __rshift__(self, other: Node | Sequence[Node]) -> Any:
-        """``a >> b`` makes ``a`` a parent of ``b``; ``a >> [b, c]`` fans out. Returns the right side."""
-        for child in _as_nodes(other):
-            child._add_parent(self)
-        return other
-
-    def __rrshift__(self, other: Sequence[Node]) -> Node:
-        """``[a, b] >> c`` fans in: ``c`` waits for both."""
-        self._add_parents(_as_nodes(other))
-        return self
-
-    def _add_parent(self, parent: Node) -> None:
-        self._add_parents([parent])
-
-    def _add_parents(self, parents: list[Node]) -> None:
-        known = set(self.after)  # a set: `[10_000 nodes] >> join` must not be quadratic
-        for parent in parents:
-            if parent.workflow is not self.workflow:
-                raise UnknownParentError(
-                    f"node {parent.name!r} belongs to another workflow than {self.name!r}"
-                )
-            if parent.name not in known:
-                known.add(parent.name)
-                self.after.append(parent.name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """This node in the definition schema (only options that differ from the built-in defaults)."""
-        d: dict[str, Any] = {"name": self.name, "task": self.task}
-        for key in ("args", "kwargs", "type", "queue", "time_limit", "soft_time_limit", "priority"):
-            value = getattr(self, key)
-            if value not in (None, [], {}):
-                d[key] = value
-        if self.retries:
-            d["retries"] = self.retries
-        if self.immutable:
-            d["immutable"] = True
-        if self.gather:
-            d["gather"] = True
-        if self.after:
-            d["after"] = list(self.after)
-        d.update(_dynamic_dict(self))
-        return d
-
-
-def _as_nodes(value: Node | Sequence[Node]) -> list[Node]:
-    items = [value] if isinstance(value, Node) else list(value)
-    for item in items:
-        if not isinstance(item, Node):
-            raise TypeError(f">> expects workflow nodes (or lists of them), got {item!r}")
-    return items
 
 
 def check_executor(value: Any, where: str) -> str | None:
@@ -168,7 +100,7 @@ class Workflow:
         self.executor = executor
         self.name = name
         self.on_failure = on_failure
-        self.defaults: dict[str, Any] = _check_keys(dict(defaults or {}), DEFAULT_KEYS, "defaults")
+        self.defaults: dict[str, Any] = check_keys(dict(defaults or {}), DEFAULT_KEYS, "defaults")
         self.params: dict[str, Any] = dict(params or {})
         check_depth(self.params, DEPTH_CEILING, f"workflow {name!r}", "params")
         self.nodes: dict[str, Node] = {}
@@ -262,8 +194,8 @@ class Workflow:
         if isinstance(after, str | Node):  # after="load" is one parent, not four
             after = [after]
         # a parent listed twice is one edge; a map source is a parent (added last when not listed)
-        parents = list(dict.fromkeys([*(_node_name(p) for p in after), *_map_source(merged)]))
-        node = Node(self, name, _task_name(task, name), after=parents, **_coerce_options(merged, name))
+        parents = list(dict.fromkeys([*(node_name(p) for p in after), *map_source(merged)]))
+        node = Node(self, name, task_name_of(task, name), after=parents, **coerce_options(merged, name))
         self.nodes[name] = node
         return node
 
@@ -321,8 +253,8 @@ class Workflow:
         """Names of every ``${name}`` placeholder in the nodes' args and kwargs."""
         found: set[str] = set()
         for node in self.nodes.values():
-            _collect_placeholders(node.args, found)
-            _collect_placeholders(node.kwargs, found)
+            collect_placeholders(node.args, found)
+            collect_placeholders(node.kwargs, found)
         return found
 
     def param_names(self) -> set[str]:
@@ -365,7 +297,7 @@ class Workflow:
         json_size(merged, f"workflow {self.name!r}", "params")
         for node in self.nodes.values():
             found: set[str] = set()
-            _collect_placeholders([node.args, node.kwargs], found)
+            collect_placeholders([node.args, node.kwargs], found)
             if found:
                 args, kwargs = substitute(node.args, merged), substitute(node.kwargs, merged)
                 limits.check_message(f"node {node.name!r} (params filled in)", args, kwargs)
@@ -407,15 +339,15 @@ class Workflow:
         """Build a workflow from the YAML/JSON schema (see README). Raises :class:`SchemaError`."""
         if not isinstance(data, Mapping):
             raise SchemaError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-        _check_keys(dict(data), WORKFLOW_KEYS, source)
+        check_keys(dict(data), WORKFLOW_KEYS, source)
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise SchemaError(f"{source}: 'name' is required and must be a string")
         wf = cls(
             name,
             on_failure=data.get("on_failure", "fail_fast"),
-            defaults=_mapping(data.get("defaults"), f"{source}: defaults"),
-            params=_mapping(data.get("params"), f"{source}: params"),
+            defaults=as_mapping(data.get("defaults"), f"{source}: defaults"),
+            params=as_mapping(data.get("params"), f"{source}: params"),
             executor=check_executor(data.get("executor"), f"{source}: executor"),
         )
         tasks = data.get("tasks") or []
@@ -426,7 +358,7 @@ class Workflow:
             if not isinstance(spec, Mapping):
                 raise SchemaError(f"{where}: expected a mapping, got {spec!r}")
             spec = dict(spec)
-            _check_keys(spec, NODE_KEYS, where)
+            check_keys(spec, NODE_KEYS, where)
             if not spec.get("name") and not spec.get("task"):
                 raise SchemaError(f"{where}: needs 'name' or 'task'")
             node_name = spec.pop("name", None) or spec["task"]
@@ -445,193 +377,4 @@ class Workflow:
         return wf
 
 
-def find_cycle(parents: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """Return one cycle (first node repeated at the end) in a parent map, or None. Iterative DFS."""
-    color: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    for start in parents:
-        if color.get(start):
-            continue
-        stack: list[tuple[str, Iterator[str]]] = [(start, iter(parents.get(start, ())))]
-        path = [start]
-        color[start] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                color[node] = 2
-                stack.pop()
-                path.pop()
-            elif color.get(nxt) == 1:
-                cycle = [*path[path.index(nxt) :], nxt]
-                return list(reversed(cycle))  # parent lists run backwards: show edges forwards
-            elif not color.get(nxt) and nxt in parents:
-                color[nxt] = 1
-                stack.append((nxt, iter(parents[nxt])))
-                path.append(nxt)
-    return None
-
-
-def substitute(value: Any, params: Mapping[str, Any]) -> Any:
-    """Fill ``${name}`` placeholders. A string that is exactly one placeholder takes the param's value
-    with its type; inside a longer string a string param is inserted as is and any other value as JSON
-    (``null``, ``true``, ``[1, 2]``: never Python's ``None``)."""
-    if isinstance(value, str):
-        whole = _PLACEHOLDER.fullmatch(value)
-        if whole:
-            return params[whole.group(1)]
-        return _PLACEHOLDER.sub(lambda m: _as_text(params[m.group(1)]), value)
-    if isinstance(value, list | tuple):
-        return [substitute(v, params) for v in value]
-    if isinstance(value, dict):
-        return {k: substitute(v, params) for k, v in value.items()}
-    return value
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
-def _collect_placeholders(value: Any, found: set[str]) -> None:
-    if isinstance(value, str):
-        found.update(_PLACEHOLDER.findall(value))
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _collect_placeholders(v, found)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _collect_placeholders(v, found)
-
-
-def _check_keys(d: dict[str, Any], allowed: frozenset[str], where: str) -> dict[str, Any]:
-    unknown = sorted(set(d) - allowed, key=str)  # key=str: a YAML key may be a number
-    if unknown:
-        raise SchemaError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
-    return d
-
-
-def _mapping(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise SchemaError(f"{where} must be a mapping, got {value!r}")
-    return dict(value)
-
-
-def _task_name(task: Any, node: str) -> str:
-    name = task if isinstance(task, str) else getattr(task, "name", None)
-    if not isinstance(name, str) or not name:
-        raise SchemaError(
-            f"node {node!r}: task must be a Celery task or a registered task name, got {task!r}"
-        )
-    return name
-
-
-def _node_name(parent: str | Node) -> str:
-    return parent.name if isinstance(parent, Node) else parent
-
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "args": (list, tuple),
-    "kwargs": (dict,),
-    "type": (str,),
-    "queue": (str,),
-    "retries": (int,),
-    "immutable": (bool,),
-    "gather": (bool,),
-    "time_limit": (int, float),
-    "soft_time_limit": (int, float),
-    "priority": (int,),
-    "map": (str,),
-    "max_map": (int,),
-    "when": (str,),
-    "trigger": (str,),
-}
-
-
-_FLAGS = frozenset({"immutable", "gather"})
-
-
-def _is_type(value: Any, key: str) -> bool:
-    # bool is an int subclass: refuse retries=True and friends
-    return isinstance(value, _TYPES[key]) and (key in _FLAGS or not isinstance(value, bool))
-
-
-def _coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if value is None:
-            continue
-        if not _is_type(value, key):
-            raise SchemaError(f"node {node!r}: {key} must be {_TYPES[key][0].__name__}, got {value!r}")
-        if key == "retries" and value < 0:
-            raise SchemaError(f"node {node!r}: retries must be >= 0, got {value}")
-        if key in ("max_map", "when", "trigger"):
-            check_option(node, key, value)
-        if key in ("args", "kwargs"):
-            _check_json(value, node, key)
-        out[key] = list(value) if key == "args" else value
-    if out.get("gather") and out.get("immutable"):
-        raise SchemaError(
-            f"node {node!r}: gather and immutable exclude each other (immutable takes no results)"
-        )
-    return out
-
-
-def _check_json(value: Any, node: str, key: str) -> None:
-    # Args travel as JSON (the stored plan, Celery's json serializer): refuse now what would fail at submit.
-    # The depth check comes first and never recurses: json.dumps would hit RecursionError near 1000 levels.
-    check_depth(value, DEPTH_CEILING, f"node {node!r}", key)
-    json_size(value, f"node {node!r}", key)
-    if key == "kwargs" and not all(isinstance(k, str) for k in value):
-        raise SchemaError(f"node {node!r}: kwargs keys must be strings, got {list(value)!r}")
-
-
 # -- dynamic options: map, max_map, when, trigger (their meaning lives in rules.py) ----------------------
-
-
-def check_option(node: str, key: str, value: Any) -> None:
-    """Refuse a bad ``max_map``, ``when`` or ``trigger`` value, naming the node."""
-    if key == "max_map" and value < 1:
-        raise SchemaError(f"node {node!r}: max_map must be >= 1, got {value}")
-    if key == "trigger" and value not in TRIGGER_RULES:
-        raise SchemaError(
-            f"node {node!r}: unknown trigger rule {value!r} (one of: {', '.join(TRIGGER_RULES)})"
-        )
-    if key == "when":
-        try:
-            compile_condition(value)
-        except ValueError as e:
-            raise SchemaError(f"node {node!r}: when: {e}") from e
-
-
-def check_dynamic(node: Node) -> None:
-    """The checks that need the whole workflow (run by :meth:`Workflow.validate`)."""
-    for key in ("max_map", "when", "trigger"):
-        if getattr(node, key) is not None:
-            check_option(node.name, key, getattr(node, key))
-    if node.map is None:
-        return
-    if node.map not in node.after:
-        raise UnknownParentError(
-            f"node {node.name!r} maps over {node.map!r}, which is not one of its parents"
-        )
-    if node.immutable:
-        raise SchemaError(f"node {node.name!r}: map and immutable exclude each other (map passes an element)")
-
-
-def _map_source(options: Mapping[str, Any]) -> list[str]:
-    source = options.get("map")
-    return [source] if isinstance(source, str) else []
-
-
-def _dynamic_dict(node: Node) -> dict[str, Any]:
-    d: dict[str, Any] = {}
-    if node.map is not None:
-        d["map"] = node.map
-        if node.max_map is not None:
-            d["max_map"] = node.max_map
-    if node.when is not None:
-        d["when"] = node.when
-    if node.trigger != "all_success":
-        d["trigger"] = node.trigger
-    return d

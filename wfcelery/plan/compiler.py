@@ -31,7 +31,8 @@ from functools import cached_property
 from typing import Any
 
 from wfcelery.definition.limits import Limits
-from wfcelery.definition.model import Workflow, substitute
+from wfcelery.definition.model import Workflow
+from wfcelery.definition.params import substitute
 from wfcelery.definition.rules import Graph, instance_name
 from wfcelery.tracker.keys import Slot, split_slot, task_id
 from wfcelery.tracker.records import NODE_HEADER, RUN_HEADER, message_headers

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from wfcelery.definition.model import substitute
+from wfcelery.definition.params import substitute
 from wfcelery.errors import NotSeriesParallel
 from wfcelery.plan.canvas import Canvas, translate
 from wfcelery.plan.compiler import Plan, PlanNode

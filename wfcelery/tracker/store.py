@@ -136,7 +136,16 @@ class Tracker(Reads, Fleet):
         attempt: int = 0,
         rules: str = "",
     ) -> FailOutcome:
-        args = [index, epoch, json.dumps(error), mode.value, retries, json.dumps(descendants), attempt, rules]
+        args = [
+            index,
+            epoch,
+            json.dumps(error),
+            FailMode(mode).value,
+            retries,
+            json.dumps(descendants),
+            attempt,
+            rules,
+        ]
         return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
     def halt(self, run_id: str, op: str) -> HaltOutcome:
