@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from wfcelery.definition.executor import DEFAULT_EXECUTOR, Executor
 from wfcelery.definition.limits import Limits
 from wfcelery.errors import ConfigurationError
 
@@ -24,8 +25,6 @@ DEFAULT_GATE_RESYNC = 5.0
 #: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,
 #: kept result_expires) doubled Redis memory and cost ~15% throughput (benchmarks/results).
 DEFAULT_CELERY_RESULTS = False
-#: How runs are executed unless the definition or ``submit(executor=)`` says: "counters" or "canvas".
-DEFAULT_EXECUTOR = "counters"
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.
 DEFAULT_RETRY_BACKOFF_MAX = 600
 #: Most instances one mapped node may fan out to: a node's ``max_map`` (default this) is capped by the
@@ -96,7 +95,7 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
-    executor: str = DEFAULT_EXECUTOR
+    executor: Executor = DEFAULT_EXECUTOR
     #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
     #: nodes); every run's keys share one hash slot, so its Lua scripts run on one master.
     redis_cluster: bool = False
@@ -142,10 +141,12 @@ class Settings:
         return replace(settings, **overrides) if overrides else settings
 
 
-def _executor(value: Any) -> str:
-    if value not in ("counters", "canvas"):  # model.EXECUTORS (settings sits below the model)
-        raise ConfigurationError(f"wfcelery_executor: unknown executor {value!r}; choose counters or canvas")
-    return str(value)
+def _executor(value: Any) -> Executor:
+    try:
+        return Executor(value)
+    except ValueError:
+        choices = ", ".join(e.value for e in Executor)
+        raise ConfigurationError(f"wfcelery_executor: unknown executor {value!r}; choose {choices}") from None
 
 
 def _number(conf: Any, key: str, default: float) -> float:

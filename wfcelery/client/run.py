@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wfcelery.definition.rules import instance_name, parse_instance
 from wfcelery.errors import (
     RunFailed,
     TrackerUnavailable,
@@ -17,7 +16,7 @@ from wfcelery.errors import (
 )
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
-from wfcelery.tracker.keys import Slot, instance_slot, split_slot, task_id
+from wfcelery.tracker.keys import Slot, instance_name, instance_slot, parse_instance, split_slot, task_id
 from wfcelery.tracker.records import Event, NodeRecord, RunRecord
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
