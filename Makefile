@@ -31,7 +31,7 @@ browser:
 		echo "         the dashboard's browser tests will skip (fail under CI=true). Install the 'chromium' package."; \
 	fi
 
-# --inline-depth 8: the long chain again with inline continuation (issue 15's opt-in), in the same run.
+# --inline-depth 8: the long chain again with inline continuation (opt-in), in the same run.
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run --full --inline-depth 8
 
@@ -55,7 +55,7 @@ bench-fleet: $(VENV)/.installed
 screenshots: $(VENV)/.installed browser
 	$(PY) -m tests.web.screenshots
 
-# Issue 10's 60 s tracker outage, once per broker (~3 minutes; not in `make test`).
+# A 60 s tracker outage mid-run, once per broker (~3 minutes; not in `make test`).
 soak: $(VENV)/.installed
 	WFCELERY_SOAK=1 $(PY) -m pytest -q tests/integration/test_faults.py -k 'tracker_restarted_mid_run and 60s'
 
