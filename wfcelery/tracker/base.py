@@ -59,13 +59,16 @@ class TrackerBase:
         return None
 
 
+#: Per-run scripts (``_common.lua`` prepended: they get the run's keys) and the fleet's own scripts.
 _SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
+_FLEET_SCRIPTS = ("beat",)
 
 
 def _load_sources() -> dict[str, str]:
     lua = resources.files("wfcelery.tracker") / "lua"
     common = (lua / "_common.lua").read_text()
-    return {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+    sources = {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+    return sources | {name: (lua / f"{name}.lua").read_text() for name in _FLEET_SCRIPTS}
 
 
 _SOURCES = _load_sources()

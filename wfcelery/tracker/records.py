@@ -12,7 +12,8 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
 * **gate entry** (``gate`` HASH value, and ``<run id> <entry>`` on the gate channel):
   ``<status letter><epoch>:<expires unix time>`` -- :class:`GateEntry`.
 * **dropped mark** (run record field ``u:<node>``): ``<epoch>|<ms>|<hostname>|<why>`` -- :class:`DroppedMark`.
-* **heartbeat** (``worker:<hostname>`` STRING): ``<boot ms>[ <task id>,...]`` -- :class:`WorkerBeat`.
+* **heartbeat** (``worker:<hostname>`` STRING, written by ``lua/beat.lua``):
+  ``<boot ms> @<beat ms>[,<task id>,...]`` -- :class:`WorkerBeat`.
 * **canvas ids** (``x:<epoch>:<node>``) and **re-planned nodes** (``r:<epoch>``) of canvas-executor runs:
   :func:`canvas_field` / :func:`canvas_value` / :func:`canvas_ids`, :func:`remaining_field` /
   :func:`remaining_nodes`.
@@ -315,16 +316,29 @@ class DroppedMark:
 
 @dataclass(frozen=True)
 class WorkerBeat:
-    """A heartbeat's value: ``<boot ms (Redis clock)>[ <task id>,<task id>...]`` -- when the worker booted
-    and the wfcelery tasks its pool is running now."""
+    """A heartbeat's value: ``<boot ms> @<beat ms>[,<task id>,...]`` -- when the worker booted, when it
+    beat (both on Redis's clock: ``lua/beat.lua`` writes the value) and the wfcelery tasks its pool is
+    running now. The beat's time is marked ``@`` and listed before the ids, so a reader that knows only
+    ``<boot ms> <task id>,...`` sees every id intact and one entry that is no task's. ``beat_ms`` is
+    None for a value without it (:meth:`decode` accepts both)."""
 
     boot_ms: int
     active: frozenset[str]
+    beat_ms: int | None = None
 
     def encode(self) -> str:
-        return f"{self.boot_ms} {','.join(sorted(self.active))}".rstrip()
+        ids = ",".join(sorted(self.active))
+        if self.beat_ms is None:
+            return f"{self.boot_ms} {ids}".rstrip()
+        return f"{self.boot_ms} @{self.beat_ms}" + (f",{ids}" if ids else "")
 
     @classmethod
     def decode(cls, raw: str) -> WorkerBeat:
-        boot, _, active = raw.partition(" ")
-        return cls(int(boot), frozenset(filter(None, active.split(","))))
+        boot, _, rest = raw.partition(" ")
+        beat_ms, active = None, set()
+        for entry in filter(None, rest.split(",")):
+            if entry.startswith("@"):
+                beat_ms = int(entry[1:])
+            else:
+                active.add(entry)
+        return cls(int(boot), frozenset(active), beat_ms)
