@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,37 +61,6 @@ def broker_for(kind: str, redis_url: str) -> str:
     if url is None:
         pytest.skip("RabbitMQ is not reachable on 127.0.0.1:5672")
     return url
-
-
-@pytest.fixture
-def workers() -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(
-        app: Celery,
-        name: str,
-        tracker: str,
-        conf: dict[str, Any],
-        concurrency: int = 2,
-        queues: list[str] | None = None,
-    ) -> WorkerProcess:
-        queue = app.conf.task_default_queue
-        w = WorkerProcess(
-            app.conf.broker_url,
-            tracker,
-            app.conf.wfcelery_key_prefix,
-            queues or [queue],
-            name,
-            concurrency=concurrency,
-            default_queue=queue,
-            conf=conf,
-        )
-        started.append(w)
-        return w.start(app)
-
-    yield start
-    for w in started:
-        w.stop()
 
 
 def kill_whole(w: WorkerProcess) -> None:
