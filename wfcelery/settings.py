@@ -65,6 +65,10 @@ DEFAULT_QUARANTINE_AFTER = 3
 #: once (no livelock). 30 minutes: a lost message (a worker died between recording a release and publishing
 #: it) stalls its run for at most that long.
 DEFAULT_QUEUED_TIMEOUT = 1800.0
+#: Seconds a node stays QUEUED before the reconciler looks for its message in the broker (queue contents on
+#: a Redis broker, ready counts and the workers' reserved tasks on RabbitMQ) and re-sends it, under a new
+#: epoch, once two checks found it nowhere (README "Reliability"); ``0`` turns the check off.
+DEFAULT_LOST_MESSAGE_AFTER = 20.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
+    lost_message_after: float = DEFAULT_LOST_MESSAGE_AFTER
     executor: Executor = DEFAULT_EXECUTOR
     #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
     #: nodes); every run's keys share one hash slot, so its Lua scripts run on one master.
@@ -146,6 +151,7 @@ class Settings:
             unknown_grace=_number(conf, "wfcelery_unknown_grace", DEFAULT_UNKNOWN_GRACE),
             quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
             queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
+            lost_message_after=_number(conf, "wfcelery_lost_message_after", DEFAULT_LOST_MESSAGE_AFTER),
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),

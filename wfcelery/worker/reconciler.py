@@ -20,8 +20,8 @@ every live run every few seconds. A sweep reads every live run (``<prefix>:live`
 * a node whose message a worker dropped as unregistered (``task_unknown``) or malformed
   (``task_rejected``) fails after ``wfcelery_unknown_grace`` seconds, naming the worker and the task, unless
   another worker took it meanwhile;
-* a node QUEUED at the same epoch for ``wfcelery_queued_timeout`` seconds is re-published under a new epoch,
-  once per epoch (its message may be lost; a node merely waiting in a backlog goes to the back once);
+* a node QUEUED whose message the broker shows is nowhere (``wfcelery_lost_message_after``), or QUEUED at
+  the same epoch for ``wfcelery_queued_timeout`` seconds, is re-published under a new epoch (queued.py);
 * a RUNNING run whose nodes are all terminal ends.
 
 Judging a worker gone needs care after a tracker outage, when every beat is old: heartbeat.py's
@@ -45,6 +45,7 @@ from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
 from wfcelery.tracker.states import NodeStatus
 from wfcelery.worker.heartbeat import HEARTBEAT_BEATS, Liveness
+from wfcelery.worker.queued import QueuedChecks, node_name
 
 if TYPE_CHECKING:
     from wfcelery.plan.compiler import Plan, PlanCache
@@ -73,6 +74,8 @@ class Repairs(Protocol):
     """What the reconciler repairs through: the worker side (``worker.WorkerSide``), which publishes
     and reports. A protocol, so this module does not import the worker side that starts it."""
 
+    @property
+    def app(self) -> Any: ...
     @property
     def tracker(self) -> Tracker: ...
     @property
@@ -105,8 +108,7 @@ class Reconciler:
         self.liveness = Liveness(self.settings.heartbeat, patient)
         self._boots: dict[str, int] = {}  # each watched worker's boot (its heartbeat's boot_ms), last seen
         self._inactive_since: dict[str, float] = {}
-        self._queued_since: dict[tuple[str, Slot, int], float] = {}
-        self._queued_requeued: set[tuple[str, Slot, int]] = set()  # (run, node, epoch) this loop re-sent
+        self.queued = QueuedChecks(side.app, self.settings)
         self.restarted: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -199,8 +201,14 @@ class Reconciler:
                 repairs += self.sweep_run(run_id, now_ms, ended)
             except RunNotFound:
                 ended.append(run_id)
+        else:  # every run read: look for the messages of the nodes QUEUED long enough
+            repairs += self.queued.lost_messages(self._live_workers, self._requeue)
         self.tracker.unwatch(ended)
         return repairs
+
+    def _live_workers(self) -> list[str]:
+        _, beats = self.tracker.watched_heartbeats()
+        return [host for host, value in beats.items() if value]
 
     def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
         record, nodes, _ = self.tracker.read_run(run_id)
@@ -221,7 +229,7 @@ class Reconciler:
             why = self.liveness.restarted(host, beat, started_ms) or self.liveness.silent(host, beat, now_ms)
             if why is None and beat is not None:
                 why = self._not_running(host, beat, task_id(run_id, index, node.epoch), now_ms - started_ms)
-            name = _name(plan, index)
+            name = node_name(plan, index)
             if why:
                 repairs += self._requeue(run_id, index, name, node, why)
                 continue
@@ -236,8 +244,10 @@ class Reconciler:
                 )
                 repairs.append(Repair(run_id, name, "failed", why))
         queued = {i for i, n in nodes.items() if n.code == NodeStatus.QUEUED.code}
-        if queued and record.status.value == "RUNNING" and self.settings.queued_timeout > 0:
-            repairs += self._stale_queued(run_id, plan, {i: nodes[i] for i in queued})
+        if queued and record.status.value == "RUNNING":
+            repairs += self.queued.run_queued(
+                run_id, record, plan, {i: nodes[i] for i in queued}, self._requeue
+            )
         if queued:
             for index, raw in self.tracker.dropped_marks(run_id).items():
                 mark = DroppedMark.decode(raw)
@@ -249,31 +259,12 @@ class Reconciler:
                 self.side.node_failed(
                     (run_id, index, mark.epoch), plan.digest, error, FailMode.QUARANTINED, 0
                 )
-                repairs.append(Repair(run_id, _name(plan, index), "failed", error["message"]))
+                repairs.append(Repair(run_id, node_name(plan, index), "failed", error["message"]))
         if record.done >= record.total and record.status.value == "RUNNING":
             out = self.tracker.repair(run_id, "finish")
             if out.finish:
                 self.side.ended(plan, run_id, out.finish)
                 repairs.append(Repair(run_id, None, "finished", f"every node was done: {out.finish.status}"))
-        return repairs
-
-    def _stale_queued(self, run_id: str, plan: Any, queued: dict[Slot, NodeRecord]) -> list[Repair]:
-        """QUEUED nodes this reconciler has seen at the same epoch for ``wfcelery_queued_timeout``: their
-        message may be lost (a worker died between recording a release and publishing it)."""
-        now, repairs = time.monotonic(), []
-        for index, node in queued.items():
-            seen = (run_id, index, node.epoch)
-            first = self._queued_since.setdefault(seen, now)
-            if now - first < self.settings.queued_timeout or seen in self._queued_requeued:
-                continue  # this epoch is our own re-send: a node waiting in a backlog longer than the timeout
-                # is not sent to the back of it again and again (its previous message dropped as stale)
-            timeout = self.settings.queued_timeout
-            why = f"QUEUED {timeout:g} s (wfcelery_queued_timeout): its message may be lost"
-            repairs += self._requeue(run_id, index, _name(plan, index), node, why, self._queued_requeued)
-        if len(self._queued_since) > 100_000:
-            self._queued_since.clear()
-        if len(self._queued_requeued) > 100_000:
-            self._queued_requeued.clear()
         return repairs
 
     def _not_running(self, host: str, beat: WorkerBeat, tid: str, running_ms: int) -> str | None:
@@ -328,13 +319,6 @@ class Reconciler:
 def _order(slot: Slot) -> tuple[int, int]:
     index, instance = split_slot(slot)
     return index, -1 if instance is None else instance
-
-
-def _name(plan: Any, slot: Slot) -> str:
-    """A node's name, or ``name[i]`` for instance i of a mapped node."""
-    index, instance = split_slot(slot)
-    name: str = plan.nodes[index].name
-    return name if instance is None else f"{name}[{instance}]"
 
 
 def _map_parent(plan: Any, slot: Slot) -> bool:
