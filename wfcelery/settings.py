@@ -45,10 +45,10 @@ DEFAULT_REPORT_RETRY = 10.0
 DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
 #: Seconds the start gate waits for the tracker before it gives the message back to the broker.
 DEFAULT_GATE_WAIT = 5.0
-#: Seconds between a worker's heartbeats; its heartbeat key lives 3 beats. Also the pace of the elected
-#: reconciler's lease and of its check of every worker's heartbeat (README "Reliability"): a worker
-#: SIGKILLed mid-run has its RUNNING nodes re-published within ~14 s (one TTL for the key to expire, one
-#: beat to notice, one TTL of patience).
+#: Seconds between a worker's heartbeats (each stamped with Redis's clock); a worker whose last beat is 6
+#: beats old is gone. Also the pace of the elected reconciler's lease (it lives 3 beats) and of its check of
+#: every worker's heartbeat (README "Reliability"): a worker SIGKILLed mid-run has its RUNNING nodes
+#: re-published within ~14 s, whoever holds the lease. Every worker of a fleet should use the same value.
 DEFAULT_HEARTBEAT = 2.0
 #: Seconds between two full sweeps (every live run read) of the reconciler elected among the workers
 #: (0: no reconciler in workers). A dead worker's nodes do not wait for it: see DEFAULT_HEARTBEAT.
