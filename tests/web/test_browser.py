@@ -7,18 +7,12 @@ Skipped locally without /usr/bin/chromium; under CI=true a missing browser fails
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
-from collections.abc import Iterator
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import in_thread_worker, wait_for
-from tests.web.browser import CHROMIUM, launch_args, require_chromium
 from tests.web.conftest import Server
 from wfcelery import NodeStatus, RunStatus, TrackerUnavailable, Workflow
 
@@ -29,28 +23,6 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.browser]
 LIVE_DEADLINE_S = 1.5
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=launch_args())
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
 def node(page: Any, name: str) -> Any:
     return page.locator(f'[data-node="{name}"]')
 
@@ -59,18 +31,6 @@ def confirm(page: Any, button: str) -> None:
     page.click(f"#btn-{button}")
     page.wait_for_selector("dialog#confirm[open]")
     page.click("#confirm-ok")
-
-
-@pytest.fixture
-def other_origin(tmp_path: Path) -> Iterator[Any]:
-    """A plain static file server on another port: another origin than the dashboard's."""
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
 
 
 def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed_follows(

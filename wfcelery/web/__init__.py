@@ -8,9 +8,13 @@
 
 One ASGI app holds the REST API (``/api/...``, OpenAPI document at ``/openapi.json``), a Server-Sent
 Events stream per run (``/api/runs/{id}/events``), the dashboard (``/``, ``/runs/{id}``,
-``/definitions``) and ``/static/wf-run-progress.js``, the custom element other pages embed. Everything
-is served from the package: no CDN, no build step. Every request reaches Redis through the
-:class:`~wfcelery.engine.Engine` only.
+``/definitions``; plain ES modules under ``/static/js/``) and ``/static/js/wf-run-progress.js``, the
+custom element other pages embed. Everything is served from the package: no CDN, no build step. Every
+request reaches Redis through the :class:`~wfcelery.engine.Engine` only.
+
+Every request passes, in this order: :class:`~wfcelery.web.shield.Shield` (Host allowlist, body limit,
+security headers), CORS for the configured origins only, :class:`~wfcelery.web.security.Guard` (auth,
+rate-limited failures, cross-site writes, read-only). docs/web-security.md describes each.
 
 Stack: FastAPI (request validation and the OpenAPI document from type hints) on Starlette and uvicorn,
 with sse-starlette for the event stream (keep-alive pings, client disconnects, ``Last-Event-ID``).
@@ -18,8 +22,10 @@ with sse-starlette for the event stream (keep-alive pings, client disconnects, `
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 try:
     from fastapi import FastAPI
@@ -31,16 +37,25 @@ from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from ..errors import ConfigurationError
-from .api import errors, router
+from .api import router
+from .errors import errors
 from .pages import pages
 from .security import Guard
+from .server import serve, server_config
+from .settings import WebSettings
+from .shield import Shield
 
 if TYPE_CHECKING:
     from ..engine import Engine
 
 STATIC = Path(__file__).parent / "static"
 
-__all__ = ["create_app", "serve"]
+__all__ = ["WebSettings", "create_app", "serve", "served_hosts", "server_config"]
+
+logger = logging.getLogger("wfcelery.web")
+
+#: Bind addresses that name no host (every interface).
+_ANY_INTERFACE = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 def create_app(
@@ -50,6 +65,9 @@ def create_app(
     read_only: bool = False,
     flower_url: str | None = None,
     allowed_origins: tuple[str, ...] = (),
+    cors_origins: tuple[str, ...] | None = None,
+    allowed_hosts: tuple[str, ...] | None = None,
+    web: WebSettings | None = None,
 ) -> FastAPI:
     """The dashboard + REST API for one engine, as an ASGI application.
 
@@ -61,8 +79,18 @@ def create_app(
         flower_url: Flower's base URL, to link every node to its task (default: ``wfcelery_flower_url``).
         allowed_origins: extra ``scheme://host[:port]`` origins allowed to send writes (the server's own
             origin always is): e.g. the public URL when a reverse proxy rewrites ``Host``.
+        cors_origins: origins whose pages may read the API and embed ``<wf-run-progress>`` (default:
+            ``wfcelery_web_cors_origins``; none).
+        allowed_hosts: ``Host`` names served (default: ``wfcelery_web_allowed_hosts``; loopback names).
+        web: every web setting at once (default: the ``wfcelery_web_*`` settings of the engine's app);
+            ``cors_origins`` and ``allowed_hosts`` given here win over it.
     """
     settings = engine.settings
+    web = web or WebSettings.from_conf(engine.app.conf)
+    if cors_origins is not None:
+        web = replace(web, cors_origins=tuple(o.rstrip("/") for o in cors_origins))
+    if allowed_hosts is not None:
+        web = replace(web, allowed_hosts=tuple(allowed_hosts))
     app = FastAPI(
         title="wfcelery",
         version=__version__,
@@ -75,6 +103,7 @@ def create_app(
     app.state.engine = engine
     app.state.read_only = read_only
     app.state.flower_url = (flower_url or settings.flower_url or "").rstrip("/") or None
+    app.state.web = web
     app.include_router(router)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -83,26 +112,32 @@ def create_app(
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):
         raise ConfigurationError("web auth must be 'user:password' (--auth or wfcelery_web_auth)")
-    if not auth:  # pages elsewhere may read runs (the embeddable element); writes stay same-origin
+    # the middlewares run outermost last-added: Shield, then CORS, then Guard, then the routes
+    app.add_middleware(Guard, auth=auth, read_only=read_only, allowed_origins=allowed_origins, settings=web)
+    if (
+        web.cors_origins
+    ):  # pages of these origins may read runs (the embeddable element); writes stay same-origin
         app.add_middleware(
-            CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["Last-Event-ID"]
+            CORSMiddleware,
+            allow_origins=list(web.cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["Last-Event-ID"],
         )
-    app.add_middleware(
-        Guard,
-        auth=auth,
-        read_only=read_only,
-        allowed_origins=allowed_origins,
-    )
+    app.add_middleware(Shield, settings=web)
     return app
 
 
-def serve(
-    app: Any, host: str = "127.0.0.1", port: int = 8555, log_level: str = "info", root_path: str = ""
-) -> None:
-    """Run ``app`` on uvicorn until interrupted (what ``wfcelery web`` does).
-
-    ``root_path``: the path prefix a reverse proxy strips (``/workflows``), so links and API calls keep it.
-    """
-    import uvicorn
-
-    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=True, root_path=root_path)
+def served_hosts(engine: Engine, bind: str, given: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The ``Host`` names ``wfcelery web --host BIND [--allowed-host NAME ...]`` serves: the names given,
+    else ``wfcelery_web_allowed_hosts`` (else the loopback names), plus BIND when it is one address."""
+    hosts = tuple(given) or WebSettings.from_conf(engine.app.conf).allowed_hosts
+    if bind in _ANY_INTERFACE:
+        if not given:
+            logger.warning(
+                "wfcelery web: listening on every interface, but only requests naming %s as Host are "
+                "served: add the name clients use with --allowed-host",
+                ", ".join(hosts),
+            )
+        return hosts
+    name = f"[{bind}]" if ":" in bind and not bind.startswith("[") else bind
+    return hosts if name.lower() in {h.lower() for h in hosts} else (*hosts, name)
