@@ -259,8 +259,12 @@ def test_redis_down_answers_503(app):
 
 
 #: URLs the dashboard's files name that are no request to another server: the SVG namespace (an XML name,
-#: never fetched) and the embedding example at the top of wf-run-progress.js (the wfcelery server itself).
-NOT_FETCHED = {"http://www.w3.org/2000/svg", "http://wfcelery-host:8555/static/wf-run-progress.js"}
+#: never fetched) and the embedding examples at the top of wf-run-progress.js (the wfcelery server itself).
+NOT_FETCHED = {
+    "http://www.w3.org/2000/svg",
+    "http://wfcelery-host:8555/static/wf-run-progress.js",
+    "http://wfcelery-host:8555/static/js/wf-run-progress.js",
+}
 
 
 def test_works_offline_nothing_served_names_another_server(http, server):
@@ -290,7 +294,7 @@ def test_works_offline_nothing_served_names_another_server(http, server):
                 assert (url.scheme, url.host, url.port) == (own.scheme, own.host, own.port), (path, link)
                 pending.append(url.path)
     # the pages' own links were followed: the header's API link (the OpenAPI document), script, stylesheet
-    assert {"/openapi.json", "/static/app.js", "/static/app.css"} <= seen
+    assert {"/openapi.json", "/static/js/main.js", "/static/app.css"} <= seen
     for docs in ("/api/docs", "/docs", "/redoc"):
         assert http.get(docs).status_code == 404, docs
 
@@ -308,7 +312,7 @@ def test_auth_protects_every_page_api_route_and_static_file(serve):
             "/api/health",
             "/api/runs",
             "/openapi.json",
-            "/static/app.js",
+            "/static/js/main.js",
         ):
             resp = anonymous.get(path)
             assert resp.status_code == 401, path
@@ -335,7 +339,7 @@ def test_auth_and_flower_url_come_from_the_app_settings(make_test_app):
                 f"/runs/{run.id}",
                 "/api/runs",
                 f"/api/runs/{run.id}/nodes/extract",
-                "/static/app.js",
+                "/static/js/main.js",
             ):
                 resp = anonymous.get(path)
                 assert resp.status_code == 401, path
@@ -458,7 +462,7 @@ def test_celery_wf_web_serves_the_dashboard(redis_url, uid):
 
         wait_for(healthy, timeout=30, interval=0.1, message="the web command to serve")
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-        assert "static/app.js" in page.text
+        assert "static/js/main.js" in page.text
         assert httpx.get(f"http://127.0.0.1:{port}/static/wf-run-progress.js", timeout=5).status_code == 200
     finally:
         proc.kill()
@@ -480,10 +484,11 @@ def test_mounted_inside_another_asgi_app_pages_and_api_follow_the_mount_path(eng
     try:
         with server.client() as http:
             page = http.get("/ops/workflows/")
-            assert '<script src="/ops/workflows/static/app.js">' in page.text
+            assert '<script type="module" src="/ops/workflows/static/js/main.js">' in page.text
             assert "&quot;root&quot;: &quot;/ops/workflows&quot;" in page.text
             assert http.get("/ops/workflows/api/health").json()["status"] == "ok"
             assert http.get("/ops/workflows/static/wf-run-progress.js").status_code == 200
+            assert http.get("/ops/workflows/static/js/wf-run-progress.js").status_code == 200
     finally:
         server.stop()
 

@@ -34,7 +34,7 @@ def confirm(page: Any, button: str) -> None:
 
 
 def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed_follows(
-    app, engine, server, page, browser, r, uid, other_origin
+    app, engine, serve, page, browser, r, uid, other_origin
 ):
     wf = Workflow("live-etl")
     (
@@ -43,11 +43,12 @@ def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed
         >> wf.add("load", "proj.count")
     )
     folder, origin = other_origin
+    server = serve(cors_origins=(origin,))  # the embedding site's origin may read runs
     with in_thread_worker(app):
         run = engine.submit(wf)
         (folder / "embed.html").write_text(
             "<!doctype html><title>shop</title><h1>Orders</h1>\n"
-            f'<script src="{server.url}/static/wf-run-progress.js"></script>\n'
+            f'<script type="module" src="{server.url}/static/js/wf-run-progress.js"></script>\n'
             f'<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
         )
         embed = browser.new_page()
@@ -173,9 +174,9 @@ def test_the_run_page_follows_again_once_the_trackers_redis_is_back(
     wf = Workflow("outage")
     wf.add("only", "proj.noop")
     run = engine.submit(wf)  # no worker: stays RUNNING
-    server = Server(engine).start()
     folder, origin = other_origin
-    (folder / "embed.html").write_text(
+    server = Server(engine, cors_origins=(origin,)).start()
+    (folder / "embed.html").write_text(  # the classic script of older embeds loads the module
         f'<!doctype html><script src="{server.url}/static/wf-run-progress.js"></script>\n'
         f'<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
     )
@@ -188,7 +189,7 @@ def test_the_run_page_follows_again_once_the_trackers_redis_is_back(
         embed.wait_for_function("document.getElementById('p').dataset.status === 'RUNNING'", timeout=15_000)
         faulty_redis.shutdown()
         page.wait_for_function(
-            "document.getElementById('live').textContent === 'reconnecting'", timeout=20_000
+            "() => document.getElementById('live').textContent === 'reconnecting'", timeout=20_000
         )
         faulty_redis.start()
 
@@ -256,7 +257,7 @@ def test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive(engine, s
     started = time.monotonic()
     page.goto(f"{server.url}/runs/{run.id}")
     page.wait_for_selector("canvas#grid", timeout=20_000)
-    page.wait_for_function("document.getElementById('run-done') !== null", timeout=20_000)
+    page.wait_for_function("() => document.getElementById('run-done') !== null", timeout=20_000)
     rendered = time.monotonic() - started
     print(f"\n10,000-node run page rendered in {rendered:.2f} s")
     assert rendered < 15
@@ -270,5 +271,5 @@ def test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive(engine, s
     assert "QUEUED" in page.locator("#node-panel").inner_text()
     page.fill("#find-node", "n99_99")
     page.press("#find-node", "Enter")
-    page.wait_for_function("document.getElementById('panel-name')?.textContent === 'n99_99'")
+    page.wait_for_function("() => document.getElementById('panel-name')?.textContent === 'n99_99'")
     assert run.state().nodes["n0_0"].status is NodeStatus.QUEUED

@@ -29,6 +29,7 @@ the browser within ~50-100 ms.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -38,11 +39,13 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..engine import Run
-from ..errors import RunNotFound
+from ..errors import RunNotFound, TrackerError
 from ..keys import split_slot
 from ..rules import instance_name
 from ..states import NodeStatus
 from .errors import InvalidEventId
+
+logger = logging.getLogger("wfcelery.web")
 
 #: Seconds between two reads of the event log while nothing happens.
 POLL_INTERVAL = 0.05
@@ -99,6 +102,16 @@ def event_stream(run: Run, cursor: tuple[int, int]) -> EventSourceResponse:
 
 
 async def _events(run: Run, offset: int, skip: int) -> AsyncIterator[ServerSentEvent]:
+    """The stream; the tracker's Redis lost mid-stream ends it (the client reconnects from its last id and
+    is answered 503 until Redis is back) instead of an error the started response can no longer carry."""
+    try:
+        async for event in _follow(run, offset, skip):
+            yield event
+    except TrackerError as e:
+        logger.warning("wfcelery web: event stream of run %s ended: %s", run.id, e)
+
+
+async def _follow(run: Run, offset: int, skip: int) -> AsyncIterator[ServerSentEvent]:
     plan = await anyio.to_thread.run_sync(run.plan)
     names = [n.name for n in plan.nodes]
     created = (await anyio.to_thread.run_sync(run.summary)).created_at
