@@ -44,8 +44,8 @@ import redis
 from celery._state import _set_task_join_will_block
 
 import wfcelery
-from wfcelery.keys import Keys
-from wfcelery.records import Event, NodeRecord
+from wfcelery.tracker.keys import Keys
+from wfcelery.tracker.records import Event, NodeRecord
 
 from .environment import RESULTS_DIR, AmqpBroker, RedisBroker, machine, pubsub_counts, redis_cpu
 from .harness import Workers, WorkerSettings, make_workdir, process_cpu, redis_server_class

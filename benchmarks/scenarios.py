@@ -20,8 +20,8 @@ from celery import Celery, chain, chord, group
 
 import wfcelery
 from wfcelery import Workflow
-from wfcelery.canvas import translate
-from wfcelery.compiler import compile_workflow
+from wfcelery.plan.canvas import translate
+from wfcelery.plan.compiler import compile_workflow
 from wfcelery.settings import Settings
 
 from .harness import (

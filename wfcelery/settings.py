@@ -1,6 +1,6 @@
 """wfcelery settings, read once from the Celery app's configuration (lowercase ``wfcelery_*`` keys).
 
-Constructor arguments of :class:`~wfcelery.engine.Engine` override app.conf; app.conf overrides the
+Constructor arguments of :class:`~wfcelery.client.engine.Engine` override app.conf; app.conf overrides the
 defaults below.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import ConfigurationError
-from .limits import Limits
+from wfcelery.definition.limits import Limits
+from wfcelery.errors import ConfigurationError
 
 #: Prefix of every Redis key wfcelery writes.
 DEFAULT_KEY_PREFIX = "wfcelery"

@@ -36,8 +36,8 @@ from wfcelery import (
     Workflow,
 )
 from wfcelery.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, cli
-from wfcelery.doctor import diagnose, exit_code
-from wfcelery.states import NodeStatus
+from wfcelery.cli.doctor import diagnose, exit_code
+from wfcelery.tracker.states import NodeStatus
 
 
 @pytest.fixture

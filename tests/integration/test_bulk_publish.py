@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from wfcelery import Workflow
-from wfcelery.compiler import compile_workflow
-from wfcelery.dispatch import Dispatcher
+from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.plan.compiler import compile_workflow
 
 
 @pytest.fixture

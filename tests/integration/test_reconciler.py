@@ -20,7 +20,7 @@ from celery import Celery
 
 from tests.helpers import counts, in_thread_worker, wait_for
 from wfcelery import NodeStatus, RunStatus, Workflow
-from wfcelery.reconciler import HEARTBEAT_BEATS, Reconciler, Repair, WorkerBeat
+from wfcelery.worker.reconciler import HEARTBEAT_BEATS, Reconciler, Repair, WorkerBeat
 
 
 def sweeper(app: Celery, patient: bool = False, hostname: str = "test-sweep") -> Reconciler:

@@ -21,7 +21,7 @@ import redis
 
 from tests.helpers import counts, in_thread_worker, wait_for
 from wfcelery import NodeStatus, RunStatus, Workflow
-from wfcelery.tracker import Tracker
+from wfcelery.tracker.store import Tracker
 
 
 class CountingConnection(redis.Connection):

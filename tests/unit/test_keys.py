@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from wfcelery.keys import RUN_KEYS, Keys, canvas_task_id, parse_task_id, run_of, task_id
+from wfcelery.tracker.keys import RUN_KEYS, Keys, canvas_task_id, parse_task_id, run_of, task_id
 
 RUN = "0123456789abcdef0123456789abcdef"
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import uvicorn
 
-from wfcelery.engine import Engine
+from wfcelery.client.engine import Engine
 from wfcelery.web import create_app
 
 

@@ -10,7 +10,7 @@ One ASGI app holds the REST API (``/api/...``, OpenAPI document at ``/openapi.js
 Events stream per run (``/api/runs/{id}/events``), the dashboard (``/``, ``/runs/{id}``,
 ``/definitions``) and ``/static/wf-run-progress.js``, the custom element other pages embed. Everything
 is served from the package: no CDN, no build step. Every request reaches Redis through the
-:class:`~wfcelery.engine.Engine` only.
+:class:`~wfcelery.client.engine.Engine` only.
 
 Stack: FastAPI (request validation and the OpenAPI document from type hints) on Starlette and uvicorn,
 with sse-starlette for the event stream (keep-alive pings, client disconnects, ``Last-Event-ID``).
@@ -29,14 +29,14 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
-from .. import __version__
-from ..errors import ConfigurationError
-from .api import errors, router
-from .pages import pages
-from .security import Guard
+from wfcelery import __version__
+from wfcelery.errors import ConfigurationError
+from wfcelery.web.api import errors, router
+from wfcelery.web.pages import pages
+from wfcelery.web.security import Guard
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from wfcelery.client.engine import Engine
 
 STATIC = Path(__file__).parent / "static"
 
@@ -54,7 +54,7 @@ def create_app(
     """The dashboard + REST API for one engine, as an ASGI application.
 
     Args:
-        engine: the app's :class:`~wfcelery.engine.Engine` (``wfcelery.install(app)``).
+        engine: the app's :class:`~wfcelery.client.engine.Engine` (``wfcelery.install(app)``).
         auth: ``"user:password"`` puts every page, API route and static file behind HTTP Basic auth
             (default: the ``wfcelery_web_auth`` setting; none when unset).
         read_only: hide the control buttons and refuse every write (submit, control, delete) with 403.

@@ -20,10 +20,11 @@ from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import __version__
-from ..compiler import Plan, compile_workflow
-from ..engine import Engine, Run
-from ..errors import (
+from wfcelery import __version__
+from wfcelery.client.engine import Engine
+from wfcelery.client.run import Run
+from wfcelery.definition.model import Workflow
+from wfcelery.errors import (
     ControlError,
     DefinitionError,
     RunNotFound,
@@ -31,9 +32,9 @@ from ..errors import (
     TrackerUnavailable,
     WfCeleryError,
 )
-from ..model import Workflow
-from ..states import NodeStatus, RunStatus
-from .stream import event_stream
+from wfcelery.plan.compiler import Plan, compile_workflow
+from wfcelery.tracker.states import NodeStatus, RunStatus
+from wfcelery.web.stream import event_stream
 
 #: Bytes of a node's JSON result shown by ``/api/runs/{id}/nodes/{node}``.
 RESULT_PREVIEW_BYTES = 4096

@@ -30,11 +30,11 @@ from typing import Any
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ..engine import Run
-from ..errors import RunNotFound
-from ..keys import split_slot
-from ..rules import instance_name
-from ..states import NodeStatus
+from wfcelery.client.run import Run
+from wfcelery.definition.rules import instance_name
+from wfcelery.errors import RunNotFound
+from wfcelery.tracker.keys import split_slot
+from wfcelery.tracker.states import NodeStatus
 
 #: Seconds between two reads of the event log while nothing happens.
 POLL_INTERVAL = 0.05

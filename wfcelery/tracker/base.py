@@ -1,0 +1,86 @@
+"""The tracker's connection: the Redis client (one pool per tracker; a Redis Cluster client when
+configured), the Lua scripts registered once on it, and how redis-py's errors become wfcelery's."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from wfcelery.errors import TrackerError, TrackerUnavailable
+from wfcelery.settings import Settings
+from wfcelery.tracker.keys import Keys
+
+logger = logging.getLogger("wfcelery.tracker")
+
+
+class TrackerBase:
+    """The client and scripts every part of :class:`~wfcelery.tracker.store.Tracker` runs on."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | RedisCluster | None = None) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        timeouts: dict[str, Any] = {
+            "socket_connect_timeout": settings.redis_timeout or None,
+            "socket_timeout": settings.redis_timeout or None,
+        }
+        # Any: redis-py's stubs cannot express decode_responses=True (every reply typed bytes | str)
+        self.client: Any = client
+        if client is None and settings.redis_cluster:
+            self.client = RedisCluster.from_url(settings.redis_url, decode_responses=True, **timeouts)
+        elif client is None:
+            self.client = redis.Redis.from_url(
+                settings.redis_url, decode_responses=True, health_check_interval=30, **timeouts
+            )
+        self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
+
+    def _run_script(self, name: str, run_id: str, args: Sequence[Any]) -> Any:
+        with converted_errors(f"record {name} of run {run_id}"):
+            return self.scripts[name](keys=self.keys.run_keys(run_id), args=list(args))
+
+    def server_ms(self) -> int:
+        """Redis's clock (the one every node time is measured with), in ms."""
+        with converted_errors("read the Redis clock"):
+            sec, usec = self.client.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def check_eviction(self) -> str | None:
+        """A warning when Redis may evict run state (maxmemory-policy other than noeviction / volatile-*)."""
+        try:
+            policy = self.client.config_get("maxmemory-policy").get("maxmemory-policy", "")
+        except redis.RedisError:
+            return None  # CONFIG may be disabled (managed Redis): nothing to check
+        if policy.startswith("allkeys"):
+            return (
+                f"Redis maxmemory-policy is {policy!r}: Redis may evict wfcelery run state under memory "
+                "pressure. Use 'noeviction' (or a volatile-* policy) for the tracker's Redis."
+            )
+        return None
+
+
+_SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
+
+
+def _load_sources() -> dict[str, str]:
+    lua = resources.files("wfcelery.tracker") / "lua"
+    common = (lua / "_common.lua").read_text()
+    return {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+
+
+_SOURCES = _load_sources()
+
+
+@contextmanager
+def converted_errors(what: str) -> Iterator[None]:
+    """Turn redis-py errors into wfcelery's, naming what we were doing."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        raise TrackerUnavailable(f"cannot reach the tracker's Redis while trying to {what}: {e}") from e
+    except redis.RedisError as e:
+        raise TrackerError(f"Redis error while trying to {what}: {e}") from e
