@@ -41,7 +41,7 @@ browser:
 		echo "         the dashboard's browser tests will skip (fail under CI=true). Install the 'chromium' package."; \
 	fi
 
-# --inline-depth 8: the long chain again with inline continuation (wfcelery_inline_depth, opt-in), in the same run.
+# --inline-depth 8: the long chain again with inline continuation (opt-in), in the same run.
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run --full --inline-depth 8
 

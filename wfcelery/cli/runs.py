@@ -22,6 +22,7 @@ from wfcelery.cli.base import (
     workflow_of,
 )
 from wfcelery.client.run import Run
+from wfcelery.definition.executor import Executor
 from wfcelery.tracker.states import NodeStatus, RunState, RunStatus
 
 
@@ -58,7 +59,7 @@ wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --tim
 )
 @click.option(
     "--executor",
-    type=click.Choice(["counters", "canvas"]),
+    type=click.Choice([e.value for e in Executor]),
     default=None,
     help="counters (one message per node) or canvas (native chains and chords per segment); default: "
     "the definition's executor, else the wfcelery_executor setting.",
@@ -157,7 +158,7 @@ def idle_lines(run: Run, state: RunState) -> list[str]:
     if not state.idle_queues:
         return []
     _, events = run.events()
-    queued_at = {e.node: e.at_ms for e in events if e.node is not None and e.status == "Q"}
+    queued_at = {e.node: e.at_ms for e in events if e.node_status is NodeStatus.QUEUED}
     now = time.time()
     lines = []
     for node in state.nodes.values():

@@ -19,6 +19,7 @@ from celery import Celery, signature
 
 from wfcelery.client.control import Control
 from wfcelery.client.run import Run
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.loader import load
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.errors import (
@@ -30,7 +31,7 @@ from wfcelery.messaging.consumers import describe, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
 from wfcelery.plan.compiler import Plan, compile_workflow
-from wfcelery.plan.segments import CANVAS, has_chord
+from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
 from wfcelery.tracker.records import new_run
 
@@ -50,7 +51,7 @@ class Engine(Control):
         on_success: Any = None,
         on_failure: Any = None,
         require_workers: bool = False,
-        executor: str | None = None,
+        executor: Executor | str | None = None,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
 
@@ -82,7 +83,7 @@ class Engine(Control):
         resolved = wf.resolve_params(params, limits)
         executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
         plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor))
-        if executor == CANVAS:
+        if executor is Executor.CANVAS:
             check_canvas_app(self.app, plan)
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex

@@ -28,13 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.params import substitute
 from wfcelery.errors import NotSeriesParallel
 from wfcelery.plan.canvas import Canvas, translate
 from wfcelery.plan.compiler import Plan, PlanNode
 
 #: The executors a run may use (model.EXECUTORS).
-COUNTERS, CANVAS = "counters", "canvas"
 #: Nodes a segment grows to, at most, while a plan that is not one canvas is cut (each growth step
 #: translates the segment again: this bounds the cut's cost; a series-parallel plan is one segment anyway).
 MAX_SEGMENT = 48
@@ -223,7 +223,7 @@ def sub_plan(
                 immutable=node.immutable or entry,
             )
         )
-    return Plan(plan.name, plan.on_failure, tuple(nodes), {}, plan.digest, "", CANVAS)
+    return Plan(plan.name, plan.on_failure, tuple(nodes), {}, plan.digest, "", Executor.CANVAS)
 
 
 def build(

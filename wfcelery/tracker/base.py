@@ -14,6 +14,7 @@ from redis.cluster import RedisCluster
 
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.settings import Settings
+from wfcelery.tracker.connection import connect
 from wfcelery.tracker.keys import Keys
 
 logger = logging.getLogger("wfcelery.tracker")
@@ -25,18 +26,13 @@ class TrackerBase:
     def __init__(self, settings: Settings, client: redis.Redis | RedisCluster | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        timeouts: dict[str, Any] = {
-            "socket_connect_timeout": settings.redis_timeout or None,
-            "socket_timeout": settings.redis_timeout or None,
-        }
         # Any: redis-py's stubs cannot express decode_responses=True (every reply typed bytes | str)
-        self.client: Any = client
-        if client is None and settings.redis_cluster:
-            self.client = RedisCluster.from_url(settings.redis_url, decode_responses=True, **timeouts)
-        elif client is None:
-            self.client = redis.Redis.from_url(
-                settings.redis_url, decode_responses=True, health_check_interval=30, **timeouts
-            )
+        self.client: Any = client or connect(
+            settings.redis_url,
+            settings.redis_cluster,
+            settings.redis_transport_options,
+            settings.redis_timeout or None,
+        )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
     def _run_script(self, name: str, run_id: str, args: Sequence[Any]) -> Any:
@@ -75,12 +71,36 @@ def _load_sources() -> dict[str, str]:
 _SOURCES = _load_sources()
 
 
+#: Replies by which Redis says it cannot take a command *now* (it may later): out of memory under
+#: ``noeviction``, loading its dataset, a replica or a demoted master (READONLY) during a failover, a
+#: master down, a script running too long (BUSY), a Cluster slot moving or down. They are handled like an
+#: unreachable server (:class:`TrackerUnavailable`): the gate gives the message back, reports are kept.
+TRY_LATER_CODES = frozenset(
+    {"OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"}
+)
+
+
+def try_later(error: BaseException) -> bool:
+    """True for a redis-py error that means "not now" (see :data:`TRY_LATER_CODES`), not "never"."""
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        return True
+    if not isinstance(error, redis.ResponseError):
+        return False
+    code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
+    return code in TRY_LATER_CODES or isinstance(
+        error, redis.exceptions.OutOfMemoryError | redis.exceptions.ReadOnlyError
+    )
+
+
 @contextmanager
 def converted_errors(what: str) -> Iterator[None]:
-    """Turn redis-py errors into wfcelery's, naming what we were doing."""
+    """Turn redis-py errors into wfcelery's, naming what we were doing: "try later" replies and lost
+    connections become :class:`TrackerUnavailable`, anything else :class:`TrackerError`."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as e:
         raise TrackerUnavailable(f"cannot reach the tracker's Redis while trying to {what}: {e}") from e
     except redis.RedisError as e:
+        if try_later(e):
+            raise TrackerUnavailable(f"the tracker's Redis refused, for now, to {what}: {e}") from e
         raise TrackerError(f"Redis error while trying to {what}: {e}") from e

@@ -32,6 +32,7 @@ from wfcelery.tracker.records import (
     canvas_value,
     dropped_field,
 )
+from wfcelery.tracker.states import NodeStatus
 
 
 class Tracker(Reads, Fleet):
@@ -66,8 +67,12 @@ class Tracker(Reads, Fleet):
             pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
             pipe.expire(k.plan(plan_digest), ttl * 2)  # a plan already there lives as long as this run
             pipe.hset(k.run(run_id), mapping=dict(record))
-            pipe.hset(k.nodes(run_id), mapping={i: NodeRecord("Q").encode() for i in roots})
-            pipe.append(k.events(run_id), "".join(Event(0, i, "Q", 0).encode() for i in roots))
+            pipe.hset(
+                k.nodes(run_id), mapping={i: NodeRecord(NodeStatus.QUEUED.code).encode() for i in roots}
+            )
+            pipe.append(
+                k.events(run_id), "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
+            )
             pipe.zadd(k.index, {run_id: record["created"]})
             pipe.sadd(k.live, run_id)
             return bool(pipe.execute()[0])
