@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import enum
+import importlib
+import importlib.util
 import inspect
 import logging
 import re
@@ -109,9 +112,31 @@ def _markdown(text: str) -> str:
     return _README.sub(r"see \1", _ROLE.sub(r"`\1`", text))
 
 
+def _imported_from(source: str, name: str, package: str) -> str | None:
+    """The module ``name`` is imported from in ``source`` (``from x.y import name``), absolute."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ImportFrom) and any(a.name == name for a in node.names):
+            return importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+    return None
+
+
+def _constant(module: ModuleType, name: str) -> tuple[str, str | None]:
+    """The ``#:`` comment of constant ``name`` and the expression it is written as, following imports."""
+    source = inspect.getsource(module)
+    comments, _ = _comments(source)
+    if name in comments:
+        return comments[name], _constant_exprs(source).get(name)
+    origin = _imported_from(source, name, module.__package__ or "")
+    if origin is None:
+        return "", None
+    return _constant(importlib.import_module(origin), name)
+
+
 def _show(value: Any, written: str | None) -> str:
     if value is None:
         return "none"
+    if isinstance(value, enum.Enum):
+        return f"`{value.value!r}`"
     text = f"`{value!r}`"
     if written and written != repr(value) and not written.isidentifier():
         text += f" (`{written}`)"
@@ -121,10 +146,9 @@ def _show(value: Any, written: str | None) -> str:
 def rows_of(cls: type, module: ModuleType) -> list[Row]:
     """One row per dataclass field of ``cls``; a field that holds such a dataclass expands into its rows."""
     source = inspect.getsource(module)
-    consts, classes = _comments(source)
+    _, classes = _comments(source)
     own = classes.get(cls.__name__, {})
     written = _default_names(source, cls.__name__)
-    exprs = _constant_exprs(source)
     rows: list[Row] = []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
@@ -136,12 +160,10 @@ def rows_of(cls: type, module: ModuleType) -> list[Row]:
             value = f.default
         expr = written.get(f.name)
         constant = expr.id if isinstance(expr, ast.Name) else None
-        meaning = (
-            f.metadata.get("doc")
-            or own.get(f.name)
-            or (consts.get(constant, "") if constant else "")
-            or FALLBACK.get(f.name, "")
-        )
+        const_doc, const_expr = _constant(module, constant) if constant else ("", None)
+        meaning = f.metadata.get("doc") or own.get(f.name) or const_doc or FALLBACK.get(f.name, "")
+        if isinstance(value, enum.Enum):
+            meaning += " One of " + ", ".join(f"`{member.value}`" for member in type(value)) + "."
         key = PREFIX + f.name
         if not meaning:
             log.warning("settings reference: %s (%s.%s) has no #: comment", key, cls.__name__, f.name)
@@ -150,7 +172,7 @@ def rows_of(cls: type, module: ModuleType) -> list[Row]:
         if value is dataclasses.MISSING:
             default = NO_DEFAULT.get(f.name, "required")
         else:
-            default = _show(value, exprs.get(constant) if constant else None)
+            default = _show(value, const_expr)
         rows.append(Row(key, default, meaning))
     return rows
 
