@@ -9,8 +9,7 @@ written as an expression (``7 * 24 * 3600``) that expression is shown too.
 
 Checks, as MkDocs warnings (``mkdocs build --strict`` turns them into a failed build): a field whose key
 ``wfcelery_<field>`` does not occur in the source of the module that reads it, and a field with no meaning
-anywhere. ``FALLBACK`` holds the meanings of the fields whose source has no ``#:`` comment yet; a comment in
-the source wins over it.
+anywhere. Every field has such a comment.
 """
 
 from __future__ import annotations
@@ -32,17 +31,6 @@ MARKER = "<!-- wfcelery-settings -->"
 PREFIX = "wfcelery_"
 
 #: Meanings of the fields with no ``#:`` comment in wfcelery/settings.py (a comment in the source wins).
-FALLBACK: dict[str, str] = {
-    "redis_url": (
-        "The tracker's Redis. When unset: the app's result backend if it is a `redis://`, `rediss://` or "
-        "`unix://` URL, else a `ConfigurationError` saying so."
-    ),
-    "routes": (
-        'Renames of node types to queues (`{"cpu": "cpu-large"}`); otherwise a node\'s `type` is its queue.'
-    ),
-    "check_tasks": "Refuse definitions that name tasks not registered in the app.",
-}
-
 #: Defaults that are not a constant's value (no default: the setting is required or derived).
 NO_DEFAULT: dict[str, str] = {"redis_url": "the result backend, if Redis"}
 
@@ -161,7 +149,7 @@ def rows_of(cls: type, module: ModuleType) -> list[Row]:
         expr = written.get(f.name)
         constant = expr.id if isinstance(expr, ast.Name) else None
         const_doc, const_expr = _constant(module, constant) if constant else ("", None)
-        meaning = f.metadata.get("doc") or own.get(f.name) or const_doc or FALLBACK.get(f.name, "")
+        meaning = f.metadata.get("doc") or own.get(f.name) or const_doc
         if isinstance(value, enum.Enum):
             meaning += " One of " + ", ".join(f"`{member.value}`" for member in type(value)) + "."
         key = PREFIX + f.name

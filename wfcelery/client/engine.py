@@ -62,8 +62,10 @@ class Engine(Control):
         Args:
             workflow: a Workflow, a path to a YAML/JSON definition, or a definition dict.
             params: values for ``${name}`` placeholders.
-            on_success / on_failure: Celery signatures sent once when the run ends, with the run id as
-                first argument. ``on_failure`` also fires for a cancelled run.
+            on_success: A Celery signature sent once when the run succeeds, with the run id as first
+                argument.
+            on_failure: A Celery signature sent once when the run fails or is cancelled, with the run id
+                as first argument.
             require_workers: refuse (:class:`NoWorkerError`) when a node's queue has no live consumer,
                 or when the workers cannot be asked.
             executor: ``"counters"`` (one message per node) or ``"canvas"`` (native Celery canvas per

@@ -2,7 +2,7 @@
 
 A run's keys share the hash tag ``{<run_id>}`` so they live in one Redis Cluster slot and one Lua script
 can touch them all. What each key holds -- every field and value format -- is described once, in the
-README's key layout ("The tracker: states, keys, memory"); values are encoded and decoded by
+key layout on the design page of the docs; values are encoded and decoded by
 ``records.py``. The keys, by builder::
 
     <prefix>:{<run>}:run       run()           the run record
