@@ -1,7 +1,8 @@
 """The fleet on paper: ``make bench-fleet`` (``python -m benchmarks.fleet``).
 
 A tracker-only benchmark: no Celery, no broker. ``--clients`` processes each drive wfcelery's
-:class:`~wfcelery.tracker.Tracker` through the small workflow (``a -> 8 parallel -> c``) for ``--seconds``:
+:class:`~wfcelery.tracker.store.Tracker` through the small workflow (``a -> 8 parallel -> c``) for
+``--seconds``:
 they create runs with ``Tracker.create_run`` and run every node through the tracker's ``start`` and
 ``succeed`` Lua scripts, pipelined over ``--batch`` runs at a time (all the released nodes of a batch in one
 pipeline per script), exactly the calls a worker makes per node. Every run must end SUCCEEDED (checked from
@@ -41,12 +42,13 @@ import redis
 
 from wfcelery._redis_server import ClusterServer as Cluster
 from wfcelery._redis_server import redis_binary
-from wfcelery.compiler import Plan, compile_workflow
-from wfcelery.records import new_run
+from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.settings import Settings
-from wfcelery.tracker import StartOutcome, SucceedOutcome, Tracker
+from wfcelery.tracker.outcomes import StartOutcome, SucceedOutcome
+from wfcelery.tracker.records import new_run
+from wfcelery.tracker.store import Tracker
 
-from .run import RESULTS_DIR, machine
+from .environment import RESULTS_DIR, machine
 from .scenarios import small_workflow
 
 GOAL_TASKS, GOAL_SECONDS = 1_000_000, 120
@@ -109,7 +111,7 @@ def recorded(method: Any, *args: Any) -> tuple[str, str, list[Any]]:
 
 def _fetch(plan: Plan, index: int) -> tuple[Any, ...]:
     """The worker's ``fetch`` argument to succeed (results a released fan-in child needs), where the plan
-    has it (issue 15)."""
+    has it."""
     fetch = getattr(plan, "fetch", None)
     return (fetch[index],) if fetch is not None else ()
 

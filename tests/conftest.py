@@ -23,9 +23,9 @@ from celery.worker import state as worker_state
 from tests.helpers import ROOT, in_thread_worker
 from tests.proj import make_app
 from tests.redis_server import FaultyRedis, RedisServer
-from wfcelery.keys import Keys
-from wfcelery.records import Event
-from wfcelery.states import TRANSITIONS, NodeStatus
+from wfcelery.tracker.keys import Keys
+from wfcelery.tracker.records import Event
+from wfcelery.tracker.states import TRANSITIONS, NodeStatus
 
 _dbs = itertools.count(1)
 
@@ -112,7 +112,7 @@ def r(redis_url: str) -> redis.Redis:
 @pytest.fixture(autouse=True)
 def _transitions_follow_the_table(request: pytest.FixtureRequest) -> Iterator[None]:
     """After every test that used Redis: each node transition any of its runs logged is one that
-    ``wfcelery.states.TRANSITIONS`` allows (the Lua scripts must enforce the documented table).
+    ``wfcelery.tracker.states.TRANSITIONS`` allows (the Lua scripts must enforce the documented table).
     Re-plans (resume/retry, logged as a run going RUNNING again) are control operations, not transitions."""
     if not {"redis_url", "uid"} <= set(request.fixturenames):
         yield

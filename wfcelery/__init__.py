@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import canvas  # noqa: F401  (plugs Workflow.to_canvas in)
-from .engine import Engine, Run, RunSummary
-from .errors import (
+from wfcelery.client.engine import Engine
+from wfcelery.client.run import Run, RunSummary
+from wfcelery.definition.loader import load
+from wfcelery.definition.model import Workflow
+from wfcelery.definition.node import Node
+from wfcelery.errors import (
     BrokerUnavailable,
     ConfigurationError,
     ControlError,
@@ -35,10 +38,8 @@ from .errors import (
     WaitTimeout,
     WfCeleryError,
 )
-from .install import install
-from .loader import load
-from .model import Node, Workflow
-from .states import NodeState, NodeStatus, RunState, RunStatus
+from wfcelery.install import install
+from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
 __version__ = "0.1.0"
 

@@ -85,7 +85,7 @@ class NotSeriesParallel(DefinitionError):
 
 
 class LimitError(DefinitionError):
-    """A definition, its params or a YAML file is over a bound of :mod:`wfcelery.limits`."""
+    """A definition, its params or a YAML file is over a bound of :mod:`wfcelery.definition.limits`."""
 
 
 class ConfigurationError(WfCeleryError):

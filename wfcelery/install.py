@@ -10,11 +10,11 @@ from celery import Celery
 from celery.worker.control import inspect_command
 from packaging.version import Version
 
-from .engine import Engine
-from .errors import ConfigurationError
-from .hooks import add_worker_step, wrap_task_init
-from .settings import DEFAULT_RUN_TTL
-from .worker import WorkerSide
+from wfcelery.client.engine import Engine
+from wfcelery.errors import ConfigurationError
+from wfcelery.settings import DEFAULT_RUN_TTL
+from wfcelery.worker.hooks import add_worker_step, wrap_task_init
+from wfcelery.worker.side import WorkerSide
 
 #: Oldest Celery whose chord/redelivery behaviour wfcelery relies on.
 MIN_CELERY = Version("5.7.0")

@@ -48,10 +48,10 @@ from typing import Any
 
 import pytest
 
-from .errors import RunFailed, WaitTimeout
-from .install import install
-from .model import Workflow
-from .states import RunState, RunStatus
+from wfcelery.definition.model import Workflow
+from wfcelery.errors import RunFailed, WaitTimeout
+from wfcelery.install import install
+from wfcelery.tracker.states import RunState, RunStatus
 
 #: Seconds a run may take in ``run_workflow`` unless the test says otherwise.
 DEFAULT_TIMEOUT = 30.0
@@ -109,7 +109,7 @@ class WorkflowRunner:
 
     def _consume(self, wf: Workflow) -> None:
         """Make the worker consume every queue the workflow's nodes are routed to."""
-        from .compiler import compile_workflow
+        from wfcelery.plan.compiler import compile_workflow
 
         plan = compile_workflow(wf.validate(self.app), self.engine.settings.routes)
         task_consumer = self.worker.consumer.task_consumer
@@ -138,7 +138,7 @@ def wfcelery_app() -> Any:
     """Override this fixture (session scope) to return your Celery app."""
     raise pytest.UsageError(
         "wfcelery.testing: define a session-scoped `wfcelery_app` fixture that returns your Celery app "
-        "(README: Testing your workflows)"
+        "(docs: testing your workflows)"
     )
 
 
@@ -149,7 +149,7 @@ def wfcelery_redis_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from ._redis_server import RedisServer
+    from wfcelery._redis_server import RedisServer
 
     server = RedisServer().start()
     try:

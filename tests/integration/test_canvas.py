@@ -19,8 +19,8 @@ from celery import Celery, chain
 from tests.helpers import in_thread_worker
 from tests.proj import register_tasks
 from wfcelery import Workflow
-from wfcelery.canvas import translate
-from wfcelery.compiler import compile_workflow
+from wfcelery.plan.canvas import translate
+from wfcelery.plan.compiler import compile_workflow
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from celery import Celery
 from tests.helpers import in_thread_worker, released, status_of, wait_for
 from tests.integration.test_canvas import SHAPES, echo_workflow, stages
 from wfcelery import ConfigurationError, NodeStatus, RunFailed, RunStatus, SchemaError, Workflow
-from wfcelery.keys import run_of
-from wfcelery.segments import segments
+from wfcelery.plan.segments import segments
+from wfcelery.tracker.keys import run_of
 
 ALL_SHAPES: dict[str, Callable[[str], Workflow]] = {
     **SHAPES,
@@ -264,7 +264,7 @@ def test_cleanup_removes_celerys_result_keys(app: Celery, engine: Any, r: Any) -
 
 
 def _plan(engine: Any, wf: Workflow) -> Any:
-    from wfcelery.compiler import compile_workflow
+    from wfcelery.plan.compiler import compile_workflow
 
     return compile_workflow(wf, executor="canvas")
 

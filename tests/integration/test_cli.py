@@ -25,9 +25,8 @@ from click.testing import CliRunner, Result
 import wfcelery
 from tests.helpers import ROOT, in_thread_worker, wait_for
 from tests.proj import make_app
-from wfcelery import _display as display
-from wfcelery.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, cli, wf
-from wfcelery.states import NodeStatus, RunStatus
+from wfcelery.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_RUN_FAILED, EXIT_TIMEOUT, cli, display, wf
+from wfcelery.tracker.states import NodeStatus, RunStatus
 
 APP: Celery | None = None  # the current test's app, loaded by the CLI as tests.integration.test_cli:APP
 UNREACHABLE: Celery | None = None

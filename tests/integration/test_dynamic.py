@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import in_thread_worker, wait_for
 from wfcelery import Workflow
 from wfcelery.errors import RunFailed
-from wfcelery.states import NodeStatus, RunStatus
+from wfcelery.tracker.states import NodeStatus, RunStatus
 
 S, F, K, X = NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.REVOKED
 

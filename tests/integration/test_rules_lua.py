@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from tests.unit.test_properties import Dag, dags
 from tests.unit.test_rules import Scenario, Tracker, check
 from wfcelery import Workflow
-from wfcelery.rules import TRIGGER_RULES, Cascade, Graph
-from wfcelery.states import NodeStatus
+from wfcelery.definition.rules import TRIGGER_RULES, Cascade, Graph
+from wfcelery.tracker.outcomes import FailMode
+from wfcelery.tracker.states import NodeStatus
 
 LIVE = (NodeStatus.QUEUED, NodeStatus.RUNNING)
 
@@ -73,7 +74,7 @@ def test_lua_and_rules_py_agree_step_by_step(
         sim.finish((index, -1))
         if (index, -1) in sc.fails:
             error = {"type": "ValueError", "message": "boom", "traceback": ""}
-            side.node_failed(parsed, plan.digest, error, "failed", node.attempts)
+            side.node_failed(parsed, plan.digest, error, FailMode.FAILED, node.attempts)
         else:
             side.node_succeeded(parsed, plan.digest, None, "null")
     check(sc, sim)  # the simulation itself follows the rules

@@ -291,7 +291,7 @@ def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, p
         with failures_seen() as seen:
             app.send_task("proj.count", **message)  # the very same message again
             wait_for(lambda: tid in seen, message="the worker to process the duplicate")
-        assert isinstance(seen[tid], wfcelery.hooks.GateClosed)  # refused before the body ran
+        assert isinstance(seen[tid], wfcelery.worker.hooks.GateClosed)  # refused before the body ran
         wait_for(lambda: worker_idle(r, app), message="worker idle")
     after = (
         r.hgetall(engine.tracker.keys.run(run.id)),

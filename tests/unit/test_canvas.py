@@ -1,6 +1,6 @@
 """The translator to native canvas, checked by walking the Celery objects it returns.
 
-The walk below is independent of wfcelery.canvas: it reads the Signature tree Celery's own constructors
+The walk below is independent of wfcelery.plan.canvas: it reads the Signature tree Celery's own constructors
 produced (chains, chords, tasks), runs it symbolically -- a chain step gets the previous step's result, a
 chord's members get the chord's input and its body the list of their results, ``celery.accumulate(index=0)``
 returns its first argument -- and records, for every workflow node, what it received and which nodes had
@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from tests.unit.test_properties import Dag, dags
 from wfcelery import NotSeriesParallel, SchemaError, Workflow
-from wfcelery.canvas import ACCUMULATE, Canvas, FalseDependencyWarning, translate
-from wfcelery.compiler import compile_workflow
+from wfcelery.plan.canvas import ACCUMULATE, Canvas, FalseDependencyWarning, translate
+from wfcelery.plan.compiler import compile_workflow
 
 PROPERTY = settings(max_examples=200, deadline=None)
 INPUT = ("input",)  # what a root receives: the canvas's own input (nothing, unless embedded)

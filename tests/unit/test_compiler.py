@@ -6,9 +6,9 @@ import ast
 
 import pytest
 
-from wfcelery.compiler import Plan, compile_workflow, plan_from_blob
-from wfcelery.keys import parse_task_id, task_id
-from wfcelery.model import Workflow
+from wfcelery.definition.model import Workflow
+from wfcelery.plan.compiler import Plan, compile_workflow, plan_from_blob
+from wfcelery.tracker.keys import parse_task_id, task_id
 
 RUN = "0123456789abcdef0123456789abcdef"
 

@@ -1,6 +1,6 @@
 """The no-consumer warning stays one readable line, however many nodes wait on the queue."""
 
-from wfcelery.consumers import describe
+from wfcelery.messaging.consumers import describe
 
 
 def test_warning_names_every_node_of_a_small_workflow() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery, chain, chord
 
-from wfcelery.dispatch import _frozen_ids
+from wfcelery.messaging.dispatch import _frozen_ids
 
 APP = Celery("continuation-unit", set_as_current=False)
 

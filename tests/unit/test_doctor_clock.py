@@ -3,7 +3,7 @@ healthy path against real workers is in tests/integration/test_adoption.py)."""
 
 from __future__ import annotations
 
-from wfcelery.doctor import MAX_CLOCK_SKEW, clock_finding
+from wfcelery.cli.doctor import MAX_CLOCK_SKEW, clock_finding
 
 BEFORE, AFTER = 1_800_000_000.0, 1_800_000_000.5  # Redis's clock before the broadcast and after the replies
 

@@ -8,12 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from wfcelery.cli import cli
-from wfcelery.compiler import compile_workflow, plan_from_blob
+from wfcelery.definition.loader import load
+from wfcelery.definition.model import Workflow
 from wfcelery.errors import DefinitionError, SchemaError, UnknownParentError
-from wfcelery.keys import parse_task_id, split_slot, task_id
-from wfcelery.loader import load
-from wfcelery.model import Workflow
+from wfcelery.plan.compiler import compile_workflow, plan_from_blob
 from wfcelery.settings import DEFAULT_MAX_MAP
+from wfcelery.tracker.keys import parse_task_id, split_slot, task_id
 
 FLOW = """
 name: thumbnails
@@ -204,7 +204,7 @@ def test_a_bad_condition_in_a_file_is_exit_2_naming_the_node(tmp_path: Path) -> 
 def test_to_canvas_refuses_dynamic_nodes_naming_them() -> None:
     from celery import Celery
 
-    from wfcelery.canvas import translate
+    from wfcelery.plan.canvas import translate
 
     app = Celery("canvas-check", set_as_current=False)
     with pytest.raises(DefinitionError, match="node 'resize' uses map, which Celery canvas cannot express"):

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 import wfcelery
-from wfcelery.compiler import compile_workflow, plan_from_blob
+from wfcelery.definition.limits import DEPTH_CEILING, Limits, depth
+from wfcelery.definition.loader import load, loads
 from wfcelery.errors import ConfigurationError, DefinitionError, LimitError, SchemaError
-from wfcelery.limits import DEPTH_CEILING, Limits, depth
-from wfcelery.loader import load, loads
+from wfcelery.plan.compiler import compile_workflow, plan_from_blob
 
-#: 472 bytes that expand to 9**9 values (the alias bomb of the issue, "billion laughs" in YAML).
+#: 472 bytes that expand to 9**9 values (an alias bomb, "billion laughs" in YAML).
 ALIAS_BOMB = """\
 name: bomb
 tasks:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import wfcelery
+from wfcelery.definition.loader import load, loads
 from wfcelery.errors import SchemaError
-from wfcelery.loader import load, loads
 
 ETL_YAML = """\
 name: etl

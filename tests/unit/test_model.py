@@ -11,7 +11,10 @@ import pytest
 from celery import Celery
 
 import wfcelery
-from wfcelery import model
+from wfcelery.definition import model
+from wfcelery.definition.checks import find_cycle
+from wfcelery.definition.model import Workflow
+from wfcelery.definition.params import substitute
 from wfcelery.errors import (
     CycleError,
     DefinitionError,
@@ -22,7 +25,6 @@ from wfcelery.errors import (
     UnknownParentError,
     UnknownTaskError,
 )
-from wfcelery.model import Workflow, find_cycle, substitute
 
 
 def parents(wf: Workflow) -> dict[str, list[str]]:

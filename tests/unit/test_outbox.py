@@ -8,24 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from wfcelery.outbox import Outbox, Report, with_retry
+from wfcelery.worker.outbox import Outbox, Report, ReportKind, with_retry
 
 
 def _put_from_child(path: str, n: int) -> None:
     box = Outbox(path)
     for i in range(n):
-        box.put("succeeded", {"task_id": f"child-{i}"})
+        box.put(ReportKind.SUCCEEDED, {"task_id": f"child-{i}"})
 
 
 def test_reports_survive_a_new_process_and_replay_in_order(tmp_path: Path) -> None:
     box = Outbox.for_worker(tmp_path, "celery@host/1")
     assert box.path.name == "celery@host_1.sqlite"
-    box.put("succeeded", {"task_id": "a", "result": [1, {"z": 1, "a": 2}]})
+    box.put(ReportKind.SUCCEEDED, {"task_id": "a", "result": [1, {"z": 1, "a": 2}]})
     child = multiprocessing.get_context("fork").Process(target=_put_from_child, args=(str(box.path), 3))
     child.start()
     child.join(30)
     assert child.exitcode == 0
-    box.put("failed", {"task_id": "b"})
+    box.put(ReportKind.FAILED, {"task_id": "b"})
 
     reopened = Outbox(box.path)  # a restarted worker of the same name
     seen: list[str] = []
@@ -38,7 +38,7 @@ def test_reports_survive_a_new_process_and_replay_in_order(tmp_path: Path) -> No
 def test_replay_stops_at_the_first_failure_and_keeps_the_rest(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "w.sqlite")
     for name in "abc":
-        box.put("succeeded", {"task_id": name})
+        box.put(ReportKind.SUCCEEDED, {"task_id": name})
     delivered: list[str] = []
 
     def deliver(report: Report) -> None:
@@ -54,7 +54,7 @@ def test_replay_stops_at_the_first_failure_and_keeps_the_rest(tmp_path: Path) ->
 
 def test_payload_key_order_is_kept(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "w.sqlite")
-    box.put("succeeded", {"z": 1, "a": 2, "m": {"y": 1, "b": 2}})
+    box.put(ReportKind.SUCCEEDED, {"z": 1, "a": 2, "m": {"y": 1, "b": 2}})
     (report,) = box.pending()
     assert list(report.payload) == ["z", "a", "m"]
     assert list(report.payload["m"]) == ["y", "b"]
@@ -91,8 +91,8 @@ def test_with_retry_backs_off_then_gives_up() -> None:
 
 
 def test_check_result_refuses_what_the_tracker_cannot_keep() -> None:
-    from wfcelery.limits import Limits
-    from wfcelery.worker import check_result
+    from wfcelery.definition.limits import Limits
+    from wfcelery.worker.side import check_result
 
     assert check_result({"b": 1, "a": [1, 2]}, Limits()) == ('{"b": 1, "a": [1, 2]}', None)
     _, error = check_result({1, 2}, Limits())

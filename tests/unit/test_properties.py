@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wfcelery.compiler import Plan, compile_workflow, plan_from_blob
+from wfcelery.definition.checks import find_cycle
+from wfcelery.definition.model import Workflow
 from wfcelery.errors import CycleError
-from wfcelery.model import Workflow, find_cycle
+from wfcelery.plan.compiler import Plan, compile_workflow, plan_from_blob
 
 RUN = "0123456789abcdef0123456789abcdef"
 PROPERTY = settings(max_examples=150, deadline=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wfcelery.records import (
+from wfcelery.tracker.records import (
     DroppedMark,
     Event,
     GateEntry,
@@ -18,7 +18,7 @@ from wfcelery.records import (
     remaining_field,
     remaining_nodes,
 )
-from wfcelery.states import RunStatus
+from wfcelery.tracker.states import RunStatus
 
 
 def test_node_record_round_trip_and_the_pending_default() -> None:

@@ -1,5 +1,6 @@
 """The rules of dynamic workflows (wfcelery/rules.py): trigger rules, skip propagation, fail_fast, conditions,
-maps. No Redis, no worker: a simulated tracker drives :class:`~wfcelery.rules.Cascade` the way the Lua
+maps. No Redis, no worker: a simulated tracker drives :class:`~wfcelery.definition.rules.Cascade` the way
+the Lua
 scripts do, and an independent oracle (written from Airflow's documented table) checks the end state.
 """
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_properties import Dag, dags
-from wfcelery.rules import (
+from wfcelery.definition.rules import (
     TRIGGER_RULES,
     Cascade,
     Graph,
@@ -29,14 +30,13 @@ from wfcelery.rules import (
     condition_scope,
     decide,
     expand,
-    instance_name,
     map_limit,
     outcome_of,
-    parse_instance,
     run_status,
     topological_order,
 )
-from wfcelery.states import NodeStatus, RunStatus
+from wfcelery.tracker.keys import instance_name, parse_instance
+from wfcelery.tracker.states import NodeStatus, RunStatus
 
 S, F, K = Outcome.SUCCESS, Outcome.FAILED, Outcome.SKIPPED
 

@@ -1,4 +1,4 @@
-"""The canvas executor's segments (wfcelery.segments), checked on random DAGs with the independent canvas
+"""The canvas executor's segments (wfcelery.plan.segments), checked on random DAGs with the independent canvas
 walk of test_canvas: the edges inside segments (as the built canvases really order them) plus the edges
 the tracker releases (into segment entries) are exactly the DAG's edges, and every node receives what
 the counters executor gives it."""
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from tests.unit.test_canvas import APP, INPUT, Walk, ancestors, expected_input, sp_dags
 from tests.unit.test_properties import Dag, dags
 from wfcelery import Workflow
-from wfcelery.compiler import Plan, compile_workflow
-from wfcelery.segments import build, segments
+from wfcelery.plan.compiler import Plan, compile_workflow
+from wfcelery.plan.segments import build, segments
 
 PROPERTY = settings(max_examples=200, deadline=None)
 

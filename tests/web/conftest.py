@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 
 from tests.web.browser import CHROMIUM, launch_args, require_chromium
-from wfcelery.engine import Engine
+from wfcelery.client.engine import Engine
 from wfcelery.web import create_app, server_config
 
 

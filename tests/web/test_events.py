@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import in_thread_worker, wait_for
 from wfcelery import Workflow
-from wfcelery.states import NodeStatus
+from wfcelery.tracker.states import NodeStatus
 
 pytestmark = pytest.mark.timeout(60)
 

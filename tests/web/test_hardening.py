@@ -9,6 +9,7 @@ a broker outage answers 503; every error -- unknown routes and methods included 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import httpx
@@ -218,3 +219,41 @@ def test_bidi_controls_in_a_run_name_or_params_key_are_refused(engine, http):
     body = assert_error(resp, 422, "ValidationError")
     assert body["error"].startswith("params: ")
     assert engine.runs() == []
+
+
+# -- settings --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("conf", "named"),
+    [
+        ({"wfcelery_web_cors_origins": "*"}, "wfcelery_web_cors_origins: '*'"),
+        ({"wfcelery_web_cors_origins": ["shop.example"]}, "wfcelery_web_cors_origins: 'shop.example'"),
+        ({"wfcelery_web_max_body_bytes": 0}, "wfcelery_web_max_body_bytes must be a whole number >= 1"),
+        ({"wfcelery_web_request_timeout": 0}, "wfcelery_web_request_timeout must be a number of seconds > 0"),
+        ({"wfcelery_web_allowed_hosts": 5}, "wfcelery_web_allowed_hosts must be a list of names"),
+    ],
+)
+def test_a_bad_web_setting_is_one_clear_error(make_test_app, conf, named):
+    from wfcelery import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=re.escape(named)):
+        make_test_app(**conf)._wfcelery_engine.settings  # noqa: B018  (settings are read on first use)
+
+
+def test_the_web_settings_come_from_the_app_configuration(make_test_app):
+    from tests.web.conftest import Server
+
+    app = make_test_app(
+        wfcelery_web_cors_origins="https://shop.example, https://blog.example/",
+        wfcelery_web_allowed_hosts=["ops.example"],
+    )
+    server = Server(app._wfcelery_engine).start()
+    try:
+        with server.client() as http:
+            ok = http.get("/api/health", headers={"Host": "ops.example", "Origin": "https://blog.example"})
+            assert ok.status_code == 200
+            assert ok.headers["access-control-allow-origin"] == "https://blog.example"
+            assert_error(http.get("/api/health"), 400, "BadHost")  # 127.0.0.1 is not listed any more
+    finally:
+        server.stop()

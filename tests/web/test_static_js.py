@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from wfcelery.states import NodeStatus, RunStatus
+from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.web import STATIC
 
 JS = STATIC / "js"

@@ -10,7 +10,7 @@ One ASGI app holds the REST API (``/api/...``, OpenAPI document at ``/openapi.js
 Events stream per run (``/api/runs/{id}/events``), the dashboard (``/``, ``/runs/{id}``,
 ``/definitions``; plain ES modules under ``/static/js/``) and ``/static/js/wf-run-progress.js``, the
 custom element other pages embed. Everything is served from the package: no CDN, no build step. Every
-request reaches Redis through the :class:`~wfcelery.engine.Engine` only.
+request reaches Redis through the :class:`~wfcelery.client.engine.Engine` only.
 
 Every request passes, in this order: :class:`~wfcelery.web.shield.Shield` (Host allowlist, body limit,
 security headers), CORS for the configured origins only, :class:`~wfcelery.web.security.Guard` (auth,
@@ -35,22 +35,22 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
-from .. import __version__
-from ..errors import ConfigurationError
-from .api import router
-from .errors import errors
-from .pages import pages
-from .security import Guard
-from .server import serve, server_config
-from .settings import WebSettings
-from .shield import Shield
+from wfcelery import __version__
+from wfcelery.errors import ConfigurationError
+from wfcelery.settings import web_origins
+from wfcelery.web.api import router
+from wfcelery.web.errors import errors
+from wfcelery.web.pages import pages
+from wfcelery.web.security import Guard
+from wfcelery.web.server import serve, server_config
+from wfcelery.web.shield import Shield
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from wfcelery.client.engine import Engine
 
 STATIC = Path(__file__).parent / "static"
 
-__all__ = ["WebSettings", "create_app", "serve", "served_hosts", "server_config"]
+__all__ = ["create_app", "serve", "served_hosts", "server_config"]
 
 logger = logging.getLogger("wfcelery.web")
 
@@ -67,12 +67,11 @@ def create_app(
     allowed_origins: tuple[str, ...] = (),
     cors_origins: tuple[str, ...] | None = None,
     allowed_hosts: tuple[str, ...] | None = None,
-    web: WebSettings | None = None,
 ) -> FastAPI:
     """The dashboard + REST API for one engine, as an ASGI application.
 
     Args:
-        engine: the app's :class:`~wfcelery.engine.Engine` (``wfcelery.install(app)``).
+        engine: the app's :class:`~wfcelery.client.engine.Engine` (``wfcelery.install(app)``).
         auth: ``"user:password"`` puts every page, API route and static file behind HTTP Basic auth
             (default: the ``wfcelery_web_auth`` setting; none when unset).
         read_only: hide the control buttons and refuse every write (submit, control, delete) with 403.
@@ -82,15 +81,15 @@ def create_app(
         cors_origins: origins whose pages may read the API and embed ``<wf-run-progress>`` (default:
             ``wfcelery_web_cors_origins``; none).
         allowed_hosts: ``Host`` names served (default: ``wfcelery_web_allowed_hosts``; loopback names).
-        web: every web setting at once (default: the ``wfcelery_web_*`` settings of the engine's app);
-            ``cors_origins`` and ``allowed_hosts`` given here win over it.
+
+    The other ``wfcelery_web_*`` settings of the engine (body limit, failed-login limit, request
+    timeout) apply as they are; docs/web-security.md describes each.
     """
     settings = engine.settings
-    web = web or WebSettings.from_conf(engine.app.conf)
     if cors_origins is not None:
-        web = replace(web, cors_origins=tuple(o.rstrip("/") for o in cors_origins))
+        settings = replace(settings, web_cors_origins=web_origins(list(cors_origins), "cors_origins"))
     if allowed_hosts is not None:
-        web = replace(web, allowed_hosts=tuple(allowed_hosts))
+        settings = replace(settings, web_allowed_hosts=tuple(allowed_hosts))
     app = FastAPI(
         title="wfcelery",
         version=__version__,
@@ -103,7 +102,7 @@ def create_app(
     app.state.engine = engine
     app.state.read_only = read_only
     app.state.flower_url = (flower_url or settings.flower_url or "").rstrip("/") or None
-    app.state.web = web
+    app.state.settings = settings
     app.include_router(router)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -113,24 +112,24 @@ def create_app(
     if auth and (":" not in auth or auth.startswith(":")):
         raise ConfigurationError("web auth must be 'user:password' (--auth or wfcelery_web_auth)")
     # the middlewares run outermost last-added: Shield, then CORS, then Guard, then the routes
-    app.add_middleware(Guard, auth=auth, read_only=read_only, allowed_origins=allowed_origins, settings=web)
-    if (
-        web.cors_origins
-    ):  # pages of these origins may read runs (the embeddable element); writes stay same-origin
+    app.add_middleware(
+        Guard, auth=auth, read_only=read_only, allowed_origins=allowed_origins, settings=settings
+    )
+    if settings.web_cors_origins:  # their pages may read runs (the embeddable element); writes stay ours
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=list(web.cors_origins),
+            allow_origins=list(settings.web_cors_origins),
             allow_methods=["GET"],
             allow_headers=["Last-Event-ID"],
         )
-    app.add_middleware(Shield, settings=web)
+    app.add_middleware(Shield, settings=settings)
     return app
 
 
 def served_hosts(engine: Engine, bind: str, given: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The ``Host`` names ``wfcelery web --host BIND [--allowed-host NAME ...]`` serves: the names given,
     else ``wfcelery_web_allowed_hosts`` (else the loopback names), plus BIND when it is one address."""
-    hosts = tuple(given) or WebSettings.from_conf(engine.app.conf).allowed_hosts
+    hosts = tuple(given) or engine.settings.web_allowed_hosts
     if bind in _ANY_INTERFACE:
         if not given:
             logger.warning(

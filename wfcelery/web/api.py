@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import __version__
-from ..compiler import Plan, compile_workflow
-from ..engine import Engine, Run
-from ..errors import DefinitionError, RunNotFound
-from ..model import Workflow
-from ..states import NodeStatus, RunStatus
-from .errors import NotFound
-from .inputs import refuse_bidi
-from .stream import checked_cursor, event_stream
+from wfcelery import __version__
+from wfcelery.client.engine import Engine
+from wfcelery.client.run import Run
+from wfcelery.definition.executor import Executor
+from wfcelery.definition.model import Workflow
+from wfcelery.errors import DefinitionError, RunNotFound
+from wfcelery.plan.compiler import Plan, compile_workflow
+from wfcelery.tracker.states import NodeStatus, RunStatus
+from wfcelery.web.errors import NotFound
+from wfcelery.web.inputs import refuse_bidi
+from wfcelery.web.stream import checked_cursor, event_stream
 
 #: Bytes of a node's JSON result shown by ``/api/runs/{id}/nodes/{node}``.
 RESULT_PREVIEW_BYTES = 4096
@@ -84,7 +86,7 @@ class SubmitRequest(BaseModel):
     name: str | None = Field(None, description="A definition known to the engine (GET /api/definitions)")
     definition: dict[str, Any] | None = Field(None, description="A definition (the YAML/JSON schema)")
     params: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} placeholders")
-    executor: Literal["counters", "canvas"] | None = Field(
+    executor: Executor | None = Field(
         None, description="How the run is published (default: the definition's, else wfcelery_executor)"
     )
 

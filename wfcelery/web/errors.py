@@ -18,7 +18,7 @@ from kombu.exceptions import OperationalError
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
-from ..errors import (
+from wfcelery.errors import (
     BrokerUnavailable,
     ControlError,
     DefinitionError,

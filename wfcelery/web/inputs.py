@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .errors import InvalidInput
+from wfcelery.web.errors import InvalidInput
 
 #: The bidirectional formatting characters (Unicode's Bidi_Control property).
 BIDI_CONTROLS = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]")

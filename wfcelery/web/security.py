@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import send_error
-from .ratelimit import FailureLimiter
-from .settings import WebSettings
+from wfcelery.settings import DEFAULT_WEB_AUTH_FAILURES, DEFAULT_WEB_AUTH_WINDOW, Settings
+from wfcelery.web.errors import send_error
+from wfcelery.web.ratelimit import FailureLimiter
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -45,14 +45,16 @@ class Guard:
         auth: str | None = None,
         read_only: bool = False,
         allowed_origins: tuple[str, ...] = (),
-        settings: WebSettings | None = None,
+        settings: Settings | None = None,
     ) -> None:
-        settings = settings or WebSettings()
         self.app = app
         self.credentials = _credentials(auth) if auth else None
         self.read_only = read_only
         self.allowed = {o.rstrip("/").lower() for o in allowed_origins}
-        self.failures = FailureLimiter(settings.auth_failures, settings.auth_window)
+        self.failures = FailureLimiter(
+            settings.web_auth_failures if settings else DEFAULT_WEB_AUTH_FAILURES,
+            settings.web_auth_window if settings else DEFAULT_WEB_AUTH_WINDOW,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

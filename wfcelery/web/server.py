@@ -18,7 +18,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .settings import WebSettings
+from wfcelery.settings import DEFAULT_WEB_REQUEST_TIMEOUT, Settings
 
 #: States of the client's side in which its request is still arriving.
 _SENDING = (h11.IDLE, h11.SEND_BODY)
@@ -74,8 +74,8 @@ def server_config(
     **options: Any,
 ) -> uvicorn.Config:
     """The uvicorn configuration ``wfcelery web`` serves ``app`` with (the tests serve the same)."""
-    settings = getattr(getattr(app, "state", None), "web", None)
-    timeout = settings.request_timeout if isinstance(settings, WebSettings) else WebSettings().request_timeout
+    settings = getattr(getattr(app, "state", None), "settings", None)  # create_app's; else the default
+    timeout = settings.web_request_timeout if isinstance(settings, Settings) else DEFAULT_WEB_REQUEST_TIMEOUT
     return uvicorn.Config(
         app,
         host=host,

@@ -23,8 +23,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import send_error
-from .settings import WebSettings
+from wfcelery.settings import Settings
+from wfcelery.web.errors import send_error
 
 #: The dashboard loads its scripts, styles and data from its own server only; the favicon is a data: URL.
 CONTENT_SECURITY_POLICY = (
@@ -43,10 +43,10 @@ _CLOSE = (b"connection", b"close")
 
 
 class Shield:
-    def __init__(self, app: ASGIApp, settings: WebSettings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.hosts = HostAllowlist(settings.allowed_hosts)
-        self.max_body = settings.max_body_bytes
+        self.hosts = HostAllowlist(settings.web_allowed_hosts)
+        self.max_body = settings.web_max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

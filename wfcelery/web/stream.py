@@ -38,12 +38,11 @@ from typing import Any
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ..engine import Run
-from ..errors import RunNotFound, TrackerError
-from ..keys import split_slot
-from ..rules import instance_name
-from ..states import NodeStatus
-from .errors import InvalidEventId
+from wfcelery.client.run import Run
+from wfcelery.errors import RunNotFound, TrackerError
+from wfcelery.tracker.keys import instance_name, split_slot
+from wfcelery.tracker.states import NodeStatus
+from wfcelery.web.errors import InvalidEventId
 
 logger = logging.getLogger("wfcelery.web")
 

@@ -1,0 +1,360 @@
+"""What the CLI prints about runs: tables, the live progress view, per-node timings (graphs of a
+definition: ``_graphs.py``).
+
+Only click is used (no rich): on a terminal the live view redraws a small table in place with ANSI
+cursor moves; anywhere else it prints one plain line per node transition, so logs and CI stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import click
+
+from wfcelery.client.run import Run, RunSummary
+from wfcelery.errors import TrackerUnavailable
+from wfcelery.tracker.records import Event
+from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
+
+#: Colour of each status on a terminal (click strips colours when the output is not one).
+COLORS: dict[str, str | None] = {
+    "PENDING": None,
+    "QUEUED": "blue",
+    "RUNNING": "cyan",
+    "RETRYING": "yellow",
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "SKIPPED": "magenta",
+    "REVOKED": "yellow",
+    "PAUSED": "yellow",
+    "CANCELLED": "red",
+}
+#: Width of the bar in the timings' timeline column.
+TIMELINE_WIDTH = 24
+
+Cell = str | tuple[str, str | None]
+
+
+def seconds(value: float | None) -> str:
+    """``0.42s``, ``2m05s``, ``1h02m``; ``-`` for no value."""
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.2f}s"
+    if value < 3600:
+        return f"{int(value // 60)}m{int(value % 60):02d}s"
+    return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+
+
+def status_cell(status: Any) -> Cell:
+    return (str(status), COLORS.get(str(status)))
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> list[str]:
+    """Left-aligned columns, two spaces apart; a cell may be ``(text, colour)``."""
+    texts = [[c if isinstance(c, str) else c[0] for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in [list(header), *texts]) for i in range(len(header))]
+    head = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
+    lines = [click.style(head, bold=True)]
+    for row, text in zip(rows, texts, strict=True):
+        cells = []
+        for cell, value, width in zip(row, text, widths, strict=True):
+            padded = value.ljust(width)
+            color = None if isinstance(cell, str) else cell[1]
+            cells.append(click.style(padded, fg=color) if color else padded)
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+# -- one run ---------------------------------------------------------------------------------------------
+
+
+def run_origin(state: RunState) -> float:
+    """Offsets are from the run's submission, so they include the time spent queued."""
+    return state.created_at
+
+
+def node_duration(node: NodeState, now: float | None = None) -> float | None:
+    if node.started_at is None:
+        return None
+    end = node.finished_at or (now if node.status in (NodeStatus.RUNNING, NodeStatus.RETRYING) else None)
+    return None if end is None else max(0.0, end - node.started_at)
+
+
+def run_duration(state: RunState, now: float | None = None) -> float:
+    end = state.finished_at or (state.paused_at if state.status is RunStatus.PAUSED else None) or now
+    return max(0.0, (end or time.time()) - run_origin(state))
+
+
+def error_text(node: NodeState, limit: int = 60) -> str:
+    if not node.error:
+        return ""
+    text = f"{node.error.get('type', 'Error')}: {node.error.get('message', '')}".strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summary_line(state: RunState, now: float | None = None, with_id: bool = True) -> str:
+    counts = {k: v for k, v in state.counts.items() if v}
+    detail = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
+    head = f"run {state.id}  {state.name}  " if with_id else ""
+    return (
+        head
+        + click.style(state.status.value, fg=COLORS.get(state.status.value))
+        + f"  {seconds(run_duration(state, now))}  ({detail})"
+    )
+
+
+def node_rows(state: RunState, now: float | None = None) -> list[list[Cell]]:
+    origin = run_origin(state)
+    rows: list[list[Cell]] = []
+    for node in state.nodes.values():
+        start = None if node.started_at is None else node.started_at - origin
+        rows.append(
+            [
+                node.name,
+                status_cell(node.status),
+                node.queue or "(default)",
+                node.worker or "-",
+                "-" if start is None else f"+{seconds(start)}",
+                seconds(node_duration(node, now)),
+                str(node.attempts or ""),
+                error_text(node),
+            ]
+        )
+    return rows
+
+
+NODE_HEADER = ("NODE", "STATUS", "QUEUE", "WORKER", "START", "DURATION", "TRIES", "ERROR")
+
+
+def status_lines(state: RunState, now: float | None = None) -> list[str]:
+    """The human form of ``wfcelery status``."""
+    now = now or time.time()
+    head = [
+        summary_line(state, now),
+        f"created {_clock(state.created_at)}, policy {state.policy}, executor {state.executor}"
+        + (f", params {json.dumps(state.params)}" if state.params else ""),
+    ]
+    return [*head, "", *table(NODE_HEADER, node_rows(state, now))]
+
+
+def timings_lines(state: RunState) -> list[str]:
+    """Per-node timings with a timeline bar: where each node ran and when, relative to the run's start."""
+    origin, total = run_origin(state), max(run_duration(state), 1e-6)
+    rows: list[list[Cell]] = []
+    for node in sorted(state.nodes.values(), key=lambda n: (n.started_at or float("inf"), n.index)):
+        start = None if node.started_at is None else node.started_at - origin
+        duration = node_duration(node)
+        rows.append(
+            [
+                node.name,
+                node.queue or "(default)",
+                node.worker or "-",
+                "-" if start is None else f"+{seconds(start)}",
+                seconds(duration),
+                (_bar(start, duration, total), COLORS.get(node.status.value)),
+                status_cell(node.status),
+            ]
+        )
+    return table(("NODE", "QUEUE", "WORKER", "START", "DURATION", "TIMELINE", "STATUS"), rows)
+
+
+def _bar(start: float | None, duration: float | None, total: float) -> str:
+    if start is None:
+        return " " * TIMELINE_WIDTH
+    left = min(TIMELINE_WIDTH - 1, int(start / total * TIMELINE_WIDTH))
+    width = max(1, round((duration or 0) / total * TIMELINE_WIDTH))
+    width = min(width, TIMELINE_WIDTH - left)
+    return "|" + " " * left + "#" * width + " " * (TIMELINE_WIDTH - left - width) + "|"
+
+
+def results_lines(results: dict[str, Any], limit: int = 200) -> list[str]:
+    width = max((len(k) for k in results), default=0)
+    lines = []
+    for name, value in results.items():
+        text = json.dumps(value, default=repr)
+        lines.append(f"{name.ljust(width)}  {text if len(text) <= limit else text[: limit - 1] + '…'}")
+    return lines
+
+
+def runs_lines(runs: Sequence[RunSummary]) -> list[str]:
+    """The human form of ``wfcelery list``."""
+    now = time.time()
+    rows: list[list[Cell]] = [
+        [
+            r.id,
+            r.name,
+            status_cell(r.status),
+            f"{r.done}/{r.total}",
+            _clock(r.created_at),
+            seconds((r.finished_at or now) - r.created_at),
+        ]
+        for r in runs
+    ]
+    return table(("RUN", "NAME", "STATUS", "DONE", "CREATED", "AGE/DURATION"), rows)
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+# -- live progress ---------------------------------------------------------------------------------------
+
+
+class LiveView:
+    """Shows a run's progress: a table redrawn in place on a terminal, one line per transition elsewhere."""
+
+    def __init__(self, out: TextIO, tty: bool, quiet: bool = False) -> None:
+        self.out = out
+        self.tty = tty
+        self.quiet = quiet
+        self._drawn = 0
+        self._seen: dict[str, tuple[NodeStatus, int]] = {}
+        self._announced = False
+        self._idle_shown: set[str] = set()
+
+    def update(self, state: RunState, events: Sequence[Event] | None = None) -> None:
+        """Show ``state``; off a terminal, ``events`` (the run's log since the last update) give one line
+        per transition in the order they happened, retries included."""
+        if self.quiet:
+            return
+        if self.tty:
+            self._redraw(state)
+        elif events is not None:
+            self._transitions(state, events)
+        else:
+            self._plain(state)
+
+    def _echo(self, line: str) -> None:
+        click.echo(line, file=self.out)
+
+    def _redraw(self, state: RunState) -> None:
+        now = time.time()
+        size = shutil.get_terminal_size((100, 30))
+        lines = [_progress_bar(state), *table(NODE_HEADER[:6], [r[:6] for r in node_rows(state, now)])]
+        lines += [click.style(line, fg="yellow") for line in idle_lines(state)]
+        if len(lines) > size.lines - 2:  # keep the view on screen: busy nodes first
+            lines = lines[:2] + _busy_first(lines[2:], state, size.lines - 4)
+        lines = [_clip(line, size.columns) for line in lines]
+        prefix = f"\x1b[{self._drawn}F" if self._drawn else ""
+        frame = prefix + "".join(f"\x1b[2K{line}\n" for line in lines)
+        if len(lines) < self._drawn:
+            frame += "\x1b[J"  # clear what is left of a taller previous frame
+        click.echo(frame, file=self.out, nl=False, color=True)
+        self.out.flush()
+        self._drawn = len(lines)
+
+    def _plain(self, state: RunState) -> None:
+        if not self._announced:
+            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._announced = True
+        origin = run_origin(state)
+        changed = [
+            n
+            for n in state.nodes.values()
+            if self._seen.get(n.name) != (n.status, n.attempts)
+            and not (n.name not in self._seen and n.status is NodeStatus.PENDING)
+        ]
+        for node in sorted(changed, key=lambda n: (n.finished_at or n.started_at or 0, n.index)):
+            self._seen[node.name] = (node.status, node.attempts)
+            at = node.finished_at or node.started_at or time.time()  # QUEUED etc.: when we saw it
+            when = f"+{seconds(max(0.0, at - origin))}"
+            extra = f" in {seconds(node_duration(node))}" if node.finished_at and node.started_at else ""
+            worker = f" on {node.worker}" if node.worker else ""
+            err = f" ({error_text(node)})" if node.error and node.status is NodeStatus.FAILED else ""
+            width = max(len(n) for n in state.nodes)
+            self._echo(f"{when:>8}  {node.name.ljust(width)}  {node.status.value}{extra}{worker}{err}")
+
+    def _transitions(self, state: RunState, events: Sequence[Event]) -> None:
+        if not self._announced:
+            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._announced = True
+        # event lines name a node by index, an instance of a mapped node by "<index>:<i>"
+        by_index = {
+            n.index if n.instance is None else f"{n.index}:{n.instance}": n for n in state.nodes.values()
+        }
+        width = max((len(n) for n in state.nodes), default=0)
+        for event in events:
+            node = by_index.get(event.node) if event.node is not None else None
+            if node is None:
+                continue  # run-level lines: the summary says how the run ended
+            status = NodeStatus.from_code(event.status)
+            if status is NodeStatus.PENDING:
+                continue
+            current = node.status is status  # details (worker, duration, error) are the latest attempt's
+            extra = ""
+            if current and node.finished_at and node.started_at:
+                extra += f" in {seconds(node_duration(node))}"
+            if current and node.worker and status is not NodeStatus.QUEUED:
+                extra += f" on {node.worker}"
+            if current and node.error and status in (NodeStatus.FAILED, NodeStatus.RETRYING):
+                extra += f" ({error_text(node)})"
+            when = f"+{seconds(event.at_ms / 1000)}"
+            self._echo(f"{when:>8}  {node.name.ljust(width)}  {status.value}{extra}")
+        for queue in state.idle_queues:  # once per queue: the run waits on it until a worker comes
+            if queue not in self._idle_shown:
+                self._idle_shown.add(queue)
+                self._echo(
+                    f"          no worker consumes {queue!r}: its nodes wait (start one with -Q {queue})"
+                )
+
+    def close(self, state: RunState, events: Sequence[Event] | None = None) -> None:
+        self.update(state, events)
+        if not self.quiet:
+            self._echo(summary_line(state))
+
+
+def idle_lines(state: RunState) -> list[str]:
+    """One line per queue this run's nodes wait on that no live worker consumes."""
+    return [
+        f"no worker consumes {queue!r}: "
+        + ", ".join(
+            n.name for n in state.nodes.values() if n.queue == queue and n.status is NodeStatus.QUEUED
+        )
+        + f" wait (start one with -Q {queue})"
+        for queue in state.idle_queues
+    ]
+
+
+def _progress_bar(state: RunState, width: int = 20) -> str:
+    counts = state.counts
+    total = max(1, len(state.nodes))
+    done = sum(counts[s.value] for s in NodeStatus if s.terminal)
+    filled = int(width * done / total)
+    bar = "#" * filled + "-" * (width - filled)
+    return f"[{bar}] {done}/{total}  " + summary_line(state, with_id=False)
+
+
+def _busy_first(rows: list[str], state: RunState, room: int) -> list[str]:
+    busy = {NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.FAILED}
+    order = sorted(range(len(rows)), key=lambda i: list(state.nodes.values())[i].status not in busy)
+    keep = sorted(order[: max(room, 1)])
+    hidden = len(rows) - len(keep)
+    return [rows[i] for i in keep] + ([f"... {hidden} more nodes"] if hidden else [])
+
+
+def _clip(line: str, columns: int) -> str:
+    visible = click.unstyle(line)
+    return line if len(visible) < columns else visible[: max(columns - 1, 1)]
+
+
+def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float = 0.25) -> RunState:
+    """Show the run's progress until it ends (:meth:`Run.follow`); returns the final state.
+
+    Raises :class:`~wfcelery.errors.WaitTimeout` after ``timeout`` seconds.
+    """
+    offset = 0
+    for state in run.follow(timeout=timeout, tick=tick):
+        try:
+            offset, events = run.events(after=offset)  # what happened up to this state, in order
+        except TrackerUnavailable:
+            events = []  # Run.follow waits the outage out; these events are read with the next state
+        if state.finished:
+            view.close(state, events)
+            return state
+        view.update(state, events)
+    raise AssertionError("Run.follow() ends with a finished state")  # pragma: no cover

@@ -1,0 +1,1 @@
+"""The client API: Engine (submit, control, runs) and Run."""

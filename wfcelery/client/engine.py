@@ -1,0 +1,253 @@
+"""Engine (one per Celery app): submit, runs, definitions; control comes from :mod:`.control`, the
+connections and state reads from :mod:`.base`, :class:`~wfcelery.client.run.Run` from :mod:`.run`.
+
+Control operations act on the tracker first (one atomic Lua call decides), then on Celery (revoke
+broadcasts, the workers' gate, publishing re-planned nodes). Each returns the run's new state and is
+idempotent; a refusal raises :class:`ControlError` saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, signature
+
+from wfcelery.client.audit import audited
+from wfcelery.client.control import Control
+from wfcelery.client.run import Run
+from wfcelery.definition.executor import Executor
+from wfcelery.definition.loader import load
+from wfcelery.definition.model import Workflow, check_executor
+from wfcelery.errors import (
+    ConfigurationError,
+    ControlError,
+    NoWorkerError,
+    WfCeleryError,
+)
+from wfcelery.messaging.consumers import describe, unconsumed
+from wfcelery.messaging.dispatch import broker_errors, ensure_connected
+from wfcelery.messaging.release import publish_released
+from wfcelery.plan.compiler import Plan, compile_workflow
+from wfcelery.plan.segments import has_chord
+from wfcelery.settings import check_not_eager
+from wfcelery.tracker.access import AuditEntry, Role, TokenInfo
+from wfcelery.tracker.records import new_run
+
+logger = logging.getLogger("wfcelery.engine")
+
+
+class Engine(Control):
+    """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
+
+    # -- submitting -------------------------------------------------------------------------------------
+
+    # -- access: tokens and the audit trail ------------------------------------------------------------
+
+    @audited("token.create", lambda self, name, *a, result=None, **k: f"token {name}")
+    def create_token(self, name: str, role: Role | str) -> str:
+        """A new API token for ``name`` with ``role`` (viewer, operator, admin): returned once; the tracker
+        keeps only its hash. Raises :class:`ControlError` when the name is taken or invalid."""
+        try:
+            parsed = Role(role)
+        except ValueError:
+            raise ControlError(f"role {role!r}: choose viewer, operator or admin") from None
+        return self.tracker.create_token(name, parsed)
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token's name, role and times (never the token)."""
+        return self.tracker.tokens()
+
+    @audited("token.revoke", lambda self, name, *a, result=None, **k: f"token {name}")
+    def revoke_token(self, name: str) -> None:
+        """Revoke a token: every server refuses it from its next request on."""
+        self.tracker.revoke_token(name)
+
+    def authenticate(self, token: str) -> TokenInfo | None:
+        """The token's name and role, or None for an unknown or revoked one."""
+        return self.tracker.token_owner(token)
+
+    def access_required(self) -> bool:
+        """True once any token exists: servers then serve nothing without credentials."""
+        return self.tracker.any_token()
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest entries of the audit trail, newest first."""
+        return self.tracker.audit_log(limit)
+
+    @audited("submit", lambda self, wf, *a, result=None, **k: f"run {result.id}" if result else _name(wf))
+    def submit(
+        self,
+        workflow: Workflow | str | Path | Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+        *,
+        on_success: Any = None,
+        on_failure: Any = None,
+        require_workers: bool = False,
+        executor: Executor | str | None = None,
+    ) -> Run:
+        """Validate, compile and start a run. Returns at once with a :class:`Run`.
+
+        Before anything is written, the live workers are asked which queues they consume (cached
+        briefly): each node whose queue nobody reads is named in a warning (logged, and kept in
+        ``run.warnings``), or, with ``require_workers=True``, the run is refused.
+
+        Args:
+            workflow: a Workflow, a path to a YAML/JSON definition, or a definition dict.
+            params: values for ``${name}`` placeholders.
+            on_success: A Celery signature sent once when the run succeeds, with the run id as first
+                argument.
+            on_failure: A Celery signature sent once when the run fails or is cancelled, with the run id
+                as first argument.
+            require_workers: refuse (:class:`NoWorkerError`) when a node's queue has no live consumer,
+                or when the workers cannot be asked.
+            executor: ``"counters"`` (one message per node) or ``"canvas"`` (native Celery canvas per
+                segment); default: the definition's ``executor``, else the ``wfcelery_executor`` setting.
+
+        Raises:
+            DefinitionError: the definition or the params are wrong (nothing was written).
+            ConfigurationError: the app cannot run workflows (``task_always_eager``, no JSON accepted).
+            NoWorkerError: ``require_workers=True`` and a queue has no consumer.
+            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached
+                (nothing was written).
+        """
+        check_not_eager(self.app)
+        wf = self._workflow(workflow)
+        limits = self.settings.limits
+        wf.validate(self.app if self.settings.check_tasks else None, limits)
+        resolved = wf.resolve_params(params, limits)
+        executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
+        plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor))
+        if executor is Executor.CANVAS:
+            check_canvas_app(self.app, plan)
+        warnings = self._check_workers(plan, require_workers)
+        run_id = uuid.uuid4().hex
+        record = new_run(
+            name=plan.name,
+            plan_digest=plan.digest,
+            total=len(plan.nodes),
+            created_ms=int(time.time() * 1000),
+            params=resolved,
+            policy=plan.on_failure,
+            ttl=self.settings.run_ttl,
+            events_maxlen=self.settings.events_maxlen,
+            done_channel=self.tracker.keys.done_channel(run_id),
+            on_success=_sig_dict(on_success),
+            on_failure=_sig_dict(on_failure),
+            executor=executor,
+        )
+        with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
+            # connect before writing anything: a broker that is down or refuses us leaves no key behind
+            ensure_connected(self.app, producer.connection)
+            created_plan = self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
+            try:
+                roots = [(i, 0) for i in plan.roots]
+                finishes = publish_released(
+                    self.tracker, self.dispatch, plan, run_id, roots, resolved, producer=producer
+                )
+            except Exception:
+                self._discard(run_id, plan.digest if created_plan else None, int(record["created"]))
+                raise
+        for finish in finishes:  # every root skipped by its condition, and nothing else to run
+            self._ended(run_id, finish)
+        run = Run(self, run_id)
+        run.warnings = warnings
+        return run
+
+    def _discard(self, run_id: str, plan_digest: str | None, created_ms: int) -> None:
+        """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan
+        goes too when this submit created it (``plan_digest``) and no run submitted since uses it (runs
+        of one definition share the key; a minute of margin covers clients whose clocks differ). A failed
+        cleanup is logged: the caller re-raises the publish error, which says what went wrong."""
+        try:
+            if plan_digest is not None and self.tracker.plan_in_use(plan_digest, created_ms - 60_000, run_id):
+                plan_digest = None
+            self.tracker.delete_run(run_id, plan_digest)
+        except WfCeleryError as e:
+            logger.warning("wfcelery: could not delete run %s after its publish failed: %s", run_id, e)
+
+    def _check_workers(self, plan: Plan, require: bool) -> list[str]:
+        consumers = self.consumers.get()
+        if require and (not consumers.known or unconsumed(consumers, self.node_queues(plan))):
+            consumers = self.consumers.get(refresh=True)  # refuse on a fresh answer only
+        if require and not consumers.known:
+            raise NoWorkerError(f"cannot check which queues the workers consume: {consumers.reason}")
+        warnings = describe(unconsumed(consumers, self.node_queues(plan)))
+        if warnings and require:
+            raise NoWorkerError("; ".join(warnings) + " (require_workers: nothing was submitted)")
+        for warning in warnings:
+            logger.warning("wfcelery: workflow %r: %s", plan.name, warning)
+        return warnings
+
+    def _workflow(self, workflow: Workflow | str | Path | Mapping[str, Any]) -> Workflow:
+        if isinstance(workflow, Workflow):
+            return workflow
+        if isinstance(workflow, str | Path):
+            return load(workflow, self.settings.limits.max_plan_bytes)
+        return Workflow.from_dict(workflow)
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> Run:
+        """The run with this id. Raises :class:`RunNotFound`."""
+        self.tracker.run_record(run_id)
+        return Run(self, run_id)
+
+    # -- definitions known by name (the web dashboard's and REST API's catalogue) -----------------------
+
+    def register(self, workflow: Workflow | str | Path | Mapping[str, Any]) -> Workflow:
+        """Make a definition known by its name (``engine.definitions()``); validated first.
+
+        A registered definition wins over a file of the same name in the ``wfcelery_definitions`` folder.
+        """
+        wf = self._workflow(workflow)
+        wf.validate(self.app if self.settings.check_tasks else None)
+        self._registered[wf.name] = wf
+        return wf
+
+    def definitions(self) -> dict[str, Workflow]:
+        """Definitions by name: those registered, and every valid ``*.yaml|*.yml|*.json`` file of the
+        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file, and
+        anything but a regular file inside the folder -- a link out of it, a FIFO, a device -- is logged
+        and left out)."""
+        found: dict[str, Workflow] = {}
+        folder = self.settings.definitions
+        for path in sorted(Path(folder).glob("*")) if folder else []:
+            if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+                continue
+            try:
+                limits = self.settings.limits
+                wf = load(path, limits.max_plan_bytes, folder=folder).validate(
+                    self.app if self.settings.check_tasks else None, limits
+                )
+            except WfCeleryError as e:
+                logger.warning("wfcelery: skipping definition %s: %s", path, e)
+                continue
+            found.setdefault(wf.name, wf)
+        return {**found, **self._registered}
+
+
+def check_canvas_app(app: Celery, plan: Plan) -> None:
+    """The canvas executor publishes chords where the plan has joins: Celery needs a result backend
+    for them. Raises :class:`ConfigurationError` naming the setting."""
+    from celery.backends.base import DisabledBackend
+
+    if isinstance(app.backend, DisabledBackend) and has_chord(plan):
+        raise ConfigurationError(
+            f"workflow {plan.name!r} runs chords under the canvas executor, and Celery needs a result "
+            "backend for chords: set result_backend (or submit with executor='counters')"
+        )
+
+
+def _sig_dict(sig: Any) -> dict[str, Any] | None:
+    if sig is None:
+        return None
+    return dict(signature(sig))
+
+
+def _name(workflow: Any) -> str:
+    return f"workflow {getattr(workflow, 'name', workflow)}"

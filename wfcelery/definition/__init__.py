@@ -1,0 +1,1 @@
+"""Workflow definitions: the model (Workflow, Node), the file loader, dynamic rules, limits."""

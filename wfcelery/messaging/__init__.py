@@ -1,0 +1,1 @@
+"""Publishing Celery messages for nodes: bulk dispatch, release of children, queue consumers."""

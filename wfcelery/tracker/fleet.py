@@ -1,0 +1,103 @@
+"""What the tracker keeps about the fleet rather than one run: the reconciler's list of live runs,
+worker heartbeats, the reconciler's election, and the start gate's entries (with their pub/sub channel)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from wfcelery.tracker.base import TrackerBase, converted_errors
+from wfcelery.tracker.records import (
+    GateEntry,
+)
+from wfcelery.tracker.states import RunStatus
+
+
+class Fleet(TrackerBase):
+    """Live runs, heartbeats, election and the gate (see the module docstring)."""
+
+    def watch(self, run_id: str) -> None:
+        """Put a run (back) on the reconciler's list of live runs."""
+        with converted_errors("list a live run"):
+            self.client.sadd(self.keys.live, run_id)
+
+    def live_runs(self) -> list[str]:
+        with converted_errors("list live runs"):
+            return sorted(self.client.smembers(self.keys.live))
+
+    def unwatch(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            with converted_errors("drop ended runs from the live list"):
+                self.client.srem(self.keys.live, *run_ids)
+
+    def beat(self, hostname: str, value: str, ttl: float) -> None:
+        """A worker's heartbeat (``records.WorkerBeat``), kept ``ttl`` seconds; the worker is (again)
+        on the list the reconciler watches. One round trip."""
+        with converted_errors("send a heartbeat"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(self.keys.worker(hostname), value, px=int(ttl * 1000))
+            pipe.sadd(self.keys.workers, hostname)
+            pipe.execute()
+
+    def workers(self) -> list[str]:
+        """Hostnames of the workers that beat and were not forgotten since (``forget_workers``)."""
+        with converted_errors("list workers"):
+            return sorted(self.client.smembers(self.keys.workers))
+
+    def forget_workers(self, hostnames: Sequence[str]) -> None:
+        """Stop watching workers judged gone (a worker that beats again is back on the list)."""
+        if hostnames:
+            with converted_errors("forget gone workers"):
+                self.client.srem(self.keys.workers, *hostnames)
+
+    def heartbeats(self, hostnames: Sequence[str]) -> dict[str, str | None]:
+        """Each worker's heartbeat value, None for a worker with no live heartbeat."""
+        if not hostnames:
+            return {}
+        keys = [self.keys.worker(h) for h in hostnames]
+        with converted_errors("read heartbeats"):
+            # the heartbeat keys carry no hash tag: on a Redis Cluster they span slots, where MGET refuses
+            mget_nonatomic = getattr(self.client, "mget_nonatomic", None)
+            values = mget_nonatomic(keys) if mget_nonatomic is not None else self.client.mget(keys)
+        return dict(zip(hostnames, values, strict=True))
+
+    def elect(self, hostname: str, ttl: float) -> bool:
+        """Take or keep the reconciler's lease for ``ttl`` seconds; False when another worker holds it.
+        One round trip (two for the holder, which renews it): every worker calls it every heartbeat."""
+        key, ms = self.keys.reconciler, int(ttl * 1000)
+        with converted_errors("elect the reconciler"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(key, hostname, nx=True, px=ms)
+            pipe.get(key)
+            taken, holder = pipe.execute()
+            if taken:
+                return True
+            if holder == hostname:
+                self.client.pexpire(key, ms)
+                return True
+        return False
+
+    def set_gate(self, run_id: str, status: RunStatus, epoch: int) -> None:
+        """Tell every worker's message filter about a run's new status (HSET for resyncs + PUBLISH)."""
+        entry = GateEntry.of(status, epoch, int(time.time()) + self.settings.run_ttl)
+        with converted_errors("update the worker gate"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(self.keys.gate, run_id, entry.encode())
+            pipe.publish(self.keys.gate_channel, entry.message(run_id))
+            pipe.execute()
+
+    def gate_entries(self) -> dict[str, GateEntry]:
+        with converted_errors("read the worker gate"):
+            return {run_id: GateEntry.decode(e) for run_id, e in self.client.hgetall(self.keys.gate).items()}
+
+    def drop_gate_entries(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            with converted_errors("prune the worker gate"):
+                self.client.hdel(self.keys.gate, *run_ids)
+
+    def subscribe_gate(self) -> Any:
+        """A pub/sub subscribed to gate changes (``GateEntry.from_message`` reads its messages)."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.keys.gate_channel)
+        return pubsub

@@ -1,0 +1,330 @@
+"""What wfcelery stores, and how: one encoder and one decoder per format, next to ``keys.py`` (where).
+
+The key layout on the design page of the docs lists every key and points here for the
+values; ``lua/_common.lua`` reads and writes the same node records, event lines and run-record fields.
+
+* **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`
+  (the fields written at submit); Lua adds the counters and times it keeps.
+* **node record** (``:nodes`` HASH value): ``status|epoch|attempts|started_ms|finished_ms|worker no.``
+  -- :class:`NodeRecord`.
+* **event line** (``:events`` STRING): ``<ms since created> <node index | run> <status>[ <epoch>]`` --
+  :class:`Event`.
+* **gate entry** (``gate`` HASH value, and ``<run id> <entry>`` on the gate channel):
+  ``<status letter><epoch>:<expires unix time>`` -- :class:`GateEntry`.
+* **dropped mark** (run record field ``u:<node>``): ``<epoch>|<ms>|<hostname>|<why>`` -- :class:`DroppedMark`.
+* **heartbeat** (``worker:<hostname>`` STRING): ``<boot ms>[ <task id>,...]`` -- :class:`WorkerBeat`.
+* **canvas ids** (``x:<epoch>:<node>``) and **re-planned nodes** (``r:<epoch>``) of canvas-executor runs:
+  :func:`canvas_field` / :func:`canvas_value` / :func:`canvas_ids`, :func:`remaining_field` /
+  :func:`remaining_nodes`.
+* **message headers** of every node's task message: ``wf_run``, ``wf_node``, ``wf_plan``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wfcelery.definition.executor import Executor
+from wfcelery.tracker.keys import Slot
+from wfcelery.tracker.states import NodeStatus, RunStatus
+
+# -- message headers ----------------------------------------------------------------------------------------
+
+#: Header with the run id (also shown in Flower through kwargsrepr).
+RUN_HEADER = "wf_run"
+#: Header with the node's name.
+NODE_HEADER = "wf_node"
+#: Header with the digest of the run's plan (spares the worker a read of the run record).
+PLAN_HEADER = "wf_plan"
+
+
+#: Header of a message sent again under the same task id on purpose (a tracker-level retry).
+RESEND_HEADER = "wf_resend"
+
+
+def message_headers(run_id: str, node: str, plan_digest: str) -> dict[str, str]:
+    return {RUN_HEADER: run_id, NODE_HEADER: node, PLAN_HEADER: plan_digest}
+
+
+def plan_header(request: Any) -> str | None:
+    """The plan digest a task request carries, if any."""
+    return getattr(request, PLAN_HEADER, None)
+
+
+# -- run record ---------------------------------------------------------------------------------------------
+
+#: Prefix of the run-record fields that number the run's workers: ``w:<hostname>`` -> worker number.
+WORKER_FIELD_PREFIX = "w:"
+#: Prefix of the run-record fields that list the ids of a published canvas segment that are no node's
+#: (``celery.accumulate`` barriers and pass-throughs): ``x:<epoch>:<first node>`` -> ids, space-separated.
+CANVAS_FIELD_PREFIX = "x:"
+#: Prefix of the run-record fields where a worker marks a node's message it dropped: ``u:<node>`` ->
+#: :class:`DroppedMark`.
+DROPPED_FIELD_PREFIX = "u:"
+
+
+def remaining_field(epoch: int) -> str:
+    """Run-record field: the nodes resume / retry planned again at ``epoch`` (comma-separated indexes),
+    whose segments the canvas executor publishes in that epoch."""
+    return f"r:{epoch}"
+
+
+def remaining_nodes(raw: str | None) -> frozenset[int] | None:
+    """A :func:`remaining_field` value as replan.lua writes it (None: no such field)."""
+    return None if raw is None else frozenset(int(i) for i in raw.split(",") if i)
+
+
+def canvas_field(epoch: int, first_node: int) -> str:
+    return f"{CANVAS_FIELD_PREFIX}{epoch}:{first_node}"
+
+
+def canvas_value(ids: Sequence[str]) -> str:
+    """What a :func:`canvas_field` field holds: the ids, space-separated."""
+    return " ".join(ids)
+
+
+def canvas_ids(record: Mapping[str, str], epoch: int | None = None) -> list[str]:
+    """The ids kept by :func:`canvas_field` fields of a raw run record (of one epoch, or all)."""
+    head = CANVAS_FIELD_PREFIX if epoch is None else f"{CANVAS_FIELD_PREFIX}{epoch}:"
+    return [i for f, v in record.items() if f.startswith(head) for i in v.split()]
+
+
+def new_run(
+    *,
+    name: str,
+    plan_digest: str,
+    total: int,
+    created_ms: int,
+    params: Mapping[str, Any],
+    policy: str,
+    ttl: int,
+    events_maxlen: int,
+    done_channel: str,
+    on_success: Mapping[str, Any] | None = None,
+    on_failure: Mapping[str, Any] | None = None,
+    executor: Executor = Executor.COUNTERS,
+) -> dict[str, str | int]:
+    """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
+    record: dict[str, str | int] = {
+        "name": name,
+        "status": RunStatus.RUNNING.value,
+        "epoch": 0,
+        "total": total,
+        "created": created_ms,
+        "plan": plan_digest,
+        "params": json.dumps(params),
+        "policy": policy,
+        "ttl": ttl,
+        "maxlen": events_maxlen,
+        "chan": done_channel,
+        "done": 0,
+        "executor": executor.value,
+    }
+    if on_success:
+        record["on_success"] = json.dumps(on_success)
+    if on_failure:
+        record["on_failure"] = json.dumps(on_failure)
+    return record
+
+
+def _ms(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run record as read back (times in ms since the epoch)."""
+
+    name: str
+    status: RunStatus
+    epoch: int
+    total: int
+    done: int
+    created_ms: int
+    plan: str
+    params: dict[str, Any]
+    policy: str
+    started_ms: int | None = None
+    finished_ms: int | None = None
+    paused_at_ms: int | None = None
+    workers: dict[str, str] = field(default_factory=dict)  # worker number -> hostname
+    executor: Executor = Executor.COUNTERS
+
+    @classmethod
+    def decode(cls, h: Mapping[str, str]) -> RunRecord:
+        return cls(
+            name=h["name"],
+            status=RunStatus(h["status"]),
+            epoch=int(h["epoch"]),
+            total=int(h["total"]),
+            done=int(h.get("done") or 0),
+            created_ms=int(h["created"]),
+            plan=h["plan"],
+            params=json.loads(h.get("params") or "{}"),
+            policy=h["policy"],
+            started_ms=_ms(h.get("started")),
+            finished_ms=_ms(h.get("finished")),
+            paused_at_ms=_ms(h.get("paused_at")),
+            workers={
+                number: f[len(WORKER_FIELD_PREFIX) :]
+                for f, number in h.items()
+                if f.startswith(WORKER_FIELD_PREFIX)
+            },
+            executor=Executor(h.get("executor") or Executor.COUNTERS.value),
+        )
+
+
+# -- node record --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One node's record: status letter (``states.NodeStatus.code``), epoch, attempts started, times in ms
+    since the run's creation, and the number of the worker that ran it last (see :class:`RunRecord`)."""
+
+    code: str = NodeStatus.PENDING.code
+    epoch: int = 0
+    attempts: int = 0
+    started_ms: int | None = None
+    finished_ms: int | None = None
+    worker: str = ""
+
+    @property
+    def status(self) -> NodeStatus:
+        return NodeStatus.from_code(self.code)
+
+    def encode(self) -> str:
+        started = "" if self.started_ms is None else self.started_ms
+        finished = "" if self.finished_ms is None else self.finished_ms
+        return f"{self.code}|{self.epoch}|{self.attempts}|{started}|{finished}|{self.worker}"
+
+    @classmethod
+    def decode(cls, raw: str | None) -> NodeRecord:
+        """``None`` (no field) is a node still PENDING at epoch 0."""
+        if not raw:
+            return cls()
+        code, epoch, attempts, started, finished, worker = raw.split("|", 5)
+        return cls(code, int(epoch), int(attempts), _ms(started), _ms(finished), worker)
+
+
+# -- event lines --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of a run's event log: ``node`` is a node index (``"<node>:<i>"`` for an instance of a
+    mapped node), or None for the run itself."""
+
+    at_ms: int  # ms since the run was created
+    node: int | str | None
+    status: str  # a node status letter (states.NodeStatus.code) or a run status name
+    epoch: int
+
+    @property
+    def node_status(self) -> NodeStatus | None:
+        """The node status this line records (None for a run's line)."""
+        return None if self.node is None else NodeStatus.from_code(self.status)
+
+    def encode(self) -> str:
+        line = f"{self.at_ms} {'run' if self.node is None else self.node} {self.status}"
+        return f"{line} {self.epoch}\n" if self.epoch else line + "\n"
+
+    @classmethod
+    def parse(cls, line: str) -> Event:
+        at, node, status, *epoch = line.split(" ")
+        slot = None if node == "run" else int(node) if node.isdigit() else node
+        return cls(int(at), slot, status, int(epoch[0]) if epoch else 0)
+
+
+# -- gate entries -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateEntry:
+    """What workers' message filters know of a run: its status letter (P paused, C cancelled, F failed,
+    R running again after resume/retry) from ``epoch`` on, kept until ``expires`` (unix time, 0: never)."""
+
+    letter: str
+    epoch: int
+    expires: int = 0
+
+    @classmethod
+    def of(cls, status: RunStatus, epoch: int, expires: int) -> GateEntry:
+        return cls(status.code, epoch, expires)
+
+    @property
+    def status(self) -> RunStatus:
+        return RunStatus.from_code(self.letter)
+
+    def encode(self) -> str:
+        return f"{self.letter}{self.epoch}:{self.expires}"
+
+    @classmethod
+    def decode(cls, entry: str) -> GateEntry:
+        head, _, expires = entry.partition(":")
+        return cls(head[0], int(head[1:]), int(expires or 0))
+
+    def message(self, run_id: str) -> str:
+        """What the gate channel carries."""
+        return f"{run_id} {self.encode()}"
+
+    @classmethod
+    def from_message(cls, data: str) -> tuple[str, GateEntry]:
+        run_id, _, entry = data.partition(" ")
+        return run_id, cls.decode(entry)
+
+
+# -- worker side: dropped messages and heartbeats ----------------------------------------------------------
+
+
+def dropped_field(index: Slot) -> str:
+    return f"{DROPPED_FIELD_PREFIX}{index}"
+
+
+@dataclass(frozen=True)
+class DroppedMark:
+    """A worker dropped a node's message: run record field ``u:<node index>``,
+    ``<epoch>|<ms (Redis clock)>|<hostname>|<why>`` (why: ``unknown:<task name>`` or ``rejected``)."""
+
+    epoch: int
+    at_ms: int
+    hostname: str
+    why: str
+
+    def encode(self) -> str:
+        return f"{self.epoch}|{self.at_ms}|{self.hostname}|{self.why}"
+
+    @classmethod
+    def decode(cls, raw: str) -> DroppedMark:
+        epoch, at_ms, hostname, why = raw.split("|", 3)
+        return cls(int(epoch), int(at_ms), hostname, why)
+
+    def error(self) -> dict[str, Any]:
+        if self.why.startswith("unknown:"):
+            task = self.why.partition(":")[2]
+            message = (
+                f"task {task!r} is not registered on worker {self.hostname} (task_unknown): the worker "
+                "dropped its message and no other worker took it"
+            )
+            return {"type": "NotRegistered", "message": message, "traceback": ""}
+        message = f"worker {self.hostname} rejected the message as malformed (task_rejected)"
+        return {"type": "MessageRejected", "message": message, "traceback": ""}
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A heartbeat's value: ``<boot ms (Redis clock)>[ <task id>,<task id>...]`` -- when the worker booted
+    and the wfcelery tasks its pool is running now."""
+
+    boot_ms: int
+    active: frozenset[str]
+
+    def encode(self) -> str:
+        return f"{self.boot_ms} {','.join(sorted(self.active))}".rstrip()
+
+    @classmethod
+    def decode(cls, raw: str) -> WorkerBeat:
+        boot, _, active = raw.partition(" ")
+        return cls(int(boot), frozenset(filter(None, active.split(","))))

@@ -1,0 +1,217 @@
+"""Node and run states, and the one transition table (mirrored in lua/*.lua).
+
+Nodes move forward only::
+
+    PENDING -> QUEUED -> RUNNING -> SUCCEEDED
+                  ^         |  \\-> FAILED
+                  |         v
+                  +---- RETRYING
+    PENDING/QUEUED/RETRYING -> SKIPPED (a parent failed, policy "continue")
+    PENDING/QUEUED/RETRYING/RUNNING -> REVOKED (pause, cancel, fail_fast)
+
+Only control operations (resume, retry) move a REVOKED/FAILED/SKIPPED node back to QUEUED, and they
+do it under a new run *epoch* so that no message of the old epoch can run again.
+
+In Redis a node's status is one character (the ``code``), to keep the tracker small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from wfcelery.definition.executor import Executor
+
+
+class NodeStatus(str, Enum):
+    """Where one node (or instance of a mapped node) is; the module docstring draws the moves."""
+
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    REVOKED = "REVOKED"
+
+    @property
+    def code(self) -> str:
+        """The one-letter form stored in Redis."""
+        return _NODE_CODES[self]
+
+    @classmethod
+    def from_code(cls, code: str) -> NodeStatus:
+        """The status whose one-letter Redis form is ``code`` (the inverse of :attr:`code`)."""
+        return _NODE_BY_CODE[code]
+
+    @property
+    def terminal(self) -> bool:
+        """True for statuses a node never leaves on its own."""
+        return self in (NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.REVOKED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunStatus(str, Enum):
+    """Where a whole run is: RUNNING or PAUSED until it ends SUCCEEDED, FAILED or CANCELLED."""
+
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        """True for SUCCEEDED, FAILED and CANCELLED."""
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+    @property
+    def code(self) -> str:
+        """The one-letter form of gate entries (the first letters differ)."""
+        return self.value[0]
+
+    @classmethod
+    def from_code(cls, code: str) -> RunStatus:
+        """The status whose one-letter form is ``code`` (the inverse of :attr:`code`)."""
+        return _RUN_BY_CODE[code]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_NODE_CODES = {
+    NodeStatus.PENDING: "P",
+    NodeStatus.QUEUED: "Q",
+    NodeStatus.RUNNING: "R",
+    NodeStatus.RETRYING: "Y",
+    NodeStatus.SUCCEEDED: "S",
+    NodeStatus.FAILED: "F",
+    NodeStatus.SKIPPED: "K",
+    NodeStatus.REVOKED: "X",
+}
+_NODE_BY_CODE = {code: status for status, code in _NODE_CODES.items()}
+_RUN_BY_CODE = {status.code: status for status in RunStatus}
+
+#: Allowed worker-driven transitions. The Lua scripts implement them; the test suite checks every
+#: transition logged by every run it makes against this table (tests/conftest.py).
+TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
+    NodeStatus.PENDING: frozenset(
+        # RUNNING: under the canvas executor Celery publishes a chain's next step before the step that
+        # ran reports its success, so the next node can start before the tracker released it
+        {NodeStatus.QUEUED, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.RUNNING}
+    ),
+    NodeStatus.QUEUED: frozenset(
+        {
+            NodeStatus.RUNNING,
+            NodeStatus.SKIPPED,
+            NodeStatus.REVOKED,
+            NodeStatus.FAILED,
+            NodeStatus.QUEUED,  # the reconciler re-publishes a node QUEUED past wfcelery_queued_timeout
+        }
+    ),
+    NodeStatus.RUNNING: frozenset(
+        {
+            NodeStatus.RUNNING,
+            NodeStatus.RETRYING,
+            NodeStatus.SUCCEEDED,
+            NodeStatus.FAILED,
+            NodeStatus.REVOKED,
+            NodeStatus.QUEUED,  # the reconciler re-publishes a node whose worker is gone, under a new epoch
+        }
+    ),
+    NodeStatus.RETRYING: frozenset(
+        {NodeStatus.RUNNING, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.FAILED}
+    ),
+    NodeStatus.SUCCEEDED: frozenset(),
+    NodeStatus.FAILED: frozenset(),
+    NodeStatus.SKIPPED: frozenset(),
+    NodeStatus.REVOKED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """Where one node of a run stands. Times are Unix timestamps (seconds, Redis's clock)."""
+
+    name: str
+    status: NodeStatus
+    attempts: int
+    task_id: str
+    queue: str | None
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    error: dict[str, Any] | None
+    epoch: int
+    index: int
+    instance: int | None = None  # i for instance ``node[i]`` of a mapped node (``index`` is the node's)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one node in ``wfcelery status --json``."""
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "task_id": self.task_id,
+            "queue": self.queue,
+            "worker": self.worker,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A snapshot of a whole run, read in one round trip by :meth:`wfcelery.Run.state`."""
+
+    id: str
+    name: str
+    status: RunStatus
+    epoch: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    paused_at: float | None
+    policy: str
+    params: dict[str, Any]
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+    #: Queues where nodes of this run wait that no live worker consumes (see :meth:`wfcelery.Run.state`).
+    idle_queues: tuple[str, ...] = ()
+    #: How the run is executed (see :class:`~wfcelery.definition.executor.Executor`).
+    executor: Executor = Executor.COUNTERS
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of nodes in each node status (every status present, zeros included)."""
+        counts = {status.value: 0 for status in NodeStatus}
+        for node in self.nodes.values():
+            counts[node.status.value] += 1
+        return counts
+
+    @property
+    def finished(self) -> bool:
+        """True once the run ended (SUCCEEDED, FAILED or CANCELLED)."""
+        return self.status.finished
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape of ``wfcelery status --json`` (docs: running and control)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status.value,
+            "policy": self.policy,
+            "executor": self.executor.value,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "paused_at": self.paused_at,
+            "params": self.params,
+            "counts": self.counts,
+            "nodes": {name: n.to_dict() for name, n in self.nodes.items()},
+            "idle_queues": list(self.idle_queues),
+        }

@@ -1,0 +1,235 @@
+"""The Redis side: runs its Lua scripts (loaded once per client), turns their replies into typed
+outcomes (:mod:`.outcomes`), and reads run state (:mod:`.reads`) and the fleet's (:mod:`.fleet`).
+
+Every write to a run's state goes through one Lua script in ``lua/``; reads are pipelined so that
+``Run.state()`` is one round trip. Key names come from ``keys.py``, stored values are encoded and decoded
+by ``records.py``. Redis errors leave this module as :class:`TrackerUnavailable` / :class:`TrackerError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from wfcelery.errors import RunNotFound, TrackerError
+from wfcelery.tracker.access import Access
+from wfcelery.tracker.base import converted_errors
+from wfcelery.tracker.fleet import Fleet
+from wfcelery.tracker.keys import Slot
+from wfcelery.tracker.outcomes import (
+    FailMode,
+    FailOutcome,
+    HaltOutcome,
+    RepairOutcome,
+    ReplanOutcome,
+    StartOutcome,
+    SucceedOutcome,
+)
+from wfcelery.tracker.reads import Reads
+from wfcelery.tracker.records import (
+    Event,
+    NodeRecord,
+    canvas_value,
+    dropped_field,
+)
+from wfcelery.tracker.states import NodeStatus
+
+
+class Tracker(Reads, Fleet, Access):
+    """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
+
+    # -- plans ------------------------------------------------------------------------------------------
+
+    def plan_blob(self, digest: str) -> str:
+        """The stored plan with this digest (see ``compiler.PlanCache``, which keeps them decoded)."""
+        with converted_errors("load a workflow plan"):
+            blob = self.client.get(self.keys.plan(digest))
+        if blob is None:
+            raise TrackerError(f"workflow plan {digest} is missing from Redis (expired?)")
+        return str(blob)
+
+    # -- creating runs ----------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        run_id: str,
+        record: Mapping[str, str | int],
+        roots: Sequence[int],
+        plan_digest: str,
+        plan_blob: str,
+    ) -> bool:
+        """Write the run record (``records.new_run``), its queued roots and the shared plan, in one round
+        trip. Returns True when this call created the plan key: runs of one definition share it, so only
+        its creator may delete it again (:meth:`delete_run` after a submit that could not publish)."""
+        k, ttl = self.keys, self.settings.run_ttl
+        with converted_errors("create the run"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
+            pipe.expire(k.plan(plan_digest), ttl * 2)  # a plan already there lives as long as this run
+            pipe.hset(k.run(run_id), mapping=dict(record))
+            pipe.hset(
+                k.nodes(run_id), mapping={i: NodeRecord(NodeStatus.QUEUED.code).encode() for i in roots}
+            )
+            pipe.append(
+                k.events(run_id), "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
+            )
+            pipe.zadd(k.index, {run_id: record["created"]})
+            pipe.sadd(k.live, run_id)
+            return bool(pipe.execute()[0])
+
+    def refresh_plan(self, digest: str) -> None:
+        """Keep a plan alive as long as a run that uses it (called on control operations)."""
+        with converted_errors("refresh the plan"):
+            self.client.expire(self.keys.plan(digest), self.settings.run_ttl * 2)
+
+    # -- transitions (Lua) ------------------------------------------------------------------------------
+
+    def start(self, run_id: str, index: Slot, epoch: int, worker: str) -> StartOutcome:
+        return StartOutcome.from_reply(self._run_script("start", run_id, [index, epoch, worker]))
+
+    def succeed(
+        self,
+        run_id: str,
+        index: Slot,
+        epoch: int,
+        result_json: str,
+        children: Sequence[tuple[int, int]],
+        rules: str = "",
+        fetch: Sequence[int] = (),
+        inline: int | None = None,
+        worker: str = "",
+    ) -> SucceedOutcome:
+        """``children``: (child index, number of its parents); ``rules``: ``Plan.rule_spec`` (then the
+        children are decided by their trigger rules and ``children`` is not needed); ``fetch``: results
+        to return (``SucceedOutcome.inputs``) when a child was released (``Plan.fetch``); ``inline``: a
+        child that ``worker`` would run itself when it is the only one released (the script then starts
+        it: ``SucceedOutcome.inline``)."""
+        fetched = ",".join(map(str, fetch))
+        args: list[Any] = [
+            index,
+            epoch,
+            result_json,
+            rules,
+            fetched,
+            "" if inline is None else inline,
+            worker,
+        ]
+        if not rules:
+            for child, parents in children:
+                args += (child, parents)
+        return SucceedOutcome.from_reply(self._run_script("succeed", run_id, args))
+
+    def expand(self, run_id: str, index: int, epoch: int, count: int, rules: str) -> SucceedOutcome:
+        """A released mapped node's list has ``count`` elements: queue its instances (none: it succeeds
+        with ``[]`` and the outcome lists what its children's rules released)."""
+        return SucceedOutcome.from_reply(self._run_script("expand", run_id, [index, epoch, count, rules]))
+
+    def skip(self, run_id: str, index: int, epoch: int, reason: dict[str, Any], rules: str) -> SucceedOutcome:
+        """A released node whose condition is false: SKIPPED; returns what its children's rules released."""
+        args = [index, epoch, json.dumps(reason), rules]
+        return SucceedOutcome.from_reply(self._run_script("skip", run_id, args))
+
+    def fail(
+        self,
+        run_id: str,
+        index: Slot,
+        epoch: int,
+        error: dict[str, Any],
+        mode: FailMode,
+        retries: int,
+        descendants: list[int],
+        attempt: int = 0,
+        rules: str = "",
+    ) -> FailOutcome:
+        args = [
+            index,
+            epoch,
+            json.dumps(error),
+            FailMode(mode).value,
+            retries,
+            json.dumps(descendants),
+            attempt,
+            rules,
+        ]
+        return FailOutcome.from_reply(self._run_script("fail", run_id, args))
+
+    def halt(self, run_id: str, op: str) -> HaltOutcome:
+        """Pause or cancel. Raises :class:`RunNotFound`."""
+        reply = self._run_script("halt", run_id, [op])
+        if not reply[0]:
+            raise RunNotFound(run_id)
+        return HaltOutcome.from_reply(reply)
+
+    def replan(
+        self, run_id: str, op: str, parents: Sequence[Sequence[int]], rules: str = "", executor: str = ""
+    ) -> ReplanOutcome:
+        """Resume or retry; ``parents`` lists each node's parent indexes, ``rules`` is ``Plan.rule_spec``;
+        ``executor="canvas"`` keeps the nodes planned again (:meth:`remaining`). Raises
+        :class:`RunNotFound`."""
+        spec = [[index, list(p)] for index, p in enumerate(parents)]
+        reply = self._run_script("replan", run_id, [op, json.dumps(spec), rules, executor])
+        if not reply[0]:
+            raise RunNotFound(run_id)
+        self.watch(run_id)
+        return ReplanOutcome.from_reply(reply)
+
+    def repair(self, run_id: str, op: str, *args: Any) -> RepairOutcome:
+        """repair.lua: ``requeue`` (index, node record as read, quarantine limit), ``received`` (index,
+        epoch, quarantine limit) or ``finish``."""
+        return RepairOutcome.from_reply(self._run_script("repair", run_id, [op, *args]))
+
+    # -- reconciler support -----------------------------------------------------------------------------
+
+    def mark_dropped(self, run_id: str, index: Slot, mark: str) -> None:
+        """A worker dropped the node's message (``records.DroppedMark``); the reconciler decides later."""
+        with converted_errors(f"record a dropped message of run {run_id}"):
+            self.client.hset(self.keys.run(run_id), dropped_field(index), mark)
+
+    def record_canvas(self, run_id: str, field: str, ids: Sequence[str]) -> None:
+        """Keep the ids of a published canvas segment that are no node's (``records.canvas_field``), for
+        revokes and cleanup. Written only while the run exists (a run deleted meanwhile stays deleted)."""
+        if ids:
+            with converted_errors(f"record the canvas of run {run_id}"):
+                if self.client.exists(self.keys.run(run_id)):
+                    self.client.hset(self.keys.run(run_id), field, canvas_value(ids))
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def forget(self, run_ids: Sequence[str]) -> None:
+        """Drop expired runs from the index."""
+        if run_ids:
+            with converted_errors("prune the run index"):
+                self.client.zrem(self.keys.index, *run_ids)
+
+    def plan_in_use(self, digest: str, since_ms: int, besides: str) -> bool:
+        """Whether a run other than ``besides``, created since ``since_ms`` (the run index's score), runs
+        the plan ``digest``: read on the failure path of a submit before it deletes a plan it created."""
+        with converted_errors("read the runs of a plan"):
+            others = [i for i in self.client.zrangebyscore(self.keys.index, since_ms, "+inf") if i != besides]
+            if not others:
+                return False
+            pipe = self.client.pipeline(transaction=False)
+            for other in others:
+                pipe.hget(self.keys.run(other), "plan")
+            return digest in pipe.execute()
+
+    def delete_run(self, run_id: str, plan_digest: str | None = None) -> None:
+        """Delete every key of the run and its entries in the index, the gate and the live set.
+
+        ``plan_digest``: also delete that plan. Only a submit whose publish failed passes it, and only
+        when its own :meth:`create_run` created the plan: other runs of the definition share the key."""
+        with converted_errors(f"delete run {run_id}"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(*self.keys.run_keys(run_id))
+            pipe.zrem(self.keys.index, run_id)
+            pipe.hdel(self.keys.gate, run_id)
+            pipe.srem(self.keys.live, run_id)
+            if plan_digest is not None:
+                pipe.delete(self.keys.plan(plan_digest))
+            pipe.execute()
+
+    # -- worker gate ------------------------------------------------------------------------------------
+
+
+# -- what the Lua scripts reply (each script's header documents its reply) --------------------------------

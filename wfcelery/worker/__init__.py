@@ -1,0 +1,1 @@
+"""The worker side: start gate and reports, signal hooks, message filter, outbox, reconciler."""

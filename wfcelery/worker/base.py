@@ -1,0 +1,126 @@
+"""What the worker side stands on: the tracker, settings, plan cache, dispatcher, message filter and
+outbox of this worker process, the start gate, and re-publishing a node."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from functools import cached_property
+
+from celery import Celery
+
+from wfcelery.errors import TrackerError, TrackerUnavailable
+from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.messaging.release import map_elements
+from wfcelery.plan.compiler import Plan, PlanCache
+from wfcelery.settings import Settings
+from wfcelery.tracker.keys import Slot, split_slot
+from wfcelery.tracker.outcomes import Finish, StartOutcome
+from wfcelery.tracker.states import RunStatus
+from wfcelery.tracker.store import Tracker
+from wfcelery.worker.message_filter import MessageFilter
+from wfcelery.worker.outage import Outage
+from wfcelery.worker.outbox import Outbox, with_retry
+
+Parsed = tuple[str, Slot, int]  # (run id, node index or instance slot, epoch) from a wfcelery task id
+
+
+logger = logging.getLogger("wfcelery.worker")
+
+
+class WorkerBase:
+    """wfcelery inside one worker process: its connections and the start gate (see :class:`WorkerSide
+    <wfcelery.worker.side.WorkerSide>`)."""
+
+    def __init__(self, app: Celery, tracker: Callable[[], Tracker]) -> None:
+        self.app = app
+        self._tracker = tracker  # lazy: settings are read on first use, after the app is configured
+        self.hostname = ""  # the worker's node name (set by hooks and the bootstep; names the outbox)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        return self._tracker()
+
+    @property
+    def settings(self) -> Settings:
+        return self.tracker.settings
+
+    @cached_property
+    def outage(self) -> Outage:
+        """The tracker outage, if any: one WARNING when it starts, one INFO when it ends."""
+        return Outage(pending=self._pending)
+
+    def _pending(self) -> int:
+        """Reports this worker still keeps in its outbox (0 when it never needed one)."""
+        return len(self.outbox) if "outbox" in vars(self) else 0
+
+    @cached_property
+    def message_filter(self) -> MessageFilter:
+        return MessageFilter(self.tracker, self.outage)
+
+    @cached_property
+    def plans(self) -> PlanCache:
+        return PlanCache(self.tracker.plan_blob)
+
+    @cached_property
+    def dispatch(self) -> Dispatcher:
+        return Dispatcher(self.app, celery_results=self.tracker.settings.celery_results)
+
+    def plan_for(self, run_id: str, digest: str | None) -> Plan:
+        """The run's plan: ``digest`` comes from the message's ``wf_plan`` header when the hook has it
+        (in the pool), else from the run record (main process, e.g. a lost worker process)."""
+        try:
+            return self.plans.get(digest or self.tracker.run_record(run_id).plan)
+        except TrackerError:
+            self.tracker.run_record(run_id)  # plans outlive their runs: a missing one means the run is gone
+            raise
+
+    def start(self, parsed: Parsed, worker: str) -> StartOutcome:
+        """The authoritative start gate: whether the body may run, and its attempt number.
+
+        Strict: when the tracker cannot be reached it retries for ``wfcelery_gate_wait`` seconds, then
+        raises :class:`TrackerUnavailable` (the hook gives the message back to the broker; no body runs
+        unchecked, so pause holds during an outage and a later resume does not run it twice)."""
+        waited = False
+
+        def attempt() -> StartOutcome:
+            nonlocal waited
+            try:
+                return self.tracker.start(parsed[0], parsed[1], parsed[2], worker)
+            except TrackerUnavailable as e:
+                if not waited:  # one deferred transition, however many tries it takes
+                    waited = True
+                    self.outage.down(e)
+                    self.outage.deferred()
+                raise
+
+        verdict: StartOutcome = with_retry(attempt, (TrackerUnavailable,), self.settings.gate_wait)
+        self.outage.up()
+        return verdict
+
+    @cached_property
+    def outbox(self) -> Outbox:
+        return Outbox.for_worker(self.settings.outbox_dir, self.hostname or socket.gethostname())
+
+    def ended(self, plan: Plan, run_id: str, finish: Finish) -> None:
+        """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
+        self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
+        if finish.status != RunStatus.SUCCEEDED.value:
+            self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
+        self.dispatch.callback(run_id, finish.status, finish.callback)
+
+    def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None:
+        """Publish node (or instance) ``slot`` again at ``epoch`` with its stored parent results (an
+        instance: its element) and the run's params."""
+        record = self.tracker.run_record(run_id)
+        plan = self.plans.get(record.plan)
+        index, instance = split_slot(slot)
+        parents = plan.nodes[index].parents
+        if instance is None:
+            results = self.tracker.results(run_id, parents)
+            inputs = [results.get(p) for p in parents]
+        else:
+            inputs = [map_elements(self.tracker, plan, run_id, index)[instance]]
+        items = [(slot, epoch, inputs)]
+        self.dispatch.publish(plan, run_id, items, record.params, countdown=countdown, resend=True)
