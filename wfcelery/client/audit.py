@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
-from wfcelery.errors import TrackerUnavailable
+from wfcelery.errors import ControlError, TrackerUnavailable
 from wfcelery.tracker.access import AuditEntry
 
 logger = logging.getLogger("wfcelery.engine")
@@ -39,14 +39,17 @@ def current_actor() -> str:
 
 def audited(action: str, target: Callable[..., str]) -> Callable[[F], F]:
     """Record each call of an engine method in the audit trail: ``target(self, *args, result=...)`` names
-    what it acted on. The outcome is ``ok`` or the error's first line; the error is raised as before."""
+    what it acted on. The outcome is ``ok``, or the first line of a :class:`ControlError` (a control the
+    tracker refused: cancelling a finished run...). Input refused before anything was tried (a definition
+    error, an unknown run, no worker) is not recorded: bad input changes nothing, the audit trail included.
+    Errors are raised as before."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:
                 result = fn(self, *args, **kwargs)
-            except Exception as e:
+            except ControlError as e:
                 _record(self, action, _target(target, self, args, kwargs, None), f"error: {e}".split("\n")[0])
                 raise
             _record(self, action, _target(target, self, args, kwargs, result), "ok")
