@@ -104,6 +104,10 @@ def test_a_configured_origin_may_read_and_only_read(engine, serve):
             assert "access-control-allow-credentials" not in resp.headers
         other = http.get(f"/api/runs/{run.id}", headers={"Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        asks = {"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"}
+        preflight = http.options(f"/api/runs/{run.id}", headers=asks)
+        assert "access-control-allow-origin" not in preflight.headers
+        assert "Disallowed CORS origin" in assert_error(preflight, 400, "BadRequest")["error"]
         # writes stay same-origin: the configured origin is trusted to read, not to drive runs
         write = http.post(f"/api/runs/{run.id}/pause", headers={"Origin": shop})
         assert_error(write, 403, "Forbidden")

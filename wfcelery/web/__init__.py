@@ -32,7 +32,6 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the installed extras
     raise ImportError("the wfcelery web dashboard needs its extra: pip install 'wfcelery[web]'") from e
 
-from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from wfcelery import __version__
@@ -43,7 +42,7 @@ from wfcelery.web.errors import errors
 from wfcelery.web.pages import pages
 from wfcelery.web.security import Guard
 from wfcelery.web.server import serve, server_config
-from wfcelery.web.shield import Shield
+from wfcelery.web.shield import OriginReads, Shield
 
 if TYPE_CHECKING:
     from wfcelery.client.engine import Engine
@@ -116,12 +115,7 @@ def create_app(
         Guard, auth=auth, read_only=read_only, allowed_origins=allowed_origins, settings=settings
     )
     if settings.web_cors_origins:  # their pages may read runs (the embeddable element); writes stay ours
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.web_cors_origins),
-            allow_methods=["GET"],
-            allow_headers=["Last-Event-ID"],
-        )
+        app.add_middleware(OriginReads, origins=settings.web_cors_origins)
     app.add_middleware(Shield, settings=settings)
     return app
 

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wfcelery.settings import Settings
-from wfcelery.web.errors import send_error
+from wfcelery.web.errors import error_response, send_error
 
 #: The dashboard loads its scripts, styles and data from its own server only; the favicon is a data: URL.
 CONTENT_SECURITY_POLICY = (
@@ -145,3 +148,20 @@ def _with_headers(send: Send) -> Send:
         await send(message)
 
     return send_with_headers
+
+
+class OriginReads(CORSMiddleware):
+    """Starlette's CORS, for the configured origins and GET only, without credentials; a preflight it
+    refuses answers in the error shape like every other refusal."""
+
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
+        super().__init__(
+            app, allow_origins=list(origins), allow_methods=["GET"], allow_headers=["Last-Event-ID"]
+        )
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = bytes(response.body).decode() + " (wfcelery_web_cors_origins, --cors-origin)"
+        return error_response(response.status_code, refused, "BadRequest")
