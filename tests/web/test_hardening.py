@@ -182,15 +182,20 @@ def test_a_broker_outage_answers_503(make_test_app):
 # -- Last-Event-ID ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cursor", ["3", "5.999", "abc", "1.2.3", "-4", "9" * 40, "0.x"])
-def test_a_last_event_id_that_is_no_event_id_is_a_clean_400(engine, http, cursor, caplog):
-    run = engine.submit(one_node())  # logged: the run's and the node's first transitions
+def test_a_last_event_id_that_is_no_event_id_is_a_clean_400(engine, http, caplog):
+    run = engine.submit(one_node())  # logged: the node's QUEUED, one line ("0 0 Q\n")
+    end, events = run.events(0)
+    assert len(events) == 1
     caplog.set_level(logging.ERROR)
-    for headers, params in (({"Last-Event-ID": cursor}, {}), ({}, {"last_event_id": cursor})):
-        resp = http.get(f"/api/runs/{run.id}/events", headers=headers, params=params)
-        body = assert_error(resp, 400, "InvalidEventId")
-        assert repr(cursor) in body["error"]
+    inside, past, skips = "3", str(end + 1), f"{end}.2"  # in the line, past the log, 2 of 0 events after
+    for cursor in (inside, "5.999", past, skips, "abc", "1.2.3", "-4", "9" * 40, "0.x"):
+        for headers, params in (({"Last-Event-ID": cursor}, {}), ({}, {"last_event_id": cursor})):
+            resp = http.get(f"/api/runs/{run.id}/events", headers=headers, params=params)
+            body = assert_error(resp, 400, "InvalidEventId")
+            assert repr(cursor) in body["error"]
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    with http.stream("GET", f"/api/runs/{run.id}/events", headers={"Last-Event-ID": str(end)}) as resumed:
+        assert resumed.status_code == 200  # the end of the one event: a valid id
 
 
 # -- bidi control characters -----------------------------------------------------------------------------
