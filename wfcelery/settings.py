@@ -38,6 +38,8 @@ DEFAULT_INSPECT_TIMEOUT = 1.0
 #: Seconds ``watch``, ``submit --wait`` and :meth:`Run.follow` wait out a tracker outage (its Redis
 #: unreachable or refusing writes for now) before they give up; the run itself goes on meanwhile.
 DEFAULT_FOLLOW_PATIENCE = 300.0
+#: Entries the audit trail keeps (a Redis stream trimmed approximately to this length).
+DEFAULT_AUDIT_MAXLEN = 100_000
 #: Seconds a hook retries a report the tracker did not take (the message stays unacknowledged meanwhile);
 #: past it the report goes to the worker's outbox on disk, replayed in order once the tracker is back.
 DEFAULT_REPORT_RETRY = 10.0
@@ -47,7 +49,7 @@ DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
 DEFAULT_GATE_WAIT = 5.0
 #: Seconds between a worker's heartbeats (each stamped with Redis's clock); a worker whose last beat is 6
 #: beats old is gone. Also the pace of the elected reconciler's lease (it lives 3 beats) and of its check of
-#: every worker's heartbeat (README "Reliability"): a worker SIGKILLed mid-run has its RUNNING nodes
+#: every worker's heartbeat (docs: reliability): a worker SIGKILLed mid-run has its RUNNING nodes
 #: re-published within ~14 s, whoever holds the lease. Every worker of a fleet should use the same value.
 DEFAULT_HEARTBEAT = 2.0
 #: Seconds between two full sweeps (every live run read) of the reconciler elected among the workers
@@ -67,19 +69,41 @@ DEFAULT_QUARANTINE_AFTER = 3
 DEFAULT_QUEUED_TIMEOUT = 1800.0
 #: Seconds a node stays QUEUED before the reconciler looks for its message in the broker (queue contents on
 #: a Redis broker, ready counts and the workers' reserved tasks on RabbitMQ) and re-sends it, under a new
-#: epoch, once two checks found it nowhere (README "Reliability"); ``0`` turns the check off.
+#: epoch, once two checks found it nowhere (docs: reliability); ``0`` turns the check off.
 DEFAULT_LOST_MESSAGE_AFTER = 20.0
+
+# -- the web server (docs: web security) --------------------------------------------------------------------
+
+#: Host names a request to the web server may name in its ``Host`` header (any port; ``*.example.com`` for
+#: subdomains, ``*`` for any): the loopback names. A server reached under another name (bound to another
+#: interface, behind a proxy that passes the public ``Host``) needs it added (``web --allowed-host``).
+DEFAULT_WEB_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+#: Bytes of a request body the web server reads at most (a submitted definition with its params): 1 MiB.
+DEFAULT_WEB_MAX_BODY_BYTES = 1024 * 1024
+#: Failed logins one client address may make within ``wfcelery_web_auth_window`` seconds before every
+#: request from it is answered 429 (with ``Retry-After``) until the window has passed.
+DEFAULT_WEB_AUTH_FAILURES = 10
+#: Seconds over which the web server counts a client address's failed logins.
+DEFAULT_WEB_AUTH_WINDOW = 60.0
+#: Seconds a client has to send a whole request (headers and body) to the web server once it connected or
+#: its previous response ended; a connection still sending then is closed (slowloris). Responses are not
+#: bounded by it: an event stream stays open as long as it is read.
+DEFAULT_WEB_REQUEST_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
 class Settings:
+    #: The tracker's Redis (``redis://``, ``rediss://``, ``unix://`` or ``sentinel://``). When unset: the
+    #: app's result backend if it is one of those, else a ``ConfigurationError`` saying so.
     redis_url: str
     key_prefix: str = DEFAULT_KEY_PREFIX
     run_ttl: int = DEFAULT_RUN_TTL
+    #: Renames of node types to queues (``{"cpu": "cpu-large"}``); otherwise a node's ``type`` is its queue.
     routes: dict[str, str] = field(default_factory=dict)
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN
     gate_resync: float = DEFAULT_GATE_RESYNC
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
+    #: Refuse definitions that name tasks not registered in the app.
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
     max_map: int = DEFAULT_MAX_MAP
@@ -89,9 +113,18 @@ class Settings:
     web_auth: str | None = None
     #: Flower's base URL: the dashboard links each node to its task there.
     flower_url: str | None = None
+    #: Origins (``https://shop.example``) whose pages may read the web API and embed ``<wf-run-progress>``
+    #: (CORS, GET only, no credentials); none by default, and never ``*``. ``wfcelery web --cors-origin``.
+    web_cors_origins: tuple[str, ...] = ()
+    web_allowed_hosts: tuple[str, ...] = DEFAULT_WEB_ALLOWED_HOSTS
+    web_max_body_bytes: int = DEFAULT_WEB_MAX_BODY_BYTES
+    web_auth_failures: int = DEFAULT_WEB_AUTH_FAILURES
+    web_auth_window: float = DEFAULT_WEB_AUTH_WINDOW
+    web_request_timeout: float = DEFAULT_WEB_REQUEST_TIMEOUT
     redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
     follow_patience: float = DEFAULT_FOLLOW_PATIENCE
+    audit_maxlen: int = DEFAULT_AUDIT_MAXLEN
     #: Bounds on definitions, params and results (``wfcelery_max_depth``, ``wfcelery_max_*_bytes``).
     limits: Limits = field(default_factory=Limits)
     report_retry: float = DEFAULT_REPORT_RETRY
@@ -104,6 +137,7 @@ class Settings:
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
     lost_message_after: float = DEFAULT_LOST_MESSAGE_AFTER
+    #: How runs are executed unless the definition or ``submit(executor=)`` says: counters or canvas.
     executor: Executor = DEFAULT_EXECUTOR
     #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
     #: nodes); every run's keys share one hash slot, so its Lua scripts run on one master.
@@ -112,7 +146,7 @@ class Settings:
     #: ``sentinel_kwargs`` and ``min_other_sentinels``, as Celery's broker and result backend take them.
     redis_transport_options: dict[str, Any] = field(default_factory=dict)
     #: Inline continuation: how many released single children in a row a worker may run itself, right
-    #: after their parent, without a broker round trip (0: off; README "Inline continuation").
+    #: after their parent, without a broker round trip (0: off; docs: running and control).
     inline_depth: int = 0
 
     @classmethod
@@ -138,9 +172,16 @@ class Settings:
             definitions=conf.get("wfcelery_definitions") or None,
             web_auth=conf.get("wfcelery_web_auth") or None,
             flower_url=conf.get("wfcelery_flower_url") or None,
+            web_cors_origins=web_origins(conf.get("wfcelery_web_cors_origins")),
+            web_allowed_hosts=_names(conf, "wfcelery_web_allowed_hosts", DEFAULT_WEB_ALLOWED_HOSTS),
+            web_max_body_bytes=_positive(conf, "wfcelery_web_max_body_bytes", DEFAULT_WEB_MAX_BODY_BYTES),
+            web_auth_failures=_positive(conf, "wfcelery_web_auth_failures", DEFAULT_WEB_AUTH_FAILURES),
+            web_auth_window=_seconds(conf, "wfcelery_web_auth_window", DEFAULT_WEB_AUTH_WINDOW),
+            web_request_timeout=_seconds(conf, "wfcelery_web_request_timeout", DEFAULT_WEB_REQUEST_TIMEOUT),
             redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
             inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
             follow_patience=_number(conf, "wfcelery_follow_patience", DEFAULT_FOLLOW_PATIENCE),
+            audit_maxlen=int(conf.get("wfcelery_audit_maxlen") or DEFAULT_AUDIT_MAXLEN),
             limits=Limits.from_conf(conf),
             report_retry=_number(conf, "wfcelery_report_retry", DEFAULT_REPORT_RETRY),
             outbox_dir=str(conf.get("wfcelery_outbox_dir") or DEFAULT_OUTBOX_DIR),
@@ -176,6 +217,46 @@ def _number(conf: Any, key: str, default: float) -> float:
     return float(value)
 
 
+def _seconds(conf: Any, key: str, default: float) -> float:
+    value = _number(conf, key, default)
+    if value == 0:
+        raise ConfigurationError(f"{key} must be a number of seconds > 0, got 0")
+    return value
+
+
+def _positive(conf: Any, key: str, default: int) -> int:
+    value = conf.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{key} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _names(conf: Any, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of names (or one comma-separated string), each stripped; None: the default."""
+    value = conf.get(key)
+    if value is None:
+        return default
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple | set | frozenset):
+        raise ConfigurationError(f"{key} must be a list of names, got {value!r}")
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+def web_origins(value: Any, key: str = "wfcelery_web_cors_origins") -> tuple[str, ...]:
+    """Origins whose pages may read the web API: ``scheme://host[:port]`` each; ``*`` is refused."""
+    origins = _names({key: value}, key, ())
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if origin == "*" or not sep or scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
+            raise ConfigurationError(
+                f"{key}: {origin!r} is not an origin (http[s]://host[:port]); '*' is refused: name each "
+                "site whose pages embed the dashboard's element"
+            )
+    return tuple(o.rstrip("/") for o in origins)
+
+
 def _count(conf: Any, key: str) -> int:
     value = conf.get(key)
     if value is None:
@@ -196,7 +277,7 @@ def check_not_eager(app: Any) -> None:
         raise ConfigurationError(
             "task_always_eager=True: Celery would run tasks inside apply_async, but a workflow needs "
             "real workers (its tracker releases each node when its parents succeed). To run workflows "
-            "in tests, use the wfcelery.testing pytest plugin (README: 'Testing your workflows')"
+            "in tests, use the wfcelery.testing pytest plugin (docs: testing your workflows)"
         )
 
 
