@@ -19,11 +19,12 @@ from celery import Celery, signature
 
 from wfcelery.client.control import Control
 from wfcelery.client.run import Run
-from wfcelery.definition.loader import load
+from wfcelery.definition.loader import load, loads
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.errors import (
     ConfigurationError,
     NoWorkerError,
+    TaskImportError,
     WfCeleryError,
 )
 from wfcelery.messaging.consumers import describe, unconsumed
@@ -174,6 +175,7 @@ class Engine(Control):
         ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file is
         logged and left out)."""
         found: dict[str, Workflow] = {}
+        skipped: dict[str, str] = {}
         folder = self.settings.definitions
         for path in sorted(Path(folder).glob("*")) if folder else []:
             if path.suffix.lower() not in (".yaml", ".yml", ".json"):
@@ -183,10 +185,15 @@ class Engine(Control):
                 wf = load(path, limits.max_plan_bytes).validate(
                     self.app if self.settings.check_tasks else None, limits
                 )
+            except TaskImportError:
+                raise  # the app's own modules, not this file: every definition would be skipped
             except WfCeleryError as e:
                 logger.warning("wfcelery: skipping definition %s: %s", path, e)
+                message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+                skipped[_declared_name(path, limits.max_plan_bytes) or path.stem] = message
                 continue
             found.setdefault(wf.name, wf)
+        self.skipped_definitions = {k: v for k, v in skipped.items() if k not in found}
         return {**found, **self._registered}
 
 
@@ -200,6 +207,18 @@ def check_canvas_app(app: Celery, plan: Plan) -> None:
             f"workflow {plan.name!r} runs chords under the canvas executor, and Celery needs a result "
             "backend for chords: set result_backend (or submit with executor='counters')"
         )
+
+
+def _declared_name(path: Path, max_bytes: int) -> str | None:
+    """The ``name:`` a definition file declares, if it can be read at all (for a skipped file's reason)."""
+    try:
+        if path.stat().st_size > max_bytes:
+            return None
+        data = loads(path.read_text(encoding="utf-8"), "json" if path.suffix.lower() == ".json" else "yaml")
+    except (OSError, UnicodeDecodeError, WfCeleryError):
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _sig_dict(sig: Any) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from wfcelery.definition.checks import (
 from wfcelery.definition.limits import DEPTH_CEILING, Limits, check_depth, json_size
 from wfcelery.definition.node import Node, check_dynamic, node_name
 from wfcelery.definition.params import collect_placeholders, substitute
+from wfcelery.definition.registry import did_you_mean, task_names
 from wfcelery.definition.rules import condition_params
 from wfcelery.errors import (
     CycleError,
@@ -229,19 +230,20 @@ class Workflow:
             for parent in node.after:
                 if parent not in self.nodes:
                     what = "maps over unknown node" if parent == node.map else "lists unknown parent"
-                    raise UnknownParentError(f"node {node.name!r} {what} {parent!r}")
+                    hint = did_you_mean(parent, set(self.nodes) - {node.name})
+                    raise UnknownParentError(f"node {node.name!r} {what} {parent!r}{hint}")
         cycle = find_cycle({n.name: n.after for n in self.nodes.values()})
         if cycle:
             raise CycleError(cycle)
         for node in self.nodes.values():
             check_dynamic(node)
         if app is not None:
-            registered = app.tasks
+            registered = task_names(app)  # the app's task modules imported, as its workers do
             for node in self.nodes.values():
-                if node.task not in registered:
+                if node.task not in registered and node.task not in app.tasks:
                     raise UnknownTaskError(
                         f"node {node.name!r} names task {node.task!r}, which is not registered in app "
-                        f"{app.main!r}"
+                        f"{app.main!r}{did_you_mean(node.task, registered)}"
                     )
         limits = limits or Limits()
         for node in self.nodes.values():

@@ -30,6 +30,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from wfcelery import __version__
+from wfcelery.definition.registry import import_task_modules
 from wfcelery.errors import ConfigurationError
 from wfcelery.web.api import errors, router
 from wfcelery.web.pages import pages
@@ -63,6 +64,9 @@ def create_app(
             origin always is): e.g. the public URL when a reverse proxy rewrites ``Host``.
     """
     settings = engine.settings
+    # The dashboard lists and submits definitions by the tasks the workers know: import the app's task
+    # modules now, so that a broken one stops the server with its name rather than every request.
+    import_task_modules(engine.app)
     app = FastAPI(
         title="wfcelery",
         version=__version__,

@@ -24,10 +24,12 @@ from wfcelery import __version__
 from wfcelery.client.engine import Engine
 from wfcelery.client.run import Run
 from wfcelery.definition.model import Workflow
+from wfcelery.definition.registry import did_you_mean
 from wfcelery.errors import (
     ControlError,
     DefinitionError,
     RunNotFound,
+    TaskImportError,
     TrackerError,
     TrackerUnavailable,
     WfCeleryError,
@@ -94,6 +96,7 @@ errors: dict[type[Exception], Callable[[Request, Exception], Any]] = {
     TrackerUnavailable: _handler(503),
     TrackerError: _handler(503),
     OperationalError: _broker_down,
+    TaskImportError: _handler(500),  # the server's app cannot import its own task modules
     WfCeleryError: _handler(400),
 }
 
@@ -204,7 +207,11 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
     if body.name is not None:
         known = engine.definitions()
         if body.name not in known:
-            raise NotFound(f"no definition named {body.name!r} (GET /api/definitions lists them)")
+            skipped = engine.skipped_definitions.get(body.name)
+            if skipped is not None:  # the file is there but invalid: say why, as validate would
+                raise DefinitionError(f"definition {body.name!r} is invalid: {skipped}")
+            hint = did_you_mean(body.name, known)
+            raise NotFound(f"no definition named {body.name!r}{hint} (GET /api/definitions lists them)")
         workflow = known[body.name]
     else:
         assert body.definition is not None
