@@ -18,7 +18,7 @@ from wfcelery.errors import (
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import Slot, instance_slot, split_slot, task_id
-from wfcelery.tracker.records import Event, NodeRecord, RunRecord
+from wfcelery.tracker.records import Event, NodeErrors, NodeRecord, RunRecord
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ def build_state(
     run_id: str,
     record: RunRecord,
     nodes: dict[Slot, NodeRecord],
-    errors: dict[Slot, dict[str, Any]],
+    errors: NodeErrors,
     plan: Plan,
     queue_of: Callable[[str, str | None], str] | None = None,
     only: Sequence[int] | None = None,
@@ -265,7 +265,10 @@ def build_state(
                 started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
                 finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
                 # the error of the current attempt only: a node running again after a retry shows none
-                error=errors.get(slot) if status in _SHOWS_ERROR else None,
+                error=errors.last.get(slot) if status in _SHOWS_ERROR else None,
+                errors=tuple(
+                    {**e, "at": (created + int(e.get("at") or 0)) / 1000} for e in errors.history.get(slot, ())
+                ),
                 epoch=n.epoch,
                 index=node.index,
                 instance=i,

@@ -136,6 +136,9 @@ class NodeState:
     epoch: int
     index: int
     instance: int | None = None  # i for instance ``node[i]`` of a mapped node (``index`` is the node's)
+    #: Every attempt's error, oldest first: ``{attempt, at, type, message}`` (``at``: a Unix timestamp, as
+    #: ``started_at``). Kept after a later attempt succeeds; ``error`` is the current attempt's only.
+    errors: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one node in ``wfcelery status --json``."""
@@ -149,6 +152,7 @@ class NodeState:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "error": self.error,
+            "errors": [dict(e) for e in self.errors],
         }
 
 

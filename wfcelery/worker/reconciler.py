@@ -43,7 +43,7 @@ from celery.worker import state as worker_state
 
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.tracker.keys import Slot, parse_task_id, run_of, split_slot, task_id
-from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
+from wfcelery.tracker.outcomes import FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
 from wfcelery.tracker.states import NodeStatus
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from wfcelery.plan.compiler import Plan, PlanCache
     from wfcelery.tracker.outcomes import Finish
     from wfcelery.tracker.store import Tracker
+    from wfcelery.worker.base import Failed
     from wfcelery.worker.outage import Outage
 
 logger = logging.getLogger("wfcelery.reconciler")
@@ -138,7 +139,7 @@ class Repairs(Protocol):
         error: dict[str, Any],
         mode: FailMode,
         attempt: int = 0,
-    ) -> FailAction: ...
+    ) -> Failed: ...
     def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None: ...
     def quarantine(self, run_id: str, slot: Slot, epoch: int, lost: int, attempt: int = 0) -> None: ...
     def ended(self, plan: Plan, run_id: str, finish: Finish) -> None: ...
