@@ -351,7 +351,7 @@ def test_control_json_and_results_of_a_failed_run(cli_app: Celery, engine: Any, 
     assert doc["errors"]["a"]["message"] == "bad row 7"
 
 
-def test_status_shows_the_error_of_the_current_attempt_only(
+def test_status_shows_the_current_attempts_error_and_every_attempts_below(
     app: Celery, engine: Any, r: redis.Redis, uid: str
 ) -> None:
     key, counter = f"go{uid}", f"n{uid}"
@@ -367,10 +367,13 @@ def test_status_shows_the_error_of_the_current_attempt_only(
         r.rpush(key, "go")
         with pytest.raises(wfcelery.RunFailed, match="flaky attempt 2"):
             run.wait(timeout=30)
-    assert run.state().nodes["a"].error["message"] == "flaky attempt 2"
+    node = run.state().nodes["a"]
+    assert node.error["message"] == "flaky attempt 2"
+    assert [e["message"] for e in node.errors] == ["flaky attempt 1", "flaky attempt 2"]
     status = invoke_with(app, "status", run.id).stdout
-    assert "flaky attempt 2" in status
-    assert "flaky attempt 1" not in status
+    table, _, history = status.partition("ERRORS BY ATTEMPT")
+    assert "flaky attempt 2" in table and "flaky attempt 1" not in table  # the ERROR column: the last
+    assert "attempt 1" in history and "flaky attempt 1" in history
 
 
 def invoke_with(app: Celery, *args: str) -> Any:

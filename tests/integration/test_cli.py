@@ -41,12 +41,19 @@ STATE_KEYS = {
     "finished_at",
     "paused_at",
     "params",
+    "total",
+    "done",
     "counts",
+    "instances",
+    "instance_counts",
     "nodes",
     "idle_queues",
     "executor",
 }
-NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
+NODE_KEYS = {
+    *("name", "status", "attempts", "task_id", "queue", "worker"),
+    *("started_at", "finished_at", "error", "errors"),
+}
 
 FAN = """
 name: fan

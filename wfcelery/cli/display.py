@@ -106,9 +106,20 @@ def attempt_error(state: RunState, node: NodeState, event: Event, limit: int = 6
     return ""
 
 
+def count_text(counts: dict[str, int]) -> str:
+    """``5 succeeded, 1 failed``: the statuses present."""
+    return ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v)
+
+
+def size_text(state: RunState) -> str:
+    """``6 nodes`` or ``6 nodes, 3 instances``: the one way a run is counted (see RunState.counts)."""
+    return f"{state.total} nodes" + (f", {state.instances} instances" if state.instances else "")
+
+
 def summary_line(state: RunState, now: float | None = None, with_id: bool = True) -> str:
-    counts = {k: v for k, v in state.counts.items() if v}
-    detail = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
+    detail = f"{state.done}/{state.total} nodes done: {count_text(state.counts) or 'none'}"
+    if state.instances:
+        detail += f"; {state.instances} instances: {count_text(state.instance_counts)}"
     head = f"run {state.id}  {state.name}  " if with_id else ""
     return (
         head
@@ -218,12 +229,13 @@ def runs_lines(runs: Sequence[RunSummary]) -> list[str]:
             r.name,
             status_cell(r.status),
             f"{r.done}/{r.total}",
+            str(r.instances or ""),
             _clock(r.created_at),
             seconds((r.finished_at or now) - r.created_at),
         ]
         for r in runs
     ]
-    return table(("RUN", "NAME", "STATUS", "DONE", "CREATED", "AGE/DURATION"), rows)
+    return table(("RUN", "NAME", "STATUS", "NODES DONE", "INSTANCES", "CREATED", "AGE/DURATION"), rows)
 
 
 def _clock(ts: float) -> str:
@@ -278,7 +290,7 @@ class LiveView:
 
     def _plain(self, state: RunState) -> None:
         if not self._announced:
-            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._echo(f"run {state.id} ({state.name}, {size_text(state)}): {state.status.value}")
             self._announced = True
         origin = run_origin(state)
         changed = [
@@ -299,7 +311,7 @@ class LiveView:
 
     def _transitions(self, state: RunState, events: Sequence[Event]) -> None:
         if not self._announced:
-            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._echo(f"run {state.id} ({state.name}, {size_text(state)}): {state.status.value}")
             self._announced = True
         # event lines name a node by index, an instance of a mapped node by "<index>:<i>"
         by_index = {
@@ -350,12 +362,10 @@ def idle_lines(state: RunState) -> list[str]:
 
 
 def _progress_bar(state: RunState, width: int = 20) -> str:
-    counts = state.counts
-    total = max(1, len(state.nodes))
-    done = sum(counts[s.value] for s in NodeStatus if s.terminal)
+    total, done = max(1, state.total), state.done
     filled = int(width * done / total)
     bar = "#" * filled + "-" * (width - filled)
-    return f"[{bar}] {done}/{total}  " + summary_line(state, with_id=False)
+    return f"[{bar}] " + summary_line(state, with_id=False)
 
 
 def _busy_first(rows: list[str], state: RunState, room: int) -> list[str]:

@@ -34,13 +34,16 @@ class RunSummary:
     status: RunStatus
     created_at: float
     finished_at: float | None
-    total: int
-    done: int
+    total: int  # nodes (a mapped node counts once), as RunState.total
+    done: int  # nodes that ended, as RunState.done
+    instances: int = 0  # instances of mapped nodes so far, as RunState.instances
 
     @classmethod
     def of(cls, run_id: str, r: RunRecord) -> RunSummary:
         """The summary of a stored run record (times in seconds, as ``time.time()``)."""
-        return cls(run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done)
+        return cls(
+            run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done, r.instances
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one ``wfcelery list --json`` entry."""
@@ -52,6 +55,7 @@ class RunSummary:
             "finished_at": self.finished_at,
             "total": self.total,
             "done": self.done,
+            "instances": self.instances,
         }
 
 

@@ -62,6 +62,8 @@ WORKER_FIELD_PREFIX = "w:"
 #: Prefix of the run-record fields that list the ids of a published canvas segment that are no node's
 #: (``celery.accumulate`` barriers and pass-throughs): ``x:<epoch>:<first node>`` -> ids, space-separated.
 CANVAS_FIELD_PREFIX = "x:"
+#: Prefix of the run-record fields that count a mapped node's instances: ``m:<node>`` -> instances.
+MAP_FIELD_PREFIX = "m:"
 #: Prefix of the run-record fields where a worker marks a node's message it dropped: ``u:<node>`` ->
 #: :class:`DroppedMark`.
 DROPPED_FIELD_PREFIX = "u:"
@@ -153,6 +155,8 @@ class RunRecord:
     paused_at_ms: int | None = None
     workers: dict[str, str] = field(default_factory=dict)  # worker number -> hostname
     executor: str = "counters"
+    #: Instances the run's mapped nodes expanded to so far (run-record fields ``m:<node>``; not in ``total``).
+    instances: int = 0
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -175,6 +179,7 @@ class RunRecord:
                 if f.startswith(WORKER_FIELD_PREFIX)
             },
             executor=h.get("executor") or "counters",
+            instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
         )
 
 

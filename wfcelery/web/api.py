@@ -230,9 +230,13 @@ def get_run(run: RunDep) -> dict[str, Any]:
     return run.state().to_dict()
 
 
-@router.get("/runs/{run_id}/graph", summary="The run's DAG: nodes, tasks, queues, parents", responses=_ERRORS)
-def get_graph(run: RunDep) -> dict[str, Any]:
-    return graph(run.plan())
+@router.get(
+    "/runs/{run_id}/graph",
+    summary="The run's DAG: nodes, tasks, queues (as status routes them), parents, map and trigger rules",
+    responses=_ERRORS,
+)
+def get_graph(run: RunDep, engine: EngineDep) -> dict[str, Any]:
+    return graph(run.plan(), engine.queue_of)
 
 
 @router.get("/runs/{run_id}/results", summary="Results of the nodes that succeeded", responses=_ERRORS)
@@ -335,8 +339,11 @@ def run_events(
 # -- definitions -----------------------------------------------------------------------------------------
 
 
-def graph(plan: Plan) -> dict[str, Any]:
-    """A DAG as the dashboard draws it: nodes in index order, parents by name."""
+def graph(plan: Plan, queue_of: Callable[[str, str | None], str] | None = None) -> dict[str, Any]:
+    """A DAG as the dashboard draws it: nodes in index order, parents by name, each node's queue (the one
+    its messages go to, as ``status`` shows it: ``queue_of`` routes a node without ``type``/``queue`` as
+    the app's ``task_routes`` do), and what decides at run time whether and how often it runs: ``map``
+    (the parent whose list it maps over), ``max_map``, ``when`` and ``trigger``."""
     return {
         "name": plan.name,
         "on_failure": plan.on_failure,
@@ -345,8 +352,13 @@ def graph(plan: Plan) -> dict[str, Any]:
                 "name": n.name,
                 "index": n.index,
                 "task": n.task,
-                "queue": n.queue,
+                "queue": queue_of(n.task, n.queue) if queue_of else n.queue,
                 "parents": [plan.nodes[p].name for p in n.parents],
+                "map": None if n.map is None else plan.nodes[n.map].name,
+                "max_map": n.max_map,
+                "when": n.when,
+                "trigger": n.trigger,
+                "retries": n.retries,
             }
             for n in plan.nodes
         ],
@@ -380,5 +392,5 @@ def get_definition(engine: EngineDep, name: Annotated[str, Path(max_length=500)]
     return {
         **_describe(wf),
         "definition": wf.to_dict(),
-        "graph": graph(compile_workflow(wf, engine.settings.routes)),
+        "graph": graph(compile_workflow(wf, engine.settings.routes), engine.queue_of),
     }

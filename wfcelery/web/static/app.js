@@ -167,7 +167,7 @@ function runRow(r) {
     h("td", {}, badge(r.status)),
     h("td", {}, h("b", {}, r.name)),
     h("td", {}, h("a", { class: "mono", href: `${ROOT}/runs/${r.id}` }, shortId(r.id))),
-    h("td", {}, h("div", { class: "progress-cell" }, progressBar(counts, r.total), h("span", { class: "muted mono" }, `${r.done}/${r.total}`))),
+    h("td", {}, h("div", { class: "progress-cell" }, progressBar(counts, r.total), h("span", { class: "muted mono", title: "nodes done / nodes (a mapped node counts once; its instances apart)" }, `${r.done}/${r.total}` + (r.instances ? ` +${r.instances} inst.` : "")))),
     h("td", { title: new Date(r.created_at * 1000).toLocaleString() }, ago(r.created_at)),
     h("td", {}, duration(end - r.created_at)),
   );
@@ -383,12 +383,14 @@ async function runView(main, runId) {
   );
 
   function renderHeader() {
+    // nodes are the definition's (a mapped node counts once); instances (name[i]) are counted apart
     const counts = Object.fromEntries(NODE_STATUSES.map((s) => [s, 0]));
-    for (const s of Object.values(statuses)) counts[s] += 1;
+    let instances = 0;
+    for (const [name, s] of Object.entries(statuses)) if (name.includes("[")) instances += 1; else counts[s] += 1;
     const total = nodes.length;
     const done = counts.SUCCEEDED + counts.FAILED + counts.SKIPPED + counts.REVOKED;
     statusSlot.replaceChildren(badge(runStatus, true));
-    progressSlot.replaceChildren(h("div", { class: "progress-cell" }, progressBar(counts, total, true), h("span", { class: "mono", id: "run-done" }, `${done} / ${total} done`)));
+    progressSlot.replaceChildren(h("div", { class: "progress-cell" }, progressBar(counts, total, true), h("span", { class: "mono", id: "run-done" }, `${done} / ${total} nodes done` + (instances ? ` · ${instances} instances` : ""))));
     countsSlot.replaceChildren(...NODE_STATUSES.filter((s) => counts[s]).map((s) => h("span", {}, h("span", { class: "dot", style: `background:${COLORS[s]}` }), h("b", {}, String(counts[s])), " " + s.toLowerCase())));
     const end = state.finished_at || Date.now() / 1000;
     meta.replaceChildren(
