@@ -170,17 +170,20 @@ def test_a_task_module_that_fails_to_import_is_named_everywhere(
 
     checked = app.cli("validate", flow)
     assert checked.returncode == 2
-    assert named in checked.stderr and cause in checked.stderr
+    assert named in checked.stderr
+    assert cause in checked.stderr
     assert "Traceback" not in checked.stderr
 
     doctor = app.cli("doctor", flow, "--json")
     assert doctor.returncode != 0
     tasks = next(f for f in json.loads(doctor.stdout) if f["check"] == "tasks")
-    assert tasks["ok"] is False and named in tasks["message"]
+    assert tasks["ok"] is False
+    assert named in tasks["message"]
 
     web = app.cli("web", "--port", str(free_port()))
     assert web.returncode == 2
-    assert named in web.stderr and "Traceback" not in web.stderr
+    assert named in web.stderr
+    assert "Traceback" not in web.stderr
 
 
 def test_doctor_finds_a_task_no_module_registers(layout: Callable[..., Layout], tmp_path: Path) -> None:

@@ -172,7 +172,9 @@ def test_event_settings_flower_needs_are_defaults_the_user_can_override(make_tes
     assert quiet.conf.worker_send_task_events is False
 
 
-def test_flower_sees_a_tracker_level_retry_as_a_retry(app: Celery, engine: Any, flower: Flower, uid: str) -> None:
+def test_flower_sees_a_tracker_level_retry_as_a_retry(
+    app: Celery, engine: Any, flower: Flower, uid: str
+) -> None:
     wf = Workflow("flower-retry")
     wf.add("flaky", "proj.flaky", args=[1, f"t{uid}:flower-retry"], retries=2)  # fails once, then 2
     with in_thread_worker(app):

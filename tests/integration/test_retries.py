@@ -85,7 +85,9 @@ def test_an_expected_retry_is_no_error_in_the_worker_log(
     with in_thread_worker(app):
         run = engine.submit(wf)
         assert run.wait(timeout=30) == {"a": 3}
-    retried = [r for r in caplog.records if r.name == "celery.app.trace" and "retry: Retry in" in r.getMessage()]
+    retried = [
+        r for r in caplog.records if r.name == "celery.app.trace" and "retry: Retry in" in r.getMessage()
+    ]
     assert len(retried) == 2
     assert all(r.levelno == logging.INFO and "flaky attempt" in r.getMessage() for r in retried)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -125,7 +127,8 @@ def test_a_node_failing_while_paused_waits_for_resume_as_retrying(
             message="f's first attempt to end",
         )
         assert node.status is NodeStatus.RETRYING  # not FAILED: its retry only waits for resume
-        assert node.error is not None and node.error["message"] == "flaky attempt 1"
+        assert node.error is not None
+        assert node.error["message"] == "flaky attempt 1"
         _, events = run.events(after=offset)
         assert [e.status for e in events if e.node == 0] == ["Y"]  # the stream never says FAILED
         assert run.state().status is RunStatus.PAUSED
@@ -155,4 +158,5 @@ def test_watch_replays_each_retry_with_its_reason(app: Celery, engine: Any, uid:
     assert "(RuntimeError: flaky attempt 1)" in retrying[0]
     assert "(RuntimeError: flaky attempt 2)" in retrying[1]
     assert "ERRORS BY ATTEMPT" in status.stdout
-    assert "attempt 1" in status.stdout and "flaky attempt 2" in status.stdout
+    assert "attempt 1" in status.stdout
+    assert "flaky attempt 2" in status.stdout

@@ -83,16 +83,20 @@ def test_a_mapped_run_is_counted_the_same_on_every_surface(
     finally:
         test_cli.APP = None
     summary = "3/3 nodes done: 3 succeeded; 3 instances: 3 succeeded"
-    assert re.search(rf"\({wf.name}, 3 nodes(, 3 instances)?\): RUNNING", submitted.stderr)  # as it stood then
+    assert re.search(
+        rf"\({wf.name}, 3 nodes(, 3 instances)?\): RUNNING", submitted.stderr
+    )  # as it stood then
     assert summary in submitted.stderr.splitlines()[-1]
     assert summary in status.splitlines()[0]
-    assert f"({wf.name}, 3 nodes, 3 instances)" in watched and summary in watched.splitlines()[-1]
+    assert f"({wf.name}, 3 nodes, 3 instances)" in watched
+    assert summary in watched.splitlines()[-1]
     row = next(line for line in listed.splitlines() if line.startswith(run_id))
     assert row.split()[3:5] == ["3/3", "3"]
     assert listed_json[0] | {"total": 3, "done": 3, "instances": 3} == listed_json[0]
     counts = {"total": 3, "done": 3, "instances": 3}
     assert as_json | counts == as_json
-    assert as_json["counts"]["SUCCEEDED"] == 3 and as_json["instance_counts"]["SUCCEEDED"] == 3
+    assert as_json["counts"]["SUCCEEDED"] == 3
+    assert as_json["instance_counts"]["SUCCEEDED"] == 3
     rest = http.get(f"/api/runs/{run_id}").json()
     assert {k: rest[k] for k in (*counts, "counts", "instance_counts")} == {
         k: as_json[k] for k in (*counts, "counts", "instance_counts")
@@ -105,5 +109,6 @@ def test_a_mapped_run_is_counted_the_same_on_every_surface(
     assert {name: n["queue"] for name, n in as_json["nodes"].items() if "[" not in name} == dict.fromkeys(
         graph, queue
     )
-    assert graph["resize"]["map"] == "files" and graph["files"]["map"] is None
+    assert graph["resize"]["map"] == "files"
+    assert graph["files"]["map"] is None
     assert {n["trigger"] for n in graph.values()} == {"all_success"}

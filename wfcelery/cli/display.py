@@ -166,7 +166,11 @@ def history_lines(state: RunState, limit: int = 100) -> list[str]:
     """Every attempt's error of the nodes that had one, in the order they happened (also of nodes that
     succeeded on a later attempt)."""
     entries = sorted(
-        ((float(e.get("at") or 0), node.index, node.name, e) for node in state.nodes.values() for e in node.errors),
+        (
+            (float(e.get("at") or 0), node.index, node.name, e)
+            for node in state.nodes.values()
+            for e in node.errors
+        ),
         key=lambda item: (item[0], item[1]),
     )
     if not entries:

@@ -19,7 +19,7 @@ from celery import Celery, signature
 
 from wfcelery.client.control import Control
 from wfcelery.client.run import Run
-from wfcelery.definition.loader import load, loads
+from wfcelery.definition.loader import from_data, load, loads
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.errors import (
     ConfigurationError,
@@ -149,7 +149,7 @@ class Engine(Control):
             return workflow
         if isinstance(workflow, str | Path):
             return load(workflow, self.settings.limits.max_plan_bytes)
-        return Workflow.from_dict(workflow)
+        return from_data(workflow)
 
     # -- reading ----------------------------------------------------------------------------------------
 

@@ -42,7 +42,14 @@ class RunSummary:
     def of(cls, run_id: str, r: RunRecord) -> RunSummary:
         """The summary of a stored run record (times in seconds, as ``time.time()``)."""
         return cls(
-            run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done, r.instances
+            run_id,
+            r.name,
+            r.status,
+            r.created_ms / 1000,
+            _seconds(r.finished_ms),
+            r.total,
+            r.done,
+            r.instances,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,7 +278,8 @@ def build_state(
                 # the error of the current attempt only: a node running again after a retry shows none
                 error=errors.last.get(slot) if status in _SHOWS_ERROR else None,
                 errors=tuple(
-                    {**e, "at": (created + int(e.get("at") or 0)) / 1000} for e in errors.history.get(slot, ())
+                    {**e, "at": (created + int(e.get("at") or 0)) / 1000}
+                    for e in errors.history.get(slot, ())
                 ),
                 epoch=n.epoch,
                 index=node.index,

@@ -23,7 +23,7 @@ from wfcelery.definition.checks import (
 )
 from wfcelery.definition.limits import DEPTH_CEILING, Limits, check_depth, json_size
 from wfcelery.definition.node import Node, check_dynamic, node_name
-from wfcelery.definition.params import collect_placeholders, substitute
+from wfcelery.definition.params import collect_placeholders, param_problem, substitute
 from wfcelery.definition.registry import did_you_mean, task_names
 from wfcelery.definition.rules import condition_params
 from wfcelery.errors import (
@@ -259,6 +259,16 @@ class Workflow:
             collect_placeholders(node.kwargs, found)
         return found
 
+    def placeholder_users(self) -> dict[str, list[str]]:
+        """Each ``${name}`` placeholder -> the nodes whose args or kwargs use it, in definition order."""
+        users: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            found: set[str] = set()
+            collect_placeholders([node.args, node.kwargs], found)
+            for name in sorted(found):
+                users.setdefault(name, []).append(node.name)
+        return users
+
     def param_names(self) -> set[str]:
         """Every param this workflow knows: its placeholders, the params it declares defaults for and the
         params its ``when`` conditions read (``params.<name>``; optional: a missing one is null)."""
@@ -277,22 +287,15 @@ class Workflow:
 
         Raises:
             ParamError: a param the workflow does not know (a typo: ``chanel`` for ``channel``), or a
-                placeholder left without a value.
+                placeholder left without a value (a misspelled ``${dya}`` next to ``day`` is named as such).
             LimitError: params, or a node's args and kwargs with them, over ``limits``.
         """
         given = dict(params or {})
-        unknown = sorted(given.keys() - self.param_names(), key=str)
-        if unknown:
-            known = ", ".join(sorted(self.param_names())) or "none"
-            raise ParamError(
-                f"workflow {self.name!r} has no param {', '.join(map(repr, unknown))} (known params: {known})"
-            )
-        missing = self.missing_params(given)
-        if missing:
-            raise ParamError(
-                f"workflow {self.name!r} needs params {', '.join(missing)} (pass --param k=v "
-                "or params={...})"
-            )
+        problem = param_problem(
+            self.name, self.param_names(), given, self.missing_params(given), self.placeholder_users()
+        )
+        if problem:
+            raise ParamError(problem)
         merged = {**self.params, **given}
         limits = limits or Limits()
         check_depth(merged, limits.max_depth, f"workflow {self.name!r}", "params")
@@ -313,7 +316,8 @@ class Workflow:
         ``chain(prep.s(), wf.to_canvas(app), notify.s())``. Its result is the last node's result, or the
         list of the last branches' results. Raises :class:`~wfcelery.errors.NotSeriesParallel` where
         chains and chords cannot express the DAG exactly; ``exact=False`` adds barriers instead and warns
-        (``FalseDependencyWarning``) naming the waits it added. See :mod:`wfcelery.plan.canvas`.
+        (``FalseDependencyWarning``) naming the waits it added. Nodes with ``retries`` get a
+        ``RetriesNotCarriedWarning``: only the tracker retries them. See :mod:`wfcelery.plan.canvas`.
         """
         # The translator builds on the compiler, which builds on this module: it is imported when
         # called, so importing the model never loads Celery's canvas machinery.

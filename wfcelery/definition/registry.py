@@ -5,9 +5,8 @@ settings and what ``app.autodiscover_tasks()`` finds (Django's installed apps in
 ``app.loader.import_default_modules()`` (celery/loaders/base.py, called by ``loader.init_worker()`` in
 celery/worker/worker.py). A client that only imported the module defining the app sees none of those
 tasks. :func:`import_task_modules` does what the worker does, once per app, and every client entry point
-that needs the registry goes through it: :meth:`Workflow.validate <wfcelery.definition.model.Workflow.validate>`
-with an app (submit, validate, register, the definitions folder, ``to_canvas``), ``doctor``, the web
-server and the pytest plugin.
+that needs the registry goes through it: ``Workflow.validate`` with an app (submit, validate, register,
+the definitions folder, ``to_canvas``), ``doctor``, the web server and the pytest plugin.
 
 Importing the app's own modules is what its workers do anyway; a definition file still never imports
 anything itself (task names are looked up, not imported).

@@ -8,8 +8,8 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
 * **node record** (``:nodes`` HASH value): ``status|epoch|attempts|started_ms|finished_ms|worker no.``
   and, once a retry of the run gave the node its retries again, ``|<attempts before it>`` --
   :class:`NodeRecord`.
-* **errors** (``:errors`` HASH): ``<slot>`` -> the latest error JSON (or a skip's reason), ``h:<slot>`` -> every
-  attempt's error, oldest first -- :class:`NodeErrors`.
+* **errors** (``:errors`` HASH): ``<slot>`` -> the latest error JSON (or a skip's reason), ``h:<slot>`` ->
+  every attempt's error, oldest first -- :class:`NodeErrors`.
 * **event line** (``:events`` STRING): ``<ms since created> <node index | run> <status>[ <epoch>]`` --
   :class:`Event`.
 * **gate entry** (``gate`` HASH value, and ``<run id> <entry>`` on the gate channel):
@@ -214,7 +214,13 @@ class NodeRecord:
             return cls()
         code, epoch, attempts, started, finished, worker, *base = raw.split("|", 6)
         return cls(
-            code, int(epoch), int(attempts), _ms(started), _ms(finished), worker, int(base[0] or 0) if base else 0
+            code,
+            int(epoch),
+            int(attempts),
+            _ms(started),
+            _ms(finished),
+            worker,
+            int(base[0] or 0) if base else 0,
         )
 
 

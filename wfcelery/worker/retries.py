@@ -113,9 +113,10 @@ def _expected_retry(task: Any, exc: Exception) -> Retry | None:
     if failed is None:
         return None  # kept in the outbox: the tracker decides when it is back
     if failed.action is FailAction.RETRY:
-        return Retry(exc=exc, when=round(failed.countdown or 0, 2))
+        when: Any = failed.countdown or 0  # "Retry in 2s: ValueError(...)", as Task.retry says it
+        return Retry(exc=exc, when=when)
     if failed.action is FailAction.DEFERRED:
-        return Retry(exc=exc, when="resume")  # "Retry at resume: ..."
+        return Retry(f"Retry at resume (the run is paused): {exc!r}", exc=exc)
     return None
 
 
@@ -134,6 +135,7 @@ def _on_worker_process_init(sender: Any = None, **_: Any) -> None:
     from celery import current_app
     from celery.app.trace import build_tracer
 
-    app = current_app._get_current_object()
+    proxy: Any = current_app
+    app = proxy._get_current_object()
     for task in wrap_tasks(app):
         task.__trace__ = build_tracer(task.name, task, app.loader, sender, app=app)
