@@ -23,6 +23,7 @@ from wfcelery.client.engine import Engine
 from wfcelery.definition.model import Workflow
 from wfcelery.definition.registry import did_you_mean, task_names
 from wfcelery.errors import ConfigurationError, RunNotFound, TaskImportError, WfCeleryError
+from wfcelery.messaging.consumers import describe_shared
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.settings import check_json_accepted, check_not_eager
 from wfcelery.tracker.states import RunStatus
@@ -224,6 +225,13 @@ def _queues(engine: Engine, plans: Sequence[Plan]) -> Finding:
             needed.setdefault(queue, set()).add(f"{plan.name}.{node}")
     missing = consumers.missing(needed)
     workers = ", ".join(f"{w} ({', '.join(sorted(q))})" for w, q in sorted(consumers.workers.items()))
+    if consumers.shared:
+        return Finding(
+            "queues",
+            False,
+            "; ".join(describe_shared(consumers)) + f"; live workers: {workers}",
+            "restart those workers with distinct node names: celery -A <your app> worker -Q io -n io@%h",
+        )
     if missing:
         detail = "; ".join(f"{q!r} (nodes {', '.join(sorted(needed[q]))})" for q in missing)
         return Finding(

@@ -27,7 +27,7 @@ from wfcelery.errors import (
     TaskImportError,
     WfCeleryError,
 )
-from wfcelery.messaging.consumers import describe, unconsumed
+from wfcelery.messaging.consumers import describe, describe_shared, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
 from wfcelery.plan.compiler import Plan, compile_workflow
@@ -140,6 +140,7 @@ class Engine(Control):
         warnings = describe(unconsumed(consumers, self.node_queues(plan)))
         if warnings and require:
             raise NoWorkerError("; ".join(warnings) + " (require_workers: nothing was submitted)")
+        warnings += describe_shared(consumers)
         for warning in warnings:
             logger.warning("wfcelery: workflow %r: %s", plan.name, warning)
         return warnings
