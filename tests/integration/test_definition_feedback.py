@@ -63,7 +63,7 @@ def test_a_misspelled_placeholder_is_named_with_and_without_params(tmp_path: Pat
     [
         (("task: proj.echo, args", "task: proj.ecoh, args"), "task 'proj.ecoh', which is not registered"),
         (("task: proj.echo, args", "task: proj.ecoh, args"), "(did you mean 'proj.echo'?)"),
-        (("after: [extract]", "after: [extarct]"), "lists unknown parent 'extarct' (did you mean 'extract'?)"),
+        (("after: [extract]", "after: [extarct]"), "unknown parent 'extarct' (did you mean 'extract'?)"),
         (("after: [extract]", "after: [extract], retry: 2"), "tasks[1]: unknown key 'retry' (did you mean "),
         (("after: [extract]", "after: [extract], trigger: all_don"), "'all_don' (did you mean 'all_done'?)"),
         (("params: {delay: 1}", "param: {delay: 1}"), "unknown key 'param' (did you mean 'params'?)"),

@@ -77,9 +77,7 @@ def test_workers_sharing_one_node_name_are_both_counted_and_named(make_test_app,
     twin = worker_process(app, [f"cpu-{uid}"], "twin", pool="solo", concurrency=1)
     worker_process(app, [f"io-{uid}"], "twin", pool="solo", concurrency=1)  # the same node name
     # the second one answered nothing yet when the first answered its start-up ping: wait for both
-    wait_for(
-        lambda: len(app.control.broadcast("ping", reply=True, timeout=0.5)) == 2, message="both twins"
-    )
+    wait_for(lambda: len(app.control.broadcast("ping", reply=True, timeout=0.5)) == 2, message="both twins")
     wf = Workflow("twins")
     wf.add("c", "proj.whoami", type="cpu") >> wf.add("i", "proj.whoami", type="io")
     run = engine.submit(wf)

@@ -18,10 +18,10 @@ from wfcelery.cli.base import (
     parse_params,
     workflow_of,
 )
-from wfcelery.install import install
-from wfcelery.messaging.consumers import describe
 from wfcelery.definition.registry import did_you_mean
 from wfcelery.definition.schema import definition_schema
+from wfcelery.install import install
+from wfcelery.messaging.consumers import describe
 from wfcelery.plan.canvas import dropped_retries, translate
 from wfcelery.plan.compiler import compile_workflow
 from wfcelery.settings import check_json_accepted, check_not_eager

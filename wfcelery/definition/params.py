@@ -61,15 +61,17 @@ def param_problem(
     for name in missing:
         match = close_matches(name, [str(u) for u in unknown])
         if match:
+            node, meant = _first(users, name), match[0]
             return (
-                f"workflow {workflow!r}: placeholder ${{{name}}} in node {_first(users, name)!r} has no value, "
-                f"and param {match[0]!r} fills no placeholder: did you mean ${{{match[0]}}} in the definition, "
-                f"or --param {name}=...?"
+                f"workflow {workflow!r}: placeholder ${{{name}}} in node {node!r} has no value, and param "
+                f"{meant!r} fills no placeholder: did you mean ${{{meant}}} in the definition, or "
+                f"--param {name}=...?"
             )
     if unknown:
         first = str(unknown[0])
         listed = ", ".join(sorted(known)) or "none"
-        return f"workflow {workflow!r} has no param {first!r}{did_you_mean(first, known)} (known params: {listed})"
+        hint = did_you_mean(first, known)
+        return f"workflow {workflow!r} has no param {first!r}{hint} (known params: {listed})"
     if missing:
         where = ", ".join(f"${{{m}}} (node {_first(users, m)!r})" for m in missing)
         return (

@@ -473,6 +473,9 @@ async function runView(main, runId) {
     if (n.error) {
       parts.push(h("div", { class: "section-label" }, "Error"), h("pre", { class: "box err", id: "node-error" }, `${n.error.type}: ${n.error.message}${n.error.traceback ? "\n\n" + n.error.traceback : ""}`));
     }
+    if (n.errors && n.errors.length) {  // every attempt's error, also after a later attempt succeeded
+      parts.push(h("div", { class: "section-label" }, "Errors by attempt"), h("pre", { class: "box", id: "node-errors" }, n.errors.map((e) => `attempt ${e.attempt}  ${clock(e.at)}  ${e.type}: ${e.message}`).join("\n")));
+    }
     if (n.result_preview !== null) {
       parts.push(h("div", { class: "section-label" }, n.result_truncated ? "Result (first 4 KB)" : "Result"), h("pre", { class: "box", id: "node-result" }, n.result_preview));
     }
