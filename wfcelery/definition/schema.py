@@ -21,10 +21,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from wfcelery.definition.checks import OPTION_TYPES
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.model import (
     _NAME,
     DEFAULT_KEYS,
-    EXECUTORS,
     FAILURE_POLICIES,
     NODE_KEYS,
     WORKFLOW_KEYS,
@@ -32,6 +32,9 @@ from wfcelery.definition.model import (
 from wfcelery.definition.registry import did_you_mean
 from wfcelery.definition.rules import TRIGGER_RULES
 from wfcelery.errors import SchemaError
+
+#: The executors a definition may name (the Executor enum's values).
+EXECUTORS = tuple(e.value for e in Executor)
 
 #: The ``$id`` of the schema (a name, not a download location: ``wfcelery schema`` prints it).
 SCHEMA_ID = "https://wfcelery.dev/schemas/definition.json"
