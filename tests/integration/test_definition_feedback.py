@@ -114,7 +114,7 @@ def test_the_schema_is_the_loaders_and_accepts_every_example(tmp_path: Path) -> 
     assert printed.exit_code == EXIT_OK
     schema = json.loads(printed.stdout)
     Draft202012Validator.check_schema(schema)
-    assert set(schema["properties"]) == WORKFLOW_KEYS
+    assert set(schema["properties"]) == {*WORKFLOW_KEYS, "$schema"}  # "$schema": for JSON files, ignored
     assert set(schema["$defs"]["task"]["properties"]) == NODE_KEYS
     validator = Draft202012Validator(schema)
     examples = sorted((ROOT / "examples").glob("*.yaml"))
@@ -122,6 +122,9 @@ def test_the_schema_is_the_loaders_and_accepts_every_example(tmp_path: Path) -> 
     for path in examples:
         data = wfcelery.definition.loader.loads(path.read_text(), source=str(path))
         assert list(validator.iter_errors(data)) == [], path
+    named_schema = {"$schema": "./wfcelery.schema.json", "name": "n", "tasks": [{"task": "proj.add"}]}
+    named = write(tmp_path, json.dumps(named_schema), "named.json")
+    assert invoke("validate", named).exit_code == EXIT_OK  # a JSON file may name its schema
     bad = {"name": "x", "tasks": [{"task": "t", "retries": "3"}]}
     assert [list(e.absolute_path) for e in validator.iter_errors(bad)] == [["tasks", 0, "retries"]]
     flow = write(tmp_path, json.dumps(bad), "bad.json")

@@ -1,4 +1,4 @@
-"""Every ``celery ... worker`` command the examples and the docs show gives its worker its own node name
+"""Every ``celery ... worker`` command the README, the examples and the docs show gives its worker its own node name
 (``-n io@%h``): two workers started without one share ``celery@<host>``, and Celery's remote control,
 revokes, Flower and wfcelery's queue check tell workers apart by that name."""
 
@@ -10,11 +10,16 @@ from pathlib import Path
 
 from tests.helpers import ROOT
 
-_COMMAND = re.compile(r"celery\s+(?:-A|--app)[ =]\S+\s+worker\b[^#\n`]*")
+#: A command line (in a code block, a docstring or a comment: not a mention in prose).
+_COMMAND = re.compile(r"^[#$\s]*(celery\s+(?:-A|--app)[ =]\S+\s+worker\b[^#\n`]*)", re.MULTILINE)
 
 
 def documented() -> dict[Path, list[str]]:
-    files = [*sorted((ROOT / "examples").glob("*")), *sorted((ROOT / "docs").rglob("*.md"))]
+    files = [
+        ROOT / "README.md",
+        *sorted((ROOT / "examples").glob("*")),
+        *sorted((ROOT / "docs").rglob("*.md")),
+    ]
     found = {path: _COMMAND.findall(path.read_text()) for path in files if path.is_file()}
     return {path: commands for path, commands in found.items() if commands}
 
@@ -31,7 +36,7 @@ def node_name(command: str) -> str | None:
 
 def test_every_documented_worker_command_names_its_worker() -> None:
     commands = documented()
-    assert commands, "no worker command found in examples/ or docs/"
+    assert ROOT / "README.md" in commands, "the README's quick start shows no worker command"
     for path, lines in commands.items():
         unnamed = [line for line in lines if node_name(line) is None]
         assert not unnamed, f"{path.relative_to(ROOT)}: worker commands without -n NAME@%h: {unnamed}"

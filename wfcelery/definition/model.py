@@ -347,7 +347,8 @@ class Workflow:
         """Build a workflow from a YAML/JSON definition (docs: defining workflows). Raises SchemaError."""
         if not isinstance(data, Mapping):
             raise SchemaError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-        check_keys(dict(data), WORKFLOW_KEYS, source)
+        # "$schema" names the JSON Schema an editor validates the file with (``wfcelery schema``)
+        check_keys({k: v for k, v in data.items() if k != "$schema"}, WORKFLOW_KEYS, source)
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise SchemaError(f"{source}: 'name' is required and must be a string")

@@ -121,13 +121,17 @@ def definition_schema() -> dict[str, Any]:
     }
     missing = WORKFLOW_KEYS - top.keys()
     assert not missing, f"top-level keys without a schema: {sorted(missing)}"
+    # a JSON definition may name its schema for editors; the model ignores it
+    schema_key = {
+        "$schema": {"type": "string", "description": "The JSON Schema editors check this file with."}
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "wfcelery workflow definition",
         "type": "object",
         "required": ["name"],
-        "properties": {key: top[key] for key in sorted(WORKFLOW_KEYS)},
+        "properties": {**{key: top[key] for key in sorted(WORKFLOW_KEYS)}, **schema_key},
         "additionalProperties": False,
         "$defs": {"task": task, "defaults": defaults},
     }
