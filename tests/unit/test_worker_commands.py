@@ -1,6 +1,6 @@
-"""Every ``celery ... worker`` command the README, the examples and the docs show gives its worker its own node name
-(``-n io@%h``): two workers started without one share ``celery@<host>``, and Celery's remote control,
-revokes, Flower and wfcelery's queue check tell workers apart by that name."""
+"""Every ``celery ... worker`` command the README, the examples and the docs show gives its worker its own
+node name (``-n io@%h``): two workers started without one share ``celery@<host>``, and Celery's remote
+control, revokes, Flower and wfcelery's queue check tell workers apart by that name."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from wfcelery.client.audit import audited
 from wfcelery.client.control import Control
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
-from wfcelery.definition.loader import from_data, load, loads
+from wfcelery.definition.loader import from_data, load, read_data
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.errors import (
     ConfigurationError,
@@ -213,17 +213,20 @@ class Engine(Control):
 
     def definitions(self) -> dict[str, Workflow]:
         """Definitions by name: those registered, and every valid ``*.yaml|*.yml|*.json`` file of the
-        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file is
-        logged and left out)."""
+        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file, and
+        anything but a regular file inside the folder -- a link out of it, a FIFO, a device -- is logged
+        and left out)."""
         found: dict[str, Workflow] = {}
         skipped: dict[str, str] = {}
         folder = self.settings.definitions
         for path in sorted(Path(folder).glob("*")) if folder else []:
             if path.suffix.lower() not in (".yaml", ".yml", ".json"):
                 continue
+            data: Any = None
             try:
                 limits = self.settings.limits
-                wf = load(path, limits.max_plan_bytes).validate(
+                data = read_data(path, limits.max_plan_bytes, folder=folder)
+                wf = from_data(data, str(path)).validate(
                     self.app if self.settings.check_tasks else None, limits
                 )
             except TaskImportError:
@@ -231,7 +234,7 @@ class Engine(Control):
             except WfCeleryError as e:
                 logger.warning("wfcelery: skipping definition %s: %s", path, e)
                 message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
-                skipped[_declared_name(path, limits.max_plan_bytes) or path.stem] = message
+                skipped[_declared_name(data) or path.stem] = message  # starting it by name says why
                 continue
             found.setdefault(wf.name, wf)
         self.skipped_definitions = {k: v for k, v in skipped.items() if k not in found}
@@ -250,15 +253,9 @@ def check_canvas_app(app: Celery, plan: Plan) -> None:
         )
 
 
-def _declared_name(path: Path, max_bytes: int) -> str | None:
-    """The ``name:`` a definition file declares, if it can be read at all (for a skipped file's reason)."""
-    try:
-        if path.stat().st_size > max_bytes:
-            return None
-        data = loads(path.read_text(encoding="utf-8"), "json" if path.suffix.lower() == ".json" else "yaml")
-    except (OSError, UnicodeDecodeError, WfCeleryError):
-        return None
-    name = data.get("name") if isinstance(data, dict) else None
+def _declared_name(data: Any) -> str | None:
+    """The ``name`` a definition's data declares, if any (for a skipped file's reason)."""
+    name = data.get("name") if isinstance(data, Mapping) else None
     return name if isinstance(name, str) else None
 
 
