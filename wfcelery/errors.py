@@ -14,6 +14,7 @@
      |    +-- NotSeriesParallel     Celery canvas cannot express the DAG exactly (to_canvas)
      |    +-- LimitError            over a bound: nesting depth, message, plan or YAML size (limits.py)
      +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
+     |    +-- TaskImportError       a task module of the app (imports/include/autodiscover) fails to import
      +-- NoWorkerError              submit(require_workers=True): a node's queue has no live consumer
      +-- BrokerUnavailable (also ConnectionError)   the Celery broker refused or did not answer
      +-- TrackerError
@@ -90,6 +91,11 @@ class LimitError(DefinitionError):
 
 class ConfigurationError(WfCeleryError):
     """wfcelery cannot work with this Celery app's configuration."""
+
+
+class TaskImportError(ConfigurationError):
+    """A task module the app's workers import (``imports``, ``include``, ``autodiscover_tasks``) fails to
+    import on the client side; the message names the module and the error."""
 
 
 class NoWorkerError(WfCeleryError):

@@ -41,12 +41,19 @@ STATE_KEYS = {
     "finished_at",
     "paused_at",
     "params",
+    "total",
+    "done",
     "counts",
+    "instances",
+    "instance_counts",
     "nodes",
     "idle_queues",
     "executor",
 }
-NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
+NODE_KEYS = {
+    *("name", "status", "attempts", "task_id", "queue", "worker"),
+    *("started_at", "finished_at", "error", "errors"),
+}
 
 FAN = """
 name: fan
@@ -190,6 +197,7 @@ def test_submit_status_list_json_shapes(cli_app: Celery, engine: Any, flows: dic
         "finished_at",
         "total",
         "done",
+        "instances",
     }
     assert json.loads(invoke("list", "--json", "--status", "failed").stdout) == []
     assert json.loads(invoke("list", "--json", "--name", "other").stdout) == []
@@ -503,7 +511,8 @@ def test_live_view_redraws_in_place_on_a_terminal(
     assert state.status is RunStatus.SUCCEEDED
     text = out.getvalue()
     assert "\x1b[2K" in text
-    assert "[####################] 4/4" in text
+    assert "[####################]" in text
+    assert "4/4 nodes done" in text
     if text.count("[") > 2:
         assert "F\x1b[2K" in text  # later frames move the cursor up over the previous one
     assert text.rstrip().splitlines()[-1].startswith(f"run {run.id}")
@@ -616,6 +625,6 @@ def test_demo_subprocess_with_no_redis_configured() -> None:
     assert "summary" in summary
     assert "report published at reports/2026-11-22/" in summary
     assert "SUCCEEDED  " in out
-    assert "(8 succeeded)" in out
+    assert "(8/8 nodes done: 8 succeeded)" in out
     assert "Traceback" not in done.stderr
     assert elapsed < 30, elapsed

@@ -29,7 +29,7 @@ from wfcelery.cli.base import (
     load_app,
 )
 from wfcelery.cli.control import cancel, cleanup, pause, resume, retry
-from wfcelery.cli.definitions import graph, validate
+from wfcelery.cli.definitions import graph, schema, validate
 from wfcelery.cli.runs import list_, results, status, submit, watch
 from wfcelery.cli.service import demo, doctor, sweep, web
 
@@ -69,6 +69,7 @@ for _command in (
     cleanup,
     validate,
     graph,
+    schema,
     doctor,
     web,
     demo,

@@ -21,15 +21,16 @@ from wfcelery.client.audit import audited
 from wfcelery.client.control import Control
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
-from wfcelery.definition.loader import load
+from wfcelery.definition.loader import from_data, load, read_data
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.errors import (
     ConfigurationError,
     ControlError,
     NoWorkerError,
+    TaskImportError,
     WfCeleryError,
 )
-from wfcelery.messaging.consumers import describe, unconsumed
+from wfcelery.messaging.consumers import describe, describe_shared, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
 from wfcelery.plan.compiler import Plan, compile_workflow
@@ -179,6 +180,7 @@ class Engine(Control):
         warnings = describe(unconsumed(consumers, self.node_queues(plan)))
         if warnings and require:
             raise NoWorkerError("; ".join(warnings) + " (require_workers: nothing was submitted)")
+        warnings += describe_shared(consumers)
         for warning in warnings:
             logger.warning("wfcelery: workflow %r: %s", plan.name, warning)
         return warnings
@@ -188,7 +190,7 @@ class Engine(Control):
             return workflow
         if isinstance(workflow, str | Path):
             return load(workflow, self.settings.limits.max_plan_bytes)
-        return Workflow.from_dict(workflow)
+        return from_data(workflow)
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -215,19 +217,27 @@ class Engine(Control):
         anything but a regular file inside the folder -- a link out of it, a FIFO, a device -- is logged
         and left out)."""
         found: dict[str, Workflow] = {}
+        skipped: dict[str, str] = {}
         folder = self.settings.definitions
         for path in sorted(Path(folder).glob("*")) if folder else []:
             if path.suffix.lower() not in (".yaml", ".yml", ".json"):
                 continue
+            data: Any = None
             try:
                 limits = self.settings.limits
-                wf = load(path, limits.max_plan_bytes, folder=folder).validate(
+                data = read_data(path, limits.max_plan_bytes, folder=folder)
+                wf = from_data(data, str(path)).validate(
                     self.app if self.settings.check_tasks else None, limits
                 )
+            except TaskImportError:
+                raise  # the app's own modules, not this file: every definition would be skipped
             except WfCeleryError as e:
                 logger.warning("wfcelery: skipping definition %s: %s", path, e)
+                message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+                skipped[_declared_name(data) or path.stem] = message  # starting it by name says why
                 continue
             found.setdefault(wf.name, wf)
+        self.skipped_definitions = {k: v for k, v in skipped.items() if k not in found}
         return {**found, **self._registered}
 
 
@@ -241,6 +251,12 @@ def check_canvas_app(app: Celery, plan: Plan) -> None:
             f"workflow {plan.name!r} runs chords under the canvas executor, and Celery needs a result "
             "backend for chords: set result_backend (or submit with executor='counters')"
         )
+
+
+def _declared_name(data: Any) -> str | None:
+    """The ``name`` a definition's data declares, if any (for a skipped file's reason)."""
+    name = data.get("name") if isinstance(data, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
 def _sig_dict(sig: Any) -> dict[str, Any] | None:

@@ -45,11 +45,13 @@ class Dispatcher:
         countdown: float | None = None,
         producer: Any = None,
         resend: bool = False,
+        retries: int = 0,
     ) -> None:
         """Send node messages: ``items`` are (node index, epoch, parent results), or (instance slot,
         epoch, [element]) for instances of a mapped node. ``resend`` marks a message sent again under
         the same id on purpose (a tracker-level retry), which a worker still running the first copy
-        must not take for a duplicate.
+        must not take for a duplicate; ``retries`` sets the message's retry count as Celery's own
+        ``Task.retry`` does (Flower shows it).
 
         Each message is JSON whatever the app's ``task_serializer``: pickle apps run workflows too.
         Raises :class:`BrokerUnavailable` when the broker cannot be reached.
@@ -59,7 +61,7 @@ class Dispatcher:
             broker_errors(app, f"send the tasks of run {run_id}"),
             app.producer_or_acquire(producer) as prod,
         ):
-            sender = BulkSender(app, prod) if not countdown else None
+            sender = BulkSender(app, prod) if not countdown and not retries else None
             with sender.batch() if sender else nullcontext():
                 for index, epoch, parent_results in items:
                     msg = plan.message(run_id, index, epoch, params, parent_results)
@@ -70,13 +72,14 @@ class Dispatcher:
                     task = plan.nodes[split_slot(index)[0]].task
                     if sender is not None:
                         sender.send(task, msg)
-                    else:  # a delayed retry: Celery's own countdown handling (native delayed delivery...)
+                    else:  # a retry: Celery's own countdown handling (native delayed delivery...)
                         app.send_task(
                             task,
                             producer=prod,
                             add_to_parent=False,
                             serializer="json",
-                            countdown=countdown,
+                            countdown=countdown or None,
+                            retries=retries,
                             **msg,
                         )
 

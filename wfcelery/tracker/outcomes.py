@@ -52,6 +52,7 @@ class FailAction(str, Enum):
     GONE = "gone"
     RETRYING = "retrying"
     RETRY = "retry"
+    DEFERRED = "deferred"  # a retry while the run is paused: resume queues it
     FAILED = "failed"
 
 
@@ -147,7 +148,8 @@ class SucceedOutcome:
 @dataclass(frozen=True)
 class FailOutcome:
     """fail.lua: ``action`` is 'ignored', 'gone' (no such run), 'retrying' (Celery retries), 'retry'
-    (re-publish at ``epoch`` after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the
+    (re-publish at ``epoch`` after a backoff for ``attempts``, counted since the node's retries were last
+    given), 'deferred' (a retry the paused run's resume queues) or 'failed' (for good; ``revoke`` the
     queued nodes fail_fast ended; ``released``: nodes a trigger rule queued at ``epoch``, to publish with
     ``params``)."""
 

@@ -6,7 +6,10 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
 * **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`
   (the fields written at submit); Lua adds the counters and times it keeps.
 * **node record** (``:nodes`` HASH value): ``status|epoch|attempts|started_ms|finished_ms|worker no.``
-  -- :class:`NodeRecord`.
+  and, once a retry of the run gave the node its retries again, ``|<attempts before it>`` --
+  :class:`NodeRecord`.
+* **errors** (``:errors`` HASH): ``<slot>`` -> the latest error JSON (or a skip's reason), ``h:<slot>`` ->
+  every attempt's error, oldest first -- :class:`NodeErrors`.
 * **event line** (``:events`` STRING): ``<ms since created> <node index | run> <status>[ <epoch>]`` --
   :class:`Event`.
 * **gate entry** (``gate`` HASH value, and ``<run id> <entry>`` on the gate channel):
@@ -61,6 +64,8 @@ WORKER_FIELD_PREFIX = "w:"
 #: Prefix of the run-record fields that list the ids of a published canvas segment that are no node's
 #: (``celery.accumulate`` barriers and pass-throughs): ``x:<epoch>:<first node>`` -> ids, space-separated.
 CANVAS_FIELD_PREFIX = "x:"
+#: Prefix of the run-record fields that count a mapped node's instances: ``m:<node>`` -> instances.
+MAP_FIELD_PREFIX = "m:"
 #: Prefix of the run-record fields where a worker marks a node's message it dropped: ``u:<node>`` ->
 #: :class:`DroppedMark`.
 DROPPED_FIELD_PREFIX = "u:"
@@ -152,6 +157,8 @@ class RunRecord:
     paused_at_ms: int | None = None
     workers: dict[str, str] = field(default_factory=dict)  # worker number -> hostname
     executor: Executor = Executor.COUNTERS
+    #: Instances the run's mapped nodes expanded to so far (run-record fields ``m:<node>``; not in ``total``).
+    instances: int = 0
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -174,6 +181,7 @@ class RunRecord:
                 if f.startswith(WORKER_FIELD_PREFIX)
             },
             executor=Executor(h.get("executor") or Executor.COUNTERS.value),
+            instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
         )
 
 
@@ -183,7 +191,9 @@ class RunRecord:
 @dataclass(frozen=True)
 class NodeRecord:
     """One node's record: status letter (``states.NodeStatus.code``), epoch, attempts started, times in ms
-    since the run's creation, and the number of the worker that ran it last (see :class:`RunRecord`)."""
+    since the run's creation, the number of the worker that ran it last (see :class:`RunRecord`), and
+    ``base``: the attempts it had when a retry of the run gave it its retries again (its retries count
+    from there; written only when not 0)."""
 
     code: str = NodeStatus.PENDING.code
     epoch: int = 0
@@ -191,6 +201,7 @@ class NodeRecord:
     started_ms: int | None = None
     finished_ms: int | None = None
     worker: str = ""
+    base: int = 0
 
     @property
     def status(self) -> NodeStatus:
@@ -199,15 +210,61 @@ class NodeRecord:
     def encode(self) -> str:
         started = "" if self.started_ms is None else self.started_ms
         finished = "" if self.finished_ms is None else self.finished_ms
-        return f"{self.code}|{self.epoch}|{self.attempts}|{started}|{finished}|{self.worker}"
+        line = f"{self.code}|{self.epoch}|{self.attempts}|{started}|{finished}|{self.worker}"
+        return f"{line}|{self.base}" if self.base else line
 
     @classmethod
     def decode(cls, raw: str | None) -> NodeRecord:
         """``None`` (no field) is a node still PENDING at epoch 0."""
         if not raw:
             return cls()
-        code, epoch, attempts, started, finished, worker = raw.split("|", 5)
-        return cls(code, int(epoch), int(attempts), _ms(started), _ms(finished), worker)
+        code, epoch, attempts, started, finished, worker, *base = raw.split("|", 6)
+        return cls(
+            code,
+            int(epoch),
+            int(attempts),
+            _ms(started),
+            _ms(finished),
+            worker,
+            int(base[0] or 0) if base else 0,
+        )
+
+
+#: Prefix of the errors-hash fields that keep every attempt's error of a node: ``h:<slot>``.
+HISTORY_FIELD_PREFIX = "h:"
+
+
+@dataclass(frozen=True)
+class NodeErrors:
+    """A run's ``:errors`` hash, decoded: ``last`` -- per slot, the latest error (``{type, message,
+    traceback}``) or the reason of a skip; ``history`` -- per slot, every attempt's error, oldest first, as
+    ``{attempt, at, type, message}`` (``at``: ms since the run's creation, the time of the transition's
+    event line; the last 10 kept, each message cut to 500 characters: ``lua/_common.lua`` record_error)."""
+
+    last: dict[Slot, dict[str, Any]] = field(default_factory=dict)
+    history: dict[Slot, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def decode(cls, raw: Mapping[Any, str | None]) -> NodeErrors:
+        last: dict[Slot, dict[str, Any]] = {}
+        history: dict[Slot, list[dict[str, Any]]] = {}
+        for key, value in raw.items():
+            if value is None:
+                continue
+            name = str(key)
+            if name.startswith(HISTORY_FIELD_PREFIX):
+                history[_slot(name[len(HISTORY_FIELD_PREFIX) :])] = json.loads(value)
+            else:
+                last[_slot(name)] = json.loads(value)
+        return cls(last, history)
+
+
+def history_field(slot: Slot) -> str:
+    return f"{HISTORY_FIELD_PREFIX}{slot}"
+
+
+def _slot(text: str) -> Slot:
+    return int(text) if text.isdigit() else text
 
 
 # -- event lines --------------------------------------------------------------------------------------------

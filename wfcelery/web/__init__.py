@@ -35,6 +35,7 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
 from starlette.staticfiles import StaticFiles
 
 from wfcelery import __version__
+from wfcelery.definition.registry import import_task_modules
 from wfcelery.errors import ConfigurationError
 from wfcelery.settings import web_origins
 from wfcelery.web.api import router
@@ -85,6 +86,9 @@ def create_app(
     timeout) apply as they are; docs/web-security.md describes each.
     """
     settings = engine.settings
+    # The dashboard lists and submits definitions by the tasks the workers know: import the app's task
+    # modules now, so that a broken one stops the server with its name rather than every request.
+    import_task_modules(engine.app)
     if cors_origins is not None:
         settings = replace(settings, web_cors_origins=web_origins(list(cors_origins), "cors_origins"))
     if allowed_hosts is not None:

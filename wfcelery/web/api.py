@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -21,6 +22,7 @@ from wfcelery.client.engine import Engine
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.model import Workflow
+from wfcelery.definition.registry import did_you_mean
 from wfcelery.errors import DefinitionError, RunNotFound
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.states import NodeStatus, RunStatus
@@ -151,7 +153,11 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
     if body.name is not None:
         known = engine.definitions()
         if body.name not in known:
-            raise NotFound(f"no definition named {body.name!r} (GET /api/definitions lists them)")
+            skipped = engine.skipped_definitions.get(body.name)
+            if skipped is not None:  # the file is there but invalid: say why, as validate would
+                raise DefinitionError(f"definition {body.name!r} is invalid: {skipped}")
+            hint = did_you_mean(body.name, known)
+            raise NotFound(f"no definition named {body.name!r}{hint} (GET /api/definitions lists them)")
         workflow = known[body.name]
     else:
         assert body.definition is not None
@@ -170,9 +176,13 @@ def get_run(run: RunDep) -> dict[str, Any]:
     return run.state().to_dict()
 
 
-@router.get("/runs/{run_id}/graph", summary="The run's DAG: nodes, tasks, queues, parents", responses=_ERRORS)
-def get_graph(run: RunDep) -> dict[str, Any]:
-    return graph(run.plan())
+@router.get(
+    "/runs/{run_id}/graph",
+    summary="The run's DAG: nodes, tasks, queues (as status routes them), parents, map and trigger rules",
+    responses=_ERRORS,
+)
+def get_graph(run: RunDep, engine: EngineDep) -> dict[str, Any]:
+    return graph(run.plan(), engine.queue_of)
 
 
 @router.get("/runs/{run_id}/results", summary="Results of the nodes that succeeded", responses=_ERRORS)
@@ -275,8 +285,11 @@ def run_events(
 # -- definitions -----------------------------------------------------------------------------------------
 
 
-def graph(plan: Plan) -> dict[str, Any]:
-    """A DAG as the dashboard draws it: nodes in index order, parents by name."""
+def graph(plan: Plan, queue_of: Callable[[str, str | None], str] | None = None) -> dict[str, Any]:
+    """A DAG as the dashboard draws it: nodes in index order, parents by name, each node's queue (the one
+    its messages go to, as ``status`` shows it: ``queue_of`` routes a node without ``type``/``queue`` as
+    the app's ``task_routes`` do), and what decides at run time whether and how often it runs: ``map``
+    (the parent whose list it maps over), ``max_map``, ``when`` and ``trigger``."""
     return {
         "name": plan.name,
         "on_failure": plan.on_failure,
@@ -285,8 +298,13 @@ def graph(plan: Plan) -> dict[str, Any]:
                 "name": n.name,
                 "index": n.index,
                 "task": n.task,
-                "queue": n.queue,
+                "queue": queue_of(n.task, n.queue) if queue_of else n.queue,
                 "parents": [plan.nodes[p].name for p in n.parents],
+                "map": None if n.map is None else plan.nodes[n.map].name,
+                "max_map": n.max_map,
+                "when": n.when,
+                "trigger": n.trigger,
+                "retries": n.retries,
             }
             for n in plan.nodes
         ],
@@ -320,5 +338,5 @@ def get_definition(engine: EngineDep, name: Annotated[str, Path(max_length=500)]
     return {
         **_describe(wf),
         "definition": wf.to_dict(),
-        "graph": graph(compile_workflow(wf, engine.settings.routes)),
+        "graph": graph(compile_workflow(wf, engine.settings.routes), engine.queue_of),
     }

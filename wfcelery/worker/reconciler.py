@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
-from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
+from wfcelery.tracker.outcomes import FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
 from wfcelery.tracker.states import NodeStatus
 from wfcelery.worker.heartbeat import HEARTBEAT_BEATS, Liveness
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from wfcelery.plan.compiler import Plan, PlanCache
     from wfcelery.tracker.outcomes import Finish
     from wfcelery.tracker.store import Tracker
+    from wfcelery.worker.base import Failed
     from wfcelery.worker.outage import Outage
 
 logger = logging.getLogger("wfcelery.reconciler")
@@ -90,7 +91,7 @@ class Repairs(Protocol):
         error: dict[str, Any],
         mode: FailMode,
         attempt: int = 0,
-    ) -> FailAction: ...
+    ) -> Failed: ...
     def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None: ...
     def quarantine(self, run_id: str, slot: Slot, epoch: int, lost: int, attempt: int = 0) -> None: ...
     def ended(self, plan: Plan, run_id: str, finish: Finish) -> None: ...

@@ -16,7 +16,7 @@ export function runHeader(model) {
       const c = model.counts();
       const total = model.nodes.length;
       status.replaceChildren(badge(model.status, true));
-      progress.replaceChildren(h("div", { class: "progress-cell" }, progressBar(c, total, true), h("span", { class: "mono", id: "run-done" }, `${model.done(c)} / ${total} done`)));
+      progress.replaceChildren(h("div", { class: "progress-cell" }, progressBar(c, total, true), h("span", { class: "mono", id: "run-done" }, `${model.done(c)} / ${total} nodes done` + (model.instances() ? ` · ${model.instances()} instances` : ""))));
       counts.replaceChildren(...statusCounts(c));
       const { state } = model;
       const end = state.finished_at || Date.now() / 1000;
