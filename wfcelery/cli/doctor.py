@@ -4,7 +4,8 @@ Each check gives one :class:`Finding`: healthy (``ok=True``), a problem with its
 could not be checked (``ok=None``: the tracker or broker is unreachable, so what depends on it is
 unknown). :func:`exit_code` maps them to the CLI's exit codes: 0 healthy, 1 findings, 2 cannot check.
 
-The checks: the tracker's Redis (reachable, ``maxmemory-policy``); the broker (reachable, login, vhost);
+The checks: the tracker's Redis (reachable, ``maxmemory-policy``; its role, replicas and their lag --
+behind Sentinel, no replica or a lagging one is a problem); the broker (reachable, login, vhost);
 ``task_always_eager``; JSON in ``accept_content`` (node messages are JSON, even in pickle apps); the
 queues of the definitions given (and of live runs) against the queues live workers consume; Redis
 broker ``visibility_timeout`` against the longest time limit; ``acks_late`` and
@@ -23,6 +24,7 @@ from wfcelery.definition.model import Workflow
 from wfcelery.errors import ConfigurationError, RunNotFound, WfCeleryError
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.settings import check_json_accepted, check_not_eager
+from wfcelery.tracker.connection import is_sentinel, topology
 from wfcelery.tracker.states import RunStatus
 
 #: Seconds of clock difference between a worker and the tracker's Redis that doctor reports.
@@ -31,6 +33,9 @@ MAX_CLOCK_SKEW = 2.0
 REDIS_VISIBILITY_TIMEOUT = 3600
 #: Live runs whose plans doctor checks besides the definitions it is given.
 LIVE_RUNS_CHECKED = 50
+#: Seconds since a replica's last acknowledgement (``INFO replication`` ``lag``; replicas acknowledge
+#: every second) from which doctor reports it as lagging: a failover now would lose that much.
+MAX_REPLICA_LAG = 5
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ def diagnose(engine: Engine, definitions: Sequence[Workflow] = ()) -> list[Findi
         return [Finding("configuration", False, str(e), _config_fix(str(e)))]
     findings = [_eager(app), _serializer(app), _tracker(engine), _broker(app)]
     reachable = findings[2].ok is not None and findings[3].ok is not None
+    if findings[2].ok is not None:
+        findings.append(_replication(engine))
     plans = [compile_workflow(wf, settings.routes) for wf in definitions]
     if findings[2].ok is not None:
         plans += _live_plans(engine)
@@ -123,6 +130,35 @@ def _tracker(engine: Engine) -> Finding:
             "or give wfcelery its own Redis with wfcelery_redis_url",
         )
     return Finding("tracker", True, f"tracker Redis {_safe_url(url)} reachable, eviction policy safe")
+
+
+def _replication(engine: Engine) -> Finding:
+    """The tracker's Redis topology: its role, its replicas and how far each lags. Behind Sentinel a master
+    with no replica (nothing to fail over to) or a lagging one is a problem; a single Redis is reported."""
+    settings = engine.settings
+    if settings.redis_cluster:
+        return Finding("replication", True, "Redis Cluster: each master's replicas are the cluster's own")
+    try:
+        topo = topology(engine.tracker.client)
+    except Exception as e:
+        return Finding("replication", None, f"cannot read INFO replication: {type(e).__name__}: {e}")
+    replicas = topo["replicas"]
+    listed = ", ".join(f"{r['address']} {r['state']} lag {r['lag']} s" for r in replicas) or "none"
+    summary = f"tracker Redis role {topo['role']}, replicas: {listed}"
+    sentinel = is_sentinel(settings.redis_url)
+    if topo["role"] != "master":
+        fix = "point wfcelery_redis_url at the master (or at the sentinels, sentinel://...)"
+        return Finding("replication", False, f"{summary}: a replica refuses the tracker's writes", fix)
+    lagging = [r for r in replicas if r["state"] != "online" or int(r["lag"] or 0) >= MAX_REPLICA_LAG]
+    if sentinel and not replicas:
+        fix = "add a replica (replicaof) that the sentinels can promote (docs: ha.md)"
+        return Finding("replication", False, f"{summary}: behind Sentinel with nothing to fail over to", fix)
+    if lagging:
+        fix = "check the replicas' links and load: a failover now loses the writes they have not received"
+        return Finding("replication", False, f"{summary}: {len(lagging)} replica(s) behind", fix)
+    if not replicas:
+        summary += " (a single Redis: fine for development; for failover, see docs/ha.md)"
+    return Finding("replication", True, summary)
 
 
 def _broker(app: Any) -> Finding:

@@ -35,9 +35,10 @@ class TrackerBase:
         )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
-    def _run_script(self, name: str, run_id: str, args: Sequence[Any]) -> Any:
+    def _run_script(self, name: str, run_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> Any:
         with converted_errors(f"record {name} of run {run_id}"):
-            return self.scripts[name](keys=self.keys.run_keys(run_id), args=list(args))
+            keys = [*self.keys.run_keys(run_id), *extra_keys]
+            return self.scripts[name](keys=keys, args=list(args))
 
     def server_ms(self) -> int:
         """Redis's clock (the one every node time is measured with), in ms."""
@@ -59,7 +60,7 @@ class TrackerBase:
         return None
 
 
-_SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
+_SCRIPTS = ("create", "settle", "start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
 
 
 def _load_sources() -> dict[str, str]:

@@ -21,7 +21,10 @@ live run every few seconds. A sweep reads every live run (``<prefix>:live``) and
   another worker took it meanwhile;
 * a node QUEUED at the same epoch for ``wfcelery_queued_timeout`` seconds is re-published under a new epoch,
   once per epoch (its message may be lost; a node merely waiting in a backlog goes to the back once);
-* a RUNNING run whose nodes are all terminal ends.
+* a RUNNING run whose nodes are all terminal ends;
+* a run its submit never confirmed (the client gave up on a write that landed late) and that never
+  started is never re-sent, and is cancelled once its deadline (``Settings.unconfirmed_bound`` after it
+  was written) has passed.
 
 Judging a worker gone needs care after a tracker outage: every heartbeat may have expired while Redis was
 away. The in-worker reconciler therefore only acts on a heartbeat it has itself seen missing for a whole
@@ -44,7 +47,7 @@ from celery.worker import state as worker_state
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.tracker.keys import Slot, parse_task_id, run_of, split_slot, task_id
 from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
-from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
+from wfcelery.tracker.records import DroppedMark, NodeRecord, RunRecord, WorkerBeat
 from wfcelery.tracker.states import NodeStatus
 
 if TYPE_CHECKING:
@@ -61,7 +64,7 @@ HEARTBEAT_BEATS = 3
 
 @dataclass(frozen=True)
 class Repair:
-    """One thing a sweep did: ``action`` is requeued, failed, revoked or finished."""
+    """One thing a sweep did: ``action`` is requeued, failed, revoked, finished or cancelled."""
 
     run_id: str
     node: str | None
@@ -254,6 +257,8 @@ class Reconciler:
 
     def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
         record, nodes, _ = self.tracker.read_run(run_id)
+        if record.unconfirmed_ms is not None and record.started_ms is None and not record.status.finished:
+            return self._unconfirmed(run_id, record, now_ms)
         running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
         if record.status.finished and not running:
             ended.append(run_id)
@@ -306,6 +311,17 @@ class Reconciler:
                 self.side.ended(plan, run_id, out.finish)
                 repairs.append(Repair(run_id, None, "finished", f"every node was done: {out.finish.status}"))
         return repairs
+
+    def _unconfirmed(self, run_id: str, record: RunRecord, now_ms: int) -> list[Repair]:
+        """A run whose submit has not confirmed it and that never started: its client may have told its
+        caller nothing was submitted, so nothing of it is ever re-sent; past its deadline it is cancelled."""
+        if record.unconfirmed_ms is None or now_ms < record.unconfirmed_ms:
+            return []
+        out = self.tracker.void_run(run_id)
+        if out.finish is None:
+            return []
+        self.side.ended(self.side.plans.get(record.plan), run_id, out.finish)
+        return [Repair(run_id, None, "cancelled", "its submit never completed, and it never started")]
 
     def _stale_queued(self, run_id: str, plan: Any, queued: dict[Slot, NodeRecord]) -> list[Repair]:
         """QUEUED nodes this reconciler has seen at the same epoch for ``wfcelery_queued_timeout``: their
