@@ -42,6 +42,8 @@ DEFAULT_INSPECT_TIMEOUT = 1.0
 #: Seconds ``watch``, ``submit --wait`` and :meth:`Run.follow` wait out a tracker outage (its Redis
 #: unreachable or refusing writes for now) before they give up; the run itself goes on meanwhile.
 DEFAULT_FOLLOW_PATIENCE = 300.0
+#: Entries the audit trail keeps (a Redis stream trimmed approximately to this length).
+DEFAULT_AUDIT_MAXLEN = 100_000
 #: Seconds a hook retries a report the tracker did not take (the message stays unacknowledged meanwhile);
 #: past it the report goes to the worker's outbox on disk, replayed in order once the tracker is back.
 DEFAULT_REPORT_RETRY = 10.0
@@ -50,7 +52,7 @@ DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
 #: Seconds the start gate waits for the tracker before it gives the message back to the broker.
 DEFAULT_GATE_WAIT = 5.0
 #: Seconds between a worker's heartbeats; its heartbeat key lives 3 beats. Also the pace of the elected
-#: reconciler's lease and of its check of every worker's heartbeat (README "Reliability"): a worker
+#: reconciler's lease and of its check of every worker's heartbeat (docs: reliability): a worker
 #: SIGKILLed mid-run has its RUNNING nodes re-published within ~14 s (one TTL for the key to expire, one
 #: beat to notice, one TTL of patience).
 DEFAULT_HEARTBEAT = 2.0
@@ -73,13 +75,17 @@ DEFAULT_QUEUED_TIMEOUT = 1800.0
 
 @dataclass(frozen=True)
 class Settings:
+    #: The tracker's Redis (``redis://``, ``rediss://``, ``unix://`` or ``sentinel://``). When unset: the
+    #: app's result backend if it is one of those, else a ``ConfigurationError`` saying so.
     redis_url: str
     key_prefix: str = DEFAULT_KEY_PREFIX
     run_ttl: int = DEFAULT_RUN_TTL
+    #: Renames of node types to queues (``{"cpu": "cpu-large"}``); otherwise a node's ``type`` is its queue.
     routes: dict[str, str] = field(default_factory=dict)
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN
     gate_resync: float = DEFAULT_GATE_RESYNC
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
+    #: Refuse definitions that name tasks not registered in the app.
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
     max_map: int = DEFAULT_MAX_MAP
@@ -92,6 +98,7 @@ class Settings:
     redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
     follow_patience: float = DEFAULT_FOLLOW_PATIENCE
+    audit_maxlen: int = DEFAULT_AUDIT_MAXLEN
     #: Bounds on definitions, params and results (``wfcelery_max_depth``, ``wfcelery_max_*_bytes``).
     limits: Limits = field(default_factory=Limits)
     report_retry: float = DEFAULT_REPORT_RETRY
@@ -103,6 +110,7 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
+    #: How runs are executed unless the definition or ``submit(executor=)`` says: counters or canvas.
     executor: Executor = DEFAULT_EXECUTOR
     #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
     #: nodes); every run's keys share one hash slot, so its Lua scripts run on one master.
@@ -111,7 +119,7 @@ class Settings:
     #: ``sentinel_kwargs`` and ``min_other_sentinels``, as Celery's broker and result backend take them.
     redis_transport_options: dict[str, Any] = field(default_factory=dict)
     #: Inline continuation: how many released single children in a row a worker may run itself, right
-    #: after their parent, without a broker round trip (0: off; README "Inline continuation").
+    #: after their parent, without a broker round trip (0: off; docs: running and control).
     inline_depth: int = 0
     #: ``wfcelery_submit_settle``: seconds a submit settles a write that got no answer (None: three
     #: ``redis_timeout``); see :attr:`settle_seconds`.
@@ -160,6 +168,7 @@ class Settings:
             redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
             inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
             follow_patience=_number(conf, "wfcelery_follow_patience", DEFAULT_FOLLOW_PATIENCE),
+            audit_maxlen=int(conf.get("wfcelery_audit_maxlen") or DEFAULT_AUDIT_MAXLEN),
             limits=Limits.from_conf(conf),
             report_retry=_number(conf, "wfcelery_report_retry", DEFAULT_REPORT_RETRY),
             outbox_dir=str(conf.get("wfcelery_outbox_dir") or DEFAULT_OUTBOX_DIR),
@@ -219,7 +228,7 @@ def check_not_eager(app: Any) -> None:
         raise ConfigurationError(
             "task_always_eager=True: Celery would run tasks inside apply_async, but a workflow needs "
             "real workers (its tracker releases each node when its parents succeed). To run workflows "
-            "in tests, use the wfcelery.testing pytest plugin (README: 'Testing your workflows')"
+            "in tests, use the wfcelery.testing pytest plugin (docs: testing your workflows)"
         )
 
 

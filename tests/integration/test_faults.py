@@ -120,7 +120,7 @@ def test_whole_worker_sigkilled_mid_run_completes_within_30s(
     back only after visibility_timeout (an hour by default); on RabbitMQ it comes back at once, to a worker
     that must not start a second copy while the first may still run. The reconciler sees the worker's
     heartbeat gone and re-publishes the node under a new epoch: the run ends within 30 s, every other body
-    ran once. The workers run the default heartbeat and sweep settings (README "Reliability": re-published
+    ran once. The workers run the default heartbeat and sweep settings (docs: reliability, re-published
     within ~14 s), whichever of the two holds the reconciler's lease when `a` dies."""
     app = make_test_app(broker=broker_for(broker, redis_url))
     prefix, key = app.conf.wfcelery_key_prefix, f"{uid}:go"

@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery, signature
 
+from wfcelery.client.audit import audited, current_actor, record_audit
 from wfcelery.client.control import Control
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
@@ -24,6 +25,7 @@ from wfcelery.definition.loader import load
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.errors import (
     ConfigurationError,
+    ControlError,
     NoWorkerError,
     TrackerUnavailable,
     WfCeleryError,
@@ -34,6 +36,7 @@ from wfcelery.messaging.release import publish_released
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
+from wfcelery.tracker.access import AuditEntry, Role, TokenInfo
 from wfcelery.tracker.outcomes import CreateResult
 from wfcelery.tracker.records import new_run
 from wfcelery.tracker.states import RunStatus
@@ -48,6 +51,39 @@ class Engine(Control):
     """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
 
     # -- submitting -------------------------------------------------------------------------------------
+
+    # -- access: tokens and the audit trail ------------------------------------------------------------
+
+    @audited("token.create", lambda self, name, *a, result=None, **k: f"token {name}")
+    def create_token(self, name: str, role: Role | str) -> str:
+        """A new API token for ``name`` with ``role`` (viewer, operator, admin): returned once; the tracker
+        keeps only its hash. Raises :class:`ControlError` when the name is taken or invalid."""
+        try:
+            parsed = Role(role)
+        except ValueError:
+            raise ControlError(f"role {role!r}: choose viewer, operator or admin") from None
+        return self.tracker.create_token(name, parsed)
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token's name, role and times (never the token)."""
+        return self.tracker.tokens()
+
+    @audited("token.revoke", lambda self, name, *a, result=None, **k: f"token {name}")
+    def revoke_token(self, name: str) -> None:
+        """Revoke a token: every server refuses it from its next request on."""
+        self.tracker.revoke_token(name)
+
+    def authenticate(self, token: str) -> TokenInfo | None:
+        """The token's name and role, or None for an unknown or revoked one."""
+        return self.tracker.token_owner(token)
+
+    def access_required(self) -> bool:
+        """True once any token exists: servers then serve nothing without credentials."""
+        return self.tracker.any_token()
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest entries of the audit trail, newest first."""
+        return self.tracker.audit_log(limit)
 
     def submit(
         self,
@@ -68,8 +104,10 @@ class Engine(Control):
         Args:
             workflow: a Workflow, a path to a YAML/JSON definition, or a definition dict.
             params: values for ``${name}`` placeholders.
-            on_success / on_failure: Celery signatures sent once when the run ends, with the run id as
-                first argument. ``on_failure`` also fires for a cancelled run.
+            on_success: A Celery signature sent once when the run succeeds, with the run id as first
+                argument.
+            on_failure: A Celery signature sent once when the run fails or is cancelled, with the run id
+                as first argument.
             require_workers: refuse (:class:`NoWorkerError`) when a node's queue has no live consumer,
                 or when the workers cannot be asked.
             executor: ``"counters"`` (one message per node) or ``"canvas"`` (native Celery canvas per
@@ -170,19 +208,21 @@ class Engine(Control):
         ) from error
 
     def _confirm(self, run_id: str) -> None:
-        """The roots' messages are out: tell the tracker (the run is no longer unconfirmed). Retried for
-        ``settle_seconds``; a run the reconciler cancelled first raises (none of it runs)."""
+        """The roots' messages are out: tell the tracker (the run is no longer unconfirmed), in the same
+        round trip as the submit's audit entry. Retried for ``settle_seconds``; a run the reconciler
+        cancelled first raises (none of it runs)."""
+        entry = AuditEntry(time.time(), current_actor(), "submit", f"run {run_id}", "ok")
         deadline = time.monotonic() + self.settings.settle_seconds
         while True:
             try:
-                status = self.tracker.confirm_run(run_id)
+                status = self.tracker.confirm_run(run_id, entry, self.settings.audit_maxlen)
                 break
             except TrackerUnavailable as e:
                 if time.monotonic() >= deadline:
                     logger.warning(
-                        "wfcelery: run %s was sent, but the tracker could not be told (%s): it runs once a "
-                        "worker starts it, unless it is still waiting %g s after it was written (then the "
-                        "reconciler cancels it as unconfirmed)",
+                        "wfcelery: run %s was sent, but the tracker could not be told (%s; audit entry not "
+                        "written): it runs once a worker starts it, unless it is still waiting %g s after "
+                        "it was written (then the reconciler cancels it as unconfirmed)",
                         run_id,
                         e,
                         self.settings.unconfirmed_bound,
@@ -190,10 +230,12 @@ class Engine(Control):
                     return
                 time.sleep(SETTLE_POLL)
         if status is RunStatus.CANCELLED:
-            raise TrackerUnavailable(
+            error = TrackerUnavailable(
                 f"could not submit: run {run_id} was cancelled as unconfirmed before its submit completed "
                 f"(the tracker's Redis took over {self.settings.unconfirmed_bound:g} s); none of it ran"
             )
+            record_audit(self, "submit", f"run {run_id}", f"error: {error}")
+            raise error
 
     def _discard(self, run_id: str, plan_digest: str | None, created_ms: int) -> None:
         """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan
@@ -283,3 +325,7 @@ def _sig_dict(sig: Any) -> dict[str, Any] | None:
     if sig is None:
         return None
     return dict(signature(sig))
+
+
+def _name(workflow: Any) -> str:
+    return f"workflow {getattr(workflow, 'name', workflow)}"

@@ -158,7 +158,7 @@ class Workflow:
             soft_time_limit: Soft time limit in seconds (Celery's ``soft_time_limit``).
             priority: Message priority (Celery's ``priority``).
             map: A parent (or its name) whose result is a list: one instance of this node runs per
-                element, getting it as first argument (README "Dynamic workflows"); the edge is added.
+                element, getting it as first argument (docs: dynamic workflows); the edge is added.
             max_map: Most elements ``map`` may fan out to (default 10,000, capped by ``wfcelery_max_map``).
             when: A JMESPath condition over ``{"params": ..., "results": {parent: result}}``; false: the
                 node is SKIPPED.
@@ -338,7 +338,7 @@ class Workflow:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "definition") -> Workflow:
-        """Build a workflow from the YAML/JSON schema (see README). Raises :class:`SchemaError`."""
+        """Build a workflow from a YAML/JSON definition (docs: defining workflows). Raises SchemaError."""
         if not isinstance(data, Mapping):
             raise SchemaError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
         check_keys(dict(data), WORKFLOW_KEYS, source)

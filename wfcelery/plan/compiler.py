@@ -5,7 +5,7 @@ kwargs, queue, limits, priority, a task id derived from run id, node index and r
 by the tracker: when a node succeeds, one Lua call counts it into each child and hands back the children
 whose parents have all succeeded, with their parents' results, and the worker publishes them.
 
-Why not Celery's own chain / chord here (decision, see README "Design decisions"):
+Why not Celery's own chain / chord here (docs: design decisions):
   * a chain message carries the rest of the chain (quadratic in its length) and a chord header carries
     its body; a chord costs ~2x a plain task and a worker that publishes chords subscribes to every
     header result and never unsubscribes (CELERY-NOTES);

@@ -12,7 +12,7 @@ Nodes a canvas cannot carry are segments of their own, published exactly as the 
 publishes a node: ``map``, ``when``, a trigger rule other than ``all_success`` (decided at run time by the
 tracker) and tracker-level ``retries`` > 0 (a message sent again would lose its chain or chord
 continuation). A plan with any map, condition or trigger rule is all singletons: its Lua rules decide
-every edge (README "Native canvas: to_canvas and the canvas executor").
+every edge (docs: native canvas).
 
 Segments are found greedily in topological order: a node joins the segment holding all its parents when
 that segment stays exact with it; otherwise it is an entry of the segment of the nodes with exactly its

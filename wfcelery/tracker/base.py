@@ -4,6 +4,7 @@ configured), the Lua scripts registered once on it, and how redis-py's errors be
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -11,6 +12,7 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.settings import Settings
@@ -72,25 +74,31 @@ def _load_sources() -> dict[str, str]:
 _SOURCES = _load_sources()
 
 
-#: Replies by which Redis says it cannot take a command *now* (it may later): out of memory under
-#: ``noeviction``, loading its dataset, a replica or a demoted master (READONLY) during a failover, a
-#: master down, a script running too long (BUSY), a Cluster slot moving or down. They are handled like an
-#: unreachable server (:class:`TrackerUnavailable`): the gate gives the message back, reports are kept.
+#: Error codes with which a Redis that is there says "not now", the command not run: out of memory under
+#: ``noeviction``, loading its data set, a replica (the old master after a failover) or one cut off from its
+#: master, a script running past ``busy-reply-threshold``, a cluster resharding or down, a failing RDB save
+#: refusing writes, too few replicas, a blocked call ended by a role change. Sent again later, it may pass;
+#: they are handled like an unreachable server (:class:`TrackerUnavailable`): the gate gives the message
+#: back, reports are kept.
 TRY_LATER_CODES = frozenset(
-    {"OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"}
+    {"OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MISCONF"}
+    | {"NOREPLICAS", "UNBLOCKED"}
 )
+#: Redis 6 wraps the error of a ``redis.call`` inside a script: "Error running script ...: -OOM command ..."
+_IN_SCRIPT = re.compile(r"-(" + "|".join(sorted(TRY_LATER_CODES)) + r") ")
 
 
 def try_later(error: BaseException) -> bool:
     """True for a redis-py error that means "not now" (see :data:`TRY_LATER_CODES`), not "never"."""
-    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):  # BusyLoadingError (LOADING) is one
         return True
+    if isinstance(error, OutOfMemoryError | ReadOnlyError | ClusterDownError | TryAgainError):
+        return True  # ClusterDownError: MASTERDOWN too
     if not isinstance(error, redis.ResponseError):
         return False
+    # BUSY, MISCONF...: no class of their own (redis-py < 6 has no status_code: the code starts the text)
     code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
-    return code in TRY_LATER_CODES or isinstance(
-        error, redis.exceptions.OutOfMemoryError | redis.exceptions.ReadOnlyError
-    )
+    return code in TRY_LATER_CODES or _IN_SCRIPT.search(str(error)) is not None
 
 
 @contextmanager

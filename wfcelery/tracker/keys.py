@@ -2,7 +2,7 @@
 
 A run's keys share the hash tag ``{<run_id>}`` so they live in one Redis Cluster slot and one Lua script
 can touch them all. What each key holds -- every field and value format -- is described once, in the
-README's key layout ("The tracker: states, keys, memory"); values are encoded and decoded by
+key layout on the design page of the docs; values are encoded and decoded by
 ``records.py``. The keys, by builder::
 
     <prefix>:{<run>}:run       run()           the run record
@@ -22,6 +22,9 @@ README's key layout ("The tracker: states, keys, memory"); values are encoded an
     <prefix>:worker:<hostname> worker()        a worker's heartbeat
     <prefix>:workers           workers         the workers the reconciler watches
     <prefix>:reconciler        reconciler      the reconciler's lease
+    <prefix>:tokens            tokens          API tokens by name (hash of the token, role, times)
+    <prefix>:tokens:by-hash    token_hashes    token hash -> name (a request's lookup)
+    <prefix>:audit             audit           the audit trail (a capped stream)
 """
 
 from __future__ import annotations
@@ -100,6 +103,18 @@ class Keys:
     @property
     def reconciler(self) -> str:
         return f"{self.prefix}:reconciler"
+
+    @property
+    def tokens(self) -> str:
+        return f"{self.prefix}:tokens"
+
+    @property
+    def token_hashes(self) -> str:
+        return f"{self.prefix}:tokens:by-hash"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
 
 
 #: A wfcelery task id: run id (uuid4 hex), node index (``<node>.<instance>`` for an instance of a mapped

@@ -1,6 +1,6 @@
 """What wfcelery stores, and how: one encoder and one decoder per format, next to ``keys.py`` (where).
 
-The README's key layout ("The tracker: states, keys, memory") lists every key and points here for the
+The key layout on the design page of the docs lists every key and points here for the
 values; ``lua/_common.lua`` reads and writes the same node records, event lines and run-record fields.
 
 * **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`

@@ -199,7 +199,7 @@ class RunState:
         return self.status.finished
 
     def to_dict(self) -> dict[str, Any]:
-        """The stable JSON shape of ``wfcelery status --json`` (documented in the README)."""
+        """The stable JSON shape of ``wfcelery status --json`` (docs: running and control)."""
         return {
             "id": self.id,
             "name": self.name,

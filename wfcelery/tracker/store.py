@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from wfcelery.errors import RunNotFound, TrackerError
+from wfcelery.tracker.access import Access, AuditEntry
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.fleet import Fleet
 from wfcelery.tracker.keys import Slot
@@ -40,7 +41,7 @@ from wfcelery.tracker.records import (
 from wfcelery.tracker.states import NodeStatus, RunStatus
 
 
-class Tracker(Reads, Fleet):
+class Tracker(Reads, Fleet, Access):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------
@@ -105,13 +106,18 @@ class Tracker(Reads, Fleet):
         reply = self._run_script("settle", run_id, [self.settings.run_ttl], [self.keys.void(run_id)])
         return CreateResult(reply)
 
-    def confirm_run(self, run_id: str) -> RunStatus | None:
-        """The submit published the run's roots: the run is no longer unconfirmed. Returns the run's status
-        (CANCELLED: the reconciler cancelled it as unconfirmed first, so nothing of it runs; None: gone)."""
+    def confirm_run(
+        self, run_id: str, audit: AuditEntry | None = None, audit_maxlen: int = 0
+    ) -> RunStatus | None:
+        """The submit published the run's roots: the run is no longer unconfirmed (and ``audit``, the
+        submit's audit entry, is written in the same round trip). Returns the run's status (CANCELLED: the
+        reconciler cancelled it as unconfirmed first, so nothing of it runs; None: gone)."""
         with converted_errors(f"confirm run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hdel(self.keys.run(run_id), UNCONFIRMED_FIELD)
             pipe.hget(self.keys.run(run_id), "status")
+            if audit is not None:
+                self.queue_audit(pipe, audit, audit_maxlen)
             status = pipe.execute()[1]
         return None if status is None else RunStatus(status)
 

@@ -353,7 +353,7 @@ class Reconciler:
         if self.patient and time.monotonic() - first < ttl:
             return None
         self._inactive_since.pop(tid, None)
-        return f"not running on worker {host} any more (its pool process died?)"
+        return f"not running on worker {host} any more, never reported (pool process died? report lost?)"
 
     def _inline_here(self, tid: str, beat: WorkerBeat) -> bool:
         """With inline continuation on, a child runs under its parent's request, which is what the
