@@ -10,9 +10,10 @@ inline continuation (``wfcelery_inline_depth``) a chain costs one per node: the 
 starts the child, which the worker runs right away.
 
 A submit costs two, whatever the run's size: create.lua writes the run, the shared plan, the run index and
-the live set; once the roots' messages are out, one pipelined call confirms the run. The confirmation is
-what lets the reconciler tell a run whose client gave up on its write (never published: it must never
-run) from one whose messages wait in a backlog (Redis cannot know whether a client read a reply).
+the live set; once the roots' messages are out, one pipeline confirms the run and writes the submit's
+audit entry (as many as a pipelined create and the audit entry's XADD). The confirmation is what lets the
+reconciler tell a run whose client gave up on its write (never published: it must never run) from one
+whose messages wait in a backlog (Redis cannot know whether a client read a reply).
 """
 
 from __future__ import annotations
