@@ -2,9 +2,9 @@
 (``--replicaof``) and one sentinel (``redis-server sentinel.conf --sentinel``: no redis-sentinel binary
 is needed), each on a free port of its own, never the machine's Redis.
 
-The sentinel judges the master down after 1 s without an answer (``down-after-milliseconds 1000``), needs
-only itself to agree (quorum 1) and retries a failover after 3 s (``failover-timeout 3000``): a SIGKILLed
-master's replica takes writes again within a few seconds.
+The sentinel judges the master down after 1 s without an answer (``down-after-milliseconds 1000``; the
+chaos soak gives more), needs only itself to agree (quorum 1) and retries a failover after 3 s
+(``failover-timeout 3000``): a SIGKILLed master's replica takes writes again within a few seconds.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ class SentinelGroup:
     with ``transport_options`` beside it. ``kill_master()`` SIGKILLs whichever server is the master now;
     ``wait_failover()`` returns once the sentinel names another master that takes writes."""
 
-    def __init__(self) -> None:
+    def __init__(self, appendonly: bool = False, down_after_ms: int = 1000) -> None:
+        self.down_after_ms = down_after_ms
         self.dir = tempfile.mkdtemp(prefix="wfcelery-sentinel-")
+        self.appendonly = appendonly  # an append-only file (fsync always): a restarted server keeps its data
         self.binary = redis_binary() or "redis-server"
         self.sentinel_port = free_port()
         self.servers: dict[int, subprocess.Popen[bytes]] = {}
@@ -61,9 +63,12 @@ class SentinelGroup:
     # -- processes -----------------------------------------------------------------------------------
 
     def _server(self, port: int, *extra: str) -> None:
+        home = os.path.join(self.dir, str(port))  # a directory per server: its own append-only file
+        os.makedirs(home, exist_ok=True)
+        aof = ["--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always"]
         self.servers[port] = subprocess.Popen(
-            [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--dbfilename", f"{port}.rdb", "--databases", "64", *extra],
+            [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *aof, "--dir", home,
+             "--databases", "64", *extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -85,7 +90,7 @@ class SentinelGroup:
             f.write(
                 f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.dir}\n"
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 1\n"
-                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}\n"
                 f"sentinel failover-timeout {MASTER_NAME} 3000\n"
                 f"sentinel parallel-syncs {MASTER_NAME} 1\n"
             )
@@ -128,8 +133,16 @@ class SentinelGroup:
         self.servers[port].wait(10)
         return port
 
-    def restart(self, port: int) -> None:
-        """Start a killed server again on its port, empty: the sentinel makes it a replica of the master."""
+    def restart(self, port: int, down_for: float = 0.0, crash: bool = True) -> None:
+        """Stop (SIGKILL, or SIGTERM with ``crash=False``) the server on ``port`` if it runs, keep it down
+        ``down_for`` seconds, and start it again on its port (with its data only if ``appendonly``). Back
+        after a failover, the sentinel makes it a replica of the new master."""
+        proc = self.servers[port]
+        if proc.poll() is None:
+            proc.kill() if crash else proc.terminate()
+            proc.wait(10)
+        if down_for:
+            time.sleep(down_for)  # the fault itself lasts this long
         self._server(port)
 
     def wait_failover(self, old: int, timeout: float = 30.0) -> int:
