@@ -180,16 +180,17 @@ class Engine(Control):
             raise TrackerUnavailable(f"run {run_id} is refused by the tracker: nothing was submitted")
         return out.plan_created
 
-    def _settle(self, run_id: str, error: TrackerUnavailable) -> None:
+    def _settle(self, run_id: str, unanswered: TrackerUnavailable) -> None:
         """The run's write got no answer: it may have reached Redis, now or later. Ask Redis (settle.lua)
         until ``settle_seconds`` pass: written -> return, the caller sends its messages; not written -> its
         tombstone makes sure it never will be. Raises TrackerUnavailable saying nothing was submitted."""
         deadline = time.monotonic() + self.settings.settle_seconds
+        last = unanswered
         while True:
             try:
                 result = self.tracker.settle_run(run_id)
             except TrackerUnavailable as e:
-                error = e
+                last = e
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(min(SETTLE_POLL, max(0.0, deadline - time.monotonic())))
@@ -198,14 +199,14 @@ class Engine(Control):
                 logger.info("wfcelery: run %s was written although its write got no answer", run_id)
                 return
             raise TrackerUnavailable(
-                f"could not submit: {error}; nothing was submitted (the tracker now refuses run {run_id} "
-                "for good)"
-            ) from error
+                f"could not submit: {unanswered}; nothing was submitted (the tracker now refuses run "
+                f"{run_id} for good)"
+            ) from unanswered
         raise TrackerUnavailable(
-            f"could not submit: the tracker's Redis did not answer within "
-            f"{self.settings.settle_seconds:g} s ({error}); nothing was submitted: run {run_id} never runs "
-            f"(if its write reaches Redis late, the reconciler cancels it unrun)"
-        ) from error
+            f"could not submit: {unanswered}; the tracker's Redis still did not answer "
+            f"{self.settings.settle_seconds:g} s later ({last}); nothing was submitted: run {run_id} never "
+            "runs (if its write reaches Redis late, the reconciler cancels it unrun)"
+        ) from last
 
     def _confirm(self, run_id: str) -> None:
         """The roots' messages are out: tell the tracker (the run is no longer unconfirmed), in the same

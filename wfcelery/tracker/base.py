@@ -37,8 +37,11 @@ class TrackerBase:
         )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
-    def _run_script(self, name: str, run_id: str, args: Sequence[Any], extra_keys: Sequence[str] = ()) -> Any:
-        with converted_errors(f"record {name} of run {run_id}"):
+    def _run_script(
+        self, name: str, run_id: str, args: Sequence[Any], extra_keys: Sequence[str] = (), what: str = ""
+    ) -> Any:
+        """Run script ``name`` on the run's keys (and ``extra_keys``); ``what`` names it in errors."""
+        with converted_errors(what or f"record {name} of run {run_id}"):
             keys = [*self.keys.run_keys(run_id), *extra_keys]
             return self.scripts[name](keys=keys, args=list(args))
 

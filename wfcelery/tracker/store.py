@@ -94,16 +94,18 @@ class Tracker(Reads, Fleet, Access):
                 pipe.zadd(k.index, {run_id: record["created"]})
                 pipe.sadd(k.live, run_id)
                 plan_created = bool(pipe.execute()[0])
-            out = CreateOutcome.from_reply(self._run_script("create", run_id, args, [k.void(run_id)]))
+            reply = self._run_script("create", run_id, args, [k.void(run_id)], f"create run {run_id}")
+            out = CreateOutcome.from_reply(reply)
             return replace(out, plan_created=plan_created)
         extra = [k.void(run_id), k.plan(plan_digest), k.index, k.live]
-        reply = self._run_script("create", run_id, [*args, plan_blob, ttl * 2], extra)
+        reply = self._run_script("create", run_id, [*args, plan_blob, ttl * 2], extra, f"create run {run_id}")
         return CreateOutcome.from_reply(reply)
 
     def settle_run(self, run_id: str) -> CreateResult:
         """After a :meth:`create_run` that got no answer: EXISTS (it was written: publish its roots, then
         :meth:`confirm_run`) or VOID (it was not, and its tombstone now makes sure it never will be)."""
-        reply = self._run_script("settle", run_id, [self.settings.run_ttl], [self.keys.void(run_id)])
+        what = f"settle the creation of run {run_id}"
+        reply = self._run_script("settle", run_id, [self.settings.run_ttl], [self.keys.void(run_id)], what)
         return CreateResult(reply)
 
     def confirm_run(
