@@ -85,6 +85,9 @@ class SentinelGroup:
         self.first_master = master
         self._server(master)
         self._server(replica, "--replicaof", "127.0.0.1", str(master))
+        # the sentinel learns of replicas from the master's INFO, every 10 s once it runs: start it once
+        # the replica is linked, so that its first INFO lists it (a failover before would find no replica)
+        _wait(lambda: self.node(replica).info("replication").get("master_link_status") == "up", "replication")
         conf = os.path.join(self.dir, "sentinel.conf")
         with open(conf, "w") as f:  # the sentinel rewrites its configuration: a file of its own
             f.write(
@@ -97,21 +100,12 @@ class SentinelGroup:
         self.sentinel = subprocess.Popen(
             [self.binary, conf, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        _wait(lambda: self.node(replica).info("replication").get("master_link_status") == "up", "replication")
-        # the sentinel learns of the replica from the master's INFO (every 10 s at first): a failover
-        # before that would find no replica to promote
         _wait(lambda: self.client().discover_slaves(MASTER_NAME), "the sentinel to see the replica", 30)
         return self
 
     def replica_ports(self) -> list[int]:
         master = self.master_port()
         return [p for p, proc in self.servers.items() if p != master and proc.poll() is None]
-
-    def in_sync(self) -> bool:
-        """Every live replica has every write the master acknowledged (same replication offset)."""
-        master = self.node(self.master_port()).info("replication")
-        offsets = [self.node(p).info("replication").get("slave_repl_offset") for p in self.replica_ports()]
-        return bool(offsets) and all(o == master.get("master_repl_offset") for o in offsets)
 
     def freeze(self, port: int) -> None:
         os.kill(self.servers[port].pid, signal.SIGSTOP)

@@ -21,7 +21,7 @@ from tests.helpers import DIAMOND_RESULTS, diamond, in_thread_worker, rabbitmq_u
 from tests.proj import make_app
 from tests.sentinel import SentinelGroup
 from wfcelery import NodeStatus, RunStatus, Workflow
-from wfcelery.cli.doctor import diagnose
+from wfcelery.cli.doctor import diagnose, replication_finding
 from wfcelery.tracker.connection import is_sentinel
 from wfcelery.worker.reconciler import Reconciler
 
@@ -78,7 +78,7 @@ def test_tracker_behind_sentinel_runs_workflows_for_every_part(
     for port in sentinel.replica_ports():
         sentinel.servers[port].kill()
         sentinel.servers[port].wait(10)
-    found = {f.check: f for f in diagnose(engine)}["replication"]
+    found = replication_finding(engine)
     assert found.ok is False
     assert "nothing to fail over to" in found.message
     assert "replica" in found.fix

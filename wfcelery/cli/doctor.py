@@ -67,7 +67,7 @@ def diagnose(engine: Engine, definitions: Sequence[Workflow] = ()) -> list[Findi
     findings = [_eager(app), _serializer(app), _tracker(engine), _broker(app)]
     reachable = findings[2].ok is not None and findings[3].ok is not None
     if findings[2].ok is not None:
-        findings.append(_replication(engine))
+        findings.append(replication_finding(engine))
     plans = [compile_workflow(wf, settings.routes) for wf in definitions]
     if findings[2].ok is not None:
         plans += _live_plans(engine)
@@ -132,7 +132,7 @@ def _tracker(engine: Engine) -> Finding:
     return Finding("tracker", True, f"tracker Redis {_safe_url(url)} reachable, eviction policy safe")
 
 
-def _replication(engine: Engine) -> Finding:
+def replication_finding(engine: Engine) -> Finding:
     """The tracker's Redis topology: its role, its replicas and how far each lags. Behind Sentinel a master
     with no replica (nothing to fail over to) or a lagging one is a problem; a single Redis is reported."""
     settings = engine.settings
