@@ -113,28 +113,23 @@ def test_an_unconfirmed_run_is_never_resent_and_is_cancelled_past_its_deadline(
     app: Celery, engine: Any, r: redis.Redis
 ) -> None:
     """A run written by a submit that then gave up (nothing published): its roots stay QUEUED past
-    wfcelery_queued_timeout, yet no sweep re-sends them; past its deadline it is CANCELLED, every node
-    REVOKED saying why, and nothing of it ever ran."""
+    wfcelery_queued_timeout, yet no sweep re-sends them (a re-sent message would wait in the broker's
+    queue: no worker runs here); past its deadline it is CANCELLED, every node REVOKED saying why."""
     run_id, _ = write_run(engine, unconfirmed_s=2)
     rec = Reconciler(app._wfcelery_worker, hostname="test-sweep", patient=False)
     written = time.monotonic()
-    with in_thread_worker(app):
-        assert rec.sweep() == []
-        time.sleep(0.3)  # past wfcelery_queued_timeout, as seen by this reconciler
-        assert rec.sweep() == []  # a confirmed run's root would be re-sent now
-        repairs = wait_for(rec.sweep, timeout=20, interval=0.2, message="the unconfirmed run cancelled")
-        assert time.monotonic() - written >= 1.5
-        assert repairs == [
-            Repair(run_id, None, "cancelled", "its submit never completed, and it never started")
-        ]
-        run = engine.run(run_id)
-        state = run.state()
-        assert state.status is RunStatus.CANCELLED
-        assert {n.status for n in state.nodes.values()} == {NodeStatus.REVOKED}
-        assert state.nodes["n0"].error["type"] == "SubmitNotConfirmed"
-        assert rec.sweep() == []
-    assert counts(r, app, run_id) == {}
-    assert r.rpop(app.conf.task_default_queue) is None  # nothing was ever sent
+    assert rec.sweep() == []
+    time.sleep(0.3)  # past wfcelery_queued_timeout, as seen by this reconciler
+    assert rec.sweep() == []  # a confirmed run's root would be re-sent now
+    repairs = wait_for(rec.sweep, timeout=20, interval=0.2, message="the unconfirmed run cancelled")
+    assert time.monotonic() - written >= 1.5
+    assert repairs == [Repair(run_id, None, "cancelled", "its submit never completed, and it never started")]
+    state = engine.run(run_id).state()
+    assert state.status is RunStatus.CANCELLED
+    assert {n.status for n in state.nodes.values()} == {NodeStatus.REVOKED}
+    assert state.nodes["n0"].error["type"] == "SubmitNotConfirmed"
+    assert rec.sweep() == []
+    assert r.llen(app.conf.task_default_queue) == 0  # nothing was ever sent
 
 
 # -- a hung tracker during submit --------------------------------------------------------------------------
@@ -226,3 +221,31 @@ def test_submit_against_a_hung_tracker_returns_a_run_that_succeeds_or_nothing_ev
         assert not illegal_transitions(tracker.get(keys.events(run_id)) or "")
     if frozen_for is None:
         assert raised is not None
+
+
+@pytest.mark.parametrize("fault", ["connection refused", "out of memory"])
+def test_a_refused_write_raises_at_once_with_nothing_to_settle(
+    fault: str, hung_app: Any, faulty_redis: FaultyRedis, r: redis.Redis
+) -> None:
+    """A write Redis refused (OOM under noeviction) or never received (the connection was refused) cannot
+    land later: submit says nothing was submitted at once, without settling it, and writes nothing."""
+    app = hung_app(settle=30.0)
+    engine = app._wfcelery_engine
+    tracker = redis.Redis.from_url(app.conf.wfcelery_redis_url, decode_responses=True)
+    tracker.config_set("maxmemory-policy", "noeviction")
+    before = set(tracker.keys("*"))
+    if fault == "connection refused":
+        faulty_redis.shutdown()
+    else:
+        tracker.config_set("maxmemory", 1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TrackerUnavailable, match="nothing was submitted"):
+            engine.submit(chain())
+        assert time.monotonic() - started < 5  # not the 30 s a write that may land is settled for
+    finally:
+        if fault == "out of memory":
+            tracker.config_set("maxmemory", 0)
+    if fault == "connection refused":
+        faulty_redis.start()
+    assert set(tracker.keys("*")) == before

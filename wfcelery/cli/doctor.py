@@ -133,8 +133,7 @@ def _tracker(engine: Engine) -> Finding:
 
 
 def replication_finding(engine: Engine) -> Finding:
-    """The tracker's Redis topology: its role, its replicas and how far each lags. Behind Sentinel a master
-    with no replica (nothing to fail over to) or a lagging one is a problem; a single Redis is reported."""
+    """The tracker's Redis topology (``INFO replication``), judged by :func:`judge_replication`."""
     settings = engine.settings
     if settings.redis_cluster:
         return Finding("replication", True, "Redis Cluster: each master's replicas are the cluster's own")
@@ -142,22 +141,28 @@ def replication_finding(engine: Engine) -> Finding:
         topo = topology(engine.tracker.client)
     except Exception as e:
         return Finding("replication", None, f"cannot read INFO replication: {type(e).__name__}: {e}")
+    return judge_replication(topo, is_sentinel(settings.redis_url))
+
+
+def judge_replication(topo: Mapping[str, Any], sentinel: bool) -> Finding:
+    """Judge a :func:`~wfcelery.tracker.connection.topology`: a replica as the tracker, a replica offline or
+    :data:`MAX_REPLICA_LAG` seconds behind, and (behind Sentinel) a master with no replica to fail over to
+    are problems; a single Redis with no replica is reported as such."""
     replicas = topo["replicas"]
     listed = ", ".join(f"{r['address']} {r['state']} lag {r['lag']} s" for r in replicas) or "none"
     summary = f"tracker Redis role {topo['role']}, replicas: {listed}"
-    sentinel = is_sentinel(settings.redis_url)
     if topo["role"] != "master":
         fix = "point wfcelery_redis_url at the master (or at the sentinels, sentinel://...)"
         return Finding("replication", False, f"{summary}: a replica refuses the tracker's writes", fix)
-    lagging = [r for r in replicas if r["state"] != "online" or int(r["lag"] or 0) >= MAX_REPLICA_LAG]
     if sentinel and not replicas:
-        fix = "add a replica (replicaof) that the sentinels can promote (docs: ha.md)"
+        fix = "add a replica (replicaof) the sentinels can promote (docs: Reliability, Redis Sentinel)"
         return Finding("replication", False, f"{summary}: behind Sentinel with nothing to fail over to", fix)
+    lagging = [r for r in replicas if r["state"] != "online" or int(r["lag"] or 0) >= MAX_REPLICA_LAG]
     if lagging:
         fix = "check the replicas' links and load: a failover now loses the writes they have not received"
         return Finding("replication", False, f"{summary}: {len(lagging)} replica(s) behind", fix)
     if not replicas:
-        summary += " (a single Redis: fine for development; for failover, see docs/ha.md)"
+        summary += " (a single Redis: fine for development; for failover, docs: Reliability, Redis Sentinel)"
     return Finding("replication", True, summary)
 
 

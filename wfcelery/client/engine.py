@@ -37,6 +37,7 @@ from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
 from wfcelery.tracker.access import AuditEntry, Role, TokenInfo
+from wfcelery.tracker.base import never_executed
 from wfcelery.tracker.outcomes import CreateResult
 from wfcelery.tracker.records import new_run
 from wfcelery.tracker.states import RunStatus
@@ -174,6 +175,8 @@ class Engine(Control):
                 run_id, record, plan.roots, plan.digest, plan.blob, self.settings.unconfirmed_bound
             )
         except TrackerUnavailable as e:
+            if never_executed(e.__cause__):  # refused or never sent: nothing to settle
+                raise TrackerUnavailable(f"could not submit: {e}; nothing was submitted") from e
             self._settle(run_id, e)
             return False  # written by a delivery whose answer was lost: the plan's creator is unknown
         if out.result is CreateResult.VOID:  # only a settle writes the tombstone, and only after a failure

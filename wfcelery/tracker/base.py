@@ -12,7 +12,14 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
+from redis.sentinel import MasterNotFoundError
 
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.settings import Settings
@@ -102,6 +109,19 @@ def try_later(error: BaseException) -> bool:
     # BUSY, MISCONF...: no class of their own (redis-py < 6 has no status_code: the code starts the text)
     code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
     return code in TRY_LATER_CODES or _IN_SCRIPT.search(str(error)) is not None
+
+
+def never_executed(error: BaseException | None) -> bool:
+    """True for a redis-py error that proves the command did not run and never will: the server refused
+    it ("try later" replies: it answered, and did not execute it), the connection was refused (the command
+    was never sent), or the sentinels know no master. A timeout, or a connection lost after sending, proves
+    nothing: the command may have run, or may still run when the server wakes. The tracker's client sends
+    each command once (redis-py retries nothing by default)."""
+    if isinstance(error, redis.ResponseError):
+        return try_later(error)
+    if isinstance(error, BusyLoadingError | MasterNotFoundError):  # LOADING is a "connection" error here
+        return True
+    return isinstance(error, redis.ConnectionError) and isinstance(error.__cause__, ConnectionRefusedError)
 
 
 @contextmanager
