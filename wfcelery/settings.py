@@ -121,8 +121,10 @@ class Settings:
     #: Inline continuation: how many released single children in a row a worker may run itself, right
     #: after their parent, without a broker round trip (0: off; docs: running and control).
     inline_depth: int = 0
-    #: ``wfcelery_submit_settle``: seconds a submit settles a write that got no answer (None: three
-    #: ``redis_timeout``); see :attr:`settle_seconds`.
+    #: Seconds a submit whose write got no answer (a hung Redis may still execute it) keeps asking the
+    #: tracker what became of it: written -> the run starts and is returned; not -> a tombstone keeps it
+    #: from landing and the submit says nothing was submitted (docs: Reliability). None: three
+    #: ``wfcelery_redis_timeout``.
     submit_settle: float | None = None
 
     @property
