@@ -176,7 +176,7 @@ def test_failover_that_loses_the_last_writes_mid_run_ends_every_run(
 
         _wait(lambda: sum(done(run.id) for run in runs) >= 8, 30, "8 nodes done")
         durable = {run.id: _succeeded(run) for run in runs}  # read before WAIT: on the replica after it
-        assert master.execute_command("WAIT", 1, 2000) == 1
+        assert master.execute_command("WAIT", 1, 10_000) == 1
         replica = sentinel.replica_ports()[0]
         sentinel.cut_off(replica)
         try:
