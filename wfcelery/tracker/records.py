@@ -4,7 +4,8 @@ The key layout on the design page of the docs lists every key and points here fo
 values; ``lua/_common.lua`` reads and writes the same node records, event lines and run-record fields.
 
 * **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`
-  (the fields written at submit); Lua adds the counters and times it keeps.
+  (the fields written at submit; create.lua adds :data:`UNCONFIRMED_FIELD`); Lua adds the counters and
+  times it keeps.
 * **node record** (``:nodes`` HASH value): ``status|epoch|attempts|started_ms|finished_ms|worker no.``
   and, once a retry of the run gave the node its retries again, ``|<attempts before it>`` --
   :class:`NodeRecord`.
@@ -69,6 +70,19 @@ MAP_FIELD_PREFIX = "m:"
 #: Prefix of the run-record fields where a worker marks a node's message it dropped: ``u:<node>`` ->
 #: :class:`DroppedMark`.
 DROPPED_FIELD_PREFIX = "u:"
+#: Run-record field of a run its submit has not confirmed yet (create.lua writes it, the client deletes it
+#: once the roots' messages are out): the Redis time (ms) after which the reconciler cancels the run if it
+#: never started.
+UNCONFIRMED_FIELD = "unconfirmed"
+
+
+def unconfirmed_error() -> dict[str, str]:
+    """The error every node of a run cancelled as unconfirmed carries (repair.lua 'void')."""
+    message = (
+        "cancelled unrun: its submit never completed (the client gave up waiting for the tracker's Redis "
+        "and said nothing was submitted, or could not confirm that the run's first messages were sent)"
+    )
+    return {"type": "SubmitNotConfirmed", "message": message, "traceback": ""}
 
 
 def remaining_field(epoch: int) -> str:
@@ -159,6 +173,9 @@ class RunRecord:
     executor: Executor = Executor.COUNTERS
     #: Instances the run's mapped nodes expanded to so far (run-record fields ``m:<node>``; not in ``total``).
     instances: int = 0
+    #: Set while the submit has not confirmed the run (:data:`UNCONFIRMED_FIELD`): the Redis time (ms)
+    #: after which the reconciler cancels it if it never started.
+    unconfirmed_ms: int | None = None
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -182,6 +199,7 @@ class RunRecord:
             },
             executor=Executor(h.get("executor") or Executor.COUNTERS.value),
             instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
+            unconfirmed_ms=_ms(h.get(UNCONFIRMED_FIELD)),
         )
 
 

@@ -22,7 +22,10 @@ every live run every few seconds. A sweep reads every live run (``<prefix>:live`
   another worker took it meanwhile;
 * a node QUEUED whose message the broker shows is nowhere (``wfcelery_lost_message_after``), or QUEUED at
   the same epoch for ``wfcelery_queued_timeout`` seconds, is re-published under a new epoch (queued.py);
-* a RUNNING run whose nodes are all terminal ends.
+* a RUNNING run whose nodes are all terminal ends;
+* a run its submit never confirmed (the client gave up on a write that landed late) and that never
+  started is never re-sent, and is cancelled once its deadline (``Settings.unconfirmed_bound`` after it
+  was written) has passed.
 
 Judging a worker gone needs care after a tracker outage, when every beat is old: heartbeat.py's
 :class:`~wfcelery.worker.heartbeat.Liveness` judges only while this reconciler's own Redis calls have
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
 from wfcelery.tracker.outcomes import FailMode, RepairAction
-from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
+from wfcelery.tracker.records import DroppedMark, NodeRecord, RunRecord, WorkerBeat
 from wfcelery.tracker.states import NodeStatus
 from wfcelery.worker.heartbeat import HEARTBEAT_BEATS, Liveness
 from wfcelery.worker.queued import QueuedChecks, node_name
@@ -59,7 +62,7 @@ logger = logging.getLogger("wfcelery.reconciler")
 
 @dataclass(frozen=True)
 class Repair:
-    """One thing a sweep did: ``action`` is requeued, failed, revoked or finished."""
+    """One thing a sweep did: ``action`` is requeued, failed, revoked, finished or cancelled."""
 
     run_id: str
     node: str | None
@@ -213,6 +216,8 @@ class Reconciler:
 
     def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
         record, nodes, _ = self.tracker.read_run(run_id)
+        if record.unconfirmed_ms is not None and record.started_ms is None and not record.status.finished:
+            return self._unconfirmed(run_id, record, now_ms)
         running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
         if record.status.finished and not running:
             ended.append(run_id)
@@ -267,6 +272,17 @@ class Reconciler:
                 self.side.ended(plan, run_id, out.finish)
                 repairs.append(Repair(run_id, None, "finished", f"every node was done: {out.finish.status}"))
         return repairs
+
+    def _unconfirmed(self, run_id: str, record: RunRecord, now_ms: int) -> list[Repair]:
+        """A run whose submit has not confirmed it and that never started: its client may have told its
+        caller nothing was submitted, so nothing of it is ever re-sent; past its deadline it is cancelled."""
+        if record.unconfirmed_ms is None or now_ms < record.unconfirmed_ms:
+            return []
+        out = self.tracker.void_run(run_id)
+        if out.finish is None:
+            return []
+        self.side.ended(self.side.plans.get(record.plan), run_id, out.finish)
+        return [Repair(run_id, None, "cancelled", "its submit never completed, and it never started")]
 
     def _not_running(self, host: str, beat: WorkerBeat, tid: str, running_ms: int) -> str | None:
         """Why a node RUNNING on a live worker is not running there (its pool process died and Celery's
