@@ -36,11 +36,14 @@ class RunSummary:
     finished_at: float | None
     total: int
     done: int
+    run_key: str | None = None
 
     @classmethod
     def of(cls, run_id: str, r: RunRecord) -> RunSummary:
         """The summary of a stored run record (times in seconds, as ``time.time()``)."""
-        return cls(run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done)
+        return cls(
+            run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done, r.run_key
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one ``wfcelery list --json`` entry."""
@@ -52,15 +55,18 @@ class RunSummary:
             "finished_at": self.finished_at,
             "total": self.total,
             "done": self.done,
+            "run_key": self.run_key,
         }
 
 
 class Run:
     """A handle on one workflow run. Cheap to create; every method asks Redis."""
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    def __init__(self, engine: Engine, run_id: str, created: bool = True) -> None:
         self.engine = engine
         self.id = run_id
+        #: False when ``submit(run_key=...)`` returned the run that already held the key.
+        self.created = created
         #: Warnings from submit: nodes whose queue no live worker consumed at that moment.
         self.warnings: list[str] = []
 
@@ -283,4 +289,5 @@ def build_state(
         params=record.params,
         nodes=states,
         executor=record.executor,
+        run_key=record.run_key,
     )

@@ -23,7 +23,8 @@ from wfcelery.definition.checks import (
 )
 from wfcelery.definition.limits import DEPTH_CEILING, Limits, check_depth, json_size
 from wfcelery.definition.node import Node, check_dynamic, node_name
-from wfcelery.definition.params import collect_placeholders, substitute
+from wfcelery.definition.params import BUILTIN_PARAMS, collect_placeholders, substitute
+from wfcelery.definition.schedule import ScheduleSpec
 from wfcelery.definition.rules import condition_params
 from wfcelery.errors import (
     CycleError,
@@ -32,6 +33,7 @@ from wfcelery.errors import (
     ParamError,
     SchemaError,
     UnknownParentError,
+    ScheduleError,
     UnknownTaskError,
 )
 
@@ -62,7 +64,9 @@ NODE_KEYS = frozenset(
 #: Keys ``defaults`` may set for every node (a map source or a condition belongs to one node).
 DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after", "map", "when"}
 #: Top-level keys of a definition.
-WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params", "executor"})
+WORKFLOW_KEYS = frozenset(
+    {"name", "on_failure", "defaults", "tasks", "stages", "params", "executor", "schedule"}
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
@@ -92,6 +96,7 @@ class Workflow:
         defaults: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         executor: str | None = None,
+        schedule: ScheduleSpec | None = None,
     ) -> None:
         if on_failure not in FAILURE_POLICIES:
             raise SchemaError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, not {on_failure!r}")
@@ -104,6 +109,8 @@ class Workflow:
         self.params: dict[str, Any] = dict(params or {})
         check_depth(self.params, DEPTH_CEILING, f"workflow {name!r}", "params")
         self.nodes: dict[str, Node] = {}
+        #: A definition file's top-level ``schedule:`` (the ``wfcelery_definitions`` folder schedules it).
+        self.schedule = schedule
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} nodes={len(self.nodes)}>"
@@ -279,7 +286,7 @@ class Workflow:
             LimitError: params, or a node's args and kwargs with them, over ``limits``.
         """
         given = dict(params or {})
-        unknown = sorted(given.keys() - self.param_names(), key=str)
+        unknown = sorted(given.keys() - self.param_names() - BUILTIN_PARAMS, key=str)
         if unknown:
             known = ", ".join(sorted(self.param_names())) or "none"
             raise ParamError(
@@ -332,6 +339,8 @@ class Workflow:
             d["params"] = dict(self.params)
         if self.executor:
             d["executor"] = self.executor
+        if self.schedule is not None:
+            d["schedule"] = self.schedule.to_dict()
         return d
 
     @classmethod
@@ -349,6 +358,7 @@ class Workflow:
             defaults=as_mapping(data.get("defaults"), f"{source}: defaults"),
             params=as_mapping(data.get("params"), f"{source}: params"),
             executor=check_executor(data.get("executor"), f"{source}: executor"),
+            schedule=_schedule(data.get("schedule"), source),
         )
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):
@@ -375,6 +385,16 @@ class Workflow:
                 raise SchemaError(f"{source}: 'stages' must be a list of lists of task names")
             wf.stages(*stages)
         return wf
+
+
+def _schedule(data: Any, source: str) -> ScheduleSpec | None:
+    if data is None:
+        return None
+    try:
+        return ScheduleSpec.from_dict(data)
+    except ScheduleError as e:
+        field = e.field if e.field.startswith("schedule") else f"schedule.{e.field}"
+        raise ScheduleError(field, e.detail, where=source) from None
 
 
 # -- dynamic options: map, max_map, when, trigger (their meaning lives in rules.py) ----------------------

@@ -7,6 +7,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+#: Param of a keyed run: its run key (``submit(run_key=...)``), usable as ``${run_key}``.
+RUN_KEY_PARAM = "run_key"
+#: Param of a schedule's run: the slot it fires for, ISO 8601 UTC (``2026-12-06T02:00:00Z``).
+SCHEDULED_AT_PARAM = "scheduled_at"
+#: Params every workflow accepts without declaring them; wfcelery sets them where they apply.
+BUILTIN_PARAMS = frozenset({RUN_KEY_PARAM, SCHEDULED_AT_PARAM})
+
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 
 

@@ -64,12 +64,15 @@ class TrackerBase:
 
 
 _SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
+#: Scripts that are not per-run (their own KEYS, no ``_common.lua``): a run key, a keyed run's creation.
+_STANDALONE = ("runkey", "create_keyed")
 
 
 def _load_sources() -> dict[str, str]:
     lua = resources.files("wfcelery.tracker") / "lua"
     common = (lua / "_common.lua").read_text()
-    return {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+    sources = {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+    return {**sources, **{name: (lua / f"{name}.lua").read_text() for name in _STANDALONE}}
 
 
 _SOURCES = _load_sources()

@@ -171,6 +171,8 @@ class RunState:
     idle_queues: tuple[str, ...] = ()
     #: How the run is executed: "counters" or "canvas" (README "Executors").
     executor: str = "counters"
+    #: The run's key (``submit(run_key=...)``; a schedule's runs: ``schedule:<name>:<slot>``), if any.
+    run_key: str | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -193,6 +195,7 @@ class RunState:
             "status": self.status.value,
             "policy": self.policy,
             "executor": self.executor,
+            "run_key": self.run_key,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,

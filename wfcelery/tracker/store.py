@@ -26,6 +26,7 @@ from wfcelery.tracker.outcomes import (
     SucceedOutcome,
 )
 from wfcelery.tracker.reads import Reads
+from wfcelery.tracker.runkeys import RunKeys
 from wfcelery.tracker.records import (
     Event,
     NodeRecord,
@@ -34,7 +35,7 @@ from wfcelery.tracker.records import (
 )
 
 
-class Tracker(Reads, Fleet):
+class Tracker(Reads, Fleet, RunKeys):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------
@@ -208,8 +209,9 @@ class Tracker(Reads, Fleet):
                 pipe.hget(self.keys.run(other), "plan")
             return digest in pipe.execute()
 
-    def delete_run(self, run_id: str, plan_digest: str | None = None) -> None:
-        """Delete every key of the run and its entries in the index, the gate and the live set.
+    def delete_run(self, run_id: str, plan_digest: str | None = None, run_key: str | None = None) -> None:
+        """Delete every key of the run and its entries in the index, the gate and the live set; and its
+        ``run_key``, if the run still holds it.
 
         ``plan_digest``: also delete that plan. Only a submit whose publish failed passes it, and only
         when its own :meth:`create_run` created the plan: other runs of the definition share the key."""
@@ -222,6 +224,8 @@ class Tracker(Reads, Fleet):
             if plan_digest is not None:
                 pipe.delete(self.keys.plan(plan_digest))
             pipe.execute()
+        if run_key is not None:  # after the run: a key left behind names a gone run, which is taken over
+            self.release_key(run_key, run_id)
 
     # -- worker gate ------------------------------------------------------------------------------------
 

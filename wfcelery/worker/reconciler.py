@@ -21,7 +21,9 @@ live run every few seconds. A sweep reads every live run (``<prefix>:live``) and
   another worker took it meanwhile;
 * a node QUEUED at the same epoch for ``wfcelery_queued_timeout`` seconds is re-published under a new epoch,
   once per epoch (its message may be lost; a node merely waiting in a backlog goes to the back once);
-* a RUNNING run whose nodes are all terminal ends.
+* a RUNNING run whose nodes are all terminal ends;
+* a keyed run's key gets its full TTL again (a run may live longer than ``wfcelery_run_ttl``; a worker
+  that ended a run may have died before setting its key's TTL).
 
 Judging a worker gone needs care after a tracker outage: every heartbeat may have expired while Redis was
 away. The in-worker reconciler therefore only acts on a heartbeat it has itself seen missing for a whole
@@ -240,6 +242,8 @@ class Reconciler:
 
     def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
         record, nodes, _ = self.tracker.read_run(run_id)
+        if record.run_key:  # the key lives as long as its run: past a run TTL while it runs, and once ended
+            self.tracker.keep_key(record.run_key, run_id)
         running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
         if record.status.finished and not running:
             ended.append(run_id)
