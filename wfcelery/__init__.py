@@ -42,6 +42,7 @@ from wfcelery.errors import (
     WfCeleryError,
 )
 from wfcelery.install import install
+from wfcelery.ops.store import ScheduleInfo
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
 __version__ = "0.1.0"
@@ -70,6 +71,7 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "ScheduleError",
+    "ScheduleInfo",
     "ScheduleNotFound",
     "SchemaError",
     "TrackerError",

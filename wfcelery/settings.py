@@ -63,6 +63,14 @@ DEFAULT_QUARANTINE_AFTER = 3
 #: once (no livelock). 30 minutes: a lost message (a worker died between recording a release and publishing
 #: it) stalls its run for at most that long.
 DEFAULT_QUEUED_TIMEOUT = 1800.0
+#: Most missed slots a ``catchup=True`` schedule fires after downtime (the latest ones); ``catchup=False``
+#: fires the latest missed slot only.
+DEFAULT_SCHEDULE_CATCHUP = 100
+#: Seconds between two scans of the ``wfcelery_definitions`` folder for files with a ``schedule:``: an
+#: edited or deleted file changes or removes its schedule within this delay.
+DEFAULT_SCHEDULE_SCAN = 30.0
+#: Most slots one backfill may fire.
+DEFAULT_BACKFILL_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,12 @@ class Settings:
     #: Inline continuation: how many released single children in a row a worker may run itself, right
     #: after their parent, without a broker round trip (0: off; README "Inline continuation").
     inline_depth: int = 0
+    #: ``wfcelery_scheduler``: the elected scheduler loop runs inside the workers (False: only
+    #: ``wfcelery scheduler`` fires schedules).
+    scheduler: bool = True
+    schedule_catchup: int = DEFAULT_SCHEDULE_CATCHUP
+    schedule_scan: float = DEFAULT_SCHEDULE_SCAN
+    backfill_max: int = DEFAULT_BACKFILL_MAX
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -138,6 +152,10 @@ class Settings:
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
+            scheduler=bool(conf.get("wfcelery_scheduler", True)),
+            schedule_catchup=_count(conf, "wfcelery_schedule_catchup", DEFAULT_SCHEDULE_CATCHUP),
+            schedule_scan=_number(conf, "wfcelery_schedule_scan", DEFAULT_SCHEDULE_SCAN),
+            backfill_max=_count(conf, "wfcelery_backfill_max", DEFAULT_BACKFILL_MAX),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -157,10 +175,10 @@ def _number(conf: Any, key: str, default: float) -> float:
     return float(value)
 
 
-def _count(conf: Any, key: str) -> int:
+def _count(conf: Any, key: str, default: int = 0) -> int:
     value = conf.get(key)
     if value is None:
-        return 0
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigurationError(f"{key} must be a whole number >= 0, got {value!r}")
     return value

@@ -92,7 +92,7 @@ def test_retry_failed_retries_the_same_run_and_uses_a_live_or_succeeded_one(app,
         with pytest.raises(wfcelery.RunFailed):
             first.wait(timeout=30)
         retried = engine.submit(wf, run_key="k3", on_conflict="retry_failed")
-        assert retried.id == first.id and not retried.created
+        assert (retried.id, retried.created) == (first.id, False)
         assert retried.wait(timeout=30) == {"f": 2}
         # SUCCEEDED now: retry_failed uses it, runs nothing again
         same = engine.submit(wf, run_key="k3", on_conflict="retry_failed")
@@ -121,7 +121,8 @@ def test_cleanup_deletes_the_key_with_its_run_and_the_key_is_free_again(app, eng
     first.cleanup()
     assert not r.exists(keys.run_key("k5"))
     second = engine.submit(small(), run_key="k5")
-    assert second.created and second.id != first.id
+    assert second.created
+    assert second.id != first.id
 
 
 def test_a_claim_whose_run_was_never_created_is_taken_over_once_old(app, engine, r):
@@ -132,7 +133,8 @@ def test_a_claim_whose_run_was_never_created_is_taken_over_once_old(app, engine,
     dead = RunKeyClaim("f" * 32, now - int(CLAIM_GRACE * 1000) - 1000)
     r.set(keys.run_key("k6"), dead.encode())
     run = engine.submit(small(), run_key="k6")
-    assert run.created and run.id != dead.run_id
+    assert run.created
+    assert run.id != dead.run_id
     assert RunKeyClaim.decode(r.get(keys.run_key("k6"))).run_id == run.id
 
     young = RunKeyClaim("e" * 32, engine.tracker.server_ms())

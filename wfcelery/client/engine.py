@@ -8,6 +8,7 @@ idempotent; a refusal raises :class:`ControlError` saying why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -19,6 +20,7 @@ from celery import Celery, signature
 
 from wfcelery.client.control import Control
 from wfcelery.client.run import Run
+from wfcelery.client.schedules import Schedules
 from wfcelery.definition.loader import load
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.definition.params import RUN_KEY_PARAM
@@ -42,7 +44,7 @@ from wfcelery.tracker.states import RunStatus
 logger = logging.getLogger("wfcelery.engine")
 
 
-class Engine(Control):
+class Engine(Schedules, Control):
     """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
 
     # -- submitting -------------------------------------------------------------------------------------
@@ -145,10 +147,8 @@ class Engine(Control):
         if policy is OnConflict.FAIL:
             raise RunKeyConflict(key, holder, status.value)
         if status in (RunStatus.FAILED, RunStatus.CANCELLED):
-            try:
+            with contextlib.suppress(ControlError):  # a concurrent submit of the key retried it: use it
                 self.retry(holder)
-            except ControlError:
-                pass  # retried by a concurrent submit of the same key meanwhile: use it
         return run
 
     def run_by_key(self, run_key: str) -> Run | None:

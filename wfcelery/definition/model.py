@@ -24,16 +24,16 @@ from wfcelery.definition.checks import (
 from wfcelery.definition.limits import DEPTH_CEILING, Limits, check_depth, json_size
 from wfcelery.definition.node import Node, check_dynamic, node_name
 from wfcelery.definition.params import BUILTIN_PARAMS, collect_placeholders, substitute
-from wfcelery.definition.schedule import ScheduleSpec
 from wfcelery.definition.rules import condition_params
+from wfcelery.definition.schedule import ScheduleSpec
 from wfcelery.errors import (
     CycleError,
     DuplicateNodeError,
     EmptyWorkflowError,
     ParamError,
+    ScheduleError,
     SchemaError,
     UnknownParentError,
-    ScheduleError,
     UnknownTaskError,
 )
 

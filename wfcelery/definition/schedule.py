@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,7 +94,9 @@ def parse_timezone(value: Any) -> ZoneInfo:
     try:
         return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError("timezone", f"unknown time zone {value!r} (an IANA name like 'Europe/Paris')") from None
+        raise ScheduleError(
+            "timezone", f"unknown time zone {value!r} (an IANA name like 'Europe/Paris')"
+        ) from None
 
 
 def parse_cron(value: Any) -> str:
@@ -183,16 +185,17 @@ class Timing:
     def _back(self, end_ms: int, count: int) -> int:
         """A time at or before the ``count``-th latest slot up to ``end_ms`` (croniter's backward walk only
         finds where to start; slots themselves always come from the forward walk, DST rules included)."""
+        assert self.cron is not None
         it = croniter(self.cron, self._local(end_ms + 1000))
         moment = end_ms
-        for _ in range(count):
+        for _ in range(count + 1):  # + 1: the walk starts a second late
             moment = int(it.get_prev(datetime).timestamp() * 1000)
         return moment - 3_600_000  # a DST hour of margin: the forward walk decides
 
     def _local(self, ms: int) -> datetime:
         return datetime.fromtimestamp(ms / 1000, UTC).astimezone(self.zone)
 
-    def _cron_from(self, ms: int) -> Any:
+    def _cron_from(self, ms: int) -> Iterator[int]:
         """Slots strictly after ``ms`` (a generator), the repeated hour of a fall-back day handled as the
         module docstring says."""
         assert self.cron is not None
@@ -264,4 +267,3 @@ def check_max_active(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ScheduleError("max_active_runs", f"must be a whole number >= 1 (or none), not {value!r}")
     return value
-

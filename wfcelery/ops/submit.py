@@ -42,13 +42,14 @@ def start_run(
     params: Mapping[str, Any],
     run_key: str | None = None,
     producer: Any = None,
+    now_ms: int | None = None,
 ) -> Started:
     """Create the run (``record``: ``records.new_run``) and publish its roots. ``finishes``: the run ended
     at once (every root skipped by its condition); the caller sends its callback (:func:`ended`)."""
     if run_key is None:
         created_plan = tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
     else:
-        holder, created_plan = create_keyed(tracker, run_key, run_id, record, plan)
+        holder, created_plan = create_keyed(tracker, run_key, run_id, record, plan, now_ms)
         if holder is not None:
             return Started(holder, False)
     try:

@@ -78,7 +78,9 @@ class Finish:
     def from_reply(cls, reply: Any) -> Finish | None:
         if not reply:
             return None
-        return cls(str(reply[0]), reply[1] or None, int(reply[2]), (reply[3] or None) if len(reply) > 3 else None)
+        return cls(
+            str(reply[0]), reply[1] or None, int(reply[2]), (reply[3] or None) if len(reply) > 3 else None
+        )
 
 
 @dataclass(frozen=True)

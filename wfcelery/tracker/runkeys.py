@@ -41,7 +41,9 @@ class RunKeys(TrackerBase):
             raws = mget_nonatomic(names) if mget_nonatomic is not None else self.client.mget(names)
         return [RunKeyClaim.decode(r) if r else None for r in raws]
 
-    def claim_key(self, key: str, claim: RunKeyClaim, expected: RunKeyClaim | None = None) -> RunKeyClaim | None:
+    def claim_key(
+        self, key: str, claim: RunKeyClaim, expected: RunKeyClaim | None = None
+    ) -> RunKeyClaim | None:
         """Write ``claim`` if the key is free (or still holds ``expected``: a takeover). Returns None when
         written, else the claim holding the key."""
         args = ["claim", claim.encode(), self.key_ttl_ms, expected.encode() if expected else ""]

@@ -26,13 +26,13 @@ from wfcelery.tracker.outcomes import (
     SucceedOutcome,
 )
 from wfcelery.tracker.reads import Reads
-from wfcelery.tracker.runkeys import RunKeys
 from wfcelery.tracker.records import (
     Event,
     NodeRecord,
     canvas_value,
     dropped_field,
 )
+from wfcelery.tracker.runkeys import RunKeys
 
 
 class Tracker(Reads, Fleet, RunKeys):
