@@ -4,7 +4,7 @@ Pure slot arithmetic (no Redis): the schedule store and the elected loop (``wfce
 ``Workflow.from_dict`` (a definition's top-level ``schedule:``) all parse a timing here, so a bad one is
 the same clear error everywhere, naming the field.
 
-* ``cron``: 5 fields (minute hour day month weekday) or 6, seconds last (``*/5 * * * * *``: every five
+* ``cron``: 5 fields (minute hour day month weekday) or 6, seconds last (``* * * * * */5``: every five
   seconds), as croniter reads them, evaluated in ``timezone`` (an IANA name, zoneinfo; default UTC).
 * ``every``: seconds (``90``) or a duration (``"15m"``, ``"1h"``, ``"30s"``, ``"1d"``, ``"1h30m"``). Slots
   sit on a fixed grid aligned on the Unix epoch: every multiple of N seconds, whatever the time a loop
