@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -37,7 +38,7 @@ def created_by_slot(engine: Any, name: str) -> dict[int, float]:
 
 
 def contiguous(slots: list[int], step_ms: int = 1000) -> bool:
-    return all(b - a == step_ms for a, b in zip(slots, slots[1:], strict=False))
+    return all(b - a == step_ms for a, b in itertools.pairwise(slots))
 
 
 def test_one_second_schedule_on_two_workers_fires_each_slot_once_and_survives_a_sigkill(
@@ -99,7 +100,7 @@ def test_max_active_runs_never_lets_two_runs_of_a_schedule_live_at_once(app, eng
         wait_for(lambda: len(engine.runs(name="slow", status="succeeded")) >= 3, timeout=30)
         engine.pause_schedule("slow")
     runs = sorted(engine.runs(name="slow", limit=100), key=lambda s: s.created_at)
-    for before, after in zip(runs, runs[1:], strict=False):
+    for before, after in itertools.pairwise(runs):
         assert before.finished_at is not None
         assert after.created_at >= before.finished_at, "two runs of the schedule were live at once"
         assert after.created_at - before.finished_at < 1.5  # the waiting slot fires when the run ends
@@ -165,7 +166,9 @@ def test_a_definition_file_owns_its_schedule(make_test_app, tmp_path: Path):
     engine = wfcelery.install(app)
     engine.schedule("by-api", ticker("by-api"), cron="0 3 * * *")
     flow = folder / "nightly.yaml"
-    body = "name: nightly\ntasks:\n  - {name: a, task: proj.noop}\nschedule: {cron: '0 2 * * *', timezone: UTC}\n"
+    body = (
+        "name: nightly\ntasks: [{name: a, task: proj.noop}]\nschedule: {cron: '0 2 * * *', timezone: UTC}\n"
+    )
     flow.write_text(body)
 
     def schedule(name: str) -> Any:
@@ -174,7 +177,7 @@ def test_a_definition_file_owns_its_schedule(make_test_app, tmp_path: Path):
     with in_thread_worker(app):
         found = wait_for(lambda: schedule("nightly"), timeout=10, message="the file's schedule")
         assert (found.cron, found.source) == ("0 2 * * *", "file:nightly.yaml")
-        with pytest.raises(wfcelery.ScheduleError, match="definition file nightly.yaml"):
+        with pytest.raises(wfcelery.ScheduleError, match=r"definition file nightly\.yaml"):
             engine.schedule("nightly", ticker("nightly"), every=5)
         engine.pause_schedule("nightly")
         flow.write_text(body.replace("0 2 * * *", "30 4 * * *"))
