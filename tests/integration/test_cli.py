@@ -45,6 +45,7 @@ STATE_KEYS = {
     "nodes",
     "idle_queues",
     "executor",
+    "run_key",
 }
 NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
 
