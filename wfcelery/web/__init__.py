@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 
 from wfcelery import __version__
 from wfcelery.errors import ConfigurationError
+from wfcelery.web import schedules
 from wfcelery.web.api import errors, router
 from wfcelery.web.pages import pages
 from wfcelery.web.security import Guard
@@ -76,9 +77,10 @@ def create_app(
     app.state.read_only = read_only
     app.state.flower_url = (flower_url or settings.flower_url or "").rstrip("/") or None
     app.include_router(router)
+    app.include_router(schedules.router)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for exc, handler in errors.items():
+    for exc, handler in {**errors, **schedules.errors}.items():
         app.add_exception_handler(exc, handler)
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):

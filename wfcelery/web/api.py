@@ -143,11 +143,20 @@ class SubmitRequest(BaseModel):
     executor: Literal["counters", "canvas"] | None = Field(
         None, description="How the run is published (default: the definition's, else wfcelery_executor)"
     )
+    run_key: str | None = Field(
+        None,
+        max_length=512,
+        description="At most one run per key: a key already held answers 200 with its run",
+    )
+    on_conflict: Literal["use_existing", "fail", "retry_failed"] = Field(
+        "use_existing", description="A held run_key: return its run, 409, or retry it if it failed"
+    )
 
 
 class Submitted(BaseModel):
     id: str
     url: str
+    created: bool = True
 
 
 class RunPage(BaseModel):
@@ -190,14 +199,16 @@ def list_runs(
     "/runs",
     status_code=201,
     response_model=Submitted,
-    summary="Start a run",
+    summary="Start a run (201), or with a run_key already held, its run (200)",
     responses={
+        200: {"description": "The run_key is held: the run holding it", "model": Submitted},
+        409: {"description": "The run_key is held and on_conflict is fail"},
         404: {"description": "No definition of that name"},
         422: {"description": "Invalid definition or params (names the node or field)"},
         503: _ERRORS[503],
     },
 )
-def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, str]:
+def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, Any]:
     if (body.name is None) == (body.definition is None):
         raise DefinitionError("give exactly one of 'name' (a known definition) or 'definition'")
     workflow: Workflow | dict[str, Any]
@@ -209,9 +220,17 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
     else:
         assert body.definition is not None
         workflow = body.definition
-    run = engine.submit(workflow, params=body.params, executor=body.executor)
+    run = engine.submit(
+        workflow,
+        params=body.params,
+        executor=body.executor,
+        run_key=body.run_key,
+        on_conflict=body.on_conflict,
+    )
     response.headers["Location"] = f"/api/runs/{run.id}"
-    return {"id": run.id, "url": f"/api/runs/{run.id}"}
+    if not run.created:
+        response.status_code = 200
+    return {"id": run.id, "url": f"/api/runs/{run.id}", "created": run.created}
 
 
 @router.get(
