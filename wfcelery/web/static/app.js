@@ -395,6 +395,7 @@ async function runView(main, runId) {
       h("div", {}, h("span", {}, "Created"), clock(state.created_at)),
       h("div", {}, h("span", {}, "Duration"), duration(end - state.created_at)),
       h("div", {}, h("span", {}, "Failure policy"), state.policy),
+      ...(state.run_key ? [h("div", { id: "run-key" }, h("span", {}, "Run key"), h("code", {}, state.run_key))] : []),
       h("div", {}, h("span", {}, "Params"), h("code", {}, JSON.stringify(state.params))),
     );
     renderActions();
@@ -643,5 +644,6 @@ async function definitionView(main, name) {
   if ((m = path.match(/^\/runs\/([^/]+)\/?$/))) runView(main, decodeURIComponent(m[1]));
   else if (path.replace(/\/$/, "") === "/definitions") definitionsView(main);
   else if ((m = path.match(/^\/definitions\/([^/]+)\/?$/))) definitionView(main, decodeURIComponent(m[1]));
+  else if (path.replace(/\/$/, "") === "/schedules") return; // drawn by schedules.js
   else runsView(main);
 })();
