@@ -189,3 +189,28 @@ def test_a_definition_file_owns_its_schedule(make_test_app, tmp_path: Path):
         flow.unlink()
         wait_for(lambda: schedule("nightly") is None, timeout=10, message="the schedule goes with its file")
     assert [s.name for s in engine.schedules()] == ["by-api"]  # untouched by the scans
+
+
+def test_a_tick_fires_many_schedules_at_once_and_reuses_or_takes_over_their_keys(app, engine, r):
+    """The loop creates a tick's runs in one pipeline: a slot fired already keeps its run, a slot whose
+    key names a run that never came to be (its creator died) is taken over."""
+    from wfcelery.ops.runkeys import CLAIM_GRACE
+    from wfcelery.ops.scheduler import Scheduler
+    from wfcelery.ops.store import run_key_of
+    from wfcelery.tracker.records import RunKeyClaim
+
+    for i in range(5):
+        engine.schedule(f"m{i}", ticker("many"), every=1)
+    slot = int(engine.schedule_info("m0").next_at.timestamp() * 1000)
+    wait_for(lambda: engine.tracker.server_ms() >= slot, timeout=5)
+    old = engine.tracker.server_ms() - int(CLAIM_GRACE * 1000) - 1000
+    r.set(engine.tracker.keys.run_key(run_key_of("m1", slot)), RunKeyClaim("d" * 32, old).encode())
+    kept = engine.backfill("m2", slot / 1000, slot / 1000)[0].run_id
+    loop = Scheduler(engine.tracker, engine.dispatch, "test")
+    loop.tick()
+    fired = {s.name: engine.run_by_key(run_key_of(s.name, slot)) for s in engine.schedules()}
+    assert all(run is not None for run in fired.values())
+    assert fired["m2"].id == kept
+    assert fired["m1"].id != "d" * 32
+    assert len(engine.runs(name="many")) == 5
+    assert all(s.last_at is not None for s in engine.schedules())

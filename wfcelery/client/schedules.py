@@ -146,10 +146,10 @@ class Schedules(EngineBase):
 
     def schedule_info(self, name: str) -> ScheduleInfo:
         """One schedule. Raises :class:`ScheduleNotFound`."""
-        for info in self.schedules():
-            if info.name == name:
-                return info
-        raise ScheduleNotFound(name)
+        info = self.firer.store.info(name)
+        if info is None:
+            raise ScheduleNotFound(name)
+        return info
 
     def _stored(self, name: str) -> ScheduleRecord:
         record = self.firer.store.get(name)

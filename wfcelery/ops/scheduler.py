@@ -31,11 +31,11 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from wfcelery.errors import BrokerUnavailable, TrackerUnavailable, WfCeleryError
+from wfcelery.errors import BrokerUnavailable, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.ops.firing import Firer
 from wfcelery.ops.folder import scan_folder
-from wfcelery.ops.store import ScheduleRecord
+from wfcelery.ops.store import TRIM_EVERY, ScheduleRecord
 
 if TYPE_CHECKING:
     from wfcelery.tracker.store import Tracker
@@ -66,6 +66,7 @@ class Scheduler:
         self._blocked: dict[str, float] = {}
         self._records: dict[str, ScheduleRecord] = {}
         self._next_scan = 0.0
+        self._ticks = 0
         self._stop = threading.Event()
         #: Fires done by this loop: (slot ms, fired at ms, Redis clock): the benchmark's lag.
         self.fired: list[tuple[int, int]] | None = None
@@ -123,17 +124,30 @@ class Scheduler:
         now = self.tracker.server_ms()
         clock = time.monotonic()
         due = [(n, at) for n, at in self.store.due(now, BATCH) if self._blocked.get(n, 0.0) <= clock]
-        updates: list[tuple[str, int | None, list[int]]] = []
-        if due:
-            raws = self.store.raws([name for name, _ in due])
-            with self.firer.dispatch.app.producer_or_acquire() as producer:
-                for (name, next_ms), raw in zip(due, raws, strict=True):
-                    record = self._record(raw)
-                    if record is None or record.paused:
-                        self.store.forget_next(name)
-                        continue
-                    updates.append(self.fire_schedule(record, next_ms, now, producer))
-        self.store.settle(updates)
+        plans: list[tuple[str, int, list[int]]] = []
+        batch: list[tuple[ScheduleRecord, int]] = []
+        for (name, next_ms), raw in zip(due, self.store.raws([n for n, _ in due]), strict=True):
+            record = self._record(raw)
+            if record is None or record.paused:
+                self.store.forget_next(name)
+                continue
+            slots, next_slot = self.due_slots(record, next_ms, now)
+            plans.append((name, next_slot, slots))
+            batch += [(record, slot) for slot in slots]
+        if batch:
+            try:
+                with self.firer.dispatch.app.producer_or_acquire() as producer:
+                    started = self.firer.fire_many(batch, now, producer)
+            except (TrackerUnavailable, BrokerUnavailable) as e:  # nothing advances: fired again later
+                logger.warning("wfcelery scheduler: %d slots not fired yet: %s", len(batch), e)
+                for name, _, _ in plans:
+                    self._blocked[name] = time.monotonic() + MAX_SLEEP
+                return MAX_SLEEP
+            if self.fired is not None:
+                at = self.tracker.server_ms()
+                self.fired += [(slot, at) for (_, slot), run in zip(batch, started, strict=True) if run]
+        self._ticks += 1
+        self.store.settle(plans, trim=self._ticks % TRIM_EVERY == 0)
         earliest = self.store.earliest()
         if earliest is None:
             return MAX_SLEEP
@@ -141,30 +155,17 @@ class Scheduler:
             return BLOCKED_RETRY if len(due) < BATCH else 0.0
         return min(MAX_SLEEP, (earliest - now) / 1000)
 
-    def fire_schedule(
-        self, record: ScheduleRecord, next_ms: int, now: int, producer: Any = None
-    ) -> tuple[str, int | None, list[int]]:
-        """Fire one schedule's due slots; returns (name, its next slot, the slots fired)."""
+    def due_slots(self, record: ScheduleRecord, next_ms: int, now: int) -> tuple[list[int], int]:
+        """The slots of one schedule to fire now (``catchup``, ``max_active_runs``) and its next slot
+        after them: the first slot still waiting for ``max_active_runs``, else the first after now."""
         limit = self.settings.schedule_catchup if record.catchup else 1
         slots = record.timing.slots(next_ms, now, max(limit, 1))
-        fired: list[int] = []
-        for slot in slots:
+        for i, slot in enumerate(slots):
             if not self.firer.admit(record, slot, now):
                 self._blocked[record.name] = time.monotonic() + BLOCKED_RETRY
-                return record.name, slot, fired
-            try:
-                self.firer.fire(record, slot, now, producer)
-            except (TrackerUnavailable, BrokerUnavailable):
-                self._blocked[record.name] = time.monotonic() + MAX_SLEEP
-                return record.name, slot, fired  # fired again once they are back (its key dedupes)
-            except WfCeleryError as e:  # the definition cannot run (params, limits): skip the slot
-                logger.error("wfcelery scheduler: schedule %r: slot not fired: %s", record.name, e)
-            else:
-                fired.append(slot)
-                if self.fired is not None:
-                    self.fired.append((slot, self.tracker.server_ms()))
+                return slots[:i], slot
         self._blocked.pop(record.name, None)
-        return record.name, record.timing.next_after(max([now, *slots])), fired
+        return slots, record.timing.next_after(max([now, *slots]))
 
     def _record(self, raw: str | None) -> ScheduleRecord | None:
         if raw is None:

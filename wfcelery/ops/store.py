@@ -11,6 +11,7 @@ Everything survives restarts: the loop that fires them keeps no state of its own
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -20,8 +21,10 @@ from wfcelery.definition.schedule import Timing, iso
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.store import Tracker
 
-#: Slots of a schedule remembered for its listing of recent runs.
+#: Slots of a schedule remembered for its listing of recent runs (the loop trims every
+#: :data:`TRIM_EVERY` ticks, so a few more may be kept meanwhile).
 KEEP_RECENT = 50
+TRIM_EVERY = 10
 #: ``source`` of a schedule made through the API (others: ``file:<name>`` in the definitions folder).
 API = "api"
 FILE_PREFIX = "file:"
@@ -200,6 +203,17 @@ class ScheduleStore:
             for name in sorted(raw)
         ]
 
+    def info(self, name: str) -> ScheduleInfo | None:
+        """One schedule (one round trip)."""
+        k = self.keys
+        with converted_errors("read a schedule"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hget(k.schedules, name)
+            pipe.zscore(k.schedules_next, name)
+            pipe.hget(k.schedules_last, name)
+            raw, next_ms, last = pipe.execute()
+        return None if raw is None else ScheduleInfo.of(ScheduleRecord.decode(raw), next_ms, _ms(last))
+
     def delete(self, name: str) -> bool:
         k = self.keys
         with converted_errors("delete a schedule"):
@@ -245,23 +259,28 @@ class ScheduleStore:
 
     def fired(self, name: str, slot_ms: int) -> None:
         """Remember a fired slot (last fire time, recent slots)."""
-        self.settle([(name, None, [slot_ms])])
+        self.settle([(name, None, [slot_ms])], trim=True)
 
-    def settle(self, updates: list[tuple[str, int | None, list[int]]]) -> None:
+    def settle(self, updates: Sequence[tuple[str, int | None, list[int]]], trim: bool = True) -> None:
         """After a loop's tick, in one round trip: per schedule, its next slot (forward only, see
-        :meth:`advance`; None: unchanged) and the slots it fired (last fire time, recent slots)."""
-        if not updates:
-            return
+        :meth:`advance`; None: unchanged) and the slots it fired (last fire time, recent slots, trimmed
+        to :data:`KEEP_RECENT` when ``trim``)."""
         k = self.keys
+        nexts = {name: at for name, at, _ in updates if at is not None}
+        lasts = {name: max(slots) for name, _, slots in updates if slots}
+        if not nexts and not lasts:
+            return
         with converted_errors("record fired slots"):
             pipe = self.client.pipeline(transaction=False)
-            for name, next_ms, slots in updates:
-                if next_ms is not None:
-                    pipe.zadd(k.schedules_next, {name: next_ms}, xx=True, gt=True)
+            if nexts:
+                pipe.zadd(k.schedules_next, nexts, xx=True, gt=True)
+            if lasts:
+                pipe.hset(k.schedules_last, mapping=lasts)
+            for name, _, slots in updates:
                 if slots:
-                    pipe.hset(k.schedules_last, name, max(slots))
                     pipe.zadd(k.schedule_runs(name), {iso(s): s for s in slots})
-                    pipe.zremrangebyrank(k.schedule_runs(name), 0, -KEEP_RECENT - 1)
+                    if trim:
+                        pipe.zremrangebyrank(k.schedule_runs(name), 0, -KEEP_RECENT - 1)
             pipe.execute()
 
     def recent(self, name: str, limit: int) -> list[int]:

@@ -9,7 +9,9 @@ gone, and the next submit with the key takes it over).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from wfcelery.tracker.base import TrackerBase, converted_errors
 from wfcelery.tracker.records import Event, NodeRecord, RunKeyClaim
@@ -66,6 +68,13 @@ class RunKeys(TrackerBase):
         with converted_errors(f"read run {run_id}"):
             return bool(self.client.exists(self.keys.run(run_id)))
 
+    def runs_exist(self, run_ids: Sequence[str]) -> list[bool]:
+        with converted_errors("read runs"):
+            pipe = self.client.pipeline(transaction=False)
+            for run_id in run_ids:
+                pipe.exists(self.keys.run(run_id))
+            return [bool(n) for n in pipe.execute()] if run_ids else []
+
     def create_keyed(
         self,
         key: str,
@@ -79,12 +88,42 @@ class RunKeys(TrackerBase):
         """Claim ``key`` for the run ``claim.run_id`` and create that run, in one atomic script (a single
         Redis). Returns (the claim holding the key, None when this call took it; whether it created the
         plan key)."""
+        keys, args = self._create_call(key, claim, expected, record, roots, plan_digest, plan_blob)
+        with converted_errors("create the run"):
+            return _created(self.scripts["create_keyed"](keys=keys, args=args))
+
+    def create_keyed_many(self, runs: Sequence[KeyedRun]) -> list[tuple[RunKeyClaim | None, bool]]:
+        """:meth:`create_keyed` for many runs (no takeover: ``expected`` None), pipelined: one round trip.
+        Each script call is atomic on its own."""
+        if not runs:
+            return []
+        with converted_errors("create runs"):
+            pipe = self.client.pipeline(transaction=False)
+            sent: set[str] = set()
+            for key, claim, expected, record, roots, digest, blob in runs:
+                if digest in sent:  # a plan goes over the wire once per pipeline: its first run writes it
+                    blob = ""
+                sent.add(digest)
+                keys, args = self._create_call(key, claim, expected, record, roots, digest, blob)
+                self.scripts["create_keyed"](keys=keys, args=args, client=pipe)
+            return [_created(reply) for reply in pipe.execute()]
+
+    def _create_call(
+        self,
+        key: str,
+        claim: RunKeyClaim,
+        expected: RunKeyClaim | None,
+        record: Mapping[str, str | int],
+        roots: Sequence[int],
+        plan_digest: str,
+        plan_blob: str,
+    ) -> tuple[list[str], list[Any]]:
         k, run_id, ttl = self.keys, claim.run_id, self.settings.run_ttl
-        fields = [str(v) for item in record.items() for v in item]
-        nodes = [str(v) for i in roots for v in (i, NodeRecord("Q").encode())]
+        fields = json.dumps([str(v) for item in record.items() for v in item])
+        nodes = json.dumps([str(v) for i in roots for v in (i, NodeRecord("Q").encode())])
         events = "".join(Event(0, i, "Q", 0).encode() for i in roots)
         keys = [k.run_key(key), k.run(run_id), k.nodes(run_id), k.events(run_id), k.index, k.live]
-        args = [
+        args: list[Any] = [
             claim.encode(),
             self.key_ttl_ms,
             expected.encode() if expected else "",
@@ -93,12 +132,18 @@ class RunKeys(TrackerBase):
             plan_blob,
             ttl * 2,
             events,
-            len(fields),
-            *fields,
-            *nodes,
+            fields,
+            nodes,
         ]
-        with converted_errors("create the run"):
-            created, extra = self.scripts["create_keyed"](keys=[*keys, k.plan(plan_digest)], args=args)
-        if not created:
-            return RunKeyClaim.decode(extra), False
-        return None, bool(extra)
+        return [*keys, k.plan(plan_digest)], args
+
+
+#: What :meth:`RunKeys.create_keyed_many` takes per run: :meth:`RunKeys.create_keyed`'s arguments.
+KeyedRun = tuple[str, RunKeyClaim, None, Mapping[str, str | int], Sequence[int], str, str]
+
+
+def _created(reply: Any) -> tuple[RunKeyClaim | None, bool]:
+    created, extra = reply
+    if not created:
+        return RunKeyClaim.decode(extra), False
+    return None, bool(extra)

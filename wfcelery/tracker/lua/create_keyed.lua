@@ -8,20 +8,26 @@
 -- KEYS[6] live    SET     runs the reconciler watches
 -- KEYS[7] plan    STRING  the compiled plan (shared by every run of the definition)
 -- ARGV[1] the claim  ARGV[2] the claim's TTL (ms)  ARGV[3] the claim expected there ('' = none)
--- ARGV[4] run id  ARGV[5] created (ms)  ARGV[6] plan blob  ARGV[7] plan TTL (s)  ARGV[8] event lines
--- ARGV[9] n: the run record's fields and values follow in ARGV[10 .. 9 + n]; node index / record pairs after.
--- Reply: {0, holder} when another claim holds the key (nothing written); {1, plan created 1|0}.
+-- ARGV[4] run id  ARGV[5] created (ms)  ARGV[6] plan blob ('': written by an earlier call of the same
+-- pipeline, only its TTL is renewed)  ARGV[7] plan TTL (s)  ARGV[8] event lines
+-- ARGV[9] the run record: a JSON array of strings, field, value, field, value...
+-- ARGV[10] the queued roots: a JSON array of strings, node index, node record, ...
+-- Reply: {0, holder} when another claim holds the key (nothing written but the plan's TTL); {1, plan
+-- created 1|0}. The plan is written first either way: later calls of a pipeline may count on it.
+local created = false
+if ARGV[6] ~= '' then
+  created = redis.call('SET', KEYS[7], ARGV[6], 'EX', ARGV[7], 'NX')
+end
+redis.call('EXPIRE', KEYS[7], ARGV[7])
 local current = redis.call('GET', KEYS[1])
 if current and current ~= ARGV[3] then
   return {0, current}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local created = redis.call('SET', KEYS[7], ARGV[6], 'EX', ARGV[7], 'NX')
-redis.call('EXPIRE', KEYS[7], ARGV[7])
-local n = tonumber(ARGV[9])
-redis.call('HSET', KEYS[2], unpack(ARGV, 10, 9 + n))
-if #ARGV > 9 + n then
-  redis.call('HSET', KEYS[3], unpack(ARGV, 10 + n, #ARGV))
+redis.call('HSET', KEYS[2], unpack(cjson.decode(ARGV[9])))
+local nodes = cjson.decode(ARGV[10])
+if #nodes > 0 then
+  redis.call('HSET', KEYS[3], unpack(nodes))
 end
 redis.call('APPEND', KEYS[4], ARGV[8])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
