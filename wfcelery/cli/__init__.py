@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import click
 
+from wfcelery.cli.access import audit, token
 from wfcelery.cli.base import (
     APP_ENVVARS,
     EXIT_BAD_INPUT,
@@ -74,6 +75,8 @@ for _command in (
     web,
     demo,
     sweep,
+    token,
+    audit,
     schedules,
     schedule,
     backfill,

@@ -2,7 +2,7 @@
 
 A run's keys share the hash tag ``{<run_id>}`` so they live in one Redis Cluster slot and one Lua script
 can touch them all. What each key holds -- every field and value format -- is described once, in the
-README's key layout ("The tracker: states, keys, memory"); values are encoded and decoded by
+key layout on the design page of the docs; values are encoded and decoded by
 ``records.py``. The keys, by builder::
 
     <prefix>:{<run>}:run       run()           the run record
@@ -21,6 +21,9 @@ README's key layout ("The tracker: states, keys, memory"); values are encoded an
     <prefix>:worker:<hostname> worker()        a worker's heartbeat
     <prefix>:workers           workers         the workers the reconciler watches
     <prefix>:reconciler        reconciler      the reconciler's lease
+    <prefix>:tokens            tokens          API tokens by name (hash of the token, role, times)
+    <prefix>:tokens:by-hash    token_hashes    token hash -> name (a request's lookup)
+    <prefix>:audit             audit           the audit trail (a capped stream)
 
     <prefix>:runkey:<key>      run_key()       the run holding a run key (records.RunKeyClaim)
     <prefix>:schedules         schedules       schedule definitions by name (ops.store.ScheduleRecord)
@@ -107,6 +110,18 @@ class Keys:
     def reconciler(self) -> str:
         return f"{self.prefix}:reconciler"
 
+    @property
+    def tokens(self) -> str:
+        return f"{self.prefix}:tokens"
+
+    @property
+    def token_hashes(self) -> str:
+        return f"{self.prefix}:tokens:by-hash"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
+
     def run_key(self, key: str) -> str:
         return f"{self.prefix}:runkey:{key}"
 
@@ -141,8 +156,14 @@ _TASK_ID = re.compile(r"([0-9a-f]{32})-(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?-(0|
 #: of a mapped node (the field name the Lua scripts use in the nodes, results and errors hashes).
 Slot = int | str
 
+# Instance i of mapped node n has three spellings, each with one format/parse pair, all here:
+#   its slot          "3:12"         instance_slot / split_slot   (tracker hashes, Lua replies)
+#   its task id part  "3.12"         task_id / parse_task_id      (Celery task ids: no ':' in an id)
+#   its name          "resize[12]"   instance_name / parse_instance  (what users see and type)
+
 
 def instance_slot(node_index: int, instance: int) -> str:
+    """The slot of instance ``instance`` of node ``node_index``: ``"3:12"``."""
     return f"{node_index}:{instance}"
 
 
@@ -158,7 +179,8 @@ def task_id(run_id: str, node_index: Slot, epoch: int) -> str:
     """Celery task id of a node (or instance): derived, so the tracker never stores ids and every id is
     known up front. The epoch changes on resume and retry, so a re-published node always gets a fresh id.
     """
-    return f"{run_id}-{str(node_index).replace(':', '.')}-{epoch}"
+    node, instance = split_slot(node_index)
+    return f"{run_id}-{node}-{epoch}" if instance is None else f"{run_id}-{node}.{instance}-{epoch}"
 
 
 def canvas_task_id(run_id: str, epoch: int, serial: int) -> str:
@@ -184,3 +206,17 @@ def parse_task_id(task_id_: str) -> tuple[str, Slot, int] | None:
     node = int(m.group(2))
     slot: Slot = node if m.group(3) is None else instance_slot(node, int(m.group(3)))
     return m.group(1), slot, int(m.group(4))
+
+
+_INSTANCE = re.compile(r"^(?P<node>.+)\[(?P<i>\d+)\]$")
+
+
+def instance_name(node: str, index: int) -> str:
+    """The name an instance is tracked and shown under: ``resize[3]``."""
+    return f"{node}[{index}]"
+
+
+def parse_instance(name: str) -> tuple[str, int] | None:
+    """``resize[3]`` -> ``("resize", 3)``; a plain node name -> None."""
+    match = _INSTANCE.match(name)
+    return (match["node"], int(match["i"])) if match else None

@@ -1,6 +1,6 @@
 """What wfcelery stores, and how: one encoder and one decoder per format, next to ``keys.py`` (where).
 
-The README's key layout ("The tracker: states, keys, memory") lists every key and points here for the
+The key layout on the design page of the docs lists every key and points here for the
 values; ``lua/_common.lua`` reads and writes the same node records, event lines and run-record fields.
 
 * **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`
@@ -28,9 +28,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.params import RUN_KEY_PARAM
 from wfcelery.tracker.keys import Slot
-from wfcelery.tracker.states import RunStatus
+from wfcelery.tracker.states import NodeStatus, RunStatus
 
 # -- message headers ----------------------------------------------------------------------------------------
 
@@ -119,7 +120,7 @@ def new_run(
     done_channel: str,
     on_success: Mapping[str, Any] | None = None,
     on_failure: Mapping[str, Any] | None = None,
-    executor: str = "counters",
+    executor: Executor = Executor.COUNTERS,
     run_key: str | None = None,
 ) -> dict[str, str | int]:
     """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
@@ -136,7 +137,7 @@ def new_run(
         "maxlen": events_maxlen,
         "chan": done_channel,
         "done": 0,
-        "executor": executor,
+        "executor": executor.value,
     }
     if run_key is not None:
         record["key"] = run_key
@@ -168,7 +169,7 @@ class RunRecord:
     finished_ms: int | None = None
     paused_at_ms: int | None = None
     workers: dict[str, str] = field(default_factory=dict)  # worker number -> hostname
-    executor: str = "counters"
+    executor: Executor = Executor.COUNTERS
     run_key: str | None = None
 
     @classmethod
@@ -191,7 +192,7 @@ class RunRecord:
                 for f, number in h.items()
                 if f.startswith(WORKER_FIELD_PREFIX)
             },
-            executor=h.get("executor") or "counters",
+            executor=Executor(h.get("executor") or Executor.COUNTERS.value),
             run_key=h.get("key"),
         )
 
@@ -225,12 +226,16 @@ class NodeRecord:
     """One node's record: status letter (``states.NodeStatus.code``), epoch, attempts started, times in ms
     since the run's creation, and the number of the worker that ran it last (see :class:`RunRecord`)."""
 
-    code: str = "P"
+    code: str = NodeStatus.PENDING.code
     epoch: int = 0
     attempts: int = 0
     started_ms: int | None = None
     finished_ms: int | None = None
     worker: str = ""
+
+    @property
+    def status(self) -> NodeStatus:
+        return NodeStatus.from_code(self.code)
 
     def encode(self) -> str:
         started = "" if self.started_ms is None else self.started_ms
@@ -259,6 +264,11 @@ class Event:
     status: str  # a node status letter (states.NodeStatus.code) or a run status name
     epoch: int
 
+    @property
+    def node_status(self) -> NodeStatus | None:
+        """The node status this line records (None for a run's line)."""
+        return None if self.node is None else NodeStatus.from_code(self.status)
+
     def encode(self) -> str:
         line = f"{self.at_ms} {'run' if self.node is None else self.node} {self.status}"
         return f"{line} {self.epoch}\n" if self.epoch else line + "\n"
@@ -284,7 +294,11 @@ class GateEntry:
 
     @classmethod
     def of(cls, status: RunStatus, epoch: int, expires: int) -> GateEntry:
-        return cls(status.value[0], epoch, expires)
+        return cls(status.code, epoch, expires)
+
+    @property
+    def status(self) -> RunStatus:
+        return RunStatus.from_code(self.letter)
 
     def encode(self) -> str:
         return f"{self.letter}{self.epoch}:{self.expires}"

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wfcelery.errors import RunNotFound, TrackerError
+from wfcelery.tracker.access import Access
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.fleet import Fleet
 from wfcelery.tracker.keys import Slot
@@ -33,9 +34,10 @@ from wfcelery.tracker.records import (
     dropped_field,
 )
 from wfcelery.tracker.runkeys import RunKeys
+from wfcelery.tracker.states import NodeStatus
 
 
-class Tracker(Reads, Fleet, RunKeys):
+class Tracker(Reads, Fleet, Access, RunKeys):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------
@@ -67,8 +69,12 @@ class Tracker(Reads, Fleet, RunKeys):
             pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
             pipe.expire(k.plan(plan_digest), ttl * 2)  # a plan already there lives as long as this run
             pipe.hset(k.run(run_id), mapping=dict(record))
-            pipe.hset(k.nodes(run_id), mapping={i: NodeRecord("Q").encode() for i in roots})
-            pipe.append(k.events(run_id), "".join(Event(0, i, "Q", 0).encode() for i in roots))
+            pipe.hset(
+                k.nodes(run_id), mapping={i: NodeRecord(NodeStatus.QUEUED.code).encode() for i in roots}
+            )
+            pipe.append(
+                k.events(run_id), "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
+            )
             pipe.zadd(k.index, {run_id: record["created"]})
             pipe.sadd(k.live, run_id)
             return bool(pipe.execute()[0])
