@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from wfcelery.client.audit import audited
 from wfcelery.client.base import EngineBase
 from wfcelery.client.run import RunSummary
 from wfcelery.definition.loader import load
@@ -27,6 +28,10 @@ from wfcelery.ops.firing import Firer
 from wfcelery.ops.store import FILE_PREFIX, ScheduleInfo, ScheduleRecord, run_key_of
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
+
+
+def _named(engine: Any, name: str, *args: Any, result: Any = None, **kwargs: Any) -> str:
+    return f"schedule {name}"
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Schedules(EngineBase):
     def definitions(self) -> dict[str, Workflow]:  # pragma: no cover - Engine's
         raise NotImplementedError
 
+    @audited("schedule", lambda self, name, *a, result=None, **k: f"schedule {name}")
     def schedule(
         self,
         name: str,
@@ -157,12 +163,14 @@ class Schedules(EngineBase):
             raise ScheduleNotFound(name)
         return record
 
+    @audited("schedule.pause", _named)
     def pause_schedule(self, name: str) -> ScheduleInfo:
         """Stop firing (runs already started go on). Idempotent."""
         record = self._stored(name)
         self.firer.store.put(replace(record, paused=True), None)
         return self.schedule_info(name)
 
+    @audited("schedule.resume", _named)
     def resume_schedule(self, name: str) -> ScheduleInfo:
         """Fire again from the next slot after now (slots missed while paused are not fired: backfill
         fires them). Idempotent."""
@@ -172,6 +180,7 @@ class Schedules(EngineBase):
             self.firer.store.put(resumed, record.timing.next_after(self.tracker.server_ms()))
         return self.schedule_info(name)
 
+    @audited("schedule.remove", _named)
     def unschedule(self, name: str) -> None:
         """Remove a schedule (its runs are kept). Raises :class:`ScheduleNotFound`. A schedule from a
         definition file comes back at the next scan unless the file goes (or loses its ``schedule:``)."""
@@ -191,6 +200,7 @@ class Schedules(EngineBase):
             out.append((iso(slot), RunSummary.of(claim.run_id, record) if claim and record else None))
         return out
 
+    @audited("schedule.backfill", _named)
     def backfill(
         self,
         name: str,

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.model import Workflow
 from wfcelery.definition.params import RUN_KEY_PARAM, SCHEDULED_AT_PARAM
 from wfcelery.definition.schedule import iso
@@ -29,7 +30,6 @@ from wfcelery.ops.runkeys import CLAIM_GRACE
 from wfcelery.ops.store import ScheduleRecord, ScheduleStore, run_key_of
 from wfcelery.ops.submit import Started, discard, ended, start_run
 from wfcelery.plan.compiler import Plan, compile_workflow
-from wfcelery.plan.segments import COUNTERS
 from wfcelery.tracker.records import RunKeyClaim, new_run
 from wfcelery.tracker.runkeys import KeyedRun
 
@@ -136,7 +136,7 @@ class Firer:
         return out
 
     def _batchable(self, plan: Plan) -> bool:
-        if self.settings.redis_cluster or plan.executor != COUNTERS:
+        if self.settings.redis_cluster or plan.executor is not Executor.COUNTERS:
             return False
         return all(plan.nodes[i].when is None and plan.nodes[i].map is None for i in plan.roots)
 

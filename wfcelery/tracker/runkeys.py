@@ -48,7 +48,7 @@ class RunKeys(TrackerBase):
     ) -> RunKeyClaim | None:
         """Write ``claim`` if the key is free (or still holds ``expected``: a takeover). Returns None when
         written, else the claim holding the key."""
-        args = ["claim", claim.encode(), self.key_ttl_ms, expected.encode() if expected else ""]
+        args: list[Any] = ["claim", claim.encode(), self.key_ttl_ms, expected.encode() if expected else ""]
         with converted_errors("claim a run key"):
             raw = self.scripts["runkey"](keys=[self.keys.run_key(key)], args=args)
         return RunKeyClaim.decode(raw) if raw else None
@@ -60,7 +60,7 @@ class RunKeys(TrackerBase):
 
     def keep_key(self, key: str, run_id: str) -> bool:
         """Give the key a full TTL again if ``run_id`` holds it (the run ended, or still lives)."""
-        args = ["expire", run_id, self.key_ttl_ms]
+        args: list[Any] = ["expire", run_id, self.key_ttl_ms]
         with converted_errors("refresh a run key"):
             return bool(self.scripts["runkey"](keys=[self.keys.run_key(key)], args=args))
 

@@ -33,6 +33,7 @@ from wfcelery.errors import (
     TrackerUnavailable,
     WfCeleryError,
 )
+from wfcelery.ops.runkeys import OnConflict
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.web.stream import event_stream
@@ -149,8 +150,8 @@ class SubmitRequest(BaseModel):
         max_length=512,
         description="At most one run per key: a key already held answers 200 with its run",
     )
-    on_conflict: Literal["use_existing", "fail", "retry_failed"] = Field(
-        "use_existing", description="A held run_key: return its run, 409, or retry it if it failed"
+    on_conflict: OnConflict = Field(
+        OnConflict.USE_EXISTING, description="A held run_key: return its run, 409, or retry it if it failed"
     )
 
 
