@@ -204,6 +204,7 @@ def test_submit_status_list_json_shapes(cli_app: Celery, engine: Any, flows: dic
         "finished_at",
         "total",
         "done",
+        "run_key",
     }
     assert json.loads(invoke("list", "--json", "--status", "failed").stdout) == []
     assert json.loads(invoke("list", "--json", "--name", "other").stdout) == []
