@@ -211,7 +211,3 @@ class Firer:
             elif run is not None and run.status.finished:
                 gone.append(slot)
         self.store.drop_admitted(record.name, gone)
-
-    def live_count(self, record: ScheduleRecord, now_ms: int) -> int:
-        self.prune(record, now_ms)
-        return len(self.store.admitted(record.name))

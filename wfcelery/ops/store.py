@@ -178,12 +178,6 @@ class ScheduleStore:
             raw = self.client.hget(self.keys.schedules, name)
         return ScheduleRecord.decode(raw) if raw else None
 
-    def raw(self, name: str) -> str | None:
-        """The stored JSON (the loop compares it to what it compiled)."""
-        with converted_errors("read a schedule"):
-            value = self.client.hget(self.keys.schedules, name)
-        return None if value is None else str(value)
-
     def all(self) -> dict[str, ScheduleRecord]:
         with converted_errors("list schedules"):
             raw = self.client.hgetall(self.keys.schedules)
@@ -240,12 +234,6 @@ class ScheduleStore:
             found = self.client.zrange(self.keys.schedules_next, 0, 0, withscores=True)
         return int(found[0][1]) if found else None
 
-    def advance(self, name: str, next_ms: int) -> None:
-        """Move a schedule's next slot forward only, and only if it is still waiting (not paused or deleted
-        meanwhile): two loops that both fired a slot agree."""
-        with converted_errors("advance a schedule"):
-            self.client.zadd(self.keys.schedules_next, {name: next_ms}, xx=True, gt=True)
-
     def raws(self, names: list[str]) -> list[str | None]:
         """Stored definitions of these schedules (JSON; None for one deleted meanwhile)."""
         if not names:
@@ -263,7 +251,8 @@ class ScheduleStore:
 
     def settle(self, updates: Sequence[tuple[str, int | None, list[int]]], trim: bool = True) -> None:
         """After a loop's tick, in one round trip: per schedule, its next slot (forward only, see
-        :meth:`advance`; None: unchanged) and the slots it fired (last fire time, recent slots, trimmed
+        ``ZADD GT XX``, so two loops agree and a schedule paused or deleted meanwhile is not put back; None:
+        unchanged) and the slots it fired (last fire time, recent slots, trimmed
         to :data:`KEEP_RECENT` when ``trim``)."""
         k = self.keys
         nexts = {name: at for name, at, _ in updates if at is not None}
