@@ -250,10 +250,10 @@ class ScheduleStore:
         self.settle([(name, None, [slot_ms])], trim=True)
 
     def settle(self, updates: Sequence[tuple[str, int | None, list[int]]], trim: bool = True) -> None:
-        """After a loop's tick, in one round trip: per schedule, its next slot (forward only, see
-        ``ZADD GT XX``, so two loops agree and a schedule paused or deleted meanwhile is not put back; None:
-        unchanged) and the slots it fired (last fire time, recent slots, trimmed
-        to :data:`KEEP_RECENT` when ``trim``)."""
+        """After a loop's tick, in one round trip: per schedule, its next slot (None: unchanged) and the
+        slots it fired (last fire time, recent slots, trimmed to :data:`KEEP_RECENT` when ``trim``). Next
+        slots only move forward, and only for a schedule still waiting (``ZADD GT XX``): two loops agree,
+        and a schedule paused or deleted meanwhile is not put back."""
         k = self.keys
         nexts = {name: at for name, at, _ in updates if at is not None}
         lasts = {name: max(slots) for name, _, slots in updates if slots}
