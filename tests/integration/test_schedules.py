@@ -69,7 +69,6 @@ def test_one_second_schedule_on_two_workers_fires_each_slot_once_and_survives_a_
     assert sorted(before)[len(before) // 2] < 1.0  # firing precision on a quiet machine: under a second
     gap = max(lag[s] for s in slots if s > killed_at)
     assert gap < 15.0, f"slots after the kill fired up to {gap:.1f} s late"
-    wait_for(lambda: all(run.status.finished for run in engine.runs(name="tick", limit=1000)), timeout=30)
 
 
 def test_catchup_true_fires_the_missed_slots_up_to_the_bound_and_false_only_the_latest(make_test_app):
