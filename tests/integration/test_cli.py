@@ -49,6 +49,7 @@ STATE_KEYS = {
     "nodes",
     "idle_queues",
     "executor",
+    "run_key",
 }
 NODE_KEYS = {
     *("name", "status", "attempts", "task_id", "queue", "worker"),
@@ -198,6 +199,7 @@ def test_submit_status_list_json_shapes(cli_app: Celery, engine: Any, flows: dic
         "total",
         "done",
         "instances",
+        "run_key",
     }
     assert json.loads(invoke("list", "--json", "--status", "failed").stdout) == []
     assert json.loads(invoke("list", "--json", "--name", "other").stdout) == []

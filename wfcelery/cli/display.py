@@ -157,6 +157,7 @@ def status_lines(state: RunState, now: float | None = None) -> list[str]:
     now = now or time.time()
     head = [
         summary_line(state, now),
+        *([f"run key {state.run_key}"] if state.run_key else []),
         f"created {_clock(state.created_at)}, policy {state.policy}, executor {state.executor}"
         + (f", params {json.dumps(state.params)}" if state.params else ""),
     ]

@@ -72,16 +72,21 @@ class TrackerBase:
         return None
 
 
-#: Per-run scripts (``_common.lua`` prepended: they get the run's keys) and the fleet's own scripts.
+#: Per-run scripts (``_common.lua`` prepended: they get the run's keys), the fleet's own scripts, and scripts
+#: that are not per-run (their own KEYS, no ``_common.lua``): a run key, a keyed run's creation.
 _SCRIPTS = ("create", "settle", "start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
 _FLEET_SCRIPTS = ("beat",)
+_STANDALONE = ("runkey", "create_keyed")
 
 
 def _load_sources() -> dict[str, str]:
     lua = resources.files("wfcelery.tracker") / "lua"
     common = (lua / "_common.lua").read_text()
     sources = {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
-    return sources | {name: (lua / f"{name}.lua").read_text() for name in _FLEET_SCRIPTS}
+    return {
+        **sources,
+        **{name: (lua / f"{name}.lua").read_text() for name in (*_FLEET_SCRIPTS, *_STANDALONE)},
+    }
 
 
 _SOURCES = _load_sources()

@@ -82,12 +82,15 @@ class Finish:
     status: str
     callback: str | None  # the on_success / on_failure signature as JSON, if the run has one
     epoch: int
+    run_key: str | None = None  # the run's key, if it has one: it gets the run's TTL
 
     @classmethod
     def from_reply(cls, reply: Any) -> Finish | None:
         if not reply:
             return None
-        return cls(str(reply[0]), reply[1] or None, int(reply[2]))
+        return cls(
+            str(reply[0]), reply[1] or None, int(reply[2]), (reply[3] or None) if len(reply) > 3 else None
+        )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
   :func:`canvas_field` / :func:`canvas_value` / :func:`canvas_ids`, :func:`remaining_field` /
   :func:`remaining_nodes`.
 * **message headers** of every node's task message: ``wf_run``, ``wf_node``, ``wf_plan``.
+* **run key claim** (``runkey:<key>`` STRING): ``<run id>|<claimed at, ms>`` -- :class:`RunKeyClaim`; the run
+  record's ``key`` field names the key back.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfcelery.definition.executor import Executor
+from wfcelery.definition.params import RUN_KEY_PARAM
 from wfcelery.tracker.keys import Slot
 from wfcelery.tracker.states import NodeStatus, RunStatus
 
@@ -45,12 +48,25 @@ NODE_HEADER = "wf_node"
 PLAN_HEADER = "wf_plan"
 
 
+#: Shown in Flower's kwargs (kwargsrepr) with the run's key, so Flower's search finds a keyed run's tasks.
+KEY_REPR = "wf_key"
+
 #: Header of a message sent again under the same task id on purpose (a tracker-level retry).
 RESEND_HEADER = "wf_resend"
 
 
 def message_headers(run_id: str, node: str, plan_digest: str) -> dict[str, str]:
     return {RUN_HEADER: run_id, NODE_HEADER: node, PLAN_HEADER: plan_digest}
+
+
+def kwargs_repr(kwargs: Mapping[str, Any], run_id: str, node: str, params: Mapping[str, Any]) -> str:
+    """What Flower shows (and searches) as a node task's kwargs: its own, the run id, the node's name and
+    the run's key, if it has one (``kwargs:wf_run=<id>``, or the key, finds every task of a run)."""
+    shown = {**kwargs, RUN_HEADER: run_id, NODE_HEADER: node}
+    key = params.get(RUN_KEY_PARAM)
+    if key is not None:
+        shown[KEY_REPR] = key
+    return repr(shown)
 
 
 def plan_header(request: Any) -> str | None:
@@ -125,6 +141,7 @@ def new_run(
     on_success: Mapping[str, Any] | None = None,
     on_failure: Mapping[str, Any] | None = None,
     executor: Executor = Executor.COUNTERS,
+    run_key: str | None = None,
 ) -> dict[str, str | int]:
     """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
     record: dict[str, str | int] = {
@@ -142,6 +159,8 @@ def new_run(
         "done": 0,
         "executor": executor.value,
     }
+    if run_key is not None:
+        record["key"] = run_key
     if on_success:
         record["on_success"] = json.dumps(on_success)
     if on_failure:
@@ -176,6 +195,7 @@ class RunRecord:
     #: Set while the submit has not confirmed the run (:data:`UNCONFIRMED_FIELD`): the Redis time (ms)
     #: after which the reconciler cancels it if it never started.
     unconfirmed_ms: int | None = None
+    run_key: str | None = None
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -200,7 +220,29 @@ class RunRecord:
             executor=Executor(h.get("executor") or Executor.COUNTERS.value),
             instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
             unconfirmed_ms=_ms(h.get(UNCONFIRMED_FIELD)),
+            run_key=h.get("key"),
         )
+
+
+# -- run keys -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunKeyClaim:
+    """What a run key's index key holds: the run that holds the key and when it was claimed (ms, the
+    claimer's clock). The time tells a claim whose run is being created (young) from one whose creator
+    died before creating it (old: taken over, ``ops.runkeys``)."""
+
+    run_id: str
+    at_ms: int
+
+    def encode(self) -> str:
+        return f"{self.run_id}|{self.at_ms}"
+
+    @classmethod
+    def decode(cls, raw: str) -> RunKeyClaim:
+        run_id, _, at = raw.partition("|")
+        return cls(run_id, int(at or 0))
 
 
 # -- node record --------------------------------------------------------------------------------------------

@@ -38,10 +38,11 @@ from wfcelery.tracker.records import (
     dropped_field,
     unconfirmed_error,
 )
+from wfcelery.tracker.runkeys import RunKeys
 from wfcelery.tracker.states import NodeStatus, RunStatus
 
 
-class Tracker(Reads, Fleet, Access):
+class Tracker(Reads, Fleet, Access, RunKeys):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------
@@ -263,8 +264,9 @@ class Tracker(Reads, Fleet, Access):
                 pipe.hget(self.keys.run(other), "plan")
             return digest in pipe.execute()
 
-    def delete_run(self, run_id: str, plan_digest: str | None = None) -> None:
-        """Delete every key of the run and its entries in the index, the gate and the live set.
+    def delete_run(self, run_id: str, plan_digest: str | None = None, run_key: str | None = None) -> None:
+        """Delete every key of the run and its entries in the index, the gate and the live set; and its
+        ``run_key``, if the run still holds it.
 
         ``plan_digest``: also delete that plan. Only a submit whose publish failed passes it, and only
         when its own :meth:`create_run` created the plan: other runs of the definition share the key."""
@@ -277,6 +279,8 @@ class Tracker(Reads, Fleet, Access):
             if plan_digest is not None:
                 pipe.delete(self.keys.plan(plan_digest))
             pipe.execute()
+        if run_key is not None:  # after the run: a key left behind names a gone run, which is taken over
+            self.release_key(run_key, run_id)
 
     # -- worker gate ------------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from wfcelery import __version__
 from wfcelery.definition.registry import import_task_modules
 from wfcelery.errors import ConfigurationError
 from wfcelery.settings import web_origins
+from wfcelery.web import schedules
 from wfcelery.web.api import router
 from wfcelery.web.errors import errors
 from wfcelery.web.pages import pages
@@ -107,9 +108,10 @@ def create_app(
     app.state.flower_url = (flower_url or settings.flower_url or "").rstrip("/") or None
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(schedules.router)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for exc, handler in errors.items():
+    for exc, handler in {**errors, **schedules.errors}.items():
         app.add_exception_handler(exc, handler)
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):

@@ -23,7 +23,11 @@ from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.model import Workflow
 from wfcelery.definition.registry import did_you_mean
-from wfcelery.errors import DefinitionError, RunNotFound
+from wfcelery.errors import (
+    DefinitionError,
+    RunNotFound,
+)
+from wfcelery.ops.runkeys import OnConflict
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.web.errors import NotFound
@@ -91,11 +95,20 @@ class SubmitRequest(BaseModel):
     executor: Executor | None = Field(
         None, description="How the run is published (default: the definition's, else wfcelery_executor)"
     )
+    run_key: str | None = Field(
+        None,
+        max_length=512,
+        description="At most one run per key: a key already held answers 200 with its run",
+    )
+    on_conflict: OnConflict = Field(
+        OnConflict.USE_EXISTING, description="A held run_key: return its run, 409, or retry it if it failed"
+    )
 
 
 class Submitted(BaseModel):
     id: str
     url: str
+    created: bool = True
 
 
 class RunPage(BaseModel):
@@ -138,14 +151,16 @@ def list_runs(
     "/runs",
     status_code=201,
     response_model=Submitted,
-    summary="Start a run",
+    summary="Start a run (201), or with a run_key already held, its run (200)",
     responses={
+        200: {"description": "The run_key is held: the run holding it", "model": Submitted},
+        409: {"description": "The run_key is held and on_conflict is fail"},
         404: {"description": "No definition of that name"},
         422: {"description": "Invalid definition or params (names the node or field)"},
         503: _ERRORS[503],
     },
 )
-def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, str]:
+def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, Any]:
     refuse_bidi(body.name, body.definition, body.params)
     if (body.name is None) == (body.definition is None):
         raise DefinitionError("give exactly one of 'name' (a known definition) or 'definition'")
@@ -162,9 +177,17 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
     else:
         assert body.definition is not None
         workflow = body.definition
-    run = engine.submit(workflow, params=body.params, executor=body.executor)
+    run = engine.submit(
+        workflow,
+        params=body.params,
+        executor=body.executor,
+        run_key=body.run_key,
+        on_conflict=body.on_conflict,
+    )
     response.headers["Location"] = f"/api/runs/{run.id}"
-    return {"id": run.id, "url": f"/api/runs/{run.id}"}
+    if not run.created:
+        response.status_code = 200
+    return {"id": run.id, "url": f"/api/runs/{run.id}", "created": run.created}
 
 
 @router.get(

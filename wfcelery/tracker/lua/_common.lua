@@ -237,7 +237,8 @@ local function touch_if_finished(status)
   end
 end
 
--- End the run once. Returns {status, callback-or-false, epoch} for the caller (callback, worker gate).
+-- End the run once. Returns {status, callback-or-false, epoch, run key-or-false} for the caller (callback,
+-- worker gate, the run key's TTL).
 local function finish_run(status)
   redis.call('HSET', K_RUN, 'status', status, 'finished', now_ms())
   if RUN['status'] ~= nil then
@@ -253,7 +254,7 @@ local function finish_run(status)
   expire_all()
   redis.call('PUBLISH', const('chan'), status)
   local cb = run_field(status == 'SUCCEEDED' and 'on_success' or 'on_failure')
-  return {status, cb or false, tonumber(run_field('epoch'))}
+  return {status, cb or false, tonumber(run_field('epoch')), run_field('key') or false}
 end
 
 -- When every node is terminal, a RUNNING run ends.
