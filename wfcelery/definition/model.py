@@ -300,13 +300,9 @@ class Workflow:
             LimitError: params, or a node's args and kwargs with them, over ``limits``.
         """
         given = dict(params or {})
-        problem = param_problem(
-            self.name,
-            self.param_names() | BUILTIN_PARAMS,
-            given,
-            self.missing_params(given),
-            self.placeholder_users(),
-        )
+        own = [name for name in given if name not in BUILTIN_PARAMS]  # run_key, scheduled_at: always known
+        missing = self.missing_params(given)
+        problem = param_problem(self.name, self.param_names(), own, missing, self.placeholder_users())
         if problem:
             raise ParamError(problem)
         merged = {**self.params, **given}
