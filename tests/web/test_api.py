@@ -55,6 +55,8 @@ def test_health_and_openapi_document_every_endpoint(http):
         "/api/runs/{run_id}/retry": {"post"},
         "/api/definitions": {"get"},
         "/api/definitions/{name}": {"get"},
+        "/api/me": {"get"},
+        "/api/audit": {"get"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected
 

@@ -43,6 +43,9 @@ from wfcelery.web.errors import send_error
 from wfcelery.web.ratelimit import FailureLimiter
 from wfcelery.web.roles import ANONYMOUS, Principal
 
+#: The caller while the tracker cannot tell whether credentials are needed (its Redis is down).
+UNKNOWN = Principal("unknown", Role.VIEWER)
+
 if TYPE_CHECKING:
     from wfcelery.client.engine import Engine
 
@@ -88,8 +91,10 @@ class Guard:
         try:
             found = await self._identify(headers.get("authorization"), client[0] if client else "")
         except (TrackerUnavailable, TrackerError) as e:
-            await send_error(send, 503, str(e), kind=type(e).__name__)
-            return
+            if scope["path"].startswith("/api/") or scope["path"] == "/openapi.json":
+                await send_error(send, 503, str(e), kind=type(e).__name__)
+                return
+            found = UNKNOWN  # the dashboard's own files hold no data: it loads, and its API calls say why
         refusal = found if not isinstance(found, Principal) else self._check(scope["method"], headers)
         if refusal is None:
             assert isinstance(found, Principal)
