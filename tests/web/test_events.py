@@ -17,9 +17,7 @@ from wfcelery.tracker.states import NodeStatus
 pytestmark = pytest.mark.timeout(60)
 
 
-def sse(
-    http: httpx.Client, path: str, audit: bool = False, **headers: str
-) -> Iterator[dict[str, Any]]:
+def sse(http: httpx.Client, path: str, audit: bool = False, **headers: str) -> Iterator[dict[str, Any]]:
     """Parse a text/event-stream into {event, id, data} dicts (comments and pings skipped; the audit
     entries too unless ``audit``)."""
     with http.stream("GET", path, headers=headers, timeout=30) as resp:
