@@ -20,7 +20,7 @@ ROLES = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
 #: A run id that is well formed but names no run: an allowed call answers 404, changing nothing.
 NO_RUN = "0" * 32
 #: Values for the path parameters of the routes.
-PATH_VALUES = {"run_id": NO_RUN, "node": "nope", "name": "no-such-definition"}
+PATH_VALUES = {"run_id": NO_RUN, "node": "nope", "name": "no-such-definition", "key": "no-such-key"}
 #: Bodies of the routes that take one (valid, so an allowed call gets past validation to its 404).
 BODIES = {("POST", "/api/runs"): {"name": "no-such-definition"}}
 

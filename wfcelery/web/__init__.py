@@ -28,20 +28,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 try:
-    from fastapi import FastAPI
+    from fastapi import Depends, FastAPI
 except ImportError as e:  # pragma: no cover - depends on the installed extras
     raise ImportError("the wfcelery web dashboard needs its extra: pip install 'wfcelery[web]'") from e
 
 from starlette.staticfiles import StaticFiles
 
 from wfcelery import __version__
+from wfcelery.definition.registry import import_task_modules
 from wfcelery.errors import ConfigurationError
 from wfcelery.settings import web_origins
+from wfcelery.web import schedules
 from wfcelery.web.api import router
 from wfcelery.web.errors import errors
 from wfcelery.web.hub import Hub
 from wfcelery.web.pages import pages
-from wfcelery.web.roles import access
+from wfcelery.web.roles import access, authorize
 from wfcelery.web.security import Guard
 from wfcelery.web.server import serve, server_config
 from wfcelery.web.shield import OriginReads, Shield
@@ -87,6 +89,9 @@ def create_app(
     timeout) apply as they are; docs/web-security.md describes each.
     """
     settings = engine.settings
+    # The dashboard lists and submits definitions by the tasks the workers know: import the app's task
+    # modules now, so that a broken one stops the server with its name rather than every request.
+    import_task_modules(engine.app)
     if cors_origins is not None:
         settings = replace(settings, web_cors_origins=web_origins(list(cors_origins), "cors_origins"))
     if allowed_hosts is not None:
@@ -107,9 +112,10 @@ def create_app(
     app.state.hub = Hub()
     app.include_router(router)
     app.include_router(access)
+    app.include_router(schedules.router, dependencies=[Depends(authorize)])
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for exc, handler in errors.items():
+    for exc, handler in {**errors, **schedules.errors}.items():
         app.add_exception_handler(exc, handler)
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -22,7 +23,12 @@ from wfcelery.client.engine import Engine
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.model import Workflow
-from wfcelery.errors import DefinitionError, RunNotFound
+from wfcelery.definition.registry import did_you_mean
+from wfcelery.errors import (
+    DefinitionError,
+    RunNotFound,
+)
+from wfcelery.ops.runkeys import OnConflict
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.web.errors import NotFound
@@ -91,11 +97,20 @@ class SubmitRequest(BaseModel):
     executor: Executor | None = Field(
         None, description="How the run is published (default: the definition's, else wfcelery_executor)"
     )
+    run_key: str | None = Field(
+        None,
+        max_length=512,
+        description="At most one run per key: a key already held answers 200 with its run",
+    )
+    on_conflict: OnConflict = Field(
+        OnConflict.USE_EXISTING, description="A held run_key: return its run, 409, or retry it if it failed"
+    )
 
 
 class Submitted(BaseModel):
     id: str
     url: str
+    created: bool = True
 
 
 class RunPage(BaseModel):
@@ -138,14 +153,16 @@ def list_runs(
     "/runs",
     status_code=201,
     response_model=Submitted,
-    summary="Start a run",
+    summary="Start a run (201), or with a run_key already held, its run (200)",
     responses={
+        200: {"description": "The run_key is held: the run holding it", "model": Submitted},
+        409: {"description": "The run_key is held and on_conflict is fail"},
         404: {"description": "No definition of that name"},
         422: {"description": "Invalid definition or params (names the node or field)"},
         503: _ERRORS[503],
     },
 )
-def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, str]:
+def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, Any]:
     refuse_bidi(body.name, body.definition, body.params)
     if (body.name is None) == (body.definition is None):
         raise DefinitionError("give exactly one of 'name' (a known definition) or 'definition'")
@@ -153,14 +170,26 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
     if body.name is not None:
         known = engine.definitions()
         if body.name not in known:
-            raise NotFound(f"no definition named {body.name!r} (GET /api/definitions lists them)")
+            skipped = engine.skipped_definitions.get(body.name)
+            if skipped is not None:  # the file is there but invalid: say why, as validate would
+                raise DefinitionError(f"definition {body.name!r} is invalid: {skipped}")
+            hint = did_you_mean(body.name, known)
+            raise NotFound(f"no definition named {body.name!r}{hint} (GET /api/definitions lists them)")
         workflow = known[body.name]
     else:
         assert body.definition is not None
         workflow = body.definition
-    run = engine.submit(workflow, params=body.params, executor=body.executor)
+    run = engine.submit(
+        workflow,
+        params=body.params,
+        executor=body.executor,
+        run_key=body.run_key,
+        on_conflict=body.on_conflict,
+    )
     response.headers["Location"] = f"/api/runs/{run.id}"
-    return {"id": run.id, "url": f"/api/runs/{run.id}"}
+    if not run.created:
+        response.status_code = 200
+    return {"id": run.id, "url": f"/api/runs/{run.id}", "created": run.created}
 
 
 @router.get(
@@ -172,9 +201,13 @@ def get_run(run: RunDep) -> dict[str, Any]:
     return run.state().to_dict()
 
 
-@router.get("/runs/{run_id}/graph", summary="The run's DAG: nodes, tasks, queues, parents", responses=_ERRORS)
-def get_graph(run: RunDep) -> dict[str, Any]:
-    return graph(run.plan())
+@router.get(
+    "/runs/{run_id}/graph",
+    summary="The run's DAG: nodes, tasks, queues (as status routes them), parents, map and trigger rules",
+    responses=_ERRORS,
+)
+def get_graph(run: RunDep, engine: EngineDep) -> dict[str, Any]:
+    return graph(run.plan(), engine.queue_of)
 
 
 @router.get("/runs/{run_id}/results", summary="Results of the nodes that succeeded", responses=_ERRORS)
@@ -284,8 +317,11 @@ async def run_events(
 # -- definitions -----------------------------------------------------------------------------------------
 
 
-def graph(plan: Plan) -> dict[str, Any]:
-    """A DAG as the dashboard draws it: nodes in index order, parents by name."""
+def graph(plan: Plan, queue_of: Callable[[str, str | None], str] | None = None) -> dict[str, Any]:
+    """A DAG as the dashboard draws it: nodes in index order, parents by name, each node's queue (the one
+    its messages go to, as ``status`` shows it: ``queue_of`` routes a node without ``type``/``queue`` as
+    the app's ``task_routes`` do), and what decides at run time whether and how often it runs: ``map``
+    (the parent whose list it maps over), ``max_map``, ``when`` and ``trigger``."""
     return {
         "name": plan.name,
         "on_failure": plan.on_failure,
@@ -294,8 +330,13 @@ def graph(plan: Plan) -> dict[str, Any]:
                 "name": n.name,
                 "index": n.index,
                 "task": n.task,
-                "queue": n.queue,
+                "queue": queue_of(n.task, n.queue) if queue_of else n.queue,
                 "parents": [plan.nodes[p].name for p in n.parents],
+                "map": None if n.map is None else plan.nodes[n.map].name,
+                "max_map": n.max_map,
+                "when": n.when,
+                "trigger": n.trigger,
+                "retries": n.retries,
             }
             for n in plan.nodes
         ],
@@ -329,5 +370,5 @@ def get_definition(engine: EngineDep, name: Annotated[str, Path(max_length=500)]
     return {
         **_describe(wf),
         "definition": wf.to_dict(),
-        "graph": graph(compile_workflow(wf, engine.settings.routes)),
+        "graph": graph(compile_workflow(wf, engine.settings.routes), engine.queue_of),
     }

@@ -23,6 +23,7 @@ from wfcelery.errors import (
     ControlError,
     DefinitionError,
     RunNotFound,
+    TaskImportError,
     TrackerError,
     TrackerUnavailable,
     WfCeleryError,
@@ -166,6 +167,7 @@ errors: dict[type[Exception], Callable[[Request, Exception], Any]] = {
     TrackerError: _handler(503),
     BrokerUnavailable: _broker_down,
     OperationalError: _broker_down,
+    TaskImportError: _handler(500),  # the server's app cannot import its own task modules
     WfCeleryError: _handler(400),
     Exception: _internal,
 }

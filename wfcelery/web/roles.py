@@ -51,7 +51,15 @@ RULES: dict[tuple[str, str], Role] = {
     ("POST", "/api/runs/{run_id}/resume"): Role.OPERATOR,
     ("POST", "/api/runs/{run_id}/cancel"): Role.OPERATOR,
     ("POST", "/api/runs/{run_id}/retry"): Role.OPERATOR,
+    ("GET", "/api/schedules"): Role.VIEWER,
+    ("GET", "/api/schedules/{name}"): Role.VIEWER,
+    ("GET", "/api/run-keys/{key}"): Role.VIEWER,
     ("DELETE", "/api/runs/{run_id}"): Role.ADMIN,
+    ("POST", "/api/schedules"): Role.ADMIN,
+    ("DELETE", "/api/schedules/{name}"): Role.ADMIN,
+    ("POST", "/api/schedules/{name}/pause"): Role.ADMIN,
+    ("POST", "/api/schedules/{name}/resume"): Role.ADMIN,
+    ("POST", "/api/schedules/{name}/backfill"): Role.ADMIN,
     ("GET", "/api/audit"): Role.ADMIN,
 }
 
