@@ -55,6 +55,8 @@ def test_health_and_openapi_document_every_endpoint(http):
         "/api/runs/{run_id}/retry": {"post"},
         "/api/definitions": {"get"},
         "/api/definitions/{name}": {"get"},
+        "/api/me": {"get"},
+        "/api/audit": {"get"},
         "/api/schedules": {"get", "post"},
         "/api/schedules/{name}": {"get", "delete"},
         "/api/schedules/{name}/pause": {"post"},

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +33,7 @@ from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.web.errors import NotFound
 from wfcelery.web.inputs import refuse_bidi
+from wfcelery.web.roles import authorize
 from wfcelery.web.stream import checked_cursor, event_stream
 
 #: Bytes of a node's JSON result shown by ``/api/runs/{id}/nodes/{node}``.
@@ -41,7 +43,7 @@ MAX_LISTED = 10_000
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
 
 
 # -- documented errors (web/errors.py answers them) ------------------------------------------------------
@@ -292,9 +294,14 @@ def delete_run(run: RunDep, force: bool = False) -> Response:
     "/runs/{run_id}/events",
     summary="Server-Sent Events: every transition of the run, in order; resumable with Last-Event-ID",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS, **_BAD_EVENT_ID},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        **_ERRORS,
+        **_BAD_EVENT_ID,
+        429: {"description": "This client or the server already follows as many streams as it may"},
+    },
 )
-def run_events(
+async def run_events(
     run: RunDep,
     request: Request,
     last_event_id: Annotated[
@@ -302,7 +309,9 @@ def run_events(
     ] = None,
 ) -> Response:
     cursor = request.headers.get("last-event-id") or last_event_id
-    return event_stream(run, checked_cursor(run, cursor))
+    checked = await anyio.to_thread.run_sync(checked_cursor, run, cursor)
+    client = request.client.host if request.client else ""
+    return event_stream(run, checked, request.app.state.hub, client)
 
 
 # -- definitions -----------------------------------------------------------------------------------------
