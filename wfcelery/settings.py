@@ -63,6 +63,11 @@ DEFAULT_QUARANTINE_AFTER = 3
 #: once (no livelock). 30 minutes: a lost message (a worker died between recording a release and publishing
 #: it) stalls its run for at most that long.
 DEFAULT_QUEUED_TIMEOUT = 1800.0
+#: Whether the Lua scripts keep the fleet-wide counters behind ``wfcelery metrics`` and ``GET /metrics``
+#: (tracker/counters.py). Measured cost: benchmarks (README "Metrics").
+DEFAULT_METRICS = True
+#: Distinct values per metric label (workflow, task, queue) before new ones count as "other".
+DEFAULT_METRICS_MAX_VALUES = 200
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ class Settings:
     #: Inline continuation: how many released single children in a row a worker may run itself, right
     #: after their parent, without a broker round trip (0: off; README "Inline continuation").
     inline_depth: int = 0
+    #: ``wfcelery_metrics``: keep the fleet-wide counters (tracker/counters.py).
+    metrics: bool = DEFAULT_METRICS
+    #: ``wfcelery_metrics_max_values``: label values per kind before "other".
+    metrics_max_values: int = DEFAULT_METRICS_MAX_VALUES
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -138,6 +147,8 @@ class Settings:
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
+            metrics=bool(conf.get("wfcelery_metrics", DEFAULT_METRICS)),
+            metrics_max_values=_count(conf, "wfcelery_metrics_max_values") or DEFAULT_METRICS_MAX_VALUES,
         )
         return replace(settings, **overrides) if overrides else settings
 

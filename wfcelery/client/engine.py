@@ -100,6 +100,7 @@ class Engine(Control):
             on_failure=_sig_dict(on_failure),
             executor=executor,
         )
+        record.update(self.tracker.metric_fields(plan.name, self._metric_pairs(plan)))
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
@@ -117,6 +118,11 @@ class Engine(Control):
         run = Run(self, run_id)
         run.warnings = warnings
         return run
+
+    def _metric_pairs(self, plan: Plan) -> list[tuple[str, str]]:
+        """(task, queue) of every node: the labels its metrics are counted under."""
+        default = str(self.app.conf.task_default_queue or "celery")
+        return [(n.task, n.queue or default) for n in plan.nodes]
 
     def _discard(self, run_id: str, plan_digest: str | None, created_ms: int) -> None:
         """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan

@@ -14,6 +14,7 @@ from redis.cluster import RedisCluster
 
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.settings import Settings
+from wfcelery.tracker.counters import BUCKETS_MS, run_slot, slot_tag
 from wfcelery.tracker.keys import Keys
 
 logger = logging.getLogger("wfcelery.tracker")
@@ -39,9 +40,23 @@ class TrackerBase:
             )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
-    def _run_script(self, name: str, run_id: str, args: Sequence[Any]) -> Any:
+    def _run_script(self, name: str, run_id: str, args: Sequence[Any], client: Any = None) -> Any:
         with converted_errors(f"record {name} of run {run_id}"):
-            return self.scripts[name](keys=self.keys.run_keys(run_id), args=list(args))
+            return self.scripts[name](keys=self.script_keys(run_id), args=list(args), client=client)
+
+    def script_keys(self, run_id: str) -> list[str]:
+        """The KEYS of a per-run script: the run's keys, then the counters' hash (or its shard on a
+        Redis Cluster) unless metrics are off."""
+        keys = self.keys.run_keys(run_id)
+        if self.settings.metrics:
+            keys.append(self.metrics_key(run_id))
+        return keys
+
+    def metrics_key(self, run_id: str) -> str:
+        """The counters' hash this run's scripts write (counters.py "Where")."""
+        if self.settings.redis_cluster:
+            return self.keys.metrics(slot_tag(run_slot(run_id)))
+        return self.keys.metrics()
 
     def server_ms(self) -> int:
         """Redis's clock (the one every node time is measured with), in ms."""
@@ -63,12 +78,13 @@ class TrackerBase:
         return None
 
 
-_SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
+_SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair", "drop")
 
 
 def _load_sources() -> dict[str, str]:
     lua = resources.files("wfcelery.tracker") / "lua"
-    common = (lua / "_common.lua").read_text()
+    buckets = f"local BUCKETS_MS = {{{', '.join(map(str, BUCKETS_MS))}}}\n"  # counters.py owns them
+    common = buckets + (lua / "_common.lua").read_text()
     return {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
 
 

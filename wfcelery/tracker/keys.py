@@ -21,6 +21,12 @@ README's key layout ("The tracker: states, keys, memory"); values are encoded an
     <prefix>:worker:<hostname> worker()        a worker's heartbeat
     <prefix>:workers           workers         the workers the reconciler watches
     <prefix>:reconciler        reconciler      the reconciler's lease
+
+    <prefix>:metrics           metrics()       fleet-wide counters (counters.py); on a Redis Cluster one
+    <prefix>:metrics:{<tag>}   metrics(tag)    shard per slot, tagged to share the slot of its runs
+    <prefix>:metrics:values:<kind>  metric_values()  label values seen, per kind (the cardinality cap)
+    <prefix>:runs:wf:<name>    runs_of()       the history index: runs of one workflow, by creation time
+    <prefix>:runs:ended:<STATUS> runs_ended()  runs that ended with STATUS, by creation time
 """
 
 from __future__ import annotations
@@ -94,6 +100,24 @@ class Keys:
     @property
     def reconciler(self) -> str:
         return f"{self.prefix}:reconciler"
+
+    def metrics(self, tag: str | None = None) -> str:
+        """The counters' hash; ``tag``: the hash tag of a Redis Cluster slot's shard (counters.slot_tag)."""
+        return f"{self.prefix}:metrics" if tag is None else f"{self.prefix}:metrics:{{{tag}}}"
+
+    @property
+    def metrics_pattern(self) -> str:
+        """SCAN pattern of the Cluster shards of the counters."""
+        return f"{self.prefix}:metrics:{{*}}"
+
+    def metric_values(self, kind: str) -> str:
+        return f"{self.prefix}:metrics:values:{kind}"
+
+    def runs_of(self, workflow: str) -> str:
+        return f"{self.prefix}:runs:wf:{workflow}"
+
+    def runs_ended(self, status: str) -> str:
+        return f"{self.prefix}:runs:ended:{status}"
 
 
 #: A wfcelery task id: run id (uuid4 hex), node index (``<node>.<instance>`` for an instance of a mapped

@@ -103,12 +103,14 @@ class StartOutcome:
     run: bool
     reason: StartReason
     attempt: int = 0
+    waited_ms: int | None = None  # how long the node waited QUEUED (None: not known, e.g. a retry)
 
     @classmethod
     def from_reply(cls, reply: Any) -> StartOutcome:
-        verdict, _, attempt = str(reply).partition(":")
+        verdict, _, rest = str(reply).partition(":")
+        attempt, _, waited = rest.partition(":")
         reason = StartReason(verdict)
-        return cls(reason is StartReason.OK, reason, int(attempt or 0))
+        return cls(reason is StartReason.OK, reason, int(attempt or 0), int(waited) if waited else None)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
 * **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`
   (the fields written at submit); Lua adds the counters and times it keeps.
 * **node record** (``:nodes`` HASH value): ``status|epoch|attempts|started_ms|finished_ms|worker no.``
-  -- :class:`NodeRecord`.
+  (``queued_ms`` in the 5th field while QUEUED) -- :class:`NodeRecord`.
+* **metrics** (``metrics`` HASH fields, the run-record fields ``ml``, ``mn``, ``mw``): ``counters.py``.
 * **event line** (``:events`` STRING): ``<ms since created> <node index | run> <status>[ <epoch>]`` --
   :class:`Event`.
 * **gate entry** (``gate`` HASH value, and ``<run id> <entry>`` on the gate channel):
@@ -181,7 +182,10 @@ class RunRecord:
 @dataclass(frozen=True)
 class NodeRecord:
     """One node's record: status letter (``states.NodeStatus.code``), epoch, attempts started, times in ms
-    since the run's creation, and the number of the worker that ran it last (see :class:`RunRecord`)."""
+    since the run's creation, and the number of the worker that ran it last (see :class:`RunRecord`).
+
+    The 5th field is the time the node finished once it is terminal, and the time it was queued while it
+    is QUEUED (``queued_ms``: the start gate measures the node's wait from it, for the metrics)."""
 
     code: str = "P"
     epoch: int = 0
@@ -189,19 +193,22 @@ class NodeRecord:
     started_ms: int | None = None
     finished_ms: int | None = None
     worker: str = ""
+    queued_ms: int | None = None
 
     def encode(self) -> str:
         started = "" if self.started_ms is None else self.started_ms
-        finished = "" if self.finished_ms is None else self.finished_ms
-        return f"{self.code}|{self.epoch}|{self.attempts}|{started}|{finished}|{self.worker}"
+        fifth = self.queued_ms if self.code == "Q" else self.finished_ms
+        return f"{self.code}|{self.epoch}|{self.attempts}|{started}|{'' if fifth is None else fifth}|{self.worker}"
 
     @classmethod
     def decode(cls, raw: str | None) -> NodeRecord:
         """``None`` (no field) is a node still PENDING at epoch 0."""
         if not raw:
             return cls()
-        code, epoch, attempts, started, finished, worker = raw.split("|", 5)
-        return cls(code, int(epoch), int(attempts), _ms(started), _ms(finished), worker)
+        code, epoch, attempts, started, fifth, worker = raw.split("|", 5)
+        if code == "Q":
+            return cls(code, int(epoch), int(attempts), _ms(started), None, worker, _ms(fifth))
+        return cls(code, int(epoch), int(attempts), _ms(started), _ms(fifth), worker)
 
 
 # -- event lines --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from wfcelery.errors import RunNotFound, TrackerError
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.fleet import Fleet
 from wfcelery.tracker.keys import Slot
+from wfcelery.tracker.metering import Metering
 from wfcelery.tracker.outcomes import (
     FailMode,
     FailOutcome,
@@ -34,7 +35,7 @@ from wfcelery.tracker.records import (
 )
 
 
-class Tracker(Reads, Fleet):
+class Tracker(Reads, Fleet, Metering):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------
@@ -66,10 +67,13 @@ class Tracker(Reads, Fleet):
             pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
             pipe.expire(k.plan(plan_digest), ttl * 2)  # a plan already there lives as long as this run
             pipe.hset(k.run(run_id), mapping=dict(record))
-            pipe.hset(k.nodes(run_id), mapping={i: NodeRecord("Q").encode() for i in roots})
+            pipe.hset(k.nodes(run_id), mapping={i: NodeRecord("Q", queued_ms=0).encode() for i in roots})
             pipe.append(k.events(run_id), "".join(Event(0, i, "Q", 0).encode() for i in roots))
             pipe.zadd(k.index, {run_id: record["created"]})
+            pipe.zadd(k.runs_of(str(record["name"])), {run_id: record["created"]})
             pipe.sadd(k.live, run_id)
+            if self.settings.metrics:  # the active-runs gauge (counters.py); its end is counted in Lua
+                pipe.hincrby(self.metrics_key(run_id), f"a\t{record.get('mw') or record['name']}", 1)
             return bool(pipe.execute()[0])
 
     def refresh_plan(self, digest: str) -> None:
@@ -215,7 +219,7 @@ class Tracker(Reads, Fleet):
         when its own :meth:`create_run` created the plan: other runs of the definition share the key."""
         with converted_errors(f"delete run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.delete(*self.keys.run_keys(run_id))
+            self.scripts["drop"](keys=self.script_keys(run_id), client=pipe)
             pipe.zrem(self.keys.index, run_id)
             pipe.hdel(self.keys.gate, run_id)
             pipe.srem(self.keys.live, run_id)

@@ -31,6 +31,7 @@ if attempt > 0 and n.a > attempt then
   return {'ignored', 0, 0, false, {}, {}, false}  -- a late report of an earlier attempt: a newer one already started (native retry)
 end
 if mode == 'retrying' and (status == 'RUNNING' or status == 'PAUSED') then
+  count_node(idx, n, 'Y', n.s)
   n.s = 'Y'
   put_node(idx, n)
   redis.call('HSET', K_ERRORS, idx, ARGV[3])
@@ -38,7 +39,11 @@ if mode == 'retrying' and (status == 'RUNNING' or status == 'PAUSED') then
   return {'retrying', 0, 0, false, {}, {}, false}
 end
 redis.call('HSET', K_ERRORS, idx, ARGV[3])
+if mode == 'quarantined' then
+  count_run('x\tquarantined', 1)
+end
 if mode == 'failed' and status == 'RUNNING' and n.a <= tonumber(ARGV[5]) then
+  count_node(idx, n, 'Y', n.s)
   n.s = 'Y'
   put_node(idx, n)
   event(idx, 'Y', epoch)

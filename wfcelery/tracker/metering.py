@@ -1,0 +1,65 @@
+"""The tracker's side of the metrics: the label table a run is submitted with (capped label values), and
+reading every counter back (summed over the shards of a Redis Cluster). Formats: ``counters.py``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from wfcelery.tracker.base import TrackerBase, converted_errors
+from wfcelery.tracker.counters import OTHER, LabelKind, Snapshot, clean, label_table
+
+_VALUES_LUA = (resources.files("wfcelery.tracker") / "lua" / "values.lua").read_text()
+
+
+class Metering(TrackerBase):
+    """Label capping and counter reads (see the module docstring)."""
+
+    _verdicts: dict[tuple[LabelKind, str], bool]
+    _verdicts_lock = threading.Lock()
+
+    def metric_fields(self, workflow: str, pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """Run-record fields for a run of ``workflow`` whose nodes have these (task, queue) labels, in node
+        order: ``ml`` and ``mn`` (the label table), and ``mw`` when the workflow counts as "other".
+        Empty when metrics are off. A label value is looked up in Redis once per process."""
+        if not self.settings.metrics:
+            return {}
+        wf = self._capped(LabelKind.WORKFLOW, [clean(workflow)])[0]
+        tasks = self._capped(LabelKind.TASK, [clean(t) for t, _ in pairs])
+        queues = self._capped(LabelKind.QUEUE, [clean(q) for _, q in pairs])
+        ml, mn = label_table(list(zip(tasks, queues, strict=True)))
+        fields = {"ml": ml, "mn": mn}
+        if wf != clean(workflow) or wf != workflow:
+            fields["mw"] = wf
+        return fields
+
+    def _capped(self, kind: LabelKind, values: list[str]) -> list[str]:
+        if not hasattr(self, "_verdicts"):
+            self._verdicts = {}
+        unknown = sorted({v for v in values if (kind, v) not in self._verdicts})
+        if unknown:
+            script = self.client.register_script(_VALUES_LUA)
+            with converted_errors("register metric label values"):
+                reply = script(
+                    keys=[self.keys.metric_values(kind.value)],
+                    args=[self.settings.metrics_max_values, *unknown],
+                )
+            with self._verdicts_lock:
+                self._verdicts.update({(kind, v): bool(ok) for v, ok in zip(unknown, reply, strict=True)})
+        return [v if self._verdicts[(kind, v)] else OTHER for v in values]
+
+    def snapshot(self) -> Snapshot:
+        """Every counter, summed over the shards. Raises TrackerUnavailable / TrackerError."""
+        with converted_errors("read the metrics"):
+            if not self.settings.redis_cluster:
+                return Snapshot.decode([self.client.hgetall(self.keys.metrics())])
+            return Snapshot.decode(self._shards())
+
+    def _shards(self) -> list[dict[str, Any]]:
+        keys = list(self.client.scan_iter(match=self.keys.metrics_pattern, count=1000))
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return list(pipe.execute()) if keys else []
