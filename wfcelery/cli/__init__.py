@@ -29,6 +29,7 @@ from wfcelery.cli.base import (
 )
 from wfcelery.cli.control import cancel, cleanup, pause, resume, retry
 from wfcelery.cli.definitions import graph, validate
+from wfcelery.cli.observe import metrics
 from wfcelery.cli.runs import list_, results, status, submit, watch
 from wfcelery.cli.service import demo, doctor, sweep, web
 
@@ -72,6 +73,7 @@ for _command in (
     web,
     demo,
     sweep,
+    metrics,
 ):
     wf.add_command(_command)
 

@@ -110,4 +110,5 @@ class EngineBase:
 
     def _ended(self, run_id: str, finish: Finish | None) -> None:
         if finish is not None:
+            self.tracker.index_ended(run_id, finish.status, finish.created_ms)
             self.dispatch.callback(run_id, finish.status, finish.callback)

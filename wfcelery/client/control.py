@@ -73,6 +73,8 @@ class Control(EngineBase):
             wanted = "PAUSED" if op == "resume" else "FAILED or CANCELLED"
             raise ControlError(f"cannot {op} run {run_id}: it is {out.before}, not {wanted}")
         self.tracker.refresh_plan(plan.digest)
+        if op == "retry":  # it is no longer a run that ended so
+            self.tracker.unindex_ended(run_id, [out.before])
         self.tracker.set_gate(run_id, RunStatus.RUNNING, out.epoch)
         self._ended(run_id, out.finish)  # every node finished meanwhile: the run ends here
         queued = [(i, out.epoch) for i in out.queued]

@@ -18,6 +18,7 @@ from typing import Any
 from celery import Celery, signature
 
 from wfcelery.client.control import Control
+from wfcelery.client.history import History
 from wfcelery.client.run import Run
 from wfcelery.definition.loader import load
 from wfcelery.definition.model import Workflow, check_executor
@@ -37,7 +38,7 @@ from wfcelery.tracker.records import new_run
 logger = logging.getLogger("wfcelery.engine")
 
 
-class Engine(Control):
+class Engine(Control, History):
     """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
 
     # -- submitting -------------------------------------------------------------------------------------

@@ -72,12 +72,14 @@ class Finish:
     status: str
     callback: str | None  # the on_success / on_failure signature as JSON, if the run has one
     epoch: int
+    created_ms: int = 0  # when the run was created (its key in the history index)
 
     @classmethod
     def from_reply(cls, reply: Any) -> Finish | None:
         if not reply:
             return None
-        return cls(str(reply[0]), reply[1] or None, int(reply[2]))
+        created = int(reply[3]) if len(reply) > 3 and reply[3] else 0
+        return cls(str(reply[0]), reply[1] or None, int(reply[2]), created)
 
 
 @dataclass(frozen=True)

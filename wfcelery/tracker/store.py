@@ -15,6 +15,7 @@ from typing import Any
 from wfcelery.errors import RunNotFound, TrackerError
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.fleet import Fleet
+from wfcelery.tracker.history import HistoryIndex
 from wfcelery.tracker.keys import Slot
 from wfcelery.tracker.metering import Metering
 from wfcelery.tracker.outcomes import (
@@ -35,7 +36,7 @@ from wfcelery.tracker.records import (
 )
 
 
-class Tracker(Reads, Fleet, Metering):
+class Tracker(Reads, Fleet, Metering, HistoryIndex):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------

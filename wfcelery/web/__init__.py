@@ -32,6 +32,8 @@ from starlette.staticfiles import StaticFiles
 from wfcelery import __version__
 from wfcelery.errors import ConfigurationError
 from wfcelery.web.api import errors, router
+from wfcelery.web.history import history_errors, history_pages, history_router
+from wfcelery.web.metrics import metrics_router
 from wfcelery.web.pages import pages
 from wfcelery.web.security import Guard
 
@@ -77,8 +79,11 @@ def create_app(
     app.state.flower_url = (flower_url or settings.flower_url or "").rstrip("/") or None
     app.include_router(router)
     app.include_router(pages)
+    app.include_router(history_router)
+    app.include_router(history_pages)
+    app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for exc, handler in errors.items():
+    for exc, handler in {**errors, **history_errors}.items():
         app.add_exception_handler(exc, handler)
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):

@@ -264,7 +264,8 @@ local function touch_if_finished(status)
   end
 end
 
--- End the run once. Returns {status, callback-or-false, epoch} for the caller (callback, worker gate).
+-- End the run once. Returns {status, callback-or-false, epoch, created ms} for the caller (callback, worker
+-- gate, the history index).
 local function finish_run(status)
   redis.call('HSET', K_RUN, 'status', status, 'finished', now_ms())
   if RUN['status'] ~= nil then
@@ -283,7 +284,7 @@ local function finish_run(status)
   count_run('r\t' .. wf .. '\t' .. status, 1)
   count_run('a\t' .. wf, -1)
   local cb = run_field(status == 'SUCCEEDED' and 'on_success' or 'on_failure')
-  return {status, cb or false, tonumber(run_field('epoch'))}
+  return {status, cb or false, tonumber(run_field('epoch')), tonumber(const('created'))}
 end
 
 -- When every node is terminal, a RUNNING run ends.
