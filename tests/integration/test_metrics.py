@@ -19,6 +19,8 @@ from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import ROOT, diamond, in_thread_worker, wait_for
+from tests.proj import make_app
+from tests.redis_server import FaultyRedis
 from wfcelery import Workflow
 from wfcelery.tracker.counters import BUCKETS_MS
 from wfcelery.tracker.records import Event
@@ -32,12 +34,12 @@ def _free_port() -> int:
 
 @contextmanager
 def exporter(app: Celery, redis_url: str) -> Iterator[str]:
-    """``wfcelery -A tests.proj metrics`` as a subprocess on the test's Redis and key prefix: its URL."""
+    """``wfcelery -A tests.proj metrics`` as a subprocess on the app's tracker and key prefix: its URL."""
     port = _free_port()
     env = {
         **os.environ,
         "WFCELERY_TEST_BROKER": redis_url,
-        "WFCELERY_TEST_BACKEND": redis_url,
+        "WFCELERY_TEST_BACKEND": app.conf.wfcelery_redis_url,
         "WFCELERY_TEST_PREFIX": app.conf.wfcelery_key_prefix,
         "WFCELERY_TEST_CONF": json.dumps({"wfcelery_redis_timeout": 1.0}),
         "PYTHONPATH": str(ROOT),
@@ -152,3 +154,23 @@ def test_metrics_scraped_after_the_runs_are_exact(app: Celery, engine: Any, r: A
     assert s[("wfcelery_node_wait_seconds_count", (("queue", queue),))] == len(waits)
     assert s[("wfcelery_node_wait_seconds_sum", (("queue", queue),))] == pytest.approx(sum(waits) / 1000, abs=1e-9)
     assert len(waits) == sum(len(v) for v in durations.values()) - 1  # every attempt but the retry
+
+
+def test_the_exporter_answers_while_the_tracker_restarts_and_recovers_its_numbers(
+    faulty_redis: FaultyRedis, redis_url: str, uid: str
+) -> None:
+    app = make_app(redis_url, faulty_redis.url_db(1), f"t{uid}", f"q{uid}", wfcelery_redis_timeout=1)
+    engine = app._wfcelery_engine
+    for _ in range(3):  # no worker: each run waits QUEUED, then is cancelled
+        engine.cancel(engine.submit(diamond("met-restart")).id)
+    cancelled = ("wfcelery_runs_total", (("status", "CANCELLED"), ("workflow", "met-restart")))
+    with exporter(app, redis_url) as url:
+        assert scrape(url)[cancelled] == 3
+        faulty_redis.shutdown()
+        down = scrape(url)  # answers at once: the port refuses, the exporter says the tracker is down
+        assert down == {("wfcelery_tracker_up", ()): 0}
+        faulty_redis.start()
+        wait_for(lambda: scrape(url).get(("wfcelery_tracker_up", ())) == 1, timeout=20, message="up again")
+        assert scrape(url)[cancelled] == 3  # nothing lost: the counters live in the tracker
+        engine.cancel(engine.submit(diamond("met-restart")).id)
+        assert scrape(url)[cancelled] == 4
