@@ -10,7 +10,7 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -147,12 +147,16 @@ def test_metrics_scraped_after_the_runs_are_exact(app: Celery, engine: Any, r: A
     for task, values in durations.items():
         labels = (("queue", queue), ("task", task))
         assert s[("wfcelery_node_duration_seconds_count", labels)] == len(values)
-        assert s[("wfcelery_node_duration_seconds_sum", labels)] == pytest.approx(sum(values) / 1000, abs=1e-9)
+        assert s[("wfcelery_node_duration_seconds_sum", labels)] == pytest.approx(
+            sum(values) / 1000, abs=1e-9
+        )
         for le in BUCKETS_MS:
             got = s[("wfcelery_node_duration_seconds_bucket", (("le", repr(le / 1000)), *labels))]
             assert got == sum(1 for v in values if v <= le)
     assert s[("wfcelery_node_wait_seconds_count", (("queue", queue),))] == len(waits)
-    assert s[("wfcelery_node_wait_seconds_sum", (("queue", queue),))] == pytest.approx(sum(waits) / 1000, abs=1e-9)
+    assert s[("wfcelery_node_wait_seconds_sum", (("queue", queue),))] == pytest.approx(
+        sum(waits) / 1000, abs=1e-9
+    )
     assert len(waits) == sum(len(v) for v in durations.values()) - 1  # every attempt but the retry
 
 

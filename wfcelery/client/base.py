@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import Celery
 
+from wfcelery import tracing
 from wfcelery.client.run import RunSummary, build_state
 from wfcelery.definition.model import Workflow
 from wfcelery.messaging.consumers import ConsumerCheck, node_queue, unconsumed
@@ -111,4 +112,7 @@ class EngineBase:
     def _ended(self, run_id: str, finish: Finish | None) -> None:
         if finish is not None:
             self.tracker.index_ended(run_id, finish.status, finish.created_ms)
+            if tracing.active():
+                name = self.tracker.run_record(run_id).name
+                tracing.run_ended(run_id, name, finish.status, finish.created_ms)
             self.dispatch.callback(run_id, finish.status, finish.callback)

@@ -132,7 +132,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 class History(EngineBase):
-    """``engine.metrics()``, ``engine.search_runs()``, ``engine.workflow_record()``, ``engine.node_trend()``."""
+    """``engine.metrics()``, ``search_runs()``, ``workflow_record()``, ``node_trend()``."""
 
     def metrics(self) -> Snapshot:
         """Every fleet-wide counter (what ``wfcelery metrics`` exposes)."""
@@ -289,9 +289,7 @@ def _cursor(text: str | None) -> Cursor | None:
         raise HistoryError(str(e)) from None
 
 
-def _matcher(
-    workflow: str | None, status: RunStatus | None, run_key: str | None, text: str | None
-) -> Any:
+def _matcher(workflow: str | None, status: RunStatus | None, run_key: str | None, text: str | None) -> Any:
     needle = text.lower() if text else None
 
     def match(h: dict[str, str]) -> bool:

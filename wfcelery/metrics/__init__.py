@@ -124,7 +124,7 @@ def _buckets(h: Histogram) -> list[tuple[str, float]]:
 def registry_for(read: Read) -> CollectorRegistry:
     """A registry holding only wfcelery's collector (no process metrics of the exporter itself)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(TrackerCollector(read))  # type: ignore[arg-type]  # a collector by protocol
+    registry.register(TrackerCollector(read))
     return registry
 
 

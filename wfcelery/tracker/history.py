@@ -73,9 +73,7 @@ class HistoryIndex(TrackerBase):
                 rows = self.client.zrevrangebyscore(key, top, bottom, start=0, num=batch, withscores=True)
             page = [(m, int(s)) for m, s in rows]
             if skip_ties is not None:  # equal times list in reverse id order: drop those already listed
-                page = [
-                    (m, s) for m, s in page if s < skip_ties.created_ms or m < skip_ties.run_id
-                ]
+                page = [(m, s) for m, s in page if s < skip_ties.created_ms or m < skip_ties.run_id]
             if page:
                 yield page
             if len(rows) < batch:

@@ -198,7 +198,8 @@ class NodeRecord:
     def encode(self) -> str:
         started = "" if self.started_ms is None else self.started_ms
         fifth = self.queued_ms if self.code == "Q" else self.finished_ms
-        return f"{self.code}|{self.epoch}|{self.attempts}|{started}|{'' if fifth is None else fifth}|{self.worker}"
+        fifth_text = "" if fifth is None else fifth
+        return f"{self.code}|{self.epoch}|{self.attempts}|{started}|{fifth_text}|{self.worker}"
 
     @classmethod
     def decode(cls, raw: str | None) -> NodeRecord:

@@ -83,7 +83,8 @@ def create_app(
     app.include_router(history_pages)
     app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for exc, handler in {**errors, **history_errors}.items():
+    handlers: dict[type[Exception], Any] = {**errors, **history_errors}
+    for exc, handler in handlers.items():
         app.add_exception_handler(exc, handler)
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -43,7 +44,7 @@ async def _bad_query(request: Request, exc: Exception) -> JSONResponse:
 
 
 #: Exception -> handler, installed by create_app beside the API's.
-history_errors = {HistoryError: _bad_query}
+history_errors: dict[type[Exception], Callable[[Request, Exception], Any]] = {HistoryError: _bad_query}
 
 
 @history_router.get("/runs", summary="Search runs, newest first", responses=_ERRORS)

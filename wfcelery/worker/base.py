@@ -10,6 +10,7 @@ from functools import cached_property
 
 from celery import Celery
 
+from wfcelery import tracing
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import map_elements
@@ -107,6 +108,7 @@ class WorkerBase:
         """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
         self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
         self.tracker.index_ended(run_id, finish.status, finish.created_ms)
+        tracing.run_ended(run_id, plan.name, finish.status, finish.created_ms)
         if finish.status != RunStatus.SUCCEEDED.value:
             self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
         self.dispatch.callback(run_id, finish.status, finish.callback)
