@@ -85,9 +85,13 @@ def submit(
     """
     engine = engine_of(ctx)
     workflow = workflow_of(flow, engine.settings.limits)
-    with definition_errors(flow):
+    with definition_errors(flow), display.progress("submitting", 0) as advance:
         run = engine.submit(
-            workflow, params=parse_params(param), require_workers=require_workers, executor=executor
+            workflow,
+            params=parse_params(param),
+            require_workers=require_workers,
+            executor=executor,
+            progress=advance,
         )
     for warning in run.warnings:
         click.echo(click.style("Warning: ", fg="yellow") + warning, err=True)

@@ -8,6 +8,7 @@ refusal raises :class:`~wfcelery.errors.ControlError` saying why.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from wfcelery.client.base import EngineBase
 from wfcelery.errors import (
@@ -100,15 +101,24 @@ class Control(EngineBase):
         self._forget_results(ids + self.tracker.canvas_ids(run_id))
         self.tracker.delete_run(run_id)
 
-    def cleanup_finished(self, status: str | None = None, older_than: float = 0.0) -> list[str]:
+    def cleanup_finished(
+        self,
+        status: str | None = None,
+        older_than: float = 0.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
         """Delete every finished run (only those in ``status``, if given) that ended at least
-        ``older_than`` seconds ago. Returns the ids deleted; live runs are never touched."""
+        ``older_than`` seconds ago. Returns the ids deleted; live runs are never touched.
+        ``progress(done, total)`` is told after each run looked at."""
         wanted = RunStatus(status.upper()) if status else None
         if wanted is not None and not wanted.finished:
             raise ControlError(f"cleanup deletes finished runs only, not {wanted.value} ones")
         cutoff = time.time() - older_than
         deleted = []
-        for summary in self.runs(status=status, limit=10**9):
+        runs = self.runs(status=status, limit=10**9)
+        for done, summary in enumerate(runs, 1):
+            if progress is not None:
+                progress(done, len(runs))
             if summary.status.finished and (summary.finished_at or 0) <= cutoff:
                 try:
                     self.cleanup(summary.id)

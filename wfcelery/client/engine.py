@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class Engine(Control, History):
         on_failure: Any = None,
         require_workers: bool = False,
         executor: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
 
@@ -108,8 +109,9 @@ class Engine(Control, History):
             created_plan = self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
             try:
                 roots = [(i, 0) for i in plan.roots]
+                sent = None if progress is None else (lambda n: progress(n, len(roots)))
                 finishes = publish_released(
-                    self.tracker, self.dispatch, plan, run_id, roots, resolved, producer=producer
+                    self.tracker, self.dispatch, plan, run_id, roots, resolved, producer=producer, sent=sent
                 )
             except Exception:
                 self._discard(run_id, plan.digest if created_plan else None, int(record["created"]))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -45,23 +45,27 @@ class Dispatcher:
         countdown: float | None = None,
         producer: Any = None,
         resend: bool = False,
+        sent: Callable[[int], None] | None = None,
     ) -> None:
         """Send node messages: ``items`` are (node index, epoch, parent results), or (instance slot,
         epoch, [element]) for instances of a mapped node. ``resend`` marks a message sent again under
         the same id on purpose (a tracker-level retry), which a worker still running the first copy
-        must not take for a duplicate.
+        must not take for a duplicate. ``sent(n)`` is told how many were sent, every 256 and at the end.
 
         Each message is JSON whatever the app's ``task_serializer``: pickle apps run workflows too.
         Raises :class:`BrokerUnavailable` when the broker cannot be reached.
         """
         app = self.app
+        count = 0
         with (
             broker_errors(app, f"send the tasks of run {run_id}"),
             app.producer_or_acquire(producer) as prod,
         ):
             sender = BulkSender(app, prod) if not countdown else None
             with sender.batch() if sender else nullcontext():
-                for index, epoch, parent_results in items:
+                for count, (index, epoch, parent_results) in enumerate(items, 1):
+                    if sent is not None and count % 256 == 0:
+                        sent(count)
                     msg = plan.message(run_id, index, epoch, params, parent_results)
                     if resend:
                         msg["headers"][RESEND_HEADER] = 1
@@ -79,6 +83,8 @@ class Dispatcher:
                             countdown=countdown,
                             **msg,
                         )
+        if sent is not None:
+            sent(count)
 
     def publish_canvas(self, run_id: str, signature: Any, ids: Sequence[str]) -> None:
         """Apply one native canvas (a segment of a canvas-executor run) whose task ids are ``ids``.
