@@ -102,7 +102,7 @@ class Engine(Control, History):
             on_failure=_sig_dict(on_failure),
             executor=executor,
         )
-        record.update(self.tracker.metric_fields(plan.name, self._metric_pairs(plan)))
+        record.update(self._metric_fields(plan))
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
@@ -122,10 +122,18 @@ class Engine(Control, History):
         run.warnings = warnings
         return run
 
-    def _metric_pairs(self, plan: Plan) -> list[tuple[str, str]]:
-        """(task, queue) of every node: the labels its metrics are counted under."""
-        default = str(self.app.conf.task_default_queue or "celery")
-        return [(n.task, n.queue or default) for n in plan.nodes]
+    def _metric_fields(self, plan: Plan) -> dict[str, str]:
+        """The run-record fields of the metrics' label table (counters.py): the (task, queue) of every
+        node, computed once per plan (the label registries only ever grow, so a verdict holds)."""
+        cache: dict[str, dict[str, str]] = self.__dict__.setdefault("_metric_fields_cache", {})
+        fields = cache.get(plan.digest)
+        if fields is None:
+            default = str(self.app.conf.task_default_queue or "celery")
+            pairs = [(n.task, n.queue or default) for n in plan.nodes]
+            fields = cache[plan.digest] = self.tracker.metric_fields(plan.name, pairs)
+            if len(cache) > 1000:
+                cache.pop(next(iter(cache)))
+        return fields
 
     def _discard(self, run_id: str, plan_digest: str | None, created_ms: int) -> None:
         """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan

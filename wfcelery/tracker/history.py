@@ -4,12 +4,16 @@ search pages through one index from a cursor instead of reading every run.
 ``<prefix>:runs`` (every run) and ``<prefix>:runs:wf:<name>`` are written at submit (``Tracker.create_run``);
 ``<prefix>:runs:ended:<STATUS>`` by whoever got the run's end from a Lua script (the worker or client that
 ended it, and the reconciler's sweep when it drops an ended run from its live list, which mends an entry
-a crash left out). A retry removes the run from its old status set. Entries of runs that expired (the
-run TTL) are dropped when a read finds their record gone, so each index stays bounded by the TTL.
+a crash left out). A retry removes the run from its old status set.
+
+Bounded by the run TTL: entries of runs that expired are dropped when a read finds their record gone, and
+every indexed end also looks at the two oldest entries of the indexes it wrote (in the same round trip) and
+drops those whose run is gone, so each index sheds expired runs at least as fast as runs end.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -40,9 +44,29 @@ class Cursor:
 class HistoryIndex(TrackerBase):
     """Writes and pages of the history index (see the module docstring)."""
 
-    def index_ended(self, run_id: str, status: str, created_ms: int) -> None:
+    def index_ended(self, run_id: str, status: str, created_ms: int, workflow: str | None = None) -> None:
+        """Index a run that ended (and prune the oldest expired entries, see the module docstring)."""
+        indexes = [self.keys.runs_ended(status)] + ([self.keys.runs_of(workflow)] if workflow else [])
         with converted_errors("index an ended run"):
-            self.client.zadd(self.keys.runs_ended(status), {run_id: created_ms})
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zadd(indexes[0], {run_id: created_ms})
+            for key in indexes:
+                pipe.zrange(key, 0, 1, withscores=True)
+            _, *oldest = pipe.execute()
+            horizon = int(time.time() * 1000) - self.settings.run_ttl * 1000
+            old = [
+                (key, m) for key, rows in zip(indexes, oldest, strict=True) for m, s in rows if s < horizon
+            ]
+            if old:
+                self._drop_expired(old)
+
+    def _drop_expired(self, entries: list[tuple[str, str]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for _, run_id in entries:
+            pipe.exists(self.keys.run(run_id))
+        gone = [(key, m) for (key, m), alive in zip(entries, pipe.execute(), strict=True) if not alive]
+        for key, run_id in gone:
+            self.client.zrem(key, run_id)
 
     def unindex_ended(self, run_id: str, statuses: Sequence[str]) -> None:
         with converted_errors("index a retried run"):

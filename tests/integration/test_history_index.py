@@ -1,0 +1,36 @@
+"""The history index stays bounded by the run TTL: each indexed end drops the oldest entries whose run
+expired, and a retried run leaves its old status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery
+
+from tests.helpers import diamond, in_thread_worker
+
+
+def test_ends_shed_entries_of_expired_runs(app: Celery, engine: Any) -> None:
+    tracker, keys = engine.tracker, engine.tracker.keys
+    old = int(time.time() * 1000) - engine.settings.run_ttl * 1000 - 60_000
+    gone = {f"{i:032x}": old + i for i in range(1, 5)}  # indexed once, their keys long expired
+    tracker.client.zadd(keys.runs_ended("SUCCEEDED"), gone)
+    tracker.client.zadd(keys.runs_of("shed"), gone)
+    with in_thread_worker(app):
+        runs = [engine.submit(diamond("shed")) for _ in range(2)]
+        for run in runs:
+            run.wait(timeout=30)
+    for key in (keys.runs_ended("SUCCEEDED"), keys.runs_of("shed")):
+        assert sorted(tracker.client.zrange(key, 0, -1)) == sorted(r.id for r in runs)
+
+
+def test_a_retried_run_leaves_its_old_status(app: Celery, engine: Any) -> None:
+    run = engine.submit(diamond("retried"))  # no worker: cancelled while queued
+    engine.cancel(run.id)
+    assert [r.id for r in engine.search_runs(status="CANCELLED").runs] == [run.id]
+    with in_thread_worker(app):
+        engine.retry(run.id)
+        run.wait(timeout=30)
+    assert engine.search_runs(status="CANCELLED").runs == []
+    assert [r.id for r in engine.search_runs(status="SUCCEEDED").runs] == [run.id]
