@@ -96,7 +96,11 @@ def counters_memory(runs: int) -> dict[str, Any]:
             before = client.info("memory")["used_memory"]
             client.delete(*group)
             dropped = before - client.info("memory")["used_memory"]
-            out[name] = {"memory_usage": usage, "used_memory_drop": dropped, "per_run": round(dropped / runs, 1)}
+            out[name] = {
+                "memory_usage": usage,
+                "used_memory_drop": dropped,
+                "per_run": round(dropped / runs, 1),
+            }
         return out
     finally:
         server.stop()
@@ -123,7 +127,12 @@ def main() -> None:
     summary = {k: {"off": med("off", k), "on": med("on", k)} for k in keys}
     summary["ratio_tasks_per_s"] = round(summary["tasks_per_s"]["on"] / summary["tasks_per_s"]["off"], 3)
     memory = counters_memory(args.memory_runs)
-    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "rounds": sides, "summary": summary, "memory": memory}
+    result = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "rounds": sides,
+        "summary": summary,
+        "memory": memory,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{time.strftime('%Y-%m-%d')}-metrics-cost.json"
     path.write_text(json.dumps(result, indent=1))
