@@ -88,3 +88,20 @@ def test_cleanup_of_many_runs_shows_a_progress_bar_on_a_terminal(app: Celery, en
     done = piped(app, "cleanup", "--status", "CANCELLED")
     assert done.stdout.strip() == "3 runs deleted"
     assert done.stderr == ""
+
+
+def test_submit_of_a_large_run_shows_a_progress_bar_on_a_terminal(app: Celery, tmp_path: Any) -> None:
+    flow = tmp_path / "wide.yaml"
+    tasks = "".join(f"  - {{name: n{i}, task: proj.noop}}\n" for i in range(3000))
+    flow.write_text("name: wide\ntasks:\n" + tasks)
+    code, out = on_terminal(app, "submit", str(flow), columns=100)
+    assert code == 0, out
+    plain = ANSI.sub("", out)
+    assert "submitting" in plain
+    assert "3000/3000" in plain
+    run_id = plain.strip().splitlines()[-1].strip()
+    assert len(run_id) == 32
+
+    done = piped(app, "submit", str(flow))
+    assert done.stderr == ""
+    assert len(done.stdout.strip()) == 32

@@ -34,3 +34,6 @@ def test_a_retried_run_leaves_its_old_status(app: Celery, engine: Any) -> None:
         run.wait(timeout=30)
     assert engine.search_runs(status="CANCELLED").runs == []
     assert [r.id for r in engine.search_runs(status="SUCCEEDED").runs] == [run.id]
+    snap = engine.metrics()  # each end counted once; active again while retried, 0 once it ended
+    assert snap.runs == {("retried", "CANCELLED"): 1, ("retried", "SUCCEEDED"): 1}
+    assert snap.active == {"retried": 0}

@@ -95,7 +95,7 @@
   // -- a workflow's record ------------------------------------------------------------------------------
   function barChart(perDay) {
     const w = 640, h = 140, pad = 24, max = Math.max(1, ...perDay.map((d) => d.runs));
-    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "per-day", role: "img" });
+    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "per-day", role: "img", style: "max-width: 760px" });
     const bw = (w - pad) / perDay.length;
     perDay.forEach((d, i) => {
       const bh = ((h - 2 * pad) * d.runs) / max;
@@ -103,8 +103,13 @@
       rect.append(svgEl("title"));
       rect.firstChild.textContent = `${d.day}: ${d.runs} run(s)`;
       svg.append(rect);
+      if (d.runs) {
+        const n = svgEl("text", { x: pad + i * bw + bw / 2, y: h - pad - bh - 3, "text-anchor": "middle", "font-size": 9 });
+        n.textContent = String(d.runs);
+        svg.append(n);
+      }
       if (i % Math.ceil(perDay.length / 7) === 0) {
-        const t = svgEl("text", { x: pad + i * bw, y: h - 6 });
+        const t = svgEl("text", { x: pad + i * bw, y: h - 6, "font-size": 9 });
         t.textContent = d.day.slice(5);
         svg.append(t);
       }
@@ -115,12 +120,12 @@
   function trendChart(points) {
     const w = 640, h = 140, pad = 24;
     const vals = points.map((p) => p.duration ?? 0), max = Math.max(0.001, ...vals);
-    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "trend-chart", role: "img" });
+    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "trend-chart", role: "img", style: "max-width: 760px" });
     const step = (w - 2 * pad) / Math.max(1, points.length - 1);
     const xy = vals.map((v, i) => [pad + i * step, h - pad - ((h - 2 * pad) * v) / max]);
     if (xy.length) svg.append(svgEl("polyline", { points: xy.map((p) => p.join(",")).join(" "), fill: "none", stroke: "#3b82f6", "stroke-width": 2 }));
     xy.forEach(([x, y], i) => svg.append(svgEl("circle", { cx: x, cy: y, r: 3, fill: points[i].status === "SUCCEEDED" ? "#16a34a" : "#dc2626" })));
-    const label = svgEl("text", { x: pad, y: 14 });
+    const label = svgEl("text", { x: pad, y: 14, "font-size": 9 });
     label.textContent = `max ${secs(max)}`;
     svg.append(label);
     return svg;
