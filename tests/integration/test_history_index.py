@@ -17,10 +17,11 @@ def test_ends_shed_entries_of_expired_runs(app: Celery, engine: Any) -> None:
     gone = {f"{i:032x}": old + i for i in range(1, 5)}  # indexed once, their keys long expired
     tracker.client.zadd(keys.runs_ended("SUCCEEDED"), gone)
     tracker.client.zadd(keys.runs_of("shed"), gone)
+    runs = []
     with in_thread_worker(app):
-        runs = [engine.submit(diamond("shed")) for _ in range(2)]
-        for run in runs:
-            run.wait(timeout=30)
+        for _ in range(2):  # one after the other: each end sheds the two oldest expired entries
+            runs.append(engine.submit(diamond("shed")))
+            runs[-1].wait(timeout=30)
     for key in (keys.runs_ended("SUCCEEDED"), keys.runs_of("shed")):
         assert sorted(tracker.client.zrange(key, 0, -1)) == sorted(r.id for r in runs)
 
