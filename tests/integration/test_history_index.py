@@ -8,21 +8,24 @@ from typing import Any
 
 from celery import Celery
 
-from tests.helpers import diamond, in_thread_worker
+from tests.helpers import diamond, in_thread_worker, wait_for
+from wfcelery import Workflow
 
 
 def test_ends_shed_entries_of_expired_runs(app: Celery, engine: Any) -> None:
     tracker, keys = engine.tracker, engine.tracker.keys
     old = int(time.time() * 1000) - engine.settings.run_ttl * 1000 - 60_000
     gone = {f"{i:032x}": old + i for i in range(1, 5)}  # indexed once, their keys long expired
-    tracker.client.zadd(keys.runs_ended("SUCCEEDED"), gone)
+    tracker.client.zadd(keys.runs_ended("FAILED"), gone)
     tracker.client.zadd(keys.runs_of("shed"), gone)
+    failing = Workflow("shed")
+    failing.add("boom", "proj.fail")
     runs = []
     with in_thread_worker(app):
         for _ in range(2):  # one after the other: each end sheds the two oldest expired entries
-            runs.append(engine.submit(diamond("shed")))
-            runs[-1].wait(timeout=30)
-    for key in (keys.runs_ended("SUCCEEDED"), keys.runs_of("shed")):
+            runs.append(engine.submit(failing))
+            wait_for(lambda: runs[-1].state().finished, timeout=30, message="the run to end")
+    for key in (keys.runs_ended("FAILED"), keys.runs_of("shed")):
         assert sorted(tracker.client.zrange(key, 0, -1)) == sorted(r.id for r in runs)
 
 

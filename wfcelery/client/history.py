@@ -18,7 +18,7 @@ from typing import Any
 from wfcelery.client.base import EngineBase
 from wfcelery.errors import RunNotFound, WfCeleryError
 from wfcelery.tracker.counters import Snapshot
-from wfcelery.tracker.history import Cursor
+from wfcelery.tracker.history import ENDED_INDEXED, Cursor
 from wfcelery.tracker.states import RunStatus
 
 #: Runs a search page reads at most (matches or not) before it returns with a cursor.
@@ -178,6 +178,8 @@ class History(EngineBase):
 
     def _index_for(self, workflow: str | None, status: RunStatus | None) -> str:
         keys = self.tracker.keys
+        if status is not None and status.value not in ENDED_INDEXED:
+            status = None  # SUCCEEDED: no index of its own, the status is filtered as runs are read
         if workflow is not None and status is not None:  # the smaller of the two
             by_wf, by_status = keys.runs_of(workflow), keys.runs_ended(status.value)
             return min((by_wf, by_status), key=self.tracker.index_size)

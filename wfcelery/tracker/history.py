@@ -2,9 +2,9 @@
 search pages through one index from a cursor instead of reading every run.
 
 ``<prefix>:runs`` (every run) and ``<prefix>:runs:wf:<name>`` are written at submit (``Tracker.create_run``);
-``<prefix>:runs:ended:<STATUS>`` by whoever got the run's end from a Lua script (the worker or client that
-ended it, and the reconciler's sweep when it drops an ended run from its live list, which mends an entry
-a crash left out). A retry removes the run from its old status set.
+``<prefix>:runs:ended:<STATUS>`` (FAILED and CANCELLED) by whoever got the run's end from a Lua script
+(the worker or client that ended it, and the reconciler's sweep when it drops an ended run from its live
+list, which mends an entry a crash left out). A retry removes the run from its old status set.
 
 Bounded by the run TTL: entries of runs that expired are dropped when a read finds their record gone, and
 every indexed end also looks at the two oldest entries of the indexes it wrote (in the same round trip) and
@@ -18,6 +18,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from wfcelery.tracker.base import TrackerBase, converted_errors
+
+#: Final statuses with an index of their own: the rare ones a search looks for. SUCCEEDED runs, most of
+#: them, are found through the workflow's (or the whole) index, filtered as they are read: an index of
+#: them would cost ~135 bytes a run and spare a search little.
+ENDED_INDEXED = frozenset({"FAILED", "CANCELLED"})
 
 #: Run-record fields a history listing reads (``run_key``: written by runs submitted with one).
 LISTED_FIELDS = ("name", "status", "created", "finished", "params", "total", "done", "run_key", "started")
@@ -45,14 +50,20 @@ class HistoryIndex(TrackerBase):
     """Writes and pages of the history index (see the module docstring)."""
 
     def index_ended(self, run_id: str, status: str, created_ms: int, workflow: str | None = None) -> None:
-        """Index a run that ended (and prune the oldest expired entries, see the module docstring)."""
-        indexes = [self.keys.runs_ended(status)] + ([self.keys.runs_of(workflow)] if workflow else [])
+        """Index a run that ended FAILED or CANCELLED (:data:`ENDED_INDEXED`), and prune the oldest expired
+        entries of the indexes this end concerns (see the module docstring)."""
+        indexed = status in ENDED_INDEXED
+        indexes = [self.keys.runs_ended(status)] if indexed else []
+        indexes += [self.keys.runs_of(workflow)] if workflow else []
+        if not indexes:
+            return
         with converted_errors("index an ended run"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.zadd(indexes[0], {run_id: created_ms})
+            if indexed:
+                pipe.zadd(indexes[0], {run_id: created_ms})
             for key in indexes:
                 pipe.zrange(key, 0, 1, withscores=True)
-            _, *oldest = pipe.execute()
+            oldest = pipe.execute()[1 if indexed else 0 :]
             horizon = int(time.time() * 1000) - self.settings.run_ttl * 1000
             old = [
                 (key, m) for key, rows in zip(indexes, oldest, strict=True) for m, s in rows if s < horizon

@@ -26,7 +26,7 @@ README's key layout ("The tracker: states, keys, memory"); values are encoded an
     <prefix>:metrics:{<tag>}   metrics(tag)    shard per slot, tagged to share the slot of its runs
     <prefix>:metrics:values:<kind>  metric_values()  label values seen, per kind (the cardinality cap)
     <prefix>:runs:wf:<name>    runs_of()       the history index: runs of one workflow, by creation time
-    <prefix>:runs:ended:<STATUS> runs_ended()  runs that ended with STATUS, by creation time
+    <prefix>:runs:ended:<STATUS> runs_ended()  runs that ended FAILED / CANCELLED, by creation time
 """
 
 from __future__ import annotations
