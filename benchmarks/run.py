@@ -13,24 +13,21 @@ import dataclasses
 import datetime as dt
 import gc
 import json
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import celery
-import kombu
 import redis
 from celery._state import _set_task_join_will_block
 
+from . import chart as charts
 from . import report, scenarios
+from .environment import RESULTS_DIR, AmqpBroker, machine
 from .harness import Profiler, Workers, WorkerSettings, make_workdir, redis_server_class
 from .tasks import QUEUE, make_app
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCENARIOS = (
     "ceiling",
     "small",
@@ -49,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="small sizes (default)")
-    mode.add_argument("--full", action="store_true", help="the sizes of issue #6 (~10 minutes on 2 cores)")
+    mode.add_argument("--full", action="store_true", help="the full sizes (~10 minutes on 2 cores)")
     p.add_argument("--only", action="append", choices=SCENARIOS, help="run only these scenarios (repeatable)")
     p.add_argument("--pool", default="prefork", choices=("prefork", "solo", "threads"))
     p.add_argument("--concurrency", type=int, default=2)
@@ -109,53 +106,6 @@ def parse_conf(items: list[str]) -> dict[str, Any]:
     return conf
 
 
-def git_revision() -> str | None:
-    """The last commit that changed wfcelery/ (``+dirty`` when its files have uncommitted changes)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(
-            ["git", "log", "-1", "--format=%h", "--", "wfcelery"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "wfcelery"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return rev + ("+dirty" if dirty else "")
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "celery": celery.__version__,
-        "kombu": kombu.__version__,
-        "redis_py": redis.__version__,
-        "load_average_at_start": list(os.getloadavg()),
-        "wfcelery_commit": git_revision(),
-    }
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     full = bool(args.full)
@@ -183,8 +133,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         broker, backend = f"{server.url}/0", f"{server.url}/1"
         if args.broker == "amqp":
-            from .scale import AmqpBroker
-
             amqp = AmqpBroker(args.amqp_url).__enter__()
             broker = amqp.url
         conf = parse_conf(args.conf)
@@ -258,7 +206,7 @@ def write(out: dict[str, Any], directory: Path, chart: bool = True) -> dict[str,
     paths: dict[str, Any] = {"json": directory / f"{stem}.json", "md": directory / f"{stem}.md"}
     if chart:
         png = directory / f"{stem}.png"
-        if report.chart(out, png):
+        if charts.chart(out, png):
             paths["png"] = png
     markdown = report.markdown(out, chart_name=paths["png"].name if "png" in paths else None)
     paths["json"].write_text(json.dumps(out, indent=2, default=str) + "\n")

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -48,8 +47,8 @@ import wfcelery
 from wfcelery.tracker.keys import Keys
 from wfcelery.tracker.records import Event, NodeRecord
 
+from .environment import RESULTS_DIR, AmqpBroker, RedisBroker, machine, pubsub_counts, redis_cpu
 from .harness import Workers, WorkerSettings, make_workdir, process_cpu, redis_server_class
-from .run import RESULTS_DIR, machine
 from .scenarios import SMALL_TASKS, small_workflow
 from .tasks import PREFIX, make_app
 
@@ -102,101 +101,6 @@ def rss_bytes(pids: list[int]) -> int:
                     total += int(line.split()[1]) * 1024
                     break
     return total
-
-
-def redis_cpu(r: redis.Redis) -> float:
-    cpu = r.info("cpu")
-    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
-
-
-def pubsub_counts(r: redis.Redis) -> dict[str, int]:
-    return {
-        "channels": len(r.pubsub_channels()),
-        "patterns": int(r.pubsub_numpat()),
-        "clients": int(r.info("clients")["connected_clients"]),
-    }
-
-
-def beam_pids() -> list[int]:
-    """RabbitMQ's Erlang VM, when it runs on this machine (its CPU is the AMQP broker's)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with suppress(OSError):
-                if (entry / "comm").read_text().strip() == "beam.smp":
-                    found.append(int(entry.name))
-    return found
-
-
-# -- brokers -----------------------------------------------------------------------------------------------
-
-
-class RedisBroker:
-    name = "redis"
-
-    def __enter__(self) -> RedisBroker:
-        self.server = redis_server_class()().start()
-        self.url = f"{self.server.url}/0"
-        self.client = redis.Redis.from_url(self.url)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.stop()
-
-    def cpu(self) -> float:
-        return redis_cpu(self.client)
-
-    def describe(self) -> str:
-        return "redis-server of its own (throwaway, no persistence)"
-
-    def state(self) -> dict[str, Any]:
-        out = pubsub_counts(self.client)
-        out["used_memory"] = int(self.client.info("memory")["used_memory"])
-        return out
-
-
-class AmqpBroker:
-    name = "amqp"
-
-    def __init__(self, url: str) -> None:
-        self.base = url
-        self.vhost: str | None = None
-        self.pids = beam_pids()
-
-    def __enter__(self) -> AmqpBroker:
-        vhost = f"wfbench-{uuid.uuid4().hex[:8]}"
-        ctl = shutil.which("rabbitmqctl")
-        if ctl and _ok([ctl, "add_vhost", vhost]):
-            if _ok([ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
-                self.vhost = vhost
-            else:
-                _ok([ctl, "delete_vhost", vhost])
-        host_end = self.base.index("/", self.base.index("://") + 3)  # amqp://user:pw@host:port|/vhost
-        self.url = self.base[:host_end] + "/" + self.vhost if self.vhost else self.base
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        ctl = shutil.which("rabbitmqctl")
-        if self.vhost and ctl:
-            _ok([ctl, "delete_vhost", self.vhost])
-
-    def cpu(self) -> float:
-        return process_cpu(self.pids)
-
-    def describe(self) -> str:
-        where = f"vhost {self.vhost} (created, deleted after)" if self.vhost else "the URL's vhost"
-        host = self.base.rsplit("@", 1)[-1]
-        return f"RabbitMQ at {host}, {where}; CPU = beam.smp (shared with its other users)"
-
-    def state(self) -> dict[str, Any]:
-        return {}
-
-
-def _ok(cmd: list[str]) -> bool:
-    try:
-        return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 # -- one broker --------------------------------------------------------------------------------------------
@@ -526,7 +430,7 @@ def markdown(out: dict[str, Any]) -> str:
             ]
     lines += [
         "",
-        "Targets (issue 15, target 5): 0 lost or duplicated nodes; tracker Redis peak <= 0.2 GB; last tenth "
+        "Targets: 0 lost or duplicated nodes; tracker Redis peak <= 0.2 GB; last tenth "
         ">= 0.9x the first; no growth of pub/sub channels or clients per run.",
         "",
     ]

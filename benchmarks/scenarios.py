@@ -476,7 +476,7 @@ def long_chain(b: Bench, n: int, inline_depth: int | None = None) -> dict[str, A
                 _timeout(n, rate=10),
             )
         inline["inline_depth"] = inline_depth
-        # the setting of issue 15's inline continuation: an older wfcelery ignores it (then say so)
+        # a wfcelery without the wfcelery_inline_depth setting ignores it: then say so
         inline["setting_known"] = "inline_depth" in getattr(Settings, "__dataclass_fields__", {})
         if not inline["setting_known"]:
             b.log("  note: this wfcelery has no wfcelery_inline_depth setting: the side ran without it")
@@ -585,7 +585,7 @@ def scale(b: Bench, runs: int) -> dict[str, Any]:
         projection["projected_tracker_bytes"] + projection["projected_result_bytes"]
     )
     lean = {"wfcelery_celery_results": False}
-    projection["celery_results_kept"] = bool(b.app.conf.get("wfcelery_celery_results", True))
+    projection["celery_results_kept"] = b.engine.settings.celery_results
     projection["note_without_result_keys"] = (
         f"with {lean}, the projection is the tracker's share alone"
         if projection["celery_results_kept"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from wfcelery.definition.executor import DEFAULT_EXECUTOR, Executor
 from wfcelery.definition.limits import Limits
 from wfcelery.errors import ConfigurationError
 
@@ -24,8 +25,6 @@ DEFAULT_GATE_RESYNC = 5.0
 #: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,
 #: kept result_expires) doubled Redis memory and cost ~15% throughput (benchmarks/results).
 DEFAULT_CELERY_RESULTS = False
-#: How runs are executed unless the definition or ``submit(executor=)`` says: "counters" or "canvas".
-DEFAULT_EXECUTOR = "counters"
 #: Upper bound of the exponential backoff (seconds) between tracker-level retries of a node.
 DEFAULT_RETRY_BACKOFF_MAX = 600
 #: Most instances one mapped node may fan out to: a node's ``max_map`` (default this) is capped by the
@@ -36,6 +35,11 @@ DEFAULT_MAX_MAP = 10_000
 DEFAULT_REDIS_TIMEOUT = 5.0
 #: Seconds to wait for live workers to say which queues they consume (submit, validate, status); 0 skips.
 DEFAULT_INSPECT_TIMEOUT = 1.0
+#: Seconds ``watch``, ``submit --wait`` and :meth:`Run.follow` wait out a tracker outage (its Redis
+#: unreachable or refusing writes for now) before they give up; the run itself goes on meanwhile.
+DEFAULT_FOLLOW_PATIENCE = 300.0
+#: Entries the audit trail keeps (a Redis stream trimmed approximately to this length).
+DEFAULT_AUDIT_MAXLEN = 100_000
 #: Seconds a hook retries a report the tracker did not take (the message stays unacknowledged meanwhile);
 #: past it the report goes to the worker's outbox on disk, replayed in order once the tracker is back.
 DEFAULT_REPORT_RETRY = 10.0
@@ -44,7 +48,7 @@ DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
 #: Seconds the start gate waits for the tracker before it gives the message back to the broker.
 DEFAULT_GATE_WAIT = 5.0
 #: Seconds between a worker's heartbeats; its heartbeat key lives 3 beats. Also the pace of the elected
-#: reconciler's lease and of its check of every worker's heartbeat (README "Reliability"): a worker
+#: reconciler's lease and of its check of every worker's heartbeat (docs: reliability): a worker
 #: SIGKILLed mid-run has its RUNNING nodes re-published within ~14 s (one TTL for the key to expire, one
 #: beat to notice, one TTL of patience).
 DEFAULT_HEARTBEAT = 2.0
@@ -64,7 +68,7 @@ DEFAULT_QUARANTINE_AFTER = 3
 #: it) stalls its run for at most that long.
 DEFAULT_QUEUED_TIMEOUT = 1800.0
 #: Whether the Lua scripts keep the fleet-wide counters behind ``wfcelery metrics`` and ``GET /metrics``
-#: (tracker/counters.py). Measured cost: benchmarks (README "Metrics").
+#: (tracker/counters.py; docs: observability, where its measured cost is).
 DEFAULT_METRICS = True
 #: Distinct values per metric label (workflow, task, queue) before new ones count as "other".
 DEFAULT_METRICS_MAX_VALUES = 200
@@ -72,13 +76,17 @@ DEFAULT_METRICS_MAX_VALUES = 200
 
 @dataclass(frozen=True)
 class Settings:
+    #: The tracker's Redis (``redis://``, ``rediss://``, ``unix://`` or ``sentinel://``). When unset: the
+    #: app's result backend if it is one of those, else a ``ConfigurationError`` saying so.
     redis_url: str
     key_prefix: str = DEFAULT_KEY_PREFIX
     run_ttl: int = DEFAULT_RUN_TTL
+    #: Renames of node types to queues (``{"cpu": "cpu-large"}``); otherwise a node's ``type`` is its queue.
     routes: dict[str, str] = field(default_factory=dict)
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN
     gate_resync: float = DEFAULT_GATE_RESYNC
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
+    #: Refuse definitions that name tasks not registered in the app.
     check_tasks: bool = True
     celery_results: bool = DEFAULT_CELERY_RESULTS
     max_map: int = DEFAULT_MAX_MAP
@@ -90,6 +98,8 @@ class Settings:
     flower_url: str | None = None
     redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
+    follow_patience: float = DEFAULT_FOLLOW_PATIENCE
+    audit_maxlen: int = DEFAULT_AUDIT_MAXLEN
     #: Bounds on definitions, params and results (``wfcelery_max_depth``, ``wfcelery_max_*_bytes``).
     limits: Limits = field(default_factory=Limits)
     report_retry: float = DEFAULT_REPORT_RETRY
@@ -101,16 +111,18 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
-    executor: str = DEFAULT_EXECUTOR
+    #: How runs are executed unless the definition or ``submit(executor=)`` says: counters or canvas.
+    executor: Executor = DEFAULT_EXECUTOR
     #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
     #: nodes); every run's keys share one hash slot, so its Lua scripts run on one master.
     redis_cluster: bool = False
+    #: ``wfcelery_redis_transport_options``: for a ``sentinel://`` URL, ``master_name`` (required),
+    #: ``sentinel_kwargs`` and ``min_other_sentinels``, as Celery's broker and result backend take them.
+    redis_transport_options: dict[str, Any] = field(default_factory=dict)
     #: Inline continuation: how many released single children in a row a worker may run itself, right
-    #: after their parent, without a broker round trip (0: off; README "Inline continuation").
+    #: after their parent, without a broker round trip (0: off; docs: running and control).
     inline_depth: int = 0
-    #: ``wfcelery_metrics``: keep the fleet-wide counters (tracker/counters.py).
     metrics: bool = DEFAULT_METRICS
-    #: ``wfcelery_metrics_max_values``: label values per kind before "other".
     metrics_max_values: int = DEFAULT_METRICS_MAX_VALUES
 
     @classmethod
@@ -118,8 +130,12 @@ class Settings:
         conf = app.conf
         check_json_accepted(app)
         redis_url = overrides.pop("redis_url", None) or conf.get("wfcelery_redis_url") or _backend_url(app)
+        options = conf.get("wfcelery_redis_transport_options")
+        if options is None and not conf.get("wfcelery_redis_url") and redis_url.startswith("sentinel://"):
+            options = conf.get("result_backend_transport_options")  # the tracker follows the backend
         settings = cls(
             redis_url=redis_url,
+            redis_transport_options=dict(options or {}),
             key_prefix=conf.get("wfcelery_key_prefix") or DEFAULT_KEY_PREFIX,
             run_ttl=int(conf.get("wfcelery_run_ttl") or DEFAULT_RUN_TTL),
             routes=dict(conf.get("wfcelery_routes") or {}),
@@ -134,6 +150,8 @@ class Settings:
             flower_url=conf.get("wfcelery_flower_url") or None,
             redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
             inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
+            follow_patience=_number(conf, "wfcelery_follow_patience", DEFAULT_FOLLOW_PATIENCE),
+            audit_maxlen=int(conf.get("wfcelery_audit_maxlen") or DEFAULT_AUDIT_MAXLEN),
             limits=Limits.from_conf(conf),
             report_retry=_number(conf, "wfcelery_report_retry", DEFAULT_REPORT_RETRY),
             outbox_dir=str(conf.get("wfcelery_outbox_dir") or DEFAULT_OUTBOX_DIR),
@@ -153,10 +171,12 @@ class Settings:
         return replace(settings, **overrides) if overrides else settings
 
 
-def _executor(value: Any) -> str:
-    if value not in ("counters", "canvas"):  # model.EXECUTORS (settings sits below the model)
-        raise ConfigurationError(f"wfcelery_executor: unknown executor {value!r}; choose counters or canvas")
-    return str(value)
+def _executor(value: Any) -> Executor:
+    try:
+        return Executor(value)
+    except ValueError:
+        choices = ", ".join(e.value for e in Executor)
+        raise ConfigurationError(f"wfcelery_executor: unknown executor {value!r}; choose {choices}") from None
 
 
 def _number(conf: Any, key: str, default: float) -> float:
@@ -188,7 +208,7 @@ def check_not_eager(app: Any) -> None:
         raise ConfigurationError(
             "task_always_eager=True: Celery would run tasks inside apply_async, but a workflow needs "
             "real workers (its tracker releases each node when its parents succeed). To run workflows "
-            "in tests, use the wfcelery.testing pytest plugin (README: 'Testing your workflows')"
+            "in tests, use the wfcelery.testing pytest plugin (docs: testing your workflows)"
         )
 
 
@@ -208,9 +228,9 @@ def check_json_accepted(app: Any) -> None:
 
 def _backend_url(app: Any) -> str:
     url = app.conf.result_backend
-    if isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://")):
+    if isinstance(url, str) and url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
         return url
     raise ConfigurationError(
         "wfcelery needs a Redis for its tracker: set app.conf.wfcelery_redis_url = 'redis://host:6379/0' "
-        f"(the result backend {url!r} is not a redis:// URL)"
+        f"(the result backend {url!r} is not a redis:// or sentinel:// URL)"
     )

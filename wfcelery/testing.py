@@ -138,7 +138,7 @@ def wfcelery_app() -> Any:
     """Override this fixture (session scope) to return your Celery app."""
     raise pytest.UsageError(
         "wfcelery.testing: define a session-scoped `wfcelery_app` fixture that returns your Celery app "
-        "(README: Testing your workflows)"
+        "(docs: testing your workflows)"
     )
 
 

@@ -1,4 +1,4 @@
-"""Adopting wfcelery in an existing Celery app (issue 12): queues nobody reads, task_routes, pickle apps,
+"""Adopting wfcelery in an existing Celery app: queues nobody reads, task_routes, pickle apps,
 broker and Redis failures, params, output for scripts, housekeeping, doctor, the testing plugin.
 
 Real Redis, real in-thread workers, real RabbitMQ (wrong password, missing vhost), a real hung server.

@@ -2,7 +2,7 @@
 headers, properties, exchange, routing key and queue, on the real broker (Redis, and RabbitMQ when it runs).
 
 Each node message is published twice under the same task id -- once through the dispatcher's bulk path,
-once through ``app.send_task`` with the keyword arguments wfcelery used to pass it -- and the two copies
+once through ``app.send_task`` with the keyword arguments of a per-message publish -- and the two copies
 read back from their queues must be equal, field by field, but for the broker's own delivery tag.
 """
 

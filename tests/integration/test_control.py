@@ -1,4 +1,4 @@
-"""Pause, resume, cancel and retry on a real Redis with real workers (DESIGN.md section 5, issue 4).
+"""Pause, resume, cancel and retry on a real Redis with real workers (DESIGN.md section 5).
 
 The guarantees under test:
   * after ``pause()`` returns no node of the run starts until ``resume()`` -- also on a worker that missed the

@@ -1,5 +1,5 @@
 """Flower finds a workflow run: a real `celery flower` process, a worker that sends task events, and
-Flower's REST API (`/api/tasks?search=`), as the README tells users to search.
+Flower's REST API (`/api/tasks?search=`), as the docs tell users to search.
 
 Every task of a run carries ``kwargsrepr`` with ``wf_run`` and ``wf_node``, so ``kwargs:wf_run=<id>``
 (Flower's exact key=value match) finds all of them, and ``kwargs:wf_node=<name>`` narrows to one node.

@@ -1,4 +1,4 @@
-"""The reconciler's repairs that no worker death triggers, on real Redis state (issue 10).
+"""The reconciler's repairs that no worker death triggers, on real Redis state.
 
 A node RUNNING past its time limit plus grace; a RUNNING run whose nodes are all done; a QUEUED node whose
 message was deleted from the broker (``wfcelery_queued_timeout``); one sweeper at a time (the lease); a

@@ -3,7 +3,7 @@ request it sends to the real Redis from the threads that run tasks (the start ga
 success report after it run there; the worker's services -- heartbeat, reconciler, message filter -- run
 in threads of their own and are not counted).
 
-Budget (README "Performance"): two per node -- start.lua before the body, succeed.lua after it, which also
+Budget (docs: benchmarks): two per node -- start.lua before the body, succeed.lua after it, which also
 returns what a released fan-in child needs -- plus, once per run, the plan's refresh when the run ends.
 A regression to a third call per node (an HMGET of fan-in arguments, a separate read) fails here. With
 inline continuation (``wfcelery_inline_depth``) a chain costs one per node: the parent's succeed.lua also

@@ -1,4 +1,4 @@
-"""The README says every public class and method has a docstring: walk the public API and check it.
+"""The docs say every public class and method has a docstring: walk the public API and check it.
 
 Public means what ``wfcelery.__all__`` exports, plus the classes a ``wfcelery.testing`` user receives. For
 a class, its own docstring (not one inherited from ``Enum`` or ``Exception``) and one for each public

@@ -223,3 +223,32 @@ def test_the_web_layer_reaches_redis_only_through_the_engine() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "tracker"
         ]
     assert bad == []
+
+
+def test_the_benchmarks_import_no_circle() -> None:
+    """The benchmark modules import each other without a circle either (run, scale and fleet share
+    ``benchmarks.environment`` instead of importing one another)."""
+    root = PACKAGE.parent / "benchmarks"
+    names = {p.stem for p in root.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        found: set[str] = set()
+        for node in _module_level(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                parts = (node.module or "").split(".")
+                if node.level == 1:
+                    found.update({parts[0]} if parts[0] else {a.name for a in node.names})
+                elif parts[0] == "benchmarks" and len(parts) > 1:
+                    found.add(parts[1])
+        graph[path.stem] = found & names - {path.stem}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        assert module not in path, "import circle: " + " -> ".join([*path[path.index(module) :], module])
+        if module not in done:
+            for target in sorted(graph[module]):
+                visit(target, [*path, module])
+            done.add(module)
+
+    for module in graph:
+        visit(module, [])

@@ -30,13 +30,12 @@ from wfcelery.definition.rules import (
     condition_scope,
     decide,
     expand,
-    instance_name,
     map_limit,
     outcome_of,
-    parse_instance,
     run_status,
     topological_order,
 )
+from wfcelery.tracker.keys import instance_name, parse_instance
 from wfcelery.tracker.states import NodeStatus, RunStatus
 
 S, F, K = Outcome.SUCCESS, Outcome.FAILED, Outcome.SKIPPED

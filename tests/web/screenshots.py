@@ -1,4 +1,4 @@
-"""Screenshots of the dashboard for the README: ``make screenshots`` (writes docs/dashboard-*.png).
+"""Screenshots of the dashboard for the docs: ``make screenshots`` (writes docs/dashboard-*.png).
 
 Everything real: a throwaway Redis, an in-process Celery worker, the ASGI server and Debian's Chromium.
 """

@@ -1,6 +1,6 @@
 """The REST API over HTTP: the real server (uvicorn on a free port), a real Redis and a real Celery worker.
 
-Every endpoint and every error code the README's API table names: 201/204, 401, 403 (cross-site,
+Every endpoint and every error code the docs' API table names: 201/204, 401, 403 (cross-site,
 read-only), 404, 409 (the ControlError text), 422 (naming the node or field), 503 (Redis down).
 """
 
@@ -185,7 +185,7 @@ def test_errors_are_json_with_the_right_codes(app, engine, http, uid):
     assert "exactly one of" in invalid({"name": "etl", "definition": chain().to_dict()})
     assert "exactly one of" in invalid({})
     assert "status" in http.get("/api/runs", params={"status": "BOGUS"}).json()["error"]
-    caps = ({"limit": 501}, {"limit": 0}, {"offset": 10_001})  # as the README's API table states
+    caps = ({"limit": 501}, {"limit": 0}, {"offset": 10_001})  # as the docs' API table states
     for params in caps:
         assert http.get("/api/runs", params=params).status_code == 422, params
     assert engine.runs() == []  # nothing was created by any of these

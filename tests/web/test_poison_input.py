@@ -1,4 +1,4 @@
-"""Poison input through the REST API (issue 10): ``POST /api/runs`` refuses it with 422 naming the node (or
+"""Poison input through the REST API: ``POST /api/runs`` refuses it with 422 naming the node (or
 the params) and the limit, before anything is written -- the same checks as ``engine.submit`` and the CLI
 (tests/integration/test_poison_input.py), over real HTTP (uvicorn) and a real Redis."""
 

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wfcelery.client.run import Run, RunSummary
+from wfcelery.errors import TrackerUnavailable
 from wfcelery.tracker.records import Event
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
@@ -406,7 +407,10 @@ def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float =
     offset = 0
     try:
         for state in run.follow(timeout=timeout, tick=tick):
-            offset, events = run.events(after=offset)  # what happened up to this state, in order
+            try:
+                offset, events = run.events(after=offset)  # what happened up to this state, in order
+            except TrackerUnavailable:
+                events = []  # Run.follow waits the outage out; these events are read with the next state
             if state.finished:
                 view.close(state, events)
                 return state

@@ -73,7 +73,7 @@ def diagnose(engine: Engine, definitions: Sequence[Workflow] = ()) -> list[Findi
 def _config_fix(message: str) -> str:
     if "accept_content" in message:
         return message.split(": ", 1)[-1]
-    return "set the wfcelery_* setting the message names (README: Settings)"
+    return "set the wfcelery_* setting the message names (docs: settings reference)"
 
 
 def _eager(app: Any) -> Finding:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -22,6 +23,8 @@ from wfcelery.cli.base import (
     workflow_of,
 )
 from wfcelery.client.run import Run
+from wfcelery.definition.executor import Executor
+from wfcelery.errors import TrackerUnavailable
 from wfcelery.tracker.states import NodeStatus, RunState, RunStatus
 
 
@@ -58,7 +61,7 @@ wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --tim
 )
 @click.option(
     "--executor",
-    type=click.Choice(["counters", "canvas"]),
+    type=click.Choice([e.value for e in Executor]),
     default=None,
     help="counters (one message per node) or canvas (native chains and chords per segment); default: "
     "the definition's executor, else the wfcelery_executor setting.",
@@ -124,6 +127,22 @@ def outcome_of(run: Run, state: RunState) -> dict[str, Any]:
     return {"id": run.id, "status": state.status.value, "results": run.results(), "errors": errors}
 
 
+T = TypeVar("T")
+
+
+def ride_out(call: Callable[[], T], patience: float) -> T:
+    """``call()``, retried every second while the tracker is unavailable, for up to ``patience`` seconds
+    (a follower started during an outage waits like one that was following when it began)."""
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            return call()
+        except TrackerUnavailable:
+            if time.monotonic() >= give_up:
+                raise
+            time.sleep(1.0)
+
+
 def follow(run: Run, timeout: float | None, quiet: bool, err: bool) -> RunState:
     stream = sys.stderr if err else sys.stdout
     tty = stream.isatty() and not quiet
@@ -161,7 +180,7 @@ def idle_lines(run: Run, state: RunState) -> list[str]:
     if not state.idle_queues:
         return []
     _, events = run.events()
-    queued_at = {e.node: e.at_ms for e in events if e.node is not None and e.status == "Q"}
+    queued_at = {e.node: e.at_ms for e in events if e.node_status is NodeStatus.QUEUED}
     now = time.time()
     lines = []
     for node in state.nodes.values():
@@ -187,7 +206,8 @@ wfcelery -A proj.celery:app watch 3f2c9a0e6b7d4c1e8f5a2b3c4d5e6f70"""),
 def watch(ctx: click.Context, run_id: str, timeout: float | None) -> None:
     """Follow a run live until it ends: a table redrawn in place on a terminal, one line per node
     transition otherwise. Exits 0 if the run succeeded, 1 if it failed or was cancelled."""
-    run = engine_of(ctx).run(run_id)
+    engine = engine_of(ctx)
+    run = ride_out(lambda: engine.run(run_id), engine.settings.follow_patience)
     state = follow(run, timeout, quiet=False, err=False)
     if state.status is not RunStatus.SUCCEEDED:
         ctx.exit(EXIT_RUN_FAILED)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
+from wfcelery.client.audit import audited
 from wfcelery.client.base import EngineBase
 from wfcelery.errors import (
     ControlError,
@@ -21,10 +23,15 @@ from wfcelery.tracker.keys import task_id
 from wfcelery.tracker.states import RunState, RunStatus
 
 
+def _run(engine: Any, run_id: str, *args: Any, result: Any = None, **kwargs: Any) -> str:
+    return f"run {run_id}"
+
+
 class Control(EngineBase):
     """pause / resume / cancel / retry / cleanup of runs by id (:class:`~wfcelery.client.run.Run` delegates
     here)."""
 
+    @audited("pause", _run)
     def pause(self, run_id: str) -> RunState:
         """Pause a run: queued nodes wait (revoked and gated), running nodes finish. Raises ControlError
         when the run is finished, RunNotFound for an unknown id."""
@@ -39,6 +46,7 @@ class Control(EngineBase):
             )
         return self.state(run_id, check_workers=False)
 
+    @audited("cancel", _run)
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
         """Cancel a run for good: queued nodes are revoked; ``terminate=True`` also stops running tasks
         (prefork/gevent pools). Calls the run's ``on_failure`` callback once."""
@@ -56,10 +64,12 @@ class Control(EngineBase):
             self._ended(run_id, out.finish)
         return self.state(run_id, check_workers=False)
 
+    @audited("resume", _run)
     def resume(self, run_id: str) -> RunState:
         """Resume a paused run: what did not succeed is queued again under a new epoch (fresh task ids)."""
         return self._replan(run_id, "resume")
 
+    @audited("retry", _run)
     def retry(self, run_id: str) -> RunState:
         """Retry a FAILED or CANCELLED run: re-runs what did not succeed, reusing the results that did."""
         return self._replan(run_id, "retry")
@@ -87,6 +97,7 @@ class Control(EngineBase):
             )
         return self.state(run_id, check_workers=False)
 
+    @audited("cleanup", _run)
     def cleanup(self, run_id: str, force: bool = False) -> None:
         """Delete every key of the run, Celery's result keys included."""
         record = self.tracker.run_record(run_id)

@@ -17,13 +17,16 @@ from typing import Any
 
 from celery import Celery, signature
 
+from wfcelery.client.audit import audited
 from wfcelery.client.control import Control
 from wfcelery.client.history import History
 from wfcelery.client.run import Run
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.loader import load
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.errors import (
     ConfigurationError,
+    ControlError,
     NoWorkerError,
     WfCeleryError,
 )
@@ -31,8 +34,9 @@ from wfcelery.messaging.consumers import describe, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
 from wfcelery.plan.compiler import Plan, compile_workflow
-from wfcelery.plan.segments import CANVAS, has_chord
+from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
+from wfcelery.tracker.access import AuditEntry, Role, TokenInfo
 from wfcelery.tracker.records import new_run
 
 logger = logging.getLogger("wfcelery.engine")
@@ -43,6 +47,40 @@ class Engine(Control, History):
 
     # -- submitting -------------------------------------------------------------------------------------
 
+    # -- access: tokens and the audit trail ------------------------------------------------------------
+
+    @audited("token.create", lambda self, name, *a, result=None, **k: f"token {name}")
+    def create_token(self, name: str, role: Role | str) -> str:
+        """A new API token for ``name`` with ``role`` (viewer, operator, admin): returned once; the tracker
+        keeps only its hash. Raises :class:`ControlError` when the name is taken or invalid."""
+        try:
+            parsed = Role(role)
+        except ValueError:
+            raise ControlError(f"role {role!r}: choose viewer, operator or admin") from None
+        return self.tracker.create_token(name, parsed)
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token's name, role and times (never the token)."""
+        return self.tracker.tokens()
+
+    @audited("token.revoke", lambda self, name, *a, result=None, **k: f"token {name}")
+    def revoke_token(self, name: str) -> None:
+        """Revoke a token: every server refuses it from its next request on."""
+        self.tracker.revoke_token(name)
+
+    def authenticate(self, token: str) -> TokenInfo | None:
+        """The token's name and role, or None for an unknown or revoked one."""
+        return self.tracker.token_owner(token)
+
+    def access_required(self) -> bool:
+        """True once any token exists: servers then serve nothing without credentials."""
+        return self.tracker.any_token()
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest entries of the audit trail, newest first."""
+        return self.tracker.audit_log(limit)
+
+    @audited("submit", lambda self, wf, *a, result=None, **k: f"run {result.id}" if result else _name(wf))
     def submit(
         self,
         workflow: Workflow | str | Path | Mapping[str, Any],
@@ -51,7 +89,7 @@ class Engine(Control, History):
         on_success: Any = None,
         on_failure: Any = None,
         require_workers: bool = False,
-        executor: str | None = None,
+        executor: Executor | str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
@@ -63,8 +101,10 @@ class Engine(Control, History):
         Args:
             workflow: a Workflow, a path to a YAML/JSON definition, or a definition dict.
             params: values for ``${name}`` placeholders.
-            on_success / on_failure: Celery signatures sent once when the run ends, with the run id as
-                first argument. ``on_failure`` also fires for a cancelled run.
+            on_success: A Celery signature sent once when the run succeeds, with the run id as first
+                argument.
+            on_failure: A Celery signature sent once when the run fails or is cancelled, with the run id
+                as first argument.
             require_workers: refuse (:class:`NoWorkerError`) when a node's queue has no live consumer,
                 or when the workers cannot be asked.
             executor: ``"counters"`` (one message per node) or ``"canvas"`` (native Celery canvas per
@@ -84,7 +124,7 @@ class Engine(Control, History):
         resolved = wf.resolve_params(params, limits)
         executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
         plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor))
-        if executor == CANVAS:
+        if executor is Executor.CANVAS:
             check_canvas_app(self.app, plan)
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
@@ -223,3 +263,7 @@ def _sig_dict(sig: Any) -> dict[str, Any] | None:
     if sig is None:
         return None
     return dict(signature(sig))
+
+
+def _name(workflow: Any) -> str:
+    return f"workflow {getattr(workflow, 'name', workflow)}"

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from wfcelery.definition.rules import instance_name, parse_instance
 from wfcelery.errors import (
     RunFailed,
     TrackerUnavailable,
@@ -17,7 +16,7 @@ from wfcelery.errors import (
 )
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
-from wfcelery.tracker.keys import Slot, instance_slot, split_slot, task_id
+from wfcelery.tracker.keys import Slot, instance_name, instance_slot, parse_instance, split_slot, task_id
 from wfcelery.tracker.records import Event, NodeRecord, RunRecord
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
@@ -94,20 +93,51 @@ class Run:
         """Yield the run's state now and after each transition (at least every ``tick`` seconds) until it
         ends: the last state yielded is the final one.
 
+        A tracker outage is waited out (the run goes on meanwhile) for ``wfcelery_follow_patience``
+        seconds, retrying every second; past it the outage's :class:`TrackerUnavailable` is raised.
+
         Raises:
             WaitTimeout: ``timeout`` seconds passed first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        offset = 0
+        patience = self.engine.settings.follow_patience
+        offset, down_since = 0, None
         while True:
-            state = self.state()
+            try:
+                state = self.state()
+            except TrackerUnavailable as e:
+                down_since = self._wait_out_outage(e, down_since, patience, deadline, timeout)
+                continue
+            down_since = None
             yield state
             if state.finished:
                 return
             block = tick if deadline is None else min(tick, deadline - time.monotonic())
             if block <= 0:
                 raise WaitTimeout(f"run {self.id} is still {state.status.value} after {timeout} s")
-            offset, _ = self.events(after=offset, block=block)
+            try:
+                offset, _ = self.events(after=offset, block=block)
+            except TrackerUnavailable as e:
+                down_since = self._wait_out_outage(e, down_since, patience, deadline, timeout)
+
+    def _wait_out_outage(
+        self,
+        error: TrackerUnavailable,
+        down_since: float | None,
+        patience: float,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> float:
+        """One second of a tracker outage waited out; raises ``error`` past ``patience``, WaitTimeout past
+        the deadline. Returns when the outage began."""
+        now = time.monotonic()
+        down_since = now if down_since is None else down_since
+        if now - down_since >= patience:
+            raise error
+        if deadline is not None and now >= deadline:
+            raise WaitTimeout(f"run {self.id} did not finish within {timeout} s (tracker unreachable)")
+        time.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - now)))
+        return down_since
 
     def summary(self) -> RunSummary:
         """Status, times and progress (nodes finished / all) from the run record alone: cheap on any run."""

@@ -21,6 +21,7 @@ from wfcelery.definition.checks import (
     map_source,
     task_name_of,
 )
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.limits import DEPTH_CEILING, Limits, check_depth, json_size
 from wfcelery.definition.node import Node, check_dynamic, node_name
 from wfcelery.definition.params import collect_placeholders, substitute
@@ -37,8 +38,6 @@ from wfcelery.errors import (
 
 #: Failure policies a workflow may name.
 FAILURE_POLICIES = ("fail_fast", "continue")
-#: How a run is executed (README "Executors"): one message per node, or native canvas per segment.
-EXECUTORS = ("counters", "canvas")
 
 #: Keys a node may carry in a definition (:meth:`Workflow.add` takes the same as keyword arguments).
 NODE_KEYS = frozenset(
@@ -67,11 +66,15 @@ WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
 
-def check_executor(value: Any, where: str) -> str | None:
-    """``value`` if it names an executor (or is None); else a :class:`SchemaError` naming it."""
-    if value is not None and value not in EXECUTORS:
-        raise SchemaError(f"{where}: unknown executor {value!r}; choose one of {', '.join(EXECUTORS)}")
-    return value  # type: ignore[no-any-return]
+def check_executor(value: Any, where: str) -> Executor | None:
+    """The :class:`Executor` ``value`` names (None for None); else a :class:`SchemaError` naming it."""
+    if value is None:
+        return None
+    try:
+        return Executor(value)
+    except ValueError:
+        choices = ", ".join(e.value for e in Executor)
+        raise SchemaError(f"{where}: unknown executor {value!r}; choose one of {choices}") from None
 
 
 class Workflow:
@@ -91,13 +94,12 @@ class Workflow:
         on_failure: str = "fail_fast",
         defaults: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
-        executor: str | None = None,
+        executor: Executor | str | None = None,
     ) -> None:
         if on_failure not in FAILURE_POLICIES:
             raise SchemaError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, not {on_failure!r}")
-        check_executor(executor, "executor")
         #: The executor this definition asks for (None: ``submit(executor=)`` or ``wfcelery_executor``).
-        self.executor = executor
+        self.executor = check_executor(executor, "executor")
         self.name = name
         self.on_failure = on_failure
         self.defaults: dict[str, Any] = check_keys(dict(defaults or {}), DEFAULT_KEYS, "defaults")
@@ -156,7 +158,7 @@ class Workflow:
             soft_time_limit: Soft time limit in seconds (Celery's ``soft_time_limit``).
             priority: Message priority (Celery's ``priority``).
             map: A parent (or its name) whose result is a list: one instance of this node runs per
-                element, getting it as first argument (README "Dynamic workflows"); the edge is added.
+                element, getting it as first argument (docs: dynamic workflows); the edge is added.
             max_map: Most elements ``map`` may fan out to (default 10,000, capped by ``wfcelery_max_map``).
             when: A JMESPath condition over ``{"params": ..., "results": {parent: result}}``; false: the
                 node is SKIPPED.
@@ -331,12 +333,12 @@ class Workflow:
         if self.params:
             d["params"] = dict(self.params)
         if self.executor:
-            d["executor"] = self.executor
+            d["executor"] = self.executor.value
         return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "definition") -> Workflow:
-        """Build a workflow from the YAML/JSON schema (see README). Raises :class:`SchemaError`."""
+        """Build a workflow from a YAML/JSON definition (docs: defining workflows). Raises SchemaError."""
         if not isinstance(data, Mapping):
             raise SchemaError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
         check_keys(dict(data), WORKFLOW_KEYS, source)

@@ -49,7 +49,6 @@ FAILED. A result that is not a list, or longer than the node's limit, fails the 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -377,8 +376,6 @@ def _one_line(error: Exception) -> str:
 
 # -- maps -----------------------------------------------------------------------------------------------
 
-_INSTANCE = re.compile(r"^(?P<node>.+)\[(?P<i>\d+)\]$")
-
 
 def map_limit(node_max: int | None, cap: int = DEFAULT_MAX_MAP) -> int:
     """How many elements a mapped node may fan out to: its ``max_map`` (default 10,000), at most ``cap``
@@ -397,17 +394,6 @@ def expand(value: Any, limit: int, node: str, source: str) -> list[Any]:
             f"node {node!r} maps over {len(value)} elements of {source!r}, more than max_map={limit}"
         )
     return value
-
-
-def instance_name(node: str, index: int) -> str:
-    """The name an instance is tracked and shown under: ``resize[3]``."""
-    return f"{node}[{index}]"
-
-
-def parse_instance(name: str) -> tuple[str, int] | None:
-    """``resize[3]`` -> ``("resize", 3)``; a plain node name -> None."""
-    match = _INSTANCE.match(name)
-    return (match["node"], int(match["i"])) if match else None
 
 
 def aggregate(instances: Sequence[NodeStatus]) -> NodeStatus:

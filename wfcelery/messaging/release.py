@@ -21,13 +21,15 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.rules import condition_holds, condition_scope, expand, map_limit
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.plan.compiler import Plan
-from wfcelery.plan.segments import CANVAS, Segment, build, leaf_ids, segment_of
+from wfcelery.plan.segments import Segment, build, leaf_ids, segment_of
 from wfcelery.tracker.keys import Slot, canvas_task_id, instance_slot, split_slot, task_id
 from wfcelery.tracker.outcomes import FailMode, Finish
 from wfcelery.tracker.records import NODE_HEADER, RUN_HEADER, NodeRecord, canvas_field, message_headers
+from wfcelery.tracker.states import NodeStatus
 from wfcelery.tracker.store import Tracker
 
 logger = logging.getLogger("wfcelery.release")
@@ -51,7 +53,7 @@ def publish_released(
     Returns the run's end when a skip or a failed condition ended it (the caller sends the callback)."""
     finishes: list[Finish] = []
     pending = list(released)
-    if plan.executor == CANVAS:
+    if plan.executor is Executor.CANVAS:
         pending = publish_segments(tracker, dispatch, plan, run_id, pending, params, known or {})
     done = 0
     while pending:
@@ -244,13 +246,13 @@ def revoke_canvas(tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: st
     that has not started -- nodes still PENDING inside a canvas (their ids are known: the counters
     executor's) and the barriers / pass-throughs recorded at publish. The start gate holds anyway; the
     revokes spare the workers the messages."""
-    if plan.executor != CANVAS:
+    if plan.executor is not Executor.CANVAS:
         return
     record, nodes, _ = tracker.read_run(run_id)
     ids = [
         task_id(run_id, i, n.epoch)
         for i, n in ((i, nodes.get(i) or NodeRecord()) for i in range(len(plan.nodes)))
-        if n.code in ("P", "Q")
+        if n.status in (NodeStatus.PENDING, NodeStatus.QUEUED)
     ]
     ids += tracker.canvas_ids(run_id, record.epoch)
     for start in range(0, len(ids), 5_000):

@@ -5,7 +5,7 @@ kwargs, queue, limits, priority, a task id derived from run id, node index and r
 by the tracker: when a node succeeds, one Lua call counts it into each child and hands back the children
 whose parents have all succeeded, with their parents' results, and the worker publishes them.
 
-Why not Celery's own chain / chord here (decision, see README "Design decisions"):
+Why not Celery's own chain / chord here (docs: design decisions):
   * a chain message carries the rest of the chain (quadratic in its length) and a chord header carries
     its body; a chord costs ~2x a plain task and a worker that publishes chords subscribes to every
     header result and never unsubscribes (CELERY-NOTES);
@@ -30,11 +30,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.limits import Limits
 from wfcelery.definition.model import Workflow
 from wfcelery.definition.params import substitute
-from wfcelery.definition.rules import Graph, instance_name
-from wfcelery.tracker.keys import Slot, split_slot, task_id
+from wfcelery.definition.rules import Graph
+from wfcelery.tracker.keys import Slot, instance_name, split_slot, task_id
 from wfcelery.tracker.records import NODE_HEADER, RUN_HEADER, message_headers
 
 #: Plans kept in memory per process (workers look a plan up on every task).
@@ -79,7 +80,7 @@ class Plan:
     digest: str
     blob: str = field(repr=False)  # what the tracker stores: definition + routes, JSON in written order
     #: "counters" or "canvas" (segments.py): part of the blob, so a worker knows it from the plan alone
-    executor: str = "counters"
+    executor: Executor = Executor.COUNTERS
 
     @cached_property
     def by_name(self) -> dict[str, PlanNode]:
@@ -239,7 +240,7 @@ def compile_workflow(
     wf: Workflow,
     routes: Mapping[str, str] | None = None,
     limits: Limits | None = None,
-    executor: str | None = None,
+    executor: Executor | str | None = None,
 ) -> Plan:
     """Compile a validated workflow. Routing (``type`` -> queue, renamed by ``routes``) is resolved here.
 
@@ -283,10 +284,10 @@ def compile_workflow(
         )
         for i, (name, node) in enumerate(wf.nodes.items())
     )
-    executor = executor or wf.executor or "counters"
+    executor = Executor(executor or wf.executor or Executor.COUNTERS)
     stored: dict[str, Any] = {"definition": definition, "routes": dict(sorted(routes.items()))}
-    if executor != "counters":  # counters plans keep the digest they always had
-        stored["executor"] = executor
+    if executor is not Executor.COUNTERS:  # counters plans keep the digest they always had
+        stored["executor"] = executor.value
     blob = json.dumps(stored, separators=(",", ":"))
     (limits or Limits()).check_plan(f"workflow {wf.name!r}: the compiled plan", len(blob))
     digest = hashlib.sha1(blob.encode()).hexdigest()
@@ -301,7 +302,7 @@ def plan_from_blob(blob: str) -> Plan:
         Workflow.from_dict(data["definition"]),
         data["routes"],
         Limits(max_plan_bytes=len(blob)),
-        data.get("executor", "counters"),
+        Executor(data.get("executor", Executor.COUNTERS.value)),
     )
 
 

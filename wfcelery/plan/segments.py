@@ -12,7 +12,7 @@ Nodes a canvas cannot carry are segments of their own, published exactly as the 
 publishes a node: ``map``, ``when``, a trigger rule other than ``all_success`` (decided at run time by the
 tracker) and tracker-level ``retries`` > 0 (a message sent again would lose its chain or chord
 continuation). A plan with any map, condition or trigger rule is all singletons: its Lua rules decide
-every edge (README "Native canvas: to_canvas and the canvas executor").
+every edge (docs: native canvas).
 
 Segments are found greedily in topological order: a node joins the segment holding all its parents when
 that segment stays exact with it; otherwise it is an entry of the segment of the nodes with exactly its
@@ -28,13 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.params import substitute
 from wfcelery.errors import NotSeriesParallel
 from wfcelery.plan.canvas import Canvas, translate
 from wfcelery.plan.compiler import Plan, PlanNode
 
 #: The executors a run may use (model.EXECUTORS).
-COUNTERS, CANVAS = "counters", "canvas"
 #: Nodes a segment grows to, at most, while a plan that is not one canvas is cut (each growth step
 #: translates the segment again: this bounds the cut's cost; a series-parallel plan is one segment anyway).
 MAX_SEGMENT = 48
@@ -223,7 +223,7 @@ def sub_plan(
                 immutable=node.immutable or entry,
             )
         )
-    return Plan(plan.name, plan.on_failure, tuple(nodes), {}, plan.digest, "", CANVAS)
+    return Plan(plan.name, plan.on_failure, tuple(nodes), {}, plan.digest, "", Executor.CANVAS)
 
 
 def build(

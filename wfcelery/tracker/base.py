@@ -4,6 +4,7 @@ configured), the Lua scripts registered once on it, and how redis-py's errors be
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -11,9 +12,11 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.settings import Settings
+from wfcelery.tracker.connection import connect
 from wfcelery.tracker.counters import BUCKETS_MS, run_slot, slot_tag
 from wfcelery.tracker.keys import Keys
 
@@ -26,18 +29,13 @@ class TrackerBase:
     def __init__(self, settings: Settings, client: redis.Redis | RedisCluster | None = None) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        timeouts: dict[str, Any] = {
-            "socket_connect_timeout": settings.redis_timeout or None,
-            "socket_timeout": settings.redis_timeout or None,
-        }
         # Any: redis-py's stubs cannot express decode_responses=True (every reply typed bytes | str)
-        self.client: Any = client
-        if client is None and settings.redis_cluster:
-            self.client = RedisCluster.from_url(settings.redis_url, decode_responses=True, **timeouts)
-        elif client is None:
-            self.client = redis.Redis.from_url(
-                settings.redis_url, decode_responses=True, health_check_interval=30, **timeouts
-            )
+        self.client: Any = client or connect(
+            settings.redis_url,
+            settings.redis_cluster,
+            settings.redis_transport_options,
+            settings.redis_timeout or None,
+        )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
     def _run_script(self, name: str, run_id: str, args: Sequence[Any], client: Any = None) -> Any:
@@ -91,12 +89,42 @@ def _load_sources() -> dict[str, str]:
 _SOURCES = _load_sources()
 
 
+#: Error codes with which a Redis that is there says "not now", the command not run: out of memory under
+#: ``noeviction``, loading its data set, a replica (the old master after a failover) or one cut off from its
+#: master, a script running past ``busy-reply-threshold``, a cluster resharding or down, a failing RDB save
+#: refusing writes, too few replicas, a blocked call ended by a role change. Sent again later, it may pass;
+#: they are handled like an unreachable server (:class:`TrackerUnavailable`): the gate gives the message
+#: back, reports are kept.
+TRY_LATER_CODES = frozenset(
+    {"OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MISCONF"}
+    | {"NOREPLICAS", "UNBLOCKED"}
+)
+#: Redis 6 wraps the error of a ``redis.call`` inside a script: "Error running script ...: -OOM command ..."
+_IN_SCRIPT = re.compile(r"-(" + "|".join(sorted(TRY_LATER_CODES)) + r") ")
+
+
+def try_later(error: BaseException) -> bool:
+    """True for a redis-py error that means "not now" (see :data:`TRY_LATER_CODES`), not "never"."""
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):  # BusyLoadingError (LOADING) is one
+        return True
+    if isinstance(error, OutOfMemoryError | ReadOnlyError | ClusterDownError | TryAgainError):
+        return True  # ClusterDownError: MASTERDOWN too
+    if not isinstance(error, redis.ResponseError):
+        return False
+    # BUSY, MISCONF...: no class of their own (redis-py < 6 has no status_code: the code starts the text)
+    code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
+    return code in TRY_LATER_CODES or _IN_SCRIPT.search(str(error)) is not None
+
+
 @contextmanager
 def converted_errors(what: str) -> Iterator[None]:
-    """Turn redis-py errors into wfcelery's, naming what we were doing."""
+    """Turn redis-py errors into wfcelery's, naming what we were doing: "try later" replies and lost
+    connections become :class:`TrackerUnavailable`, anything else :class:`TrackerError`."""
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as e:
         raise TrackerUnavailable(f"cannot reach the tracker's Redis while trying to {what}: {e}") from e
     except redis.RedisError as e:
+        if try_later(e):
+            raise TrackerUnavailable(f"the tracker's Redis refused, for now, to {what}: {e}") from e
         raise TrackerError(f"Redis error while trying to {what}: {e}") from e

@@ -2,7 +2,7 @@
 
 A run's keys share the hash tag ``{<run_id>}`` so they live in one Redis Cluster slot and one Lua script
 can touch them all. What each key holds -- every field and value format -- is described once, in the
-README's key layout ("The tracker: states, keys, memory"); values are encoded and decoded by
+key layout on the design page of the docs; values are encoded and decoded by
 ``records.py``. The keys, by builder::
 
     <prefix>:{<run>}:run       run()           the run record
@@ -27,6 +27,9 @@ README's key layout ("The tracker: states, keys, memory"); values are encoded an
     <prefix>:metrics:values:<kind>  metric_values()  label values seen, per kind (the cardinality cap)
     <prefix>:runs:wf:<name>    runs_of()       the history index: runs of one workflow, by creation time
     <prefix>:runs:ended:<STATUS> runs_ended()  runs that ended FAILED / CANCELLED, by creation time
+    <prefix>:tokens            tokens          API tokens by name (hash of the token, role, times)
+    <prefix>:tokens:by-hash    token_hashes    token hash -> name (a request's lookup)
+    <prefix>:audit             audit           the audit trail (a capped stream)
 """
 
 from __future__ import annotations
@@ -118,6 +121,17 @@ class Keys:
 
     def runs_ended(self, status: str) -> str:
         return f"{self.prefix}:runs:ended:{status}"
+    @property
+    def tokens(self) -> str:
+        return f"{self.prefix}:tokens"
+
+    @property
+    def token_hashes(self) -> str:
+        return f"{self.prefix}:tokens:by-hash"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
 
 
 #: A wfcelery task id: run id (uuid4 hex), node index (``<node>.<instance>`` for an instance of a mapped
@@ -128,8 +142,14 @@ _TASK_ID = re.compile(r"([0-9a-f]{32})-(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?-(0|
 #: of a mapped node (the field name the Lua scripts use in the nodes, results and errors hashes).
 Slot = int | str
 
+# Instance i of mapped node n has three spellings, each with one format/parse pair, all here:
+#   its slot          "3:12"         instance_slot / split_slot   (tracker hashes, Lua replies)
+#   its task id part  "3.12"         task_id / parse_task_id      (Celery task ids: no ':' in an id)
+#   its name          "resize[12]"   instance_name / parse_instance  (what users see and type)
+
 
 def instance_slot(node_index: int, instance: int) -> str:
+    """The slot of instance ``instance`` of node ``node_index``: ``"3:12"``."""
     return f"{node_index}:{instance}"
 
 
@@ -145,7 +165,8 @@ def task_id(run_id: str, node_index: Slot, epoch: int) -> str:
     """Celery task id of a node (or instance): derived, so the tracker never stores ids and every id is
     known up front. The epoch changes on resume and retry, so a re-published node always gets a fresh id.
     """
-    return f"{run_id}-{str(node_index).replace(':', '.')}-{epoch}"
+    node, instance = split_slot(node_index)
+    return f"{run_id}-{node}-{epoch}" if instance is None else f"{run_id}-{node}.{instance}-{epoch}"
 
 
 def canvas_task_id(run_id: str, epoch: int, serial: int) -> str:
@@ -171,3 +192,17 @@ def parse_task_id(task_id_: str) -> tuple[str, Slot, int] | None:
     node = int(m.group(2))
     slot: Slot = node if m.group(3) is None else instance_slot(node, int(m.group(3)))
     return m.group(1), slot, int(m.group(4))
+
+
+_INSTANCE = re.compile(r"^(?P<node>.+)\[(?P<i>\d+)\]$")
+
+
+def instance_name(node: str, index: int) -> str:
+    """The name an instance is tracked and shown under: ``resize[3]``."""
+    return f"{node}[{index}]"
+
+
+def parse_instance(name: str) -> tuple[str, int] | None:
+    """``resize[3]`` -> ``("resize", 3)``; a plain node name -> None."""
+    match = _INSTANCE.match(name)
+    return (match["node"], int(match["i"])) if match else None

@@ -1,6 +1,6 @@
 """What wfcelery stores, and how: one encoder and one decoder per format, next to ``keys.py`` (where).
 
-The README's key layout ("The tracker: states, keys, memory") lists every key and points here for the
+The key layout on the design page of the docs lists every key and points here for the
 values; ``lua/_common.lua`` reads and writes the same node records, event lines and run-record fields.
 
 * **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`
@@ -27,8 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wfcelery.definition.executor import Executor
 from wfcelery.tracker.keys import Slot
-from wfcelery.tracker.states import RunStatus
+from wfcelery.tracker.states import NodeStatus, RunStatus
 
 # -- message headers ----------------------------------------------------------------------------------------
 
@@ -104,7 +105,7 @@ def new_run(
     done_channel: str,
     on_success: Mapping[str, Any] | None = None,
     on_failure: Mapping[str, Any] | None = None,
-    executor: str = "counters",
+    executor: Executor = Executor.COUNTERS,
 ) -> dict[str, str | int]:
     """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
     record: dict[str, str | int] = {
@@ -120,7 +121,7 @@ def new_run(
         "maxlen": events_maxlen,
         "chan": done_channel,
         "done": 0,
-        "executor": executor,
+        "executor": executor.value,
     }
     if on_success:
         record["on_success"] = json.dumps(on_success)
@@ -150,7 +151,7 @@ class RunRecord:
     finished_ms: int | None = None
     paused_at_ms: int | None = None
     workers: dict[str, str] = field(default_factory=dict)  # worker number -> hostname
-    executor: str = "counters"
+    executor: Executor = Executor.COUNTERS
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -172,7 +173,7 @@ class RunRecord:
                 for f, number in h.items()
                 if f.startswith(WORKER_FIELD_PREFIX)
             },
-            executor=h.get("executor") or "counters",
+            executor=Executor(h.get("executor") or Executor.COUNTERS.value),
         )
 
 
@@ -187,13 +188,17 @@ class NodeRecord:
     The 5th field is the time the node finished once it is terminal, and the time it was queued while it
     is QUEUED (``queued_ms``: the start gate measures the node's wait from it, for the metrics)."""
 
-    code: str = "P"
+    code: str = NodeStatus.PENDING.code
     epoch: int = 0
     attempts: int = 0
     started_ms: int | None = None
     finished_ms: int | None = None
     worker: str = ""
     queued_ms: int | None = None
+
+    @property
+    def status(self) -> NodeStatus:
+        return NodeStatus.from_code(self.code)
 
     def encode(self) -> str:
         started = "" if self.started_ms is None else self.started_ms
@@ -225,6 +230,11 @@ class Event:
     status: str  # a node status letter (states.NodeStatus.code) or a run status name
     epoch: int
 
+    @property
+    def node_status(self) -> NodeStatus | None:
+        """The node status this line records (None for a run's line)."""
+        return None if self.node is None else NodeStatus.from_code(self.status)
+
     def encode(self) -> str:
         line = f"{self.at_ms} {'run' if self.node is None else self.node} {self.status}"
         return f"{line} {self.epoch}\n" if self.epoch else line + "\n"
@@ -250,7 +260,11 @@ class GateEntry:
 
     @classmethod
     def of(cls, status: RunStatus, epoch: int, expires: int) -> GateEntry:
-        return cls(status.value[0], epoch, expires)
+        return cls(status.code, epoch, expires)
+
+    @property
+    def status(self) -> RunStatus:
+        return RunStatus.from_code(self.letter)
 
     def encode(self) -> str:
         return f"{self.letter}{self.epoch}:{self.expires}"

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from wfcelery.definition.executor import Executor
+
 
 class NodeStatus(str, Enum):
     """Where one node (or instance of a mapped node) is; the module docstring draws the moves."""
@@ -67,6 +69,16 @@ class RunStatus(str, Enum):
         """True for SUCCEEDED, FAILED and CANCELLED."""
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
+    @property
+    def code(self) -> str:
+        """The one-letter form of gate entries (the first letters differ)."""
+        return self.value[0]
+
+    @classmethod
+    def from_code(cls, code: str) -> RunStatus:
+        """The status whose one-letter form is ``code`` (the inverse of :attr:`code`)."""
+        return _RUN_BY_CODE[code]
+
     def __str__(self) -> str:
         return self.value
 
@@ -82,6 +94,7 @@ _NODE_CODES = {
     NodeStatus.REVOKED: "X",
 }
 _NODE_BY_CODE = {code: status for status, code in _NODE_CODES.items()}
+_RUN_BY_CODE = {status.code: status for status in RunStatus}
 
 #: Allowed worker-driven transitions. The Lua scripts implement them; the test suite checks every
 #: transition logged by every run it makes against this table (tests/conftest.py).
@@ -169,8 +182,8 @@ class RunState:
     nodes: dict[str, NodeState] = field(default_factory=dict)
     #: Queues where nodes of this run wait that no live worker consumes (see :meth:`wfcelery.Run.state`).
     idle_queues: tuple[str, ...] = ()
-    #: How the run is executed: "counters" or "canvas" (README "Executors").
-    executor: str = "counters"
+    #: How the run is executed (see :class:`~wfcelery.definition.executor.Executor`).
+    executor: Executor = Executor.COUNTERS
 
     @property
     def counts(self) -> dict[str, int]:
@@ -186,13 +199,13 @@ class RunState:
         return self.status.finished
 
     def to_dict(self) -> dict[str, Any]:
-        """The stable JSON shape of ``wfcelery status --json`` (documented in the README)."""
+        """The stable JSON shape of ``wfcelery status --json`` (docs: running and control)."""
         return {
             "id": self.id,
             "name": self.name,
             "status": self.status.value,
             "policy": self.policy,
-            "executor": self.executor,
+            "executor": self.executor.value,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,

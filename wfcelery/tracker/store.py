@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wfcelery.errors import RunNotFound, TrackerError
+from wfcelery.tracker.access import Access
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.fleet import Fleet
 from wfcelery.tracker.history import HistoryIndex
@@ -34,9 +35,10 @@ from wfcelery.tracker.records import (
     canvas_value,
     dropped_field,
 )
+from wfcelery.tracker.states import NodeStatus
 
 
-class Tracker(Reads, Fleet, Metering, HistoryIndex):
+class Tracker(Reads, Fleet, Access, Metering, HistoryIndex):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------
@@ -68,8 +70,12 @@ class Tracker(Reads, Fleet, Metering, HistoryIndex):
             pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
             pipe.expire(k.plan(plan_digest), ttl * 2)  # a plan already there lives as long as this run
             pipe.hset(k.run(run_id), mapping=dict(record))
-            pipe.hset(k.nodes(run_id), mapping={i: NodeRecord("Q", queued_ms=0).encode() for i in roots})
-            pipe.append(k.events(run_id), "".join(Event(0, i, "Q", 0).encode() for i in roots))
+            pipe.hset(
+                k.nodes(run_id), mapping={i: NodeRecord(NodeStatus.QUEUED.code, queued_ms=0).encode() for i in roots}
+            )
+            pipe.append(
+                k.events(run_id), "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
+            )
             pipe.zadd(k.index, {run_id: record["created"]})
             pipe.zadd(k.runs_of(str(record["name"])), {run_id: record["created"]})
             pipe.sadd(k.live, run_id)

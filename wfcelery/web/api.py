@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wfcelery import __version__
 from wfcelery.client.engine import Engine
 from wfcelery.client.run import Run
+from wfcelery.definition.executor import Executor
 from wfcelery.definition.model import Workflow
 from wfcelery.errors import (
     ControlError,
@@ -140,7 +141,7 @@ class SubmitRequest(BaseModel):
     name: str | None = Field(None, description="A definition known to the engine (GET /api/definitions)")
     definition: dict[str, Any] | None = Field(None, description="A definition (the YAML/JSON schema)")
     params: dict[str, Any] = Field(default_factory=dict, description="Values for ${name} placeholders")
-    executor: Literal["counters", "canvas"] | None = Field(
+    executor: Executor | None = Field(
         None, description="How the run is published (default: the definition's, else wfcelery_executor)"
     )
 

@@ -31,9 +31,8 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from wfcelery.client.run import Run
-from wfcelery.definition.rules import instance_name
 from wfcelery.errors import RunNotFound
-from wfcelery.tracker.keys import split_slot
+from wfcelery.tracker.keys import instance_name, split_slot
 from wfcelery.tracker.states import NodeStatus
 
 #: Seconds between two reads of the event log while nothing happens.

@@ -169,9 +169,7 @@ def wrap_task_init(app: Celery) -> None:
             return
         side.hostname = task.request.hostname or side.hostname
         attempt = side.inline.started.get(task_id)
-        if (
-            attempt is not None
-        ):  # an inline child: succeed.lua ran its start gate (README "Inline continuation")
+        if attempt is not None:  # an inline child: succeed.lua ran its start gate (docs: running)
             task.request.wf_attempt = attempt
             task.request.wf_started_ns = time.time_ns()
             return

@@ -14,6 +14,7 @@ from typing import Any
 from celery import Celery
 
 from wfcelery import tracing
+from wfcelery.definition.executor import Executor
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import task_id
 from wfcelery.tracker.store import Tracker
@@ -36,7 +37,12 @@ class Inline(WorkerBase):
         the app) and its queue is one this worker consumes, and the chain is shorter than
         ``wfcelery_inline_depth``."""
         state = self.inline
-        if not state.allowed or instance is not None or plan.rule_spec or plan.executor != "counters":
+        if (
+            not state.allowed
+            or instance is not None
+            or plan.rule_spec
+            or plan.executor is not Executor.COUNTERS
+        ):
             return None  # (under the canvas executor, the segment's canvas carries the child)
         if state.depth >= self.settings.inline_depth:
             return None

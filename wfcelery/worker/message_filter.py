@@ -29,6 +29,7 @@ import redis
 
 from wfcelery.errors import TrackerError
 from wfcelery.tracker.records import GateEntry
+from wfcelery.tracker.states import RunStatus
 from wfcelery.worker.outage import Outage
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class MessageFilter:
     def __init__(self, tracker: Tracker, outage: Outage | None = None) -> None:
         self.tracker = tracker
         self.outage = outage or Outage()  # one WARNING per tracker outage, not one per retry
-        self.entries: dict[str, tuple[str, int]] = {}
+        self.entries: dict[str, tuple[RunStatus, int]] = {}
         self._started = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -73,8 +74,8 @@ class MessageFilter:
         entry = self.entries.get(run_id)
         if entry is None:
             return False
-        letter, gate_epoch = entry
-        if letter == "R":
+        status, gate_epoch = entry
+        if status is RunStatus.RUNNING:
             # Not "epoch < gate_epoch": a node that ran across a resume keeps its old epoch, and Celery's
             # own re-sends of it (Task.retry, requeue after a lost worker process) must get through. The
             # start script tells those from truly stale messages, per node.
@@ -98,17 +99,17 @@ class MessageFilter:
         self._stop.set()
 
     def apply(self, run_id: str, entry: GateEntry) -> None:
-        self.entries[run_id] = (entry.letter, entry.epoch)
+        self.entries[run_id] = (entry.status, entry.epoch)
 
     def resync(self) -> None:
         now = int(time.time())
-        fresh: dict[str, tuple[str, int]] = {}
+        fresh: dict[str, tuple[RunStatus, int]] = {}
         expired = []
         for run_id, entry in self.tracker.gate_entries().items():
             if entry.expires and entry.expires < now:
                 expired.append(run_id)
             else:
-                fresh[run_id] = (entry.letter, entry.epoch)
+                fresh[run_id] = (entry.status, entry.epoch)
         self.entries = fresh
         self.tracker.drop_gate_entries(expired)
 

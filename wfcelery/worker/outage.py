@@ -7,7 +7,7 @@ succeeds again (and the worker's outbox holds no kept report), one INFO line say
 lasted and how many transitions were deferred.
 
 This module only keeps the log honest; it defers nothing itself. The one mechanism for transitions the
-tracker could not take is issue 10's (worker.py, outbox.py): the start gate waits
+tracker could not take is the worker side's (worker/side.py, worker/outbox.py): the start gate waits
 ``wfcelery_gate_wait`` then gives the message back to the broker (no body runs unchecked), and a report
 is retried ``wfcelery_report_retry`` seconds, then kept in the worker's durable outbox and replayed in
 order. "Deferred transitions" counts both: starts that had to wait for Redis and reports that were

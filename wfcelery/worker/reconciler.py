@@ -154,9 +154,11 @@ class Reconciler:
         self.hostname = hostname
         self.patient = patient  # in workers: act on a missing heartbeat only once seen missing for a TTL
         self._missing_since: dict[str, float] = {}
+        self._boots: dict[str, int] = {}  # each watched worker's boot (its heartbeat's boot_ms), last seen
         self._inactive_since: dict[str, float] = {}
         self._queued_since: dict[tuple[str, Slot, int], float] = {}
         self._queued_requeued: set[tuple[str, Slot, int]] = set()  # (run, node, epoch) this loop re-sent
+        self.restarted: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -175,13 +177,17 @@ class Reconciler:
         then every interval; at once for a worker taking over a lapsed lease) or a worker is gone."""
         tick = min(t for t in (self.settings.heartbeat, self.settings.sweep_interval) if t > 0)
         next_sweep = time.monotonic() + self.settings.sweep_interval
+        held = False
         while not self._stop.wait(tick):
             try:
                 if not self.tracker.elect(self.hostname, tick * 3):
+                    held = False
                     self._missing_since.clear()  # observations from before a lease are not consecutive
                     continue
+                if not held:  # a lease taken over: its holder may have died with repairs to make
+                    held, next_sweep = True, time.monotonic()
                 gone = self.gone_workers()
-                if gone or time.monotonic() >= next_sweep:
+                if gone or self.restarted or time.monotonic() >= next_sweep:
                     for repair in self.sweep(self._lease_keeper(tick)):
                         logger.warning("wfcelery reconciler: %s", repair)
                     next_sweep = time.monotonic() + self.settings.sweep_interval
@@ -209,14 +215,22 @@ class Reconciler:
 
     def gone_workers(self) -> list[str]:
         """Workers on the watch list whose heartbeat this reconciler has seen missing for a whole TTL
-        (patient) or now (not patient): two Redis calls, whatever the number of live runs."""
+        (patient) or now (not patient): two Redis calls, whatever the number of live runs. Workers whose
+        heartbeat carries a boot other than the one last seen (restarted under the same name: their
+        heartbeat never lapses) are left in :attr:`restarted`, for a sweep now."""
         beats = self.tracker.heartbeats(self.tracker.workers())
         gone: list[str] = []
+        self.restarted = []
         for host, value in beats.items():
             if value is not None:
                 self._missing_since.pop(host, None)
+                boot = WorkerBeat.decode(value).boot_ms
+                if self._boots.setdefault(host, boot) != boot:
+                    self.restarted.append(host)
+                    self._boots[host] = boot
             elif self._gone(host, None, 0) is not None:
                 gone.append(host)
+                self._boots.pop(host, None)
         return gone
 
     # -- one sweep -----------------------------------------------------------------------------------
@@ -325,7 +339,7 @@ class Reconciler:
         if self.patient and time.monotonic() - first < ttl:
             return None
         self._inactive_since.pop(tid, None)
-        return f"not running on worker {host} any more (its pool process died?)"
+        return f"not running on worker {host} any more, never reported (pool process died? report lost?)"
 
     def _inline_here(self, tid: str, beat: WorkerBeat) -> bool:
         """With inline continuation on, a child runs under its parent's request, which is what the

@@ -32,7 +32,7 @@ from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import Slot, parse_task_id, split_slot, task_id
 from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord
-from wfcelery.tracker.states import RunStatus
+from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.worker.base import Parsed
 from wfcelery.worker.inline import Inline, InlineChild
 from wfcelery.worker.outbox import Report, ReportKind, with_retry
@@ -45,7 +45,6 @@ logger = logging.getLogger("wfcelery.worker")
 _BROKER_ERRORS: tuple[type[BaseException], ...] = (OperationalError, OSError)
 _AFTER_ERRORS: tuple[type[BaseException], ...] = (TrackerUnavailable, *_BROKER_ERRORS)
 _UNSET: Any = object()
-_TERMINAL_CODES = frozenset("SFKX")
 
 
 class WorkerSide(Inline):
@@ -191,7 +190,10 @@ class WorkerSide(Inline):
         run_id, slot, _ = parsed
         index = split_slot(slot)[0]
         record, nodes, _ = self.tracker.read_run(run_id)
-        if record.status is not RunStatus.RUNNING or nodes.get(index, NodeRecord()).code != "S":
+        if (
+            record.status is not RunStatus.RUNNING
+            or nodes.get(index, NodeRecord()).status is not NodeStatus.SUCCEEDED
+        ):
             return
         plan = self.plans.get(payload.get("digest") or record.plan)
         mine = {number for number, host in record.workers.items() if host == self.hostname}
@@ -201,9 +203,12 @@ class WorkerSide(Inline):
             if (n := nodes.get(c)) is not None
             # QUEUED, or RUNNING on this worker: an inline start whose reply was lost (a copy of a request
             # this worker runs is dropped by its main process; start.lua lets this worker start it again)
-            and (n.code == "Q" or (n.code == "R" and n.worker in mine and self.settings.inline_depth > 0))
+            and (
+                n.status is NodeStatus.QUEUED
+                or (n.status is NodeStatus.RUNNING and n.worker in mine and self.settings.inline_depth > 0)
+            )
             and n.epoch == record.epoch
-            and all(nodes.get(p, NodeRecord()).code in _TERMINAL_CODES for p in plan.nodes[c].parents)
+            and all(nodes.get(p, NodeRecord()).status.terminal for p in plan.nodes[c].parents)
         ]
         if released:
             again = {**payload, "epoch": record.epoch, "released": released, "params": record.params}
@@ -282,7 +287,7 @@ class WorkerSide(Inline):
         run_id, slot, epoch = parsed
         _, nodes, _ = self.tracker.read_run(run_id)
         node = nodes.get(slot)
-        if node is not None and node.code == "Y" and node.epoch == epoch:
+        if node is not None and node.status is NodeStatus.RETRYING and node.epoch == epoch:
             self.republish(run_id, slot, epoch)
 
     def quarantine(self, run_id: str, slot: Slot, epoch: int, lost: int, attempt: int = 0) -> None:
