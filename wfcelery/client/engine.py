@@ -142,10 +142,10 @@ class Engine(Control, History):
             on_failure=_sig_dict(on_failure),
             executor=executor,
         )
-        record.update(self._metric_fields(plan))
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
+            record.update(self._metric_fields(plan))  # may register new label values (counters.py)
             created_plan = self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
             try:
                 roots = [(i, 0) for i in plan.roots]

@@ -121,6 +121,7 @@ class Keys:
 
     def runs_ended(self, status: str) -> str:
         return f"{self.prefix}:runs:ended:{status}"
+
     @property
     def tokens(self) -> str:
         return f"{self.prefix}:tokens"

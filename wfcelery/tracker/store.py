@@ -70,9 +70,8 @@ class Tracker(Reads, Fleet, Access, Metering, HistoryIndex):
             pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
             pipe.expire(k.plan(plan_digest), ttl * 2)  # a plan already there lives as long as this run
             pipe.hset(k.run(run_id), mapping=dict(record))
-            pipe.hset(
-                k.nodes(run_id), mapping={i: NodeRecord(NodeStatus.QUEUED.code, queued_ms=0).encode() for i in roots}
-            )
+            queued = NodeRecord(NodeStatus.QUEUED.code, queued_ms=0).encode()  # queued at the run's creation
+            pipe.hset(k.nodes(run_id), mapping=dict.fromkeys(roots, queued))
             pipe.append(
                 k.events(run_id), "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
             )
