@@ -146,6 +146,8 @@ def test_every_command_has_help_with_an_example() -> None:
         "web",
         "demo",
         "sweep",
+        "token",
+        "audit",
         "metrics",
     }
     assert set(cli.commands) == set(wf.commands)

@@ -54,6 +54,9 @@ def test_health_and_openapi_document_every_endpoint(http):
         "/api/runs/{run_id}/retry": {"post"},
         "/api/definitions": {"get"},
         "/api/definitions/{name}": {"get"},
+        "/api/history/runs": {"get"},
+        "/api/history/workflows/{name}": {"get"},
+        "/api/history/workflows/{name}/nodes/{node}": {"get"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected
 

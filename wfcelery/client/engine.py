@@ -145,7 +145,8 @@ class Engine(Control, History):
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
-            record.update(self._metric_fields(plan))  # may register new label values (counters.py)
+            labels, new_labels = self._metric_fields(plan)  # the label table (counters.py)
+            record.update(labels)
             created_plan = self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
             try:
                 roots = [(i, 0) for i in plan.roots]
@@ -154,28 +155,36 @@ class Engine(Control, History):
                     self.tracker, self.dispatch, plan, run_id, roots, resolved, producer=producer, sent=sent
                 )
             except Exception:
-                self._discard(run_id, plan.digest if created_plan else None, int(record["created"]))
+                self._discard(
+                    run_id, plan.digest if created_plan else None, int(record["created"]), plan.name
+                )
                 raise
+        if new_labels:  # the run is out: its new label values join the registries (counters.py)
+            self.tracker.register_labels(new_labels)
+            new_labels.clear()  # the cached entry's: the next run of this plan has none to register
         for finish in finishes:  # every root skipped by its condition, and nothing else to run
             self._ended(run_id, finish)
         run = Run(self, run_id)
         run.warnings = warnings
         return run
 
-    def _metric_fields(self, plan: Plan) -> dict[str, str]:
+    def _metric_fields(self, plan: Plan) -> tuple[dict[str, str], list[Any]]:
         """The run-record fields of the metrics' label table (counters.py): the (task, queue) of every
-        node, computed once per plan (the label registries only ever grow, so a verdict holds)."""
-        cache: dict[str, dict[str, str]] = self.__dict__.setdefault("_metric_fields_cache", {})
-        fields = cache.get(plan.digest)
-        if fields is None:
+        node, computed once per plan (the label registries only ever grow, so a verdict holds); and the
+        label values to register once the run is published (none after the plan's first run)."""
+        cache: dict[str, tuple[dict[str, str], list[Any]]] = self.__dict__.setdefault(
+            "_metric_fields_cache", {}
+        )
+        entry = cache.get(plan.digest)
+        if entry is None:
             default = str(self.app.conf.task_default_queue or "celery")
             pairs = [(n.task, n.queue or default) for n in plan.nodes]
-            fields = cache[plan.digest] = self.tracker.metric_fields(plan.name, pairs)
+            entry = cache[plan.digest] = self.tracker.metric_fields(plan.name, pairs)
             if len(cache) > 1000:
                 cache.pop(next(iter(cache)))
-        return fields
+        return entry
 
-    def _discard(self, run_id: str, plan_digest: str | None, created_ms: int) -> None:
+    def _discard(self, run_id: str, plan_digest: str | None, created_ms: int, workflow: str) -> None:
         """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan
         goes too when this submit created it (``plan_digest``) and no run submitted since uses it (runs
         of one definition share the key; a minute of margin covers clients whose clocks differ). A failed
@@ -183,7 +192,7 @@ class Engine(Control, History):
         try:
             if plan_digest is not None and self.tracker.plan_in_use(plan_digest, created_ms - 60_000, run_id):
                 plan_digest = None
-            self.tracker.delete_run(run_id, plan_digest)
+            self.tracker.delete_run(run_id, plan_digest, workflow)
         except WfCeleryError as e:
             logger.warning("wfcelery: could not delete run %s after its publish failed: %s", run_id, e)
 

@@ -49,21 +49,31 @@ class Cursor:
 class HistoryIndex(TrackerBase):
     """Writes and pages of the history index (see the module docstring)."""
 
-    def index_ended(self, run_id: str, status: str, created_ms: int, workflow: str | None = None) -> None:
+    def index_ended(
+        self,
+        run_id: str,
+        status: str,
+        created_ms: int,
+        workflow: str | None = None,
+        plan_digest: str | None = None,
+    ) -> None:
         """Index a run that ended FAILED or CANCELLED (:data:`ENDED_INDEXED`), and prune the oldest expired
-        entries of the indexes this end concerns (see the module docstring)."""
+        entries of the indexes this end concerns (see the module docstring). ``plan_digest``: keep that
+        plan as long as the run's keys, in the same round trip."""
         indexed = status in ENDED_INDEXED
         indexes = [self.keys.runs_ended(status)] if indexed else []
         indexes += [self.keys.runs_of(workflow)] if workflow else []
-        if not indexes:
-            return
         with converted_errors("index an ended run"):
             pipe = self.client.pipeline(transaction=False)
+            if plan_digest is not None:
+                pipe.expire(self.keys.plan(plan_digest), self.settings.run_ttl * 2)
             if indexed:
                 pipe.zadd(indexes[0], {run_id: created_ms})
             for key in indexes:
                 pipe.zrange(key, 0, 1, withscores=True)
-            oldest = pipe.execute()[1 if indexed else 0 :]
+            if not len(pipe):
+                return
+            oldest = pipe.execute()[int(plan_digest is not None) + int(indexed) :]
             horizon = int(time.time() * 1000) - self.settings.run_ttl * 1000
             old = [
                 (key, m) for key, rows in zip(indexes, oldest, strict=True) for m, s in rows if s < horizon

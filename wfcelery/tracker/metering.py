@@ -20,34 +20,49 @@ class Metering(TrackerBase):
     _verdicts: dict[tuple[LabelKind, str], bool]
     _verdicts_lock = threading.Lock()
 
-    def metric_fields(self, workflow: str, pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    def metric_fields(
+        self, workflow: str, pairs: Sequence[tuple[str, str]]
+    ) -> tuple[dict[str, str], list[tuple[LabelKind, str]]]:
         """Run-record fields for a run of ``workflow`` whose nodes have these (task, queue) labels, in node
-        order: ``ml`` and ``mn`` (the label table), and ``mw`` when the workflow counts as "other".
-        Empty when metrics are off. A label value is looked up in Redis once per process."""
+        order: ``ml`` and ``mn`` (the label table), and ``mw`` when the workflow counts as "other"; and
+        the label values that are new, for :meth:`register_labels` once the run is written. Empty when
+        metrics are off. A label value is looked up in Redis once per process."""
         if not self.settings.metrics:
-            return {}
-        wf = self._capped(LabelKind.WORKFLOW, [clean(workflow)])[0]
-        tasks = self._capped(LabelKind.TASK, [clean(t) for t, _ in pairs])
-        queues = self._capped(LabelKind.QUEUE, [clean(q) for _, q in pairs])
+            return {}, []
+        new: list[tuple[LabelKind, str]] = []
+        wf = self._capped(LabelKind.WORKFLOW, [clean(workflow)], new)[0]
+        tasks = self._capped(LabelKind.TASK, [clean(t) for t, _ in pairs], new)
+        queues = self._capped(LabelKind.QUEUE, [clean(q) for _, q in pairs], new)
         ml, mn = label_table(list(zip(tasks, queues, strict=True)))
         fields = {"ml": ml, "mn": mn}
-        if wf != clean(workflow) or wf != workflow:
+        if wf != workflow:
             fields["mw"] = wf
-        return fields
+        return fields, new
 
-    def _capped(self, kind: LabelKind, values: list[str]) -> list[str]:
+    def register_labels(self, new: Sequence[tuple[LabelKind, str]]) -> None:
+        """Add the values :meth:`metric_fields` found new to their registries (one round trip). Two
+        submitters admitting values at once may pass the cap by the few they add: a soft bound."""
+        if new:
+            with converted_errors("register metric label values"):
+                pipe = self.client.pipeline(transaction=False)
+                for kind, value in new:
+                    pipe.sadd(self.keys.metric_values(kind.value), value)
+                pipe.execute()
+
+    def _capped(self, kind: LabelKind, values: list[str], new: list[tuple[LabelKind, str]]) -> list[str]:
         if not hasattr(self, "_verdicts"):
             self._verdicts = {}
         unknown = sorted({v for v in values if (kind, v) not in self._verdicts})
         if unknown:
             script = self.client.register_script(_VALUES_LUA)
-            with converted_errors("register metric label values"):
+            with converted_errors("read metric label values"):
                 reply = script(
                     keys=[self.keys.metric_values(kind.value)],
                     args=[self.settings.metrics_max_values, *unknown],
                 )
             with self._verdicts_lock:
                 self._verdicts.update({(kind, v): bool(ok) for v, ok in zip(unknown, reply, strict=True)})
+            new += [(kind, v) for v, ok in zip(unknown, reply, strict=True) if int(ok) == 2]
         return [v if self._verdicts[(kind, v)] else OTHER for v in values]
 
     def snapshot(self) -> Snapshot:

@@ -16,7 +16,7 @@ from wfcelery.errors import RunNotFound, TrackerError
 from wfcelery.tracker.access import Access
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.fleet import Fleet
-from wfcelery.tracker.history import HistoryIndex
+from wfcelery.tracker.history import ENDED_INDEXED, HistoryIndex
 from wfcelery.tracker.keys import Slot
 from wfcelery.tracker.metering import Metering
 from wfcelery.tracker.outcomes import (
@@ -218,8 +218,9 @@ class Tracker(Reads, Fleet, Access, Metering, HistoryIndex):
                 pipe.hget(self.keys.run(other), "plan")
             return digest in pipe.execute()
 
-    def delete_run(self, run_id: str, plan_digest: str | None = None) -> None:
-        """Delete every key of the run and its entries in the index, the gate and the live set.
+    def delete_run(self, run_id: str, plan_digest: str | None = None, workflow: str | None = None) -> None:
+        """Delete every key of the run and its entries in the indexes (``workflow``: its name, for the
+        history's index of it), the gate and the live set.
 
         ``plan_digest``: also delete that plan. Only a submit whose publish failed passes it, and only
         when its own :meth:`create_run` created the plan: other runs of the definition share the key."""
@@ -227,6 +228,10 @@ class Tracker(Reads, Fleet, Access, Metering, HistoryIndex):
             pipe = self.client.pipeline(transaction=False)
             self.scripts["drop"](keys=self.script_keys(run_id), client=pipe)
             pipe.zrem(self.keys.index, run_id)
+            if workflow is not None:
+                pipe.zrem(self.keys.runs_of(workflow), run_id)
+            for status in ENDED_INDEXED:
+                pipe.zrem(self.keys.runs_ended(status), run_id)
             pipe.hdel(self.keys.gate, run_id)
             pipe.srem(self.keys.live, run_id)
             if plan_digest is not None:

@@ -106,8 +106,8 @@ class WorkerBase:
 
     def ended(self, plan: Plan, run_id: str, finish: Finish) -> None:
         """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
-        self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
-        self.tracker.index_ended(run_id, finish.status, finish.created_ms, plan.name)
+        # the plan must outlive the run's keys; the history index: one round trip for both
+        self.tracker.index_ended(run_id, finish.status, finish.created_ms, plan.name, plan.digest)
         tracing.run_ended(run_id, plan.name, finish.status, finish.created_ms)
         if finish.status != RunStatus.SUCCEEDED.value:
             self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)

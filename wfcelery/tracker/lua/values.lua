@@ -1,15 +1,18 @@
--- values: the label values a metric may use (counters.py "Labels"); not a per-run script (no _common).
+-- values: which label values a metric may use (counters.py "Labels"); not a per-run script (no _common).
+-- It only reads: the caller registers the values it was told are new once its run is written
+-- (Metering.register_labels), so a submit that fails leaves nothing behind.
 -- KEYS[1] the registry SET of one label kind   ARGV[1] how many values it may hold   ARGV[2..] values
--- Returns one 1 (the value is, or now is, registered) or 0 (the registry is full: count it as "other")
--- per value.
-local cap = tonumber(ARGV[1])
+-- Returns per value: 1 registered already, 2 new and within the cap, 0 over the cap (count as "other").
+local cap, count = tonumber(ARGV[1]), redis.call('SCARD', KEYS[1])
 local out = {}
 for i = 2, #ARGV do
-  local known = redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1
-  if not known and redis.call('SCARD', KEYS[1]) < cap then
-    redis.call('SADD', KEYS[1], ARGV[i])
-    known = true
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then
+    table.insert(out, 1)
+  elseif count < cap then
+    count = count + 1
+    table.insert(out, 2)
+  else
+    table.insert(out, 0)
   end
-  table.insert(out, known and 1 or 0)
 end
 return out
