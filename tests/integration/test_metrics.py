@@ -178,3 +178,21 @@ def test_the_exporter_answers_while_the_tracker_restarts_and_recovers_its_number
         assert scrape(url)[cancelled] == 3  # nothing lost: the counters live in the tracker
         engine.cancel(engine.submit(diamond("met-restart")).id)
         assert scrape(url)[cancelled] == 4
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_metrics_max_values": 2}], indirect=True)
+def test_label_values_past_the_cap_count_as_other(app: Celery, engine: Any) -> None:
+    for name in ("cap-a", "cap-b", "cap-c", "cap-d", "cap-a"):  # no worker: each is cancelled queued
+        engine.cancel(engine.submit(diamond(name)).id)
+    snap = engine.metrics()
+    assert snap.runs == {("cap-a", "CANCELLED"): 2, ("cap-b", "CANCELLED"): 1, ("other", "CANCELLED"): 2}
+    # tasks: proj.add and proj.total fill the cap; the queue label is the app's one queue
+    assert {task for task, _, _ in snap.nodes} == {"proj.add", "proj.total"}
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_metrics": False}], indirect=True)
+def test_metrics_off_the_scripts_count_nothing(app: Celery, engine: Any, r: Any) -> None:
+    with in_thread_worker(app):
+        engine.submit(diamond("uncounted")).wait(timeout=30)
+    assert engine.metrics() == engine.metrics().__class__()  # empty
+    assert not r.exists(engine.tracker.keys.metrics())
