@@ -149,9 +149,30 @@ def error_text(node: NodeState, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def attempt_error(state: RunState, node: NodeState, event: Event, limit: int = 60) -> str:
+    """The error of the attempt an event line ended (RETRYING, FAILED...): the node's error history entry
+    written with it (same time), so a replay shows each retry's own reason."""
+    for entry in node.errors:
+        if round((float(entry.get("at") or 0) - state.created_at) * 1000) == event.at_ms:
+            text = f"{entry.get('type', 'Error')}: {entry.get('message', '')}".strip()
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    return ""
+
+
+def count_text(counts: dict[str, int]) -> str:
+    """``5 succeeded, 1 failed``: the statuses present."""
+    return ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v)
+
+
+def size_text(state: RunState) -> str:
+    """``6 nodes`` or ``6 nodes, 3 instances``: the one way a run is counted (see RunState.counts)."""
+    return f"{state.total} nodes" + (f", {state.instances} instances" if state.instances else "")
+
+
 def summary_line(state: RunState, now: float | None = None, with_id: bool = True) -> str:
-    counts = {k: v for k, v in state.counts.items() if v}
-    detail = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
+    detail = f"{state.done}/{state.total} nodes done: {count_text(state.counts) or 'none'}"
+    if state.instances:
+        detail += f"; {state.instances} instances: {count_text(state.instance_counts)}"
     head = f"run {state.id}  {state.name}  " if with_id else ""
     return (
         head
@@ -188,10 +209,34 @@ def status_lines(state: RunState, now: float | None = None) -> list[str]:
     now = now or time.time()
     head = [
         summary_line(state, now),
+        *([f"run key {state.run_key}"] if state.run_key else []),
         f"created {_clock(state.created_at)}, policy {state.policy}, executor {state.executor}"
         + (f", params {json.dumps(state.params)}" if state.params else ""),
     ]
-    return [*head, "", *table(NODE_HEADER, node_rows(state, now))]
+    return [*head, "", *table(NODE_HEADER, node_rows(state, now)), *history_lines(state)]
+
+
+def history_lines(state: RunState, limit: int = 100) -> list[str]:
+    """Every attempt's error of the nodes that had one, in the order they happened (also of nodes that
+    succeeded on a later attempt)."""
+    entries = sorted(
+        (
+            (float(e.get("at") or 0), node.index, node.name, e)
+            for node in state.nodes.values()
+            for e in node.errors
+        ),
+        key=lambda item: (item[0], item[1]),
+    )
+    if not entries:
+        return []
+    width = max(len(name) for _, _, name, _ in entries)
+    lines = ["", click.style("ERRORS BY ATTEMPT", bold=True)]
+    for at, _, name, entry in entries:
+        text = f"{entry.get('type', 'Error')}: {entry.get('message', '')}".strip()
+        text = text if len(text) <= limit else text[: limit - 1] + "…"
+        when = f"+{seconds(max(0.0, at - run_origin(state)))}"
+        lines.append(f"{name.ljust(width)}  attempt {entry.get('attempt', '?')}  {when:>8}  {text}")
+    return lines
 
 
 def timings_lines(state: RunState) -> list[str]:
@@ -242,16 +287,22 @@ def runs_lines(runs: Sequence[RunSummary]) -> list[str]:
             r.name,
             status_cell(r.status),
             f"{r.done}/{r.total}",
+            str(r.instances or ""),
             _clock(r.created_at),
             seconds((r.finished_at or now) - r.created_at),
         ]
         for r in runs
     ]
-    return table(("RUN", "NAME", "STATUS", "DONE", "CREATED", "AGE/DURATION"), rows)
+    return table(("RUN", "NAME", "STATUS", "NODES DONE", "INSTANCES", "CREATED", "AGE/DURATION"), rows)
 
 
 def _clock(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def clock(ts: float) -> str:
+    """A time of today's kind: ``15:02:11``."""
+    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 # -- live progress ---------------------------------------------------------------------------------------
@@ -312,7 +363,7 @@ class LiveView:
 
     def _plain(self, state: RunState) -> None:
         if not self._announced:
-            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._echo(f"run {state.id} ({state.name}, {size_text(state)}): {state.status.value}")
             self._announced = True
         origin = run_origin(state)
         changed = [
@@ -333,7 +384,7 @@ class LiveView:
 
     def _transitions(self, state: RunState, events: Sequence[Event]) -> None:
         if not self._announced:
-            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._echo(f"run {state.id} ({state.name}, {size_text(state)}): {state.status.value}")
             self._announced = True
         # event lines name a node by index, an instance of a mapped node by "<index>:<i>"
         by_index = {
@@ -347,14 +398,15 @@ class LiveView:
             status = NodeStatus.from_code(event.status)
             if status is NodeStatus.PENDING:
                 continue
-            current = node.status is status  # details (worker, duration, error) are the latest attempt's
+            current = node.status is status  # details (worker, duration) are the latest attempt's
             extra = ""
             if current and node.finished_at and node.started_at:
                 extra += f" in {seconds(node_duration(node))}"
             if current and node.worker and status is not NodeStatus.QUEUED:
                 extra += f" on {node.worker}"
-            if current and node.error and status in (NodeStatus.FAILED, NodeStatus.RETRYING):
-                extra += f" ({error_text(node)})"
+            if status in (NodeStatus.FAILED, NodeStatus.RETRYING):
+                reason = attempt_error(state, node, event) or (error_text(node) if current else "")
+                extra += f" ({reason})" if reason else ""
             when = f"+{seconds(event.at_ms / 1000)}"
             self._echo(f"{when:>8}  {node.name.ljust(width)}  {status.value}{extra}")
         for queue in state.idle_queues:  # once per queue: the run waits on it until a worker comes
@@ -384,12 +436,10 @@ def idle_lines(state: RunState) -> list[str]:
 
 
 def _progress_bar(state: RunState, width: int = 20) -> str:
-    counts = state.counts
-    total = max(1, len(state.nodes))
-    done = sum(counts[s.value] for s in NodeStatus if s.terminal)
+    total, done = max(1, state.total), state.done
     filled = int(width * done / total)
     bar = "#" * filled + "-" * (width - filled)
-    return f"[{bar}] {done}/{total}  " + summary_line(state, with_id=False)
+    return f"[{bar}] " + summary_line(state, with_id=False)
 
 
 def _busy_first(rows: list[list[Cell]], state: RunState, room: int) -> list[list[Cell]]:

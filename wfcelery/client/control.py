@@ -110,7 +110,7 @@ class Control(EngineBase):
             record = self.tracker.run_record(run_id)
         ids = [task_id(run_id, i, e) for i in range(record.total) for e in range(record.epoch + 1)]
         self._forget_results(ids + self.tracker.canvas_ids(run_id))
-        self.tracker.delete_run(run_id, workflow=record.name)
+        self.tracker.delete_run(run_id, run_key=record.run_key, workflow=record.name)
 
     def cleanup_finished(
         self,

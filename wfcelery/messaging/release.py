@@ -28,7 +28,7 @@ from wfcelery.plan.compiler import Plan
 from wfcelery.plan.segments import Segment, build, leaf_ids, segment_of
 from wfcelery.tracker.keys import Slot, canvas_task_id, instance_slot, split_slot, task_id
 from wfcelery.tracker.outcomes import FailMode, Finish
-from wfcelery.tracker.records import NODE_HEADER, RUN_HEADER, NodeRecord, canvas_field, message_headers
+from wfcelery.tracker.records import NodeRecord, canvas_field, kwargs_repr, message_headers
 from wfcelery.tracker.states import NodeStatus
 from wfcelery.tracker.store import Tracker
 
@@ -118,7 +118,7 @@ def publish_segment(
         node = plan.nodes[i]
         return {
             "headers": message_headers(run_id, node.name, plan.digest),
-            "kwargsrepr": repr({**node.kwargs, RUN_HEADER: run_id, NODE_HEADER: names[i]}),
+            "kwargsrepr": kwargs_repr(node.kwargs, run_id, names[i], params),
             "serializer": "json",
         }
 

@@ -4,7 +4,7 @@ reading every counter back (summed over the shards of a Redis Cluster). Formats:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -39,7 +39,21 @@ class Metering(TrackerBase):
             fields["mw"] = wf
         return fields, new
 
-    def register_labels(self, new: Sequence[tuple[LabelKind, str]]) -> None:
+    def plan_labels(
+        self, digest: str, workflow: str, pairs: Callable[[], Sequence[tuple[str, str]]]
+    ) -> tuple[dict[str, str], list[tuple[LabelKind, str]]]:
+        """:meth:`metric_fields` for the plan ``digest``, computed once per plan and process (the label
+        registries only ever grow, so a verdict holds); the new values are handed out until registered."""
+        cache: dict[str, tuple[dict[str, str], list[tuple[LabelKind, str]]]]
+        cache = self.__dict__.setdefault("_plan_labels", {})
+        entry = cache.get(digest)
+        if entry is None:
+            entry = cache[digest] = self.metric_fields(workflow, pairs())
+            if len(cache) > 1000:
+                cache.pop(next(iter(cache)))
+        return entry
+
+    def register_labels(self, new: list[tuple[LabelKind, str]]) -> None:
         """Add the values :meth:`metric_fields` found new to their registries (one round trip). Two
         submitters admitting values at once may pass the cap by the few they add: a soft bound."""
         if new:
@@ -48,6 +62,7 @@ class Metering(TrackerBase):
                 for kind, value in new:
                     pipe.sadd(self.keys.metric_values(kind.value), value)
                 pipe.execute()
+            new.clear()  # the cached entry's (plan_labels): the next run of the plan has none to register
 
     def _capped(self, kind: LabelKind, values: list[str], new: list[tuple[LabelKind, str]]) -> list[str]:
         if not hasattr(self, "_verdicts"):

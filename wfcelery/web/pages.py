@@ -55,6 +55,11 @@ def definitions_page(request: Request) -> HTMLResponse:
     return _page(request)
 
 
+@pages.get("/schedules", response_class=HTMLResponse)
+def schedules_page(request: Request) -> HTMLResponse:
+    return _page(request)
+
+
 @pages.get("/definitions/{name}", response_class=HTMLResponse)
 def definition_page(request: Request, name: str) -> HTMLResponse:
     return _page(request)

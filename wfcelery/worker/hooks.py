@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import traceback as tb
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from wfcelery.tracker.outcomes import FailMode, StartReason
 from wfcelery.tracker.records import RESEND_HEADER, plan_header
 from wfcelery.worker.base import Parsed
 from wfcelery.worker.outbox import ReportKind
+from wfcelery.worker.retries import REPORTED, error_of, report_failure
 from wfcelery.worker.side import WorkerSide, check_result, worker_of
 
 if TYPE_CHECKING:
@@ -275,18 +275,6 @@ def _forget_results(sender: Any = None, task_id: str | None = None, **_: Any) ->
         logger.exception("wfcelery: could not drop result subscriptions after %s", task_id)
 
 
-def report_failure(
-    side: WorkerSide,
-    task_id: str,
-    digest: str | None,
-    error: dict[str, Any],
-    attempt: int,
-    mode: FailMode = FailMode.FAILED,
-) -> None:
-    payload = {"task_id": task_id, "digest": digest, "error": error, "mode": mode.value, "attempt": attempt}
-    side.report(ReportKind.FAILED, payload)
-
-
 @_receiver(
     signals.task_failure, "record failure of", lambda s, kw: (kw.get("task_id"), getattr(s, "app", None))
 )
@@ -305,6 +293,8 @@ def _on_failure(
     own = request is not None and getattr(request, "id", None) == task_id
     if own:
         _attempt_span(side, parsed, request, "FAILED", error_of(exception, einfo))
+    if own and getattr(request, REPORTED, False):
+        return  # recorded from inside the task (retries.py): a failure for good after its last retry
     # In the main process (a lost worker process) the request is not ours: the plan digest comes from the
     # run record and the attempt is unknown.
     report_failure(
@@ -327,6 +317,8 @@ def _on_retry(
     einfo: Any = None,
     **_: Any,
 ) -> None:
+    if getattr(request, REPORTED, False):
+        return  # a tracker-level retry, recorded from inside the task (retries.py)
     exc = reason if isinstance(reason, BaseException) else None
     attempt = int(getattr(request, "wf_attempt", 0) or 0)
     _attempt_span(side, parsed, request, "RETRYING", error_of(exc, einfo, reason))
@@ -345,13 +337,6 @@ def _attempt_span(
     workflow = side.plans.get(digest).name if digest else ""
     node = str(getattr(request, "wf_node", "") or parsed[1])
     tracing.attempt_ended(request, parsed[0], workflow, node, outcome, error)
-
-
-def error_of(exc: BaseException | None, einfo: Any = None, fallback: Any = None) -> dict[str, Any]:
-    if exc is None:
-        return {"type": "Retry", "message": str(fallback or ""), "traceback": str(einfo or "")}
-    trace = getattr(einfo, "traceback", None) or "".join(tb.format_exception(exc))
-    return {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": trace[-8000:]}
 
 
 # -- main process ------------------------------------------------------------------------------------------

@@ -140,6 +140,10 @@ class Inline(WorkerBase):
         runtime = time.monotonic() - started
         if info.info is None or info.info.state == "SUCCESS":
             events.send("task-succeeded", uuid=tid, result=repr(info.retval), runtime=runtime)
+        elif info.info.state == "RETRY":  # a tracker-level retry (retries.py): Flower shows a retry
+            events.send(
+                "task-retried", uuid=tid, exception=repr(getattr(info.retval, "exc", None)), traceback=""
+            )
         else:
             events.send("task-failed", uuid=tid, exception=repr(info.retval), traceback="")
 

@@ -11,9 +11,10 @@
 --                         a small stream costs ~4.7 KB whatever its length, which would triple the
 --                         tracker's bytes per task.
 -- KEYS[7] metrics  HASH   the fleet-wide counters (wfcelery/tracker/counters.py: fields, shards on a
---                         Redis Cluster); absent when metrics are off (wfcelery_metrics = False)
+--                         Redis Cluster); KEYS[1] again when metrics are off (wfcelery_metrics = False).
+--                         A script's own keys come after it, from KEYS[8] on.
 local K_RUN, K_NODES, K_DEPS, K_RESULTS, K_ERRORS, K_EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local K_METRICS = KEYS[7]
+local K_METRICS = KEYS[7] ~= KEYS[1] and KEYS[7] or nil
 local N_RUN_KEYS = 6
 
 local TERMINAL = {S = true, F = true, K = true, X = true}
@@ -66,17 +67,23 @@ local function rel_now()
   return now_ms() - tonumber(const('created'))
 end
 
+-- A node record: status, epoch, attempts (a), start, finish, worker number, and -- only once a retry of the
+-- run gave the node its retries again -- the attempts before that retry (b): its budget counts from there.
 local function get_node(idx)
   local v = redis.call('HGET', K_NODES, idx)
   if not v then
-    return {s = 'P', e = 0, a = 0, st = '', fi = '', w = ''}
+    return {s = 'P', e = 0, a = 0, st = '', fi = '', w = '', b = 0}
   end
-  local s, e, a, st, fi, w = string.match(v, '^(%a)|(%d+)|(%d+)|(%-?%d*)|(%-?%d*)|(.*)$')
-  return {s = s, e = tonumber(e), a = tonumber(a), st = st, fi = fi, w = w}
+  local s, e, a, st, fi, w, b = string.match(v, '^(%a)|(%d+)|(%d+)|(%-?%d*)|(%-?%d*)|([^|]*)|?(%d*)$')
+  return {s = s, e = tonumber(e), a = tonumber(a), st = st, fi = fi, w = w, b = tonumber(b) or 0}
 end
 
 local function put_node(idx, n)
-  redis.call('HSET', K_NODES, idx, n.s .. '|' .. n.e .. '|' .. n.a .. '|' .. n.st .. '|' .. n.fi .. '|' .. n.w)
+  local v = n.s .. '|' .. n.e .. '|' .. n.a .. '|' .. n.st .. '|' .. n.fi .. '|' .. n.w
+  if n.b and n.b > 0 then
+    v = v .. '|' .. n.b
+  end
+  redis.call('HSET', K_NODES, idx, v)
 end
 
 -- Append one line to the event log ("<ms> <node> <status>[ <epoch>]", the epoch only when not 0); past
@@ -94,6 +101,55 @@ local function event(idx, code, epoch)
     keep = string.sub(keep, cut + 1)
     redis.call('SET', K_EVENTS, keep, 'KEEPTTL')
     redis.call('HINCRBY', K_RUN, 'ev_base', len - #keep)
+  end
+end
+
+-- An attempt's error: the slot's own errors field keeps the latest (with its traceback); field 'h:<slot>'
+-- keeps every attempt's, oldest first, as a JSON list of {attempt, at, type, message} (records.NodeErrors:
+-- the last HISTORY_MAX, each message cut to HISTORY_CHARS). 'at' is the ms since the run's creation of
+-- the transition this error came with, as in its event line.
+local HISTORY_MAX, HISTORY_CHARS = 10, 500
+
+-- The first 'limit' bytes of UTF-8 text, never cutting a character in two.
+local function utf8_head(text, limit)
+  if #text <= limit then
+    return text
+  end
+  local cut = limit
+  local nxt = string.byte(text, cut + 1)
+  while cut > 0 and nxt >= 0x80 and nxt < 0xC0 do
+    cut = cut - 1
+    nxt = string.byte(text, cut + 1)
+  end
+  return string.sub(text, 1, cut)
+end
+
+local function record_error(idx, n, err_json)
+  redis.call('HSET', K_ERRORS, idx, err_json)
+  local ok, err = pcall(cjson.decode, err_json)
+  if not ok or type(err) ~= 'table' then
+    err = {}
+  end
+  local message = tostring(err.message or '')
+  local entry = {attempt = n.a, at = rel_now(), type = tostring(err.type or 'Error'),
+                 message = utf8_head(message, HISTORY_CHARS)}
+  local raw = redis.call('HGET', K_ERRORS, 'h:' .. idx)
+  local list = raw and cjson.decode(raw) or {}
+  table.insert(list, entry)
+  while #list > HISTORY_MAX do
+    table.remove(list, 1)
+  end
+  redis.call('HSET', K_ERRORS, 'h:' .. idx, cjson.encode(list))
+end
+
+-- A report of an attempt the tracker never saw start: its release or its start was among the last writes
+-- of a master lost in a failover (asynchronous replication), while its message went out and its body ran.
+-- Record the start it missed, so the node moves through RUNNING as the transition table says.
+local function start_unseen(idx, n)
+  if n.s == 'P' or n.s == 'Q' then
+    n.s = 'R'
+    n.a = n.a + 1
+    event(idx, 'R', n.e)
   end
 end
 
@@ -264,8 +320,8 @@ local function touch_if_finished(status)
   end
 end
 
--- End the run once. Returns {status, callback-or-false, epoch, created ms} for the caller (callback, worker
--- gate, the history index).
+-- End the run once. Returns {status, callback-or-false, epoch, run key-or-false, created ms} for the
+-- caller (callback, worker gate, the run key's TTL, the history index).
 local function finish_run(status)
   redis.call('HSET', K_RUN, 'status', status, 'finished', now_ms())
   if RUN['status'] ~= nil then
@@ -284,7 +340,7 @@ local function finish_run(status)
   count_run('r\t' .. wf .. '\t' .. status, 1)
   count_run('a\t' .. wf, -1)
   local cb = run_field(status == 'SUCCEEDED' and 'on_success' or 'on_failure')
-  return {status, cb or false, tonumber(run_field('epoch')), tonumber(const('created'))}
+  return {status, cb or false, tonumber(run_field('epoch')), run_field('key') or false, tonumber(const('created'))}
 end
 
 -- When every node is terminal, a RUNNING run ends.
