@@ -101,6 +101,11 @@ DEFAULT_SCHEDULE_CATCHUP = 100
 DEFAULT_SCHEDULE_SCAN = 30.0
 #: Most slots one backfill may fire.
 DEFAULT_BACKFILL_MAX = 10_000
+#: Whether the Lua scripts keep the fleet-wide counters behind ``wfcelery metrics`` and ``GET /metrics``
+#: (tracker/counters.py; docs: observability, where its measured cost is).
+DEFAULT_METRICS = True
+#: Distinct values per metric label (workflow, task, queue) before new ones count as "other".
+DEFAULT_METRICS_MAX_VALUES = 200
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,8 @@ class Settings:
     schedule_catchup: int = DEFAULT_SCHEDULE_CATCHUP
     schedule_scan: float = DEFAULT_SCHEDULE_SCAN
     backfill_max: int = DEFAULT_BACKFILL_MAX
+    metrics: bool = DEFAULT_METRICS
+    metrics_max_values: int = DEFAULT_METRICS_MAX_VALUES
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -242,6 +249,8 @@ class Settings:
             schedule_catchup=_count(conf, "wfcelery_schedule_catchup", DEFAULT_SCHEDULE_CATCHUP),
             schedule_scan=_number(conf, "wfcelery_schedule_scan", DEFAULT_SCHEDULE_SCAN),
             backfill_max=_count(conf, "wfcelery_backfill_max", DEFAULT_BACKFILL_MAX),
+            metrics=bool(conf.get("wfcelery_metrics", DEFAULT_METRICS)),
+            metrics_max_values=_count(conf, "wfcelery_metrics_max_values") or DEFAULT_METRICS_MAX_VALUES,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -63,6 +63,9 @@ def test_health_and_openapi_document_every_endpoint(http):
         "/api/schedules/{name}/resume": {"post"},
         "/api/schedules/{name}/backfill": {"post"},
         "/api/run-keys/{key}": {"get"},
+        "/api/history/runs": {"get"},
+        "/api/history/workflows/{name}": {"get"},
+        "/api/history/workflows/{name}/nodes/{node}": {"get"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected
 

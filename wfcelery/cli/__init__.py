@@ -31,6 +31,7 @@ from wfcelery.cli.base import (
 )
 from wfcelery.cli.control import cancel, cleanup, pause, resume, retry
 from wfcelery.cli.definitions import graph, schema, validate
+from wfcelery.cli.observe import metrics
 from wfcelery.cli.runs import list_, results, status, submit, watch
 from wfcelery.cli.schedules import backfill, schedule, scheduler, schedules
 from wfcelery.cli.service import demo, doctor, sweep, web
@@ -82,6 +83,7 @@ for _command in (
     schedule,
     backfill,
     scheduler,
+    metrics,
 ):
     wf.add_command(_command)
 

@@ -106,7 +106,7 @@ def submit(
     """
     engine = engine_of(ctx)
     workflow = workflow_of(flow, engine.settings.limits)
-    with definition_errors(flow):
+    with definition_errors(flow), display.progress("submitting", 0) as advance:
         run = engine.submit(
             workflow,
             params=parse_params(param),
@@ -114,6 +114,7 @@ def submit(
             executor=executor,
             run_key=run_key,
             on_conflict=on_conflict,
+            progress=advance,
         )
     if not run.created:
         click.echo(f"run key {run_key!r} is held by run {run.id}: nothing new was submitted", err=True)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from celery import Celery, signature
 
 from wfcelery.client.audit import audited, current_actor, record_audit
 from wfcelery.client.control import Control
+from wfcelery.client.history import History
 from wfcelery.client.run import Run
 from wfcelery.client.schedules import Schedules
 from wfcelery.definition.executor import Executor
@@ -39,7 +40,7 @@ from wfcelery.messaging.consumers import describe, describe_shared, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
 from wfcelery.ops.runkeys import OnConflict, check_run_key
-from wfcelery.ops.submit import start_run
+from wfcelery.ops.submit import plan_labels, start_run
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
@@ -55,7 +56,7 @@ logger = logging.getLogger("wfcelery.engine")
 SETTLE_POLL = 0.25
 
 
-class Engine(Schedules, Control):
+class Engine(Schedules, Control, History):
     """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
 
     # -- submitting -------------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ class Engine(Schedules, Control):
         executor: Executor | str | None = None,
         run_key: str | None = None,
         on_conflict: OnConflict | str = OnConflict.USE_EXISTING,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
 
@@ -174,19 +176,39 @@ class Engine(Schedules, Control):
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
+            sent = None if progress is None else (lambda n: progress(n, len(plan.roots)))
             if key is None:
+                labels, new_labels = plan_labels(self.tracker, plan, self.app)  # the metrics' label table
+                record.update(labels)
                 created_plan = self._create(run_id, record, plan)
                 try:
                     roots = [(i, 0) for i in plan.roots]
                     finishes = publish_released(
-                        self.tracker, self.dispatch, plan, run_id, roots, resolved, producer=producer
+                        self.tracker,
+                        self.dispatch,
+                        plan,
+                        run_id,
+                        roots,
+                        resolved,
+                        producer=producer,
+                        sent=sent,
                     )
                 except Exception:
-                    self._discard(run_id, plan.digest if created_plan else None, int(record["created"]))
+                    created = int(record["created"])
+                    self._discard(run_id, plan.digest if created_plan else None, created, plan.name)
                     raise
+                self.tracker.register_labels(new_labels)  # the run is out: its new label values count
             else:  # a keyed submit is idempotent: a caller whose submit raised submits the key again
                 started = start_run(
-                    self.tracker, self.dispatch, plan, run_id, record, resolved, key, producer=producer
+                    self.tracker,
+                    self.dispatch,
+                    plan,
+                    run_id,
+                    record,
+                    resolved,
+                    key,
+                    producer=producer,
+                    sent=sent,
                 )
                 if not started.created:
                     return self._held(key, started.run_id, policy)
@@ -275,7 +297,7 @@ class Engine(Schedules, Control):
             record_audit(self, "submit", f"run {run_id}", f"error: {error}")
             raise error
 
-    def _discard(self, run_id: str, plan_digest: str | None, created_ms: int) -> None:
+    def _discard(self, run_id: str, plan_digest: str | None, created_ms: int, workflow: str) -> None:
         """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan
         goes too when this submit created it (``plan_digest``) and no run submitted since uses it (runs
         of one definition share the key; a minute of margin covers clients whose clocks differ). A failed
@@ -283,7 +305,7 @@ class Engine(Schedules, Control):
         try:
             if plan_digest is not None and self.tracker.plan_in_use(plan_digest, created_ms - 60_000, run_id):
                 plan_digest = None
-            self.tracker.delete_run(run_id, plan_digest)
+            self.tracker.delete_run(run_id, plan_digest, workflow=workflow)
         except WfCeleryError as e:
             logger.warning("wfcelery: could not delete run %s after its publish failed: %s", run_id, e)
 

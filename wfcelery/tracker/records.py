@@ -8,9 +8,10 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
   times it keeps.
 * **node record** (``:nodes`` HASH value): ``status|epoch|attempts|started_ms|finished_ms|worker no.``
   and, once a retry of the run gave the node its retries again, ``|<attempts before it>`` --
-  :class:`NodeRecord`.
+  :class:`NodeRecord` (``queued_ms`` in the 5th field while QUEUED).
 * **errors** (``:errors`` HASH): ``<slot>`` -> the latest error JSON (or a skip's reason), ``h:<slot>`` ->
   every attempt's error, oldest first -- :class:`NodeErrors`.
+* **metrics** (``metrics`` HASH fields, the run-record fields ``ml``, ``mn``, ``mw``): ``counters.py``.
 * **event line** (``:events`` STRING): ``<ms since created> <node index | run> <status>[ <epoch>]`` --
   :class:`Event`.
 * **gate entry** (``gate`` HASH value, and ``<run id> <entry>`` on the gate channel):
@@ -253,7 +254,10 @@ class NodeRecord:
     """One node's record: status letter (``states.NodeStatus.code``), epoch, attempts started, times in ms
     since the run's creation, the number of the worker that ran it last (see :class:`RunRecord`), and
     ``base``: the attempts it had when a retry of the run gave it its retries again (its retries count
-    from there; written only when not 0)."""
+    from there; written only when not 0).
+
+    The 5th field is the time the node finished once it is terminal, and the time it was queued while it
+    is QUEUED (``queued_ms``: the start gate measures the node's wait from it, for the metrics)."""
 
     code: str = NodeStatus.PENDING.code
     epoch: int = 0
@@ -262,6 +266,7 @@ class NodeRecord:
     finished_ms: int | None = None
     worker: str = ""
     base: int = 0
+    queued_ms: int | None = None
 
     @property
     def status(self) -> NodeStatus:
@@ -269,8 +274,9 @@ class NodeRecord:
 
     def encode(self) -> str:
         started = "" if self.started_ms is None else self.started_ms
-        finished = "" if self.finished_ms is None else self.finished_ms
-        line = f"{self.code}|{self.epoch}|{self.attempts}|{started}|{finished}|{self.worker}"
+        fifth = self.queued_ms if self.code == "Q" else self.finished_ms
+        fifth_text = "" if fifth is None else fifth
+        line = f"{self.code}|{self.epoch}|{self.attempts}|{started}|{fifth_text}|{self.worker}"
         return f"{line}|{self.base}" if self.base else line
 
     @classmethod
@@ -278,15 +284,17 @@ class NodeRecord:
         """``None`` (no field) is a node still PENDING at epoch 0."""
         if not raw:
             return cls()
-        code, epoch, attempts, started, finished, worker, *base = raw.split("|", 6)
+        code, epoch, attempts, started, fifth, worker, *base = raw.split("|", 6)
+        queued = code == "Q"
         return cls(
             code,
             int(epoch),
             int(attempts),
             _ms(started),
-            _ms(finished),
+            None if queued else _ms(fifth),
             worker,
             int(base[0] or 0) if base else 0,
+            _ms(fifth) if queued else None,
         )
 
 

@@ -41,7 +41,9 @@ from wfcelery.settings import web_origins
 from wfcelery.web import schedules
 from wfcelery.web.api import router
 from wfcelery.web.errors import errors
+from wfcelery.web.history import history_errors, history_pages, history_router
 from wfcelery.web.hub import Hub
+from wfcelery.web.metrics import metrics_router
 from wfcelery.web.pages import pages
 from wfcelery.web.roles import access, authorize
 from wfcelery.web.security import Guard
@@ -114,8 +116,11 @@ def create_app(
     app.include_router(access)
     app.include_router(schedules.router, dependencies=[Depends(authorize)])
     app.include_router(pages)
+    app.include_router(history_router, dependencies=[Depends(authorize)])
+    app.include_router(history_pages)
+    app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for exc, handler in {**errors, **schedules.errors}.items():
+    for exc, handler in {**errors, **schedules.errors, **history_errors}.items():
         app.add_exception_handler(exc, handler)
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):

@@ -225,6 +225,8 @@ class Reconciler:
         running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
         if record.status.finished and not running:
             ended.append(run_id)
+            # the history index: mends an entry lost to a crash between the run's end and its indexing
+            self.tracker.index_ended(run_id, record.status.value, record.created_ms)
             return []
         plan = self.side.plans.get(record.plan)
         # A mapped node is RUNNING while its instances run: it has no worker of its own (they do)
