@@ -275,13 +275,14 @@ def test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive(engine, s
     assert run.state().nodes["n0_0"].status is NodeStatus.QUEUED
 
 
-def test_the_dashboard_counts_a_mapped_run_as_status_does(app, engine, server, page, browser, other_origin):
+def test_the_dashboard_counts_a_mapped_run_as_status_does(app, engine, serve, page, browser, other_origin):
     """files -> resize (3 instances) -> report: 3 nodes and 3 instances, on the run page and in the embed."""
+    folder, origin = other_origin
+    server = serve(cors_origins=(origin,))  # the embedding site's origin may read runs
     wf = Workflow("map-counts")
     wf.add("files", "proj.add", args=[[0, 1, 2], []])
     wf.add("resize", "proj.add", map="files", args=[10])
     wf.add("report", "proj.total", after="resize")
-    folder, origin = other_origin
     with in_thread_worker(app):
         run = engine.submit(wf)
         run.wait(timeout=30)
