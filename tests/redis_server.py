@@ -61,6 +61,11 @@ class FaultyRedis(RedisServer):
         finally:
             os.kill(self.proc.pid, signal.SIGCONT)
 
+    def thaw(self) -> None:
+        """SIGCONT a server :meth:`frozen` stopped, before the block ends (a timer thread's fault end)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def up(self) -> bool:
         try:
             return bool(redis.Redis(port=self.port, socket_timeout=1).ping())

@@ -33,6 +33,10 @@ DEFAULT_MAX_MAP = 10_000
 #: Socket timeout (seconds) of every tracker Redis call: a hung Redis fails fast, it does not stall a
 #: CLI command or a worker. Blocking reads (pub/sub waits) use their own, shorter waits.
 DEFAULT_REDIS_TIMEOUT = 5.0
+#: How long a submit whose write got no answer (a timeout, a lost connection: the write may still land)
+#: keeps asking the tracker what became of it before it gives up, in multiples of wfcelery_redis_timeout
+#: (``wfcelery_submit_settle`` sets it in seconds). See :attr:`Settings.settle_seconds`.
+DEFAULT_SUBMIT_SETTLE_TIMEOUTS = 3
 #: Seconds to wait for live workers to say which queues they consume (submit, validate, status); 0 skips.
 DEFAULT_INSPECT_TIMEOUT = 1.0
 #: Seconds ``watch``, ``submit --wait`` and :meth:`Run.follow` wait out a tracker outage (its Redis
@@ -89,6 +93,19 @@ DEFAULT_WEB_AUTH_WINDOW = 60.0
 #: its previous response ended; a connection still sending then is closed (slowloris). Responses are not
 #: bounded by it: an event stream stays open as long as it is read.
 DEFAULT_WEB_REQUEST_TIMEOUT = 10.0
+#: Most missed slots a ``catchup=True`` schedule fires after downtime (the latest ones); ``catchup=False``
+#: fires the latest missed slot only.
+DEFAULT_SCHEDULE_CATCHUP = 100
+#: Seconds between two scans of the ``wfcelery_definitions`` folder for files with a ``schedule:``: an
+#: edited or deleted file changes or removes its schedule within this delay.
+DEFAULT_SCHEDULE_SCAN = 30.0
+#: Most slots one backfill may fire.
+DEFAULT_BACKFILL_MAX = 10_000
+#: Whether the Lua scripts keep the fleet-wide counters behind ``wfcelery metrics`` and ``GET /metrics``
+#: (tracker/counters.py; docs: observability, where its measured cost is).
+DEFAULT_METRICS = True
+#: Distinct values per metric label (workflow, task, queue) before new ones count as "other".
+DEFAULT_METRICS_MAX_VALUES = 200
 
 
 @dataclass(frozen=True)
@@ -148,6 +165,37 @@ class Settings:
     #: Inline continuation: how many released single children in a row a worker may run itself, right
     #: after their parent, without a broker round trip (0: off; docs: running and control).
     inline_depth: int = 0
+    #: Seconds a submit whose write got no answer (a hung Redis may still execute it) keeps asking the
+    #: tracker what became of it: written -> the run starts and is returned; not -> a tombstone keeps it
+    #: from landing and the submit says nothing was submitted (docs: Reliability). None: three
+    #: ``wfcelery_redis_timeout``.
+    submit_settle: float | None = None
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long a submit whose create got no answer keeps asking the tracker whether the run was
+        written: found -> its messages are sent and the run returned; not found -> a tombstone makes sure
+        it never will be, and the submit raises :class:`~wfcelery.errors.TrackerUnavailable` saying
+        nothing was submitted."""
+        if self.submit_settle is not None:
+            return self.submit_settle
+        return DEFAULT_SUBMIT_SETTLE_TIMEOUTS * self.redis_timeout
+
+    @property
+    def unconfirmed_bound(self) -> float:
+        """Seconds after its creation at which a run whose submit never confirmed it, and which never
+        started, is cancelled by the reconciler: twice the longest a submit can take to confirm (its
+        create and its last settle call, each a connect plus a reply, and the settle time between)."""
+        return 2 * (4 * self.redis_timeout + self.settle_seconds)
+
+    #: ``wfcelery_scheduler``: the elected scheduler loop runs inside the workers (False: only
+    #: ``wfcelery scheduler`` fires schedules).
+    scheduler: bool = True
+    schedule_catchup: int = DEFAULT_SCHEDULE_CATCHUP
+    schedule_scan: float = DEFAULT_SCHEDULE_SCAN
+    backfill_max: int = DEFAULT_BACKFILL_MAX
+    metrics: bool = DEFAULT_METRICS
+    metrics_max_values: int = DEFAULT_METRICS_MAX_VALUES
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -196,6 +244,13 @@ class Settings:
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
+            submit_settle=_optional_number(conf, "wfcelery_submit_settle"),
+            scheduler=bool(conf.get("wfcelery_scheduler", True)),
+            schedule_catchup=_count(conf, "wfcelery_schedule_catchup", DEFAULT_SCHEDULE_CATCHUP),
+            schedule_scan=_number(conf, "wfcelery_schedule_scan", DEFAULT_SCHEDULE_SCAN),
+            backfill_max=_count(conf, "wfcelery_backfill_max", DEFAULT_BACKFILL_MAX),
+            metrics=bool(conf.get("wfcelery_metrics", DEFAULT_METRICS)),
+            metrics_max_values=_count(conf, "wfcelery_metrics_max_values") or DEFAULT_METRICS_MAX_VALUES,
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -257,10 +312,14 @@ def web_origins(value: Any, key: str = "wfcelery_web_cors_origins") -> tuple[str
     return tuple(o.rstrip("/") for o in origins)
 
 
-def _count(conf: Any, key: str) -> int:
+def _optional_number(conf: Any, key: str) -> float | None:
+    return None if conf.get(key) is None else _number(conf, key, 0.0)
+
+
+def _count(conf: Any, key: str, default: int = 0) -> int:
     value = conf.get(key)
     if value is None:
-        return 0
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigurationError(f"{key} must be a whole number >= 0, got {value!r}")
     return value

@@ -22,7 +22,12 @@ every live run every few seconds. A sweep reads every live run (``<prefix>:live`
   another worker took it meanwhile;
 * a node QUEUED whose message the broker shows is nowhere (``wfcelery_lost_message_after``), or QUEUED at
   the same epoch for ``wfcelery_queued_timeout`` seconds, is re-published under a new epoch (queued.py);
-* a RUNNING run whose nodes are all terminal ends.
+* a RUNNING run whose nodes are all terminal ends;
+* a run its submit never confirmed (the client gave up on a write that landed late) and that never
+  started is never re-sent, and is cancelled once its deadline (``Settings.unconfirmed_bound`` after it
+  was written) has passed;
+* a keyed run's key gets its full TTL again (a run may live longer than ``wfcelery_run_ttl``; a worker
+  that ended a run may have died before setting its key's TTL).
 
 Judging a worker gone needs care after a tracker outage, when every beat is old: heartbeat.py's
 :class:`~wfcelery.worker.heartbeat.Liveness` judges only while this reconciler's own Redis calls have
@@ -41,8 +46,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
-from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
-from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
+from wfcelery.tracker.outcomes import FailMode, RepairAction
+from wfcelery.tracker.records import DroppedMark, NodeRecord, RunRecord, WorkerBeat
 from wfcelery.tracker.states import NodeStatus
 from wfcelery.worker.heartbeat import HEARTBEAT_BEATS, Liveness
 from wfcelery.worker.queued import QueuedChecks, node_name
@@ -51,6 +56,7 @@ if TYPE_CHECKING:
     from wfcelery.plan.compiler import Plan, PlanCache
     from wfcelery.tracker.outcomes import Finish
     from wfcelery.tracker.store import Tracker
+    from wfcelery.worker.base import Failed
     from wfcelery.worker.outage import Outage
 
 logger = logging.getLogger("wfcelery.reconciler")
@@ -58,7 +64,7 @@ logger = logging.getLogger("wfcelery.reconciler")
 
 @dataclass(frozen=True)
 class Repair:
-    """One thing a sweep did: ``action`` is requeued, failed, revoked or finished."""
+    """One thing a sweep did: ``action`` is requeued, failed, revoked, finished or cancelled."""
 
     run_id: str
     node: str | None
@@ -90,7 +96,7 @@ class Repairs(Protocol):
         error: dict[str, Any],
         mode: FailMode,
         attempt: int = 0,
-    ) -> FailAction: ...
+    ) -> Failed: ...
     def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None: ...
     def quarantine(self, run_id: str, slot: Slot, epoch: int, lost: int, attempt: int = 0) -> None: ...
     def ended(self, plan: Plan, run_id: str, finish: Finish) -> None: ...
@@ -212,9 +218,15 @@ class Reconciler:
 
     def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
         record, nodes, _ = self.tracker.read_run(run_id)
+        if record.run_key:  # the key lives as long as its run: past a run TTL while it runs, and once ended
+            self.tracker.keep_key(record.run_key, run_id)
+        if record.unconfirmed_ms is not None and record.started_ms is None and not record.status.finished:
+            return self._unconfirmed(run_id, record, now_ms)
         running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
         if record.status.finished and not running:
             ended.append(run_id)
+            # the history index: mends an entry lost to a crash between the run's end and its indexing
+            self.tracker.index_ended(run_id, record.status.value, record.created_ms)
             return []
         plan = self.side.plans.get(record.plan)
         # A mapped node is RUNNING while its instances run: it has no worker of its own (they do)
@@ -266,6 +278,17 @@ class Reconciler:
                 self.side.ended(plan, run_id, out.finish)
                 repairs.append(Repair(run_id, None, "finished", f"every node was done: {out.finish.status}"))
         return repairs
+
+    def _unconfirmed(self, run_id: str, record: RunRecord, now_ms: int) -> list[Repair]:
+        """A run whose submit has not confirmed it and that never started: its client may have told its
+        caller nothing was submitted, so nothing of it is ever re-sent; past its deadline it is cancelled."""
+        if record.unconfirmed_ms is None or now_ms < record.unconfirmed_ms:
+            return []
+        out = self.tracker.void_run(run_id)
+        if out.finish is None:
+            return []
+        self.side.ended(self.side.plans.get(record.plan), run_id, out.finish)
+        return [Repair(run_id, None, "cancelled", "its submit never completed, and it never started")]
 
     def _not_running(self, host: str, beat: WorkerBeat, tid: str, running_ms: int) -> str | None:
         """Why a node RUNNING on a live worker is not running there (its pool process died and Celery's
