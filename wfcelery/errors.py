@@ -15,6 +15,7 @@
      |    +-- LimitError            over a bound: nesting depth, message, plan or YAML size (limits.py)
      |    +-- ScheduleError         a schedule's cron, every, timezone, workflow... is wrong (``.field``)
      +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
+     |    +-- TaskImportError       a task module of the app (imports/include/autodiscover) fails to import
      +-- NoWorkerError              submit(require_workers=True): a node's queue has no live consumer
      +-- BrokerUnavailable (also ConnectionError)   the Celery broker refused or did not answer
      +-- TrackerError
@@ -103,6 +104,11 @@ class ScheduleError(DefinitionError):
 
 class ConfigurationError(WfCeleryError):
     """wfcelery cannot work with this Celery app's configuration."""
+
+
+class TaskImportError(ConfigurationError):
+    """A task module the app's workers import (``imports``, ``include``, ``autodiscover_tasks``) fails to
+    import on the client side; the message names the module and the error."""
 
 
 class NoWorkerError(WfCeleryError):

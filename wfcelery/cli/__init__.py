@@ -30,7 +30,8 @@ from wfcelery.cli.base import (
     load_app,
 )
 from wfcelery.cli.control import cancel, cleanup, pause, resume, retry
-from wfcelery.cli.definitions import graph, validate
+from wfcelery.cli.definitions import graph, schema, validate
+from wfcelery.cli.observe import metrics
 from wfcelery.cli.runs import list_, results, status, submit, watch
 from wfcelery.cli.schedules import backfill, schedule, scheduler, schedules
 from wfcelery.cli.service import demo, doctor, sweep, web
@@ -71,6 +72,7 @@ for _command in (
     cleanup,
     validate,
     graph,
+    schema,
     doctor,
     web,
     demo,
@@ -81,6 +83,7 @@ for _command in (
     schedule,
     backfill,
     scheduler,
+    metrics,
 ):
     wf.add_command(_command)
 

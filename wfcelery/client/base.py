@@ -30,6 +30,9 @@ class EngineBase:
         self._overrides = overrides
         self._routed: dict[str, str] = {}  # task name -> the queue the app's router picks
         self._registered: dict[str, Workflow] = {}
+        #: Definition files of the ``wfcelery_definitions`` folder left out by the last
+        #: :meth:`~wfcelery.client.engine.Engine.definitions`: name (or file stem) -> why.
+        self.skipped_definitions: dict[str, str] = {}
 
     # Settings are read on first use, not at install(): install() usually runs at import time, before
     # the project has called app.config_from_object().

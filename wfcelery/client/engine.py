@@ -12,18 +12,19 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, signature
 
-from wfcelery.client.audit import audited
+from wfcelery.client.audit import audited, current_actor, record_audit
 from wfcelery.client.control import Control
+from wfcelery.client.history import History
 from wfcelery.client.run import Run
 from wfcelery.client.schedules import Schedules
 from wfcelery.definition.executor import Executor
-from wfcelery.definition.loader import load
+from wfcelery.definition.loader import from_data, load, read_data
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.definition.params import RUN_KEY_PARAM
 from wfcelery.errors import (
@@ -31,23 +32,31 @@ from wfcelery.errors import (
     ControlError,
     NoWorkerError,
     RunKeyConflict,
+    TaskImportError,
+    TrackerUnavailable,
     WfCeleryError,
 )
-from wfcelery.messaging.consumers import describe, unconsumed
+from wfcelery.messaging.consumers import describe, describe_shared, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
+from wfcelery.messaging.release import publish_released
 from wfcelery.ops.runkeys import OnConflict, check_run_key
-from wfcelery.ops.submit import start_run
+from wfcelery.ops.submit import plan_labels, start_run
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
 from wfcelery.tracker.access import AuditEntry, Role, TokenInfo
+from wfcelery.tracker.base import never_executed
+from wfcelery.tracker.outcomes import CreateResult
 from wfcelery.tracker.records import new_run
 from wfcelery.tracker.states import RunStatus
 
 logger = logging.getLogger("wfcelery.engine")
 
+#: Seconds between a submit's attempts to settle or confirm a run while the tracker does not answer.
+SETTLE_POLL = 0.25
 
-class Engine(Schedules, Control):
+
+class Engine(Schedules, Control, History):
     """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
 
     # -- submitting -------------------------------------------------------------------------------------
@@ -85,7 +94,6 @@ class Engine(Schedules, Control):
         """The newest entries of the audit trail, newest first."""
         return self.tracker.audit_log(limit)
 
-    @audited("submit", lambda self, wf, *a, result=None, **k: f"run {result.id}" if result else _name(wf))
     def submit(
         self,
         workflow: Workflow | str | Path | Mapping[str, Any],
@@ -97,6 +105,7 @@ class Engine(Schedules, Control):
         executor: Executor | str | None = None,
         run_key: str | None = None,
         on_conflict: OnConflict | str = OnConflict.USE_EXISTING,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
 
@@ -129,8 +138,10 @@ class Engine(Schedules, Control):
             ConfigurationError: the app cannot run workflows (``task_always_eager``, no JSON accepted).
             NoWorkerError: ``require_workers=True`` and a queue has no consumer.
             RunKeyConflict: ``on_conflict="fail"`` and a run holds ``run_key`` (its ``.run_id``).
-            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached
-                (nothing was written).
+            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached:
+                nothing was submitted, and nothing of the run ever runs. A write that got no answer (a
+                hung Redis) is settled first, for up to ``wfcelery_submit_settle`` seconds: if it landed,
+                the run is started and returned after all; if not, a tombstone makes sure it never lands.
         """
         check_not_eager(self.app)
         policy = OnConflict.parse(on_conflict)
@@ -165,17 +176,138 @@ class Engine(Schedules, Control):
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
-            started = start_run(
-                self.tracker, self.dispatch, plan, run_id, record, resolved, key, producer=producer
-            )
-        if not started.created:
-            assert key is not None
-            return self._held(key, started.run_id, policy)
-        for finish in started.finishes:  # every root skipped by its condition, and nothing else to run
+            sent = None if progress is None else (lambda n: progress(n, len(plan.roots)))
+            if key is None:
+                labels, new_labels = plan_labels(self.tracker, plan, self.app)  # the metrics' label table
+                record.update(labels)
+                created_plan = self._create(run_id, record, plan)
+                try:
+                    roots = [(i, 0) for i in plan.roots]
+                    finishes = publish_released(
+                        self.tracker,
+                        self.dispatch,
+                        plan,
+                        run_id,
+                        roots,
+                        resolved,
+                        producer=producer,
+                        sent=sent,
+                    )
+                except Exception:
+                    created = int(record["created"])
+                    self._discard(run_id, plan.digest if created_plan else None, created, plan.name)
+                    raise
+                self.tracker.register_labels(new_labels)  # the run is out: its new label values count
+            else:  # a keyed submit is idempotent: a caller whose submit raised submits the key again
+                started = start_run(
+                    self.tracker,
+                    self.dispatch,
+                    plan,
+                    run_id,
+                    record,
+                    resolved,
+                    key,
+                    producer=producer,
+                    sent=sent,
+                )
+                if not started.created:
+                    return self._held(key, started.run_id, policy)
+                finishes = started.finishes
+        if key is None:
+            self._confirm(run_id)
+        else:
+            record_audit(self, "submit", f"run {run_id}", "ok")
+        for finish in finishes:  # every root skipped by its condition, and nothing else to run
             self._ended(run_id, finish)
         run = Run(self, run_id)
         run.warnings = warnings
         return run
+
+    def _create(self, run_id: str, record: dict[str, str | int], plan: Plan) -> bool:
+        """Write the run (unconfirmed); returns whether this wrote the shared plan key. A write that got no
+        answer is settled (:meth:`_settle`)."""
+        try:
+            out = self.tracker.create_run(
+                run_id, record, plan.roots, plan.digest, plan.blob, self.settings.unconfirmed_bound
+            )
+        except TrackerUnavailable as e:
+            if never_executed(e.__cause__):  # refused or never sent: nothing to settle
+                raise TrackerUnavailable(f"could not submit: {e}; nothing was submitted") from e
+            self._settle(run_id, e)
+            return False  # written by a delivery whose answer was lost: the plan's creator is unknown
+        if out.result is CreateResult.VOID:  # only a settle writes the tombstone, and only after a failure
+            raise TrackerUnavailable(f"run {run_id} is refused by the tracker: nothing was submitted")
+        return out.plan_created
+
+    def _settle(self, run_id: str, unanswered: TrackerUnavailable) -> None:
+        """The run's write got no answer: it may have reached Redis, now or later. Ask Redis (settle.lua)
+        until ``settle_seconds`` pass: written -> return, the caller sends its messages; not written -> its
+        tombstone makes sure it never will be. Raises TrackerUnavailable saying nothing was submitted."""
+        deadline = time.monotonic() + self.settings.settle_seconds
+        last = unanswered
+        while True:
+            try:
+                result = self.tracker.settle_run(run_id)
+            except TrackerUnavailable as e:
+                last = e
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(min(SETTLE_POLL, max(0.0, deadline - time.monotonic())))
+                continue
+            if result is CreateResult.EXISTS:
+                logger.info("wfcelery: run %s was written although its write got no answer", run_id)
+                return
+            raise TrackerUnavailable(
+                f"could not submit: {unanswered}; nothing was submitted (the tracker now refuses run "
+                f"{run_id} for good)"
+            ) from unanswered
+        raise TrackerUnavailable(
+            f"could not submit: {unanswered}; the tracker's Redis still did not answer "
+            f"{self.settings.settle_seconds:g} s later ({last}); nothing was submitted: run {run_id} never "
+            "runs (if its write reaches Redis late, the reconciler cancels it unrun)"
+        ) from last
+
+    def _confirm(self, run_id: str) -> None:
+        """The roots' messages are out: tell the tracker (the run is no longer unconfirmed), in the same
+        round trip as the submit's audit entry. Retried for ``settle_seconds``; a run the reconciler
+        cancelled first raises (none of it runs)."""
+        entry = AuditEntry(time.time(), current_actor(), "submit", f"run {run_id}", "ok")
+        deadline = time.monotonic() + self.settings.settle_seconds
+        while True:
+            try:
+                status = self.tracker.confirm_run(run_id, entry, self.settings.audit_maxlen)
+                break
+            except TrackerUnavailable as e:
+                if time.monotonic() >= deadline:
+                    logger.warning(
+                        "wfcelery: run %s was sent, but the tracker could not be told (%s; audit entry not "
+                        "written): it runs once a worker starts it, unless it is still waiting %g s after "
+                        "it was written (then the reconciler cancels it as unconfirmed)",
+                        run_id,
+                        e,
+                        self.settings.unconfirmed_bound,
+                    )
+                    return
+                time.sleep(SETTLE_POLL)
+        if status is RunStatus.CANCELLED:
+            error = TrackerUnavailable(
+                f"could not submit: run {run_id} was cancelled as unconfirmed before its submit completed "
+                f"(the tracker's Redis took over {self.settings.unconfirmed_bound:g} s); none of it ran"
+            )
+            record_audit(self, "submit", f"run {run_id}", f"error: {error}")
+            raise error
+
+    def _discard(self, run_id: str, plan_digest: str | None, created_ms: int, workflow: str) -> None:
+        """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan
+        goes too when this submit created it (``plan_digest``) and no run submitted since uses it (runs
+        of one definition share the key; a minute of margin covers clients whose clocks differ). A failed
+        cleanup is logged: the caller re-raises the publish error, which says what went wrong."""
+        try:
+            if plan_digest is not None and self.tracker.plan_in_use(plan_digest, created_ms - 60_000, run_id):
+                plan_digest = None
+            self.tracker.delete_run(run_id, plan_digest, workflow=workflow)
+        except WfCeleryError as e:
+            logger.warning("wfcelery: could not delete run %s after its publish failed: %s", run_id, e)
 
     def _held(self, key: str, holder: str, policy: OnConflict) -> Run:
         """``submit(run_key=key)`` found run ``holder`` holding the key: apply ``on_conflict``."""
@@ -206,6 +338,7 @@ class Engine(Schedules, Control):
         warnings = describe(unconsumed(consumers, self.node_queues(plan)))
         if warnings and require:
             raise NoWorkerError("; ".join(warnings) + " (require_workers: nothing was submitted)")
+        warnings += describe_shared(consumers)
         for warning in warnings:
             logger.warning("wfcelery: workflow %r: %s", plan.name, warning)
         return warnings
@@ -215,7 +348,7 @@ class Engine(Schedules, Control):
             return workflow
         if isinstance(workflow, str | Path):
             return load(workflow, self.settings.limits.max_plan_bytes)
-        return Workflow.from_dict(workflow)
+        return from_data(workflow)
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -238,22 +371,31 @@ class Engine(Schedules, Control):
 
     def definitions(self) -> dict[str, Workflow]:
         """Definitions by name: those registered, and every valid ``*.yaml|*.yml|*.json`` file of the
-        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file is
-        logged and left out)."""
+        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file, and
+        anything but a regular file inside the folder -- a link out of it, a FIFO, a device -- is logged
+        and left out)."""
         found: dict[str, Workflow] = {}
+        skipped: dict[str, str] = {}
         folder = self.settings.definitions
         for path in sorted(Path(folder).glob("*")) if folder else []:
             if path.suffix.lower() not in (".yaml", ".yml", ".json"):
                 continue
+            data: Any = None
             try:
                 limits = self.settings.limits
-                wf = load(path, limits.max_plan_bytes).validate(
+                data = read_data(path, limits.max_plan_bytes, folder=folder)
+                wf = from_data(data, str(path)).validate(
                     self.app if self.settings.check_tasks else None, limits
                 )
+            except TaskImportError:
+                raise  # the app's own modules, not this file: every definition would be skipped
             except WfCeleryError as e:
                 logger.warning("wfcelery: skipping definition %s: %s", path, e)
+                message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+                skipped[_declared_name(data) or path.stem] = message  # starting it by name says why
                 continue
             found.setdefault(wf.name, wf)
+        self.skipped_definitions = {k: v for k, v in skipped.items() if k not in found}
         return {**found, **self._registered}
 
 
@@ -267,6 +409,12 @@ def check_canvas_app(app: Celery, plan: Plan) -> None:
             f"workflow {plan.name!r} runs chords under the canvas executor, and Celery needs a result "
             "backend for chords: set result_backend (or submit with executor='counters')"
         )
+
+
+def _declared_name(data: Any) -> str | None:
+    """The ``name`` a definition's data declares, if any (for a skipped file's reason)."""
+    name = data.get("name") if isinstance(data, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
 def _sig_dict(sig: Any) -> dict[str, Any] | None:

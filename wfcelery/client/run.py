@@ -17,7 +17,7 @@ from wfcelery.errors import (
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import Slot, instance_name, instance_slot, parse_instance, split_slot, task_id
-from wfcelery.tracker.records import Event, NodeRecord, RunRecord
+from wfcelery.tracker.records import Event, NodeErrors, NodeRecord, RunRecord
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
 if TYPE_CHECKING:
@@ -33,15 +33,24 @@ class RunSummary:
     status: RunStatus
     created_at: float
     finished_at: float | None
-    total: int
-    done: int
+    total: int  # nodes (a mapped node counts once), as RunState.total
+    done: int  # nodes that ended, as RunState.done
+    instances: int = 0  # instances of mapped nodes so far, as RunState.instances
     run_key: str | None = None
 
     @classmethod
     def of(cls, run_id: str, r: RunRecord) -> RunSummary:
         """The summary of a stored run record (times in seconds, as ``time.time()``)."""
         return cls(
-            run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done, r.run_key
+            run_id,
+            r.name,
+            r.status,
+            r.created_ms / 1000,
+            _seconds(r.finished_ms),
+            r.total,
+            r.done,
+            r.instances,
+            r.run_key,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +63,7 @@ class RunSummary:
             "finished_at": self.finished_at,
             "total": self.total,
             "done": self.done,
+            "instances": self.instances,
             "run_key": self.run_key,
         }
 
@@ -269,7 +279,7 @@ def build_state(
     run_id: str,
     record: RunRecord,
     nodes: dict[Slot, NodeRecord],
-    errors: dict[Slot, dict[str, Any]],
+    errors: NodeErrors,
     plan: Plan,
     queue_of: Callable[[str, str | None], str] | None = None,
     only: Sequence[int] | None = None,
@@ -301,7 +311,11 @@ def build_state(
                 started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
                 finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
                 # the error of the current attempt only: a node running again after a retry shows none
-                error=errors.get(slot) if status in _SHOWS_ERROR else None,
+                error=errors.last.get(slot) if status in _SHOWS_ERROR else None,
+                errors=tuple(
+                    {**e, "at": (created + int(e.get("at") or 0)) / 1000}
+                    for e in errors.history.get(slot, ())
+                ),
                 epoch=n.epoch,
                 index=node.index,
                 instance=i,

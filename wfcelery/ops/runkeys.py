@@ -80,7 +80,9 @@ def create_keyed(
             holder = tracker.claim_key(key, claim, expected)
             created_plan = False
             if holder is None:
-                created_plan = tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
+                bound = tracker.settings.unconfirmed_bound  # start_run confirms it once its roots are sent
+                created = tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob, bound)
+                created_plan = created.plan_created
                 if tracker.key_holder(key) == claim:
                     return None, created_plan
                 # taken over while we were slow: our run must not exist beside the key's

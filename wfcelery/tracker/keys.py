@@ -12,6 +12,7 @@ key layout on the design page of the docs; values are encoded and decoded by
     <prefix>:{<run>}:errors    errors()        errors and skip reasons
     <prefix>:{<run>}:events    events()        the capped transition log
     <prefix>:{<run>}:done      done_channel()  the run's end (pub/sub)
+    <prefix>:{<run>}:void      void()          tombstone of a submit that gave up: the run is never created
 
     <prefix>:runs              index           the run index behind `engine.runs()`
     <prefix>:gate              gate            the gate table, read by workers' message filters
@@ -21,6 +22,12 @@ key layout on the design page of the docs; values are encoded and decoded by
     <prefix>:worker:<hostname> worker()        a worker's heartbeat
     <prefix>:workers           workers         the workers the reconciler watches
     <prefix>:reconciler        reconciler      the reconciler's lease
+
+    <prefix>:metrics           metrics()       fleet-wide counters (counters.py); on a Redis Cluster one
+    <prefix>:metrics:{<tag>}   metrics(tag)    shard per slot, tagged to share the slot of its runs
+    <prefix>:metrics:values:<kind>  metric_values()  label values seen, per kind (the cardinality cap)
+    <prefix>:runs:wf:<name>    runs_of()       the history index: runs of one workflow, by creation time
+    <prefix>:runs:ended:<STATUS> runs_ended()  runs that ended FAILED / CANCELLED, by creation time
     <prefix>:tokens            tokens          API tokens by name (hash of the token, role, times)
     <prefix>:tokens:by-hash    token_hashes    token hash -> name (a request's lookup)
     <prefix>:audit             audit           the audit trail (a capped stream)
@@ -72,6 +79,11 @@ class Keys:
     def done_channel(self, run_id: str) -> str:
         return f"{self.prefix}:{{{run_id}}}:done"
 
+    def void(self, run_id: str) -> str:
+        """The tombstone a submit writes when it gives up on a run whose creation it could not confirm:
+        create.lua refuses to write a run while it exists (lives ``wfcelery_run_ttl``)."""
+        return f"{self.prefix}:{{{run_id}}}:void"
+
     def run_keys(self, run_id: str) -> list[str]:
         """All keys of one run, in RUN_KEYS order (the KEYS of every per-run script)."""
         return [getattr(self, name)(run_id) for name in RUN_KEYS]
@@ -109,6 +121,24 @@ class Keys:
     @property
     def reconciler(self) -> str:
         return f"{self.prefix}:reconciler"
+
+    def metrics(self, tag: str | None = None) -> str:
+        """The counters' hash; ``tag``: the hash tag of a Redis Cluster slot's shard (counters.slot_tag)."""
+        return f"{self.prefix}:metrics" if tag is None else f"{self.prefix}:metrics:{{{tag}}}"
+
+    @property
+    def metrics_pattern(self) -> str:
+        """SCAN pattern of the Cluster shards of the counters."""
+        return f"{self.prefix}:metrics:{{*}}"
+
+    def metric_values(self, kind: str) -> str:
+        return f"{self.prefix}:metrics:values:{kind}"
+
+    def runs_of(self, workflow: str) -> str:
+        return f"{self.prefix}:runs:wf:{workflow}"
+
+    def runs_ended(self, status: str) -> str:
+        return f"{self.prefix}:runs:ended:{status}"
 
     @property
     def tokens(self) -> str:

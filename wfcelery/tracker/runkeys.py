@@ -120,9 +120,11 @@ class RunKeys(TrackerBase):
     ) -> tuple[list[str], list[Any]]:
         k, run_id, ttl = self.keys, claim.run_id, self.settings.run_ttl
         fields = json.dumps([str(v) for item in record.items() for v in item])
-        nodes = json.dumps([str(v) for i in roots for v in (i, NodeRecord("Q").encode())])
+        queued = NodeRecord("Q", queued_ms=0).encode()  # queued at the run's creation
+        nodes = json.dumps([str(v) for i in roots for v in (i, queued)])
         events = "".join(Event(0, i, "Q", 0).encode() for i in roots)
         keys = [k.run_key(key), k.run(run_id), k.nodes(run_id), k.events(run_id), k.index, k.live]
+        gauge = f"a\t{record.get('mw') or record['name']}" if self.settings.metrics else ""
         args: list[Any] = [
             claim.encode(),
             self.key_ttl_ms,
@@ -134,8 +136,10 @@ class RunKeys(TrackerBase):
             events,
             fields,
             nodes,
+            gauge,
         ]
-        return [*keys, k.plan(plan_digest)], args
+        # a single Redis: the counters are one hash (counters.py)
+        return [*keys, k.plan(plan_digest), k.runs_of(str(record["name"])), k.metrics()], args
 
 
 #: What :meth:`RunKeys.create_keyed_many` takes per run: :meth:`RunKeys.create_keyed`'s arguments.

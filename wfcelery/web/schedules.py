@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wfcelery.definition.model import Workflow
 from wfcelery.errors import RunKeyConflict, ScheduleError, ScheduleNotFound
-from wfcelery.web.api import EngineDep, NotFound
+from wfcelery.web.api import EngineDep
+from wfcelery.web.errors import NotFound
 
 router = APIRouter(prefix="/api", tags=["schedules"])
 

@@ -7,11 +7,13 @@
 -- KEYS[5] index   ZSET    the run index
 -- KEYS[6] live    SET     runs the reconciler watches
 -- KEYS[7] plan    STRING  the compiled plan (shared by every run of the definition)
+-- KEYS[8] the workflow's history index (ZSET, keys.runs_of)   KEYS[9] the counters (HASH, counters.py)
 -- ARGV[1] the claim  ARGV[2] the claim's TTL (ms)  ARGV[3] the claim expected there ('' = none)
 -- ARGV[4] run id  ARGV[5] created (ms)  ARGV[6] plan blob ('': written by an earlier call of the same
 -- pipeline, only its TTL is renewed)  ARGV[7] plan TTL (s)  ARGV[8] event lines
 -- ARGV[9] the run record: a JSON array of strings, field, value, field, value...
 -- ARGV[10] the queued roots: a JSON array of strings, node index, node record, ...
+-- ARGV[11] the active-runs gauge's field to count the run in ('': metrics off)
 -- Reply: {0, holder} when another claim holds the key (nothing written but the plan's TTL); {1, plan
 -- created 1|0}. The plan is written first either way: later calls of a pipeline may count on it.
 local created = false
@@ -32,4 +34,8 @@ end
 redis.call('APPEND', KEYS[4], ARGV[8])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])
 redis.call('SADD', KEYS[6], ARGV[4])
+redis.call('ZADD', KEYS[8], ARGV[5], ARGV[4])
+if ARGV[11] ~= '' then
+  redis.call('HINCRBY', KEYS[9], ARGV[11], 1)
+end
 return {1, created and 1 or 0}
