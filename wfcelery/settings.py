@@ -33,6 +33,10 @@ DEFAULT_MAX_MAP = 10_000
 #: Socket timeout (seconds) of every tracker Redis call: a hung Redis fails fast, it does not stall a
 #: CLI command or a worker. Blocking reads (pub/sub waits) use their own, shorter waits.
 DEFAULT_REDIS_TIMEOUT = 5.0
+#: How long a submit whose write got no answer (a timeout, a lost connection: the write may still land)
+#: keeps asking the tracker what became of it before it gives up, in multiples of wfcelery_redis_timeout
+#: (``wfcelery_submit_settle`` sets it in seconds). See :attr:`Settings.settle_seconds`.
+DEFAULT_SUBMIT_SETTLE_TIMEOUTS = 3
 #: Seconds to wait for live workers to say which queues they consume (submit, validate, status); 0 skips.
 DEFAULT_INSPECT_TIMEOUT = 1.0
 #: Seconds ``watch``, ``submit --wait`` and :meth:`Run.follow` wait out a tracker outage (its Redis
@@ -47,10 +51,10 @@ DEFAULT_REPORT_RETRY = 10.0
 DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
 #: Seconds the start gate waits for the tracker before it gives the message back to the broker.
 DEFAULT_GATE_WAIT = 5.0
-#: Seconds between a worker's heartbeats; its heartbeat key lives 3 beats. Also the pace of the elected
-#: reconciler's lease and of its check of every worker's heartbeat (docs: reliability): a worker
-#: SIGKILLed mid-run has its RUNNING nodes re-published within ~14 s (one TTL for the key to expire, one
-#: beat to notice, one TTL of patience).
+#: Seconds between a worker's heartbeats (each stamped with Redis's clock); a worker whose last beat is 6
+#: beats old is gone. Also the pace of the elected reconciler's lease (it lives 3 beats) and of its check of
+#: every worker's heartbeat (docs: reliability): a worker SIGKILLed mid-run has its RUNNING nodes
+#: re-published within ~14 s, whoever holds the lease. Every worker of a fleet should use the same value.
 DEFAULT_HEARTBEAT = 2.0
 #: Seconds between two full sweeps (every live run read) of the reconciler elected among the workers
 #: (0: no reconciler in workers). A dead worker's nodes do not wait for it: see DEFAULT_HEARTBEAT.
@@ -67,6 +71,10 @@ DEFAULT_QUARANTINE_AFTER = 3
 #: once (no livelock). 30 minutes: a lost message (a worker died between recording a release and publishing
 #: it) stalls its run for at most that long.
 DEFAULT_QUEUED_TIMEOUT = 1800.0
+#: Seconds a node stays QUEUED before the reconciler looks for its message in the broker (queue contents on
+#: a Redis broker, ready counts and the workers' reserved tasks on RabbitMQ) and re-sends it, under a new
+#: epoch, once two checks found it nowhere (docs: reliability); ``0`` turns the check off.
+DEFAULT_LOST_MESSAGE_AFTER = 20.0
 
 # -- the web server (docs: web security) --------------------------------------------------------------------
 
@@ -132,6 +140,7 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
+    lost_message_after: float = DEFAULT_LOST_MESSAGE_AFTER
     #: How runs are executed unless the definition or ``submit(executor=)`` says: counters or canvas.
     executor: Executor = DEFAULT_EXECUTOR
     #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
@@ -143,6 +152,28 @@ class Settings:
     #: Inline continuation: how many released single children in a row a worker may run itself, right
     #: after their parent, without a broker round trip (0: off; docs: running and control).
     inline_depth: int = 0
+    #: Seconds a submit whose write got no answer (a hung Redis may still execute it) keeps asking the
+    #: tracker what became of it: written -> the run starts and is returned; not -> a tombstone keeps it
+    #: from landing and the submit says nothing was submitted (docs: Reliability). None: three
+    #: ``wfcelery_redis_timeout``.
+    submit_settle: float | None = None
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long a submit whose create got no answer keeps asking the tracker whether the run was
+        written: found -> its messages are sent and the run returned; not found -> a tombstone makes sure
+        it never will be, and the submit raises :class:`~wfcelery.errors.TrackerUnavailable` saying
+        nothing was submitted."""
+        if self.submit_settle is not None:
+            return self.submit_settle
+        return DEFAULT_SUBMIT_SETTLE_TIMEOUTS * self.redis_timeout
+
+    @property
+    def unconfirmed_bound(self) -> float:
+        """Seconds after its creation at which a run whose submit never confirmed it, and which never
+        started, is cancelled by the reconciler: twice the longest a submit can take to confirm (its
+        create and its last settle call, each a connect plus a reply, and the settle time between)."""
+        return 2 * (4 * self.redis_timeout + self.settle_seconds)
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -187,9 +218,11 @@ class Settings:
             unknown_grace=_number(conf, "wfcelery_unknown_grace", DEFAULT_UNKNOWN_GRACE),
             quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
             queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
+            lost_message_after=_number(conf, "wfcelery_lost_message_after", DEFAULT_LOST_MESSAGE_AFTER),
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
+            submit_settle=_optional_number(conf, "wfcelery_submit_settle"),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -249,6 +282,10 @@ def web_origins(value: Any, key: str = "wfcelery_web_cors_origins") -> tuple[str
                 "site whose pages embed the dashboard's element"
             )
     return tuple(o.rstrip("/") for o in origins)
+
+
+def _optional_number(conf: Any, key: str) -> float | None:
+    return None if conf.get(key) is None else _number(conf, key, 0.0)
 
 
 def _count(conf: Any, key: str) -> int:

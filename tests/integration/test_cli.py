@@ -264,6 +264,41 @@ def test_status_and_watch_show_each_instance_of_a_mapped_node(
     assert instances == {f"resize[{i}]": "SUCCEEDED" for i in range(3)}
 
 
+@pytest.mark.parametrize(
+    "app",
+    [{"wfcelery_lost_message_after": 20, "wfcelery_queued_timeout": 600, "wfcelery_sweep_interval": 5}],
+    indirect=True,
+)
+def test_status_shows_how_long_each_node_has_been_queued_and_when_it_is_re_sent(
+    cli_app: Celery, engine: Any
+) -> None:
+    """No worker runs: both nodes wait QUEUED. `status` says since when, and when the reconciler re-sends
+    each unless it starts: lost_message_after plus two sweeps if the broker lost its message, the queued
+    timeout plus a sweep at the latest."""
+    wf = wfcelery.Workflow("waiting")
+    wf.add("a", "proj.count")
+    wf.add("b", "proj.count")
+    run = engine.submit(wf)
+    status = invoke("status", run.id)
+    assert status.exit_code == EXIT_OK, status.output
+    events = run.events()[1]
+    for name, index in (("a", 0), ("b", 1)):
+        queued = run.state().created_at + next(e.at_ms for e in events if e.node == index) / 1000
+        lost, latest = (time.strftime("%H:%M:%S", time.localtime(queued + s)) for s in (20 + 10, 600 + 5))
+        line = next(
+            ln for ln in status.stdout.splitlines() if ln.startswith(f"{name}: QUEUED ") and "since" in ln
+        )
+        assert (
+            f" since {time.strftime('%H:%M:%S', time.localtime(queued))}; re-sent unless it starts: " in line
+        )
+        assert f"about {lost} if the broker lost its message" in line
+        assert f"at {latest} at the latest (wfcelery_queued_timeout)" in line
+
+
+def clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
 # -- control ---------------------------------------------------------------------------------------------
 
 

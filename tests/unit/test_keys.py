@@ -20,6 +20,7 @@ def test_per_run_keys_share_the_run_hash_tag() -> None:
     assert k.errors(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:errors"
     assert k.events(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:events"
     assert k.done_channel(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:done"
+    assert k.void(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:void"
     assert k.run_pattern(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:*"
 
 

@@ -247,6 +247,11 @@ def _clock(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def clock(ts: float) -> str:
+    """A time of today's kind: ``15:02:11``."""
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
 # -- live progress ---------------------------------------------------------------------------------------
 
 

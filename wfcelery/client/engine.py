@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import Celery, signature
 
-from wfcelery.client.audit import audited
+from wfcelery.client.audit import audited, current_actor, record_audit
 from wfcelery.client.control import Control
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
@@ -28,6 +28,7 @@ from wfcelery.errors import (
     ControlError,
     NoWorkerError,
     TaskImportError,
+    TrackerUnavailable,
     WfCeleryError,
 )
 from wfcelery.messaging.consumers import describe, describe_shared, unconsumed
@@ -37,9 +38,15 @@ from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
 from wfcelery.tracker.access import AuditEntry, Role, TokenInfo
+from wfcelery.tracker.base import never_executed
+from wfcelery.tracker.outcomes import CreateResult
 from wfcelery.tracker.records import new_run
+from wfcelery.tracker.states import RunStatus
 
 logger = logging.getLogger("wfcelery.engine")
+
+#: Seconds between a submit's attempts to settle or confirm a run while the tracker does not answer.
+SETTLE_POLL = 0.25
 
 
 class Engine(Control):
@@ -80,7 +87,6 @@ class Engine(Control):
         """The newest entries of the audit trail, newest first."""
         return self.tracker.audit_log(limit)
 
-    @audited("submit", lambda self, wf, *a, result=None, **k: f"run {result.id}" if result else _name(wf))
     def submit(
         self,
         workflow: Workflow | str | Path | Mapping[str, Any],
@@ -113,8 +119,10 @@ class Engine(Control):
             DefinitionError: the definition or the params are wrong (nothing was written).
             ConfigurationError: the app cannot run workflows (``task_always_eager``, no JSON accepted).
             NoWorkerError: ``require_workers=True`` and a queue has no consumer.
-            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached
-                (nothing was written).
+            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached:
+                nothing was submitted, and nothing of the run ever runs. A write that got no answer (a
+                hung Redis) is settled first, for up to ``wfcelery_submit_settle`` seconds: if it landed,
+                the run is started and returned after all; if not, a tombstone makes sure it never lands.
         """
         check_not_eager(self.app)
         wf = self._workflow(workflow)
@@ -144,7 +152,7 @@ class Engine(Control):
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
-            created_plan = self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
+            created_plan = self._create(run_id, record, plan)
             try:
                 roots = [(i, 0) for i in plan.roots]
                 finishes = publish_released(
@@ -153,11 +161,86 @@ class Engine(Control):
             except Exception:
                 self._discard(run_id, plan.digest if created_plan else None, int(record["created"]))
                 raise
+        self._confirm(run_id)
         for finish in finishes:  # every root skipped by its condition, and nothing else to run
             self._ended(run_id, finish)
         run = Run(self, run_id)
         run.warnings = warnings
         return run
+
+    def _create(self, run_id: str, record: dict[str, str | int], plan: Plan) -> bool:
+        """Write the run (unconfirmed); returns whether this wrote the shared plan key. A write that got no
+        answer is settled (:meth:`_settle`)."""
+        try:
+            out = self.tracker.create_run(
+                run_id, record, plan.roots, plan.digest, plan.blob, self.settings.unconfirmed_bound
+            )
+        except TrackerUnavailable as e:
+            if never_executed(e.__cause__):  # refused or never sent: nothing to settle
+                raise TrackerUnavailable(f"could not submit: {e}; nothing was submitted") from e
+            self._settle(run_id, e)
+            return False  # written by a delivery whose answer was lost: the plan's creator is unknown
+        if out.result is CreateResult.VOID:  # only a settle writes the tombstone, and only after a failure
+            raise TrackerUnavailable(f"run {run_id} is refused by the tracker: nothing was submitted")
+        return out.plan_created
+
+    def _settle(self, run_id: str, unanswered: TrackerUnavailable) -> None:
+        """The run's write got no answer: it may have reached Redis, now or later. Ask Redis (settle.lua)
+        until ``settle_seconds`` pass: written -> return, the caller sends its messages; not written -> its
+        tombstone makes sure it never will be. Raises TrackerUnavailable saying nothing was submitted."""
+        deadline = time.monotonic() + self.settings.settle_seconds
+        last = unanswered
+        while True:
+            try:
+                result = self.tracker.settle_run(run_id)
+            except TrackerUnavailable as e:
+                last = e
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(min(SETTLE_POLL, max(0.0, deadline - time.monotonic())))
+                continue
+            if result is CreateResult.EXISTS:
+                logger.info("wfcelery: run %s was written although its write got no answer", run_id)
+                return
+            raise TrackerUnavailable(
+                f"could not submit: {unanswered}; nothing was submitted (the tracker now refuses run "
+                f"{run_id} for good)"
+            ) from unanswered
+        raise TrackerUnavailable(
+            f"could not submit: {unanswered}; the tracker's Redis still did not answer "
+            f"{self.settings.settle_seconds:g} s later ({last}); nothing was submitted: run {run_id} never "
+            "runs (if its write reaches Redis late, the reconciler cancels it unrun)"
+        ) from last
+
+    def _confirm(self, run_id: str) -> None:
+        """The roots' messages are out: tell the tracker (the run is no longer unconfirmed), in the same
+        round trip as the submit's audit entry. Retried for ``settle_seconds``; a run the reconciler
+        cancelled first raises (none of it runs)."""
+        entry = AuditEntry(time.time(), current_actor(), "submit", f"run {run_id}", "ok")
+        deadline = time.monotonic() + self.settings.settle_seconds
+        while True:
+            try:
+                status = self.tracker.confirm_run(run_id, entry, self.settings.audit_maxlen)
+                break
+            except TrackerUnavailable as e:
+                if time.monotonic() >= deadline:
+                    logger.warning(
+                        "wfcelery: run %s was sent, but the tracker could not be told (%s; audit entry not "
+                        "written): it runs once a worker starts it, unless it is still waiting %g s after "
+                        "it was written (then the reconciler cancels it as unconfirmed)",
+                        run_id,
+                        e,
+                        self.settings.unconfirmed_bound,
+                    )
+                    return
+                time.sleep(SETTLE_POLL)
+        if status is RunStatus.CANCELLED:
+            error = TrackerUnavailable(
+                f"could not submit: run {run_id} was cancelled as unconfirmed before its submit completed "
+                f"(the tracker's Redis took over {self.settings.unconfirmed_bound:g} s); none of it ran"
+            )
+            record_audit(self, "submit", f"run {run_id}", f"error: {error}")
+            raise error
 
     def _discard(self, run_id: str, plan_digest: str | None, created_ms: int) -> None:
         """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan

@@ -12,7 +12,14 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
+from redis.sentinel import MasterNotFoundError
 
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.settings import Settings
@@ -37,9 +44,13 @@ class TrackerBase:
         )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
-    def _run_script(self, name: str, run_id: str, args: Sequence[Any]) -> Any:
-        with converted_errors(f"record {name} of run {run_id}"):
-            return self.scripts[name](keys=self.keys.run_keys(run_id), args=list(args))
+    def _run_script(
+        self, name: str, run_id: str, args: Sequence[Any], extra_keys: Sequence[str] = (), what: str = ""
+    ) -> Any:
+        """Run script ``name`` on the run's keys (and ``extra_keys``); ``what`` names it in errors."""
+        with converted_errors(what or f"record {name} of run {run_id}"):
+            keys = [*self.keys.run_keys(run_id), *extra_keys]
+            return self.scripts[name](keys=keys, args=list(args))
 
     def server_ms(self) -> int:
         """Redis's clock (the one every node time is measured with), in ms."""
@@ -61,13 +72,16 @@ class TrackerBase:
         return None
 
 
-_SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
+#: Per-run scripts (``_common.lua`` prepended: they get the run's keys) and the fleet's own scripts.
+_SCRIPTS = ("create", "settle", "start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
+_FLEET_SCRIPTS = ("beat",)
 
 
 def _load_sources() -> dict[str, str]:
     lua = resources.files("wfcelery.tracker") / "lua"
     common = (lua / "_common.lua").read_text()
-    return {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+    sources = {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+    return sources | {name: (lua / f"{name}.lua").read_text() for name in _FLEET_SCRIPTS}
 
 
 _SOURCES = _load_sources()
@@ -98,6 +112,19 @@ def try_later(error: BaseException) -> bool:
     # BUSY, MISCONF...: no class of their own (redis-py < 6 has no status_code: the code starts the text)
     code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
     return code in TRY_LATER_CODES or _IN_SCRIPT.search(str(error)) is not None
+
+
+def never_executed(error: BaseException | None) -> bool:
+    """True for a redis-py error that proves the command did not run and never will: the server refused
+    it ("try later" replies: it answered, and did not execute it), the connection was refused (the command
+    was never sent), or the sentinels know no master. A timeout, or a connection lost after sending, proves
+    nothing: the command may have run, or may still run when the server wakes. The tracker's client sends
+    each command once (redis-py retries nothing by default)."""
+    if isinstance(error, redis.ResponseError):
+        return try_later(error)
+    if isinstance(error, BusyLoadingError | MasterNotFoundError):  # LOADING is a "connection" error here
+        return True
+    return isinstance(error, redis.ConnectionError) and isinstance(error.__cause__, ConnectionRefusedError)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ key layout on the design page of the docs; values are encoded and decoded by
     <prefix>:{<run>}:errors    errors()        errors and skip reasons
     <prefix>:{<run>}:events    events()        the capped transition log
     <prefix>:{<run>}:done      done_channel()  the run's end (pub/sub)
+    <prefix>:{<run>}:void      void()          tombstone of a submit that gave up: the run is never created
 
     <prefix>:runs              index           the run index behind `engine.runs()`
     <prefix>:gate              gate            the gate table, read by workers' message filters
@@ -59,6 +60,11 @@ class Keys:
 
     def done_channel(self, run_id: str) -> str:
         return f"{self.prefix}:{{{run_id}}}:done"
+
+    def void(self, run_id: str) -> str:
+        """The tombstone a submit writes when it gives up on a run whose creation it could not confirm:
+        create.lua refuses to write a run while it exists (lives ``wfcelery_run_ttl``)."""
+        return f"{self.prefix}:{{{run_id}}}:void"
 
     def run_keys(self, run_id: str) -> list[str]:
         """All keys of one run, in RUN_KEYS order (the KEYS of every per-run script)."""

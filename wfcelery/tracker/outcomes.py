@@ -34,6 +34,15 @@ class RepairAction(str, Enum):
     QUARANTINE = "quarantine"
     OK = "ok"
     FINISHED = "finished"
+    VOIDED = "voided"
+
+
+class CreateResult(str, Enum):
+    """create.lua's and settle.lua's answer: whether the run is written (see their headers)."""
+
+    CREATED = "created"  # create.lua wrote it
+    EXISTS = "exists"  # it was there already: an earlier delivery of the same create wrote it
+    VOID = "void"  # its tombstone is there: it is not, and never will be, written
 
 
 class FailMode(str, Enum):
@@ -83,7 +92,7 @@ class Finish:
 
 @dataclass(frozen=True)
 class RepairOutcome:
-    """repair.lua: ``action`` ('ignored', 'requeue', 'revoked', 'quarantine', 'ok', 'finished'), the epoch
+    """repair.lua: ``action`` (:class:`RepairAction`), the epoch
     to publish or fail the node at, deliveries that never finished, and the run's end if this ended it."""
 
     action: RepairAction
@@ -95,6 +104,20 @@ class RepairOutcome:
     def from_reply(cls, reply: Any) -> RepairOutcome:
         action, epoch, lost, finish = reply
         return cls(RepairAction(action), int(epoch), int(lost), Finish.from_reply(finish))
+
+
+@dataclass(frozen=True)
+class CreateOutcome:
+    """create.lua: ``result``, and whether this call wrote the shared plan key (``plan_created``: only its
+    creator may delete it again)."""
+
+    result: CreateResult
+    plan_created: bool = False
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> CreateOutcome:
+        result, plan = reply
+        return cls(CreateResult(result), bool(int(plan)))
 
 
 @dataclass(frozen=True)

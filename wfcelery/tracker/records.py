@@ -4,7 +4,8 @@ The key layout on the design page of the docs lists every key and points here fo
 values; ``lua/_common.lua`` reads and writes the same node records, event lines and run-record fields.
 
 * **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`
-  (the fields written at submit); Lua adds the counters and times it keeps.
+  (the fields written at submit; create.lua adds :data:`UNCONFIRMED_FIELD`); Lua adds the counters and
+  times it keeps.
 * **node record** (``:nodes`` HASH value): ``status|epoch|attempts|started_ms|finished_ms|worker no.``
   and, once a retry of the run gave the node its retries again, ``|<attempts before it>`` --
   :class:`NodeRecord`.
@@ -15,7 +16,8 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
 * **gate entry** (``gate`` HASH value, and ``<run id> <entry>`` on the gate channel):
   ``<status letter><epoch>:<expires unix time>`` -- :class:`GateEntry`.
 * **dropped mark** (run record field ``u:<node>``): ``<epoch>|<ms>|<hostname>|<why>`` -- :class:`DroppedMark`.
-* **heartbeat** (``worker:<hostname>`` STRING): ``<boot ms>[ <task id>,...]`` -- :class:`WorkerBeat`.
+* **heartbeat** (``worker:<hostname>`` STRING, written by ``lua/beat.lua``):
+  ``<boot ms> @<beat ms>[,<task id>,...]`` -- :class:`WorkerBeat`.
 * **canvas ids** (``x:<epoch>:<node>``) and **re-planned nodes** (``r:<epoch>``) of canvas-executor runs:
   :func:`canvas_field` / :func:`canvas_value` / :func:`canvas_ids`, :func:`remaining_field` /
   :func:`remaining_nodes`.
@@ -68,6 +70,19 @@ MAP_FIELD_PREFIX = "m:"
 #: Prefix of the run-record fields where a worker marks a node's message it dropped: ``u:<node>`` ->
 #: :class:`DroppedMark`.
 DROPPED_FIELD_PREFIX = "u:"
+#: Run-record field of a run its submit has not confirmed yet (create.lua writes it, the client deletes it
+#: once the roots' messages are out): the Redis time (ms) after which the reconciler cancels the run if it
+#: never started.
+UNCONFIRMED_FIELD = "unconfirmed"
+
+
+def unconfirmed_error() -> dict[str, str]:
+    """The error every node of a run cancelled as unconfirmed carries (repair.lua 'void')."""
+    message = (
+        "cancelled unrun: its submit never completed (the client gave up waiting for the tracker's Redis "
+        "and said nothing was submitted, or could not confirm that the run's first messages were sent)"
+    )
+    return {"type": "SubmitNotConfirmed", "message": message, "traceback": ""}
 
 
 def remaining_field(epoch: int) -> str:
@@ -158,6 +173,9 @@ class RunRecord:
     executor: Executor = Executor.COUNTERS
     #: Instances the run's mapped nodes expanded to so far (run-record fields ``m:<node>``; not in ``total``).
     instances: int = 0
+    #: Set while the submit has not confirmed the run (:data:`UNCONFIRMED_FIELD`): the Redis time (ms)
+    #: after which the reconciler cancels it if it never started.
+    unconfirmed_ms: int | None = None
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -181,6 +199,7 @@ class RunRecord:
             },
             executor=Executor(h.get("executor") or Executor.COUNTERS.value),
             instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
+            unconfirmed_ms=_ms(h.get(UNCONFIRMED_FIELD)),
         )
 
 
@@ -372,16 +391,29 @@ class DroppedMark:
 
 @dataclass(frozen=True)
 class WorkerBeat:
-    """A heartbeat's value: ``<boot ms (Redis clock)>[ <task id>,<task id>...]`` -- when the worker booted
-    and the wfcelery tasks its pool is running now."""
+    """A heartbeat's value: ``<boot ms> @<beat ms>[,<task id>,...]`` -- when the worker booted, when it
+    beat (both on Redis's clock: ``lua/beat.lua`` writes the value) and the wfcelery tasks its pool is
+    running now. The beat's time is marked ``@`` and listed before the ids, so a reader that knows only
+    ``<boot ms> <task id>,...`` sees every id intact and one entry that is no task's. ``beat_ms`` is
+    None for a value without it (:meth:`decode` accepts both)."""
 
     boot_ms: int
     active: frozenset[str]
+    beat_ms: int | None = None
 
     def encode(self) -> str:
-        return f"{self.boot_ms} {','.join(sorted(self.active))}".rstrip()
+        ids = ",".join(sorted(self.active))
+        if self.beat_ms is None:
+            return f"{self.boot_ms} {ids}".rstrip()
+        return f"{self.boot_ms} @{self.beat_ms}" + (f",{ids}" if ids else "")
 
     @classmethod
     def decode(cls, raw: str) -> WorkerBeat:
-        boot, _, active = raw.partition(" ")
-        return cls(int(boot), frozenset(filter(None, active.split(","))))
+        boot, _, rest = raw.partition(" ")
+        beat_ms, active = None, set()
+        for entry in filter(None, rest.split(",")):
+            if entry.startswith("@"):
+                beat_ms = int(entry[1:])
+            else:
+                active.add(entry)
+        return cls(int(boot), frozenset(active), beat_ms)

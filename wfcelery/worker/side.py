@@ -34,9 +34,10 @@ from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord
 from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.worker.base import Failed, Parsed
+from wfcelery.worker.heartbeat import Heartbeat
 from wfcelery.worker.inline import Inline, InlineChild
 from wfcelery.worker.outbox import Report, ReportKind, with_retry
-from wfcelery.worker.reconciler import Heartbeat, Reconciler
+from wfcelery.worker.reconciler import Reconciler
 
 logger = logging.getLogger("wfcelery.worker")
 

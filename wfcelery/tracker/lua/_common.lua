@@ -137,6 +137,17 @@ local function record_error(idx, n, err_json)
   redis.call('HSET', K_ERRORS, 'h:' .. idx, cjson.encode(list))
 end
 
+-- A report of an attempt the tracker never saw start: its release or its start was among the last writes
+-- of a master lost in a failover (asynchronous replication), while its message went out and its body ran.
+-- Record the start it missed, so the node moves through RUNNING as the transition table says.
+local function start_unseen(idx, n)
+  if n.s == 'P' or n.s == 'Q' then
+    n.s = 'R'
+    n.a = n.a + 1
+    event(idx, 'R', n.e)
+  end
+end
+
 -- Move node idx to a terminal status, keeping the run's counters exact.
 local function settle(idx, n, code)
   n.s = code

@@ -32,6 +32,9 @@ local attempt = tonumber(ARGV[7]) or 0
 if attempt > 0 and n.a > attempt then
   return {'ignored', 0, 0, false, {}, {}, false}  -- a late report of an earlier attempt: a newer one already started (native retry)
 end
+if mode == 'failed' or mode == 'retrying' then  -- its body ran (a revoke or a quarantine may come unstarted)
+  start_unseen(idx, n)
+end
 local live = status == 'RUNNING' or status == 'PAUSED'
 if mode == 'retrying' and live then
   n.s = 'Y'

@@ -11,6 +11,10 @@
 --               a redelivered message reached a worker; counted while its node has not started in that
 --               epoch (a message that kills the worker before the body starts never reaches start.lua)
 --   'finish'    end a RUNNING run whose nodes are all terminal
+--   'void'      ARGV[2] the JSON error every node is revoked with
+--               a run its submit never confirmed (create.lua: field 'unconfirmed', past its deadline) and
+--               that never started: its client gave up and told its caller nothing was submitted, or lost
+--               the confirmation. CANCELLED, with no callback; its nodes REVOKED with that error
 -- Returns {action, epoch, deliveries, finish}  (tracker.RepairOutcome):
 --   {'ignored', 0, 0, false}          nothing to do: the node moved, or the run is gone
 --   {'requeue', epoch, n, false}      publish the node at this epoch (n deliveries never finished so far)
@@ -19,6 +23,7 @@
 --                                     mode 'quarantined', at this epoch)
 --   {'ok', epoch, n, false}           ('received') the delivery may go on
 --   {'finished', 0, 0, finish}        ('finish') finish = {status, callback or false, epoch}, or false
+--   {'voided', 0, 0, finish}          ('void') finish = {'CANCELLED', false, epoch}
 local op = ARGV[1]
 local status = run_field('status')
 if not status then
@@ -27,6 +32,20 @@ end
 
 if op == 'finish' then
   return {'finished', 0, 0, maybe_finish()}
+end
+
+if op == 'void' then
+  local deadline = tonumber(run_field('unconfirmed'))
+  if not deadline or run_field('started') or status ~= 'RUNNING' or now_ms() < deadline then
+    return {'ignored', 0, 0, false}
+  end
+  redis.call('HDEL', K_RUN, 'unconfirmed')
+  for idx = 0, tonumber(const('total')) - 1 do
+    redis.call('HSET', K_ERRORS, idx, ARGV[2])
+  end
+  revoke_unstarted()
+  local finish = finish_run('CANCELLED')
+  return {'voided', 0, 0, {finish[1], false, finish[3]}}
 end
 
 local idx, limit = ARGV[2], tonumber(ARGV[4])

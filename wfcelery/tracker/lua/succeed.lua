@@ -25,6 +25,7 @@ local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
   return {false, 0, false, {}}
 end
+start_unseen(idx, n)
 if ARGV[3] ~= 'null' then
   redis.call('HSET', K_RESULTS, idx, ARGV[3])  -- no field means null: most tasks of big runs return None
 end
