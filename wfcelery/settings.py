@@ -93,6 +93,19 @@ DEFAULT_WEB_AUTH_WINDOW = 60.0
 #: its previous response ended; a connection still sending then is closed (slowloris). Responses are not
 #: bounded by it: an event stream stays open as long as it is read.
 DEFAULT_WEB_REQUEST_TIMEOUT = 10.0
+#: Most missed slots a ``catchup=True`` schedule fires after downtime (the latest ones); ``catchup=False``
+#: fires the latest missed slot only.
+DEFAULT_SCHEDULE_CATCHUP = 100
+#: Seconds between two scans of the ``wfcelery_definitions`` folder for files with a ``schedule:``: an
+#: edited or deleted file changes or removes its schedule within this delay.
+DEFAULT_SCHEDULE_SCAN = 30.0
+#: Most slots one backfill may fire.
+DEFAULT_BACKFILL_MAX = 10_000
+#: Whether the Lua scripts keep the fleet-wide counters behind ``wfcelery metrics`` and ``GET /metrics``
+#: (tracker/counters.py; docs: observability, where its measured cost is).
+DEFAULT_METRICS = True
+#: Distinct values per metric label (workflow, task, queue) before new ones count as "other".
+DEFAULT_METRICS_MAX_VALUES = 200
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,15 @@ class Settings:
         create and its last settle call, each a connect plus a reply, and the settle time between)."""
         return 2 * (4 * self.redis_timeout + self.settle_seconds)
 
+    #: ``wfcelery_scheduler``: the elected scheduler loop runs inside the workers (False: only
+    #: ``wfcelery scheduler`` fires schedules).
+    scheduler: bool = True
+    schedule_catchup: int = DEFAULT_SCHEDULE_CATCHUP
+    schedule_scan: float = DEFAULT_SCHEDULE_SCAN
+    backfill_max: int = DEFAULT_BACKFILL_MAX
+    metrics: bool = DEFAULT_METRICS
+    metrics_max_values: int = DEFAULT_METRICS_MAX_VALUES
+
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
         conf = app.conf
@@ -223,6 +245,12 @@ class Settings:
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
             submit_settle=_optional_number(conf, "wfcelery_submit_settle"),
+            scheduler=bool(conf.get("wfcelery_scheduler", True)),
+            schedule_catchup=_count(conf, "wfcelery_schedule_catchup", DEFAULT_SCHEDULE_CATCHUP),
+            schedule_scan=_number(conf, "wfcelery_schedule_scan", DEFAULT_SCHEDULE_SCAN),
+            backfill_max=_count(conf, "wfcelery_backfill_max", DEFAULT_BACKFILL_MAX),
+            metrics=bool(conf.get("wfcelery_metrics", DEFAULT_METRICS)),
+            metrics_max_values=_count(conf, "wfcelery_metrics_max_values") or DEFAULT_METRICS_MAX_VALUES,
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -288,10 +316,10 @@ def _optional_number(conf: Any, key: str) -> float | None:
     return None if conf.get(key) is None else _number(conf, key, 0.0)
 
 
-def _count(conf: Any, key: str) -> int:
+def _count(conf: Any, key: str, default: int = 0) -> int:
     value = conf.get(key)
     if value is None:
-        return 0
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigurationError(f"{key} must be a whole number >= 0, got {value!r}")
     return value

@@ -140,6 +140,19 @@ def test_flower_finds_every_task_of_a_run_by_run_id_and_node(
             return hits if hits and all(t["state"] == "SUCCESS" for t in hits.values()) else None
 
         hits = wait_for(instance_found, timeout=30, interval=0.3, message="flower to find resize[1]")
+
+        keyed = Workflow("flower-keyed")  # a keyed run's tasks are found by the key
+        keyed.add("only", "proj.add", args=[1, 1])
+        keyed_run = engine.submit(keyed, run_key="nightly-2026-12-06")
+        keyed_run.wait(timeout=30)
+
+        def key_found() -> dict[str, Any] | None:
+            by_key = flower.search("kwargs:wf_key=nightly-2026-12-06")
+            text = flower.search("nightly-2026-12-06")
+            return by_key if by_key and set(by_key) == set(text) else None
+
+        by_key = wait_for(key_found, timeout=30, interval=0.3, message="flower to find the run key")
+    assert list(by_key) == [keyed_run.state().nodes["only"].task_id]
     assert list(hits) == [instance.task_id]
     assert hits[instance.task_id]["result"] == "11"
 

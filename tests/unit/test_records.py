@@ -7,12 +7,14 @@ from wfcelery.tracker.records import (
     Event,
     GateEntry,
     NodeRecord,
+    RunKeyClaim,
     RunRecord,
     WorkerBeat,
     canvas_field,
     canvas_ids,
     canvas_value,
     dropped_field,
+    kwargs_repr,
     message_headers,
     new_run,
     remaining_field,
@@ -120,3 +122,12 @@ def test_canvas_executor_fields_as_written() -> None:
     assert remaining_nodes(record["r:2"]) == {1, 2, 4}
     assert remaining_nodes("") == frozenset()
     assert remaining_nodes(None) is None
+
+
+def test_run_key_claim_round_trip_and_the_flower_kwargs() -> None:
+    claim = RunKeyClaim("0123456789abcdef0123456789abcdef", 1_764_621_712_518)
+    assert claim.encode() == "0123456789abcdef0123456789abcdef|1764621712518"
+    assert RunKeyClaim.decode(claim.encode()) == claim
+    shown = kwargs_repr({"x": 1}, "r1", "load", {"run_key": "nightly:1"})
+    assert shown == "{'x': 1, 'wf_run': 'r1', 'wf_node': 'load', 'wf_key': 'nightly:1'}"
+    assert "wf_key" not in kwargs_repr({}, "r1", "load", {})

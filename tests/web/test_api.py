@@ -55,6 +55,17 @@ def test_health_and_openapi_document_every_endpoint(http):
         "/api/runs/{run_id}/retry": {"post"},
         "/api/definitions": {"get"},
         "/api/definitions/{name}": {"get"},
+        "/api/me": {"get"},
+        "/api/audit": {"get"},
+        "/api/schedules": {"get", "post"},
+        "/api/schedules/{name}": {"get", "delete"},
+        "/api/schedules/{name}/pause": {"post"},
+        "/api/schedules/{name}/resume": {"post"},
+        "/api/schedules/{name}/backfill": {"post"},
+        "/api/run-keys/{key}": {"get"},
+        "/api/history/runs": {"get"},
+        "/api/history/workflows/{name}": {"get"},
+        "/api/history/workflows/{name}/nodes/{node}": {"get"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected
 

@@ -177,7 +177,7 @@ def test_the_run_page_follows_again_once_the_trackers_redis_is_back(
     folder, origin = other_origin
     server = Server(engine, cors_origins=(origin,)).start()
     (folder / "embed.html").write_text(  # the classic script of older embeds loads the module
-        f'<!doctype html><script type="module" src="{server.url}/static/js/wf-run-progress.js"></script>\n'
+        f'<!doctype html><script src="{server.url}/static/wf-run-progress.js"></script>\n'
         f'<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
     )
     embed = browser.new_page()
@@ -277,12 +277,12 @@ def test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive(engine, s
 
 def test_the_dashboard_counts_a_mapped_run_as_status_does(app, engine, serve, page, browser, other_origin):
     """files -> resize (3 instances) -> report: 3 nodes and 3 instances, on the run page and in the embed."""
+    folder, origin = other_origin
+    server = serve(cors_origins=(origin,))  # the embedding site's origin may read runs
     wf = Workflow("map-counts")
     wf.add("files", "proj.add", args=[[0, 1, 2], []])
     wf.add("resize", "proj.add", map="files", args=[10])
     wf.add("report", "proj.total", after="resize")
-    folder, origin = other_origin
-    server = serve(cors_origins=(origin,))  # the embedding site's origin may read runs
     with in_thread_worker(app):
         run = engine.submit(wf)
         run.wait(timeout=30)
@@ -292,7 +292,7 @@ def test_the_dashboard_counts_a_mapped_run_as_status_does(app, engine, serve, pa
     state = run.state()
     assert (state.done, state.total, state.instances) == (3, 3, 3)
     (folder / "embed.html").write_text(
-        f'<!doctype html><script type="module" src="{server.url}/static/js/wf-run-progress.js"></script>\n'
+        f'<!doctype html><script src="{server.url}/static/wf-run-progress.js"></script>\n'
         f'<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
     )
     embed = browser.new_page()

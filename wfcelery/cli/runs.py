@@ -34,7 +34,8 @@ from wfcelery.tracker.states import NodeStatus, RunState, RunStatus
     "submit",
     epilog=epilog("""
 wfcelery -A proj.celery:app submit flows/etl.yaml --param day=2026-11-22
-wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --timeout 600"""),
+wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --timeout 600
+wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --run-key etl:2026-11-22"""),
 )
 @click.argument("flow", type=click.Path(dir_okay=False))
 @click.option(
@@ -68,6 +69,19 @@ wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --tim
     help="counters (one message per node) or canvas (native chains and chords per segment); default: "
     "the definition's executor, else the wfcelery_executor setting.",
 )
+@click.option(
+    "--run-key",
+    default=None,
+    metavar="KEY",
+    help="At most one run per KEY: a KEY already held returns its run (see --on-conflict).",
+)
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["use_existing", "fail", "retry_failed"]),
+    default="use_existing",
+    show_default=True,
+    help="With --run-key held by a run: print that run; fail (exit 2); or retry it if it failed.",
+)
 @click.pass_context
 @errors_to_exit
 def submit(
@@ -80,6 +94,8 @@ def submit(
     quiet: bool,
     require_workers: bool,
     executor: str | None,
+    run_key: str | None,
+    on_conflict: str,
 ) -> None:
     """Submit the workflow in FLOW (a YAML or JSON file); prints the run id.
 
@@ -90,10 +106,18 @@ def submit(
     """
     engine = engine_of(ctx)
     workflow = workflow_of(flow, engine.settings.limits)
-    with definition_errors(flow):
+    with definition_errors(flow), display.progress("submitting", 0) as advance:
         run = engine.submit(
-            workflow, params=parse_params(param), require_workers=require_workers, executor=executor
+            workflow,
+            params=parse_params(param),
+            require_workers=require_workers,
+            executor=executor,
+            run_key=run_key,
+            on_conflict=on_conflict,
+            progress=advance,
         )
+    if not run.created:
+        click.echo(f"run key {run_key!r} is held by run {run.id}: nothing new was submitted", err=True)
     for warning in run.warnings:
         click.echo(click.style("Warning: ", fg="yellow") + warning, err=True)
     if not wait:

@@ -14,6 +14,7 @@ from wfcelery.client.run import RunSummary, build_state
 from wfcelery.definition.model import Workflow
 from wfcelery.messaging.consumers import ConsumerCheck, node_queue, unconsumed
 from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.ops.submit import ended
 from wfcelery.plan.compiler import Plan, PlanCache
 from wfcelery.settings import Settings
 from wfcelery.tracker.outcomes import Finish
@@ -112,5 +113,4 @@ class EngineBase:
         return replace(state, idle_queues=tuple(idle)) if idle else state
 
     def _ended(self, run_id: str, finish: Finish | None) -> None:
-        if finish is not None:
-            self.dispatch.callback(run_id, finish.status, finish.callback)
+        ended(self.tracker, self.dispatch, run_id, finish)

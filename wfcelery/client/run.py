@@ -36,6 +36,7 @@ class RunSummary:
     total: int  # nodes (a mapped node counts once), as RunState.total
     done: int  # nodes that ended, as RunState.done
     instances: int = 0  # instances of mapped nodes so far, as RunState.instances
+    run_key: str | None = None
 
     @classmethod
     def of(cls, run_id: str, r: RunRecord) -> RunSummary:
@@ -49,6 +50,7 @@ class RunSummary:
             r.total,
             r.done,
             r.instances,
+            r.run_key,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,15 +64,18 @@ class RunSummary:
             "total": self.total,
             "done": self.done,
             "instances": self.instances,
+            "run_key": self.run_key,
         }
 
 
 class Run:
     """A handle on one workflow run. Cheap to create; every method asks Redis."""
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    def __init__(self, engine: Engine, run_id: str, created: bool = True) -> None:
         self.engine = engine
         self.id = run_id
+        #: False when ``submit(run_key=...)`` returned the run that already held the key.
+        self.created = created
         #: Warnings from submit: nodes whose queue no live worker consumed at that moment.
         self.warnings: list[str] = []
 
@@ -328,4 +333,5 @@ def build_state(
         params=record.params,
         nodes=states,
         executor=record.executor,
+        run_key=record.run_key,
     )

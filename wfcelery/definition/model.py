@@ -24,14 +24,16 @@ from wfcelery.definition.checks import (
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.limits import DEPTH_CEILING, Limits, check_depth, json_size
 from wfcelery.definition.node import Node, check_dynamic, node_name
-from wfcelery.definition.params import collect_placeholders, param_problem, substitute
+from wfcelery.definition.params import BUILTIN_PARAMS, collect_placeholders, param_problem, substitute
 from wfcelery.definition.registry import did_you_mean, task_names
 from wfcelery.definition.rules import condition_params
+from wfcelery.definition.schedule import ScheduleSpec
 from wfcelery.errors import (
     CycleError,
     DuplicateNodeError,
     EmptyWorkflowError,
     ParamError,
+    ScheduleError,
     SchemaError,
     UnknownParentError,
     UnknownTaskError,
@@ -62,7 +64,9 @@ NODE_KEYS = frozenset(
 #: Keys ``defaults`` may set for every node (a map source or a condition belongs to one node).
 DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after", "map", "when"}
 #: Top-level keys of a definition.
-WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params", "executor"})
+WORKFLOW_KEYS = frozenset(
+    {"name", "on_failure", "defaults", "tasks", "stages", "params", "executor", "schedule"}
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 
@@ -96,6 +100,7 @@ class Workflow:
         defaults: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         executor: Executor | str | None = None,
+        schedule: ScheduleSpec | None = None,
     ) -> None:
         if on_failure not in FAILURE_POLICIES:
             raise SchemaError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, not {on_failure!r}")
@@ -107,6 +112,8 @@ class Workflow:
         self.params: dict[str, Any] = dict(params or {})
         check_depth(self.params, DEPTH_CEILING, f"workflow {name!r}", "params")
         self.nodes: dict[str, Node] = {}
+        #: A definition file's top-level ``schedule:`` (the ``wfcelery_definitions`` folder schedules it).
+        self.schedule = schedule
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} nodes={len(self.nodes)}>"
@@ -293,9 +300,9 @@ class Workflow:
             LimitError: params, or a node's args and kwargs with them, over ``limits``.
         """
         given = dict(params or {})
-        problem = param_problem(
-            self.name, self.param_names(), given, self.missing_params(given), self.placeholder_users()
-        )
+        own = [name for name in given if name not in BUILTIN_PARAMS]  # run_key, scheduled_at: always known
+        missing = self.missing_params(given)
+        problem = param_problem(self.name, self.param_names(), own, missing, self.placeholder_users())
         if problem:
             raise ParamError(problem)
         merged = {**self.params, **given}
@@ -340,6 +347,8 @@ class Workflow:
             d["params"] = dict(self.params)
         if self.executor:
             d["executor"] = self.executor.value
+        if self.schedule is not None:
+            d["schedule"] = self.schedule.to_dict()
         return d
 
     @classmethod
@@ -358,6 +367,7 @@ class Workflow:
             defaults=as_mapping(data.get("defaults"), f"{source}: defaults"),
             params=as_mapping(data.get("params"), f"{source}: params"),
             executor=check_executor(data.get("executor"), f"{source}: executor"),
+            schedule=_schedule(data.get("schedule"), source),
         )
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):
@@ -384,6 +394,16 @@ class Workflow:
                 raise SchemaError(f"{source}: 'stages' must be a list of lists of task names")
             wf.stages(*stages)
         return wf
+
+
+def _schedule(data: Any, source: str) -> ScheduleSpec | None:
+    if data is None:
+        return None
+    try:
+        return ScheduleSpec.from_dict(data)
+    except ScheduleError as e:
+        field = e.field if e.field.startswith("schedule") else f"schedule.{e.field}"
+        raise ScheduleError(field, e.detail, where=source) from None
 
 
 # -- dynamic options: map, max_map, when, trigger (their meaning lives in rules.py) ----------------------

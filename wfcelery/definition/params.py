@@ -9,6 +9,13 @@ from typing import Any
 
 from wfcelery.definition.registry import close_matches, did_you_mean
 
+#: Param of a keyed run: its run key (``submit(run_key=...)``), usable as ``${run_key}``.
+RUN_KEY_PARAM = "run_key"
+#: Param of a schedule's run: the slot it fires for, ISO 8601 UTC (``2026-12-06T02:00:00Z``).
+SCHEDULED_AT_PARAM = "scheduled_at"
+#: Params every workflow accepts without declaring them; wfcelery sets them where they apply.
+BUILTIN_PARAMS = frozenset({RUN_KEY_PARAM, SCHEDULED_AT_PARAM})
+
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 
 

@@ -31,6 +31,7 @@ from wfcelery.definition.model import (
 )
 from wfcelery.definition.registry import did_you_mean
 from wfcelery.definition.rules import TRIGGER_RULES
+from wfcelery.definition.schedule import SCHEDULE_KEYS
 from wfcelery.errors import SchemaError
 
 #: The executors a definition may name (the Executor enum's values).
@@ -88,6 +89,23 @@ def _option(key: str) -> dict[str, Any]:
 
 
 @cache
+def _schedule() -> dict[str, Any]:
+    """A definition file's own schedule (the definitions folder schedules it)."""
+    fields: dict[str, Any] = {
+        "cron": {"type": "string", "description": "A cron expression (5 fields, or 6 with seconds)."},
+        "every": {
+            "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
+            "description": "Seconds between slots, or a duration like 15m.",
+        },
+        "timezone": {"type": "string", "description": "An IANA time zone (default UTC)."},
+        "params": {"type": "object", "description": "Params of every run the schedule fires."},
+        "catchup": {"type": "boolean", "description": "Fire the slots missed during downtime."},
+        "max_active_runs": {"type": "integer", "minimum": 1, "description": "Live runs at most."},
+    }
+    assert fields.keys() == SCHEDULE_KEYS, "schedule keys without a schema"
+    return {"type": "object", "properties": fields, "additionalProperties": False}
+
+
 def definition_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a definition file (YAML or JSON)."""
     task = {
@@ -118,6 +136,7 @@ def definition_schema() -> dict[str, Any]:
             "items": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
             "description": "Sequential stages of parallel tasks (task names).",
         },
+        "schedule": _schedule(),
     }
     missing = WORKFLOW_KEYS - top.keys()
     assert not missing, f"top-level keys without a schema: {sorted(missing)}"

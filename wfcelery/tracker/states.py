@@ -188,6 +188,8 @@ class RunState:
     idle_queues: tuple[str, ...] = ()
     #: How the run is executed (see :class:`~wfcelery.definition.executor.Executor`).
     executor: Executor = Executor.COUNTERS
+    #: The run's key (``submit(run_key=...)``; a schedule's runs: ``schedule:<name>:<slot>``), if any.
+    run_key: str | None = None
 
     # How a run is counted, everywhere (status, list, watch, the REST API, the dashboard): its *nodes* are
     # the definition's nodes -- a mapped node is one node, with the status of its map as a whole -- and the
@@ -233,6 +235,7 @@ class RunState:
             "status": self.status.value,
             "policy": self.policy,
             "executor": self.executor.value,
+            "run_key": self.run_key,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,

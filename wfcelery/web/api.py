@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,11 +24,16 @@ from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.model import Workflow
 from wfcelery.definition.registry import did_you_mean
-from wfcelery.errors import DefinitionError, RunNotFound
+from wfcelery.errors import (
+    DefinitionError,
+    RunNotFound,
+)
+from wfcelery.ops.runkeys import OnConflict
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.web.errors import NotFound
 from wfcelery.web.inputs import refuse_bidi
+from wfcelery.web.roles import authorize
 from wfcelery.web.stream import checked_cursor, event_stream
 
 #: Bytes of a node's JSON result shown by ``/api/runs/{id}/nodes/{node}``.
@@ -37,7 +43,7 @@ MAX_LISTED = 10_000
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
 
 
 # -- documented errors (web/errors.py answers them) ------------------------------------------------------
@@ -91,11 +97,20 @@ class SubmitRequest(BaseModel):
     executor: Executor | None = Field(
         None, description="How the run is published (default: the definition's, else wfcelery_executor)"
     )
+    run_key: str | None = Field(
+        None,
+        max_length=512,
+        description="At most one run per key: a key already held answers 200 with its run",
+    )
+    on_conflict: OnConflict = Field(
+        OnConflict.USE_EXISTING, description="A held run_key: return its run, 409, or retry it if it failed"
+    )
 
 
 class Submitted(BaseModel):
     id: str
     url: str
+    created: bool = True
 
 
 class RunPage(BaseModel):
@@ -138,14 +153,16 @@ def list_runs(
     "/runs",
     status_code=201,
     response_model=Submitted,
-    summary="Start a run",
+    summary="Start a run (201), or with a run_key already held, its run (200)",
     responses={
+        200: {"description": "The run_key is held: the run holding it", "model": Submitted},
+        409: {"description": "The run_key is held and on_conflict is fail"},
         404: {"description": "No definition of that name"},
         422: {"description": "Invalid definition or params (names the node or field)"},
         503: _ERRORS[503],
     },
 )
-def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, str]:
+def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, Any]:
     refuse_bidi(body.name, body.definition, body.params)
     if (body.name is None) == (body.definition is None):
         raise DefinitionError("give exactly one of 'name' (a known definition) or 'definition'")
@@ -162,9 +179,17 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
     else:
         assert body.definition is not None
         workflow = body.definition
-    run = engine.submit(workflow, params=body.params, executor=body.executor)
+    run = engine.submit(
+        workflow,
+        params=body.params,
+        executor=body.executor,
+        run_key=body.run_key,
+        on_conflict=body.on_conflict,
+    )
     response.headers["Location"] = f"/api/runs/{run.id}"
-    return {"id": run.id, "url": f"/api/runs/{run.id}"}
+    if not run.created:
+        response.status_code = 200
+    return {"id": run.id, "url": f"/api/runs/{run.id}", "created": run.created}
 
 
 @router.get(
@@ -269,9 +294,14 @@ def delete_run(run: RunDep, force: bool = False) -> Response:
     "/runs/{run_id}/events",
     summary="Server-Sent Events: every transition of the run, in order; resumable with Last-Event-ID",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS, **_BAD_EVENT_ID},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        **_ERRORS,
+        **_BAD_EVENT_ID,
+        429: {"description": "This client or the server already follows as many streams as it may"},
+    },
 )
-def run_events(
+async def run_events(
     run: RunDep,
     request: Request,
     last_event_id: Annotated[
@@ -279,7 +309,9 @@ def run_events(
     ] = None,
 ) -> Response:
     cursor = request.headers.get("last-event-id") or last_event_id
-    return event_stream(run, checked_cursor(run, cursor))
+    checked = await anyio.to_thread.run_sync(checked_cursor, run, cursor)
+    client = request.client.host if request.client else ""
+    return event_stream(run, checked, request.app.state.hub, client)
 
 
 # -- definitions -----------------------------------------------------------------------------------------

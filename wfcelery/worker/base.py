@@ -14,6 +14,7 @@ from celery import Celery
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import map_elements
+from wfcelery.ops.submit import ended
 from wfcelery.plan.compiler import Plan, PlanCache
 from wfcelery.settings import Settings
 from wfcelery.tracker.keys import Slot, split_slot
@@ -116,10 +117,10 @@ class WorkerBase:
 
     def ended(self, plan: Plan, run_id: str, finish: Finish) -> None:
         """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
-        self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
         if finish.status != RunStatus.SUCCEEDED.value:
             self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
-        self.dispatch.callback(run_id, finish.status, finish.callback)
+        # the plan must outlive the run's keys: kept in the history index's round trip
+        ended(self.tracker, self.dispatch, run_id, finish, plan.name, plan.digest)
 
     def republish(
         self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None, retries: int = 0

@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 
+from wfcelery import tracing
 from wfcelery.definition.executor import Executor
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import task_id
@@ -124,6 +125,7 @@ class Inline(WorkerBase):
             "kwargsrepr": msg["kwargsrepr"],
             "timelimit": [None, None],
         }
+        tracing.stamp(request, child.run_id)
         self.inline.started[tid] = child.attempt
         events = self._events(hostname)
         fields = {"uuid": tid, "name": node.task, "args": repr(msg["args"]), "kwargs": msg["kwargsrepr"]}

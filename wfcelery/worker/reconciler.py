@@ -25,7 +25,9 @@ every live run every few seconds. A sweep reads every live run (``<prefix>:live`
 * a RUNNING run whose nodes are all terminal ends;
 * a run its submit never confirmed (the client gave up on a write that landed late) and that never
   started is never re-sent, and is cancelled once its deadline (``Settings.unconfirmed_bound`` after it
-  was written) has passed.
+  was written) has passed;
+* a keyed run's key gets its full TTL again (a run may live longer than ``wfcelery_run_ttl``; a worker
+  that ended a run may have died before setting its key's TTL).
 
 Judging a worker gone needs care after a tracker outage, when every beat is old: heartbeat.py's
 :class:`~wfcelery.worker.heartbeat.Liveness` judges only while this reconciler's own Redis calls have
@@ -216,11 +218,15 @@ class Reconciler:
 
     def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
         record, nodes, _ = self.tracker.read_run(run_id)
+        if record.run_key:  # the key lives as long as its run: past a run TTL while it runs, and once ended
+            self.tracker.keep_key(record.run_key, run_id)
         if record.unconfirmed_ms is not None and record.started_ms is None and not record.status.finished:
             return self._unconfirmed(run_id, record, now_ms)
         running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
         if record.status.finished and not running:
             ended.append(run_id)
+            # the history index: mends an entry lost to a crash between the run's end and its indexing
+            self.tracker.index_ended(run_id, record.status.value, record.created_ms)
             return []
         plan = self.side.plans.get(record.plan)
         # A mapped node is RUNNING while its instances run: it has no worker of its own (they do)

@@ -37,6 +37,7 @@ if mode == 'failed' or mode == 'retrying' then  -- its body ran (a revoke or a q
 end
 local live = status == 'RUNNING' or status == 'PAUSED'
 if mode == 'retrying' and live then
+  count_node(idx, n, 'Y', n.s)
   n.s = 'Y'
   put_node(idx, n)
   record_error(idx, n, ARGV[3])
@@ -44,8 +45,12 @@ if mode == 'retrying' and live then
   return {'retrying', 0, 0, false, {}, {}, false}
 end
 record_error(idx, n, ARGV[3])
+if mode == 'quarantined' then
+  count_run('x\tquarantined', 1)
+end
 local tries = n.a - n.b  -- attempts since the node's retries were last given (submit, or a retry of the run)
 if mode == 'failed' and live and tries <= tonumber(ARGV[5]) then
+  count_node(idx, n, 'Y', n.s)
   n.s = 'Y'
   put_node(idx, n)
   event(idx, 'Y', epoch)

@@ -40,12 +40,10 @@ local function requeue_instances(idx, n, count, epoch, out)
         redis.call('HINCRBY', K_RUN, 'md:' .. idx, -1)
         redis.call('HINCRBY', K_RUN, 'm' .. inst.s .. ':' .. idx, -1)
       end
-      inst.s, inst.e, inst.fi = 'Q', epoch, ''
       if retry then
         inst.b = inst.a
       end
-      put_node(slot, inst)
-      event(slot, 'Q', epoch)
+      queue_node(slot, inst, epoch)
       table.insert(out, slot)
     end
   end
@@ -79,8 +77,11 @@ local epoch = redis.call('HINCRBY', K_RUN, 'epoch', 1)
 redis.call('HSET', K_RUN, 'status', 'RUNNING')
 redis.call('HDEL', K_RUN, 'finished', 'paused_at')
 redis.call('DEL', K_DEPS)
-for i = 1, #KEYS do
+for i = 1, N_RUN_KEYS do
   redis.call('PERSIST', KEYS[i])
+end
+if op == 'retry' then
+  count_run('a\t' .. workflow_label(), 1)  -- an ended run is active again
 end
 event('run', 'RUNNING', epoch)
 local queued, instances, again = {}, {}, {}
@@ -137,18 +138,16 @@ for _, entry in ipairs(spec) do
       n.b = n.a
     end
     if ok == #parents then
-      n.s = 'Q'
-      n.e = epoch
+      queue_node(idx, n, epoch)
       table.insert(queued, idx)
-      event(idx, 'Q', epoch)
     else
       n.s = 'P'
       n.e = epoch  -- a message of an older epoch (a canvas continuation) is stale for it now
       if #parents > 1 and ok > 0 then
         redis.call('HSET', K_DEPS, idx, ok)
       end
+      put_node(idx, n)
     end
-    put_node(idx, n)
     table.insert(again, idx)
   end
 end

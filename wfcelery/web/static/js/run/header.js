@@ -24,8 +24,10 @@ export function runHeader(model) {
         field("Created", clock(state.created_at)),
         field("Duration", duration(end - state.created_at)),
         field("Failure policy", state.policy),
+        ...(state.run_key ? [h("div", { id: "run-key" }, h("span", {}, "Run key"), h("code", {}, state.run_key))] : []),
         field("Params", h("code", {}, JSON.stringify(state.params))),
       );
     },
   };
 }
+
