@@ -18,7 +18,8 @@ from typing import Any
 
 from celery import Celery, signature
 
-from wfcelery.client.audit import audited, current_actor, record_audit
+from wfcelery.client.access import Access
+from wfcelery.client.audit import current_actor, record_audit
 from wfcelery.client.control import Control
 from wfcelery.client.history import History
 from wfcelery.client.run import Run
@@ -44,7 +45,7 @@ from wfcelery.ops.submit import plan_labels, start_run
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
-from wfcelery.tracker.access import AuditEntry, Role, TokenInfo
+from wfcelery.tracker.access import AuditEntry
 from wfcelery.tracker.base import never_executed
 from wfcelery.tracker.outcomes import CreateResult
 from wfcelery.tracker.records import new_run
@@ -56,43 +57,10 @@ logger = logging.getLogger("wfcelery.engine")
 SETTLE_POLL = 0.25
 
 
-class Engine(Schedules, Control, History):
+class Engine(Schedules, Control, History, Access):
     """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
 
     # -- submitting -------------------------------------------------------------------------------------
-
-    # -- access: tokens and the audit trail ------------------------------------------------------------
-
-    @audited("token.create", lambda self, name, *a, result=None, **k: f"token {name}")
-    def create_token(self, name: str, role: Role | str) -> str:
-        """A new API token for ``name`` with ``role`` (viewer, operator, admin): returned once; the tracker
-        keeps only its hash. Raises :class:`ControlError` when the name is taken or invalid."""
-        try:
-            parsed = Role(role)
-        except ValueError:
-            raise ControlError(f"role {role!r}: choose viewer, operator or admin") from None
-        return self.tracker.create_token(name, parsed)
-
-    def tokens(self) -> list[TokenInfo]:
-        """Every token's name, role and times (never the token)."""
-        return self.tracker.tokens()
-
-    @audited("token.revoke", lambda self, name, *a, result=None, **k: f"token {name}")
-    def revoke_token(self, name: str) -> None:
-        """Revoke a token: every server refuses it from its next request on."""
-        self.tracker.revoke_token(name)
-
-    def authenticate(self, token: str) -> TokenInfo | None:
-        """The token's name and role, or None for an unknown or revoked one."""
-        return self.tracker.token_owner(token)
-
-    def access_required(self) -> bool:
-        """True once any token exists: servers then serve nothing without credentials."""
-        return self.tracker.any_token()
-
-    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
-        """The newest entries of the audit trail, newest first."""
-        return self.tracker.audit_log(limit)
 
     def submit(
         self,
