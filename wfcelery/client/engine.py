@@ -41,14 +41,13 @@ from wfcelery.messaging.consumers import describe, describe_shared, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
 from wfcelery.ops.runkeys import OnConflict, check_run_key
-from wfcelery.ops.submit import plan_labels, start_run
+from wfcelery.ops.submit import plan_labels, run_record, start_run
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
 from wfcelery.tracker.access import AuditEntry
 from wfcelery.tracker.base import never_executed
 from wfcelery.tracker.outcomes import CreateResult
-from wfcelery.tracker.records import new_run
 from wfcelery.tracker.states import RunStatus
 
 logger = logging.getLogger("wfcelery.engine")
@@ -126,20 +125,8 @@ class Engine(Schedules, Control, History, Access):
             check_canvas_app(self.app, plan)
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
-        record = new_run(
-            name=plan.name,
-            plan_digest=plan.digest,
-            total=len(plan.nodes),
-            created_ms=int(time.time() * 1000),
-            params=resolved,
-            policy=plan.on_failure,
-            ttl=self.settings.run_ttl,
-            events_maxlen=self.settings.events_maxlen,
-            done_channel=self.tracker.keys.done_channel(run_id),
-            on_success=_sig_dict(on_success),
-            on_failure=_sig_dict(on_failure),
-            executor=executor,
-            run_key=key,
+        record = run_record(
+            self.tracker, plan, run_id, resolved, key, _sig_dict(on_success), _sig_dict(on_failure)
         )
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
