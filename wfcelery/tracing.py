@@ -208,7 +208,7 @@ def attempt_ended(
                     },
                 )
             )
-        failed = outcome in ("FAILED", "REVOKED")
+        failed = outcome in ("FAILED", "REVOKED", "RETRYING")  # the attempt ended in an error
         _emit(
             f"wfcelery.node {node}",
             run_id,

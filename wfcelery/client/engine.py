@@ -133,7 +133,10 @@ class Engine(Schedules, Control, History, Access):
             ensure_connected(self.app, producer.connection)
             sent = None if progress is None else (lambda n: progress(n, len(plan.roots)))
             if key is None:
-                labels, new_labels = plan_labels(self.tracker, plan, self.app)  # the metrics' label table
+                try:  # the metrics' label table: a read, before anything is written
+                    labels, new_labels = plan_labels(self.tracker, plan, self.app)
+                except TrackerUnavailable as e:
+                    raise TrackerUnavailable(f"could not submit: {e}; nothing was submitted") from e
                 record.update(labels)
                 created_plan = self._create(run_id, record, plan)
                 try:
