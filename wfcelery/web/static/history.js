@@ -1,11 +1,15 @@
 // The history pages (/history, /history/<workflow>): searches and a workflow's record over the REST API
-// (/api/history/...). Plain script, no framework; its own page shell (history.html), sharing app.css.
-"use strict";
+// (/api/history/...). A plain ES module, no framework; its own page shell (history.html), sharing app.css
+// and the statuses and colours of js/statuses.js.
+import { RUN_STATUSES, colorOf } from "./js/statuses.js";
+
+const HISTORY_RUNS = "/api/history/runs";
+
 (function () {
   const CONFIG = JSON.parse(document.body.dataset.config || "{}");
   const ROOT = CONFIG.root || "";
   const main = document.getElementById("main");
-  const STATUSES = ["", "RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "CANCELLED"];
+  const STATUSES = ["", ...RUN_STATUSES];
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -75,10 +79,10 @@
       query.set("limit", "50");
       if (fresh) { rows.replaceChildren(); shown = 0; }
       try {
-        const page = await api(`/api/history/runs?${query}`);
+        const page = await api(HISTORY_RUNS + "?" + query);
         for (const r of page.runs) {
           rows.append(el("tr", { "data-run": r.id },
-            el("td", {}, el("a", { href: `${ROOT}/runs/${r.id}`, class: "mono" }, r.id.slice(0, 12))),
+            el("td", {}, el("a", { href: `${ROOT}/runs/${encodeURIComponent(r.id)}`, class: "mono" }, r.id.slice(0, 12))),
             el("td", {}, el("a", { href: `${ROOT}/history/${encodeURIComponent(r.workflow)}` }, r.workflow)),
             el("td", {}, badge(r.status)), el("td", {}, when(r.created_at)), el("td", {}, secs(r.duration)),
             el("td", { class: "mono muted" }, JSON.stringify(r.params).slice(0, 80))));
@@ -95,7 +99,7 @@
   // -- a workflow's record ------------------------------------------------------------------------------
   function barChart(perDay) {
     const w = 640, h = 140, pad = 24, max = Math.max(1, ...perDay.map((d) => d.runs));
-    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "per-day", role: "img", style: "max-width: 760px" });
+    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline narrow", id: "per-day", role: "img" });
     const bw = (w - pad) / perDay.length;
     perDay.forEach((d, i) => {
       const bh = ((h - 2 * pad) * d.runs) / max;
@@ -120,11 +124,11 @@
   function trendChart(points) {
     const w = 640, h = 140, pad = 24;
     const vals = points.map((p) => p.duration ?? 0), max = Math.max(0.001, ...vals);
-    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "trend-chart", role: "img", style: "max-width: 760px" });
+    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline narrow", id: "trend-chart", role: "img" });
     const step = (w - 2 * pad) / Math.max(1, points.length - 1);
     const xy = vals.map((v, i) => [pad + i * step, h - pad - ((h - 2 * pad) * v) / max]);
     if (xy.length) svg.append(svgEl("polyline", { points: xy.map((p) => p.join(",")).join(" "), fill: "none", stroke: "#3b82f6", "stroke-width": 2 }));
-    xy.forEach(([x, y], i) => svg.append(svgEl("circle", { cx: x, cy: y, r: 3, fill: points[i].status === "SUCCEEDED" ? "#16a34a" : "#dc2626" })));
+    xy.forEach(([x, y], i) => svg.append(svgEl("circle", { cx: x, cy: y, r: 3, fill: colorOf(points[i].status === "SUCCEEDED" ? "SUCCEEDED" : "FAILED") })));
     const label = svgEl("text", { x: pad, y: 14, "font-size": 9 });
     label.textContent = `max ${secs(max)}`;
     svg.append(label);
@@ -139,7 +143,7 @@
     const stat = (label, value, id) => el("div", {}, el("span", { class: "muted" }, label), " ", el("b", { id }, value));
     const rate = rec.success_rate === null ? "–" : `${(rec.success_rate * 100).toFixed(1)} %`;
     const failures = el("tbody", {}, rec.failures.map((f) => el("tr", {},
-      el("td", {}, el("a", { href: `${ROOT}/runs/${f.id}`, class: "mono" }, f.id.slice(0, 12))),
+      el("td", {}, el("a", { href: `${ROOT}/runs/${encodeURIComponent(f.id)}`, class: "mono" }, f.id.slice(0, 12))),
       el("td", {}, when(f.finished_at)), el("td", {}, f.node || ""),
       el("td", { class: "mono" }, f.error ? `${f.error.type}: ${f.error.message}` : ""))));
     const select = el("select", { id: "trend-node" }, el("option", { value: "" }, "pick a node"));
@@ -161,7 +165,7 @@
     try {  // node names: from the newest run of the workflow
       const page = await api(`/api/history/runs?workflow=${encodeURIComponent(name)}&limit=1`);
       if (page.runs.length) {
-        const run = await api(`/api/runs/${page.runs[0].id}`);
+        const run = await api(`/api/runs/${encodeURIComponent(page.runs[0].id)}`);
         const names = Object.keys(run.nodes || {}).filter((n) => !n.includes("["));
         for (const n of names) select.append(el("option", { value: n }, n));
       }
