@@ -29,8 +29,12 @@ from wfcelery.errors import (
     NoWorkerError,
     ParamError,
     RunFailed,
+    RunKeyConflict,
     RunNotFound,
+    ScheduleError,
+    ScheduleNotFound,
     SchemaError,
+    TaskImportError,
     TrackerError,
     TrackerUnavailable,
     UnknownParentError,
@@ -39,6 +43,7 @@ from wfcelery.errors import (
     WfCeleryError,
 )
 from wfcelery.install import install
+from wfcelery.ops.store import ScheduleInfo
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
 __version__ = "0.1.0"
@@ -61,11 +66,16 @@ __all__ = [
     "ParamError",
     "Run",
     "RunFailed",
+    "RunKeyConflict",
     "RunNotFound",
     "RunState",
     "RunStatus",
     "RunSummary",
+    "ScheduleError",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "SchemaError",
+    "TaskImportError",
     "TrackerError",
     "TrackerUnavailable",
     "UnknownParentError",

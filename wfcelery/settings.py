@@ -51,10 +51,10 @@ DEFAULT_REPORT_RETRY = 10.0
 DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
 #: Seconds the start gate waits for the tracker before it gives the message back to the broker.
 DEFAULT_GATE_WAIT = 5.0
-#: Seconds between a worker's heartbeats; its heartbeat key lives 3 beats. Also the pace of the elected
-#: reconciler's lease and of its check of every worker's heartbeat (docs: reliability): a worker
-#: SIGKILLed mid-run has its RUNNING nodes re-published within ~14 s (one TTL for the key to expire, one
-#: beat to notice, one TTL of patience).
+#: Seconds between a worker's heartbeats (each stamped with Redis's clock); a worker whose last beat is 6
+#: beats old is gone. Also the pace of the elected reconciler's lease (it lives 3 beats) and of its check of
+#: every worker's heartbeat (docs: reliability): a worker SIGKILLed mid-run has its RUNNING nodes
+#: re-published within ~14 s, whoever holds the lease. Every worker of a fleet should use the same value.
 DEFAULT_HEARTBEAT = 2.0
 #: Seconds between two full sweeps (every live run read) of the reconciler elected among the workers
 #: (0: no reconciler in workers). A dead worker's nodes do not wait for it: see DEFAULT_HEARTBEAT.
@@ -71,6 +71,41 @@ DEFAULT_QUARANTINE_AFTER = 3
 #: once (no livelock). 30 minutes: a lost message (a worker died between recording a release and publishing
 #: it) stalls its run for at most that long.
 DEFAULT_QUEUED_TIMEOUT = 1800.0
+#: Seconds a node stays QUEUED before the reconciler looks for its message in the broker (queue contents on
+#: a Redis broker, ready counts and the workers' reserved tasks on RabbitMQ) and re-sends it, under a new
+#: epoch, once two checks found it nowhere (docs: reliability); ``0`` turns the check off.
+DEFAULT_LOST_MESSAGE_AFTER = 20.0
+
+# -- the web server (docs: web security) --------------------------------------------------------------------
+
+#: Host names a request to the web server may name in its ``Host`` header (any port; ``*.example.com`` for
+#: subdomains, ``*`` for any): the loopback names. A server reached under another name (bound to another
+#: interface, behind a proxy that passes the public ``Host``) needs it added (``web --allowed-host``).
+DEFAULT_WEB_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+#: Bytes of a request body the web server reads at most (a submitted definition with its params): 1 MiB.
+DEFAULT_WEB_MAX_BODY_BYTES = 1024 * 1024
+#: Failed logins one client address may make within ``wfcelery_web_auth_window`` seconds before every
+#: request from it is answered 429 (with ``Retry-After``) until the window has passed.
+DEFAULT_WEB_AUTH_FAILURES = 10
+#: Seconds over which the web server counts a client address's failed logins.
+DEFAULT_WEB_AUTH_WINDOW = 60.0
+#: Seconds a client has to send a whole request (headers and body) to the web server once it connected or
+#: its previous response ended; a connection still sending then is closed (slowloris). Responses are not
+#: bounded by it: an event stream stays open as long as it is read.
+DEFAULT_WEB_REQUEST_TIMEOUT = 10.0
+#: Most missed slots a ``catchup=True`` schedule fires after downtime (the latest ones); ``catchup=False``
+#: fires the latest missed slot only.
+DEFAULT_SCHEDULE_CATCHUP = 100
+#: Seconds between two scans of the ``wfcelery_definitions`` folder for files with a ``schedule:``: an
+#: edited or deleted file changes or removes its schedule within this delay.
+DEFAULT_SCHEDULE_SCAN = 30.0
+#: Most slots one backfill may fire.
+DEFAULT_BACKFILL_MAX = 10_000
+#: Whether the Lua scripts keep the fleet-wide counters behind ``wfcelery metrics`` and ``GET /metrics``
+#: (tracker/counters.py; docs: observability, where its measured cost is).
+DEFAULT_METRICS = True
+#: Distinct values per metric label (workflow, task, queue) before new ones count as "other".
+DEFAULT_METRICS_MAX_VALUES = 200
 
 
 @dataclass(frozen=True)
@@ -95,6 +130,14 @@ class Settings:
     web_auth: str | None = None
     #: Flower's base URL: the dashboard links each node to its task there.
     flower_url: str | None = None
+    #: Origins (``https://shop.example``) whose pages may read the web API and embed ``<wf-run-progress>``
+    #: (CORS, GET only, no credentials); none by default, and never ``*``. ``wfcelery web --cors-origin``.
+    web_cors_origins: tuple[str, ...] = ()
+    web_allowed_hosts: tuple[str, ...] = DEFAULT_WEB_ALLOWED_HOSTS
+    web_max_body_bytes: int = DEFAULT_WEB_MAX_BODY_BYTES
+    web_auth_failures: int = DEFAULT_WEB_AUTH_FAILURES
+    web_auth_window: float = DEFAULT_WEB_AUTH_WINDOW
+    web_request_timeout: float = DEFAULT_WEB_REQUEST_TIMEOUT
     redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
     follow_patience: float = DEFAULT_FOLLOW_PATIENCE
@@ -110,6 +153,7 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
+    lost_message_after: float = DEFAULT_LOST_MESSAGE_AFTER
     #: How runs are executed unless the definition or ``submit(executor=)`` says: counters or canvas.
     executor: Executor = DEFAULT_EXECUTOR
     #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
@@ -144,6 +188,15 @@ class Settings:
         create and its last settle call, each a connect plus a reply, and the settle time between)."""
         return 2 * (4 * self.redis_timeout + self.settle_seconds)
 
+    #: ``wfcelery_scheduler``: the elected scheduler loop runs inside the workers (False: only
+    #: ``wfcelery scheduler`` fires schedules).
+    scheduler: bool = True
+    schedule_catchup: int = DEFAULT_SCHEDULE_CATCHUP
+    schedule_scan: float = DEFAULT_SCHEDULE_SCAN
+    backfill_max: int = DEFAULT_BACKFILL_MAX
+    metrics: bool = DEFAULT_METRICS
+    metrics_max_values: int = DEFAULT_METRICS_MAX_VALUES
+
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
         conf = app.conf
@@ -167,6 +220,12 @@ class Settings:
             definitions=conf.get("wfcelery_definitions") or None,
             web_auth=conf.get("wfcelery_web_auth") or None,
             flower_url=conf.get("wfcelery_flower_url") or None,
+            web_cors_origins=web_origins(conf.get("wfcelery_web_cors_origins")),
+            web_allowed_hosts=_names(conf, "wfcelery_web_allowed_hosts", DEFAULT_WEB_ALLOWED_HOSTS),
+            web_max_body_bytes=_positive(conf, "wfcelery_web_max_body_bytes", DEFAULT_WEB_MAX_BODY_BYTES),
+            web_auth_failures=_positive(conf, "wfcelery_web_auth_failures", DEFAULT_WEB_AUTH_FAILURES),
+            web_auth_window=_seconds(conf, "wfcelery_web_auth_window", DEFAULT_WEB_AUTH_WINDOW),
+            web_request_timeout=_seconds(conf, "wfcelery_web_request_timeout", DEFAULT_WEB_REQUEST_TIMEOUT),
             redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
             inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
             follow_patience=_number(conf, "wfcelery_follow_patience", DEFAULT_FOLLOW_PATIENCE),
@@ -181,10 +240,17 @@ class Settings:
             unknown_grace=_number(conf, "wfcelery_unknown_grace", DEFAULT_UNKNOWN_GRACE),
             quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
             queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
+            lost_message_after=_number(conf, "wfcelery_lost_message_after", DEFAULT_LOST_MESSAGE_AFTER),
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
             submit_settle=_optional_number(conf, "wfcelery_submit_settle"),
+            scheduler=bool(conf.get("wfcelery_scheduler", True)),
+            schedule_catchup=_count(conf, "wfcelery_schedule_catchup", DEFAULT_SCHEDULE_CATCHUP),
+            schedule_scan=_number(conf, "wfcelery_schedule_scan", DEFAULT_SCHEDULE_SCAN),
+            backfill_max=_count(conf, "wfcelery_backfill_max", DEFAULT_BACKFILL_MAX),
+            metrics=bool(conf.get("wfcelery_metrics", DEFAULT_METRICS)),
+            metrics_max_values=_count(conf, "wfcelery_metrics_max_values") or DEFAULT_METRICS_MAX_VALUES,
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -206,14 +272,54 @@ def _number(conf: Any, key: str, default: float) -> float:
     return float(value)
 
 
+def _seconds(conf: Any, key: str, default: float) -> float:
+    value = _number(conf, key, default)
+    if value == 0:
+        raise ConfigurationError(f"{key} must be a number of seconds > 0, got 0")
+    return value
+
+
+def _positive(conf: Any, key: str, default: int) -> int:
+    value = conf.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{key} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _names(conf: Any, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of names (or one comma-separated string), each stripped; None: the default."""
+    value = conf.get(key)
+    if value is None:
+        return default
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple | set | frozenset):
+        raise ConfigurationError(f"{key} must be a list of names, got {value!r}")
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+def web_origins(value: Any, key: str = "wfcelery_web_cors_origins") -> tuple[str, ...]:
+    """Origins whose pages may read the web API: ``scheme://host[:port]`` each; ``*`` is refused."""
+    origins = _names({key: value}, key, ())
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if origin == "*" or not sep or scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
+            raise ConfigurationError(
+                f"{key}: {origin!r} is not an origin (http[s]://host[:port]); '*' is refused: name each "
+                "site whose pages embed the dashboard's element"
+            )
+    return tuple(o.rstrip("/") for o in origins)
+
+
 def _optional_number(conf: Any, key: str) -> float | None:
     return None if conf.get(key) is None else _number(conf, key, 0.0)
 
 
-def _count(conf: Any, key: str) -> int:
+def _count(conf: Any, key: str, default: int = 0) -> int:
     value = conf.get(key)
     if value is None:
-        return 0
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigurationError(f"{key} must be a whole number >= 0, got {value!r}")
     return value

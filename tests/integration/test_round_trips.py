@@ -90,7 +90,8 @@ def test_two_tracker_round_trips_per_node(app: Any, engine: Any, redis_url: str)
     nodes = len(wf.nodes)
     assert run.state().status is RunStatus.SUCCEEDED
     assert results["join"] == 16  # the fan-in got both parents' results from succeed.lua
-    assert calls == Counter({"EVALSHA": 2 * nodes, "EXPIRE": 1}), calls  # start + succeed per node
+    # start + succeed per node; at the run's end one pipeline keeps the plan and indexes the run's end
+    assert calls == Counter({"EVALSHA": 2 * nodes, "PIPELINE": 1}), calls
 
 
 class SubmitCountingConnection(CountingConnection):
@@ -131,7 +132,7 @@ def test_inline_chain_one_round_trip_per_node(app: Any, engine: Any, redis_url: 
     assert results["n5"] == 1 + sum(range(1, 6))  # each child got its parent's result
     assert all(n.attempts == 1 for n in state.nodes.values())
     # the first node's start, then one succeed.lua per node (each one also starts the next node)
-    assert Counter(CountingConnection.log) == Counter({"EVALSHA": nodes + 1, "EXPIRE": 1})
+    assert Counter(CountingConnection.log) == Counter({"EVALSHA": nodes + 1, "PIPELINE": 1})
 
 
 @pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)

@@ -4,7 +4,8 @@ One click group, registered twice: ``wfcelery`` (console script, its own ``-A/--
 way celery loads it, with :func:`celery.app.utils.find_app`) and ``wf`` (the ``celery.commands`` entry
 point: celery's own group loads the app and hands it over in ``ctx.obj.app``).
 
-The commands live by group in :mod:`.runs`, :mod:`.control`, :mod:`.definitions` and :mod:`.service`;
+The commands live by group in :mod:`.runs`, :mod:`.control`, :mod:`.definitions`, :mod:`.schedules`
+and :mod:`.service`;
 what they share (exit codes, errors, loading the app) in :mod:`.base`.
 
 Exit codes: 0 success; 1 the run failed (or was cancelled); 2 bad input -- an unknown run, an invalid
@@ -29,8 +30,10 @@ from wfcelery.cli.base import (
     load_app,
 )
 from wfcelery.cli.control import cancel, cleanup, pause, resume, retry
-from wfcelery.cli.definitions import graph, validate
+from wfcelery.cli.definitions import graph, schema, validate
+from wfcelery.cli.observe import metrics
 from wfcelery.cli.runs import list_, results, status, submit, watch
+from wfcelery.cli.schedules import backfill, schedule, scheduler, schedules
 from wfcelery.cli.service import demo, doctor, sweep, web
 
 __all__ = [
@@ -69,12 +72,18 @@ for _command in (
     cleanup,
     validate,
     graph,
+    schema,
     doctor,
     web,
     demo,
     sweep,
     token,
     audit,
+    schedules,
+    schedule,
+    backfill,
+    scheduler,
+    metrics,
 ):
     wf.add_command(_command)
 

@@ -4,7 +4,8 @@ Each check gives one :class:`Finding`: healthy (``ok=True``), a problem with its
 could not be checked (``ok=None``: the tracker or broker is unreachable, so what depends on it is
 unknown). :func:`exit_code` maps them to the CLI's exit codes: 0 healthy, 1 findings, 2 cannot check.
 
-The checks: the tracker's Redis (reachable, ``maxmemory-policy``; its role, replicas and their lag --
+The checks: the app's task modules (imported as its workers import them) and the tasks the definitions
+given name; the tracker's Redis (reachable, ``maxmemory-policy``; its role, replicas and their lag --
 behind Sentinel, no replica or a lagging one is a problem); the broker (reachable, login, vhost);
 ``task_always_eager``; JSON in ``accept_content`` (node messages are JSON, even in pickle apps); the
 queues of the definitions given (and of live runs) against the queues live workers consume; Redis
@@ -21,7 +22,9 @@ from typing import Any
 
 from wfcelery.client.engine import Engine
 from wfcelery.definition.model import Workflow
-from wfcelery.errors import ConfigurationError, RunNotFound, WfCeleryError
+from wfcelery.definition.registry import did_you_mean, task_names
+from wfcelery.errors import ConfigurationError, RunNotFound, TaskImportError, WfCeleryError
+from wfcelery.messaging.consumers import describe_shared
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.settings import check_json_accepted, check_not_eager
 from wfcelery.tracker.connection import is_sentinel, topology
@@ -64,7 +67,7 @@ def diagnose(engine: Engine, definitions: Sequence[Workflow] = ()) -> list[Findi
         settings = engine.settings
     except ConfigurationError as e:
         return [Finding("configuration", False, str(e), _config_fix(str(e)))]
-    findings = [_eager(app), _serializer(app), _tracker(engine), _broker(app)]
+    findings = [_eager(app), _serializer(app), _tracker(engine), _broker(app), _tasks(app, definitions)]
     reachable = findings[2].ok is not None and findings[3].ok is not None
     if findings[2].ok is not None:
         findings.append(replication_finding(engine))
@@ -107,6 +110,36 @@ def _serializer(app: Any) -> Finding:
     serializer = app.conf.task_serializer
     note = " (node messages are JSON per message; your own tasks keep it)" if serializer != "json" else ""
     return Finding("serializer", True, f"task_serializer {serializer!r}, workers accept JSON{note}")
+
+
+def _tasks(app: Any, definitions: Sequence[Workflow]) -> Finding:
+    """The app's task modules import (as its workers import them) and register every task the
+    definitions name."""
+    try:
+        registered = task_names(app)
+    except TaskImportError as e:
+        return Finding(
+            "tasks",
+            False,
+            str(e),
+            "fix that module (or the imports/include setting naming it): workers fail to start on it too",
+        )
+    missing = [
+        f"{wf.name}.{node.name}: {node.task!r}{did_you_mean(node.task, registered)}"
+        for wf in definitions
+        for node in wf.nodes.values()
+        if node.task not in registered and node.task not in app.tasks
+    ]
+    if missing:
+        return Finding(
+            "tasks",
+            False,
+            f"tasks not registered in app {app.main!r}: " + "; ".join(missing),
+            "define them in a module the app imports (include=[...], imports=[...] or "
+            "app.autodiscover_tasks()), or fix the task names in the definitions",
+        )
+    scope = f"; every task of {len(definitions)} definitions registered" if definitions else ""
+    return Finding("tasks", True, f"app {app.main!r} registers {len(registered)} tasks{scope}")
 
 
 def _tracker(engine: Engine) -> Finding:
@@ -233,6 +266,13 @@ def _queues(engine: Engine, plans: Sequence[Plan]) -> Finding:
             needed.setdefault(queue, set()).add(f"{plan.name}.{node}")
     missing = consumers.missing(needed)
     workers = ", ".join(f"{w} ({', '.join(sorted(q))})" for w, q in sorted(consumers.workers.items()))
+    if consumers.shared:
+        return Finding(
+            "queues",
+            False,
+            "; ".join(describe_shared(consumers)) + f"; live workers: {workers}",
+            "restart those workers with distinct node names: celery -A <your app> worker -Q io -n io@%h",
+        )
     if missing:
         detail = "; ".join(f"{q!r} (nodes {', '.join(sorted(needed[q]))})" for q in missing)
         return Finding(

@@ -61,6 +61,7 @@ class FailAction(str, Enum):
     GONE = "gone"
     RETRYING = "retrying"
     RETRY = "retry"
+    DEFERRED = "deferred"  # a retry while the run is paused: resume queues it
     FAILED = "failed"
 
 
@@ -81,12 +82,16 @@ class Finish:
     status: str
     callback: str | None  # the on_success / on_failure signature as JSON, if the run has one
     epoch: int
+    run_key: str | None = None  # the run's key, if it has one: it gets the run's TTL
+    created_ms: int = 0  # when the run was created (its key in the history index)
 
     @classmethod
     def from_reply(cls, reply: Any) -> Finish | None:
         if not reply:
             return None
-        return cls(str(reply[0]), reply[1] or None, int(reply[2]))
+        run_key = (reply[3] or None) if len(reply) > 3 else None
+        created = int(reply[4]) if len(reply) > 4 and reply[4] else 0
+        return cls(str(reply[0]), reply[1] or None, int(reply[2]), run_key, created)
 
 
 @dataclass(frozen=True)
@@ -126,12 +131,14 @@ class StartOutcome:
     run: bool
     reason: StartReason
     attempt: int = 0
+    waited_ms: int | None = None  # how long the node waited QUEUED (None: not known, e.g. a retry)
 
     @classmethod
     def from_reply(cls, reply: Any) -> StartOutcome:
-        verdict, _, attempt = str(reply).partition(":")
+        verdict, _, rest = str(reply).partition(":")
+        attempt, _, waited = rest.partition(":")
         reason = StartReason(verdict)
-        return cls(reason is StartReason.OK, reason, int(attempt or 0))
+        return cls(reason is StartReason.OK, reason, int(attempt or 0), int(waited) if waited else None)
 
 
 @dataclass(frozen=True)
@@ -170,7 +177,8 @@ class SucceedOutcome:
 @dataclass(frozen=True)
 class FailOutcome:
     """fail.lua: ``action`` is 'ignored', 'gone' (no such run), 'retrying' (Celery retries), 'retry'
-    (re-publish at ``epoch`` after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the
+    (re-publish at ``epoch`` after a backoff for ``attempts``, counted since the node's retries were last
+    given), 'deferred' (a retry the paused run's resume queues) or 'failed' (for good; ``revoke`` the
     queued nodes fail_fast ended; ``released``: nodes a trigger rule queued at ``epoch``, to publish with
     ``params``)."""
 

@@ -17,7 +17,9 @@ from wfcelery.errors import RunNotFound, TrackerError
 from wfcelery.tracker.access import Access, AuditEntry
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.fleet import Fleet
+from wfcelery.tracker.history import ENDED_INDEXED, HistoryIndex
 from wfcelery.tracker.keys import Slot
+from wfcelery.tracker.metering import Metering
 from wfcelery.tracker.outcomes import (
     CreateOutcome,
     CreateResult,
@@ -38,10 +40,11 @@ from wfcelery.tracker.records import (
     dropped_field,
     unconfirmed_error,
 )
+from wfcelery.tracker.runkeys import RunKeys
 from wfcelery.tracker.states import NodeStatus, RunStatus
 
 
-class Tracker(Reads, Fleet, Access):
+class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------
@@ -76,7 +79,8 @@ class Tracker(Reads, Fleet, Access):
         the plan key: runs of one definition share it, so only its creator may delete it again
         (:meth:`delete_run` after a submit that could not publish)."""
         k, ttl = self.keys, self.settings.run_ttl
-        nodes = {str(i): NodeRecord(NodeStatus.QUEUED.code).encode() for i in roots}
+        queued = NodeRecord(NodeStatus.QUEUED.code, queued_ms=0).encode()  # queued at the run's creation
+        nodes = dict.fromkeys((str(i) for i in roots), queued)
         events = "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
         args: list[Any] = [
             json.dumps({f: str(v) for f, v in record.items()}),
@@ -92,12 +96,13 @@ class Tracker(Reads, Fleet, Access):
                 pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
                 pipe.expire(k.plan(plan_digest), ttl * 2)
                 pipe.zadd(k.index, {run_id: record["created"]})
+                pipe.zadd(k.runs_of(str(record["name"])), {run_id: record["created"]})
                 pipe.sadd(k.live, run_id)
                 plan_created = bool(pipe.execute()[0])
             reply = self._run_script("create", run_id, args, [k.void(run_id)], f"create run {run_id}")
             out = CreateOutcome.from_reply(reply)
             return replace(out, plan_created=plan_created)
-        extra = [k.void(run_id), k.plan(plan_digest), k.index, k.live]
+        extra = [k.void(run_id), k.plan(plan_digest), k.index, k.live, k.runs_of(str(record["name"]))]
         reply = self._run_script("create", run_id, [*args, plan_blob, ttl * 2], extra, f"create run {run_id}")
         return CreateOutcome.from_reply(reply)
 
@@ -263,20 +268,33 @@ class Tracker(Reads, Fleet, Access):
                 pipe.hget(self.keys.run(other), "plan")
             return digest in pipe.execute()
 
-    def delete_run(self, run_id: str, plan_digest: str | None = None) -> None:
-        """Delete every key of the run and its entries in the index, the gate and the live set.
+    def delete_run(
+        self,
+        run_id: str,
+        plan_digest: str | None = None,
+        run_key: str | None = None,
+        workflow: str | None = None,
+    ) -> None:
+        """Delete every key of the run and its entries in the indexes (``workflow``: its name, for the
+        history's index of it), the gate and the live set; and its ``run_key``, if the run still holds it.
 
         ``plan_digest``: also delete that plan. Only a submit whose publish failed passes it, and only
         when its own :meth:`create_run` created the plan: other runs of the definition share the key."""
         with converted_errors(f"delete run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.delete(*self.keys.run_keys(run_id))
+            self.scripts["drop"](keys=self.script_keys(run_id), client=pipe)
             pipe.zrem(self.keys.index, run_id)
+            if workflow is not None:
+                pipe.zrem(self.keys.runs_of(workflow), run_id)
+            for status in ENDED_INDEXED:
+                pipe.zrem(self.keys.runs_ended(status), run_id)
             pipe.hdel(self.keys.gate, run_id)
             pipe.srem(self.keys.live, run_id)
             if plan_digest is not None:
                 pipe.delete(self.keys.plan(plan_digest))
             pipe.execute()
+        if run_key is not None:  # after the run: a key left behind names a gone run, which is taken over
+            self.release_key(run_key, run_id)
 
     # -- worker gate ------------------------------------------------------------------------------------
 

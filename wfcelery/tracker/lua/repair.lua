@@ -31,7 +31,11 @@ if not status then
 end
 
 if op == 'finish' then
-  return {'finished', 0, 0, maybe_finish()}
+  local finish = maybe_finish()
+  if finish then
+    count_run('x\tfinished', 1)
+  end
+  return {'finished', 0, 0, finish}
 end
 
 if op == 'void' then
@@ -73,15 +77,13 @@ end
 if status ~= 'RUNNING' then
   settle_slot(idx, n, 'X')
   touch_if_finished(status)
+  count_run('x\trevoked', 1)
   return {'revoked', 0, lost, false}
 end
 if lost >= limit then
   return {'quarantine', n.e, lost, false}
 end
 local epoch = redis.call('HINCRBY', K_RUN, 'epoch', 1)
-n.s = 'Q'
-n.e = epoch
-n.fi = ''
-put_node(idx, n)
-event(idx, 'Q', epoch)
+queue_node(idx, n, epoch)
+count_run('x\trequeued', 1)
 return {'requeue', epoch, lost, false}

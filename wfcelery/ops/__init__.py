@@ -1,0 +1,2 @@
+"""The operations layer: run keys, schedules and the scheduler loop, on the tracker, used by both the
+client API and the worker side (neither imports the other; both import this)."""
