@@ -13,6 +13,7 @@
      |    +-- ParamError            a ${name} placeholder with no value in the run's params
      |    +-- NotSeriesParallel     Celery canvas cannot express the DAG exactly (to_canvas)
      |    +-- LimitError            over a bound: nesting depth, message, plan or YAML size (limits.py)
+     |    +-- NestingError          a sub-workflow unknown, running itself, or nested too deep
      +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
      +-- NoWorkerError              submit(require_workers=True): a node's queue has no live consumer
      +-- BrokerUnavailable (also ConnectionError)   the Celery broker refused or did not answer
@@ -20,6 +21,7 @@
      |    +-- TrackerUnavailable (also ConnectionError)   Redis cannot be reached or timed out
      +-- RunNotFound                no run with that id (never created, cleaned up or expired)
      +-- ControlError               pause/resume/cancel/retry/cleanup refused in this state
+     |    +-- SignalRefused         run.signal() to a node that is not waiting for one
      +-- RunFailed                  run.wait() on a run that ended FAILED or CANCELLED
      +-- WaitTimeout (also TimeoutError)
 """
@@ -88,6 +90,11 @@ class LimitError(DefinitionError):
     """A definition, its params or a YAML file is over a bound of :mod:`wfcelery.definition.limits`."""
 
 
+class NestingError(DefinitionError):
+    """A sub-workflow node names a workflow that is not registered, that runs itself (directly or through
+    others), or nests deeper than ``wfcelery_max_nesting``."""
+
+
 class ConfigurationError(WfCeleryError):
     """wfcelery cannot work with this Celery app's configuration."""
 
@@ -118,6 +125,16 @@ class RunNotFound(WfCeleryError):
 
 class ControlError(WfCeleryError):
     """A control operation is not allowed in the run's current state."""
+
+
+class SignalRefused(ControlError):
+    """``run.signal(node, ...)`` refused, nothing changed: the node is not a wait node, has not been reached,
+    is done (a second signal), or its run is paused or finished. ``reason`` is a
+    :class:`~wfcelery.ops.waits.SignalVerdict` value."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class RunFailed(WfCeleryError):

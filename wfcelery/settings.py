@@ -11,6 +11,7 @@ from typing import Any
 
 from wfcelery.definition.executor import DEFAULT_EXECUTOR, Executor
 from wfcelery.definition.limits import Limits
+from wfcelery.definition.waits import DEFAULT_MAX_NESTING
 from wfcelery.errors import ConfigurationError
 
 #: Prefix of every Redis key wfcelery writes.
@@ -114,6 +115,9 @@ class Settings:
     #: Inline continuation: how many released single children in a row a worker may run itself, right
     #: after their parent, without a broker round trip (0: off; docs: running and control).
     inline_depth: int = 0
+    #: ``wfcelery_max_nesting``: levels of sub-workflows a run may nest (a child run of a child run is
+    #: two); deeper definitions are refused at submit (docs: waiting for the world).
+    max_nesting: int = DEFAULT_MAX_NESTING
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -154,6 +158,7 @@ class Settings:
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
+            max_nesting=_count(conf, "wfcelery_max_nesting", DEFAULT_MAX_NESTING),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -175,10 +180,10 @@ def _number(conf: Any, key: str, default: float) -> float:
     return float(value)
 
 
-def _count(conf: Any, key: str) -> int:
+def _count(conf: Any, key: str, default: int = 0) -> int:
     value = conf.get(key)
     if value is None:
-        return 0
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigurationError(f"{key} must be a whole number >= 0, got {value!r}")
     return value

@@ -55,9 +55,18 @@ def publish_released(
         pending = publish_segments(tracker, dispatch, plan, run_id, pending, params, known or {})
     while pending:
         results = _parent_results(tracker, plan, run_id, [i for i, _ in pending], known or {})
-        ready, pending = _evaluate(tracker, dispatch, plan, run_id, pending, params, results, finishes)
+        waiting: list[tuple[int, int]] = []
+        ready, pending = _evaluate(
+            tracker, dispatch, plan, run_id, pending, params, results, finishes, waiting
+        )
         if ready:
             dispatch.publish(plan, run_id, ready, params, producer=producer)
+        if waiting:
+            from wfcelery.ops.arming import arm_nodes  # ops publishes through this module: imported here
+
+            armed = arm_nodes(tracker, dispatch, plan, run_id, waiting, params)
+            pending += armed.released
+            finishes += armed.finishes
     return finishes
 
 
@@ -149,8 +158,10 @@ def _evaluate(
     params: Mapping[str, Any],
     results: Mapping[Slot, Any],
     finishes: list[Finish],
+    waiting: list[tuple[int, int]],
 ) -> tuple[list[tuple[Slot, int, list[Any]]], list[tuple[int, int]]]:
-    """Split ``pending`` into messages to send and the nodes that skips released next."""
+    """Split ``pending`` into messages to send and the nodes that skips released next (nodes with no task
+    go to ``waiting``: they are armed, not published)."""
     ready: list[tuple[Slot, int, list[Any]]] = []
     more: list[tuple[int, int]] = []
     for index, epoch in pending:
@@ -171,6 +182,9 @@ def _evaluate(
                 more += [(i, skipped.epoch) for i in skipped.released]
                 finishes += [skipped.finish] if skipped.finish else []
                 continue
+        if not node.has_task:
+            waiting.append((index, epoch))
+            continue
         if node.map is None:
             ready.append((index, epoch, parent_results))
             continue

@@ -62,10 +62,11 @@ class Fleet(TrackerBase):
             values = mget_nonatomic(keys) if mget_nonatomic is not None else self.client.mget(keys)
         return dict(zip(hostnames, values, strict=True))
 
-    def elect(self, hostname: str, ttl: float) -> bool:
-        """Take or keep the reconciler's lease for ``ttl`` seconds; False when another worker holds it.
-        One round trip (two for the holder, which renews it): every worker calls it every heartbeat."""
-        key, ms = self.keys.reconciler, int(ttl * 1000)
+    def elect(self, hostname: str, ttl: float, lease: str | None = None) -> bool:
+        """Take or keep the reconciler's lease (or the ``lease`` key's: the timer loop's) for ``ttl``
+        seconds; False when another worker holds it. One round trip (two for the holder, which renews
+        it): every worker calls it every heartbeat."""
+        key, ms = lease or self.keys.reconciler, int(ttl * 1000)
         with converted_errors("elect the reconciler"):
             pipe = self.client.pipeline(transaction=False)
             pipe.set(key, hostname, nx=True, px=ms)

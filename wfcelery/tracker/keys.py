@@ -21,6 +21,13 @@ key layout on the design page of the docs; values are encoded and decoded by
     <prefix>:worker:<hostname> worker()        a worker's heartbeat
     <prefix>:workers           workers         the workers the reconciler watches
     <prefix>:reconciler        reconciler      the reconciler's lease
+
+    <prefix>:timers            timers          due times of durable sleeps and wait timeouts (ZSET, ms)
+    <prefix>:timers:lease      timers_lease    the timer loop's lease
+    <prefix>:signals           signals         nodes waiting for a signal (ZSET, since ms): "Waiting for you"
+
+The timers' and signals' keys carry no hash tag (they index nodes of every run): on a Redis Cluster they
+are written beside a run's transition, never inside its Lua script (``ops/waits.py``).
 """
 
 from __future__ import annotations
@@ -94,6 +101,18 @@ class Keys:
     @property
     def reconciler(self) -> str:
         return f"{self.prefix}:reconciler"
+
+    @property
+    def timers(self) -> str:
+        return f"{self.prefix}:timers"
+
+    @property
+    def timers_lease(self) -> str:
+        return f"{self.prefix}:timers:lease"
+
+    @property
+    def signals(self) -> str:
+        return f"{self.prefix}:signals"
 
 
 #: A wfcelery task id: run id (uuid4 hex), node index (``<node>.<instance>`` for an instance of a mapped
