@@ -25,6 +25,7 @@ PACKAGES: dict[str, tuple[int, str]] = {
     "_redis_server": (0, "core"),
     "tracker": (1, "tracker"),
     "messaging": (1, "tracker"),
+    "ops": (1, "tracker"),
     "client": (2, "client"),
     "worker": (2, "worker"),
     "install": (3, "surface"),

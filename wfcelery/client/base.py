@@ -14,6 +14,7 @@ from wfcelery.client.run import RunSummary, build_state
 from wfcelery.definition.model import Workflow
 from wfcelery.messaging.consumers import ConsumerCheck, node_queue, unconsumed
 from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.ops.subruns import after_end
 from wfcelery.plan.compiler import Plan, PlanCache
 from wfcelery.settings import Settings
 from wfcelery.tracker.outcomes import Finish
@@ -69,7 +70,7 @@ class EngineBase:
     def node_queues(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, str]:
         """``{node: queue}``: the queue each node's message goes to, as the app's router picks it."""
         nodes = plan.nodes if indexes is None else [plan.nodes[i] for i in indexes]
-        return {n.name: self.queue_of(n.task, n.queue) for n in nodes}
+        return {n.name: self.queue_of(n.task, n.queue) for n in nodes if n.has_task}
 
     def unconsumed(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, list[str]]:
         """``{queue: [node, ...]}`` for the nodes whose queue no live worker consumes right now."""
@@ -111,3 +112,4 @@ class EngineBase:
     def _ended(self, run_id: str, finish: Finish | None) -> None:
         if finish is not None:
             self.dispatch.callback(run_id, finish.status, finish.callback)
+            after_end(self.tracker, self.dispatch, run_id, finish)  # its parent run, its child runs

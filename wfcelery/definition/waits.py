@@ -196,11 +196,14 @@ def children_of(wf: Workflow) -> list[str]:
 
 
 def check_nesting(
-    wf: Workflow, lookup: Callable[[str], Workflow | None], max_nesting: int = DEFAULT_MAX_NESTING
+    wf: Workflow,
+    lookup: Callable[[str], Workflow | None],
+    max_nesting: int = DEFAULT_MAX_NESTING,
+    strict: bool = True,
 ) -> None:
-    """Every sub-workflow ``wf`` runs is known to ``lookup``, none runs itself (directly or through
-    others), and runs nest at most ``max_nesting`` levels below ``wf``. Raises :class:`NestingError`
-    (a ``DefinitionError``) naming the path."""
+    """Every sub-workflow ``wf`` runs is known to ``lookup`` (``strict=False``: an unknown one is not
+    looked into), none runs itself (directly or through others), and runs nest at most ``max_nesting``
+    levels below ``wf``. Raises :class:`NestingError` (a ``DefinitionError``) naming the path."""
 
     def visit(current: Workflow, path: list[str]) -> None:
         for node in current.nodes.values():
@@ -217,6 +220,8 @@ def check_nesting(
                     f"({' -> '.join(chain)}; wfcelery_max_nesting)"
                 )
             child = lookup(node.subworkflow)
+            if child is None and not strict:
+                continue
             if child is None:
                 raise NestingError(
                     f"node {node.name!r} of workflow {current.name!r} runs workflow {node.subworkflow!r}, "

@@ -29,7 +29,6 @@ from typing import Any
 
 from wfcelery.definition.model import Workflow
 from wfcelery.definition.params import substitute
-from wfcelery.definition.waits import check_nesting
 from wfcelery.errors import ControlError, DefinitionError, RunNotFound, TrackerError, WfCeleryError
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import fail_node, publish_instances, publish_released, revoke_canvas
@@ -37,7 +36,7 @@ from wfcelery.ops.waits import encode_result, waits_of
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.outcomes import Finish, HaltOutcome, ReplanOutcome, SucceedOutcome
-from wfcelery.tracker.records import NodeRecord, RunRecord, new_run
+from wfcelery.tracker.records import NodeRecord, ParentLink, RunRecord, new_run
 from wfcelery.tracker.states import NodeStatus, RunStatus, WaitKind
 from wfcelery.tracker.store import Tracker
 
@@ -53,11 +52,10 @@ def compile_subplans(
     lookup: Callable[[str], Workflow | None],
     compile_one: Callable[[Workflow, Mapping[str, str]], Plan],
 ) -> dict[str, str]:
-    """Check ``wf``'s sub-workflows (:func:`~wfcelery.definition.waits.check_nesting`), compile each
-    child (and theirs) with ``compile_one(child, its own subplans)``, store the plans in the tracker, and
-    return the digest of each sub-workflow node's child plan by node name (``compile_workflow``'s
-    ``subplans``)."""
-    check_nesting(wf, lookup, tracker.settings.max_nesting)
+    """Compile each child of ``wf``'s sub-workflow nodes (and theirs) with ``compile_one(child, its own
+    subplans)``, store the plans in the tracker, and return the digest of each sub-workflow node's child
+    plan by node name (``compile_workflow``'s ``subplans``). ``wf`` passed
+    :func:`~wfcelery.definition.waits.check_nesting` with ``lookup``."""
     found: dict[str, str] = {}
     for node in wf.nodes.values():
         if node.subworkflow is None:
@@ -155,7 +153,7 @@ def create_child(
         events_maxlen=tracker.settings.events_maxlen,
         done_channel=tracker.keys.done_channel(child_id),
         executor=child.executor,
-        parent=(run_id, index),
+        parent=ParentLink(run_id, index, node.name),
     )
     tracker.create_run(child_id, record, child.roots, digest, child.blob)
     try:
@@ -201,7 +199,7 @@ def after_end(tracker: Tracker, dispatch: Dispatcher, run_id: str, finish: Finis
 def child_ended(tracker: Tracker, dispatch: Dispatcher, child_id: str, record: RunRecord) -> None:
     """Settle the parent's node of a child run that ended (nothing when it no longer waits on it)."""
     assert record.parent is not None
-    parent_id, index = record.parent
+    parent_id, index = record.parent.run_id, record.parent.index
     try:
         parent, nodes, _ = tracker.read_run(parent_id, only=[index])
     except RunNotFound:

@@ -182,6 +182,11 @@ class Waits:
         with converted_errors("add a timer"):
             self.tracker.client.zadd(self.keys.timers, {entry.encode(): due_ms})
 
+    def ensure_timer(self, entry: TimerEntry, due_ms: int) -> bool:
+        """Add a timer unless it is there (True: it was missing)."""
+        with converted_errors("add a timer"):
+            return bool(self.tracker.client.zadd(self.keys.timers, {entry.encode(): due_ms}, nx=True))
+
     def due_timers(self, now_ms: int, limit: int) -> list[tuple[TimerEntry, int]]:
         """Timers due by ``now_ms``, earliest first."""
         with converted_errors("read the due timers"):

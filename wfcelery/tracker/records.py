@@ -18,8 +18,9 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
   :func:`remaining_nodes`.
 * **message headers** of every node's task message: ``wf_run``, ``wf_node``, ``wf_plan``.
 * **wait mark** (run record field ``wt:<node>``) of a node with no task, written when it was armed:
-  ``<s|t|r>|<ms, Redis clock, or empty>|<child run id or empty>`` -- :class:`WaitMark`; **parent link** of a
-  child run (run record field ``parent``): ``<parent run id>|<node index>`` -- :func:`parent_value`.
+  ``<s|t|r>|<ms, Redis clock, or empty>|<child run id or empty>`` -- :class:`WaitMark`; **parent link**
+  of a child run (run record field ``parent``): ``<parent run>|<node index>|<node name>`` --
+  :class:`ParentLink`.
 * **timer** (``timers`` ZSET member, scored by its due time in ms): ``<run id>|<node>|<epoch>`` --
   :class:`TimerEntry`; **signal wait** (``signals`` ZSET member): ``<run id>|<node>`` -- the same, epoch 0.
 """
@@ -71,7 +72,7 @@ DROPPED_FIELD_PREFIX = "u:"
 #: Prefix of the run-record fields that say what a node with no task waits for: ``wt:<node>`` ->
 #: :class:`WaitMark`.
 WAIT_FIELD_PREFIX = "wt:"
-#: Run-record field of a child run naming its parent run and node (:func:`parent_value`).
+#: Run-record field of a child run naming its parent run and node (:class:`ParentLink`).
 PARENT_FIELD = "parent"
 
 
@@ -115,7 +116,7 @@ def new_run(
     on_success: Mapping[str, Any] | None = None,
     on_failure: Mapping[str, Any] | None = None,
     executor: Executor = Executor.COUNTERS,
-    parent: tuple[str, int] | None = None,
+    parent: ParentLink | None = None,
 ) -> dict[str, str | int]:
     """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
     record: dict[str, str | int] = {
@@ -134,7 +135,7 @@ def new_run(
         "executor": executor.value,
     }
     if parent is not None:
-        record[PARENT_FIELD] = parent_value(*parent)
+        record[PARENT_FIELD] = parent.encode()
     if on_success:
         record["on_success"] = json.dumps(on_success)
     if on_failure:
@@ -166,8 +167,8 @@ class RunRecord:
     executor: Executor = Executor.COUNTERS
     #: What each armed node with no task waits (or waited) for, by node index.
     waits: dict[int, WaitMark] = field(default_factory=dict)
-    #: A child run's parent run and node index.
-    parent: tuple[str, int] | None = None
+    #: A child run's parent run and node.
+    parent: ParentLink | None = None
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -195,7 +196,7 @@ class RunRecord:
                 for f, v in h.items()
                 if f.startswith(WAIT_FIELD_PREFIX)
             },
-            parent=parse_parent(h.get(PARENT_FIELD)),
+            parent=ParentLink.decode(h[PARENT_FIELD]) if h.get(PARENT_FIELD) else None,
         )
 
 
@@ -203,16 +204,21 @@ def wait_field(index: int) -> str:
     return f"{WAIT_FIELD_PREFIX}{index}"
 
 
-def parent_value(run_id: str, index: int) -> str:
-    """A child run's ``parent`` field: its parent run and the sub-workflow node's index."""
-    return f"{run_id}|{index}"
+@dataclass(frozen=True)
+class ParentLink:
+    """A child run's ``parent`` field: the parent run, and the index and name of its sub-workflow node."""
 
+    run_id: str
+    index: int
+    node: str
 
-def parse_parent(raw: str | None) -> tuple[str, int] | None:
-    if not raw:
-        return None
-    run_id, _, index = raw.partition("|")
-    return run_id, int(index)
+    def encode(self) -> str:
+        return f"{self.run_id}|{self.index}|{self.node}"
+
+    @classmethod
+    def decode(cls, raw: str) -> ParentLink:
+        run_id, index, node = raw.split("|", 2)
+        return cls(run_id, int(index), node)
 
 
 _WAIT_LETTERS = {WaitKind.SIGNAL: "s", WaitKind.TIME: "t", WaitKind.RUN: "r"}

@@ -12,7 +12,8 @@ from celery import Celery
 
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
-from wfcelery.messaging.release import map_elements
+from wfcelery.messaging.release import map_elements, publish_released
+from wfcelery.ops.subruns import after_end
 from wfcelery.plan.compiler import Plan, PlanCache
 from wfcelery.settings import Settings
 from wfcelery.tracker.keys import Slot, split_slot
@@ -109,6 +110,7 @@ class WorkerBase:
         if finish.status != RunStatus.SUCCEEDED.value:
             self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
         self.dispatch.callback(run_id, finish.status, finish.callback)
+        after_end(self.tracker, self.dispatch, run_id, finish)  # its parent run, its child runs
 
     def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None:
         """Publish node (or instance) ``slot`` again at ``epoch`` with its stored parent results (an
@@ -116,6 +118,12 @@ class WorkerBase:
         record = self.tracker.run_record(run_id)
         plan = self.plans.get(record.plan)
         index, instance = split_slot(slot)
+        if not plan.nodes[index].has_task:  # a wait, a sleep, a sub-workflow: armed, not published
+            for finish in publish_released(
+                self.tracker, self.dispatch, plan, run_id, [(index, epoch)], record.params
+            ):
+                self.ended(plan, run_id, finish)
+            return
         parents = plan.nodes[index].parents
         if instance is None:
             results = self.tracker.results(run_id, parents)

@@ -21,7 +21,9 @@ live run every few seconds. A sweep reads every live run (``<prefix>:live``) and
   another worker took it meanwhile;
 * a node QUEUED at the same epoch for ``wfcelery_queued_timeout`` seconds is re-published under a new epoch,
   once per epoch (its message may be lost; a node merely waiting in a backlog goes to the back once);
-* a RUNNING run whose nodes are all terminal ends.
+* a RUNNING run whose nodes are all terminal ends;
+* what nodes with no task need beside their transitions: a timer, a child run started or settled, a
+  child run whose parent no longer waits on it cancelled (``ops/sweep.py``).
 
 Judging a worker gone needs care after a tracker outage: every heartbeat may have expired while Redis was
 away. The in-worker reconciler therefore only acts on a heartbeat it has itself seen missing for a whole
@@ -42,12 +44,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from celery.worker import state as worker_state
 
 from wfcelery.errors import RunNotFound, TrackerUnavailable
+from wfcelery.ops.sweep import Seen, sweep_waits
 from wfcelery.tracker.keys import Slot, parse_task_id, run_of, split_slot, task_id
 from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
 from wfcelery.tracker.states import NodeStatus
 
 if TYPE_CHECKING:
+    from wfcelery.messaging.dispatch import Dispatcher
     from wfcelery.plan.compiler import Plan, PlanCache
     from wfcelery.tracker.outcomes import Finish
     from wfcelery.tracker.store import Tracker
@@ -130,6 +134,8 @@ class Repairs(Protocol):
     def plans(self) -> PlanCache: ...
     @property
     def outage(self) -> Outage: ...
+    @property
+    def dispatch(self) -> Dispatcher: ...
 
     def node_failed(
         self,
@@ -159,6 +165,7 @@ class Reconciler:
         self._queued_since: dict[tuple[str, Slot, int], float] = {}
         self._queued_requeued: set[tuple[str, Slot, int]] = set()  # (run, node, epoch) this loop re-sent
         self.restarted: list[str] = []
+        self._waits: Seen = {}  # nodes with no task a sweep found suspicious (ops/sweep.py)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -300,6 +307,8 @@ class Reconciler:
                     (run_id, index, mark.epoch), plan.digest, error, FailMode.QUARANTINED, 0
                 )
                 repairs.append(Repair(run_id, _name(plan, index), "failed", error["message"]))
+        waits = sweep_waits(self.tracker, self.side.dispatch, run_id, record, nodes, self._waits)
+        repairs += [Repair(run_id, name, action, why) for name, action, why in waits]
         if record.done >= record.total and record.status.value == "RUNNING":
             out = self.tracker.repair(run_id, "finish")
             if out.finish:

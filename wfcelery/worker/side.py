@@ -28,6 +28,7 @@ from kombu.utils.json import loads as json_loads
 from wfcelery.definition.limits import Limits, depth
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.messaging.release import publish_released, revoke_canvas
+from wfcelery.ops.timers import TimerLoop
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import Slot, parse_task_id, split_slot, task_id
 from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
@@ -317,8 +318,8 @@ class WorkerSide(Inline):
         self.tracker.mark_dropped(parsed[0], parsed[1], mark.encode())
 
     def start_services(self, hostname: str) -> None:
-        """Heartbeat, reconciler (when ``wfcelery_sweep_interval`` > 0) and outbox replay, in threads of
-        the worker's main process."""
+        """Heartbeat, reconciler (when ``wfcelery_sweep_interval`` > 0), the timer loop (sleeps and wait
+        timeouts: ``ops/timers.py``) and outbox replay, in threads of the worker's main process."""
         self.hostname = hostname
         self._services: list[Any] = [
             Heartbeat(self.tracker, hostname, self.settings.heartbeat, self.outage),
@@ -326,6 +327,7 @@ class WorkerSide(Inline):
         ]
         if self.settings.sweep_interval > 0:
             self._services.append(Reconciler(self, hostname))
+        self._services.append(TimerLoop(self.tracker, self.dispatch, hostname, self.outage))
         for service in self._services:
             service.start()
 

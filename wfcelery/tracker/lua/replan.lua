@@ -1,7 +1,8 @@
 -- replan: resume a PAUSED run, or retry a FAILED / CANCELLED one, under a new epoch.
 -- Every node that has not succeeded and is not running is planned again under the new epoch: queued now if
 -- all its parents succeeded, else pending with its dependency counter recomputed from its parents' current
--- states.
+-- states. A WAITING node (a wait, a sleep, a child run: ops/lua/arm.lua) keeps waiting, as a running one
+-- keeps running: its timer and its child run stay as they are.
 -- Atomic, so a node that finishes meanwhile is counted exactly once.
 -- ARGV[1] operation: 'resume' | 'retry'
 -- ARGV[2] JSON [[node index, [parent indexes]], ...] for every node of the plan
@@ -70,7 +71,7 @@ for _, entry in ipairs(spec) do
   local mapped = run_field('m:' .. idx)
   if mapped and n.s ~= 'S' then
     requeue_instances(idx, n, tonumber(mapped), epoch, instances)
-  elseif n.s ~= 'S' and n.s ~= 'R' then
+  elseif n.s ~= 'S' and n.s ~= 'R' and n.s ~= 'W' then
     local ok = 0
     for _, p in ipairs(parents) do
       if states[p].s == 'S' then
