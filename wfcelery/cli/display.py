@@ -16,9 +16,10 @@ from typing import Any, TextIO
 import click
 
 from wfcelery.client.run import Run, RunSummary
+from wfcelery.definition.waits import NodeKind
 from wfcelery.errors import TrackerUnavailable
 from wfcelery.tracker.records import Event
-from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
+from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus, WaitKind
 
 #: Colour of each status on a terminal (click strips colours when the output is not one).
 COLORS: dict[str, str | None] = {
@@ -30,6 +31,7 @@ COLORS: dict[str, str | None] = {
     "FAILED": "red",
     "SKIPPED": "magenta",
     "REVOKED": "yellow",
+    "WAITING": "magenta",
     "PAUSED": "yellow",
     "CANCELLED": "red",
 }
@@ -90,7 +92,25 @@ def run_duration(state: RunState, now: float | None = None) -> float:
     return max(0.0, (end or time.time()) - run_origin(state))
 
 
+def waiting_text(node: NodeState, now: float | None = None) -> str:
+    """What a WAITING node waits for: ``a signal (times out in 1h59m)``, ``time: 2m10s left``, ``child run
+    <id>``; '' for a node that is not waiting."""
+    wait = node.waiting
+    if wait is None or node.status is not NodeStatus.WAITING:
+        return ""
+    left = None if wait.until is None else max(0.0, wait.until - (now or time.time()))
+    if wait.kind is WaitKind.SIGNAL:
+        return "a signal" + ("" if left is None else f" (times out in {seconds(left)})")
+    if wait.kind is WaitKind.TIME:
+        return f"time: {seconds(left)} left"
+    return f"child run {wait.run}"
+
+
 def error_text(node: NodeState, limit: int = 60) -> str:
+    if node.status is NodeStatus.WAITING:
+        return "waiting for " + waiting_text(node)
+    if node.child_run and not node.error:
+        return f"child run {node.child_run}"
     if not node.error:
         return ""
     text = f"{node.error.get('type', 'Error')}: {node.error.get('message', '')}".strip()
@@ -117,7 +137,7 @@ def node_rows(state: RunState, now: float | None = None) -> list[list[Cell]]:
             [
                 node.name,
                 status_cell(node.status),
-                node.queue or "(default)",
+                node.queue or ("(default)" if node.kind is NodeKind.TASK else f"({node.kind.value})"),
                 node.worker or "-",
                 "-" if start is None else f"+{seconds(start)}",
                 seconds(node_duration(node, now)),
@@ -128,7 +148,7 @@ def node_rows(state: RunState, now: float | None = None) -> list[list[Cell]]:
     return rows
 
 
-NODE_HEADER = ("NODE", "STATUS", "QUEUE", "WORKER", "START", "DURATION", "TRIES", "ERROR")
+NODE_HEADER = ("NODE", "STATUS", "QUEUE", "WORKER", "START", "DURATION", "TRIES", "ERROR / WAITING FOR")
 
 
 def status_lines(state: RunState, now: float | None = None) -> list[str]:
@@ -139,6 +159,8 @@ def status_lines(state: RunState, now: float | None = None) -> list[str]:
         f"created {_clock(state.created_at)}, policy {state.policy}, executor {state.executor}"
         + (f", params {json.dumps(state.params)}" if state.params else ""),
     ]
+    if state.parent is not None:
+        head.append(f"child run of {state.parent[0]} (node {state.parent[1]})")
     return [*head, "", *table(NODE_HEADER, node_rows(state, now))]
 
 
@@ -235,7 +257,11 @@ class LiveView:
     def _redraw(self, state: RunState) -> None:
         now = time.time()
         size = shutil.get_terminal_size((100, 30))
-        lines = [_progress_bar(state), *table(NODE_HEADER[:6], [r[:6] for r in node_rows(state, now)])]
+        rows, header = [r[:6] for r in node_rows(state, now)], list(NODE_HEADER[:6])
+        if any(n.status is NodeStatus.WAITING for n in state.nodes.values()):  # what each one waits for
+            header.append("WAITING FOR")
+            rows = [[*row, waiting_text(n, now)] for row, n in zip(rows, state.nodes.values(), strict=True)]
+        lines = [_progress_bar(state), *table(header, rows)]
         lines += [click.style(line, fg="yellow") for line in idle_lines(state)]
         if len(lines) > size.lines - 2:  # keep the view on screen: busy nodes first
             lines = lines[:2] + _busy_first(lines[2:], state, size.lines - 4)
@@ -293,6 +319,8 @@ class LiveView:
                 extra += f" on {node.worker}"
             if current and node.error and status in (NodeStatus.FAILED, NodeStatus.RETRYING):
                 extra += f" ({error_text(node)})"
+            if current and status is NodeStatus.WAITING:
+                extra += f" (for {waiting_text(node)})"
             when = f"+{seconds(event.at_ms / 1000)}"
             self._echo(f"{when:>8}  {node.name.ljust(width)}  {status.value}{extra}")
         for queue in state.idle_queues:  # once per queue: the run waits on it until a worker comes

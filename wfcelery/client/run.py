@@ -316,6 +316,7 @@ def build_state(
                 instance=i,
                 waiting=mark.waiting() if mark is not None and status is NodeStatus.WAITING else None,
                 child_run=mark.run if mark is not None and mark.kind is WaitKind.RUN else None,
+                kind=node.kind,
             )
     return RunState(
         id=run_id,

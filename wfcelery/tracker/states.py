@@ -28,6 +28,7 @@ from enum import Enum
 from typing import Any
 
 from wfcelery.definition.executor import Executor
+from wfcelery.definition.waits import NodeKind
 
 
 class NodeStatus(str, Enum):
@@ -189,6 +190,8 @@ class NodeState:
     waiting: Waiting | None = None
     #: A sub-workflow node's child run, once it was started (kept after the node settled).
     child_run: str | None = None
+    #: A task, or a node with no task: a wait, a sleep, a sub-workflow.
+    kind: NodeKind = NodeKind.TASK
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one node in ``wfcelery status --json``."""
@@ -202,6 +205,7 @@ class NodeState:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "error": self.error,
+            "kind": self.kind.value,
             "waiting": None if self.waiting is None else self.waiting.to_dict(),
             "child_run": self.child_run,
         }

@@ -34,6 +34,7 @@ from wfcelery.errors import ConfigurationError
 from wfcelery.web.api import errors, router
 from wfcelery.web.pages import pages
 from wfcelery.web.security import Guard
+from wfcelery.web.signals import router as signals_router
 
 if TYPE_CHECKING:
     from wfcelery.client.engine import Engine
@@ -76,6 +77,7 @@ def create_app(
     app.state.read_only = read_only
     app.state.flower_url = (flower_url or settings.flower_url or "").rstrip("/") or None
     app.include_router(router)
+    app.include_router(signals_router)
     app.include_router(pages)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for exc, handler in errors.items():

@@ -252,11 +252,11 @@ def get_node(run: RunDep, node: Annotated[str, Path(max_length=500)], request: R
         **found.to_dict(),
         "index": found.index,
         "epoch": found.epoch,
-        "task": plan_node.task,
+        "task": plan_node.describe(),
         "parents": [plan.nodes[p].name for p in plan_node.parents],
         "result_preview": preview,
         "result_truncated": truncated,
-        "flower_url": f"{flower}/task/{found.task_id}" if flower else None,
+        "flower_url": f"{flower}/task/{found.task_id}" if flower and plan_node.has_task else None,
     }
 
 
@@ -338,9 +338,10 @@ def graph(plan: Plan) -> dict[str, Any]:
             {
                 "name": n.name,
                 "index": n.index,
-                "task": n.task,
+                "task": n.describe(),
                 "queue": n.queue,
                 "parents": [plan.nodes[p].name for p in n.parents],
+                "kind": n.kind.value,
             }
             for n in plan.nodes
         ],

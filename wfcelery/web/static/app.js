@@ -4,11 +4,11 @@
 
 const CFG = JSON.parse(document.body.dataset.config || "{}");
 const ROOT = CFG.root || "";
-const NODE_STATUSES = ["PENDING", "QUEUED", "RUNNING", "RETRYING", "SUCCEEDED", "FAILED", "SKIPPED", "REVOKED"];
+const NODE_STATUSES = ["PENDING", "QUEUED", "RUNNING", "RETRYING", "WAITING", "SUCCEEDED", "FAILED", "SKIPPED", "REVOKED"];
 const RUN_STATUSES = ["RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "CANCELLED"];
 const COLORS = {
   PENDING: "#cbd5e1", QUEUED: "#93c5fd", RUNNING: "#2563eb", RETRYING: "#f59e0b", SUCCEEDED: "#16a34a",
-  FAILED: "#dc2626", SKIPPED: "#a8a29e", REVOKED: "#7c3aed",
+  FAILED: "#dc2626", SKIPPED: "#a8a29e", REVOKED: "#7c3aed", WAITING: "#db2777",
 };
 const TERMINAL = new Set(["SUCCEEDED", "FAILED", "SKIPPED", "REVOKED"]);
 //: Runs with more nodes than this are drawn as a grid (one square per node) instead of a graph.
@@ -92,7 +92,7 @@ const clock = (ts) => (ts ? new Date(ts * 1000).toLocaleTimeString([], { hour12:
 
 function progressBar(counts, total, big) {
   const bar = h("div", { class: big ? "progress big" : "progress", role: "progressbar" });
-  for (const s of ["SUCCEEDED", "FAILED", "REVOKED", "SKIPPED", "RUNNING", "RETRYING", "QUEUED"]) {
+  for (const s of ["SUCCEEDED", "FAILED", "REVOKED", "SKIPPED", "RUNNING", "RETRYING", "WAITING", "QUEUED"]) {
     const n = counts[s] || 0;
     if (n && total) bar.append(h("span", { class: `s-${s}`, style: `width:${(100 * n) / total}%`, title: `${n} ${s}` }));
   }
@@ -157,6 +157,7 @@ function runsView(main) {
   older.addEventListener("click", () => { if (next !== null) { offset = next; syncUrl(); refresh(); } });
   refresh();
   setInterval(refresh, 2000);
+  document.dispatchEvent(new CustomEvent("wf:runs", { detail: { main } }));  // wf-signals.js: "Waiting for you"
 }
 
 function runRow(r) {
@@ -475,6 +476,8 @@ async function runView(main, runId) {
       parts.push(h("div", { class: "section-label" }, n.result_truncated ? "Result (first 4 KB)" : "Result"), h("pre", { class: "box", id: "node-result" }, n.result_preview));
     }
     panel.replaceChildren(...parts);
+    // wf-signals.js adds what a waiting node waits for, and the signal control of a wait node
+    panel.dispatchEvent(new CustomEvent("wf:node-panel", { bubbles: true, detail: { runId, node: n } }));
   }
 
   function renderTimeline() {
@@ -578,6 +581,8 @@ async function runView(main, runId) {
   renderHeader();
   renderTimeline();
   follow();
+  // wf-signals.js draws sub-workflow nodes as links to their child runs
+  document.dispatchEvent(new CustomEvent("wf:run", { detail: { runId, state, graph, select } }));
 }
 
 // -- definitions -----------------------------------------------------------------------------------------
