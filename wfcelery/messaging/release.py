@@ -214,9 +214,12 @@ def fail_node(
     more: list[tuple[int, int]],
     finishes: list[Finish],
 ) -> None:
-    """A released node cannot run (its condition or its map input is wrong): FAILED for good, naming why."""
+    """A released node cannot run (its condition or its map input is wrong), or a node with no task failed
+    (a wait's timeout, a child run that failed): FAILED for good, naming why."""
     error = {"type": kind, "message": message, "traceback": ""}
-    out = tracker.fail(run_id, index, epoch, error, FailMode.FAILED, -1, [], 0, plan.rule_spec)
+    plain_continue = plan.on_failure == "continue" and not plan.rule_spec
+    descendants = plan.descendants([index]) if plain_continue else []
+    out = tracker.fail(run_id, index, epoch, error, FailMode.FAILED, -1, descendants, 0, plan.rule_spec)
     dispatch.revoke(run_id, out.revoke)
     more += [(i, out.epoch) for i in out.released]
     finishes += [out.finish] if out.finish else []
