@@ -50,13 +50,12 @@ def arm_nodes(
 ) -> Armed:
     """Arm these released (node index, epoch) nodes with no task."""
     armed = Armed()
-    now = tracker.server_ms()
     for index, epoch in nodes:
         kind = plan.nodes[index].kind
         if kind is NodeKind.WORKFLOW:
             _arm_workflow(tracker, dispatch, plan, run_id, index, epoch, params, armed)
         else:
-            _arm_timed(tracker, dispatch, plan, run_id, index, epoch, params, now, armed)
+            _arm_timed(tracker, dispatch, plan, run_id, index, epoch, params, armed)
     return armed
 
 
@@ -68,36 +67,32 @@ def _arm_timed(
     index: int,
     epoch: int,
     params: Mapping[str, Any],
-    now: int,
     armed: Armed,
 ) -> None:
-    """A wait (for a signal, maybe until a timeout) or a sleep: the timer first, then the node."""
+    """A wait (for a signal, maybe until a timeout) or a sleep: the node, then its timer (a timer missing
+    after a crash in between is set again by the reconciler's sweep: ``ops/sweep.py``)."""
     waits, node = waits_of(tracker), plan.nodes[index]
-    entry = TimerEntry(run_id, index, epoch)
+    in_ms = at_ms = None
     if node.kind is NodeKind.WAIT:
-        kind, at = WaitKind.SIGNAL, None if node.timeout is None else now + int(node.timeout * 1000)
-        waits.add_signal_wait(entry, now)
+        kind = WaitKind.SIGNAL
+        in_ms = None if node.timeout is None else int(node.timeout * 1000)
+    elif node.sleep is not None:
+        kind, in_ms = WaitKind.TIME, int(node.sleep * 1000)
     else:
         kind = WaitKind.TIME
         try:
-            at = _sleep_end(plan, index, params, now)
+            at_ms = int(resolve_until(node.until, params, f"node {node.name!r}: until") * 1000)
         except SchemaError as e:
             _fail(tracker, dispatch, plan, run_id, index, epoch, "SleepError", str(e), armed)
             return
-    if at is not None:
-        waits.add_timer(entry, at)
-    out = waits.arm(run_id, index, epoch, kind, at)
-    if out.waiting and out.mark is not None and out.mark.at_ms is not None and out.mark.at_ms != at:
-        waits.add_timer(entry, out.mark.at_ms)  # armed before (a release delivered again): its own time
-    elif not out.waiting and at is not None:
-        waits.drop_timer(entry, at)
-
-
-def _sleep_end(plan: Plan, index: int, params: Mapping[str, Any], now: int) -> int:
-    node = plan.nodes[index]
-    if node.sleep is not None:
-        return now + int(node.sleep * 1000)
-    return int(resolve_until(node.until, params, f"node {node.name!r}: until") * 1000)
+    out = waits.arm(run_id, index, epoch, kind, in_ms, at_ms)
+    if not out.waiting or out.mark is None:
+        return  # paused (resume re-plans it), stale or gone
+    entry = TimerEntry(run_id, index, epoch)
+    if out.mark.at_ms is not None:
+        waits.add_timer(entry, out.mark.at_ms)
+    if kind is WaitKind.SIGNAL:
+        waits.add_signal_wait(entry, tracker.server_ms())
 
 
 def _arm_workflow(
@@ -112,7 +107,7 @@ def _arm_workflow(
 ) -> None:
     from wfcelery.ops.subruns import ensure_child  # it publishes through the release path: imported here
 
-    out: ArmOutcome = waits_of(tracker).arm(run_id, index, epoch, WaitKind.RUN, None, uuid.uuid4().hex)
+    out: ArmOutcome = waits_of(tracker).arm(run_id, index, epoch, WaitKind.RUN, child=uuid.uuid4().hex)
     if out.waiting and out.mark is not None and out.mark.run:
         problem = ensure_child(tracker, dispatch, plan, run_id, index, out.mark.run, params, armed.finishes)
         if problem is not None:

@@ -3,11 +3,10 @@ with typed replies, the timers (a sorted set of due times) and the index of node
 
 The scripts run on the run's keys like the tracker's own (``tracker/lua/_common.lua`` is prepended, then
 ``_waiting.lua``), and keep the same transition table (``states.TRANSITIONS``). The ``timers`` and
-``signals`` sorted sets index nodes of every run: they are written beside a transition, never inside its
-script (a run's script touches that run's hash slot only, for Redis Cluster). So that no node waits on a
-timer that is not there, a timer is added *before* its node is armed (a timer whose node did not arm
-is dropped when it comes due: :meth:`Waits.fire` finds it stale), and a sweep of the reconciler adds
-missing ones again (:func:`wfcelery.ops.subruns.sweep_waits`).
+``signals`` sorted sets index nodes of every run: they are written right after a transition, never inside
+its script (a run's script touches that run's hash slot only, for Redis Cluster). A process that dies
+between the two leaves a node waiting without its timer: the reconciler's sweep sets it again
+(:func:`wfcelery.ops.sweep.sweep_waits`).
 """
 
 from __future__ import annotations
@@ -148,10 +147,21 @@ class Waits:
     # -- transitions ------------------------------------------------------------------------------------
 
     def arm(
-        self, run_id: str, index: int, epoch: int, kind: WaitKind, at_ms: int | None, child: str = ""
+        self,
+        run_id: str,
+        index: int,
+        epoch: int,
+        kind: WaitKind,
+        in_ms: int | None = None,
+        at_ms: int | None = None,
+        child: str = "",
     ) -> ArmOutcome:
+        """Arm a released node: its timeout or sleep ends ``in_ms`` after now (Redis's clock: when it is
+        reached), or at ``at_ms``; a sub-workflow node's new child run would be ``child``."""
         letter = WaitMark(kind).encode()[0]
-        at = "" if at_ms is None else str(at_ms)
+        at = (
+            f"in:{max(0, in_ms)}" if in_ms is not None else f"at:{max(0, at_ms)}" if at_ms is not None else ""
+        )
         verdict, mark = self._run("arm", run_id, [index, epoch, letter, at, child])
         return ArmOutcome(ArmVerdict(verdict), WaitMark.decode(mark) if mark else None)
 

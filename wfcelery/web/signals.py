@@ -41,7 +41,5 @@ def signal_node(
 
 
 @router.get("/waiting", summary="Nodes waiting for a signal, in every run, longest waiting first")
-def list_waiting(
-    engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
-) -> list[dict[str, Any]]:
+def list_waiting(engine: EngineDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
     return [w.to_dict() for w in engine.waiting(limit)]

@@ -2,7 +2,8 @@
 -- Called by the release path (messaging/release.py -> ops/arming.py) right after the node was released.
 -- ARGV[1] node index   ARGV[2] the epoch it was released at
 -- ARGV[3] what it waits for: 's' a signal, 't' a time, 'r' a child run
--- ARGV[4] 's': the timeout's deadline, 't': when the sleep ends (ms, Redis clock), or ''
+-- ARGV[4] 's': the timeout, 't': when the sleep ends: 'in:<ms>' from now (when the node is reached),
+--         'at:<ms>' (Redis clock), or '' (a wait with no timeout, a child run)
 -- ARGV[5] 'r': the id for a new child run (a node that had a child run keeps it: a retry of the parent
 --         retries that child), else ''
 -- Returns {verdict, mark}:
@@ -34,7 +35,14 @@ if kind == 'r' then
   local earlier = get_mark(idx)
   run = (earlier and earlier.kind == 'r' and earlier.run ~= '') and earlier.run or ARGV[5]
 end
-local mark = kind .. '|' .. ARGV[4] .. '|' .. run
+local at = ''
+local how, ms = string.match(ARGV[4], '^(%a+):(%d+)$')
+if how == 'in' then
+  at = tostring(now_ms() + tonumber(ms))
+elseif how == 'at' then
+  at = ms
+end
+local mark = kind .. '|' .. at .. '|' .. run
 redis.call('HSET', K_RUN, 'wt:' .. idx, mark)
 n.s = 'W'
 n.st = tostring(rel_now())
