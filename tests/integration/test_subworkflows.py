@@ -51,10 +51,12 @@ def test_the_childs_results_reach_the_parents_next_node_and_the_runs_are_linked(
     state = run.state()
     child = engine.run(state.nodes["load"].child_run)
     child_state = child.state()
-    assert child_state.name == "etl" and child_state.params == {"n": 5}
+    assert child_state.name == "etl"
+    assert child_state.params == {"n": 5}
     assert child_state.parent == (run.id, "load")
     assert child_state.to_dict()["parent"] == {"run": run.id, "node": "load"}
-    assert state.nodes["load"].kind.value == "workflow" and state.nodes["load"].worker is None
+    assert state.nodes["load"].kind.value == "workflow"
+    assert state.nodes["load"].worker is None
     assert {s.id for s in engine.runs()} == {run.id, child.id}
 
 
@@ -73,14 +75,16 @@ def test_a_failed_child_fails_the_node_and_a_retry_of_the_parent_retries_that_ch
         run.wait(timeout=30)
     node = run.state().nodes["sub"]
     child_id = node.child_run
-    assert node.status is NodeStatus.FAILED and node.error["type"] == "ChildRunFailed"
+    assert node.status is NodeStatus.FAILED
+    assert node.error["type"] == "ChildRunFailed"
     assert node.error["message"] == f"child run {child_id} (flaky) FAILED: b: RuntimeError: flaky attempt 1"
     assert engine.run(child_id).state().status is RunStatus.FAILED
     run.retry()
     assert run.wait(timeout=30)["sub"] == {"a": 3, "b": 2}
     assert run.state().nodes["sub"].child_run == child_id  # the same child run, retried
     child = engine.run(child_id).state()
-    assert child.status is RunStatus.SUCCEEDED and child.nodes["a"].attempts == 1  # a kept its result
+    assert child.status is RunStatus.SUCCEEDED
+    assert child.nodes["a"].attempts == 1
 
 
 def test_pause_resume_cancel_and_cleanup_reach_the_child(engine: Any, worker: Any, r: Any, uid: str) -> None:
@@ -106,7 +110,8 @@ def test_pause_resume_cancel_and_cleanup_reach_the_child(engine: Any, worker: An
     assert status_of(run, "sub") is NodeStatus.REVOKED
     r.rpush(f"{uid}:two", "go")
     run.cleanup()
-    assert run_keys(r, engine, child.id) == [] and run_keys(r, engine, run.id) == []
+    assert run_keys(r, engine, child.id) == []
+    assert run_keys(r, engine, run.id) == []
     with pytest.raises(RunNotFound):
         engine.run(child.id)
 

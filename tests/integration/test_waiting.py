@@ -49,8 +49,10 @@ def test_signal_round_trip_the_payload_is_the_result_and_reaches_the_child(engin
     run = engine.submit(approval())
     waiting(run)
     node = run.state().nodes["approve"]
-    assert node.waiting is not None and node.waiting.to_dict() == {"for": "signal", "until": None, "run": None}
-    assert node.worker is None and node.queue is None  # no worker, no queue: nothing is held
+    assert node.waiting is not None
+    assert node.waiting.to_dict() == {"for": "signal", "until": None, "run": None}
+    assert node.worker is None
+    assert node.queue is None
     assert [(w.run_id, w.node) for w in engine.waiting()] == [(run.id, "approve")]
     state = run.signal("approve", {"by": "ops", "ticket": 42})
     assert state.nodes["approve"].status is NodeStatus.SUCCEEDED
@@ -82,7 +84,8 @@ def test_of_two_concurrent_signals_one_wins_and_a_third_is_refused(engine: Any, 
     winners = [who for who, outcome in outcomes.items() if outcome == "won"]
     assert len(winners) == 1, outcomes
     loser = next(o for o in outcomes.values() if o != "won")
-    assert "signalled already" in str(loser) and loser.reason == "not_waiting"
+    assert "signalled already" in str(loser)
+    assert loser.reason == "not_waiting"
     assert run.wait(timeout=20)["approve"] == {"by": winners[0]}
     with pytest.raises(SignalRefused, match="is SUCCEEDED: it takes no signal"):  # the run ended meanwhile
         run.signal("approve", {"by": "carol"})
@@ -116,7 +119,8 @@ def test_refused_signals_change_nothing(engine: Any, worker: Any, r: Any, uid: s
         run.signal("approve", {"late": True})
     assert refused.value.reason == "paused"
     assert isinstance(refused.value, ControlError)  # 409 over HTTP, exit 2 in the CLI
-    assert log_of(run) == before and status_of(run, "approve") is NodeStatus.WAITING
+    assert log_of(run) == before
+    assert status_of(run, "approve") is NodeStatus.WAITING
     run.cancel()
     with pytest.raises(SignalRefused, match="is CANCELLED: it takes no signal"):
         run.signal("approve", {"late": True})
@@ -139,7 +143,9 @@ def test_a_wait_times_out_and_the_failure_policy_applies(engine: Any, worker: An
         run.signal("approve", {"late": True})
 
 
-def test_pause_keeps_waiting_resume_signals_cancel_revokes_retry_waits_again(engine: Any, worker: Any) -> None:
+def test_pause_keeps_waiting_resume_signals_cancel_revokes_retry_waits_again(
+    engine: Any, worker: Any
+) -> None:
     run = engine.submit(approval("control", timeout=30))
     waiting(run)
     until = run.state().nodes["approve"].waiting.until
@@ -147,7 +153,8 @@ def test_pause_keeps_waiting_resume_signals_cancel_revokes_retry_waits_again(eng
     assert status_of(run, "approve") is NodeStatus.WAITING  # it holds nothing: it keeps waiting
     run.resume()
     node = run.state().nodes["approve"]
-    assert node.status is NodeStatus.WAITING and node.waiting.until == until  # the same wait, deadline kept
+    assert node.status is NodeStatus.WAITING
+    assert node.waiting.until == until
     run.cancel()
     assert status_of(run, "approve") is NodeStatus.REVOKED
     assert engine.waiting() == []
@@ -173,14 +180,17 @@ def test_cli_signal_round_trip(app: Any, engine: Any, worker: Any, tmp_path: Any
     listed = runner.invoke(cli, [*a, "waiting", "--json"])
     assert [w["node"] for w in json.loads(listed.output)] == ["approve"]
     bad = runner.invoke(cli, [*a, "signal", run.id, "approve", "--data", "{oops"])
-    assert bad.exit_code == 2 and "not JSON" in bad.output
+    assert bad.exit_code == 2
+    assert "not JSON" in bad.output
     (tmp_path / "payload.json").write_text('{"by": "cli"}')
     sent = runner.invoke(cli, [*a, "signal", run.id, "approve", "--data", f"@{tmp_path / 'payload.json'}"])
     assert sent.exit_code == 0, sent.output
     again = runner.invoke(cli, [*a, "signal", run.id, "approve", "--data", "1"])
     assert again.exit_code == 2
-    assert "signalled already" in again.output and "Traceback" not in again.output
+    assert "signalled already" in again.output
+    assert "Traceback" not in again.output
     unknown = runner.invoke(cli, [*a, "signal", run.id, "nope"])
-    assert unknown.exit_code == 2 and "has no node 'nope'" in unknown.output
+    assert unknown.exit_code == 2
+    assert "has no node 'nope'" in unknown.output
     r.rpush(f"{uid}:go", "go")
     assert run.wait(timeout=20)["ship"] == {"args": [{"by": "cli"}], "kwargs": {}}

@@ -21,7 +21,7 @@ from wfcelery.plan.compiler import compile_workflow, plan_from_blob
 from wfcelery.plan.segments import segments
 from wfcelery.tracker.keys import Keys
 from wfcelery.tracker.records import ParentLink, RunRecord, TimerEntry, WaitMark, new_run
-from wfcelery.tracker.states import TRANSITIONS, NodeStatus, WaitKind, Waiting
+from wfcelery.tracker.states import TRANSITIONS, NodeStatus, Waiting, WaitKind
 
 YAML = """
 name: release
@@ -158,13 +158,16 @@ def test_the_plan_carries_kinds_times_and_child_plans() -> None:
     plan = compile_workflow(built(), subplans={"daily": "f" * 40})
     nodes = plan.by_name
     assert [n.has_task for n in plan.nodes] == [True, False, False, False, False]
-    assert nodes["approve"].timeout == 7200 and nodes["cool_down"].sleep == 600
-    assert nodes["hold"].until == "${params.release_at}" and nodes["daily"].subworkflow == "etl"
+    assert nodes["approve"].timeout == 7200
+    assert nodes["cool_down"].sleep == 600
+    assert nodes["hold"].until == "${params.release_at}"
+    assert nodes["daily"].subworkflow == "etl"
     assert nodes["approve"].describe() == "wait for a signal (timeout 2h)"
     assert nodes["daily"].describe() == "workflow etl"
     assert plan.subplans == {4: "f" * 40}
     again = plan_from_blob(plan.blob)
-    assert again.digest == plan.digest and again.subplans == plan.subplans
+    assert again.digest == plan.digest
+    assert again.subplans == plan.subplans
     assert compile_workflow(plain).digest == digest  # task-only plans keep their digest
     rules = {r["node"]: r for r in plan.release_rules()}
     assert rules["approve"]["receives"] == "nothing: the signal's payload is its result"
@@ -182,13 +185,17 @@ def test_the_canvas_translator_refuses_and_the_canvas_executor_isolates_nodes_wi
         wf.to_canvas(app)
     plan = compile_workflow(wf, executor="canvas")
     alone = [s for s in segments(plan) if 2 in s.nodes]
-    assert len(alone) == 1 and alone[0].nodes == (2,) and not alone[0].canvas
+    assert len(alone) == 1
+    assert alone[0].nodes == (2,)
+    assert not alone[0].canvas
 
 
 def test_formats_keys_and_the_transition_table() -> None:
     mark = WaitMark(WaitKind.SIGNAL, 1_800_000_000_000)
-    assert mark.encode() == "s|1800000000000|" and WaitMark.decode(mark.encode()) == mark
-    assert WaitMark.decode("r||0123").run == "0123" and WaitMark.decode("t|5|").kind is WaitKind.TIME
+    assert mark.encode() == "s|1800000000000|"
+    assert WaitMark.decode(mark.encode()) == mark
+    assert WaitMark.decode("r||0123").run == "0123"
+    assert WaitMark.decode("t|5|").kind is WaitKind.TIME
     assert mark.waiting() == Waiting(WaitKind.SIGNAL, 1_800_000_000.0)
     entry = TimerEntry("0123456789abcdef0123456789abcdef", 3, 2)
     assert entry.encode() == "0123456789abcdef0123456789abcdef|3|2"
@@ -209,14 +216,16 @@ def test_formats_keys_and_the_transition_table() -> None:
         parent=link,
     )
     decoded = RunRecord.decode({**{k: str(v) for k, v in record.items()}, "wt:0": "r||abc"})
-    assert decoded.parent == link and decoded.waits == {0: WaitMark(WaitKind.RUN, None, "abc")}
+    assert decoded.parent == link
+    assert decoded.waits == {0: WaitMark(WaitKind.RUN, None, "abc")}
     keys = Keys()
     assert (keys.timers, keys.timers_lease, keys.signals) == (
         "wfcelery:timers",
         "wfcelery:timers:lease",
         "wfcelery:signals",
     )
-    assert NodeStatus.WAITING.code == "W" and not NodeStatus.WAITING.terminal
+    assert NodeStatus.WAITING.code == "W"
+    assert not NodeStatus.WAITING.terminal
     assert NodeStatus.WAITING in TRANSITIONS[NodeStatus.QUEUED]
     assert TRANSITIONS[NodeStatus.WAITING] == {NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.REVOKED}
 

@@ -36,15 +36,19 @@ def test_signal_over_rest(app: Any, engine: Any, http: Any) -> None:
         assert [(w["run"], w["node"], w["workflow"]) for w in waiting] == [(run.id, "approve", "release")]
         assert waiting[0]["until"] == pytest.approx(waiting[0]["since"] + 3600, abs=1)
         panel = http.get(f"/api/runs/{run.id}/nodes/approve").json()
-        assert panel["kind"] == "wait" and panel["waiting"]["for"] == "signal"
-        assert panel["task"] == "wait for a signal (timeout 1h)" and panel["flower_url"] is None
+        assert panel["kind"] == "wait"
+        assert panel["waiting"]["for"] == "signal"
+        assert panel["task"] == "wait for a signal (timeout 1h)"
+        assert panel["flower_url"] is None
         too_big = http.post(url, json="x" * 2_000_000)
-        assert too_big.status_code == 422 and "wfcelery_max_result_bytes" in too_big.json()["error"]
+        assert too_big.status_code == 422
+        assert "wfcelery_max_result_bytes" in too_big.json()["error"]
         assert http.post(f"/api/runs/{run.id}/nodes/nope/signal", json=1).status_code == 404
         assert http.post(f"/api/runs/{run.id}/nodes/build/signal", json=1).status_code == 409
         run.pause()
         paused = http.post(url, json={"by": "rest"})
-        assert paused.status_code == 409 and "PAUSED" in paused.json()["error"]
+        assert paused.status_code == 409
+        assert "PAUSED" in paused.json()["error"]
         run.resume()
         sent = http.post(url, json={"by": "rest"})
         assert sent.status_code == 200, sent.text
@@ -54,12 +58,16 @@ def test_signal_over_rest(app: Any, engine: Any, http: Any) -> None:
         assert again.json()["type"] == "SignalRefused"
         assert run.wait(timeout=20)["ship"] == {"args": [{"by": "rest"}], "kwargs": {}}
         finished = http.post(url)  # no body: null
-        assert finished.status_code == 409 and "SUCCEEDED: it takes no signal" in finished.json()["error"]
+        assert finished.status_code == 409
+        assert "SUCCEEDED: it takes no signal" in finished.json()["error"]
         assert http.get("/api/waiting").json() == []
 
 
 def test_the_dashboard_signal_control_waiting_list_and_child_run_link(
-    app: Any, engine: Any, server: Any, page: Any  # noqa: F811
+    app: Any,
+    engine: Any,
+    server: Any,
+    page: Any,  # noqa: F811
 ) -> None:
     child = Workflow("etl")
     child.add("x", "proj.add", args=[1, 1])
@@ -78,7 +86,8 @@ def test_the_dashboard_signal_control_waiting_list_and_child_run_link(
         assert "Waiting for a signal (times out in 59 min" in page.locator("#waiting-for").inner_text()
         assert page.locator("#signal-send").inner_text() == "Approve"
         page.fill("#signal-data", "{oops")
-        assert page.locator("#signal-send").is_disabled() and "not JSON" in page.inner_text("#signal-problem")
+        assert page.locator("#signal-send").is_disabled()
+        assert "not JSON" in page.inner_text("#signal-problem")
         page.fill("#signal-data", '{"by": "browser"}')
         assert page.locator("#signal-send").inner_text() == "Send"
         page.click("#signal-send")
