@@ -39,6 +39,8 @@ DEFAULT_INSPECT_TIMEOUT = 1.0
 #: Seconds ``watch``, ``submit --wait`` and :meth:`Run.follow` wait out a tracker outage (its Redis
 #: unreachable or refusing writes for now) before they give up; the run itself goes on meanwhile.
 DEFAULT_FOLLOW_PATIENCE = 300.0
+#: Entries the audit trail keeps (a Redis stream trimmed approximately to this length).
+DEFAULT_AUDIT_MAXLEN = 100_000
 #: Seconds a hook retries a report the tracker did not take (the message stays unacknowledged meanwhile);
 #: past it the report goes to the worker's outbox on disk, replayed in order once the tracker is back.
 DEFAULT_REPORT_RETRY = 10.0
@@ -93,6 +95,7 @@ class Settings:
     redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
     follow_patience: float = DEFAULT_FOLLOW_PATIENCE
+    audit_maxlen: int = DEFAULT_AUDIT_MAXLEN
     #: Bounds on definitions, params and results (``wfcelery_max_depth``, ``wfcelery_max_*_bytes``).
     limits: Limits = field(default_factory=Limits)
     report_retry: float = DEFAULT_REPORT_RETRY
@@ -145,6 +148,7 @@ class Settings:
             redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
             inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
             follow_patience=_number(conf, "wfcelery_follow_patience", DEFAULT_FOLLOW_PATIENCE),
+            audit_maxlen=int(conf.get("wfcelery_audit_maxlen") or DEFAULT_AUDIT_MAXLEN),
             limits=Limits.from_conf(conf),
             report_retry=_number(conf, "wfcelery_report_retry", DEFAULT_REPORT_RETRY),
             outbox_dir=str(conf.get("wfcelery_outbox_dir") or DEFAULT_OUTBOX_DIR),

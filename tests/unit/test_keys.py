@@ -47,6 +47,9 @@ def test_global_keys() -> None:
     assert k.worker("celery@host-1") == "wfcelery:worker:celery@host-1"
     assert k.workers == "wfcelery:workers"
     assert k.reconciler == "wfcelery:reconciler"
+    assert k.tokens == "wfcelery:tokens"
+    assert k.token_hashes == "wfcelery:tokens:by-hash"
+    assert k.audit == "wfcelery:audit"
 
 
 def test_prefix_is_configurable() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import click
 
+from wfcelery.cli.access import audit, token
 from wfcelery.cli.base import (
     APP_ENVVARS,
     EXIT_BAD_INPUT,
@@ -75,6 +76,8 @@ for _command in (
     web,
     demo,
     sweep,
+    token,
+    audit,
 ):
     wf.add_command(_command)
 

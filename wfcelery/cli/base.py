@@ -4,6 +4,7 @@ parsing params and definitions."""
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any, NoReturn
 import click
 from celery import Celery
 
+from wfcelery.client.audit import acting_as
 from wfcelery.client.engine import Engine
 from wfcelery.definition.limits import Limits
 from wfcelery.definition.loader import load
@@ -129,8 +131,12 @@ def app_of(ctx: click.Context, required: bool = True) -> Celery | None:
 
 
 def engine_of(ctx: click.Context) -> Engine:
+    """The app's engine; what the command writes is audited as ``cli:<os user>``."""
     app = app_of(ctx)
     assert app is not None
+    root = ctx.find_root()
+    if not root.meta.get("wfcelery_actor"):  # for this command only (it may run inside a larger program)
+        root.meta["wfcelery_actor"] = root.with_resource(acting_as(f"cli:{getpass.getuser()}"))
     return install(app)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from wfcelery.client.audit import audited
 from wfcelery.client.base import EngineBase
 from wfcelery.errors import (
     ControlError,
@@ -24,10 +25,19 @@ from wfcelery.tracker.keys import task_id
 from wfcelery.tracker.states import RunState, RunStatus
 
 
+def _run(engine: Any, run_id: str, *args: Any, result: Any = None, **kwargs: Any) -> str:
+    return f"run {run_id}"
+
+
+def _node(engine: Any, run_id: str, node: str, *args: Any, result: Any = None, **kwargs: Any) -> str:
+    return f"run {run_id} node {node}"
+
+
 class Control(EngineBase):
     """pause / resume / cancel / retry / cleanup of runs by id (:class:`~wfcelery.client.run.Run` delegates
     here)."""
 
+    @audited("pause", _run)
     def pause(self, run_id: str) -> RunState:
         """Pause a run: queued nodes wait (revoked and gated), running nodes finish. Raises ControlError
         when the run is finished, RunNotFound for an unknown id."""
@@ -36,6 +46,7 @@ class Control(EngineBase):
             raise ControlError(f"cannot pause run {run_id}: it is {out.before}")
         return self.state(run_id, check_workers=False)
 
+    @audited("cancel", _run)
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
         """Cancel a run for good: queued nodes are revoked; ``terminate=True`` also stops running tasks
         (prefork/gevent pools). Calls the run's ``on_failure`` callback once."""
@@ -44,10 +55,12 @@ class Control(EngineBase):
             raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
         return self.state(run_id, check_workers=False)
 
+    @audited("resume", _run)
     def resume(self, run_id: str) -> RunState:
         """Resume a paused run: what did not succeed is queued again under a new epoch (fresh task ids)."""
         return self._replan(run_id, "resume")
 
+    @audited("retry", _run)
     def retry(self, run_id: str) -> RunState:
         """Retry a FAILED or CANCELLED run: re-runs what did not succeed, reusing the results that did."""
         return self._replan(run_id, "retry")
@@ -61,6 +74,7 @@ class Control(EngineBase):
             raise ControlError(f"cannot {op} run {run_id}: it is {out.before}, not {wanted}")
         return self.state(run_id, check_workers=False)
 
+    @audited("signal", _node)
     def signal(self, run_id: str, node: str, payload: Any = None) -> RunState:
         """Signal a wait node (see :meth:`Run.signal <wfcelery.client.run.Run.signal>`)."""
         send_signal(self.tracker, self.dispatch, run_id, node, payload)
@@ -70,6 +84,7 @@ class Control(EngineBase):
         """Nodes waiting for a signal now, across every run, longest waiting first ("Waiting for you")."""
         return signal_waits(self.tracker, limit)
 
+    @audited("cleanup", _run)
     def cleanup(self, run_id: str, force: bool = False) -> None:
         """Delete every key of the run, Celery's result keys included."""
         record = self.tracker.run_record(run_id)

@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery, signature
 
+from wfcelery.client.audit import audited
 from wfcelery.client.control import Control
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
@@ -25,6 +26,7 @@ from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.definition.waits import check_nesting
 from wfcelery.errors import (
     ConfigurationError,
+    ControlError,
     NoWorkerError,
     WfCeleryError,
 )
@@ -35,6 +37,7 @@ from wfcelery.ops.subruns import check_child_params, compile_subplans
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
+from wfcelery.tracker.access import AuditEntry, Role, TokenInfo
 from wfcelery.tracker.records import new_run
 
 logger = logging.getLogger("wfcelery.engine")
@@ -45,6 +48,40 @@ class Engine(Control):
 
     # -- submitting -------------------------------------------------------------------------------------
 
+    # -- access: tokens and the audit trail ------------------------------------------------------------
+
+    @audited("token.create", lambda self, name, *a, result=None, **k: f"token {name}")
+    def create_token(self, name: str, role: Role | str) -> str:
+        """A new API token for ``name`` with ``role`` (viewer, operator, admin): returned once; the tracker
+        keeps only its hash. Raises :class:`ControlError` when the name is taken or invalid."""
+        try:
+            parsed = Role(role)
+        except ValueError:
+            raise ControlError(f"role {role!r}: choose viewer, operator or admin") from None
+        return self.tracker.create_token(name, parsed)
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token's name, role and times (never the token)."""
+        return self.tracker.tokens()
+
+    @audited("token.revoke", lambda self, name, *a, result=None, **k: f"token {name}")
+    def revoke_token(self, name: str) -> None:
+        """Revoke a token: every server refuses it from its next request on."""
+        self.tracker.revoke_token(name)
+
+    def authenticate(self, token: str) -> TokenInfo | None:
+        """The token's name and role, or None for an unknown or revoked one."""
+        return self.tracker.token_owner(token)
+
+    def access_required(self) -> bool:
+        """True once any token exists: servers then serve nothing without credentials."""
+        return self.tracker.any_token()
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest entries of the audit trail, newest first."""
+        return self.tracker.audit_log(limit)
+
+    @audited("submit", lambda self, wf, *a, result=None, **k: f"run {result.id}" if result else _name(wf))
     def submit(
         self,
         workflow: Workflow | str | Path | Mapping[str, Any],
@@ -230,3 +267,7 @@ def _sig_dict(sig: Any) -> dict[str, Any] | None:
     if sig is None:
         return None
     return dict(signature(sig))
+
+
+def _name(workflow: Any) -> str:
+    return f"workflow {getattr(workflow, 'name', workflow)}"

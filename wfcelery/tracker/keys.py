@@ -21,6 +21,9 @@ key layout on the design page of the docs; values are encoded and decoded by
     <prefix>:worker:<hostname> worker()        a worker's heartbeat
     <prefix>:workers           workers         the workers the reconciler watches
     <prefix>:reconciler        reconciler      the reconciler's lease
+    <prefix>:tokens            tokens          API tokens by name (hash of the token, role, times)
+    <prefix>:tokens:by-hash    token_hashes    token hash -> name (a request's lookup)
+    <prefix>:audit             audit           the audit trail (a capped stream)
 
     <prefix>:timers            timers          due times of durable sleeps and wait timeouts (ZSET, ms)
     <prefix>:timers:lease      timers_lease    the timer loop's lease
@@ -113,6 +116,18 @@ class Keys:
     @property
     def signals(self) -> str:
         return f"{self.prefix}:signals"
+
+    @property
+    def tokens(self) -> str:
+        return f"{self.prefix}:tokens"
+
+    @property
+    def token_hashes(self) -> str:
+        return f"{self.prefix}:tokens:by-hash"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
 
 
 #: A wfcelery task id: run id (uuid4 hex), node index (``<node>.<instance>`` for an instance of a mapped

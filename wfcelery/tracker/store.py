@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wfcelery.errors import RunNotFound, TrackerError
+from wfcelery.tracker.access import Access
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.fleet import Fleet
 from wfcelery.tracker.keys import Slot
@@ -35,7 +36,7 @@ from wfcelery.tracker.records import (
 from wfcelery.tracker.states import NodeStatus
 
 
-class Tracker(Reads, Fleet):
+class Tracker(Reads, Fleet, Access):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------
