@@ -45,8 +45,10 @@ STATE_KEYS = {
     "nodes",
     "idle_queues",
     "executor",
+    "parent",
 }
 NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
+NODE_KEYS |= {"kind", "waiting", "child_run"}
 
 FAN = """
 name: fan
