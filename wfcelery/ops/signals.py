@@ -16,7 +16,7 @@ from typing import Any
 from wfcelery.definition.waits import NodeKind
 from wfcelery.errors import RunNotFound, SignalRefused
 from wfcelery.messaging.dispatch import Dispatcher
-from wfcelery.ops.subruns import settle_success
+from wfcelery.ops.subruns import publish_settled, settle_success
 from wfcelery.ops.waits import SignalOutcome, SignalVerdict, encode_result, waits_of
 from wfcelery.plan.compiler import PlanNode
 from wfcelery.tracker.base import converted_errors
@@ -58,7 +58,7 @@ def send_signal(
     waits.drop_timer(entry)
     waits.drop_signal_waits([entry])
     assert out.success is not None
-    settle_success(tracker, dispatch, plan, run_id, out.success, record.params)
+    publish_settled(tracker, dispatch, settle_success(plan, run_id, found.index, out.epoch, out.success))
     return out
 
 

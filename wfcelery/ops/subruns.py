@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from wfcelery.definition.model import Workflow
@@ -279,14 +280,27 @@ def _publish(
         ended(tracker, dispatch, plan, run_id, finish)
 
 
-def settle_success(
-    tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: str, out: SucceedOutcome, params: Any = None
-) -> None:
-    """After a waiting node succeeded (signal, timer): publish what it released, end the run if it ended."""
+@dataclass(frozen=True)
+class Settled:
+    """What settling a waiting node (node ``index`` at ``epoch``) leaves to do: publish the nodes it
+    released, with the run's params, and end the run if it ended (:func:`publish_settled`; the worker side
+    keeps it in its outbox when the broker or the tracker is away)."""
+
+    plan: Plan
+    run_id: str
+    index: int
+    epoch: int
+    released: list[tuple[int, int]]
+    params: Mapping[str, Any]
+    finishes: list[Finish]
+
+
+def settle_success(plan: Plan, run_id: str, index: int, epoch: int, out: SucceedOutcome) -> Settled:
+    """What a waiting node's success (a signal, a timer) released and ended."""
     released: list[tuple[int, int]] = []
     finishes: list[Finish] = []
     _collect(out, released, finishes)
-    _publish(tracker, dispatch, plan, run_id, out.params or params or {}, released, finishes)
+    return Settled(plan, run_id, index, epoch, released, out.params or {}, finishes)
 
 
 def settle_failure(
@@ -298,13 +312,19 @@ def settle_failure(
     epoch: int,
     kind: str,
     message: str,
-) -> None:
-    """Fail a waiting node (a wait's timeout): the failure policy applies; publish what it released."""
+) -> Settled:
+    """Fail a waiting node (a wait's timeout): the failure policy applies (fail.lua, revokes sent)."""
     released: list[tuple[int, int]] = []
     finishes: list[Finish] = []
     fail_node(tracker, dispatch, plan, run_id, index, epoch, kind, message, released, finishes)
     params = tracker.run_record(run_id).params if released else {}
-    _publish(tracker, dispatch, plan, run_id, params, released, finishes)
+    return Settled(plan, run_id, index, epoch, released, params, finishes)
+
+
+def publish_settled(tracker: Tracker, dispatch: Dispatcher, settled: Settled) -> None:
+    """Publish what a settled waiting node released, and handle its run's end."""
+    s = settled
+    _publish(tracker, dispatch, s.plan, s.run_id, s.params, list(s.released), list(s.finishes))
 
 
 # -- control ------------------------------------------------------------------------------------------------

@@ -18,7 +18,14 @@ from __future__ import annotations
 from wfcelery.errors import RunNotFound
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import publish_released
-from wfcelery.ops.subruns import child_ended, ended, ensure_child, halt_run, settle_failure
+from wfcelery.ops.subruns import (
+    child_ended,
+    ended,
+    ensure_child,
+    halt_run,
+    publish_settled,
+    settle_failure,
+)
 from wfcelery.ops.waits import waits_of
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import Slot
@@ -101,7 +108,8 @@ def _check_waiting(
         for finish in finishes:
             ended(tracker, dispatch, plan, run_id, finish)
         if problem is not None:
-            settle_failure(tracker, dispatch, plan, run_id, index, node.epoch, *problem)
+            settled = settle_failure(tracker, dispatch, plan, run_id, index, node.epoch, *problem)
+            publish_settled(tracker, dispatch, settled)
             return f"its child run {mark.run} did not exist and cannot start: {problem[1]}"
         return f"its child run {mark.run} did not exist: started"
     if child.status.finished:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wfcelery.definition.waits import format_duration
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
-from wfcelery.ops.subruns import settle_failure, settle_success
+from wfcelery.ops.subruns import Settled, publish_settled, settle_failure, settle_success
 from wfcelery.ops.waits import TimerVerdict, waits_of
 from wfcelery.tracker.records import TimerEntry
 from wfcelery.tracker.store import Tracker
@@ -45,9 +46,19 @@ class TimerLoop:
     """The loop (see the module docstring); ``start()`` runs it in a daemon thread, ``fire_due()`` is one
     pass (for tests and ``wfcelery sweep``)."""
 
-    def __init__(self, tracker: Tracker, dispatch: Dispatcher, hostname: str, outage: Any = None) -> None:
+    def __init__(
+        self,
+        tracker: Tracker,
+        dispatch: Dispatcher,
+        hostname: str,
+        outage: Any = None,
+        hand_off: Callable[[Settled], None] | None = None,
+    ) -> None:
         self.tracker = tracker
         self.dispatch = dispatch
+        #: What publishes the nodes a timer released (the worker side's keeps them in its outbox when the
+        #: broker or the tracker is away); by default: :func:`~wfcelery.ops.subruns.publish_settled`.
+        self.hand_off = hand_off or (lambda settled: publish_settled(tracker, dispatch, settled))
         self.waits = waits_of(tracker)
         self.hostname = hostname
         self.outage = outage
@@ -119,19 +130,13 @@ class TimerLoop:
             return out.verdict
         self.waits.drop_timer(entry, due_ms)
         if out.verdict is TimerVerdict.SLEPT and out.success is not None:
-            settle_success(self.tracker, self.dispatch, plan, entry.run_id, out.success)
+            self.hand_off(settle_success(plan, entry.run_id, entry.index, entry.epoch, out.success))
         elif out.verdict is TimerVerdict.TIMEOUT:
             self.waits.drop_signal_waits([entry])
-            node = plan.nodes[entry.index]
-            message = f"no signal within {format_duration(node.timeout or 0)}"
-            settle_failure(
-                self.tracker,
-                self.dispatch,
-                plan,
-                entry.run_id,
-                entry.index,
-                entry.epoch,
-                "WaitTimeout",
-                message,
+            message = f"no signal within {format_duration(plan.nodes[entry.index].timeout or 0)}"
+            run_id, index, epoch = entry.run_id, entry.index, entry.epoch
+            failed = settle_failure(
+                self.tracker, self.dispatch, plan, run_id, index, epoch, "WaitTimeout", message
             )
+            self.hand_off(failed)
         return out.verdict
