@@ -144,7 +144,7 @@ def test_a_wait_times_out_and_the_failure_policy_applies(engine: Any, worker: An
 
 
 def test_pause_keeps_waiting_resume_signals_cancel_revokes_retry_waits_again(
-    engine: Any, worker: Any
+    engine: Any, worker: Any, r: Any
 ) -> None:
     run = engine.submit(approval("control", timeout=30))
     waiting(run)
@@ -163,6 +163,10 @@ def test_pause_keeps_waiting_resume_signals_cancel_revokes_retry_waits_again(
     assert run.state().nodes["approve"].waiting.until > until  # a new wait, its own deadline
     run.signal("approve", "go")
     assert run.wait(timeout=20)["ship"] == {"args": ["go"], "kwargs": {}}
+    timers = engine.tracker.keys.timers
+    assert r.zcard(timers) == 1  # the cancelled wait's, due in 30 s
+    run.cleanup()
+    assert r.zcard(timers) == 0
 
 
 def test_cli_signal_round_trip(app: Any, engine: Any, worker: Any, tmp_path: Any, r: Any, uid: str) -> None:

@@ -20,6 +20,7 @@ from wfcelery.errors import (
 )
 from wfcelery.ops.signals import SignalWait, send_signal, signal_waits
 from wfcelery.ops.subruns import children, halt_run, replan_run
+from wfcelery.ops.waits import waits_of
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import task_id
 from wfcelery.tracker.states import RunState, RunStatus
@@ -102,6 +103,8 @@ class Control(EngineBase):
                 continue
         ids = [task_id(run_id, i, e) for i in range(record.total) for e in range(record.epoch + 1)]
         self._forget_results(ids + self.tracker.canvas_ids(run_id))
+        if record.waits:
+            waits_of(self.tracker).forget(run_id)
         self.tracker.delete_run(run_id)
 
     def cleanup_finished(self, status: str | None = None, older_than: float = 0.0) -> list[str]:

@@ -231,6 +231,18 @@ class Waits:
         score = self.tracker.client.zscore(self.keys.timers, entry.encode())
         return None if score is None else int(score)
 
+    def forget(self, run_id: str) -> None:
+        """Drop a run's timers and index entries, of every epoch (cleanup: a cancelled run's waits would
+        linger until due)."""
+        record = self.tracker.run_record(run_id)
+        entries = [TimerEntry(run_id, i, e) for i in record.waits for e in range(record.epoch + 1)]
+        if entries:
+            with converted_errors("drop the timers of a run"):
+                pipe = self.tracker.client.pipeline(transaction=False)
+                pipe.zrem(self.keys.timers, *(e.encode() for e in entries))
+                pipe.zrem(self.keys.signals, *(e.signal_member() for e in entries))
+                pipe.execute()
+
     # -- the index of nodes waiting for a signal --------------------------------------------------------
 
     def add_signal_wait(self, entry: TimerEntry, at_ms: int) -> None:
