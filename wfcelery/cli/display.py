@@ -83,7 +83,8 @@ def run_origin(state: RunState) -> float:
 def node_duration(node: NodeState, now: float | None = None) -> float | None:
     if node.started_at is None:
         return None
-    end = node.finished_at or (now if node.status in (NodeStatus.RUNNING, NodeStatus.RETRYING) else None)
+    busy = (NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.WAITING)
+    end = node.finished_at or (now if node.status in busy else None)
     return None if end is None else max(0.0, end - node.started_at)
 
 
@@ -93,14 +94,14 @@ def run_duration(state: RunState, now: float | None = None) -> float:
 
 
 def waiting_text(node: NodeState, now: float | None = None) -> str:
-    """What a WAITING node waits for: ``a signal (times out in 1h59m)``, ``time: 2m10s left``, ``child run
+    """What a WAITING node waits for: ``a signal, times out in 1h59m``, ``time: 2m10s left``, ``child run
     <id>``; '' for a node that is not waiting."""
     wait = node.waiting
     if wait is None or node.status is not NodeStatus.WAITING:
         return ""
     left = None if wait.until is None else max(0.0, wait.until - (now or time.time()))
     if wait.kind is WaitKind.SIGNAL:
-        return "a signal" + ("" if left is None else f" (times out in {seconds(left)})")
+        return "a signal" + ("" if left is None else f", times out in {seconds(left)}")
     if wait.kind is WaitKind.TIME:
         return f"time: {seconds(left)} left"
     return f"child run {wait.run}"
@@ -320,7 +321,7 @@ class LiveView:
             if current and node.error and status in (NodeStatus.FAILED, NodeStatus.RETRYING):
                 extra += f" ({error_text(node)})"
             if current and status is NodeStatus.WAITING:
-                extra += f" (for {waiting_text(node)})"
+                extra += f" (waiting for {waiting_text(node)})"
             when = f"+{seconds(event.at_ms / 1000)}"
             self._echo(f"{when:>8}  {node.name.ljust(width)}  {status.value}{extra}")
         for queue in state.idle_queues:  # once per queue: the run waits on it until a worker comes
