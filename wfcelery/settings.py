@@ -69,6 +69,24 @@ DEFAULT_QUARANTINE_AFTER = 3
 #: it) stalls its run for at most that long.
 DEFAULT_QUEUED_TIMEOUT = 1800.0
 
+# -- the web server (docs: web security) --------------------------------------------------------------------
+
+#: Host names a request to the web server may name in its ``Host`` header (any port; ``*.example.com`` for
+#: subdomains, ``*`` for any): the loopback names. A server reached under another name (bound to another
+#: interface, behind a proxy that passes the public ``Host``) needs it added (``web --allowed-host``).
+DEFAULT_WEB_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+#: Bytes of a request body the web server reads at most (a submitted definition with its params): 1 MiB.
+DEFAULT_WEB_MAX_BODY_BYTES = 1024 * 1024
+#: Failed logins one client address may make within ``wfcelery_web_auth_window`` seconds before every
+#: request from it is answered 429 (with ``Retry-After``) until the window has passed.
+DEFAULT_WEB_AUTH_FAILURES = 10
+#: Seconds over which the web server counts a client address's failed logins.
+DEFAULT_WEB_AUTH_WINDOW = 60.0
+#: Seconds a client has to send a whole request (headers and body) to the web server once it connected or
+#: its previous response ended; a connection still sending then is closed (slowloris). Responses are not
+#: bounded by it: an event stream stays open as long as it is read.
+DEFAULT_WEB_REQUEST_TIMEOUT = 10.0
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -92,6 +110,14 @@ class Settings:
     web_auth: str | None = None
     #: Flower's base URL: the dashboard links each node to its task there.
     flower_url: str | None = None
+    #: Origins (``https://shop.example``) whose pages may read the web API and embed ``<wf-run-progress>``
+    #: (CORS, GET only, no credentials); none by default, and never ``*``. ``wfcelery web --cors-origin``.
+    web_cors_origins: tuple[str, ...] = ()
+    web_allowed_hosts: tuple[str, ...] = DEFAULT_WEB_ALLOWED_HOSTS
+    web_max_body_bytes: int = DEFAULT_WEB_MAX_BODY_BYTES
+    web_auth_failures: int = DEFAULT_WEB_AUTH_FAILURES
+    web_auth_window: float = DEFAULT_WEB_AUTH_WINDOW
+    web_request_timeout: float = DEFAULT_WEB_REQUEST_TIMEOUT
     redis_timeout: float = DEFAULT_REDIS_TIMEOUT
     inspect_timeout: float = DEFAULT_INSPECT_TIMEOUT
     follow_patience: float = DEFAULT_FOLLOW_PATIENCE
@@ -145,6 +171,12 @@ class Settings:
             definitions=conf.get("wfcelery_definitions") or None,
             web_auth=conf.get("wfcelery_web_auth") or None,
             flower_url=conf.get("wfcelery_flower_url") or None,
+            web_cors_origins=web_origins(conf.get("wfcelery_web_cors_origins")),
+            web_allowed_hosts=_names(conf, "wfcelery_web_allowed_hosts", DEFAULT_WEB_ALLOWED_HOSTS),
+            web_max_body_bytes=_positive(conf, "wfcelery_web_max_body_bytes", DEFAULT_WEB_MAX_BODY_BYTES),
+            web_auth_failures=_positive(conf, "wfcelery_web_auth_failures", DEFAULT_WEB_AUTH_FAILURES),
+            web_auth_window=_seconds(conf, "wfcelery_web_auth_window", DEFAULT_WEB_AUTH_WINDOW),
+            web_request_timeout=_seconds(conf, "wfcelery_web_request_timeout", DEFAULT_WEB_REQUEST_TIMEOUT),
             redis_timeout=_number(conf, "wfcelery_redis_timeout", DEFAULT_REDIS_TIMEOUT),
             inspect_timeout=_number(conf, "wfcelery_inspect_timeout", DEFAULT_INSPECT_TIMEOUT),
             follow_patience=_number(conf, "wfcelery_follow_patience", DEFAULT_FOLLOW_PATIENCE),
@@ -182,6 +214,46 @@ def _number(conf: Any, key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigurationError(f"{key} must be a number of seconds >= 0, got {value!r}")
     return float(value)
+
+
+def _seconds(conf: Any, key: str, default: float) -> float:
+    value = _number(conf, key, default)
+    if value == 0:
+        raise ConfigurationError(f"{key} must be a number of seconds > 0, got 0")
+    return value
+
+
+def _positive(conf: Any, key: str, default: int) -> int:
+    value = conf.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{key} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _names(conf: Any, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of names (or one comma-separated string), each stripped; None: the default."""
+    value = conf.get(key)
+    if value is None:
+        return default
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple | set | frozenset):
+        raise ConfigurationError(f"{key} must be a list of names, got {value!r}")
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+def web_origins(value: Any, key: str = "wfcelery_web_cors_origins") -> tuple[str, ...]:
+    """Origins whose pages may read the web API: ``scheme://host[:port]`` each; ``*`` is refused."""
+    origins = _names({key: value}, key, ())
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if origin == "*" or not sep or scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
+            raise ConfigurationError(
+                f"{key}: {origin!r} is not an origin (http[s]://host[:port]); '*' is refused: name each "
+                "site whose pages embed the dashboard's element"
+            )
+    return tuple(o.rstrip("/") for o in origins)
 
 
 def _count(conf: Any, key: str, default: int = 0) -> int:

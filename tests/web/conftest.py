@@ -5,23 +5,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
+from tests.web.browser import CHROMIUM, launch_args, require_chromium
 from wfcelery.client.engine import Engine
-from wfcelery.web import create_app
+from wfcelery.web import create_app, server_config
 
 
 class Server:
-    """``create_app(engine)`` served by uvicorn on 127.0.0.1, a free port, in a daemon thread."""
+    """``create_app(engine, **options)`` served by uvicorn on 127.0.0.1, a free port, in a daemon thread."""
 
     def __init__(self, engine: Engine, **options: Any) -> None:
-        config = uvicorn.Config(
+        config = server_config(  # what `wfcelery web` serves with (the request deadline included)
             create_app(engine, **options),
-            host="127.0.0.1",
             port=0,
             log_level="warning",
             lifespan="off",
@@ -73,3 +76,42 @@ def server(serve: Callable[..., Server]) -> Server:
 def http(server: Server) -> Iterator[httpx.Client]:
     with server.client() as client:
         yield client
+
+
+# -- the browser tests' fixtures ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=launch_args())
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # what the page's Content-Security-Policy blocked (an inline style or script, a foreign request)
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors or CSP violations on the page: {errors}"
+
+
+@pytest.fixture
+def other_origin(tmp_path: Path) -> Iterator[Any]:
+    """A plain static file server on another port: another origin than the dashboard's."""
+    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()

@@ -7,18 +7,12 @@ Skipped locally without /usr/bin/chromium; under CI=true a missing browser fails
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
-from collections.abc import Iterator
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import in_thread_worker, wait_for
-from tests.web.browser import CHROMIUM, launch_args, require_chromium
 from tests.web.conftest import Server
 from wfcelery import NodeStatus, RunStatus, TrackerUnavailable, Workflow
 
@@ -27,28 +21,6 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.browser]
 #: How long the page may take to show a transition the tracker recorded (the goal is ~100 ms; the
 #: deadline is generous for a loaded 2-core CI machine; the measured figure is printed).
 LIVE_DEADLINE_S = 1.5
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=launch_args())
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def node(page: Any, name: str) -> Any:
@@ -61,20 +33,8 @@ def confirm(page: Any, button: str) -> None:
     page.click("#confirm-ok")
 
 
-@pytest.fixture
-def other_origin(tmp_path: Path) -> Iterator[Any]:
-    """A plain static file server on another port: another origin than the dashboard's."""
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield tmp_path, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
 def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed_follows(
-    app, engine, server, page, browser, r, uid, other_origin
+    app, engine, serve, page, browser, r, uid, other_origin
 ):
     wf = Workflow("live-etl")
     (
@@ -83,11 +43,12 @@ def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed
         >> wf.add("load", "proj.count")
     )
     folder, origin = other_origin
+    server = serve(cors_origins=(origin,))  # the embedding site's origin may read runs
     with in_thread_worker(app):
         run = engine.submit(wf)
         (folder / "embed.html").write_text(
             "<!doctype html><title>shop</title><h1>Orders</h1>\n"
-            f'<script src="{server.url}/static/wf-run-progress.js"></script>\n'
+            f'<script type="module" src="{server.url}/static/js/wf-run-progress.js"></script>\n'
             f'<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
         )
         embed = browser.new_page()
@@ -213,9 +174,9 @@ def test_the_run_page_follows_again_once_the_trackers_redis_is_back(
     wf = Workflow("outage")
     wf.add("only", "proj.noop")
     run = engine.submit(wf)  # no worker: stays RUNNING
-    server = Server(engine).start()
     folder, origin = other_origin
-    (folder / "embed.html").write_text(
+    server = Server(engine, cors_origins=(origin,)).start()
+    (folder / "embed.html").write_text(  # the classic script of older embeds loads the module
         f'<!doctype html><script src="{server.url}/static/wf-run-progress.js"></script>\n'
         f'<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
     )
@@ -228,7 +189,7 @@ def test_the_run_page_follows_again_once_the_trackers_redis_is_back(
         embed.wait_for_function("document.getElementById('p').dataset.status === 'RUNNING'", timeout=15_000)
         faulty_redis.shutdown()
         page.wait_for_function(
-            "document.getElementById('live').textContent === 'reconnecting'", timeout=20_000
+            "() => document.getElementById('live').textContent === 'reconnecting'", timeout=20_000
         )
         faulty_redis.start()
 
@@ -296,7 +257,7 @@ def test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive(engine, s
     started = time.monotonic()
     page.goto(f"{server.url}/runs/{run.id}")
     page.wait_for_selector("canvas#grid", timeout=20_000)
-    page.wait_for_function("document.getElementById('run-done') !== null", timeout=20_000)
+    page.wait_for_function("() => document.getElementById('run-done') !== null", timeout=20_000)
     rendered = time.monotonic() - started
     print(f"\n10,000-node run page rendered in {rendered:.2f} s")
     assert rendered < 15
@@ -310,5 +271,5 @@ def test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive(engine, s
     assert "QUEUED" in page.locator("#node-panel").inner_text()
     page.fill("#find-node", "n99_99")
     page.press("#find-node", "Enter")
-    page.wait_for_function("document.getElementById('panel-name')?.textContent === 'n99_99'")
+    page.wait_for_function("() => document.getElementById('panel-name')?.textContent === 'n99_99'")
     assert run.state().nodes["n0_0"].status is NodeStatus.QUEUED

@@ -77,7 +77,8 @@ def demo(redis_url: str | None) -> None:
     "web",
     epilog=epilog("""
 wfcelery -A proj.celery:app web                                # http://127.0.0.1:8555
-wfcelery -A proj.celery:app web --host 0.0.0.0 --auth admin:s3cret
+wfcelery -A proj.celery:app web --host 0.0.0.0 --allowed-host ops.example.com --auth admin:s3cret
+wfcelery -A proj.celery:app web --cors-origin https://shop.example   # pages there embed <wf-run-progress>
 celery -A proj wf web --read-only --port 9000"""),
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
@@ -91,6 +92,23 @@ celery -A proj wf web --read-only --port 9000"""),
 @click.option("--read-only", is_flag=True, help="Hide the control buttons and refuse every write.")
 @click.option("--flower-url", metavar="URL", help="Link nodes to Flower (default: wfcelery_flower_url).")
 @click.option("--root-path", default="", metavar="PREFIX", help="Path prefix a reverse proxy strips.")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host name this server is reached by (repeatable; '*.example.com' for subdomains). "
+    "Default: wfcelery_web_allowed_hosts, else localhost, 127.0.0.1 and [::1] "
+    "(plus --host when it names one).",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="An origin (https://shop.example) whose pages may read runs and embed <wf-run-progress> "
+    "(repeatable). Default: wfcelery_web_cors_origins, else none.",
+)
 @click.option("--log-level", default="info", show_default=True, help="uvicorn's log level.")
 @click.pass_context
 @errors_to_exit
@@ -102,6 +120,8 @@ def web(
     read_only: bool,
     flower_url: str | None,
     root_path: str,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Serve the web dashboard and REST API (needs the extra: pip install 'wfcelery[web]').
@@ -110,12 +130,19 @@ def web(
     deletes runs; the REST API is described by its OpenAPI document at /openapi.json.
     """
     try:
-        from wfcelery.web import create_app, serve
+        from wfcelery.web import create_app, serve, served_hosts
     except ImportError as e:
         fail(str(e))
     engine = engine_of(ctx)
     engine.runs(limit=1)  # fail now, with one clear line, when the tracker's Redis is unreachable
-    app = create_app(engine, auth=auth, read_only=read_only, flower_url=flower_url)
+    app = create_app(
+        engine,
+        auth=auth,
+        read_only=read_only,
+        flower_url=flower_url,
+        allowed_hosts=served_hosts(engine, host, allowed_hosts),
+        cors_origins=cors_origins or None,
+    )
     click.echo(
         f"wfcelery dashboard on http://{host}:{port}/" + ("  (read-only)" if read_only else ""), err=True
     )

@@ -232,8 +232,9 @@ class Engine(Control):
 
     def definitions(self) -> dict[str, Workflow]:
         """Definitions by name: those registered, and every valid ``*.yaml|*.yml|*.json`` file of the
-        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file is
-        logged and left out)."""
+        ``wfcelery_definitions`` folder (read on each call, so new files show up; an invalid file, and
+        anything but a regular file inside the folder -- a link out of it, a FIFO, a device -- is logged
+        and left out)."""
         found: dict[str, Workflow] = {}
         folder = self.settings.definitions
         for path in sorted(Path(folder).glob("*")) if folder else []:
@@ -241,7 +242,7 @@ class Engine(Control):
                 continue
             try:
                 limits = self.settings.limits
-                wf = load(path, limits.max_plan_bytes).validate(
+                wf = load(path, limits.max_plan_bytes, folder=folder).validate(
                     self.app if self.settings.check_tasks else None, limits
                 )
             except WfCeleryError as e:

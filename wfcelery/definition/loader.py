@@ -1,18 +1,21 @@
 """YAML / JSON files -> :class:`~wfcelery.definition.model.Workflow`. Loading never imports or runs code.
 
 Loading is bounded, so a hostile file is an error in milliseconds, never a hang or a traceback: a file over
-``max_bytes`` is refused before it is read; YAML nested deeper than
-:data:`~wfcelery.definition.limits.DEPTH_CEILING`
-stops at that line; aliases (``*name``) may expand the document to at most
-:data:`~wfcelery.definition.limits.MAX_YAML_EXPANSION` values (an alias bomb of 500 bytes would otherwise
-expand to
-gigabytes); JSON too deep for Python's parser is reported with its line and column.
+``max_bytes`` is refused before it is read, and no more than ``max_bytes`` are ever read (a device such as
+/dev/zero reports no size); read from a folder (``wfcelery_definitions``), only a regular file that lies
+inside it is read at all (not a FIFO, which would block the reader, nor a device, nor a link out); YAML
+nested deeper than :data:`~wfcelery.definition.limits.DEPTH_CEILING` stops at that line; aliases
+(``*name``) may expand the document to at most :data:`~wfcelery.definition.limits.MAX_YAML_EXPANSION`
+values (an alias bomb of 500 bytes would otherwise expand to gigabytes); JSON too deep for Python's parser
+is reported with its line and column.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -24,27 +27,53 @@ from wfcelery.definition.model import Workflow
 from wfcelery.errors import LimitError, SchemaError
 
 
-def load(path: str | Path, max_bytes: int = DEFAULT_MAX_PLAN_BYTES) -> Workflow:
+def load(
+    path: str | Path, max_bytes: int = DEFAULT_MAX_PLAN_BYTES, folder: str | Path | None = None
+) -> Workflow:
     """Load a workflow from a ``.yaml``/``.yml`` or ``.json`` file.
+
+    ``folder``: the file was found in this folder (``wfcelery_definitions``); it is read only if it is a
+    regular file whose real path (links followed) lies inside the folder.
 
     Raises:
         SchemaError: the file is missing, is not valid YAML/JSON (with line and column), or does not
-            follow the schema (naming the field).
+            follow the schema (naming the field); read from a folder, it is not a regular file inside it.
         LimitError: the file is larger than ``max_bytes``, nested too deep, or an alias bomb.
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise LimitError(
-                f"{path}: the file is {size:,} bytes, over the limit of {max_bytes:,} "
-                "(wfcelery_max_plan_bytes)"
-            )
-        text = path.read_text(encoding="utf-8")
+        text = _read(path, max_bytes, None if folder is None else Path(folder))
     except (OSError, UnicodeDecodeError) as e:
         raise SchemaError(f"{path}: cannot read workflow file ({getattr(e, 'strerror', None) or e})") from e
     data = loads(text, fmt="json" if path.suffix.lower() == ".json" else "yaml", source=str(path))
     return Workflow.from_dict(data, source=str(path))
+
+
+def _read(path: Path, max_bytes: int, folder: Path | None) -> str:
+    flags = os.O_RDONLY | getattr(os, "O_NOCTTY", 0)
+    if folder is not None:
+        real, root = path.resolve(strict=True), folder.resolve(strict=True)
+        if not real.is_relative_to(root):
+            raise SchemaError(f"{path}: refused: it leads to {real}, outside the definitions folder {root}")
+        path, flags = real, flags | getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for a writer
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if folder is not None and not stat.S_ISREG(mode):
+            raise SchemaError(f"{path}: refused: not a regular file (a FIFO, a device or a socket)")
+        size = os.fstat(fd).st_size
+        if size > max_bytes:
+            raise _too_large(path, f"{size:,} bytes", max_bytes)
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _too_large(path, f"more than {max_bytes:,} bytes", max_bytes)
+    return data.decode("utf-8")
+
+
+def _too_large(path: Path, size: str, max_bytes: int) -> LimitError:
+    return LimitError(
+        f"{path}: the file is {size}, over the limit of {max_bytes:,} (wfcelery_max_plan_bytes)"
+    )
 
 
 def loads(text: str, fmt: str = "yaml", source: str = "<string>") -> Any:

@@ -8,9 +8,13 @@
 
 One ASGI app holds the REST API (``/api/...``, OpenAPI document at ``/openapi.json``), a Server-Sent
 Events stream per run (``/api/runs/{id}/events``), the dashboard (``/``, ``/runs/{id}``,
-``/definitions``) and ``/static/wf-run-progress.js``, the custom element other pages embed. Everything
-is served from the package: no CDN, no build step. Every request reaches Redis through the
-:class:`~wfcelery.client.engine.Engine` only.
+``/definitions``; plain ES modules under ``/static/js/``) and ``/static/js/wf-run-progress.js``, the
+custom element other pages embed. Everything is served from the package: no CDN, no build step. Every
+request reaches Redis through the :class:`~wfcelery.client.engine.Engine` only.
+
+Every request passes, in this order: :class:`~wfcelery.web.shield.Shield` (Host allowlist, body limit,
+security headers), CORS for the configured origins only, :class:`~wfcelery.web.security.Guard` (auth,
+rate-limited failures, cross-site writes, read-only). docs/web-security.md describes each.
 
 Stack: FastAPI (request validation and the OpenAPI document from type hints) on Starlette and uvicorn,
 with sse-starlette for the event stream (keep-alive pings, client disconnects, ``Last-Event-ID``).
@@ -18,22 +22,27 @@ with sse-starlette for the event stream (keep-alive pings, client disconnects, `
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 try:
     from fastapi import FastAPI
 except ImportError as e:  # pragma: no cover - depends on the installed extras
     raise ImportError("the wfcelery web dashboard needs its extra: pip install 'wfcelery[web]'") from e
 
-from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from wfcelery import __version__
 from wfcelery.errors import ConfigurationError
-from wfcelery.web.api import errors, router
+from wfcelery.settings import web_origins
+from wfcelery.web.api import router
+from wfcelery.web.errors import errors
 from wfcelery.web.pages import pages
 from wfcelery.web.security import Guard
+from wfcelery.web.server import serve, server_config
+from wfcelery.web.shield import OriginReads, Shield
 from wfcelery.web.signals import router as signals_router
 
 if TYPE_CHECKING:
@@ -41,7 +50,12 @@ if TYPE_CHECKING:
 
 STATIC = Path(__file__).parent / "static"
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "served_hosts", "server_config"]
+
+logger = logging.getLogger("wfcelery.web")
+
+#: Bind addresses that name no host (every interface).
+_ANY_INTERFACE = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 def create_app(
@@ -51,6 +65,8 @@ def create_app(
     read_only: bool = False,
     flower_url: str | None = None,
     allowed_origins: tuple[str, ...] = (),
+    cors_origins: tuple[str, ...] | None = None,
+    allowed_hosts: tuple[str, ...] | None = None,
 ) -> FastAPI:
     """The dashboard + REST API for one engine, as an ASGI application.
 
@@ -62,8 +78,18 @@ def create_app(
         flower_url: Flower's base URL, to link every node to its task (default: ``wfcelery_flower_url``).
         allowed_origins: extra ``scheme://host[:port]`` origins allowed to send writes (the server's own
             origin always is): e.g. the public URL when a reverse proxy rewrites ``Host``.
+        cors_origins: origins whose pages may read the API and embed ``<wf-run-progress>`` (default:
+            ``wfcelery_web_cors_origins``; none).
+        allowed_hosts: ``Host`` names served (default: ``wfcelery_web_allowed_hosts``; loopback names).
+
+    The other ``wfcelery_web_*`` settings of the engine (body limit, failed-login limit, request
+    timeout) apply as they are; docs/web-security.md describes each.
     """
     settings = engine.settings
+    if cors_origins is not None:
+        settings = replace(settings, web_cors_origins=web_origins(list(cors_origins), "cors_origins"))
+    if allowed_hosts is not None:
+        settings = replace(settings, web_allowed_hosts=tuple(allowed_hosts))
     app = FastAPI(
         title="wfcelery",
         version=__version__,
@@ -76,6 +102,7 @@ def create_app(
     app.state.engine = engine
     app.state.read_only = read_only
     app.state.flower_url = (flower_url or settings.flower_url or "").rstrip("/") or None
+    app.state.settings = settings
     app.include_router(router)
     app.include_router(signals_router)
     app.include_router(pages)
@@ -85,26 +112,27 @@ def create_app(
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):
         raise ConfigurationError("web auth must be 'user:password' (--auth or wfcelery_web_auth)")
-    if not auth:  # pages elsewhere may read runs (the embeddable element); writes stay same-origin
-        app.add_middleware(
-            CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["Last-Event-ID"]
-        )
+    # the middlewares run outermost last-added: Shield, then CORS, then Guard, then the routes
     app.add_middleware(
-        Guard,
-        auth=auth,
-        read_only=read_only,
-        allowed_origins=allowed_origins,
+        Guard, auth=auth, read_only=read_only, allowed_origins=allowed_origins, settings=settings
     )
+    if settings.web_cors_origins:  # their pages may read runs (the embeddable element); writes stay ours
+        app.add_middleware(OriginReads, origins=settings.web_cors_origins)
+    app.add_middleware(Shield, settings=settings)
     return app
 
 
-def serve(
-    app: Any, host: str = "127.0.0.1", port: int = 8555, log_level: str = "info", root_path: str = ""
-) -> None:
-    """Run ``app`` on uvicorn until interrupted (what ``wfcelery web`` does).
-
-    ``root_path``: the path prefix a reverse proxy strips (``/workflows``), so links and API calls keep it.
-    """
-    import uvicorn
-
-    uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=True, root_path=root_path)
+def served_hosts(engine: Engine, bind: str, given: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The ``Host`` names ``wfcelery web --host BIND [--allowed-host NAME ...]`` serves: the names given,
+    else ``wfcelery_web_allowed_hosts`` (else the loopback names), plus BIND when it is one address."""
+    hosts = tuple(given) or engine.settings.web_allowed_hosts
+    if bind in _ANY_INTERFACE:
+        if not given:
+            logger.warning(
+                "wfcelery web: listening on every interface, but only requests naming %s as Host are "
+                "served: add the name clients use with --allowed-host",
+                ", ".join(hosts),
+            )
+        return hosts
+    name = f"[{bind}]" if ":" in bind and not bind.startswith("[") else bind
+    return hosts if name.lower() in {h.lower() for h in hosts} else (*hosts, name)

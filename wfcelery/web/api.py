@@ -1,23 +1,19 @@
-"""The REST API: ``/api/...`` routes, their request models, and how errors become JSON.
+"""The REST API: ``/api/...`` routes and their request models.
 
-Every error answers ``{"error": "<one line naming the problem>", "type": "<exception name>"}``:
-404 an unknown run, node or definition; 409 a control operation the run's state refuses (the
-ControlError text); 422 an invalid definition or params (naming the node or field); 503 the tracker's
-Redis or the broker cannot be reached. Routes are plain ``def``: FastAPI runs them in its thread pool,
-since the engine's calls block.
+Every error answers ``{"error": "<one line naming the problem>", "type": "<exception name>"}``
+(:mod:`wfcelery.web.errors`): 404 an unknown run, node or definition; 409 a control operation the run's
+state refuses (the ControlError text); 422 an invalid definition or params (naming the node or field);
+503 the tracker's Redis or the broker cannot be reached. Routes are plain ``def``: FastAPI runs them in
+its thread pool, since the engine's calls block.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field
 
 from wfcelery import __version__
@@ -25,17 +21,12 @@ from wfcelery.client.engine import Engine
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.model import Workflow
-from wfcelery.errors import (
-    ControlError,
-    DefinitionError,
-    RunNotFound,
-    TrackerError,
-    TrackerUnavailable,
-    WfCeleryError,
-)
+from wfcelery.errors import DefinitionError, RunNotFound
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.states import NodeStatus, RunStatus
-from wfcelery.web.stream import event_stream
+from wfcelery.web.errors import NotFound
+from wfcelery.web.inputs import refuse_bidi
+from wfcelery.web.stream import checked_cursor, event_stream
 
 #: Bytes of a node's JSON result shown by ``/api/runs/{id}/nodes/{node}``.
 RESULT_PREVIEW_BYTES = 4096
@@ -47,60 +38,14 @@ _RUN_ID = re.compile(r"[0-9a-f]{32}")
 router = APIRouter(prefix="/api")
 
 
-class NotFound(WfCeleryError):
-    """An unknown node or definition (an unknown run is :class:`RunNotFound`)."""
-
-
-# -- errors ----------------------------------------------------------------------------------------------
-
-
-def _error(status: int, message: str, kind: str) -> JSONResponse:
-    return JSONResponse({"error": message, "type": kind}, status_code=status)
-
-
-def _handler(status: int) -> Callable[[Request, Exception], Any]:
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
-        return _error(status, str(exc), type(exc).__name__)
-
-    return handle
-
-
-async def _invalid(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    problems = [
-        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()
-    ]
-    return JSONResponse(
-        {
-            "error": "; ".join(problems),
-            "type": "ValidationError",
-            "detail": json.loads(json.dumps(exc.errors(), default=str)),
-        },
-        status_code=422,
-    )
-
-
-async def _broker_down(request: Request, exc: Exception) -> JSONResponse:
-    return _error(503, f"cannot reach the Celery broker: {exc}", "BrokerUnavailable")
-
-
-#: Exception -> handler, installed by create_app (order matters only for subclasses: Starlette picks the
-#: most specific class).
-errors: dict[type[Exception], Callable[[Request, Exception], Any]] = {
-    RequestValidationError: _invalid,
-    RunNotFound: _handler(404),
-    NotFound: _handler(404),
-    ControlError: _handler(409),
-    DefinitionError: _handler(422),
-    TrackerUnavailable: _handler(503),
-    TrackerError: _handler(503),
-    OperationalError: _broker_down,
-    WfCeleryError: _handler(400),
-}
+# -- documented errors (web/errors.py answers them) ------------------------------------------------------
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such run (wrong id, cleaned up or expired), node or definition"},
     503: {"description": "The tracker's Redis (or the broker) cannot be reached"},
+}
+_BAD_EVENT_ID: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Last-Event-ID (or last_event_id) is no id this run's stream sent"}
 }
 _CONTROL_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
@@ -199,6 +144,7 @@ def list_runs(
     },
 )
 def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, str]:
+    refuse_bidi(body.name, body.definition, body.params)
     if (body.name is None) == (body.definition is None):
         raise DefinitionError("give exactly one of 'name' (a known definition) or 'definition'")
     workflow: Workflow | dict[str, Any]
@@ -313,7 +259,7 @@ def delete_run(run: RunDep, force: bool = False) -> Response:
     "/runs/{run_id}/events",
     summary="Server-Sent Events: every transition of the run, in order; resumable with Last-Event-ID",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS},
+    responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS, **_BAD_EVENT_ID},
 )
 def run_events(
     run: RunDep,
@@ -323,7 +269,7 @@ def run_events(
     ] = None,
 ) -> Response:
     cursor = request.headers.get("last-event-id") or last_event_id
-    return event_stream(run, cursor)
+    return event_stream(run, checked_cursor(run, cursor))
 
 
 # -- definitions -----------------------------------------------------------------------------------------

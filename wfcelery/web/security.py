@@ -1,11 +1,15 @@
-"""What every request passes first: HTTP Basic auth, the cross-site check on writes, read-only mode.
+"""Who may do what: HTTP Basic auth (rate-limited per client address), the cross-site check on writes,
+read-only mode.
 
 A pure ASGI middleware (not Starlette's BaseHTTPMiddleware), so the Server-Sent Events stream passes
-through untouched.
+through untouched. What every request passes before this one (Host allowlist, body limit, security
+headers) is :mod:`wfcelery.web.shield`.
 
 * **Auth** (``--auth user:password`` / ``wfcelery_web_auth``): every path -- pages, API, static files,
   the OpenAPI document -- answers 401 with a ``WWW-Authenticate`` challenge until the right credentials
-  come. Compared in constant time.
+  come. Compared in constant time. A client address that sent wrong credentials
+  ``wfcelery_web_auth_failures`` times within ``wfcelery_web_auth_window`` seconds is answered 429 with
+  ``Retry-After`` until the window has passed (:mod:`wfcelery.web.ratelimit`).
 * **Cross-site writes**: a browser sends Basic credentials (and cookies) with any request, also one a
   hostile page triggers. A write (any method but GET/HEAD/OPTIONS) is refused with 403 when its
   ``Origin`` is not this server's own (``Host``; ``X-Forwarded-Host`` behind a proxy) nor an allowed
@@ -18,14 +22,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import secrets
-from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wfcelery.settings import DEFAULT_WEB_AUTH_FAILURES, DEFAULT_WEB_AUTH_WINDOW, Settings
+from wfcelery.web.errors import send_error
+from wfcelery.web.ratelimit import FailureLimiter
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+_CHALLENGE = (b"www-authenticate", b'Basic realm="wfcelery", charset="UTF-8"')
+
+Refusal = tuple[int, str, list[tuple[bytes, bytes]]]
 
 
 class Guard:
@@ -35,42 +45,54 @@ class Guard:
         auth: str | None = None,
         read_only: bool = False,
         allowed_origins: tuple[str, ...] = (),
+        settings: Settings | None = None,
     ) -> None:
         self.app = app
         self.credentials = _credentials(auth) if auth else None
         self.read_only = read_only
         self.allowed = {o.rstrip("/").lower() for o in allowed_origins}
+        self.failures = FailureLimiter(
+            settings.web_auth_failures if settings else DEFAULT_WEB_AUTH_FAILURES,
+            settings.web_auth_window if settings else DEFAULT_WEB_AUTH_WINDOW,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        refusal = self._check(scope["method"], headers)
+        client = scope.get("client")
+        refusal = self._check(scope["method"], headers, client[0] if client else "")
         if refusal is None:
             await self.app(scope, receive, send)
             return
         status, message, extra = refusal
-        body = json.dumps({"error": message, "type": "Forbidden" if status == 403 else "Unauthorized"})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), *extra],
-            }
-        )
-        await send({"type": "http.response.body", "body": body.encode()})
+        await send_error(send, status, message, extra)
 
-    def _check(self, method: str, headers: dict[str, str]) -> tuple[int, str, list[Any]] | None:
-        if self.credentials and not self._authorized(headers.get("authorization", "")):
-            challenge = (b"www-authenticate", b'Basic realm="wfcelery", charset="UTF-8"')
-            return 401, "authentication required", [challenge]
+    def _check(self, method: str, headers: dict[str, str], client: str) -> Refusal | None:
+        if self.credentials:
+            refusal = self._login(headers.get("authorization"), client)
+            if refusal is not None:
+                return refusal
         if method in SAFE_METHODS:
             return None
         if self.read_only:
             return 403, "this dashboard is read-only: runs cannot be started or controlled here", []
         if not self._same_site(headers):
             return 403, "cross-site request refused (Origin does not match this server)", []
+        return None
+
+    def _login(self, header: str | None, client: str) -> Refusal | None:
+        wait = self.failures.retry_after(client)
+        if wait is not None:
+            message = f"too many failed logins from this address: try again in {wait} s"
+            return 429, message, [(b"retry-after", str(wait).encode())]
+        if header is None:  # a browser's first request: not a failed login
+            return 401, "authentication required", [_CHALLENGE]
+        if not self._authorized(header):
+            self.failures.failed(client)
+            return 401, "authentication required", [_CHALLENGE]
+        self.failures.succeeded(client)
         return None
 
     def _authorized(self, header: str) -> bool:

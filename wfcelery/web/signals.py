@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 
-from wfcelery.web.api import _CONTROL_ERRORS, EngineDep, NotFound, RunDep
+from wfcelery.web.api import _CONTROL_ERRORS, EngineDep, RunDep
+from wfcelery.web.errors import NotFound
 
 router = APIRouter(prefix="/api")
 

@@ -12,6 +12,12 @@ batches at an offset). A client that reconnects with ``Last-Event-ID`` (browsers
 gets exactly the transitions it missed. Without one, the stream starts from the run's first
 transition, so replaying it rebuilds the run's state.
 
+A ``Last-Event-ID`` that is no id of this run's stream -- not ``<offset>[.<k>]``, an offset inside an
+event or past the log's end, more events skipped than there are -- answers 400 (``InvalidEventId``)
+before the stream starts (:func:`checked_cursor`). Ids are checked against the log as the tracker
+keeps it: an offset in a part of the log already trimmed (the log is capped) resumes from its oldest
+kept transition.
+
 When the run has ended and every transition is sent, the stream sends ``event: end`` and closes; a run
 that is retried later can be followed again from the last id. A run deleted meanwhile also ends the
 stream (``{"deleted": true}``). Keep-alive comments go out every 15 s.
@@ -23,6 +29,8 @@ the browser within ~50-100 ms.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,9 +39,12 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from wfcelery.client.run import Run
-from wfcelery.errors import RunNotFound
+from wfcelery.errors import RunNotFound, TrackerError
 from wfcelery.tracker.keys import instance_name, split_slot
 from wfcelery.tracker.states import NodeStatus
+from wfcelery.web.errors import InvalidEventId
+
+logger = logging.getLogger("wfcelery.web")
 
 #: Seconds between two reads of the event log while nothing happens.
 POLL_INTERVAL = 0.05
@@ -43,26 +54,63 @@ STATUS_INTERVAL = 1.0
 PING_INTERVAL = 15
 
 
-def parse_cursor(raw: str | None) -> tuple[int, int]:
-    """``"1834"`` -> (1834, 0); ``"1834.2"`` -> (1834, 2); anything else: from the start."""
+_CURSOR = re.compile(r"(\d{1,15})(?:\.(\d{1,9}))?")
+
+
+def checked_cursor(run: Run, raw: str | None) -> tuple[int, int]:
+    """``"1834"`` -> (1834, 0); ``"1834.2"`` -> (1834, 2); none -> (0, 0), from the start.
+
+    Raises:
+        InvalidEventId: ``raw`` is no id this run's stream sent (reads the run's event log once).
+    """
     if not raw:
         return 0, 0
-    offset, _, skip = raw.strip().partition(".")
-    try:
-        return max(0, int(offset)), max(0, int(skip or 0))
-    except ValueError:
-        return 0, 0
+    found = _CURSOR.fullmatch(raw.strip())
+    if found is None:
+        raise _invalid(raw, "ids are <offset> or <offset>.<n>, as the stream sent them")
+    offset, skip = int(found.group(1)), int(found.group(2) or 0)
+    end, events = run.events(0)
+    # the log from its oldest kept line (the tracker trims the head) to its end, line by line
+    position = end - sum(len(e.encode()) for e in events)
+    if offset < position:
+        return offset, skip  # in the trimmed part: resumes from the oldest kept line
+    following = len(events)
+    for e in events:
+        if position == offset:
+            break
+        position += len(e.encode())
+        following -= 1
+    if position != offset:
+        raise _invalid(raw, "its offset is not the end of an event of this run's log")
+    if skip > following:
+        raise _invalid(raw, f"it skips {skip} events where {following} follow its offset")
+    return offset, skip
 
 
-def event_stream(run: Run, cursor: str | None) -> EventSourceResponse:
+def _invalid(raw: str, why: str) -> InvalidEventId:
+    shown = raw if len(raw) <= 60 else raw[:60] + "…"
+    return InvalidEventId(f"Last-Event-ID {shown!r} is not an event id of this run: {why}")
+
+
+def event_stream(run: Run, cursor: tuple[int, int]) -> EventSourceResponse:
     return EventSourceResponse(
-        _events(run, *parse_cursor(cursor)),
+        _events(run, *cursor),
         ping=PING_INTERVAL,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},  # nginx: do not buffer
     )
 
 
 async def _events(run: Run, offset: int, skip: int) -> AsyncIterator[ServerSentEvent]:
+    """The stream; the tracker's Redis lost mid-stream ends it (the client reconnects from its last id and
+    is answered 503 until Redis is back) instead of an error the started response can no longer carry."""
+    try:
+        async for event in _follow(run, offset, skip):
+            yield event
+    except TrackerError as e:
+        logger.warning("wfcelery web: event stream of run %s ended: %s", run.id, e)
+
+
+async def _follow(run: Run, offset: int, skip: int) -> AsyncIterator[ServerSentEvent]:
     plan = await anyio.to_thread.run_sync(run.plan)
     names = [n.name for n in plan.nodes]
     created = (await anyio.to_thread.run_sync(run.summary)).created_at

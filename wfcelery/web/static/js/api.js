@@ -1,0 +1,31 @@
+// The dashboard's server: its mount path, its settings, and every URL the page builds on it.
+
+//: What the page shell says (wfcelery/web/pages.py): the mount path, read-only mode, Flower's URL.
+export const CFG = JSON.parse(document.body.dataset.config || "{}");
+export const ROOT = CFG.root || "";
+
+// path`/api/runs/${id}/nodes/${node}`: each value is percent-encoded, so an id or a name with "/", "?",
+// "#" or "%" in it stays one path segment. Every URL with an id in it is built with this tag.
+export function path(strings, ...values) {
+  return strings.reduce((out, s, i) => out + encodeURIComponent(String(values[i - 1])) + s);
+}
+
+// A page of the dashboard (a link): the mount path + a path built with `path`.
+export const pageUrl = (p) => ROOT + p;
+
+// A JSON request to the API; an error answer (the {"error", "type"} shape) becomes a thrown Error whose
+// message is the server's and whose .status is the HTTP status.
+export async function api(p, options = {}) {
+  const resp = await fetch(ROOT + p, { headers: { Accept: "application/json" }, ...options });
+  if (resp.status === 204) return null;
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const err = new Error(body.error || `HTTP ${resp.status}`);
+    err.status = resp.status;
+    throw err;
+  }
+  return body;
+}
+
+export const postJson = (p, body) =>
+  api(p, { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: JSON.stringify(body) });

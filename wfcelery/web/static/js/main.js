@@ -1,0 +1,17 @@
+// wfcelery dashboard: plain ES modules, no dependencies, no build step. Each page is drawn from the REST
+// API and kept live by the run's Server-Sent Events stream. This module picks the page the path names.
+import { ROOT } from "./api.js";
+import { definitionsView, definitionView } from "./definitions.js";
+import { runView } from "./run/page.js";
+import { runsView } from "./runs.js";
+import { statusSheet } from "./statuses.js";
+
+document.adoptedStyleSheets = [...document.adoptedStyleSheets, statusSheet()];
+
+const main = document.getElementById("main");
+const where = location.pathname.slice(ROOT.length) || "/";
+let m;
+if ((m = where.match(/^\/runs\/([^/]+)\/?$/))) runView(main, decodeURIComponent(m[1]));
+else if (where.replace(/\/$/, "") === "/definitions") definitionsView(main);
+else if ((m = where.match(/^\/definitions\/([^/]+)\/?$/))) definitionView(main, decodeURIComponent(m[1]));
+else runsView(main);
