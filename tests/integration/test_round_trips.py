@@ -4,7 +4,8 @@ success report after it run there; the worker's services -- heartbeat, reconcile
 in threads of their own and are not counted).
 
 Budget (docs: benchmarks): two per node -- start.lua before the body, succeed.lua after it, which also
-returns what a released fan-in child needs -- plus, once per run, the plan's refresh when the run ends.
+returns what a released fan-in child needs -- plus, once per run, one pipeline when the run ends (the plan's
+refresh, and the read of the run's parent: a child run settles its parent's node).
 A regression to a third call per node (an HMGET of fan-in arguments, a separate read) fails here. With
 inline continuation (``wfcelery_inline_depth``) a chain costs one per node: the parent's succeed.lua also
 starts the child, which the worker runs right away.
@@ -82,7 +83,7 @@ def test_two_tracker_round_trips_per_node(app: Any, engine: Any, redis_url: str)
     nodes = len(wf.nodes)
     assert run.state().status is RunStatus.SUCCEEDED
     assert results["join"] == 16  # the fan-in got both parents' results from succeed.lua
-    assert calls == Counter({"EVALSHA": 2 * nodes, "EXPIRE": 1}), calls  # start + succeed per node
+    assert calls == Counter({"EVALSHA": 2 * nodes, "PIPELINE": 1}), calls  # start + succeed per node
 
 
 @pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)
@@ -104,7 +105,7 @@ def test_inline_chain_one_round_trip_per_node(app: Any, engine: Any, redis_url: 
     assert results["n5"] == 1 + sum(range(1, 6))  # each child got its parent's result
     assert all(n.attempts == 1 for n in state.nodes.values())
     # the first node's start, then one succeed.lua per node (each one also starts the next node)
-    assert Counter(CountingConnection.log) == Counter({"EVALSHA": nodes + 1, "EXPIRE": 1})
+    assert Counter(CountingConnection.log) == Counter({"EVALSHA": nodes + 1, "PIPELINE": 1})
 
 
 @pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)

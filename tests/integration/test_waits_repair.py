@@ -51,8 +51,10 @@ def test_a_child_run_never_created_is_started_on_the_second_sweep(
     wf.add("sub", workflow="child")
     run = engine.submit(wf)
     child_id = wait_for(lambda: run.state().nodes["sub"].child_run, message="the child run")
+    wait_for(lambda: status_of(engine.run(child_id), "c") is NodeStatus.RUNNING, message="its body runs")
     engine.tracker.delete_run(child_id)  # the parent waits on a child that does not exist
     r.rpush(f"{uid}:go", "go")  # let the deleted child's body end
+    wait_for(lambda: r.llen(f"{uid}:go") == 0, message="the deleted child's body to take it")
     reconciler = sweeper(app)
     assert reconciler.sweep() == []  # the releasing process may be starting it this very moment
     repairs = reconciler.sweep()

@@ -37,7 +37,7 @@ from wfcelery.ops.waits import encode_result, waits_of
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.outcomes import Finish, HaltOutcome, ReplanOutcome, SucceedOutcome
-from wfcelery.tracker.records import NodeRecord, ParentLink, RunRecord, new_run
+from wfcelery.tracker.records import PARENT_FIELD, NodeRecord, ParentLink, RunRecord, new_run
 from wfcelery.tracker.states import NodeStatus, RunStatus, WaitKind
 from wfcelery.tracker.store import Tracker
 
@@ -174,23 +174,33 @@ def create_child(
 def ended(tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: str, finish: Finish) -> None:
     """A transition made here ended a run: keep its plan, close the workers' gate, send its callback,
     and reach its parent and children (:func:`after_end`)."""
-    tracker.refresh_plan(plan.digest)
     if finish.status != RunStatus.SUCCEEDED.value:
         tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
     dispatch.callback(run_id, finish.status, finish.callback)
-    after_end(tracker, dispatch, run_id, finish)
+    after_end(tracker, dispatch, run_id, finish, plan)
 
 
-def after_end(tracker: Tracker, dispatch: Dispatcher, run_id: str, finish: Finish) -> None:
+def after_end(
+    tracker: Tracker, dispatch: Dispatcher, run_id: str, finish: Finish, plan: Plan | None = None
+) -> None:
     """A run ended: a child run settles its parent's node; a run that did not succeed cancels its live
-    children. Never raises: what an outage stops here, the reconciler's sweep does later."""
+    children. ``plan``, when the caller has it: its refresh (the plan outlives the run's keys) rides on
+    the same round trip as the read of the run's parent, and a plan with no sub-workflow node has no
+    children to look for -- a run's end costs one round trip more than its scripts, whatever it has.
+    Never raises: what an outage stops here, the reconciler's sweep does later."""
     try:
-        record = tracker.run_record(run_id)
-        if finish.status != RunStatus.SUCCEEDED.value:
-            for child in children(record):
+        with converted_errors(f"read the parent of run {run_id}"):
+            pipe = tracker.client.pipeline(transaction=False)
+            if plan is not None:
+                pipe.expire(tracker.keys.plan(plan.digest), tracker.settings.run_ttl * 2)
+            pipe.hget(tracker.keys.run(run_id), PARENT_FIELD)
+            parent = pipe.execute()[-1]
+        failed = finish.status != RunStatus.SUCCEEDED.value
+        if failed and (plan is None or any(n.subworkflow for n in plan.nodes)):
+            for child in children(tracker.run_record(run_id)):
                 halt_run(tracker, dispatch, child, "cancel")
-        if record.parent is not None:
-            child_ended(tracker, dispatch, run_id, record)
+        if parent:
+            child_ended(tracker, dispatch, run_id, tracker.run_record(run_id))
     except RunNotFound:
         return
     except WfCeleryError as e:

@@ -38,6 +38,8 @@ LEASE_TICK = 1.0
 MAX_SLEEP = 0.25
 #: Seconds before a paused run's due timer is looked at again.
 PAUSED_RETRY = 1.0
+#: Seconds before a timer whose settling raised (its plan gone, the broker away) is tried again.
+FAILED_RETRY = 30.0
 #: Timers fired per read at most (the rest right after).
 BATCH = 500
 
@@ -112,7 +114,13 @@ class TimerLoop:
             now = self.tracker.server_ms()
             due = self.waits.due_timers(now, BATCH)
             for entry, at in due:
-                self.fire(entry, at, now)
+                try:
+                    self.fire(entry, at, now)
+                except TrackerUnavailable:
+                    raise
+                except Exception as e:  # one timer that cannot be settled must not hold back the others
+                    logger.warning("wfcelery timers: %s of run %s: %s", entry.index, entry.run_id, e)
+                    self.waits.postpone(entry, at, now + int(FAILED_RETRY * 1000))
             if len(due) < BATCH or self._stop.is_set():
                 return now
 

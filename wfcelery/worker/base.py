@@ -106,11 +106,11 @@ class WorkerBase:
 
     def ended(self, plan: Plan, run_id: str, finish: Finish) -> None:
         """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
-        self.tracker.refresh_plan(plan.digest)  # the plan must outlive the run's keys
         if finish.status != RunStatus.SUCCEEDED.value:
             self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
         self.dispatch.callback(run_id, finish.status, finish.callback)
-        after_end(self.tracker, self.dispatch, run_id, finish)  # its parent run, its child runs
+        # the plan must outlive the run's keys (refreshed there); its parent run, its child runs
+        after_end(self.tracker, self.dispatch, run_id, finish, plan)
 
     def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None:
         """Publish node (or instance) ``slot`` again at ``epoch`` with its stored parent results (an
