@@ -87,7 +87,9 @@ def test_a_failed_child_fails_the_node_and_a_retry_of_the_parent_retries_that_ch
     assert child.nodes["a"].attempts == 1
 
 
-def test_pause_resume_cancel_and_cleanup_reach_the_child(engine: Any, worker: Any, r: Any, uid: str) -> None:
+def test_pause_resume_cancel_retry_and_cleanup_reach_the_child(
+    engine: Any, worker: Any, r: Any, uid: str
+) -> None:
     slow = Workflow("slow")
     slow.add("first", "proj.block", args=[f"{uid}:one"])
     slow.add("second", "proj.block", args=[f"{uid}:two"], after="first", immutable=True)
@@ -108,7 +110,12 @@ def test_pause_resume_cancel_and_cleanup_reach_the_child(engine: Any, worker: An
     run.cancel()
     assert child.state().status is RunStatus.CANCELLED
     assert status_of(run, "sub") is NodeStatus.REVOKED
-    r.rpush(f"{uid}:two", "go")
+    r.rpush(f"{uid}:two", "go")  # the running body finishes (recorded in the cancelled child)
+    wait_for(lambda: status_of(child, "second") is NodeStatus.SUCCEEDED, message="second done")
+    run.retry()  # the node runs again: the same child, retried, has nothing left to run
+    assert run.wait(timeout=20) == {"sub": {"first": "released", "second": "released"}}
+    assert run.state().nodes["sub"].child_run == child.id
+    assert child.state().status is RunStatus.SUCCEEDED
     run.cleanup()
     assert run_keys(r, engine, child.id) == []
     assert run_keys(r, engine, run.id) == []
