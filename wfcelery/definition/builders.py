@@ -85,8 +85,15 @@ class SpecialNodes:
         return self._add_special(name, NodeKind.SLEEP, after, when, trigger, sleep=duration, until=until)
 
     def _add_workflow(
-        self, name: str, task: Any, workflow: str | None, params: Any, given: Mapping[str, Any]
+        self,
+        name: str,
+        task: Any,
+        workflow: str | None,
+        params: Any,
+        after: Iterable[str | Node] | str | Node,
+        given: Mapping[str, Any],
     ) -> Node:
+        """``add(name, workflow=..., params=...)``; ``given``: the other options ``add`` was passed."""
         task_only = [k for k in TASK_OPTIONS if given.get(k) is not None]
         if task is not None or task_only:
             what = "a task" if task is not None else task_only[0]
@@ -98,7 +105,7 @@ class SpecialNodes:
         json_size(params, f"node {name!r}", "params")
         when, trigger = given.get("when"), given.get("trigger")
         return self._add_special(
-            name, NodeKind.WORKFLOW, given["after"], when, trigger, subworkflow=workflow, params=params
+            name, NodeKind.WORKFLOW, after, when, trigger, subworkflow=workflow, params=params
         )
 
     def _add_special(

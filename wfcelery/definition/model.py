@@ -193,10 +193,6 @@ class Workflow(SpecialNodes):
             DuplicateNodeError: The workflow already has a node of that name.
         """
         self._check_name(name)
-        if workflow is not None or params is not None:
-            return self._add_workflow(name, task, workflow, params, locals())
-        if task is None:
-            raise SchemaError(f"node {name!r}: give a task (or workflow=... to run a registered workflow)")
         options = {
             "args": args,
             "kwargs": kwargs,
@@ -213,6 +209,10 @@ class Workflow(SpecialNodes):
             "when": when,
             "trigger": trigger,
         }
+        if workflow is not None or params is not None:
+            return self._add_workflow(name, task, workflow, params, after, options)
+        if task is None:
+            raise SchemaError(f"node {name!r}: give a task (or workflow=... to run a registered workflow)")
         merged = {**self.defaults, **{k: v for k, v in options.items() if v is not None}}
         if isinstance(after, str | Node):  # after="load" is one parent, not four
             after = [after]

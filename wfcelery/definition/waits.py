@@ -190,11 +190,6 @@ def builder_args(kind: NodeKind, spec: Mapping[str, Any], where: str) -> dict[st
 # -- sub-workflows: recursion and depth --------------------------------------------------------------------
 
 
-def children_of(wf: Workflow) -> list[str]:
-    """Names of the workflows ``wf``'s sub-workflow nodes run, in node order."""
-    return [n.subworkflow for n in wf.nodes.values() if n.kind is NodeKind.WORKFLOW and n.subworkflow]
-
-
 def check_nesting(
     wf: Workflow,
     lookup: Callable[[str], Workflow | None],
