@@ -65,8 +65,12 @@ bench-fleet: $(VENV)/.installed
 screenshots: $(VENV)/.installed browser
 	$(PY) -m tests.web.screenshots
 
-# A 60 s tracker outage mid-run, once per broker (~3 minutes; not in `make test`).
+# Not in `make test` (an hour or more): every timing-bound test 20 times beside a CPU-burning process, with
+# the recovery times' distribution (benchmarks/soak.py; SOAK_ARGS="--count 5 tests/integration/test_reconciler.py"
+# for a part), then a 60 s tracker outage mid-run, once per broker.
+SOAK_ARGS ?=
 soak: $(VENV)/.installed
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 	WFCELERY_SOAK=1 $(PY) -m pytest -q tests/integration/test_faults.py -k 'tracker_restarted_mid_run and 60s'
 
 # Chaos soak (minutes; not in `make test`): runs under Redis restarts and killed workers. CHAOS_ARGS=--help

@@ -166,7 +166,7 @@ def _client(url: str, seconds: float, batch: int, queue: Any) -> None:
                 events_maxlen=settings.events_maxlen,
                 done_channel=keys.done_channel(run_id),
             )
-            tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
+            tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob, settings.unconfirmed_bound)
         pending = [(run_id, i, 0) for run_id in ids for i in plan.roots]
         while pending:
             # the calls Tracker.start / Tracker.succeed make (as the worker calls them), pipelined

@@ -2,7 +2,7 @@
 
 Start Redis (any recent one; e.g. ``docker run -p 6379:6379 redis:7``), then one worker for every queue::
 
-    celery -A examples.app worker -Q io,cpu,celery -l INFO
+    celery -A examples.app worker -Q io,cpu,celery -n all@%h -l INFO
 
 or one worker per queue, as in production (see examples/typed_queues.py)::
 

@@ -2,8 +2,8 @@
 
 Run it (Redis on localhost:6379)::
 
-    celery -A examples.app worker -Q cpu,celery -c 4 -l INFO     # terminal 1
-    python -m examples.dynamic_map_reduce 40                     # terminal 2: 40 words per chunk
+    celery -A examples.app worker -Q cpu,celery -n cpu@%h -c 4 -l INFO  # terminal 1
+    python -m examples.dynamic_map_reduce 40                            # terminal 2: 40 words per chunk
 
 ``split`` returns a list; ``count`` maps over it -- one instance per chunk, tracked as ``count[0]``,
 ``count[1]``, ... -- and ``merge`` gets the list of their results in chunk order. The width is decided by

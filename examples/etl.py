@@ -2,8 +2,8 @@
 
 Run it (Redis on localhost:6379; see examples/app.py to point elsewhere)::
 
-    celery -A examples.app worker -Q io,cpu,celery -l INFO     # terminal 1
-    python -m examples.etl 2026-11-22                          # terminal 2
+    celery -A examples.app worker -Q io,cpu,celery -n all@%h -l INFO  # terminal 1
+    python -m examples.etl 2026-11-22                                 # terminal 2
 
 The same workflow as a file is examples/etl.yaml.
 """

@@ -2,8 +2,8 @@
 
 Run it (Redis on localhost:6379)::
 
-    celery -A examples.app worker -Q cpu,celery -c 4 -l INFO     # terminal 1
-    python -m examples.map_reduce 8                              # terminal 2: 8 mappers
+    celery -A examples.app worker -Q cpu,celery -n cpu@%h -c 4 -l INFO  # terminal 1
+    python -m examples.map_reduce 8                                     # terminal 2: 8 mappers
 
 The reducer has one parent per mapper, so it gets one list of their results, in the mappers' order --
 the same result semantics as a Celery chord, with any number of mappers.

@@ -2,8 +2,8 @@
 
 Run it (Redis on localhost:6379)::
 
-    celery -A examples.app worker -Q io,cpu,celery -l INFO     # terminal 1
-    python -m examples.pause_resume                            # terminal 2
+    celery -A examples.app worker -Q io,cpu,celery -n all@%h -l INFO  # terminal 1
+    python -m examples.pause_resume                                   # terminal 2
 
 From a shell, the same with the CLI::
 

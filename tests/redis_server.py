@@ -23,8 +23,10 @@ class FaultyRedis(RedisServer):
     """A throwaway redis-server with an append-only file (fsync always), so that a restart keeps every
     write it acknowledged -- like a production Redis with AOF -- plus the faults a test injects."""
 
-    def __init__(self, port: int | None = None) -> None:
-        super().__init__(port, appendonly=True)
+    def __init__(self, port: int | None = None, appendonly: bool = True) -> None:
+        super().__init__(
+            port, appendonly=appendonly
+        )  # without: a restart loses everything (a broker's queues)
 
     def url_db(self, db: int = 0) -> str:
         return f"{self.url}/{db}"
@@ -58,6 +60,11 @@ class FaultyRedis(RedisServer):
             yield
         finally:
             os.kill(self.proc.pid, signal.SIGCONT)
+
+    def thaw(self) -> None:
+        """SIGCONT a server :meth:`frozen` stopped, before the block ends (a timer thread's fault end)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
 
     def up(self) -> bool:
         try:

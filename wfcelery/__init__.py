@@ -30,9 +30,13 @@ from wfcelery.errors import (
     NoWorkerError,
     ParamError,
     RunFailed,
+    RunKeyConflict,
     RunNotFound,
+    ScheduleError,
+    ScheduleNotFound,
     SchemaError,
     SignalRefused,
+    TaskImportError,
     TrackerError,
     TrackerUnavailable,
     UnknownParentError,
@@ -41,6 +45,7 @@ from wfcelery.errors import (
     WfCeleryError,
 )
 from wfcelery.install import install
+from wfcelery.ops.store import ScheduleInfo
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
 
 __version__ = "0.1.0"
@@ -64,12 +69,17 @@ __all__ = [
     "ParamError",
     "Run",
     "RunFailed",
+    "RunKeyConflict",
     "RunNotFound",
     "RunState",
     "RunStatus",
     "RunSummary",
+    "ScheduleError",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "SchemaError",
     "SignalRefused",
+    "TaskImportError",
     "TrackerError",
     "TrackerUnavailable",
     "UnknownParentError",

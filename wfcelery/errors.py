@@ -14,12 +14,16 @@
      |    +-- NotSeriesParallel     Celery canvas cannot express the DAG exactly (to_canvas)
      |    +-- LimitError            over a bound: nesting depth, message, plan or YAML size (limits.py)
      |    +-- NestingError          a sub-workflow unknown, running itself, or nested too deep
+     |    +-- ScheduleError         a schedule's cron, every, timezone, workflow... is wrong (``.field``)
      +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
+     |    +-- TaskImportError       a task module of the app (imports/include/autodiscover) fails to import
      +-- NoWorkerError              submit(require_workers=True): a node's queue has no live consumer
      +-- BrokerUnavailable (also ConnectionError)   the Celery broker refused or did not answer
      +-- TrackerError
      |    +-- TrackerUnavailable (also ConnectionError)   Redis cannot be reached or timed out
      +-- RunNotFound                no run with that id (never created, cleaned up or expired)
+     +-- RunKeyConflict             submit(run_key=..., on_conflict="fail"): a run holds the key (``.run_id``)
+     +-- ScheduleNotFound           no schedule of that name
      +-- ControlError               pause/resume/cancel/retry/cleanup refused in this state
      |    +-- SignalRefused         run.signal() to a node that is not waiting for one
      +-- RunFailed                  run.wait() on a run that ended FAILED or CANCELLED
@@ -95,8 +99,23 @@ class NestingError(DefinitionError):
     others), or nests deeper than ``wfcelery_max_nesting``."""
 
 
+class ScheduleError(DefinitionError):
+    """A schedule is invalid; ``field`` names what is wrong (``cron``, ``every``, ``timezone``,
+    ``workflow``, ``params``, ``name``...). Nothing was stored."""
+
+    def __init__(self, field: str, message: str, where: str = "") -> None:
+        self.field = field
+        self.detail = message
+        super().__init__(f"{where}: {field}: {message}" if where else f"{field}: {message}")
+
+
 class ConfigurationError(WfCeleryError):
     """wfcelery cannot work with this Celery app's configuration."""
+
+
+class TaskImportError(ConfigurationError):
+    """A task module the app's workers import (``imports``, ``include``, ``autodiscover_tasks``) fails to
+    import on the client side; the message names the module and the error."""
 
 
 class NoWorkerError(WfCeleryError):
@@ -121,6 +140,25 @@ class RunNotFound(WfCeleryError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no workflow run with id {run_id!r} (wrong id, cleaned up, or expired)")
+
+
+class RunKeyConflict(WfCeleryError):
+    """``submit(run_key=K, on_conflict="fail")``: run ``run_id`` already holds the key ``run_key``."""
+
+    def __init__(self, run_key: str, run_id: str, status: str = "") -> None:
+        self.run_key = run_key
+        self.run_id = run_id
+        self.status = status
+        held = f"run {run_id}" + (f" ({status})" if status else "")
+        super().__init__(f"run key {run_key!r} is held by {held}: nothing was submitted")
+
+
+class ScheduleNotFound(WfCeleryError):
+    """No schedule of this name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r}")
 
 
 class ControlError(WfCeleryError):

@@ -34,6 +34,10 @@ DEFAULT_MAX_MAP = 10_000
 #: Socket timeout (seconds) of every tracker Redis call: a hung Redis fails fast, it does not stall a
 #: CLI command or a worker. Blocking reads (pub/sub waits) use their own, shorter waits.
 DEFAULT_REDIS_TIMEOUT = 5.0
+#: How long a submit whose write got no answer (a timeout, a lost connection: the write may still land)
+#: keeps asking the tracker what became of it before it gives up, in multiples of wfcelery_redis_timeout
+#: (``wfcelery_submit_settle`` sets it in seconds). See :attr:`Settings.settle_seconds`.
+DEFAULT_SUBMIT_SETTLE_TIMEOUTS = 3
 #: Seconds to wait for live workers to say which queues they consume (submit, validate, status); 0 skips.
 DEFAULT_INSPECT_TIMEOUT = 1.0
 #: Seconds ``watch``, ``submit --wait`` and :meth:`Run.follow` wait out a tracker outage (its Redis
@@ -48,10 +52,10 @@ DEFAULT_REPORT_RETRY = 10.0
 DEFAULT_OUTBOX_DIR = "~/.local/state/wfcelery/outbox"
 #: Seconds the start gate waits for the tracker before it gives the message back to the broker.
 DEFAULT_GATE_WAIT = 5.0
-#: Seconds between a worker's heartbeats; its heartbeat key lives 3 beats. Also the pace of the elected
-#: reconciler's lease and of its check of every worker's heartbeat (docs: reliability): a worker
-#: SIGKILLed mid-run has its RUNNING nodes re-published within ~14 s (one TTL for the key to expire, one
-#: beat to notice, one TTL of patience).
+#: Seconds between a worker's heartbeats (each stamped with Redis's clock); a worker whose last beat is 6
+#: beats old is gone. Also the pace of the elected reconciler's lease (it lives 3 beats) and of its check of
+#: every worker's heartbeat (docs: reliability): a worker SIGKILLed mid-run has its RUNNING nodes
+#: re-published within ~14 s, whoever holds the lease. Every worker of a fleet should use the same value.
 DEFAULT_HEARTBEAT = 2.0
 #: Seconds between two full sweeps (every live run read) of the reconciler elected among the workers
 #: (0: no reconciler in workers). A dead worker's nodes do not wait for it: see DEFAULT_HEARTBEAT.
@@ -68,6 +72,10 @@ DEFAULT_QUARANTINE_AFTER = 3
 #: once (no livelock). 30 minutes: a lost message (a worker died between recording a release and publishing
 #: it) stalls its run for at most that long.
 DEFAULT_QUEUED_TIMEOUT = 1800.0
+#: Seconds a node stays QUEUED before the reconciler looks for its message in the broker (queue contents on
+#: a Redis broker, ready counts and the workers' reserved tasks on RabbitMQ) and re-sends it, under a new
+#: epoch, once two checks found it nowhere (docs: reliability); ``0`` turns the check off.
+DEFAULT_LOST_MESSAGE_AFTER = 20.0
 
 # -- the web server (docs: web security) --------------------------------------------------------------------
 
@@ -86,6 +94,19 @@ DEFAULT_WEB_AUTH_WINDOW = 60.0
 #: its previous response ended; a connection still sending then is closed (slowloris). Responses are not
 #: bounded by it: an event stream stays open as long as it is read.
 DEFAULT_WEB_REQUEST_TIMEOUT = 10.0
+#: Most missed slots a ``catchup=True`` schedule fires after downtime (the latest ones); ``catchup=False``
+#: fires the latest missed slot only.
+DEFAULT_SCHEDULE_CATCHUP = 100
+#: Seconds between two scans of the ``wfcelery_definitions`` folder for files with a ``schedule:``: an
+#: edited or deleted file changes or removes its schedule within this delay.
+DEFAULT_SCHEDULE_SCAN = 30.0
+#: Most slots one backfill may fire.
+DEFAULT_BACKFILL_MAX = 10_000
+#: Whether the Lua scripts keep the fleet-wide counters behind ``wfcelery metrics`` and ``GET /metrics``
+#: (tracker/counters.py; docs: observability, where its measured cost is).
+DEFAULT_METRICS = True
+#: Distinct values per metric label (workflow, task, queue) before new ones count as "other".
+DEFAULT_METRICS_MAX_VALUES = 200
 
 
 @dataclass(frozen=True)
@@ -133,6 +154,7 @@ class Settings:
     unknown_grace: float = DEFAULT_UNKNOWN_GRACE
     quarantine_after: int = DEFAULT_QUARANTINE_AFTER
     queued_timeout: float = DEFAULT_QUEUED_TIMEOUT
+    lost_message_after: float = DEFAULT_LOST_MESSAGE_AFTER
     #: How runs are executed unless the definition or ``submit(executor=)`` says: counters or canvas.
     executor: Executor = DEFAULT_EXECUTOR
     #: ``wfcelery_redis_cluster``: the tracker's Redis is a Redis Cluster (``redis_url`` names one of its
@@ -147,6 +169,37 @@ class Settings:
     #: ``wfcelery_max_nesting``: levels of sub-workflows a run may nest (a child run of a child run is
     #: two); deeper definitions are refused at submit (docs: waiting for the world).
     max_nesting: int = DEFAULT_MAX_NESTING
+    #: Seconds a submit whose write got no answer (a hung Redis may still execute it) keeps asking the
+    #: tracker what became of it: written -> the run starts and is returned; not -> a tombstone keeps it
+    #: from landing and the submit says nothing was submitted (docs: Reliability). None: three
+    #: ``wfcelery_redis_timeout``.
+    submit_settle: float | None = None
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long a submit whose create got no answer keeps asking the tracker whether the run was
+        written: found -> its messages are sent and the run returned; not found -> a tombstone makes sure
+        it never will be, and the submit raises :class:`~wfcelery.errors.TrackerUnavailable` saying
+        nothing was submitted."""
+        if self.submit_settle is not None:
+            return self.submit_settle
+        return DEFAULT_SUBMIT_SETTLE_TIMEOUTS * self.redis_timeout
+
+    @property
+    def unconfirmed_bound(self) -> float:
+        """Seconds after its creation at which a run whose submit never confirmed it, and which never
+        started, is cancelled by the reconciler: twice the longest a submit can take to confirm (its
+        create and its last settle call, each a connect plus a reply, and the settle time between)."""
+        return 2 * (4 * self.redis_timeout + self.settle_seconds)
+
+    #: ``wfcelery_scheduler``: the elected scheduler loop runs inside the workers (False: only
+    #: ``wfcelery scheduler`` fires schedules).
+    scheduler: bool = True
+    schedule_catchup: int = DEFAULT_SCHEDULE_CATCHUP
+    schedule_scan: float = DEFAULT_SCHEDULE_SCAN
+    backfill_max: int = DEFAULT_BACKFILL_MAX
+    metrics: bool = DEFAULT_METRICS
+    metrics_max_values: int = DEFAULT_METRICS_MAX_VALUES
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -191,10 +244,18 @@ class Settings:
             unknown_grace=_number(conf, "wfcelery_unknown_grace", DEFAULT_UNKNOWN_GRACE),
             quarantine_after=int(_number(conf, "wfcelery_quarantine_after", DEFAULT_QUARANTINE_AFTER)),
             queued_timeout=_number(conf, "wfcelery_queued_timeout", DEFAULT_QUEUED_TIMEOUT),
+            lost_message_after=_number(conf, "wfcelery_lost_message_after", DEFAULT_LOST_MESSAGE_AFTER),
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
             max_nesting=_count(conf, "wfcelery_max_nesting", DEFAULT_MAX_NESTING),
+            submit_settle=_optional_number(conf, "wfcelery_submit_settle"),
+            scheduler=bool(conf.get("wfcelery_scheduler", True)),
+            schedule_catchup=_count(conf, "wfcelery_schedule_catchup", DEFAULT_SCHEDULE_CATCHUP),
+            schedule_scan=_number(conf, "wfcelery_schedule_scan", DEFAULT_SCHEDULE_SCAN),
+            backfill_max=_count(conf, "wfcelery_backfill_max", DEFAULT_BACKFILL_MAX),
+            metrics=bool(conf.get("wfcelery_metrics", DEFAULT_METRICS)),
+            metrics_max_values=_count(conf, "wfcelery_metrics_max_values") or DEFAULT_METRICS_MAX_VALUES,
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -254,6 +315,10 @@ def web_origins(value: Any, key: str = "wfcelery_web_cors_origins") -> tuple[str
                 "site whose pages embed the dashboard's element"
             )
     return tuple(o.rstrip("/") for o in origins)
+
+
+def _optional_number(conf: Any, key: str) -> float | None:
+    return None if conf.get(key) is None else _number(conf, key, 0.0)
 
 
 def _count(conf: Any, key: str, default: int = 0) -> int:

@@ -49,6 +49,7 @@ from typing import Any
 import pytest
 
 from wfcelery.definition.model import Workflow
+from wfcelery.definition.registry import import_task_modules
 from wfcelery.errors import RunFailed, WaitTimeout
 from wfcelery.install import install
 from wfcelery.tracker.states import RunState, RunStatus
@@ -173,6 +174,9 @@ def wfcelery_worker(wfcelery_app: Any, wfcelery_redis_url: str) -> Iterator[Any]
     )
     _drop_connections(app)
     install(app, redis_url=wfcelery_redis_url)
+    # The task modules the app's workers import (include, imports, autodiscover_tasks), as every client
+    # entry point imports them: a broken one fails here, named, before a worker starts.
+    import_task_modules(app)
     with start_worker(
         app,
         pool="threads",

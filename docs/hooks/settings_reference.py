@@ -33,6 +33,8 @@ PREFIX = "wfcelery_"
 #: Meanings of the fields with no ``#:`` comment in wfcelery/settings.py (a comment in the source wins).
 #: Defaults that are not a constant's value (no default: the setting is required or derived).
 NO_DEFAULT: dict[str, str] = {"redis_url": "the result backend, if Redis"}
+#: Defaults derived from another setting (the field's default is None).
+DERIVED: dict[str, str] = {"submit_settle": "3 x wfcelery_redis_timeout"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +159,9 @@ def rows_of(cls: type, module: ModuleType) -> list[Row]:
             log.warning("settings reference: %s (%s.%s) has no #: comment", key, cls.__name__, f.name)
         if f'"{key}"' not in source:
             log.warning("settings reference: %s is not read in %s", key, module.__name__)
-        if value is dataclasses.MISSING:
+        if f.name in DERIVED:
+            default = DERIVED[f.name]
+        elif value is dataclasses.MISSING:
             default = NO_DEFAULT.get(f.name, "required")
         else:
             default = _show(value, const_expr)

@@ -80,8 +80,8 @@ def test_require_workers_refuses_and_writes_nothing(
 ) -> None:
     with in_thread_worker(app), pytest.raises(NoWorkerError, match=f"'gpu{uid}' .*node train"):
         engine.submit(two_queues(uid), require_workers=True)
-    # nothing of a run; the worker's own heartbeat and reconciler lease are not run state
-    service_keys = {f"t{uid}:reconciler", f"t{uid}:workers", f"t{uid}:timers:lease"}
+    # nothing of a run; the worker's own heartbeat, reconciler, scheduler and timer leases are not run state
+    service_keys = {f"t{uid}:reconciler", f"t{uid}:scheduler", f"t{uid}:workers", f"t{uid}:timers:lease"}
     assert [k for k in r.keys(f"t{uid}*") if ":worker:" not in k and k not in service_keys] == []
 
 
@@ -286,8 +286,8 @@ def test_params_on_the_command_line(cli_app: Celery, tmp_path: Path) -> None:
     assert_clean_error(
         invoke("submit", flow, "-p", "chanel=#ops"),
         EXIT_BAD_INPUT,
-        "no param 'chanel'",
-        "channel, level, who",
+        "placeholder ${channel} in node 'send' has no value, and param 'chanel' fills no placeholder",
+        "did you mean ${chanel} in the definition, or --param channel=...?",
     )
     checked = invoke("validate", flow)
     assert checked.exit_code == EXIT_OK
@@ -351,7 +351,7 @@ def test_control_json_and_results_of_a_failed_run(cli_app: Celery, engine: Any, 
     assert doc["errors"]["a"]["message"] == "bad row 7"
 
 
-def test_status_shows_the_error_of_the_current_attempt_only(
+def test_status_shows_the_current_attempts_error_and_every_attempts_below(
     app: Celery, engine: Any, r: redis.Redis, uid: str
 ) -> None:
     key, counter = f"go{uid}", f"n{uid}"
@@ -367,10 +367,15 @@ def test_status_shows_the_error_of_the_current_attempt_only(
         r.rpush(key, "go")
         with pytest.raises(wfcelery.RunFailed, match="flaky attempt 2"):
             run.wait(timeout=30)
-    assert run.state().nodes["a"].error["message"] == "flaky attempt 2"
+    node = run.state().nodes["a"]
+    assert node.error["message"] == "flaky attempt 2"
+    assert [e["message"] for e in node.errors] == ["flaky attempt 1", "flaky attempt 2"]
     status = invoke_with(app, "status", run.id).stdout
-    assert "flaky attempt 2" in status
-    assert "flaky attempt 1" not in status
+    table, _, history = status.partition("ERRORS BY ATTEMPT")
+    assert "flaky attempt 2" in table  # the ERROR column: the last
+    assert "flaky attempt 1" not in table
+    assert "attempt 1" in history
+    assert "flaky attempt 1" in history
 
 
 def invoke_with(app: Celery, *args: str) -> Any:

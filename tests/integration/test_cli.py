@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import redis
 from celery import Celery
@@ -41,14 +42,22 @@ STATE_KEYS = {
     "finished_at",
     "paused_at",
     "params",
+    "total",
+    "done",
     "counts",
+    "instances",
+    "instance_counts",
     "nodes",
     "idle_queues",
     "executor",
+    "run_key",
     "parent",
 }
-NODE_KEYS = {"name", "status", "attempts", "task_id", "queue", "worker", "started_at", "finished_at", "error"}
-NODE_KEYS |= {"kind", "waiting", "child_run"}
+NODE_KEYS = {
+    *("name", "status", "attempts", "task_id", "queue", "worker"),
+    *("started_at", "finished_at", "error", "errors"),
+    *("kind", "waiting", "child_run"),
+}
 
 FAN = """
 name: fan
@@ -133,7 +142,7 @@ def test_every_command_has_help_with_an_example() -> None:
         assert "Example:" in result.output, args
         assert "wfcelery" in result.output, args
     core = {"submit", "status", "watch", "results", "list", "pause", "resume", "cancel", "retry", "cleanup"}
-    core |= {"validate", "graph", "doctor", "web", "demo", "sweep", "token", "audit"}
+    core |= {"validate", "graph", "doctor", "web", "demo", "sweep", "token", "audit", "metrics"}
     assert core <= set(wf.commands)
     assert set(cli.commands) == set(wf.commands)
 
@@ -192,6 +201,8 @@ def test_submit_status_list_json_shapes(cli_app: Celery, engine: Any, flows: dic
         "finished_at",
         "total",
         "done",
+        "instances",
+        "run_key",
     }
     assert json.loads(invoke("list", "--json", "--status", "failed").stdout) == []
     assert json.loads(invoke("list", "--json", "--name", "other").stdout) == []
@@ -256,6 +267,41 @@ def test_status_and_watch_show_each_instance_of_a_mapped_node(
     as_json = json.loads(invoke("status", run_id, "--json").stdout)
     instances = {name: n["status"] for name, n in as_json["nodes"].items() if name.startswith("resize[")}
     assert instances == {f"resize[{i}]": "SUCCEEDED" for i in range(3)}
+
+
+@pytest.mark.parametrize(
+    "app",
+    [{"wfcelery_lost_message_after": 20, "wfcelery_queued_timeout": 600, "wfcelery_sweep_interval": 5}],
+    indirect=True,
+)
+def test_status_shows_how_long_each_node_has_been_queued_and_when_it_is_re_sent(
+    cli_app: Celery, engine: Any
+) -> None:
+    """No worker runs: both nodes wait QUEUED. `status` says since when, and when the reconciler re-sends
+    each unless it starts: lost_message_after plus two sweeps if the broker lost its message, the queued
+    timeout plus a sweep at the latest."""
+    wf = wfcelery.Workflow("waiting")
+    wf.add("a", "proj.count")
+    wf.add("b", "proj.count")
+    run = engine.submit(wf)
+    status = invoke("status", run.id)
+    assert status.exit_code == EXIT_OK, status.output
+    events = run.events()[1]
+    for name, index in (("a", 0), ("b", 1)):
+        queued = run.state().created_at + next(e.at_ms for e in events if e.node == index) / 1000
+        lost, latest = (time.strftime("%H:%M:%S", time.localtime(queued + s)) for s in (20 + 10, 600 + 5))
+        line = next(
+            ln for ln in status.stdout.splitlines() if ln.startswith(f"{name}: QUEUED ") and "since" in ln
+        )
+        assert (
+            f" since {time.strftime('%H:%M:%S', time.localtime(queued))}; re-sent unless it starts: " in line
+        )
+        assert f"about {lost} if the broker lost its message" in line
+        assert f"at {latest} at the latest (wfcelery_queued_timeout)" in line
+
+
+def clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 # -- control ---------------------------------------------------------------------------------------------
@@ -469,11 +515,14 @@ def test_live_view_redraws_in_place_on_a_terminal(
         state = display.follow(run, view, timeout=30, tick=0.05)
     assert state.status is RunStatus.SUCCEEDED
     text = out.getvalue()
-    assert "\x1b[2K" in text
     assert "[####################] 4/4" in text
-    if text.count("[") > 2:
-        assert "F\x1b[2K" in text  # later frames move the cursor up over the previous one
-    assert text.rstrip().splitlines()[-1].startswith(f"run {run.id}")
+    frames = text.count("NODE")
+    if frames > 1:  # later frames (rich.live) move the cursor up over the previous one and erase it
+        assert "\x1b[1A\x1b[2K" in text
+    last_frame = text[text.rindex("NODE") :]
+    for name in state.nodes:
+        assert name in last_frame
+    assert click.unstyle(text).rstrip().splitlines()[-1].startswith(f"run {run.id}")
 
 
 # -- real processes --------------------------------------------------------------------------------------
@@ -583,6 +632,6 @@ def test_demo_subprocess_with_no_redis_configured() -> None:
     assert "summary" in summary
     assert "report published at reports/2026-11-22/" in summary
     assert "SUCCEEDED  " in out
-    assert "(8 succeeded)" in out
+    assert "(8/8 nodes done: 8 succeeded)" in out
     assert "Traceback" not in done.stderr
     assert elapsed < 30, elapsed

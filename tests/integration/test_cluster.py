@@ -40,3 +40,16 @@ def test_runs_succeed_with_the_tracker_on_a_3_master_cluster(
     # a run's keys share one slot; the runs spread over the masters
     masters_with_runs = [n for n in cluster.nodes() if any(n.scan_iter(match="*}:run"))]
     assert len(masters_with_runs) >= 2
+    # the counters: one shard per slot the runs used, on the runs' own masters, summed exactly
+    snap = engine.metrics()
+    assert snap.runs == {("clustered", "SUCCEEDED"): 8}
+    assert snap.active == {"clustered": 0}
+    assert sum(snap.nodes.values()) == 8 * 4
+    assert sum(h.count for h in snap.duration.values()) == 8 * 4
+    shards = [
+        k for n in cluster.nodes() for k in n.scan_iter(match=f"{engine.settings.key_prefix}:metrics:{{*")
+    ]
+    assert 2 <= len(shards) <= 8
+    # the history index: the workflow's runs, newest first
+    page = engine.search_runs(workflow="clustered", status="SUCCEEDED")
+    assert sorted(r.id for r in page.runs) == sorted(r.id for r in runs)

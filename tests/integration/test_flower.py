@@ -140,6 +140,19 @@ def test_flower_finds_every_task_of_a_run_by_run_id_and_node(
             return hits if hits and all(t["state"] == "SUCCESS" for t in hits.values()) else None
 
         hits = wait_for(instance_found, timeout=30, interval=0.3, message="flower to find resize[1]")
+
+        keyed = Workflow("flower-keyed")  # a keyed run's tasks are found by the key
+        keyed.add("only", "proj.add", args=[1, 1])
+        keyed_run = engine.submit(keyed, run_key="nightly-2026-12-06")
+        keyed_run.wait(timeout=30)
+
+        def key_found() -> dict[str, Any] | None:
+            by_key = flower.search("kwargs:wf_key=nightly-2026-12-06")
+            text = flower.search("nightly-2026-12-06")
+            return by_key if by_key and set(by_key) == set(text) else None
+
+        by_key = wait_for(key_found, timeout=30, interval=0.3, message="flower to find the run key")
+    assert list(by_key) == [keyed_run.state().nodes["only"].task_id]
     assert list(hits) == [instance.task_id]
     assert hits[instance.task_id]["result"] == "11"
 
@@ -170,3 +183,29 @@ def test_event_settings_flower_needs_are_defaults_the_user_can_override(make_tes
     quiet = make_test_app(task_send_sent_event=False, worker_send_task_events=False)
     assert quiet.conf.task_send_sent_event is False
     assert quiet.conf.worker_send_task_events is False
+
+
+def test_flower_sees_a_tracker_level_retry_as_a_retry(
+    app: Celery, engine: Any, flower: Flower, uid: str
+) -> None:
+    wf = Workflow("flower-retry")
+    wf.add("flaky", "proj.flaky", args=[1, f"t{uid}:flower-retry"], retries=2)  # fails once, then 2
+    with in_thread_worker(app):
+
+        def probe_seen() -> bool:
+            app.send_task("proj.noop", queue=app.conf.task_default_queue)
+            return bool(flower.get("/api/tasks", taskname="proj.noop"))
+
+        wait_for(probe_seen, timeout=30, interval=0.3, message="flower to receive task events")
+        run = engine.submit(wf)
+        assert run.wait(timeout=30) == {"flaky": 2}
+        task_id = run.state().nodes["flaky"].task_id
+
+        def finished() -> dict[str, Any] | None:
+            info = dict(flower.get(f"/api/task/info/{task_id}"))
+            return info if info.get("state") == "SUCCESS" else None
+
+        info = wait_for(finished, timeout=30, interval=0.3, message="flower to see the retried task succeed")
+    assert info["retried"] is not None  # a task-retried event, as for Celery's own Task.retry
+    assert info["retries"] == 1  # the message sent again says it is the first retry
+    assert info["failed"] is None  # never shown as a failure

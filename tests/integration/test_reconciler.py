@@ -20,7 +20,8 @@ from celery import Celery
 
 from tests.helpers import counts, in_thread_worker, wait_for
 from wfcelery import NodeStatus, RunStatus, Workflow
-from wfcelery.worker.reconciler import HEARTBEAT_BEATS, Reconciler, Repair, WorkerBeat
+from wfcelery.worker.heartbeat import GONE_BEATS
+from wfcelery.worker.reconciler import Reconciler, Repair
 
 
 def sweeper(app: Celery, patient: bool = False, hostname: str = "test-sweep") -> Reconciler:
@@ -28,9 +29,9 @@ def sweeper(app: Celery, patient: bool = False, hostname: str = "test-sweep") ->
 
 
 def alive(engine: Any, host: str, task_ids: set[str], ttl: float = 60) -> None:
-    """A heartbeat of ``host``, booted before anything started, running ``task_ids``."""
-    boot = engine.tracker.server_ms() - 60_000
-    engine.tracker.beat(host, WorkerBeat(boot, frozenset(task_ids)).encode(), ttl)
+    """A heartbeat of ``host``, booted before anything started, running ``task_ids``; its key lives
+    ``ttl`` seconds."""
+    engine.tracker.beat(host, engine.tracker.server_ms() - 60_000, task_ids, ttl)
 
 
 @pytest.mark.parametrize("app", [{"wfcelery_time_limit_grace": 1}], indirect=True)
@@ -165,9 +166,9 @@ def running_loop() -> Iterator[list[Reconciler]]:
 def test_gone_worker_is_noticed_at_the_heartbeat_pace_not_the_sweeps(
     app: Celery, engine: Any, r: redis.Redis, uid: str, running_loop: list[Reconciler], caplog: Any
 ) -> None:
-    """The elected loop's first full sweep is 10 minutes away. The worker's heartbeat expires: the loop's
-    heartbeat check notices, waits a TTL, sweeps at once and re-publishes the node -- and stops watching
-    that worker."""
+    """The elected loop's first full sweep is 10 minutes away. The worker beat once and stopped: the loop's
+    heartbeat check finds its last beat GONE_BEATS beats old, sweeps at once and re-publishes the node --
+    and stops watching that worker."""
     ghost = f"ghost-{uid}@nowhere"
     wf = Workflow("ghost")
     wf.add("a", "proj.count")
@@ -180,10 +181,11 @@ def test_gone_worker_is_noticed_at_the_heartbeat_pace_not_the_sweeps(
     running_loop.append(loop)
     started = time.monotonic()
     loop.start()
-    expected = f"{run.id} a: requeued (worker {ghost} is gone (no heartbeat))"
+    expected = f"{run.id} a: requeued (worker {ghost} is gone (no heartbeat for "
     wait_for(lambda: any(expected in m for m in caplog.messages), timeout=20, message="the requeue")
-    # the heartbeat (3 s) expired, then one TTL of patience (3 beats of 0.3 s): far before 600 s
-    assert time.monotonic() - started < 3 + HEARTBEAT_BEATS * 0.3 + 5
+    # the beat is GONE_BEATS beats (of 0.3 s) old once the loop has reached Redis for a beat and a second
+    # (its first tick after 0.3 s): far before 600 s
+    assert time.monotonic() - started < GONE_BEATS * 0.3 + 0.3 + 1.3 + 5
     node = run.state().nodes["a"]
     assert (node.status, node.epoch) == (NodeStatus.QUEUED, 1)
     assert ghost not in engine.tracker.workers()

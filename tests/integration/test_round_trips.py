@@ -9,6 +9,12 @@ refresh, and the read of the run's parent: a child run settles its parent's node
 A regression to a third call per node (an HMGET of fan-in arguments, a separate read) fails here. With
 inline continuation (``wfcelery_inline_depth``) a chain costs one per node: the parent's succeed.lua also
 starts the child, which the worker runs right away.
+
+A submit costs two, whatever the run's size: create.lua writes the run, the shared plan, the run index and
+the live set; once the roots' messages are out, one pipeline confirms the run and writes the submit's
+audit entry (as many as a pipelined create and the audit entry's XADD). The confirmation is what lets the
+reconciler tell a run whose client gave up on its write (never published: it must never run) from one
+whose messages wait in a backlog (Redis cannot know whether a client read a reply).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class CountingConnection(redis.Connection):
     log: ClassVar[list[str]] = []
     lock = threading.Lock()
     handshake = False
+    #: Threads whose requests are counted (by name prefix): the pool threads that run tasks.
+    counted: ClassVar[str] = "ThreadPoolExecutor"
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
         self.handshake = True
@@ -47,7 +55,7 @@ class CountingConnection(redis.Connection):
         super().send_command(*args, **kwargs)
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if not self.handshake and threading.current_thread().name.startswith("ThreadPoolExecutor"):
+        if not self.handshake and threading.current_thread().name.startswith(self.counted):
             name, self._name = getattr(self, "_name", "PIPELINE"), "PIPELINE"
             with self.lock:
                 self.log.append(name)
@@ -83,7 +91,27 @@ def test_two_tracker_round_trips_per_node(app: Any, engine: Any, redis_url: str)
     nodes = len(wf.nodes)
     assert run.state().status is RunStatus.SUCCEEDED
     assert results["join"] == 16  # the fan-in got both parents' results from succeed.lua
-    assert calls == Counter({"EVALSHA": 2 * nodes, "PIPELINE": 1}), calls  # start + succeed per node
+    # start + succeed per node; at the run's end one pipeline keeps the plan and indexes the run's end
+    assert calls == Counter({"EVALSHA": 2 * nodes, "PIPELINE": 1}), calls
+
+
+class SubmitCountingConnection(CountingConnection):
+    """Counts the requests of the test's own thread: the client's submit."""
+
+    log: ClassVar[list[str]] = []
+    counted = "MainThread"
+
+
+def test_two_tracker_round_trips_per_submit(app: Any, engine: Any, redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True, connection_class=SubmitCountingConnection)
+    engine.__dict__["tracker"] = Tracker(engine.settings, client=client)
+    wf = _workflow()  # two roots, five nodes
+    engine.submit(wf)  # the first submit loads the scripts
+    client.connection_pool.disconnect()
+    SubmitCountingConnection.log.clear()
+    run = engine.submit(wf)
+    assert Counter(SubmitCountingConnection.log) == Counter({"EVALSHA": 1, "PIPELINE": 1})
+    assert client.hget(engine.tracker.keys.run(run.id), "unconfirmed") is None  # confirmed
 
 
 @pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import wait_for
 from wfcelery import NodeStatus, RunStatus, Workflow
 
 
@@ -62,3 +63,31 @@ def test_nodes_run_on_the_worker_of_their_type(routed_app, worker_process, uid):
         assert node.attempts == 1
         assert node.started_at is not None
         assert node.finished_at >= node.started_at
+
+
+@pytest.mark.filterwarnings("ignore::celery.exceptions.DuplicateNodenameWarning")  # doctor's clock check
+def test_workers_sharing_one_node_name_are_both_counted_and_named(make_test_app, worker_process, uid):
+    """Two workers started without their own -n share celery@<host>: both consume (no false "no live
+    worker consumes queue" warning), and submit and doctor name the shared node name and the -n fix.
+    (Redis broker: each worker gets the broadcast; RabbitMQ gives one shared pidbox queue to one of them.)"""
+    from wfcelery.cli.doctor import diagnose
+
+    app = make_test_app(wfcelery_routes={"cpu": f"cpu-{uid}", "io": f"io-{uid}"})
+    engine = app._wfcelery_engine
+    twin = worker_process(app, [f"cpu-{uid}"], "twin", pool="solo", concurrency=1)
+    worker_process(app, [f"io-{uid}"], "twin", pool="solo", concurrency=1)  # the same node name
+    # the second one answered nothing yet when the first answered its start-up ping: wait for both
+    wait_for(lambda: len(app.control.broadcast("ping", reply=True, timeout=0.5)) == 2, message="both twins")
+    wf = Workflow("twins")
+    wf.add("c", "proj.whoami", type="cpu") >> wf.add("i", "proj.whoami", type="io")
+    run = engine.submit(wf)
+    assert [w for w in run.warnings if "no live worker consumes" in w] == []
+    assert [w for w in run.warnings if "several workers" in w] == [
+        f"several workers run under one node name {twin.hostname!r}: start each with its own -n (for example "
+        "-n io@%h and -n cpu@%h); Celery's remote control, revokes and Flower tell workers apart by it"
+    ]
+    assert run.wait(timeout=60) == {"c": twin.hostname, "i": twin.hostname}
+    queues = next(f for f in diagnose(engine, [wf]) if f.check == "queues")
+    assert queues.ok is False
+    assert twin.hostname in queues.message
+    assert "-n io@%h" in queues.fix

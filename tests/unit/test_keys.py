@@ -20,6 +20,7 @@ def test_per_run_keys_share_the_run_hash_tag() -> None:
     assert k.errors(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:errors"
     assert k.events(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:events"
     assert k.done_channel(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:done"
+    assert k.void(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:void"
     assert k.run_pattern(RUN) == "wfcelery:{0123456789abcdef0123456789abcdef}:*"
 
 
@@ -47,6 +48,17 @@ def test_global_keys() -> None:
     assert k.worker("celery@host-1") == "wfcelery:worker:celery@host-1"
     assert k.workers == "wfcelery:workers"
     assert k.reconciler == "wfcelery:reconciler"
+
+
+def test_run_key_and_schedule_keys() -> None:
+    k = Keys()
+    assert k.run_key("nightly:2026-12-06") == "wfcelery:runkey:nightly:2026-12-06"
+    assert k.schedules == "wfcelery:schedules"
+    assert k.schedules_next == "wfcelery:schedules:next"
+    assert k.schedules_last == "wfcelery:schedules:last"
+    assert k.schedule_runs("etl") == "wfcelery:schedule:etl:runs"
+    assert k.schedule_active("etl") == "wfcelery:schedule:etl:active"
+    assert k.scheduler == "wfcelery:scheduler"
     assert k.tokens == "wfcelery:tokens"
     assert k.token_hashes == "wfcelery:tokens:by-hash"
     assert k.audit == "wfcelery:audit"

@@ -26,6 +26,8 @@ PACKAGES: dict[str, tuple[int, str]] = {
     "tracker": (1, "tracker"),
     "messaging": (1, "tracker"),
     "ops": (1, "tracker"),
+    "tracing": (1, "tracker"),
+    "metrics": (3, "surface"),
     "client": (2, "client"),
     "worker": (2, "worker"),
     "install": (3, "surface"),

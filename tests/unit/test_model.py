@@ -208,10 +208,25 @@ def test_embedded_non_string_params_are_formatted_as_json() -> None:
 
 
 def test_an_unknown_param_is_refused_naming_the_known_ones() -> None:
-    wf = Workflow("notify", params={"day": "today"})
+    wf = Workflow("notify", params={"day": "today", "channel": "#all"})
     wf.add("a", "t", args=["${channel}", "${day}"])
-    with pytest.raises(ParamError, match=r"has no param 'chanel' \(known params: channel, day\)"):
+    with pytest.raises(
+        ParamError, match=r"has no param 'chanel' \(did you mean 'channel'\?\) \(known params: channel, day\)"
+    ):
         wf.resolve_params({"chanel": "#ops"})
+
+
+def test_a_misspelled_placeholder_is_named_next_to_the_param_meant_for_it() -> None:
+    wf = Workflow("etl", params={"delay": 1})
+    wf.add("extract", "t", args=["${dya}", "${delay}"])
+    with pytest.raises(ParamError) as err:
+        wf.resolve_params({"day": "2026-11-22"})
+    assert str(err.value) == (
+        "workflow 'etl': placeholder ${dya} in node 'extract' has no value, and param 'day' fills no "
+        "placeholder: did you mean ${day} in the definition, or --param dya=...?"
+    )
+    with pytest.raises(ParamError, match=r"needs params dya for its placeholders \$\{dya\} \(node 'extract'"):
+        wf.resolve_params({})
 
 
 def test_missing_params_lists_placeholders_without_a_value() -> None:

@@ -7,12 +7,14 @@ from wfcelery.tracker.records import (
     Event,
     GateEntry,
     NodeRecord,
+    RunKeyClaim,
     RunRecord,
     WorkerBeat,
     canvas_field,
     canvas_ids,
     canvas_value,
     dropped_field,
+    kwargs_repr,
     message_headers,
     new_run,
     remaining_field,
@@ -91,12 +93,21 @@ def test_dropped_mark_round_trip_and_error_names_worker_and_task() -> None:
 
 
 def test_worker_beat_round_trip_with_and_without_active_tasks() -> None:
-    beat = WorkerBeat(1_700_000_000_000, frozenset({"r-1-0", "r-0-0"}))
-    assert beat.encode() == "1700000000000 r-0-0,r-1-0"
+    beat = WorkerBeat(1_700_000_000_000, frozenset({"r-1-0", "r-0-0"}), 1_700_000_005_000)
+    assert beat.encode() == "1700000000000 @1700000005000,r-0-0,r-1-0"
     assert WorkerBeat.decode(beat.encode()) == beat
-    idle = WorkerBeat(5, frozenset())
-    assert idle.encode() == "5"
-    assert WorkerBeat.decode("5") == idle
+    idle = WorkerBeat(5, frozenset(), 7)
+    assert idle.encode() == "5 @7"
+    assert WorkerBeat.decode("5 @7") == idle
+
+
+def test_worker_beat_without_its_time_and_as_a_reader_of_ids_alone_sees_it() -> None:
+    """A value without the beat's time decodes (beat_ms None); a reader that splits ``<boot> <ids>``
+    finds every task id intact beside one entry that is no task id."""
+    assert WorkerBeat.decode("5 r-0-0,r-1-0") == WorkerBeat(5, frozenset({"r-0-0", "r-1-0"}))
+    assert WorkerBeat.decode("5") == WorkerBeat(5, frozenset())
+    boot, _, ids = WorkerBeat(5, frozenset({"r-0-0"}), 9).encode().partition(" ")
+    assert (boot, set(ids.split(","))) == ("5", {"@9", "r-0-0"})
 
 
 def test_canvas_executor_fields_as_written() -> None:
@@ -111,3 +122,12 @@ def test_canvas_executor_fields_as_written() -> None:
     assert remaining_nodes(record["r:2"]) == {1, 2, 4}
     assert remaining_nodes("") == frozenset()
     assert remaining_nodes(None) is None
+
+
+def test_run_key_claim_round_trip_and_the_flower_kwargs() -> None:
+    claim = RunKeyClaim("0123456789abcdef0123456789abcdef", 1_764_621_712_518)
+    assert claim.encode() == "0123456789abcdef0123456789abcdef|1764621712518"
+    assert RunKeyClaim.decode(claim.encode()) == claim
+    shown = kwargs_repr({"x": 1}, "r1", "load", {"run_key": "nightly:1"})
+    assert shown == "{'x': 1, 'wf_run': 'r1', 'wf_node': 'load', 'wf_key': 'nightly:1'}"
+    assert "wf_key" not in kwargs_repr({}, "r1", "load", {})

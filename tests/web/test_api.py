@@ -57,6 +57,17 @@ def test_health_and_openapi_document_every_endpoint(http):
         "/api/runs/{run_id}/retry": {"post"},
         "/api/definitions": {"get"},
         "/api/definitions/{name}": {"get"},
+        "/api/me": {"get"},
+        "/api/audit": {"get"},
+        "/api/schedules": {"get", "post"},
+        "/api/schedules/{name}": {"get", "delete"},
+        "/api/schedules/{name}/pause": {"post"},
+        "/api/schedules/{name}/resume": {"post"},
+        "/api/schedules/{name}/backfill": {"post"},
+        "/api/run-keys/{key}": {"get"},
+        "/api/history/runs": {"get"},
+        "/api/history/workflows/{name}": {"get"},
+        "/api/history/workflows/{name}/nodes/{node}": {"get"},
     }
     assert {p: set(ops) for p, ops in paths.items()} == expected
 
@@ -434,5 +445,11 @@ def test_definitions_folder_setting_lists_valid_files_and_starts_runs_by_name(ma
             assert "needs params x" in missing.json()["error"]
             run_id = http.post("/api/runs", json={"name": "etl", "params": {"x": 41}}).json()["id"]
             assert engine.run(run_id).wait(timeout=20) == {"one": 42}
+            invalid = http.post("/api/runs", json={"name": "broken"})  # the file is there: say what is wrong
+            assert invalid.status_code == 422
+            assert "broken.yaml: node 'a' lists unknown parent 'zz'" in invalid.json()["error"]
+            unknown = http.post("/api/runs", json={"name": "etk"})
+            assert unknown.status_code == 404
+            assert "no definition named 'etk' (did you mean 'etl'?)" in unknown.json()["error"]
     finally:
         server.stop()

@@ -90,7 +90,7 @@ def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed
         page.wait_for_selector('#run-status [data-status="SUCCEEDED"]', timeout=20_000)
         for name in ("extract", "transform", "load"):
             assert node(page, name).get_attribute("data-status") == "SUCCEEDED"
-        assert page.locator("#run-done").inner_text() == "3 / 3 done"
+        assert page.locator("#run-done").inner_text() == "3 / 3 nodes done"
         assert engine.run(run.id).state().status is RunStatus.SUCCEEDED
 
         embed.wait_for_function(
@@ -273,3 +273,34 @@ def test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive(engine, s
     page.press("#find-node", "Enter")
     page.wait_for_function("() => document.getElementById('panel-name')?.textContent === 'n99_99'")
     assert run.state().nodes["n0_0"].status is NodeStatus.QUEUED
+
+
+def test_the_dashboard_counts_a_mapped_run_as_status_does(app, engine, serve, page, browser, other_origin):
+    """files -> resize (3 instances) -> report: 3 nodes and 3 instances, on the run page and in the embed."""
+    folder, origin = other_origin
+    server = serve(cors_origins=(origin,))  # the embedding site's origin may read runs
+    wf = Workflow("map-counts")
+    wf.add("files", "proj.add", args=[[0, 1, 2], []])
+    wf.add("resize", "proj.add", map="files", args=[10])
+    wf.add("report", "proj.total", after="resize")
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        run.wait(timeout=30)
+    page.goto(f"{server.url}/runs/{run.id}")
+    page.wait_for_selector('#run-status [data-status="SUCCEEDED"]', timeout=20_000)
+    assert page.locator("#run-done").inner_text() == "3 / 3 nodes done · 3 instances"
+    state = run.state()
+    assert (state.done, state.total, state.instances) == (3, 3, 3)
+    (folder / "embed.html").write_text(
+        f'<!doctype html><script src="{server.url}/static/wf-run-progress.js"></script>\n'
+        f'<wf-run-progress id="p" run="{run.id}"></wf-run-progress>'
+    )
+    embed = browser.new_page()
+    embed.goto(f"{origin}/embed.html")
+    embed.wait_for_function(
+        "(({status, done, total}) => [status, done, total].join())(document.getElementById('p').dataset)"
+        " === 'SUCCEEDED,3,3'",
+        timeout=10_000,
+    )
+    assert "3 / 3 nodes done" in embed.locator("#p").evaluate("e => e.shadowRoot.textContent")
+    embed.close()

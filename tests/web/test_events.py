@@ -17,15 +17,16 @@ from wfcelery.tracker.states import NodeStatus
 pytestmark = pytest.mark.timeout(60)
 
 
-def sse(http: httpx.Client, path: str, **headers: str) -> Iterator[dict[str, Any]]:
-    """Parse a text/event-stream into {event, id, data} dicts (comments and pings skipped)."""
+def sse(http: httpx.Client, path: str, audit: bool = False, **headers: str) -> Iterator[dict[str, Any]]:
+    """Parse a text/event-stream into {event, id, data} dicts (comments and pings skipped; the audit
+    entries too unless ``audit``)."""
     with http.stream("GET", path, headers=headers, timeout=30) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         message: dict[str, Any] = {}
         for line in resp.iter_lines():
             if not line:
-                if "data" in message:
+                if "data" in message and (audit or message.get("event") != "audit"):
                     yield {
                         "event": message.get("event", "message"),
                         "id": message.get("id"),

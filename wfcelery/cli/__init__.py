@@ -4,8 +4,8 @@ One click group, registered twice: ``wfcelery`` (console script, its own ``-A/--
 way celery loads it, with :func:`celery.app.utils.find_app`) and ``wf`` (the ``celery.commands`` entry
 point: celery's own group loads the app and hands it over in ``ctx.obj.app``).
 
-The commands live by group in :mod:`.runs`, :mod:`.control`, :mod:`.signals`, :mod:`.definitions` and
-:mod:`.service`; what they share (exit codes, errors, loading the app) in :mod:`.base`.
+The commands live by group in :mod:`.runs`, :mod:`.control`, :mod:`.signals`, :mod:`.definitions`,
+:mod:`.schedules` and :mod:`.service`; what they share (exit codes, errors, loading the app) in :mod:`.base`.
 
 Exit codes: 0 success; 1 the run failed (or was cancelled); 2 bad input -- an unknown run, an invalid
 definition, a refused control operation, an unreachable Redis or broker, a bad ``-A``; 3 a ``--timeout``
@@ -29,8 +29,10 @@ from wfcelery.cli.base import (
     load_app,
 )
 from wfcelery.cli.control import cancel, cleanup, pause, resume, retry
-from wfcelery.cli.definitions import graph, validate
+from wfcelery.cli.definitions import graph, schema, validate
+from wfcelery.cli.observe import metrics
 from wfcelery.cli.runs import list_, results, status, submit, watch
+from wfcelery.cli.schedules import backfill, schedule, scheduler, schedules
 from wfcelery.cli.service import demo, doctor, sweep, web
 from wfcelery.cli.signals import signal, waiting
 
@@ -72,12 +74,18 @@ for _command in (
     waiting,
     validate,
     graph,
+    schema,
     doctor,
     web,
     demo,
     sweep,
     token,
     audit,
+    schedules,
+    schedule,
+    backfill,
+    scheduler,
+    metrics,
 ):
     wf.add_command(_command)
 

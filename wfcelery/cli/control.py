@@ -108,7 +108,9 @@ def cleanup(
     if run_id is None:
         if status_ is None and older_than is None:
             fail("name a RUN, or select finished runs with --status and/or --older-than")
-        deleted = engine.cleanup_finished(status_, parse_age(older_than) if older_than else 0.0)
+        age = parse_age(older_than) if older_than else 0.0
+        with display.progress("cleaning up", 0) as advance:
+            deleted = engine.cleanup_finished(status_, age, progress=advance)
         echo_json({"deleted": deleted}) if as_json else click.echo(f"{len(deleted)} runs deleted")
         return
     if status_ or older_than:

@@ -1,4 +1,4 @@
-"""Commands about definitions: validate, graph."""
+"""Commands about definitions: validate, graph, schema."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ from wfcelery.cli import graphs
 from wfcelery.cli.base import (
     app_of,
     definition_errors,
+    echo_json,
     epilog,
     errors_to_exit,
     limits_of,
     parse_params,
     workflow_of,
 )
+from wfcelery.definition.registry import did_you_mean
+from wfcelery.definition.schema import definition_schema
 from wfcelery.definition.waits import check_nesting
 from wfcelery.install import install
 from wfcelery.messaging.consumers import describe
-from wfcelery.plan.canvas import translate
+from wfcelery.plan.canvas import dropped_retries, translate
 from wfcelery.plan.compiler import compile_workflow
 from wfcelery.settings import check_json_accepted, check_not_eager
 
@@ -80,6 +83,10 @@ def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
             + " ".join(f"-p {m}=VALUE" for m in missing)
             + " at submit)"
         )
+        users, others = workflow.placeholder_users(), workflow.param_names() - set(missing)
+        for name in missing:  # where each is used: a misspelled ${dya} shows up here, next to its node
+            hint = did_you_mean(name, others)  # e.g. a declared default spelled alike
+            click.echo(f"  ${{{name}}} in node {', '.join(users.get(name, ['?']))}{hint}")
     for warning in warnings:
         click.echo(click.style("Warning: ", fg="yellow") + warning, err=True)
     for n in plan.nodes:
@@ -134,3 +141,21 @@ def graph(ctx: click.Context, flow: str, fmt: str, as_canvas: bool) -> None:
         built = translate(plan, app or Celery("wfcelery-graph", set_as_current=False))
         for line in ["", *graphs.canvas_lines(plan, built)]:
             click.echo(line)
+        dropped = dropped_retries(plan)
+        if dropped:
+            click.echo(click.style("Warning: ", fg="yellow") + dropped, err=True)
+
+
+@click.command(
+    "schema",
+    epilog=epilog("""
+wfcelery schema > wfcelery.schema.json
+# then, first line of a definition file (the YAML language server, VS Code's YAML extension):
+# yaml-language-server: $schema=./wfcelery.schema.json"""),
+)
+def schema() -> None:
+    """Print the JSON Schema of definition files (YAML or JSON), for editors to validate and complete them.
+
+    It is the schema the loader validates every file with (generated from the model's own keys and
+    option types): an editor using it reports what `validate` would, as you type."""
+    echo_json(definition_schema())

@@ -1,19 +1,27 @@
-"""What the CLI prints about runs: tables, the live progress view, per-node timings (graphs of a
-definition: ``_graphs.py``).
+"""What the CLI prints about runs: tables, the live progress view, progress bars, per-node timings
+(graphs of a definition: ``graphs.py``).
 
-Only click is used (no rich): on a terminal the live view redraws a small table in place with ANSI
-cursor moves; anywhere else it prints one plain line per node transition, so logs and CI stay readable.
+On a terminal everything is drawn by rich: tables fit the terminal's width (long cells wrap or are cut
+with an ellipsis), the live view redraws in place (``rich.live``), long work (submitting a large run,
+cleaning up many runs) shows a progress bar on stderr. Anywhere else (a pipe, a file, CI) the output is
+plain: fixed columns and one line per node transition, so logs stay readable and scripts can parse them.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from wfcelery.client.run import Run, RunSummary
 from wfcelery.definition.waits import NodeKind
@@ -56,8 +64,11 @@ def status_cell(status: Any) -> Cell:
     return (str(status), COLORS.get(str(status)))
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> list[str]:
-    """Left-aligned columns, two spaces apart; a cell may be ``(text, colour)``."""
+def table(header: Sequence[str], rows: Sequence[Sequence[Cell]], tty: bool | None = None) -> list[str]:
+    """Left-aligned columns, two spaces apart; a cell may be ``(text, colour)``. On a terminal (``tty``,
+    default: whether stdout is one) rich draws it to the terminal's width."""
+    if sys.stdout.isatty() if tty is None else tty:
+        return _rendered(rich_table(header, rows))
     texts = [[c if isinstance(c, str) else c[0] for c in row] for row in rows]
     widths = [max(len(r[i]) for r in [list(header), *texts]) for i in range(len(header))]
     head = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()
@@ -70,6 +81,47 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> list[str]:
             cells.append(click.style(padded, fg=color) if color else padded)
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def rich_table(header: Sequence[str], rows: Sequence[Sequence[Cell]]) -> Table:
+    """The same table as rich renders it: fits the console's width (the last columns fold first)."""
+    t = Table(box=None, pad_edge=False, header_style="bold", expand=False)
+    for i, h in enumerate(header):
+        wide = i == len(header) - 1
+        t.add_column(h, overflow="fold" if wide else "ellipsis", no_wrap=not wide)
+    for row in rows:
+        t.add_row(*(Text(c) if isinstance(c, str) else Text(c[0], style=c[1] or "") for c in row))
+    return t
+
+
+def _console(file: TextIO | None = None, tty: bool = True) -> Console:
+    return Console(file=file or sys.stdout, force_terminal=tty, highlight=False, soft_wrap=False)
+
+
+def _rendered(renderable: Any) -> list[str]:
+    console = _console()
+    with console.capture() as captured:
+        console.print(renderable)
+    return captured.get().rstrip("\n").split("\n")
+
+
+@contextmanager
+def progress(label: str, total: int, file: TextIO | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on ``file`` (stderr) when it is a terminal: yields ``update(done, total)``.
+    Elsewhere the bar is not drawn (the command's own result line says what was done)."""
+    out = file or sys.stderr
+    if not out.isatty():
+        yield lambda done, total: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_console(out), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 # -- one run ---------------------------------------------------------------------------------------------
@@ -118,9 +170,30 @@ def error_text(node: NodeState, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def attempt_error(state: RunState, node: NodeState, event: Event, limit: int = 60) -> str:
+    """The error of the attempt an event line ended (RETRYING, FAILED...): the node's error history entry
+    written with it (same time), so a replay shows each retry's own reason."""
+    for entry in node.errors:
+        if round((float(entry.get("at") or 0) - state.created_at) * 1000) == event.at_ms:
+            text = f"{entry.get('type', 'Error')}: {entry.get('message', '')}".strip()
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    return ""
+
+
+def count_text(counts: dict[str, int]) -> str:
+    """``5 succeeded, 1 failed``: the statuses present."""
+    return ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v)
+
+
+def size_text(state: RunState) -> str:
+    """``6 nodes`` or ``6 nodes, 3 instances``: the one way a run is counted (see RunState.counts)."""
+    return f"{state.total} nodes" + (f", {state.instances} instances" if state.instances else "")
+
+
 def summary_line(state: RunState, now: float | None = None, with_id: bool = True) -> str:
-    counts = {k: v for k, v in state.counts.items() if v}
-    detail = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
+    detail = f"{state.done}/{state.total} nodes done: {count_text(state.counts) or 'none'}"
+    if state.instances:
+        detail += f"; {state.instances} instances: {count_text(state.instance_counts)}"
     head = f"run {state.id}  {state.name}  " if with_id else ""
     return (
         head
@@ -157,12 +230,36 @@ def status_lines(state: RunState, now: float | None = None) -> list[str]:
     now = now or time.time()
     head = [
         summary_line(state, now),
+        *([f"run key {state.run_key}"] if state.run_key else []),
         f"created {_clock(state.created_at)}, policy {state.policy}, executor {state.executor}"
         + (f", params {json.dumps(state.params)}" if state.params else ""),
     ]
     if state.parent is not None:
         head.append(f"child run of {state.parent[0]} (node {state.parent[1]})")
-    return [*head, "", *table(NODE_HEADER, node_rows(state, now))]
+    return [*head, "", *table(NODE_HEADER, node_rows(state, now)), *history_lines(state)]
+
+
+def history_lines(state: RunState, limit: int = 100) -> list[str]:
+    """Every attempt's error of the nodes that had one, in the order they happened (also of nodes that
+    succeeded on a later attempt)."""
+    entries = sorted(
+        (
+            (float(e.get("at") or 0), node.index, node.name, e)
+            for node in state.nodes.values()
+            for e in node.errors
+        ),
+        key=lambda item: (item[0], item[1]),
+    )
+    if not entries:
+        return []
+    width = max(len(name) for _, _, name, _ in entries)
+    lines = ["", click.style("ERRORS BY ATTEMPT", bold=True)]
+    for at, _, name, entry in entries:
+        text = f"{entry.get('type', 'Error')}: {entry.get('message', '')}".strip()
+        text = text if len(text) <= limit else text[: limit - 1] + "…"
+        when = f"+{seconds(max(0.0, at - run_origin(state)))}"
+        lines.append(f"{name.ljust(width)}  attempt {entry.get('attempt', '?')}  {when:>8}  {text}")
+    return lines
 
 
 def timings_lines(state: RunState) -> list[str]:
@@ -213,16 +310,22 @@ def runs_lines(runs: Sequence[RunSummary]) -> list[str]:
             r.name,
             status_cell(r.status),
             f"{r.done}/{r.total}",
+            str(r.instances or ""),
             _clock(r.created_at),
             seconds((r.finished_at or now) - r.created_at),
         ]
         for r in runs
     ]
-    return table(("RUN", "NAME", "STATUS", "DONE", "CREATED", "AGE/DURATION"), rows)
+    return table(("RUN", "NAME", "STATUS", "NODES DONE", "INSTANCES", "CREATED", "AGE/DURATION"), rows)
 
 
 def _clock(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def clock(ts: float) -> str:
+    """A time of today's kind: ``15:02:11``."""
+    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 # -- live progress ---------------------------------------------------------------------------------------
@@ -235,7 +338,7 @@ class LiveView:
         self.out = out
         self.tty = tty
         self.quiet = quiet
-        self._drawn = 0
+        self._live: Live | None = None
         self._seen: dict[str, tuple[NodeStatus, int]] = {}
         self._announced = False
         self._idle_shown: set[str] = set()
@@ -256,28 +359,34 @@ class LiveView:
         click.echo(line, file=self.out)
 
     def _redraw(self, state: RunState) -> None:
-        now = time.time()
-        size = shutil.get_terminal_size((100, 30))
-        rows, header = [r[:6] for r in node_rows(state, now)], list(NODE_HEADER[:6])
-        if any(n.status is NodeStatus.WAITING for n in state.nodes.values()):  # what each one waits for
-            header.append("WAITING FOR")
-            rows = [[*row, waiting_text(n, now)] for row, n in zip(rows, state.nodes.values(), strict=True)]
-        lines = [_progress_bar(state), *table(header, rows)]
-        lines += [click.style(line, fg="yellow") for line in idle_lines(state)]
-        if len(lines) > size.lines - 2:  # keep the view on screen: busy nodes first
-            lines = lines[:2] + _busy_first(lines[2:], state, size.lines - 4)
-        lines = [_clip(line, size.columns) for line in lines]
-        prefix = f"\x1b[{self._drawn}F" if self._drawn else ""
-        frame = prefix + "".join(f"\x1b[2K{line}\n" for line in lines)
-        if len(lines) < self._drawn:
-            frame += "\x1b[J"  # clear what is left of a taller previous frame
-        click.echo(frame, file=self.out, nl=False, color=True)
-        self.out.flush()
-        self._drawn = len(lines)
+        if self._live is None:
+            self._live = Live(console=_console(self.out), auto_refresh=False, transient=False)
+            self._live.start()
+        self._live.update(self._frame(state, self._live.console.size.height), refresh=True)
+
+    def _frame(self, state: RunState, height: int) -> Group:
+        rows = node_rows(state, time.time())
+        room = max(height - 4 - len(state.idle_queues), 1)
+        hidden = 0
+        if len(rows) > room:  # keep the view on screen: busy nodes first
+            rows, hidden = _busy_first(rows, state, room), len(rows) - room
+        parts: list[Any] = [
+            Text.from_ansi(_progress_bar(state)),
+            rich_table(*_live_columns(state, rows)),
+        ]
+        if hidden:
+            parts.append(Text(f"... {hidden} more nodes", style="dim"))
+        parts += [Text(line, style="yellow") for line in idle_lines(state)]
+        return Group(*parts)
+
+    def _stop_live(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
     def _plain(self, state: RunState) -> None:
         if not self._announced:
-            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._echo(f"run {state.id} ({state.name}, {size_text(state)}): {state.status.value}")
             self._announced = True
         origin = run_origin(state)
         changed = [
@@ -298,7 +407,7 @@ class LiveView:
 
     def _transitions(self, state: RunState, events: Sequence[Event]) -> None:
         if not self._announced:
-            self._echo(f"run {state.id} ({state.name}, {len(state.nodes)} nodes): {state.status.value}")
+            self._echo(f"run {state.id} ({state.name}, {size_text(state)}): {state.status.value}")
             self._announced = True
         # event lines name a node by index, an instance of a mapped node by "<index>:<i>"
         by_index = {
@@ -312,14 +421,15 @@ class LiveView:
             status = NodeStatus.from_code(event.status)
             if status is NodeStatus.PENDING:
                 continue
-            current = node.status is status  # details (worker, duration, error) are the latest attempt's
+            current = node.status is status  # details (worker, duration) are the latest attempt's
             extra = ""
             if current and node.finished_at and node.started_at:
                 extra += f" in {seconds(node_duration(node))}"
             if current and node.worker and status is not NodeStatus.QUEUED:
                 extra += f" on {node.worker}"
-            if current and node.error and status in (NodeStatus.FAILED, NodeStatus.RETRYING):
-                extra += f" ({error_text(node)})"
+            if status in (NodeStatus.FAILED, NodeStatus.RETRYING):
+                reason = attempt_error(state, node, event) or (error_text(node) if current else "")
+                extra += f" ({reason})" if reason else ""
             if current and status is NodeStatus.WAITING:
                 extra += f" (waiting for {waiting_text(node)})"
             when = f"+{seconds(event.at_ms / 1000)}"
@@ -333,6 +443,7 @@ class LiveView:
 
     def close(self, state: RunState, events: Sequence[Event] | None = None) -> None:
         self.update(state, events)
+        self._stop_live()
         if not self.quiet:
             self._echo(summary_line(state))
 
@@ -350,25 +461,17 @@ def idle_lines(state: RunState) -> list[str]:
 
 
 def _progress_bar(state: RunState, width: int = 20) -> str:
-    counts = state.counts
-    total = max(1, len(state.nodes))
-    done = sum(counts[s.value] for s in NodeStatus if s.terminal)
+    total, done = max(1, state.total), state.done
     filled = int(width * done / total)
     bar = "#" * filled + "-" * (width - filled)
-    return f"[{bar}] {done}/{total}  " + summary_line(state, with_id=False)
+    return f"[{bar}] " + summary_line(state, with_id=False)
 
 
-def _busy_first(rows: list[str], state: RunState, room: int) -> list[str]:
+def _busy_first(rows: list[list[Cell]], state: RunState, room: int) -> list[list[Cell]]:
     busy = {NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.FAILED}
-    order = sorted(range(len(rows)), key=lambda i: list(state.nodes.values())[i].status not in busy)
-    keep = sorted(order[: max(room, 1)])
-    hidden = len(rows) - len(keep)
-    return [rows[i] for i in keep] + ([f"... {hidden} more nodes"] if hidden else [])
-
-
-def _clip(line: str, columns: int) -> str:
-    visible = click.unstyle(line)
-    return line if len(visible) < columns else visible[: max(columns - 1, 1)]
+    statuses = [n.status for n in state.nodes.values()]
+    order = sorted(range(len(rows)), key=lambda i: statuses[i] not in busy)
+    return [rows[i] for i in sorted(order[: max(room, 1)])]
 
 
 def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float = 0.25) -> RunState:
@@ -377,13 +480,23 @@ def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float =
     Raises :class:`~wfcelery.errors.WaitTimeout` after ``timeout`` seconds.
     """
     offset = 0
-    for state in run.follow(timeout=timeout, tick=tick):
-        try:
-            offset, events = run.events(after=offset)  # what happened up to this state, in order
-        except TrackerUnavailable:
-            events = []  # Run.follow waits the outage out; these events are read with the next state
-        if state.finished:
-            view.close(state, events)
-            return state
-        view.update(state, events)
+    try:
+        for state in run.follow(timeout=timeout, tick=tick):
+            try:
+                offset, events = run.events(after=offset)  # what happened up to this state, in order
+            except TrackerUnavailable:
+                events = []  # Run.follow waits the outage out; these events are read with the next state
+            if state.finished:
+                view.close(state, events)
+                return state
+            view.update(state, events)
+    finally:
+        view._stop_live()  # a timeout or Ctrl-C leaves the terminal as it was
     raise AssertionError("Run.follow() ends with a finished state")  # pragma: no cover
+
+
+def _live_columns(state: RunState, rows: list[list[Cell]]) -> tuple[Sequence[str], list[list[Cell]]]:
+    """The live view's columns: the first six, and what nodes wait for while one is WAITING."""
+    if not any(n.status is NodeStatus.WAITING for n in state.nodes.values()):
+        return NODE_HEADER[:6], [r[:6] for r in rows]
+    return (*NODE_HEADER[:6], NODE_HEADER[7]), [[*r[:6], r[7]] for r in rows]

@@ -4,7 +4,9 @@ Each check gives one :class:`Finding`: healthy (``ok=True``), a problem with its
 could not be checked (``ok=None``: the tracker or broker is unreachable, so what depends on it is
 unknown). :func:`exit_code` maps them to the CLI's exit codes: 0 healthy, 1 findings, 2 cannot check.
 
-The checks: the tracker's Redis (reachable, ``maxmemory-policy``); the broker (reachable, login, vhost);
+The checks: the app's task modules (imported as its workers import them) and the tasks the definitions
+given name; the tracker's Redis (reachable, ``maxmemory-policy``; its role, replicas and their lag --
+behind Sentinel, no replica or a lagging one is a problem); the broker (reachable, login, vhost);
 ``task_always_eager``; JSON in ``accept_content`` (node messages are JSON, even in pickle apps); the
 queues of the definitions given (and of live runs) against the queues live workers consume; Redis
 broker ``visibility_timeout`` against the longest time limit; ``acks_late`` and
@@ -20,9 +22,12 @@ from typing import Any
 
 from wfcelery.client.engine import Engine
 from wfcelery.definition.model import Workflow
-from wfcelery.errors import ConfigurationError, RunNotFound, WfCeleryError
+from wfcelery.definition.registry import did_you_mean, task_names
+from wfcelery.errors import ConfigurationError, RunNotFound, TaskImportError, WfCeleryError
+from wfcelery.messaging.consumers import describe_shared
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.settings import check_json_accepted, check_not_eager
+from wfcelery.tracker.connection import is_sentinel, topology
 from wfcelery.tracker.states import RunStatus
 
 #: Seconds of clock difference between a worker and the tracker's Redis that doctor reports.
@@ -31,6 +36,9 @@ MAX_CLOCK_SKEW = 2.0
 REDIS_VISIBILITY_TIMEOUT = 3600
 #: Live runs whose plans doctor checks besides the definitions it is given.
 LIVE_RUNS_CHECKED = 50
+#: Seconds since a replica's last acknowledgement (``INFO replication`` ``lag``; replicas acknowledge
+#: every second) from which doctor reports it as lagging: a failover now would lose that much.
+MAX_REPLICA_LAG = 5
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,10 @@ def diagnose(engine: Engine, definitions: Sequence[Workflow] = ()) -> list[Findi
         settings = engine.settings
     except ConfigurationError as e:
         return [Finding("configuration", False, str(e), _config_fix(str(e)))]
-    findings = [_eager(app), _serializer(app), _tracker(engine), _broker(app)]
+    findings = [_eager(app), _serializer(app), _tracker(engine), _broker(app), _tasks(app, definitions)]
     reachable = findings[2].ok is not None and findings[3].ok is not None
+    if findings[2].ok is not None:
+        findings.append(replication_finding(engine))
     plans = [compile_workflow(wf, settings.routes) for wf in definitions]
     if findings[2].ok is not None:
         plans += _live_plans(engine)
@@ -102,6 +112,36 @@ def _serializer(app: Any) -> Finding:
     return Finding("serializer", True, f"task_serializer {serializer!r}, workers accept JSON{note}")
 
 
+def _tasks(app: Any, definitions: Sequence[Workflow]) -> Finding:
+    """The app's task modules import (as its workers import them) and register every task the
+    definitions name."""
+    try:
+        registered = task_names(app)
+    except TaskImportError as e:
+        return Finding(
+            "tasks",
+            False,
+            str(e),
+            "fix that module (or the imports/include setting naming it): workers fail to start on it too",
+        )
+    missing = [
+        f"{wf.name}.{node.name}: {node.task!r}{did_you_mean(node.task, registered)}"
+        for wf in definitions
+        for node in wf.nodes.values()
+        if node.task not in registered and node.task not in app.tasks
+    ]
+    if missing:
+        return Finding(
+            "tasks",
+            False,
+            f"tasks not registered in app {app.main!r}: " + "; ".join(missing),
+            "define them in a module the app imports (include=[...], imports=[...] or "
+            "app.autodiscover_tasks()), or fix the task names in the definitions",
+        )
+    scope = f"; every task of {len(definitions)} definitions registered" if definitions else ""
+    return Finding("tasks", True, f"app {app.main!r} registers {len(registered)} tasks{scope}")
+
+
 def _tracker(engine: Engine) -> Finding:
     url = engine.settings.redis_url
     try:
@@ -123,6 +163,40 @@ def _tracker(engine: Engine) -> Finding:
             "or give wfcelery its own Redis with wfcelery_redis_url",
         )
     return Finding("tracker", True, f"tracker Redis {_safe_url(url)} reachable, eviction policy safe")
+
+
+def replication_finding(engine: Engine) -> Finding:
+    """The tracker's Redis topology (``INFO replication``), judged by :func:`judge_replication`."""
+    settings = engine.settings
+    if settings.redis_cluster:
+        return Finding("replication", True, "Redis Cluster: each master's replicas are the cluster's own")
+    try:
+        topo = topology(engine.tracker.client)
+    except Exception as e:
+        return Finding("replication", None, f"cannot read INFO replication: {type(e).__name__}: {e}")
+    return judge_replication(topo, is_sentinel(settings.redis_url))
+
+
+def judge_replication(topo: Mapping[str, Any], sentinel: bool) -> Finding:
+    """Judge a :func:`~wfcelery.tracker.connection.topology`: a replica as the tracker, a replica offline or
+    :data:`MAX_REPLICA_LAG` seconds behind, and (behind Sentinel) a master with no replica to fail over to
+    are problems; a single Redis with no replica is reported as such."""
+    replicas = topo["replicas"]
+    listed = ", ".join(f"{r['address']} {r['state']} lag {r['lag']} s" for r in replicas) or "none"
+    summary = f"tracker Redis role {topo['role']}, replicas: {listed}"
+    if topo["role"] != "master":
+        fix = "point wfcelery_redis_url at the master (or at the sentinels, sentinel://...)"
+        return Finding("replication", False, f"{summary}: a replica refuses the tracker's writes", fix)
+    if sentinel and not replicas:
+        fix = "add a replica (replicaof) the sentinels can promote (docs: Reliability, Redis Sentinel)"
+        return Finding("replication", False, f"{summary}: behind Sentinel with nothing to fail over to", fix)
+    lagging = [r for r in replicas if r["state"] != "online" or int(r["lag"] or 0) >= MAX_REPLICA_LAG]
+    if lagging:
+        fix = "check the replicas' links and load: a failover now loses the writes they have not received"
+        return Finding("replication", False, f"{summary}: {len(lagging)} replica(s) behind", fix)
+    if not replicas:
+        summary += " (a single Redis: fine for development; for failover, docs: Reliability, Redis Sentinel)"
+    return Finding("replication", True, summary)
 
 
 def _broker(app: Any) -> Finding:
@@ -192,6 +266,13 @@ def _queues(engine: Engine, plans: Sequence[Plan]) -> Finding:
             needed.setdefault(queue, set()).add(f"{plan.name}.{node}")
     missing = consumers.missing(needed)
     workers = ", ".join(f"{w} ({', '.join(sorted(q))})" for w, q in sorted(consumers.workers.items()))
+    if consumers.shared:
+        return Finding(
+            "queues",
+            False,
+            "; ".join(describe_shared(consumers)) + f"; live workers: {workers}",
+            "restart those workers with distinct node names: celery -A <your app> worker -Q io -n io@%h",
+        )
     if missing:
         detail = "; ".join(f"{q!r} (nodes {', '.join(sorted(needed[q]))})" for q in missing)
         return Finding(

@@ -25,6 +25,8 @@ from wfcelery.cli.base import (
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
 from wfcelery.errors import TrackerUnavailable
+from wfcelery.settings import Settings
+from wfcelery.tracker.keys import instance_slot
 from wfcelery.tracker.states import NodeStatus, RunState, RunStatus
 
 
@@ -32,7 +34,8 @@ from wfcelery.tracker.states import NodeStatus, RunState, RunStatus
     "submit",
     epilog=epilog("""
 wfcelery -A proj.celery:app submit flows/etl.yaml --param day=2026-11-22
-wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --timeout 600"""),
+wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --timeout 600
+wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --run-key etl:2026-11-22"""),
 )
 @click.argument("flow", type=click.Path(dir_okay=False))
 @click.option(
@@ -66,6 +69,19 @@ wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --tim
     help="counters (one message per node) or canvas (native chains and chords per segment); default: "
     "the definition's executor, else the wfcelery_executor setting.",
 )
+@click.option(
+    "--run-key",
+    default=None,
+    metavar="KEY",
+    help="At most one run per KEY: a KEY already held returns its run (see --on-conflict).",
+)
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["use_existing", "fail", "retry_failed"]),
+    default="use_existing",
+    show_default=True,
+    help="With --run-key held by a run: print that run; fail (exit 2); or retry it if it failed.",
+)
 @click.pass_context
 @errors_to_exit
 def submit(
@@ -78,6 +94,8 @@ def submit(
     quiet: bool,
     require_workers: bool,
     executor: str | None,
+    run_key: str | None,
+    on_conflict: str,
 ) -> None:
     """Submit the workflow in FLOW (a YAML or JSON file); prints the run id.
 
@@ -88,10 +106,18 @@ def submit(
     """
     engine = engine_of(ctx)
     workflow = workflow_of(flow, engine.settings.limits)
-    with definition_errors(flow):
+    with definition_errors(flow), display.progress("submitting", 0) as advance:
         run = engine.submit(
-            workflow, params=parse_params(param), require_workers=require_workers, executor=executor
+            workflow,
+            params=parse_params(param),
+            require_workers=require_workers,
+            executor=executor,
+            run_key=run_key,
+            on_conflict=on_conflict,
+            progress=advance,
         )
+    if not run.created:
+        click.echo(f"run key {run_key!r} is held by run {run.id}: nothing new was submitted", err=True)
     for warning in run.warnings:
         click.echo(click.style("Warning: ", fg="yellow") + warning, err=True)
     if not wait:
@@ -167,26 +193,65 @@ def status(ctx: click.Context, run_id: str, as_json: bool) -> None:
         return
     for line in display.status_lines(state):
         click.echo(line)
-    for line in idle_lines(run, state):
+    queued_at = queued_since(run, state)
+    for line in idle_lines(state, queued_at):
         click.echo(click.style(line, fg="yellow"))
+    for line in resend_lines(state, queued_at, run.engine.settings):
+        click.echo(line)
 
 
-def idle_lines(run: Run, state: RunState) -> list[str]:
-    """``QUEUED 4m12s: no worker consumes 'gpu'`` for each waiting node whose queue nobody reads."""
-    if not state.idle_queues:
-        return []
+def queued_since(run: Run, state: RunState) -> dict[str, float]:
+    """When each QUEUED node was queued at its epoch (Unix time, Redis's clock), from the event log."""
+    if state.finished or not any(n.status is NodeStatus.QUEUED for n in state.nodes.values()):
+        return {}
     _, events = run.events()
-    queued_at = {e.node: e.at_ms for e in events if e.node_status is NodeStatus.QUEUED}
+    at = {(e.node, e.epoch): e.at_ms for e in events if e.node_status is NodeStatus.QUEUED}
+    since = {}
+    for node in state.nodes.values():
+        slot = node.index if node.instance is None else instance_slot(node.index, node.instance)
+        if node.status is NodeStatus.QUEUED and (slot, node.epoch) in at:
+            since[node.name] = state.created_at + at[slot, node.epoch] / 1000
+    return since
+
+
+def idle_lines(state: RunState, queued_at: dict[str, float]) -> list[str]:
+    """``QUEUED 4m12s: no worker consumes 'gpu'`` for each waiting node whose queue nobody reads."""
     now = time.time()
     lines = []
     for node in state.nodes.values():
         if node.status is not NodeStatus.QUEUED or node.queue not in state.idle_queues:
             continue
-        since = state.created_at + queued_at.get(node.index, 0) / 1000
+        since = queued_at.get(node.name, state.created_at)
         lines.append(
             f"{node.name}: QUEUED {display.seconds(now - since)}: no worker consumes {node.queue!r} "
             f"(start one with -Q {node.queue})"
         )
+    return lines
+
+
+#: QUEUED nodes listed at most by ``status`` with their re-send times.
+RESEND_LINES = 20
+
+
+def resend_lines(state: RunState, queued_at: dict[str, float], settings: Settings) -> list[str]:
+    """For each QUEUED node: how long it has waited, and when the reconciler re-sends it unless it starts
+    -- about ``wfcelery_lost_message_after`` plus two sweeps after it was queued if the broker shows its
+    message is lost, ``wfcelery_queued_timeout`` plus a sweep at the latest."""
+    if state.status is not RunStatus.RUNNING:
+        return []
+    now, sweep, lines = time.time(), settings.sweep_interval, []
+    for name, since in sorted(queued_at.items(), key=lambda item: item[1])[:RESEND_LINES]:
+        when = []
+        if settings.lost_message_after > 0:
+            lost = display.clock(since + settings.lost_message_after + 2 * sweep)
+            when.append(f"about {lost} if the broker lost its message")
+        if settings.queued_timeout > 0:
+            latest = display.clock(since + settings.queued_timeout + sweep)
+            when.append(f"at {latest} at the latest (wfcelery_queued_timeout)")
+        resend = f"; re-sent unless it starts: {', '.join(when)}" if when else ""
+        lines.append(f"{name}: QUEUED {display.seconds(now - since)} since {display.clock(since)}{resend}")
+    if len(queued_at) > RESEND_LINES:
+        lines.append(f"... and {len(queued_at) - RESEND_LINES} more QUEUED nodes")
     return lines
 
 

@@ -67,6 +67,11 @@ def _target(target: Callable[..., str], engine: Any, args: Any, kwargs: Any, res
         return "?"
 
 
+def record_audit(engine: Any, action: str, target: str, outcome: str) -> None:
+    """Write one audit entry now (a failure to write it is logged, never raised)."""
+    _record(engine, action, target, outcome)
+
+
 def _record(engine: Any, action: str, target: str, outcome: str) -> None:
     entry = AuditEntry(time.time(), current_actor(), action, target, outcome[:500])
     try:

@@ -14,6 +14,7 @@ from wfcelery.client.run import RunSummary, build_state
 from wfcelery.definition.model import Workflow
 from wfcelery.messaging.consumers import ConsumerCheck, node_queue, unconsumed
 from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.ops.submit import ended
 from wfcelery.ops.subruns import after_end
 from wfcelery.plan.compiler import Plan, PlanCache
 from wfcelery.settings import Settings
@@ -30,6 +31,9 @@ class EngineBase:
         self._overrides = overrides
         self._routed: dict[str, str] = {}  # task name -> the queue the app's router picks
         self._registered: dict[str, Workflow] = {}
+        #: Definition files of the ``wfcelery_definitions`` folder left out by the last
+        #: :meth:`~wfcelery.client.engine.Engine.definitions`: name (or file stem) -> why.
+        self.skipped_definitions: dict[str, str] = {}
 
     # Settings are read on first use, not at install(): install() usually runs at import time, before
     # the project has called app.config_from_object().
@@ -110,6 +114,6 @@ class EngineBase:
         return replace(state, idle_queues=tuple(idle)) if idle else state
 
     def _ended(self, run_id: str, finish: Finish | None) -> None:
+        ended(self.tracker, self.dispatch, run_id, finish)
         if finish is not None:
-            self.dispatch.callback(run_id, finish.status, finish.callback)
             after_end(self.tracker, self.dispatch, run_id, finish)  # its parent run, its child runs

@@ -10,6 +10,7 @@ its node runs again, cleanup deletes them (``ops.subruns``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from wfcelery.client.audit import audited
@@ -105,17 +106,26 @@ class Control(EngineBase):
         self._forget_results(ids + self.tracker.canvas_ids(run_id))
         if record.waits:
             waits_of(self.tracker).forget(run_id)
-        self.tracker.delete_run(run_id)
+        self.tracker.delete_run(run_id, run_key=record.run_key, workflow=record.name)
 
-    def cleanup_finished(self, status: str | None = None, older_than: float = 0.0) -> list[str]:
+    def cleanup_finished(
+        self,
+        status: str | None = None,
+        older_than: float = 0.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[str]:
         """Delete every finished run (only those in ``status``, if given) that ended at least
-        ``older_than`` seconds ago. Returns the ids deleted; live runs are never touched."""
+        ``older_than`` seconds ago. Returns the ids deleted; live runs are never touched.
+        ``progress(done, total)`` is told after each run looked at."""
         wanted = RunStatus(status.upper()) if status else None
         if wanted is not None and not wanted.finished:
             raise ControlError(f"cleanup deletes finished runs only, not {wanted.value} ones")
         cutoff = time.time() - older_than
         deleted = []
-        for summary in self.runs(status=status, limit=10**9):
+        runs = self.runs(status=status, limit=10**9)
+        for done, summary in enumerate(runs, 1):
+            if progress is not None:
+                progress(done, len(runs))
             if summary.status.finished and (summary.finished_at or 0) <= cutoff:
                 try:
                     self.cleanup(summary.id)

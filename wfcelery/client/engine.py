@@ -8,42 +8,57 @@ idempotent; a refusal raises :class:`ControlError` saying why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from celery import Celery, signature
 
-from wfcelery.client.audit import audited
+from wfcelery.client.audit import audited, current_actor, record_audit
 from wfcelery.client.control import Control
+from wfcelery.client.history import History
 from wfcelery.client.run import Run
+from wfcelery.client.schedules import Schedules
 from wfcelery.definition.executor import Executor
-from wfcelery.definition.loader import load
+from wfcelery.definition.loader import from_data, load, read_data
 from wfcelery.definition.model import Workflow, check_executor
+from wfcelery.definition.params import RUN_KEY_PARAM
 from wfcelery.definition.waits import check_nesting
 from wfcelery.errors import (
     ConfigurationError,
     ControlError,
     NoWorkerError,
+    RunKeyConflict,
+    TaskImportError,
+    TrackerUnavailable,
     WfCeleryError,
 )
-from wfcelery.messaging.consumers import describe, unconsumed
+from wfcelery.messaging.consumers import describe, describe_shared, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
+from wfcelery.ops.runkeys import OnConflict, check_run_key
+from wfcelery.ops.submit import plan_labels, start_run
 from wfcelery.ops.subruns import check_child_params, compile_subplans
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
 from wfcelery.tracker.access import AuditEntry, Role, TokenInfo
+from wfcelery.tracker.base import never_executed
+from wfcelery.tracker.outcomes import CreateResult
 from wfcelery.tracker.records import new_run
+from wfcelery.tracker.states import RunStatus
 
 logger = logging.getLogger("wfcelery.engine")
 
+#: Seconds between a submit's attempts to settle or confirm a run while the tracker does not answer.
+SETTLE_POLL = 0.25
 
-class Engine(Control):
+
+class Engine(Schedules, Control, History):
     """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
 
     # -- submitting -------------------------------------------------------------------------------------
@@ -81,7 +96,6 @@ class Engine(Control):
         """The newest entries of the audit trail, newest first."""
         return self.tracker.audit_log(limit)
 
-    @audited("submit", lambda self, wf, *a, result=None, **k: f"run {result.id}" if result else _name(wf))
     def submit(
         self,
         workflow: Workflow | str | Path | Mapping[str, Any],
@@ -91,8 +105,17 @@ class Engine(Control):
         on_failure: Any = None,
         require_workers: bool = False,
         executor: Executor | str | None = None,
+        run_key: str | None = None,
+        on_conflict: OnConflict | str = OnConflict.USE_EXISTING,
+        progress: Callable[[int, int], None] | None = None,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
+
+        With ``run_key``, at most one run holds the key among the runs the tracker keeps (until their
+        cleanup or TTL), decided atomically in Redis however many submit it at once; ``on_conflict`` says
+        what a submit of a key already held does: ``"use_existing"`` returns the run holding it, whatever
+        its state (``run.created`` is False); ``"fail"`` raises :class:`RunKeyConflict`;
+        ``"retry_failed"`` retries the holder if it FAILED or was CANCELLED (the same run), else uses it.
 
         Before anything is written, the live workers are asked which queues they consume (cached
         briefly): each node whose queue nobody reads is named in a warning (logged, and kept in
@@ -109,19 +132,28 @@ class Engine(Control):
                 or when the workers cannot be asked.
             executor: ``"counters"`` (one message per node) or ``"canvas"`` (native Celery canvas per
                 segment); default: the definition's ``executor``, else the ``wfcelery_executor`` setting.
+            run_key: the run's idempotency key (also the param ``run_key``, and shown in Flower's kwargs).
+            on_conflict: ``"use_existing"`` (default), ``"fail"`` or ``"retry_failed"``.
 
         Raises:
             DefinitionError: the definition or the params are wrong (nothing was written).
             ConfigurationError: the app cannot run workflows (``task_always_eager``, no JSON accepted).
             NoWorkerError: ``require_workers=True`` and a queue has no consumer.
-            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached
-                (nothing was written).
+            RunKeyConflict: ``on_conflict="fail"`` and a run holds ``run_key`` (its ``.run_id``).
+            BrokerUnavailable / TrackerUnavailable: the broker or the tracker's Redis cannot be reached:
+                nothing was submitted, and nothing of the run ever runs. A write that got no answer (a
+                hung Redis) is settled first, for up to ``wfcelery_submit_settle`` seconds: if it landed,
+                the run is started and returned after all; if not, a tombstone makes sure it never lands.
         """
         check_not_eager(self.app)
+        policy = OnConflict.parse(on_conflict)
+        key = None if run_key is None else check_run_key(run_key)
         wf = self._workflow(workflow)
         limits = self.settings.limits
         wf.validate(self.app if self.settings.check_tasks else None, limits)
         resolved = wf.resolve_params(params, limits)
+        if key is not None:
+            resolved[RUN_KEY_PARAM] = key
         executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
         subplans = self._subplans(wf, resolved)
         plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor, subplans))
@@ -142,19 +174,52 @@ class Engine(Control):
             on_success=_sig_dict(on_success),
             on_failure=_sig_dict(on_failure),
             executor=executor,
+            run_key=key,
         )
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
-            created_plan = self.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob)
-            try:
-                roots = [(i, 0) for i in plan.roots]
-                finishes = publish_released(
-                    self.tracker, self.dispatch, plan, run_id, roots, resolved, producer=producer
+            sent = None if progress is None else (lambda n: progress(n, len(plan.roots)))
+            if key is None:
+                labels, new_labels = plan_labels(self.tracker, plan, self.app)  # the metrics' label table
+                record.update(labels)
+                created_plan = self._create(run_id, record, plan)
+                try:
+                    roots = [(i, 0) for i in plan.roots]
+                    finishes = publish_released(
+                        self.tracker,
+                        self.dispatch,
+                        plan,
+                        run_id,
+                        roots,
+                        resolved,
+                        producer=producer,
+                        sent=sent,
+                    )
+                except Exception:
+                    created = int(record["created"])
+                    self._discard(run_id, plan.digest if created_plan else None, created, plan.name)
+                    raise
+                self.tracker.register_labels(new_labels)  # the run is out: its new label values count
+            else:  # a keyed submit is idempotent: a caller whose submit raised submits the key again
+                started = start_run(
+                    self.tracker,
+                    self.dispatch,
+                    plan,
+                    run_id,
+                    record,
+                    resolved,
+                    key,
+                    producer=producer,
+                    sent=sent,
                 )
-            except Exception:
-                self._discard(run_id, plan.digest if created_plan else None, int(record["created"]))
-                raise
+                if not started.created:
+                    return self._held(key, started.run_id, policy)
+                finishes = started.finishes
+        if key is None:
+            self._confirm(run_id)
+        else:
+            record_audit(self, "submit", f"run {run_id}", "ok")
         for finish in finishes:  # every root skipped by its condition, and nothing else to run
             self._ended(run_id, finish)
         run = Run(self, run_id)
@@ -177,7 +242,81 @@ class Engine(Control):
         check_child_params(wf, params, known.get, limits)
         return compile_subplans(self.tracker, wf, known.get, compile_one)
 
-    def _discard(self, run_id: str, plan_digest: str | None, created_ms: int) -> None:
+    def _create(self, run_id: str, record: dict[str, str | int], plan: Plan) -> bool:
+        """Write the run (unconfirmed); returns whether this wrote the shared plan key. A write that got no
+        answer is settled (:meth:`_settle`)."""
+        try:
+            out = self.tracker.create_run(
+                run_id, record, plan.roots, plan.digest, plan.blob, self.settings.unconfirmed_bound
+            )
+        except TrackerUnavailable as e:
+            if never_executed(e.__cause__):  # refused or never sent: nothing to settle
+                raise TrackerUnavailable(f"could not submit: {e}; nothing was submitted") from e
+            self._settle(run_id, e)
+            return False  # written by a delivery whose answer was lost: the plan's creator is unknown
+        if out.result is CreateResult.VOID:  # only a settle writes the tombstone, and only after a failure
+            raise TrackerUnavailable(f"run {run_id} is refused by the tracker: nothing was submitted")
+        return out.plan_created
+
+    def _settle(self, run_id: str, unanswered: TrackerUnavailable) -> None:
+        """The run's write got no answer: it may have reached Redis, now or later. Ask Redis (settle.lua)
+        until ``settle_seconds`` pass: written -> return, the caller sends its messages; not written -> its
+        tombstone makes sure it never will be. Raises TrackerUnavailable saying nothing was submitted."""
+        deadline = time.monotonic() + self.settings.settle_seconds
+        last = unanswered
+        while True:
+            try:
+                result = self.tracker.settle_run(run_id)
+            except TrackerUnavailable as e:
+                last = e
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(min(SETTLE_POLL, max(0.0, deadline - time.monotonic())))
+                continue
+            if result is CreateResult.EXISTS:
+                logger.info("wfcelery: run %s was written although its write got no answer", run_id)
+                return
+            raise TrackerUnavailable(
+                f"could not submit: {unanswered}; nothing was submitted (the tracker now refuses run "
+                f"{run_id} for good)"
+            ) from unanswered
+        raise TrackerUnavailable(
+            f"could not submit: {unanswered}; the tracker's Redis still did not answer "
+            f"{self.settings.settle_seconds:g} s later ({last}); nothing was submitted: run {run_id} never "
+            "runs (if its write reaches Redis late, the reconciler cancels it unrun)"
+        ) from last
+
+    def _confirm(self, run_id: str) -> None:
+        """The roots' messages are out: tell the tracker (the run is no longer unconfirmed), in the same
+        round trip as the submit's audit entry. Retried for ``settle_seconds``; a run the reconciler
+        cancelled first raises (none of it runs)."""
+        entry = AuditEntry(time.time(), current_actor(), "submit", f"run {run_id}", "ok")
+        deadline = time.monotonic() + self.settings.settle_seconds
+        while True:
+            try:
+                status = self.tracker.confirm_run(run_id, entry, self.settings.audit_maxlen)
+                break
+            except TrackerUnavailable as e:
+                if time.monotonic() >= deadline:
+                    logger.warning(
+                        "wfcelery: run %s was sent, but the tracker could not be told (%s; audit entry not "
+                        "written): it runs once a worker starts it, unless it is still waiting %g s after "
+                        "it was written (then the reconciler cancels it as unconfirmed)",
+                        run_id,
+                        e,
+                        self.settings.unconfirmed_bound,
+                    )
+                    return
+                time.sleep(SETTLE_POLL)
+        if status is RunStatus.CANCELLED:
+            error = TrackerUnavailable(
+                f"could not submit: run {run_id} was cancelled as unconfirmed before its submit completed "
+                f"(the tracker's Redis took over {self.settings.unconfirmed_bound:g} s); none of it ran"
+            )
+            record_audit(self, "submit", f"run {run_id}", f"error: {error}")
+            raise error
+
+    def _discard(self, run_id: str, plan_digest: str | None, created_ms: int, workflow: str) -> None:
         """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan
         goes too when this submit created it (``plan_digest``) and no run submitted since uses it (runs
         of one definition share the key; a minute of margin covers clients whose clocks differ). A failed
@@ -185,9 +324,29 @@ class Engine(Control):
         try:
             if plan_digest is not None and self.tracker.plan_in_use(plan_digest, created_ms - 60_000, run_id):
                 plan_digest = None
-            self.tracker.delete_run(run_id, plan_digest)
+            self.tracker.delete_run(run_id, plan_digest, workflow=workflow)
         except WfCeleryError as e:
             logger.warning("wfcelery: could not delete run %s after its publish failed: %s", run_id, e)
+
+    def _held(self, key: str, holder: str, policy: OnConflict) -> Run:
+        """``submit(run_key=key)`` found run ``holder`` holding the key: apply ``on_conflict``."""
+        run = Run(self, holder, created=False)
+        if policy is OnConflict.USE_EXISTING:
+            return run
+        status = self.tracker.run_record(holder).status
+        if policy is OnConflict.FAIL:
+            raise RunKeyConflict(key, holder, status.value)
+        if status in (RunStatus.FAILED, RunStatus.CANCELLED):
+            with contextlib.suppress(ControlError):  # a concurrent submit of the key retried it: use it
+                self.retry(holder)
+        return run
+
+    def run_by_key(self, run_key: str) -> Run | None:
+        """The run holding ``run_key`` (None when no kept run holds it)."""
+        claim = self.tracker.key_holder(check_run_key(run_key))
+        if claim is None or not self.tracker.run_exists(claim.run_id):
+            return None
+        return Run(self, claim.run_id, created=False)
 
     def _check_workers(self, plan: Plan, require: bool) -> list[str]:
         consumers = self.consumers.get()
@@ -198,6 +357,7 @@ class Engine(Control):
         warnings = describe(unconsumed(consumers, self.node_queues(plan)))
         if warnings and require:
             raise NoWorkerError("; ".join(warnings) + " (require_workers: nothing was submitted)")
+        warnings += describe_shared(consumers)
         for warning in warnings:
             logger.warning("wfcelery: workflow %r: %s", plan.name, warning)
         return warnings
@@ -207,7 +367,7 @@ class Engine(Control):
             return workflow
         if isinstance(workflow, str | Path):
             return load(workflow, self.settings.limits.max_plan_bytes)
-        return Workflow.from_dict(workflow)
+        return from_data(workflow)
 
     # -- reading ----------------------------------------------------------------------------------------
 
@@ -236,19 +396,27 @@ class Engine(Control):
         anything but a regular file inside the folder -- a link out of it, a FIFO, a device -- is logged
         and left out)."""
         found: dict[str, Workflow] = {}
+        skipped: dict[str, str] = {}
         folder = self.settings.definitions
         for path in sorted(Path(folder).glob("*")) if folder else []:
             if path.suffix.lower() not in (".yaml", ".yml", ".json"):
                 continue
+            data: Any = None
             try:
                 limits = self.settings.limits
-                wf = load(path, limits.max_plan_bytes, folder=folder).validate(
+                data = read_data(path, limits.max_plan_bytes, folder=folder)
+                wf = from_data(data, str(path)).validate(
                     self.app if self.settings.check_tasks else None, limits
                 )
+            except TaskImportError:
+                raise  # the app's own modules, not this file: every definition would be skipped
             except WfCeleryError as e:
                 logger.warning("wfcelery: skipping definition %s: %s", path, e)
+                message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+                skipped[_declared_name(data) or path.stem] = message  # starting it by name says why
                 continue
             found.setdefault(wf.name, wf)
+        self.skipped_definitions = {k: v for k, v in skipped.items() if k not in found}
         return {**found, **self._registered}
 
 
@@ -262,6 +430,12 @@ def check_canvas_app(app: Celery, plan: Plan) -> None:
             f"workflow {plan.name!r} runs chords under the canvas executor, and Celery needs a result "
             "backend for chords: set result_backend (or submit with executor='counters')"
         )
+
+
+def _declared_name(data: Any) -> str | None:
+    """The ``name`` a definition's data declares, if any (for a skipped file's reason)."""
+    name = data.get("name") if isinstance(data, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
 def _sig_dict(sig: Any) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from wfcelery.errors import (
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import Slot, instance_name, instance_slot, parse_instance, split_slot, task_id
-from wfcelery.tracker.records import Event, NodeRecord, RunRecord
+from wfcelery.tracker.records import Event, NodeErrors, NodeRecord, RunRecord
 from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus, WaitKind
 
 if TYPE_CHECKING:
@@ -33,13 +33,25 @@ class RunSummary:
     status: RunStatus
     created_at: float
     finished_at: float | None
-    total: int
-    done: int
+    total: int  # nodes (a mapped node counts once), as RunState.total
+    done: int  # nodes that ended, as RunState.done
+    instances: int = 0  # instances of mapped nodes so far, as RunState.instances
+    run_key: str | None = None
 
     @classmethod
     def of(cls, run_id: str, r: RunRecord) -> RunSummary:
         """The summary of a stored run record (times in seconds, as ``time.time()``)."""
-        return cls(run_id, r.name, r.status, r.created_ms / 1000, _seconds(r.finished_ms), r.total, r.done)
+        return cls(
+            run_id,
+            r.name,
+            r.status,
+            r.created_ms / 1000,
+            _seconds(r.finished_ms),
+            r.total,
+            r.done,
+            r.instances,
+            r.run_key,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one ``wfcelery list --json`` entry."""
@@ -51,15 +63,19 @@ class RunSummary:
             "finished_at": self.finished_at,
             "total": self.total,
             "done": self.done,
+            "instances": self.instances,
+            "run_key": self.run_key,
         }
 
 
 class Run:
     """A handle on one workflow run. Cheap to create; every method asks Redis."""
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    def __init__(self, engine: Engine, run_id: str, created: bool = True) -> None:
         self.engine = engine
         self.id = run_id
+        #: False when ``submit(run_key=...)`` returned the run that already held the key.
+        self.created = created
         #: Warnings from submit: nodes whose queue no live worker consumed at that moment.
         self.warnings: list[str] = []
 
@@ -276,7 +292,7 @@ def build_state(
     run_id: str,
     record: RunRecord,
     nodes: dict[Slot, NodeRecord],
-    errors: dict[Slot, dict[str, Any]],
+    errors: NodeErrors,
     plan: Plan,
     queue_of: Callable[[str, str | None], str] | None = None,
     only: Sequence[int] | None = None,
@@ -310,7 +326,11 @@ def build_state(
                 started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
                 finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
                 # the error of the current attempt only: a node running again after a retry shows none
-                error=errors.get(slot) if status in _SHOWS_ERROR else None,
+                error=errors.last.get(slot) if status in _SHOWS_ERROR else None,
+                errors=tuple(
+                    {**e, "at": (created + int(e.get("at") or 0)) / 1000}
+                    for e in errors.history.get(slot, ())
+                ),
                 epoch=n.epoch,
                 index=node.index,
                 instance=i,
@@ -332,4 +352,5 @@ def build_state(
         nodes=states,
         executor=record.executor,
         parent=None if record.parent is None else (record.parent.run_id, record.parent.node),
+        run_key=record.run_key,
     )

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from wfcelery.definition.limits import DEPTH_CEILING, check_depth, json_size
+from wfcelery.definition.registry import did_you_mean
 from wfcelery.definition.rules import TRIGGER_RULES, compile_condition
 from wfcelery.errors import (
     SchemaError,
@@ -41,7 +42,9 @@ def find_cycle(parents: Mapping[str, Sequence[str]]) -> list[str] | None:
 def check_keys(d: dict[str, Any], allowed: frozenset[str], where: str) -> dict[str, Any]:
     unknown = sorted(set(d) - allowed, key=str)  # key=str: a YAML key may be a number
     if unknown:
-        raise SchemaError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+        first = unknown[0]
+        hint = did_you_mean(first, allowed) if isinstance(first, str) else ""
+        raise SchemaError(f"{where}: unknown key {first!r}{hint} (allowed: {', '.join(sorted(allowed))})")
     return d
 
 
@@ -67,7 +70,7 @@ _FLAGS = frozenset({"immutable", "gather"})
 
 def is_type(value: Any, key: str) -> bool:
     # bool is an int subclass: refuse retries=True and friends
-    return isinstance(value, _TYPES[key]) and (key in _FLAGS or not isinstance(value, bool))
+    return isinstance(value, OPTION_TYPES[key]) and (key in _FLAGS or not isinstance(value, bool))
 
 
 def coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
@@ -76,7 +79,7 @@ def coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
         if value is None:
             continue
         if not is_type(value, key):
-            raise SchemaError(f"node {node!r}: {key} must be {_TYPES[key][0].__name__}, got {value!r}")
+            raise SchemaError(f"node {node!r}: {key} must be {OPTION_TYPES[key][0].__name__}, got {value!r}")
         if key == "retries" and value < 0:
             raise SchemaError(f"node {node!r}: retries must be >= 0, got {value}")
         if key in ("max_map", "when", "trigger"):
@@ -106,7 +109,8 @@ def check_option(node: str, key: str, value: Any) -> None:
         raise SchemaError(f"node {node!r}: max_map must be >= 1, got {value}")
     if key == "trigger" and value not in TRIGGER_RULES:
         raise SchemaError(
-            f"node {node!r}: unknown trigger rule {value!r} (one of: {', '.join(TRIGGER_RULES)})"
+            f"node {node!r}: unknown trigger rule {value!r}{did_you_mean(value, TRIGGER_RULES)} "
+            f"(one of: {', '.join(TRIGGER_RULES)})"
         )
     if key == "when":
         try:
@@ -120,7 +124,7 @@ def map_source(options: Mapping[str, Any]) -> list[str]:
     return [source] if isinstance(source, str) else []
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
+OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "args": (list, tuple),
     "kwargs": (dict,),
     "type": (str,),

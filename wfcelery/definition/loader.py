@@ -24,6 +24,7 @@ import yaml
 
 from wfcelery.definition.limits import DEFAULT_MAX_PLAN_BYTES, DEPTH_CEILING, MAX_YAML_EXPANSION
 from wfcelery.definition.model import Workflow
+from wfcelery.definition.schema import check_definition
 from wfcelery.errors import LimitError, SchemaError
 
 
@@ -37,16 +38,31 @@ def load(
 
     Raises:
         SchemaError: the file is missing, is not valid YAML/JSON (with line and column), or does not
-            follow the schema (naming the field); read from a folder, it is not a regular file inside it.
+            follow the schema (``wfcelery schema``; naming the field); read from a folder, it is not a
+            regular file inside it.
         LimitError: the file is larger than ``max_bytes``, nested too deep, or an alias bomb.
     """
+    return from_data(read_data(path, max_bytes, folder), source=str(path))
+
+
+def read_data(
+    path: str | Path, max_bytes: int = DEFAULT_MAX_PLAN_BYTES, folder: str | Path | None = None
+) -> Any:
+    """A definition file's data, read and parsed as :func:`load` reads it, not validated."""
     path = Path(path)
     try:
         text = _read(path, max_bytes, None if folder is None else Path(folder))
     except (OSError, UnicodeDecodeError) as e:
         raise SchemaError(f"{path}: cannot read workflow file ({getattr(e, 'strerror', None) or e})") from e
-    data = loads(text, fmt="json" if path.suffix.lower() == ".json" else "yaml", source=str(path))
-    return Workflow.from_dict(data, source=str(path))
+    return loads(text, fmt="json" if path.suffix.lower() == ".json" else "yaml", source=str(path))
+
+
+def from_data(data: Any, source: str = "definition") -> Workflow:
+    """A workflow from parsed definition data (a file's, or a dict given to ``engine.submit`` or the REST
+    API): validated against the JSON Schema first (:mod:`.schema`: one error naming where the problem is
+    and, for a misspelled key, the closest valid one), then built by :meth:`Workflow.from_dict`."""
+    check_definition(data, source)
+    return Workflow.from_dict(data, source=source)
 
 
 def _read(path: Path, max_bytes: int, folder: Path | None) -> str:

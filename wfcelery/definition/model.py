@@ -24,8 +24,10 @@ from wfcelery.definition.checks import (
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.limits import DEPTH_CEILING, Limits, check_depth, json_size
 from wfcelery.definition.node import Node, check_dynamic, node_name
-from wfcelery.definition.params import collect_placeholders, substitute
+from wfcelery.definition.params import BUILTIN_PARAMS, collect_placeholders, param_problem, substitute
+from wfcelery.definition.registry import did_you_mean, task_names
 from wfcelery.definition.rules import condition_params
+from wfcelery.definition.schedule import ScheduleSpec
 from wfcelery.definition.waits import (
     SPECIAL_KEYS,
     NodeKind,
@@ -39,6 +41,7 @@ from wfcelery.errors import (
     EmptyWorkflowError,
     NestingError,
     ParamError,
+    ScheduleError,
     SchemaError,
     UnknownParentError,
     UnknownTaskError,
@@ -74,7 +77,9 @@ DEFAULT_KEYS = (
     - {key for keys in SPECIAL_KEYS.values() for key in keys}
 )
 #: Top-level keys of a definition.
-WORKFLOW_KEYS = frozenset({"name", "on_failure", "defaults", "tasks", "stages", "params", "executor"})
+WORKFLOW_KEYS = frozenset(
+    {"name", "on_failure", "defaults", "tasks", "stages", "params", "executor", "schedule"}
+)
 
 _NAME = NAME
 
@@ -108,6 +113,7 @@ class Workflow(SpecialNodes):
         defaults: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         executor: Executor | str | None = None,
+        schedule: ScheduleSpec | None = None,
     ) -> None:
         if on_failure not in FAILURE_POLICIES:
             raise SchemaError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, not {on_failure!r}")
@@ -119,6 +125,8 @@ class Workflow(SpecialNodes):
         self.params: dict[str, Any] = dict(params or {})
         check_depth(self.params, DEPTH_CEILING, f"workflow {name!r}", "params")
         self.nodes: dict[str, Node] = {}
+        #: A definition file's top-level ``schedule:`` (the ``wfcelery_definitions`` folder schedules it).
+        self.schedule = schedule
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} nodes={len(self.nodes)}>"
@@ -252,7 +260,8 @@ class Workflow(SpecialNodes):
             for parent in node.after:
                 if parent not in self.nodes:
                     what = "maps over unknown node" if parent == node.map else "lists unknown parent"
-                    raise UnknownParentError(f"node {node.name!r} {what} {parent!r}")
+                    hint = did_you_mean(parent, set(self.nodes) - {node.name})
+                    raise UnknownParentError(f"node {node.name!r} {what} {parent!r}{hint}")
         cycle = find_cycle({n.name: n.after for n in self.nodes.values()})
         if cycle:
             raise CycleError(cycle)
@@ -261,12 +270,12 @@ class Workflow(SpecialNodes):
             if node.subworkflow == self.name:
                 raise NestingError(f"workflow {self.name!r} runs itself: node {node.name!r}")
         if app is not None:
-            registered = app.tasks
+            registered = task_names(app)  # the app's task modules imported, as its workers do
             for node in self.nodes.values():
-                if node.kind is NodeKind.TASK and node.task not in registered:
+                if node.kind is NodeKind.TASK and node.task not in registered and node.task not in app.tasks:
                     raise UnknownTaskError(
                         f"node {node.name!r} names task {node.task!r}, which is not registered in app "
-                        f"{app.main!r}"
+                        f"{app.main!r}{did_you_mean(node.task, registered)}"
                     )
         limits = limits or Limits()
         for node in self.nodes.values():
@@ -282,6 +291,16 @@ class Workflow(SpecialNodes):
             collect_placeholders(node.kwargs, found)
             found |= until_placeholders(node.until) | names_in((node.params or {}).values())
         return found
+
+    def placeholder_users(self) -> dict[str, list[str]]:
+        """Each ``${name}`` placeholder -> the nodes whose args or kwargs use it, in definition order."""
+        users: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            found: set[str] = set()
+            collect_placeholders([node.args, node.kwargs], found)
+            for name in sorted(found):
+                users.setdefault(name, []).append(node.name)
+        return users
 
     def param_names(self) -> set[str]:
         """Every param this workflow knows: its placeholders, the params it declares defaults for and the
@@ -301,22 +320,15 @@ class Workflow(SpecialNodes):
 
         Raises:
             ParamError: a param the workflow does not know (a typo: ``chanel`` for ``channel``), or a
-                placeholder left without a value.
+                placeholder left without a value (a misspelled ``${dya}`` next to ``day`` is named as such).
             LimitError: params, or a node's args and kwargs with them, over ``limits``.
         """
         given = dict(params or {})
-        unknown = sorted(given.keys() - self.param_names(), key=str)
-        if unknown:
-            known = ", ".join(sorted(self.param_names())) or "none"
-            raise ParamError(
-                f"workflow {self.name!r} has no param {', '.join(map(repr, unknown))} (known params: {known})"
-            )
+        own = [name for name in given if name not in BUILTIN_PARAMS]  # run_key, scheduled_at: always known
         missing = self.missing_params(given)
-        if missing:
-            raise ParamError(
-                f"workflow {self.name!r} needs params {', '.join(missing)} (pass --param k=v "
-                "or params={...})"
-            )
+        problem = param_problem(self.name, self.param_names(), own, missing, self.placeholder_users())
+        if problem:
+            raise ParamError(problem)
         merged = {**self.params, **given}
         limits = limits or Limits()
         check_depth(merged, limits.max_depth, f"workflow {self.name!r}", "params")
@@ -337,7 +349,8 @@ class Workflow(SpecialNodes):
         ``chain(prep.s(), wf.to_canvas(app), notify.s())``. Its result is the last node's result, or the
         list of the last branches' results. Raises :class:`~wfcelery.errors.NotSeriesParallel` where
         chains and chords cannot express the DAG exactly; ``exact=False`` adds barriers instead and warns
-        (``FalseDependencyWarning``) naming the waits it added. See :mod:`wfcelery.plan.canvas`.
+        (``FalseDependencyWarning``) naming the waits it added. Nodes with ``retries`` get a
+        ``RetriesNotCarriedWarning``: only the tracker retries them. See :mod:`wfcelery.plan.canvas`.
         """
         # The translator builds on the compiler, which builds on this module: it is imported when
         # called, so importing the model never loads Celery's canvas machinery.
@@ -358,6 +371,8 @@ class Workflow(SpecialNodes):
             d["params"] = dict(self.params)
         if self.executor:
             d["executor"] = self.executor.value
+        if self.schedule is not None:
+            d["schedule"] = self.schedule.to_dict()
         return d
 
     @classmethod
@@ -365,7 +380,8 @@ class Workflow(SpecialNodes):
         """Build a workflow from a YAML/JSON definition (docs: defining workflows). Raises SchemaError."""
         if not isinstance(data, Mapping):
             raise SchemaError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-        check_keys(dict(data), WORKFLOW_KEYS, source)
+        # "$schema" names the JSON Schema an editor validates the file with (``wfcelery schema``)
+        check_keys({k: v for k, v in data.items() if k != "$schema"}, WORKFLOW_KEYS, source)
         name = data.get("name")
         if not isinstance(name, str) or not name:
             raise SchemaError(f"{source}: 'name' is required and must be a string")
@@ -375,6 +391,7 @@ class Workflow(SpecialNodes):
             defaults=as_mapping(data.get("defaults"), f"{source}: defaults"),
             params=as_mapping(data.get("params"), f"{source}: params"),
             executor=check_executor(data.get("executor"), f"{source}: executor"),
+            schedule=_schedule(data.get("schedule"), source),
         )
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):
@@ -407,6 +424,16 @@ class Workflow(SpecialNodes):
                 raise SchemaError(f"{source}: 'stages' must be a list of lists of task names")
             wf.stages(*stages)
         return wf
+
+
+def _schedule(data: Any, source: str) -> ScheduleSpec | None:
+    if data is None:
+        return None
+    try:
+        return ScheduleSpec.from_dict(data)
+    except ScheduleError as e:
+        field = e.field if e.field.startswith("schedule") else f"schedule.{e.field}"
+        raise ScheduleError(field, e.detail, where=source) from None
 
 
 # -- dynamic options: map, max_map, when, trigger (their meaning lives in rules.py) ----------------------

@@ -4,10 +4,15 @@ A node's queue is its ``queue`` / ``type`` when it has one; otherwise the app's 
 any Celery task (``task_routes``, then ``task_default_queue``). :func:`node_queue` asks that router, so
 ``graph``, ``status`` and :class:`~wfcelery.RunState` show the queue Celery really picks.
 
-Live consumers come from Celery's ``inspect().active_queues()`` broadcast: one round trip that waits
-``timeout`` seconds for the workers' replies, so the answer is cached for :data:`CACHE_SECONDS`. A broker
-that cannot broadcast, or a check that fails, gives an *unknown* answer (``Consumers.known`` is False):
-nothing is then reported as unconsumed -- a warning must never be a guess.
+Live consumers come from Celery's ``active_queues`` broadcast (what ``inspect().active_queues()`` sends):
+one round trip that waits ``timeout`` seconds for the workers' replies, so the answer is cached for
+:data:`CACHE_SECONDS`. A broker that cannot broadcast, or a check that fails, gives an *unknown* answer
+(``Consumers.known`` is False): nothing is then reported as unconsumed -- a warning must never be a guess.
+
+Replies are read one by one, not merged by node name as ``inspect()`` merges them: two workers started
+without their own ``-n`` share ``celery@<host>``, and a merge would keep one of their queue lists and
+report the other's queues as unconsumed. Their queues are joined instead, and the shared name is reported
+(``Consumers.shared``) with the fix: ``-n io@%h``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class Consumers:
     workers: Mapping[str, frozenset[str]] = field(default_factory=dict)
     checked_at: float = 0.0
     reason: str = ""
+    #: Node names more than one worker answered under (workers started without their own ``-n``).
+    shared: tuple[str, ...] = ()
 
     @property
     def queues(self) -> frozenset[str]:
@@ -106,17 +113,26 @@ class ConsumerCheck:
     def _ask(self) -> Consumers:
         now = time.monotonic()
         try:
-            replies = self.app.control.inspect(timeout=self.timeout).active_queues() or {}
+            replies = self.app.control.broadcast("active_queues", reply=True, timeout=self.timeout) or []
         except NotImplementedError:  # a transport without broadcast (SQS, ...)
             return Consumers(known=False, checked_at=now, reason="the broker cannot broadcast")
         except Exception as e:  # the broker is down: submit's publish reports that, clearly
             logger.debug("wfcelery: active_queues failed: %r", e)
             return Consumers(known=False, checked_at=now, reason=f"{type(e).__name__}: {e}")
-        workers = {
-            name: frozenset(q["name"] for q in queues or () if isinstance(q, dict) and q.get("name"))
-            for name, queues in replies.items()
-        }
-        return Consumers(known=True, workers=workers, checked_at=now)
+        workers: dict[str, set[str]] = {}
+        shared: set[str] = set()
+        for reply in replies:
+            for name, queues in (reply or {}).items() if isinstance(reply, dict) else ():
+                if name in workers:
+                    shared.add(name)
+                found = workers.setdefault(name, set())
+                found.update(q["name"] for q in queues or () if isinstance(q, dict) and q.get("name"))
+        return Consumers(
+            known=True,
+            workers={name: frozenset(queues) for name, queues in workers.items()},
+            checked_at=now,
+            shared=tuple(sorted(shared)),
+        )
 
 
 def unconsumed(consumers: Consumers, node_queues: Mapping[str, str]) -> dict[str, list[str]]:
@@ -146,3 +162,12 @@ def describe(missing: Mapping[str, list[str]]) -> list[str]:
 def _names(nodes: list[str]) -> str:
     named = ", ".join(nodes[:NAMED_NODES])
     return named if len(nodes) <= NAMED_NODES else f"{named} and {len(nodes) - NAMED_NODES:,} more"
+
+
+def describe_shared(consumers: Consumers) -> list[str]:
+    """One warning line per node name several workers answered under, with the fix."""
+    return [
+        f"several workers run under one node name {name!r}: start each with its own -n (for example "
+        "-n io@%h and -n cpu@%h); Celery's remote control, revokes and Flower tell workers apart by it"
+        for name in consumers.shared
+    ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -45,40 +45,79 @@ class Dispatcher:
         countdown: float | None = None,
         producer: Any = None,
         resend: bool = False,
+        retries: int = 0,
+        sent: Callable[[int], None] | None = None,
     ) -> None:
         """Send node messages: ``items`` are (node index, epoch, parent results), or (instance slot,
         epoch, [element]) for instances of a mapped node. ``resend`` marks a message sent again under
         the same id on purpose (a tracker-level retry), which a worker still running the first copy
-        must not take for a duplicate.
+        must not take for a duplicate; ``retries`` sets the message's retry count as Celery's own
+        ``Task.retry`` does (Flower shows it). ``sent(n)`` is told how many were sent, every 256 and at
+        the end.
 
         Each message is JSON whatever the app's ``task_serializer``: pickle apps run workflows too.
         Raises :class:`BrokerUnavailable` when the broker cannot be reached.
         """
         app = self.app
+        count = 0
         with (
             broker_errors(app, f"send the tasks of run {run_id}"),
             app.producer_or_acquire(producer) as prod,
         ):
-            sender = BulkSender(app, prod) if not countdown else None
+            sender = BulkSender(app, prod) if not countdown and not retries else None
             with sender.batch() if sender else nullcontext():
-                for index, epoch, parent_results in items:
-                    msg = plan.message(run_id, index, epoch, params, parent_results)
-                    if resend:
-                        msg["headers"][RESEND_HEADER] = 1
-                    if self.ignore_result:
-                        msg["ignore_result"] = True
+                for count, (index, epoch, parent_results) in enumerate(items, 1):
+                    if sent is not None and count % 256 == 0:
+                        sent(count)
+                    msg = self._message(plan, run_id, index, epoch, params, parent_results, resend)
                     task = plan.nodes[split_slot(index)[0]].task
                     if sender is not None:
                         sender.send(task, msg)
-                    else:  # a delayed retry: Celery's own countdown handling (native delayed delivery...)
+                    else:  # a retry: Celery's own countdown handling (native delayed delivery...)
                         app.send_task(
                             task,
                             producer=prod,
                             add_to_parent=False,
                             serializer="json",
-                            countdown=countdown,
+                            countdown=countdown or None,
+                            retries=retries,
                             **msg,
                         )
+        if sent is not None:
+            sent(count)
+
+    def publish_many(
+        self,
+        runs: Iterable[tuple[Plan, str, Sequence[tuple[Slot, int, Sequence[Any]]], Mapping[str, Any]]],
+        producer: Any = None,
+    ) -> None:
+        """:meth:`publish` for the messages of many runs, ``(plan, run id, items, params)`` each, in one
+        batch (one pipelined write on the Redis transport): a scheduler tick's roots."""
+        app = self.app
+        with broker_errors(app, "send the tasks of runs"), app.producer_or_acquire(producer) as prod:
+            sender = BulkSender(app, prod)
+            with sender.batch():
+                for plan, run_id, items, params in runs:
+                    for index, epoch, parent_results in items:
+                        msg = self._message(plan, run_id, index, epoch, params, parent_results, False)
+                        sender.send(plan.nodes[split_slot(index)[0]].task, msg)
+
+    def _message(
+        self,
+        plan: Plan,
+        run_id: str,
+        index: Slot,
+        epoch: int,
+        params: Mapping[str, Any],
+        parent_results: Sequence[Any],
+        resend: bool,
+    ) -> dict[str, Any]:
+        msg = plan.message(run_id, index, epoch, params, parent_results)
+        if resend:
+            msg["headers"][RESEND_HEADER] = 1
+        if self.ignore_result:
+            msg["ignore_result"] = True
+        return msg
 
     def publish_canvas(self, run_id: str, signature: Any, ids: Sequence[str]) -> None:
         """Apply one native canvas (a segment of a canvas-executor run) whose task ids are ``ids``.

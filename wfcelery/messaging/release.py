@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wfcelery.definition.executor import Executor
@@ -28,7 +28,7 @@ from wfcelery.plan.compiler import Plan
 from wfcelery.plan.segments import Segment, build, leaf_ids, segment_of
 from wfcelery.tracker.keys import Slot, canvas_task_id, instance_slot, split_slot, task_id
 from wfcelery.tracker.outcomes import FailMode, Finish
-from wfcelery.tracker.records import NODE_HEADER, RUN_HEADER, NodeRecord, canvas_field, message_headers
+from wfcelery.tracker.records import NodeRecord, canvas_field, kwargs_repr, message_headers
 from wfcelery.tracker.states import NodeStatus
 from wfcelery.tracker.store import Tracker
 
@@ -44,15 +44,18 @@ def publish_released(
     params: Mapping[str, Any],
     known: Mapping[Slot, Any] | None = None,
     producer: Any = None,
+    sent: Callable[[int], None] | None = None,
 ) -> list[Finish]:
     """Publish ``released`` (node index, epoch) nodes. ``known``: results already in hand (skips one read);
-    ``producer``: a kombu producer to publish with (else one from the app's pool).
+    ``producer``: a kombu producer to publish with (else one from the app's pool); ``sent(n)``: told how
+    many messages were sent so far, as they go.
 
     Returns the run's end when a skip or a failed condition ended it (the caller sends the callback)."""
     finishes: list[Finish] = []
     pending = list(released)
     if plan.executor is Executor.CANVAS:
         pending = publish_segments(tracker, dispatch, plan, run_id, pending, params, known or {})
+    done = 0
     while pending:
         results = _parent_results(tracker, plan, run_id, [i for i, _ in pending], known or {})
         waiting: list[tuple[int, int]] = []
@@ -60,7 +63,9 @@ def publish_released(
             tracker, dispatch, plan, run_id, pending, params, results, finishes, waiting
         )
         if ready:
-            dispatch.publish(plan, run_id, ready, params, producer=producer)
+            counted = None if sent is None else (lambda n, base=done: sent(base + n))
+            dispatch.publish(plan, run_id, ready, params, producer=producer, sent=counted)
+            done += len(ready)
         if waiting:
             from wfcelery.ops.arming import arm_nodes  # ops publishes through this module: imported here
 
@@ -122,7 +127,7 @@ def publish_segment(
         node = plan.nodes[i]
         return {
             "headers": message_headers(run_id, node.name, plan.digest),
-            "kwargsrepr": repr({**node.kwargs, RUN_HEADER: run_id, NODE_HEADER: names[i]}),
+            "kwargsrepr": kwargs_repr(node.kwargs, run_id, names[i], params),
             "serializer": "json",
         }
 

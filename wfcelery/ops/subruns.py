@@ -33,11 +33,13 @@ from wfcelery.definition.params import substitute
 from wfcelery.errors import ControlError, DefinitionError, RunNotFound, TrackerError, WfCeleryError
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import fail_node, publish_instances, publish_released, revoke_canvas
+from wfcelery.ops.submit import ended as run_ended
+from wfcelery.ops.submit import start_run
 from wfcelery.ops.waits import encode_result, waits_of
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.outcomes import Finish, HaltOutcome, ReplanOutcome, SucceedOutcome
-from wfcelery.tracker.records import PARENT_FIELD, NodeRecord, ParentLink, RunRecord, new_run
+from wfcelery.tracker.records import NodeRecord, ParentLink, RunRecord, new_run
 from wfcelery.tracker.states import NodeStatus, RunStatus, WaitKind
 from wfcelery.tracker.store import Tracker
 
@@ -156,14 +158,9 @@ def create_child(
         executor=child.executor,
         parent=ParentLink(run_id, index, node.name),
     )
-    tracker.create_run(child_id, record, child.roots, digest, child.blob)
-    try:
-        roots = [(i, 0) for i in child.roots]
-        done = publish_released(tracker, dispatch, child, child_id, roots, resolved)
-    except Exception:
-        tracker.delete_run(child_id)  # the release is kept and delivered again: it starts the child anew
-        raise
-    for finish in done:
+    # a publish that fails deletes the child again: the release is kept and delivered again, and starts it
+    started = start_run(tracker, dispatch, child, child_id, record, resolved)
+    for finish in started.finishes:
         ended(tracker, dispatch, child, child_id, finish)
     return None
 
@@ -172,34 +169,27 @@ def create_child(
 
 
 def ended(tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: str, finish: Finish) -> None:
-    """A transition made here ended a run: keep its plan, close the workers' gate, send its callback,
-    and reach its parent and children (:func:`after_end`)."""
+    """A transition made here ended a run: close the workers' gate, index it, keep its plan and key, send
+    its callback (:func:`wfcelery.ops.submit.ended`), reach its parent and children (:func:`after_end`)."""
     if finish.status != RunStatus.SUCCEEDED.value:
         tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
-    dispatch.callback(run_id, finish.status, finish.callback)
+    run_ended(tracker, dispatch, run_id, finish, plan.name, plan.digest)
     after_end(tracker, dispatch, run_id, finish, plan)
 
 
 def after_end(
     tracker: Tracker, dispatch: Dispatcher, run_id: str, finish: Finish, plan: Plan | None = None
 ) -> None:
-    """A run ended: a child run settles its parent's node; a run that did not succeed cancels its live
-    children. ``plan``, when the caller has it: its refresh (the plan outlives the run's keys) rides on
-    the same round trip as the read of the run's parent, and a plan with no sub-workflow node has no
-    children to look for -- a run's end costs one round trip more than its scripts, whatever it has.
-    Never raises: what an outage stops here, the reconciler's sweep does later."""
+    """A run ended: a child run (``finish.parent``) settles its parent's node; a run that did not succeed
+    cancels its live children (read only when ``plan``, if given, has sub-workflow nodes: a plain run's
+    end costs no round trip here). Never raises: what an outage stops here, the reconciler's sweep does
+    later."""
     try:
-        with converted_errors(f"read the parent of run {run_id}"):
-            pipe = tracker.client.pipeline(transaction=False)
-            if plan is not None:
-                pipe.expire(tracker.keys.plan(plan.digest), tracker.settings.run_ttl * 2)
-            pipe.hget(tracker.keys.run(run_id), PARENT_FIELD)
-            parent = pipe.execute()[-1]
         failed = finish.status != RunStatus.SUCCEEDED.value
         if failed and (plan is None or any(n.subworkflow for n in plan.nodes)):
             for child in children(tracker.run_record(run_id)):
                 halt_run(tracker, dispatch, child, "cancel")
-        if parent:
+        if finish.parent is not None:
             child_ended(tracker, dispatch, run_id, tracker.run_record(run_id))
     except RunNotFound:
         return
@@ -249,7 +239,7 @@ def _failure(tracker: Tracker, child_id: str, record: RunRecord) -> tuple[str, s
     _, nodes, errors = tracker.read_run(child_id)
     plan = waits_of(tracker).plans.get(record.plan)
     parts = []
-    for slot, error in sorted(errors.items(), key=lambda item: str(item[0])):
+    for slot, error in sorted(errors.last.items(), key=lambda item: str(item[0])):
         n = nodes.get(slot)
         if n is not None and n.status is NodeStatus.FAILED and isinstance(slot, int):
             parts.append(f"{plan.nodes[slot].name}: {error.get('type')}: {error.get('message')}")
@@ -360,8 +350,8 @@ def halt_run(
         if terminate and out.running:
             dispatch.revoke(run_id, out.running, terminate=True)
         if out.finish is not None:
-            dispatch.callback(run_id, out.finish.status, out.finish.callback)
-            after_end(tracker, dispatch, run_id, out.finish)  # the children are cancelled there
+            run_ended(tracker, dispatch, run_id, out.finish, plan.name, plan.digest)
+            after_end(tracker, dispatch, run_id, out.finish, plan)  # the children are cancelled there
         else:
             for child in children(record):
                 with contextlib.suppress(RunNotFound, ControlError):  # gone, or halted already
@@ -379,10 +369,11 @@ def replan_run(tracker: Tracker, dispatch: Dispatcher, run_id: str, op: str) -> 
     if not out.replanned:
         return out
     tracker.refresh_plan(plan.digest)
+    if op == "retry":  # it is no longer a run that ended so
+        tracker.unindex_ended(run_id, [out.before])
     tracker.set_gate(run_id, RunStatus.RUNNING, out.epoch)
     if out.finish is not None:  # every node finished meanwhile: the run ends here
-        dispatch.callback(run_id, out.finish.status, out.finish.callback)
-        after_end(tracker, dispatch, run_id, out.finish)
+        ended(tracker, dispatch, plan, run_id, out.finish)
     queued = [(i, out.epoch) for i in out.queued]
     for finish in publish_released(tracker, dispatch, plan, run_id, queued, record.params):
         ended(tracker, dispatch, plan, run_id, finish)

@@ -23,6 +23,7 @@ from wfcelery.definition.limits import Limits, check_depth
 from wfcelery.errors import LimitError, SchemaError
 from wfcelery.plan.compiler import PlanCache
 from wfcelery.tracker.base import converted_errors
+from wfcelery.tracker.counters import BUCKETS_MS
 from wfcelery.tracker.outcomes import SucceedOutcome
 from wfcelery.tracker.records import TimerEntry, WaitMark
 from wfcelery.tracker.states import NodeStatus, WaitKind
@@ -45,7 +46,8 @@ _SCRIPTS = ("arm", "signal", "timer", "child")
 
 
 def _sources() -> dict[str, str]:
-    common = (resources.files("wfcelery.tracker") / "lua" / "_common.lua").read_text()
+    buckets = f"local BUCKETS_MS = {{{', '.join(map(str, BUCKETS_MS))}}}\n"  # as tracker/base.py loads it
+    common = buckets + (resources.files("wfcelery.tracker") / "lua" / "_common.lua").read_text()
     lua = resources.files("wfcelery.ops") / "lua"
     helpers = (lua / "_waiting.lua").read_text()
     return {name: "\n".join((common, helpers, (lua / f"{name}.lua").read_text())) for name in _SCRIPTS}
@@ -142,7 +144,7 @@ class Waits:
 
     def _run(self, name: str, run_id: str, args: Sequence[Any]) -> Any:
         with converted_errors(f"record {name} of run {run_id}"):
-            return self.scripts[name](keys=self.keys.run_keys(run_id), args=list(args))
+            return self.scripts[name](keys=self.tracker.script_keys(run_id), args=list(args))
 
     # -- transitions ------------------------------------------------------------------------------------
 

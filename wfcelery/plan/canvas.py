@@ -27,9 +27,13 @@ again, or two children of one barrier that list their parents in different order
 with ``engine.submit`` lifts it.
 
 Roots are mutable signatures: alone they get only their own args, embedded in a chain they receive the
-previous step's result first, like any Celery signature. Per-node ``retries`` are not expressible in a
-message (Celery's retry is a task attribute): a raw canvas retries only what the task itself retries;
-the tracked executors honour ``retries``.
+previous step's result first, like any Celery signature.
+
+What a raw canvas cannot carry: per-node ``retries`` are the tracker's (Celery retries a task only by the
+task's own ``autoretry_for`` / ``Task.retry``, never by an option of its message), so :func:`to_canvas`
+warns (:class:`RetriesNotCarriedWarning`, naming the nodes) rather than drop them silently; the tracked
+executors (``engine.submit``, ``executor="canvas"`` included) honour them. Time limits, priority and
+queues travel in each task's message and are kept (each signature's options).
 """
 
 from __future__ import annotations
@@ -65,6 +69,22 @@ class FalseDependencyWarning(UserWarning):
     """``to_canvas(exact=False)`` made some nodes wait for nodes they do not depend on."""
 
 
+class RetriesNotCarriedWarning(UserWarning):
+    """``to_canvas`` built a canvas for nodes with ``retries``, which only the tracker performs."""
+
+
+def dropped_retries(plan: Plan) -> str | None:
+    """Why a raw canvas of ``plan`` would not retry what the definition retries (None: nothing dropped)."""
+    nodes = [f"{n.name} (retries={n.retries})" for n in plan.nodes if n.retries]
+    if not nodes:
+        return None
+    return (
+        f"workflow {plan.name!r}: a raw Celery canvas cannot carry the tracker's retries of "
+        f"{', '.join(nodes)}: a failed attempt fails its chain or chord at once. Give the task itself "
+        "autoretry_for / max_retries, or run the workflow with engine.submit (executor='canvas' keeps them)"
+    )
+
+
 @dataclass(frozen=True)
 class Canvas:
     """What :func:`translate` built.
@@ -91,6 +111,9 @@ def to_canvas(
     """The workflow as one native Celery signature (see :meth:`Workflow.to_canvas`)."""
     plan = compile_workflow(wf.validate(app), app.conf.get("wfcelery_routes") or {})
     built = translate(plan, app, wf.resolve_params(params), exact=exact)
+    dropped = dropped_retries(plan)
+    if dropped:
+        warnings.warn(dropped, RetriesNotCarriedWarning, stacklevel=3)
     if built.false_dependencies:
         waits = ", ".join(f"{a} -> {b}" for a, b in built.false_dependencies)
         warnings.warn(

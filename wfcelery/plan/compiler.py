@@ -37,7 +37,7 @@ from wfcelery.definition.params import substitute
 from wfcelery.definition.rules import Graph
 from wfcelery.definition.waits import NodeKind, format_duration, parse_duration
 from wfcelery.tracker.keys import Slot, instance_name, split_slot, task_id
-from wfcelery.tracker.records import NODE_HEADER, RUN_HEADER, message_headers
+from wfcelery.tracker.records import kwargs_repr, message_headers
 
 #: Plans kept in memory per process (workers look a plan up on every task).
 PLAN_CACHE_SIZE = 512
@@ -224,7 +224,7 @@ class Plan:
             "kwargs": kwargs,
             "task_id": task_id(run_id, index, epoch),
             # Flower shows and indexes kwargsrepr: `kwargs:wf_run=<id>` finds every task of a run.
-            "kwargsrepr": repr({**kwargs, RUN_HEADER: run_id, NODE_HEADER: name}),
+            "kwargsrepr": kwargs_repr(kwargs, run_id, name, params),
             "headers": message_headers(run_id, name, self.digest),
             **node.options,
         }

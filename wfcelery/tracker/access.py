@@ -143,9 +143,13 @@ class Access(TrackerBase):
             return bool(self.client.hlen(self.keys.tokens))
 
     def audit(self, entry: AuditEntry, maxlen: int) -> None:
-        fields = {k: str(v) for k, v in entry.to_dict().items()}
         with converted_errors("write the audit trail"):
-            self.client.xadd(self.keys.audit, fields, maxlen=maxlen, approximate=True)
+            self.queue_audit(self.client, entry, maxlen)
+
+    def queue_audit(self, client: Any, entry: AuditEntry, maxlen: int) -> None:
+        """The audit entry's XADD on ``client`` (the tracker's client, or a pipeline of it)."""
+        fields = {k: str(v) for k, v in entry.to_dict().items()}
+        client.xadd(self.keys.audit, fields, maxlen=maxlen, approximate=True)
 
     def audit_log(self, limit: int = 100) -> list[AuditEntry]:
         """The newest ``limit`` entries, newest first."""

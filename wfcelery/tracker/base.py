@@ -12,11 +12,19 @@ from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
+from redis.sentinel import MasterNotFoundError
 
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.settings import Settings
 from wfcelery.tracker.connection import connect
+from wfcelery.tracker.counters import BUCKETS_MS, run_slot, slot_tag
 from wfcelery.tracker.keys import Keys
 
 logger = logging.getLogger("wfcelery.tracker")
@@ -37,9 +45,34 @@ class TrackerBase:
         )
         self.scripts = {name: self.client.register_script(src) for name, src in _SOURCES.items()}
 
-    def _run_script(self, name: str, run_id: str, args: Sequence[Any]) -> Any:
-        with converted_errors(f"record {name} of run {run_id}"):
-            return self.scripts[name](keys=self.keys.run_keys(run_id), args=list(args))
+    def _run_script(
+        self,
+        name: str,
+        run_id: str,
+        args: Sequence[Any],
+        extra_keys: Sequence[str] = (),
+        what: str = "",
+        client: Any = None,
+    ) -> Any:
+        """Run script ``name`` on :meth:`script_keys` (and ``extra_keys``, from KEYS[8] on); ``what`` names
+        it in errors; ``client``: a pipeline to queue it on."""
+        with converted_errors(what or f"record {name} of run {run_id}"):
+            keys = [*self.script_keys(run_id), *extra_keys]
+            return self.scripts[name](keys=keys, args=list(args), client=client)
+
+    def script_keys(self, run_id: str) -> list[str]:
+        """The KEYS every per-run script gets: the run's keys (keys.RUN_KEYS), then the counters' hash (its
+        shard on a Redis Cluster) -- or, when metrics are off, the run record's key again, which the
+        scripts read as "no counters" (_common.lua K_METRICS)."""
+        keys = self.keys.run_keys(run_id)
+        keys.append(self.metrics_key(run_id) if self.settings.metrics else keys[0])
+        return keys
+
+    def metrics_key(self, run_id: str) -> str:
+        """The counters' hash this run's scripts write (counters.py "Where")."""
+        if self.settings.redis_cluster:
+            return self.keys.metrics(slot_tag(run_slot(run_id)))
+        return self.keys.metrics()
 
     def server_ms(self) -> int:
         """Redis's clock (the one every node time is measured with), in ms."""
@@ -61,13 +94,34 @@ class TrackerBase:
         return None
 
 
-_SCRIPTS = ("start", "succeed", "fail", "skip", "expand", "halt", "replan", "repair")
+#: Per-run scripts (``_common.lua`` prepended: they get the run's keys), the fleet's own scripts, and scripts
+#: that are not per-run (their own KEYS, no ``_common.lua``): a run key, a keyed run's creation.
+_SCRIPTS = (
+    "create",
+    "settle",
+    "start",
+    "succeed",
+    "fail",
+    "skip",
+    "expand",
+    "halt",
+    "replan",
+    "repair",
+    "drop",
+)
+_FLEET_SCRIPTS = ("beat",)
+_STANDALONE = ("runkey", "create_keyed")
 
 
 def _load_sources() -> dict[str, str]:
     lua = resources.files("wfcelery.tracker") / "lua"
-    common = (lua / "_common.lua").read_text()
-    return {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+    buckets = f"local BUCKETS_MS = {{{', '.join(map(str, BUCKETS_MS))}}}\n"  # counters.py owns them
+    common = buckets + (lua / "_common.lua").read_text()
+    sources = {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+    return {
+        **sources,
+        **{name: (lua / f"{name}.lua").read_text() for name in (*_FLEET_SCRIPTS, *_STANDALONE)},
+    }
 
 
 _SOURCES = _load_sources()
@@ -98,6 +152,19 @@ def try_later(error: BaseException) -> bool:
     # BUSY, MISCONF...: no class of their own (redis-py < 6 has no status_code: the code starts the text)
     code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
     return code in TRY_LATER_CODES or _IN_SCRIPT.search(str(error)) is not None
+
+
+def never_executed(error: BaseException | None) -> bool:
+    """True for a redis-py error that proves the command did not run and never will: the server refused
+    it ("try later" replies: it answered, and did not execute it), the connection was refused (the command
+    was never sent), or the sentinels know no master. A timeout, or a connection lost after sending, proves
+    nothing: the command may have run, or may still run when the server wakes. The tracker's client sends
+    each command once (redis-py retries nothing by default)."""
+    if isinstance(error, redis.ResponseError):
+        return try_later(error)
+    if isinstance(error, BusyLoadingError | MasterNotFoundError):  # LOADING is a "connection" error here
+        return True
+    return isinstance(error, redis.ConnectionError) and isinstance(error.__cause__, ConnectionRefusedError)
 
 
 @contextmanager

@@ -4,8 +4,10 @@ worker heartbeats, the reconciler's election, and the start gate's entries (with
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+import redis
 
 from wfcelery.tracker.base import TrackerBase, converted_errors
 from wfcelery.tracker.records import (
@@ -31,14 +33,26 @@ class Fleet(TrackerBase):
             with converted_errors("drop ended runs from the live list"):
                 self.client.srem(self.keys.live, *run_ids)
 
-    def beat(self, hostname: str, value: str, ttl: float) -> None:
-        """A worker's heartbeat (``records.WorkerBeat``), kept ``ttl`` seconds; the worker is (again)
-        on the list the reconciler watches. One round trip."""
+    def beat(self, hostname: str, boot_ms: int | None, active: Iterable[str], keep: float) -> int:
+        """A worker's heartbeat (``records.WorkerBeat``, stamped with Redis's clock by ``lua/beat.lua``),
+        kept ``keep`` seconds; the worker is (again) on the list the reconciler watches. ``boot_ms``: None
+        on the first beat, whose time becomes the boot time. Returns the beat's time (ms, Redis clock).
+        One round trip (two when Redis does not know the script yet)."""
+        script = self.scripts["beat"]
+        args = [boot_ms or "", ",".join(sorted(active)), int(keep * 1000)]
         with converted_errors("send a heartbeat"):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(self.keys.worker(hostname), value, px=int(ttl * 1000))
-            pipe.sadd(self.keys.workers, hostname)
-            pipe.execute()
+            for _ in range(2):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.evalsha(script.sha, 1, self.keys.worker(hostname), *args)
+                pipe.sadd(self.keys.workers, hostname)
+                beat_ms, _added = pipe.execute(raise_on_error=False)
+                if not isinstance(beat_ms, redis.exceptions.NoScriptError):
+                    break
+                script.sha = self.client.script_load(script.script)  # a restarted or new server
+            for reply in (beat_ms, _added):
+                if isinstance(reply, Exception):
+                    raise reply
+        return int(beat_ms)
 
     def workers(self) -> list[str]:
         """Hostnames of the workers that beat and were not forgotten since (``forget_workers``)."""
@@ -62,8 +76,20 @@ class Fleet(TrackerBase):
             values = mget_nonatomic(keys) if mget_nonatomic is not None else self.client.mget(keys)
         return dict(zip(hostnames, values, strict=True))
 
+    def watched_heartbeats(self) -> tuple[int, dict[str, str | None]]:
+        """Redis's clock (ms) and the heartbeat of every worker on the watch list (:meth:`workers`), read
+        after it: two round trips, whatever the number of workers and live runs."""
+        if self.settings.redis_cluster:  # a cluster pipeline sends no command without a key
+            return self.server_ms(), self.heartbeats(self.workers())
+        with converted_errors("list workers"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.time()
+            pipe.smembers(self.keys.workers)
+            (sec, usec), hosts = pipe.execute()
+        return int(sec) * 1000 + int(usec) // 1000, self.heartbeats(sorted(hosts))
+
     def elect(self, hostname: str, ttl: float, lease: str | None = None) -> bool:
-        """Take or keep the reconciler's lease (or the ``lease`` key's: the timer loop's) for ``ttl``
+        """Take or keep the reconciler's lease (or the ``lease`` key's: the scheduler's) for ``ttl``
         seconds; False when another worker holds it. One round trip (two for the holder, which renews
         it): every worker calls it every heartbeat."""
         key, ms = lease or self.keys.reconciler, int(ttl * 1000)

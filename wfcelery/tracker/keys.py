@@ -12,6 +12,7 @@ key layout on the design page of the docs; values are encoded and decoded by
     <prefix>:{<run>}:errors    errors()        errors and skip reasons
     <prefix>:{<run>}:events    events()        the capped transition log
     <prefix>:{<run>}:done      done_channel()  the run's end (pub/sub)
+    <prefix>:{<run>}:void      void()          tombstone of a submit that gave up: the run is never created
 
     <prefix>:runs              index           the run index behind `engine.runs()`
     <prefix>:gate              gate            the gate table, read by workers' message filters
@@ -21,10 +22,27 @@ key layout on the design page of the docs; values are encoded and decoded by
     <prefix>:worker:<hostname> worker()        a worker's heartbeat
     <prefix>:workers           workers         the workers the reconciler watches
     <prefix>:reconciler        reconciler      the reconciler's lease
+
+    <prefix>:metrics           metrics()       fleet-wide counters (counters.py); on a Redis Cluster one
+    <prefix>:metrics:{<tag>}   metrics(tag)    shard per slot, tagged to share the slot of its runs
+    <prefix>:metrics:values:<kind>  metric_values()  label values seen, per kind (the cardinality cap)
+    <prefix>:runs:wf:<name>    runs_of()       the history index: runs of one workflow, by creation time
+    <prefix>:runs:ended:<STATUS> runs_ended()  runs that ended FAILED / CANCELLED, by creation time
     <prefix>:tokens            tokens          API tokens by name (hash of the token, role, times)
     <prefix>:tokens:by-hash    token_hashes    token hash -> name (a request's lookup)
     <prefix>:audit             audit           the audit trail (a capped stream)
 
+    <prefix>:runkey:<key>      run_key()       the run holding a run key (records.RunKeyClaim)
+    <prefix>:schedules         schedules       schedule definitions by name (ops.store.ScheduleRecord)
+    <prefix>:schedules:next    schedules_next  each active schedule's next slot (ZSET, ms)
+    <prefix>:schedules:last    schedules_last  each schedule's last fired slot (HASH, ms)
+    <prefix>:schedule:<name>:runs    schedule_runs()    the schedule's recent slots (ZSET, slot ms)
+    <prefix>:schedule:<name>:active  schedule_active()  slots admitted under max_active_runs (ZSET)
+    <prefix>:scheduler         scheduler       the scheduler loop's lease
+
+A run key's and a schedule's keys carry no hash tag: a run key's index key cannot share the slot of the
+run it names (the run id is not known before the key is decided), so on a Redis Cluster the key is
+claimed first, then the run created (``ops.runkeys``).
     <prefix>:timers            timers          due times of durable sleeps and wait timeouts (ZSET, ms)
     <prefix>:timers:lease      timers_lease    the timer loop's lease
     <prefix>:signals           signals         nodes waiting for a signal (ZSET, since ms): "Waiting for you"
@@ -67,6 +85,11 @@ class Keys:
     def done_channel(self, run_id: str) -> str:
         return f"{self.prefix}:{{{run_id}}}:done"
 
+    def void(self, run_id: str) -> str:
+        """The tombstone a submit writes when it gives up on a run whose creation it could not confirm:
+        create.lua refuses to write a run while it exists (lives ``wfcelery_run_ttl``)."""
+        return f"{self.prefix}:{{{run_id}}}:void"
+
     def run_keys(self, run_id: str) -> list[str]:
         """All keys of one run, in RUN_KEYS order (the KEYS of every per-run script)."""
         return [getattr(self, name)(run_id) for name in RUN_KEYS]
@@ -105,6 +128,24 @@ class Keys:
     def reconciler(self) -> str:
         return f"{self.prefix}:reconciler"
 
+    def metrics(self, tag: str | None = None) -> str:
+        """The counters' hash; ``tag``: the hash tag of a Redis Cluster slot's shard (counters.slot_tag)."""
+        return f"{self.prefix}:metrics" if tag is None else f"{self.prefix}:metrics:{{{tag}}}"
+
+    @property
+    def metrics_pattern(self) -> str:
+        """SCAN pattern of the Cluster shards of the counters."""
+        return f"{self.prefix}:metrics:{{*}}"
+
+    def metric_values(self, kind: str) -> str:
+        return f"{self.prefix}:metrics:values:{kind}"
+
+    def runs_of(self, workflow: str) -> str:
+        return f"{self.prefix}:runs:wf:{workflow}"
+
+    def runs_ended(self, status: str) -> str:
+        return f"{self.prefix}:runs:ended:{status}"
+
     @property
     def timers(self) -> str:
         return f"{self.prefix}:timers"
@@ -128,6 +169,31 @@ class Keys:
     @property
     def audit(self) -> str:
         return f"{self.prefix}:audit"
+
+    def run_key(self, key: str) -> str:
+        return f"{self.prefix}:runkey:{key}"
+
+    @property
+    def schedules(self) -> str:
+        return f"{self.prefix}:schedules"
+
+    @property
+    def schedules_next(self) -> str:
+        return f"{self.prefix}:schedules:next"
+
+    @property
+    def schedules_last(self) -> str:
+        return f"{self.prefix}:schedules:last"
+
+    def schedule_runs(self, name: str) -> str:
+        return f"{self.prefix}:schedule:{name}:runs"
+
+    def schedule_active(self, name: str) -> str:
+        return f"{self.prefix}:schedule:{name}:active"
+
+    @property
+    def scheduler(self) -> str:
+        return f"{self.prefix}:scheduler"
 
 
 #: A wfcelery task id: run id (uuid4 hex), node index (``<node>.<instance>`` for an instance of a mapped

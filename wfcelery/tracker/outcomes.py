@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from wfcelery.tracker.keys import Slot
+from wfcelery.tracker.records import ParentLink
 
 
 class StartReason(str, Enum):
@@ -34,6 +35,15 @@ class RepairAction(str, Enum):
     QUARANTINE = "quarantine"
     OK = "ok"
     FINISHED = "finished"
+    VOIDED = "voided"
+
+
+class CreateResult(str, Enum):
+    """create.lua's and settle.lua's answer: whether the run is written (see their headers)."""
+
+    CREATED = "created"  # create.lua wrote it
+    EXISTS = "exists"  # it was there already: an earlier delivery of the same create wrote it
+    VOID = "void"  # its tombstone is there: it is not, and never will be, written
 
 
 class FailMode(str, Enum):
@@ -52,6 +62,7 @@ class FailAction(str, Enum):
     GONE = "gone"
     RETRYING = "retrying"
     RETRY = "retry"
+    DEFERRED = "deferred"  # a retry while the run is paused: resume queues it
     FAILED = "failed"
 
 
@@ -72,17 +83,23 @@ class Finish:
     status: str
     callback: str | None  # the on_success / on_failure signature as JSON, if the run has one
     epoch: int
+    run_key: str | None = None  # the run's key, if it has one: it gets the run's TTL
+    created_ms: int = 0  # when the run was created (its key in the history index)
+    parent: ParentLink | None = None  # a child run's parent run and node (ops.subruns.after_end)
 
     @classmethod
     def from_reply(cls, reply: Any) -> Finish | None:
         if not reply:
             return None
-        return cls(str(reply[0]), reply[1] or None, int(reply[2]))
+        run_key = (reply[3] or None) if len(reply) > 3 else None
+        created = int(reply[4]) if len(reply) > 4 and reply[4] else 0
+        parent = ParentLink.decode(reply[5]) if len(reply) > 5 and reply[5] else None
+        return cls(str(reply[0]), reply[1] or None, int(reply[2]), run_key, created, parent)
 
 
 @dataclass(frozen=True)
 class RepairOutcome:
-    """repair.lua: ``action`` ('ignored', 'requeue', 'revoked', 'quarantine', 'ok', 'finished'), the epoch
+    """repair.lua: ``action`` (:class:`RepairAction`), the epoch
     to publish or fail the node at, deliveries that never finished, and the run's end if this ended it."""
 
     action: RepairAction
@@ -97,18 +114,34 @@ class RepairOutcome:
 
 
 @dataclass(frozen=True)
+class CreateOutcome:
+    """create.lua: ``result``, and whether this call wrote the shared plan key (``plan_created``: only its
+    creator may delete it again)."""
+
+    result: CreateResult
+    plan_created: bool = False
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> CreateOutcome:
+        result, plan = reply
+        return cls(CreateResult(result), bool(int(plan)))
+
+
+@dataclass(frozen=True)
 class StartOutcome:
     """start.lua: run the body (``run`` and its attempt number), or why not (``reason``)."""
 
     run: bool
     reason: StartReason
     attempt: int = 0
+    waited_ms: int | None = None  # how long the node waited QUEUED (None: not known, e.g. a retry)
 
     @classmethod
     def from_reply(cls, reply: Any) -> StartOutcome:
-        verdict, _, attempt = str(reply).partition(":")
+        verdict, _, rest = str(reply).partition(":")
+        attempt, _, waited = rest.partition(":")
         reason = StartReason(verdict)
-        return cls(reason is StartReason.OK, reason, int(attempt or 0))
+        return cls(reason is StartReason.OK, reason, int(attempt or 0), int(waited) if waited else None)
 
 
 @dataclass(frozen=True)
@@ -147,7 +180,8 @@ class SucceedOutcome:
 @dataclass(frozen=True)
 class FailOutcome:
     """fail.lua: ``action`` is 'ignored', 'gone' (no such run), 'retrying' (Celery retries), 'retry'
-    (re-publish at ``epoch`` after a backoff for ``attempts``) or 'failed' (for good; ``revoke`` the
+    (re-publish at ``epoch`` after a backoff for ``attempts``, counted since the node's retries were last
+    given), 'deferred' (a retry the paused run's resume queues) or 'failed' (for good; ``revoke`` the
     queued nodes fail_fast ended; ``released``: nodes a trigger rule queued at ``epoch``, to publish with
     ``params``)."""
 

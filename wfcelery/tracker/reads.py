@@ -3,7 +3,6 @@ one round trip; listings of runs; the canvas executor's ids and the reconciler's
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -19,9 +18,11 @@ from wfcelery.tracker.outcomes import (
 from wfcelery.tracker.records import (
     DROPPED_FIELD_PREFIX,
     Event,
+    NodeErrors,
     NodeRecord,
     RunRecord,
     canvas_ids,
+    history_field,
     remaining_field,
     remaining_nodes,
 )
@@ -58,10 +59,11 @@ class Reads(TrackerBase):
 
     def read_run(
         self, run_id: str, only: Sequence[int] | None = None
-    ) -> tuple[RunRecord, dict[Slot, NodeRecord], dict[Slot, dict[str, Any]]]:
+    ) -> tuple[RunRecord, dict[Slot, NodeRecord], NodeErrors]:
         """The run record, every node record written so far (or those of the ``only`` node indexes) and the
-        nodes' last errors, in one round trip. Raises :class:`RunNotFound`."""
+        nodes' errors (the latest, and every attempt's), in one round trip. Raises :class:`RunNotFound`."""
         k = self.keys
+        fields: list[str] = []
         with converted_errors(f"read run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
             pipe.hgetall(k.run(run_id))
@@ -69,8 +71,9 @@ class Reads(TrackerBase):
                 pipe.hgetall(k.nodes(run_id))
                 pipe.hgetall(k.errors(run_id))
             elif only:
+                fields = [*map(str, only), *(history_field(i) for i in only)]
                 pipe.hmget(k.nodes(run_id), list(only))
-                pipe.hmget(k.errors(run_id), list(only))
+                pipe.hmget(k.errors(run_id), fields)
             record, *found = pipe.execute()
         if not record:
             raise RunNotFound(run_id)
@@ -78,11 +81,12 @@ class Reads(TrackerBase):
             nodes, errors = found
         else:  # HMGET replies in the order asked, None for a field not written yet
             replies: list[list[str | None]] = found or [[], []]
-            nodes, errors = (dict(zip(only, reply, strict=True)) for reply in replies)
+            nodes = dict(zip(only, replies[0], strict=True))
+            errors = dict(zip(fields, replies[1], strict=True))
         return (
             RunRecord.decode(record),
             {decode_slot(i): NodeRecord.decode(v) for i, v in nodes.items() if v is not None},
-            {decode_slot(i): json.loads(v) for i, v in errors.items() if v is not None},
+            NodeErrors.decode(errors),
         )
 
     def results(self, run_id: str, indexes: Sequence[Slot] | None = None) -> dict[Slot, Any]:

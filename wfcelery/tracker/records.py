@@ -4,15 +4,21 @@ The key layout on the design page of the docs lists every key and points here fo
 values; ``lua/_common.lua`` reads and writes the same node records, event lines and run-record fields.
 
 * **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`
-  (the fields written at submit); Lua adds the counters and times it keeps.
+  (the fields written at submit; create.lua adds :data:`UNCONFIRMED_FIELD`); Lua adds the counters and
+  times it keeps.
 * **node record** (``:nodes`` HASH value): ``status|epoch|attempts|started_ms|finished_ms|worker no.``
-  -- :class:`NodeRecord`.
+  and, once a retry of the run gave the node its retries again, ``|<attempts before it>`` --
+  :class:`NodeRecord` (``queued_ms`` in the 5th field while QUEUED).
+* **errors** (``:errors`` HASH): ``<slot>`` -> the latest error JSON (or a skip's reason), ``h:<slot>`` ->
+  every attempt's error, oldest first -- :class:`NodeErrors`.
+* **metrics** (``metrics`` HASH fields, the run-record fields ``ml``, ``mn``, ``mw``): ``counters.py``.
 * **event line** (``:events`` STRING): ``<ms since created> <node index | run> <status>[ <epoch>]`` --
   :class:`Event`.
 * **gate entry** (``gate`` HASH value, and ``<run id> <entry>`` on the gate channel):
   ``<status letter><epoch>:<expires unix time>`` -- :class:`GateEntry`.
 * **dropped mark** (run record field ``u:<node>``): ``<epoch>|<ms>|<hostname>|<why>`` -- :class:`DroppedMark`.
-* **heartbeat** (``worker:<hostname>`` STRING): ``<boot ms>[ <task id>,...]`` -- :class:`WorkerBeat`.
+* **heartbeat** (``worker:<hostname>`` STRING, written by ``lua/beat.lua``):
+  ``<boot ms> @<beat ms>[,<task id>,...]`` -- :class:`WorkerBeat`.
 * **canvas ids** (``x:<epoch>:<node>``) and **re-planned nodes** (``r:<epoch>``) of canvas-executor runs:
   :func:`canvas_field` / :func:`canvas_value` / :func:`canvas_ids`, :func:`remaining_field` /
   :func:`remaining_nodes`.
@@ -23,6 +29,8 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
   :class:`ParentLink`.
 * **timer** (``timers`` ZSET member, scored by its due time in ms): ``<run id>|<node>|<epoch>`` --
   :class:`TimerEntry`; **signal wait** (``signals`` ZSET member): ``<run id>|<node>`` -- the same, epoch 0.
+* **run key claim** (``runkey:<key>`` STRING): ``<run id>|<claimed at, ms>`` -- :class:`RunKeyClaim`; the run
+  record's ``key`` field names the key back.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfcelery.definition.executor import Executor
+from wfcelery.definition.params import RUN_KEY_PARAM
 from wfcelery.tracker.keys import Slot
 from wfcelery.tracker.states import NodeStatus, RunStatus, Waiting, WaitKind
 
@@ -46,12 +55,25 @@ NODE_HEADER = "wf_node"
 PLAN_HEADER = "wf_plan"
 
 
+#: Shown in Flower's kwargs (kwargsrepr) with the run's key, so Flower's search finds a keyed run's tasks.
+KEY_REPR = "wf_key"
+
 #: Header of a message sent again under the same task id on purpose (a tracker-level retry).
 RESEND_HEADER = "wf_resend"
 
 
 def message_headers(run_id: str, node: str, plan_digest: str) -> dict[str, str]:
     return {RUN_HEADER: run_id, NODE_HEADER: node, PLAN_HEADER: plan_digest}
+
+
+def kwargs_repr(kwargs: Mapping[str, Any], run_id: str, node: str, params: Mapping[str, Any]) -> str:
+    """What Flower shows (and searches) as a node task's kwargs: its own, the run id, the node's name and
+    the run's key, if it has one (``kwargs:wf_run=<id>``, or the key, finds every task of a run)."""
+    shown = {**kwargs, RUN_HEADER: run_id, NODE_HEADER: node}
+    key = params.get(RUN_KEY_PARAM)
+    if key is not None:
+        shown[KEY_REPR] = key
+    return repr(shown)
 
 
 def plan_header(request: Any) -> str | None:
@@ -66,6 +88,8 @@ WORKER_FIELD_PREFIX = "w:"
 #: Prefix of the run-record fields that list the ids of a published canvas segment that are no node's
 #: (``celery.accumulate`` barriers and pass-throughs): ``x:<epoch>:<first node>`` -> ids, space-separated.
 CANVAS_FIELD_PREFIX = "x:"
+#: Prefix of the run-record fields that count a mapped node's instances: ``m:<node>`` -> instances.
+MAP_FIELD_PREFIX = "m:"
 #: Prefix of the run-record fields where a worker marks a node's message it dropped: ``u:<node>`` ->
 #: :class:`DroppedMark`.
 DROPPED_FIELD_PREFIX = "u:"
@@ -74,6 +98,19 @@ DROPPED_FIELD_PREFIX = "u:"
 WAIT_FIELD_PREFIX = "wt:"
 #: Run-record field of a child run naming its parent run and node (:class:`ParentLink`).
 PARENT_FIELD = "parent"
+#: Run-record field of a run its submit has not confirmed yet (create.lua writes it, the client deletes it
+#: once the roots' messages are out): the Redis time (ms) after which the reconciler cancels the run if it
+#: never started.
+UNCONFIRMED_FIELD = "unconfirmed"
+
+
+def unconfirmed_error() -> dict[str, str]:
+    """The error every node of a run cancelled as unconfirmed carries (repair.lua 'void')."""
+    message = (
+        "cancelled unrun: its submit never completed (the client gave up waiting for the tracker's Redis "
+        "and said nothing was submitted, or could not confirm that the run's first messages were sent)"
+    )
+    return {"type": "SubmitNotConfirmed", "message": message, "traceback": ""}
 
 
 def remaining_field(epoch: int) -> str:
@@ -117,6 +154,7 @@ def new_run(
     on_failure: Mapping[str, Any] | None = None,
     executor: Executor = Executor.COUNTERS,
     parent: ParentLink | None = None,
+    run_key: str | None = None,
 ) -> dict[str, str | int]:
     """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
     record: dict[str, str | int] = {
@@ -136,6 +174,8 @@ def new_run(
     }
     if parent is not None:
         record[PARENT_FIELD] = parent.encode()
+    if run_key is not None:
+        record["key"] = run_key
     if on_success:
         record["on_success"] = json.dumps(on_success)
     if on_failure:
@@ -169,6 +209,12 @@ class RunRecord:
     waits: dict[int, WaitMark] = field(default_factory=dict)
     #: A child run's parent run and node.
     parent: ParentLink | None = None
+    #: Instances the run's mapped nodes expanded to so far (run-record fields ``m:<node>``; not in ``total``).
+    instances: int = 0
+    #: Set while the submit has not confirmed the run (:data:`UNCONFIRMED_FIELD`): the Redis time (ms)
+    #: after which the reconciler cancels it if it never started.
+    unconfirmed_ms: int | None = None
+    run_key: str | None = None
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -191,6 +237,9 @@ class RunRecord:
                 if f.startswith(WORKER_FIELD_PREFIX)
             },
             executor=Executor(h.get("executor") or Executor.COUNTERS.value),
+            instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
+            unconfirmed_ms=_ms(h.get(UNCONFIRMED_FIELD)),
+            run_key=h.get("key"),
             waits={
                 int(f[len(WAIT_FIELD_PREFIX) :]): WaitMark.decode(v)
                 for f, v in h.items()
@@ -198,6 +247,27 @@ class RunRecord:
             },
             parent=ParentLink.decode(h[PARENT_FIELD]) if h.get(PARENT_FIELD) else None,
         )
+
+
+# -- run keys -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunKeyClaim:
+    """What a run key's index key holds: the run that holds the key and when it was claimed (ms, the
+    claimer's clock). The time tells a claim whose run is being created (young) from one whose creator
+    died before creating it (old: taken over, ``ops.runkeys``)."""
+
+    run_id: str
+    at_ms: int
+
+    def encode(self) -> str:
+        return f"{self.run_id}|{self.at_ms}"
+
+    @classmethod
+    def decode(cls, raw: str) -> RunKeyClaim:
+        run_id, _, at = raw.partition("|")
+        return cls(run_id, int(at or 0))
 
 
 def wait_field(index: int) -> str:
@@ -275,7 +345,12 @@ class TimerEntry:
 @dataclass(frozen=True)
 class NodeRecord:
     """One node's record: status letter (``states.NodeStatus.code``), epoch, attempts started, times in ms
-    since the run's creation, and the number of the worker that ran it last (see :class:`RunRecord`)."""
+    since the run's creation, the number of the worker that ran it last (see :class:`RunRecord`), and
+    ``base``: the attempts it had when a retry of the run gave it its retries again (its retries count
+    from there; written only when not 0).
+
+    The 5th field is the time the node finished once it is terminal, and the time it was queued while it
+    is QUEUED (``queued_ms``: the start gate measures the node's wait from it, for the metrics)."""
 
     code: str = NodeStatus.PENDING.code
     epoch: int = 0
@@ -283,6 +358,8 @@ class NodeRecord:
     started_ms: int | None = None
     finished_ms: int | None = None
     worker: str = ""
+    base: int = 0
+    queued_ms: int | None = None
 
     @property
     def status(self) -> NodeStatus:
@@ -290,16 +367,65 @@ class NodeRecord:
 
     def encode(self) -> str:
         started = "" if self.started_ms is None else self.started_ms
-        finished = "" if self.finished_ms is None else self.finished_ms
-        return f"{self.code}|{self.epoch}|{self.attempts}|{started}|{finished}|{self.worker}"
+        fifth = self.queued_ms if self.code == "Q" else self.finished_ms
+        fifth_text = "" if fifth is None else fifth
+        line = f"{self.code}|{self.epoch}|{self.attempts}|{started}|{fifth_text}|{self.worker}"
+        return f"{line}|{self.base}" if self.base else line
 
     @classmethod
     def decode(cls, raw: str | None) -> NodeRecord:
         """``None`` (no field) is a node still PENDING at epoch 0."""
         if not raw:
             return cls()
-        code, epoch, attempts, started, finished, worker = raw.split("|", 5)
-        return cls(code, int(epoch), int(attempts), _ms(started), _ms(finished), worker)
+        code, epoch, attempts, started, fifth, worker, *base = raw.split("|", 6)
+        queued = code == "Q"
+        return cls(
+            code,
+            int(epoch),
+            int(attempts),
+            _ms(started),
+            None if queued else _ms(fifth),
+            worker,
+            int(base[0] or 0) if base else 0,
+            _ms(fifth) if queued else None,
+        )
+
+
+#: Prefix of the errors-hash fields that keep every attempt's error of a node: ``h:<slot>``.
+HISTORY_FIELD_PREFIX = "h:"
+
+
+@dataclass(frozen=True)
+class NodeErrors:
+    """A run's ``:errors`` hash, decoded: ``last`` -- per slot, the latest error (``{type, message,
+    traceback}``) or the reason of a skip; ``history`` -- per slot, every attempt's error, oldest first, as
+    ``{attempt, at, type, message}`` (``at``: ms since the run's creation, the time of the transition's
+    event line; the last 10 kept, each message cut to 500 characters: ``lua/_common.lua`` record_error)."""
+
+    last: dict[Slot, dict[str, Any]] = field(default_factory=dict)
+    history: dict[Slot, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def decode(cls, raw: Mapping[Any, str | None]) -> NodeErrors:
+        last: dict[Slot, dict[str, Any]] = {}
+        history: dict[Slot, list[dict[str, Any]]] = {}
+        for key, value in raw.items():
+            if value is None:
+                continue
+            name = str(key)
+            if name.startswith(HISTORY_FIELD_PREFIX):
+                history[_slot(name[len(HISTORY_FIELD_PREFIX) :])] = json.loads(value)
+            else:
+                last[_slot(name)] = json.loads(value)
+        return cls(last, history)
+
+
+def history_field(slot: Slot) -> str:
+    return f"{HISTORY_FIELD_PREFIX}{slot}"
+
+
+def _slot(text: str) -> Slot:
+    return int(text) if text.isdigit() else text
 
 
 # -- event lines --------------------------------------------------------------------------------------------
@@ -408,16 +534,29 @@ class DroppedMark:
 
 @dataclass(frozen=True)
 class WorkerBeat:
-    """A heartbeat's value: ``<boot ms (Redis clock)>[ <task id>,<task id>...]`` -- when the worker booted
-    and the wfcelery tasks its pool is running now."""
+    """A heartbeat's value: ``<boot ms> @<beat ms>[,<task id>,...]`` -- when the worker booted, when it
+    beat (both on Redis's clock: ``lua/beat.lua`` writes the value) and the wfcelery tasks its pool is
+    running now. The beat's time is marked ``@`` and listed before the ids, so a reader that knows only
+    ``<boot ms> <task id>,...`` sees every id intact and one entry that is no task's. ``beat_ms`` is
+    None for a value without it (:meth:`decode` accepts both)."""
 
     boot_ms: int
     active: frozenset[str]
+    beat_ms: int | None = None
 
     def encode(self) -> str:
-        return f"{self.boot_ms} {','.join(sorted(self.active))}".rstrip()
+        ids = ",".join(sorted(self.active))
+        if self.beat_ms is None:
+            return f"{self.boot_ms} {ids}".rstrip()
+        return f"{self.boot_ms} @{self.beat_ms}" + (f",{ids}" if ids else "")
 
     @classmethod
     def decode(cls, raw: str) -> WorkerBeat:
-        boot, _, active = raw.partition(" ")
-        return cls(int(boot), frozenset(filter(None, active.split(","))))
+        boot, _, rest = raw.partition(" ")
+        beat_ms, active = None, set()
+        for entry in filter(None, rest.split(",")):
+            if entry.startswith("@"):
+                beat_ms = int(entry[1:])
+            else:
+                active.add(entry)
+        return cls(int(boot), frozenset(active), beat_ms)

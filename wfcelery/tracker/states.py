@@ -186,6 +186,9 @@ class NodeState:
     epoch: int
     index: int
     instance: int | None = None  # i for instance ``node[i]`` of a mapped node (``index`` is the node's)
+    #: Every attempt's error, oldest first: ``{attempt, at, type, message}`` (``at``: a Unix timestamp, as
+    #: ``started_at``). Kept after a later attempt succeeds; ``error`` is the current attempt's only.
+    errors: tuple[dict[str, Any], ...] = ()
     #: While WAITING: what the node waits for (a signal, a time, its child run); else None.
     waiting: Waiting | None = None
     #: A sub-workflow node's child run, once it was started (kept after the node settled).
@@ -205,6 +208,7 @@ class NodeState:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "error": self.error,
+            "errors": [dict(e) for e in self.errors],
             "kind": self.kind.value,
             "waiting": None if self.waiting is None else self.waiting.to_dict(),
             "child_run": self.child_run,
@@ -230,16 +234,41 @@ class RunState:
     idle_queues: tuple[str, ...] = ()
     #: How the run is executed (see :class:`~wfcelery.definition.executor.Executor`).
     executor: Executor = Executor.COUNTERS
+    #: The run's key (``submit(run_key=...)``; a schedule's runs: ``schedule:<name>:<slot>``), if any.
+    run_key: str | None = None
+
+    # How a run is counted, everywhere (status, list, watch, the REST API, the dashboard): its *nodes* are
+    # the definition's nodes -- a mapped node is one node, with the status of its map as a whole -- and the
+    # *instances* of its mapped nodes (``resize[0]``, ``resize[1]``...) are counted apart. ``nodes`` holds
+    # both, by name.
     #: A child run (a sub-workflow node's): ``(parent run id, node name)``; None for a top-level run.
     parent: tuple[str, str] | None = None
 
     @property
     def counts(self) -> dict[str, int]:
-        """Number of nodes in each node status (every status present, zeros included)."""
-        counts = {status.value: 0 for status in NodeStatus}
-        for node in self.nodes.values():
-            counts[node.status.value] += 1
-        return counts
+        """Number of nodes in each node status (every status present, zeros included); instances of
+        mapped nodes are in :attr:`instance_counts`."""
+        return _count(n for n in self.nodes.values() if n.instance is None)
+
+    @property
+    def instance_counts(self) -> dict[str, int]:
+        """Number of instances of mapped nodes in each node status (zeros included)."""
+        return _count(n for n in self.nodes.values() if n.instance is not None)
+
+    @property
+    def total(self) -> int:
+        """Number of nodes (the definition's; a mapped node counts once)."""
+        return sum(1 for n in self.nodes.values() if n.instance is None)
+
+    @property
+    def done(self) -> int:
+        """Nodes that ended (SUCCEEDED, FAILED, SKIPPED or REVOKED)."""
+        return sum(1 for n in self.nodes.values() if n.instance is None and n.status.terminal)
+
+    @property
+    def instances(self) -> int:
+        """Number of instances the run's mapped nodes expanded to so far."""
+        return sum(1 for n in self.nodes.values() if n.instance is not None)
 
     @property
     def finished(self) -> bool:
@@ -254,13 +283,25 @@ class RunState:
             "status": self.status.value,
             "policy": self.policy,
             "executor": self.executor.value,
+            "run_key": self.run_key,
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "paused_at": self.paused_at,
             "params": self.params,
+            "total": self.total,
+            "done": self.done,
             "counts": self.counts,
+            "instances": self.instances,
+            "instance_counts": self.instance_counts,
             "nodes": {name: n.to_dict() for name, n in self.nodes.items()},
             "idle_queues": list(self.idle_queues),
             "parent": None if self.parent is None else {"run": self.parent[0], "node": self.parent[1]},
         }
+
+
+def _count(nodes: Any) -> dict[str, int]:
+    counts = {status.value: 0 for status in NodeStatus}
+    for node in nodes:
+        counts[node.status.value] += 1
+    return counts

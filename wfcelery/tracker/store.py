@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from wfcelery.errors import RunNotFound, TrackerError
-from wfcelery.tracker.access import Access
+from wfcelery.tracker.access import Access, AuditEntry
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.fleet import Fleet
+from wfcelery.tracker.history import ENDED_INDEXED, HistoryIndex
 from wfcelery.tracker.keys import Slot
+from wfcelery.tracker.metering import Metering
 from wfcelery.tracker.outcomes import (
+    CreateOutcome,
+    CreateResult,
     FailMode,
     FailOutcome,
     HaltOutcome,
@@ -28,15 +33,18 @@ from wfcelery.tracker.outcomes import (
 )
 from wfcelery.tracker.reads import Reads
 from wfcelery.tracker.records import (
+    UNCONFIRMED_FIELD,
     Event,
     NodeRecord,
     canvas_value,
     dropped_field,
+    unconfirmed_error,
 )
-from wfcelery.tracker.states import NodeStatus
+from wfcelery.tracker.runkeys import RunKeys
+from wfcelery.tracker.states import NodeStatus, RunStatus
 
 
-class Tracker(Reads, Fleet, Access):
+class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
     """One per Engine (and so per process). Thread-safe: redis-py pools connections."""
 
     # -- plans ------------------------------------------------------------------------------------------
@@ -58,25 +66,71 @@ class Tracker(Reads, Fleet, Access):
         roots: Sequence[int],
         plan_digest: str,
         plan_blob: str,
-    ) -> bool:
-        """Write the run record (``records.new_run``), its queued roots and the shared plan, in one round
-        trip. Returns True when this call created the plan key: runs of one definition share it, so only
-        its creator may delete it again (:meth:`delete_run` after a submit that could not publish)."""
+        unconfirmed_s: float,
+    ) -> CreateOutcome:
+        """Write the run record (``records.new_run``), its queued roots and the shared plan: one round
+        trip (create.lua), refused when the run's tombstone exists (:meth:`settle_run`). The run is
+        *unconfirmed* until :meth:`confirm_run`: if it never starts, the reconciler cancels it
+        ``unconfirmed_s`` seconds from now and never re-sends it meanwhile.
+
+        On a Redis Cluster the plan, the run index and the live set live in other slots than the run: they
+        are written first, in a pipeline of their own (entries of a run that then is not written are
+        dropped by the index's and the reconciler's reads). ``plan_created`` says whether this call wrote
+        the plan key: runs of one definition share it, so only its creator may delete it again
+        (:meth:`delete_run` after a submit that could not publish)."""
         k, ttl = self.keys, self.settings.run_ttl
-        with converted_errors("create the run"):
+        queued = NodeRecord(NodeStatus.QUEUED.code, queued_ms=0).encode()  # queued at the run's creation
+        nodes = dict.fromkeys((str(i) for i in roots), queued)
+        events = "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
+        args: list[Any] = [
+            json.dumps({f: str(v) for f, v in record.items()}),
+            json.dumps(nodes),
+            events,
+            int(unconfirmed_s * 1000),
+            run_id,
+            record["created"],
+        ]
+        if self.settings.redis_cluster:
+            with converted_errors("create the run"):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
+                pipe.expire(k.plan(plan_digest), ttl * 2)
+                pipe.zadd(k.index, {run_id: record["created"]})
+                pipe.zadd(k.runs_of(str(record["name"])), {run_id: record["created"]})
+                pipe.sadd(k.live, run_id)
+                plan_created = bool(pipe.execute()[0])
+            reply = self._run_script("create", run_id, args, [k.void(run_id)], f"create run {run_id}")
+            out = CreateOutcome.from_reply(reply)
+            return replace(out, plan_created=plan_created)
+        extra = [k.void(run_id), k.plan(plan_digest), k.index, k.live, k.runs_of(str(record["name"]))]
+        reply = self._run_script("create", run_id, [*args, plan_blob, ttl * 2], extra, f"create run {run_id}")
+        return CreateOutcome.from_reply(reply)
+
+    def settle_run(self, run_id: str) -> CreateResult:
+        """After a :meth:`create_run` that got no answer: EXISTS (it was written: publish its roots, then
+        :meth:`confirm_run`) or VOID (it was not, and its tombstone now makes sure it never will be)."""
+        what = f"settle the creation of run {run_id}"
+        reply = self._run_script("settle", run_id, [self.settings.run_ttl], [self.keys.void(run_id)], what)
+        return CreateResult(reply)
+
+    def confirm_run(
+        self, run_id: str, audit: AuditEntry | None = None, audit_maxlen: int = 0
+    ) -> RunStatus | None:
+        """The submit published the run's roots: the run is no longer unconfirmed (and ``audit``, the
+        submit's audit entry, is written in the same round trip). Returns the run's status (CANCELLED: the
+        reconciler cancelled it as unconfirmed first, so nothing of it runs; None: gone)."""
+        with converted_errors(f"confirm run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.set(k.plan(plan_digest), plan_blob, ex=ttl * 2, nx=True)
-            pipe.expire(k.plan(plan_digest), ttl * 2)  # a plan already there lives as long as this run
-            pipe.hset(k.run(run_id), mapping=dict(record))
-            pipe.hset(
-                k.nodes(run_id), mapping={i: NodeRecord(NodeStatus.QUEUED.code).encode() for i in roots}
-            )
-            pipe.append(
-                k.events(run_id), "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
-            )
-            pipe.zadd(k.index, {run_id: record["created"]})
-            pipe.sadd(k.live, run_id)
-            return bool(pipe.execute()[0])
+            pipe.hdel(self.keys.run(run_id), UNCONFIRMED_FIELD)
+            pipe.hget(self.keys.run(run_id), "status")
+            if audit is not None:
+                self.queue_audit(pipe, audit, audit_maxlen)
+            status = pipe.execute()[1]
+        return None if status is None else RunStatus(status)
+
+    def void_run(self, run_id: str) -> RepairOutcome:
+        """repair.lua 'void': cancel a run still unconfirmed past its deadline that never started."""
+        return self.repair(run_id, "void", json.dumps(unconfirmed_error()))
 
     def refresh_plan(self, digest: str) -> None:
         """Keep a plan alive as long as a run that uses it (called on control operations)."""
@@ -214,20 +268,33 @@ class Tracker(Reads, Fleet, Access):
                 pipe.hget(self.keys.run(other), "plan")
             return digest in pipe.execute()
 
-    def delete_run(self, run_id: str, plan_digest: str | None = None) -> None:
-        """Delete every key of the run and its entries in the index, the gate and the live set.
+    def delete_run(
+        self,
+        run_id: str,
+        plan_digest: str | None = None,
+        run_key: str | None = None,
+        workflow: str | None = None,
+    ) -> None:
+        """Delete every key of the run and its entries in the indexes (``workflow``: its name, for the
+        history's index of it), the gate and the live set; and its ``run_key``, if the run still holds it.
 
         ``plan_digest``: also delete that plan. Only a submit whose publish failed passes it, and only
         when its own :meth:`create_run` created the plan: other runs of the definition share the key."""
         with converted_errors(f"delete run {run_id}"):
             pipe = self.client.pipeline(transaction=False)
-            pipe.delete(*self.keys.run_keys(run_id))
+            self.scripts["drop"](keys=self.script_keys(run_id), client=pipe)
             pipe.zrem(self.keys.index, run_id)
+            if workflow is not None:
+                pipe.zrem(self.keys.runs_of(workflow), run_id)
+            for status in ENDED_INDEXED:
+                pipe.zrem(self.keys.runs_ended(status), run_id)
             pipe.hdel(self.keys.gate, run_id)
             pipe.srem(self.keys.live, run_id)
             if plan_digest is not None:
                 pipe.delete(self.keys.plan(plan_digest))
             pipe.execute()
+        if run_key is not None:  # after the run: a key left behind names a gone run, which is taken over
+            self.release_key(run_key, run_id)
 
     # -- worker gate ------------------------------------------------------------------------------------
 

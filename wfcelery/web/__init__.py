@@ -28,18 +28,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 try:
-    from fastapi import FastAPI
+    from fastapi import Depends, FastAPI
 except ImportError as e:  # pragma: no cover - depends on the installed extras
     raise ImportError("the wfcelery web dashboard needs its extra: pip install 'wfcelery[web]'") from e
 
 from starlette.staticfiles import StaticFiles
 
 from wfcelery import __version__
+from wfcelery.definition.registry import import_task_modules
 from wfcelery.errors import ConfigurationError
 from wfcelery.settings import web_origins
+from wfcelery.web import schedules
 from wfcelery.web.api import router
 from wfcelery.web.errors import errors
+from wfcelery.web.history import history_errors, history_pages, history_router
+from wfcelery.web.hub import Hub
+from wfcelery.web.metrics import metrics_router
 from wfcelery.web.pages import pages
+from wfcelery.web.roles import access, authorize
 from wfcelery.web.security import Guard
 from wfcelery.web.server import serve, server_config
 from wfcelery.web.shield import OriginReads, Shield
@@ -86,6 +92,9 @@ def create_app(
     timeout) apply as they are; docs/web-security.md describes each.
     """
     settings = engine.settings
+    # The dashboard lists and submits definitions by the tasks the workers know: import the app's task
+    # modules now, so that a broken one stops the server with its name rather than every request.
+    import_task_modules(engine.app)
     if cors_origins is not None:
         settings = replace(settings, web_cors_origins=web_origins(list(cors_origins), "cors_origins"))
     if allowed_hosts is not None:
@@ -103,18 +112,29 @@ def create_app(
     app.state.read_only = read_only
     app.state.flower_url = (flower_url or settings.flower_url or "").rstrip("/") or None
     app.state.settings = settings
+    app.state.hub = Hub()
     app.include_router(router)
-    app.include_router(signals_router)
+    app.include_router(access)
+    app.include_router(schedules.router, dependencies=[Depends(authorize)])
+    app.include_router(signals_router, dependencies=[Depends(authorize)])
     app.include_router(pages)
+    app.include_router(history_router, dependencies=[Depends(authorize)])
+    app.include_router(history_pages)
+    app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for exc, handler in errors.items():
+    for exc, handler in {**errors, **schedules.errors, **history_errors}.items():
         app.add_exception_handler(exc, handler)
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):
         raise ConfigurationError("web auth must be 'user:password' (--auth or wfcelery_web_auth)")
     # the middlewares run outermost last-added: Shield, then CORS, then Guard, then the routes
     app.add_middleware(
-        Guard, auth=auth, read_only=read_only, allowed_origins=allowed_origins, settings=settings
+        Guard,
+        auth=auth,
+        read_only=read_only,
+        allowed_origins=allowed_origins,
+        settings=settings,
+        engine=engine,
     )
     if settings.web_cors_origins:  # their pages may read runs (the embeddable element); writes stay ours
         app.add_middleware(OriginReads, origins=settings.web_cors_origins)

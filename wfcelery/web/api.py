@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,11 +23,17 @@ from wfcelery.client.engine import Engine
 from wfcelery.client.run import Run
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.model import Workflow
-from wfcelery.errors import DefinitionError, RunNotFound
+from wfcelery.definition.registry import did_you_mean
+from wfcelery.errors import (
+    DefinitionError,
+    RunNotFound,
+)
+from wfcelery.ops.runkeys import OnConflict
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.web.errors import NotFound
 from wfcelery.web.inputs import refuse_bidi
+from wfcelery.web.roles import authorize
 from wfcelery.web.stream import checked_cursor, event_stream
 
 #: Bytes of a node's JSON result shown by ``/api/runs/{id}/nodes/{node}``.
@@ -35,7 +43,7 @@ MAX_LISTED = 10_000
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
 
 
 # -- documented errors (web/errors.py answers them) ------------------------------------------------------
@@ -89,11 +97,20 @@ class SubmitRequest(BaseModel):
     executor: Executor | None = Field(
         None, description="How the run is published (default: the definition's, else wfcelery_executor)"
     )
+    run_key: str | None = Field(
+        None,
+        max_length=512,
+        description="At most one run per key: a key already held answers 200 with its run",
+    )
+    on_conflict: OnConflict = Field(
+        OnConflict.USE_EXISTING, description="A held run_key: return its run, 409, or retry it if it failed"
+    )
 
 
 class Submitted(BaseModel):
     id: str
     url: str
+    created: bool = True
 
 
 class RunPage(BaseModel):
@@ -136,14 +153,16 @@ def list_runs(
     "/runs",
     status_code=201,
     response_model=Submitted,
-    summary="Start a run",
+    summary="Start a run (201), or with a run_key already held, its run (200)",
     responses={
+        200: {"description": "The run_key is held: the run holding it", "model": Submitted},
+        409: {"description": "The run_key is held and on_conflict is fail"},
         404: {"description": "No definition of that name"},
         422: {"description": "Invalid definition or params (names the node or field)"},
         503: _ERRORS[503],
     },
 )
-def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, str]:
+def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[str, Any]:
     refuse_bidi(body.name, body.definition, body.params)
     if (body.name is None) == (body.definition is None):
         raise DefinitionError("give exactly one of 'name' (a known definition) or 'definition'")
@@ -151,14 +170,26 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
     if body.name is not None:
         known = engine.definitions()
         if body.name not in known:
-            raise NotFound(f"no definition named {body.name!r} (GET /api/definitions lists them)")
+            skipped = engine.skipped_definitions.get(body.name)
+            if skipped is not None:  # the file is there but invalid: say why, as validate would
+                raise DefinitionError(f"definition {body.name!r} is invalid: {skipped}")
+            hint = did_you_mean(body.name, known)
+            raise NotFound(f"no definition named {body.name!r}{hint} (GET /api/definitions lists them)")
         workflow = known[body.name]
     else:
         assert body.definition is not None
         workflow = body.definition
-    run = engine.submit(workflow, params=body.params, executor=body.executor)
+    run = engine.submit(
+        workflow,
+        params=body.params,
+        executor=body.executor,
+        run_key=body.run_key,
+        on_conflict=body.on_conflict,
+    )
     response.headers["Location"] = f"/api/runs/{run.id}"
-    return {"id": run.id, "url": f"/api/runs/{run.id}"}
+    if not run.created:
+        response.status_code = 200
+    return {"id": run.id, "url": f"/api/runs/{run.id}", "created": run.created}
 
 
 @router.get(
@@ -170,9 +201,13 @@ def get_run(run: RunDep) -> dict[str, Any]:
     return run.state().to_dict()
 
 
-@router.get("/runs/{run_id}/graph", summary="The run's DAG: nodes, tasks, queues, parents", responses=_ERRORS)
-def get_graph(run: RunDep) -> dict[str, Any]:
-    return graph(run.plan())
+@router.get(
+    "/runs/{run_id}/graph",
+    summary="The run's DAG: nodes, tasks, queues (as status routes them), parents, map and trigger rules",
+    responses=_ERRORS,
+)
+def get_graph(run: RunDep, engine: EngineDep) -> dict[str, Any]:
+    return graph(run.plan(), engine.queue_of)
 
 
 @router.get("/runs/{run_id}/results", summary="Results of the nodes that succeeded", responses=_ERRORS)
@@ -259,9 +294,14 @@ def delete_run(run: RunDep, force: bool = False) -> Response:
     "/runs/{run_id}/events",
     summary="Server-Sent Events: every transition of the run, in order; resumable with Last-Event-ID",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS, **_BAD_EVENT_ID},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        **_ERRORS,
+        **_BAD_EVENT_ID,
+        429: {"description": "This client or the server already follows as many streams as it may"},
+    },
 )
-def run_events(
+async def run_events(
     run: RunDep,
     request: Request,
     last_event_id: Annotated[
@@ -269,14 +309,19 @@ def run_events(
     ] = None,
 ) -> Response:
     cursor = request.headers.get("last-event-id") or last_event_id
-    return event_stream(run, checked_cursor(run, cursor))
+    checked = await anyio.to_thread.run_sync(checked_cursor, run, cursor)
+    client = request.client.host if request.client else ""
+    return event_stream(run, checked, request.app.state.hub, client)
 
 
 # -- definitions -----------------------------------------------------------------------------------------
 
 
-def graph(plan: Plan) -> dict[str, Any]:
-    """A DAG as the dashboard draws it: nodes in index order, parents by name."""
+def graph(plan: Plan, queue_of: Callable[[str, str | None], str] | None = None) -> dict[str, Any]:
+    """A DAG as the dashboard draws it: nodes in index order, parents by name, each node's queue (the one
+    its messages go to, as ``status`` shows it: ``queue_of`` routes a node without ``type``/``queue`` as
+    the app's ``task_routes`` do), and what decides at run time whether and how often it runs: ``map``
+    (the parent whose list it maps over), ``max_map``, ``when`` and ``trigger``."""
     return {
         "name": plan.name,
         "on_failure": plan.on_failure,
@@ -285,8 +330,13 @@ def graph(plan: Plan) -> dict[str, Any]:
                 "name": n.name,
                 "index": n.index,
                 "task": n.describe(),
-                "queue": n.queue,
+                "queue": queue_of(n.task, n.queue) if queue_of and n.has_task else n.queue,
                 "parents": [plan.nodes[p].name for p in n.parents],
+                "map": None if n.map is None else plan.nodes[n.map].name,
+                "max_map": n.max_map,
+                "when": n.when,
+                "trigger": n.trigger,
+                "retries": n.retries,
                 "kind": n.kind.value,
             }
             for n in plan.nodes
@@ -321,5 +371,5 @@ def get_definition(engine: EngineDep, name: Annotated[str, Path(max_length=500)]
     return {
         **_describe(wf),
         "definition": wf.to_dict(),
-        "graph": graph(compile_workflow(wf, engine.settings.routes)),
+        "graph": graph(compile_workflow(wf, engine.settings.routes), engine.queue_of),
     }

@@ -23,10 +23,12 @@ from wfcelery.errors import (
     ControlError,
     DefinitionError,
     RunNotFound,
+    TaskImportError,
     TrackerError,
     TrackerUnavailable,
     WfCeleryError,
 )
+from wfcelery.web.hub import TooManyStreams
 
 #: Characters of an error message at most (a definition error listing thousands of names is cut).
 MAX_ERROR_CHARS = 2000
@@ -48,6 +50,10 @@ _KINDS = {
 
 class NotFound(WfCeleryError):
     """An unknown node or definition (an unknown run is :class:`RunNotFound`)."""
+
+
+class Forbidden(WfCeleryError):
+    """The caller's role may not do this (answered 403)."""
 
 
 class InvalidEventId(WfCeleryError):
@@ -151,6 +157,8 @@ errors: dict[type[Exception], Callable[[Request, Exception], Any]] = {
     HTTPException: _http_error,
     RunNotFound: _handler(404),
     NotFound: _handler(404),
+    Forbidden: _handler(403),
+    TooManyStreams: _handler(429),
     InvalidEventId: _handler(400),
     InvalidInput: _handler(422, "ValidationError"),
     ControlError: _handler(409),
@@ -159,6 +167,7 @@ errors: dict[type[Exception], Callable[[Request, Exception], Any]] = {
     TrackerError: _handler(503),
     BrokerUnavailable: _broker_down,
     OperationalError: _broker_down,
+    TaskImportError: _handler(500),  # the server's app cannot import its own task modules
     WfCeleryError: _handler(400),
     Exception: _internal,
 }

@@ -15,6 +15,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from wfcelery.web.roles import principal_of
+
 STATIC = Path(__file__).parent / "static"
 
 pages = APIRouter(include_in_schema=False)
@@ -30,6 +32,8 @@ def _page(request: Request) -> HTMLResponse:
     config = {
         "root": root,
         "readOnly": bool(request.app.state.read_only),
+        "user": principal_of(request).name,
+        "role": principal_of(request).role.value,  # the page hides what the role cannot do
         "flowerUrl": request.app.state.flower_url,
     }
     body = (
@@ -52,6 +56,11 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
 
 @pages.get("/definitions", response_class=HTMLResponse)
 def definitions_page(request: Request) -> HTMLResponse:
+    return _page(request)
+
+
+@pages.get("/schedules", response_class=HTMLResponse)
+def schedules_page(request: Request) -> HTMLResponse:
     return _page(request)
 
 

@@ -1,15 +1,20 @@
-"""Who may do what: HTTP Basic auth (rate-limited per client address), the cross-site check on writes,
-read-only mode.
+"""Who may do what: credentials (Bearer tokens, a token as a Basic password, the ``--auth`` admin login),
+rate-limited per client address, the cross-site check on writes, read-only mode.
 
 A pure ASGI middleware (not Starlette's BaseHTTPMiddleware), so the Server-Sent Events stream passes
 through untouched. What every request passes before this one (Host allowlist, body limit, security
-headers) is :mod:`wfcelery.web.shield`.
+headers) is :mod:`wfcelery.web.shield`; what each role may call is :mod:`wfcelery.web.roles`.
 
-* **Auth** (``--auth user:password`` / ``wfcelery_web_auth``): every path -- pages, API, static files,
-  the OpenAPI document -- answers 401 with a ``WWW-Authenticate`` challenge until the right credentials
-  come. Compared in constant time. A client address that sent wrong credentials
-  ``wfcelery_web_auth_failures`` times within ``wfcelery_web_auth_window`` seconds is answered 429 with
-  ``Retry-After`` until the window has passed (:mod:`wfcelery.web.ratelimit`).
+* **Credentials** are required on every path -- pages, API, static files, the OpenAPI document -- once
+  ``--auth user:password`` (``wfcelery_web_auth``) is given or any token exists
+  (``engine.access_required()``, asked at most every :data:`TOKENS_CHECK_EVERY` seconds); until then the
+  server is open and its caller is an anonymous admin. Accepted: ``Authorization: Bearer <token>``
+  (``engine.authenticate``, asked on each request, so a revoked token is refused at once), Basic with a
+  token as the password (the browser's own login dialog), and the ``--auth`` login (an admin, compared in
+  constant time). A client address that sent wrong credentials ``wfcelery_web_auth_failures`` times within
+  ``wfcelery_web_auth_window`` seconds is answered 429 with ``Retry-After`` until the window has passed
+  (:mod:`wfcelery.web.ratelimit`). The request then runs under ``acting_as(<token name or Basic user>)``:
+  the audit trail records who made each write.
 * **Cross-site writes**: a browser sends Basic credentials (and cookies) with any request, also one a
   hostile page triggers. A write (any method but GET/HEAD/OPTIONS) is refused with 403 when its
   ``Origin`` is not this server's own (``Host``; ``X-Forwarded-Host`` behind a proxy) nor an allowed
@@ -23,13 +28,30 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wfcelery.client.audit import acting_as
+from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.settings import DEFAULT_WEB_AUTH_FAILURES, DEFAULT_WEB_AUTH_WINDOW, Settings
+from wfcelery.tracker.access import TOKEN_PREFIX, Role
 from wfcelery.web.errors import send_error
 from wfcelery.web.ratelimit import FailureLimiter
+from wfcelery.web.roles import ANONYMOUS, Principal
+
+#: The caller while the tracker cannot tell whether credentials are needed (its Redis is down).
+UNKNOWN = Principal("unknown", Role.VIEWER)
+
+if TYPE_CHECKING:
+    from wfcelery.client.engine import Engine
+
+#: Seconds between two looks at whether any token exists (the switch to "credentials required" after the
+#: first ``wfcelery token create`` takes at most this long).
+TOKENS_CHECK_EVERY = 2.0
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -46,6 +68,7 @@ class Guard:
         read_only: bool = False,
         allowed_origins: tuple[str, ...] = (),
         settings: Settings | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self.app = app
         self.credentials = _credentials(auth) if auth else None
@@ -55,6 +78,9 @@ class Guard:
             settings.web_auth_failures if settings else DEFAULT_WEB_AUTH_FAILURES,
             settings.web_auth_window if settings else DEFAULT_WEB_AUTH_WINDOW,
         )
+        self.engine = engine
+        self._tokens_seen = False
+        self._tokens_seen_at: float | None = None  # when the tracker was last asked (monotonic)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,18 +88,24 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client")
-        refusal = self._check(scope["method"], headers, client[0] if client else "")
+        try:
+            found = await self._identify(headers.get("authorization"), client[0] if client else "")
+        except (TrackerUnavailable, TrackerError) as e:
+            if scope["path"].startswith("/api/") or scope["path"] == "/openapi.json":
+                await send_error(send, 503, str(e), kind=type(e).__name__)
+                return
+            found = UNKNOWN  # the dashboard's own files hold no data: it loads, and its API calls say why
+        refusal = found if not isinstance(found, Principal) else self._check(scope["method"], headers)
         if refusal is None:
-            await self.app(scope, receive, send)
+            assert isinstance(found, Principal)
+            scope.setdefault("state", {})["principal"] = found
+            with acting_as(found.name):
+                await self.app(scope, receive, send)
             return
         status, message, extra = refusal
         await send_error(send, status, message, extra)
 
-    def _check(self, method: str, headers: dict[str, str], client: str) -> Refusal | None:
-        if self.credentials:
-            refusal = self._login(headers.get("authorization"), client)
-            if refusal is not None:
-                return refusal
+    def _check(self, method: str, headers: dict[str, str]) -> Refusal | None:
         if method in SAFE_METHODS:
             return None
         if self.read_only:
@@ -82,28 +114,61 @@ class Guard:
             return 403, "cross-site request refused (Origin does not match this server)", []
         return None
 
-    def _login(self, header: str | None, client: str) -> Refusal | None:
+    async def _identify(self, header: str | None, client: str) -> Principal | Refusal:
+        """Who sent the request, or the refusal: 429 while the address is locked out, 401 without valid
+        credentials where credentials are needed (``--auth`` given, or any token created)."""
+        required = self.credentials is not None or await self._tokens_exist()
+        if not required and header is None:
+            return ANONYMOUS
         wait = self.failures.retry_after(client)
         if wait is not None:
             message = f"too many failed logins from this address: try again in {wait} s"
             return 429, message, [(b"retry-after", str(wait).encode())]
         if header is None:  # a browser's first request: not a failed login
-            return 401, "authentication required", [_CHALLENGE]
-        if not self._authorized(header):
+            return 401, "authentication required", self._challenge()
+        principal = await self._principal(header)
+        if principal is None:
             self.failures.failed(client)
-            return 401, "authentication required", [_CHALLENGE]
+            return 401, "authentication required: wrong, unknown or revoked credentials", self._challenge()
         self.failures.succeeded(client)
-        return None
+        return principal
 
-    def _authorized(self, header: str) -> bool:
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic" or self.credentials is None:
-            return False
+    async def _principal(self, header: str) -> Principal | None:
+        scheme, _, value = header.partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        if scheme == "bearer":
+            return await self._token(value)
+        if scheme != "basic":
+            return None
         try:
-            given = base64.b64decode(encoded.strip(), validate=True)
+            given = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
+            return None
+        if self.credentials is not None and secrets.compare_digest(given, self.credentials):
+            return Principal(given.decode(errors="replace").partition(":")[0], Role.ADMIN)
+        password = given.decode(errors="replace").partition(":")[2]
+        # a token as the password of a Basic login: the browser's own login dialog works with a token
+        return await self._token(password) if password.startswith(TOKEN_PREFIX) else None
+
+    async def _token(self, token: str) -> Principal | None:
+        if self.engine is None or not token or len(token) > 200:
+            return None
+        info = await anyio.to_thread.run_sync(self.engine.authenticate, token)
+        return Principal(info.name, info.role) if info is not None else None
+
+    async def _tokens_exist(self) -> bool:
+        """engine.access_required(), asked at most every :data:`TOKENS_CHECK_EVERY` seconds."""
+        if self.engine is None:
             return False
-        return secrets.compare_digest(given, self.credentials)
+        now = time.monotonic()
+        if self._tokens_seen_at is not None and now - self._tokens_seen_at < TOKENS_CHECK_EVERY:
+            return self._tokens_seen
+        self._tokens_seen = await anyio.to_thread.run_sync(self.engine.access_required)
+        self._tokens_seen_at = now
+        return self._tokens_seen
+
+    def _challenge(self) -> list[tuple[bytes, bytes]]:
+        return [_CHALLENGE]
 
     def _same_site(self, headers: dict[str, str]) -> bool:
         if headers.get("sec-fetch-site") == "cross-site":

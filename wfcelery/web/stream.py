@@ -1,15 +1,16 @@
 """``GET /api/runs/{id}/events``: a run's transitions as Server-Sent Events, in order, resumable.
 
-Each transition of the run's event log (:meth:`Run.events`, the tracker's ``events`` key) is one SSE message::
+Each transition of the run's event log (:meth:`Run.events`, the tracker's ``events`` key) is one SSE
+message::
 
     event: node                      (or "run" for the run's own transitions)
     id: 1834.2
     data: {"node": "transform", "index": 1, "status": "RUNNING", "epoch": 0, "at": 1764621712.518}
 
-The ``id`` is a cursor into the log: ``<offset>`` is "everything before this byte offset was sent",
-``<offset>.<k>`` is "the first k transitions at that offset were sent" (the tracker hands out whole
-batches at an offset). A client that reconnects with ``Last-Event-ID`` (browsers do it by themselves)
-gets exactly the transitions it missed. Without one, the stream starts from the run's first
+The ``id`` is a cursor into the log: ``<offset>`` is "everything before this byte offset was sent" (each
+transition's id is the offset its line ends at); ``<offset>.<k>``, "the first k transitions after that
+offset were sent", is accepted too. A client that reconnects with ``Last-Event-ID`` (browsers do it by
+themselves) gets exactly the transitions it missed. Without one, the stream starts from the run's first
 transition, so replaying it rebuilds the run's state.
 
 A ``Last-Event-ID`` that is no id of this run's stream -- not ``<offset>[.<k>]``, an offset inside an
@@ -18,12 +19,16 @@ before the stream starts (:func:`checked_cursor`). Ids are checked against the l
 keeps it: an offset in a part of the log already trimmed (the log is capped) resumes from its oldest
 kept transition.
 
+The audit trail's entries about the run go out as ``event: audit`` (``{"at", "actor", "action", "target",
+"outcome"}``: "pause by bob"), without an id: they are sent again, all of them, to a stream that
+reconnects.
+
 When the run has ended and every transition is sent, the stream sends ``event: end`` and closes; a run
 that is retried later can be followed again from the last id. A run deleted meanwhile also ends the
 stream (``{"deleted": true}``). Keep-alive comments go out every 15 s.
 
-The log is polled every 50 ms (one pipelined GET per poll, in a worker thread), so a transition reaches
-the browser within ~50-100 ms.
+The log is polled every 50 ms (one pipelined GET per poll, in a worker thread) once per run however many
+streams follow it (:mod:`wfcelery.web.hub`), so a transition reaches the browser within ~50-100 ms.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -39,17 +43,14 @@ import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from wfcelery.client.run import Run
-from wfcelery.errors import RunNotFound, TrackerError
+from wfcelery.errors import TrackerError
 from wfcelery.tracker.keys import instance_name, split_slot
 from wfcelery.tracker.states import NodeStatus
 from wfcelery.web.errors import InvalidEventId
+from wfcelery.web.hub import STATUS_INTERVAL, Channel, Hub
 
 logger = logging.getLogger("wfcelery.web")
 
-#: Seconds between two reads of the event log while nothing happens.
-POLL_INTERVAL = 0.05
-#: Seconds between two checks whether an idle run has ended (or was deleted).
-STATUS_INTERVAL = 1.0
 #: Seconds between keep-alive comments.
 PING_INTERVAL = 15
 
@@ -92,69 +93,65 @@ def _invalid(raw: str, why: str) -> InvalidEventId:
     return InvalidEventId(f"Last-Event-ID {shown!r} is not an event id of this run: {why}")
 
 
-def event_stream(run: Run, cursor: tuple[int, int]) -> EventSourceResponse:
+def event_stream(run: Run, cursor: tuple[int, int], hub: Hub, client: str) -> EventSourceResponse:
+    """The run's stream from ``cursor``, served from the hub's one channel of the run.
+
+    Raises:
+        TooManyStreams: the server or ``client`` already has as many streams as it may (429).
+    """
+    hub.admit(client)
     return EventSourceResponse(
-        _events(run, *cursor),
+        _events(run, *cursor, hub=hub, client=client),
         ping=PING_INTERVAL,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},  # nginx: do not buffer
     )
 
 
-async def _events(run: Run, offset: int, skip: int) -> AsyncIterator[ServerSentEvent]:
+async def _events(run: Run, offset: int, skip: int, hub: Hub, client: str) -> AsyncIterator[ServerSentEvent]:
     """The stream; the tracker's Redis lost mid-stream ends it (the client reconnects from its last id and
     is answered 503 until Redis is back) instead of an error the started response can no longer carry."""
     try:
-        async for event in _follow(run, offset, skip):
-            yield event
+        channel = await hub.join(run)
+        try:
+            async for event in _follow(run, offset, skip, channel):
+                yield event
+        finally:
+            hub.drop(channel)
     except TrackerError as e:
         logger.warning("wfcelery web: event stream of run %s ended: %s", run.id, e)
+    finally:
+        hub.leave(client)
 
 
-async def _follow(run: Run, offset: int, skip: int) -> AsyncIterator[ServerSentEvent]:
+async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIterator[ServerSentEvent]:
     plan = await anyio.to_thread.run_sync(run.plan)
     names = [n.name for n in plan.nodes]
     created = (await anyio.to_thread.run_sync(run.summary)).created_at
     yield ServerSentEvent(comment="wfcelery run events", retry=1000)
-    checked = 0.0
+    audited = 0  # audit entries of the channel sent
     while True:
-        start = offset
-        offset, fresh = await _read(run, start)
-        for k, event in enumerate(fresh[skip:], start=skip + 1):
+        wake = channel.wake
+        for entry in channel.audits[audited:]:
+            yield ServerSentEvent(data=json.dumps(entry), event="audit")
+        audited = len(channel.audits)
+        fresh = channel.after(offset, skip)
+        skip = 0
+        for end, event in fresh:
+            offset = end
             yield ServerSentEvent(
                 data=json.dumps(_payload(event, names, created)),
                 event="node" if event.node is not None else "run",
-                id=str(offset) if k == len(fresh) else f"{start}.{k}",
+                id=str(end),
             )
-        if fresh[skip:]:
-            skip = 0
+        if fresh:
             continue
-        skip = 0
-        if time.monotonic() - checked >= STATUS_INTERVAL:
-            checked = time.monotonic()
-            ended = await anyio.to_thread.run_sync(_ended, run)
-            if ended is not None and not (await _read(run, offset))[1]:  # nothing logged meanwhile
-                yield ServerSentEvent(data=json.dumps(ended), event="end", id=str(offset))
-                return
-        await anyio.sleep(POLL_INTERVAL)
-
-
-async def _read(run: Run, offset: int) -> tuple[int, list[Any]]:
-    try:
-        return await anyio.to_thread.run_sync(run.events, offset)
-    except RunNotFound:
-        return offset, []
-
-
-def _ended(run: Run) -> dict[str, Any] | None:
-    """The run's end, or None while it is live. Checked only after a poll found no new transition."""
-    try:
-        status = run.summary().status
-    except RunNotFound:
-        return {"status": None, "deleted": True}
-    if not status.finished:
-        return None
-    # a transition logged between the poll and this check goes out before the end (next loop)
-    return {"status": status.value, "deleted": False}
+        if channel.failed is not None:
+            return
+        if channel.ended is not None and offset >= channel.end:
+            yield ServerSentEvent(data=json.dumps(channel.ended), event="end", id=str(offset))
+            return
+        with anyio.move_on_after(STATUS_INTERVAL):
+            await wake.wait()
 
 
 def _payload(event: Any, names: list[str], created: float) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 
 from celery import Celery
@@ -13,11 +14,12 @@ from celery import Celery
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import map_elements, publish_released
+from wfcelery.ops.submit import ended
 from wfcelery.ops.subruns import after_end
 from wfcelery.plan.compiler import Plan, PlanCache
 from wfcelery.settings import Settings
 from wfcelery.tracker.keys import Slot, split_slot
-from wfcelery.tracker.outcomes import Finish, StartOutcome
+from wfcelery.tracker.outcomes import FailAction, Finish, StartOutcome
 from wfcelery.tracker.states import RunStatus
 from wfcelery.tracker.store import Tracker
 from wfcelery.worker.message_filter import MessageFilter
@@ -25,6 +27,16 @@ from wfcelery.worker.outage import Outage
 from wfcelery.worker.outbox import Outbox, with_retry
 
 Parsed = tuple[str, Slot, int]  # (run id, node index or instance slot, epoch) from a wfcelery task id
+
+
+@dataclass(frozen=True)
+class Failed:
+    """What recording a node's failure decided: fail.lua's action, and for a tracker-level retry the
+    seconds until the node is published again and how many tries it has had since its retries were given."""
+
+    action: FailAction
+    countdown: float | None = None
+    tries: int = 0
 
 
 logger = logging.getLogger("wfcelery.worker")
@@ -108,13 +120,16 @@ class WorkerBase:
         """A transition this worker reported ended the run: keep the plan, close the gate, call back."""
         if finish.status != RunStatus.SUCCEEDED.value:
             self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
-        self.dispatch.callback(run_id, finish.status, finish.callback)
-        # the plan must outlive the run's keys (refreshed there); its parent run, its child runs
-        after_end(self.tracker, self.dispatch, run_id, finish, plan)
+        # the plan must outlive the run's keys: kept in the history index's round trip
+        ended(self.tracker, self.dispatch, run_id, finish, plan.name, plan.digest)
+        after_end(self.tracker, self.dispatch, run_id, finish, plan)  # its parent run, its child runs
 
-    def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None:
+    def republish(
+        self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None, retries: int = 0
+    ) -> None:
         """Publish node (or instance) ``slot`` again at ``epoch`` with its stored parent results (an
-        instance: its element) and the run's params."""
+        instance: its element) and the run's params; ``retries``: the message's retry count (a
+        tracker-level retry: Flower shows it as Celery's own retries)."""
         record = self.tracker.run_record(run_id)
         plan = self.plans.get(record.plan)
         index, instance = split_slot(slot)
@@ -131,4 +146,6 @@ class WorkerBase:
         else:
             inputs = [map_elements(self.tracker, plan, run_id, index)[instance]]
         items = [(slot, epoch, inputs)]
-        self.dispatch.publish(plan, run_id, items, record.params, countdown=countdown, resend=True)
+        self.dispatch.publish(
+            plan, run_id, items, record.params, countdown=countdown, resend=True, retries=retries
+        )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import traceback as tb
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from celery.exceptions import Reject
 from celery.utils.dispatch.signal import Signal
 from celery.worker import state as worker_state
 
+from wfcelery import tracing
 from wfcelery.errors import ConfigurationError, RunNotFound, TrackerUnavailable
 from wfcelery.messaging.dispatch import forget_continuation_results
 from wfcelery.settings import check_json_accepted
@@ -34,6 +35,7 @@ from wfcelery.tracker.outcomes import FailMode, StartReason
 from wfcelery.tracker.records import RESEND_HEADER, plan_header
 from wfcelery.worker.base import Parsed
 from wfcelery.worker.outbox import ReportKind
+from wfcelery.worker.retries import REPORTED, error_of, report_failure
 from wfcelery.worker.side import WorkerSide, check_result, worker_of
 
 if TYPE_CHECKING:
@@ -169,6 +171,7 @@ def wrap_task_init(app: Celery) -> None:
         attempt = side.inline.started.get(task_id)
         if attempt is not None:  # an inline child: succeed.lua ran its start gate (docs: running)
             task.request.wf_attempt = attempt
+            task.request.wf_started_ns = time.time_ns()
             return
         try:
             verdict = side.start(parsed, task.request.hostname or "")
@@ -187,6 +190,8 @@ def wrap_task_init(app: Celery) -> None:
                 )
             raise GateClosed(f"wfcelery: task {task_id} not run ({verdict.reason})")
         task.request.wf_attempt = verdict.attempt  # lets a late retry/failure report be told apart
+        task.request.wf_started_ns = time.time_ns()  # the node attempt's span (tracing.py)
+        task.request.wf_waited_ms = verdict.waited_ms
 
     on_task_init._wfcelery = True  # type: ignore[attr-defined]
     loader.on_task_init = on_task_init  # type: ignore[method-assign]  # the hook is meant to be replaced
@@ -244,6 +249,7 @@ def _on_success(
             side, task_id, plan_header(request), error, int(getattr(request, "wf_attempt", 0) or 0)
         )
         return
+    _attempt_span(side, parsed, request, "SUCCEEDED")
     timelimit = getattr(request, "timelimit", None) or (None, None)
     with side.inline_scope(not any(timelimit)):  # an inline child runs inside this task's time
         side.report(
@@ -269,18 +275,6 @@ def _forget_results(sender: Any = None, task_id: str | None = None, **_: Any) ->
         logger.exception("wfcelery: could not drop result subscriptions after %s", task_id)
 
 
-def report_failure(
-    side: WorkerSide,
-    task_id: str,
-    digest: str | None,
-    error: dict[str, Any],
-    attempt: int,
-    mode: FailMode = FailMode.FAILED,
-) -> None:
-    payload = {"task_id": task_id, "digest": digest, "error": error, "mode": mode.value, "attempt": attempt}
-    side.report(ReportKind.FAILED, payload)
-
-
 @_receiver(
     signals.task_failure, "record failure of", lambda s, kw: (kw.get("task_id"), getattr(s, "app", None))
 )
@@ -297,6 +291,10 @@ def _on_failure(
         return
     request = getattr(sender, "request", None)
     own = request is not None and getattr(request, "id", None) == task_id
+    if own:
+        _attempt_span(side, parsed, request, "FAILED", error_of(exception, einfo))
+    if own and getattr(request, REPORTED, False):
+        return  # recorded from inside the task (retries.py): a failure for good after its last retry
     # In the main process (a lost worker process) the request is not ours: the plan digest comes from the
     # run record and the attempt is unknown.
     report_failure(
@@ -319,18 +317,26 @@ def _on_retry(
     einfo: Any = None,
     **_: Any,
 ) -> None:
+    if getattr(request, REPORTED, False):
+        return  # a tracker-level retry, recorded from inside the task (retries.py)
     exc = reason if isinstance(reason, BaseException) else None
     attempt = int(getattr(request, "wf_attempt", 0) or 0)
+    _attempt_span(side, parsed, request, "RETRYING", error_of(exc, einfo, reason))
     report_failure(
         side, task_id, plan_header(request), error_of(exc, einfo, reason), attempt, FailMode.RETRYING
     )
 
 
-def error_of(exc: BaseException | None, einfo: Any = None, fallback: Any = None) -> dict[str, Any]:
-    if exc is None:
-        return {"type": "Retry", "message": str(fallback or ""), "traceback": str(einfo or "")}
-    trace = getattr(einfo, "traceback", None) or "".join(tb.format_exception(exc))
-    return {"type": type(exc).__name__, "message": str(exc)[:2000], "traceback": trace[-8000:]}
+def _attempt_span(
+    side: WorkerSide, parsed: Parsed, request: Any, outcome: str, error: dict[str, Any] | None = None
+) -> None:
+    """The node attempt's span, when this process traces (tracing.py)."""
+    if not tracing.active():
+        return
+    digest = plan_header(request)
+    workflow = side.plans.get(digest).name if digest else ""
+    node = str(getattr(request, "wf_node", "") or parsed[1])
+    tracing.attempt_ended(request, parsed[0], workflow, node, outcome, error)
 
 
 # -- main process ------------------------------------------------------------------------------------------
@@ -349,6 +355,9 @@ def _on_received(
     # A redelivered message may belong to a node the tracker has as RUNNING (its worker process died
     # while the run was paused): let the start script settle that node instead of dropping it unseen.
     redelivered = (getattr(request, "delivery_info", None) or {}).get("redelivered")
+    sent = getattr(request, "_request_dict", None)
+    if isinstance(sent, dict):
+        tracing.stamp(sent, parsed[0])  # the task's own spans nest under its node attempt's (tracing.py)
     if side.message_filter.blocks(parsed[0], parsed[2]) and not redelivered:
         _drop(side, task_id)
     elif _copy_of_active(request, task_id):

@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 
+from wfcelery import tracing
 from wfcelery.definition.executor import Executor
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import task_id
@@ -124,6 +125,7 @@ class Inline(WorkerBase):
             "kwargsrepr": msg["kwargsrepr"],
             "timelimit": [None, None],
         }
+        tracing.stamp(request, child.run_id)
         self.inline.started[tid] = child.attempt
         events = self._events(hostname)
         fields = {"uuid": tid, "name": node.task, "args": repr(msg["args"]), "kwargs": msg["kwargsrepr"]}
@@ -138,6 +140,10 @@ class Inline(WorkerBase):
         runtime = time.monotonic() - started
         if info.info is None or info.info.state == "SUCCESS":
             events.send("task-succeeded", uuid=tid, result=repr(info.retval), runtime=runtime)
+        elif info.info.state == "RETRY":  # a tracker-level retry (retries.py): Flower shows a retry
+            events.send(
+                "task-retried", uuid=tid, exception=repr(getattr(info.retval, "exc", None)), traceback=""
+            )
         else:
             events.send("task-failed", uuid=tid, exception=repr(info.retval), traceback="")
 

@@ -3,33 +3,38 @@
 One instance runs inside the workers (elected: a lease key renewed every heartbeat; on by default), and
 ``wfcelery sweep`` runs one sweep by hand. Every ``wfcelery_heartbeat`` seconds the elected instance reads
 the heartbeats of the workers that beat (``<prefix>:workers``: one SMEMBERS, one MGET, however many runs are
-live); it sweeps every ``wfcelery_sweep_interval`` seconds, and at once when a worker's heartbeat has been
-missing for a whole TTL -- so a dead worker's nodes wait seconds, not a sweep period, without reading every
-live run every few seconds. A sweep reads every live run (``<prefix>:live``) and:
+live); it sweeps every ``wfcelery_sweep_interval`` seconds, and at once when a worker is judged gone or
+restarted under its name -- so a dead worker's nodes wait seconds, not a sweep period, without reading
+every live run every few seconds. A sweep reads every live run (``<prefix>:live``) and:
 
-* a node RUNNING on a worker that is gone -- no heartbeat (``<prefix>:worker:<hostname>``, refreshed every
-  ``wfcelery_heartbeat`` seconds with a TTL of three beats), or a heartbeat from a worker that booted after
-  the node started (restarted under the same name), or a live worker whose heartbeat has not listed the
-  node's task for three beats (its pool process died) -- is QUEUED again under a new epoch and re-published
-  (repair.lua): its original message, if the broker ever gives it back, is stale and dropped, and a late
-  report from the original is ignored. After ``wfcelery_quarantine_after`` deliveries that never finished,
-  the node FAILS instead ("killed 3 workers"), so one bad message cannot starve a queue;
+* a node RUNNING on a worker that is gone -- its last heartbeat (``<prefix>:worker:<hostname>``, written
+  every ``wfcelery_heartbeat`` seconds with Redis's clock) too old or missing (heartbeat.py judges), or a
+  heartbeat from a worker that booted after the node started (restarted under the same name), or a live
+  worker whose heartbeat has not listed the node's task for three beats (its pool process died) -- is
+  QUEUED again under a new epoch and re-published (repair.lua): its original message, if the broker ever
+  gives it back, is stale and dropped, and a late report from the original is ignored. After
+  ``wfcelery_quarantine_after`` deliveries that never finished, the node FAILS instead ("killed 3
+  workers"), so one bad message cannot starve a queue;
 * a node RUNNING past its time limit plus ``wfcelery_time_limit_grace`` with no report fails with
   ``TimeLimitExceeded`` (after its retries);
 * a node whose message a worker dropped as unregistered (``task_unknown``) or malformed
   (``task_rejected``) fails after ``wfcelery_unknown_grace`` seconds, naming the worker and the task, unless
   another worker took it meanwhile;
-* a node QUEUED at the same epoch for ``wfcelery_queued_timeout`` seconds is re-published under a new epoch,
-  once per epoch (its message may be lost; a node merely waiting in a backlog goes to the back once);
+* a node QUEUED whose message the broker shows is nowhere (``wfcelery_lost_message_after``), or QUEUED at
+  the same epoch for ``wfcelery_queued_timeout`` seconds, is re-published under a new epoch (queued.py);
 * a RUNNING run whose nodes are all terminal ends;
+* a run its submit never confirmed (the client gave up on a write that landed late) and that never
+  started is never re-sent, and is cancelled once its deadline (``Settings.unconfirmed_bound`` after it
+  was written) has passed;
+* a keyed run's key gets its full TTL again (a run may live longer than ``wfcelery_run_ttl``; a worker
+  that ended a run may have died before setting its key's TTL).
 * what nodes with no task need beside their transitions: a timer, a child run started or settled, a
   child run whose parent no longer waits on it cancelled (``ops/sweep.py``).
 
-Judging a worker gone needs care after a tracker outage: every heartbeat may have expired while Redis was
-away. The in-worker reconciler therefore only acts on a heartbeat it has itself seen missing for a whole
-TTL, on consecutive checks that reached Redis (a live worker beats again within one interval). With the
-defaults (heartbeat 2 s, TTL 6 s) a live worker is judged gone only after ~12 s without a beat -- longer
-than a beat stuck on a slow Redis (``wfcelery_redis_timeout`` 5 s, retried 1 s later) can take.
+Judging a worker gone needs care after a tracker outage, when every beat is old: heartbeat.py's
+:class:`~wfcelery.worker.heartbeat.Liveness` judges only while this reconciler's own Redis calls have
+succeeded for a beat and a second. With the defaults (heartbeat 2 s) a worker is judged gone once its last
+beat is 12 s old, whichever worker holds the lease and since when.
 """
 
 from __future__ import annotations
@@ -41,31 +46,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from celery.worker import state as worker_state
-
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.ops.sweep import Seen, sweep_waits
-from wfcelery.tracker.keys import Slot, parse_task_id, run_of, split_slot, task_id
-from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
-from wfcelery.tracker.records import DroppedMark, NodeRecord, WorkerBeat
+from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
+from wfcelery.tracker.outcomes import FailMode, RepairAction
+from wfcelery.tracker.records import DroppedMark, NodeRecord, RunRecord, WorkerBeat
 from wfcelery.tracker.states import NodeStatus
+from wfcelery.worker.heartbeat import HEARTBEAT_BEATS, Liveness
+from wfcelery.worker.queued import QueuedChecks, node_name
 
 if TYPE_CHECKING:
     from wfcelery.messaging.dispatch import Dispatcher
     from wfcelery.plan.compiler import Plan, PlanCache
     from wfcelery.tracker.outcomes import Finish
     from wfcelery.tracker.store import Tracker
+    from wfcelery.worker.base import Failed
     from wfcelery.worker.outage import Outage
 
 logger = logging.getLogger("wfcelery.reconciler")
 
-#: A heartbeat lives this many beats.
-HEARTBEAT_BEATS = 3
-
 
 @dataclass(frozen=True)
 class Repair:
-    """One thing a sweep did: ``action`` is requeued, failed, revoked or finished."""
+    """One thing a sweep did: ``action`` is requeued, failed, revoked, finished or cancelled."""
 
     run_id: str
     node: str | None
@@ -77,57 +80,12 @@ class Repair:
         return f"{where}: {self.action} ({self.reason})"
 
 
-class Heartbeat:
-    """Keeps this worker's heartbeat alive from a daemon thread in its main process."""
-
-    def __init__(
-        self, tracker: Tracker, hostname: str, interval: float, outage: Outage | None = None
-    ) -> None:
-        self.tracker = tracker
-        self.outage = outage
-        self.hostname = hostname
-        self.interval = interval
-        self.boot_ms: int | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def beat(self) -> None:
-        if self.boot_ms is None:
-            self.boot_ms = self.tracker.server_ms()
-        active = frozenset(r.id for r in list(worker_state.active_requests) if parse_task_id(r.id or ""))
-        value = WorkerBeat(self.boot_ms, active).encode()
-        self.tracker.beat(self.hostname, value, self.interval * HEARTBEAT_BEATS)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="wfcelery-heartbeat", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.beat()
-                wait = self.interval
-                if self.outage is not None:
-                    self.outage.up()
-            except TrackerUnavailable as e:  # the outage's one WARNING says it, not one line a second
-                if self.outage is not None:
-                    self.outage.down(e)
-                else:
-                    logger.warning("wfcelery heartbeat: %s", e)
-                wait = min(1.0, self.interval)  # beat again as soon as the tracker is back
-            except Exception as e:
-                logger.warning("wfcelery heartbeat: %s", e)
-                wait = min(1.0, self.interval)  # beat again as soon as the tracker is back
-            self._stop.wait(wait)
-
-
 class Repairs(Protocol):
     """What the reconciler repairs through: the worker side (``worker.WorkerSide``), which publishes
     and reports. A protocol, so this module does not import the worker side that starts it."""
 
+    @property
+    def app(self) -> Any: ...
     @property
     def tracker(self) -> Tracker: ...
     @property
@@ -144,7 +102,7 @@ class Repairs(Protocol):
         error: dict[str, Any],
         mode: FailMode,
         attempt: int = 0,
-    ) -> FailAction: ...
+    ) -> Failed: ...
     def republish(self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None) -> None: ...
     def quarantine(self, run_id: str, slot: Slot, epoch: int, lost: int, attempt: int = 0) -> None: ...
     def ended(self, plan: Plan, run_id: str, finish: Finish) -> None: ...
@@ -158,12 +116,11 @@ class Reconciler:
         self.tracker = side.tracker
         self.settings = side.tracker.settings
         self.hostname = hostname
-        self.patient = patient  # in workers: act on a missing heartbeat only once seen missing for a TTL
-        self._missing_since: dict[str, float] = {}
+        self.patient = patient  # in workers: judge heartbeats only while Redis answers steadily
+        self.liveness = Liveness(self.settings.heartbeat, patient)
         self._boots: dict[str, int] = {}  # each watched worker's boot (its heartbeat's boot_ms), last seen
         self._inactive_since: dict[str, float] = {}
-        self._queued_since: dict[tuple[str, Slot, int], float] = {}
-        self._queued_requeued: set[tuple[str, Slot, int]] = set()  # (run, node, epoch) this loop re-sent
+        self.queued = QueuedChecks(side.app, self.settings)
         self.restarted: list[str] = []
         self._waits: Seen = {}  # nodes with no task a sweep found suspicious (ops/sweep.py)
         self._stop = threading.Event()
@@ -181,15 +138,18 @@ class Reconciler:
     def _run(self) -> None:
         """Every tick (a heartbeat): take or keep the lease (it lives three ticks); the holder checks the
         workers' heartbeats, and sweeps when a sweep is due (one sweep interval after the worker started,
-        then every interval; at once for a worker taking over a lapsed lease) or a worker is gone."""
+        then every interval; at once for a worker taking over a lapsed lease), a worker is gone or one
+        restarted under its name."""
         tick = min(t for t in (self.settings.heartbeat, self.settings.sweep_interval) if t > 0)
         next_sweep = time.monotonic() + self.settings.sweep_interval
         held = False
         while not self._stop.wait(tick):
             try:
-                if not self.tracker.elect(self.hostname, tick * 3):
+                elected = self.tracker.elect(self.hostname, tick * HEARTBEAT_BEATS)
+                self.liveness.reached()  # holder or not: Redis answers this reconciler
+                if not elected:
                     held = False
-                    self._missing_since.clear()  # observations from before a lease are not consecutive
+                    self.liveness.unwatched()
                     continue
                 if not held:  # a lease taken over: its holder may have died with repairs to make
                     held, next_sweep = True, time.monotonic()
@@ -200,7 +160,7 @@ class Reconciler:
                     next_sweep = time.monotonic() + self.settings.sweep_interval
                     self.tracker.forget_workers(gone)  # their nodes are repaired: stop watching them
             except Exception as e:
-                self._missing_since.clear()  # what we saw of heartbeats during an outage proves nothing
+                self.liveness.lost()  # what we saw of heartbeats during an outage proves nothing
                 if isinstance(e, TrackerUnavailable):
                     self.side.outage.down(e)
                 else:
@@ -221,21 +181,19 @@ class Reconciler:
         return keep
 
     def gone_workers(self) -> list[str]:
-        """Workers on the watch list whose heartbeat this reconciler has seen missing for a whole TTL
-        (patient) or now (not patient): two Redis calls, whatever the number of live runs. Workers whose
-        heartbeat carries a boot other than the one last seen (restarted under the same name: their
-        heartbeat never lapses) are left in :attr:`restarted`, for a sweep now."""
-        beats = self.tracker.heartbeats(self.tracker.workers())
+        """Workers on the watch list judged gone from their heartbeats (``Liveness.silent``): two Redis
+        calls, whatever the number of live runs. Workers whose heartbeat carries a boot other than the
+        one last seen (restarted under the same name: their heartbeat never lapses) are left in
+        :attr:`restarted`, for a sweep now."""
+        now_ms, values = self.tracker.watched_heartbeats()
         gone: list[str] = []
         self.restarted = []
-        for host, value in beats.items():
-            if value is not None:
-                self._missing_since.pop(host, None)
-                boot = WorkerBeat.decode(value).boot_ms
-                if self._boots.setdefault(host, boot) != boot:
-                    self.restarted.append(host)
-                    self._boots[host] = boot
-            elif self._gone(host, None, 0) is not None:
+        for host, value in values.items():
+            beat = WorkerBeat.decode(value) if value else None
+            if beat is not None and self._boots.setdefault(host, beat.boot_ms) != beat.boot_ms:
+                self.restarted.append(host)
+                self._boots[host] = beat.boot_ms
+            if self.liveness.silent(host, beat, now_ms) is not None:
                 gone.append(host)
                 self._boots.pop(host, None)
         return gone
@@ -256,14 +214,26 @@ class Reconciler:
                 repairs += self.sweep_run(run_id, now_ms, ended)
             except RunNotFound:
                 ended.append(run_id)
+        else:  # every run read: look for the messages of the nodes QUEUED long enough
+            repairs += self.queued.lost_messages(self._live_workers, self._requeue)
         self.tracker.unwatch(ended)
         return repairs
 
+    def _live_workers(self) -> list[str]:
+        _, beats = self.tracker.watched_heartbeats()
+        return [host for host, value in beats.items() if value]
+
     def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
         record, nodes, _ = self.tracker.read_run(run_id)
+        if record.run_key:  # the key lives as long as its run: past a run TTL while it runs, and once ended
+            self.tracker.keep_key(record.run_key, run_id)
+        if record.unconfirmed_ms is not None and record.started_ms is None and not record.status.finished:
+            return self._unconfirmed(run_id, record, now_ms)
         running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
         if record.status.finished and not running:
             ended.append(run_id)
+            # the history index: mends an entry lost to a crash between the run's end and its indexing
+            self.tracker.index_ended(run_id, record.status.value, record.created_ms)
             return []
         plan = self.side.plans.get(record.plan)
         # A mapped node is RUNNING while its instances run: it has no worker of its own (they do)
@@ -275,10 +245,10 @@ class Reconciler:
             host = record.workers.get(node.worker, "")
             started_ms = record.created_ms + (node.started_ms or 0)
             beat = beats.get(host)
-            why = self._gone(host, beat.boot_ms if beat else None, started_ms)
+            why = self.liveness.restarted(host, beat, started_ms) or self.liveness.silent(host, beat, now_ms)
             if why is None and beat is not None:
                 why = self._not_running(host, beat, task_id(run_id, index, node.epoch), now_ms - started_ms)
-            name = _name(plan, index)
+            name = node_name(plan, index)
             if why:
                 repairs += self._requeue(run_id, index, name, node, why)
                 continue
@@ -293,8 +263,10 @@ class Reconciler:
                 )
                 repairs.append(Repair(run_id, name, "failed", why))
         queued = {i for i, n in nodes.items() if n.code == NodeStatus.QUEUED.code}
-        if queued and record.status.value == "RUNNING" and self.settings.queued_timeout > 0:
-            repairs += self._stale_queued(run_id, plan, {i: nodes[i] for i in queued})
+        if queued and record.status.value == "RUNNING":
+            repairs += self.queued.run_queued(
+                run_id, record, plan, {i: nodes[i] for i in queued}, self._requeue
+            )
         if queued:
             for index, raw in self.tracker.dropped_marks(run_id).items():
                 mark = DroppedMark.decode(raw)
@@ -306,7 +278,7 @@ class Reconciler:
                 self.side.node_failed(
                     (run_id, index, mark.epoch), plan.digest, error, FailMode.QUARANTINED, 0
                 )
-                repairs.append(Repair(run_id, _name(plan, index), "failed", error["message"]))
+                repairs.append(Repair(run_id, node_name(plan, index), "failed", error["message"]))
         waits = sweep_waits(self.tracker, self.side.dispatch, run_id, record, nodes, self._waits)
         repairs += [Repair(run_id, name, action, why) for name, action, why in waits]
         if record.done >= record.total and record.status.value == "RUNNING":
@@ -316,24 +288,16 @@ class Reconciler:
                 repairs.append(Repair(run_id, None, "finished", f"every node was done: {out.finish.status}"))
         return repairs
 
-    def _stale_queued(self, run_id: str, plan: Any, queued: dict[Slot, NodeRecord]) -> list[Repair]:
-        """QUEUED nodes this reconciler has seen at the same epoch for ``wfcelery_queued_timeout``: their
-        message may be lost (a worker died between recording a release and publishing it)."""
-        now, repairs = time.monotonic(), []
-        for index, node in queued.items():
-            seen = (run_id, index, node.epoch)
-            first = self._queued_since.setdefault(seen, now)
-            if now - first < self.settings.queued_timeout or seen in self._queued_requeued:
-                continue  # this epoch is our own re-send: a node waiting in a backlog longer than the timeout
-                # is not sent to the back of it again and again (its previous message dropped as stale)
-            timeout = self.settings.queued_timeout
-            why = f"QUEUED {timeout:g} s (wfcelery_queued_timeout): its message may be lost"
-            repairs += self._requeue(run_id, index, _name(plan, index), node, why, self._queued_requeued)
-        if len(self._queued_since) > 100_000:
-            self._queued_since.clear()
-        if len(self._queued_requeued) > 100_000:
-            self._queued_requeued.clear()
-        return repairs
+    def _unconfirmed(self, run_id: str, record: RunRecord, now_ms: int) -> list[Repair]:
+        """A run whose submit has not confirmed it and that never started: its client may have told its
+        caller nothing was submitted, so nothing of it is ever re-sent; past its deadline it is cancelled."""
+        if record.unconfirmed_ms is None or now_ms < record.unconfirmed_ms:
+            return []
+        out = self.tracker.void_run(run_id)
+        if out.finish is None:
+            return []
+        self.side.ended(self.side.plans.get(record.plan), run_id, out.finish)
+        return [Repair(run_id, None, "cancelled", "its submit never completed, and it never started")]
 
     def _not_running(self, host: str, beat: WorkerBeat, tid: str, running_ms: int) -> str | None:
         """Why a node RUNNING on a live worker is not running there (its pool process died and Celery's
@@ -355,19 +319,6 @@ class Reconciler:
             return False
         run_id = run_of(tid)
         return any(run_of(active) == run_id for active in beat.active)
-
-    def _gone(self, host: str, boot_ms: int | None, started_ms: int) -> str | None:
-        """Why the worker that started a node at ``started_ms`` is gone, or None while it lives."""
-        if boot_ms is not None:
-            self._missing_since.pop(host, None)
-            if boot_ms > started_ms:
-                return f"worker {host} restarted since the node started"
-            return None
-        if self.patient:
-            first = self._missing_since.setdefault(host, time.monotonic())
-            if time.monotonic() - first < self.settings.heartbeat * HEARTBEAT_BEATS:
-                return None
-        return f"worker {host or '?'} is gone (no heartbeat)"
 
     def _requeue(
         self,
@@ -400,13 +351,6 @@ class Reconciler:
 def _order(slot: Slot) -> tuple[int, int]:
     index, instance = split_slot(slot)
     return index, -1 if instance is None else instance
-
-
-def _name(plan: Any, slot: Slot) -> str:
-    """A node's name, or ``name[i]`` for instance i of a mapped node."""
-    index, instance = split_slot(slot)
-    name: str = plan.nodes[index].name
-    return name if instance is None else f"{name}[{instance}]"
 
 
 def _map_parent(plan: Any, slot: Slot) -> bool:

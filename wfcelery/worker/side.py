@@ -28,6 +28,7 @@ from kombu.utils.json import loads as json_loads
 from wfcelery.definition.limits import Limits, depth
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.messaging.release import publish_released, revoke_canvas
+from wfcelery.ops.scheduler import Scheduler
 from wfcelery.ops.subruns import Settled
 from wfcelery.ops.timers import TimerLoop
 from wfcelery.plan.compiler import Plan
@@ -35,10 +36,11 @@ from wfcelery.tracker.keys import Slot, parse_task_id, split_slot, task_id
 from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord
 from wfcelery.tracker.states import NodeStatus, RunStatus
-from wfcelery.worker.base import Parsed
+from wfcelery.worker.base import Failed, Parsed
+from wfcelery.worker.heartbeat import Heartbeat
 from wfcelery.worker.inline import Inline, InlineChild
 from wfcelery.worker.outbox import Report, ReportKind, with_retry
-from wfcelery.worker.reconciler import Heartbeat, Reconciler
+from wfcelery.worker.reconciler import Reconciler
 
 logger = logging.getLogger("wfcelery.worker")
 
@@ -54,17 +56,18 @@ class WorkerSide(Inline):
 
     # -- reports: retried, then kept in the outbox ----------------------------------------------------
 
-    def report(self, kind: ReportKind, payload: dict[str, Any]) -> None:
+    def report(self, kind: ReportKind, payload: dict[str, Any]) -> Any:
         """Deliver a hook's report: retried for ``wfcelery_report_retry`` seconds while the task's message
-        stays unacknowledged, then kept in the worker's outbox (see outbox.py), replayed in order."""
+        stays unacknowledged, then kept in the worker's outbox (see outbox.py), replayed in order.
+        Returns what :meth:`deliver` returned (None when the report was kept)."""
         tries = 0
 
-        def attempt() -> None:
+        def attempt() -> Any:
             nonlocal tries
             tries += 1
             # After a lost reply the script may have run: say so, so that what it released is found again.
             try:
-                self.deliver(kind, {**payload, "again": tries > 1})
+                return self.deliver(kind, {**payload, "again": tries > 1})
             except TrackerUnavailable as e:
                 if tries == 1:
                     self.outage.down(e)
@@ -72,11 +75,12 @@ class WorkerSide(Inline):
                 raise
 
         try:
-            with_retry(attempt, (TrackerUnavailable,), self.settings.report_retry)
+            delivered = with_retry(attempt, (TrackerUnavailable,), self.settings.report_retry)
         except TrackerUnavailable as e:
             self._keep(kind, payload, str(e))
-            return
+            return None
         self.outage.up()
+        return delivered
 
     def _keep(self, kind: ReportKind, payload: dict[str, Any], why: str) -> None:
         self.outbox.put(kind, {**payload, "again": True})
@@ -84,8 +88,9 @@ class WorkerSide(Inline):
             "wfcelery: %s report of %s kept in %s (%s)", kind, payload.get("task_id"), self.outbox.path, why
         )
 
-    def deliver(self, kind: ReportKind, payload: dict[str, Any]) -> None:
-        """Act on one report (from a hook, or replayed from the outbox)."""
+    def deliver(self, kind: ReportKind, payload: dict[str, Any]) -> Failed | None:
+        """Act on one report (from a hook, or replayed from the outbox); a failure's returns what
+        :meth:`node_failed` decided."""
         parsed = parse_task_id(payload["task_id"])
         assert parsed is not None
         if kind is ReportKind.SUCCEEDED:
@@ -95,7 +100,7 @@ class WorkerSide(Inline):
             if payload.get("again") and not released:
                 self._release_again(parsed, payload)
         elif kind is ReportKind.FAILED:
-            action = self.node_failed(
+            failed = self.node_failed(
                 parsed,
                 payload.get("digest"),
                 payload["error"],
@@ -103,14 +108,18 @@ class WorkerSide(Inline):
                 int(payload.get("attempt") or 0),
             )
             again = payload.get("again") and payload["mode"] == FailMode.FAILED.value
-            if again and action is FailAction.IGNORED:
+            if again and failed.action is FailAction.IGNORED:
                 self._retry_again(parsed)
+            return failed
         elif kind is ReportKind.RELEASED:
             self._release(parsed, payload)
         elif kind is ReportKind.REPUBLISH:
-            self.republish(parsed[0], parsed[1], parsed[2], payload.get("countdown"))
+            self.republish(
+                parsed[0], parsed[1], parsed[2], payload.get("countdown"), int(payload.get("retries") or 0)
+            )
         else:
             logger.error("wfcelery: unknown report kind %r dropped", kind)
+        return None
 
     def replay(self) -> int:
         """Deliver what the outbox kept (in order; stops at the first report the tracker refuses)."""
@@ -263,9 +272,9 @@ class WorkerSide(Inline):
         error: dict[str, Any],
         mode: FailMode,
         attempt: int = 0,
-    ) -> FailAction:
+    ) -> Failed:
         """Record a failure: a tracker-level retry, or the run's failure policy. Returns fail.lua's
-        action."""
+        action (and a retry's countdown)."""
         run_id, slot, epoch = parsed
         plan = self.plan_for(run_id, digest)
         index = split_slot(slot)[0]
@@ -279,10 +288,17 @@ class WorkerSide(Inline):
             raise RunNotFound(run_id)
         if out.action is FailAction.RETRY:
             countdown = retry_countdown(out.attempts, self.settings.retry_backoff_max)
-            payload = {"task_id": task_id(run_id, slot, out.epoch), "countdown": countdown}
+            payload = {
+                "task_id": task_id(run_id, slot, out.epoch),
+                "countdown": countdown,
+                "retries": out.attempts,
+            }
             self._after(
-                ReportKind.REPUBLISH, payload, lambda: self.republish(run_id, slot, out.epoch, countdown)
+                ReportKind.REPUBLISH,
+                payload,
+                lambda: self.republish(run_id, slot, out.epoch, countdown, out.attempts),
             )
+            return Failed(out.action, countdown, out.attempts)
         elif out.action is FailAction.FAILED:
             self.dispatch.revoke(run_id, out.revoke)
             if plan.on_failure == "fail_fast":
@@ -299,7 +315,7 @@ class WorkerSide(Inline):
                 self._after(ReportKind.RELEASED, payload, lambda: self._release(parsed, payload, plan))
             if out.finish:
                 self.ended(plan, run_id, out.finish)
-        return out.action
+        return Failed(out.action, None, out.attempts)
 
     def _retry_again(self, parsed: Parsed) -> None:
         """A failure report whose first try reached Redis but lost its reply: if the script chose a
@@ -337,8 +353,9 @@ class WorkerSide(Inline):
         self.tracker.mark_dropped(parsed[0], parsed[1], mark.encode())
 
     def start_services(self, hostname: str) -> None:
-        """Heartbeat, reconciler (when ``wfcelery_sweep_interval`` > 0), the timer loop (sleeps and wait
-        timeouts: ``ops/timers.py``) and outbox replay, in threads of the worker's main process."""
+        """Heartbeat, reconciler (when ``wfcelery_sweep_interval`` > 0), scheduler (unless
+        ``wfcelery_scheduler`` is False), the timer loop (sleeps and wait timeouts: ``ops/timers.py``) and
+        outbox replay, in threads of the worker's main process."""
         self.hostname = hostname
         self._services: list[Any] = [
             Heartbeat(self.tracker, hostname, self.settings.heartbeat, self.outage),
@@ -346,6 +363,8 @@ class WorkerSide(Inline):
         ]
         if self.settings.sweep_interval > 0:
             self._services.append(Reconciler(self, hostname))
+        if self.settings.scheduler:
+            self._services.append(Scheduler(self.tracker, self.dispatch, hostname, self.outage))
         self._services.append(TimerLoop(self.tracker, self.dispatch, hostname, self.outage, self.settled))
         for service in self._services:
             service.start()

@@ -36,10 +36,7 @@ local function succeed_waiting(idx, n, result, spec, first)
           if parents > 1 then
             redis.call('HDEL', K_DEPS, child)
           end
-          c.s = 'Q'
-          c.e = run_epoch
-          put_node(child, c)
-          event(child, 'Q', run_epoch)
+          queue_node(child, c, run_epoch)
           table.insert(released, tonumber(child))
         end
       end

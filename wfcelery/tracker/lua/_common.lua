@@ -10,7 +10,12 @@
 -- KEYS[6] events   STRING the capped transition log (records.Event; event() below). A string, not a STREAM:
 --                         a small stream costs ~4.7 KB whatever its length, which would triple the
 --                         tracker's bytes per task.
+-- KEYS[7] metrics  HASH   the fleet-wide counters (wfcelery/tracker/counters.py: fields, shards on a
+--                         Redis Cluster); KEYS[1] again when metrics are off (wfcelery_metrics = False).
+--                         A script's own keys come after it, from KEYS[8] on.
 local K_RUN, K_NODES, K_DEPS, K_RESULTS, K_ERRORS, K_EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_METRICS = KEYS[7] ~= KEYS[1] and KEYS[7] or nil
+local N_RUN_KEYS = 6
 
 local TERMINAL = {S = true, F = true, K = true, X = true}
 local COUNTER = {S = 'n_S', F = 'n_F', K = 'n_K', X = 'n_X'}
@@ -62,17 +67,23 @@ local function rel_now()
   return now_ms() - tonumber(const('created'))
 end
 
+-- A node record: status, epoch, attempts (a), start, finish, worker number, and -- only once a retry of the
+-- run gave the node its retries again -- the attempts before that retry (b): its budget counts from there.
 local function get_node(idx)
   local v = redis.call('HGET', K_NODES, idx)
   if not v then
-    return {s = 'P', e = 0, a = 0, st = '', fi = '', w = ''}
+    return {s = 'P', e = 0, a = 0, st = '', fi = '', w = '', b = 0}
   end
-  local s, e, a, st, fi, w = string.match(v, '^(%a)|(%d+)|(%d+)|(%-?%d*)|(%-?%d*)|(.*)$')
-  return {s = s, e = tonumber(e), a = tonumber(a), st = st, fi = fi, w = w}
+  local s, e, a, st, fi, w, b = string.match(v, '^(%a)|(%d+)|(%d+)|(%-?%d*)|(%-?%d*)|([^|]*)|?(%d*)$')
+  return {s = s, e = tonumber(e), a = tonumber(a), st = st, fi = fi, w = w, b = tonumber(b) or 0}
 end
 
 local function put_node(idx, n)
-  redis.call('HSET', K_NODES, idx, n.s .. '|' .. n.e .. '|' .. n.a .. '|' .. n.st .. '|' .. n.fi .. '|' .. n.w)
+  local v = n.s .. '|' .. n.e .. '|' .. n.a .. '|' .. n.st .. '|' .. n.fi .. '|' .. n.w
+  if n.b and n.b > 0 then
+    v = v .. '|' .. n.b
+  end
+  redis.call('HSET', K_NODES, idx, v)
 end
 
 -- Append one line to the event log ("<ms> <node> <status>[ <epoch>]", the epoch only when not 0); past
@@ -93,14 +104,139 @@ local function event(idx, code, epoch)
   end
 end
 
--- Move node idx to a terminal status, keeping the run's counters exact.
-local function settle(idx, n, code)
+-- An attempt's error: the slot's own errors field keeps the latest (with its traceback); field 'h:<slot>'
+-- keeps every attempt's, oldest first, as a JSON list of {attempt, at, type, message} (records.NodeErrors:
+-- the last HISTORY_MAX, each message cut to HISTORY_CHARS). 'at' is the ms since the run's creation of
+-- the transition this error came with, as in its event line.
+local HISTORY_MAX, HISTORY_CHARS = 10, 500
+
+-- The first 'limit' bytes of UTF-8 text, never cutting a character in two.
+local function utf8_head(text, limit)
+  if #text <= limit then
+    return text
+  end
+  local cut = limit
+  local nxt = string.byte(text, cut + 1)
+  while cut > 0 and nxt >= 0x80 and nxt < 0xC0 do
+    cut = cut - 1
+    nxt = string.byte(text, cut + 1)
+  end
+  return string.sub(text, 1, cut)
+end
+
+local function record_error(idx, n, err_json)
+  redis.call('HSET', K_ERRORS, idx, err_json)
+  local ok, err = pcall(cjson.decode, err_json)
+  if not ok or type(err) ~= 'table' then
+    err = {}
+  end
+  local message = tostring(err.message or '')
+  local entry = {attempt = n.a, at = rel_now(), type = tostring(err.type or 'Error'),
+                 message = utf8_head(message, HISTORY_CHARS)}
+  local raw = redis.call('HGET', K_ERRORS, 'h:' .. idx)
+  local list = raw and cjson.decode(raw) or {}
+  table.insert(list, entry)
+  while #list > HISTORY_MAX do
+    table.remove(list, 1)
+  end
+  redis.call('HSET', K_ERRORS, 'h:' .. idx, cjson.encode(list))
+end
+
+-- A report of an attempt the tracker never saw start: its release or its start was among the last writes
+-- of a master lost in a failover (asynchronous replication), while its message went out and its body ran.
+-- Record the start it missed, so the node moves through RUNNING as the transition table says.
+local function start_unseen(idx, n)
+  if n.s == 'P' or n.s == 'Q' then
+    n.s = 'R'
+    n.a = n.a + 1
+    event(idx, 'R', n.e)
+  end
+end
+
+-- Metrics (wfcelery/tracker/counters.py owns the fields): counted here, in the call that makes the
+-- transition. BUCKETS_MS is prepended by the loader from counters.BUCKETS_MS.
+local STATUS_NAME = {S = 'SUCCEEDED', F = 'FAILED', K = 'SKIPPED', X = 'REVOKED', Y = 'RETRYING'}
+local LABELS = nil
+
+-- '<task>\t<queue>' of a node or instance slot, from the run's label table (run fields 'ml', 'mn').
+local function node_label(slot)
+  if not LABELS then
+    LABELS = {}
+    for line in string.gmatch(const('ml') or '', '[^\n]+') do
+      table.insert(LABELS, line)
+    end
+  end
+  local code = string.byte(const('mn') or '', tonumber(string.match(slot, '^%d+')) + 1)
+  return (code and LABELS[code - 47]) or 'other\tother'
+end
+
+local function observe(kind, label, ms)
+  if ms < 0 then
+    ms = 0
+  end
+  local le = 'inf'
+  for _, bound in ipairs(BUCKETS_MS) do
+    if ms <= bound then
+      le = bound
+      break
+    end
+  end
+  redis.call('HINCRBY', K_METRICS, kind .. '\t' .. label .. '\t' .. le, 1)
+  redis.call('HINCRBY', K_METRICS, kind .. 's\t' .. label, ms)
+end
+
+-- A node (or instance) whose attempt was RUNNING ('was') reached status 'code' (a terminal one or Y).
+local function count_node(slot, n, code, was)
+  if not K_METRICS then
+    return
+  end
+  local label = node_label(slot)
+  redis.call('HINCRBY', K_METRICS, 'n\t' .. label .. '\t' .. STATUS_NAME[code], 1)
+  if was == 'R' and n.st ~= '' then
+    observe('d', label, rel_now() - tonumber(n.st))
+  end
+end
+
+-- A QUEUED node starts: its wait (the node record keeps the time it was queued in its 5th field).
+local function count_wait(slot, n)
+  if K_METRICS and n.s == 'Q' and n.fi ~= '' then
+    local label = node_label(slot)
+    observe('w', string.match(label, '\t(.*)$'), rel_now() - tonumber(n.fi))
+  end
+end
+
+local function count_run(field, by)
+  if K_METRICS then
+    redis.call('HINCRBY', K_METRICS, field, by)
+  end
+end
+
+local function workflow_label()
+  return const('mw') or const('name')
+end
+
+-- Queue node n at epoch e: QUEUED, stamped with the time (the node record's 5th field while QUEUED).
+local function queue_node(idx, n, e)
+  n.s = 'Q'
+  n.e = e
+  n.fi = tostring(rel_now())
+  put_node(idx, n)
+  event(idx, 'Q', e)
+end
+
+-- Move node idx to a terminal status, keeping the run's counters exact. 'quiet': not counted in the
+-- metrics (a mapped node whose instances were counted one by one).
+local function settle(idx, n, code, quiet)
+  local was = n.s
   n.s = code
   n.fi = tostring(rel_now())
   put_node(idx, n)
   redis.call('HINCRBY', K_RUN, COUNTER[code], 1)
   DONE = redis.call('HINCRBY', K_RUN, 'done', 1)
   event(idx, code, n.e)
+  if not quiet then
+    count_node(idx, n, code, was)
+  end
 end
 
 -- Instances of a mapped node: slot '<node>:<i>' in the nodes, results and errors hashes (records.py).
@@ -135,10 +271,12 @@ local function settle_slot(slot, n, code)
     settle(slot, n, code)
     return tonumber(slot), code
   end
+  local was = n.s
   n.s = code
   n.fi = tostring(rel_now())
   put_node(slot, n)
   event(slot, code, n.e)
+  count_node(slot, n, code, was)
   if code ~= 'S' then
     redis.call('HINCRBY', K_RUN, 'm' .. code .. ':' .. node, 1)
   end
@@ -155,7 +293,7 @@ local function settle_slot(slot, n, code)
   if TERMINAL[nn.s] then
     return nil
   end
-  settle(node, nn, agg)
+  settle(node, nn, agg, true)
   return tonumber(node), agg
 end
 
@@ -169,7 +307,7 @@ end
 
 local function expire_all()
   local ttl = const('ttl')
-  for i = 1, #KEYS do
+  for i = 1, N_RUN_KEYS do
     redis.call('EXPIRE', KEYS[i], ttl)
   end
 end
@@ -182,7 +320,8 @@ local function touch_if_finished(status)
   end
 end
 
--- End the run once. Returns {status, callback-or-false, epoch} for the caller (callback, worker gate).
+-- End the run once. Returns {status, callback-or-false, epoch, run key-or-false, created ms} for the
+-- caller (callback, worker gate, the run key's TTL, the history index).
 local function finish_run(status)
   redis.call('HSET', K_RUN, 'status', status, 'finished', now_ms())
   if RUN['status'] ~= nil then
@@ -197,8 +336,14 @@ local function finish_run(status)
   end
   expire_all()
   redis.call('PUBLISH', const('chan'), status)
+  local wf = workflow_label()
+  count_run('r\t' .. wf .. '\t' .. status, 1)
+  count_run('a\t' .. wf, -1)
   local cb = run_field(status == 'SUCCEEDED' and 'on_success' or 'on_failure')
-  return {status, cb or false, tonumber(run_field('epoch'))}
+  return {
+    status, cb or false, tonumber(run_field('epoch')), run_field('key') or false, tonumber(const('created')),
+    run_field('parent') or false,  -- a child run's parent (records.ParentLink): its node settles now
+  }
 end
 
 -- When every node is terminal, a RUNNING run ends.
@@ -319,9 +464,7 @@ local function cascade(spec, start, outcome, run_epoch, released)
           redis.call('HDEL', K_DEPS, child)
           c.e = run_epoch
           if verdict == 'run' then
-            c.s = 'Q'
-            put_node(child, c)
-            event(child, 'Q', run_epoch)
+            queue_node(child, c, run_epoch)
             table.insert(released, child)
           else
             redis.call('HSET', K_ERRORS, child, SKIPPED_BY[verdict])

@@ -28,7 +28,7 @@ else
   put_node(idx, n)
   redis.call('HSET', K_RUN, 'm:' .. idx, count)
   redis.call('HDEL', K_RUN, 'md:' .. idx, 'mF:' .. idx, 'mX:' .. idx)
-  local record = 'Q|' .. epoch .. '|0|||'
+  local record = 'Q|' .. epoch .. '|0||' .. rel_now() .. '|'  -- QUEUED now (queue_node)
   for first = 0, count - 1, 1000 do
     local args = {}
     for i = first, math.min(first + 999, count - 1) do

@@ -3,7 +3,8 @@
 -- ARGV[4] mode: 'failed' (the task raised), 'retrying' (Celery itself retries the task: Task.retry),
 --               'revoked' (revoked by hand or expired), 'quarantined' (the reconciler gave up on it: its
 --               deliveries never finished, or workers dropped its message)
--- ARGV[5] retries allowed by the node definition (tracker-level retries)
+-- ARGV[5] retries allowed by the node definition (tracker-level retries), counted from the node's base: a
+--         retry of the run gives every node it runs again its full retries (replan.lua)
 -- ARGV[6] JSON [descendant indexes] (used by the 'continue' policy)
 -- ARGV[7] the attempt number start.lua gave the reporting execution (0: unknown, e.g. main process)
 -- ARGV[8] the plan's trigger-rule SPEC as JSON (see _common.lua), or '' for a plan without rules/conditions:
@@ -13,6 +14,7 @@
 --          'gone'       the run was deleted (cleaned up or expired): nothing written
 --          'retrying'   Celery retries it (native retry), nothing to do
 --          'retry'      re-publish the node (same id, this epoch) after a backoff for this many attempts
+--          'deferred'   a retry while the run is PAUSED: the node is RETRYING and resume queues it again
 --          'failed'     the node failed for good
 --   finish = false or {status, callback JSON or false, epoch} when this failure ended the run
 --   revoke = {idx, epoch, idx, epoch, ...} of queued nodes to revoke (fail_fast)
@@ -30,19 +32,30 @@ local attempt = tonumber(ARGV[7]) or 0
 if attempt > 0 and n.a > attempt then
   return {'ignored', 0, 0, false, {}, {}, false}  -- a late report of an earlier attempt: a newer one already started (native retry)
 end
-if mode == 'retrying' and (status == 'RUNNING' or status == 'PAUSED') then
+if mode == 'failed' or mode == 'retrying' then  -- its body ran (a revoke or a quarantine may come unstarted)
+  start_unseen(idx, n)
+end
+local live = status == 'RUNNING' or status == 'PAUSED'
+if mode == 'retrying' and live then
+  count_node(idx, n, 'Y', n.s)
   n.s = 'Y'
   put_node(idx, n)
-  redis.call('HSET', K_ERRORS, idx, ARGV[3])
+  record_error(idx, n, ARGV[3])
   event(idx, 'Y', epoch)
   return {'retrying', 0, 0, false, {}, {}, false}
 end
-redis.call('HSET', K_ERRORS, idx, ARGV[3])
-if mode == 'failed' and status == 'RUNNING' and n.a <= tonumber(ARGV[5]) then
+record_error(idx, n, ARGV[3])
+if mode == 'quarantined' then
+  count_run('x\tquarantined', 1)
+end
+local tries = n.a - n.b  -- attempts since the node's retries were last given (submit, or a retry of the run)
+if mode == 'failed' and live and tries <= tonumber(ARGV[5]) then
+  count_node(idx, n, 'Y', n.s)
   n.s = 'Y'
   put_node(idx, n)
   event(idx, 'Y', epoch)
-  return {'retry', epoch, n.a, false, {}, {}, false}
+  -- paused: not FAILED, only waiting; resume queues every RETRYING node again (replan.lua)
+  return {status == 'PAUSED' and 'deferred' or 'retry', epoch, tries, false, {}, {}, false}
 end
 -- a retry of a finished run's node is its end; an instance ends its node when it is its map's last
 local node, outcome = settle_slot(idx, n, mode == 'revoked' and 'X' or 'F')

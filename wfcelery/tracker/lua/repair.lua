@@ -11,6 +11,10 @@
 --               a redelivered message reached a worker; counted while its node has not started in that
 --               epoch (a message that kills the worker before the body starts never reaches start.lua)
 --   'finish'    end a RUNNING run whose nodes are all terminal
+--   'void'      ARGV[2] the JSON error every node is revoked with
+--               a run its submit never confirmed (create.lua: field 'unconfirmed', past its deadline) and
+--               that never started: its client gave up and told its caller nothing was submitted, or lost
+--               the confirmation. CANCELLED, with no callback; its nodes REVOKED with that error
 -- Returns {action, epoch, deliveries, finish}  (tracker.RepairOutcome):
 --   {'ignored', 0, 0, false}          nothing to do: the node moved, or the run is gone
 --   {'requeue', epoch, n, false}      publish the node at this epoch (n deliveries never finished so far)
@@ -19,6 +23,7 @@
 --                                     mode 'quarantined', at this epoch)
 --   {'ok', epoch, n, false}           ('received') the delivery may go on
 --   {'finished', 0, 0, finish}        ('finish') finish = {status, callback or false, epoch}, or false
+--   {'voided', 0, 0, finish}          ('void') finish = {'CANCELLED', false, epoch}
 local op = ARGV[1]
 local status = run_field('status')
 if not status then
@@ -26,7 +31,25 @@ if not status then
 end
 
 if op == 'finish' then
-  return {'finished', 0, 0, maybe_finish()}
+  local finish = maybe_finish()
+  if finish then
+    count_run('x\tfinished', 1)
+  end
+  return {'finished', 0, 0, finish}
+end
+
+if op == 'void' then
+  local deadline = tonumber(run_field('unconfirmed'))
+  if not deadline or run_field('started') or status ~= 'RUNNING' or now_ms() < deadline then
+    return {'ignored', 0, 0, false}
+  end
+  redis.call('HDEL', K_RUN, 'unconfirmed')
+  for idx = 0, tonumber(const('total')) - 1 do
+    redis.call('HSET', K_ERRORS, idx, ARGV[2])
+  end
+  revoke_unstarted()
+  local finish = finish_run('CANCELLED')
+  return {'voided', 0, 0, {finish[1], false, finish[3]}}
 end
 
 local idx, limit = ARGV[2], tonumber(ARGV[4])
@@ -54,15 +77,13 @@ end
 if status ~= 'RUNNING' then
   settle_slot(idx, n, 'X')
   touch_if_finished(status)
+  count_run('x\trevoked', 1)
   return {'revoked', 0, lost, false}
 end
 if lost >= limit then
   return {'quarantine', n.e, lost, false}
 end
 local epoch = redis.call('HINCRBY', K_RUN, 'epoch', 1)
-n.s = 'Q'
-n.e = epoch
-n.fi = ''
-put_node(idx, n)
-event(idx, 'Q', epoch)
+queue_node(idx, n, epoch)
+count_run('x\trequeued', 1)
 return {'requeue', epoch, lost, false}

@@ -2,11 +2,11 @@
 -- This is the authoritative gate: it is atomic with pause/cancel, so no task of a paused or cancelled run
 -- starts once pause() has returned.
 -- ARGV[1] node index   ARGV[2] epoch of the message   ARGV[3] worker hostname
--- Returns 'ok:<attempt number>' (run it), or why not: 'gone' (no such run), 'stale' (an older epoch's message),
+-- Returns 'ok:<attempt number>:<ms it waited QUEUED, or empty>' (run it), or why not: 'gone' (no such run), 'stale' (an older epoch's message),
 -- 'done' (duplicate delivery of a finished node), 'gated' (run paused, cancelled or failed), 'running'
 -- (the node is RUNNING in this epoch: a duplicate delivery).
 local idx, epoch, worker = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-prefetch('status', 'created', 'maxlen', 'w:' .. worker)
+prefetch('status', 'created', 'maxlen', 'ml', 'mn', 'w:' .. worker)
 local status = run_field('status')
 if not status then
   return 'gone'
@@ -32,6 +32,11 @@ if n.s == 'R' and wid ~= n.w then
   -- whose pool process died: it runs again.
   return 'running'
 end
+local waited = ''
+if n.s == 'Q' and n.fi ~= '' then
+  waited = rel_now() - tonumber(n.fi)
+end
+count_wait(idx, n)
 n.s = 'R'
 n.a = n.a + 1
 n.st = tostring(rel_now())
@@ -45,4 +50,4 @@ n.w = wid
 put_node(idx, n)
 redis.call('HSETNX', K_RUN, 'started', now_ms())
 event(idx, 'R', epoch)
-return 'ok:' .. n.a
+return 'ok:' .. n.a .. ':' .. waited

@@ -17,7 +17,7 @@
 -- The worker builds the released children's arguments: a one-parent child gets this node's result; a
 -- fan-in child's parents all stored theirs before it could be released: this script returns them (ARGV[5]).
 local idx, epoch = ARGV[1], tonumber(ARGV[2])
-prefetch('status', 'epoch', 'created', 'maxlen', 'total', 'params', 'policy', 'w:' .. ARGV[7])
+prefetch('status', 'epoch', 'created', 'maxlen', 'total', 'params', 'policy', 'ml', 'mn', 'w:' .. ARGV[7])
 if not run_field('status') then
   return {false, -1, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
 end
@@ -25,6 +25,7 @@ local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
   return {false, 0, false, {}}
 end
+start_unseen(idx, n)
 if ARGV[3] ~= 'null' then
   redis.call('HSET', K_RESULTS, idx, ARGV[3])  -- no field means null: most tasks of big runs return None
 end
@@ -53,10 +54,7 @@ elseif status == 'RUNNING' and node then
         if parents > 1 then
           redis.call('HDEL', K_DEPS, child)
         end
-        c.s = 'Q'
-        c.e = run_epoch
-        put_node(child, c)
-        event(child, 'Q', run_epoch)
+        queue_node(child, c, run_epoch)
         table.insert(released, tonumber(child))
       end
     end
@@ -78,6 +76,7 @@ end
 local inline = false
 if ARGV[6] ~= '' and #released == 1 and released[1] == tonumber(ARGV[6]) and status == 'RUNNING' then
   local c = get_node(ARGV[6])
+  count_wait(ARGV[6], c)
   c.s = 'R'
   c.a = c.a + 1
   c.st = tostring(rel_now())

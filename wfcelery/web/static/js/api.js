@@ -3,6 +3,9 @@
 //: What the page shell says (wfcelery/web/pages.py): the mount path, read-only mode, Flower's URL.
 export const CFG = JSON.parse(document.body.dataset.config || "{}");
 export const ROOT = CFG.root || "";
+// What the caller's role may do (the server refuses the rest anyway): viewer < operator < admin.
+const RANK = { viewer: 0, operator: 1, admin: 2 };
+export const may = (role) => !CFG.readOnly && RANK[CFG.role || "admin"] >= RANK[role];
 
 // path`/api/runs/${id}/nodes/${node}`: each value is percent-encoded, so an id or a name with "/", "?",
 // "#" or "%" in it stays one path segment. Every URL with an id in it is built with this tag.

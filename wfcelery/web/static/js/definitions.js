@@ -1,6 +1,6 @@
 // The definitions the engine knows (/definitions), and one of them with its graph and a form that starts
 // a run (/definitions/<name>).
-import { api, CFG, pageUrl, path, postJson } from "./api.js";
+import { api, may, pageUrl, path, postJson } from "./api.js";
 import { h, toast } from "./dom.js";
 import { drawGraph } from "./graph.js";
 import { drawGrid, GRAPH_LIMIT } from "./grid.js";
@@ -32,7 +32,7 @@ export async function definitionView(main, name) {
     h("p", { class: "back" }, h("a", { href: pageUrl("/definitions") }, "← All definitions")),
     h("div", { class: "page-head" }, h("h1", {}, d.name), h("span", { class: "muted" }, `${d.nodes} nodes · on failure: ${d.on_failure}`)),
     h("div", { class: "grid2" }, h("div", { class: "card" }, h("h2", {}, "Graph"), view.el),
-      h("div", { class: "card" }, h("h2", {}, CFG.readOnly ? "Params" : "Start a run"), startForm(d))),
+      h("div", { class: "card" }, h("h2", {}, may("operator") ? "Start a run" : "Params"), startForm(d))),
   );
 }
 
@@ -47,7 +47,7 @@ function startForm(d) {
     form.append(h("div", { class: "form-row" }, h("label", { for: `param-${p}` }, p), inputs[p]));
   }
   if (!names.length) form.append(h("p", { class: "muted" }, "This workflow takes no params."));
-  if (CFG.readOnly) return form;
+  if (!may("operator")) return form;
   const start = h("button", { class: "btn primary", id: "start-run", type: "submit" }, "Start run");
   form.append(start);
   form.addEventListener("submit", async (ev) => {

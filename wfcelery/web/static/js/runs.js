@@ -102,7 +102,7 @@ function runRow(r) {
     h("td", {}, badge(r.status)),
     h("td", {}, h("b", {}, r.name)),
     h("td", {}, h("a", { class: "mono", href: pageUrl(path`/runs/${r.id}`) }, shortId(r.id))),
-    h("td", {}, h("div", { class: "progress-cell" }, progressBar(counts, r.total), h("span", { class: "muted mono" }, `${r.done}/${r.total}`))),
+    h("td", {}, h("div", { class: "progress-cell" }, progressBar(counts, r.total), h("span", { class: "muted mono", title: "nodes done / nodes (a mapped node counts once; its instances apart)" }, `${r.done}/${r.total}` + (r.instances ? ` +${r.instances} inst.` : "")))),
     h("td", { title: new Date(r.created_at * 1000).toLocaleString() }, ago(r.created_at)),
     h("td", {}, duration(end - r.created_at)),
   );

@@ -5,7 +5,7 @@
 //   run/panel.js waitingParts(runId, node)      what a WAITING node waits for; a wait node's signal
 //                                               control: a JSON field and "Approve" (empty field:
 //                                               {"approved": true}) or "Send" (the field's JSON)
-import { api, CFG, pageUrl, path, postJson } from "./api.js";
+import { api, may, pageUrl, path, postJson } from "./api.js";
 import { h, svg, toast } from "./dom.js";
 import { shortId } from "./format.js";
 
@@ -92,7 +92,7 @@ export function waitingParts(runId, node) {
   if (node.status === "WAITING" && node.waiting) {
     parts.push(h("p", { class: "waiting-for", id: "waiting-for" }, `Waiting for ${waitingText(node.waiting)}`));
   }
-  if (node.kind === "wait" && node.status === "WAITING" && !CFG.readOnly) parts.push(signalForm(runId, node.name));
+  if (node.kind === "wait" && node.status === "WAITING" && may("operator")) parts.push(signalForm(runId, node.name));
   return parts;
 }
 

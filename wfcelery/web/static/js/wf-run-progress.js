@@ -89,9 +89,10 @@ class WfRunProgress extends HTMLElement {
   }
 
   render() {
+    // nodes are the definition's (a mapped node counts once); its instances (name[i]) are not nodes
     const counts = {};
-    for (const s of Object.values(this.statuses)) counts[s] = (counts[s] || 0) + 1;
-    const total = Object.keys(this.statuses).length;
+    let total = 0;
+    for (const [name, s] of Object.entries(this.statuses)) if (!name.includes("[")) { counts[s] = (counts[s] || 0) + 1; total += 1; }
     const done = [...TERMINAL].reduce((a, s) => a + (counts[s] || 0), 0);
     this.find(".name").textContent = safeText(this.name);
     const status = this.find(".status");

@@ -1,6 +1,7 @@
 // Pause / Resume / Cancel / Retry / Delete, each behind a confirmation, enabled where the run's status
-// allows it. Hidden in read-only mode (the server refuses the writes anyway).
-import { api, CFG, pageUrl, path } from "../api.js";
+// allows it. Each is shown only to a role that may do it, none in read-only mode (the server refuses the
+// writes anyway).
+import { api, may, pageUrl, path } from "../api.js";
 import { confirmDialog, h, toast } from "../dom.js";
 
 //: op -> [dialog title, dialog text, confirm button]
@@ -13,6 +14,9 @@ const TEXTS = {
 };
 const DONE = { pause: "paused", resume: "resumed", cancel: "cancelled", retry: "retried" };
 const LABELS = { pause: "Pause", resume: "Resume", cancel: "Cancel", retry: "Retry", cleanup: "Delete" };
+
+//: op -> the least role that may do it (wfcelery/web/roles.py)
+const ROLES = { pause: "operator", resume: "operator", cancel: "operator", retry: "operator", cleanup: "admin" };
 
 const allowed = (status) => ({
   pause: status === "RUNNING",
@@ -41,9 +45,8 @@ export function runActions(model, afterControl) {
   return {
     el,
     render() {
-      if (CFG.readOnly) { el.replaceChildren(); return; }
       const can = allowed(model.status);
-      el.replaceChildren(...Object.keys(LABELS).map((op) => h("button", {
+      el.replaceChildren(...Object.keys(LABELS).filter((op) => may(ROLES[op])).map((op) => h("button", {
         class: op === "cancel" || op === "cleanup" ? "btn danger" : "btn", id: `btn-${op}`, disabled: !can[op], onclick: () => perform(op),
       }, LABELS[op])));
     },

@@ -16,7 +16,7 @@ export function runHeader(model) {
       const c = model.counts();
       const total = model.nodes.length;
       status.replaceChildren(badge(model.status, true));
-      progress.replaceChildren(h("div", { class: "progress-cell" }, progressBar(c, total, true), h("span", { class: "mono", id: "run-done" }, `${model.done(c)} / ${total} done`)));
+      progress.replaceChildren(h("div", { class: "progress-cell" }, progressBar(c, total, true), h("span", { class: "mono", id: "run-done" }, `${model.done(c)} / ${total} nodes done` + (model.instances() ? ` · ${model.instances()} instances` : ""))));
       counts.replaceChildren(...statusCounts(c));
       const { state } = model;
       const end = state.finished_at || Date.now() / 1000;
@@ -24,8 +24,10 @@ export function runHeader(model) {
         field("Created", clock(state.created_at)),
         field("Duration", duration(end - state.created_at)),
         field("Failure policy", state.policy),
+        ...(state.run_key ? [h("div", { id: "run-key" }, h("span", {}, "Run key"), h("code", {}, state.run_key))] : []),
         field("Params", h("code", {}, JSON.stringify(state.params))),
       );
     },
   };
 }
+

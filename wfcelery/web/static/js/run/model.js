@@ -39,10 +39,15 @@ export class RunModel {
 
   get live() { return this.status === "RUNNING" || this.status === "PAUSED"; }
 
+  // Nodes are the definition's (a mapped node counts once, as status does); its instances (name[i]) apart.
   counts() {
     const counts = Object.fromEntries(NODE_STATUSES.map((s) => [s, 0]));
-    for (const s of Object.values(this.statuses)) counts[s] = (counts[s] || 0) + 1;
+    for (const [name, s] of Object.entries(this.statuses)) if (!name.includes("[")) counts[s] = (counts[s] || 0) + 1;
     return counts;
+  }
+
+  instances() {
+    return Object.keys(this.statuses).filter((name) => name.includes("[")).length;
   }
 
   done(counts = this.counts()) {

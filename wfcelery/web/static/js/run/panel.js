@@ -34,6 +34,10 @@ function details(name, n) {
     const text = `${n.error.type}: ${n.error.message}${n.error.traceback ? `\n\n${n.error.traceback}` : ""}`;
     parts.push(h("div", { class: "section-label" }, "Error"), h("pre", { class: "box err", id: "node-error" }, text));
   }
+  if (n.errors && n.errors.length) {  // every attempt's error, also after a later attempt succeeded
+    const lines = n.errors.map((e) => `attempt ${e.attempt}  ${clock(e.at)}  ${e.type}: ${e.message}`);
+    parts.push(h("div", { class: "section-label" }, "Errors by attempt"), h("pre", { class: "box", id: "node-errors" }, lines.join("\n")));
+  }
   if (n.result_preview !== null) {
     parts.push(h("div", { class: "section-label" }, n.result_truncated ? "Result (first 4 KB)" : "Result"), h("pre", { class: "box", id: "node-result" }, n.result_preview));
   }

@@ -1,0 +1,122 @@
+"""Timing-bound tests, repeated beside a busy neighbour (`make soak`).
+
+    python -m benchmarks.soak [--count 20] [--no-burner] [--out FILE] [PYTEST ARGS / TEST IDS...]
+
+Starts one CPU-burning process (``python3 -c 'while 1: pass'``: the machine's other core busy, as on a
+shared CI host), runs the given tests (default: :data:`TIMING_BOUND`) ``--count`` times each through
+pytest-repeat in one pytest session, and stops the burner. Tests that measure a recovery time append it
+to ``$WFCELERY_TIMINGS`` (``tests/integration/test_faults.py: record_timing``); the summary -- passes and
+failures per test, and min / median / p95 / max of each measured time -- is printed and written as JSON
+to ``--out`` (default ``benchmarks/results/soak-<date>.json``). Exit status: pytest's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The tests of `make test` whose pass depends on time: a bound asserted on a measured time, or a repair
+#: that must happen before a deadline (reconciler, faults, control under faults, the dashboard's live view).
+TIMING_BOUND = [
+    "tests/integration/test_faults.py",
+    "tests/integration/test_reconciler.py",
+    "tests/integration/test_control.py",
+    "tests/web",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def distribution(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "min": min(values),
+        "median": statistics.median(values),
+        "p95": percentile(values, 0.95),
+        "max": max(values),
+    }
+
+
+def outcomes(junit: Path) -> dict[str, dict[str, int]]:
+    """Passes, failures and skips per test (its repetitions merged: pytest-repeat's ``[1-20]`` suffix)."""
+    per: dict[str, dict[str, int]] = defaultdict(lambda: {"passed": 0, "failed": 0, "skipped": 0})
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = f"{case.get('classname')}::{case.get('name')}"
+        base = re.sub(r"(?:(?<=\[)|-)\d+-\d+\]$", "]", name).replace("[]", "")
+        if case.find("failure") is not None or case.find("error") is not None:
+            per[base]["failed"] += 1
+        elif case.find("skipped") is not None:
+            per[base]["skipped"] += 1
+        else:
+            per[base]["passed"] += 1
+    return dict(per)
+
+
+def timings(path: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Each measured time's distribution, per test and parameters (``record_timing`` lines)."""
+    series: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    if path.exists():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            label = " ".join(f"{k}={v}" for k, v in row.items() if not k.endswith("_s"))
+            for k, v in row.items():
+                if k.endswith("_s"):
+                    series[label][k].append(float(v))
+    return {label: {k: distribution(v) for k, v in values.items()} for label, values in series.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--count", type=int, default=20, help="repetitions of each test (default 20)")
+    parser.add_argument("--no-burner", action="store_true", help="no CPU-burning neighbour")
+    parser.add_argument("--out", type=Path, default=None, help="summary JSON")
+    args, pytest_args = parser.parse_known_args(argv)
+    out = args.out or ROOT / "benchmarks" / "results" / f"soak-{time.strftime('%Y-%m-%d-%H%M')}.json"
+    work = Path(tempfile.mkdtemp(prefix="wfcelery-soak-"))
+    junit, times = work / "junit.xml", work / "timings.jsonl"
+    burner = None if args.no_burner else subprocess.Popen([sys.executable, "-c", "while 1: pass"])
+    started = time.monotonic()
+    try:
+        cmd = [sys.executable, "-m", "pytest", "-q", f"--count={args.count}"]
+        cmd += ["--repeat-scope=function", f"--junitxml={junit}", *(pytest_args or TIMING_BOUND)]
+        env = {**os.environ, "WFCELERY_TIMINGS": str(times)}
+        code = subprocess.call(cmd, cwd=ROOT, env=env)
+    finally:
+        if burner is not None:
+            burner.kill()
+            burner.wait()
+    summary: dict[str, Any] = {
+        "count": args.count,
+        "burner": burner is not None,
+        "load_average_at_end": os.getloadavg(),
+        "seconds": round(time.monotonic() - started),
+        "tests": outcomes(junit) if junit.exists() else {},
+        "timings": timings(times),
+        "pytest_exit": code,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps({k: summary[k] for k in ("seconds", "timings", "pytest_exit")}, indent=1))
+    failed = {t: o for t, o in summary["tests"].items() if o["failed"]}
+    print(f"{len(summary['tests'])} tests x {args.count}; failed: {failed or 'none'}; summary in {out}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

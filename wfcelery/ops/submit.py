@@ -1,0 +1,130 @@
+"""Starting a run from a compiled plan: what ``engine.submit`` and the scheduler loop both do once a
+definition is validated and compiled (the loop runs inside the workers, which do not import the client).
+
+The run is created in the tracker (with its run key, if any: :mod:`.runkeys`), then its roots are
+published. A publish that fails deletes the run again (and its key, and the plan if this submit created
+it and no other run uses it), so a failed submit leaves no trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wfcelery import tracing
+from wfcelery.errors import WfCeleryError
+from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.messaging.release import publish_released
+from wfcelery.ops.runkeys import create_keyed
+from wfcelery.plan.compiler import Plan
+from wfcelery.tracker.outcomes import Finish
+from wfcelery.tracker.store import Tracker
+
+logger = logging.getLogger("wfcelery.submit")
+
+
+@dataclass(frozen=True)
+class Started:
+    """``run_id`` is the new run (``created``), or the run that already held the run key."""
+
+    run_id: str
+    created: bool
+    finishes: list[Finish] = field(default_factory=list)
+
+
+def start_run(
+    tracker: Tracker,
+    dispatch: Dispatcher,
+    plan: Plan,
+    run_id: str,
+    record: Mapping[str, str | int],
+    params: Mapping[str, Any],
+    run_key: str | None = None,
+    producer: Any = None,
+    now_ms: int | None = None,
+    sent: Callable[[int], None] | None = None,
+) -> Started:
+    """Create the run (``record``: ``records.new_run``) and publish its roots. ``finishes``: the run ended
+    at once (every root skipped by its condition); the caller sends its callback (:func:`ended`).
+    ``sent(n)``: told how many root messages are out, as they go."""
+    labels, new_labels = plan_labels(tracker, plan, dispatch.app)  # the metrics' label table
+    record = {**record, **labels}
+    if run_key is None:
+        bound = tracker.settings.unconfirmed_bound
+        created_plan = tracker.create_run(
+            run_id, record, plan.roots, plan.digest, plan.blob, bound
+        ).plan_created
+    else:
+        holder, created_plan = create_keyed(tracker, run_key, run_id, record, plan, now_ms)
+        if holder is not None:
+            return Started(holder, False)
+    try:
+        roots = [(i, 0) for i in plan.roots]
+        finishes = publish_released(
+            tracker, dispatch, plan, run_id, roots, params, producer=producer, sent=sent
+        )
+    except Exception:
+        created = int(record["created"])
+        discard(tracker, run_id, plan.digest if created_plan else None, created, run_key, plan.name)
+        raise
+    tracker.register_labels(new_labels)  # the run is out: its new label values join the registries
+    tracker.confirm_run(run_id)  # its roots are out: the reconciler never cancels it as unconfirmed
+    return Started(run_id, True, finishes)
+
+
+def plan_labels(tracker: Tracker, plan: Plan, app: Any) -> tuple[dict[str, str], list[Any]]:
+    """The run-record fields of the metrics' label table for a run of ``plan`` (the (task, queue) of each
+    node; tracker/counters.py) and the label values to register once the run is out."""
+    default = str(app.conf.task_default_queue or "celery")
+    return tracker.plan_labels(
+        plan.digest,
+        plan.name,
+        lambda: [(n.task or f"({n.kind.value})", n.queue or default) for n in plan.nodes],
+    )
+
+
+def discard(
+    tracker: Tracker,
+    run_id: str,
+    plan_digest: str | None,
+    created_ms: int,
+    run_key: str | None = None,
+    workflow: str | None = None,
+) -> None:
+    """Delete a run whose first messages could not be sent: nothing ran, so leave no trace. The plan
+    goes too when this submit created it (``plan_digest``) and no run submitted since uses it (runs
+    of one definition share the key; a minute of margin covers clients whose clocks differ). A failed
+    cleanup is logged: the caller re-raises the publish error, which says what went wrong."""
+    try:
+        if plan_digest is not None and tracker.plan_in_use(plan_digest, created_ms - 60_000, run_id):
+            plan_digest = None
+        tracker.delete_run(run_id, plan_digest, run_key, workflow)
+    except WfCeleryError as e:
+        logger.warning("wfcelery: could not delete run %s after its publish failed: %s", run_id, e)
+
+
+def ended(
+    tracker: Tracker,
+    dispatch: Dispatcher,
+    run_id: str,
+    finish: Finish | None,
+    workflow: str | None = None,
+    plan_digest: str | None = None,
+) -> None:
+    """A run ended (a script returned its :class:`Finish` once): it is indexed in the history (and
+    ``plan_digest``, its plan, kept as long as its keys, in the same round trip), its span is emitted when
+    this process traces, its key gets the run's TTL, its callback is sent."""
+    if finish is None:
+        return
+    tracker.index_ended(run_id, finish.status, finish.created_ms, workflow, plan_digest)
+    if tracing.active():  # the run's span (tracing.py)
+        name = workflow or tracker.run_record(run_id).name
+        tracing.run_ended(run_id, name, finish.status, finish.created_ms)
+    if finish.run_key:
+        try:
+            tracker.keep_key(finish.run_key, run_id)
+        except WfCeleryError as e:  # the reconciler sets it when it drops the ended run from its list
+            logger.warning("wfcelery: could not keep the run key of run %s: %s", run_id, e)
+    dispatch.callback(run_id, finish.status, finish.callback)
