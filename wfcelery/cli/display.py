@@ -464,7 +464,9 @@ def _progress_bar(state: RunState, width: int = 20) -> str:
     total, done = max(1, state.total), state.done
     filled = int(width * done / total)
     bar = "#" * filled + "-" * (width - filled)
-    return f"[{bar}] " + summary_line(state, with_id=False)
+    status = click.style(state.status.value, fg=COLORS.get(state.status.value))
+    instances = f" ({state.instances} instances)" if state.instances else ""
+    return f"[{bar}] {state.done}/{state.total} nodes{instances}  {status}  {seconds(run_duration(state))}"
 
 
 def _busy_first(rows: list[list[Cell]], state: RunState, room: int) -> list[list[Cell]]:

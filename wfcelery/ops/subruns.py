@@ -187,7 +187,7 @@ def after_end(
     try:
         failed = finish.status != RunStatus.SUCCEEDED.value
         if failed and (plan is None or any(n.subworkflow for n in plan.nodes)):
-            for child in children(tracker.run_record(run_id)):
+            for child in idle_children(tracker, run_id, finish.status):
                 halt_run(tracker, dispatch, child, "cancel")
         if finish.parent is not None:
             child_ended(tracker, dispatch, run_id, tracker.run_record(run_id))
@@ -198,8 +198,11 @@ def after_end(
 
 
 def child_ended(tracker: Tracker, dispatch: Dispatcher, child_id: str, record: RunRecord) -> None:
-    """Settle the parent's node of a child run that ended (nothing when it no longer waits on it)."""
+    """Settle the parent's node of a child run that ended (nothing when it no longer waits on it, or when
+    the child runs again: a retry since its end)."""
     assert record.parent is not None
+    if not record.status.finished:
+        return
     parent_id, index = record.parent.run_id, record.parent.index
     try:
         parent, nodes, _ = tracker.read_run(parent_id, only=[index])
@@ -333,6 +336,21 @@ def publish_settled(tracker: Tracker, dispatch: Dispatcher, settled: Settled) ->
 def children(record: RunRecord) -> list[str]:
     """The child runs a run started (its sub-workflow nodes')."""
     return [m.run for _, m in sorted(record.waits.items()) if m.kind is WaitKind.RUN and m.run]
+
+
+def idle_children(tracker: Tracker, run_id: str, status: str) -> list[str]:
+    """The child runs of a run that ended ``status`` whose nodes no longer wait on them -- none if the run
+    was retried since (its nodes wait on their children again: a late end must not cancel them)."""
+    record, nodes, _ = tracker.read_run(run_id)
+    if record.status.value != status:
+        return []
+    return [
+        m.run
+        for i, m in sorted(record.waits.items())
+        if m.kind is WaitKind.RUN
+        and m.run
+        and (nodes.get(i) or NodeRecord()).status is not NodeStatus.WAITING
+    ]
 
 
 def halt_run(
