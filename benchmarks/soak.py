@@ -28,13 +28,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The tests of `make test` whose pass depends on time: a bound asserted on a measured time, or a repair
-#: that must happen before a deadline (reconciler, faults, control under faults, the dashboard's live view).
+#: The tests of `make test` whose pass depends on time: a bound asserted on a measured time, or a fault that
+#: must heal before a deadline -- the fault and reconciler tests, the repairs at heartbeat pace, a pause
+#: mid-flight, the dashboard's 10,000-node render and the web server's request limits.
 TIMING_BOUND = [
     "tests/integration/test_faults.py",
     "tests/integration/test_reconciler.py",
-    "tests/integration/test_control.py",
-    "tests/web",
+    "tests/integration/test_repair_pace.py",
+    "tests/integration/test_control.py::test_pause_mid_flight_nothing_starts_then_resume_runs_every_node_once",
+    "tests/web/test_browser.py::test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive",
+    "tests/web/test_limits.py",
 ]
 
 

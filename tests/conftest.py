@@ -208,12 +208,15 @@ class WorkerProcess:
     def start(self, app: Celery, timeout: float = 30.0) -> WorkerProcess:
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT)
         deadline = time.monotonic() + timeout
+        wait = 0.5  # for a reply: doubled after each ping without one (a loaded machine answers slowly, and a
+        # reply to an earlier ping is not counted)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.hostname} exited with {self.proc.returncode}")
-            replies = app.control.ping(destination=[self.hostname], timeout=0.5)
+            replies = app.control.ping(destination=[self.hostname], timeout=wait)
             if replies:
                 return self
+            wait = min(2 * wait, 4.0)
         raise RuntimeError(f"worker {self.hostname} did not answer ping within {timeout} s")
 
     def stop(self, timeout: float = 20.0) -> None:

@@ -121,7 +121,9 @@ def test_queued_node_whose_message_was_lost_is_republished_once(
     assert counts(r, app, run.id) == {"a": 1}
 
 
-@pytest.mark.parametrize("app", [{"wfcelery_heartbeat": 0.2, "wfcelery_sweep_interval": 0.2}], indirect=True)
+#: A lease of 1.5 s (three beats): a holder whose thread a loaded machine stalls longer loses it, as it
+#: should, and the other one sweeps; the test is about a holder that keeps renewing.
+@pytest.mark.parametrize("app", [{"wfcelery_heartbeat": 0.5, "wfcelery_sweep_interval": 0.5}], indirect=True)
 def test_one_sweeper_at_a_time_and_another_takes_over(
     app: Celery, engine: Any, r: redis.Redis, uid: str
 ) -> None:

@@ -73,7 +73,7 @@ def test_worker_restarted_under_its_name_three_times_has_its_nodes_resent_at_the
         before = run.state().nodes[node].epoch
         kill_whole(w)
         killed = time.monotonic()
-        w.start(app)  # the same name: its heartbeat key never lapses
+        w.start(app, timeout=60)  # the same name: its heartbeat key never lapses (boots slowly under load)
         ready = time.monotonic()
         wait_for(
             lambda n=node, e=before: run.state().nodes[n].epoch > e, timeout=30, message=f"{node} re-sent"

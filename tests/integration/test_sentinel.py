@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.conftest import WorkerProcess, illegal_transitions
-from tests.helpers import DIAMOND_RESULTS, diamond, in_thread_worker, rabbitmq_url
+from tests.helpers import DIAMOND_RESULTS, IN_CI, diamond, in_thread_worker, rabbitmq_url
 from tests.proj import make_app
 from tests.sentinel import SentinelGroup
 from wfcelery import NodeStatus, RunStatus, Workflow
@@ -33,6 +33,8 @@ def sentinel() -> Iterator[SentinelGroup]:
     try:
         group = SentinelGroup().start()
     except (OSError, RuntimeError) as e:  # no redis-server that runs a sentinel
+        if IN_CI:
+            pytest.fail(f"a Redis Sentinel is required in CI but cannot be started: {e}")
         pytest.skip(f"cannot start a Redis Sentinel: {e}")
     yield group
     group.stop()
