@@ -51,10 +51,12 @@ STATE_KEYS = {
     "idle_queues",
     "executor",
     "run_key",
+    "parent",
 }
 NODE_KEYS = {
     *("name", "status", "attempts", "task_id", "queue", "worker"),
     *("started_at", "finished_at", "error", "errors"),
+    *("kind", "waiting", "child_run"),
 }
 
 FAN = """

@@ -28,6 +28,7 @@ from wfcelery.definition.executor import Executor
 from wfcelery.definition.loader import from_data, load, read_data
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.definition.params import RUN_KEY_PARAM
+from wfcelery.definition.waits import check_nesting
 from wfcelery.errors import (
     ConfigurationError,
     ControlError,
@@ -42,6 +43,7 @@ from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
 from wfcelery.ops.runkeys import OnConflict, check_run_key
 from wfcelery.ops.submit import plan_labels, run_record, start_run
+from wfcelery.ops.subruns import check_child_params, compile_subplans
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
@@ -120,7 +122,8 @@ class Engine(Schedules, Control, History, Access):
         if key is not None:
             resolved[RUN_KEY_PARAM] = key
         executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
-        plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor))
+        subplans = self._subplans(wf, resolved)
+        plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor, subplans))
         if executor is Executor.CANVAS:
             check_canvas_app(self.app, plan)
         warnings = self._check_workers(plan, require_workers)
@@ -180,6 +183,22 @@ class Engine(Schedules, Control, History, Access):
         run = Run(self, run_id)
         run.warnings = warnings
         return run
+
+    def _subplans(self, wf: Workflow, params: Mapping[str, Any]) -> dict[str, str]:
+        """The plans of ``wf``'s sub-workflows (and theirs), checked (known, not recursive, nested at most
+        ``wfcelery_max_nesting`` deep, their params complete), compiled and stored: by node name."""
+        if not any(n.subworkflow for n in wf.nodes.values()):
+            return {}
+        known = self.definitions()
+        limits, routes = self.settings.limits, self.settings.routes
+
+        def compile_one(child: Workflow, subplans: Mapping[str, str]) -> Plan:
+            executor = child.executor or self.settings.executor
+            return compile_workflow(child, routes, limits, executor, subplans)
+
+        check_nesting(wf, known.get, self.settings.max_nesting)
+        check_child_params(wf, params, known.get, limits)
+        return compile_subplans(self.tracker, wf, known.get, compile_one)
 
     def _create(self, run_id: str, record: dict[str, str | int], plan: Plan) -> bool:
         """Write the run (unconfirmed); returns whether this wrote the shared plan key. A write that got no
@@ -324,6 +343,8 @@ class Engine(Schedules, Control, History, Access):
         """
         wf = self._workflow(workflow)
         wf.validate(self.app if self.settings.check_tasks else None)
+        known = {**self.definitions(), wf.name: wf}
+        check_nesting(wf, known.get, self.settings.max_nesting, strict=False)  # unknown ones: at submit
         self._registered[wf.name] = wf
         return wf
 

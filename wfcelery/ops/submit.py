@@ -110,7 +110,9 @@ def plan_labels(tracker: Tracker, plan: Plan, app: Any) -> tuple[dict[str, str],
     node; tracker/counters.py) and the label values to register once the run is out."""
     default = str(app.conf.task_default_queue or "celery")
     return tracker.plan_labels(
-        plan.digest, plan.name, lambda: [(n.task, n.queue or default) for n in plan.nodes]
+        plan.digest,
+        plan.name,
+        lambda: [(n.task or f"({n.kind.value})", n.queue or default) for n in plan.nodes],
     )
 
 
