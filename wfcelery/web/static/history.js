@@ -1,11 +1,10 @@
 // The history pages (/history, /history/<workflow>): searches and a workflow's record over the REST API
-// (/api/history/...). A plain ES module, no framework; its own page shell (history.html), sharing app.css
-// and the statuses and colours of js/statuses.js.
-import { RUN_STATUSES, colorOf } from "./js/statuses.js";
+// (/api/history/...). An ES module on its own page shell (history.html), sharing app.css and the status
+// list and colours of js/statuses.js.
+import { RUN_STATUSES, colorOf, statusSheet } from "./js/statuses.js";
 
-const HISTORY_RUNS = "/api/history/runs";
-
-(function () {
+document.adoptedStyleSheets = [...document.adoptedStyleSheets, statusSheet()];
+{
   const CONFIG = JSON.parse(document.body.dataset.config || "{}");
   const ROOT = CONFIG.root || "";
   const main = document.getElementById("main");
@@ -72,14 +71,14 @@ const HISTORY_RUNS = "/api/history/runs";
     });
     let shown = 0;
     async function load(params, cursor, fresh) {
-      const query = new URLSearchParams();
-      for (const k of ["workflow", "status", "run_key", "q"]) if (params.get(k)) query.set(k, params.get(k));
-      for (const k of ["since", "until"]) if (params.get(k)) query.set(k, Date.parse(params.get(k) + "T00:00:00Z") / 1000);
-      if (cursor) query.set("cursor", cursor);
-      query.set("limit", "50");
+      const q = new URLSearchParams();
+      for (const k of ["workflow", "status", "run_key", "q"]) if (params.get(k)) q.set(k, params.get(k));
+      for (const k of ["since", "until"]) if (params.get(k)) q.set(k, Date.parse(params.get(k) + "T00:00:00Z") / 1000);
+      if (cursor) q.set("cursor", cursor);
+      q.set("limit", "50");
       if (fresh) { rows.replaceChildren(); shown = 0; }
       try {
-        const page = await api(HISTORY_RUNS + "?" + query);
+        const page = await api(`/api/history/runs?${q}`);
         for (const r of page.runs) {
           rows.append(el("tr", { "data-run": r.id },
             el("td", {}, el("a", { href: `${ROOT}/runs/${encodeURIComponent(r.id)}`, class: "mono" }, r.id.slice(0, 12))),
@@ -99,7 +98,8 @@ const HISTORY_RUNS = "/api/history/runs";
   // -- a workflow's record ------------------------------------------------------------------------------
   function barChart(perDay) {
     const w = 640, h = 140, pad = 24, max = Math.max(1, ...perDay.map((d) => d.runs));
-    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline narrow", id: "per-day", role: "img" });
+    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "per-day", role: "img" });
+    svg.style.maxWidth = "760px";
     const bw = (w - pad) / perDay.length;
     perDay.forEach((d, i) => {
       const bh = ((h - 2 * pad) * d.runs) / max;
@@ -124,11 +124,12 @@ const HISTORY_RUNS = "/api/history/runs";
   function trendChart(points) {
     const w = 640, h = 140, pad = 24;
     const vals = points.map((p) => p.duration ?? 0), max = Math.max(0.001, ...vals);
-    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline narrow", id: "trend-chart", role: "img" });
+    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "trend-chart", role: "img" });
+    svg.style.maxWidth = "760px";
     const step = (w - 2 * pad) / Math.max(1, points.length - 1);
     const xy = vals.map((v, i) => [pad + i * step, h - pad - ((h - 2 * pad) * v) / max]);
     if (xy.length) svg.append(svgEl("polyline", { points: xy.map((p) => p.join(",")).join(" "), fill: "none", stroke: "#3b82f6", "stroke-width": 2 }));
-    xy.forEach(([x, y], i) => svg.append(svgEl("circle", { cx: x, cy: y, r: 3, fill: colorOf(points[i].status === "SUCCEEDED" ? "SUCCEEDED" : "FAILED") })));
+    xy.forEach(([x, y], i) => svg.append(svgEl("circle", { cx: x, cy: y, r: 3, fill: colorOf(points[i].status) })));
     const label = svgEl("text", { x: pad, y: 14, "font-size": 9 });
     label.textContent = `max ${secs(max)}`;
     svg.append(label);
@@ -183,4 +184,4 @@ const HISTORY_RUNS = "/api/history/runs";
   const m = path.match(/^\/history\/(.+)$/);
   if (m) workflowPage(decodeURIComponent(m[1]));
   else searchPage();
-})();
+}
