@@ -13,6 +13,7 @@
      |    +-- ParamError            a ${name} placeholder with no value in the run's params
      |    +-- NotSeriesParallel     Celery canvas cannot express the DAG exactly (to_canvas)
      |    +-- LimitError            over a bound: nesting depth, message, plan or YAML size (limits.py)
+     |    +-- NestingError          a sub-workflow unknown, running itself, or nested too deep
      |    +-- ScheduleError         a schedule's cron, every, timezone, workflow... is wrong (``.field``)
      +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
      |    +-- TaskImportError       a task module of the app (imports/include/autodiscover) fails to import
@@ -24,6 +25,7 @@
      +-- RunKeyConflict             submit(run_key=..., on_conflict="fail"): a run holds the key (``.run_id``)
      +-- ScheduleNotFound           no schedule of that name
      +-- ControlError               pause/resume/cancel/retry/cleanup refused in this state
+     |    +-- SignalRefused         run.signal() to a node that is not waiting for one
      +-- RunFailed                  run.wait() on a run that ended FAILED or CANCELLED
      +-- WaitTimeout (also TimeoutError)
 """
@@ -92,6 +94,11 @@ class LimitError(DefinitionError):
     """A definition, its params or a YAML file is over a bound of :mod:`wfcelery.definition.limits`."""
 
 
+class NestingError(DefinitionError):
+    """A sub-workflow node names a workflow that is not registered, that runs itself (directly or through
+    others), or nests deeper than ``wfcelery_max_nesting``."""
+
+
 class ScheduleError(DefinitionError):
     """A schedule is invalid; ``field`` names what is wrong (``cron``, ``every``, ``timezone``,
     ``workflow``, ``params``, ``name``...). Nothing was stored."""
@@ -156,6 +163,16 @@ class ScheduleNotFound(WfCeleryError):
 
 class ControlError(WfCeleryError):
     """A control operation is not allowed in the run's current state."""
+
+
+class SignalRefused(ControlError):
+    """``run.signal(node, ...)`` refused, nothing changed: the node is not a wait node, has not been reached,
+    is done (a second signal), or its run is paused or finished. ``reason`` is a
+    :class:`~wfcelery.ops.waits.SignalVerdict` value."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class RunFailed(WfCeleryError):

@@ -11,6 +11,7 @@ from typing import Any
 
 from wfcelery.definition.executor import DEFAULT_EXECUTOR, Executor
 from wfcelery.definition.limits import Limits
+from wfcelery.definition.waits import DEFAULT_MAX_NESTING
 from wfcelery.errors import ConfigurationError
 
 #: Prefix of every Redis key wfcelery writes.
@@ -165,6 +166,9 @@ class Settings:
     #: Inline continuation: how many released single children in a row a worker may run itself, right
     #: after their parent, without a broker round trip (0: off; docs: running and control).
     inline_depth: int = 0
+    #: ``wfcelery_max_nesting``: levels of sub-workflows a run may nest (a child run of a child run is
+    #: two); deeper definitions are refused at submit (docs: waiting for the world).
+    max_nesting: int = DEFAULT_MAX_NESTING
     #: Seconds a submit whose write got no answer (a hung Redis may still execute it) keeps asking the
     #: tracker what became of it: written -> the run starts and is returned; not -> a tombstone keeps it
     #: from landing and the submit says nothing was submitted (docs: Reliability). None: three
@@ -244,6 +248,7 @@ class Settings:
             executor=_executor(conf.get("wfcelery_executor") or DEFAULT_EXECUTOR),
             redis_cluster=bool(conf.get("wfcelery_redis_cluster", False)),
             inline_depth=_count(conf, "wfcelery_inline_depth"),
+            max_nesting=_count(conf, "wfcelery_max_nesting", DEFAULT_MAX_NESTING),
             submit_settle=_optional_number(conf, "wfcelery_submit_settle"),
             scheduler=bool(conf.get("wfcelery_scheduler", True)),
             schedule_catchup=_count(conf, "wfcelery_schedule_catchup", DEFAULT_SCHEDULE_CATCHUP),

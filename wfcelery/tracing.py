@@ -9,8 +9,8 @@
 * **Spans.** ``wfcelery.run`` (the run: from its creation to its end, error status unless it succeeded)
   is emitted by the process that ends the run. ``wfcelery.node <name>``: one span per node attempt, child
   of the run span, from the time the node was QUEUED to the attempt's report, with a ``started`` event at
-  its start gate, a ``retry`` event when it is retried, and error status when it fails. Attributes
-  ``wfcelery.run_id``, ``wfcelery.workflow``, ``wfcelery.node``, ``wfcelery.attempt``.
+  its start gate, a ``retry`` event when it is retried, and error status when it fails (retried or not).
+  Attributes ``wfcelery.run_id``, ``wfcelery.workflow``, ``wfcelery.node``, ``wfcelery.attempt``.
 * **The task's own spans.** The worker's main process gives each node message it receives a fresh span id
   and writes it as the message's ``traceparent`` (``stamp``) before the pool runs it, so the
   ``run/<task>`` span of opentelemetry-instrumentation-celery (and anything the task traces) nests under the
@@ -208,7 +208,7 @@ def attempt_ended(
                     },
                 )
             )
-        failed = outcome in ("FAILED", "REVOKED")
+        failed = outcome in ("FAILED", "REVOKED", "RETRYING")  # the attempt ended in an error
         _emit(
             f"wfcelery.node {node}",
             run_id,

@@ -80,8 +80,8 @@ def test_require_workers_refuses_and_writes_nothing(
 ) -> None:
     with in_thread_worker(app), pytest.raises(NoWorkerError, match=f"'gpu{uid}' .*node train"):
         engine.submit(two_queues(uid), require_workers=True)
-    # nothing of a run; the worker's own heartbeat, reconciler and scheduler leases are not run state
-    service_keys = {f"t{uid}:reconciler", f"t{uid}:scheduler", f"t{uid}:workers"}
+    # nothing of a run; the worker's own heartbeat, reconciler, scheduler and timer leases are not run state
+    service_keys = {f"t{uid}:reconciler", f"t{uid}:scheduler", f"t{uid}:workers", f"t{uid}:timers:lease"}
     assert [k for k in r.keys(f"t{uid}*") if ":worker:" not in k and k not in service_keys] == []
 
 

@@ -51,10 +51,12 @@ STATE_KEYS = {
     "idle_queues",
     "executor",
     "run_key",
+    "parent",
 }
 NODE_KEYS = {
     *("name", "status", "attempts", "task_id", "queue", "worker"),
     *("started_at", "finished_at", "error", "errors"),
+    *("kind", "waiting", "child_run"),
 }
 
 FAN = """
@@ -513,7 +515,8 @@ def test_live_view_redraws_in_place_on_a_terminal(
         state = display.follow(run, view, timeout=30, tick=0.05)
     assert state.status is RunStatus.SUCCEEDED
     text = out.getvalue()
-    assert "[####################] 4/4" in text
+    assert "[####################]" in text
+    assert "4/4 nodes done" in text
     frames = text.count("NODE")
     if frames > 1:  # later frames (rich.live) move the cursor up over the previous one and erase it
         assert "\x1b[1A\x1b[2K" in text

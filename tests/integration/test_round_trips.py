@@ -4,7 +4,8 @@ success report after it run there; the worker's services -- heartbeat, reconcile
 in threads of their own and are not counted).
 
 Budget (docs: benchmarks): two per node -- start.lua before the body, succeed.lua after it, which also
-returns what a released fan-in child needs -- plus, once per run, the plan's refresh when the run ends.
+returns what a released fan-in child needs -- plus, once per run, one pipeline when the run ends (the plan's
+refresh, and the read of the run's parent: a child run settles its parent's node).
 A regression to a third call per node (an HMGET of fan-in arguments, a separate read) fails here. With
 inline continuation (``wfcelery_inline_depth``) a chain costs one per node: the parent's succeed.lua also
 starts the child, which the worker runs right away.

@@ -100,8 +100,11 @@ def test_an_option_left_at_none_takes_the_default() -> None:
 def test_add_has_typed_keyword_parameters_for_every_node_option() -> None:
     params = inspect.signature(Workflow.add).parameters
     options = {name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    assert options == model.NODE_KEYS - {"name", "task"}
+    # a wait's and a sleep's keys are their builders' (wf.wait, wf.sleep)
+    assert options == model.NODE_KEYS - {"name", "task", "wait", "timeout", "sleep", "until"}
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    assert {"timeout", "after"} <= set(inspect.signature(Workflow.wait).parameters)
+    assert {"duration", "until", "after"} <= set(inspect.signature(Workflow.sleep).parameters)
 
 
 def test_rshift_chain_returns_right_side() -> None:

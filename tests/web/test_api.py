@@ -48,6 +48,8 @@ def test_health_and_openapi_document_every_endpoint(http):
         "/api/runs/{run_id}/graph": {"get"},
         "/api/runs/{run_id}/results": {"get"},
         "/api/runs/{run_id}/nodes/{node}": {"get"},
+        "/api/runs/{run_id}/nodes/{node}/signal": {"post"},
+        "/api/waiting": {"get"},
         "/api/runs/{run_id}/events": {"get"},
         "/api/runs/{run_id}/pause": {"post"},
         "/api/runs/{run_id}/resume": {"post"},

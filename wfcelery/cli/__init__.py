@@ -4,9 +4,8 @@ One click group, registered twice: ``wfcelery`` (console script, its own ``-A/--
 way celery loads it, with :func:`celery.app.utils.find_app`) and ``wf`` (the ``celery.commands`` entry
 point: celery's own group loads the app and hands it over in ``ctx.obj.app``).
 
-The commands live by group in :mod:`.runs`, :mod:`.control`, :mod:`.definitions`, :mod:`.schedules`
-and :mod:`.service`;
-what they share (exit codes, errors, loading the app) in :mod:`.base`.
+The commands live by group in :mod:`.runs`, :mod:`.control`, :mod:`.signals`, :mod:`.definitions`,
+:mod:`.schedules` and :mod:`.service`; what they share (exit codes, errors, loading the app) in :mod:`.base`.
 
 Exit codes: 0 success; 1 the run failed (or was cancelled); 2 bad input -- an unknown run, an invalid
 definition, a refused control operation, an unreachable Redis or broker, a bad ``-A``; 3 a ``--timeout``
@@ -35,6 +34,7 @@ from wfcelery.cli.observe import metrics
 from wfcelery.cli.runs import list_, results, status, submit, watch
 from wfcelery.cli.schedules import backfill, schedule, scheduler, schedules
 from wfcelery.cli.service import demo, doctor, sweep, web
+from wfcelery.cli.signals import signal, waiting
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -70,6 +70,8 @@ for _command in (
     cancel,
     retry,
     cleanup,
+    signal,
+    waiting,
     validate,
     graph,
     schema,

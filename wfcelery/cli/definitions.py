@@ -20,6 +20,7 @@ from wfcelery.cli.base import (
 )
 from wfcelery.definition.registry import did_you_mean
 from wfcelery.definition.schema import definition_schema
+from wfcelery.definition.waits import check_nesting
 from wfcelery.install import install
 from wfcelery.messaging.consumers import describe
 from wfcelery.plan.canvas import dropped_retries, translate
@@ -53,6 +54,9 @@ def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
     workflow = workflow_of(flow, limits)
     with definition_errors(flow):
         workflow.validate(app, limits)
+        if app is not None:  # its sub-workflows: known to the app's engine, no recursion, not too deep
+            engine = install(app)
+            check_nesting(workflow, engine.definitions().get, engine.settings.max_nesting)
         given = parse_params(param)
         if param:
             workflow.resolve_params(given, limits)
@@ -124,7 +128,9 @@ def graph(ctx: click.Context, flow: str, fmt: str, as_canvas: bool) -> None:
     plan = compile_workflow(workflow, install(app).settings.routes if app is not None else None, limits)
     if app is not None:  # show the queue the app's task_routes pick for nodes without type/queue
         engine = install(app)
-        routed = [replace(n, queue=engine.queue_of(n.task, n.queue)) for n in plan.nodes]
+        routed = [
+            replace(n, queue=engine.queue_of(n.task, n.queue) if n.has_task else None) for n in plan.nodes
+        ]
         plan = replace(plan, nodes=tuple(routed))
     render = {"text": graphs.graph_text, "dot": graphs.graph_dot, "mermaid": graphs.graph_mermaid}[fmt]
     for line in render(plan):

@@ -24,9 +24,10 @@ from rich.table import Table
 from rich.text import Text
 
 from wfcelery.client.run import Run, RunSummary
+from wfcelery.definition.waits import NodeKind
 from wfcelery.errors import TrackerUnavailable
 from wfcelery.tracker.records import Event
-from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
+from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus, WaitKind
 
 #: Colour of each status on a terminal (click strips colours when the output is not one).
 COLORS: dict[str, str | None] = {
@@ -38,6 +39,7 @@ COLORS: dict[str, str | None] = {
     "FAILED": "red",
     "SKIPPED": "magenta",
     "REVOKED": "yellow",
+    "WAITING": "magenta",
     "PAUSED": "yellow",
     "CANCELLED": "red",
 }
@@ -133,7 +135,8 @@ def run_origin(state: RunState) -> float:
 def node_duration(node: NodeState, now: float | None = None) -> float | None:
     if node.started_at is None:
         return None
-    end = node.finished_at or (now if node.status in (NodeStatus.RUNNING, NodeStatus.RETRYING) else None)
+    busy = (NodeStatus.RUNNING, NodeStatus.RETRYING, NodeStatus.WAITING)
+    end = node.finished_at or (now if node.status in busy else None)
     return None if end is None else max(0.0, end - node.started_at)
 
 
@@ -142,7 +145,25 @@ def run_duration(state: RunState, now: float | None = None) -> float:
     return max(0.0, (end or time.time()) - run_origin(state))
 
 
+def waiting_text(node: NodeState, now: float | None = None) -> str:
+    """What a WAITING node waits for: ``a signal, times out in 1h59m``, ``time: 2m10s left``, ``child run
+    <id>``; '' for a node that is not waiting."""
+    wait = node.waiting
+    if wait is None or node.status is not NodeStatus.WAITING:
+        return ""
+    left = None if wait.until is None else max(0.0, wait.until - (now or time.time()))
+    if wait.kind is WaitKind.SIGNAL:
+        return "a signal" + ("" if left is None else f", times out in {seconds(left)}")
+    if wait.kind is WaitKind.TIME:
+        return f"time: {seconds(left)} left"
+    return f"child run {wait.run}"
+
+
 def error_text(node: NodeState, limit: int = 60) -> str:
+    if node.status is NodeStatus.WAITING:
+        return "waiting for " + waiting_text(node)
+    if node.child_run and not node.error:
+        return f"child run {node.child_run}"
     if not node.error:
         return ""
     text = f"{node.error.get('type', 'Error')}: {node.error.get('message', '')}".strip()
@@ -190,7 +211,7 @@ def node_rows(state: RunState, now: float | None = None) -> list[list[Cell]]:
             [
                 node.name,
                 status_cell(node.status),
-                node.queue or "(default)",
+                node.queue or ("(default)" if node.kind is NodeKind.TASK else f"({node.kind.value})"),
                 node.worker or "-",
                 "-" if start is None else f"+{seconds(start)}",
                 seconds(node_duration(node, now)),
@@ -201,7 +222,7 @@ def node_rows(state: RunState, now: float | None = None) -> list[list[Cell]]:
     return rows
 
 
-NODE_HEADER = ("NODE", "STATUS", "QUEUE", "WORKER", "START", "DURATION", "TRIES", "ERROR")
+NODE_HEADER = ("NODE", "STATUS", "QUEUE", "WORKER", "START", "DURATION", "TRIES", "ERROR / WAITING FOR")
 
 
 def status_lines(state: RunState, now: float | None = None) -> list[str]:
@@ -213,6 +234,8 @@ def status_lines(state: RunState, now: float | None = None) -> list[str]:
         f"created {_clock(state.created_at)}, policy {state.policy}, executor {state.executor}"
         + (f", params {json.dumps(state.params)}" if state.params else ""),
     ]
+    if state.parent is not None:
+        head.append(f"child run of {state.parent[0]} (node {state.parent[1]})")
     return [*head, "", *table(NODE_HEADER, node_rows(state, now)), *history_lines(state)]
 
 
@@ -349,7 +372,7 @@ class LiveView:
             rows, hidden = _busy_first(rows, state, room), len(rows) - room
         parts: list[Any] = [
             Text.from_ansi(_progress_bar(state)),
-            rich_table(NODE_HEADER[:6], [r[:6] for r in rows]),
+            rich_table(*_live_columns(state, rows)),
         ]
         if hidden:
             parts.append(Text(f"... {hidden} more nodes", style="dim"))
@@ -407,6 +430,8 @@ class LiveView:
             if status in (NodeStatus.FAILED, NodeStatus.RETRYING):
                 reason = attempt_error(state, node, event) or (error_text(node) if current else "")
                 extra += f" ({reason})" if reason else ""
+            if current and status is NodeStatus.WAITING:
+                extra += f" (waiting for {waiting_text(node)})"
             when = f"+{seconds(event.at_ms / 1000)}"
             self._echo(f"{when:>8}  {node.name.ljust(width)}  {status.value}{extra}")
         for queue in state.idle_queues:  # once per queue: the run waits on it until a worker comes
@@ -470,3 +495,10 @@ def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float =
     finally:
         view._stop_live()  # a timeout or Ctrl-C leaves the terminal as it was
     raise AssertionError("Run.follow() ends with a finished state")  # pragma: no cover
+
+
+def _live_columns(state: RunState, rows: list[list[Cell]]) -> tuple[Sequence[str], list[list[Cell]]]:
+    """The live view's columns: the first six, and what nodes wait for while one is WAITING."""
+    if not any(n.status is NodeStatus.WAITING for n in state.nodes.values()):
+        return NODE_HEADER[:6], [r[:6] for r in rows]
+    return (*NODE_HEADER[:6], NODE_HEADER[7]), [[*r[:6], r[7]] for r in rows]

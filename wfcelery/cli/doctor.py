@@ -295,7 +295,7 @@ def _acks(app: Any, plans: Sequence[Plan]) -> Finding:
         problems.append("task_acks_late is False")
     if not conf.task_reject_on_worker_lost:
         problems.append("task_reject_on_worker_lost is False")
-    for task in sorted({n.task for p in plans for n in p.nodes}):
+    for task in sorted({n.task for p in plans for n in p.nodes if n.has_task}):
         obj = app.tasks.get(task)
         if obj is not None and obj.acks_late is False and conf.task_acks_late:
             problems.append(f"task {task} sets acks_late=False")

@@ -46,7 +46,8 @@ def dag_lines(plan: Plan) -> list[str]:
             n = nodes[i]
             after = f"  <- {', '.join(nodes[p].name for p in n.parents)}" if n.parents else ""
             extra = "".join(f"  {{{note}}}" for note in dynamic_notes(plan, i))
-            lines.append(f"  {depth:>2}  {n.name} [{n.queue or 'default queue'}]{after}{extra}")
+            where = n.queue or "default queue" if n.has_task else n.describe()
+            lines.append(f"  {depth:>2}  {n.name} [{where}]{after}{extra}")
     return lines
 
 
@@ -93,7 +94,8 @@ def graph_text(plan: Plan) -> list[str]:
 def graph_dot(plan: Plan) -> list[str]:
     lines = [f"digraph {json.dumps(plan.name)} {{", "  rankdir=LR;", '  node [shape=box, style="rounded"];']
     for n in plan.nodes:
-        label = "\\n".join([n.name, n.task, f"queue: {n.queue or 'default'}", *dynamic_notes(plan, n.index)])
+        queue = [f"queue: {n.queue or 'default'}"] if n.has_task else []
+        label = "\\n".join([n.name, n.describe(), *queue, *dynamic_notes(plan, n.index)])
         shape = ", shape=box3d" if n.map is not None else ', style="rounded,dashed"' if n.when else ""
         lines.append(f"  n{n.index} [label={_dot_quote(label)}{shape}];")
     map_edge = ' [label="map", style=bold]'
@@ -109,7 +111,8 @@ def graph_mermaid(plan: Plan) -> list[str]:
     lines = ["flowchart LR"]
     for n in plan.nodes:
         notes = "".join(f"<br/><small>{note}</small>" for note in dynamic_notes(plan, n.index))
-        label = f"{n.name}<br/><small>{n.task} · {n.queue or 'default'}</small>{notes}".replace('"', "#quot;")
+        where = f"{n.task} · {n.queue or 'default'}" if n.has_task else n.describe()
+        label = f"{n.name}<br/><small>{where}</small>{notes}".replace('"', "#quot;")
         lines.append(f'  n{n.index}["{label}"]')
     lines += [
         f"  n{p} {'==>|map|' if p == n.map else '-->'} n{n.index}" for n in plan.nodes for p in n.parents

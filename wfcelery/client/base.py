@@ -15,6 +15,7 @@ from wfcelery.definition.model import Workflow
 from wfcelery.messaging.consumers import ConsumerCheck, node_queue, unconsumed
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.ops.submit import ended
+from wfcelery.ops.subruns import after_end
 from wfcelery.plan.compiler import Plan, PlanCache
 from wfcelery.settings import Settings
 from wfcelery.tracker.outcomes import Finish
@@ -73,7 +74,7 @@ class EngineBase:
     def node_queues(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, str]:
         """``{node: queue}``: the queue each node's message goes to, as the app's router picks it."""
         nodes = plan.nodes if indexes is None else [plan.nodes[i] for i in indexes]
-        return {n.name: self.queue_of(n.task, n.queue) for n in nodes}
+        return {n.name: self.queue_of(n.task, n.queue) for n in nodes if n.has_task}
 
     def unconsumed(self, plan: Plan, indexes: Iterable[int] | None = None) -> dict[str, list[str]]:
         """``{queue: [node, ...]}`` for the nodes whose queue no live worker consumes right now."""
@@ -114,3 +115,5 @@ class EngineBase:
 
     def _ended(self, run_id: str, finish: Finish | None) -> None:
         ended(self.tracker, self.dispatch, run_id, finish)
+        if finish is not None:
+            after_end(self.tracker, self.dispatch, run_id, finish)  # its parent run, its child runs

@@ -1,8 +1,10 @@
-"""Control of runs: pause, resume, cancel, retry and cleanup.
+"""Control of runs: pause, resume, cancel, retry, cleanup, and signals to wait nodes.
 
 Each acts on the tracker first (one atomic Lua call decides), then on Celery (revoke broadcasts, the
 workers' gate, publishing re-planned nodes). Each returns the run's new state and is idempotent; a
-refusal raises :class:`~wfcelery.errors.ControlError` saying why.
+refusal raises :class:`~wfcelery.errors.ControlError` saying why. Each reaches the run's child runs (its
+sub-workflow nodes'): pause and cancel halt them, resume resumes them, retry retries a failed child when
+its node runs again, cleanup deletes them (``ops.subruns``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from wfcelery.errors import (
     ControlError,
     RunNotFound,
 )
-from wfcelery.messaging.release import publish_instances, publish_released, revoke_canvas
+from wfcelery.ops.signals import SignalWait, send_signal, signal_waits
+from wfcelery.ops.subruns import children, halt_run, replan_run
+from wfcelery.ops.waits import waits_of
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import task_id
 from wfcelery.tracker.states import RunState, RunStatus
@@ -25,6 +29,10 @@ from wfcelery.tracker.states import RunState, RunStatus
 
 def _run(engine: Any, run_id: str, *args: Any, result: Any = None, **kwargs: Any) -> str:
     return f"run {run_id}"
+
+
+def _node(engine: Any, run_id: str, node: str, *args: Any, result: Any = None, **kwargs: Any) -> str:
+    return f"run {run_id} node {node}"
 
 
 class Control(EngineBase):
@@ -35,33 +43,18 @@ class Control(EngineBase):
     def pause(self, run_id: str) -> RunState:
         """Pause a run: queued nodes wait (revoked and gated), running nodes finish. Raises ControlError
         when the run is finished, RunNotFound for an unknown id."""
-        out = self.tracker.halt(run_id, "pause")
+        out = halt_run(self.tracker, self.dispatch, run_id, "pause")
         if out.after != RunStatus.PAUSED.value:
             raise ControlError(f"cannot pause run {run_id}: it is {out.before}")
-        if out.changed:
-            self.tracker.set_gate(run_id, RunStatus.PAUSED, out.epoch)
-            self.dispatch.revoke(run_id, out.queued)
-            revoke_canvas(
-                self.tracker, self.dispatch, self.plans.get(self.tracker.run_record(run_id).plan), run_id
-            )
         return self.state(run_id, check_workers=False)
 
     @audited("cancel", _run)
     def cancel(self, run_id: str, terminate: bool = False) -> RunState:
         """Cancel a run for good: queued nodes are revoked; ``terminate=True`` also stops running tasks
         (prefork/gevent pools). Calls the run's ``on_failure`` callback once."""
-        out = self.tracker.halt(run_id, "cancel")
+        out = halt_run(self.tracker, self.dispatch, run_id, "cancel", terminate)
         if out.after != RunStatus.CANCELLED.value:
             raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
-        if out.changed:
-            self.tracker.set_gate(run_id, RunStatus.CANCELLED, out.epoch)
-            self.dispatch.revoke(run_id, out.queued)
-            revoke_canvas(
-                self.tracker, self.dispatch, self.plans.get(self.tracker.run_record(run_id).plan), run_id
-            )
-            if terminate and out.running:
-                self.dispatch.revoke(run_id, out.running, terminate=True)
-            self._ended(run_id, out.finish)
         return self.state(run_id, check_workers=False)
 
     @audited("resume", _run)
@@ -75,27 +68,23 @@ class Control(EngineBase):
         return self._replan(run_id, "retry")
 
     def _replan(self, run_id: str, op: str) -> RunState:
-        record = self.tracker.run_record(run_id)
-        plan = self.plans.get(record.plan)
-        out = self.tracker.replan(run_id, op, plan.parents, plan.rule_spec, plan.executor)
+        out = replan_run(self.tracker, self.dispatch, run_id, op)
         if not out.replanned:
             if op == "resume" and out.before == RunStatus.RUNNING.value:
                 return self.state(run_id, check_workers=False)  # already running: nothing to do
             wanted = "PAUSED" if op == "resume" else "FAILED or CANCELLED"
             raise ControlError(f"cannot {op} run {run_id}: it is {out.before}, not {wanted}")
-        self.tracker.refresh_plan(plan.digest)
-        if op == "retry":  # it is no longer a run that ended so
-            self.tracker.unindex_ended(run_id, [out.before])
-        self.tracker.set_gate(run_id, RunStatus.RUNNING, out.epoch)
-        self._ended(run_id, out.finish)  # every node finished meanwhile: the run ends here
-        queued = [(i, out.epoch) for i in out.queued]
-        for finish in publish_released(self.tracker, self.dispatch, plan, run_id, queued, record.params):
-            self._ended(run_id, finish)
-        if out.instances:  # instances of mapped nodes that did not succeed
-            publish_instances(
-                self.tracker, self.dispatch, plan, run_id, out.instances, out.epoch, record.params
-            )
         return self.state(run_id, check_workers=False)
+
+    @audited("signal", _node)
+    def signal(self, run_id: str, node: str, payload: Any = None) -> RunState:
+        """Signal a wait node (see :meth:`Run.signal <wfcelery.client.run.Run.signal>`)."""
+        send_signal(self.tracker, self.dispatch, run_id, node, payload)
+        return self.state(run_id, check_workers=False)
+
+    def waiting(self, limit: int = 50) -> list[SignalWait]:
+        """Nodes waiting for a signal now, across every run, longest waiting first ("Waiting for you")."""
+        return signal_waits(self.tracker, limit)
 
     @audited("cleanup", _run)
     def cleanup(self, run_id: str, force: bool = False) -> None:
@@ -108,8 +97,15 @@ class Control(EngineBase):
                 )
             self.cancel(run_id, terminate=False)
             record = self.tracker.run_record(run_id)
+        for child in children(record):  # a child run goes with its parent
+            try:
+                self.cleanup(child, force=True)
+            except RunNotFound:
+                continue
         ids = [task_id(run_id, i, e) for i in range(record.total) for e in range(record.epoch + 1)]
         self._forget_results(ids + self.tracker.canvas_ids(run_id))
+        if record.waits:
+            waits_of(self.tracker).forget(run_id)
         self.tracker.delete_run(run_id, run_key=record.run_key, workflow=record.name)
 
     def cleanup_finished(

@@ -28,6 +28,7 @@ from wfcelery.definition.executor import Executor
 from wfcelery.definition.loader import from_data, load, read_data
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.definition.params import RUN_KEY_PARAM
+from wfcelery.definition.waits import check_nesting
 from wfcelery.errors import (
     ConfigurationError,
     ControlError,
@@ -41,14 +42,14 @@ from wfcelery.messaging.consumers import describe, describe_shared, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
 from wfcelery.ops.runkeys import OnConflict, check_run_key
-from wfcelery.ops.submit import plan_labels, start_run
+from wfcelery.ops.submit import plan_labels, run_record, start_run
+from wfcelery.ops.subruns import check_child_params, compile_subplans
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
 from wfcelery.settings import check_not_eager
 from wfcelery.tracker.access import AuditEntry
 from wfcelery.tracker.base import never_executed
 from wfcelery.tracker.outcomes import CreateResult
-from wfcelery.tracker.records import new_run
 from wfcelery.tracker.states import RunStatus
 
 logger = logging.getLogger("wfcelery.engine")
@@ -121,32 +122,24 @@ class Engine(Schedules, Control, History, Access):
         if key is not None:
             resolved[RUN_KEY_PARAM] = key
         executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
-        plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor))
+        subplans = self._subplans(wf, resolved)
+        plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor, subplans))
         if executor is Executor.CANVAS:
             check_canvas_app(self.app, plan)
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
-        record = new_run(
-            name=plan.name,
-            plan_digest=plan.digest,
-            total=len(plan.nodes),
-            created_ms=int(time.time() * 1000),
-            params=resolved,
-            policy=plan.on_failure,
-            ttl=self.settings.run_ttl,
-            events_maxlen=self.settings.events_maxlen,
-            done_channel=self.tracker.keys.done_channel(run_id),
-            on_success=_sig_dict(on_success),
-            on_failure=_sig_dict(on_failure),
-            executor=executor,
-            run_key=key,
+        record = run_record(
+            self.tracker, plan, run_id, resolved, key, _sig_dict(on_success), _sig_dict(on_failure)
         )
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
             sent = None if progress is None else (lambda n: progress(n, len(plan.roots)))
             if key is None:
-                labels, new_labels = plan_labels(self.tracker, plan, self.app)  # the metrics' label table
+                try:  # the metrics' label table: a read, before anything is written
+                    labels, new_labels = plan_labels(self.tracker, plan, self.app)
+                except TrackerUnavailable as e:
+                    raise TrackerUnavailable(f"could not submit: {e}; nothing was submitted") from e
                 record.update(labels)
                 created_plan = self._create(run_id, record, plan)
                 try:
@@ -190,6 +183,22 @@ class Engine(Schedules, Control, History, Access):
         run = Run(self, run_id)
         run.warnings = warnings
         return run
+
+    def _subplans(self, wf: Workflow, params: Mapping[str, Any]) -> dict[str, str]:
+        """The plans of ``wf``'s sub-workflows (and theirs), checked (known, not recursive, nested at most
+        ``wfcelery_max_nesting`` deep, their params complete), compiled and stored: by node name."""
+        if not any(n.subworkflow for n in wf.nodes.values()):
+            return {}
+        known = self.definitions()
+        limits, routes = self.settings.limits, self.settings.routes
+
+        def compile_one(child: Workflow, subplans: Mapping[str, str]) -> Plan:
+            executor = child.executor or self.settings.executor
+            return compile_workflow(child, routes, limits, executor, subplans)
+
+        check_nesting(wf, known.get, self.settings.max_nesting)
+        check_child_params(wf, params, known.get, limits)
+        return compile_subplans(self.tracker, wf, known.get, compile_one)
 
     def _create(self, run_id: str, record: dict[str, str | int], plan: Plan) -> bool:
         """Write the run (unconfirmed); returns whether this wrote the shared plan key. A write that got no
@@ -334,6 +343,8 @@ class Engine(Schedules, Control, History, Access):
         """
         wf = self._workflow(workflow)
         wf.validate(self.app if self.settings.check_tasks else None)
+        known = {**self.definitions(), wf.name: wf}
+        check_nesting(wf, known.get, self.settings.max_nesting, strict=False)  # unknown ones: at submit
         self._registered[wf.name] = wf
         return wf
 

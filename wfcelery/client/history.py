@@ -157,8 +157,8 @@ class History(EngineBase):
         after = _cursor(cursor)
         if since is not None and until is not None and until <= since:
             raise HistoryError(f"the time range is empty: until ({until}) is not after since ({since})")
-        since_ms = None if since is None else int(since * 1000)
-        until_ms = None if until is None else int(until * 1000)
+        since_ms = None if since is None else round(since * 1000)  # to the ms (floats: 0.123 * 1000)
+        until_ms = None if until is None else round(until * 1000)
         if wanted is not None and not wanted.finished:
             return self._search_live(workflow, wanted, since_ms, until_ms, run_key, text, limit)
         key = self._index_for(workflow, wanted)

@@ -18,7 +18,7 @@ from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import Slot, instance_name, instance_slot, parse_instance, split_slot, task_id
 from wfcelery.tracker.records import Event, NodeErrors, NodeRecord, RunRecord
-from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus
+from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus, WaitKind
 
 if TYPE_CHECKING:
     from wfcelery.client.engine import Engine
@@ -246,6 +246,19 @@ class Run:
         }
         raise RunFailed(self.id, state.status.value, failed, results)
 
+    def signal(self, node: str, payload: Any = None) -> RunState:
+        """Signal the wait node ``node`` (``wf.wait``): ``payload`` (JSON data) becomes its result, which
+        its children get as any result, and the node SUCCEEDS. Atomic: of two signals, one wins.
+
+        Raises:
+            SignalRefused: (a ``ControlError``) the node is no wait node, not reached yet or done (a second
+                signal), or the run is paused or finished; nothing changed.
+            DefinitionError: the payload is no JSON, or over ``wfcelery_max_result_bytes`` /
+                ``wfcelery_max_depth``.
+            KeyError: the run has no such node. RunNotFound: no such run.
+        """
+        return self.engine.signal(self.id, node, payload)
+
     def pause(self) -> RunState:
         """Pause this run (see :meth:`Engine.pause`)."""
         return self.engine.pause(self.id)
@@ -297,16 +310,18 @@ def build_state(
     for node in plan.nodes if only is None else [plan.nodes[i] for i in only]:
         slots: list[tuple[Slot, int | None]] = [(node.index, None)]
         slots += [(slot, i) for i, slot in sorted(instances.get(node.index, ()))]
+        mark = record.waits.get(node.index)
         for slot, i in slots:
             n = nodes.get(slot) or NodeRecord()
             status = NodeStatus.from_code(n.code)
             name = node.name if i is None else instance_name(node.name, i)
+            queue = None if not node.has_task else queue_of(node.task, node.queue) if queue_of else node.queue
             states[name] = NodeState(
                 name=name,
                 status=status,
                 attempts=n.attempts,
                 task_id=task_id(run_id, slot, n.epoch),
-                queue=queue_of(node.task, node.queue) if queue_of else node.queue,
+                queue=queue,
                 worker=record.workers.get(n.worker),
                 started_at=None if n.started_ms is None else (created + n.started_ms) / 1000,
                 finished_at=None if n.finished_ms is None else (created + n.finished_ms) / 1000,
@@ -319,6 +334,9 @@ def build_state(
                 epoch=n.epoch,
                 index=node.index,
                 instance=i,
+                waiting=mark.waiting() if mark is not None and status is NodeStatus.WAITING else None,
+                child_run=mark.run if mark is not None and mark.kind is WaitKind.RUN else None,
+                kind=node.kind,
             )
     return RunState(
         id=run_id,
@@ -333,5 +351,6 @@ def build_state(
         params=record.params,
         nodes=states,
         executor=record.executor,
+        parent=None if record.parent is None else (record.parent.run_id, record.parent.node),
         run_key=record.run_key,
     )

@@ -9,10 +9,10 @@ Nodes keep insertion order; a node's index in that order is its id inside a run 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from wfcelery.definition.builders import NAME, SpecialNodes
 from wfcelery.definition.checks import (
     as_mapping,
     check_keys,
@@ -28,10 +28,18 @@ from wfcelery.definition.params import BUILTIN_PARAMS, collect_placeholders, par
 from wfcelery.definition.registry import did_you_mean, task_names
 from wfcelery.definition.rules import condition_params
 from wfcelery.definition.schedule import ScheduleSpec
+from wfcelery.definition.waits import (
+    SPECIAL_KEYS,
+    NodeKind,
+    builder_args,
+    kind_of,
+    names_in,
+    until_placeholders,
+)
 from wfcelery.errors import (
     CycleError,
-    DuplicateNodeError,
     EmptyWorkflowError,
+    NestingError,
     ParamError,
     ScheduleError,
     SchemaError,
@@ -59,16 +67,21 @@ NODE_KEYS = frozenset(
         "soft_time_limit",
         "priority",
         *("map", "max_map", "when", "trigger"),  # dynamic options (rules.py)
+        *(key for keys in SPECIAL_KEYS.values() for key in keys),  # nodes with no task (waits.py)
     }
 )
 #: Keys ``defaults`` may set for every node (a map source or a condition belongs to one node).
-DEFAULT_KEYS = NODE_KEYS - {"name", "task", "after", "map", "when"}
+DEFAULT_KEYS = (
+    NODE_KEYS
+    - {"name", "task", "after", "map", "when"}
+    - {key for keys in SPECIAL_KEYS.values() for key in keys}
+)
 #: Top-level keys of a definition.
 WORKFLOW_KEYS = frozenset(
     {"name", "on_failure", "defaults", "tasks", "stages", "params", "executor", "schedule"}
 )
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+_NAME = NAME
 
 
 def check_executor(value: Any, where: str) -> Executor | None:
@@ -82,7 +95,7 @@ def check_executor(value: Any, where: str) -> Executor | None:
         raise SchemaError(f"{where}: unknown executor {value!r}; choose one of {choices}") from None
 
 
-class Workflow:
+class Workflow(SpecialNodes):
     """A named DAG of tasks.
 
     Example:
@@ -127,8 +140,10 @@ class Workflow:
     def add(
         self,
         name: str,
-        task: Any,
+        task: Any = None,
         *,
+        workflow: str | None = None,
+        params: Mapping[str, Any] | None = None,
         after: Iterable[str | Node] | str | Node = (),
         args: list[Any] | tuple[Any, ...] | None = None,
         kwargs: dict[str, Any] | None = None,
@@ -153,6 +168,11 @@ class Workflow:
         Args:
             name: The node's name, unique in the workflow (letters, digits, ``_ . : -``).
             task: A Celery task object or a registered task name.
+            workflow: Instead of a task, the name of a registered workflow (``engine.register()`` or the
+                ``wfcelery_definitions`` folder) to run as a child run: the node SUCCEEDS with the child's
+                results (a dict by node name) or FAILS with its error summary (docs: waiting).
+            params: With ``workflow``: the child run's params; ``${name}`` placeholders are filled from this
+                run's params.
             after: Parent nodes (or their names); one node or name is one parent.
             args: Positional arguments (JSON data; ``"${param}"`` placeholders are filled at submit).
             kwargs: Keyword arguments (JSON data, string keys; placeholders as for ``args``).
@@ -180,10 +200,7 @@ class Workflow:
                 (the configured ``wfcelery_max_depth`` and sizes are checked by :meth:`validate`).
             DuplicateNodeError: The workflow already has a node of that name.
         """
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise SchemaError(f"node name {name!r} is not a valid name (letters, digits, _ . : -)")
-        if name in self.nodes:
-            raise DuplicateNodeError(f"duplicate node name {name!r} in workflow {self.name!r}")
+        self._check_name(name)
         options = {
             "args": args,
             "kwargs": kwargs,
@@ -200,6 +217,10 @@ class Workflow:
             "when": when,
             "trigger": trigger,
         }
+        if workflow is not None or params is not None:
+            return self._add_workflow(name, task, workflow, params, after, options)
+        if task is None:
+            raise SchemaError(f"node {name!r}: give a task (or workflow=... to run a registered workflow)")
         merged = {**self.defaults, **{k: v for k, v in options.items() if v is not None}}
         if isinstance(after, str | Node):  # after="load" is one parent, not four
             after = [after]
@@ -246,10 +267,12 @@ class Workflow:
             raise CycleError(cycle)
         for node in self.nodes.values():
             check_dynamic(node)
+            if node.subworkflow == self.name:
+                raise NestingError(f"workflow {self.name!r} runs itself: node {node.name!r}")
         if app is not None:
             registered = task_names(app)  # the app's task modules imported, as its workers do
             for node in self.nodes.values():
-                if node.task not in registered and node.task not in app.tasks:
+                if node.kind is NodeKind.TASK and node.task not in registered and node.task not in app.tasks:
                     raise UnknownTaskError(
                         f"node {node.name!r} names task {node.task!r}, which is not registered in app "
                         f"{app.main!r}{did_you_mean(node.task, registered)}"
@@ -266,6 +289,7 @@ class Workflow:
         for node in self.nodes.values():
             collect_placeholders(node.args, found)
             collect_placeholders(node.kwargs, found)
+            found |= until_placeholders(node.until) | names_in((node.params or {}).values())
         return found
 
     def placeholder_users(self) -> dict[str, list[str]]:
@@ -380,14 +404,20 @@ class Workflow:
             check_keys(spec, NODE_KEYS, where)
             if not spec.get("name") and not spec.get("task"):
                 raise SchemaError(f"{where}: needs 'name' or 'task'")
+            kind = kind_of(spec, where)
             node_name = spec.pop("name", None) or spec["task"]
-            task = spec.pop("task", node_name)
             after = spec.pop("after", [])
             if isinstance(after, str):
                 after = [after]
             if not isinstance(after, list):
                 raise SchemaError(f"{where}: 'after' must be a list of node names")
-            wf.add(node_name, task, after=after, **spec)
+            if kind is NodeKind.TASK:
+                wf.add(node_name, spec.pop("task", node_name), after=after, **spec)
+            elif kind is NodeKind.WORKFLOW:
+                wf.add(node_name, after=after, **builder_args(kind, spec, where))
+            else:
+                builder = wf.wait if kind is NodeKind.WAIT else wf.sleep
+                builder(node_name, after=after, **builder_args(kind, spec, where))
         stages = data.get("stages")
         if stages is not None:
             if not isinstance(stages, list):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from wfcelery.definition.checks import (
     check_option,
 )
+from wfcelery.definition.waits import NodeKind
 from wfcelery.errors import (
     SchemaError,
     UnknownParentError,
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass(eq=False)
 class Node:
-    """One task of a workflow. Create nodes with :meth:`Workflow.add`."""
+    """One node of a workflow: a task (:meth:`Workflow.add`), or a node with no task
+    (:meth:`Workflow.wait`, :meth:`Workflow.sleep`, ``Workflow.add(name, workflow=...)``)."""
 
     workflow: Workflow = field(repr=False)
     name: str
@@ -40,6 +42,13 @@ class Node:
     max_map: int | None = None  # most elements that map may fan out to (None: the default, rules.py)
     when: str | None = None  # JMESPath condition over {"params", "results"}; false -> SKIPPED
     trigger: str = "all_success"  # Airflow's trigger rule names (rules.TRIGGER_RULES)
+    # nodes with no task (definition/waits.py): ``task`` is "" and ``kind`` says what the node is
+    kind: NodeKind = NodeKind.TASK
+    timeout: float | str | None = None  # wait: fail when no signal came within it (a duration)
+    sleep: float | str | None = None  # sleep: for how long (a duration)
+    until: float | str | None = None  # sleep: until when (a time, or "${params.name}")
+    subworkflow: str | None = None  # workflow: the registered workflow to run as a child run
+    params: dict[str, Any] | None = None  # workflow: the child run's params (placeholders: the parent's)
 
     def __rshift__(self, other: Node | Sequence[Node]) -> Any:
         """``a >> b`` makes ``a`` a parent of ``b``; ``a >> [b, c]`` fans out. Returns the right side."""
@@ -68,6 +77,8 @@ class Node:
 
     def to_dict(self) -> dict[str, Any]:
         """This node in the definition schema (only options that differ from the built-in defaults)."""
+        if self.kind is not NodeKind.TASK:
+            return special_dict(self)
         d: dict[str, Any] = {"name": self.name, "task": self.task}
         for key in ("args", "kwargs", "type", "queue", "time_limit", "soft_time_limit", "priority"):
             value = getattr(self, key)
@@ -122,4 +133,23 @@ def dynamic_dict(node: Node) -> dict[str, Any]:
         d["when"] = node.when
     if node.trigger != "all_success":
         d["trigger"] = node.trigger
+    return d
+
+
+def special_dict(node: Node) -> dict[str, Any]:
+    """A node with no task in the definition schema."""
+    d: dict[str, Any] = {"name": node.name}
+    if node.kind is NodeKind.WAIT:
+        d["wait"] = "signal"
+        if node.timeout is not None:
+            d["timeout"] = node.timeout
+    elif node.kind is NodeKind.SLEEP:
+        d.update({k: v for k in ("sleep", "until") if (v := getattr(node, k)) is not None})
+    else:
+        d["workflow"] = node.subworkflow
+        if node.params:
+            d["params"] = dict(node.params)
+    if node.after:
+        d["after"] = list(node.after)
+    d.update(dynamic_dict(node))
     return d

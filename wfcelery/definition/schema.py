@@ -61,6 +61,23 @@ _DESCRIPTIONS = {
     "max_map": "Most elements map may fan out to.",
     "when": "A JMESPath condition over {params, results}; false: the node is SKIPPED.",
     "trigger": "When the node runs once its parents are done (Airflow's trigger rules).",
+    "wait": "signal: a node with no task, WAITING until run.signal() (the payload is its result).",
+    "timeout": "A wait's timeout, from when it is reached (seconds, or 90s, 10m, 2h): then it FAILS.",
+    "sleep": "A durable sleep (seconds, or 90s, 10m, 2h): the node SUCCEEDS that long after it is reached.",
+    "until": "A durable sleep until a time: ISO 8601 (UTC without an offset), Unix seconds or ${param}.",
+    "workflow": "A registered workflow to run as a child run; its results (by node) are the result.",
+    "params": "With workflow: the child run's params (${param} placeholders: this run's params).",
+}
+
+#: Schemas of the options of nodes with no task (definition/waits.py).
+_DURATION = {"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]}
+_SPECIAL_OPTIONS: dict[str, dict[str, Any]] = {
+    "wait": {"enum": ["signal"]},
+    "timeout": _DURATION,
+    "sleep": _DURATION,
+    "until": {"anyOf": [{"type": "number"}, {"type": "string"}]},
+    "workflow": {"type": "string", "pattern": _NAME.pattern},
+    "params": {"type": "object"},
 }
 
 
@@ -76,6 +93,8 @@ def _option(key: str) -> dict[str, Any]:
         schema = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
     elif key == "trigger":
         schema = {"enum": list(TRIGGER_RULES)}
+    elif key in _SPECIAL_OPTIONS:
+        schema = dict(_SPECIAL_OPTIONS[key])
     elif types == (int, float):
         schema = {"type": "number"}
     else:
@@ -110,7 +129,8 @@ def definition_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a definition file (YAML or JSON)."""
     task = {
         "type": "object",
-        "description": "One node: a Celery task with its arguments, parents and options.",
+        "description": "One node: a Celery task with its arguments, parents and options, or a node with "
+        "no task (wait, sleep, workflow).",
         "properties": {key: _option(key) for key in sorted(NODE_KEYS)},
         "additionalProperties": False,
         "anyOf": [{"required": ["name"]}, {"required": ["task"]}],

@@ -58,11 +58,20 @@ def publish_released(
     done = 0
     while pending:
         results = _parent_results(tracker, plan, run_id, [i for i, _ in pending], known or {})
-        ready, pending = _evaluate(tracker, dispatch, plan, run_id, pending, params, results, finishes)
+        waiting: list[tuple[int, int]] = []
+        ready, pending = _evaluate(
+            tracker, dispatch, plan, run_id, pending, params, results, finishes, waiting
+        )
         if ready:
             counted = None if sent is None else (lambda n, base=done: sent(base + n))
             dispatch.publish(plan, run_id, ready, params, producer=producer, sent=counted)
             done += len(ready)
+        if waiting:
+            from wfcelery.ops.arming import arm_nodes  # ops publishes through this module: imported here
+
+            armed = arm_nodes(tracker, dispatch, plan, run_id, waiting, params)
+            pending += armed.released
+            finishes += armed.finishes
     return finishes
 
 
@@ -154,8 +163,10 @@ def _evaluate(
     params: Mapping[str, Any],
     results: Mapping[Slot, Any],
     finishes: list[Finish],
+    waiting: list[tuple[int, int]],
 ) -> tuple[list[tuple[Slot, int, list[Any]]], list[tuple[int, int]]]:
-    """Split ``pending`` into messages to send and the nodes that skips released next."""
+    """Split ``pending`` into messages to send and the nodes that skips released next (nodes with no task
+    go to ``waiting``: they are armed, not published)."""
     ready: list[tuple[Slot, int, list[Any]]] = []
     more: list[tuple[int, int]] = []
     for index, epoch in pending:
@@ -176,6 +187,9 @@ def _evaluate(
                 more += [(i, skipped.epoch) for i in skipped.released]
                 finishes += [skipped.finish] if skipped.finish else []
                 continue
+        if not node.has_task:
+            waiting.append((index, epoch))
+            continue
         if node.map is None:
             ready.append((index, epoch, parent_results))
             continue
@@ -205,9 +219,12 @@ def fail_node(
     more: list[tuple[int, int]],
     finishes: list[Finish],
 ) -> None:
-    """A released node cannot run (its condition or its map input is wrong): FAILED for good, naming why."""
+    """A released node cannot run (its condition or its map input is wrong), or a node with no task failed
+    (a wait's timeout, a child run that failed): FAILED for good, naming why."""
     error = {"type": kind, "message": message, "traceback": ""}
-    out = tracker.fail(run_id, index, epoch, error, FailMode.FAILED, -1, [], 0, plan.rule_spec)
+    plain_continue = plan.on_failure == "continue" and not plan.rule_spec
+    descendants = plan.descendants([index]) if plain_continue else []
+    out = tracker.fail(run_id, index, epoch, error, FailMode.FAILED, -1, descendants, 0, plan.rule_spec)
     dispatch.revoke(run_id, out.revoke)
     more += [(i, out.epoch) for i in out.released]
     finishes += [out.finish] if out.finish else []

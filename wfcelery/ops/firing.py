@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ from wfcelery.errors import WfCeleryError
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.ops.runkeys import CLAIM_GRACE
 from wfcelery.ops.store import ScheduleRecord, ScheduleStore, run_key_of
-from wfcelery.ops.submit import Started, discard, ended, start_run
+from wfcelery.ops.submit import Started, discard, ended, run_record, start_run
 from wfcelery.plan.compiler import Plan, compile_workflow
-from wfcelery.tracker.records import RunKeyClaim, new_run
+from wfcelery.tracker.records import RunKeyClaim
 from wfcelery.tracker.runkeys import KeyedRun
 
 if TYPE_CHECKING:
@@ -148,19 +147,7 @@ class Firer:
         params = wf.resolve_params({**record.params, SCHEDULED_AT_PARAM: iso(slot_ms)}, self.settings.limits)
         params[RUN_KEY_PARAM] = key
         run_id = uuid.uuid4().hex
-        run = new_run(
-            name=plan.name,
-            plan_digest=plan.digest,
-            total=len(plan.nodes),
-            created_ms=int(time.time() * 1000),
-            params=params,
-            policy=plan.on_failure,
-            ttl=self.settings.run_ttl,
-            events_maxlen=self.settings.events_maxlen,
-            done_channel=self.tracker.keys.done_channel(run_id),
-            executor=plan.executor,
-            run_key=key,
-        )
+        run = run_record(self.tracker, plan, run_id, params, key)
         return _Prepared(plan, run_id, run, params, key)
 
     def _start(self, p: _Prepared, now_ms: int | None, producer: Any) -> Started:

@@ -9,6 +9,7 @@ it and no other run uses it), so a failed submit leaves no trace.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from wfcelery.messaging.release import publish_released
 from wfcelery.ops.runkeys import create_keyed
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.outcomes import Finish
+from wfcelery.tracker.records import new_run
 from wfcelery.tracker.store import Tracker
 
 logger = logging.getLogger("wfcelery.submit")
@@ -32,6 +34,35 @@ class Started:
     run_id: str
     created: bool
     finishes: list[Finish] = field(default_factory=list)
+
+
+def run_record(
+    tracker: Tracker,
+    plan: Plan,
+    run_id: str,
+    params: Mapping[str, Any],
+    run_key: str | None = None,
+    on_success: dict[str, Any] | None = None,
+    on_failure: dict[str, Any] | None = None,
+) -> dict[str, str | int]:
+    """A new run's record (``records.new_run``) for ``plan``, with the tracker's settings (TTL, event log
+    size) and the run's done channel."""
+    settings = tracker.settings
+    return new_run(
+        name=plan.name,
+        plan_digest=plan.digest,
+        total=len(plan.nodes),
+        created_ms=int(time.time() * 1000),
+        params=params,
+        policy=plan.on_failure,
+        ttl=settings.run_ttl,
+        events_maxlen=settings.events_maxlen,
+        done_channel=tracker.keys.done_channel(run_id),
+        on_success=on_success,
+        on_failure=on_failure,
+        executor=plan.executor,
+        run_key=run_key,
+    )
 
 
 def start_run(
@@ -79,7 +110,9 @@ def plan_labels(tracker: Tracker, plan: Plan, app: Any) -> tuple[dict[str, str],
     node; tracker/counters.py) and the label values to register once the run is out."""
     default = str(app.conf.task_default_queue or "celery")
     return tracker.plan_labels(
-        plan.digest, plan.name, lambda: [(n.task, n.queue or default) for n in plan.nodes]
+        plan.digest,
+        plan.name,
+        lambda: [(n.task or f"({n.kind.value})", n.queue or default) for n in plan.nodes],
     )
 
 

@@ -191,6 +191,11 @@ class _Tuples:
 def _refuse_dynamic(plan: Plan) -> None:
     """Maps, conditions and trigger rules are decided at run time by the tracker: a canvas cannot."""
     for n in plan.nodes:
+        if not n.has_task:
+            raise DefinitionError(
+                f"node {n.name!r} is a {n.kind.value} node ({n.describe()}): Celery canvas has no task to "
+                "wait with: run this workflow with engine.submit()"
+            )
         what = (
             "map"
             if n.map is not None

@@ -35,6 +35,7 @@ from wfcelery.definition.limits import Limits
 from wfcelery.definition.model import Workflow
 from wfcelery.definition.params import substitute
 from wfcelery.definition.rules import Graph
+from wfcelery.definition.waits import NodeKind, format_duration, parse_duration
 from wfcelery.tracker.keys import Slot, instance_name, split_slot, task_id
 from wfcelery.tracker.records import kwargs_repr, message_headers
 
@@ -61,6 +62,34 @@ class PlanNode:
     when: str | None = None
     trigger: str = "all_success"
     gather: bool = False  # one list of parent results, also with one parent
+    # a node with no task (definition/waits.py): what it is, and what it waits for
+    kind: NodeKind = NodeKind.TASK
+    timeout: float | None = None  # wait: seconds before it fails (None: no timeout)
+    sleep: float | None = None  # sleep: seconds
+    until: float | str | None = None  # sleep: a time, or text with params placeholders
+    subworkflow: str | None = None  # workflow: the child workflow's name
+    params: Mapping[str, Any] | None = None  # workflow: the child run's params (placeholders unfilled)
+
+    @property
+    def has_task(self) -> bool:
+        """False for a wait, a sleep or a sub-workflow node (no Celery message is ever sent for it)."""
+        return self.kind is NodeKind.TASK
+
+    def describe(self) -> str:
+        """The task's name, or what a node with no task does: ``wait for a signal (timeout 2h)``."""
+        if self.kind is NodeKind.WAIT:
+            return "wait for a signal" + (
+                f" (timeout {format_duration(self.timeout)})" if self.timeout else ""
+            )
+        if self.kind is NodeKind.SLEEP:
+            return (
+                f"sleep {format_duration(self.sleep)}"
+                if self.sleep is not None
+                else f"sleep until {self.until}"
+            )
+        if self.kind is NodeKind.WORKFLOW:
+            return f"workflow {self.subworkflow}"
+        return self.task
 
     def takes_list(self) -> bool:
         """Whether the node receives its parents' results as one list (several parents, or ``gather``)."""
@@ -81,6 +110,8 @@ class Plan:
     blob: str = field(repr=False)  # what the tracker stores: definition + routes, JSON in written order
     #: "counters" or "canvas" (segments.py): part of the blob, so a worker knows it from the plan alone
     executor: Executor = Executor.COUNTERS
+    #: Sub-workflow node index -> the digest of the child's plan (stored beside this one at submit)
+    subplans: Mapping[int, str] = field(default_factory=dict)
 
     @cached_property
     def by_name(self) -> dict[str, PlanNode]:
@@ -207,7 +238,7 @@ class Plan:
         return [
             {
                 "node": n.name,
-                "task": n.task,
+                "task": n.describe(),
                 "queue": n.queue or "(default)",
                 "released": self._released(n),
                 "receives": self._receives(n),
@@ -227,6 +258,12 @@ class Plan:
         return f"when {', '.join(names)} have all succeeded (counter){condition}"
 
     def _receives(self, node: PlanNode) -> str:
+        if node.kind is NodeKind.WAIT:
+            return "nothing: the signal's payload is its result"
+        if node.kind is NodeKind.SLEEP:
+            return "nothing: its result is null"
+        if node.kind is NodeKind.WORKFLOW:
+            return "nothing: its child run's results (by node) are its result"
         if node.map is not None:
             return f"one instance per element of {self.nodes[node.map].name}'s list, element first (map)"
         if not node.parents or node.immutable:
@@ -241,8 +278,12 @@ def compile_workflow(
     routes: Mapping[str, str] | None = None,
     limits: Limits | None = None,
     executor: Executor | str | None = None,
+    subplans: Mapping[str, str] | None = None,
 ) -> Plan:
     """Compile a validated workflow. Routing (``type`` -> queue, renamed by ``routes``) is resolved here.
+
+    ``subplans``: the plan digest of each sub-workflow node's child workflow, by node name (the client
+    compiles and stores them at submit: ``ops.subruns``); part of the stored blob.
 
     A node's queue: its ``queue`` option, else its ``type`` (mapped through ``routes``), else none (the
     app's own ``task_routes`` / default queue decide, as for any Celery task).
@@ -281,6 +322,7 @@ def compile_workflow(
             max_map=node.max_map,
             when=node.when,
             trigger=node.trigger,
+            **_special(node),
         )
         for i, (name, node) in enumerate(wf.nodes.items())
     )
@@ -288,10 +330,28 @@ def compile_workflow(
     stored: dict[str, Any] = {"definition": definition, "routes": dict(sorted(routes.items()))}
     if executor is not Executor.COUNTERS:  # counters plans keep the digest they always had
         stored["executor"] = executor.value
+    if subplans:
+        stored["subplans"] = {name: subplans[name] for name in names if name in subplans}
     blob = json.dumps(stored, separators=(",", ":"))
     (limits or Limits()).check_plan(f"workflow {wf.name!r}: the compiled plan", len(blob))
     digest = hashlib.sha1(blob.encode()).hexdigest()
-    return Plan(wf.name, wf.on_failure, nodes, definition, digest, blob, executor)
+    by_index = {index[name]: d for name, d in (subplans or {}).items() if name in index}
+    return Plan(wf.name, wf.on_failure, nodes, definition, digest, blob, executor, by_index)
+
+
+def _special(node: Any) -> dict[str, Any]:
+    """PlanNode fields of a node with no task (none for a task)."""
+    if node.kind is NodeKind.TASK:
+        return {}
+    where = f"node {node.name!r}"
+    return {
+        "kind": node.kind,
+        "timeout": None if node.timeout is None else parse_duration(node.timeout, where),
+        "sleep": None if node.sleep is None else parse_duration(node.sleep, where),
+        "until": node.until,
+        "subworkflow": node.subworkflow,
+        "params": dict(node.params or {}),
+    }
 
 
 def plan_from_blob(blob: str) -> Plan:
@@ -303,6 +363,7 @@ def plan_from_blob(blob: str) -> Plan:
         data["routes"],
         Limits(max_plan_bytes=len(blob)),
         Executor(data.get("executor", Executor.COUNTERS.value)),
+        data.get("subplans"),
     )
 
 

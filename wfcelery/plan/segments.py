@@ -10,9 +10,9 @@ when the segment is published.
 
 Nodes a canvas cannot carry are segments of their own, published exactly as the counters executor
 publishes a node: ``map``, ``when``, a trigger rule other than ``all_success`` (decided at run time by the
-tracker) and tracker-level ``retries`` > 0 (a message sent again would lose its chain or chord
-continuation). A plan with any map, condition or trigger rule is all singletons: its Lua rules decide
-every edge (docs: native canvas).
+tracker), a node with no task (a wait, a sleep, a sub-workflow) and tracker-level ``retries`` > 0 (a
+message sent again would lose its chain or chord continuation). A plan with any map, condition or
+trigger rule is all singletons: its Lua rules decide every edge (docs: native canvas).
 
 Segments are found greedily in topological order: a node joins the segment holding all its parents when
 that segment stays exact with it; otherwise it is an entry of the segment of the nodes with exactly its
@@ -60,7 +60,13 @@ class Segment:
 
 def carries(node: PlanNode) -> bool:
     """Whether a canvas can carry this node (else it is published alone, as the counters executor does)."""
-    return node.map is None and not node.when and node.trigger == "all_success" and node.retries == 0
+    return (
+        node.has_task
+        and node.map is None
+        and not node.when
+        and node.trigger == "all_success"
+        and node.retries == 0
+    )
 
 
 def segments(plan: Plan, remaining: frozenset[int] | None = None) -> tuple[Segment, ...]:

@@ -43,6 +43,12 @@ key layout on the design page of the docs; values are encoded and decoded by
 A run key's and a schedule's keys carry no hash tag: a run key's index key cannot share the slot of the
 run it names (the run id is not known before the key is decided), so on a Redis Cluster the key is
 claimed first, then the run created (``ops.runkeys``).
+    <prefix>:timers            timers          due times of durable sleeps and wait timeouts (ZSET, ms)
+    <prefix>:timers:lease      timers_lease    the timer loop's lease
+    <prefix>:signals           signals         nodes waiting for a signal (ZSET, since ms): "Waiting for you"
+
+The timers' and signals' keys carry no hash tag (they index nodes of every run): on a Redis Cluster they
+are written beside a run's transition, never inside its Lua script (``ops/waits.py``).
 """
 
 from __future__ import annotations
@@ -139,6 +145,18 @@ class Keys:
 
     def runs_ended(self, status: str) -> str:
         return f"{self.prefix}:runs:ended:{status}"
+
+    @property
+    def timers(self) -> str:
+        return f"{self.prefix}:timers"
+
+    @property
+    def timers_lease(self) -> str:
+        return f"{self.prefix}:timers:lease"
+
+    @property
+    def signals(self) -> str:
+        return f"{self.prefix}:signals"
 
     @property
     def tokens(self) -> str:

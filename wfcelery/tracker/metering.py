@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
 
+from wfcelery.errors import TrackerError
 from wfcelery.tracker.base import TrackerBase, converted_errors
 from wfcelery.tracker.counters import OTHER, LabelKind, Snapshot, clean, label_table
 
@@ -43,12 +44,17 @@ class Metering(TrackerBase):
         self, digest: str, workflow: str, pairs: Callable[[], Sequence[tuple[str, str]]]
     ) -> tuple[dict[str, str], list[tuple[LabelKind, str]]]:
         """:meth:`metric_fields` for the plan ``digest``, computed once per plan and process (the label
-        registries only ever grow, so a verdict holds); the new values are handed out until registered."""
+        registries only ever grow, so a verdict holds); the new values are handed out until registered.
+        Best effort: when the registries cannot be read, no label table (the run's nodes count as
+        "other"), and the submit goes on to fail, or not, on its own writes."""
         cache: dict[str, tuple[dict[str, str], list[tuple[LabelKind, str]]]]
         cache = self.__dict__.setdefault("_plan_labels", {})
         entry = cache.get(digest)
         if entry is None:
-            entry = cache[digest] = self.metric_fields(workflow, pairs())
+            try:
+                entry = cache[digest] = self.metric_fields(workflow, pairs())
+            except TrackerError:
+                return {}, []
             if len(cache) > 1000:
                 cache.pop(next(iter(cache)))
         return entry

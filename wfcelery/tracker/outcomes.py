@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from wfcelery.tracker.keys import Slot
+from wfcelery.tracker.records import ParentLink
 
 
 class StartReason(str, Enum):
@@ -84,6 +85,7 @@ class Finish:
     epoch: int
     run_key: str | None = None  # the run's key, if it has one: it gets the run's TTL
     created_ms: int = 0  # when the run was created (its key in the history index)
+    parent: ParentLink | None = None  # a child run's parent run and node (ops.subruns.after_end)
 
     @classmethod
     def from_reply(cls, reply: Any) -> Finish | None:
@@ -91,7 +93,8 @@ class Finish:
             return None
         run_key = (reply[3] or None) if len(reply) > 3 else None
         created = int(reply[4]) if len(reply) > 4 and reply[4] else 0
-        return cls(str(reply[0]), reply[1] or None, int(reply[2]), run_key, created)
+        parent = ParentLink.decode(reply[5]) if len(reply) > 5 and reply[5] else None
+        return cls(str(reply[0]), reply[1] or None, int(reply[2]), run_key, created, parent)
 
 
 @dataclass(frozen=True)

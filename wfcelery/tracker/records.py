@@ -23,6 +23,12 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
   :func:`canvas_field` / :func:`canvas_value` / :func:`canvas_ids`, :func:`remaining_field` /
   :func:`remaining_nodes`.
 * **message headers** of every node's task message: ``wf_run``, ``wf_node``, ``wf_plan``.
+* **wait mark** (run record field ``wt:<node>``) of a node with no task, written when it was armed:
+  ``<s|t|r>|<ms, Redis clock, or empty>|<child run id or empty>`` -- :class:`WaitMark`; **parent link**
+  of a child run (run record field ``parent``): ``<parent run>|<node index>|<node name>`` --
+  :class:`ParentLink`.
+* **timer** (``timers`` ZSET member, scored by its due time in ms): ``<run id>|<node>|<epoch>`` --
+  :class:`TimerEntry`; **signal wait** (``signals`` ZSET member): ``<run id>|<node>`` -- the same, epoch 0.
 * **run key claim** (``runkey:<key>`` STRING): ``<run id>|<claimed at, ms>`` -- :class:`RunKeyClaim`; the run
   record's ``key`` field names the key back.
 """
@@ -37,7 +43,7 @@ from typing import Any
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.params import RUN_KEY_PARAM
 from wfcelery.tracker.keys import Slot
-from wfcelery.tracker.states import NodeStatus, RunStatus
+from wfcelery.tracker.states import NodeStatus, RunStatus, Waiting, WaitKind
 
 # -- message headers ----------------------------------------------------------------------------------------
 
@@ -87,6 +93,11 @@ MAP_FIELD_PREFIX = "m:"
 #: Prefix of the run-record fields where a worker marks a node's message it dropped: ``u:<node>`` ->
 #: :class:`DroppedMark`.
 DROPPED_FIELD_PREFIX = "u:"
+#: Prefix of the run-record fields that say what a node with no task waits for: ``wt:<node>`` ->
+#: :class:`WaitMark`.
+WAIT_FIELD_PREFIX = "wt:"
+#: Run-record field of a child run naming its parent run and node (:class:`ParentLink`).
+PARENT_FIELD = "parent"
 #: Run-record field of a run its submit has not confirmed yet (create.lua writes it, the client deletes it
 #: once the roots' messages are out): the Redis time (ms) after which the reconciler cancels the run if it
 #: never started.
@@ -142,6 +153,7 @@ def new_run(
     on_success: Mapping[str, Any] | None = None,
     on_failure: Mapping[str, Any] | None = None,
     executor: Executor = Executor.COUNTERS,
+    parent: ParentLink | None = None,
     run_key: str | None = None,
 ) -> dict[str, str | int]:
     """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
@@ -160,6 +172,8 @@ def new_run(
         "done": 0,
         "executor": executor.value,
     }
+    if parent is not None:
+        record[PARENT_FIELD] = parent.encode()
     if run_key is not None:
         record["key"] = run_key
     if on_success:
@@ -191,6 +205,10 @@ class RunRecord:
     paused_at_ms: int | None = None
     workers: dict[str, str] = field(default_factory=dict)  # worker number -> hostname
     executor: Executor = Executor.COUNTERS
+    #: What each armed node with no task waits (or waited) for, by node index.
+    waits: dict[int, WaitMark] = field(default_factory=dict)
+    #: A child run's parent run and node.
+    parent: ParentLink | None = None
     #: Instances the run's mapped nodes expanded to so far (run-record fields ``m:<node>``; not in ``total``).
     instances: int = 0
     #: Set while the submit has not confirmed the run (:data:`UNCONFIRMED_FIELD`): the Redis time (ms)
@@ -222,6 +240,12 @@ class RunRecord:
             instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
             unconfirmed_ms=_ms(h.get(UNCONFIRMED_FIELD)),
             run_key=h.get("key"),
+            waits={
+                int(f[len(WAIT_FIELD_PREFIX) :]): WaitMark.decode(v)
+                for f, v in h.items()
+                if f.startswith(WAIT_FIELD_PREFIX)
+            },
+            parent=ParentLink.decode(h[PARENT_FIELD]) if h.get(PARENT_FIELD) else None,
         )
 
 
@@ -244,6 +268,75 @@ class RunKeyClaim:
     def decode(cls, raw: str) -> RunKeyClaim:
         run_id, _, at = raw.partition("|")
         return cls(run_id, int(at or 0))
+
+
+def wait_field(index: int) -> str:
+    return f"{WAIT_FIELD_PREFIX}{index}"
+
+
+@dataclass(frozen=True)
+class ParentLink:
+    """A child run's ``parent`` field: the parent run, and the index and name of its sub-workflow node."""
+
+    run_id: str
+    index: int
+    node: str
+
+    def encode(self) -> str:
+        return f"{self.run_id}|{self.index}|{self.node}"
+
+    @classmethod
+    def decode(cls, raw: str) -> ParentLink:
+        run_id, index, node = raw.split("|", 2)
+        return cls(run_id, int(index), node)
+
+
+_WAIT_LETTERS = {WaitKind.SIGNAL: "s", WaitKind.TIME: "t", WaitKind.RUN: "r"}
+_WAIT_BY_LETTER = {letter: kind for kind, letter in _WAIT_LETTERS.items()}
+
+
+@dataclass(frozen=True)
+class WaitMark:
+    """What an armed node with no task waits for (``ops/lua/arm.lua`` writes it): ``kind``; ``at_ms`` (Redis
+    clock) is a wait's timeout deadline (None: no timeout) or a sleep's end; ``run`` a child run's id."""
+
+    kind: WaitKind
+    at_ms: int | None = None
+    run: str | None = None
+
+    def encode(self) -> str:
+        at = "" if self.at_ms is None else str(self.at_ms)
+        return f"{_WAIT_LETTERS[self.kind]}|{at}|{self.run or ''}"
+
+    @classmethod
+    def decode(cls, raw: str) -> WaitMark:
+        letter, at, run = raw.split("|", 2)
+        return cls(_WAIT_BY_LETTER[letter], int(at) if at else None, run or None)
+
+    def waiting(self) -> Waiting:
+        """The public form (:class:`~wfcelery.tracker.states.Waiting`), times in seconds."""
+        return Waiting(self.kind, None if self.at_ms is None else self.at_ms / 1000, self.run)
+
+
+@dataclass(frozen=True)
+class TimerEntry:
+    """A timer of the ``timers`` ZSET (a sleep's end or a wait's timeout, node ``index`` at ``epoch``), or,
+    with epoch 0, a member of the ``signals`` ZSET (:meth:`signal_member`)."""
+
+    run_id: str
+    index: int
+    epoch: int
+
+    def encode(self) -> str:
+        return f"{self.run_id}|{self.index}|{self.epoch}"
+
+    def signal_member(self) -> str:
+        return f"{self.run_id}|{self.index}"
+
+    @classmethod
+    def decode(cls, raw: str) -> TimerEntry:
+        run_id, index, *epoch = raw.split("|")
+        return cls(run_id, int(index), int(epoch[0]) if epoch else 0)
 
 
 # -- node record --------------------------------------------------------------------------------------------

@@ -9,6 +9,12 @@ Nodes move forward only::
     PENDING/QUEUED/RETRYING -> SKIPPED (a parent failed, policy "continue")
     PENDING/QUEUED/RETRYING/RUNNING -> REVOKED (pause, cancel, fail_fast)
 
+A node with no task -- a wait for a signal, a durable sleep, a child workflow -- is QUEUED when released
+like any node, then WAITING (it holds no worker and no message) until its signal, its timer or its child
+run settles it::
+
+    QUEUED -> WAITING -> SUCCEEDED | FAILED (timeout, child run failed) | REVOKED (cancel, fail_fast)
+
 Only control operations (resume, retry) move a REVOKED/FAILED/SKIPPED node back to QUEUED, and they
 do it under a new run *epoch* so that no message of the old epoch can run again.
 
@@ -22,6 +28,7 @@ from enum import Enum
 from typing import Any
 
 from wfcelery.definition.executor import Executor
+from wfcelery.definition.waits import NodeKind
 
 
 class NodeStatus(str, Enum):
@@ -35,6 +42,7 @@ class NodeStatus(str, Enum):
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
     REVOKED = "REVOKED"
+    WAITING = "WAITING"  # a node with no task: for a signal, a timer or a child run (docs: waiting)
 
     @property
     def code(self) -> str:
@@ -92,6 +100,7 @@ _NODE_CODES = {
     NodeStatus.FAILED: "F",
     NodeStatus.SKIPPED: "K",
     NodeStatus.REVOKED: "X",
+    NodeStatus.WAITING: "W",
 }
 _NODE_BY_CODE = {code: status for status, code in _NODE_CODES.items()}
 _RUN_BY_CODE = {status.code: status for status in RunStatus}
@@ -111,6 +120,7 @@ TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
             NodeStatus.REVOKED,
             NodeStatus.FAILED,
             NodeStatus.QUEUED,  # the reconciler re-publishes a node QUEUED past wfcelery_queued_timeout
+            NodeStatus.WAITING,  # a node with no task, armed by the release path (ops/lua/arm.lua)
         }
     ),
     NodeStatus.RUNNING: frozenset(
@@ -126,11 +136,38 @@ TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
     NodeStatus.RETRYING: frozenset(
         {NodeStatus.RUNNING, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.FAILED}
     ),
+    # signalled, its timer fired, its child run ended; a timeout fails it; cancel and fail_fast revoke it
+    NodeStatus.WAITING: frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.REVOKED}),
     NodeStatus.SUCCEEDED: frozenset(),
     NodeStatus.FAILED: frozenset(),
     NodeStatus.SKIPPED: frozenset(),
     NodeStatus.REVOKED: frozenset(),
 }
+
+
+class WaitKind(str, Enum):
+    """What a WAITING node waits for."""
+
+    SIGNAL = "signal"  # run.signal(): a wait node (wf.wait)
+    TIME = "time"  # its timer: a durable sleep (wf.sleep)
+    RUN = "run"  # its child run to end: a sub-workflow node (wf.add(..., workflow=...))
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a WAITING node waits for: a signal (until its timeout's deadline, if any), a time (when the
+    sleep ends), or a child run. Times are Unix timestamps (seconds, Redis's clock)."""
+
+    kind: WaitKind
+    until: float | None = None
+    run: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"for": "signal" | "time" | "run", "until": <unix time | null>, "run": <child id | null>}``"""
+        return {"for": self.kind.value, "until": self.until, "run": self.run}
 
 
 @dataclass(frozen=True)
@@ -152,6 +189,12 @@ class NodeState:
     #: Every attempt's error, oldest first: ``{attempt, at, type, message}`` (``at``: a Unix timestamp, as
     #: ``started_at``). Kept after a later attempt succeeds; ``error`` is the current attempt's only.
     errors: tuple[dict[str, Any], ...] = ()
+    #: While WAITING: what the node waits for (a signal, a time, its child run); else None.
+    waiting: Waiting | None = None
+    #: A sub-workflow node's child run, once it was started (kept after the node settled).
+    child_run: str | None = None
+    #: A task, or a node with no task: a wait, a sleep, a sub-workflow.
+    kind: NodeKind = NodeKind.TASK
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one node in ``wfcelery status --json``."""
@@ -166,6 +209,9 @@ class NodeState:
             "finished_at": self.finished_at,
             "error": self.error,
             "errors": [dict(e) for e in self.errors],
+            "kind": self.kind.value,
+            "waiting": None if self.waiting is None else self.waiting.to_dict(),
+            "child_run": self.child_run,
         }
 
 
@@ -195,6 +241,8 @@ class RunState:
     # the definition's nodes -- a mapped node is one node, with the status of its map as a whole -- and the
     # *instances* of its mapped nodes (``resize[0]``, ``resize[1]``...) are counted apart. ``nodes`` holds
     # both, by name.
+    #: A child run (a sub-workflow node's): ``(parent run id, node name)``; None for a top-level run.
+    parent: tuple[str, str] | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -248,6 +296,7 @@ class RunState:
             "instance_counts": self.instance_counts,
             "nodes": {name: n.to_dict() for name, n in self.nodes.items()},
             "idle_queues": list(self.idle_queues),
+            "parent": None if self.parent is None else {"run": self.parent[0], "node": self.parent[1]},
         }
 
 

@@ -49,6 +49,7 @@ from wfcelery.web.roles import access, authorize
 from wfcelery.web.security import Guard
 from wfcelery.web.server import serve, server_config
 from wfcelery.web.shield import OriginReads, Shield
+from wfcelery.web.signals import router as signals_router
 
 if TYPE_CHECKING:
     from wfcelery.client.engine import Engine
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(router)
     app.include_router(access)
     app.include_router(schedules.router, dependencies=[Depends(authorize)])
+    app.include_router(signals_router, dependencies=[Depends(authorize)])
     app.include_router(pages)
     app.include_router(history_router, dependencies=[Depends(authorize)])
     app.include_router(history_pages)

@@ -233,11 +233,11 @@ def get_node(run: RunDep, node: Annotated[str, Path(max_length=500)], request: R
         **found.to_dict(),
         "index": found.index,
         "epoch": found.epoch,
-        "task": plan_node.task,
+        "task": plan_node.describe(),
         "parents": [plan.nodes[p].name for p in plan_node.parents],
         "result_preview": preview,
         "result_truncated": truncated,
-        "flower_url": f"{flower}/task/{found.task_id}" if flower else None,
+        "flower_url": f"{flower}/task/{found.task_id}" if flower and plan_node.has_task else None,
     }
 
 
@@ -329,14 +329,15 @@ def graph(plan: Plan, queue_of: Callable[[str, str | None], str] | None = None) 
             {
                 "name": n.name,
                 "index": n.index,
-                "task": n.task,
-                "queue": queue_of(n.task, n.queue) if queue_of else n.queue,
+                "task": n.describe(),
+                "queue": queue_of(n.task, n.queue) if queue_of and n.has_task else n.queue,
                 "parents": [plan.nodes[p].name for p in n.parents],
                 "map": None if n.map is None else plan.nodes[n.map].name,
                 "max_map": n.max_map,
                 "when": n.when,
                 "trigger": n.trigger,
                 "retries": n.retries,
+                "kind": n.kind.value,
             }
             for n in plan.nodes
         ],

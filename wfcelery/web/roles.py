@@ -51,6 +51,8 @@ RULES: dict[tuple[str, str], Role] = {
     ("POST", "/api/runs/{run_id}/resume"): Role.OPERATOR,
     ("POST", "/api/runs/{run_id}/cancel"): Role.OPERATOR,
     ("POST", "/api/runs/{run_id}/retry"): Role.OPERATOR,
+    ("POST", "/api/runs/{run_id}/nodes/{node}/signal"): Role.OPERATOR,
+    ("GET", "/api/waiting"): Role.VIEWER,
     ("GET", "/api/schedules"): Role.VIEWER,
     ("GET", "/api/schedules/{name}"): Role.VIEWER,
     ("GET", "/api/run-keys/{key}"): Role.VIEWER,

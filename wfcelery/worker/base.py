@@ -13,8 +13,9 @@ from celery import Celery
 
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
-from wfcelery.messaging.release import map_elements
+from wfcelery.messaging.release import map_elements, publish_released
 from wfcelery.ops.submit import ended
+from wfcelery.ops.subruns import after_end
 from wfcelery.plan.compiler import Plan, PlanCache
 from wfcelery.settings import Settings
 from wfcelery.tracker.keys import Slot, split_slot
@@ -121,6 +122,7 @@ class WorkerBase:
             self.tracker.set_gate(run_id, RunStatus(finish.status), finish.epoch)
         # the plan must outlive the run's keys: kept in the history index's round trip
         ended(self.tracker, self.dispatch, run_id, finish, plan.name, plan.digest)
+        after_end(self.tracker, self.dispatch, run_id, finish, plan)  # its parent run, its child runs
 
     def republish(
         self, run_id: str, slot: Slot, epoch: int, countdown: float | None = None, retries: int = 0
@@ -131,6 +133,12 @@ class WorkerBase:
         record = self.tracker.run_record(run_id)
         plan = self.plans.get(record.plan)
         index, instance = split_slot(slot)
+        if not plan.nodes[index].has_task:  # a wait, a sleep, a sub-workflow: armed, not published
+            for finish in publish_released(
+                self.tracker, self.dispatch, plan, run_id, [(index, epoch)], record.params
+            ):
+                self.ended(plan, run_id, finish)
+            return
         parents = plan.nodes[index].parents
         if instance is None:
             results = self.tracker.results(run_id, parents)

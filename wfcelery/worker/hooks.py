@@ -317,11 +317,11 @@ def _on_retry(
     einfo: Any = None,
     **_: Any,
 ) -> None:
+    exc = reason if isinstance(reason, BaseException) else None
+    _attempt_span(side, parsed, request, "RETRYING", error_of(exc, einfo, reason))
     if getattr(request, REPORTED, False):
         return  # a tracker-level retry, recorded from inside the task (retries.py)
-    exc = reason if isinstance(reason, BaseException) else None
     attempt = int(getattr(request, "wf_attempt", 0) or 0)
-    _attempt_span(side, parsed, request, "RETRYING", error_of(exc, einfo, reason))
     report_failure(
         side, task_id, plan_header(request), error_of(exc, einfo, reason), attempt, FailMode.RETRYING
     )

@@ -28,6 +28,8 @@ every live run every few seconds. A sweep reads every live run (``<prefix>:live`
   was written) has passed;
 * a keyed run's key gets its full TTL again (a run may live longer than ``wfcelery_run_ttl``; a worker
   that ended a run may have died before setting its key's TTL).
+* what nodes with no task need beside their transitions: a timer, a child run started or settled, a
+  child run whose parent no longer waits on it cancelled (``ops/sweep.py``).
 
 Judging a worker gone needs care after a tracker outage, when every beat is old: heartbeat.py's
 :class:`~wfcelery.worker.heartbeat.Liveness` judges only while this reconciler's own Redis calls have
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wfcelery.errors import RunNotFound, TrackerUnavailable
+from wfcelery.ops.sweep import Seen, sweep_waits
 from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
 from wfcelery.tracker.outcomes import FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord, RunRecord, WorkerBeat
@@ -53,6 +56,7 @@ from wfcelery.worker.heartbeat import HEARTBEAT_BEATS, Liveness
 from wfcelery.worker.queued import QueuedChecks, node_name
 
 if TYPE_CHECKING:
+    from wfcelery.messaging.dispatch import Dispatcher
     from wfcelery.plan.compiler import Plan, PlanCache
     from wfcelery.tracker.outcomes import Finish
     from wfcelery.tracker.store import Tracker
@@ -88,6 +92,8 @@ class Repairs(Protocol):
     def plans(self) -> PlanCache: ...
     @property
     def outage(self) -> Outage: ...
+    @property
+    def dispatch(self) -> Dispatcher: ...
 
     def node_failed(
         self,
@@ -116,6 +122,7 @@ class Reconciler:
         self._inactive_since: dict[str, float] = {}
         self.queued = QueuedChecks(side.app, self.settings)
         self.restarted: list[str] = []
+        self._waits: Seen = {}  # nodes with no task a sweep found suspicious (ops/sweep.py)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -272,6 +279,8 @@ class Reconciler:
                     (run_id, index, mark.epoch), plan.digest, error, FailMode.QUARANTINED, 0
                 )
                 repairs.append(Repair(run_id, node_name(plan, index), "failed", error["message"]))
+        waits = sweep_waits(self.tracker, self.side.dispatch, run_id, record, nodes, self._waits)
+        repairs += [Repair(run_id, name, action, why) for name, action, why in waits]
         if record.done >= record.total and record.status.value == "RUNNING":
             out = self.tracker.repair(run_id, "finish")
             if out.finish:

@@ -29,6 +29,8 @@ from wfcelery.definition.limits import Limits, depth
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.messaging.release import publish_released, revoke_canvas
 from wfcelery.ops.scheduler import Scheduler
+from wfcelery.ops.subruns import Settled
+from wfcelery.ops.timers import TimerLoop
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import Slot, parse_task_id, split_slot, task_id
 from wfcelery.tracker.outcomes import FailAction, FailMode, RepairAction
@@ -191,6 +193,24 @@ class WorkerSide(Inline):
             self.ended(plan, run_id, out.finish)
         return bool(out.released or out.finish)
 
+    def settled(self, settled: Settled) -> None:
+        """A timer settled a waiting node (timer loop): publish what it released as a success's release
+        is -- retried, then kept in the outbox -- and handle the run's end."""
+        s = settled
+        if s.released:
+            parsed = (s.run_id, s.index, s.epoch)
+            payload = {
+                "task_id": task_id(*parsed),
+                "digest": s.plan.digest,
+                "result": None,  # read from the tracker: a sleep's is null, a timeout has none
+                "epoch": s.released[0][1],
+                "released": [i for i, _ in s.released],
+                "params": dict(s.params),
+            }
+            self._after(ReportKind.RELEASED, payload, lambda: self._release(parsed, payload, s.plan))
+        for finish in s.finishes:
+            self.ended(s.plan, s.run_id, finish)
+
     def _release_again(self, parsed: Parsed, payload: dict[str, Any]) -> None:
         """A success report whose first try reached Redis but lost its reply: the script released the
         children then, and will not again. Publish the children of this node that are still QUEUED at the
@@ -334,7 +354,8 @@ class WorkerSide(Inline):
 
     def start_services(self, hostname: str) -> None:
         """Heartbeat, reconciler (when ``wfcelery_sweep_interval`` > 0), scheduler (unless
-        ``wfcelery_scheduler`` is False) and outbox replay, in threads of the worker's main process."""
+        ``wfcelery_scheduler`` is False), the timer loop (sleeps and wait timeouts: ``ops/timers.py``) and
+        outbox replay, in threads of the worker's main process."""
         self.hostname = hostname
         self._services: list[Any] = [
             Heartbeat(self.tracker, hostname, self.settings.heartbeat, self.outage),
@@ -344,6 +365,7 @@ class WorkerSide(Inline):
             self._services.append(Reconciler(self, hostname))
         if self.settings.scheduler:
             self._services.append(Scheduler(self.tracker, self.dispatch, hostname, self.outage))
+        self._services.append(TimerLoop(self.tracker, self.dispatch, hostname, self.outage, self.settled))
         for service in self._services:
             service.start()
 

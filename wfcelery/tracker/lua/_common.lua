@@ -340,7 +340,10 @@ local function finish_run(status)
   count_run('r\t' .. wf .. '\t' .. status, 1)
   count_run('a\t' .. wf, -1)
   local cb = run_field(status == 'SUCCEEDED' and 'on_success' or 'on_failure')
-  return {status, cb or false, tonumber(run_field('epoch')), run_field('key') or false, tonumber(const('created'))}
+  return {
+    status, cb or false, tonumber(run_field('epoch')), run_field('key') or false, tonumber(const('created')),
+    run_field('parent') or false,  -- a child run's parent (records.ParentLink): its node settles now
+  }
 end
 
 -- When every node is terminal, a RUNNING run ends.

@@ -4,7 +4,8 @@
 -- and what used its result): its inputs change. Each is queued now if all its parents succeeded (and are not
 -- planned again), else pending with its dependency counter recomputed from its parents' states. A retry
 -- gives each node it plans again its full retries (the node record's base, _common.lua get_node); a resume
--- goes on with the budget the node had.
+-- goes on with the budget the node had. A WAITING node (a wait, a sleep, a child run: ops/lua/arm.lua)
+-- keeps waiting, as a running one keeps running: its timer and its child run stay as they are.
 -- Atomic, so a node that finishes meanwhile is counted exactly once.
 -- ARGV[1] operation: 'resume' | 'retry'
 -- ARGV[2] JSON [[node index, [parent indexes]], ...] for every node of the plan
@@ -100,7 +101,7 @@ end
 local rerun, stack = {}, {}
 for _, entry in ipairs(spec) do
   local n = states[entry[1]]
-  if n.s ~= 'S' and (n.s ~= 'R' or run_field('m:' .. entry[1])) then
+  if n.s ~= 'S' and n.s ~= 'W' and (n.s ~= 'R' or run_field('m:' .. entry[1])) then
     rerun[entry[1]] = true
     table.insert(stack, entry[1])
   end

@@ -1,11 +1,14 @@
 // The history pages (/history, /history/<workflow>): searches and a workflow's record over the REST API
-// (/api/history/...). Plain script, no framework; its own page shell (history.html), sharing app.css.
-"use strict";
-(function () {
+// (/api/history/...). An ES module on its own page shell (history.html), sharing app.css and the status
+// list and colours of js/statuses.js.
+import { RUN_STATUSES, colorOf, statusSheet } from "./js/statuses.js";
+
+document.adoptedStyleSheets = [...document.adoptedStyleSheets, statusSheet()];
+{
   const CONFIG = JSON.parse(document.body.dataset.config || "{}");
   const ROOT = CONFIG.root || "";
   const main = document.getElementById("main");
-  const STATUSES = ["", "RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "CANCELLED"];
+  const STATUSES = ["", ...RUN_STATUSES];
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -68,17 +71,17 @@
     });
     let shown = 0;
     async function load(params, cursor, fresh) {
-      const query = new URLSearchParams();
-      for (const k of ["workflow", "status", "run_key", "q"]) if (params.get(k)) query.set(k, params.get(k));
-      for (const k of ["since", "until"]) if (params.get(k)) query.set(k, Date.parse(params.get(k) + "T00:00:00Z") / 1000);
-      if (cursor) query.set("cursor", cursor);
-      query.set("limit", "50");
+      const q = new URLSearchParams();
+      for (const k of ["workflow", "status", "run_key", "q"]) if (params.get(k)) q.set(k, params.get(k));
+      for (const k of ["since", "until"]) if (params.get(k)) q.set(k, Date.parse(params.get(k) + "T00:00:00Z") / 1000);
+      if (cursor) q.set("cursor", cursor);
+      q.set("limit", "50");
       if (fresh) { rows.replaceChildren(); shown = 0; }
       try {
-        const page = await api(`/api/history/runs?${query}`);
+        const page = await api(`/api/history/runs?${q}`);
         for (const r of page.runs) {
           rows.append(el("tr", { "data-run": r.id },
-            el("td", {}, el("a", { href: `${ROOT}/runs/${r.id}`, class: "mono" }, r.id.slice(0, 12))),
+            el("td", {}, el("a", { href: `${ROOT}/runs/${encodeURIComponent(r.id)}`, class: "mono" }, r.id.slice(0, 12))),
             el("td", {}, el("a", { href: `${ROOT}/history/${encodeURIComponent(r.workflow)}` }, r.workflow)),
             el("td", {}, badge(r.status)), el("td", {}, when(r.created_at)), el("td", {}, secs(r.duration)),
             el("td", { class: "mono muted" }, JSON.stringify(r.params).slice(0, 80))));
@@ -95,7 +98,8 @@
   // -- a workflow's record ------------------------------------------------------------------------------
   function barChart(perDay) {
     const w = 640, h = 140, pad = 24, max = Math.max(1, ...perDay.map((d) => d.runs));
-    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "per-day", role: "img", style: "max-width: 760px" });
+    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "per-day", role: "img" });
+    svg.style.maxWidth = "760px";
     const bw = (w - pad) / perDay.length;
     perDay.forEach((d, i) => {
       const bh = ((h - 2 * pad) * d.runs) / max;
@@ -120,11 +124,12 @@
   function trendChart(points) {
     const w = 640, h = 140, pad = 24;
     const vals = points.map((p) => p.duration ?? 0), max = Math.max(0.001, ...vals);
-    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "trend-chart", role: "img", style: "max-width: 760px" });
+    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "timeline", id: "trend-chart", role: "img" });
+    svg.style.maxWidth = "760px";
     const step = (w - 2 * pad) / Math.max(1, points.length - 1);
     const xy = vals.map((v, i) => [pad + i * step, h - pad - ((h - 2 * pad) * v) / max]);
     if (xy.length) svg.append(svgEl("polyline", { points: xy.map((p) => p.join(",")).join(" "), fill: "none", stroke: "#3b82f6", "stroke-width": 2 }));
-    xy.forEach(([x, y], i) => svg.append(svgEl("circle", { cx: x, cy: y, r: 3, fill: points[i].status === "SUCCEEDED" ? "#16a34a" : "#dc2626" })));
+    xy.forEach(([x, y], i) => svg.append(svgEl("circle", { cx: x, cy: y, r: 3, fill: colorOf(points[i].status) })));
     const label = svgEl("text", { x: pad, y: 14, "font-size": 9 });
     label.textContent = `max ${secs(max)}`;
     svg.append(label);
@@ -139,7 +144,7 @@
     const stat = (label, value, id) => el("div", {}, el("span", { class: "muted" }, label), " ", el("b", { id }, value));
     const rate = rec.success_rate === null ? "–" : `${(rec.success_rate * 100).toFixed(1)} %`;
     const failures = el("tbody", {}, rec.failures.map((f) => el("tr", {},
-      el("td", {}, el("a", { href: `${ROOT}/runs/${f.id}`, class: "mono" }, f.id.slice(0, 12))),
+      el("td", {}, el("a", { href: `${ROOT}/runs/${encodeURIComponent(f.id)}`, class: "mono" }, f.id.slice(0, 12))),
       el("td", {}, when(f.finished_at)), el("td", {}, f.node || ""),
       el("td", { class: "mono" }, f.error ? `${f.error.type}: ${f.error.message}` : ""))));
     const select = el("select", { id: "trend-node" }, el("option", { value: "" }, "pick a node"));
@@ -161,7 +166,7 @@
     try {  // node names: from the newest run of the workflow
       const page = await api(`/api/history/runs?workflow=${encodeURIComponent(name)}&limit=1`);
       if (page.runs.length) {
-        const run = await api(`/api/runs/${page.runs[0].id}`);
+        const run = await api(`/api/runs/${encodeURIComponent(page.runs[0].id)}`);
         const names = Object.keys(run.nodes || {}).filter((n) => !n.includes("["));
         for (const n of names) select.append(el("option", { value: n }, n));
       }
@@ -179,4 +184,4 @@
   const m = path.match(/^\/history\/(.+)$/);
   if (m) workflowPage(decodeURIComponent(m[1]));
   else searchPage();
-})();
+}

@@ -34,7 +34,7 @@ function recentRuns(runs) {
   if (!runs.length) return h("span", { class: "muted" }, "no runs yet");
   return h("div", { class: "recent" }, runs.slice(0, RECENT).map(({ slot, run }) =>
     run
-      ? h("a", { href: `${ROOT}/runs/${run.id}`, title: `${slot} ${run.status}`, "data-run": run.id }, badge(run.status), " ", slot)
+      ? h("a", { href: `${ROOT}/runs/${encodeURIComponent(run.id)}`, title: `${slot} ${run.status}`, "data-run": run.id }, badge(run.status), " ", slot)
       : h("span", { class: "muted", title: "cleaned up or expired" }, slot)));
 }
 
@@ -42,7 +42,7 @@ function row(s, refresh) {
   const toggle = CFG.readOnly ? null : h("button", {
     class: "btn", "data-action": s.paused ? "resume" : "pause",
     onclick: async () => {
-      try { await api(`/api/schedules/${encodeURIComponent(s.name)}/${s.paused ? "resume" : "pause"}`, { method: "POST" }); }
+      try { await api(`/api/schedules/${encodeURIComponent(s.name)}/${encodeURIComponent(s.paused ? "resume" : "pause")}`, { method: "POST" }); }
       catch (e) { alert(e.message); }
       refresh();
     },
@@ -68,7 +68,7 @@ async function schedulesView(main) {
   async function refresh() {
     try {
       const list = await api("/api/schedules");
-      const full = await Promise.all(list.map((s) => api(`/api/schedules/${encodeURIComponent(s.name)}?limit=${RECENT}`).catch(() => s)));
+      const full = await Promise.all(list.map((s) => api(`/api/schedules/${encodeURIComponent(s.name)}?limit=${encodeURIComponent(RECENT)}`).catch(() => s)));
       body.replaceChildren(...(full.length ? full.map((s) => row(s, refresh))
         : [h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No schedules yet: engine.schedule(...), `wfcelery schedule add`, or a definition file with schedule:."))]));
     } catch (e) {

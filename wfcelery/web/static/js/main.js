@@ -14,6 +14,5 @@ let m;
 if ((m = where.match(/^\/runs\/([^/]+)\/?$/))) runView(main, decodeURIComponent(m[1]));
 else if (where.replace(/\/$/, "") === "/definitions") definitionsView(main);
 else if ((m = where.match(/^\/definitions\/([^/]+)\/?$/))) definitionView(main, decodeURIComponent(m[1]));
-else if (where.replace(/\/$/, "") === "/schedules") {
-  // drawn by schedules.js
-} else runsView(main);
+else if (where.replace(/\/$/, "") === "/schedules") import("../schedules.js"); // draws its own page
+else runsView(main);

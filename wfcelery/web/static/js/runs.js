@@ -4,6 +4,7 @@ import { h } from "./dom.js";
 import { ago, duration, shortId } from "./format.js";
 import { setNav } from "./nav.js";
 import { RUN_STATUSES, RUN_TONE } from "./statuses.js";
+import { waitingCard } from "./signals.js";
 import { badge, progressBar } from "./widgets.js";
 
 const PAGE = 25;
@@ -21,6 +22,7 @@ export function runsView(main) {
     h("div", { class: "card" }, h("div", { class: "toolbar" }, filters.status, filters.name), list.table,
       h("div", { class: "pager" }, list.newer, list.older)),
   );
+  waitingCard(main);
   async function refresh() {
     const q = filters.query();
     q.set("limit", String(PAGE));

@@ -3,7 +3,7 @@
 // (statusSheet), so app.css names no status and no status colour.
 
 //: A node's statuses, in the order a node goes through them.
-export const NODE_STATUSES = ["PENDING", "QUEUED", "RUNNING", "RETRYING", "SUCCEEDED", "FAILED", "SKIPPED", "REVOKED"];
+export const NODE_STATUSES = ["PENDING", "QUEUED", "RUNNING", "RETRYING", "WAITING", "SUCCEEDED", "FAILED", "SKIPPED", "REVOKED"];
 //: A run's statuses.
 export const RUN_STATUSES = ["RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "CANCELLED"];
 //: Node statuses a node ends in (it is "done").
@@ -11,17 +11,18 @@ export const TERMINAL = new Set(["SUCCEEDED", "FAILED", "SKIPPED", "REVOKED"]);
 //: Run statuses a run ends in.
 export const FINISHED_RUN = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
 //: Segments of a progress bar, in order: what ended first, then what is under way.
-export const PROGRESS_ORDER = ["SUCCEEDED", "FAILED", "REVOKED", "SKIPPED", "RUNNING", "RETRYING", "QUEUED"];
+export const PROGRESS_ORDER = ["SUCCEEDED", "FAILED", "REVOKED", "SKIPPED", "RUNNING", "RETRYING", "WAITING", "QUEUED"];
 //: The node status whose colour paints a run's progress in the runs list (its done nodes).
 export const RUN_TONE = { RUNNING: "RUNNING", PAUSED: "RETRYING", SUCCEEDED: "SUCCEEDED", FAILED: "FAILED", CANCELLED: "SKIPPED" };
 
 //: Colour of each status (bar segment, badge, grid square, timeline bar).
 export const COLORS = {
   PENDING: "#cbd5e1", QUEUED: "#93c5fd", RUNNING: "#2563eb", RETRYING: "#f59e0b", SUCCEEDED: "#16a34a",
-  FAILED: "#dc2626", SKIPPED: "#a8a29e", REVOKED: "#7c3aed", PAUSED: "#d97706", CANCELLED: "#475569",
+  FAILED: "#dc2626", SKIPPED: "#a8a29e", REVOKED: "#7c3aed", WAITING: "#db2777", PAUSED: "#d97706",
+  CANCELLED: "#475569",
 };
 //: A node box's fill while in a status (white otherwise).
-const TINTS = { RUNNING: "#eff6ff", RETRYING: "#fffbeb", SUCCEEDED: "#f0fdf4", FAILED: "#fef2f2", SKIPPED: "#fafaf9", REVOKED: "#f5f3ff" };
+const TINTS = { RUNNING: "#eff6ff", RETRYING: "#fffbeb", SUCCEEDED: "#f0fdf4", FAILED: "#fef2f2", SKIPPED: "#fafaf9", REVOKED: "#f5f3ff", WAITING: "#fdf2f8" };
 //: Text on a badge of a light colour (white otherwise).
 const INKS = { PENDING: "#334155", QUEUED: "#1e3a8a" };
 //: A status this page does not know (a newer server).

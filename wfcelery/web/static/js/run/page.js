@@ -5,6 +5,7 @@ import { h, toast } from "../dom.js";
 import { drawGraph } from "../graph.js";
 import { drawGrid, GRAPH_LIMIT } from "../grid.js";
 import { setNav } from "../nav.js";
+import { linkSubflows } from "../signals.js";
 import { legend } from "../widgets.js";
 import { runActions } from "./actions.js";
 import { runHeader } from "./header.js";
@@ -63,6 +64,7 @@ export async function runView(main, runId) {
   parts.actions.render();
   parts.timeline.render();
   stream.follow();
+  linkSubflows(model.id, graph.nodes, state.nodes, select);
 }
 
 // The page's pieces, each drawing itself from the model.

@@ -3,6 +3,7 @@
 import { api, path } from "../api.js";
 import { h } from "../dom.js";
 import { clock, duration } from "../format.js";
+import { waitingParts } from "../signals.js";
 import { badge } from "../widgets.js";
 
 export function nodePanel(runId) {
@@ -14,7 +15,7 @@ export function nodePanel(runId) {
     if (!name) return;
     let n;
     try { n = await api(path`/api/runs/${runId}/nodes/${name}`); } catch (e) { el.replaceChildren(h("h2", {}, name), h("p", { class: "muted" }, e.message)); return; }
-    if (name === shown) el.replaceChildren(...details(name, n)); // a later selection wins
+    if (name === shown) el.replaceChildren(...details(name, n), ...waitingParts(runId, n)); // a later selection wins
   }
   return { el, show, get shown() { return shown; }, refresh: () => show(shown) };
 }
