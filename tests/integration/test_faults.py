@@ -294,11 +294,13 @@ def test_cli_followers_ride_out_a_tracker_outage(
     )
     try:
 
-        def second_node_running() -> bool:
+        def under_way() -> bool:
+            """The first node succeeded: a state, not a moment a slow poll could miss."""
             runs = engine.runs(limit=1)
-            return bool(runs) and engine.run(runs[0].id).state().nodes["n1"].status is NodeStatus.RUNNING
+            state = engine.run(runs[0].id).state() if runs else None
+            return state is not None and state.nodes["n0"].status is NodeStatus.SUCCEEDED
 
-        wait_for(second_node_running, timeout=30, message="n1 RUNNING")
+        wait_for(under_way, timeout=30, message="n0 SUCCEEDED")
         faulty_redis.restart(down_for=8)
         out, err = proc.communicate(timeout=120)
     finally:
