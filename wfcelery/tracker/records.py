@@ -155,8 +155,10 @@ def new_run(
     executor: Executor = Executor.COUNTERS,
     parent: ParentLink | None = None,
     run_key: str | None = None,
+    limits: RunLimitFields | None = None,
 ) -> dict[str, str | int]:
-    """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
+    """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts;
+    ``limits``: its admission group and deadline (ops/admission.py, ops/deadlines.py)."""
     record: dict[str, str | int] = {
         "name": name,
         "status": RunStatus.RUNNING.value,
@@ -176,6 +178,8 @@ def new_run(
         record[PARENT_FIELD] = parent.encode()
     if run_key is not None:
         record["key"] = run_key
+    if limits is not None:
+        record.update(limits.fields())
     if on_success:
         record["on_success"] = json.dumps(on_success)
     if on_failure:
@@ -185,6 +189,47 @@ def new_run(
 
 def _ms(value: str | None) -> int | None:
     return int(value) if value else None
+
+
+#: Run-record fields of active-run limits and deadlines: the admission group ``<group id>|<limit>``
+#: (finish_run returns it: the run's end admits the next QUEUED run), the deadline (ms, Redis's clock),
+#: and the run's own error (JSON; set when a deadline fails it).
+ADMISSION_FIELD, DEADLINE_FIELD, RUN_ERROR_FIELD = "adm", "dl", "err"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A run's admission group (ops/admission.py): its id and the limit its workflow had at submit."""
+
+    group: str
+    limit: int
+
+    def encode(self) -> str:
+        return f"{self.group}|{self.limit}"
+
+    @classmethod
+    def decode(cls, raw: str) -> Admission:
+        group, _, limit = raw.rpartition("|")
+        return cls(group, int(limit))
+
+
+@dataclass(frozen=True)
+class RunLimitFields:
+    """What :func:`new_run` writes of a run's limits: QUEUED or not, its admission group, its deadline."""
+
+    queued: bool = False
+    admission: Admission | None = None
+    deadline_ms: int | None = None
+
+    def fields(self) -> dict[str, str | int]:
+        out: dict[str, str | int] = {}
+        if self.queued:
+            out["status"] = RunStatus.QUEUED.value
+        if self.admission is not None:
+            out[ADMISSION_FIELD] = self.admission.encode()
+        if self.deadline_ms is not None:
+            out[DEADLINE_FIELD] = self.deadline_ms
+        return out
 
 
 @dataclass(frozen=True)
@@ -215,6 +260,10 @@ class RunRecord:
     #: after which the reconciler cancels it if it never started.
     unconfirmed_ms: int | None = None
     run_key: str | None = None
+    admission: Admission | None = None
+    deadline_ms: int | None = None
+    #: The run's own error (a deadline that failed it), as stored.
+    error: dict[str, Any] | None = None
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -240,6 +289,9 @@ class RunRecord:
             instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
             unconfirmed_ms=_ms(h.get(UNCONFIRMED_FIELD)),
             run_key=h.get("key"),
+            admission=Admission.decode(h[ADMISSION_FIELD]) if h.get(ADMISSION_FIELD) else None,
+            deadline_ms=_ms(h.get(DEADLINE_FIELD)),
+            error=json.loads(h[RUN_ERROR_FIELD]) if h.get(RUN_ERROR_FIELD) else None,
             waits={
                 int(f[len(WAIT_FIELD_PREFIX) :]): WaitMark.decode(v)
                 for f, v in h.items()
@@ -455,6 +507,14 @@ class Event:
         at, node, status, *epoch = line.split(" ")
         slot = None if node == "run" else int(node) if node.isdigit() else node
         return cls(int(at), slot, status, int(epoch[0]) if epoch else 0)
+
+
+def first_events(record: Mapping[str, str | int], roots: Sequence[int]) -> str:
+    """A new run's first event lines: its roots QUEUED, or the run QUEUED (max_active_runs reached: its
+    roots are queued when it is admitted, ops/lua/admit_run.lua)."""
+    if record.get("status") == RunStatus.QUEUED.value:
+        return Event(0, None, RunStatus.QUEUED.value, 0).encode()
+    return "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
 
 
 # -- gate entries -------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from wfcelery.tracker.records import (
     NodeRecord,
     canvas_value,
     dropped_field,
+    first_events,
     unconfirmed_error,
 )
 from wfcelery.tracker.runkeys import RunKeys
@@ -81,7 +82,7 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
         k, ttl = self.keys, self.settings.run_ttl
         queued = NodeRecord(NodeStatus.QUEUED.code, queued_ms=0).encode()  # queued at the run's creation
         nodes = dict.fromkeys((str(i) for i in roots), queued)
-        events = "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
+        events = first_events(record, roots)
         args: list[Any] = [
             json.dumps({f: str(v) for f, v in record.items()}),
             json.dumps(nodes),
