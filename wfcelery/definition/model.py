@@ -315,8 +315,11 @@ class Workflow(SpecialNodes):
 
     def param_names(self) -> set[str]:
         """Every param this workflow knows: its placeholders, the params it declares defaults for and the
-        params its ``when`` conditions read (``params.<name>``; optional: a missing one is null)."""
+        params its ``when`` conditions and its ``concurrency_key`` read (``params.<name>``; optional: a
+        missing one is null)."""
         read = {name for node in self.nodes.values() if node.when for name in condition_params(node.when)}
+        if self.limits.concurrency_key:
+            read |= condition_params(self.limits.concurrency_key)
         return self.placeholders() | self.params.keys() | read
 
     def missing_params(self, params: Mapping[str, Any] | None = None) -> list[str]:

@@ -27,7 +27,7 @@ from wfcelery.errors import WfCeleryError
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.ops.runkeys import CLAIM_GRACE
 from wfcelery.ops.store import ScheduleRecord, ScheduleStore, run_key_of
-from wfcelery.ops.submit import Started, discard, ended, run_record, start_run
+from wfcelery.ops.submit import Started, discard, ended, limit_fields, run_record, start_run
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.records import RunKeyClaim
 from wfcelery.tracker.runkeys import KeyedRun
@@ -50,6 +50,8 @@ class _Prepared:
     run: dict[str, str | int]
     params: dict[str, Any]
     key: str
+    #: the workflow has max_active_runs or a deadline: created one by one (start_run), not in a batch
+    limited: bool = False
 
 
 def _keyed(p: _Prepared, now_ms: int) -> KeyedRun:
@@ -105,7 +107,7 @@ class Firer:
                     "wfcelery scheduler: schedule %r: slot %s not fired: %s", record.name, iso(slot_ms), e
                 )
                 continue
-            if self._batchable(prepared.plan):
+            if self._batchable(prepared.plan) and not prepared.limited:
                 batch.append((i, prepared))
             else:
                 out[i] = self._start(prepared, now_ms, producer)
@@ -147,8 +149,9 @@ class Firer:
         params = wf.resolve_params({**record.params, SCHEDULED_AT_PARAM: iso(slot_ms)}, self.settings.limits)
         params[RUN_KEY_PARAM] = key
         run_id = uuid.uuid4().hex
-        run = run_record(self.tracker, plan, run_id, params, key)
-        return _Prepared(plan, run_id, run, params, key)
+        limits = limit_fields(self.tracker, wf.name, wf.limits, params)  # the workflow's own limits
+        run = run_record(self.tracker, plan, run_id, params, key, limits=limits)
+        return _Prepared(plan, run_id, run, params, key, limits is not None)
 
     def _start(self, p: _Prepared, now_ms: int | None, producer: Any) -> Started:
         started = start_run(

@@ -354,11 +354,17 @@ def idle_children(tracker: Tracker, run_id: str, status: str) -> list[str]:
 
 
 def halt_run(
-    tracker: Tracker, dispatch: Dispatcher, run_id: str, op: str, terminate: bool = False
+    tracker: Tracker,
+    dispatch: Dispatcher,
+    run_id: str,
+    op: str,
+    terminate: bool = False,
+    error: str = "",
 ) -> HaltOutcome:
-    """Pause or cancel a run (halt.lua), then tell the workers' gate, revoke what had not started, end it
-    (cancel: callback, parent) and do the same to its live children. Raises :class:`RunNotFound`."""
-    out = tracker.halt(run_id, op)
+    """Pause or cancel a run (halt.lua; ``op`` 'deadline': fail it with ``error``, ops/deadlines.py), then
+    tell the workers' gate, revoke what had not started, end it (cancel: callback, parent) and do the same
+    to its live children. Raises :class:`RunNotFound`."""
+    out = tracker.halt(run_id, op, error)
     if out.changed:
         record = tracker.run_record(run_id)
         plan = waits_of(tracker).plans.get(record.plan)
@@ -373,7 +379,7 @@ def halt_run(
         else:
             for child in children(record):
                 with contextlib.suppress(RunNotFound, ControlError):  # gone, or halted already
-                    halt_run(tracker, dispatch, child, op)
+                    halt_run(tracker, dispatch, child, op, error=error)
     return out
 
 

@@ -209,9 +209,10 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
         ]
         return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
-    def halt(self, run_id: str, op: str) -> HaltOutcome:
-        """Pause or cancel. Raises :class:`RunNotFound`."""
-        reply = self._run_script("halt", run_id, [op])
+    def halt(self, run_id: str, op: str, error: str = "") -> HaltOutcome:
+        """Pause, cancel, or fail at the run's deadline (``op`` 'deadline', ``error``: the run's error as
+        JSON). Raises :class:`RunNotFound`."""
+        reply = self._run_script("halt", run_id, [op, error])
         if not reply[0]:
             raise RunNotFound(run_id)
         return HaltOutcome.from_reply(reply)
