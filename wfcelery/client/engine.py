@@ -137,15 +137,22 @@ class Engine(Schedules, Control, History, Access):
             check_canvas_app(self.app, plan)
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
-        limits = limit_fields(self.tracker, wf.name, wf.limits, resolved, run_deadline)
+        run_limits = limit_fields(self.tracker, wf.name, wf.limits, resolved, run_deadline)
         record = run_record(
-            self.tracker, plan, run_id, resolved, key, _sig_dict(on_success), _sig_dict(on_failure), limits
+            self.tracker,
+            plan,
+            run_id,
+            resolved,
+            key,
+            _sig_dict(on_success),
+            _sig_dict(on_failure),
+            run_limits,
         )
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
             sent = None if progress is None else (lambda n: progress(n, len(plan.roots)))
-            if key is None and limits is None:
+            if key is None and run_limits is None:
                 try:  # the metrics' label table: a read, before anything is written
                     labels, new_labels = plan_labels(self.tracker, plan, self.app)
                 except TrackerUnavailable as e:
@@ -186,7 +193,7 @@ class Engine(Schedules, Control, History, Access):
                     assert key is not None  # a run without a key is always created
                     return self._held(key, started.run_id, policy)
                 finishes = started.finishes
-        if key is None and limits is None:
+        if key is None and run_limits is None:
             self._confirm(run_id)
         else:
             record_audit(self, "submit", f"run {run_id}", "ok")

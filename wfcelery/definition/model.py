@@ -447,8 +447,11 @@ def _limits(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     limits = RunLimits.check(
         data.get("max_active_runs"), data.get("concurrency_key"), data.get("deadline"), source
     )
-    return {"max_active_runs": limits.max_active_runs, "concurrency_key": limits.concurrency_key,
-            "deadline": limits.deadline}
+    return {
+        "max_active_runs": limits.max_active_runs,
+        "concurrency_key": limits.concurrency_key,
+        "deadline": limits.deadline,
+    }
 
 
 def _schedule(data: Any, source: str) -> ScheduleSpec | None:

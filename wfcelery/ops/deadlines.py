@@ -13,7 +13,7 @@ A deadline counts from the submit, also for a run that waits QUEUED for ``max_ac
 how long the caller waits for the run's end, whatever the run waited for. The reconciler's sweep is the
 safety net: a run past its deadline that the loop missed (its index entry lost between the run's creation
 and its indexing) is failed there, and a live run's entry is written again. A retry of a run failed at its
-deadline runs without one (halt.lua deletes the field when it fires).
+deadline runs without one (halt.lua marks the deadline fired).
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def fail_at_deadline(tracker: Tracker, dispatch: Dispatcher, run_id: str) -> boo
     from wfcelery.ops.subruns import halt_run
 
     try:
-        out = halt_run(tracker, dispatch, run_id, "deadline", terminate=True, error=json.dumps(DEADLINE_ERROR))
+        out = halt_run(
+            tracker, dispatch, run_id, "deadline", terminate=True, error=json.dumps(DEADLINE_ERROR)
+        )
         changed = out.changed
     except RunNotFound:
         changed = False
@@ -90,7 +92,7 @@ def check_deadline(
 ) -> str | None:
     """The reconciler's check of one live run: past its deadline and not ended -> failed now (returns
     why); not due -> its index entry is written again (a lost one is mended)."""
-    if record.deadline_ms is None or record.status.finished:
+    if record.deadline_ms is None or record.deadline_fired or record.status.finished:
         return None
     if now_ms < record.deadline_ms:
         index_deadline(tracker, run_id, record.deadline_ms)

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfcelery import tracing
+from wfcelery.definition.runlimits import RunLimits
 from wfcelery.errors import WfCeleryError
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import publish_released
 from wfcelery.ops.admission import admissions_of, group_of, release, start_admitted
 from wfcelery.ops.deadlines import index_deadline
 from wfcelery.ops.runkeys import create_keyed
-from wfcelery.definition.runlimits import RunLimits
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.outcomes import Finish
 from wfcelery.tracker.records import (

@@ -96,7 +96,8 @@ class TimerLoop:
             return LEASE_TICK
         now = self.fire_due()
         self.fire_deadlines(now)
-        due = min((d for d in (self.waits.next_due(), next_deadline(self.tracker)) if d is not None), default=None)
+        dues = [d for d in (self.waits.next_due(), next_deadline(self.tracker)) if d is not None]
+        due = min(dues, default=None)
         return MAX_SLEEP if due is None else max(0.005, min(MAX_SLEEP, (due - now) / 1000))
 
     def lead(self) -> bool:

@@ -193,8 +193,9 @@ def _ms(value: str | None) -> int | None:
 
 #: Run-record fields of active-run limits and deadlines: the admission group ``<group id>|<limit>``
 #: (finish_run returns it: the run's end admits the next QUEUED run), the deadline (ms, Redis's clock),
-#: and the run's own error (JSON; set when a deadline fails it).
-ADMISSION_FIELD, DEADLINE_FIELD, RUN_ERROR_FIELD = "adm", "dl", "err"
+#: whether that deadline fired (a retry then runs without it), and the run's own error (JSON; set when a
+#: deadline fails it).
+ADMISSION_FIELD, DEADLINE_FIELD, DEADLINE_FIRED_FIELD, RUN_ERROR_FIELD = "adm", "dl", "dlx", "err"
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,8 @@ class RunRecord:
     run_key: str | None = None
     admission: Admission | None = None
     deadline_ms: int | None = None
+    #: The deadline fired (the run failed at it): a retry of the run runs without one.
+    deadline_fired: bool = False
     #: The run's own error (a deadline that failed it), as stored.
     error: dict[str, Any] | None = None
 
@@ -291,6 +294,7 @@ class RunRecord:
             run_key=h.get("key"),
             admission=Admission.decode(h[ADMISSION_FIELD]) if h.get(ADMISSION_FIELD) else None,
             deadline_ms=_ms(h.get(DEADLINE_FIELD)),
+            deadline_fired=bool(h.get(DEADLINE_FIRED_FIELD)),
             error=json.loads(h[RUN_ERROR_FIELD]) if h.get(RUN_ERROR_FIELD) else None,
             waits={
                 int(f[len(WAIT_FIELD_PREFIX) :]): WaitMark.decode(v)

@@ -34,7 +34,6 @@ from wfcelery.tracker.outcomes import (
 from wfcelery.tracker.reads import Reads
 from wfcelery.tracker.records import (
     UNCONFIRMED_FIELD,
-    Event,
     NodeRecord,
     canvas_value,
     dropped_field,

@@ -9,8 +9,8 @@
 --   finish  = false or {status, callback JSON or false, epoch, ...} (cancel and a deadline end the run)
 --   A no-op (already in the target status, or finished) returns status before == status after.
 -- A QUEUED run (waiting for max_active_runs: none of its nodes has a message) may be cancelled or failed
--- by its deadline; pausing it is a no-op. A deadline is fired once: its field is deleted here, and a
--- 'deadline' call on a run whose deadline is not past (a retry cleared it) is a no-op too.
+-- by its deadline; pausing it is a no-op. A deadline is fired once: field 'dlx' marks it fired (a retry
+-- of the run then runs without it), and a 'deadline' call on a run whose deadline is not past is a no-op.
 local op = ARGV[1]
 local status = run_field('status')
 if not status then
@@ -20,7 +20,7 @@ local targets = {pause = 'PAUSED', cancel = 'CANCELLED', deadline = 'FAILED'}
 local target = targets[op]
 local live = status == 'RUNNING' or status == 'PAUSED' or (status == 'QUEUED' and op ~= 'pause')
 local due = run_field('dl')
-if op == 'deadline' and (not due or now_ms() < tonumber(due)) then
+if op == 'deadline' and (not due or run_field('dlx') or now_ms() < tonumber(due)) then
   live = false
 end
 if status == target or not live then
@@ -52,8 +52,7 @@ else
   end
   queued = revoke_unstarted()
   if op == 'deadline' then
-    redis.call('HDEL', K_RUN, 'dl')
-    redis.call('HSET', K_RUN, 'err', ARGV[2])
+    redis.call('HSET', K_RUN, 'dlx', 1, 'err', ARGV[2])
   end
   finish = finish_run(target)
 end
