@@ -210,3 +210,28 @@ def test_a_deadline_fails_a_run_whose_node_runs_30_s(
     assert probe_times(r, app, run.id) == {}  # no body reached its end
     final = run.state()
     assert final.status is RunStatus.FAILED and final.error == state.error
+
+
+def test_a_queued_runs_deadline_counts_from_its_submit(
+    app: Any, engine: Any, r: redis.Redis, worker_process: Any, tmp_path: Path, uid: str
+) -> None:
+    """A run still QUEUED at its deadline FAILS without starting, and gives its turn to the next."""
+    worker_process(app, [app.conf.task_default_queue], "a", concurrency=2, conf=fast(tmp_path))
+    hold = f"{uid}:hold"
+    wf = limited("queued-deadline", hold=hold, key=None)
+    first = engine.submit(wf, {})
+    late = engine.submit(wf, {}, deadline="2s")
+    last = engine.submit(wf, {})
+    state = wait_for(
+        lambda: (s := late.state()).finished and s, timeout=30, message="the queued run's deadline"
+    )
+    assert state.status is RunStatus.FAILED and state.error == {
+        "type": "DeadlineExceeded",
+        "message": "deadline exceeded",
+    }
+    assert state.started_at is None and all(n.status is NodeStatus.REVOKED for n in state.nodes.values())
+    assert status(engine, last.id) is RunStatus.QUEUED
+    r.rpush(hold, "go", "go")
+    wait_for(lambda: last.state().finished, timeout=60, message="the last run")
+    assert [status(engine, i) for i in (first.id, last.id)] == [RunStatus.SUCCEEDED] * 2
+    assert probe_times(r, app, late.id) == {}
