@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from celery import Celery
 
-from tests.integration.test_cli import assert_clean_error, cli_app, invoke  # noqa: F401 (cli_app: fixture)
+from tests.integration import test_cli
+from tests.integration.test_cli import assert_clean_error, invoke
 from wfcelery import Workflow
 from wfcelery.cli import EXIT_BAD_INPUT
 from wfcelery.definition.loader import from_data
 from wfcelery.errors import SchemaError
+
+#: The CLI's tests' fixture: it publishes the test's app where ``wfcelery -A`` imports it.
+cli_app = test_cli.cli_app
 
 BAD = [
     ({"max_active_runs": 0}, "max_active_runs: must be an integer >= 1, not 0"),
@@ -32,11 +35,13 @@ BAD = [
 def test_bad_limits_name_the_key_in_python_and_in_a_definition(limits: dict[str, Any], message: str) -> None:
     with pytest.raises(SchemaError) as made:
         Workflow("etl", **limits)
-    assert str(made.value).startswith("workflow 'etl': ") and message in str(made.value)
+    assert str(made.value).startswith("workflow 'etl': ")
+    assert message in str(made.value)
     data = {"name": "etl", "tasks": [{"task": "proj.add"}], **limits}
     with pytest.raises(SchemaError) as e:
         from_data(data, "etl.yaml")
-    assert str(e.value).startswith("etl.yaml: ") and message in str(e.value)
+    assert str(e.value).startswith("etl.yaml: ")
+    assert message in str(e.value)
 
 
 def test_good_limits_round_trip_through_a_definition() -> None:
@@ -44,9 +49,11 @@ def test_good_limits_round_trip_through_a_definition() -> None:
     wf.add("a", "proj.add")
     again = Workflow.from_dict(wf.to_dict())
     assert again.limits == wf.limits
-    assert wf.to_dict()["deadline"] == "1h30m" and wf.limits.deadline == 5400
+    assert wf.to_dict()["deadline"] == "1h30m"
+    assert wf.limits.deadline == 5400
     assert wf.limits.key_value({"customer": "acme"}) == "acme"
-    assert wf.limits.key_value({"customer": 7}) == "7" and wf.limits.key_value({}) == "null"
+    assert wf.limits.key_value({"customer": 7}) == "7"
+    assert wf.limits.key_value({}) == "null"
     assert "customer" in wf.param_names()  # the key's param may be given without a default
 
 
@@ -55,10 +62,12 @@ def test_a_bad_submit_deadline_is_refused_and_nothing_is_written(engine: Any, r:
     wf.add("a", "proj.add", args=[1, 2])
     with pytest.raises(SchemaError, match="submit: deadline: 'soon' is not a duration"):
         engine.submit(wf, deadline="soon")
-    assert engine.runs() == [] and not list(r.scan_iter(match=f"t{uid}:*"))
+    assert engine.runs() == []
+    assert not list(r.scan_iter(match=f"t{uid}:*"))
 
 
-def test_the_cli_refuses_bad_limits_with_exit_2(cli_app: Celery, engine: Any, tmp_path: Path) -> None:
+@pytest.mark.usefixtures("cli_app")
+def test_the_cli_refuses_bad_limits_with_exit_2(engine: Any, tmp_path: Path) -> None:
     flow = tmp_path / "etl.yaml"
     flow.write_text("name: etl\nmax_active_runs: 0\ntasks:\n  - {name: a, task: proj.add, args: [1, 2]}\n")
     assert_clean_error(invoke("submit", str(flow)), EXIT_BAD_INPUT, "max_active_runs", ">= 1")

@@ -29,7 +29,8 @@ def test_a_queued_run_is_shown_queued_with_its_deadline(http: httpx.Client, engi
     states = [http.get(f"/api/runs/{i}").json() for i in ids]
     assert [s["status"] for s in states] == ["RUNNING", "QUEUED", "RUNNING"]
     assert all(s["deadline_at"] and s["deadline_at"] > s["created_at"] + 3500 for s in states)
-    assert states[1]["error"] is None and states[1]["counts"]["PENDING"] == 1
+    assert states[1]["error"] is None
+    assert states[1]["counts"]["PENDING"] == 1
     listed = http.get("/api/runs", params={"status": "QUEUED"}).json()["runs"]
     assert [r["id"] for r in listed] == [ids[1]]
     cancelled = http.post(f"/api/runs/{ids[1]}/cancel").json()

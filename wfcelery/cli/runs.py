@@ -87,7 +87,7 @@ wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --deadline 3
     "--deadline",
     default=None,
     metavar="DURATION",
-    help="Fail the run (\"deadline exceeded\") if it has not ended DURATION after now (30m, 2h, seconds); "
+    help='Fail the run ("deadline exceeded") if it has not ended DURATION after now (30m, 2h, seconds); '
     "overrides the definition's deadline.",
 )
 @click.pass_context

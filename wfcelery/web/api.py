@@ -107,7 +107,7 @@ class SubmitRequest(BaseModel):
     )
     deadline: str | float | None = Field(
         None,
-        description="Fail the run (\"deadline exceeded\") if it has not ended this long after now: "
+        description='Fail the run ("deadline exceeded") if it has not ended this long after now: '
         "a duration like 30m or 2h, or seconds; overrides the definition's deadline",
     )
 
