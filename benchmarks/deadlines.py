@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import WorkerSettings, Workers, redis_server_class
+from benchmarks.harness import Workers, WorkerSettings, redis_server_class
 from benchmarks.tasks import PREFIX, QUEUE, make_app
 from wfcelery import Workflow
 
