@@ -14,7 +14,7 @@ from wfcelery import RunStatus, Workflow
 pytestmark = [pytest.mark.timeout(120), pytest.mark.browser]
 
 
-def test_a_queued_run_on_its_page_and_cancelled_from_it(app: Any, engine: Any, server: Any, page: Any) -> None:
+def test_a_queued_run_on_its_page_and_cancelled_from_it(engine: Any, server: Any, page: Any) -> None:
     wf = Workflow("one-at-a-time", max_active_runs=1)
     wf.add("a", "proj.add", args=[1, 2])
     first, queued = engine.submit(wf), engine.submit(wf)  # no worker: the first one never ends
