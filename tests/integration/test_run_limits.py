@@ -246,3 +246,36 @@ def test_a_queued_runs_deadline_counts_from_its_submit(
     wait_for(lambda: last.state().finished, timeout=60, message="the last run")
     assert [status(engine, i) for i in (first.id, last.id)] == [RunStatus.SUCCEEDED] * 2
     assert probe_times(r, app, late.id) == {}
+
+
+def test_a_child_workflows_limit_holds_for_the_child_runs_of_its_nodes(
+    app: Any, engine: Any, r: redis.Redis, worker_process: Any, tmp_path: Path
+) -> None:
+    worker_process(app, [app.conf.task_default_queue], "a", concurrency=2, conf=fast(tmp_path))
+    engine.register(limited("child", sleep=0.5, key=None))
+    parent = Workflow("parent")
+    parent.add("one", workflow="child")
+    parent.add("two", workflow="child")
+    run = engine.submit(parent)
+    wait_for(lambda: run.state().finished, timeout=60, message="the parent run")
+    state = run.state()
+    assert state.status is RunStatus.SUCCEEDED
+    children = [state.nodes[n].child_run for n in ("one", "two")]
+    spans = sorted(span(r, app, c) for c in children if c)
+    assert len(spans) == 2
+    assert spans[0][1] <= spans[1][0], "the child runs overlapped"
+
+
+def test_a_retry_of_a_run_failed_at_its_deadline_runs_without_it(
+    app: Any, engine: Any, r: redis.Redis, worker_process: Any, tmp_path: Path, uid: str
+) -> None:
+    worker_process(app, [app.conf.task_default_queue], "a", concurrency=2, conf=fast(tmp_path))
+    wf = Workflow("retry-late", deadline="1s")
+    wf.wait("approval")
+    run = engine.submit(wf)
+    wait_for(lambda: run.state().finished, timeout=30, message="the deadline")
+    assert engine.retry(run.id).status is RunStatus.RUNNING
+    wait_for(lambda: run.state().nodes["approval"].status is NodeStatus.WAITING, message="waiting again")
+    run.signal("approval", {"by": "ops"})
+    assert run.wait(timeout=30) == {"approval": {"by": "ops"}}
+    assert run.state().status is RunStatus.SUCCEEDED
