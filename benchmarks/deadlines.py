@@ -6,7 +6,8 @@ whose one node sleeps 60 s are submitted ``--spacing`` seconds apart, each with 
 each is FAILED at its deadline, its running body terminated (the pool replaces the process), its queued
 messages revoked. Lateness of each run: its end (``finished``, Redis's clock, written by the script that
 failed it) minus its deadline (Redis's clock, set at submit). Reported: p50, p99 and max, with the
-machine's load average before and after.
+machine's load average before and after. The target -- every run FAILED "deadline exceeded", the p99
+within ``--target`` seconds (2 by default) -- is checked: the exit status is 1 when it is missed.
 """
 
 from __future__ import annotations
@@ -86,8 +87,14 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=2.0, help="seconds")
     parser.add_argument("--spacing", type=float, default=0.25, help="seconds between submits")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--target", type=float, default=2.0, help="p99 lateness at most (seconds)")
     args = parser.parse_args()
-    print(json.dumps(run(args.runs, args.deadline, args.spacing, args.concurrency), indent=2))
+    report = run(args.runs, args.deadline, args.spacing, args.concurrency)
+    met = report["statuses"] == ["FAILED"] and report["ended"] == args.runs
+    met = met and report["late_p99_s"] is not None and report["late_p99_s"] <= args.target
+    report["target"] = f"every run FAILED, p99 <= {args.target:g} s: {'met' if met else 'MISSED'}"
+    print(json.dumps(report, indent=2))
+    raise SystemExit(0 if met else 1)
 
 
 if __name__ == "__main__":

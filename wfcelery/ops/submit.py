@@ -212,10 +212,11 @@ def ended(
 
 def admit_next(tracker: Tracker, dispatch: Dispatcher, run_id: str, group: Admission) -> None:
     """Run ``run_id`` of admission group ``group`` ended: the next QUEUED runs start (:mod:`.admission`).
-    An error is logged: the reconciler starts them on its next sweep."""
+    An error (the tracker or the broker away) is logged, never raised into the caller's end of a run: the
+    reconciler starts them on a later sweep, or re-sends the roots of one started but not published."""
     try:
         finishes = release(tracker, dispatch, run_id, group)
-    except WfCeleryError as e:
+    except Exception as e:
         logger.warning("wfcelery: run %s ended; the next queued runs start on a later sweep: %s", run_id, e)
         return
     for started, finish in finishes:
