@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: The tests of `make test` whose pass depends on time: a bound asserted on a measured time, or a fault that
 #: must heal before a deadline -- the fault and reconciler tests, the repairs at heartbeat pace, a pause
-#: mid-flight, the dashboard's 10,000-node render and the web server's request limits.
+#: mid-flight, the dashboard's 10,000-node render, the web server's request limits, and the active-run limits
+#: and deadlines' repairs (a SIGKILLed worker, a crash before an admission) and deadline lateness.
 TIMING_BOUND = [
     "tests/integration/test_faults.py",
     "tests/integration/test_reconciler.py",
@@ -38,6 +39,7 @@ TIMING_BOUND = [
     "tests/integration/test_control.py::test_pause_mid_flight_nothing_starts_then_resume_runs_every_node_once",
     "tests/web/test_browser.py::test_a_10000_node_run_renders_in_time_and_the_tab_stays_responsive",
     "tests/web/test_limits.py",
+    "tests/integration/test_run_limits.py",
 ]
 
 
