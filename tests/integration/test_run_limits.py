@@ -205,7 +205,7 @@ def test_a_deadline_fails_a_run_whose_node_runs_30_s(
     assert state.deadline_at is not None
     assert state.finished_at is not None
     assert state.finished_at - state.deadline_at < 15  # loose here: the 2 s figure is measured (benchmarks/)
-    record_timing("deadline_lateness", seconds=state.finished_at - state.deadline_at)
+    record_timing("deadline", late_s=state.finished_at - state.deadline_at)
     # the pool process running the body is terminated (the body would sleep 30 s) and replaced
     wait_for(lambda: child not in w.child_pids() and w.child_pids(), timeout=30, message="the body killed")
     wait_for(
