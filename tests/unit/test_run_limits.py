@@ -8,7 +8,8 @@ from wfcelery.definition.runlimits import RunLimits
 from wfcelery.ops.admission import group_of
 from wfcelery.tracker.keys import Keys
 from wfcelery.tracker.outcomes import Finish
-from wfcelery.tracker.records import Admission, RunLimitFields, RunRecord, first_events
+from wfcelery.tracker.records import RunRecord, first_events
+from wfcelery.tracker.runlimits import Admission, RunLimitFields
 from wfcelery.tracker.states import RUN_TRANSITIONS, RunStatus
 
 

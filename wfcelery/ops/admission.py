@@ -36,7 +36,8 @@ from wfcelery.messaging.release import publish_released
 from wfcelery.ops.waits import waits_of
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.counters import BUCKETS_MS
-from wfcelery.tracker.records import Admission, RunRecord
+from wfcelery.tracker.records import RunRecord
+from wfcelery.tracker.runlimits import Admission
 from wfcelery.tracker.states import RunStatus
 
 if TYPE_CHECKING:

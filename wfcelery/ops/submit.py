@@ -26,13 +26,8 @@ from wfcelery.ops.deadlines import index_deadline
 from wfcelery.ops.runkeys import create_keyed
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.outcomes import Finish
-from wfcelery.tracker.records import (
-    ADMISSION_FIELD,
-    DEADLINE_FIELD,
-    Admission,
-    RunLimitFields,
-    new_run,
-)
+from wfcelery.tracker.records import new_run
+from wfcelery.tracker.runlimits import ADMISSION_FIELD, DEADLINE_FIELD, Admission, RunLimitFields
 from wfcelery.tracker.states import RunStatus
 from wfcelery.tracker.store import Tracker
 

@@ -12,7 +12,8 @@ from enum import Enum
 from typing import Any
 
 from wfcelery.tracker.keys import Slot
-from wfcelery.tracker.records import Admission, ParentLink
+from wfcelery.tracker.records import ParentLink
+from wfcelery.tracker.runlimits import Admission
 
 
 class StartReason(str, Enum):

@@ -344,7 +344,7 @@ local function finish_run(status)
   return {
     status, cb or false, tonumber(run_field('epoch')), run_field('key') or false, tonumber(const('created')),
     run_field('parent') or false,  -- a child run's parent (records.ParentLink): its node settles now
-    run_field('adm') or false,  -- its admission group (records.Admission): its end admits the next run
+    run_field('adm') or false,  -- its admission group (runlimits.Admission): its end admits the next run
   }
 end
 
