@@ -1,8 +1,8 @@
 """Run deadlines: a run not ended ``deadline`` after its submit FAILS with the run error "deadline exceeded".
 
 The deadline is a time on Redis's clock, kept in the run record (``tracker.runlimits.DEADLINE_FIELD``)
-and indexed in the ``deadlines`` sorted set (keys.deadlines: no hash tag, it indexes every run, so it is written beside
-the run's creation, not inside it). The elected timer loop (ops/timers.py, inside the workers) reads the
+and indexed in the ``deadlines`` sorted set (keys.deadlines: no hash tag, it indexes every run, so it is
+written beside the run's creation, not inside it). The elected timer loop (ops/timers.py, inside the workers) reads the
 deadlines due on each pass -- at most :data:`~wfcelery.ops.timers.MAX_SLEEP` apart -- and fails each run in
 one atomic call (halt.lua 'deadline': as a cancel, but FAILED): its pending nodes never start, its queued
 messages are revoked, its running nodes are revoked with ``terminate=True`` (the prefork and gevent pools
