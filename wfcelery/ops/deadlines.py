@@ -1,13 +1,13 @@
 """Run deadlines: a run not ended ``deadline`` after its submit FAILS with the run error "deadline exceeded".
 
-The deadline is a time on Redis's clock, kept in the run record (``tracker.runlimits.DEADLINE_FIELD``)
-and indexed in the ``deadlines`` sorted set (keys.deadlines: no hash tag, it indexes every run, so it is
-written beside the run's creation, not inside it). The elected timer loop (ops/timers.py, inside the workers) reads the
-deadlines due on each pass -- at most :data:`~wfcelery.ops.timers.MAX_SLEEP` apart -- and fails each run in
-one atomic call (halt.lua 'deadline': as a cancel, but FAILED): its pending nodes never start, its queued
+The deadline is a time on Redis's clock, kept in the run record (``tracker.runlimits.DEADLINE_FIELD``) and
+indexed in the ``deadlines`` sorted set (keys.deadlines: no hash tag, it indexes every run, so it is written
+beside the run's creation, not inside it). The elected timer loop (ops/timers.py, inside the workers) reads
+the deadlines due on each pass -- at most :data:`~wfcelery.ops.timers.MAX_SLEEP` apart -- and fails each run
+in one atomic call (halt.lua 'deadline': as a cancel, but FAILED): its pending nodes never start, its queued
 messages are revoked, its running nodes are revoked with ``terminate=True`` (the prefork and gevent pools
-stop them, as ``cancel(terminate=True)`` does), its ``on_failure`` callback is sent once (the script
-ending the run answers once) and its admission group admits the next QUEUED run.
+stop them, as ``cancel(terminate=True)`` does), its ``on_failure`` callback is sent once (the script ending
+the run answers once) and its admission group admits the next QUEUED run.
 
 A deadline counts from the submit, also for a run that waits QUEUED for ``max_active_runs``: it bounds
 how long the caller waits for the run's end, whatever the run waited for. The reconciler's sweep is the
