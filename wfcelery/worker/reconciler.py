@@ -28,6 +28,8 @@ every live run every few seconds. A sweep reads every live run (``<prefix>:live`
   was written) has passed;
 * a keyed run's key gets its full TTL again (a run may live longer than ``wfcelery_run_ttl``; a worker
   that ended a run may have died before setting its key's TTL).
+* a node WAITING for a pool that its pool does not list (its parker died between two scripts) is listed
+  again (``ops/pool_flow.py``; the pool loop's audit gives back the slots no report will);
 * what nodes with no task need beside their transitions: a timer, a child run started or settled, a
   child run whose parent no longer waits on it cancelled (``ops/sweep.py``).
 
@@ -47,6 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wfcelery.errors import RunNotFound, TrackerUnavailable
+from wfcelery.ops.pool_flow import sweep_pool_waits
 from wfcelery.ops.sweep import Seen, sweep_waits
 from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
 from wfcelery.tracker.outcomes import FailMode, RepairAction
@@ -281,6 +284,8 @@ class Reconciler:
                 repairs.append(Repair(run_id, node_name(plan, index), "failed", error["message"]))
         waits = sweep_waits(self.tracker, self.side.dispatch, run_id, record, nodes, self._waits)
         repairs += [Repair(run_id, name, action, why) for name, action, why in waits]
+        pooled = sweep_pool_waits(self.tracker, run_id, record, nodes, plan)
+        repairs += [Repair(run_id, name, action, why) for name, action, why in pooled]
         if record.done >= record.total and record.status.value == "RUNNING":
             out = self.tracker.repair(run_id, "finish")
             if out.finish:
