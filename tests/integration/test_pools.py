@@ -186,13 +186,16 @@ def test_set_pool_down_never_preempts_and_up_releases_at_once(
     assert engine.pool("db").waiting == 3
     engine.set_pool("db", slots=5)  # up: the 3 waiting start now
     wait_for(lambda: used(engine, "db") == 5 and engine.pool("db").waiting == 0, message="released")
-    wait_for(lambda: sum(1 for n in run.state().nodes.values() if n.status is NodeStatus.RUNNING) == 5,
-             message="5 running")
+    wait_for(
+        lambda: sum(1 for n in run.state().nodes.values() if n.status is NodeStatus.RUNNING) == 5,
+        message="5 running",
+    )
     for _ in range(5):
         r.rpush(hold, "go")
     run.wait(timeout=60)
     wait_for(lambda: used(engine, "db") == 0, timeout=10, message="every slot given back")
-    assert engine.pool("db").slots == 5 and engine.pool("db").source == "set_pool"
+    assert engine.pool("db").slots == 5
+    assert engine.pool("db").source == "set_pool"
 
 
 def test_cancel_and_pause_give_slots_back(
@@ -209,8 +212,11 @@ def test_cancel_and_pause_give_slots_back(
     r.rpush(hold, "go")  # the running one ends; the paused run's waiting nodes give way to the next run
     assert second.wait(timeout=60) is not None
     first.cancel()
-    wait_for(lambda: used(engine, "solo") == 0 and engine.pool("solo").waiting == 0, timeout=15,
-             message="nothing held, nothing waiting")
+    wait_for(
+        lambda: used(engine, "solo") == 0 and engine.pool("solo").waiting == 0,
+        timeout=15,
+        message="nothing held, nothing waiting",
+    )
     assert first.state().status is RunStatus.CANCELLED
 
 

@@ -18,7 +18,7 @@ from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import Slot, instance_name, instance_slot, parse_instance, split_slot, task_id
 from wfcelery.tracker.records import Event, NodeErrors, NodeRecord, RunRecord, WaitMark
-from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus, WaitKind, Waiting
+from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus, Waiting, WaitKind
 
 if TYPE_CHECKING:
     from wfcelery.client.engine import Engine

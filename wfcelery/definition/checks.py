@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from wfcelery.definition.pools import check_pool_name
 from wfcelery.definition.limits import DEPTH_CEILING, check_depth, json_size
+from wfcelery.definition.pools import check_pool_name
 from wfcelery.definition.registry import did_you_mean
 from wfcelery.definition.rules import TRIGGER_RULES, compile_condition
 from wfcelery.errors import (

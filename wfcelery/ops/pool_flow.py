@@ -49,7 +49,7 @@ AUDIT_WAITING = 2_000
 #: Node statuses that hold a slot: published, running, or between two attempts.
 HOLDING = frozenset({"Q", "R", "Y"})
 
-Ready = tuple[Slot, int, Sequence[Any]]
+Ready = tuple[Slot, int, list[Any]]
 
 
 def gate(
@@ -80,7 +80,7 @@ def gate(
 def gate_one(tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: str, slot: Slot, epoch: int) -> bool:
     """:func:`gate` for one message re-published (the reconciler, a tracker-level retry): True when it
     may go now."""
-    return bool(gate(tracker, dispatch, plan, run_id, [(slot, epoch, ())]))
+    return bool(gate(tracker, dispatch, plan, run_id, [(slot, epoch, [])]))
 
 
 def publish_granted(tracker: Tracker, dispatch: Dispatcher, granted: Granted) -> None:
@@ -151,7 +151,8 @@ def audit(tracker: Tracker, dispatch: Dispatcher, now_ms: int) -> int:
         for who in wake:
             publish_granted(tracker, dispatch, Granted(pool, (who,)))
         waiting = pools.waiting(pool, AUDIT_WAITING)
-        pools.unlist(pool, [w for w, (_, n) in zip(waiting, pools.node_states(waiting)) if n.code != "W"])
+        states = pools.node_states(waiting)
+        pools.unlist(pool, [w for w, (_, n) in zip(waiting, states, strict=True) if n.code != "W"])
         grant = pools.release(pool, back)
         freed += grant.released
         publish_granted(tracker, dispatch, grant)
@@ -163,7 +164,7 @@ def _judge_holders(pools: Pools, holders: dict[str, int], now_ms: int) -> tuple[
     back: list[str] = []
     wake: list[str] = []
     members = list(holders)
-    for who, (status, node) in zip(members, pools.node_states(members)):
+    for who, (status, node) in zip(members, pools.node_states(members), strict=True):
         old = now_ms - holders[who] > GRACE_MS
         if status is None or (node.code not in HOLDING and node.code != "W"):
             back.append(who)

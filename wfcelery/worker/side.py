@@ -28,9 +28,9 @@ from kombu.utils.json import loads as json_loads
 from wfcelery.definition.limits import Limits, depth
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.messaging.release import publish_released, revoke_canvas
+from wfcelery.ops.pool_flow import PoolLoop, node_ended
 from wfcelery.ops.scheduler import Scheduler
 from wfcelery.ops.subruns import Settled
-from wfcelery.ops.pool_flow import PoolLoop, node_ended
 from wfcelery.ops.timers import TimerLoop
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import Slot, parse_task_id, split_slot, task_id
