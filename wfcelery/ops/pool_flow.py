@@ -60,17 +60,17 @@ def gate(
     pools = pools_of(tracker)
     out: list[Ready] = []
     granted: list[Granted] = []
-    for item in ready:
+    pooled = [(item, plan.nodes[split_slot(item[0])[0]]) for item in ready]
+    out = [item for item, node in pooled if node.pool is None]
+    pooled = [(item, node) for item, node in pooled if node.pool is not None]
+    wanted = [(str(node.pool), member(run_id, item[0])) for item, node in pooled]
+    verdicts = pools.acquire_many(wanted) if wanted else []
+    for (item, node), (pool, who), verdict in zip(pooled, wanted, verdicts, strict=True):
         slot, epoch, _ = item
-        node = plan.nodes[split_slot(slot)[0]]
-        if node.pool is None:
+        if verdict is not Acquired.WAIT:
             out.append(item)
-            continue
-        who = member(run_id, slot)
-        if pools.acquire(node.pool, who) is not Acquired.WAIT:
-            out.append(item)
-        elif pools.park(run_id, slot, epoch, node.pool) == "parked":
-            granted.append(pools.enqueue(node.pool, who, int(node.options.get("priority") or 0)))
+        elif pools.park(run_id, slot, epoch, pool) == "parked":
+            granted.append(pools.enqueue(pool, who, int(node.options.get("priority") or 0)))
         # else: stale, paused or gone: nothing to send (resume re-plans a paused run's nodes)
     for grant in granted:
         publish_granted(tracker, dispatch, grant)
@@ -128,17 +128,13 @@ def publish_node(
 
 
 def node_ended(tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: str, slot: Slot) -> None:
-    """A worker reported a node's attempt: when the node is in a pool and holds no slot any more (it
-    ended; a retry keeps its slot), give the slot back and publish what that grants."""
+    """A worker recorded a pooled node's end (its success, its failure for good): give its slot back
+    and publish what that grants. A retry keeps its slot; a stale report calls nothing (the audit
+    judges)."""
     pool = plan.nodes[split_slot(slot)[0]].pool
-    if pool is None:
-        return
-    pools = pools_of(tracker)
-    who = member(run_id, slot)
-    ((status, node),) = pools.node_states([who])
-    if status is not None and node.code in HOLDING:
-        return
-    publish_granted(tracker, dispatch, pools.release(pool, [who]))
+    if pool is not None:
+        pools = pools_of(tracker)
+        publish_granted(tracker, dispatch, pools.release(pool, [member(run_id, slot)]))
 
 
 def audit(tracker: Tracker, dispatch: Dispatcher, now_ms: int) -> int:

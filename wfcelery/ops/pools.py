@@ -219,6 +219,17 @@ class Pools:
     def acquire(self, pool: str, who: str) -> Acquired:
         return Acquired(self._pool_script("pool_acquire", pool, [who]))
 
+    def acquire_many(self, wanted: Sequence[tuple[str, str]]) -> list[Acquired]:
+        """:meth:`acquire` for (pool, member) pairs in one pipelined round trip, in order."""
+        if len(wanted) == 1:
+            return [self.acquire(*wanted[0])]
+        with converted_errors("record pool_acquire of pooled nodes"):
+            pipe = self.tracker.client.pipeline(transaction=False)
+            for pool, who in wanted:
+                keys, args = self.keys.pool_keys(pool), [*self._defaults(pool), who]
+                self.scripts["pool_acquire"](keys=keys, args=args, client=pipe)
+            return [Acquired(v) for v in pipe.execute()]
+
     def enqueue(self, pool: str, who: str, priority: int) -> Granted:
         reply = self._pool_script("pool_enqueue", pool, [who, priority, GRANT_BATCH])
         return Granted(pool, tuple(reply[1:]), int(reply[0]))

@@ -175,7 +175,8 @@ class WorkerSide(Inline):
         )
         if out.gone:
             raise RunNotFound(run_id)
-        self._pool_ended(plan, run_id, slot)
+        if out.recorded:
+            self._pool_ended(plan, run_id, slot)
         if out.inline and candidate is not None:  # started by the script: this worker runs it next
             self.inline.pending = InlineChild(
                 plan, run_id, candidate, out.epoch, out.inline, result, out.params or {}, task_id(*parsed)
@@ -288,7 +289,8 @@ class WorkerSide(Inline):
         )
         if out.action is FailAction.GONE:
             raise RunNotFound(run_id)
-        self._pool_ended(plan, run_id, slot)
+        if out.action is FailAction.FAILED:
+            self._pool_ended(plan, run_id, slot)
         if out.action is FailAction.RETRY:
             countdown = retry_countdown(out.attempts, self.settings.retry_backoff_max)
             payload = {
@@ -321,8 +323,8 @@ class WorkerSide(Inline):
         return Failed(out.action, None, out.attempts)
 
     def _pool_ended(self, plan: Plan, run_id: str, slot: Slot) -> None:
-        """A pooled node's attempt was reported: its slot goes back when it holds none any more (the
-        pool loop's audit gives back what this misses)."""
+        """A pooled node ended, as this worker recorded: its slot goes back (the pool loop's audit
+        gives back what this misses)."""
         if not plan.pools:
             return
         try:
