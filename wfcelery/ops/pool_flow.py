@@ -58,20 +58,21 @@ def gate(
     """Of the messages about to be published, those that may go now; the others wait for their pool
     (parked and listed). Nodes of other runs that the listing granted are woken and published here."""
     pools = pools_of(tracker)
-    out: list[Ready] = []
-    granted: list[Granted] = []
     pooled = [(item, plan.nodes[split_slot(item[0])[0]]) for item in ready]
     out = [item for item, node in pooled if node.pool is None]
     pooled = [(item, node) for item, node in pooled if node.pool is not None]
     wanted = [(str(node.pool), member(run_id, item[0])) for item, node in pooled]
     verdicts = pools.acquire_many(wanted) if wanted else []
+    parking = []
     for (item, node), (pool, who), verdict in zip(pooled, wanted, verdicts, strict=True):
-        slot, epoch, _ = item
-        if verdict is not Acquired.WAIT:
+        if verdict is Acquired.WAIT:
+            parking.append((item[0], item[1], pool, who, int(node.options.get("priority") or 0)))
+        else:
             out.append(item)
-        elif pools.park(run_id, slot, epoch, pool) == "parked":
-            granted.append(pools.enqueue(pool, who, int(node.options.get("priority") or 0)))
-        # else: stale, paused or gone: nothing to send (resume re-plans a paused run's nodes)
+    parked = pools.park_many(run_id, [(slot, epoch, pool) for slot, epoch, pool, _, _ in parking])
+    # not parked: stale, paused or gone -- nothing to send (resume re-plans a paused run's nodes)
+    listing = [(pool, who, prio) for (_, _, pool, who, prio), ok in zip(parking, parked, strict=True) if ok]
+    granted = pools.enqueue_many(listing)
     for grant in granted:
         publish_granted(tracker, dispatch, grant)
     return out
@@ -96,27 +97,31 @@ def publish_granted(tracker: Tracker, dispatch: Dispatcher, granted: Granted) ->
 def _wake_one(tracker: Tracker, dispatch: Dispatcher, pools: Pools, who: str) -> bool:
     """Wake and publish one granted member; False when its slot must be given back."""
     run_id, slot = parse_member(who)
-    verdict, epoch, code = pools.wake(run_id, slot)
-    if verdict is Woken.WOKEN:
+    out = pools.wake(run_id, slot)
+    if out.verdict is Woken.WOKEN:
         try:
-            publish_node(tracker, dispatch, pools, run_id, slot, epoch)
+            publish_node(tracker, dispatch, pools.plans.get(out.plan), run_id, slot, out.epoch, out.params)
         except (RunNotFound, TrackerUnavailable):
             raise
         except Exception:  # the broker: QUEUED with its slot, the reconciler's lost-message check sends it
             logger.exception("wfcelery: could not publish %s of run %s (granted by its pool)", slot, run_id)
         return True
-    return verdict is Woken.STALE and code in HOLDING  # woken by another process meanwhile: it holds
+    return out.verdict is Woken.STALE and out.code in HOLDING  # woken by another process meanwhile
 
 
 def publish_node(
-    tracker: Tracker, dispatch: Dispatcher, pools: Pools, run_id: str, slot: Slot, epoch: int
+    tracker: Tracker,
+    dispatch: Dispatcher,
+    plan: Plan,
+    run_id: str,
+    slot: Slot,
+    epoch: int,
+    params: dict[str, Any],
 ) -> None:
     """Publish one node (or instance) at ``epoch`` with its parents' stored results (an instance: its
     element) and its run's params."""
     from wfcelery.messaging.release import map_elements  # release.py imports this module lazily too
 
-    record = tracker.run_record(run_id)
-    plan = pools.plans.get(record.plan)
     index, instance = split_slot(slot)
     parents = plan.nodes[index].parents
     if instance is None:
@@ -124,7 +129,7 @@ def publish_node(
         inputs = [results.get(p) for p in parents]
     else:
         inputs = [map_elements(tracker, plan, run_id, index)[instance]]
-    dispatch.publish(plan, run_id, [(slot, epoch, inputs)], record.params)
+    dispatch.publish(plan, run_id, [(slot, epoch, inputs)], params)
 
 
 def node_ended(tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: str, slot: Slot) -> None:

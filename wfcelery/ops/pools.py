@@ -16,8 +16,9 @@ and the reconciler repairs what a crash between them leaves (``ops/pool_flow.py`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,18 @@ def member(run_id: str, slot: Slot) -> str:
 def parse_member(raw: str) -> tuple[str, Slot]:
     run_id, slot = raw.split("|", 1)
     return run_id, int(slot) if slot.isdigit() else slot
+
+
+@dataclass(frozen=True)
+class WakeOutcome:
+    """pool_wake.lua: the verdict, the node's epoch and status code; when woken, its run's plan digest
+    and params (what publishing it needs)."""
+
+    verdict: Woken
+    epoch: int
+    code: str
+    plan: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -274,10 +287,40 @@ class Pools:
         """QUEUED -> WAITING for ``pool`` (pool_park.lua): 'parked', 'stale', 'paused' or 'gone'."""
         return str(self._run_script("pool_park", run_id, [slot, epoch, pool]))
 
-    def wake(self, run_id: str, slot: Slot) -> tuple[Woken, int, str]:
-        """WAITING -> QUEUED (pool_wake.lua): the verdict, the node's epoch and its status code."""
-        verdict, epoch, code = self._run_script("pool_wake", run_id, [slot])
-        return Woken(verdict), int(epoch), str(code)
+    def park_many(self, run_id: str, nodes: Sequence[tuple[Slot, int, str]]) -> list[bool]:
+        """:meth:`park` for (slot, epoch, pool) of one run in one pipelined round trip: parked or not."""
+        if not nodes:
+            return []
+        with converted_errors(f"record pool_park of run {run_id}"):
+            pipe = self.tracker.client.pipeline(transaction=False)
+            keys = self.tracker.script_keys(run_id)
+            for slot, epoch, pool in nodes:
+                self.scripts["pool_park"](keys=keys, args=[slot, epoch, pool], client=pipe)
+            return [v == "parked" for v in pipe.execute()]
+
+    def enqueue_many(self, nodes: Sequence[tuple[str, str, int]]) -> list[Granted]:
+        """:meth:`enqueue` for (pool, member, priority) in one pipelined round trip."""
+        if not nodes:
+            return []
+        with converted_errors("record pool_enqueue of pooled nodes"):
+            pipe = self.tracker.client.pipeline(transaction=False)
+            for pool, who, priority in nodes:
+                args = [*self._defaults(pool), who, priority, GRANT_BATCH]
+                self.scripts["pool_enqueue"](keys=self.keys.pool_keys(pool), args=args, client=pipe)
+            replies = pipe.execute()
+        return [Granted(n[0], tuple(r[1:]), int(r[0])) for n, r in zip(nodes, replies, strict=True)]
+
+    def wake(self, run_id: str, slot: Slot) -> WakeOutcome:
+        """WAITING -> QUEUED (pool_wake.lua)."""
+        reply = self._run_script("pool_wake", run_id, [slot])
+        woken = len(reply) > 3
+        return WakeOutcome(
+            Woken(reply[0]),
+            int(reply[1]),
+            str(reply[2]),
+            str(reply[3]) if woken else "",
+            json.loads(reply[4]) if woken else {},
+        )
 
     def node_states(self, members: Sequence[str]) -> list[tuple[str | None, NodeRecord]]:
         """Each member's run status (None: no run) and node record, in one pipelined read."""
