@@ -309,12 +309,13 @@ class Engine(Schedules, Control, History, Access, PoolControl):
         return Run(self, claim.run_id, created=False)
 
     def _check_workers(self, plan: Plan, require: bool) -> list[str]:
-        consumers = self.consumers.get()
-        if require and (not consumers.known or unconsumed(consumers, self.node_queues(plan))):
-            consumers = self.consumers.get(refresh=True)  # refuse on a fresh answer only
+        queues = self.node_queues(plan)
+        if require and not self.consumers.get().known:
+            self.consumers.get(refresh=True)
+        consumers = self.consumers.confirm(queues.values())  # warn or refuse on a confirmed answer only
         if require and not consumers.known:
             raise NoWorkerError(f"cannot check which queues the workers consume: {consumers.reason}")
-        warnings = describe(unconsumed(consumers, self.node_queues(plan)))
+        warnings = describe(unconsumed(consumers, queues))
         if warnings and require:
             raise NoWorkerError("; ".join(warnings) + " (require_workers: nothing was submitted)")
         warnings += describe_shared(consumers)
