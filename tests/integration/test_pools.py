@@ -22,6 +22,7 @@ from celery import Celery
 from tests.conftest import WorkerProcess
 from tests.helpers import probe_times, status_of, wait_for
 from wfcelery import NodeStatus, PoolError, RunStatus, Workflow
+from wfcelery.cli.display import error_text
 from wfcelery.ops.pools import pools_of
 
 pytestmark = pytest.mark.timeout(180)
@@ -106,6 +107,8 @@ def test_a_saturated_pool_does_not_stop_an_unpooled_node_on_the_same_queue(
     waiting = [n for n in hog.state().nodes.values() if n.status is NodeStatus.WAITING]
     assert len(waiting) == 5
     assert all(n.waiting is not None and n.waiting.pool == "solo" for n in waiting)
+    assert error_text(waiting[0]) == "waiting for pool solo"  # `wfcelery status`
+    assert waiting[0].to_dict()["waiting"]["pool"] == "solo"  # the REST API and the event stream
     other = engine.submit(pooled("free", 3, None, sleep=0))
     assert other.wait(timeout=30) is not None  # the 7 free worker slots took it at once
     assert hog.state().status is RunStatus.RUNNING
@@ -232,3 +235,27 @@ def test_bad_input_is_refused_naming_it_and_changes_nothing(pool_app: Celery, r:
     assert sorted(r.keys(f"{pool_app.conf.wfcelery_key_prefix}:*")) == before
     assert engine.pool("db").slots == 3
     assert pools_of(engine.tracker).names() == ["api", "db", "solo"]
+
+
+def test_waiting_nodes_are_released_priority_first_then_in_submit_order(
+    pool_app: Celery, r: redis.Redis, uid: str, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    engine = pool_app._wfcelery_engine
+    start_two(worker_process, pool_app)
+    hold = f"t{uid}:hold"
+    first = engine.submit(pooled("holder", 1, "solo", hold=hold))
+    wait_for(lambda: used(engine, "solo") == 1, message="the slot taken")
+    runs = []
+    for i in range(4):
+        runs.append(engine.submit(pooled(f"fifo{i}", 1, "solo", sleep=0)))
+        wait_for(lambda n=i: engine.pool("solo").waiting == n + 1, message=f"{i + 1} waiting")
+    urgent = Workflow("urgent")
+    urgent.add("n0", "proj.record", pool="solo", priority=5)
+    runs.append(engine.submit(urgent))
+    wait_for(lambda: engine.pool("solo").waiting == 5, message="5 waiting")
+    r.rpush(hold, "go")
+    for run in [first, *runs]:
+        run.wait(timeout=60)
+    order = sorted(runs, key=lambda run: probe_times(r, pool_app, run.id)["n0"]["start"])
+    assert [run.id for run in order] == [runs[4].id, *(run.id for run in runs[:4])]
+    wait_for(lambda: used(engine, "solo") == 0, timeout=10, message="every slot given back")
