@@ -45,7 +45,7 @@ GRACE_MS = 5_000
 #: Longest sleep of the loop between two grants of a rate's tokens (seconds).
 MAX_SLEEP = 0.25
 #: Waiting entries the audit checks per pool, from the head (the ones a grant reaches next).
-AUDIT_WAITING = 2_000
+AUDIT_WAITING = 500
 #: Node statuses that hold a slot: published, running, or between two attempts.
 HOLDING = frozenset({"Q", "R", "Y"})
 

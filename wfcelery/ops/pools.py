@@ -23,6 +23,8 @@ from enum import Enum
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 from wfcelery.definition.pools import (
     BURST_SECONDS,
     PoolSpec,
@@ -236,12 +238,27 @@ class Pools:
         """:meth:`acquire` for (pool, member) pairs in one pipelined round trip, in order."""
         if len(wanted) == 1:
             return [self.acquire(*wanted[0])]
-        with converted_errors("record pool_acquire of pooled nodes"):
-            pipe = self.tracker.client.pipeline(transaction=False)
-            for pool, who in wanted:
-                keys, args = self.keys.pool_keys(pool), [*self._defaults(pool), who]
-                self.scripts["pool_acquire"](keys=keys, args=args, client=pipe)
-            return [Acquired(v) for v in pipe.execute()]
+        calls = [(self.keys.pool_keys(pool), [*self._defaults(pool), who]) for pool, who in wanted]
+        return [Acquired(v) for v in self._pipelined("pool_acquire", calls, "pooled nodes")]
+
+    def _pipelined(self, name: str, calls: Sequence[tuple[list[str], list[Any]]], what: str) -> list[Any]:
+        """Script ``name`` once per (keys, args), in one pipelined round trip. A Redis Cluster's pipeline
+        does not load scripts on its masters: a NOSCRIPT loads it everywhere, then the batch runs again.
+        Every pool step is idempotent (acquire, park, list); a grant whose reply a retry dropped is woken
+        by the audit."""
+        script = self.scripts[name]
+        with converted_errors(f"record {name} of {what}"):
+            for attempt in (1, 2):
+                pipe = self.tracker.client.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                try:
+                    return list(pipe.execute())
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    self.tracker.client.script_load(script.script)
+        raise AssertionError("unreachable")
 
     def enqueue(self, pool: str, who: str, priority: int) -> Granted:
         reply = self._pool_script("pool_enqueue", pool, [who, priority, GRANT_BATCH])
@@ -289,25 +306,17 @@ class Pools:
 
     def park_many(self, run_id: str, nodes: Sequence[tuple[Slot, int, str]]) -> list[bool]:
         """:meth:`park` for (slot, epoch, pool) of one run in one pipelined round trip: parked or not."""
-        if not nodes:
-            return []
-        with converted_errors(f"record pool_park of run {run_id}"):
-            pipe = self.tracker.client.pipeline(transaction=False)
-            keys = self.tracker.script_keys(run_id)
-            for slot, epoch, pool in nodes:
-                self.scripts["pool_park"](keys=keys, args=[slot, epoch, pool], client=pipe)
-            return [v == "parked" for v in pipe.execute()]
+        keys = self.tracker.script_keys(run_id)
+        calls = [(keys, [slot, epoch, pool]) for slot, epoch, pool in nodes]
+        return [v == "parked" for v in self._pipelined("pool_park", calls, f"run {run_id}")] if calls else []
 
     def enqueue_many(self, nodes: Sequence[tuple[str, str, int]]) -> list[Granted]:
         """:meth:`enqueue` for (pool, member, priority) in one pipelined round trip."""
-        if not nodes:
-            return []
-        with converted_errors("record pool_enqueue of pooled nodes"):
-            pipe = self.tracker.client.pipeline(transaction=False)
-            for pool, who, priority in nodes:
-                args = [*self._defaults(pool), who, priority, GRANT_BATCH]
-                self.scripts["pool_enqueue"](keys=self.keys.pool_keys(pool), args=args, client=pipe)
-            replies = pipe.execute()
+        calls = [
+            (self.keys.pool_keys(pool), [*self._defaults(pool), who, priority, GRANT_BATCH])
+            for pool, who, priority in nodes
+        ]
+        replies = self._pipelined("pool_enqueue", calls, "pooled nodes") if calls else []
         return [Granted(n[0], tuple(r[1:]), int(r[0])) for n, r in zip(nodes, replies, strict=True)]
 
     def wake(self, run_id: str, slot: Slot) -> WakeOutcome:
