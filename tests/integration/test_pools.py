@@ -259,3 +259,31 @@ def test_waiting_nodes_are_released_priority_first_then_in_submit_order(
     order = sorted(runs, key=lambda run: probe_times(r, pool_app, run.id)["n0"]["start"])
     assert [run.id for run in order] == [runs[4].id, *(run.id for run in runs[:4])]
     wait_for(lambda: used(engine, "solo") == 0, timeout=10, message="every slot given back")
+
+
+def test_after_a_chaos_run_with_a_sigkilled_worker_no_slot_is_held(
+    pool_app: Celery, r: redis.Redis, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    engine = pool_app._wfcelery_engine
+    first, second = start_two(worker_process, pool_app)
+    runs = [engine.submit(pooled(f"chaos{i}", 6, "db", sleep=1.0)) for i in range(3)]
+
+    def running_on_second() -> bool:
+        return any(
+            n.status is NodeStatus.RUNNING and n.worker == second.hostname
+            for run in runs
+            for n in run.state().nodes.values()
+        )
+
+    wait_for(running_on_second, timeout=60, message="a pooled node running on the second worker")
+    kill(second)
+    conf = {**FAST, "wfcelery_pools": {"db": 3, "api": {"rate": "10/s"}, "solo": 1}}
+    worker_process(pool_app, [pool_app.conf.task_default_queue], "pc", concurrency=4, conf=conf)
+    for run in runs:
+        run.wait(timeout=150)
+    peak = most_at_once(intervals(r, pool_app, [run.id for run in runs]))
+    assert peak <= 3, f"{peak} bodies at once in a pool of 3"
+    assert any(n.epoch > 0 for run in runs for n in run.state().nodes.values())  # repaired nodes
+    wait_for(lambda: used(engine, "db") == 0, timeout=15, message="no slot held once nothing runs")
+    assert engine.pool("db").waiting == 0
+    assert first.proc is not None and first.proc.poll() is None
