@@ -286,4 +286,5 @@ def test_after_a_chaos_run_with_a_sigkilled_worker_no_slot_is_held(
     assert any(n.epoch > 0 for run in runs for n in run.state().nodes.values())  # repaired nodes
     wait_for(lambda: used(engine, "db") == 0, timeout=15, message="no slot held once nothing runs")
     assert engine.pool("db").waiting == 0
-    assert first.proc is not None and first.proc.poll() is None
+    assert first.proc is not None
+    assert first.proc.poll() is None

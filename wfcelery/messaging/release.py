@@ -262,6 +262,10 @@ def publish_instances(
         if index not in elements:
             elements[index] = map_elements(tracker, plan, run_id, index)
         items.append((slot, epoch, [elements[index][instance or 0]]))
+    if plan.pools:
+        from wfcelery.ops.pool_flow import gate  # ops publishes through this module: imported here
+
+        items = gate(tracker, dispatch, plan, run_id, items)
     dispatch.publish(plan, run_id, items, params)
 
 
