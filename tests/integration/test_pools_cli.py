@@ -64,3 +64,14 @@ def test_an_unknown_pool_on_a_node_is_refused_at_submit(cli_app: Celery, tmp_pat
     assert bad.exit_code == EXIT_BAD_INPUT
     assert "node 'load' of workflow 'typo': unknown pool 'dbb' (pools: db, llm)" in bad.stderr
     assert cli_app._wfcelery_engine.runs(name="typo") == []
+
+
+def test_validate_names_an_unknown_pool(cli_app: Celery, tmp_path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("name: typo\ntasks:\n  - {name: load, task: proj.noop, pool: dbb}\n")
+    bad = invoke("validate", str(path))
+    assert bad.exit_code == EXIT_BAD_INPUT
+    assert "unknown pool 'dbb'" in bad.stderr
+    assert "Traceback" not in bad.output
+    path.write_text("name: fine\ntasks:\n  - {name: load, task: proj.noop, pool: db}\n")
+    assert invoke("validate", str(path)).exit_code == EXIT_OK
