@@ -48,7 +48,8 @@ wfcelery -A proj.celery:app validate flows/etl.yaml     # and every task name is
 def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
     """Check a definition file: schema, names, parents, cycles, params, limits; with -A also that every
     task is registered and that the app can run it (workers accept JSON, no task_always_eager), and warn
-    about queues no live worker consumes, and that every node's pool exists. Changes nothing; exits 2 naming the first problem."""
+    about queues no live worker consumes, and that every node's pool exists. Changes nothing; exits 2
+    naming the first problem."""
     app = app_of(ctx, required=False)
     limits = limits_of(app)
     workflow = workflow_of(flow, limits)
