@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from wfcelery import Engine
+from tests.helpers import in_thread_worker, wait_for
+from wfcelery import Engine, NodeStatus, Workflow
 from wfcelery.web.roles import Role
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,3 +50,25 @@ def test_a_viewer_reads_pools_and_only_an_admin_resizes_them(serve, engine: Engi
         assert done.status_code == 200
     assert [p.slots for p in engine.pools()] == [2]
     assert any(e.action == "set_pool" and e.target == "pool db" for e in engine.audit_log(10))
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_pools": {"solo": 1}}], indirect=True)
+def test_the_dashboard_says_a_node_waits_for_its_pool(app, engine: Engine, server, page, r, uid) -> None:
+    hold = f"t{uid}:hold"
+    wf = Workflow("queued-up")
+    wf.add("first", "proj.block", kwargs={"key": hold, "timeout": 30}, pool="solo")
+    wf.add("second", "proj.block", kwargs={"key": hold, "timeout": 30}, pool="solo")
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        wait_for(lambda: engine.pool("solo").waiting == 1, message="one node waiting for the pool")
+        waiting = next(n for n in run.state().nodes.values() if n.status is NodeStatus.WAITING)
+        page.goto(f"{server.url}/runs/{run.id}?node={waiting.name}")
+        page.wait_for_selector("#waiting-for", timeout=10_000)
+        assert page.locator("#waiting-for").inner_text() == "Waiting for pool solo"
+        pools = page.request.get(f"{server.url}/api/pools").json()
+        assert pools == [
+            {"name": "solo", "slots": 1, "rate": None, "used": 1, "waiting": 1, "source": "setting"}
+        ]
+        r.rpush(hold, "go", "go")
+        run.wait(timeout=30)
+    wait_for(lambda: engine.pool("solo").used == 0, message="the slot given back")
