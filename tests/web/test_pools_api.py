@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import in_thread_worker, wait_for
+from tests.web.test_events import sse
 from wfcelery import Engine, NodeStatus, Workflow
 from wfcelery.web.roles import Role
 
@@ -69,6 +70,11 @@ def test_the_dashboard_says_a_node_waits_for_its_pool(app, engine: Engine, serve
         assert pools == [
             {"name": "solo", "slots": 1, "rate": None, "used": 1, "waiting": 1, "source": "setting"}
         ]
+        with server.client() as http:
+            for message in sse(http, f"/api/runs/{run.id}/events"):  # the event stream says it too
+                if message["data"].get("status") == "WAITING":
+                    assert message["data"]["waiting"] == {"for": "pool", "pool": "solo"}
+                    break
         r.rpush(hold, "go", "go")
         run.wait(timeout=30)
     wait_for(lambda: engine.pool("solo").used == 0, message="the slot given back")
