@@ -97,10 +97,17 @@ def publish_granted(tracker: Tracker, dispatch: Dispatcher, granted: Granted) ->
 def _wake_one(tracker: Tracker, dispatch: Dispatcher, pools: Pools, who: str) -> bool:
     """Wake and publish one granted member; False when its slot must be given back."""
     run_id, slot = parse_member(who)
-    out = pools.wake(run_id, slot)
+    index, instance = split_slot(slot)
+    digest = pools.digests.get(run_id)
+    fetch = pools.plans.get(digest).nodes[index].parents if digest and instance is None else ()
+    out = pools.wake(run_id, slot, fetch)
     if out.verdict is Woken.WOKEN:
+        plan = pools.plans.get(out.plan)
         try:
-            publish_node(tracker, dispatch, pools.plans.get(out.plan), run_id, slot, out.epoch, out.params)
+            if out.results is not None:  # the parents' results came with the wake
+                dispatch.publish(plan, run_id, [(slot, out.epoch, out.results)], out.params)
+            else:
+                publish_node(tracker, dispatch, plan, run_id, slot, out.epoch, out.params)
         except (RunNotFound, TrackerUnavailable):
             raise
         except Exception:  # the broker: QUEUED with its slot, the reconciler's lost-message check sends it

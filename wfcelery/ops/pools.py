@@ -23,6 +23,7 @@ from enum import Enum
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from kombu.utils.json import loads as result_loads
 from redis.exceptions import NoScriptError
 
 from wfcelery.definition.pools import (
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from wfcelery.plan.compiler import Plan
     from wfcelery.tracker.store import Tracker
 
+#: Runs whose plan digest a process remembers for its wakes (oldest dropped first).
+DIGESTS_KEPT = 1024
 #: Members granted per pool script call at most (the rest on the next call).
 GRANT_BATCH = 500
 
@@ -101,6 +104,8 @@ class WakeOutcome:
     code: str
     plan: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    #: The results asked for (``fetch``), in order (None: none stored); None when none were asked for.
+    results: list[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,9 @@ class Pools:
         self.specs: dict[str, PoolSpec] = dict(tracker.settings.pools)
         self.scripts = {name: tracker.client.register_script(src) for name, src in _SOURCES.items()}
         self.plans = PlanCache(tracker.plan_blob)
+        #: Run id -> its plan's digest, as wakes saw them: the next wake of the run fetches the parents'
+        #: results in the same call.
+        self.digests: dict[str, str] = {}
 
     # -- limits ---------------------------------------------------------------------------------------
 
@@ -319,16 +327,21 @@ class Pools:
         replies = self._pipelined("pool_enqueue", calls, "pooled nodes") if calls else []
         return [Granted(n[0], tuple(r[1:]), int(r[0])) for n, r in zip(nodes, replies, strict=True)]
 
-    def wake(self, run_id: str, slot: Slot) -> WakeOutcome:
-        """WAITING -> QUEUED (pool_wake.lua)."""
-        reply = self._run_script("pool_wake", run_id, [slot])
+    def wake(self, run_id: str, slot: Slot, fetch: Sequence[int] = ()) -> WakeOutcome:
+        """WAITING -> QUEUED (pool_wake.lua); when woken, the stored results of ``fetch`` come back too."""
+        reply = self._run_script("pool_wake", run_id, [slot, *fetch])
         woken = len(reply) > 3
+        if woken:
+            self.digests[run_id] = str(reply[3])
+            while len(self.digests) > DIGESTS_KEPT:
+                self.digests.pop(next(iter(self.digests)))
         return WakeOutcome(
             Woken(reply[0]),
             int(reply[1]),
             str(reply[2]),
             str(reply[3]) if woken else "",
             json.loads(reply[4]) if woken else {},
+            [None if v is None else result_loads(v) for v in reply[5]] if woken and fetch else None,
         )
 
     def node_states(self, members: Sequence[str]) -> list[tuple[str | None, NodeRecord]]:
