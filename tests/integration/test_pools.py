@@ -288,3 +288,37 @@ def test_after_a_chaos_run_with_a_sigkilled_worker_no_slot_is_held(
     assert engine.pool("db").waiting == 0
     assert first.proc is not None
     assert first.proc.poll() is None
+
+
+def test_the_gaps_a_crash_between_a_runs_script_and_its_pools_leaves_are_repaired(
+    pool_app: Celery, r: redis.Redis, uid: str, worker_process: Callable[..., WorkerProcess]
+) -> None:
+    """A crash between two scripts of one move, written as the state it leaves: a node parked (WAITING)
+    but never listed by its pool -- the reconciler's sweep lists it again; a node granted a slot but never
+    woken -- the pool loop's audit wakes and publishes it."""
+    engine = pool_app._wfcelery_engine
+    start_two(worker_process, pool_app)
+    keys = engine.tracker.keys
+    hold = f"t{uid}:hold"
+    wf = Workflow("gaps")
+    for i in range(3):
+        wf.add(f"b{i}", "proj.block", kwargs={"key": hold, "timeout": 60}, pool="solo")
+    run = engine.submit(wf)
+    wait_for(lambda: engine.pool("solo").waiting == 2, message="two waiting")
+    unlisted, ungranted = r.zrange(keys.pool_waiting("solo"), 0, -1)
+    r.zrem(keys.pool_waiting("solo"), unlisted)  # parked, never listed
+    wait_for(
+        lambda: r.zscore(keys.pool_waiting("solo"), unlisted) is not None,
+        timeout=20,
+        message="the sweep lists the parked node again",
+    )
+    r.zrem(keys.pool_waiting("solo"), ungranted)  # granted, never woken (a slot held by a WAITING node)
+    r.hset(keys.pool_held("solo"), ungranted, engine.tracker.server_ms() - 60_000)
+    slot = ungranted.split("|")[1]
+    name = next(n.name for n in run.state().nodes.values() if str(n.index) == slot)
+    wait_for(lambda: status_of(run, name) is NodeStatus.RUNNING, timeout=20, message="the audit wakes it")
+    for _ in range(3):
+        r.rpush(hold, "go")
+    run.wait(timeout=60)
+    wait_for(lambda: used(engine, "solo") == 0, timeout=10, message="every slot given back")
+    assert engine.pool("solo").waiting == 0

@@ -184,7 +184,12 @@ def _judge_holders(pools: Pools, holders: dict[str, int], now_ms: int) -> tuple[
 
 
 def sweep_pool_waits(
-    tracker: Tracker, run_id: str, record: RunRecord, nodes: dict[Slot, NodeRecord], plan: Plan
+    tracker: Tracker,
+    dispatch: Dispatcher,
+    run_id: str,
+    record: RunRecord,
+    nodes: dict[Slot, NodeRecord],
+    plan: Plan,
 ) -> list[tuple[str, str, str]]:
     """The reconciler's check of one live run: a node WAITING for a pool that neither lists it as waiting
     nor as holding a slot is listed again. Returns (node, action, why) of each repair."""
@@ -201,7 +206,7 @@ def sweep_pool_waits(
         if any(pools.listed(pool, who)):
             continue
         priority = int(plan.nodes[split_slot(slot)[0]].options.get("priority") or 0)
-        pools.enqueue(pool, who, priority)  # what it grants is woken by the pool loop's next tick
+        publish_granted(tracker, dispatch, pools.enqueue(pool, who, priority))
         done.append((str(slot), "listed", f"it waited for pool {pool} without being listed"))
     return done
 

@@ -284,7 +284,7 @@ class Reconciler:
                 repairs.append(Repair(run_id, node_name(plan, index), "failed", error["message"]))
         waits = sweep_waits(self.tracker, self.side.dispatch, run_id, record, nodes, self._waits)
         repairs += [Repair(run_id, name, action, why) for name, action, why in waits]
-        pooled = sweep_pool_waits(self.tracker, run_id, record, nodes, plan)
+        pooled = sweep_pool_waits(self.tracker, self.side.dispatch, run_id, record, nodes, plan)
         repairs += [Repair(run_id, name, action, why) for name, action, why in pooled]
         if record.done >= record.total and record.status.value == "RUNNING":
             out = self.tracker.repair(run_id, "finish")
