@@ -171,12 +171,13 @@ def _judge_holders(pools: Pools, holders: dict[str, int], now_ms: int) -> tuple[
     """Holders to give back (their node holds no slot any more) and to wake (granted, never woken)."""
     back: list[str] = []
     wake: list[str] = []
-    members = list(holders)
+    # a slot taken within the grace is not judged yet (its node is being published or woken): a busy
+    # pool's many young slots cost the audit no read
+    members = [who for who, since in holders.items() if now_ms - since > GRACE_MS]
     for who, (status, node) in zip(members, pools.node_states(members), strict=True):
-        old = now_ms - holders[who] > GRACE_MS
         if status is None or (node.code not in HOLDING and node.code != "W"):
             back.append(who)
-        elif node.code == "W" and old:
+        elif node.code == "W":
             wake.append(who)
         elif status == "PAUSED" and node.code in ("Q", "Y"):
             back.append(who)  # resume publishes it again, through the gate
