@@ -152,3 +152,33 @@ def test_a_viewer_token_cannot_write_even_with_a_browser_origin(serve, tokens):
         )
         assert resp.status_code == 403
         assert resp.json()["type"] == "Forbidden"
+
+
+def test_nothing_is_served_without_credentials_while_the_tracker_is_down(make_test_app, faulty_redis):
+    """Once tokens exist, an outage of the tracker's Redis (which holds them) fails closed: pages, static
+    files and /metrics answer 503, not 200 to an anonymous caller; the same server answers 401 again once
+    Redis is back."""
+    app = make_test_app(wfcelery_redis_url=faulty_redis.url_db(1), wfcelery_redis_timeout=2)
+    engine = app._wfcelery_engine
+    engine.create_token("erin", Role.VIEWER)
+    from tests.web.conftest import Server
+
+    server = Server(engine).start()
+    paths = ["/", "/static/app.css", "/metrics", "/api/runs", "/openapi.json"]
+    try:
+        with server.client() as http:
+            assert {p: http.get(p).status_code for p in paths} == dict.fromkeys(paths, 401)
+            faulty_redis.shutdown()
+            wait_for(
+                lambda: {p: http.get(p).status_code for p in paths} == dict.fromkeys(paths, 503),
+                timeout=20,
+                message="every path refused while the tokens cannot be read",
+            )
+            faulty_redis.start()
+            wait_for(
+                lambda: {p: http.get(p).status_code for p in paths} == dict.fromkeys(paths, 401),
+                timeout=20,
+                message="credentials required again once Redis is back",
+            )
+    finally:
+        server.stop()

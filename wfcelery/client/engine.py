@@ -119,9 +119,8 @@ class Engine(Schedules, Control, History, Access, PoolControl):
         wf = self._workflow(workflow)
         limits = self.settings.limits
         wf.validate(self.app if self.settings.check_tasks else None, limits)
-        resolved = wf.resolve_params(params, limits)
-        if key is not None:
-            resolved[RUN_KEY_PARAM] = key
+        given = dict(params or {}) if key is None else {**(params or {}), RUN_KEY_PARAM: key}
+        resolved = wf.resolve_params(given, limits)  # ${run_key} is known before the check
         executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
         subplans = self._subplans(wf, resolved)
         plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor, subplans))
