@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 
 from tests.conftest import WorkerProcess
-from tests.helpers import probe_times, status_of, wait_for
+from tests.helpers import in_thread_worker, probe_times, status_of, wait_for
 from wfcelery import NodeStatus, PoolError, RunStatus, Workflow
 from wfcelery.cli.display import error_text
 from wfcelery.ops.pools import pools_of
@@ -322,3 +322,15 @@ def test_the_gaps_a_crash_between_a_runs_script_and_its_pools_leaves_are_repaire
     run.wait(timeout=60)
     wait_for(lambda: used(engine, "solo") == 0, timeout=10, message="every slot given back")
     assert engine.pool("solo").waiting == 0
+
+
+def test_pooled_nodes_under_the_canvas_executor_are_published_alone_and_bounded(pool_app: Celery) -> None:
+    engine = pool_app._wfcelery_engine
+    wf = Workflow("canvas-pooled", executor="canvas")
+    wf.add("a", "proj.add", args=[1, 2])
+    wf.add("b", "proj.add", args=[10], after="a", pool="solo")
+    wf.add("c", "proj.add", args=[100], after="b")
+    with in_thread_worker(pool_app, concurrency=4):
+        runs = [engine.submit(wf) for _ in range(3)]
+        assert [run.wait(timeout=60) for run in runs] == [{"a": 3, "b": 13, "c": 113}] * 3
+    assert (used(engine, "solo"), engine.pool("solo").waiting) == (0, 0)
