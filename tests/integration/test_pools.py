@@ -214,6 +214,11 @@ def test_cancel_and_pause_give_slots_back(
     first.pause()
     r.rpush(hold, "go")  # the running one ends; the paused run's waiting nodes give way to the next run
     assert second.wait(timeout=60) is not None
+    hog = engine.submit(pooled("hog", 3, "solo", hold=hold))  # 1 holds the slot, 2 wait
+    wait_for(lambda: engine.pool("solo").waiting == 2, message="2 waiting")
+    hog.cancel()  # its waiting nodes leave the line at once (a rate's token is never spent on them)
+    assert engine.pool("solo").waiting == 0
+    r.rpush(hold, "go")
     first.cancel()
     wait_for(
         lambda: used(engine, "solo") == 0 and engine.pool("solo").waiting == 0,

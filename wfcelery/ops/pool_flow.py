@@ -184,6 +184,17 @@ def _judge_holders(pools: Pools, holders: dict[str, int], now_ms: int) -> tuple[
     return back, wake
 
 
+def forget_pool_waits(tracker: Tracker, record: RunRecord, run_id: str) -> None:
+    """Unlist a cancelled or deleted run's nodes from the pools they waited for: a grant would only give
+    their slots back, but a rate's token it spends on one is gone."""
+    pools = pools_of(tracker)
+    by_pool: dict[str, list[str]] = {}
+    for slot, pool in record.pool_waits.items():
+        by_pool.setdefault(pool, []).append(member(run_id, slot))
+    for pool, members in by_pool.items():
+        pools.unlist(pool, members)
+
+
 def sweep_pool_waits(
     tracker: Tracker,
     dispatch: Dispatcher,
