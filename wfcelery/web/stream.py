@@ -126,6 +126,7 @@ async def _events(run: Run, offset: int, skip: int, hub: Hub, client: str) -> As
 async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIterator[ServerSentEvent]:
     plan = await anyio.to_thread.run_sync(run.plan)
     names = [n.name for n in plan.nodes]
+    pools = [n.pool for n in plan.nodes]
     created = (await anyio.to_thread.run_sync(run.summary)).created_at
     yield ServerSentEvent(comment="wfcelery run events", retry=1000)
     audited = 0  # audit entries of the channel sent
@@ -139,7 +140,7 @@ async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIt
         for end, event in fresh:
             offset = end
             yield ServerSentEvent(
-                data=json.dumps(_payload(event, names, created)),
+                data=json.dumps(_payload(event, names, created, pools)),
                 event="node" if event.node is not None else "run",
                 id=str(end),
             )
@@ -154,8 +155,11 @@ async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIt
             await wake.wait()
 
 
-def _payload(event: Any, names: list[str], created: float) -> dict[str, Any]:
-    """A node's (or an instance's: ``resize[3]``, logged as ``"<index>:<i>"``) transition, or the run's."""
+def _payload(
+    event: Any, names: list[str], created: float, pools: list[str | None] | None = None
+) -> dict[str, Any]:
+    """A node's (or an instance's: ``resize[3]``, logged as ``"<index>:<i>"``) transition, or the run's. A
+    task node WAITING waits for its pool: ``"waiting": {"for": "pool", "pool": <name>}``."""
     if event.node is None:
         run = {"node": None, "index": None, "status": event.status}
         return {**run, "epoch": event.epoch, "at": _at(event, created)}
@@ -163,11 +167,14 @@ def _payload(event: Any, names: list[str], created: float) -> dict[str, Any]:
     name = names[index] if index < len(names) else None
     if name is not None and instance is not None:
         name = instance_name(name, instance)
+    status = NodeStatus.from_code(event.status)
+    pool = pools[index] if pools and index < len(pools) else None
     return {
         "node": name,
         "index": index,
         **({"instance": instance} if instance is not None else {}),
-        "status": NodeStatus.from_code(event.status).value,
+        "status": status.value,
+        **({"waiting": {"for": "pool", "pool": pool}} if pool and status is NodeStatus.WAITING else {}),
         "epoch": event.epoch,
         "at": _at(event, created),
     }
