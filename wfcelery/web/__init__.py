@@ -127,6 +127,7 @@ def create_app(
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):
         raise ConfigurationError("web auth must be 'user:password' (--auth or wfcelery_web_auth)")
+    app.state.password_login = bool(auth)
     # the middlewares run outermost last-added: Shield, then CORS, then Guard, then the routes
     app.add_middleware(
         Guard,
