@@ -71,16 +71,18 @@ def test_every_route_has_a_rule_and_each_role_gets_exactly_what_its_rule_allows(
             assert anonymous.status_code == 401, (method, path)
 
 
-def test_once_a_token_exists_nothing_is_served_without_credentials(serve, engine):
+def test_once_a_token_exists_no_data_is_served_without_credentials(serve, engine):
     server = serve()
     with server.client() as http:
         assert http.get("/api/runs").status_code == 200  # no token yet: an open local server
         token = engine.create_token("carol", Role.VIEWER)
-        for path in ("/", "/api/runs", "/openapi.json", "/static/js/main.js"):
+        for path in ("/api/runs", "/api/me", "/openapi.json"):
             # the server looks again within a couple of seconds
             wait_for(lambda p=path: http.get(p).status_code == 401, timeout=10, message=f"{path} refused")
+        for path in ("/", "/static/js/main.js"):  # no data: the page loads, and shows its login form
+            assert http.get(path).status_code == 200, path
         assert http.get("/api/runs", headers=bearer(token)).status_code == 200
-        assert http.get("/", auth=("carol", token)).status_code == 200  # the browser's Basic dialog
+        assert http.get("/api/runs", auth=("carol", token)).status_code == 200  # a token as Basic password
         assert http.get("/api/me", headers=bearer(token)).json() == {"name": "carol", "role": "viewer"}
         engine.revoke_token("carol")
         assert http.get("/api/runs", headers=bearer(token)).status_code == 401  # at once
