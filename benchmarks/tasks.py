@@ -60,6 +60,12 @@ def make_app(broker: str, backend: str, prefix: str = PREFIX, conf: dict[str, An
             last = left == 2
             hop.apply_async((left - 1, final_id), task_id=final_id if last else None, ignore_result=not last)
 
+    @app.task(name="bench.sleep")
+    def sleep(*parents: Any, seconds: float = 1.0) -> None:
+        """A node that takes ``seconds``: runs that keep logging transitions for as long as the web
+        benchmark follows them."""
+        time.sleep(seconds)
+
     @app.task(name="bench.listing")
     def listing(n: int) -> list[int]:
         """A dynamic list: what a mapped node fans out over."""
