@@ -2,10 +2,11 @@
 reads its event log once per poll, and every stream is served from that one copy.
 
 A :class:`Channel` per followed run holds the run's log (as far as the tracker keeps it), each transition
-with the byte offset its line ends at, and one poll loop (every ``POLL_INTERVAL``, in a worker thread)
-that appends what is new and wakes the streams. Every ``STATUS_INTERVAL`` it also reads the audit trail's
-newest entries for those about the run, so its streams show who controlled it ("pause by bob"). It starts
-with the first stream of the run and stops with the last. Streams are capped, per client address and in
+with the byte offset its line ends at. One poll loop for the whole server (every ``POLL_INTERVAL``, in a
+worker thread) reads what is new of every followed run at once, appends it and wakes the streams. Every
+``STATUS_INTERVAL`` it also reads the audit trail's newest entries for those about each run, so its streams
+show who controlled it ("pause by bob"), and which runs have ended. A channel starts with the first stream
+of its run and goes with the last; the loop runs while any channel does. Streams are capped, per client address and in
 total (:class:`TooManyStreams`, answered 429), so followers cannot grow the server without bound."""
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class TooManyStreams(WfCeleryError):
 
 
 class Channel:
-    """A run's event log as the server has read it, and the poll loop that keeps it current."""
+    """A run's event log as the server has read it; the hub's poll loop keeps it current."""
 
     def __init__(self, hub: Hub, run: Run) -> None:
         self.hub = hub
@@ -55,8 +56,8 @@ class Channel:
         self.failed: str | None = None  # the tracker's error that stopped the loop
         self.audits: list[dict[str, Any]] = []  # the audit trail's entries about the run, oldest first
         self.streams = 0
+        self.ready = False  # read once by join(): the hub's loop polls it from then on
         self.wake = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
 
     def after(self, offset: int, skip: int) -> list[tuple[int, Any]]:
         """(end offset, event) of the lines after ``offset``, the first ``skip`` of them left out; an
@@ -65,12 +66,16 @@ class Channel:
         return list(zip(self.ends[start:], self.events[start:], strict=True))
 
     async def poll_once(self) -> bool:
-        """Read what is new; True when something was."""
+        """Read what is new of this run alone; True when something was."""
         self.hub.polls += 1
         try:
             end, fresh = await anyio.to_thread.run_sync(self.run.events, self.end)
         except RunNotFound:
             return False
+        return self.append(end, fresh)
+
+    def append(self, end: int, fresh: list[Any]) -> bool:
+        """Keep the events read up to offset ``end``; True when there were any."""
         if not fresh:
             return False
         position = end - sum(len(e.encode().encode()) for e in fresh)
@@ -89,8 +94,12 @@ class Channel:
 
     async def read_audit(self) -> None:
         """Append the audit trail's new entries about the run (who paused it, cancelled it...)."""
-        target = f"run {self.run.id}"
         entries = await anyio.to_thread.run_sync(self.run.engine.audit_log, AUDIT_READ)
+        self.add_audits(entries)
+
+    def add_audits(self, entries: list[Any]) -> None:
+        """Of the audit trail's newest ``entries`` (newest first), keep the new ones about the run."""
+        target = f"run {self.run.id}"
         last = self.audits[-1]["at"] if self.audits else 0.0
         fresh = [e.to_dict() for e in reversed(entries) if e.target == target and e.at > last]
         if fresh:
@@ -100,31 +109,16 @@ class Channel:
         woken, self.wake = self.wake, asyncio.Event()
         woken.set()
 
-    async def loop(self) -> None:
-        checked = 0.0
-        try:
-            while self.streams > 0:
-                if await self.poll_once():
-                    self.ended = None
-                    self.notify()
-                elif time.monotonic() - checked >= STATUS_INTERVAL:
-                    checked = time.monotonic()
-                    await self.read_audit()
-                    ended = await anyio.to_thread.run_sync(_ended, self.run)
-                    if ended is not None and not await self.poll_once():  # nothing logged meanwhile
-                        self.ended = ended
-                    self.notify()
-                await anyio.sleep(POLL_INTERVAL)
-        except TrackerError as e:
-            logger.warning("wfcelery web: event stream of run %s ended: %s", self.run.id, e)
-            self.failed = str(e)
-            self.notify()
-        finally:
-            self.hub.channels.pop(self.run.id, None)
-
 
 class Hub:
-    """The server's channels, one per followed run, and the stream counts they are capped by."""
+    """The server's channels, one per followed run, the one poll loop that reads them all, and the stream
+    counts they are capped by.
+
+    Every ``POLL_INTERVAL`` the loop reads the new events of every followed run in one call (a couple of
+    pipelined round trips to Redis, in one worker thread: :meth:`Engine.events_of`), and every
+    ``STATUS_INTERVAL`` the audit trail once and the runs' summaries in one call. Its cost grows with the
+    runs followed, not with the streams; one thread hop per poll, not one per run, leaves the worker
+    threads to the API's requests."""
 
     def __init__(self, max_streams: int = MAX_STREAMS, per_client: int = MAX_STREAMS_PER_CLIENT) -> None:
         self.max_streams = max_streams
@@ -132,6 +126,7 @@ class Hub:
         self.channels: dict[str, Channel] = {}
         self.clients: Counter[str] = Counter()
         self.polls = 0  # reads of event logs, in total (what the load test counts)
+        self.task: asyncio.Task[None] | None = None
 
     @property
     def streams(self) -> int:
@@ -153,7 +148,7 @@ class Hub:
             del self.clients[client]
 
     async def join(self, run: Run) -> Channel:
-        """The run's channel, read up to now; its poll loop runs while a stream holds it."""
+        """The run's channel, read up to now; the hub's loop polls it while a stream holds it."""
         channel = self.channels.get(run.id)
         if channel is None:
             channel = self.channels[run.id] = Channel(self, run)
@@ -161,27 +156,81 @@ class Hub:
             try:
                 await channel.poll_once()
                 await channel.read_audit()
-                channel.notify()  # streams that joined while the log was read
             except BaseException:
                 channel.streams -= 1
                 self.channels.pop(run.id, None)
+                channel.notify()
                 raise
-            channel.task = asyncio.get_running_loop().create_task(channel.loop())
+            channel.ready = True
+            channel.notify()  # streams that joined while the log was read
+            if self.task is None or self.task.done():
+                self.task = asyncio.get_running_loop().create_task(self.loop())
         else:
             channel.streams += 1
         return channel
 
     @staticmethod
     def drop(channel: Channel) -> None:
-        channel.streams -= 1  # the loop ends by itself when the count reaches 0
+        channel.streams -= 1  # the loop lets the channel go when the count reaches 0
+
+    async def loop(self) -> None:
+        checked = time.monotonic()
+        while self.channels:
+            for run_id, channel in list(self.channels.items()):
+                if channel.ready and channel.streams <= 0:
+                    del self.channels[run_id]
+            live = {run_id: c for run_id, c in self.channels.items() if c.ready}
+            if live:
+                try:
+                    await self.poll(live)
+                    if time.monotonic() - checked >= STATUS_INTERVAL:
+                        checked = time.monotonic()
+                        await self.check(live)
+                except TrackerError as e:
+                    self.fail(live, e)
+            await anyio.sleep(POLL_INTERVAL)
+
+    async def poll(self, live: dict[str, Channel]) -> set[str]:
+        """Read the new events of the ``live`` channels and wake their streams; the runs that had some."""
+        self.polls += 1
+        engine = next(iter(live.values())).run.engine
+        read = await anyio.to_thread.run_sync(engine.events_of, {i: c.end for i, c in live.items()})
+        grown = set()
+        for run_id, (end, fresh) in read.items():
+            if live[run_id].append(end, fresh):
+                grown.add(run_id)
+                live[run_id].ended = None
+                live[run_id].notify()
+        return grown
+
+    async def check(self, live: dict[str, Channel]) -> None:
+        """The audit trail's news for each run, and which runs have ended (or were deleted)."""
+        engine = next(iter(live.values())).run.engine
+        entries, summaries = await anyio.to_thread.run_sync(
+            lambda: (engine.audit_log(AUDIT_READ), engine.summaries(list(live)))
+        )
+        ended = {i: _end_of(s) for i, s in summaries.items()}
+        ended = {i: e for i, e in ended.items() if e is not None}
+        # what was logged between the last poll and the summaries belongs before the end: read it first
+        grown = await self.poll({i: live[i] for i in ended}) if ended else set()
+        for run_id, channel in live.items():
+            channel.add_audits(entries)
+            if run_id in ended and run_id not in grown:
+                channel.ended = ended[run_id]
+            channel.notify()
+
+    def fail(self, live: dict[str, Channel], error: TrackerError) -> None:
+        logger.warning("wfcelery web: event streams of %d runs ended: %s", len(live), error)
+        for run_id, channel in live.items():
+            channel.failed = str(error)
+            self.channels.pop(run_id, None)
+            channel.notify()
 
 
-def _ended(run: Run) -> dict[str, Any] | None:
-    """The run's end, or None while it is live."""
-    try:
-        status = run.summary().status
-    except RunNotFound:
+def _end_of(summary: Any) -> dict[str, Any] | None:
+    """The run's end, or None while it is live (a gone run: deleted)."""
+    if summary is None:
         return {"status": None, "deleted": True}
-    if not status.finished:
+    if not summary.status.finished:
         return None
-    return {"status": status.value, "deleted": False}
+    return {"status": summary.status.value, "deleted": False}
