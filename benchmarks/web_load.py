@@ -13,6 +13,9 @@ with ``Authorization: Bearer``) serves for ``--seconds`` (``WEB_LOAD_SECONDS``, 
   answered), from a process of its own: ``GET /api/runs``, ``GET /api/runs/{id}`` (a live run's whole
   state), ``GET /api/me``, ``GET /api/definitions``.
 
+The API load, and the measurement, start once every follower has connected and received its run's
+events so far (how long the 500 took to connect is reported); the followers stay connected until it ends.
+
 Reported against the targets: the API's p50 / p99 / max latency (target p99 < 200 ms) overall and per
 minute; per follower, whether it saw every event id of its run in order -- the ids it received are checked
 against the run's event log as the tracker holds it (every logged transition up to the last id the
@@ -72,7 +75,9 @@ async def _follow(client: httpx.AsyncClient, url: str, record: dict[str, Any]) -
         try:
             async with client.stream("GET", url, headers=headers) as resp:
                 if resp.status_code != 200:
-                    record["refused"][str(resp.status_code)] = record["refused"].get(str(resp.status_code), 0) + 1
+                    record["refused"][str(resp.status_code)] = (
+                        record["refused"].get(str(resp.status_code), 0) + 1
+                    )
                     await asyncio.sleep(1.0)
                     continue
                 record["connected"] = record.get("connected") or time.time()
@@ -111,7 +116,7 @@ def _seen(record: dict[str, Any], eid: int, payload: dict[str, Any]) -> None:
         record["lags"].append(time.time() - at)
 
 
-async def _followers(base: str, token: str, runs: list[str], seconds: float, out: str) -> None:
+async def _followers(base: str, token: str, runs: list[str], ready: Any, stop: Any, out: str) -> None:
     clients = [
         httpx.AsyncClient(
             base_url=base,
@@ -130,7 +135,11 @@ async def _followers(base: str, token: str, runs: list[str], seconds: float, out
         asyncio.create_task(_follow(clients[i % len(clients)], f"/api/runs/{rec['run']}/events", rec))
         for i, rec in enumerate(records)
     ]
-    await asyncio.sleep(seconds)
+    while not all(rec["ids"] for rec in records):  # every follower connected and replayed its run
+        await asyncio.sleep(0.2)
+    ready.set()
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -139,8 +148,9 @@ async def _followers(base: str, token: str, runs: list[str], seconds: float, out
     Path(out).write_text(json.dumps(records))
 
 
-def followers_process(base: str, token: str, runs: list[str], seconds: float, out: str) -> None:
-    asyncio.run(_followers(base, token, runs, seconds, out))
+def followers_process(base: str, token: str, runs: list[str], ready: Any, stop: Any, out: str) -> None:
+    """Follow until ``stop`` is set; ``ready`` once every follower has connected."""
+    asyncio.run(_followers(base, token, runs, ready, stop, out))
 
 
 # -- API load (a process of its own) ---------------------------------------------------------------------
@@ -220,7 +230,10 @@ def wait_healthy(base: str, token: str, proc: subprocess.Popen[bytes], timeout: 
         if proc.poll() is not None:
             raise RuntimeError(f"wfcelery web exited with {proc.returncode}")
         try:
-            if httpx.get(f"{base}/api/health", headers={"Authorization": f"Bearer {token}"}).status_code == 200:
+            if (
+                httpx.get(f"{base}/api/health", headers={"Authorization": f"Bearer {token}"}).status_code
+                == 200
+            ):
                 return
         except httpx.HTTPError:
             pass
@@ -288,7 +301,13 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
         return {"p50": None, "p99": None, "max": None, "n": 0}
     values = sorted(values)
     pick = lambda q: round(values[min(len(values) - 1, int(len(values) * q))], 1)  # noqa: E731
-    return {"p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99), "max": round(values[-1], 1), "n": len(values)}
+    return {
+        "p50": pick(0.5),
+        "p95": pick(0.95),
+        "p99": pick(0.99),
+        "max": round(values[-1], 1),
+        "n": len(values),
+    }
 
 
 def api_figures(samples: list[list[Any]], seconds: float) -> dict[str, Any]:
@@ -340,7 +359,10 @@ def report(result: dict[str, Any]) -> str:
         "",
         "| request | p50 | p95 | p99 | max | n |",
         "|---|---|---|---|---|---|",
-        *(f"| `{k}` | {v['p50']} | {v['p95']} | {v['p99']} | {v['max']} | {v['n']} |" for k, v in api["by_kind"].items()),
+        *(
+            f"| `{k}` | {v['p50']} | {v['p95']} | {v['p99']} | {v['max']} | {v['n']} |"
+            for k, v in api["by_kind"].items()
+        ),
         "",
         "Per minute: " + ", ".join(f"{m['minute']}: p99 {m['p99']} ms" for m in api["by_minute"]) + ".",
         "",
@@ -387,33 +409,44 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runs = [engine.submit(wf).id for _ in range(args.runs)]
         followed = [runs[i % len(runs)] for i in range(args.followers)]
         spawn = multiprocessing.get_context("spawn")
-        procs, outs = [], []
+        stop = spawn.Event()
+        procs, outs, readies = [], [], []
         per = math.ceil(len(followed) / args.follower_processes)
+        connecting = time.monotonic()
         for k in range(args.follower_processes):
-            out = str(workdir / f"followers{k}.json")
+            out, ready = str(workdir / f"followers{k}.json"), spawn.Event()
             part = followed[k * per : (k + 1) * per]
-            procs.append(spawn.Process(target=followers_process, args=(base, token, part, args.seconds, out)))
+            procs.append(spawn.Process(target=followers_process, args=(base, token, part, ready, stop, out)))
             outs.append(out)
+            readies.append(ready)
+            procs[-1].start()
+        for ready in readies:
+            if not ready.wait(300):
+                raise RuntimeError("the followers did not all connect within 300 s")
+        connect_seconds = time.monotonic() - connecting
         api_out = str(workdir / "api.json")
-        procs.append(spawn.Process(target=api_process, args=(base, token, runs, args.rate, args.seconds, api_out)))
+        api = spawn.Process(target=api_process, args=(base, token, runs, args.rate, args.seconds, api_out))
         r = redis.Redis.from_url(f"{server.url}/1")
         started = time.monotonic()
         cpu0 = proc_cpu(web.pid)
-        for p in procs:
-            p.start()
-        samples, loads = sample(web, procs, started, cpu0, args.seconds)
+        api.start()
+        samples, loads = sample(web, [api], started, cpu0, args.seconds)
+        api.join(120)
+        stop.set()
         for p in procs:
             p.join(120)
         if web.poll() is not None:
             raise RuntimeError(f"wfcelery web exited with {web.returncode} during the run; see {workdir}")
         records = [rec for out in outs for rec in json.loads(Path(out).read_text())]
         followers = check_followers(engine, records)
-        api = api_figures(json.loads(Path(api_out).read_text()), args.seconds)
+        figures = api_figures(json.loads(Path(api_out).read_text()), args.seconds)
         statuses = Counter(engine.run(run_id).summary().status.value for run_id in runs)
         for run_id in runs:
             with contextlib.suppress(WfCeleryError):
                 engine.run(run_id).cancel()
-        return assemble(args, followers, api, samples, loads, r, dict(statuses))
+        result = assemble(args, followers, figures, samples, loads, r, dict(statuses))
+        result["followers"]["seconds_to_connect_all"] = round(connect_seconds, 1)
+        return result
     finally:
         if web is not None and web.poll() is None:
             web.terminate()

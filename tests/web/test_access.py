@@ -28,7 +28,15 @@ def test_auth_protects_every_api_route_and_the_pages_load_without_a_basic_challe
             assert resp.status_code == 401, path
             assert resp.headers["www-authenticate"] == 'Bearer realm="wfcelery"', path
             assert admin.get(path).status_code in (200, 404), path
-        for path in ("/", "/runs/x", "/definitions", "/definitions/x", "/schedules", "/history", "/static/js/main.js"):
+        for path in (
+            "/",
+            "/runs/x",
+            "/definitions",
+            "/definitions/x",
+            "/schedules",
+            "/history",
+            "/static/js/main.js",
+        ):
             resp = anonymous.get(path)
             assert resp.status_code == 200, path
             assert "www-authenticate" not in resp.headers, path

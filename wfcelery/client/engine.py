@@ -343,7 +343,9 @@ class Engine(Schedules, Control, History, Access):
     def summaries(self, run_ids: Sequence[str]) -> dict[str, RunSummary | None]:
         """:meth:`Run.summary` of many runs in one round trip; None for a run that is gone."""
         records = self.tracker.records(run_ids)
-        return {i: RunSummary.of(i, r) if r is not None else None for i, r in zip(run_ids, records, strict=True)}
+        return {
+            i: RunSummary.of(i, r) if r is not None else None for i, r in zip(run_ids, records, strict=True)
+        }
 
     # -- definitions known by name (the web dashboard's and REST API's catalogue) -----------------------
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import logging
 import time
 from collections import Counter
 from typing import Any
 
 import anyio
+from sse_starlette import ServerSentEvent
 
 from wfcelery.client.run import Run
 from wfcelery.errors import RunNotFound, TrackerError, WfCeleryError
+from wfcelery.tracker.keys import instance_name, split_slot
+from wfcelery.tracker.states import NodeStatus
 
 logger = logging.getLogger("wfcelery.web")
 
@@ -49,7 +53,10 @@ class Channel:
         self.hub = hub
         self.run = run
         self.ends: list[int] = []  # byte offset each line ends at, ascending
-        self.events: list[Any] = []
+        # each line as its Server-Sent Events message, encoded once and sent as is to every stream
+        self.events: list[bytes] = []
+        self.names: list[str] = []  # the plan's node names, by index
+        self.created = 0.0  # the run's creation time (events carry milliseconds since)
         self.first = 0  # offset of the oldest line kept
         self.end = 0  # offset after the newest line
         self.ended: dict[str, Any] | None = None  # the run's end, once it has ended
@@ -59,7 +66,13 @@ class Channel:
         self.ready = False  # read once by join(): the hub's loop polls it from then on
         self.wake = asyncio.Event()
 
-    def after(self, offset: int, skip: int) -> list[tuple[int, Any]]:
+    async def describe(self) -> None:
+        """Read what formatting the run's events needs: its node names and creation time."""
+        plan = await anyio.to_thread.run_sync(self.run.plan)
+        self.names = [n.name for n in plan.nodes]
+        self.created = (await anyio.to_thread.run_sync(self.run.summary)).created_at
+
+    def after(self, offset: int, skip: int) -> list[tuple[int, bytes]]:
         """(end offset, event) of the lines after ``offset``, the first ``skip`` of them left out; an
         offset in the part of the log no longer kept resumes from the oldest line kept."""
         start = 0 if offset < self.first else bisect.bisect_right(self.ends, offset) + skip
@@ -84,7 +97,9 @@ class Channel:
         for event in fresh:
             position += len(event.encode().encode())
             self.ends.append(position)
-            self.events.append(event)
+            kind = "node" if event.node is not None else "run"
+            data = json.dumps(payload(event, self.names, self.created))
+            self.events.append(ServerSentEvent(data=data, event=kind, id=str(position)).encode())
         self.end = end
         if len(self.events) > MAX_LINES:
             cut = len(self.events) - MAX_LINES
@@ -97,13 +112,14 @@ class Channel:
         entries = await anyio.to_thread.run_sync(self.run.engine.audit_log, AUDIT_READ)
         self.add_audits(entries)
 
-    def add_audits(self, entries: list[Any]) -> None:
-        """Of the audit trail's newest ``entries`` (newest first), keep the new ones about the run."""
+    def add_audits(self, entries: list[Any]) -> bool:
+        """Of the audit trail's newest ``entries`` (newest first), keep the new ones about the run; True
+        when there were any."""
         target = f"run {self.run.id}"
         last = self.audits[-1]["at"] if self.audits else 0.0
         fresh = [e.to_dict() for e in reversed(entries) if e.target == target and e.at > last]
-        if fresh:
-            self.audits.extend(fresh)
+        self.audits.extend(fresh)
+        return bool(fresh)
 
     def notify(self) -> None:
         woken, self.wake = self.wake, asyncio.Event()
@@ -154,6 +170,7 @@ class Hub:
             channel = self.channels[run.id] = Channel(self, run)
             channel.streams += 1
             try:
+                await channel.describe()
                 await channel.poll_once()
                 await channel.read_audit()
             except BaseException:
@@ -214,10 +231,12 @@ class Hub:
         # what was logged between the last poll and the summaries belongs before the end: read it first
         grown = await self.poll({i: live[i] for i in ended}) if ended else set()
         for run_id, channel in live.items():
-            channel.add_audits(entries)
+            news = channel.add_audits(entries)
             if run_id in ended and run_id not in grown:
                 channel.ended = ended[run_id]
-            channel.notify()
+                news = True
+            if news:  # wake only the streams with something to send: 500 wake-ups a second cost
+                channel.notify()
 
     def fail(self, live: dict[str, Channel], error: TrackerError) -> None:
         logger.warning("wfcelery web: event streams of %d runs ended: %s", len(live), error)
@@ -234,3 +253,26 @@ def _end_of(summary: Any) -> dict[str, Any] | None:
     if not summary.status.finished:
         return None
     return {"status": summary.status.value, "deleted": False}
+
+
+def payload(event: Any, names: list[str], created: float) -> dict[str, Any]:
+    """A node's (or an instance's: ``resize[3]``, logged as ``"<index>:<i>"``) transition, or the run's."""
+    if event.node is None:
+        run = {"node": None, "index": None, "status": event.status}
+        return {**run, "epoch": event.epoch, "at": _at(event, created)}
+    index, instance = split_slot(event.node)
+    name = names[index] if index < len(names) else None
+    if name is not None and instance is not None:
+        name = instance_name(name, instance)
+    return {
+        "node": name,
+        "index": index,
+        **({"instance": instance} if instance is not None else {}),
+        "status": NodeStatus.from_code(event.status).value,
+        "epoch": event.epoch,
+        "at": _at(event, created),
+    }
+
+
+def _at(event: Any, created: float) -> float:
+    return round(created + int(event.at_ms) / 1000, 3)

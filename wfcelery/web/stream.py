@@ -37,15 +37,12 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from wfcelery.client.run import Run
 from wfcelery.errors import TrackerError
-from wfcelery.tracker.keys import instance_name, split_slot
-from wfcelery.tracker.states import NodeStatus
 from wfcelery.web.errors import InvalidEventId
 from wfcelery.web.hub import STATUS_INTERVAL, Channel, Hub
 
@@ -107,7 +104,9 @@ def event_stream(run: Run, cursor: tuple[int, int], hub: Hub, client: str) -> Ev
     )
 
 
-async def _events(run: Run, offset: int, skip: int, hub: Hub, client: str) -> AsyncIterator[ServerSentEvent]:
+async def _events(
+    run: Run, offset: int, skip: int, hub: Hub, client: str
+) -> AsyncIterator[ServerSentEvent | bytes]:
     """The stream; the tracker's Redis lost mid-stream ends it (the client reconnects from its last id and
     is answered 503 until Redis is back) instead of an error the started response can no longer carry."""
     try:
@@ -123,10 +122,7 @@ async def _events(run: Run, offset: int, skip: int, hub: Hub, client: str) -> As
         hub.leave(client)
 
 
-async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIterator[ServerSentEvent]:
-    plan = await anyio.to_thread.run_sync(run.plan)
-    names = [n.name for n in plan.nodes]
-    created = (await anyio.to_thread.run_sync(run.summary)).created_at
+async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIterator[ServerSentEvent | bytes]:
     yield ServerSentEvent(comment="wfcelery run events", retry=1000)
     audited = 0  # audit entries of the channel sent
     while True:
@@ -136,14 +132,9 @@ async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIt
         audited = len(channel.audits)
         fresh = channel.after(offset, skip)
         skip = 0
-        for end, event in fresh:
-            offset = end
-            yield ServerSentEvent(
-                data=json.dumps(_payload(event, names, created)),
-                event="node" if event.node is not None else "run",
-                id=str(end),
-            )
-        if fresh:
+        if fresh:  # the messages as the channel encoded them, in one write
+            offset = fresh[-1][0]
+            yield b"".join(message for _, message in fresh)
             continue
         if channel.failed is not None:
             return
@@ -152,26 +143,3 @@ async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIt
             return
         with anyio.move_on_after(STATUS_INTERVAL):
             await wake.wait()
-
-
-def _payload(event: Any, names: list[str], created: float) -> dict[str, Any]:
-    """A node's (or an instance's: ``resize[3]``, logged as ``"<index>:<i>"``) transition, or the run's."""
-    if event.node is None:
-        run = {"node": None, "index": None, "status": event.status}
-        return {**run, "epoch": event.epoch, "at": _at(event, created)}
-    index, instance = split_slot(event.node)
-    name = names[index] if index < len(names) else None
-    if name is not None and instance is not None:
-        name = instance_name(name, instance)
-    return {
-        "node": name,
-        "index": index,
-        **({"instance": instance} if instance is not None else {}),
-        "status": NodeStatus.from_code(event.status).value,
-        "epoch": event.epoch,
-        "at": _at(event, created),
-    }
-
-
-def _at(event: Any, created: float) -> float:
-    return round(created + int(event.at_ms) / 1000, 3)

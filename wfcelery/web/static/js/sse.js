@@ -12,8 +12,10 @@ export async function readEvents(body, onEvent) {
       const { value, done } = await reader.read();
       if (done) return;
       buffer += value;
-      const lines = buffer.split(/\r\n|\r|\n/);
-      buffer = lines.pop(); // an unfinished line waits for the next chunk
+      // a "\r" at the end may be the first half of "\r\n": it waits for the next chunk too
+      const cut = buffer.endsWith("\r") ? buffer.length - 1 : buffer.length;
+      const lines = buffer.slice(0, cut).split(/\r\n|\r|\n/);
+      buffer = lines.pop() + buffer.slice(cut); // an unfinished line waits for the next chunk
       for (const line of lines) {
         if (line === "") {
           if (message.data.length && onEvent({ event: message.event, id: message.id, data: message.data.join("\n") }) === false) return;
