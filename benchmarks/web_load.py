@@ -13,7 +13,9 @@ with ``Authorization: Bearer``) serves for ``--seconds`` (``WEB_LOAD_SECONDS``, 
   answered), from a process of its own: ``GET /api/runs``, ``GET /api/runs/{id}`` (a live run's whole
   state), ``GET /api/me``, ``GET /api/definitions``.
 
-The API load, and the measurement, start once every follower has connected and received its run's
+First the API load runs alone for ``--baseline-seconds`` (60; ``WEB_LOAD_BASELINE_SECONDS``), no stream
+open: the latency the machine allows the server as it is loaded at the time, reported beside the figures.
+Then the API load, and the measurement, start once every follower has connected and received its run's
 events so far (how long the 500 took to connect is reported); the followers stay connected until it ends.
 
 Reported against the targets: the API's p50 / p99 / max latency (target p99 < 200 ms) overall and per
@@ -28,13 +30,11 @@ Results: ``benchmarks/results/<date>-web-load.{json,md}`` (``--tag`` changes the
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import math
 import multiprocessing
 import os
-import random
 import subprocess
 import sys
 import time
@@ -46,9 +46,19 @@ from typing import Any
 import httpx
 import redis
 
+import wfcelery
 from benchmarks.environment import machine
 from benchmarks.harness import Workers, WorkerSettings, make_workdir, redis_server_class
 from benchmarks.tasks import make_app
+from benchmarks.web_clients import api_process, followers_process
+from benchmarks.web_report import (
+    SAMPLE_EVERY,
+    TARGET_P99_MS,
+    TARGET_RSS_GROWTH,
+    api_figures,
+    check_followers,
+    report,
+)
 from wfcelery import Workflow
 from wfcelery.errors import WfCeleryError
 from wfcelery.tracker.access import Role
@@ -57,149 +67,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).parent / "results"
 QUEUE = "webload"
 PREFIX = "wfweb"
-#: Loopback addresses the followers connect from (the server caps streams per client address).
-ADDRESSES = [f"127.0.0.{i}" for i in range(1, 6)]
-SAMPLE_EVERY = 5.0
-TARGET_P99_MS = 200.0
-TARGET_RSS_GROWTH = 0.10
-
-
-# -- followers (a process of their own) --------------------------------------------------------------------
-
-
-async def _follow(client: httpx.AsyncClient, url: str, record: dict[str, Any]) -> None:
-    """Follow one run's stream for ever (cancelled at the end), reconnecting from the last id."""
-    last = ""
-    while True:
-        headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last} if last else {})}
-        try:
-            async with client.stream("GET", url, headers=headers) as resp:
-                if resp.status_code != 200:
-                    record["refused"][str(resp.status_code)] = (
-                        record["refused"].get(str(resp.status_code), 0) + 1
-                    )
-                    await asyncio.sleep(1.0)
-                    continue
-                record["connected"] = record.get("connected") or time.time()
-                event, data, eid = "message", "", ""
-                async for line in resp.aiter_lines():
-                    if line:
-                        field, _, value = line.partition(":")
-                        value = value[1:] if value.startswith(" ") else value
-                        if field == "event":
-                            event = value
-                        elif field == "data":
-                            data = value
-                        elif field == "id":
-                            eid = value
-                        continue
-                    if data and event in ("node", "run"):
-                        _seen(record, int(eid), json.loads(data))
-                        last = eid
-                    elif event == "end":
-                        record["ended"] = True
-                        return
-                    event, data, eid = "message", "", ""
-        except (httpx.HTTPError, ValueError) as e:
-            record["drops"].append(type(e).__name__)
-        record["reconnects"] += 1
-        await asyncio.sleep(0.5)
-
-
-def _seen(record: dict[str, Any], eid: int, payload: dict[str, Any]) -> None:
-    ids = record["ids"]
-    if ids and eid <= ids[-1]:
-        record["out_of_order"] += 1
-    ids.append(eid)
-    at = float(payload["at"])
-    if at >= record["connected"]:  # live, not the replay of what was logged before it connected
-        record["lags"].append(time.time() - at)
-
-
-async def _followers(base: str, token: str, runs: list[str], ready: Any, stop: Any, out: str) -> None:
-    clients = [
-        httpx.AsyncClient(
-            base_url=base,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(10.0, read=60.0),  # keep-alive comments come every 15 s
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
-            transport=httpx.AsyncHTTPTransport(local_address=address),
-        )
-        for address in ADDRESSES
-    ]
-    records = [
-        {"run": run, "ids": [], "lags": [], "out_of_order": 0, "reconnects": 0, "drops": [], "refused": {}}
-        for run in runs
-    ]
-    tasks = [
-        asyncio.create_task(_follow(clients[i % len(clients)], f"/api/runs/{rec['run']}/events", rec))
-        for i, rec in enumerate(records)
-    ]
-    while not all(rec["ids"] for rec in records):  # every follower connected and replayed its run
-        await asyncio.sleep(0.2)
-    ready.set()
-    while not stop.is_set():
-        await asyncio.sleep(0.2)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for client in clients:
-        await client.aclose()
-    Path(out).write_text(json.dumps(records))
-
-
-def followers_process(base: str, token: str, runs: list[str], ready: Any, stop: Any, out: str) -> None:
-    """Follow until ``stop`` is set; ``ready`` once every follower has connected."""
-    asyncio.run(_followers(base, token, runs, ready, stop, out))
-
-
-# -- API load (a process of its own) ---------------------------------------------------------------------
-
-
-async def _api_load(base: str, token: str, runs: list[str], rate: float, seconds: float, out: str) -> None:
-    paths = ["/api/runs?limit=20", "/api/me", "/api/definitions"]
-    samples: list[tuple[float, str, float, int]] = []  # (sent at, kind, latency ms, status)
-    rng = random.Random(7)
-    async with httpx.AsyncClient(
-        base_url=base,
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-        timeout=httpx.Timeout(30.0),
-        limits=httpx.Limits(max_connections=200),
-    ) as client:
-
-        async def one(path: str, kind: str) -> None:
-            sent = time.monotonic()
-            try:
-                resp = await client.get(path)
-                status = resp.status_code
-            except httpx.HTTPError:
-                status = 0
-            samples.append((sent - start, kind, (time.monotonic() - sent) * 1000, status))
-
-        start = time.monotonic()
-        pending: set[asyncio.Task[None]] = set()
-        n = 0
-        while (due := start + n / rate) < start + seconds:
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            pick = rng.random()
-            if pick < 0.4:
-                path, kind = paths[0], "GET /api/runs"
-            elif pick < 0.8:
-                path, kind = f"/api/runs/{rng.choice(runs)}", "GET /api/runs/{id}"
-            elif pick < 0.9:
-                path, kind = paths[1], "GET /api/me"
-            else:
-                path, kind = paths[2], "GET /api/definitions"
-            task = asyncio.create_task(one(path, kind))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            n += 1
-        await asyncio.gather(*pending)
-    Path(out).write_text(json.dumps(samples))
-
-
-def api_process(base: str, token: str, runs: list[str], rate: float, seconds: float, out: str) -> None:
-    asyncio.run(_api_load(base, token, runs, rate, seconds, out))
 
 
 # -- the server process ------------------------------------------------------------------------------------
@@ -250,129 +117,6 @@ def free_port() -> int:
         return port
 
 
-# -- the check and the report ------------------------------------------------------------------------------
-
-
-def expected_ids(engine: Any, run_id: str) -> tuple[int, list[int]]:
-    """(offset of the oldest kept line, the id of every transition the tracker's log of the run holds),
-    computed as the server computes them (each id is the byte offset its line ends at)."""
-    end, events = engine.run(run_id).events(0)
-    position = end - sum(len(e.encode().encode()) for e in events)
-    first, ids = position, []
-    for event in events:
-        position += len(event.encode().encode())
-        ids.append(position)
-    return first, ids
-
-
-def check_followers(engine: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
-    logs = {run: expected_ids(engine, run) for run in {r["run"] for r in records}}
-    missed_followers, missed_events, duplicates, out_of_order, received = 0, 0, 0, 0, 0
-    for rec in records:
-        first, ids = logs[rec["run"]]
-        seen = rec["ids"]
-        received += len(seen)
-        out_of_order += rec["out_of_order"]
-        duplicates += len(seen) - len(set(seen))
-        last = seen[-1] if seen else first
-        missing = set(i for i in ids if i <= last) - set(seen)
-        if missing:
-            missed_followers += 1
-            missed_events += len(missing)
-    lags = sorted(x for rec in records for x in rec["lags"])
-    return {
-        "followers": len(records),
-        "events_received": received,
-        "followers_that_missed_an_event": missed_followers,
-        "events_missed": missed_events,
-        "events_duplicated": duplicates,
-        "events_out_of_order": out_of_order,
-        "followers_with_no_event": sum(1 for r in records if not r["ids"]),
-        "runs_ended_early": len({r["run"] for r in records if r.get("ended")}),
-        "reconnects": sum(r["reconnects"] for r in records),
-        "drops": dict(Counter(d for r in records for d in r["drops"])),
-        "refused": dict(sum((Counter(r["refused"]) for r in records), Counter())),
-        "delivery_lag_ms": percentiles([x * 1000 for x in lags]),
-    }
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p99": None, "max": None, "n": 0}
-    values = sorted(values)
-    pick = lambda q: round(values[min(len(values) - 1, int(len(values) * q))], 1)  # noqa: E731
-    return {
-        "p50": pick(0.5),
-        "p95": pick(0.95),
-        "p99": pick(0.99),
-        "max": round(values[-1], 1),
-        "n": len(values),
-    }
-
-
-def api_figures(samples: list[list[Any]], seconds: float) -> dict[str, Any]:
-    ok = [s for s in samples if s[3] == 200]
-    minutes = []
-    for m in range(math.ceil(seconds / 60)):
-        part = [s[2] for s in ok if m * 60 <= s[0] < (m + 1) * 60]
-        minutes.append({"minute": m + 1, **percentiles(part)})
-    return {
-        "requests": len(samples),
-        "rate_per_s": round(len(samples) / seconds, 1),
-        "errors": dict(Counter(str(s[3]) for s in samples if s[3] != 200)),
-        "latency_ms": percentiles([s[2] for s in ok]),
-        "by_kind": {k: percentiles([s[2] for s in ok if s[1] == k]) for k in sorted({s[1] for s in ok})},
-        "by_minute": minutes,
-    }
-
-
-def report(result: dict[str, Any]) -> str:
-    api, streams, rss = result["api"], result["followers"], result["server"]
-    t = result["targets"]
-    yes = lambda ok: "**met**" if ok else "**missed**"  # noqa: E731
-    lines = [
-        f"# Web under load: {result['conditions']['followers']} event-stream followers + "
-        f"{result['conditions']['api_rate']} API requests/s for {result['conditions']['seconds']:.0f} s",
-        "",
-        f"{result['date']}, commit {result['machine']['wfcelery_commit']}, {result['machine']['cpus']} CPUs "
-        f"({result['machine']['cpu_model']}). Load average at start {result['machine']['load_average_at_start']}, "
-        f"during the run {result['load_average']['min']:.2f}-{result['load_average']['max']:.2f} "
-        f"(mean {result['load_average']['mean']:.2f}). {result['conditions']['note']}",
-        "",
-        "| target | figure | |",
-        "|---|---|---|",
-        f"| API p99 < {TARGET_P99_MS:.0f} ms | p50 {api['latency_ms']['p50']} ms, p99 {api['latency_ms']['p99']} ms, "
-        f"max {api['latency_ms']['max']} ms over {api['requests']} requests ({api['rate_per_s']}/s; "
-        f"errors {api['errors'] or 'none'}) | {yes(t['api_p99'])} |",
-        f"| no follower misses an event | {streams['followers_that_missed_an_event']} of {streams['followers']} "
-        f"followers missed any; {streams['events_received']} events received, {streams['events_missed']} missed, "
-        f"{streams['events_duplicated']} duplicated, {streams['events_out_of_order']} out of order | "
-        f"{yes(t['no_missed_event'])} |",
-        f"| server RSS flat (end within {TARGET_RSS_GROWTH:.0%} of minute 1) | {rss['rss_mb_after_1_min']} MB "
-        f"after 1 min, {rss['rss_mb_end']} MB at the end, peak {rss['rss_mb_peak']} MB | {yes(t['rss_flat'])} |",
-        "",
-        f"Server CPU: {rss['cpu_percent_mean']}% of one core on average. Delivery lag (receipt minus the "
-        f"transition's time): p50 {streams['delivery_lag_ms']['p50']} ms, p99 {streams['delivery_lag_ms']['p99']} "
-        f"ms. Reconnects {streams['reconnects']}, refused {streams['refused'] or 'none'}.",
-        "",
-        "API latency by request (ms):",
-        "",
-        "| request | p50 | p95 | p99 | max | n |",
-        "|---|---|---|---|---|---|",
-        *(
-            f"| `{k}` | {v['p50']} | {v['p95']} | {v['p99']} | {v['max']} | {v['n']} |"
-            for k, v in api["by_kind"].items()
-        ),
-        "",
-        "Per minute: " + ", ".join(f"{m['minute']}: p99 {m['p99']} ms" for m in api["by_minute"]) + ".",
-        "",
-        "Server RSS (MB) every minute: "
-        + ", ".join(f"{s['t']:.0f} s: {s['rss_mb']}" for s in rss["samples"] if s["t"] % 60 < SAMPLE_EVERY)
-        + ".",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 # -- the run ----------------------------------------------------------------------------------------------
 
 
@@ -382,7 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workers = web = None
     try:
         app = make_app(f"{server.url}/0", f"{server.url}/1", PREFIX, {"task_default_queue": QUEUE})
-        engine = app._wfcelery_engine
+        engine = wfcelery.install(app)
         nodes = math.ceil((args.seconds + 120) / args.node_seconds)  # outlasts the measurement
         wf = Workflow("webload")
         previous = None
@@ -409,6 +153,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runs = [engine.submit(wf).id for _ in range(args.runs)]
         followed = [runs[i % len(runs)] for i in range(args.followers)]
         spawn = multiprocessing.get_context("spawn")
+        baseline = None
+        if args.baseline_seconds > 0:  # the same API load with no stream open: what the machine allows
+            out = str(workdir / "api-baseline.json")
+            alone = spawn.Process(
+                target=api_process, args=(base, token, runs, args.rate, args.baseline_seconds, out)
+            )
+            alone.start()
+            alone.join(args.baseline_seconds + 120)
+            baseline = api_figures(json.loads(Path(out).read_text()), args.baseline_seconds)
+            baseline["load_average_after"] = os.getloadavg()[0]
         stop = spawn.Event()
         procs, outs, readies = [], [], []
         per = math.ceil(len(followed) / args.follower_processes)
@@ -446,6 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 engine.run(run_id).cancel()
         result = assemble(args, followers, figures, samples, loads, r, dict(statuses))
         result["followers"]["seconds_to_connect_all"] = round(connect_seconds, 1)
+        result["api_without_streams"] = baseline
         return result
     finally:
         if web is not None and web.poll() is None:
@@ -540,6 +295,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="API requests per second")
     parser.add_argument("--node-seconds", type=float, default=1.0)
     parser.add_argument("--follower-processes", type=int, default=2)
+    parser.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=float(os.environ.get("WEB_LOAD_BASELINE_SECONDS", 60)),
+        help="first, the API load alone (no stream open) for this long: what the machine allows",
+    )
     parser.add_argument("--note", default="", help="conditions to record (e.g. what else the machine ran)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--tag", default="web-load")

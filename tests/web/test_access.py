@@ -1,6 +1,7 @@
 """Who may do what, over real HTTP against the real server (uvicorn, real Redis): credentials on every API
-route (the page shells load without, and show the login form); failed logins rate-limited per client address (429 + Retry-After, then a
-valid login works again); writes refused cross-site and in read-only mode."""
+route (the page shells load without, and show the login form); failed logins rate-limited per client
+address (429 + Retry-After, then a valid login works again); writes refused cross-site and in read-only
+mode."""
 
 from __future__ import annotations
 

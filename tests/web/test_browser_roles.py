@@ -24,10 +24,8 @@ def sign_in(page: Any, url: str, token: str) -> None:
 
 def forced_post(page: Any, path: str) -> int:
     """A write the page does not offer, sent by hand with the tab's stored credentials."""
-    script = (
-        f"fetch({path!r}, {{method: 'POST', headers: {{Authorization: sessionStorage.getItem('wfcelery.auth')}}}})"
-        ".then(r => r.status)"
-    )
+    auth = "{Authorization: sessionStorage.getItem('wfcelery.auth')}"
+    script = f"fetch({path!r}, {{method: 'POST', headers: {auth}}}).then(r => r.status)"
     return int(page.evaluate(script))
 
 

@@ -152,7 +152,7 @@ class Reads(TrackerBase):
                 pipe.getrange(k.events(run_id), max(0, cursors[run_id] - bases[run_id]), -1)
                 pipe.hget(k.run(run_id), "ev_base")
             reads = pipe.execute()
-        out = {run_id: (cursors[run_id], []) for run_id in ids}
+        out: dict[str, tuple[int, list[Event]]] = {run_id: (cursors[run_id], []) for run_id in ids}
         for i, run_id in enumerate(grown):
             data, base_now = reads[2 * i] or "", int(reads[2 * i + 1] or 0)
             if base_now != bases[run_id]:  # trimmed between the reads (the base only grows): read it alone

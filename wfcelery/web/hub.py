@@ -6,8 +6,9 @@ with the byte offset its line ends at. One poll loop for the whole server (every
 worker thread) reads what is new of every followed run at once, appends it and wakes the streams. Every
 ``STATUS_INTERVAL`` it also reads the audit trail's newest entries for those about each run, so its streams
 show who controlled it ("pause by bob"), and which runs have ended. A channel starts with the first stream
-of its run and goes with the last; the loop runs while any channel does. Streams are capped, per client address and in
-total (:class:`TooManyStreams`, answered 429), so followers cannot grow the server without bound."""
+of its run and goes with the last; the loop runs while any channel does. Streams are capped, per client
+address and in total (:class:`TooManyStreams`, answered 429), so followers cannot grow the server
+without bound."""
 
 from __future__ import annotations
 

@@ -122,7 +122,9 @@ async def _events(
         hub.leave(client)
 
 
-async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIterator[ServerSentEvent | bytes]:
+async def _follow(
+    run: Run, offset: int, skip: int, channel: Channel
+) -> AsyncIterator[ServerSentEvent | bytes]:
     yield ServerSentEvent(comment="wfcelery run events", retry=1000)
     audited = 0  # audit entries of the channel sent
     while True:
