@@ -160,7 +160,7 @@ class Guard:
         if self.credentials is not None and secrets.compare_digest(given, self.credentials):
             return Principal(given.decode(errors="replace").partition(":")[0], Role.ADMIN)
         password = given.decode(errors="replace").partition(":")[2]
-        # a token as the password of a Basic login: the browser's own login dialog works with a token
+        # a token as the password of a Basic login: for clients that only speak Basic
         return await self._token(password) if password.startswith(TOKEN_PREFIX) else None
 
     async def _token(self, token: str) -> Principal | None:
