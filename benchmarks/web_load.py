@@ -121,6 +121,7 @@ def free_port() -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    at_start = machine()
     workdir = make_workdir()
     server = redis_server_class()().start()
     workers = web = None
@@ -199,6 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with contextlib.suppress(WfCeleryError):
                 engine.run(run_id).cancel()
         result = assemble(args, followers, figures, samples, loads, r, dict(statuses))
+        result["machine"] = at_start  # the load average and the commit as the run began
         result["followers"]["seconds_to_connect_all"] = round(connect_seconds, 1)
         result["api_without_streams"] = baseline
         return result
@@ -254,7 +256,7 @@ def assemble(
     }
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
+        "machine": {},
         "conditions": {
             "seconds": args.seconds,
             "followers": args.followers,
