@@ -27,8 +27,9 @@ When the run has ended and every transition is sent, the stream sends ``event: e
 that is retried later can be followed again from the last id. A run deleted meanwhile also ends the
 stream (``{"deleted": true}``). Keep-alive comments go out every 15 s.
 
-The log is polled every 50 ms (one pipelined GET per poll, in a worker thread) once per run however many
-streams follow it (:mod:`wfcelery.web.hub`), so a transition reaches the browser within ~50-100 ms.
+The logs of every followed run are polled together every 50 ms (one pipelined read, in a worker thread),
+however many streams follow them (:mod:`wfcelery.web.hub`), so a transition reaches the browser within
+~50-100 ms. Each transition is encoded once, and sent to every stream of its run as those bytes.
 """
 
 from __future__ import annotations
