@@ -123,7 +123,8 @@ def test_many_runs_followed_at_once_each_stream_gets_its_own_runs_transitions_in
             t.join(60)
     for k, messages in got.items():
         run = runs[k % len(runs)]
-        assert messages[-1]["event"] == "end" and messages[-1]["data"]["status"] == "SUCCEEDED"
+        assert messages[-1]["event"] == "end"
+        assert messages[-1]["data"]["status"] == "SUCCEEDED"
         transitions = messages[:-1]
         assert [(m["data"]["node"], m["data"]["status"]) for m in transitions] == tracker_log(engine, run.id)
         ids = [int(m["id"]) for m in transitions]
