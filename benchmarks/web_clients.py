@@ -103,45 +103,64 @@ def followers_process(base: str, token: str, runs: list[str], ready: Any, stop: 
     asyncio.run(_followers(base, token, runs, ready, stop, out))
 
 
+#: Seconds a request may take; one still unanswered then counts as failed (status 0).
+REQUEST_TIMEOUT = 30.0
+
+
+async def _get(host: str, port: int, path: str, token: str) -> int:
+    """One ``GET`` on a connection of its own (``Connection: close``), the whole body read; its status.
+
+    Not an httpx pool: under a backlog, httpx's pool spends its CPU matching waiting requests to
+    connections, and the load generator's own stall would be measured as the server's latency."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Accept: application/json\r\nConnection: close\r\n\r\n"
+        )
+        writer.write(request.encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        await reader.read()  # the body, to the end (the server closes the connection)
+        return int(head.split(b" ", 2)[1])
+    finally:
+        writer.close()
+
+
 async def _api_load(base: str, token: str, runs: list[str], rate: float, seconds: float, out: str) -> None:
-    paths = ["/api/runs?limit=20", "/api/me", "/api/definitions"]
+    """``rate`` requests per second for ``seconds``, open loop: each sent on schedule, whether or not the
+    earlier ones have answered."""
+    host, port = base.removeprefix("http://").split(":")
     samples: list[tuple[float, str, float, int]] = []  # (sent at, kind, latency ms, status)
     rng = random.Random(7)
-    async with httpx.AsyncClient(
-        base_url=base,
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-        timeout=httpx.Timeout(30.0),
-        limits=httpx.Limits(max_connections=200),
-    ) as client:
 
-        async def one(path: str, kind: str) -> None:
-            sent = time.monotonic()
-            try:
-                resp = await client.get(path)
-                status = resp.status_code
-            except httpx.HTTPError:
-                status = 0
-            samples.append((sent - start, kind, (time.monotonic() - sent) * 1000, status))
+    async def one(path: str, kind: str) -> None:
+        sent = time.monotonic()
+        try:
+            status = await asyncio.wait_for(_get(host, int(port), path, token), REQUEST_TIMEOUT)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+            status = 0
+        samples.append((sent - start, kind, (time.monotonic() - sent) * 1000, status))
 
-        start = time.monotonic()
-        pending: set[asyncio.Task[None]] = set()
-        n = 0
-        while (due := start + n / rate) < start + seconds:
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            pick = rng.random()
-            if pick < 0.4:
-                path, kind = paths[0], "GET /api/runs"
-            elif pick < 0.8:
-                path, kind = f"/api/runs/{rng.choice(runs)}", "GET /api/runs/{id}"
-            elif pick < 0.9:
-                path, kind = paths[1], "GET /api/me"
-            else:
-                path, kind = paths[2], "GET /api/definitions"
-            task = asyncio.create_task(one(path, kind))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            n += 1
-        await asyncio.gather(*pending)
+    start = time.monotonic()
+    pending: set[asyncio.Task[None]] = set()
+    n = 0
+    while (due := start + n / rate) < start + seconds:
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        pick = rng.random()
+        if pick < 0.4:
+            path, kind = "/api/runs?limit=20", "GET /api/runs"
+        elif pick < 0.8:
+            path, kind = f"/api/runs/{rng.choice(runs)}", "GET /api/runs/{id}"
+        elif pick < 0.9:
+            path, kind = "/api/me", "GET /api/me"
+        else:
+            path, kind = "/api/definitions", "GET /api/definitions"
+        task = asyncio.create_task(one(path, kind))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        n += 1
+    await asyncio.gather(*pending)
     Path(out).write_text(json.dumps(samples))
 
 

@@ -171,7 +171,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for k in range(args.follower_processes):
             out, ready = str(workdir / f"followers{k}.json"), spawn.Event()
             part = followed[k * per : (k + 1) * per]
-            procs.append(spawn.Process(target=followers_process, args=(base, token, part, ready, stop, out)))
+            procs.append(
+                spawn.Process(
+                    target=followers_process, args=(base, token, part, ready, stop, out), daemon=True
+                )
+            )
             outs.append(out)
             readies.append(ready)
             procs[-1].start()
@@ -186,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu0 = proc_cpu(web.pid)
         api.start()
         samples, loads = sample(web, [api], started, cpu0, args.seconds)
-        api.join(120)
+        api.join(120)  # its last requests time out within REQUEST_TIMEOUT
         stop.set()
         for p in procs:
             p.join(120)
@@ -231,7 +235,7 @@ def sample(
         loads.append(os.getloadavg()[0])
         last_cpu, last_t = cpu, now
         if now - started > seconds + 180:
-            raise RuntimeError("the load processes did not finish in time")
+            break  # the API load still waits for answers: its requests time out by themselves
     return samples, loads
 
 
