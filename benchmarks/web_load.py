@@ -230,6 +230,7 @@ def sample(
                 "t": round(now - started, 1),
                 "rss_mb": round(proc_rss(web.pid) / 2**20, 1),
                 "cpu_percent": round((cpu - last_cpu) / (now - last_t) * 100, 1),
+                "load_average": round(os.getloadavg()[0], 2),
             }
         )
         loads.append(os.getloadavg()[0])

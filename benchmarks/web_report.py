@@ -154,8 +154,12 @@ def report(result: dict[str, Any]) -> str:
         "",
         "Per minute: " + ", ".join(f"{x['minute']}: p99 {x['p99']} ms" for x in api["by_minute"]) + ".",
         "",
-        "Server RSS (MB) every minute: "
-        + ", ".join(f"{x['t']:.0f} s: {x['rss_mb']}" for x in rss["samples"] if x["t"] % 60 < SAMPLE_EVERY)
+        "Every minute, server RSS (MB) and the machine's 1-minute load average: "
+        + ", ".join(
+            f"{x['t']:.0f} s: {x['rss_mb']} MB, load {x.get('load_average', '?')}"
+            for x in rss["samples"]
+            if x["t"] % 60 < SAMPLE_EVERY
+        )
         + ".",
     ]
     return "\n".join(lines) + "\n"
