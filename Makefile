@@ -4,6 +4,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Test files run in parallel processes (pytest-xdist): most tests wait on worker subprocesses, not the CPU.
+# Each process starts its own Redis; queues, key prefixes and control exchanges carry each test's uid.
+# TEST_JOBS=0 runs in one process.
+TEST_JOBS ?= 3
+XDIST := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 
 .PHONY: demo test docs browser screenshots bench bench-quick bench-scale bench-fleet bench-web soak chaos lint clean
 
@@ -21,7 +26,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/wfcelery demo
 
 test: $(VENV)/.installed browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The documentation site, strict: a broken link or snippet, an undocumented setting or a docstring warning fails.
 # NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, printed on every build.

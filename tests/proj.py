@@ -27,6 +27,9 @@ def make_app(broker: str, backend: str, prefix: str, default_queue: str = "celer
             "wfcelery_redis_url": backend,
             "broker_connection_retry_on_startup": True,
             "worker_hijack_root_logger": False,
+            # broadcasts and events of one test never reach another's workers on a shared RabbitMQ
+            "control_exchange": f"celery-{prefix}",
+            "event_exchange": f"celeryev-{prefix}",
             "wfcelery_inspect_timeout": 0.5,  # the submit-time queue check: local workers answer in ms
             **conf,  # a test's own configuration wins
         }

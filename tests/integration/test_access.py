@@ -114,3 +114,7 @@ def test_every_write_is_audited_with_its_actor(cli_app: Celery, engine: Any) -> 
     ]
     shown = invoke("audit", "--json")
     assert [e["action"] for e in json.loads(shown.stdout)][:3] == ["cleanup", "pause", "submit"]
+    lines = invoke("audit").stdout.splitlines()
+    assert lines[0].split() == ["WHEN", "ACTOR", "ACTION", "TARGET", "OUTCOME"]
+    column = lines[0].index("TARGET")
+    assert [line[column:].split()[:2] for line in lines[1:4]] == [["run", run.id]] * 3  # aligned

@@ -112,6 +112,8 @@ def test_backfill_dry_run_then_twice_gives_ten_runs(cli_app, engine, flow):
     assert all(s["created"] for s in first)
     assert second.stdout.count("existing") == 10
     assert len(engine.runs(name="nightly", limit=100)) == 10
+    backfills = [e for e in engine.audit_log() if e.action == "schedule.backfill"]
+    assert len(backfills) == 2  # one entry per backfill that fired; the dry run changed nothing
     bad = invoke("backfill", "nightly", "--start", "yesterday", "--end", "2026-11-10")
     assert bad.exit_code == EXIT_BAD_INPUT
     assert "start: not an ISO 8601 time" in bad.stderr

@@ -196,3 +196,34 @@ def test_metrics_off_the_scripts_count_nothing(app: Celery, engine: Any, r: Any)
         engine.submit(diamond("uncounted")).wait(timeout=30)
     assert engine.metrics() == engine.metrics().__class__()  # empty
     assert not r.exists(engine.tracker.keys.metrics())
+
+
+def test_a_scheduled_run_is_counted_under_its_own_task_and_a_sleep_under_no_queue(
+    app: Celery, engine: Any, redis_url: str
+) -> None:
+    """A run the schedule loop fires (its batched create) carries its label table like a submitted one:
+    its nodes count under their task and queue, not ``other``; a sleep counts under ``(sleep)`` and the
+    queue ``(none)`` (it is never sent to a queue). Its node gets the slot's run key as ``${run_key}``."""
+    from wfcelery.ops.scheduler import Scheduler
+    from wfcelery.ops.store import run_key_of
+
+    wf = Workflow("met-sched")
+    wf.add("a", "proj.echo", args=["${run_key}"])
+    wf.sleep("nap", "1s", after=["a"])
+    engine.schedule("met-sched", wf, every=1)
+    slot = int(engine.schedule_info("met-sched").next_at.timestamp() * 1000)
+    wait_for(lambda: engine.tracker.server_ms() >= slot, timeout=5, message="the slot to come")
+    Scheduler(engine.tracker, engine.dispatch, "test").tick()
+    engine.pause_schedule("met-sched")
+    key = run_key_of("met-sched", slot)
+    run = engine.run_by_key(key)
+    assert run is not None
+    with in_thread_worker(app):
+        assert run.wait(timeout=60) == {"a": {"args": [key], "kwargs": {}}, "nap": None}
+    queue = app.conf.task_default_queue
+    with exporter(app, redis_url) as url:
+        s = scrape(url)
+    done = {labels: value for (name, labels), value in s.items() if name == "wfcelery_nodes_total"}
+    assert done[(("queue", queue), ("status", "SUCCEEDED"), ("task", "proj.echo"))] == 1
+    assert done[(("queue", "(none)"), ("status", "SUCCEEDED"), ("task", "(sleep)"))] == 1
+    assert not any(("task", "other") in labels for labels in done)

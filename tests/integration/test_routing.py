@@ -8,6 +8,9 @@ be consumed by another test's workers, here or in a concurrent test session.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,3 +94,24 @@ def test_workers_sharing_one_node_name_are_both_counted_and_named(make_test_app,
     assert queues.ok is False
     assert twin.hostname in queues.message
     assert "-n io@%h" in queues.fix
+
+
+def test_a_worker_that_answers_late_is_not_reported_as_missing(make_test_app, worker_process, uid):
+    """A worker frozen past the first ``active_queues`` window (a busy or loaded machine) is asked again,
+    waiting longer, before submit warns that nobody consumes its queue: the warning is never a guess."""
+    app = make_test_app(wfcelery_routes={"cpu": f"cpu-{uid}"}, wfcelery_inspect_timeout=1.5)
+    engine = app._wfcelery_engine
+    worker = worker_process(app, [f"cpu-{uid}"], "late", pool="solo", concurrency=1)
+    assert worker.proc is not None
+    wf = Workflow("late")
+    wf.add("c", "proj.whoami", type="cpu")
+    os.kill(worker.proc.pid, signal.SIGSTOP)  # answers nothing for 3 s: the first 1.5 s window gets no reply
+    resume = threading.Timer(3.0, os.kill, (worker.proc.pid, signal.SIGCONT))
+    resume.start()
+    try:
+        run = engine.submit(wf)
+    finally:
+        resume.join()
+    assert run.warnings == []
+    assert engine.consumers.get().confirmed  # the answer it used came from the second, longer ask
+    assert run.wait(timeout=60) == {"c": worker.hostname}

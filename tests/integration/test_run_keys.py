@@ -186,3 +186,18 @@ def test_concurrent_keyed_submits_make_one_run_on_a_cluster(
         assert runs[0].wait(timeout=30) == {"a": 3, "b": 13}
     wait_for(lambda: engine.run_by_key("cluster-key") is not None)
     assert len(engine.runs(name="keyed")) == 1
+
+
+def test_the_key_is_the_run_key_param_and_history_finds_the_run_by_it(app, engine):
+    """``${run_key}`` is a built-in param: a keyed submit hands its key to the tasks, and the history
+    search finds the run by its key (and lists the key)."""
+    wf = Workflow("keyed-echo")
+    wf.add("a", "proj.echo", args=["${run_key}"])
+    with in_thread_worker(app):
+        run = engine.submit(wf, run_key="nightly:2026-12-06")
+        assert run.wait(timeout=30) == {"a": {"args": ["nightly:2026-12-06"], "kwargs": {}}}
+    page = engine.search_runs(run_key="nightly:2026-12-06")
+    assert [(row.id, row.run_key) for row in page.runs] == [(run.id, "nightly:2026-12-06")]
+    assert [row.run_key for row in engine.search_runs(workflow="keyed-echo").runs] == ["nightly:2026-12-06"]
+    with pytest.raises(wfcelery.DefinitionError, match="run_key"):
+        engine.submit(wf)  # no key given: the placeholder has no value

@@ -178,6 +178,9 @@ def test_a_definition_file_owns_its_schedule(make_test_app, tmp_path: Path):
         assert (found.cron, found.source) == ("0 2 * * *", "file:nightly.yaml")
         with pytest.raises(wfcelery.ScheduleError, match=r"definition file nightly\.yaml"):
             engine.schedule("nightly", ticker("nightly"), every=5)
+        with pytest.raises(wfcelery.ScheduleError, match=r"definition file nightly\.yaml"):
+            engine.unschedule("nightly")  # the next scan would put it back: the file decides
+        assert schedule("nightly") is not None
         engine.pause_schedule("nightly")
         flow.write_text(body.replace("0 2 * * *", "30 4 * * *"))
         changed = wait_for(lambda: (s := schedule("nightly")) and s.cron == "30 4 * * *" and s, timeout=10)

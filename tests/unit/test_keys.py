@@ -85,7 +85,7 @@ def test_parse_task_id_inverts_task_id(index: int, epoch: int) -> None:
 @pytest.mark.parametrize(
     "foreign",
     [
-        str(uuid.uuid4()),  # Celery's own ids
+        "053b5542-a7a0-47fb-ab50-a7cb80765421",  # a Celery id (uuid4)
         "",
         "abc",
         RUN,  # a run id alone

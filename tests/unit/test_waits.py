@@ -232,3 +232,10 @@ def test_formats_keys_and_the_transition_table() -> None:
 
 def _noop() -> None:
     """A task body for the apps these tests build (Celery needs a real function)."""
+
+
+def test_a_missing_param_names_the_sleep_or_child_node_that_uses_it() -> None:
+    wf = built()
+    assert wf.placeholder_users() == {"release_at": ["hold"], "day": ["daily"]}
+    with pytest.raises(DefinitionError, match=r"\$\{day\} \(node 'daily'\)"):
+        wf.resolve_params({"release_at": "2026-12-06T10:00:00Z"})

@@ -154,3 +154,36 @@ def test_a_viewer_token_cannot_write_even_with_a_browser_origin(serve, tokens):
         )
         assert resp.status_code == 403
         assert resp.json()["type"] == "Forbidden"
+
+
+def test_nothing_is_served_without_credentials_while_the_tracker_is_down(make_test_app, faulty_redis):
+    """Once tokens exist, an outage of the tracker's Redis (which holds them) fails closed: the API, the
+    OpenAPI document and /metrics answer 503, not 200 to an anonymous caller; the same server answers 401
+    again once Redis is back. The page shells and static files hold no data: they load throughout (the page
+    shows its login form, or says why its API calls fail)."""
+    app = make_test_app(wfcelery_redis_url=faulty_redis.url_db(1), wfcelery_redis_timeout=2)
+    engine = app._wfcelery_engine
+    engine.create_token("erin", Role.VIEWER)
+    from tests.web.conftest import Server
+
+    server = Server(engine).start()
+    paths = ["/metrics", "/api/runs", "/openapi.json"]
+    shells = ["/", "/static/app.css"]
+    try:
+        with server.client() as http:
+            assert {p: http.get(p).status_code for p in paths} == dict.fromkeys(paths, 401)
+            faulty_redis.shutdown()
+            wait_for(
+                lambda: {p: http.get(p).status_code for p in paths} == dict.fromkeys(paths, 503),
+                timeout=20,
+                message="every path refused while the tokens cannot be read",
+            )
+            assert {p: http.get(p).status_code for p in shells} == dict.fromkeys(shells, 200)
+            faulty_redis.start()
+            wait_for(
+                lambda: {p: http.get(p).status_code for p in paths} == dict.fromkeys(paths, 401),
+                timeout=20,
+                message="credentials required again once Redis is back",
+            )
+    finally:
+        server.stop()

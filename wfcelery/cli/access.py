@@ -7,6 +7,7 @@ import datetime
 import click
 
 from wfcelery.cli.base import echo_json, engine_of, epilog, errors_to_exit
+from wfcelery.cli.display import table
 
 
 def _when(ts: float | None) -> str:
@@ -93,5 +94,6 @@ def audit(ctx: click.Context, limit: int, as_json: bool) -> None:
     if as_json:
         echo_json([e.to_dict() for e in entries])
         return
-    for e in entries:
-        click.echo(f"{_when(e.at)}  {e.actor:<20} {e.action:<13} {e.target:<40} {e.outcome}")
+    rows = [(_when(e.at), e.actor, e.action, e.target, e.outcome) for e in entries]
+    for line in table(("WHEN", "ACTOR", "ACTION", "TARGET", "OUTCOME"), rows):
+        click.echo(line)

@@ -246,7 +246,9 @@ def _live_plans(engine: Engine) -> list[Plan]:
 
 
 def _queues(engine: Engine, plans: Sequence[Plan]) -> Finding:
-    consumers = engine.consumers.get(refresh=True)
+    engine.consumers.get(refresh=True)
+    wanted = {q for plan in plans for q in engine.node_queues(plan).values()}
+    consumers = engine.consumers.confirm(wanted or [engine.app.conf.task_default_queue])
     if not consumers.known:
         return Finding("queues", None, f"cannot ask the workers for their queues: {consumers.reason}")
     if not consumers.workers:

@@ -42,11 +42,13 @@ def audited(action: str, target: Callable[..., str]) -> Callable[[F], F]:
     what it acted on. The outcome is ``ok``, or the first line of a :class:`ControlError` (a control the
     tracker refused: cancelling a finished run...). Input refused before anything was tried (a definition
     error, an unknown run, no worker) is not recorded: bad input changes nothing, the audit trail included.
-    Errors are raised as before."""
+    Neither is a call with ``dry_run=True``: it changes nothing either. Errors are raised as before."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("dry_run"):
+                return fn(self, *args, **kwargs)
             try:
                 result = fn(self, *args, **kwargs)
             except ControlError as e:

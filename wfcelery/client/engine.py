@@ -119,9 +119,8 @@ class Engine(Schedules, Control, History, Access):
         wf = self._workflow(workflow)
         limits = self.settings.limits
         wf.validate(self.app if self.settings.check_tasks else None, limits)
-        resolved = wf.resolve_params(params, limits)
-        if key is not None:
-            resolved[RUN_KEY_PARAM] = key
+        given = dict(params or {}) if key is None else {**(params or {}), RUN_KEY_PARAM: key}
+        resolved = wf.resolve_params(given, limits)  # ${run_key} is known before the check
         executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
         subplans = self._subplans(wf, resolved)
         plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor, subplans))
@@ -308,12 +307,13 @@ class Engine(Schedules, Control, History, Access):
         return Run(self, claim.run_id, created=False)
 
     def _check_workers(self, plan: Plan, require: bool) -> list[str]:
-        consumers = self.consumers.get()
-        if require and (not consumers.known or unconsumed(consumers, self.node_queues(plan))):
-            consumers = self.consumers.get(refresh=True)  # refuse on a fresh answer only
+        queues = self.node_queues(plan)
+        if require and not self.consumers.get().known:
+            self.consumers.get(refresh=True)
+        consumers = self.consumers.confirm(queues.values())  # warn or refuse on a confirmed answer only
         if require and not consumers.known:
             raise NoWorkerError(f"cannot check which queues the workers consume: {consumers.reason}")
-        warnings = describe(unconsumed(consumers, self.node_queues(plan)))
+        warnings = describe(unconsumed(consumers, queues))
         if warnings and require:
             raise NoWorkerError("; ".join(warnings) + " (require_workers: nothing was submitted)")
         warnings += describe_shared(consumers)

@@ -21,7 +21,7 @@ from wfcelery.client.base import EngineBase
 from wfcelery.client.run import RunSummary
 from wfcelery.definition.loader import load
 from wfcelery.definition.model import Workflow
-from wfcelery.definition.params import SCHEDULED_AT_PARAM
+from wfcelery.definition.params import SLOT_PARAMS_SAMPLE
 from wfcelery.definition.schedule import Timing, check_catchup, check_max_active, iso, parse_instant
 from wfcelery.errors import DefinitionError, ScheduleError, ScheduleNotFound
 from wfcelery.ops.firing import Firer
@@ -100,12 +100,7 @@ class Schedules(EngineBase):
             max_active_runs=check_max_active(max_active_runs),
         )
         existing = self.firer.store.get(name)
-        if existing is not None and existing.source.startswith(FILE_PREFIX):
-            raise ScheduleError(
-                "name",
-                f"schedule {name!r} comes from the definition file {existing.source[len(FILE_PREFIX) :]} "
-                "in wfcelery_definitions: edit or delete that file",
-            )
+        _refuse_file_owned(existing)
         if existing is not None:
             record = replace(record, paused=existing.paused)
         same_timing = existing is not None and existing.timing == timing
@@ -141,7 +136,7 @@ class Schedules(EngineBase):
             raise ScheduleError("params", f"must be a mapping, not {type(params).__name__}")
         given = dict(params or {})
         try:
-            wf.resolve_params({**given, SCHEDULED_AT_PARAM: "1970-01-01T00:00:00Z"}, self.settings.limits)
+            wf.resolve_params({**given, **SLOT_PARAMS_SAMPLE}, self.settings.limits)
         except DefinitionError as e:
             raise ScheduleError("params", str(e)) from None
         return given
@@ -182,8 +177,10 @@ class Schedules(EngineBase):
 
     @audited("schedule.remove", _named)
     def unschedule(self, name: str) -> None:
-        """Remove a schedule (its runs are kept). Raises :class:`ScheduleNotFound`. A schedule from a
-        definition file comes back at the next scan unless the file goes (or loses its ``schedule:``)."""
+        """Remove a schedule (its runs are kept). Raises :class:`ScheduleNotFound`, and
+        :class:`ScheduleError` for a schedule a definition file owns: the file's next scan would put it
+        back, so deleting the file (or its ``schedule:``) is what removes it."""
+        _refuse_file_owned(self._stored(name))
         if not self.firer.store.delete(name):
             raise ScheduleNotFound(name)
 
@@ -245,3 +242,13 @@ def check_name(name: object) -> str:
             "name", f"{name!r}: use 1-200 letters, digits, '_', '.' or '-' (not starting with '.' or '-')"
         )
     return name
+
+
+def _refuse_file_owned(record: ScheduleRecord | None) -> None:
+    """A schedule from a definition file changes with its file only: the folder's scan rewrites it."""
+    if record is not None and record.source.startswith(FILE_PREFIX):
+        raise ScheduleError(
+            "name",
+            f"schedule {record.name!r} comes from the definition file {record.source[len(FILE_PREFIX) :]} "
+            "in wfcelery_definitions: edit or delete that file",
+        )

@@ -284,21 +284,15 @@ class Workflow(SpecialNodes):
         return self
 
     def placeholders(self) -> set[str]:
-        """Names of every ``${name}`` placeholder in the nodes' args and kwargs."""
-        found: set[str] = set()
-        for node in self.nodes.values():
-            collect_placeholders(node.args, found)
-            collect_placeholders(node.kwargs, found)
-            found |= until_placeholders(node.until) | names_in((node.params or {}).values())
-        return found
+        """Names of every ``${name}`` placeholder: in the nodes' args and kwargs, a sleep's ``until`` and
+        a child workflow's ``params``."""
+        return {name for node in self.nodes.values() for name in _node_placeholders(node)}
 
     def placeholder_users(self) -> dict[str, list[str]]:
-        """Each ``${name}`` placeholder -> the nodes whose args or kwargs use it, in definition order."""
+        """Each ``${name}`` placeholder -> the nodes that use it, in definition order."""
         users: dict[str, list[str]] = {}
         for node in self.nodes.values():
-            found: set[str] = set()
-            collect_placeholders([node.args, node.kwargs], found)
-            for name in sorted(found):
+            for name in sorted(_node_placeholders(node)):
                 users.setdefault(name, []).append(node.name)
         return users
 
@@ -437,3 +431,9 @@ def _schedule(data: Any, source: str) -> ScheduleSpec | None:
 
 
 # -- dynamic options: map, max_map, when, trigger (their meaning lives in rules.py) ----------------------
+
+
+def _node_placeholders(node: Node) -> set[str]:
+    found: set[str] = set()
+    collect_placeholders([node.args, node.kwargs], found)
+    return found | until_placeholders(node.until) | names_in((node.params or {}).values())

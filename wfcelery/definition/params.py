@@ -15,6 +15,9 @@ RUN_KEY_PARAM = "run_key"
 SCHEDULED_AT_PARAM = "scheduled_at"
 #: Params every workflow accepts without declaring them; wfcelery sets them where they apply.
 BUILTIN_PARAMS = frozenset({RUN_KEY_PARAM, SCHEDULED_AT_PARAM})
+#: The built-in params every run a schedule fires has, with stand-in values: what a schedule's params are
+#: checked with when it is added (each slot's run gets its own slot and run key).
+SLOT_PARAMS_SAMPLE = {SCHEDULED_AT_PARAM: "1970-01-01T00:00:00Z", RUN_KEY_PARAM: "schedule:check"}
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
 

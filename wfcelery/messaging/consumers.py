@@ -30,6 +30,9 @@ logger = logging.getLogger("wfcelery.consumers")
 DEFAULT_INSPECT_TIMEOUT = 1.0
 #: Seconds an ``active_queues`` answer is used before it is refreshed (in the background).
 CACHE_SECONDS = 10.0
+#: An answer that leaves a queue unconsumed is asked again, waiting this many times longer, before it is
+#: reported: a busy worker's reply can miss the first window, and a warning must not be a guess.
+CONFIRM_FACTOR = 4.0
 
 
 def node_queue(app: Any, task: str, queue: str | None) -> str:
@@ -54,6 +57,8 @@ class Consumers:
     reason: str = ""
     #: Node names more than one worker answered under (workers started without their own ``-n``).
     shared: tuple[str, ...] = ()
+    #: True when the answer came from the longer, confirming wait (:meth:`ConsumerCheck.confirm`).
+    confirmed: bool = False
 
     @property
     def queues(self) -> frozenset[str]:
@@ -102,6 +107,21 @@ class ConsumerCheck:
             threading.Thread(target=self._refresh, name="wfcelery-consumers", daemon=True).start()
         return cached
 
+    def confirm(self, queues: Iterable[str]) -> Consumers:
+        """The live workers' queues, asked again with a longer wait when ``queues`` look unconsumed.
+
+        Called before a warning or a refusal is given: the first answer waited ``timeout`` seconds, and a
+        worker busy with work (or a loaded machine) may answer later than that. An answer that was itself
+        confirmed is not asked again, so a queue that really has no worker costs one longer wait per ``ttl``.
+        """
+        cached = self.get()
+        if self.timeout <= 0 or cached.confirmed or not cached.missing(queues):
+            return cached
+        with self._lock:
+            if self._cached is cached:
+                self._cached = self._ask(self.timeout * CONFIRM_FACTOR, confirmed=True)
+            return self._cached if self._cached is not None else cached
+
     def _refresh(self) -> None:
         try:
             fresh = self._ask()
@@ -110,10 +130,12 @@ class ConsumerCheck:
         finally:
             self._refreshing = False
 
-    def _ask(self) -> Consumers:
+    def _ask(self, timeout: float | None = None, confirmed: bool = False) -> Consumers:
         now = time.monotonic()
         try:
-            replies = self.app.control.broadcast("active_queues", reply=True, timeout=self.timeout) or []
+            replies = (
+                self.app.control.broadcast("active_queues", reply=True, timeout=timeout or self.timeout) or []
+            )
         except NotImplementedError:  # a transport without broadcast (SQS, ...)
             return Consumers(known=False, checked_at=now, reason="the broker cannot broadcast")
         except Exception as e:  # the broker is down: submit's publish reports that, clearly
@@ -132,6 +154,7 @@ class ConsumerCheck:
             workers={name: frozenset(queues) for name, queues in workers.items()},
             checked_at=now,
             shared=tuple(sorted(shared)),
+            confirmed=confirmed,
         )
 
 

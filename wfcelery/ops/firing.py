@@ -16,7 +16,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wfcelery.definition.executor import Executor
@@ -27,7 +27,7 @@ from wfcelery.errors import WfCeleryError
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.ops.runkeys import CLAIM_GRACE
 from wfcelery.ops.store import ScheduleRecord, ScheduleStore, run_key_of
-from wfcelery.ops.submit import Started, discard, ended, run_record, start_run
+from wfcelery.ops.submit import Started, discard, ended, plan_labels, run_record, start_run
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.records import RunKeyClaim
 from wfcelery.tracker.runkeys import KeyedRun
@@ -50,6 +50,7 @@ class _Prepared:
     run: dict[str, str | int]
     params: dict[str, Any]
     key: str
+    new_labels: list[Any] = field(default_factory=list)  # metric label values to register once it is out
 
 
 def _keyed(p: _Prepared, now_ms: int) -> KeyedRun:
@@ -127,6 +128,8 @@ class Firer:
                     self.tracker, p.run_id, p.plan.digest if made_plan else None, int(p.run["created"]), p.key
                 )
             raise
+        if created:
+            self.tracker.register_labels([v for _, p, _ in created for v in p.new_labels])
         for i, p, _ in created:
             out[i] = Started(p.run_id, True)
         alive = self.tracker.runs_exist([h.run_id for _, _, h in held])
@@ -144,11 +147,12 @@ class Firer:
         the definition refuses."""
         wf, plan = self.compiled(record)
         key = run_key_of(record.name, slot_ms)
-        params = wf.resolve_params({**record.params, SCHEDULED_AT_PARAM: iso(slot_ms)}, self.settings.limits)
-        params[RUN_KEY_PARAM] = key
+        given = {**record.params, SCHEDULED_AT_PARAM: iso(slot_ms), RUN_KEY_PARAM: key}
+        params = wf.resolve_params(given, self.settings.limits)
         run_id = uuid.uuid4().hex
-        run = run_record(self.tracker, plan, run_id, params, key)
-        return _Prepared(plan, run_id, run, params, key)
+        labels, new_labels = plan_labels(self.tracker, plan, self.dispatch.app)  # the metrics' label table
+        run = {**run_record(self.tracker, plan, run_id, params, key), **labels}
+        return _Prepared(plan, run_id, run, params, key, new_labels)
 
     def _start(self, p: _Prepared, now_ms: int | None, producer: Any) -> Started:
         started = start_run(

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from wfcelery.definition.loader import load
-from wfcelery.definition.params import SCHEDULED_AT_PARAM
+from wfcelery.definition.params import SLOT_PARAMS_SAMPLE
 from wfcelery.errors import WfCeleryError
 from wfcelery.ops.store import FILE_PREFIX, ScheduleRecord, ScheduleStore
 from wfcelery.settings import Settings
@@ -89,7 +89,7 @@ def _record(path: Path, settings: Settings, source: str) -> ScheduleRecord | Non
         return None
     wf.validate(None, limits)
     spec = wf.schedule
-    wf.resolve_params({**spec.params, SCHEDULED_AT_PARAM: "1970-01-01T00:00:00Z"}, limits)
+    wf.resolve_params({**spec.params, **SLOT_PARAMS_SAMPLE}, limits)
     definition = wf.to_dict()
     definition.pop("schedule", None)
     return ScheduleRecord(

@@ -105,6 +105,10 @@ def start_run(
     return Started(run_id, True, finishes)
 
 
+#: The ``queue`` label of a node that is never sent to a queue: a wait, a sleep, a child workflow.
+NO_QUEUE = "(none)"
+
+
 def plan_labels(tracker: Tracker, plan: Plan, app: Any) -> tuple[dict[str, str], list[Any]]:
     """The run-record fields of the metrics' label table for a run of ``plan`` (the (task, queue) of each
     node; tracker/counters.py) and the label values to register once the run is out."""
@@ -112,7 +116,10 @@ def plan_labels(tracker: Tracker, plan: Plan, app: Any) -> tuple[dict[str, str],
     return tracker.plan_labels(
         plan.digest,
         plan.name,
-        lambda: [(n.task or f"({n.kind.value})", n.queue or default) for n in plan.nodes],
+        lambda: [
+            (n.task, n.queue or default) if n.has_task else (f"({n.kind.value})", NO_QUEUE)
+            for n in plan.nodes
+        ],
     )
 
 

@@ -18,14 +18,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from wfcelery.tracker.base import TrackerBase, converted_errors
+from wfcelery.tracker.records import RUN_KEY_FIELD
 
 #: Final statuses with an index of their own: the rare ones a search looks for. SUCCEEDED runs, most of
 #: them, are found through the workflow's (or the whole) index, filtered as they are read: an index of
 #: them would cost ~135 bytes a run and spare a search little.
 ENDED_INDEXED = frozenset({"FAILED", "CANCELLED"})
 
-#: Run-record fields a history listing reads (``run_key``: written by runs submitted with one).
+#: Fields of a history listing, by the names it gives them (``run_key``: runs submitted with one) ...
 LISTED_FIELDS = ("name", "status", "created", "finished", "params", "total", "done", "run_key", "started")
+#: ... read from these run-record fields.
+_STORED_FIELDS = [RUN_KEY_FIELD if f == "run_key" else f for f in LISTED_FIELDS]
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ class HistoryIndex(TrackerBase):
         with converted_errors("read runs"):
             pipe = self.client.pipeline(transaction=False)
             for run_id in run_ids:
-                pipe.hmget(self.keys.run(run_id), list(LISTED_FIELDS))
+                pipe.hmget(self.keys.run(run_id), _STORED_FIELDS)
             replies = pipe.execute()
         return [
             None if values[0] is None else {f: v for f, v in zip(LISTED_FIELDS, values, strict=True) if v}

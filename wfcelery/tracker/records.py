@@ -98,6 +98,8 @@ DROPPED_FIELD_PREFIX = "u:"
 WAIT_FIELD_PREFIX = "wt:"
 #: Run-record field of a child run naming its parent run and node (:class:`ParentLink`).
 PARENT_FIELD = "parent"
+#: Run-record field of the run key a run holds (runs submitted or fired with one).
+RUN_KEY_FIELD = "key"
 #: Run-record field of a run its submit has not confirmed yet (create.lua writes it, the client deletes it
 #: once the roots' messages are out): the Redis time (ms) after which the reconciler cancels the run if it
 #: never started.
@@ -175,7 +177,7 @@ def new_run(
     if parent is not None:
         record[PARENT_FIELD] = parent.encode()
     if run_key is not None:
-        record["key"] = run_key
+        record[RUN_KEY_FIELD] = run_key
     if on_success:
         record["on_success"] = json.dumps(on_success)
     if on_failure:
@@ -239,7 +241,7 @@ class RunRecord:
             executor=Executor(h.get("executor") or Executor.COUNTERS.value),
             instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
             unconfirmed_ms=_ms(h.get(UNCONFIRMED_FIELD)),
-            run_key=h.get("key"),
+            run_key=h.get(RUN_KEY_FIELD),
             waits={
                 int(f[len(WAIT_FIELD_PREFIX) :]): WaitMark.decode(v)
                 for f, v in h.items()

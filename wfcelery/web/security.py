@@ -104,7 +104,7 @@ class Guard:
         try:
             found = await self._identify(headers.get("authorization"), client[0] if client else "")
         except (TrackerUnavailable, TrackerError) as e:
-            if scope["path"].startswith("/api/") or scope["path"] == "/openapi.json":
+            if not self._open_during_outage(scope["path"]):
                 await send_error(send, 503, str(e), kind=type(e).__name__)
                 return
             found = UNKNOWN  # the dashboard's own files hold no data: it loads, and its API calls say why
@@ -117,6 +117,14 @@ class Guard:
             return
         status, message, extra = refusal
         await send_error(send, status, message, extra)
+
+    def _open_during_outage(self, path: str) -> bool:
+        """Whether ``path`` is served without credentials while the tracker cannot be asked who may see
+        it: the dashboard's own pages and files, and only where the last answer was that no credentials
+        are needed. Fails closed: once tokens were seen (or before any answer), everything is 503."""
+        if path.startswith("/api/") or path in ("/openapi.json", "/metrics"):
+            return False
+        return self._tokens_seen_at is not None and not self._tokens_seen
 
     def _check(self, method: str, headers: dict[str, str]) -> Refusal | None:
         if method in SAFE_METHODS:
