@@ -17,6 +17,7 @@ from tests.helpers import in_thread_worker, wait_for
 from tests.web.test_api import blocking, chain
 from tests.web.test_events import sse, tracker_log
 from wfcelery.tracker.access import Role
+from wfcelery.web import hub as hub_module
 from wfcelery.web.hub import POLL_INTERVAL, STATUS_INTERVAL, Hub
 
 pytestmark = pytest.mark.timeout(120)
@@ -130,3 +131,23 @@ def test_many_runs_followed_at_once_each_stream_gets_its_own_runs_transitions_in
         ids = [int(m["id"]) for m in transitions]
         assert ids == sorted(set(ids))
     assert len(got) == 8
+
+
+def test_a_stream_behind_what_the_server_keeps_reads_the_rest_from_the_tracker(
+    app, engine, serve, monkeypatch
+):
+    """The server keeps only the newest transitions of a followed run (its memory stays flat however long
+    the log grows); a stream from the start, or resumed from an older id, still gets every transition."""
+    monkeypatch.setattr(hub_module, "MAX_LINES", 3)
+    with in_thread_worker(app):
+        run = engine.submit(chain("kept"))
+        run.wait(timeout=30)
+    logged = tracker_log(engine, run.id)
+    assert len(logged) > 3
+    server = serve()
+    with server.client() as http:
+        messages = list(sse(http, f"/api/runs/{run.id}/events"))
+        assert [(m["data"]["node"], m["data"]["status"]) for m in messages[:-1]] == logged
+        assert messages[-1]["event"] == "end"
+        resumed = list(sse(http, f"/api/runs/{run.id}/events", **{"Last-Event-ID": messages[1]["id"]}))
+        assert [m["id"] for m in resumed[:-1]] == [m["id"] for m in messages[2:-1]]

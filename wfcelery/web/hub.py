@@ -39,8 +39,11 @@ MAX_STREAMS = 4000
 MAX_STREAMS_PER_CLIENT = 500
 #: Newest audit entries read per look for the ones about a followed run.
 AUDIT_READ = 200
-#: Transitions a channel keeps at most (the tracker caps the log too; the oldest go first).
-MAX_LINES = 100_000
+#: Transitions a channel keeps in memory at most, the newest: what streams that keep up need. A stream
+#: further behind (a follower that starts from the beginning of a long run, or resumes from an old id)
+#: reads what it misses from the tracker first (:meth:`Channel.older`), so the server's memory stays flat
+#: however long the followed runs' logs grow.
+MAX_LINES = 500
 
 
 class TooManyStreams(WfCeleryError):
@@ -88,6 +91,23 @@ class Channel:
             return False
         return self.append(end, fresh)
 
+    async def older(self, offset: int, skip: int) -> tuple[int, list[bytes]]:
+        """The messages after ``offset`` (the first ``skip`` left out) read from the tracker, for a stream
+        behind what the channel keeps: (the offset they end at, the messages)."""
+        end, events = await anyio.to_thread.run_sync(self.run.events, offset)
+        return end, self.encode(end, events)[skip:]
+
+    def encode(self, end: int, events: list[Any]) -> list[bytes]:
+        """``events``, the log's lines up to offset ``end``, as their Server-Sent Events messages."""
+        position = end - sum(len(e.encode().encode()) for e in events)
+        out = []
+        for event in events:
+            position += len(event.encode().encode())
+            kind = "node" if event.node is not None else "run"
+            data = json.dumps(payload(event, self.names, self.created))
+            out.append(ServerSentEvent(data=data, event=kind, id=str(position)).encode())
+        return out
+
     def append(self, end: int, fresh: list[Any]) -> bool:
         """Keep the events read up to offset ``end``; True when there were any."""
         if not fresh:
@@ -98,9 +118,7 @@ class Channel:
         for event in fresh:
             position += len(event.encode().encode())
             self.ends.append(position)
-            kind = "node" if event.node is not None else "run"
-            data = json.dumps(payload(event, self.names, self.created))
-            self.events.append(ServerSentEvent(data=data, event=kind, id=str(position)).encode())
+        self.events.extend(self.encode(end, fresh))
         self.end = end
         if len(self.events) > MAX_LINES:
             cut = len(self.events) - MAX_LINES

@@ -133,6 +133,13 @@ async def _follow(
         for entry in channel.audits[audited:]:
             yield ServerSentEvent(data=json.dumps(entry), event="audit")
         audited = len(channel.audits)
+        if offset < channel.first:  # behind what the channel keeps: read that part from the tracker
+            end, older = await channel.older(offset, skip)
+            if end > offset:  # (a log gone meanwhile reads nothing: the channel's copy serves)
+                offset, skip = end, 0
+                if older:
+                    yield b"".join(older)
+                continue
         fresh = channel.after(offset, skip)
         skip = 0
         if fresh:  # the messages as the channel encoded them, in one write
