@@ -29,7 +29,10 @@ stream (``{"deleted": true}``). Keep-alive comments go out every 15 s.
 
 The logs of every followed run are polled together every 50 ms (one pipelined read, in a worker thread),
 however many streams follow them (:mod:`wfcelery.web.hub`), so a transition reaches the browser within
-~50-100 ms. Each transition is encoded once, and sent to every stream of its run as those bytes.
+~50-100 ms. Each transition is encoded once, and sent to every stream of its run as those bytes. The
+server keeps the newest :data:`~wfcelery.web.hub.MAX_LINES` transitions of a followed run; a stream
+further behind (from the start of a long run, or resumed from an old id) reads that part from the tracker
+first.
 """
 
 from __future__ import annotations
