@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: The tests of `make test` whose pass depends on time: a bound asserted on a measured time, or a fault that
 #: must heal before a deadline -- the fault and reconciler tests, the repairs at heartbeat pace, a pause
-#: mid-flight, the dashboard's 10,000-node render and the web server's request limits.
+#: mid-flight, the dashboard's 10,000-node render, the web server's request limits, and the active-run limits
+#: and deadlines' repairs (a SIGKILLed worker, a crash before an admission) and deadline lateness.
 TIMING_BOUND = [
     "tests/integration/test_faults.py",
     "tests/integration/test_reconciler.py",
@@ -40,6 +41,7 @@ TIMING_BOUND = [
     "tests/web/test_limits.py",
     "tests/integration/test_routing.py::test_a_worker_that_answers_late_is_not_reported_as_missing",
     "tests/integration/test_routing.py::test_workers_sharing_one_node_name_are_both_counted_and_named",
+    "tests/integration/test_run_limits.py",
 ]
 
 

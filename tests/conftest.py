@@ -25,7 +25,7 @@ from tests.proj import make_app
 from tests.redis_server import FaultyRedis, RedisServer
 from wfcelery.tracker.keys import Keys
 from wfcelery.tracker.records import Event
-from wfcelery.tracker.states import TRANSITIONS, NodeStatus
+from wfcelery.tracker.states import RUN_TRANSITIONS, TRANSITIONS, NodeStatus, RunStatus
 
 _dbs = itertools.count(1)
 
@@ -128,12 +128,20 @@ def _transitions_follow_the_table(request: pytest.FixtureRequest) -> Iterator[No
 
 def illegal_transitions(log: str, trimmed: bool = False) -> list[str]:
     allowed = {(a.code, b.code) for a, targets in TRANSITIONS.items() for b in targets}
+    run_allowed = {(a.value, b.value) for a, targets in RUN_TRANSITIONS.items() for b in targets}
     current: dict[int, str | None] = {}
     first = None if trimmed else NodeStatus.PENDING.code  # a node's first surviving line may be mid-way
+    # a run is created RUNNING (no line) or QUEUED (its first line, under max_active_runs)
+    run_status: str | None = None if trimmed else "created"
+    run_allowed |= {("created", RunStatus.QUEUED.value)}
+    run_allowed |= {("created", b) for a, b in run_allowed if a == RunStatus.RUNNING.value}
     bad = []
     for line in log.splitlines():
         event = Event.parse(line)
         if event.node is None:
+            if run_status is not None and (run_status, event.status) not in run_allowed:
+                bad.append(f"run: {run_status} -> {event.status}")
+            run_status = event.status
             if event.status == "RUNNING":
                 current = {n: None for n in current}  # a re-plan: every node may restart
             continue

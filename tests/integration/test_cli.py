@@ -33,6 +33,8 @@ APP: Celery | None = None  # the current test's app, loaded by the CLI as tests.
 UNREACHABLE: Celery | None = None
 A = ["-A", "tests.integration.test_cli:APP"]
 STATE_KEYS = {
+    "error",
+    "deadline_at",
     "id",
     "name",
     "status",

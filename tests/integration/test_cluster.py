@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from celery import Celery
 
-from tests.helpers import DIAMOND_RESULTS, diamond, in_thread_worker
+from tests.helpers import DIAMOND_RESULTS, diamond, in_thread_worker, wait_for
+from wfcelery import Workflow
 from wfcelery._redis_server import ClusterServer
 from wfcelery.install import engine_of
 
@@ -53,3 +54,27 @@ def test_runs_succeed_with_the_tracker_on_a_3_master_cluster(
     # the history index: the workflow's runs, newest first
     page = engine.search_runs(workflow="clustered", status="SUCCEEDED")
     assert sorted(r.id for r in page.runs) == sorted(r.id for r in runs)
+
+
+def test_max_active_runs_and_deadlines_on_a_cluster(
+    make_test_app: Callable[..., Celery], cluster: ClusterServer
+) -> None:
+    """The admission group's keys and a run's keys live in different slots: separate scripts, no
+    CROSSSLOT; runs of one key value one after another, a deadline fails its run."""
+    app = make_test_app(wfcelery_redis_cluster=True, wfcelery_redis_url=cluster.url)
+    engine = engine_of(app)
+    assert engine is not None
+    wf = Workflow("clustered-limit", max_active_runs=1, concurrency_key="params.c")
+    wf.add("a", "proj.add", args=[1, 2])
+    slow = Workflow("clustered-deadline", deadline="1s")
+    slow.wait("never")  # waits for a signal that never comes: only the deadline ends the run
+    runs = [engine.submit(wf, {"c": c}) for c in ("x", "x", "y", "x")]  # no worker yet: nothing ends
+    assert [r.state().status.value for r in runs] == ["RUNNING", "QUEUED", "RUNNING", "QUEUED"]
+    with in_thread_worker(app):
+        assert [r.wait(timeout=60) for r in runs] == [{"a": 3}] * 4
+        late = engine.submit(slow)
+        state = wait_for(lambda: (s := late.state()).finished and s, timeout=30, message="the deadline")
+    assert state.status.value == "FAILED"
+    assert state.error == {"type": "DeadlineExceeded", "message": "deadline exceeded"}
+    starts = [r.state().nodes["a"].started_at for r in runs]
+    assert starts[0] < starts[1] < starts[3]  # x's runs in submit order

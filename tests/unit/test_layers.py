@@ -44,6 +44,7 @@ MODULES: dict[str, tuple[int, str]] = {
     "tracker": (0, "core"),
     "tracker.keys": (0, "core"),
     "tracker.records": (0, "core"),
+    "tracker.runlimits": (0, "core"),
     "tracker.states": (0, "core"),
 }
 

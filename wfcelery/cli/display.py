@@ -236,7 +236,20 @@ def status_lines(state: RunState, now: float | None = None) -> list[str]:
     ]
     if state.parent is not None:
         head.append(f"child run of {state.parent[0]} (node {state.parent[1]})")
+    head += limit_lines(state)
     return [*head, "", *table(NODE_HEADER, node_rows(state, now)), *history_lines(state)]
+
+
+def limit_lines(state: RunState) -> list[str]:
+    """What a run waits for under max_active_runs, its deadline, and its own error (a deadline's)."""
+    lines = []
+    if state.status is RunStatus.QUEUED:
+        lines.append("queued: waiting for max_active_runs (starts when an earlier run of its key ends)")
+    if state.deadline_at is not None and not state.finished:
+        lines.append(f"deadline {_clock(state.deadline_at)}")
+    if state.error:
+        lines.append(click.style(f"error: {state.error.get('type')}: {state.error.get('message')}", fg="red"))
+    return lines
 
 
 def history_lines(state: RunState, limit: int = 100) -> list[str]:

@@ -28,7 +28,6 @@ from wfcelery.messaging.consumers import describe_shared
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.settings import check_json_accepted, check_not_eager
 from wfcelery.tracker.connection import is_sentinel, topology
-from wfcelery.tracker.states import RunStatus
 
 #: Seconds of clock difference between a worker and the tracker's Redis that doctor reports.
 MAX_CLOCK_SKEW = 2.0
@@ -237,7 +236,7 @@ def _live_plans(engine: Engine) -> list[Plan]:
     plans: dict[str, Plan] = {}
     try:
         for run in engine.runs(limit=LIVE_RUNS_CHECKED):
-            if run.status in (RunStatus.RUNNING, RunStatus.PAUSED):
+            if not run.status.finished:  # QUEUED runs too: their nodes will need queues
                 digest = engine.tracker.run_record(run.id).plan
                 plans.setdefault(digest, engine.plans.get(digest))
     except (WfCeleryError, RunNotFound):

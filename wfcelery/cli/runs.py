@@ -35,7 +35,8 @@ from wfcelery.tracker.states import NodeStatus, RunState, RunStatus
     epilog=epilog("""
 wfcelery -A proj.celery:app submit flows/etl.yaml --param day=2026-11-22
 wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --wait --timeout 600
-wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --run-key etl:2026-11-22"""),
+wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --run-key etl:2026-11-22
+wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --deadline 30m"""),
 )
 @click.argument("flow", type=click.Path(dir_okay=False))
 @click.option(
@@ -82,6 +83,13 @@ wfcelery -A proj.celery:app submit flows/etl.yaml -p day=2026-11-22 --run-key et
     show_default=True,
     help="With --run-key held by a run: print that run; fail (exit 2); or retry it if it failed.",
 )
+@click.option(
+    "--deadline",
+    default=None,
+    metavar="DURATION",
+    help='Fail the run ("deadline exceeded") if it has not ended DURATION after now (30m, 2h, seconds); '
+    "overrides the definition's deadline.",
+)
 @click.pass_context
 @errors_to_exit
 def submit(
@@ -96,6 +104,7 @@ def submit(
     executor: str | None,
     run_key: str | None,
     on_conflict: str,
+    deadline: str | None,
 ) -> None:
     """Submit the workflow in FLOW (a YAML or JSON file); prints the run id.
 
@@ -115,6 +124,7 @@ def submit(
             run_key=run_key,
             on_conflict=on_conflict,
             progress=advance,
+            deadline=deadline,
         )
     if not run.created:
         click.echo(f"run key {run_key!r} is held by run {run.id}: nothing new was submitted", err=True)

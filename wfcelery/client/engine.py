@@ -28,6 +28,7 @@ from wfcelery.definition.executor import Executor
 from wfcelery.definition.loader import from_data, load, read_data
 from wfcelery.definition.model import Workflow, check_executor
 from wfcelery.definition.params import RUN_KEY_PARAM
+from wfcelery.definition.runlimits import check_deadline
 from wfcelery.definition.waits import check_nesting
 from wfcelery.errors import (
     ConfigurationError,
@@ -42,7 +43,7 @@ from wfcelery.messaging.consumers import describe, describe_shared, unconsumed
 from wfcelery.messaging.dispatch import broker_errors, ensure_connected
 from wfcelery.messaging.release import publish_released
 from wfcelery.ops.runkeys import OnConflict, check_run_key
-from wfcelery.ops.submit import plan_labels, run_record, start_run
+from wfcelery.ops.submit import limit_fields, plan_labels, run_record, start_run
 from wfcelery.ops.subruns import check_child_params, compile_subplans
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.plan.segments import has_chord
@@ -76,6 +77,7 @@ class Engine(Schedules, Control, History, Access):
         run_key: str | None = None,
         on_conflict: OnConflict | str = OnConflict.USE_EXISTING,
         progress: Callable[[int, int], None] | None = None,
+        deadline: str | float | None = None,
     ) -> Run:
         """Validate, compile and start a run. Returns at once with a :class:`Run`.
 
@@ -102,6 +104,12 @@ class Engine(Schedules, Control, History, Access):
                 segment); default: the definition's ``executor``, else the ``wfcelery_executor`` setting.
             run_key: the run's idempotency key (also the param ``run_key``, and shown in Flower's kwargs).
             on_conflict: ``"use_existing"`` (default), ``"fail"`` or ``"retry_failed"``.
+            deadline: a duration (``"10m"``, ``"2h"``, seconds) from now: the run FAILS with the error
+                "deadline exceeded" if it has not ended by then; overrides the workflow's ``deadline``.
+
+        A workflow with ``max_active_runs`` limits its runs RUNNING at once (per ``concurrency_key``
+        value): a run over the limit is accepted and waits QUEUED, then starts in submit order when one
+        ends (docs: operations, runs).
 
         Raises:
             DefinitionError: the definition or the params are wrong (nothing was written).
@@ -114,6 +122,7 @@ class Engine(Schedules, Control, History, Access):
                 the run is started and returned after all; if not, a tombstone makes sure it never lands.
         """
         check_not_eager(self.app)
+        run_deadline = check_deadline(deadline, "submit: deadline")
         policy = OnConflict.parse(on_conflict)
         key = None if run_key is None else check_run_key(run_key)
         wf = self._workflow(workflow)
@@ -128,14 +137,22 @@ class Engine(Schedules, Control, History, Access):
             check_canvas_app(self.app, plan)
         warnings = self._check_workers(plan, require_workers)
         run_id = uuid.uuid4().hex
+        run_limits = limit_fields(self.tracker, wf.name, wf.limits, resolved, run_deadline)
         record = run_record(
-            self.tracker, plan, run_id, resolved, key, _sig_dict(on_success), _sig_dict(on_failure)
+            self.tracker,
+            plan,
+            run_id,
+            resolved,
+            key,
+            _sig_dict(on_success),
+            _sig_dict(on_failure),
+            run_limits,
         )
         with broker_errors(self.app, "submit a run"), self.app.producer_or_acquire() as producer:
             # connect before writing anything: a broker that is down or refuses us leaves no key behind
             ensure_connected(self.app, producer.connection)
             sent = None if progress is None else (lambda n: progress(n, len(plan.roots)))
-            if key is None:
+            if key is None and run_limits is None:
                 try:  # the metrics' label table: a read, before anything is written
                     labels, new_labels = plan_labels(self.tracker, plan, self.app)
                 except TrackerUnavailable as e:
@@ -159,7 +176,8 @@ class Engine(Schedules, Control, History, Access):
                     self._discard(run_id, plan.digest if created_plan else None, created, plan.name)
                     raise
                 self.tracker.register_labels(new_labels)  # the run is out: its new label values count
-            else:  # a keyed submit is idempotent: a caller whose submit raised submits the key again
+            else:  # a keyed submit is idempotent: a caller whose submit raised submits the key again;
+                # a limited run is created QUEUED first, then admitted (ops/admission.py)
                 started = start_run(
                     self.tracker,
                     self.dispatch,
@@ -172,9 +190,10 @@ class Engine(Schedules, Control, History, Access):
                     sent=sent,
                 )
                 if not started.created:
+                    assert key is not None  # a run without a key is always created
                     return self._held(key, started.run_id, policy)
                 finishes = started.finishes
-        if key is None:
+        if key is None and run_limits is None:
             self._confirm(run_id)
         else:
             record_audit(self, "submit", f"run {run_id}", "ok")

@@ -199,7 +199,7 @@ class History(EngineBase):
         text: str | None,
         limit: int,
     ) -> Page:
-        """RUNNING / PAUSED runs: the reconciler's live list holds them all (few), read whole."""
+        """QUEUED / RUNNING / PAUSED runs: the reconciler's live list holds them all (few), read whole."""
         ids = self.tracker.live_ids()
         match = _matcher(workflow, status, run_key, text)
         rows = [RunRow.of(i, h) for i, h in zip(ids, self.tracker.listed(ids), strict=True) if h and match(h)]

@@ -353,4 +353,6 @@ def build_state(
         executor=record.executor,
         parent=None if record.parent is None else (record.parent.run_id, record.parent.node),
         run_key=record.run_key,
+        error=record.error,
+        deadline_at=_seconds(record.deadline_ms),
     )

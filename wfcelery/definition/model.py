@@ -27,6 +27,7 @@ from wfcelery.definition.node import Node, check_dynamic, node_name
 from wfcelery.definition.params import BUILTIN_PARAMS, collect_placeholders, param_problem, substitute
 from wfcelery.definition.registry import did_you_mean, task_names
 from wfcelery.definition.rules import condition_params
+from wfcelery.definition.runlimits import RunLimits
 from wfcelery.definition.schedule import ScheduleSpec
 from wfcelery.definition.waits import (
     SPECIAL_KEYS,
@@ -79,6 +80,7 @@ DEFAULT_KEYS = (
 #: Top-level keys of a definition.
 WORKFLOW_KEYS = frozenset(
     {"name", "on_failure", "defaults", "tasks", "stages", "params", "executor", "schedule"}
+    | {"max_active_runs", "concurrency_key", "deadline"}  # run limits (runlimits.py)
 )
 
 _NAME = NAME
@@ -114,7 +116,14 @@ class Workflow(SpecialNodes):
         params: Mapping[str, Any] | None = None,
         executor: Executor | str | None = None,
         schedule: ScheduleSpec | None = None,
+        max_active_runs: int | None = None,
+        concurrency_key: str | None = None,
+        deadline: str | float | None = None,
     ) -> None:
+        """A workflow named ``name``; ``max_active_runs`` (runs of it RUNNING at once; more wait QUEUED),
+        ``concurrency_key`` (a JMESPath expression over ``{"params": ...}``: one limit per value) and
+        ``deadline`` (a duration like ``"30m"``: a run not ended by then FAILS, "deadline exceeded") are
+        its run limits (docs: operations, runs). Raises SchemaError naming a bad one."""
         if on_failure not in FAILURE_POLICIES:
             raise SchemaError(f"on_failure must be one of {', '.join(FAILURE_POLICIES)}, not {on_failure!r}")
         #: The executor this definition asks for (None: ``submit(executor=)`` or ``wfcelery_executor``).
@@ -127,6 +136,8 @@ class Workflow(SpecialNodes):
         self.nodes: dict[str, Node] = {}
         #: A definition file's top-level ``schedule:`` (the ``wfcelery_definitions`` folder schedules it).
         self.schedule = schedule
+        #: Limits on this workflow's runs (max_active_runs, concurrency_key, deadline).
+        self.limits = RunLimits.check(max_active_runs, concurrency_key, deadline, f"workflow {name!r}")
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} nodes={len(self.nodes)}>"
@@ -298,8 +309,11 @@ class Workflow(SpecialNodes):
 
     def param_names(self) -> set[str]:
         """Every param this workflow knows: its placeholders, the params it declares defaults for and the
-        params its ``when`` conditions read (``params.<name>``; optional: a missing one is null)."""
+        params its ``when`` conditions and its ``concurrency_key`` read (``params.<name>``; optional: a
+        missing one is null)."""
         read = {name for node in self.nodes.values() if node.when for name in condition_params(node.when)}
+        if self.limits.concurrency_key:
+            read |= condition_params(self.limits.concurrency_key)
         return self.placeholders() | self.params.keys() | read
 
     def missing_params(self, params: Mapping[str, Any] | None = None) -> list[str]:
@@ -367,6 +381,7 @@ class Workflow(SpecialNodes):
             d["executor"] = self.executor.value
         if self.schedule is not None:
             d["schedule"] = self.schedule.to_dict()
+        d.update(self.limits.to_dict())
         return d
 
     @classmethod
@@ -386,6 +401,7 @@ class Workflow(SpecialNodes):
             params=as_mapping(data.get("params"), f"{source}: params"),
             executor=check_executor(data.get("executor"), f"{source}: executor"),
             schedule=_schedule(data.get("schedule"), source),
+            **_limits(data, source),
         )
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):
@@ -418,6 +434,18 @@ class Workflow(SpecialNodes):
                 raise SchemaError(f"{source}: 'stages' must be a list of lists of task names")
             wf.stages(*stages)
         return wf
+
+
+def _limits(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The run limits a definition sets, checked (a SchemaError names the file and the key)."""
+    limits = RunLimits.check(
+        data.get("max_active_runs"), data.get("concurrency_key"), data.get("deadline"), source
+    )
+    return {
+        "max_active_runs": limits.max_active_runs,
+        "concurrency_key": limits.concurrency_key,
+        "deadline": limits.deadline,
+    }
 
 
 def _schedule(data: Any, source: str) -> ScheduleSpec | None:

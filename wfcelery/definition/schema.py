@@ -31,6 +31,7 @@ from wfcelery.definition.model import (
 )
 from wfcelery.definition.registry import did_you_mean
 from wfcelery.definition.rules import TRIGGER_RULES
+from wfcelery.definition.runlimits import RunLimits
 from wfcelery.definition.schedule import SCHEDULE_KEYS
 from wfcelery.errors import SchemaError
 
@@ -157,6 +158,20 @@ def definition_schema() -> dict[str, Any]:
             "description": "Sequential stages of parallel tasks (task names).",
         },
         "schedule": _schedule(),
+        "max_active_runs": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Runs RUNNING at once at most (per concurrency_key value); more wait QUEUED.",
+        },
+        "concurrency_key": {
+            "type": "string",
+            "minLength": 1,
+            "description": "A JMESPath expression over {params: ...}: one max_active_runs limit per value.",
+        },
+        "deadline": {
+            "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
+            "description": "A run not ended this long after its submit FAILS (seconds, or like 30m, 2h).",
+        },
     }
     missing = WORKFLOW_KEYS - top.keys()
     assert not missing, f"top-level keys without a schema: {sorted(missing)}"
@@ -256,6 +271,8 @@ def _top_message(data: Any, error: ValidationError, path: list[Any], source: str
         )
     if head in ("defaults", "params"):
         return f"{source}: {head} must be a mapping, got {value!r}"
+    if head in RUN_LIMIT_KEYS:
+        return _limit_message(head, value, source)
     if len(path) == 1:
         what = "a list" if head == "tasks" else "a list of lists of task names"
         return f"{source}: '{head}' must be {what}"
@@ -265,6 +282,19 @@ def _top_message(data: Any, error: ValidationError, path: list[Any], source: str
     if error.validator == "anyOf":
         return f"{where}: needs 'name' or 'task'"
     return f"{where}: expected a mapping, got {value!r}"
+
+
+#: Top-level keys of run limits (runlimits.py words their errors).
+RUN_LIMIT_KEYS = ("max_active_runs", "concurrency_key", "deadline")
+
+
+def _limit_message(key: str, value: Any, source: str) -> str:
+    given = {"max_active_runs": 1, key: value}  # a key's own error, not "needs max_active_runs"
+    try:
+        RunLimits.check(**given)
+    except SchemaError as e:
+        return f"{source}: {e}"
+    return f"{source}: {key}: {value!r} is not allowed"  # pragma: no cover - the checks refuse first
 
 
 def _where(data: Any, path: Sequence[Any], source: str, label: bool = True) -> str:

@@ -27,7 +27,15 @@ from wfcelery.errors import WfCeleryError
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.ops.runkeys import CLAIM_GRACE
 from wfcelery.ops.store import ScheduleRecord, ScheduleStore, run_key_of
-from wfcelery.ops.submit import Started, discard, ended, plan_labels, run_record, start_run
+from wfcelery.ops.submit import (
+    Started,
+    discard,
+    ended,
+    limit_fields,
+    plan_labels,
+    run_record,
+    start_run,
+)
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.tracker.records import RunKeyClaim
 from wfcelery.tracker.runkeys import KeyedRun
@@ -51,6 +59,8 @@ class _Prepared:
     params: dict[str, Any]
     key: str
     new_labels: list[Any] = field(default_factory=list)  # metric label values to register once it is out
+    #: the workflow has max_active_runs or a deadline: created one by one (start_run), not in a batch
+    limited: bool = False
 
 
 def _keyed(p: _Prepared, now_ms: int) -> KeyedRun:
@@ -106,7 +116,7 @@ class Firer:
                     "wfcelery scheduler: schedule %r: slot %s not fired: %s", record.name, iso(slot_ms), e
                 )
                 continue
-            if self._batchable(prepared.plan):
+            if self._batchable(prepared.plan) and not prepared.limited:
                 batch.append((i, prepared))
             else:
                 out[i] = self._start(prepared, now_ms, producer)
@@ -151,8 +161,9 @@ class Firer:
         params = wf.resolve_params(given, self.settings.limits)
         run_id = uuid.uuid4().hex
         labels, new_labels = plan_labels(self.tracker, plan, self.dispatch.app)  # the metrics' label table
-        run = {**run_record(self.tracker, plan, run_id, params, key), **labels}
-        return _Prepared(plan, run_id, run, params, key, new_labels)
+        limits = limit_fields(self.tracker, wf.name, wf.limits, params)  # the workflow's own limits
+        run = {**run_record(self.tracker, plan, run_id, params, key, limits=limits), **labels}
+        return _Prepared(plan, run_id, run, params, key, new_labels, limits is not None)
 
     def _start(self, p: _Prepared, now_ms: int | None, producer: Any) -> Started:
         started = start_run(

@@ -15,7 +15,7 @@ up (cleanup deletes the key with the run; a key outlives its run's TTL by ``KEY_
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -66,13 +66,16 @@ def create_keyed(
     record: Mapping[str, str | int],
     plan: Plan,
     now_ms: int | None = None,
+    roots: Sequence[int] | None = None,
 ) -> tuple[str | None, bool]:
     """Create run ``run_id`` holding ``key``, unless a run holds it already. ``now_ms``: Redis's clock as
-    the caller just read it (spares a round trip).
+    the caller just read it (spares a round trip); ``roots``: the nodes queued at creation (default the
+    plan's; none for a run created QUEUED under max_active_runs).
 
     Returns (the run holding the key -- None when this call created its run --, whether this call created
     the plan key)."""
     expected: RunKeyClaim | None = None
+    roots = plan.roots if roots is None else roots
     while True:
         claim = RunKeyClaim(run_id, now_ms or tracker.server_ms())
         now_ms = None
@@ -81,7 +84,7 @@ def create_keyed(
             created_plan = False
             if holder is None:
                 bound = tracker.settings.unconfirmed_bound  # start_run confirms it once its roots are sent
-                created = tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob, bound)
+                created = tracker.create_run(run_id, record, roots, plan.digest, plan.blob, bound)
                 created_plan = created.plan_created
                 if tracker.key_holder(key) == claim:
                     return None, created_plan
@@ -90,7 +93,7 @@ def create_keyed(
                 continue
         else:
             holder, created_plan = tracker.create_keyed(
-                key, claim, expected, record, plan.roots, plan.digest, plan.blob
+                key, claim, expected, record, roots, plan.digest, plan.blob
             )
             if holder is None:
                 return None, created_plan

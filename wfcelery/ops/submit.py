@@ -3,7 +3,9 @@ definition is validated and compiled (the loop runs inside the workers, which do
 
 The run is created in the tracker (with its run key, if any: :mod:`.runkeys`), then its roots are
 published. A publish that fails deletes the run again (and its key, and the plan if this submit created
-it and no other run uses it), so a failed submit leaves no trace.
+it and no other run uses it), so a failed submit leaves no trace. A run of a workflow with
+``max_active_runs`` is created QUEUED and asks for its turn (:mod:`.admission`); one with a deadline has it
+indexed (:mod:`.deadlines`).
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wfcelery import tracing
+from wfcelery.definition.runlimits import RunLimits
 from wfcelery.errors import WfCeleryError
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import publish_released
+from wfcelery.ops.admission import admissions_of, group_of, release, start_admitted
+from wfcelery.ops.deadlines import index_deadline
 from wfcelery.ops.runkeys import create_keyed
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.outcomes import Finish
 from wfcelery.tracker.records import new_run
+from wfcelery.tracker.runlimits import ADMISSION_FIELD, DEADLINE_FIELD, Admission, RunLimitFields
+from wfcelery.tracker.states import RunStatus
 from wfcelery.tracker.store import Tracker
 
 logger = logging.getLogger("wfcelery.submit")
@@ -44,9 +51,10 @@ def run_record(
     run_key: str | None = None,
     on_success: dict[str, Any] | None = None,
     on_failure: dict[str, Any] | None = None,
+    limits: RunLimitFields | None = None,
 ) -> dict[str, str | int]:
     """A new run's record (``records.new_run``) for ``plan``, with the tracker's settings (TTL, event log
-    size) and the run's done channel."""
+    size) and the run's done channel; ``limits``: its admission group and deadline (:func:`limit_fields`)."""
     settings = tracker.settings
     return new_run(
         name=plan.name,
@@ -62,7 +70,26 @@ def run_record(
         on_failure=on_failure,
         executor=plan.executor,
         run_key=run_key,
+        limits=limits,
     )
+
+
+def limit_fields(
+    tracker: Tracker,
+    workflow: str,
+    limits: RunLimits,
+    params: Mapping[str, Any],
+    deadline: float | None = None,
+) -> RunLimitFields | None:
+    """What a new run's record holds of its workflow's limits: QUEUED with its admission group under
+    ``max_active_runs``, and its deadline (``deadline`` seconds from now, Redis's clock; default: the
+    workflow's). None when there is none of either."""
+    group = group_of(workflow, limits, params)
+    seconds = deadline if deadline is not None else limits.deadline
+    if group is None and seconds is None:
+        return None
+    at_ms = None if seconds is None else tracker.server_ms() + int(seconds * 1000)
+    return RunLimitFields(queued=group is not None, admission=group, deadline_ms=at_ms)
 
 
 def start_run(
@@ -82,27 +109,42 @@ def start_run(
     ``sent(n)``: told how many root messages are out, as they go."""
     labels, new_labels = plan_labels(tracker, plan, dispatch.app)  # the metrics' label table
     record = {**record, **labels}
+    queued = record.get("status") == RunStatus.QUEUED.value
+    roots = () if queued else plan.roots  # a QUEUED run's roots are queued when it is admitted
     if run_key is None:
         bound = tracker.settings.unconfirmed_bound
-        created_plan = tracker.create_run(
-            run_id, record, plan.roots, plan.digest, plan.blob, bound
-        ).plan_created
+        created_plan = tracker.create_run(run_id, record, roots, plan.digest, plan.blob, bound).plan_created
     else:
-        holder, created_plan = create_keyed(tracker, run_key, run_id, record, plan, now_ms)
+        holder, created_plan = create_keyed(tracker, run_key, run_id, record, plan, now_ms, roots)
         if holder is not None:
             return Started(holder, False)
     try:
-        roots = [(i, 0) for i in plan.roots]
-        finishes = publish_released(
-            tracker, dispatch, plan, run_id, roots, params, producer=producer, sent=sent
-        )
+        if DEADLINE_FIELD in record:
+            index_deadline(tracker, run_id, int(record[DEADLINE_FIELD]))
+        if queued:
+            finishes = _enter(tracker, dispatch, plan, run_id, str(record[ADMISSION_FIELD]), producer)
+        else:
+            finishes = publish_released(
+                tracker, dispatch, plan, run_id, [(i, 0) for i in roots], params, producer=producer, sent=sent
+            )
     except Exception:
         created = int(record["created"])
         discard(tracker, run_id, plan.digest if created_plan else None, created, run_key, plan.name)
+        if queued:  # it may hold a place of its group: give it back
+            admit_next(tracker, dispatch, run_id, Admission.decode(str(record[ADMISSION_FIELD])))
         raise
     tracker.register_labels(new_labels)  # the run is out: its new label values join the registries
     tracker.confirm_run(run_id)  # its roots are out: the reconciler never cancels it as unconfirmed
     return Started(run_id, True, finishes)
+
+
+def _enter(
+    tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: str, group: str, producer: Any
+) -> list[Finish]:
+    """A QUEUED run asks for its turn; admitted now, it starts (its roots published)."""
+    if not admissions_of(tracker).enter(Admission.decode(group), run_id):
+        return []
+    return start_admitted(tracker, dispatch, run_id, plan, producer)[1]
 
 
 #: The ``queue`` label of a node that is never sent to a queue: a wait, a sleep, a child workflow.
@@ -166,3 +208,18 @@ def ended(
         except WfCeleryError as e:  # the reconciler sets it when it drops the ended run from its list
             logger.warning("wfcelery: could not keep the run key of run %s: %s", run_id, e)
     dispatch.callback(run_id, finish.status, finish.callback)
+    if finish.admission is not None:
+        admit_next(tracker, dispatch, run_id, finish.admission)
+
+
+def admit_next(tracker: Tracker, dispatch: Dispatcher, run_id: str, group: Admission) -> None:
+    """Run ``run_id`` of admission group ``group`` ended: the next QUEUED runs start (:mod:`.admission`).
+    An error (the tracker or the broker away) is logged, never raised into the caller's end of a run: the
+    reconciler starts them on a later sweep, or re-sends the roots of one started but not published."""
+    try:
+        finishes = release(tracker, dispatch, run_id, group)
+    except Exception as e:
+        logger.warning("wfcelery: run %s ended; the next queued runs start on a later sweep: %s", run_id, e)
+        return
+    for started, finish in finishes:
+        ended(tracker, dispatch, started, finish)

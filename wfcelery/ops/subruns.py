@@ -34,7 +34,7 @@ from wfcelery.errors import ControlError, DefinitionError, RunNotFound, TrackerE
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import fail_node, publish_instances, publish_released, revoke_canvas
 from wfcelery.ops.submit import ended as run_ended
-from wfcelery.ops.submit import start_run
+from wfcelery.ops.submit import limit_fields, start_run
 from wfcelery.ops.waits import encode_result, waits_of
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
@@ -140,9 +140,8 @@ def create_child(
         return "ChildRunError", f"the plan of workflow {node.subworkflow!r} is gone: {e}"
     try:
         limits = tracker.settings.limits
-        resolved = Workflow.from_dict(child.definition).resolve_params(
-            substitute(node.params or {}, params), limits
-        )
+        child_wf = Workflow.from_dict(child.definition)
+        resolved = child_wf.resolve_params(substitute(node.params or {}, params), limits)
     except DefinitionError as e:
         return type(e).__name__, f"workflow {child.name!r}: {e}"
     record = new_run(
@@ -157,6 +156,8 @@ def create_child(
         done_channel=tracker.keys.done_channel(child_id),
         executor=child.executor,
         parent=ParentLink(run_id, index, node.name),
+        # the child workflow's own max_active_runs and deadline hold for its child runs too
+        limits=limit_fields(tracker, child.name, child_wf.limits, resolved),
     )
     # a publish that fails deletes the child again: the release is kept and delivered again, and starts it
     started = start_run(tracker, dispatch, child, child_id, record, resolved)
@@ -354,11 +355,17 @@ def idle_children(tracker: Tracker, run_id: str, status: str) -> list[str]:
 
 
 def halt_run(
-    tracker: Tracker, dispatch: Dispatcher, run_id: str, op: str, terminate: bool = False
+    tracker: Tracker,
+    dispatch: Dispatcher,
+    run_id: str,
+    op: str,
+    terminate: bool = False,
+    error: str = "",
 ) -> HaltOutcome:
-    """Pause or cancel a run (halt.lua), then tell the workers' gate, revoke what had not started, end it
-    (cancel: callback, parent) and do the same to its live children. Raises :class:`RunNotFound`."""
-    out = tracker.halt(run_id, op)
+    """Pause or cancel a run (halt.lua; ``op`` 'deadline': fail it with ``error``, ops/deadlines.py), then
+    tell the workers' gate, revoke what had not started, end it (cancel: callback, parent) and do the same
+    to its live children. Raises :class:`RunNotFound`."""
+    out = tracker.halt(run_id, op, error)
     if out.changed:
         record = tracker.run_record(run_id)
         plan = waits_of(tracker).plans.get(record.plan)
@@ -373,7 +380,7 @@ def halt_run(
         else:
             for child in children(record):
                 with contextlib.suppress(RunNotFound, ControlError):  # gone, or halted already
-                    halt_run(tracker, dispatch, child, op)
+                    halt_run(tracker, dispatch, child, op, error=error)
     return out
 
 

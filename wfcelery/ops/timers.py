@@ -7,7 +7,7 @@ settles each in one Lua call (timer.lua: a sleep SUCCEEDS and its children are p
 deadline FAILS, "no signal within 2h", and the failure policy applies; a timer whose node moved on is
 dropped), then sleeps until the next timer is due -- at most :data:`MAX_SLEEP`, so a timer added meanwhile
 is fired within a second. A timer of a paused run is looked at again every second and fires once the run
-is resumed.
+is resumed. Each pass also fails the runs whose deadline is due (ops/deadlines.py).
 
 The timers live in Redis, not in a worker: no worker slot and no message is held while a node waits, and
 a restart of every worker, or of the tracker's Redis (with AOF), loses none. When the lease holder dies,
@@ -25,6 +25,7 @@ from typing import Any
 from wfcelery.definition.waits import format_duration
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.ops.deadlines import fire_due, next_deadline
 from wfcelery.ops.subruns import Settled, publish_settled, settle_failure, settle_success
 from wfcelery.ops.waits import TimerVerdict, waits_of
 from wfcelery.tracker.records import TimerEntry
@@ -94,7 +95,9 @@ class TimerLoop:
         if not self.lead():
             return LEASE_TICK
         now = self.fire_due()
-        due = self.waits.next_due()
+        self.fire_deadlines(now)
+        dues = [d for d in (self.waits.next_due(), next_deadline(self.tracker)) if d is not None]
+        due = min(dues, default=None)
         return MAX_SLEEP if due is None else max(0.005, min(MAX_SLEEP, (due - now) / 1000))
 
     def lead(self) -> bool:
@@ -123,6 +126,16 @@ class TimerLoop:
                     self.waits.postpone(entry, at, now + int(FAILED_RETRY * 1000))
             if len(due) < BATCH or self._stop.is_set():
                 return now
+
+    def fire_deadlines(self, now_ms: int) -> None:
+        """Fail the runs whose deadline is due (ops/deadlines.py); one that cannot be failed now (the
+        broker away) is tried again on the next pass, and by the reconciler."""
+        try:
+            fire_due(self.tracker, self.dispatch, now_ms)
+        except TrackerUnavailable:
+            raise
+        except Exception as e:
+            logger.warning("wfcelery timers: deadlines: %s", e)
 
     def fire(self, entry: TimerEntry, due_ms: int, now_ms: int) -> TimerVerdict:
         """Settle one due timer (see the module docstring)."""

@@ -47,6 +47,14 @@ claimed first, then the run created (``ops.runkeys``).
     <prefix>:timers:lease      timers_lease    the timer loop's lease
     <prefix>:signals           signals         nodes waiting for a signal (ZSET, since ms): "Waiting for you"
 
+    <prefix>:adm:{<group>}:active  admission_active()  runs admitted under max_active_runs (ZSET, ms)
+    <prefix>:adm:{<group>}:queue   admission_queue()   QUEUED runs waiting for their turn (ZSET, order)
+    <prefix>:deadlines         deadlines       runs with a deadline (ZSET, the deadline, ms)
+
+An admission group is one workflow's runs with one concurrency key value (ops/admission.py: the group id
+is a digest of both); its two keys share the group's hash tag, so one script decides an admission. The
+deadlines' key has none: it indexes every run's deadline, beside the run's own scripts (ops/deadlines.py).
+
 The timers' and signals' keys carry no hash tag (they index nodes of every run): on a Redis Cluster they
 are written beside a run's transition, never inside its Lua script (``ops/waits.py``).
 """
@@ -149,6 +157,16 @@ class Keys:
     @property
     def timers(self) -> str:
         return f"{self.prefix}:timers"
+
+    def admission_active(self, group: str) -> str:
+        return f"{self.prefix}:adm:{{{group}}}:active"
+
+    def admission_queue(self, group: str) -> str:
+        return f"{self.prefix}:adm:{{{group}}}:queue"
+
+    @property
+    def deadlines(self) -> str:
+        return f"{self.prefix}:deadlines"
 
     @property
     def timers_lease(self) -> str:

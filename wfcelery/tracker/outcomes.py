@@ -13,6 +13,7 @@ from typing import Any
 
 from wfcelery.tracker.keys import Slot
 from wfcelery.tracker.records import ParentLink
+from wfcelery.tracker.runlimits import Admission
 
 
 class StartReason(str, Enum):
@@ -86,6 +87,7 @@ class Finish:
     run_key: str | None = None  # the run's key, if it has one: it gets the run's TTL
     created_ms: int = 0  # when the run was created (its key in the history index)
     parent: ParentLink | None = None  # a child run's parent run and node (ops.subruns.after_end)
+    admission: Admission | None = None  # its admission group: the end admits the next (ops.admission)
 
     @classmethod
     def from_reply(cls, reply: Any) -> Finish | None:
@@ -94,7 +96,8 @@ class Finish:
         run_key = (reply[3] or None) if len(reply) > 3 else None
         created = int(reply[4]) if len(reply) > 4 and reply[4] else 0
         parent = ParentLink.decode(reply[5]) if len(reply) > 5 and reply[5] else None
-        return cls(str(reply[0]), reply[1] or None, int(reply[2]), run_key, created, parent)
+        admission = Admission.decode(reply[6]) if len(reply) > 6 and reply[6] else None
+        return cls(str(reply[0]), reply[1] or None, int(reply[2]), run_key, created, parent, admission)
 
 
 @dataclass(frozen=True)

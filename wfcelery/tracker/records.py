@@ -43,6 +43,14 @@ from typing import Any
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.params import RUN_KEY_PARAM
 from wfcelery.tracker.keys import Slot
+from wfcelery.tracker.runlimits import (
+    ADMISSION_FIELD,
+    DEADLINE_FIELD,
+    DEADLINE_FIRED_FIELD,
+    RUN_ERROR_FIELD,
+    Admission,
+    RunLimitFields,
+)
 from wfcelery.tracker.states import NodeStatus, RunStatus, Waiting, WaitKind
 
 # -- message headers ----------------------------------------------------------------------------------------
@@ -157,8 +165,10 @@ def new_run(
     executor: Executor = Executor.COUNTERS,
     parent: ParentLink | None = None,
     run_key: str | None = None,
+    limits: RunLimitFields | None = None,
 ) -> dict[str, str | int]:
-    """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts."""
+    """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts;
+    ``limits``: its admission group and deadline (ops/admission.py, ops/deadlines.py)."""
     record: dict[str, str | int] = {
         "name": name,
         "status": RunStatus.RUNNING.value,
@@ -178,6 +188,8 @@ def new_run(
         record[PARENT_FIELD] = parent.encode()
     if run_key is not None:
         record[RUN_KEY_FIELD] = run_key
+    if limits is not None:
+        record.update(limits.fields())
     if on_success:
         record["on_success"] = json.dumps(on_success)
     if on_failure:
@@ -217,6 +229,12 @@ class RunRecord:
     #: after which the reconciler cancels it if it never started.
     unconfirmed_ms: int | None = None
     run_key: str | None = None
+    admission: Admission | None = None
+    deadline_ms: int | None = None
+    #: The deadline fired (the run failed at it): a retry of the run runs without one.
+    deadline_fired: bool = False
+    #: The run's own error (a deadline that failed it), as stored.
+    error: dict[str, Any] | None = None
 
     @classmethod
     def decode(cls, h: Mapping[str, str]) -> RunRecord:
@@ -242,6 +260,10 @@ class RunRecord:
             instances=sum(int(v) for f, v in h.items() if f.startswith(MAP_FIELD_PREFIX)),
             unconfirmed_ms=_ms(h.get(UNCONFIRMED_FIELD)),
             run_key=h.get(RUN_KEY_FIELD),
+            admission=Admission.decode(h[ADMISSION_FIELD]) if h.get(ADMISSION_FIELD) else None,
+            deadline_ms=_ms(h.get(DEADLINE_FIELD)),
+            deadline_fired=bool(h.get(DEADLINE_FIRED_FIELD)),
+            error=json.loads(h[RUN_ERROR_FIELD]) if h.get(RUN_ERROR_FIELD) else None,
             waits={
                 int(f[len(WAIT_FIELD_PREFIX) :]): WaitMark.decode(v)
                 for f, v in h.items()
@@ -457,6 +479,14 @@ class Event:
         at, node, status, *epoch = line.split(" ")
         slot = None if node == "run" else int(node) if node.isdigit() else node
         return cls(int(at), slot, status, int(epoch[0]) if epoch else 0)
+
+
+def first_events(record: Mapping[str, str | int], roots: Sequence[int]) -> str:
+    """A new run's first event lines: its roots QUEUED, or the run QUEUED (max_active_runs reached: its
+    roots are queued when it is admitted, ops/lua/admit_run.lua)."""
+    if record.get("status") == RunStatus.QUEUED.value:
+        return Event(0, None, RunStatus.QUEUED.value, 0).encode()
+    return "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
 
 
 # -- gate entries -------------------------------------------------------------------------------------------

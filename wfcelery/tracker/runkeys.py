@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from wfcelery.tracker.base import TrackerBase, converted_errors
-from wfcelery.tracker.records import Event, NodeRecord, RunKeyClaim
+from wfcelery.tracker.records import NodeRecord, RunKeyClaim, first_events
 
 #: Seconds a run key's claim outlives its run's TTL (the run's keys get theirs a little later than the
 #: claim: when the run ends, after late writes).
@@ -122,7 +122,7 @@ class RunKeys(TrackerBase):
         fields = json.dumps([str(v) for item in record.items() for v in item])
         queued = NodeRecord("Q", queued_ms=0).encode()  # queued at the run's creation
         nodes = json.dumps([str(v) for i in roots for v in (i, queued)])
-        events = "".join(Event(0, i, "Q", 0).encode() for i in roots)
+        events = first_events(record, roots)
         keys = [k.run_key(key), k.run(run_id), k.nodes(run_id), k.events(run_id), k.index, k.live]
         gauge = f"a\t{record.get('mw') or record['name']}" if self.settings.metrics else ""
         args: list[Any] = [

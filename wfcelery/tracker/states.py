@@ -64,8 +64,10 @@ class NodeStatus(str, Enum):
 
 
 class RunStatus(str, Enum):
-    """Where a whole run is: RUNNING or PAUSED until it ends SUCCEEDED, FAILED or CANCELLED."""
+    """Where a whole run is: QUEUED while its workflow's ``max_active_runs`` is reached (ops/admission.py),
+    then RUNNING or PAUSED until it ends SUCCEEDED, FAILED or CANCELLED (:data:`RUN_TRANSITIONS`)."""
 
+    QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     PAUSED = "PAUSED"
     SUCCEEDED = "SUCCEEDED"
@@ -142,6 +144,24 @@ TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
     NodeStatus.FAILED: frozenset(),
     NodeStatus.SKIPPED: frozenset(),
     NodeStatus.REVOKED: frozenset(),
+}
+
+
+#: Allowed moves of a run's status, logged as the event log's ``run`` lines and checked against this table
+#: by the test suite like :data:`TRANSITIONS`. A run starts RUNNING, or QUEUED when its workflow's
+#: ``max_active_runs`` is reached (admit_run.lua starts it, halt.lua cancels it or fails it at its
+#: deadline). RUNNING again after an end is a retry (replan.lua).
+RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
+    RunStatus.RUNNING: frozenset(
+        {RunStatus.PAUSED, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.RUNNING}
+    ),
+    RunStatus.PAUSED: frozenset(
+        {RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+    ),
+    RunStatus.SUCCEEDED: frozenset(),
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
+    RunStatus.CANCELLED: frozenset({RunStatus.RUNNING}),
 }
 
 
@@ -243,6 +263,11 @@ class RunState:
     # both, by name.
     #: A child run (a sub-workflow node's): ``(parent run id, node name)``; None for a top-level run.
     parent: tuple[str, str] | None = None
+    #: Why the run failed as a whole, when no node's error says it: ``{"type": "DeadlineExceeded",
+    #: "message": "deadline exceeded"}``; else None.
+    error: dict[str, Any] | None = None
+    #: When the run fails if it has not ended (Unix time; its ``deadline``), else None.
+    deadline_at: float | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -297,6 +322,8 @@ class RunState:
             "nodes": {name: n.to_dict() for name, n in self.nodes.items()},
             "idle_queues": list(self.idle_queues),
             "parent": None if self.parent is None else {"run": self.parent[0], "node": self.parent[1]},
+            "error": self.error,
+            "deadline_at": self.deadline_at,
         }
 
 

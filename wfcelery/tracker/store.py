@@ -34,10 +34,10 @@ from wfcelery.tracker.outcomes import (
 from wfcelery.tracker.reads import Reads
 from wfcelery.tracker.records import (
     UNCONFIRMED_FIELD,
-    Event,
     NodeRecord,
     canvas_value,
     dropped_field,
+    first_events,
     unconfirmed_error,
 )
 from wfcelery.tracker.runkeys import RunKeys
@@ -81,7 +81,7 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
         k, ttl = self.keys, self.settings.run_ttl
         queued = NodeRecord(NodeStatus.QUEUED.code, queued_ms=0).encode()  # queued at the run's creation
         nodes = dict.fromkeys((str(i) for i in roots), queued)
-        events = "".join(Event(0, i, NodeStatus.QUEUED.code, 0).encode() for i in roots)
+        events = first_events(record, roots)
         args: list[Any] = [
             json.dumps({f: str(v) for f, v in record.items()}),
             json.dumps(nodes),
@@ -208,9 +208,10 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
         ]
         return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
-    def halt(self, run_id: str, op: str) -> HaltOutcome:
-        """Pause or cancel. Raises :class:`RunNotFound`."""
-        reply = self._run_script("halt", run_id, [op])
+    def halt(self, run_id: str, op: str, error: str = "") -> HaltOutcome:
+        """Pause, cancel, or fail at the run's deadline (``op`` 'deadline', ``error``: the run's error as
+        JSON). Raises :class:`RunNotFound`."""
+        reply = self._run_script("halt", run_id, [op, error])
         if not reply[0]:
             raise RunNotFound(run_id)
         return HaltOutcome.from_reply(reply)

@@ -105,6 +105,11 @@ class SubmitRequest(BaseModel):
     on_conflict: OnConflict = Field(
         OnConflict.USE_EXISTING, description="A held run_key: return its run, 409, or retry it if it failed"
     )
+    deadline: str | float | None = Field(
+        None,
+        description='Fail the run ("deadline exceeded") if it has not ended this long after now: '
+        "a duration like 30m or 2h, or seconds; overrides the definition's deadline",
+    )
 
 
 class Submitted(BaseModel):
@@ -185,6 +190,7 @@ def submit(body: SubmitRequest, engine: EngineDep, response: Response) -> dict[s
         executor=body.executor,
         run_key=body.run_key,
         on_conflict=body.on_conflict,
+        deadline=body.deadline,
     )
     response.headers["Location"] = f"/api/runs/{run.id}"
     if not run.created:

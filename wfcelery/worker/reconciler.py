@@ -28,6 +28,8 @@ every live run every few seconds. A sweep reads every live run (``<prefix>:live`
   was written) has passed;
 * a keyed run's key gets its full TTL again (a run may live longer than ``wfcelery_run_ttl``; a worker
   that ended a run may have died before setting its key's TTL).
+* a run past its deadline that the timer loop did not fail is failed (ops/deadlines.py), and a QUEUED run
+  whose admission a crash interrupted is queued again or started (ops/admission.py);
 * what nodes with no task need beside their transitions: a timer, a child run started or settled, a
   child run whose parent no longer waits on it cancelled (``ops/sweep.py``).
 
@@ -47,11 +49,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wfcelery.errors import RunNotFound, TrackerUnavailable
+from wfcelery.ops.admission import repair_queued
+from wfcelery.ops.deadlines import check_deadline
 from wfcelery.ops.sweep import Seen, sweep_waits
 from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
 from wfcelery.tracker.outcomes import FailMode, RepairAction
 from wfcelery.tracker.records import DroppedMark, NodeRecord, RunRecord, WorkerBeat
-from wfcelery.tracker.states import NodeStatus
+from wfcelery.tracker.states import NodeStatus, RunStatus
 from wfcelery.worker.heartbeat import HEARTBEAT_BEATS, Liveness
 from wfcelery.worker.queued import QueuedChecks, node_name
 
@@ -229,6 +233,10 @@ class Reconciler:
             self.tracker.keep_key(record.run_key, run_id)
         if record.unconfirmed_ms is not None and record.started_ms is None and not record.status.finished:
             return self._unconfirmed(run_id, record, now_ms)
+        if record.deadline_ms is not None or record.status is RunStatus.QUEUED:
+            limited = self._run_limits(run_id, record, now_ms)
+            if limited is not None:
+                return limited
         running = {i: n for i, n in nodes.items() if n.code == NodeStatus.RUNNING.code}
         if record.status.finished and not running:
             ended.append(run_id)
@@ -287,6 +295,18 @@ class Reconciler:
                 self.side.ended(plan, run_id, out.finish)
                 repairs.append(Repair(run_id, None, "finished", f"every node was done: {out.finish.status}"))
         return repairs
+
+    def _run_limits(self, run_id: str, record: RunRecord, now_ms: int) -> list[Repair] | None:
+        """A run past its deadline is failed; a QUEUED run's admission is repaired (ops/admission.py).
+        Returns the repairs when the run needs nothing more of this sweep, else None."""
+        why = check_deadline(self.tracker, self.side.dispatch, run_id, record, now_ms)
+        if why is not None:
+            return [Repair(run_id, None, "failed", why)]
+        if record.status is not RunStatus.QUEUED:
+            return None
+        for other, finish in repair_queued(self.tracker, self.side.dispatch, run_id, record):
+            self.side.ended(self.side.plans.get(self.tracker.run_record(other).plan), other, finish)
+        return []
 
     def _unconfirmed(self, run_id: str, record: RunRecord, now_ms: int) -> list[Repair]:
         """A run whose submit has not confirmed it and that never started: its client may have told its

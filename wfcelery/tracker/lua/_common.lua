@@ -315,13 +315,14 @@ end
 -- A finished run may still get late writes (nodes that were running when it was cancelled or failed):
 -- keep every key on the run's TTL.
 local function touch_if_finished(status)
-  if status ~= 'RUNNING' and status ~= 'PAUSED' then
+  if status ~= 'RUNNING' and status ~= 'PAUSED' and status ~= 'QUEUED' then
     expire_all()
   end
 end
 
--- End the run once. Returns {status, callback-or-false, epoch, run key-or-false, created ms} for the
--- caller (callback, worker gate, the run key's TTL, the history index).
+-- End the run once. Returns {status, callback-or-false, epoch, run key-or-false, created ms, parent-or-false,
+-- admission group-or-false} for the caller (callback, worker gate, the run key's TTL, the history index,
+-- the next QUEUED run of its admission group: ops/admission.py).
 local function finish_run(status)
   redis.call('HSET', K_RUN, 'status', status, 'finished', now_ms())
   if RUN['status'] ~= nil then
@@ -343,6 +344,7 @@ local function finish_run(status)
   return {
     status, cb or false, tonumber(run_field('epoch')), run_field('key') or false, tonumber(const('created')),
     run_field('parent') or false,  -- a child run's parent (records.ParentLink): its node settles now
+    run_field('adm') or false,  -- its admission group (runlimits.Admission): its end admits the next run
   }
 end
 

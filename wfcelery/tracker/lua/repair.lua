@@ -40,7 +40,8 @@ end
 
 if op == 'void' then
   local deadline = tonumber(run_field('unconfirmed'))
-  if not deadline or run_field('started') or status ~= 'RUNNING' or now_ms() < deadline then
+  local live = status == 'RUNNING' or status == 'QUEUED'
+  if not deadline or run_field('started') or not live or now_ms() < deadline then
     return {'ignored', 0, 0, false}
   end
   redis.call('HDEL', K_RUN, 'unconfirmed')
@@ -49,7 +50,8 @@ if op == 'void' then
   end
   revoke_unstarted()
   local finish = finish_run('CANCELLED')
-  return {'voided', 0, 0, {finish[1], false, finish[3]}}
+  -- no callback; its admission group (finish[7]) admits the next QUEUED run
+  return {'voided', 0, 0, {finish[1], false, finish[3], false, 0, false, finish[7]}}
 end
 
 local idx, limit = ARGV[2], tonumber(ARGV[4])

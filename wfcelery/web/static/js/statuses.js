@@ -5,7 +5,8 @@
 //: A node's statuses, in the order a node goes through them.
 export const NODE_STATUSES = ["PENDING", "QUEUED", "RUNNING", "RETRYING", "WAITING", "SUCCEEDED", "FAILED", "SKIPPED", "REVOKED"];
 //: A run's statuses.
-export const RUN_STATUSES = ["RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "CANCELLED"];
+//: QUEUED: waiting for its workflow's max_active_runs (none of its nodes has started).
+export const RUN_STATUSES = ["QUEUED", "RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "CANCELLED"];
 //: Node statuses a node ends in (it is "done").
 export const TERMINAL = new Set(["SUCCEEDED", "FAILED", "SKIPPED", "REVOKED"]);
 //: Run statuses a run ends in.
@@ -13,7 +14,7 @@ export const FINISHED_RUN = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
 //: Segments of a progress bar, in order: what ended first, then what is under way.
 export const PROGRESS_ORDER = ["SUCCEEDED", "FAILED", "REVOKED", "SKIPPED", "RUNNING", "RETRYING", "WAITING", "QUEUED"];
 //: The node status whose colour paints a run's progress in the runs list (its done nodes).
-export const RUN_TONE = { RUNNING: "RUNNING", PAUSED: "RETRYING", SUCCEEDED: "SUCCEEDED", FAILED: "FAILED", CANCELLED: "SKIPPED" };
+export const RUN_TONE = { QUEUED: "QUEUED", RUNNING: "RUNNING", PAUSED: "RETRYING", SUCCEEDED: "SUCCEEDED", FAILED: "FAILED", CANCELLED: "SKIPPED" };
 
 //: Colour of each status (bar segment, badge, grid square, timeline bar).
 export const COLORS = {

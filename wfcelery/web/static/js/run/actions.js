@@ -21,7 +21,7 @@ const ROLES = { pause: "operator", resume: "operator", cancel: "operator", retry
 const allowed = (status) => ({
   pause: status === "RUNNING",
   resume: status === "PAUSED",
-  cancel: status === "RUNNING" || status === "PAUSED",
+  cancel: status === "QUEUED" || status === "RUNNING" || status === "PAUSED",
   retry: status === "FAILED" || status === "CANCELLED",
   cleanup: true,
 });

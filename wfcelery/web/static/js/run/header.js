@@ -1,5 +1,6 @@
 // The run's card: its status badge, progress bar and counts, and when it started, how long it took, its
-// failure policy and params.
+// failure policy and params; a QUEUED run says what it waits for, a run failed as a whole (its deadline)
+// its error, and a run with a deadline when it falls.
 import { h } from "../dom.js";
 import { clock, duration } from "../format.js";
 import { badge, progressBar, statusCounts } from "../widgets.js";
@@ -25,6 +26,9 @@ export function runHeader(model) {
         field("Duration", duration(end - state.created_at)),
         field("Failure policy", state.policy),
         ...(state.run_key ? [h("div", { id: "run-key" }, h("span", {}, "Run key"), h("code", {}, state.run_key))] : []),
+        ...(model.status === "QUEUED" ? [h("div", { id: "run-queued" }, h("span", {}, "Queued"), "waiting for max_active_runs")] : []),
+        ...(state.deadline_at ? [h("div", { id: "run-deadline" }, h("span", {}, "Deadline"), clock(state.deadline_at))] : []),
+        ...(state.error ? [h("div", { id: "run-error" }, h("span", {}, "Error"), h("code", {}, `${state.error.type}: ${state.error.message}`))] : []),
         field("Params", h("code", {}, JSON.stringify(state.params))),
       );
     },

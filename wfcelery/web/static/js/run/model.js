@@ -37,7 +37,7 @@ export class RunModel {
     this.state.finished_at = FINISHED_RUN.has(e.status) ? e.at : null;
   }
 
-  get live() { return this.status === "RUNNING" || this.status === "PAUSED"; }
+  get live() { return this.status === "QUEUED" || this.status === "RUNNING" || this.status === "PAUSED"; }
 
   // Nodes are the definition's (a mapped node counts once, as status does); its instances (name[i]) apart.
   counts() {
