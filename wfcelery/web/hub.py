@@ -41,8 +41,8 @@ MAX_STREAMS_PER_CLIENT = 500
 AUDIT_READ = 200
 #: Transitions a channel keeps in memory at most, the newest: what streams that keep up need. A stream
 #: further behind (a follower that starts from the beginning of a long run, or resumes from an old id)
-#: reads what it misses from the tracker first (:meth:`Channel.older`), so the server's memory stays flat
-#: however long the followed runs' logs grow.
+#: reads what it misses from the tracker first (:meth:`Channel.older`), so what the server holds for a run
+#: does not grow with its log.
 MAX_LINES = 500
 
 
