@@ -51,6 +51,14 @@ def make_app(broker: str, backend: str, prefix: str = PREFIX, conf: dict[str, An
         latency = start - float(prev[0]) if prev else None
         return [time.time(), latency]
 
+    @app.task(name="bench.span")
+    def span(*args: Any, sleep: float = 0.0) -> list[float]:
+        """Returns ``[start, end]`` of its body (Unix seconds): bodies measure pools' release latency."""
+        start = time.time()
+        if sleep:
+            time.sleep(sleep)
+        return [start, time.time()]
+
     @app.task(name="bench.hop", ignore_result=True)
     def hop(left: int, final_id: str) -> None:
         """The fastest chain Celery can run: a no-op that publishes its own successor (no result, no chain

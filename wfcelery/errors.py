@@ -15,6 +15,7 @@
      |    +-- LimitError            over a bound: nesting depth, message, plan or YAML size (limits.py)
      |    +-- NestingError          a sub-workflow unknown, running itself, or nested too deep
      |    +-- ScheduleError         a schedule's cron, every, timezone, workflow... is wrong (``.field``)
+     |    +-- PoolError             an unknown pool, a malformed rate, slots < 1 (``ops/pools.py``)
      +-- ConfigurationError         wfcelery_* settings, Celery version, serializer, task_always_eager
      |    +-- TaskImportError       a task module of the app (imports/include/autodiscover) fails to import
      +-- NoWorkerError              submit(require_workers=True): a node's queue has no live consumer
@@ -97,6 +98,10 @@ class LimitError(DefinitionError):
 class NestingError(DefinitionError):
     """A sub-workflow node names a workflow that is not registered, that runs itself (directly or through
     others), or nests deeper than ``wfcelery_max_nesting``."""
+
+
+class PoolError(DefinitionError):
+    """A pool is unknown or its limits are wrong (a malformed rate, slots < 1). Nothing was changed."""
 
 
 class ScheduleError(DefinitionError):

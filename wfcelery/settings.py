@@ -11,8 +11,9 @@ from typing import Any
 
 from wfcelery.definition.executor import DEFAULT_EXECUTOR, Executor
 from wfcelery.definition.limits import Limits
+from wfcelery.definition.pools import PoolSpec, parse_pools
 from wfcelery.definition.waits import DEFAULT_MAX_NESTING
-from wfcelery.errors import ConfigurationError
+from wfcelery.errors import ConfigurationError, PoolError
 
 #: Prefix of every Redis key wfcelery writes.
 DEFAULT_KEY_PREFIX = "wfcelery"
@@ -200,6 +201,9 @@ class Settings:
     backfill_max: int = DEFAULT_BACKFILL_MAX
     metrics: bool = DEFAULT_METRICS
     metrics_max_values: int = DEFAULT_METRICS_MAX_VALUES
+    #: ``wfcelery_pools``: pool name -> its limits (``{"db": 5, "llm": {"slots": 20, "rate": "60/m"}}``);
+    #: ``engine.set_pool`` changes them at run time (docs: pools and rate limits).
+    pools: dict[str, PoolSpec] = field(default_factory=dict)
 
     @classmethod
     def from_app(cls, app: Any, **overrides: Any) -> Settings:
@@ -256,6 +260,7 @@ class Settings:
             backfill_max=_count(conf, "wfcelery_backfill_max", DEFAULT_BACKFILL_MAX),
             metrics=bool(conf.get("wfcelery_metrics", DEFAULT_METRICS)),
             metrics_max_values=_count(conf, "wfcelery_metrics_max_values") or DEFAULT_METRICS_MAX_VALUES,
+            pools=_pools(conf.get("wfcelery_pools")),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -367,3 +372,10 @@ def _backend_url(app: Any) -> str:
         "wfcelery needs a Redis for its tracker: set app.conf.wfcelery_redis_url = 'redis://host:6379/0' "
         f"(the result backend {url!r} is not a redis:// or sentinel:// URL)"
     )
+
+
+def _pools(value: Any) -> dict[str, PoolSpec]:
+    try:
+        return parse_pools(value)
+    except PoolError as e:
+        raise ConfigurationError(str(e)) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -78,3 +79,26 @@ def test_max_active_runs_and_deadlines_on_a_cluster(
     assert state.error == {"type": "DeadlineExceeded", "message": "deadline exceeded"}
     starts = [r.state().nodes["a"].started_at for r in runs]
     assert starts[0] < starts[1] < starts[3]  # x's runs in submit order
+
+
+def test_a_pool_bounds_its_nodes_with_the_tracker_on_a_cluster(
+    make_test_app: Callable[..., Celery], cluster: ClusterServer
+) -> None:
+    """A pool's keys (its own hash tag) and the runs' keys live on different masters: each move is two
+    scripts, and the bound holds."""
+    app = make_test_app(wfcelery_redis_cluster=True, wfcelery_redis_url=cluster.url, wfcelery_pools={"db": 2})
+    engine = engine_of(app)
+    assert engine is not None
+    wf = Workflow("pooled")
+    for i in range(6):
+        wf.add(f"n{i}", "proj.add", args=[i, 1], pool="db")
+    with in_thread_worker(app, concurrency=6):
+        runs = [engine.submit(wf) for _ in range(4)]
+        results = [run.wait(timeout=60) for run in runs]
+        assert results == [{f"n{i}": i + 1 for i in range(6)}] * 4
+        deadline = time.monotonic() + 10
+        while engine.pool("db").used and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert (engine.pool("db").used, engine.pool("db").waiting) == (0, 0)
+    waited = [n for run in runs for n in run.state().nodes.values() if n.status.value != "SUCCEEDED"]
+    assert waited == []

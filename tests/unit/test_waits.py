@@ -227,7 +227,13 @@ def test_formats_keys_and_the_transition_table() -> None:
     assert NodeStatus.WAITING.code == "W"
     assert not NodeStatus.WAITING.terminal
     assert NodeStatus.WAITING in TRANSITIONS[NodeStatus.QUEUED]
-    assert TRANSITIONS[NodeStatus.WAITING] == {NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.REVOKED}
+    # QUEUED: a task node that waited for its pool got its slot (ops/lua/pool_wake.lua)
+    assert TRANSITIONS[NodeStatus.WAITING] == {
+        NodeStatus.SUCCEEDED,
+        NodeStatus.FAILED,
+        NodeStatus.REVOKED,
+        NodeStatus.QUEUED,
+    }
 
 
 def _noop() -> None:

@@ -65,6 +65,8 @@ def test_health_and_openapi_document_every_endpoint(http):
         "/api/schedules/{name}/resume": {"post"},
         "/api/schedules/{name}/backfill": {"post"},
         "/api/run-keys/{key}": {"get"},
+        "/api/pools": {"get"},
+        "/api/pools/{name}": {"put"},
         "/api/history/runs": {"get"},
         "/api/history/workflows/{name}": {"get"},
         "/api/history/workflows/{name}/nodes/{node}": {"get"},

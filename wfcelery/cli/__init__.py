@@ -5,7 +5,8 @@ way celery loads it, with :func:`celery.app.utils.find_app`) and ``wf`` (the ``c
 point: celery's own group loads the app and hands it over in ``ctx.obj.app``).
 
 The commands live by group in :mod:`.runs`, :mod:`.control`, :mod:`.signals`, :mod:`.definitions`,
-:mod:`.schedules` and :mod:`.service`; what they share (exit codes, errors, loading the app) in :mod:`.base`.
+:mod:`.schedules`, :mod:`.pools` and :mod:`.service`; what they share (exit codes, errors, loading the
+app) in :mod:`.base`.
 
 Exit codes: 0 success; 1 the run failed (or was cancelled); 2 bad input -- an unknown run, an invalid
 definition, a refused control operation, an unreachable Redis or broker, a bad ``-A``; 3 a ``--timeout``
@@ -31,6 +32,7 @@ from wfcelery.cli.base import (
 from wfcelery.cli.control import cancel, cleanup, pause, resume, retry
 from wfcelery.cli.definitions import graph, schema, validate
 from wfcelery.cli.observe import metrics
+from wfcelery.cli.pools import pools
 from wfcelery.cli.runs import list_, results, status, submit, watch
 from wfcelery.cli.schedules import backfill, schedule, scheduler, schedules
 from wfcelery.cli.service import demo, doctor, sweep, web
@@ -86,6 +88,7 @@ for _command in (
     backfill,
     scheduler,
     metrics,
+    pools,
 ):
     wf.add_command(_command)
 

@@ -48,7 +48,8 @@ wfcelery -A proj.celery:app validate flows/etl.yaml     # and every task name is
 def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
     """Check a definition file: schema, names, parents, cycles, params, limits; with -A also that every
     task is registered and that the app can run it (workers accept JSON, no task_always_eager), and warn
-    about queues no live worker consumes. Changes nothing; exits 2 naming the first problem."""
+    about queues no live worker consumes, and that every node's pool exists. Changes nothing; exits 2
+    naming the first problem."""
     app = app_of(ctx, required=False)
     limits = limits_of(app)
     workflow = workflow_of(flow, limits)
@@ -62,6 +63,8 @@ def validate(ctx: click.Context, flow: str, param: tuple[str, ...]) -> None:
             workflow.resolve_params(given, limits)
         routes = install(app).settings.routes if app is not None else None
         plan = compile_workflow(workflow, routes, limits)
+        if app is not None:  # its pools: the app's setting, or set at run time
+            install(app).check_pools(plan)
     queues = sorted({n.queue for n in plan.nodes if n.queue})
     warnings: list[str] = []
     if app is not None:

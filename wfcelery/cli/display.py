@@ -156,6 +156,8 @@ def waiting_text(node: NodeState, now: float | None = None) -> str:
         return "a signal" + ("" if left is None else f", times out in {seconds(left)}")
     if wait.kind is WaitKind.TIME:
         return f"time: {seconds(left)} left"
+    if wait.kind is WaitKind.POOL:
+        return f"pool {wait.pool}"
     return f"child run {wait.run}"
 
 

@@ -19,6 +19,7 @@ from wfcelery.errors import (
     ControlError,
     RunNotFound,
 )
+from wfcelery.ops.pool_flow import forget_pool_waits
 from wfcelery.ops.signals import SignalWait, send_signal, signal_waits
 from wfcelery.ops.subruns import children, halt_run, replan_run
 from wfcelery.ops.waits import waits_of
@@ -55,6 +56,9 @@ class Control(EngineBase):
         out = halt_run(self.tracker, self.dispatch, run_id, "cancel", terminate)
         if out.after != RunStatus.CANCELLED.value:
             raise ControlError(f"cannot cancel run {run_id}: it is {out.before}")
+        record = self.tracker.run_record(run_id)
+        if record.pool_waits:  # its nodes that waited for a pool are REVOKED now: out of the line
+            forget_pool_waits(self.tracker, record, run_id)
         return self.state(run_id, check_workers=False)
 
     @audited("resume", _run)
@@ -106,6 +110,8 @@ class Control(EngineBase):
         self._forget_results(ids + self.tracker.canvas_ids(run_id))
         if record.waits:
             waits_of(self.tracker).forget(run_id)
+        if record.pool_waits:
+            forget_pool_waits(self.tracker, record, run_id)
         self.tracker.delete_run(run_id, run_key=record.run_key, workflow=record.name)
 
     def cleanup_finished(

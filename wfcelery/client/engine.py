@@ -22,6 +22,7 @@ from wfcelery.client.access import Access
 from wfcelery.client.audit import current_actor, record_audit
 from wfcelery.client.control import Control
 from wfcelery.client.history import History
+from wfcelery.client.pools import PoolControl
 from wfcelery.client.run import Run, RunSummary
 from wfcelery.client.schedules import Schedules
 from wfcelery.definition.executor import Executor
@@ -60,7 +61,7 @@ logger = logging.getLogger("wfcelery.engine")
 SETTLE_POLL = 0.25
 
 
-class Engine(Schedules, Control, History, Access):
+class Engine(Schedules, Control, History, Access, PoolControl):
     """wfcelery for one Celery app. Get it from :func:`wfcelery.install`."""
 
     # -- submitting -------------------------------------------------------------------------------------
@@ -133,6 +134,7 @@ class Engine(Schedules, Control, History, Access):
         executor = check_executor(executor, "submit") or wf.executor or self.settings.executor
         subplans = self._subplans(wf, resolved)
         plan = self.plans.remember(compile_workflow(wf, self.settings.routes, limits, executor, subplans))
+        self.check_pools(plan)
         if executor is Executor.CANVAS:
             check_canvas_app(self.app, plan)
         warnings = self._check_workers(plan, require_workers)

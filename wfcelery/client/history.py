@@ -17,6 +17,7 @@ from typing import Any
 
 from wfcelery.client.base import EngineBase
 from wfcelery.errors import RunNotFound, WfCeleryError
+from wfcelery.ops.pools import pools_of
 from wfcelery.tracker.counters import Snapshot
 from wfcelery.tracker.history import ENDED_INDEXED, Cursor
 from wfcelery.tracker.states import RunStatus
@@ -135,8 +136,11 @@ class History(EngineBase):
     """``engine.metrics()``, ``search_runs()``, ``workflow_record()``, ``node_trend()``."""
 
     def metrics(self) -> Snapshot:
-        """Every fleet-wide counter (what ``wfcelery metrics`` exposes)."""
-        return self.tracker.snapshot()
+        """Every fleet-wide counter (what ``wfcelery metrics`` exposes), and each pool's slots used and
+        nodes waiting."""
+        snap = self.tracker.snapshot()
+        snap.pools = {i.name: (i.used, i.waiting) for i in pools_of(self.tracker).infos()}
+        return snap
 
     def search_runs(
         self,

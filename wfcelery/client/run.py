@@ -17,8 +17,8 @@ from wfcelery.errors import (
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.base import converted_errors
 from wfcelery.tracker.keys import Slot, instance_name, instance_slot, parse_instance, split_slot, task_id
-from wfcelery.tracker.records import Event, NodeErrors, NodeRecord, RunRecord
-from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus, WaitKind
+from wfcelery.tracker.records import Event, NodeErrors, NodeRecord, RunRecord, WaitMark
+from wfcelery.tracker.states import NodeState, NodeStatus, RunState, RunStatus, Waiting, WaitKind
 
 if TYPE_CHECKING:
     from wfcelery.client.engine import Engine
@@ -288,6 +288,14 @@ def _seconds(ms: int | None) -> float | None:
     return None if ms is None else ms / 1000
 
 
+def _waiting(record: RunRecord, slot: Slot, mark: WaitMark | None) -> Waiting | None:
+    """What a WAITING node waits for: its pool (a task node), else its wait mark."""
+    pool = record.pool_waits.get(str(slot))
+    if pool is not None:
+        return Waiting(WaitKind.POOL, pool=pool)
+    return mark.waiting() if mark is not None else None
+
+
 def build_state(
     run_id: str,
     record: RunRecord,
@@ -334,7 +342,7 @@ def build_state(
                 epoch=n.epoch,
                 index=node.index,
                 instance=i,
-                waiting=mark.waiting() if mark is not None and status is NodeStatus.WAITING else None,
+                waiting=_waiting(record, slot, mark) if status is NodeStatus.WAITING else None,
                 child_run=mark.run if mark is not None and mark.kind is WaitKind.RUN else None,
                 kind=node.kind,
             )

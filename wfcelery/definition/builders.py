@@ -19,7 +19,7 @@ NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 #: Options of ``Workflow.add`` that only a task node has.
 TASK_OPTIONS = (
     *("args", "kwargs", "type", "queue", "retries", "immutable", "gather"),
-    *("time_limit", "soft_time_limit", "priority", "map", "max_map"),
+    *("time_limit", "soft_time_limit", "priority", "pool", "map", "max_map"),
 )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from wfcelery.definition.limits import DEPTH_CEILING, check_depth, json_size
+from wfcelery.definition.pools import check_pool_name
 from wfcelery.definition.registry import did_you_mean
 from wfcelery.definition.rules import TRIGGER_RULES, compile_condition
 from wfcelery.errors import (
@@ -84,6 +85,8 @@ def coerce_options(options: dict[str, Any], node: str) -> dict[str, Any]:
             raise SchemaError(f"node {node!r}: retries must be >= 0, got {value}")
         if key in ("max_map", "when", "trigger"):
             check_option(node, key, value)
+        if key == "pool":
+            check_pool_name(value, f"node {node!r}: pool")
         if key in ("args", "kwargs"):
             check_json(value, node, key)
         out[key] = list(value) if key == "args" else value
@@ -135,6 +138,7 @@ OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "time_limit": (int, float),
     "soft_time_limit": (int, float),
     "priority": (int,),
+    "pool": (str,),
     "map": (str,),
     "max_map": (int,),
     "when": (str,),

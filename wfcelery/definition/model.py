@@ -67,6 +67,7 @@ NODE_KEYS = frozenset(
         "time_limit",
         "soft_time_limit",
         "priority",
+        "pool",
         *("map", "max_map", "when", "trigger"),  # dynamic options (rules.py)
         *(key for keys in SPECIAL_KEYS.values() for key in keys),  # nodes with no task (waits.py)
     }
@@ -166,6 +167,7 @@ class Workflow(SpecialNodes):
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         priority: int | None = None,
+        pool: str | None = None,
         map: str | Node | None = None,
         max_map: int | None = None,
         when: str | None = None,
@@ -195,7 +197,11 @@ class Workflow(SpecialNodes):
                 parent (as a chord body does); excludes ``immutable``.
             time_limit: Hard time limit in seconds (Celery's ``time_limit``).
             soft_time_limit: Soft time limit in seconds (Celery's ``soft_time_limit``).
-            priority: Message priority (Celery's ``priority``).
+            priority: Message priority (Celery's ``priority``); among nodes waiting for the same pool, a
+                higher priority is released first.
+            pool: A pool of ``wfcelery_pools`` (or ``engine.set_pool``): at most its slots RUNNING at
+                once across every worker and run, and at most its rate of starts (docs: pools and rate
+                limits). An unknown pool is refused at submit.
             map: A parent (or its name) whose result is a list: one instance of this node runs per
                 element, getting it as first argument (docs: dynamic workflows); the edge is added.
             max_map: Most elements ``map`` may fan out to (default 10,000, capped by ``wfcelery_max_map``).
@@ -223,6 +229,7 @@ class Workflow(SpecialNodes):
             "time_limit": time_limit,
             "soft_time_limit": soft_time_limit,
             "priority": priority,
+            "pool": pool,
             "map": map.name if isinstance(map, Node) else map,
             "max_map": max_map,
             "when": when,

@@ -38,6 +38,7 @@ class Node:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     priority: int | None = None
+    pool: str | None = None  # at most the pool's slots RUNNING at once, its rate of starts (ops/pools.py)
     map: str | None = None  # one instance per element of this parent's list result
     max_map: int | None = None  # most elements that map may fan out to (None: the default, rules.py)
     when: str | None = None  # JMESPath condition over {"params", "results"}; false -> SKIPPED
@@ -80,7 +81,7 @@ class Node:
         if self.kind is not NodeKind.TASK:
             return special_dict(self)
         d: dict[str, Any] = {"name": self.name, "task": self.task}
-        for key in ("args", "kwargs", "type", "queue", "time_limit", "soft_time_limit", "priority"):
+        for key in ("args", "kwargs", "type", "queue", "time_limit", "soft_time_limit", "priority", "pool"):
             value = getattr(self, key)
             if value not in (None, [], {}):
                 d[key] = value

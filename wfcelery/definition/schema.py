@@ -29,6 +29,7 @@ from wfcelery.definition.model import (
     NODE_KEYS,
     WORKFLOW_KEYS,
 )
+from wfcelery.definition.pools import POOL_NAME
 from wfcelery.definition.registry import did_you_mean
 from wfcelery.definition.rules import TRIGGER_RULES
 from wfcelery.definition.runlimits import RunLimits
@@ -57,7 +58,8 @@ _DESCRIPTIONS = {
     "after": "Parent node names (one name, or a list).",
     "time_limit": "Hard time limit in seconds (Celery's time_limit).",
     "soft_time_limit": "Soft time limit in seconds (Celery's soft_time_limit).",
-    "priority": "Message priority (Celery's priority).",
+    "priority": "Message priority (Celery's priority); among waiters of one pool, higher goes first.",
+    "pool": "A pool (wfcelery_pools): at most its slots RUNNING at once, at most its rate of starts.",
     "map": "A parent whose result is a list: one instance of this node per element.",
     "max_map": "Most elements map may fan out to.",
     "when": "A JMESPath condition over {params, results}; false: the node is SKIPPED.",
@@ -105,6 +107,8 @@ def _option(key: str) -> dict[str, Any]:
         schema["minimum"] = 0
     if key == "max_map":
         schema["minimum"] = 1
+    if key == "pool":
+        schema["pattern"] = POOL_NAME.pattern
     return {**schema, "description": _DESCRIPTIONS.get(key, "")}
 
 

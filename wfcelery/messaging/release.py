@@ -9,6 +9,9 @@ node, naming the expression. A mapped node is expanded here: its map source's li
 ``max_map``) becomes one instance per element, queued in the tracker then published; a value that is not
 a list, or too long, fails the node saying so.
 
+A node in a pool is published only once it holds a slot and a token of its pool; otherwise it waits
+for the pool, with no message out (ops/pool_flow.py).
+
 Under the canvas executor (``plan.executor == "canvas"``) a released entry of a segment publishes the
 whole segment as one native canvas, and a released node inside a published segment is left to its
 canvas (segments.py).
@@ -62,6 +65,10 @@ def publish_released(
         ready, pending = _evaluate(
             tracker, dispatch, plan, run_id, pending, params, results, finishes, waiting
         )
+        if ready and plan.pools:
+            from wfcelery.ops.pool_flow import gate  # ops publishes through this module: imported here
+
+            ready = gate(tracker, dispatch, plan, run_id, ready)
         if ready:
             counted = None if sent is None else (lambda n, base=done: sent(base + n))
             dispatch.publish(plan, run_id, ready, params, producer=producer, sent=counted)
@@ -255,6 +262,10 @@ def publish_instances(
         if index not in elements:
             elements[index] = map_elements(tracker, plan, run_id, index)
         items.append((slot, epoch, [elements[index][instance or 0]]))
+    if plan.pools:
+        from wfcelery.ops.pool_flow import gate  # ops publishes through this module: imported here
+
+        items = gate(tracker, dispatch, plan, run_id, items)
     dispatch.publish(plan, run_id, items, params)
 
 

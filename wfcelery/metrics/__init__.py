@@ -14,7 +14,8 @@ The families and their labels (DESIGN section 11):
                                                       RETRYING per attempt retried
 ``wfcelery_node_duration_seconds``         histogram  {task, queue}: one attempt, start gate to report
 ``wfcelery_node_wait_seconds``             histogram  {queue}: QUEUED until the start gate
-``wfcelery_pool_slots_used``               gauge      {pool}: exposed without samples until pools exist
+``wfcelery_pool_slots_used``               gauge      {pool}: slots held (nodes published or running)
+``wfcelery_pool_waiting``                  gauge      {pool}: nodes WAITING for a slot or a token
 ``wfcelery_reconciler_repairs_total``      counter    {kind}: requeued, revoked, quarantined, finished
 ``wfcelery_tracker_up``                    gauge      1 when the tracker's Redis answered this scrape
 =========================================  =========  ===================================================
@@ -108,7 +109,17 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     for queue, h in sorted(snap.wait.items()):
         wait.add_metric([queue], _buckets(h), h.sum_ms / 1000)
     yield wait
-    yield GaugeMetricFamily("wfcelery_pool_slots_used", "Slots of a pool in use", labels=["pool"])
+    used = GaugeMetricFamily(
+        "wfcelery_pool_slots_used", "Slots of a pool held (nodes published or running in it)", labels=["pool"]
+    )
+    waiting = GaugeMetricFamily(
+        "wfcelery_pool_waiting", "Nodes WAITING for a slot or a token of a pool", labels=["pool"]
+    )
+    for pool, (n_used, n_waiting) in sorted(snap.pools.items()):
+        used.add_metric([pool], n_used)
+        waiting.add_metric([pool], n_waiting)
+    yield used
+    yield waiting
     repairs = CounterMetricFamily(
         "wfcelery_reconciler_repairs", "Repairs made by the reconciler, by kind", labels=["kind"]
     )

@@ -150,7 +150,10 @@ class Firer:
     def _batchable(self, plan: Plan) -> bool:
         if self.settings.redis_cluster or plan.executor is not Executor.COUNTERS:
             return False
-        return all(plan.nodes[i].when is None and plan.nodes[i].map is None for i in plan.roots)
+        # a pooled root may wait for its pool: the one-by-one path gates it (ops/pool_flow.py)
+        return not plan.pools and all(
+            plan.nodes[i].when is None and plan.nodes[i].map is None for i in plan.roots
+        )
 
     def prepare(self, record: ScheduleRecord, slot_ms: int) -> _Prepared:
         """The slot's run, ready to create: plan, id, record, params. Raises a DefinitionError for params

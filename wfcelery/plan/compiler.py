@@ -62,6 +62,7 @@ class PlanNode:
     when: str | None = None
     trigger: str = "all_success"
     gather: bool = False  # one list of parent results, also with one parent
+    pool: str | None = None  # the pool its starts are counted in (ops/pools.py)
     # a node with no task (definition/waits.py): what it is, and what it waits for
     kind: NodeKind = NodeKind.TASK
     timeout: float | None = None  # wait: seconds before it fails (None: no timeout)
@@ -116,6 +117,11 @@ class Plan:
     @cached_property
     def by_name(self) -> dict[str, PlanNode]:
         return {n.name: n for n in self.nodes}
+
+    @cached_property
+    def pools(self) -> frozenset[str]:
+        """The pools its nodes are in (empty for most plans: their release path skips the pools)."""
+        return frozenset(n.pool for n in self.nodes if n.pool is not None)
 
     @cached_property
     def releases(self) -> tuple[tuple[tuple[int, int], ...], ...]:
@@ -322,6 +328,7 @@ def compile_workflow(
             max_map=node.max_map,
             when=node.when,
             trigger=node.trigger,
+            pool=node.pool,
             **_special(node),
         )
         for i, (name, node) in enumerate(wf.nodes.items())

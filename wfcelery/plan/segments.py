@@ -10,7 +10,8 @@ when the segment is published.
 
 Nodes a canvas cannot carry are segments of their own, published exactly as the counters executor
 publishes a node: ``map``, ``when``, a trigger rule other than ``all_success`` (decided at run time by the
-tracker), a node with no task (a wait, a sleep, a sub-workflow) and tracker-level ``retries`` > 0 (a
+tracker), a node with no task (a wait, a sleep, a sub-workflow), a node in a pool (its message waits for
+a slot: ops/pools.py) and tracker-level ``retries`` > 0 (a
 message sent again would lose its chain or chord continuation). A plan with any map, condition or
 trigger rule is all singletons: its Lua rules decide every edge (docs: native canvas).
 
@@ -66,6 +67,7 @@ def carries(node: PlanNode) -> bool:
         and not node.when
         and node.trigger == "all_success"
         and node.retries == 0
+        and node.pool is None
     )
 
 

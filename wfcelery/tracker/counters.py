@@ -193,6 +193,8 @@ class Snapshot:
     duration: dict[tuple[str, str], Histogram] = field(default_factory=dict)  # (task, queue)
     wait: dict[str, Histogram] = field(default_factory=dict)  # queue
     repairs: dict[str, int] = field(default_factory=dict)  # kind
+    #: pool -> (slots used, nodes waiting): read from the pools' own keys (ops/pools.py), not counters
+    pools: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def decode(cls, shards: Iterable[Mapping[str, str]]) -> Snapshot:

@@ -57,6 +57,15 @@ deadlines' key has none: it indexes every run's deadline, beside the run's own s
 
 The timers' and signals' keys carry no hash tag (they index nodes of every run): on a Redis Cluster they
 are written beside a run's transition, never inside its Lua script (``ops/waits.py``).
+
+    <prefix>:pools                   pools             names of the pools set at run time or used (SET)
+    <prefix>:pools:lease             pools_lease       the pool loop's lease
+    <prefix>:pool:{<name>}           pool()            limits set at run time, token bucket, sequence (HASH)
+    <prefix>:pool:{<name>}:held      pool_held()       nodes holding a slot: '<run>|<slot>' -> since ms (HASH)
+    <prefix>:pool:{<name>}:waiting   pool_waiting()    nodes waiting for the pool, in release order (ZSET)
+
+A pool's three keys share the hash tag ``{<name>}`` (one pool script touches them all); they never share a
+run's slot, so a node's pool step and its run's transition are two scripts (``ops/pools.py``).
 """
 
 from __future__ import annotations
@@ -175,6 +184,27 @@ class Keys:
     @property
     def signals(self) -> str:
         return f"{self.prefix}:signals"
+
+    @property
+    def pools(self) -> str:
+        return f"{self.prefix}:pools"
+
+    @property
+    def pools_lease(self) -> str:
+        return f"{self.prefix}:pools:lease"
+
+    def pool(self, name: str) -> str:
+        return f"{self.prefix}:pool:{{{name}}}"
+
+    def pool_held(self, name: str) -> str:
+        return f"{self.prefix}:pool:{{{name}}}:held"
+
+    def pool_waiting(self, name: str) -> str:
+        return f"{self.prefix}:pool:{{{name}}}:waiting"
+
+    def pool_keys(self, name: str) -> list[str]:
+        """The KEYS of every pool script: the pool, its holders, its waiting nodes."""
+        return [self.pool(name), self.pool_held(name), self.pool_waiting(name)]
 
     @property
     def tokens(self) -> str:

@@ -160,6 +160,8 @@ class SucceedOutcome:
     inputs: dict[int, str | None] = field(default_factory=dict)
     #: succeed.lua only: the attempt number of the inline child it started (0: none)
     inline: int = 0
+    #: succeed.lua only: this report was recorded (False: a stale or duplicate one, or a deleted run)
+    recorded: bool = False
 
     @property
     def gone(self) -> bool:
@@ -177,6 +179,7 @@ class SucceedOutcome:
             tuple(int(c) for c in released),
             {int(pairs[i]): pairs[i + 1] or None for i in range(0, len(pairs), 2)},
             inline,
+            bool(rest),  # succeed.lua returns its two extra items only when it recorded the success
         )
 
 

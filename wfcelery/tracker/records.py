@@ -104,6 +104,9 @@ DROPPED_FIELD_PREFIX = "u:"
 #: Prefix of the run-record fields that say what a node with no task waits for: ``wt:<node>`` ->
 #: :class:`WaitMark`.
 WAIT_FIELD_PREFIX = "wt:"
+#: Prefix of the run-record fields that name the pool a WAITING task node (or instance) waits for:
+#: ``wp:<slot>`` -> pool name (ops/lua/pool_park.lua).
+POOL_WAIT_PREFIX = "wp:"
 #: Run-record field of a child run naming its parent run and node (:class:`ParentLink`).
 PARENT_FIELD = "parent"
 #: Run-record field of the run key a run holds (runs submitted or fired with one).
@@ -221,6 +224,8 @@ class RunRecord:
     executor: Executor = Executor.COUNTERS
     #: What each armed node with no task waits (or waited) for, by node index.
     waits: dict[int, WaitMark] = field(default_factory=dict)
+    #: The pool each task node (or instance, ``'<node>:<i>'``) WAITING for a pool waits for, by slot.
+    pool_waits: dict[str, str] = field(default_factory=dict)
     #: A child run's parent run and node.
     parent: ParentLink | None = None
     #: Instances the run's mapped nodes expanded to so far (run-record fields ``m:<node>``; not in ``total``).
@@ -270,6 +275,9 @@ class RunRecord:
                 if f.startswith(WAIT_FIELD_PREFIX)
             },
             parent=ParentLink.decode(h[PARENT_FIELD]) if h.get(PARENT_FIELD) else None,
+            pool_waits={
+                f[len(POOL_WAIT_PREFIX) :]: v for f, v in h.items() if f.startswith(POOL_WAIT_PREFIX)
+            },
         )
 
 

@@ -15,6 +15,11 @@ run settles it::
 
     QUEUED -> WAITING -> SUCCEEDED | FAILED (timeout, child run failed) | REVOKED (cancel, fail_fast)
 
+A task node in a pool whose slots or rate are used up is WAITING too (no message is out), until the pool
+releases it: then QUEUED and published (ops/pools.py)::
+
+    QUEUED -> WAITING (for pool db) -> QUEUED -> RUNNING ...
+
 Only control operations (resume, retry) move a REVOKED/FAILED/SKIPPED node back to QUEUED, and they
 do it under a new run *epoch* so that no message of the old epoch can run again.
 
@@ -139,7 +144,10 @@ TRANSITIONS: dict[NodeStatus, frozenset[NodeStatus]] = {
         {NodeStatus.RUNNING, NodeStatus.SKIPPED, NodeStatus.REVOKED, NodeStatus.FAILED}
     ),
     # signalled, its timer fired, its child run ended; a timeout fails it; cancel and fail_fast revoke it
-    NodeStatus.WAITING: frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.REVOKED}),
+    # QUEUED: a node waiting for a pool got its slot and its token (ops/lua/pool_wake.lua)
+    NodeStatus.WAITING: frozenset(
+        {NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.REVOKED, NodeStatus.QUEUED}
+    ),
     NodeStatus.SUCCEEDED: frozenset(),
     NodeStatus.FAILED: frozenset(),
     NodeStatus.SKIPPED: frozenset(),
@@ -171,6 +179,7 @@ class WaitKind(str, Enum):
     SIGNAL = "signal"  # run.signal(): a wait node (wf.wait)
     TIME = "time"  # its timer: a durable sleep (wf.sleep)
     RUN = "run"  # its child run to end: a sub-workflow node (wf.add(..., workflow=...))
+    POOL = "pool"  # a slot or a start of its pool (a task node with pool=...: ops/pools.py)
 
     def __str__(self) -> str:
         return self.value
@@ -184,10 +193,15 @@ class Waiting:
     kind: WaitKind
     until: float | None = None
     run: str | None = None
+    pool: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"for": "signal" | "time" | "run", "until": <unix time | null>, "run": <child id | null>}``"""
-        return {"for": self.kind.value, "until": self.until, "run": self.run}
+        """``{"for": "signal" | "time" | "run" | "pool", "until": <unix time | null>, "run": <child id |
+        null>}``, and ``"pool": <name>`` for a pool."""
+        d: dict[str, Any] = {"for": self.kind.value, "until": self.until, "run": self.run}
+        if self.pool is not None:
+            d["pool"] = self.pool
+        return d
 
 
 @dataclass(frozen=True)

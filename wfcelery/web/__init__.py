@@ -38,7 +38,7 @@ from wfcelery import __version__
 from wfcelery.definition.registry import import_task_modules
 from wfcelery.errors import ConfigurationError
 from wfcelery.settings import web_origins
-from wfcelery.web import schedules
+from wfcelery.web import pools, schedules
 from wfcelery.web.api import router
 from wfcelery.web.errors import errors
 from wfcelery.web.history import history_errors, history_pages, history_router
@@ -117,6 +117,7 @@ def create_app(
     app.include_router(router)
     app.include_router(access)
     app.include_router(schedules.router, dependencies=[Depends(authorize)])
+    app.include_router(pools.router, dependencies=[Depends(authorize)])
     app.include_router(signals_router, dependencies=[Depends(authorize)])
     app.include_router(pages)
     app.include_router(history_router, dependencies=[Depends(authorize)])

@@ -60,6 +60,7 @@ class Channel:
         # each line as its Server-Sent Events message, encoded once and sent as is to every stream
         self.events: list[bytes] = []
         self.names: list[str] = []  # the plan's node names, by index
+        self.pools: list[str | None] = []  # the plan's nodes' pools, by index
         self.created = 0.0  # the run's creation time (events carry milliseconds since)
         self.first = 0  # offset of the oldest line kept
         self.end = 0  # offset after the newest line
@@ -74,6 +75,7 @@ class Channel:
         """Read what formatting the run's events needs: its node names and creation time."""
         plan = await anyio.to_thread.run_sync(self.run.plan)
         self.names = [n.name for n in plan.nodes]
+        self.pools = [n.pool for n in plan.nodes]
         self.created = (await anyio.to_thread.run_sync(self.run.summary)).created_at
 
     def after(self, offset: int, skip: int) -> list[tuple[int, bytes]]:
@@ -104,7 +106,7 @@ class Channel:
         for event in events:
             position += len(event.encode().encode())
             kind = "node" if event.node is not None else "run"
-            data = json.dumps(payload(event, self.names, self.created))
+            data = json.dumps(payload(event, self.names, self.created, self.pools))
             out.append(ServerSentEvent(data=data, event=kind, id=str(position)).encode())
         return out
 
@@ -274,8 +276,11 @@ def _end_of(summary: Any) -> dict[str, Any] | None:
     return {"status": summary.status.value, "deleted": False}
 
 
-def payload(event: Any, names: list[str], created: float) -> dict[str, Any]:
-    """A node's (or an instance's: ``resize[3]``, logged as ``"<index>:<i>"``) transition, or the run's."""
+def payload(
+    event: Any, names: list[str], created: float, pools: list[str | None] | None = None
+) -> dict[str, Any]:
+    """A node's (or an instance's: ``resize[3]``, logged as ``"<index>:<i>"``) transition, or the run's. A
+    task node WAITING waits for its pool: ``"waiting": {"for": "pool", "pool": <name>}``."""
     if event.node is None:
         run = {"node": None, "index": None, "status": event.status}
         return {**run, "epoch": event.epoch, "at": _at(event, created)}
@@ -283,11 +288,14 @@ def payload(event: Any, names: list[str], created: float) -> dict[str, Any]:
     name = names[index] if index < len(names) else None
     if name is not None and instance is not None:
         name = instance_name(name, instance)
+    status = NodeStatus.from_code(event.status)
+    pool = pools[index] if pools and index < len(pools) else None
     return {
         "node": name,
         "index": index,
         **({"instance": instance} if instance is not None else {}),
-        "status": NodeStatus.from_code(event.status).value,
+        "status": status.value,
+        **({"waiting": {"for": "pool", "pool": pool}} if pool and status is NodeStatus.WAITING else {}),
         "epoch": event.epoch,
         "at": _at(event, created),
     }

@@ -56,6 +56,7 @@ RULES: dict[tuple[str, str], Role] = {
     ("GET", "/api/schedules"): Role.VIEWER,
     ("GET", "/api/schedules/{name}"): Role.VIEWER,
     ("GET", "/api/run-keys/{key}"): Role.VIEWER,
+    ("GET", "/api/pools"): Role.VIEWER,
     ("GET", "/api/history/runs"): Role.VIEWER,
     ("GET", "/api/history/workflows/{name}"): Role.VIEWER,
     ("GET", "/api/history/workflows/{name}/nodes/{node}"): Role.VIEWER,
@@ -65,6 +66,7 @@ RULES: dict[tuple[str, str], Role] = {
     ("POST", "/api/schedules/{name}/pause"): Role.ADMIN,
     ("POST", "/api/schedules/{name}/resume"): Role.ADMIN,
     ("POST", "/api/schedules/{name}/backfill"): Role.ADMIN,
+    ("PUT", "/api/pools/{name}"): Role.ADMIN,
     ("GET", "/api/audit"): Role.ADMIN,
 }
 

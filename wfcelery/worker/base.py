@@ -14,6 +14,7 @@ from celery import Celery
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import map_elements, publish_released
+from wfcelery.ops.pool_flow import gate_one
 from wfcelery.ops.submit import ended
 from wfcelery.ops.subruns import after_end
 from wfcelery.plan.compiler import Plan, PlanCache
@@ -145,6 +146,10 @@ class WorkerBase:
             inputs = [results.get(p) for p in parents]
         else:
             inputs = [map_elements(self.tracker, plan, run_id, index)[instance]]
+        if plan.nodes[index].pool is not None and not gate_one(
+            self.tracker, self.dispatch, plan, run_id, slot, epoch
+        ):
+            return  # it waits for its pool now (a node that held its slot keeps it: published)
         items = [(slot, epoch, inputs)]
         self.dispatch.publish(
             plan, run_id, items, record.params, countdown=countdown, resend=True, retries=retries

@@ -52,6 +52,8 @@ class Inline(WorkerBase):
         child = plan.nodes[children[0]]
         if len(child.parents) != 1:  # its arguments are this node's result alone
             return None
+        if child.pool is not None:  # its start waits for its pool's slot (ops/pool_flow.py)
+            return None
         if child.options.get("time_limit") is not None or child.options.get("soft_time_limit") is not None:
             return None
         conf = self.app.conf

@@ -30,6 +30,8 @@ every live run every few seconds. A sweep reads every live run (``<prefix>:live`
   that ended a run may have died before setting its key's TTL).
 * a run past its deadline that the timer loop did not fail is failed (ops/deadlines.py), and a QUEUED run
   whose admission a crash interrupted is queued again or started (ops/admission.py);
+* a node WAITING for a pool that its pool does not list (its parker died between two scripts) is listed
+  again (``ops/pool_flow.py``; the pool loop's audit gives back the slots no report will);
 * what nodes with no task need beside their transitions: a timer, a child run started or settled, a
   child run whose parent no longer waits on it cancelled (``ops/sweep.py``).
 
@@ -51,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.ops.admission import repair_queued
 from wfcelery.ops.deadlines import check_deadline
+from wfcelery.ops.pool_flow import sweep_pool_waits
 from wfcelery.ops.sweep import Seen, sweep_waits
 from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
 from wfcelery.tracker.outcomes import FailMode, RepairAction
@@ -289,6 +292,8 @@ class Reconciler:
                 repairs.append(Repair(run_id, node_name(plan, index), "failed", error["message"]))
         waits = sweep_waits(self.tracker, self.side.dispatch, run_id, record, nodes, self._waits)
         repairs += [Repair(run_id, name, action, why) for name, action, why in waits]
+        pooled = sweep_pool_waits(self.tracker, self.side.dispatch, run_id, record, nodes, plan)
+        repairs += [Repair(run_id, name, action, why) for name, action, why in pooled]
         if record.done >= record.total and record.status.value == "RUNNING":
             out = self.tracker.repair(run_id, "finish")
             if out.finish:

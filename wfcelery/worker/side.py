@@ -28,6 +28,7 @@ from kombu.utils.json import loads as json_loads
 from wfcelery.definition.limits import Limits, depth
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.messaging.release import publish_released, revoke_canvas
+from wfcelery.ops.pool_flow import PoolLoop, node_ended
 from wfcelery.ops.scheduler import Scheduler
 from wfcelery.ops.subruns import Settled
 from wfcelery.ops.timers import TimerLoop
@@ -174,6 +175,8 @@ class WorkerSide(Inline):
         )
         if out.gone:
             raise RunNotFound(run_id)
+        if out.recorded:
+            self._pool_ended(plan, run_id, slot)
         if out.inline and candidate is not None:  # started by the script: this worker runs it next
             self.inline.pending = InlineChild(
                 plan, run_id, candidate, out.epoch, out.inline, result, out.params or {}, task_id(*parsed)
@@ -286,6 +289,8 @@ class WorkerSide(Inline):
         )
         if out.action is FailAction.GONE:
             raise RunNotFound(run_id)
+        if out.action is FailAction.FAILED:
+            self._pool_ended(plan, run_id, slot)
         if out.action is FailAction.RETRY:
             countdown = retry_countdown(out.attempts, self.settings.retry_backoff_max)
             payload = {
@@ -316,6 +321,16 @@ class WorkerSide(Inline):
             if out.finish:
                 self.ended(plan, run_id, out.finish)
         return Failed(out.action, None, out.attempts)
+
+    def _pool_ended(self, plan: Plan, run_id: str, slot: Slot) -> None:
+        """A pooled node ended, as this worker recorded: its slot goes back (the pool loop's audit
+        gives back what this misses)."""
+        if not plan.pools:
+            return
+        try:
+            node_ended(self.tracker, self.dispatch, plan, run_id, slot)
+        except Exception as e:
+            logger.warning("wfcelery: could not give back the pool slot of %s %s: %s", run_id, slot, e)
 
     def _retry_again(self, parsed: Parsed) -> None:
         """A failure report whose first try reached Redis but lost its reply: if the script chose a
@@ -366,6 +381,7 @@ class WorkerSide(Inline):
         if self.settings.scheduler:
             self._services.append(Scheduler(self.tracker, self.dispatch, hostname, self.outage))
         self._services.append(TimerLoop(self.tracker, self.dispatch, hostname, self.outage, self.settled))
+        self._services.append(PoolLoop(self.tracker, self.dispatch, hostname))
         for service in self._services:
             service.start()
 

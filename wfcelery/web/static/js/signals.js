@@ -24,6 +24,7 @@ function waitingText(w) {
   const left = w.until ? w.until - Date.now() / 1000 : null;
   if (w.for === "signal") return `a signal${left === null ? "" : ` (times out in ${span(left)})`}`;
   if (w.for === "time") return `time: ${span(left)} left`;
+  if (w.for === "pool") return `pool ${w.pool}`;
   return "its child run";
 }
 
