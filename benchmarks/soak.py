@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The tests of `make test` whose pass depends on time: a bound asserted on a measured time, or a fault that
 #: must heal before a deadline -- the fault and reconciler tests, the repairs at heartbeat pace, a pause
 #: mid-flight, the dashboard's 10,000-node render, the web server's request limits, and the active-run limits
-#: and deadlines' repairs (a SIGKILLed worker, a crash before an admission) and deadline lateness.
+#: and deadlines' repairs (a SIGKILLed worker, a crash before an admission) and deadline lateness, and the
+#: pools' rate spacing, slot returns and crash-gap repairs.
 TIMING_BOUND = [
     "tests/integration/test_faults.py",
     "tests/integration/test_reconciler.py",
@@ -42,6 +43,17 @@ TIMING_BOUND = [
     "tests/integration/test_routing.py::test_a_worker_that_answers_late_is_not_reported_as_missing",
     "tests/integration/test_routing.py::test_workers_sharing_one_node_name_are_both_counted_and_named",
     "tests/integration/test_run_limits.py",
+    *(
+        f"tests/integration/test_pools.py::{name}"
+        for name in (
+            "test_a_rate_of_10_per_second_spaces_the_starts",
+            "test_a_sigkilled_workers_slot_comes_back",
+            "test_set_pool_down_never_preempts_and_up_releases_at_once",
+            "test_cancel_and_pause_give_slots_back",
+            "test_after_a_chaos_run_with_a_sigkilled_worker_no_slot_is_held",
+            "test_the_gaps_a_crash_between_a_runs_script_and_its_pools_leaves_are_repaired",
+        )
+    ),
 ]
 
 

@@ -232,3 +232,15 @@ def test_run_failed_names_the_failed_node(app, engine):
     assert state.nodes["bad"].error["type"] == "ValueError"
     assert "kaput" in state.nodes["bad"].error["traceback"]
     assert state.nodes["c"].status is NodeStatus.REVOKED
+
+
+def test_a_run_of_ten_thousand_roots_is_created_plain_and_keyed(app, engine):
+    """Creating a run writes every root's record in one script: past the ~8000 values Redis's Lua puts
+    on its stack, in chunks. 10,000 independent nodes, submitted as is and with a run key."""
+    wf = Workflow("wide-roots")
+    for i in range(10_000):
+        wf.add(f"n{i}", "proj.noop")
+    for run in (engine.submit(wf), engine.submit(wf, run_key="wide-roots:1")):
+        state = run.state(check_workers=False)
+        assert (state.total, state.counts["QUEUED"]) == (10_000, 10_000)
+        run.cancel()

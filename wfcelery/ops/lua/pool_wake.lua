@@ -27,8 +27,9 @@ if #ARGV > 1 then
   for i = 2, #ARGV do
     table.insert(wanted, ARGV[i])
   end
-  for i, v in ipairs(redis.call('HMGET', K_RESULTS, unpack(wanted))) do
-    results[i] = v or false
+  local values = hmget_all(K_RESULTS, wanted)
+  for i = 1, #wanted do
+    results[i] = values[i] or false
   end
 end
 return {'woken', n.e, 'Q', const('plan'), const('params') or '{}', results}

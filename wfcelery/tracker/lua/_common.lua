@@ -17,6 +17,26 @@ local K_RUN, K_NODES, K_DEPS, K_RESULTS, K_ERRORS, K_EVENTS = KEYS[1], KEYS[2], 
 local K_METRICS = KEYS[7] ~= KEYS[1] and KEYS[7] or nil
 local N_RUN_KEYS = 6
 
+-- Redis's Lua puts at most ~8000 values on its stack (LUAI_MAXCSTACK): a command with more arguments (a
+-- run with 10,000 roots, a node with 10,000 parents) goes in chunks.
+local CHUNK = 4000  -- even: a chunk of field/value pairs never splits a pair
+local function hset_all(key, flat)
+  for first = 1, #flat, CHUNK do
+    redis.call('HSET', key, unpack(flat, first, math.min(first + CHUNK - 1, #flat)))
+  end
+end
+local function hmget_all(key, fields)
+  local out = {}
+  for first = 1, #fields, CHUNK do
+    local last = math.min(first + CHUNK - 1, #fields)
+    local values = redis.call('HMGET', key, unpack(fields, first, last))
+    for i = 1, last - first + 1 do
+      out[first + i - 1] = values[i]
+    end
+  end
+  return out
+end
+
 local TERMINAL = {S = true, F = true, K = true, X = true}
 local COUNTER = {S = 'n_S', F = 'n_F', K = 'n_K', X = 'n_X'}
 

@@ -44,14 +44,14 @@ for field, value in pairs(cjson.decode(ARGV[1])) do
 end
 table.insert(flat, 'unconfirmed')
 table.insert(flat, now_ms() + tonumber(ARGV[4]))
-redis.call('HSET', K_RUN, unpack(flat))
+hset_all(K_RUN, flat)
 local nodes = {}
 for idx, record in pairs(cjson.decode(ARGV[2])) do
   table.insert(nodes, idx)
   table.insert(nodes, record)
 end
 if #nodes > 0 then
-  redis.call('HSET', K_NODES, unpack(nodes))
+  hset_all(K_NODES, nodes)
 end
 if ARGV[3] ~= '' then
   redis.call('SET', K_EVENTS, ARGV[3])

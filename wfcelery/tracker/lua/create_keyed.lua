@@ -28,8 +28,8 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('HSET', KEYS[2], unpack(cjson.decode(ARGV[9])))
 local nodes = cjson.decode(ARGV[10])
-if #nodes > 0 then
-  redis.call('HSET', KEYS[3], unpack(nodes))
+for first = 1, #nodes, 4000 do  -- in chunks: Lua's stack holds ~8000 values (a run of 10,000 roots)
+  redis.call('HSET', KEYS[3], unpack(nodes, first, math.min(first + 3999, #nodes)))
 end
 redis.call('APPEND', KEYS[4], ARGV[8])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4])

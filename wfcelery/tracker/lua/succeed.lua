@@ -67,7 +67,7 @@ if #released > 0 and ARGV[5] ~= '' then
   for i in string.gmatch(ARGV[5], '[^,]+') do
     table.insert(wanted, i)
   end
-  local values = redis.call('HMGET', K_RESULTS, unpack(wanted))
+  local values = hmget_all(K_RESULTS, wanted)
   for i = 1, #wanted do
     table.insert(inputs, wanted[i])
     table.insert(inputs, values[i] or false)

@@ -9,7 +9,7 @@
 // The server lets the page's origin read it only when told to (--cors-origin, wfcelery_web_cors_origins).
 // Its styles are a constructed stylesheet, so a page whose CSP refuses inline styles can embed it.
 import { safeText } from "./dom.js";
-import { PROGRESS_ORDER, statusSheet, TERMINAL } from "./statuses.js";
+import { FINISHED_RUN, PROGRESS_ORDER, statusSheet, TERMINAL } from "./statuses.js";
 
 const defaultServer = new URL("../..", import.meta.url).href.replace(/\/$/, "");
 const RETRY_MS = 2000;
@@ -66,7 +66,9 @@ class WfRunProgress extends HTMLElement {
       return;
     }
     this.render();
-    this.follow(`${url}/events`);
+    // A finished run's state is final: its stream would only replay its history over it (the page would
+    // step back through earlier counts before it ended again).
+    if (!FINISHED_RUN.has(this.runStatus)) this.follow(`${url}/events`);
   }
 
   follow(url) {
