@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 TEST_JOBS ?= 3
 XDIST := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 
-.PHONY: demo test docs browser screenshots bench bench-quick bench-scale bench-fleet soak chaos lint clean
+.PHONY: demo test docs browser screenshots bench bench-quick bench-scale bench-fleet bench-web soak chaos lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -65,6 +65,13 @@ bench-scale: $(VENV)/.installed
 FLEET_ARGS ?=
 bench-fleet: $(VENV)/.installed
 	$(PY) -m benchmarks.fleet $(FLEET_ARGS)
+
+# One `wfcelery web` process under load (10 minutes; not in `make test`): 500 event-stream followers of 50 live
+# runs and 50 API requests/s; API p99, missed events, server RSS. WEB_LOAD_SECONDS=60 for a short try.
+WEB_LOAD_SECONDS ?= 600
+WEB_LOAD_ARGS ?=
+bench-web: $(VENV)/.installed
+	WEB_LOAD_SECONDS=$(WEB_LOAD_SECONDS) $(PY) -m benchmarks.web_load $(WEB_LOAD_ARGS)
 
 # The dashboard screenshots of the docs (docs/dashboard-*.png), taken in the real browser.
 screenshots: $(VENV)/.installed browser

@@ -69,9 +69,11 @@ def make_app(broker: str, backend: str, prefix: str = PREFIX, conf: dict[str, An
             hop.apply_async((left - 1, final_id), task_id=final_id if last else None, ignore_result=not last)
 
     @app.task(name="bench.sleep")
-    def sleep(seconds: float) -> None:
-        """A long body (benchmarks.deadlines: what a deadline terminates)."""
-        time.sleep(seconds)
+    def sleep(*args: Any, seconds: float | None = None) -> None:
+        """A node that takes ``seconds`` (or its first argument): a long body (benchmarks.deadlines: what a
+        deadline terminates), and runs that keep logging transitions for as long as the web benchmark
+        follows them (``kwargs={"seconds": s}``, the parent's result as the first argument)."""
+        time.sleep(seconds if seconds is not None else float(args[0]))
 
     @app.task(name="bench.listing")
     def listing(n: int) -> list[int]:

@@ -547,3 +547,12 @@ def test_event_log_is_capped_and_offsets_stay_valid(make_test_app, r):
     assert engine.tracker.events(run.id, after=end) == (end, [])
     assert first[0].status == "Q"
     assert first[0].node == 0
+    # many runs read at once (the web server's shared streams) answer as each run read alone
+    other = engine.submit(wf)  # no worker: its first transitions only
+    cursors = {run.id: offset, other.id: 0, "0" * 32: 0}  # a run that does not exist has no events
+    assert engine.events_of(cursors) == {
+        run.id: (end, rest),
+        other.id: engine.tracker.events(other.id),
+        "0" * 32: (0, []),
+    }
+    assert engine.events_of({run.id: end}) == {run.id: (end, [])}

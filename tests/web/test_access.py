@@ -1,6 +1,7 @@
-"""Who may do what, over real HTTP against the real server (uvicorn, real Redis): HTTP Basic auth on every
-page, API route and static file; failed logins rate-limited per client address (429 + Retry-After, then a
-valid login works again); writes refused cross-site and in read-only mode."""
+"""Who may do what, over real HTTP against the real server (uvicorn, real Redis): credentials on every API
+route (the page shells load without, and show the login form); failed logins rate-limited per client
+address (429 + Retry-After, then a valid login works again); writes refused cross-site and in read-only
+mode."""
 
 from __future__ import annotations
 
@@ -17,25 +18,35 @@ from wfcelery import RunStatus
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_auth_protects_every_page_api_route_and_static_file(serve):
+def test_auth_protects_every_api_route_and_the_pages_load_without_a_basic_challenge(serve):
+    """The API, the OpenAPI document and the metrics need credentials; the page shells and their static
+    files hold no data and load without (the page then shows its login form). No answer challenges
+    Basic: the browser would open its own login dialog over the form."""
     server = serve(auth="admin:s3cret")
     with server.client() as anonymous, server.client(auth=("admin", "s3cret")) as admin:
+        for path in ("/api/health", "/api/runs", "/api/me", "/openapi.json", "/metrics", "/no-such-page"):
+            resp = anonymous.get(path)
+            assert resp.status_code == 401, path
+            assert resp.headers["www-authenticate"] == 'Bearer realm="wfcelery"', path
+            assert admin.get(path).status_code in (200, 404), path
         for path in (
             "/",
             "/runs/x",
             "/definitions",
-            "/api/health",
-            "/api/runs",
-            "/openapi.json",
+            "/definitions/x",
+            "/schedules",
+            "/history",
             "/static/js/main.js",
         ):
             resp = anonymous.get(path)
-            assert resp.status_code == 401, path
-            assert resp.headers["www-authenticate"].startswith("Basic")
-            assert admin.get(path).status_code in (200, 404), path
+            assert resp.status_code == 200, path
+            assert "www-authenticate" not in resp.headers, path
+        assert "&quot;passwordLogin&quot;: true" in anonymous.get("/").text
+        assert anonymous.post("/runs/x").status_code == 401  # only reads of the pages are open
         assert anonymous.get("/api/health", auth=("admin", "wrong")).status_code == 401
         assert anonymous.post(f"/api/runs/{'a' * 32}/pause").status_code == 401
         assert admin.get("/api/health").json()["status"] == "ok"
+        assert admin.get("/api/me").json() == {"name": "admin", "role": "admin"}
 
 
 def test_auth_and_flower_url_come_from_the_app_settings(make_test_app):
@@ -49,24 +60,12 @@ def test_auth_and_flower_url_come_from_the_app_settings(make_test_app):
     server = Server(engine).start()
     try:
         with server.client() as anonymous, server.client(auth=("admin", "s3cret")) as admin:
-            for path in (
-                "/",
-                f"/runs/{run.id}",
-                "/api/runs",
-                f"/api/runs/{run.id}/nodes/extract",
-                "/static/js/main.js",
-            ):
-                resp = anonymous.get(path)
-                assert resp.status_code == 401, path
-                assert resp.headers["www-authenticate"].startswith("Basic")
+            for path in ("/api/runs", f"/api/runs/{run.id}/nodes/extract"):
+                assert anonymous.get(path).status_code == 401, path
             assert anonymous.get("/api/runs", auth=("admin", "wrong")).status_code == 401
             view = admin.get(f"/api/runs/{run.id}/nodes/extract").json()
             assert view["task_id"]
             assert view["flower_url"] == f"http://flower.local:5555/task/{view['task_id']}"
-            assert (
-                "&quot;flowerUrl&quot;: &quot;http://flower.local:5555&quot;"
-                in admin.get(f"/runs/{run.id}").text
-            )
     finally:
         server.stop()
 

@@ -71,16 +71,18 @@ def test_every_route_has_a_rule_and_each_role_gets_exactly_what_its_rule_allows(
             assert anonymous.status_code == 401, (method, path)
 
 
-def test_once_a_token_exists_nothing_is_served_without_credentials(serve, engine):
+def test_once_a_token_exists_no_data_is_served_without_credentials(serve, engine):
     server = serve()
     with server.client() as http:
         assert http.get("/api/runs").status_code == 200  # no token yet: an open local server
         token = engine.create_token("carol", Role.VIEWER)
-        for path in ("/", "/api/runs", "/openapi.json", "/static/js/main.js"):
+        for path in ("/api/runs", "/api/me", "/openapi.json"):
             # the server looks again within a couple of seconds
             wait_for(lambda p=path: http.get(p).status_code == 401, timeout=10, message=f"{path} refused")
+        for path in ("/", "/static/js/main.js"):  # no data: the page loads, and shows its login form
+            assert http.get(path).status_code == 200, path
         assert http.get("/api/runs", headers=bearer(token)).status_code == 200
-        assert http.get("/", auth=("carol", token)).status_code == 200  # the browser's Basic dialog
+        assert http.get("/api/runs", auth=("carol", token)).status_code == 200  # a token as Basic password
         assert http.get("/api/me", headers=bearer(token)).json() == {"name": "carol", "role": "viewer"}
         engine.revoke_token("carol")
         assert http.get("/api/runs", headers=bearer(token)).status_code == 401  # at once
@@ -155,16 +157,18 @@ def test_a_viewer_token_cannot_write_even_with_a_browser_origin(serve, tokens):
 
 
 def test_nothing_is_served_without_credentials_while_the_tracker_is_down(make_test_app, faulty_redis):
-    """Once tokens exist, an outage of the tracker's Redis (which holds them) fails closed: pages, static
-    files and /metrics answer 503, not 200 to an anonymous caller; the same server answers 401 again once
-    Redis is back."""
+    """Once tokens exist, an outage of the tracker's Redis (which holds them) fails closed: the API, the
+    OpenAPI document and /metrics answer 503, not 200 to an anonymous caller; the same server answers 401
+    again once Redis is back. The page shells and static files hold no data: they load throughout (the page
+    shows its login form, or says why its API calls fail)."""
     app = make_test_app(wfcelery_redis_url=faulty_redis.url_db(1), wfcelery_redis_timeout=2)
     engine = app._wfcelery_engine
     engine.create_token("erin", Role.VIEWER)
     from tests.web.conftest import Server
 
     server = Server(engine).start()
-    paths = ["/", "/static/app.css", "/metrics", "/api/runs", "/openapi.json"]
+    paths = ["/metrics", "/api/runs", "/openapi.json"]
+    shells = ["/", "/static/app.css"]
     try:
         with server.client() as http:
             assert {p: http.get(p).status_code for p in paths} == dict.fromkeys(paths, 401)
@@ -174,6 +178,7 @@ def test_nothing_is_served_without_credentials_while_the_tracker_is_down(make_te
                 timeout=20,
                 message="every path refused while the tokens cannot be read",
             )
+            assert {p: http.get(p).status_code for p in shells} == dict.fromkeys(shells, 200)
             faulty_redis.start()
             wait_for(
                 lambda: {p: http.get(p).status_code for p in paths} == dict.fromkeys(paths, 401),

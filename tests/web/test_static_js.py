@@ -94,3 +94,17 @@ def test_the_package_ships_every_static_file():
     for folder in {p.parent for p in STATIC.rglob("*") if p.is_file()}:
         glob = f"web/{folder.relative_to(STATIC.parent).as_posix()}/*"
         assert f'"{glob}"' in pyproject, glob
+
+
+def test_the_credentials_go_in_a_header_only_never_in_a_url():
+    """The stored credentials are read in js/auth.js alone, and sent only as the Authorization header;
+    no dashboard module opens an EventSource (it cannot send that header: the run page reads its stream
+    with fetch()). Only the embeddable element, for servers without credentials, uses EventSource."""
+    for name, source in modules().items():
+        if name != "js/auth.js":
+            assert "sessionStorage" not in source, name
+        if name != "js/wf-run-progress.js":
+            assert "new EventSource" not in source, name
+    auth = (JS / "auth.js").read_text()
+    assert re.findall(r"sessionStorage\.getItem\(KEY\)", auth) == ["sessionStorage.getItem(KEY)"]
+    assert "headers.Authorization = auth" in auth

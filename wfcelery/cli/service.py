@@ -87,7 +87,8 @@ celery -A proj wf web --read-only --port 9000"""),
     "--auth",
     metavar="USER:PASSWORD",
     envvar="WFCELERY_WEB_AUTH",
-    help="HTTP Basic auth for every page and API route (default: the wfcelery_web_auth setting).",
+    help="An admin login (HTTP Basic, or the dashboard's login form) required on every API route "
+    "(default: the wfcelery_web_auth setting).",
 )
 @click.option("--read-only", is_flag=True, help="Hide the control buttons and refuse every write.")
 @click.option("--flower-url", metavar="URL", help="Link nodes to Flower (default: wfcelery_flower_url).")

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from wfcelery.client.audit import current_actor, record_audit
 from wfcelery.client.control import Control
 from wfcelery.client.history import History
 from wfcelery.client.pools import PoolControl
-from wfcelery.client.run import Run
+from wfcelery.client.run import Run, RunSummary
 from wfcelery.client.schedules import Schedules
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.loader import from_data, load, read_data
@@ -52,6 +52,7 @@ from wfcelery.settings import check_not_eager
 from wfcelery.tracker.access import AuditEntry
 from wfcelery.tracker.base import never_executed
 from wfcelery.tracker.outcomes import CreateResult
+from wfcelery.tracker.records import Event
 from wfcelery.tracker.states import RunStatus
 
 logger = logging.getLogger("wfcelery.engine")
@@ -354,6 +355,18 @@ class Engine(Schedules, Control, History, Access, PoolControl):
         """The run with this id. Raises :class:`RunNotFound`."""
         self.tracker.run_record(run_id)
         return Run(self, run_id)
+
+    def events_of(self, cursors: Mapping[str, int]) -> dict[str, tuple[int, list[Event]]]:
+        """:meth:`Run.events` of many runs in one go, without waiting: ``{run id: offset}`` -> ``{run id:
+        (next offset, events)}`` (a few round trips to Redis however many runs)."""
+        return self.tracker.events_many(cursors)
+
+    def summaries(self, run_ids: Sequence[str]) -> dict[str, RunSummary | None]:
+        """:meth:`Run.summary` of many runs in one round trip; None for a run that is gone."""
+        records = self.tracker.records(run_ids)
+        return {
+            i: RunSummary.of(i, r) if r is not None else None for i, r in zip(run_ids, records, strict=True)
+        }
 
     # -- definitions known by name (the web dashboard's and REST API's catalogue) -----------------------
 

@@ -21,12 +21,12 @@ frees, the audit that gives back what no report will, and the elected loop that 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from wfcelery.errors import RunNotFound, TrackerUnavailable
+from wfcelery.ops.elected import ElectedLoop
 from wfcelery.ops.pools import Acquired, Granted, Pools, Woken, member, parse_member, pools_of
 from wfcelery.tracker.keys import Slot, split_slot
 
@@ -223,41 +223,23 @@ def sweep_pool_waits(
     return done
 
 
-class PoolLoop:
+class PoolLoop(ElectedLoop):
     """The elected loop inside the workers (lease ``<prefix>:pools:lease``, renewed as the timer loop's):
     grants the tokens of rate-limited pools as they come, and audits the slots every
     :data:`AUDIT_EVERY` seconds. ``start()`` runs it in a daemon thread; ``step()`` is one pass."""
 
+    name = "wfcelery pools"
     LEASE_TICK = 1.0
 
-    def __init__(self, tracker: Tracker, dispatch: Dispatcher, hostname: str) -> None:
-        self.tracker = tracker
+    def __init__(self, tracker: Tracker, dispatch: Dispatcher, hostname: str, outage: Any = None) -> None:
+        super().__init__(tracker, hostname, tracker.keys.pools_lease, self.LEASE_TICK, outage)
         self.dispatch = dispatch
-        self.hostname = hostname
-        self._leader_until = 0.0
         self._audit_at = 0.0
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self.run, name="wfcelery-pools", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                wait = self.step()
-            except Exception as e:  # the tracker away: try again after a lease tick
-                self._leader_until = 0.0
-                logger.debug("wfcelery pools: %s", e)
-                wait = self.LEASE_TICK
-            self._stop.wait(wait)
 
     def step(self) -> float:
         """One pass: seconds to sleep before the next."""
         pools = pools_of(self.tracker)
-        if not pools.names() or not self._lead():
+        if not pools.names() or not self.lead():
             return self.LEASE_TICK
         now = time.monotonic()
         if now >= self._audit_at:
@@ -275,13 +257,3 @@ class PoolLoop:
             if grant.next_token_ms:
                 wait = min(wait, grant.next_token_ms / 1000)
         return max(0.005, wait)
-
-    def _lead(self) -> bool:
-        now = time.monotonic()
-        if now < self._leader_until:
-            return True
-        if self.tracker.elect(self.hostname, self.LEASE_TICK * 3, self.tracker.keys.pools_lease):
-            self._leader_until = now + self.LEASE_TICK
-            return True
-        self._leader_until = 0.0
-        return False

@@ -27,12 +27,12 @@ The loop also scans the ``wfcelery_definitions`` folder every ``wfcelery_schedul
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from wfcelery.errors import BrokerUnavailable, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
+from wfcelery.ops.elected import ElectedLoop
 from wfcelery.ops.firing import Firer
 from wfcelery.ops.folder import scan_folder
 from wfcelery.ops.store import TRIM_EVERY, ScheduleRecord
@@ -50,51 +50,31 @@ BLOCKED_RETRY = 0.25
 BATCH = 2000
 
 
-class Scheduler:
+class Scheduler(ElectedLoop):
     """The loop (see the module docstring). ``start()`` runs it in a daemon thread; ``tick()`` is one pass
     (the leader's), for tests and benchmarks."""
 
+    name = "wfcelery scheduler"
+
     def __init__(self, tracker: Tracker, dispatch: Dispatcher, hostname: str, outage: Any = None) -> None:
-        self.tracker = tracker
-        self.settings = tracker.settings
+        settings = tracker.settings
+        super().__init__(
+            tracker,
+            hostname,
+            tracker.keys.scheduler,
+            settings.heartbeat or 2.0,
+            outage,
+            retry_after=MAX_SLEEP,
+        )
+        self.settings = settings
         self.firer = Firer(tracker, dispatch)
         self.store = self.firer.store
-        self.hostname = hostname
-        self.outage = outage
-        self.lease_tick = self.settings.heartbeat or 2.0
-        self._leader_until = 0.0
         self._blocked: dict[str, float] = {}
         self._records: dict[str, ScheduleRecord] = {}
         self._next_scan = 0.0
         self._ticks = 0
-        self._stop = threading.Event()
         #: Fires done by this loop: (slot ms, fired at ms, Redis clock): the benchmark's lag.
         self.fired: list[tuple[int, int]] | None = None
-
-    def start(self) -> None:
-        threading.Thread(target=self.run, name="wfcelery-scheduler", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        """Until :meth:`stop`: lead or wait for the lease, scan, fire."""
-        while not self._stop.is_set():
-            try:
-                wait = self.step()
-                if self.outage is not None:
-                    self.outage.up()
-            except TrackerUnavailable as e:
-                self._leader_until = 0.0
-                if self.outage is not None:
-                    self.outage.down(e)
-                else:
-                    logger.warning("wfcelery scheduler: %s", e)
-                wait = MAX_SLEEP
-            except Exception as e:
-                logger.warning("wfcelery scheduler: %s", e)
-                wait = MAX_SLEEP
-            self._stop.wait(wait)
 
     def step(self) -> float:
         """One pass: seconds to sleep before the next."""
@@ -104,18 +84,6 @@ class Scheduler:
             self._next_scan = time.monotonic() + self.settings.schedule_scan
             scan_folder(self.store, self.settings, self.tracker.server_ms())
         return self.tick()
-
-    def lead(self) -> bool:
-        """Hold the lease: renewed once per lease tick (it lives three)."""
-        now = time.monotonic()
-        if now < self._leader_until:
-            return True
-        ttl = self.lease_tick * 3
-        if self.tracker.elect(self.hostname, ttl, self.tracker.keys.scheduler):
-            self._leader_until = now + self.lease_tick
-            return True
-        self._leader_until = 0.0
-        return False
 
     # -- one tick --------------------------------------------------------------------------------------
 

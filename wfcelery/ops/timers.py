@@ -17,8 +17,6 @@ another worker takes the lease within three lease ticks plus one and fires what 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +24,7 @@ from wfcelery.definition.waits import format_duration
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.ops.deadlines import fire_due, next_deadline
+from wfcelery.ops.elected import ElectedLoop
 from wfcelery.ops.subruns import Settled, publish_settled, settle_failure, settle_success
 from wfcelery.ops.waits import TimerVerdict, waits_of
 from wfcelery.tracker.records import TimerEntry
@@ -45,9 +44,11 @@ FAILED_RETRY = 30.0
 BATCH = 500
 
 
-class TimerLoop:
+class TimerLoop(ElectedLoop):
     """The loop (see the module docstring); ``start()`` runs it in a daemon thread, ``fire_due()`` is one
     pass (for tests and ``wfcelery sweep``)."""
+
+    name = "wfcelery timers"
 
     def __init__(
         self,
@@ -57,38 +58,12 @@ class TimerLoop:
         outage: Any = None,
         hand_off: Callable[[Settled], None] | None = None,
     ) -> None:
-        self.tracker = tracker
+        super().__init__(tracker, hostname, tracker.keys.timers_lease, LEASE_TICK, outage)
         self.dispatch = dispatch
         #: What publishes the nodes a timer released (the worker side's keeps them in its outbox when the
         #: broker or the tracker is away); by default: :func:`~wfcelery.ops.subruns.publish_settled`.
         self.hand_off = hand_off or (lambda settled: publish_settled(tracker, dispatch, settled))
         self.waits = waits_of(tracker)
-        self.hostname = hostname
-        self.outage = outage
-        self._leader_until = 0.0
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self.run, name="wfcelery-timers", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                wait = self.step()
-                if self.outage is not None:
-                    self.outage.up()
-            except TrackerUnavailable as e:
-                self._leader_until = 0.0
-                if self.outage is not None:
-                    self.outage.down(e)
-                wait = LEASE_TICK
-            except Exception as e:
-                logger.warning("wfcelery timers: %s", e)
-                wait = LEASE_TICK
-            self._stop.wait(wait)
 
     def step(self) -> float:
         """One pass: seconds to sleep before the next."""
@@ -99,17 +74,6 @@ class TimerLoop:
         dues = [d for d in (self.waits.next_due(), next_deadline(self.tracker)) if d is not None]
         due = min(dues, default=None)
         return MAX_SLEEP if due is None else max(0.005, min(MAX_SLEEP, (due - now) / 1000))
-
-    def lead(self) -> bool:
-        """Hold the lease: renewed once per lease tick."""
-        now = time.monotonic()
-        if now < self._leader_until:
-            return True
-        if self.tracker.elect(self.hostname, LEASE_TICK * 3, self.tracker.keys.timers_lease):
-            self._leader_until = now + LEASE_TICK
-            return True
-        self._leader_until = 0.0
-        return False
 
     def fire_due(self) -> int:
         """Fire every timer due now; returns Redis's clock (ms) as read."""

@@ -78,8 +78,9 @@ def create_app(
 
     Args:
         engine: the app's :class:`~wfcelery.client.engine.Engine` (``wfcelery.install(app)``).
-        auth: ``"user:password"`` puts every page, API route and static file behind HTTP Basic auth
-            (default: the ``wfcelery_web_auth`` setting; none when unset).
+        auth: ``"user:password"``: an admin login (HTTP Basic, or the dashboard's login form) required on
+            every API route (default: the ``wfcelery_web_auth`` setting; none when unset). The page
+            shells and static files hold no data and load without credentials, to show the login form.
         read_only: hide the control buttons and refuse every write (submit, control, delete) with 403.
         flower_url: Flower's base URL, to link every node to its task (default: ``wfcelery_flower_url``).
         allowed_origins: extra ``scheme://host[:port]`` origins allowed to send writes (the server's own
@@ -128,6 +129,7 @@ def create_app(
     auth = auth if auth is not None else settings.web_auth
     if auth and (":" not in auth or auth.startswith(":")):
         raise ConfigurationError("web auth must be 'user:password' (--auth or wfcelery_web_auth)")
+    app.state.password_login = bool(auth)
     # the middlewares run outermost last-added: Shield, then CORS, then Guard, then the routes
     app.add_middleware(
         Guard,

@@ -102,7 +102,13 @@ def _page(request: Request) -> HTMLResponse:
     body = (
         _shell()
         .replace("{{root}}", html.escape(root))
-        .replace("{{config}}", html.escape(json.dumps({"root": root}), quote=True))
+        .replace(
+            "{{config}}",
+            html.escape(
+                json.dumps({"root": root, "passwordLogin": bool(request.app.state.password_login)}),
+                quote=True,
+            ),
+        )
     )
     return HTMLResponse(body, headers={"Cache-Control": "no-store"})
 

@@ -1,8 +1,9 @@
 """The dashboard's pages: one HTML shell for every page; static/app.js draws the page the path names.
 
 The shell carries the mount path (so the dashboard works under ``parent.mount("/wf", app)`` and behind a
-proxy that strips a prefix and sets ``root_path``) and the two settings the browser needs: read-only mode
-and Flower's URL.
+proxy that strips a prefix and sets ``root_path``), read-only mode, and whether the login form offers the
+``--auth`` user/password login. The shells are served without credentials (they hold no data); the page
+asks ``GET /api/me`` who it is, and shows the login form when the answer is 401 (static/js/auth.js).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-
-from wfcelery.web.roles import principal_of
 
 STATIC = Path(__file__).parent / "static"
 
@@ -32,9 +31,9 @@ def _page(request: Request) -> HTMLResponse:
     config = {
         "root": root,
         "readOnly": bool(request.app.state.read_only),
-        "user": principal_of(request).name,
-        "role": principal_of(request).role.value,  # the page hides what the role cannot do
-        "flowerUrl": request.app.state.flower_url,
+        # the login form asks for a user and password too when the server has an --auth login; who is
+        # signed in and the role (what the page hides) come from GET /api/me
+        "passwordLogin": bool(request.app.state.password_login),
     }
     body = (
         _shell()

@@ -5,13 +5,16 @@ A pure ASGI middleware (not Starlette's BaseHTTPMiddleware), so the Server-Sent 
 through untouched. What every request passes before this one (Host allowlist, body limit, security
 headers) is :mod:`wfcelery.web.shield`; what each role may call is :mod:`wfcelery.web.roles`.
 
-* **Credentials** are required on every path -- pages, API, static files, the OpenAPI document -- once
+* **Credentials** are required on every path but the dashboard's page shells and static files -- API,
+  OpenAPI document, metrics -- once
   ``--auth user:password`` (``wfcelery_web_auth``) is given or any token exists
   (``engine.access_required()``, asked at most every :data:`TOKENS_CHECK_EVERY` seconds); until then the
   server is open and its caller is an anonymous admin. Accepted: ``Authorization: Bearer <token>``
   (``engine.authenticate``, asked on each request, so a revoked token is refused at once), Basic with a
-  token as the password (the browser's own login dialog), and the ``--auth`` login (an admin, compared in
-  constant time). A client address that sent wrong credentials ``wfcelery_web_auth_failures`` times within
+  token as the password, and the ``--auth`` login (an admin, compared in constant time). A 401 challenges
+  ``Bearer``, never ``Basic``: the browser's own login dialog would cover the dashboard's login form. The
+  page shells hold no data: they load without credentials, and ``GET /api/me`` tells them whether to show
+  the login form. A client address that sent wrong credentials ``wfcelery_web_auth_failures`` times within
   ``wfcelery_web_auth_window`` seconds is answered 429 with ``Retry-After`` until the window has passed
   (:mod:`wfcelery.web.ratelimit`). The request then runs under ``acting_as(<token name or Basic user>)``:
   the audit trail records who made each write.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -55,7 +59,13 @@ TOKENS_CHECK_EVERY = 2.0
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-_CHALLENGE = (b"www-authenticate", b'Basic realm="wfcelery", charset="UTF-8"')
+# Bearer, not Basic: a Basic challenge makes a browser open its own login dialog over the dashboard's
+# login form (a fetch() answered 401 with it does too).
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="wfcelery"')
+
+#: The dashboard's page shells (and their static files) hold no data: served to anyone, so that a browser
+#: without credentials gets the login form rather than an error. Everything else needs credentials.
+_PAGES = re.compile(r"/(?:static/.*|runs/[^/]+/?|definitions(?:/[^/]+)?/?|schedules/?|history(?:/[^/]+)?/?)?")
 
 Refusal = tuple[int, str, list[tuple[bytes, bytes]]]
 
@@ -85,6 +95,9 @@ class Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD") and _PAGES.fullmatch(_route_path(scope)):
+            await self.app(scope, receive, send)  # no credentials looked at: the shell asks /api/me
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client")
@@ -155,7 +168,7 @@ class Guard:
         if self.credentials is not None and secrets.compare_digest(given, self.credentials):
             return Principal(given.decode(errors="replace").partition(":")[0], Role.ADMIN)
         password = given.decode(errors="replace").partition(":")[2]
-        # a token as the password of a Basic login: the browser's own login dialog works with a token
+        # a token as the password of a Basic login: for clients that only speak Basic
         return await self._token(password) if password.startswith(TOKEN_PREFIX) else None
 
     async def _token(self, token: str) -> Principal | None:
@@ -190,6 +203,13 @@ class Guard:
         hosts = {headers.get("host", "").lower()}
         hosts |= {h.strip().lower() for h in headers.get("x-forwarded-host", "").split(",") if h.strip()}
         return origin != "null" and urlsplit(origin).netloc in hosts - {""}
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path below the app's mount path (``root_path``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _credentials(auth: str) -> bytes:

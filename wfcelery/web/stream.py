@@ -27,8 +27,12 @@ When the run has ended and every transition is sent, the stream sends ``event: e
 that is retried later can be followed again from the last id. A run deleted meanwhile also ends the
 stream (``{"deleted": true}``). Keep-alive comments go out every 15 s.
 
-The log is polled every 50 ms (one pipelined GET per poll, in a worker thread) once per run however many
-streams follow it (:mod:`wfcelery.web.hub`), so a transition reaches the browser within ~50-100 ms.
+The logs of every followed run are polled together every 50 ms (one pipelined read, in a worker thread),
+however many streams follow them (:mod:`wfcelery.web.hub`), so a transition reaches the browser within
+~50-100 ms. Each transition is encoded once, and sent to every stream of its run as those bytes. The
+server keeps the newest :data:`~wfcelery.web.hub.MAX_LINES` transitions of a followed run; a stream
+further behind (from the start of a long run, or resumed from an old id) reads that part from the tracker
+first.
 """
 
 from __future__ import annotations
@@ -37,15 +41,12 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from wfcelery.client.run import Run
 from wfcelery.errors import TrackerError
-from wfcelery.tracker.keys import instance_name, split_slot
-from wfcelery.tracker.states import NodeStatus
 from wfcelery.web.errors import InvalidEventId
 from wfcelery.web.hub import STATUS_INTERVAL, Channel, Hub
 
@@ -107,7 +108,9 @@ def event_stream(run: Run, cursor: tuple[int, int], hub: Hub, client: str) -> Ev
     )
 
 
-async def _events(run: Run, offset: int, skip: int, hub: Hub, client: str) -> AsyncIterator[ServerSentEvent]:
+async def _events(
+    run: Run, offset: int, skip: int, hub: Hub, client: str
+) -> AsyncIterator[ServerSentEvent | bytes]:
     """The stream; the tracker's Redis lost mid-stream ends it (the client reconnects from its last id and
     is answered 503 until Redis is back) instead of an error the started response can no longer carry."""
     try:
@@ -123,11 +126,9 @@ async def _events(run: Run, offset: int, skip: int, hub: Hub, client: str) -> As
         hub.leave(client)
 
 
-async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIterator[ServerSentEvent]:
-    plan = await anyio.to_thread.run_sync(run.plan)
-    names = [n.name for n in plan.nodes]
-    pools = [n.pool for n in plan.nodes]
-    created = (await anyio.to_thread.run_sync(run.summary)).created_at
+async def _follow(
+    run: Run, offset: int, skip: int, channel: Channel
+) -> AsyncIterator[ServerSentEvent | bytes]:
     yield ServerSentEvent(comment="wfcelery run events", retry=1000)
     audited = 0  # audit entries of the channel sent
     while True:
@@ -135,16 +136,18 @@ async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIt
         for entry in channel.audits[audited:]:
             yield ServerSentEvent(data=json.dumps(entry), event="audit")
         audited = len(channel.audits)
+        if offset < channel.first:  # behind what the channel keeps: read that part from the tracker
+            end, older = await channel.older(offset, skip)
+            if end > offset:  # (a log gone meanwhile reads nothing: the channel's copy serves)
+                offset, skip = end, 0
+                if older:
+                    yield b"".join(older)
+                continue
         fresh = channel.after(offset, skip)
         skip = 0
-        for end, event in fresh:
-            offset = end
-            yield ServerSentEvent(
-                data=json.dumps(_payload(event, names, created, pools)),
-                event="node" if event.node is not None else "run",
-                id=str(end),
-            )
-        if fresh:
+        if fresh:  # the messages as the channel encoded them, in one write
+            offset = fresh[-1][0]
+            yield b"".join(message for _, message in fresh)
             continue
         if channel.failed is not None:
             return
@@ -153,32 +156,3 @@ async def _follow(run: Run, offset: int, skip: int, channel: Channel) -> AsyncIt
             return
         with anyio.move_on_after(STATUS_INTERVAL):
             await wake.wait()
-
-
-def _payload(
-    event: Any, names: list[str], created: float, pools: list[str | None] | None = None
-) -> dict[str, Any]:
-    """A node's (or an instance's: ``resize[3]``, logged as ``"<index>:<i>"``) transition, or the run's. A
-    task node WAITING waits for its pool: ``"waiting": {"for": "pool", "pool": <name>}``."""
-    if event.node is None:
-        run = {"node": None, "index": None, "status": event.status}
-        return {**run, "epoch": event.epoch, "at": _at(event, created)}
-    index, instance = split_slot(event.node)
-    name = names[index] if index < len(names) else None
-    if name is not None and instance is not None:
-        name = instance_name(name, instance)
-    status = NodeStatus.from_code(event.status)
-    pool = pools[index] if pools and index < len(pools) else None
-    return {
-        "node": name,
-        "index": index,
-        **({"instance": instance} if instance is not None else {}),
-        "status": status.value,
-        **({"waiting": {"for": "pool", "pool": pool}} if pool and status is NodeStatus.WAITING else {}),
-        "epoch": event.epoch,
-        "at": _at(event, created),
-    }
-
-
-def _at(event: Any, created: float) -> float:
-    return round(created + int(event.at_ms) / 1000, 3)

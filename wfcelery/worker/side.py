@@ -381,7 +381,7 @@ class WorkerSide(Inline):
         if self.settings.scheduler:
             self._services.append(Scheduler(self.tracker, self.dispatch, hostname, self.outage))
         self._services.append(TimerLoop(self.tracker, self.dispatch, hostname, self.outage, self.settled))
-        self._services.append(PoolLoop(self.tracker, self.dispatch, hostname))
+        self._services.append(PoolLoop(self.tracker, self.dispatch, hostname, self.outage))
         for service in self._services:
             service.start()
 

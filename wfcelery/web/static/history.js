@@ -1,6 +1,7 @@
 // The history pages (/history, /history/<workflow>): searches and a workflow's record over the REST API
 // (/api/history/...). An ES module on its own page shell (history.html), sharing app.css and the status
 // list and colours of js/statuses.js.
+import { authFetch, signedIn } from "./js/auth.js";
 import { RUN_STATUSES, colorOf, statusSheet } from "./js/statuses.js";
 
 document.adoptedStyleSheets = [...document.adoptedStyleSheets, statusSheet()];
@@ -26,7 +27,7 @@ document.adoptedStyleSheets = [...document.adoptedStyleSheets, statusSheet()];
     return node;
   };
   async function api(path) {
-    const resp = await fetch(ROOT + path, { headers: { Accept: "application/json" } });
+    const resp = await authFetch(ROOT + path, { headers: { Accept: "application/json" } });
     const body = await resp.json().catch(() => ({}));
     if (!resp.ok) throw new Error(body.error || `${resp.status} ${resp.statusText}`);
     return body;
@@ -182,6 +183,7 @@ document.adoptedStyleSheets = [...document.adoptedStyleSheets, statusSheet()];
 
   const path = location.pathname.slice(ROOT.length);
   const m = path.match(/^\/history\/(.+)$/);
-  if (m) workflowPage(decodeURIComponent(m[1]));
+  if (!(await signedIn())) { /* the login form is shown */ }
+  else if (m) workflowPage(decodeURIComponent(m[1]));
   else searchPage();
 }

@@ -1,9 +1,10 @@
 // wfcelery dashboard: the Schedules page (/schedules). An ES module on its own: it draws the page only when
 // the path is /schedules, from the REST API (GET /api/schedules, GET /api/schedules/{name}), and refreshes
-// every 5 s. Pause / resume buttons unless the dashboard is read-only.
+// every 5 s. Pause / resume buttons for an admin (unless the dashboard is read-only).
 
-const CFG = JSON.parse(document.body.dataset.config || "{}");
-const ROOT = CFG.root || "";
+import { ROOT, may } from "./js/api.js";
+import { authFetch } from "./js/auth.js";
+
 const REFRESH_MS = 5000;
 const RECENT = 10;
 
@@ -20,7 +21,7 @@ function h(tag, attrs, ...children) {
 }
 
 async function api(path, options = {}) {
-  const resp = await fetch(ROOT + path, { headers: { Accept: "application/json" }, ...options });
+  const resp = await authFetch(ROOT + path, { headers: { Accept: "application/json" }, ...options });
   const body = resp.status === 204 ? null : await resp.json().catch(() => ({}));
   if (!resp.ok) throw new Error((body && body.error) || `HTTP ${resp.status}`);
   return body;
@@ -39,7 +40,7 @@ function recentRuns(runs) {
 }
 
 function row(s, refresh) {
-  const toggle = CFG.readOnly ? null : h("button", {
+  const toggle = !may("admin") ? null : h("button", {
     class: "btn", "data-action": s.paused ? "resume" : "pause",
     onclick: async () => {
       try { await api(`/api/schedules/${encodeURIComponent(s.name)}/${encodeURIComponent(s.paused ? "resume" : "pause")}`, { method: "POST" }); }

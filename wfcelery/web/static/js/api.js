@@ -1,6 +1,8 @@
 // The dashboard's server: its mount path, its settings, and every URL the page builds on it.
+import { authFetch } from "./auth.js";
 
-//: What the page shell says (wfcelery/web/pages.py): the mount path, read-only mode, Flower's URL.
+//: What the page shell says (wfcelery/web/pages.py): the mount path, read-only mode; main.js adds who is
+//: signed in and the role (GET /api/me) before the page is drawn.
 export const CFG = JSON.parse(document.body.dataset.config || "{}");
 export const ROOT = CFG.root || "";
 // What the caller's role may do (the server refuses the rest anyway): viewer < operator < admin.
@@ -19,7 +21,7 @@ export const pageUrl = (p) => ROOT + p;
 // A JSON request to the API; an error answer (the {"error", "type"} shape) becomes a thrown Error whose
 // message is the server's and whose .status is the HTTP status.
 export async function api(p, options = {}) {
-  const resp = await fetch(ROOT + p, { headers: { Accept: "application/json" }, ...options });
+  const resp = await authFetch(ROOT + p, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
   if (resp.status === 204) return null;
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) {
