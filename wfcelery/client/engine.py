@@ -329,8 +329,9 @@ class Engine(Schedules, Control, History, Access, PoolControl):
 
     def _check_workers(self, plan: Plan, require: bool) -> list[str]:
         queues = self.node_queues(plan)
-        if require and not self.consumers.get().known:
-            self.consumers.get(refresh=True)
+        cached = self.consumers.get()
+        if require and (not cached.known or unconsumed(cached, queues)):
+            self.consumers.get(refresh=True)  # refuse on a fresh answer only (a worker may have started)
         consumers = self.consumers.confirm(queues.values())  # warn or refuse on a confirmed answer only
         if require and not consumers.known:
             raise NoWorkerError(f"cannot check which queues the workers consume: {consumers.reason}")
