@@ -119,9 +119,10 @@ class Guard:
         await send_error(send, status, message, extra)
 
     def _open_during_outage(self, path: str) -> bool:
-        """Whether ``path`` is served without credentials while the tracker cannot be asked who may see
-        it: the dashboard's own pages and files, and only where the last answer was that no credentials
-        are needed. Fails closed: once tokens were seen (or before any answer), everything is 503."""
+        """Whether ``path`` (not a page shell: those never ask) is served while the tracker cannot be asked
+        who may see it: never the API, the OpenAPI document or the metrics; anything else only where the
+        last answer was that no credentials are needed. Fails closed: once tokens were seen (or before any
+        answer), 503."""
         if path.startswith("/api/") or path in ("/openapi.json", "/metrics"):
             return False
         return self._tokens_seen_at is not None and not self._tokens_seen
