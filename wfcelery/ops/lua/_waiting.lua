@@ -28,19 +28,7 @@ local function succeed_waiting(idx, n, result, spec, first)
   if status == 'RUNNING' and spec ~= '' then
     cascade(cjson.decode(spec), tonumber(idx), 'ok', run_epoch, released)
   elseif status == 'RUNNING' then
-    for i = first, #ARGV, 2 do  -- the plain counters, as succeed.lua counts them
-      local child, parents = ARGV[i], tonumber(ARGV[i + 1])
-      if parents == 1 or redis.call('HINCRBY', K_DEPS, child, 1) >= parents then
-        local c = get_node(child)
-        if c.s == 'P' then
-          if parents > 1 then
-            redis.call('HDEL', K_DEPS, child)
-          end
-          queue_node(child, c, run_epoch)
-          table.insert(released, tonumber(child))
-        end
-      end
-    end
+    release_counted(first, run_epoch, released)
   end
   local params = #released > 0 and (const('params') or '{}')
   local finish = maybe_finish()

@@ -534,3 +534,22 @@ local function revoke_unless_survivor(spec, run_epoch, released)
   end
   return out
 end
+
+-- The plain counters: ARGV from `first` on is pairs (child index, its number of parents); one more parent
+-- of each child is done. A child whose parents are all done and that is still PENDING goes QUEUED and into
+-- `released`. Shared by succeed.lua and a no-task node's end (ops/lua/_waiting.lua).
+local function release_counted(first, run_epoch, released)
+  for i = first, #ARGV, 2 do
+    local child, parents = ARGV[i], tonumber(ARGV[i + 1])
+    if parents == 1 or redis.call('HINCRBY', K_DEPS, child, 1) >= parents then
+      local c = get_node(child)
+      if c.s == 'P' then
+        if parents > 1 then
+          redis.call('HDEL', K_DEPS, child)
+        end
+        queue_node(child, c, run_epoch)
+        table.insert(released, tonumber(child))
+      end
+    end
+  end
+end

@@ -45,20 +45,7 @@ if status == 'RUNNING' and node and ARGV[4] ~= '' then
     cascade(spec, node, 'bad', run_epoch, released)
   end
 elseif status == 'RUNNING' and node then
-  for i = 8, #ARGV, 2 do
-    local child, parents = ARGV[i], tonumber(ARGV[i + 1])
-    local ready = parents == 1 or redis.call('HINCRBY', K_DEPS, child, 1) >= parents
-    if ready then
-      local c = get_node(child)
-      if c.s == 'P' then
-        if parents > 1 then
-          redis.call('HDEL', K_DEPS, child)
-        end
-        queue_node(child, c, run_epoch)
-        table.insert(released, tonumber(child))
-      end
-    end
-  end
+  release_counted(8, run_epoch, released)
 end
 local params = #released > 0 and (const('params') or '{}')  -- only when children were released
 local inputs = {}
