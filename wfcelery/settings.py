@@ -23,6 +23,15 @@ DEFAULT_RUN_TTL = 7 * 24 * 3600
 DEFAULT_EVENTS_MAXLEN = 256 * 1024
 #: Seconds between full resyncs of a worker's in-memory message filter (pub/sub keeps it fresh in between).
 DEFAULT_GATE_RESYNC = 5.0
+#: Seconds a worker process's gate lease lasts (renewed every quarter of it). While it holds a fresh lease,
+#: a process decides a node's start from its own copy of the gate table, without a tracker round trip, and
+#: every pause/cancel waits for its acknowledgement (or for the lease to lapse). 0: every start asks the
+#: tracker (start.lua). Docs: architecture, "The start gate".
+DEFAULT_GATE_LEASE = 4.0
+#: Seconds a locally started node's RUNNING record waits to be written: a body that ends sooner has its
+#: start recorded by its own success or failure report (one tracker call per node); a longer one shows
+#: RUNNING after this delay. A pause, cancel or worker shutdown writes the waiting records at once.
+DEFAULT_RUNNING_DELAY = 0.1
 #: Whether Celery's result backend also stores each node's result. Off: the tracker already keeps every
 #: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,
 #: kept result_expires) doubled Redis memory and cost ~15% throughput (benchmarks/results).
@@ -121,6 +130,8 @@ class Settings:
     routes: dict[str, str] = field(default_factory=dict)
     events_maxlen: int = DEFAULT_EVENTS_MAXLEN
     gate_resync: float = DEFAULT_GATE_RESYNC
+    gate_lease: float = DEFAULT_GATE_LEASE
+    running_delay: float = DEFAULT_RUNNING_DELAY
     retry_backoff_max: int = DEFAULT_RETRY_BACKOFF_MAX
     #: Refuse definitions that name tasks not registered in the app.
     check_tasks: bool = True
@@ -221,6 +232,8 @@ class Settings:
             routes=dict(conf.get("wfcelery_routes") or {}),
             events_maxlen=int(conf.get("wfcelery_events_maxlen") or DEFAULT_EVENTS_MAXLEN),
             gate_resync=float(conf.get("wfcelery_gate_resync") or DEFAULT_GATE_RESYNC),
+            gate_lease=_number(conf, "wfcelery_gate_lease", DEFAULT_GATE_LEASE),
+            running_delay=_number(conf, "wfcelery_running_delay", DEFAULT_RUNNING_DELAY),
             retry_backoff_max=int(conf.get("wfcelery_retry_backoff_max") or DEFAULT_RETRY_BACKOFF_MAX),
             check_tasks=bool(conf.get("wfcelery_check_tasks", True)),
             celery_results=bool(conf.get("wfcelery_celery_results", DEFAULT_CELERY_RESULTS)),

@@ -124,11 +124,11 @@ class WorkflowRunner:
                 raise RuntimeError(f"wfcelery.testing: the worker did not start consuming {queue!r}")
 
     def close(self) -> None:
-        """Stop the message filter thread this test's worker side started (it exists once used)."""
+        """Give back the gate lease and stop the message filter thread this test's worker side started
+        (they exist once used)."""
         side = getattr(self.app, "_wfcelery_worker", None)
-        message_filter = vars(side).get("message_filter") if side is not None else None
-        if message_filter is not None:
-            message_filter.stop()
+        if side is not None:
+            side.close_gate()
 
 
 # -- fixtures --------------------------------------------------------------------------------------------

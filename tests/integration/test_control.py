@@ -182,10 +182,11 @@ def test_lost_revoke_worker_started_after_pause_runs_nothing(app, engine, r, uid
     # Pause with no worker listening: the revoke broadcast is lost.
     at_pause = {run.id: run.pause() for run in (gated, stale)}
     # The second worker's message filter has never heard of `stale` being paused (as if the pub/sub message
-    # and the resync were both missed): only the authoritative start gate (lua/start.lua) stands in the way.
+    # and the resync were both missed), and the worker has no local gate (a leased process cannot miss a
+    # change: it acknowledges each one, test_local_gate.py): only the start script stands in the way.
     r.hdel(engine.tracker.keys.gate, stale.id)
 
-    worker_process(app, [queue], "lost-b", concurrency=2)
+    worker_process(app, [queue], "lost-b", concurrency=2, conf={"wfcelery_gate_lease": 0})
     wait_for(
         lambda: all(drained(r, queue, run.id) for run in (gated, stale)),
         timeout=30,

@@ -30,6 +30,7 @@ from wfcelery import (
     WaitTimeout,
     Workflow,
 )
+from wfcelery.tracker.records import COPY_HEADER
 
 # -- helpers -------------------------------------------------------------------------------------------
 
@@ -268,8 +269,10 @@ def test_callbacks_exactly_once_with_20_runs_finishing_together(app, engine, r):
 @pytest.mark.parametrize("app", [CELERY_RESULTS], indirect=True)  # Celery's result keys are checked too
 @pytest.mark.parametrize("pool", ["threads", "solo"])
 def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, pool):
-    """The start script refuses the copy (GateClosed, a Reject) before its body runs. The request must
-    end (message rejected) in every pool, not hang: solo and threads re-raise what the tracer raises."""
+    """A copy that says it may be one (wfcelery's own re-sends do; a broker's redelivery is flagged
+    alike) asks the start script, which refuses it (GateClosed, a Reject) before its body runs. The
+    request must end (message rejected) in every pool, not hang: solo and threads re-raise what the
+    tracer raises."""
     wf = Workflow("dup")
     a = wf.add("a", "proj.count")
     b = wf.add("b", "proj.count")
@@ -288,6 +291,7 @@ def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, p
         plan = engine.plans.get(engine.tracker.run_record(run.id).plan)
         message = plan.message(run.id, 0, 0, {}, ())
         assert message["task_id"] == tid
+        message["headers"][COPY_HEADER] = 1
         with failures_seen() as seen:
             app.send_task("proj.count", **message)  # the very same message again
             wait_for(lambda: tid in seen, message="the worker to process the duplicate")
@@ -304,6 +308,28 @@ def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, p
     assert counts(r, app, run.id) == {"a": 1, "b": 1}  # neither the node nor its child ran again
     result = AsyncResult(tid, app=app)
     assert (result.state, result.result) == ("SUCCESS", "a")  # Celery's record of the node is untouched
+
+
+def test_an_unmarked_copy_of_a_finished_task_records_nothing(app, engine, r):
+    """A copy no one marked (a publisher's blind retry after a lost connection) starts on the worker's
+    local gate without a tracker call: its body may run again, but its report is fenced -- the node, its
+    result, the run and its children stay as they were (docs: architecture, "The start gate")."""
+    wf = Workflow("dup-unmarked")
+    a = wf.add("a", "proj.count")
+    b = wf.add("b", "proj.count")
+    a >> b
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        run.wait(timeout=30)
+        before = (r.hgetall(engine.tracker.keys.nodes(run.id)), r.hgetall(engine.tracker.keys.results(run.id)))
+        state_before = run.state()
+        plan = engine.plans.get(engine.tracker.run_record(run.id).plan)
+        app.send_task("proj.count", **plan.message(run.id, 0, 0, {}, ()))  # the very same message again
+        wait_for(lambda: counts(r, app, run.id).get("a") == 2, message="the copy's body to run")
+        wait_for(lambda: worker_idle(r, app), message="worker idle")
+    assert (r.hgetall(engine.tracker.keys.nodes(run.id)), r.hgetall(engine.tracker.keys.results(run.id))) == before
+    assert run.state() == state_before
+    assert counts(r, app, run.id)["b"] == 1  # its child was not released again
 
 
 def test_ttl_on_every_key_of_a_finished_run(make_test_app, r):
@@ -354,7 +380,8 @@ def test_cleanup_deletes_every_key_of_the_run(app, engine, r):
     assert run_keys(r, engine, run.id) == []
     assert [t for t in ids if r.exists(f"celery-task-meta-{t}")] == []
     assert r.zscore(engine.tracker.keys.index, run.id) is None
-    assert not r.hexists(engine.tracker.keys.gate, run.id)
+    # its gate entry stays (until it expires): a message of it still queued somewhere is dropped unrun
+    assert r.hget(engine.tracker.keys.gate, run.id).startswith("F")
     with pytest.raises(RunNotFound):
         engine.run(run.id)
     assert [s.id for s in engine.runs()] == [other.id]  # the other run is untouched
@@ -505,7 +532,7 @@ def test_start_gate_is_strict_when_the_tracker_is_unreachable(app, engine, r, ca
                 message="the message requeued twice",
             )
     finally:
-        worker_app._wfcelery_worker.message_filter.stop()
+        worker_app._wfcelery_worker.close_gate()
         worker_app._wfcelery_worker.stop_services()
     worker_side = [
         (rec.levelname, rec.getMessage())

@@ -109,9 +109,7 @@ def main() -> int:
             big.cancel()
     finally:
         server.stop()
-        message_filter = vars(app._wfcelery_worker).get("message_filter")  # the in-thread worker's
-        if message_filter is not None:
-            message_filter.stop()
+        app._wfcelery_worker.close_gate()  # the in-thread worker's lease and filter
         redis.stop()
     print(f"screenshots written to {DOCS}")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -18,7 +19,7 @@ from celery.events.dispatcher import EventDispatcher
 from wfcelery.errors import BrokerUnavailable, WfCeleryError
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.keys import Slot, run_of, split_slot, task_id
-from wfcelery.tracker.records import RESEND_HEADER
+from wfcelery.tracker.records import COPY_HEADER, RESEND_HEADER
 
 logger = logging.getLogger("wfcelery.dispatch")
 
@@ -35,6 +36,17 @@ class Dispatcher:
     def __init__(self, app: Celery, *, celery_results: bool) -> None:
         self.app = app
         self.ignore_result = not celery_results  # the tracker keeps every result anyway
+        self._copies = threading.local()
+
+    @contextmanager
+    def maybe_copies(self) -> Iterator[None]:
+        """Messages published in this block (this thread) may copy ones already sent: they carry
+        ``COPY_HEADER``, so their start asks the tracker, which refuses a copy of a started node."""
+        self._copies.on = True
+        try:
+            yield
+        finally:
+            self._copies.on = False
 
     def publish(
         self,
@@ -115,6 +127,8 @@ class Dispatcher:
         msg = plan.message(run_id, index, epoch, params, parent_results)
         if resend:
             msg["headers"][RESEND_HEADER] = 1
+        if getattr(self._copies, "on", False):
+            msg["headers"][COPY_HEADER] = 1
         if self.ignore_result:
             msg["ignore_result"] = True
         return msg

@@ -362,10 +362,20 @@ def halt_run(
     terminate: bool = False,
     error: str = "",
 ) -> HaltOutcome:
-    """Pause or cancel a run (halt.lua; ``op`` 'deadline': fail it with ``error``, ops/deadlines.py), then
+    """Pause or cancel a run (halt.lua; ``op`` 'deadline': fail it with ``error``, ops/deadlines.py) once
+    every worker's local gate has stopped starting its bodies on its own (``Tracker.fence_gate``), then
     tell the workers' gate, revoke what had not started, end it (cancel: callback, parent) and do the same
     to its live children. Raises :class:`RunNotFound`."""
-    out = tracker.halt(run_id, op, error)
+    tracker.fence_gate(run_id)  # no worker starts a body of it on its own from here (worker/gate.py)
+    try:
+        out = tracker.halt(run_id, op, error)
+    except RunNotFound:
+        tracker.drop_gate_entries([run_id])
+        raise
+    if not out.changed:  # nothing to halt: the gate says what the run is
+        now = RunStatus(out.after)
+        open_ = now in (RunStatus.RUNNING, RunStatus.QUEUED)
+        tracker.set_gate(run_id, RunStatus.RUNNING if open_ else now, out.epoch)
     if out.changed:
         record = tracker.run_record(run_id)
         plan = waits_of(tracker).plans.get(record.plan)

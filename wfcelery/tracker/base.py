@@ -109,7 +109,7 @@ _SCRIPTS = (
     "repair",
     "drop",
 )
-_FLEET_SCRIPTS = ("beat",)
+_FLEET_SCRIPTS = ("beat", "gate", "gate_lease", "gate_lag")
 _STANDALONE = ("runkey", "create_keyed")
 
 

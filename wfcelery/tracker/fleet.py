@@ -10,9 +10,7 @@ from typing import Any
 import redis
 
 from wfcelery.tracker.base import TrackerBase, converted_errors
-from wfcelery.tracker.records import (
-    GateEntry,
-)
+from wfcelery.tracker.records import GATE_SEQ_FIELD, HALTING, HALTING_EPOCH, GateEntry
 from wfcelery.tracker.states import RunStatus
 
 
@@ -105,23 +103,73 @@ class Fleet(TrackerBase):
                 return True
         return False
 
-    def set_gate(self, run_id: str, status: RunStatus, epoch: int) -> None:
-        """Tell every worker's message filter about a run's new status (HSET for resyncs + PUBLISH)."""
-        entry = GateEntry.of(status, epoch, int(time.time()) + self.settings.run_ttl)
+    def set_gate(self, run_id: str, status: RunStatus, epoch: int) -> int:
+        """Tell every worker's message filter and local start gate about a run's new status (gate.lua:
+        the table entry for resyncs, a numbered message on the gate channel). Returns the change number."""
+        # A paused run's entry lasts until it is resumed or cancelled (its messages may wait in a queue for
+        # as long as it stays paused); the others, as long as a finished run's keys.
+        expires = 0 if status is RunStatus.PAUSED else int(time.time()) + self.settings.run_ttl
+        return self._gate_change(run_id, GateEntry.of(status, epoch, expires))
+
+    def fence_gate(self, run_id: str) -> None:
+        """Mark a run as halting (``records.HALTING``) and wait until every worker process that holds a
+        gate lease has applied it -- and recorded RUNNING for every body it let start before -- or its
+        lease has lapsed: from then on no process starts a body of the run without asking the tracker
+        (start.lua), so the transition that follows (pause, cancel) is strict."""
+        entry = GateEntry(HALTING, HALTING_EPOCH, int(time.time()) + self.settings.run_ttl)
+        seq = self._gate_change(run_id, entry)
+        if self.settings.gate_lease > 0:
+            self.await_gate(seq, self.settings.gate_lease + 1.0)
+
+    def await_gate(self, seq: int, timeout: float) -> list[str]:
+        """Wait until every live gate lease has applied change ``seq``; returns the leases still behind at
+        ``timeout`` (none, unless a process stopped renewing: its lease lapses within the lease time)."""
+        deadline = time.monotonic() + timeout
+        pause = 0.0005
+        while True:
+            with converted_errors("wait for the workers' gate"):
+                lagging = list(self.scripts["gate_lag"](keys=[self.keys.gate_leases], args=[seq]))
+            if not lagging or time.monotonic() >= deadline:
+                return lagging
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    def _gate_change(self, run_id: str, entry: GateEntry) -> int:
         with converted_errors("update the worker gate"):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hset(self.keys.gate, run_id, entry.encode())
-            pipe.publish(self.keys.gate_channel, entry.message(run_id))
-            pipe.execute()
+            args = [run_id, entry.encode(), self.keys.gate_channel]
+            return int(self.scripts["gate"](keys=[self.keys.gate], args=args))
+
+    def gate_snapshot(self) -> tuple[dict[str, GateEntry], int]:
+        """The whole gate table and the number of its last change, read together."""
+        with converted_errors("read the worker gate"):
+            table = self.client.hgetall(self.keys.gate)
+        seq = int(table.pop(GATE_SEQ_FIELD, 0) or 0)
+        return {run_id: GateEntry.decode(e) for run_id, e in table.items()}, seq
 
     def gate_entries(self) -> dict[str, GateEntry]:
-        with converted_errors("read the worker gate"):
-            return {run_id: GateEntry.decode(e) for run_id, e in self.client.hgetall(self.keys.gate).items()}
+        return self.gate_snapshot()[0]
 
     def drop_gate_entries(self, run_ids: Sequence[str]) -> None:
         if run_ids:
             with converted_errors("prune the worker gate"):
                 self.client.hdel(self.keys.gate, *run_ids)
+
+    def renew_gate_lease(self, lease_id: str, ttl: float, applied: int) -> int:
+        """Take or renew a process's gate lease for ``ttl`` seconds, saying it applied every gate change up
+        to ``applied``; returns the number of the gate's last change (one round trip; on a Redis Cluster
+        the two keys may live on two nodes, each read in one step)."""
+        with converted_errors("renew the gate lease"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hget(self.keys.gate, GATE_SEQ_FIELD)
+            self.scripts["gate_lease"](
+                keys=[self.keys.gate_leases], args=[lease_id, int(ttl * 1000), applied], client=pipe
+            )
+            seq, _ = pipe.execute()
+        return int(seq or 0)
+
+    def drop_gate_lease(self, lease_id: str) -> None:
+        with converted_errors("drop the gate lease"):
+            self.scripts["gate_lease"](keys=[self.keys.gate_leases], args=[lease_id, 0, 0])
 
     def subscribe_gate(self) -> Any:
         """A pub/sub subscribed to gate changes (``GateEntry.from_message`` reads its messages)."""

@@ -17,6 +17,7 @@ key layout on the design page of the docs; values are encoded and decoded by
     <prefix>:runs              index           the run index behind `engine.runs()`
     <prefix>:gate              gate            the gate table, read by workers' message filters
     <prefix>:gate:changes      gate_channel    gate changes (pub/sub)
+    <prefix>:gate:leases       gate_leases     worker processes' gate leases (lease id -> expiry:applied)
     <prefix>:plan:<sha1>       plan()          a compiled definition, shared by every run of it
     <prefix>:live              live            runs the reconciler watches
     <prefix>:worker:<hostname> worker()        a worker's heartbeat
@@ -126,6 +127,10 @@ class Keys:
     @property
     def gate_channel(self) -> str:
         return f"{self.prefix}:gate:changes"
+
+    @property
+    def gate_leases(self) -> str:
+        return f"{self.prefix}:gate:leases"
 
     def plan(self, digest: str) -> str:
         return f"{self.prefix}:plan:{digest}"

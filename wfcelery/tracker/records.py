@@ -68,6 +68,9 @@ KEY_REPR = "wf_key"
 
 #: Header of a message sent again under the same task id on purpose (a tracker-level retry).
 RESEND_HEADER = "wf_resend"
+#: Header of a message that may copy one already sent (a release published again after a lost reply or from
+#: the outbox): its start asks the tracker (start.lua), never the worker's local gate (worker/gate.py).
+COPY_HEADER = "wf_copy"
 
 
 def message_headers(run_id: str, node: str, plan_digest: str) -> dict[str, str]:
@@ -500,10 +503,21 @@ def first_events(record: Mapping[str, str | int], roots: Sequence[int]) -> str:
 # -- gate entries -------------------------------------------------------------------------------------------
 
 
+#: The gate table's field counting its changes (gate.lua): not a run.
+GATE_SEQ_FIELD = "~seq"
+#: Gate letter of a run being paused, cancelled or failed by a control operation (ops/subruns.halt_run):
+#: written, and acknowledged by every leased worker process, before the run's own transition, so that from
+#: then on every start of the run asks the tracker (start.lua); the message filter does not drop on it.
+HALTING = "H"
+#: The epoch a halting entry covers: every message of the run, whatever its epoch.
+HALTING_EPOCH = 2**31
+
+
 @dataclass(frozen=True)
 class GateEntry:
     """What workers' message filters know of a run: its status letter (P paused, C cancelled, F failed,
-    R running again after resume/retry) from ``epoch`` on, kept until ``expires`` (unix time, 0: never)."""
+    R running again after resume/retry, H halting: see :data:`HALTING`) from ``epoch`` on, kept until
+    ``expires`` (unix time, 0: never)."""
 
     letter: str
     epoch: int
@@ -514,8 +528,9 @@ class GateEntry:
         return cls(status.code, epoch, expires)
 
     @property
-    def status(self) -> RunStatus:
-        return RunStatus.from_code(self.letter)
+    def status(self) -> RunStatus | None:
+        """The run's status, None while it is halting."""
+        return None if self.letter == HALTING else RunStatus.from_code(self.letter)
 
     def encode(self) -> str:
         return f"{self.letter}{self.epoch}:{self.expires}"
@@ -525,14 +540,11 @@ class GateEntry:
         head, _, expires = entry.partition(":")
         return cls(head[0], int(head[1:]), int(expires or 0))
 
-    def message(self, run_id: str) -> str:
-        """What the gate channel carries."""
-        return f"{run_id} {self.encode()}"
-
     @classmethod
-    def from_message(cls, data: str) -> tuple[str, GateEntry]:
-        run_id, _, entry = data.partition(" ")
-        return run_id, cls.decode(entry)
+    def from_message(cls, data: str) -> tuple[str, GateEntry, int]:
+        """What the gate channel carries: ``<run id> <entry> <change number>`` (gate.lua)."""
+        run_id, entry, seq = data.split(" ")
+        return run_id, cls.decode(entry), int(seq)
 
 
 # -- worker side: dropped messages and heartbeats ----------------------------------------------------------

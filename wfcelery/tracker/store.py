@@ -142,6 +142,16 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
     def start(self, run_id: str, index: Slot, epoch: int, worker: str) -> StartOutcome:
         return StartOutcome.from_reply(self._run_script("start", run_id, [index, epoch, worker]))
 
+    def record_starts(self, starts: Sequence[tuple[str, Slot, int, str, int]]) -> list[StartOutcome]:
+        """Record bodies a worker's leased gate already let start (start.lua, mode 'granted'): ``(run id,
+        slot, epoch, worker, ms since the body started)`` each, in one pipeline."""
+        with converted_errors("record started nodes"):
+            pipe = self.client.pipeline(transaction=False)
+            for run_id, slot, epoch, worker, ago in starts:
+                args = [slot, epoch, worker, "granted", ago]
+                self.scripts["start"](keys=self.script_keys(run_id), args=args, client=pipe)
+            return [StartOutcome.from_reply(r) for r in pipe.execute()]
+
     def succeed(
         self,
         run_id: str,
@@ -153,12 +163,14 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
         fetch: Sequence[int] = (),
         inline: int | None = None,
         worker: str = "",
+        started_ms_ago: int = 0,
     ) -> SucceedOutcome:
         """``children``: (child index, number of its parents); ``rules``: ``Plan.rule_spec`` (then the
         children are decided by their trigger rules and ``children`` is not needed); ``fetch``: results
         to return (``SucceedOutcome.inputs``) when a child was released (``Plan.fetch``); ``inline``: a
         child that ``worker`` would run itself when it is the only one released (the script then starts
-        it: ``SucceedOutcome.inline``)."""
+        it: ``SucceedOutcome.inline``); ``started_ms_ago``: when the body started, should the node's start
+        not be recorded yet (a leased gate's start: this report records it)."""
         fetched = ",".join(map(str, fetch))
         args: list[Any] = [
             index,
@@ -168,6 +180,7 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
             fetched,
             "" if inline is None else inline,
             worker,
+            started_ms_ago,
         ]
         if not rules:
             for child, parents in children:
@@ -277,7 +290,9 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
         workflow: str | None = None,
     ) -> None:
         """Delete every key of the run and its entries in the indexes (``workflow``: its name, for the
-        history's index of it), the gate and the live set; and its ``run_key``, if the run still holds it.
+        history's index of it) and the live set; and its ``run_key``, if the run still holds it. Its gate entry
+        stays until it expires: messages of the run still queued are dropped by every worker without a
+        start (a local gate admits a message only of a run its table does not name, worker/gate.py).
 
         ``plan_digest``: also delete that plan. Only a submit whose publish failed passes it, and only
         when its own :meth:`create_run` created the plan: other runs of the definition share the key."""
@@ -289,7 +304,6 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
                 pipe.zrem(self.keys.runs_of(workflow), run_id)
             for status in ENDED_INDEXED:
                 pipe.zrem(self.keys.runs_ended(status), run_id)
-            pipe.hdel(self.keys.gate, run_id)
             pipe.srem(self.keys.live, run_id)
             if plan_digest is not None:
                 pipe.delete(self.keys.plan(plan_digest))

@@ -4,6 +4,7 @@ outbox of this worker process, the start gate, and re-publishing a node."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from wfcelery.tracker.keys import Slot, split_slot
 from wfcelery.tracker.outcomes import FailAction, Finish, StartOutcome
 from wfcelery.tracker.states import RunStatus
 from wfcelery.tracker.store import Tracker
+from wfcelery.worker.gate import LocalGate
 from wfcelery.worker.message_filter import MessageFilter
 from wfcelery.worker.outage import Outage
 from wfcelery.worker.outbox import Outbox, with_retry
@@ -69,9 +71,22 @@ class WorkerBase:
         """Reports this worker still keeps in its outbox (0 when it never needed one)."""
         return len(self.outbox) if "outbox" in vars(self) else 0
 
-    @cached_property
+    @property
     def message_filter(self) -> MessageFilter:
-        return MessageFilter(self.tracker, self.outage)
+        """This process's filter (a pool child forked from the worker makes its own: threads do not
+        survive a fork)."""
+        found = self.__dict__.get("message_filter")
+        if found is None or found.pid != os.getpid():
+            found = self.__dict__["message_filter"] = MessageFilter(self.tracker, self.outage)
+        return found
+
+    @property
+    def gate(self) -> LocalGate:
+        """This process's local start gate (gate.py), on this process's filter."""
+        found = self.__dict__.get("gate")
+        if found is None or found.pid != os.getpid():
+            found = self.__dict__["gate"] = LocalGate(self.tracker, self.message_filter)
+        return found
 
     @cached_property
     def plans(self) -> PlanCache:
@@ -80,6 +95,25 @@ class WorkerBase:
     @cached_property
     def dispatch(self) -> Dispatcher:
         return Dispatcher(self.app, celery_results=self.tracker.settings.celery_results)
+
+    def close_gate(self) -> None:
+        """Give this process's gate lease back (writing the RUNNING records it owes) and stop its
+        filter's thread: a worker or pool child shutting down. Creates neither."""
+        gate, found = self.__dict__.get("gate"), self.__dict__.get("message_filter")
+        if gate is not None and gate.pid == os.getpid():
+            gate.close()
+        if found is not None and found.pid == os.getpid():
+            found.stop()
+
+    def write_owed_starts(self) -> None:
+        """Write the RUNNING records this process's local gate still owes (before a failure report, so a
+        failed node shows its worker and start time); a tracker error leaves them to the report."""
+        gate = self.__dict__.get("gate")
+        if gate is not None and gate.pid == os.getpid():
+            try:
+                gate.flush()
+            except (TrackerError, OSError) as e:
+                logger.debug("wfcelery: RUNNING records not written before a failure report (%s)", e)
 
     def plan_for(self, run_id: str, digest: str | None) -> Plan:
         """The run's plan: ``digest`` comes from the message's ``wf_plan`` header when the hook has it

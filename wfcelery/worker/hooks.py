@@ -32,7 +32,7 @@ from wfcelery.messaging.dispatch import forget_continuation_results
 from wfcelery.settings import check_json_accepted
 from wfcelery.tracker.keys import parse_task_id, run_of
 from wfcelery.tracker.outcomes import FailMode, StartReason
-from wfcelery.tracker.records import RESEND_HEADER, plan_header
+from wfcelery.tracker.records import COPY_HEADER, RESEND_HEADER, plan_header
 from wfcelery.worker.base import Parsed
 from wfcelery.worker.outbox import ReportKind
 from wfcelery.worker.retries import REPORTED, error_of, report_failure
@@ -131,8 +131,8 @@ class WfCeleryStep(bootsteps.StartStopStep):
             side.stop_services()
             if "outage" in vars(side):
                 side.outage.close()
-        if side is not None and "message_filter" in vars(side):  # never create one just to stop it
-            side.message_filter.stop()
+        if side is not None:
+            side.close_gate()  # never creates one just to stop it
 
     def terminate(self, w: Any) -> None:  # a cold shutdown (and in-thread test workers) calls this, not stop
         self.stop(w)
@@ -173,6 +173,12 @@ def wrap_task_init(app: Celery) -> None:
             task.request.wf_attempt = attempt
             task.request.wf_started_ns = time.time_ns()
             return
+        if _first_copy(task.request) and side.gate.admit(
+            task_id, parsed[0], parsed[1], parsed[2], task.request.hostname or side.hostname
+        ):  # the leased local gate let it start: its RUNNING record is owed (gate.py)
+            task.request.wf_started_ns = time.time_ns()
+            task.request.wf_local_start = True
+            return
         try:
             verdict = side.start(parsed, task.request.hostname or "")
         except TrackerUnavailable as e:
@@ -195,6 +201,15 @@ def wrap_task_init(app: Celery) -> None:
 
     on_task_init._wfcelery = True  # type: ignore[attr-defined]
     loader.on_task_init = on_task_init  # type: ignore[method-assign]  # the hook is meant to be replaced
+
+
+def _first_copy(request: Any) -> bool:
+    """True for a message that cannot be a copy of one already started: not redelivered by the broker,
+    not a wfcelery re-send or possible copy (``COPY_HEADER``), not a Celery retry. Only those may start on the local gate; any other asks
+    start.lua, which fences a copy of a node RUNNING elsewhere."""
+    delivery = getattr(request, "delivery_info", None) or {}
+    marked = getattr(request, RESEND_HEADER, None) or getattr(request, COPY_HEADER, None)
+    return not (delivery.get("redelivered") or marked or request.retries)
 
 
 Receiver = Callable[..., None]
@@ -251,11 +266,25 @@ def _on_success(
         return
     _attempt_span(side, parsed, request, "SUCCEEDED")
     timelimit = getattr(request, "timelimit", None) or (None, None)
+    payload = {"task_id": task_id, "digest": plan_header(request), "result": encoded}
+    if getattr(request, "wf_local_start", False):
+        started = side.gate.take(task_id)
+        if started is not None:  # its RUNNING record is still owed: this report writes it (succeed.lua)
+            payload["started_ago"] = int((time.monotonic() - started) * 1000)
     with side.inline_scope(not any(timelimit)):  # an inline child runs inside this task's time
-        side.report(
-            ReportKind.SUCCEEDED, {"task_id": task_id, "digest": plan_header(request), "result": encoded}
-        )
+        side.report(ReportKind.SUCCEEDED, payload)
     side.run_inline(request.hostname or side.hostname)
+
+
+@signals.worker_process_shutdown.connect(weak=False, dispatch_uid="wfcelery.worker_process_shutdown")
+def _on_process_shutdown(**_: Any) -> None:
+    """A pool child exits: write the RUNNING records it owes and give its gate lease back."""
+    from celery import current_app
+
+    proxy: Any = current_app
+    side = worker_of(proxy._get_current_object())
+    if side is not None:
+        side.close_gate()
 
 
 @signals.task_postrun.connect(weak=False, dispatch_uid="wfcelery.task_postrun")

@@ -13,14 +13,18 @@ The filter reads the tracker's **gate table** (``<prefix>:gate`` HASH, run id ->
 which control operations write: a thread keeps it fresh from Redis pub/sub and resyncs the whole table
 every ``wfcelery_gate_resync`` seconds. Entries: letter
 P (paused), C (cancelled), F (failed), R (running again after resume/retry: open; stale messages of
-older epochs are refused by the start script, which alone knows each node's epoch), an epoch, and when
-the entry expires.
+older epochs are refused by the start script, which alone knows each node's epoch), H (halting: the
+filter drops nothing for it; the local gate sends the run's starts to the start script), an epoch, and
+when the entry expires. Every change is numbered (gate.lua): the filter applies them in order and
+resyncs when it sees a gap, and in a process with a local start gate (``gate.py``) the same thread
+acknowledges what it applied and renews the gate lease.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -28,12 +32,13 @@ from typing import TYPE_CHECKING
 import redis
 
 from wfcelery.errors import TrackerError
-from wfcelery.tracker.records import GateEntry
+from wfcelery.tracker.records import HALTING, GateEntry
 from wfcelery.tracker.states import RunStatus
 from wfcelery.worker.outage import Outage
 
 if TYPE_CHECKING:
     from wfcelery.tracker.store import Tracker
+    from wfcelery.worker.gate import LocalGate
 
 logger = logging.getLogger("wfcelery.message_filter")
 
@@ -46,8 +51,12 @@ class MessageFilter:
 
     def __init__(self, tracker: Tracker, outage: Outage | None = None) -> None:
         self.tracker = tracker
+        self.pid = os.getpid()
         self.outage = outage or Outage()  # one WARNING per tracker outage, not one per retry
-        self.entries: dict[str, tuple[RunStatus, int]] = {}
+        self.entries: dict[str, tuple[str, int]] = {}  # run id -> (gate letter, epoch)
+        self.applied = 0  # the number of the last gate change applied
+        self.lock = threading.RLock()  # entries and applied (the local gate decides under it)
+        self.gate: LocalGate | None = None  # this process's local start gate, once it holds a lease
         self._started = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -74,8 +83,10 @@ class MessageFilter:
         entry = self.entries.get(run_id)
         if entry is None:
             return False
-        status, gate_epoch = entry
-        if status is RunStatus.RUNNING:
+        letter, gate_epoch = entry
+        if letter == HALTING:
+            return False  # not decided yet: the start script decides
+        if letter == RunStatus.RUNNING.code:
             # Not "epoch < gate_epoch": a node that ran across a resume keeps its old epoch, and Celery's
             # own re-sends of it (Task.retry, requeue after a lost worker process) must get through. The
             # start script tells those from truly stale messages, per node.
@@ -98,37 +109,59 @@ class MessageFilter:
     def stop(self) -> None:
         self._stop.set()
 
-    def apply(self, run_id: str, entry: GateEntry) -> None:
-        self.entries[run_id] = (entry.status, entry.epoch)
+    def apply(self, run_id: str, entry: GateEntry, seq: int) -> None:
+        """Apply gate change ``seq`` (in order; after a gap, the whole table is read again)."""
+        with self.lock:
+            if seq <= self.applied:
+                return  # in the table already when it was last read
+            if seq == self.applied + 1:
+                self.entries[run_id] = (entry.letter, entry.epoch)
+                self.applied = seq
+                return
+        self.resync()
 
     def resync(self) -> None:
         now = int(time.time())
-        fresh: dict[str, tuple[RunStatus, int]] = {}
+        table, seq = self.tracker.gate_snapshot()
+        fresh: dict[str, tuple[str, int]] = {}
         expired = []
-        for run_id, entry in self.tracker.gate_entries().items():
+        for run_id, entry in table.items():
             if entry.expires and entry.expires < now:
                 expired.append(run_id)
             else:
-                fresh[run_id] = (entry.status, entry.epoch)
-        self.entries = fresh
+                fresh[run_id] = (entry.letter, entry.epoch)
+        with self.lock:
+            self.entries = fresh
+            self.applied = max(self.applied, seq)
         self.tracker.drop_gate_entries(expired)
 
     def _listen(self) -> None:
         interval = self.tracker.settings.gate_resync
+        renew_every = self.tracker.settings.gate_lease / 4
         while not self._stop.is_set():
             pubsub = None
             try:
                 pubsub = self.tracker.subscribe_gate()
                 self.resync()  # anything published before we subscribed
+                self._acknowledge()
                 self.outage.up()
                 next_sync = time.monotonic() + interval
+                next_renew = time.monotonic() + renew_every
                 while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=max(0.0, next_sync - time.monotonic()))
-                    if message and message.get("type") == "message":
-                        self.apply(*GateEntry.from_message(str(message["data"])))
+                    wake = min(next_sync, next_renew) if self.gate is not None else next_sync
+                    message = pubsub.get_message(timeout=max(0.0, wake - time.monotonic()))
+                    changed = False
+                    while message:  # every change already here, then one acknowledgement
+                        if message.get("type") == "message":
+                            self.apply(*GateEntry.from_message(str(message["data"])))
+                            changed = True
+                        message = pubsub.get_message(timeout=0)
                     if time.monotonic() >= next_sync:
                         self.resync()
                         next_sync = time.monotonic() + interval
+                    if changed or time.monotonic() >= next_renew:
+                        self._acknowledge()
+                        next_renew = time.monotonic() + renew_every
             except (redis.RedisError, OSError, TrackerError) as e:  # TrackerUnavailable is an OSError
                 self.outage.down(e)
                 self._stop.wait(1.0)
@@ -136,3 +169,7 @@ class MessageFilter:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):  # closing a broken connection
                         pubsub.close()
+
+    def _acknowledge(self) -> None:
+        if self.gate is not None:
+            self.gate.acknowledge()

@@ -357,6 +357,9 @@ class Reconciler:
         """Queue the node again under a new epoch and re-publish it (``resent`` records that epoch once
         the message went out), or settle / quarantine it as the repair script decides."""
         limit = self.settings.quarantine_after
+        # The node's message of the old epoch may still be somewhere: from here on every start of the run
+        # asks the tracker, which refuses a stale epoch (worker/gate.py).
+        self.tracker.fence_gate(run_id)
         out = self.tracker.repair(run_id, "requeue", index, node.encode(), limit)
         if out.action is RepairAction.REQUEUE:
             self.side.republish(run_id, index, out.epoch)

@@ -57,6 +57,7 @@ def report_failure(
 ) -> Failed | None:
     """Record a node's failure (retried, then kept in the outbox while the tracker is away). Returns what
     the tracker decided, None when the report was kept for later."""
+    side.write_owed_starts()  # a body the local gate let start is RUNNING before it fails (gate.py)
     payload = {"task_id": task_id, "digest": digest, "error": error, "mode": mode.value, "attempt": attempt}
     failed: Failed | None = side.report(ReportKind.FAILED, payload)
     return failed

@@ -96,10 +96,15 @@ class WorkerSide(Inline):
         assert parsed is not None
         if kind is ReportKind.SUCCEEDED:
             released = self.node_succeeded(
-                parsed, payload.get("digest"), json_loads(payload["result"]), payload["result"]
+                parsed,
+                payload.get("digest"),
+                json_loads(payload["result"]),
+                payload["result"],
+                int(payload.get("started_ago") or 0),
             )
             if payload.get("again") and not released:
-                self._release_again(parsed, payload)
+                with self.dispatch.maybe_copies():
+                    self._release_again(parsed, payload)
         elif kind is ReportKind.FAILED:
             failed = self.node_failed(
                 parsed,
@@ -112,8 +117,9 @@ class WorkerSide(Inline):
             if again and failed.action is FailAction.IGNORED:
                 self._retry_again(parsed)
             return failed
-        elif kind is ReportKind.RELEASED:
-            self._release(parsed, payload)
+        elif kind is ReportKind.RELEASED:  # replayed from the outbox: the first try may have sent some
+            with self.dispatch.maybe_copies():
+                self._release(parsed, payload)
         elif kind is ReportKind.REPUBLISH:
             self.republish(
                 parsed[0], parsed[1], parsed[2], payload.get("countdown"), int(payload.get("retries") or 0)
@@ -143,8 +149,18 @@ class WorkerSide(Inline):
     def _after(self, kind: ReportKind, payload: dict[str, Any], step: Callable[[], None]) -> None:
         """A step after a transition was recorded (publishing released children, a retry): retried, then
         kept in the outbox -- the transition itself will not return them a second time."""
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            if tries == 1:
+                return step()
+            with self.dispatch.maybe_copies():  # the try before may have sent some of its messages
+                return step()
+
         try:
-            with_retry(step, _AFTER_ERRORS, self.settings.report_retry)
+            with_retry(attempt, _AFTER_ERRORS, self.settings.report_retry)
         except _AFTER_ERRORS as e:
             self.outbox.put(kind, payload)
             if isinstance(e, TrackerUnavailable):  # the outage's one WARNING says it
@@ -156,8 +172,11 @@ class WorkerSide(Inline):
 
     # -- transitions ---------------------------------------------------------------------------------
 
-    def node_succeeded(self, parsed: Parsed, digest: str | None, result: Any, result_json: str) -> bool:
-        """Record a success and publish the children it released; True when this call recorded it."""
+    def node_succeeded(
+        self, parsed: Parsed, digest: str | None, result: Any, result_json: str, started_ago: int = 0
+    ) -> bool:
+        """Record a success and publish the children it released; True when this call recorded it.
+        ``started_ago``: ms since the body started, for a start the report records (gate.py)."""
         run_id, slot, epoch = parsed
         plan = self.plan_for(run_id, digest)
         index, instance = split_slot(slot)
@@ -172,6 +191,7 @@ class WorkerSide(Inline):
             plan.fetch[index],
             candidate,
             self.hostname,
+            started_ago,
         )
         if out.gone:
             raise RunNotFound(run_id)

@@ -165,14 +165,6 @@ end
 -- A report of an attempt the tracker never saw start: its release or its start was among the last writes
 -- of a master lost in a failover (asynchronous replication), while its message went out and its body ran.
 -- Record the start it missed, so the node moves through RUNNING as the transition table says.
-local function start_unseen(idx, n)
-  if n.s == 'P' or n.s == 'Q' then
-    n.s = 'R'
-    n.a = n.a + 1
-    event(idx, 'R', n.e)
-  end
-end
-
 -- Metrics (wfcelery/tracker/counters.py owns the fields): counted here, in the call that makes the
 -- transition. BUCKETS_MS is prepended by the loader from counters.BUCKETS_MS.
 local STATUS_NAME = {S = 'SUCCEEDED', F = 'FAILED', K = 'SKIPPED', X = 'REVOKED', Y = 'RETRYING'}
@@ -222,6 +214,34 @@ local function count_wait(slot, n)
   if K_METRICS and n.s == 'Q' and n.fi ~= '' then
     local label = node_label(slot)
     observe('w', string.match(label, '\t(.*)$'), rel_now() - tonumber(n.fi))
+  end
+end
+
+-- Workers are numbered once per run ('w:<hostname>' -> number) so each node stores a short number.
+local function worker_number(worker)
+  local wid = run_field('w:' .. worker)
+  if not wid then
+    wid = redis.call('HINCRBY', K_RUN, 'nw', 1)
+    redis.call('HSET', K_RUN, 'w:' .. worker, wid)
+  end
+  return wid
+end
+
+-- A node reported finished whose start was never recorded: record it now (RUNNING, one more attempt).
+-- With the reporting worker (a body its leased gate let start, worker/gate.py: the start is recorded with
+-- the report, one call for both) also its wait, its start time ('ago' ms before now) and its worker.
+local function start_unseen(idx, n, worker, ago)
+  if n.s == 'P' or n.s == 'Q' then
+    if worker and worker ~= '' then
+      count_wait(idx, n)
+      n.st = tostring(rel_now() - (tonumber(ago) or 0))
+      n.fi = ''
+      n.w = worker_number(worker)
+      redis.call('HSETNX', K_RUN, 'started', now_ms())
+    end
+    n.s = 'R'
+    n.a = n.a + 1
+    event(idx, 'R', n.e)
   end
 end
 

@@ -5,7 +5,8 @@
 -- ARGV[5] node indexes whose results to return when a child is released ('i,j,...', or ''; Plan.fetch)
 -- ARGV[6] inline continuation: the child this worker would run itself if it is the only one released, or ''
 -- ARGV[7] this worker's hostname (for the inline child's start)
--- ARGV[8..] child index, number of its parents, child index, number of its parents, ... (plain plans)
+-- ARGV[8] ms since the body started: a start no call recorded yet is recorded with this report
+-- ARGV[9..] child index, number of its parents, child index, number of its parents, ... (plain plans)
 -- Returns {finish, run epoch, params, {released child indexes...}, {index, result or false, ...}, inline}
 --   (tracker.SucceedOutcome; the 5th: the results ARGV[5] asked for, only when children were released;
 --   inline: the attempt number of the ARGV[6] child when this script also started it -- the start gate of
@@ -25,7 +26,7 @@ local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
   return {false, 0, false, {}}
 end
-start_unseen(idx, n)
+start_unseen(idx, n, ARGV[7], ARGV[8])
 if ARGV[3] ~= 'null' then
   redis.call('HSET', K_RESULTS, idx, ARGV[3])  -- no field means null: most tasks of big runs return None
 end
@@ -45,7 +46,7 @@ if status == 'RUNNING' and node and ARGV[4] ~= '' then
     cascade(spec, node, 'bad', run_epoch, released)
   end
 elseif status == 'RUNNING' and node then
-  release_counted(8, run_epoch, released)
+  release_counted(9, run_epoch, released)
 end
 local params = #released > 0 and (const('params') or '{}')  -- only when children were released
 local inputs = {}
@@ -68,12 +69,7 @@ if ARGV[6] ~= '' and #released == 1 and released[1] == tonumber(ARGV[6]) and sta
   c.a = c.a + 1
   c.st = tostring(rel_now())
   c.fi = ''
-  local wid = run_field('w:' .. ARGV[7])
-  if not wid then
-    wid = redis.call('HINCRBY', K_RUN, 'nw', 1)
-    redis.call('HSET', K_RUN, 'w:' .. ARGV[7], wid)
-  end
-  c.w = wid
+  c.w = worker_number(ARGV[7])
   put_node(ARGV[6], c)
   event(ARGV[6], 'R', c.e)
   inline = c.a
