@@ -89,9 +89,7 @@ def make_test_app(redis_url: str, uid: str) -> Iterator[Callable[..., Celery]]:
         app
     ) in made:  # an in-thread worker started the message filter, heartbeat, reconciler threads: let them go
         wfcelery_worker = app._wfcelery_worker
-        message_filter = vars(wfcelery_worker).get("message_filter")  # only if one was made
-        if message_filter is not None:
-            message_filter.stop()
+        wfcelery_worker.close_gate()  # its lease and filter thread, only if they were made
         wfcelery_worker.stop_services()
 
 

@@ -98,8 +98,9 @@ class WorkerBase:
 
     def close_gate(self) -> None:
         """Give this process's gate lease back (writing the RUNNING records it owes) and stop its
-        filter's thread: a worker or pool child shutting down. Creates neither."""
-        gate, found = self.__dict__.get("gate"), self.__dict__.get("message_filter")
+        filter's thread: a worker or pool child shutting down. Creates neither; a later use makes new ones
+        (a test's second in-thread worker)."""
+        gate, found = self.__dict__.pop("gate", None), self.__dict__.pop("message_filter", None)
         if gate is not None and gate.pid == os.getpid():
             gate.close()
         if found is not None and found.pid == os.getpid():

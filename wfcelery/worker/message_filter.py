@@ -137,7 +137,8 @@ class MessageFilter:
 
     def _listen(self) -> None:
         interval = self.tracker.settings.gate_resync
-        renew_every = self.tracker.settings.gate_lease / 4
+        lease = self.tracker.settings.gate_lease
+        renew_every = lease / 4 if lease > 0 else interval  # a gate may take its lease at any time
         while not self._stop.is_set():
             pubsub = None
             try:
@@ -148,7 +149,7 @@ class MessageFilter:
                 next_sync = time.monotonic() + interval
                 next_renew = time.monotonic() + renew_every
                 while not self._stop.is_set():
-                    wake = min(next_sync, next_renew) if self.gate is not None else next_sync
+                    wake = min(next_sync, next_renew)
                     message = pubsub.get_message(timeout=max(0.0, wake - time.monotonic()))
                     changed = False
                     while message:  # every change already here, then one acknowledgement

@@ -1,0 +1,100 @@
+"""The local start gate (worker/gate.py) against real workers and a real Redis: a worker process with a
+fresh gate lease starts nodes without asking the tracker, and pause stays strict -- it waits for every
+live lease holder's acknowledgement, or for a silent one's lease to lapse; a change a process missed on
+the channel is applied at its next renewal; without a lease every start asks start.lua."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from tests.helpers import counts, in_thread_worker, wait_for
+from wfcelery import NodeStatus, RunStatus, Workflow
+from wfcelery.tracker.records import GATE_SEQ_FIELD, GateEntry
+
+LEASE = 2.0  # seconds: short, so that a lapse is quick to wait for
+
+
+def _leases(r: Any, engine: Any) -> dict[str, str]:
+    return r.hgetall(engine.tracker.keys.gate_leases)
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_gate_lease": LEASE}], indirect=True)
+def test_pause_waits_for_a_frozen_workers_lease_and_nothing_starts_there(
+    app: Any, engine: Any, r: Any, uid: str, worker_process: Any
+) -> None:
+    """A worker (one process: threads pool) holds a lease and has two node messages reserved beside the
+    two it runs, when it freezes (SIGSTOP). pause() cannot have its acknowledgement: it returns once the
+    lease has lapsed, and after SIGCONT the reserved messages start nothing."""
+    queue = app.conf.task_default_queue
+    conf = {"wfcelery_gate_lease": LEASE}
+    worker = worker_process(app, [queue], "frozen", pool="threads", concurrency=2, conf=conf)
+    key = f"{uid}:go"
+    wf = Workflow("frozen-lease")
+    for i in range(4):
+        wf.add(f"n{i}", "proj.count_block", args=[key, 60], immutable=True)
+    run = engine.submit(wf)
+    wait_for(lambda: run.state().counts["RUNNING"] == 2, timeout=30, message="two nodes RUNNING")
+    wait_for(lambda: _leases(r, engine), timeout=10, message="the worker's gate lease")
+    worker.proc.send_signal(signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        state = run.pause()
+        waited = time.monotonic() - began
+        assert state.status is RunStatus.PAUSED
+        # It waited for the lease to lapse (renewed every LEASE/4 before the freeze), and not much longer.
+        assert LEASE * 0.5 <= waited <= LEASE + 8, waited
+        queued_at_pause = {n for n, s in state.nodes.items() if s.status is NodeStatus.QUEUED}
+        assert len(queued_at_pause) == 2
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
+    r.rpush(key, "go", "go")  # the two running bodies end
+    wait_for(lambda: run.state().counts["SUCCEEDED"] == 2, timeout=30, message="the two running nodes to end")
+    wait_for(lambda: r.llen(queue) == 0, timeout=30, message="the queue drained")
+    # Tasks sent now run after the reserved messages were handed to the pool: none of those started a body.
+    markers = [app.send_task("proj.echo", args=[i]) for i in range(4)]
+    wait_for(lambda: all(m.ready() for m in markers), timeout=30, message="the worker to run 4 other tasks")
+    assert set(counts(r, app, run.id)) == set(state.nodes) - queued_at_pause
+    final = run.state()
+    assert final.status is RunStatus.PAUSED
+    assert {n for n, s in final.nodes.items() if s.status is NodeStatus.QUEUED} <= queued_at_pause
+    assert not any(s.status is NodeStatus.RUNNING for s in final.nodes.values())
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_gate_lease": LEASE}], indirect=True)
+def test_a_gate_change_missed_on_the_channel_is_applied_at_the_next_renewal(
+    app: Any, engine: Any, r: Any, uid: str
+) -> None:
+    """A change written to the table without its channel message (as if the message were lost): the
+    leased process finds the table ahead of it when it renews its lease, reads it again and acknowledges;
+    from then on it sends that run's starts to the tracker."""
+    wf = Workflow("missed-change")
+    wf.add("a", "proj.count")
+    with in_thread_worker(app):
+        engine.submit(wf).wait(timeout=30)  # the worker process takes its lease with its first node
+        assert _leases(r, engine)
+        side = app._wfcelery_worker
+        run_id = f"gone-{uid}"
+        seq = r.hincrby(engine.tracker.keys.gate, GATE_SEQ_FIELD, 1)
+        r.hset(engine.tracker.keys.gate, run_id, GateEntry("P", 0, 0).encode())  # no PUBLISH
+        assert engine.tracker.await_gate(seq, timeout=LEASE + 8) == []  # acknowledged after a resync
+        assert side.message_filter.entries.get(run_id) == ("P", 0)
+        assert not side.gate.admit(f"{run_id}-0-0", run_id, 0, 0, "h")  # the tracker decides its starts
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_gate_lease": 0}], indirect=True)
+def test_without_a_lease_every_start_asks_the_tracker(app: Any, engine: Any, r: Any) -> None:
+    """``wfcelery_gate_lease = 0``: no lease is taken and every node's start is start.lua's (its RUNNING
+    record is written before the body, with its attempt number)."""
+    wf = Workflow("no-lease")
+    wf.add("a", "proj.count")
+    wf.add("b", "proj.count", after=["a"], immutable=True)
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        run.wait(timeout=30)
+    assert _leases(r, engine) == {}
+    events = [e.status for e in engine.tracker.events(run.id)[1] if e.node is not None]
+    assert events.count("R") == 2
