@@ -3,9 +3,10 @@
 One throwaway ``redis-server`` (broker db 0, tracker db 1) and ``celery -A benchmarks.tasks worker``
 subprocess(es), the same app configuration on both sides (``wfcelery_pools``). Three measurements:
 
-* **Small workflows, every node in a pool of 1,000 slots vs no pool** (``a -> 8 parallel -> c``, ``--runs``
-  runs submitted at once, end-to-end tasks/s), alternated (off, on, off, on...) so that a shared machine's
-  load hits both alike; the ratio of the medians (target >= 0.9).
+* **Small workflows, every node in a pool of 1,000 slots vs no pool**, and the whole operations layer
+  (the pool, a run key and a deadline on every run) vs none (``a -> 8 parallel -> c``, ``--runs`` runs
+  submitted at once, end-to-end tasks/s), the order rotated every round so that a shared machine's load
+  hits every side alike; the median of each round's ratio (target >= 0.9).
 * **Release latency**: 200 nodes in a pool of 1 slot; each body records its start and end, and the gap
   from one body's end to the next body's start is what a waiting node waits once a slot frees (the report,
   the slot given back, the next node woken and published, the broker, the worker's pickup): p50 / p99.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -45,28 +47,46 @@ def small(name: str, pool: str | None) -> wfcelery.Workflow:
     return wf
 
 
-def run_all(engine: Any, waiter: Waiter, wfs: list[wfcelery.Workflow], timeout: float = 600) -> float:
-    """Submit every workflow, wait for every run; seconds from the first submit to the last end."""
+def run_all(
+    engine: Any, waiter: Waiter, wfs: list[wfcelery.Workflow], timeout: float = 600, ops: bool = False
+) -> float:
+    """Submit every workflow, wait for every run; seconds from the first submit to the last end. ``ops``:
+    each run also gets a run key of its own and a deadline (one hour: never reached)."""
     start = time.monotonic()
-    ids = [engine.submit(wf).id for wf in wfs]
+    if ops:
+        tag = f"{time.monotonic_ns()}"
+        ids = [engine.submit(wf, run_key=f"{tag}-{i}", deadline=3600).id for i, wf in enumerate(wfs)]
+    else:
+        ids = [engine.submit(wf).id for wf in wfs]
     end = waiter.wait(ids, waiter.runs_done, timeout)
     if waiter.failures:
         raise RuntimeError(f"runs failed: {sorted(waiter.failures)[:3]}")
     return end - start
 
 
+#: The sides of the throughput comparison: label, pool, and whether each run has a run key and a deadline.
+SIDES = (
+    ("no pool", None, False),
+    ("pool of 1,000", "big", False),
+    ("pool + run key + deadline", "big", True),
+)
+
+
 def throughput(engine: Any, waiter: Waiter, runs: int, rounds: int) -> dict[str, Any]:
-    """Rounds of both sides, the order swapped every round (off, on; on, off; ...); the ratio of each
-    round's pair, and their median, so a load spike on a shared machine moves one pair, not the result."""
-    rates: dict[str, list[float]] = {"no pool": [], "pool of 1,000": []}
-    sides = [("no pool", None), ("pool of 1,000", "big")]
-    run_all(engine, waiter, [small("warm", None)] * 20)  # warm up: connections, plan caches
-    run_all(engine, waiter, [small("warm", "big")] * 20)
+    """Rounds of every side, the order rotated every round; each side's ratio to the plain side in the
+    same round, and their median, so a load spike on a shared machine moves one round, not the result.
+    Metrics are on for every side (their own cost: ``benchmarks.metrics_cost``)."""
+    rates: dict[str, list[float]] = {label: [] for label, _, _ in SIDES}
+    for _, pool, ops in SIDES:  # warm up: connections, plan caches
+        run_all(engine, waiter, [small("warm", pool)] * 20, ops=ops)
     for i in range(rounds):
-        for label, pool in sides if i % 2 == 0 else sides[::-1]:
-            seconds = run_all(engine, waiter, [small(f"s-{label}", pool)] * runs)
+        order = SIDES[i % len(SIDES) :] + SIDES[: i % len(SIDES)]
+        for label, pool, ops in order:
+            seconds = run_all(engine, waiter, [small(f"s-{label}", pool)] * runs, ops=ops)
             rates[label].append(round(runs * 10 / seconds, 1))
-    pairs = [round(b / a, 3) for a, b in zip(rates["no pool"], rates["pool of 1,000"], strict=True)]
+    plain = rates["no pool"]
+    pairs = [round(b / a, 3) for a, b in zip(plain, rates["pool of 1,000"], strict=True)]
+    ops_pairs = [round(b / a, 3) for a, b in zip(plain, rates["pool + run key + deadline"], strict=True)]
     medians = {k: statistics.median(v) for k, v in rates.items()}
     return {
         "runs_per_round": runs,
@@ -75,6 +95,8 @@ def throughput(engine: Any, waiter: Waiter, runs: int, rounds: int) -> dict[str,
         "median_tasks_per_second": medians,
         "ratio_per_round": pairs,
         "ratio_pooled_vs_none": statistics.median(pairs),
+        "ratio_per_round_ops_layer": ops_pairs,
+        "ratio_ops_layer_vs_none": statistics.median(ops_pairs),
         "target": ">= 0.9",
     }
 
@@ -149,6 +171,7 @@ def main() -> None:
     parser.add_argument("--drain", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+    parser.add_argument("--throughput-only", action="store_true", help="skip the release latency and drain")
     args = parser.parse_args()
     server = redis_server_class()().start()
     workdir = make_workdir()
@@ -164,12 +187,13 @@ def main() -> None:
         result = {
             "machine": machine(),
             "workers": settings.describe(app),
-            "conditions": "a shared 2-core VM, busy with other jobs (load average in machine)",
+            "load_average_at_start": list(os.getloadavg()),
             "throughput": throughput(engine, waiter, args.runs, args.rounds),
-            "release_latency": release_latency(engine, waiter),
-            "drain": drain(engine, waiter, r, args.drain),
-            "load_average_at_end": list(__import__("os").getloadavg()),
         }
+        if not args.throughput_only:
+            result["release_latency"] = release_latency(engine, waiter)
+            result["drain"] = drain(engine, waiter, r, args.drain)
+        result["load_average_at_end"] = list(os.getloadavg())
     finally:
         workers.stop()
         server.stop()

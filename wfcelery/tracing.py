@@ -171,6 +171,7 @@ def attempt_ended(
     node: str,
     outcome: str,
     error: dict[str, Any] | None = None,
+    ended_ns: int | None = None,
 ) -> None:
     """Emit a node attempt's span from the request that ran it (``outcome``: SUCCEEDED, FAILED, RETRYING,
     REVOKED). Needs the start gate's stamps on the request (``wf_started_ns``, ``wf_waited_ms``)."""
@@ -193,7 +194,7 @@ def attempt_ended(
             "wfcelery.outcome": outcome,
         }
         events: list[tuple[str, int, dict[str, Any]]] = [("started", started, {})]
-        end = time.time_ns()
+        end = ended_ns or time.time_ns()
         message = None
         if error is not None:
             message = f"{error.get('type')}: {error.get('message')}"

@@ -44,7 +44,9 @@ def test_gate_entry_and_its_channel_message() -> None:
     assert entry.encode() == "P2:1900000000"
     assert GateEntry.decode("P2:1900000000") == entry
     assert GateEntry.decode("R12:") == GateEntry("R", 12, 0)
-    assert GateEntry.from_message(entry.message("abc")) == ("abc", entry)
+    assert GateEntry.from_message("abc P2:1900000000 7") == ("abc", entry, 7)  # gate.lua's message
+    halting = GateEntry.decode("H2147483648:0")
+    assert (halting.letter, halting.status) == ("H", None)
 
 
 def test_run_record_written_at_submit_reads_back() -> None:

@@ -156,14 +156,16 @@ class Fleet(TrackerBase):
 
     def renew_gate_lease(self, lease_id: str, ttl: float, applied: int) -> int:
         """Take or renew a process's gate lease for ``ttl`` seconds, saying it applied every gate change up
-        to ``applied``; returns the number of the gate's last change (one round trip; on a Redis Cluster
-        the two keys may live on two nodes, each read in one step)."""
+        to ``applied``; returns the number of the gate's last change (one round trip; two on a Redis Cluster,
+        the lease first)."""
+        lease = {"keys": [self.keys.gate_leases], "args": [lease_id, int(ttl * 1000), applied]}
         with converted_errors("renew the gate lease"):
+            if self.settings.redis_cluster:  # redis-py sends no script on a cluster pipeline
+                self.scripts["gate_lease"](**lease)
+                return int(self.client.hget(self.keys.gate, GATE_SEQ_FIELD) or 0)
             pipe = self.client.pipeline(transaction=False)
             pipe.hget(self.keys.gate, GATE_SEQ_FIELD)
-            self.scripts["gate_lease"](
-                keys=[self.keys.gate_leases], args=[lease_id, int(ttl * 1000), applied], client=pipe
-            )
+            self.scripts["gate_lease"](**lease, client=pipe)
             seq, _ = pipe.execute()
         return int(seq or 0)
 

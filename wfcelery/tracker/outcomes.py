@@ -162,6 +162,8 @@ class SucceedOutcome:
     inline: int = 0
     #: succeed.lua only: this report was recorded (False: a stale or duplicate one, or a deleted run)
     recorded: bool = False
+    #: succeed.lua only: the node's start, when this report recorded it too (a local gate's start)
+    started: StartOutcome | None = None
 
     @property
     def gone(self) -> bool:
@@ -172,6 +174,7 @@ class SucceedOutcome:
         finish, epoch, params, released, *rest = reply
         pairs = rest[0] if rest else []
         inline = int(rest[1] or 0) if len(rest) > 1 else 0
+        started = StartOutcome.from_reply(f"ok:{rest[2]}") if len(rest) > 2 and rest[2] else None
         return cls(
             Finish.from_reply(finish),
             int(epoch),
@@ -179,7 +182,8 @@ class SucceedOutcome:
             tuple(int(c) for c in released),
             {int(pairs[i]): pairs[i + 1] or None for i in range(0, len(pairs), 2)},
             inline,
-            bool(rest),  # succeed.lua returns its two extra items only when it recorded the success
+            bool(rest),  # succeed.lua returns its extra items only when it recorded the success
+            started,
         )
 
 

@@ -144,11 +144,13 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
 
     def record_starts(self, starts: Sequence[tuple[str, Slot, int, str, int]]) -> list[StartOutcome]:
         """Record bodies a worker's leased gate already let start (start.lua, mode 'granted'): ``(run id,
-        slot, epoch, worker, ms since the body started)`` each, in one pipeline."""
+        slot, epoch, worker, ms since the body started)`` each, in one pipeline (one call each on a Cluster)."""
+        rows = [(run_id, [slot, epoch, worker, "granted", ago]) for run_id, slot, epoch, worker, ago in starts]
+        if self.settings.redis_cluster:  # redis-py sends no script on a cluster pipeline: one call each
+            return [StartOutcome.from_reply(self._run_script("start", run_id, args)) for run_id, args in rows]
         with converted_errors("record started nodes"):
             pipe = self.client.pipeline(transaction=False)
-            for run_id, slot, epoch, worker, ago in starts:
-                args = [slot, epoch, worker, "granted", ago]
+            for run_id, args in rows:
                 self.scripts["start"](keys=self.script_keys(run_id), args=args, client=pipe)
             return [StartOutcome.from_reply(r) for r in pipe.execute()]
 

@@ -53,6 +53,8 @@ class WorkerBase:
         self.app = app
         self._tracker = tracker  # lazy: settings are read on first use, after the app is configured
         self.hostname = ""  # the worker's node name (set by hooks and the bootstep; names the outbox)
+        #: starts a success report recorded with it (succeed.lua), by task id, until its hook reads them
+        self.starts_reported: dict[str, StartOutcome] = {}
 
     @cached_property
     def tracker(self) -> Tracker:

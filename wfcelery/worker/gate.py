@@ -30,11 +30,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wfcelery.errors import TrackerError
 from wfcelery.tracker.keys import Slot
-from wfcelery.tracker.outcomes import StartReason
+from wfcelery.tracker.outcomes import StartOutcome, StartReason
 
 if TYPE_CHECKING:
     from wfcelery.tracker.store import Tracker
@@ -54,6 +54,7 @@ class _Started:
     epoch: int
     worker: str
     at: float  # time.monotonic() when the body started
+    request: Any = None  # the task's request: its attempt number and wait are set once recorded
 
 
 class LocalGate:
@@ -79,7 +80,9 @@ class LocalGate:
 
     # -- the hot path ---------------------------------------------------------------------------------------
 
-    def admit(self, task_id: str, run_id: str, slot: Slot, epoch: int, worker: str) -> bool:
+    def admit(
+        self, task_id: str, run_id: str, slot: Slot, epoch: int, worker: str, request: Any = None
+    ) -> bool:
         """True when the body may start now without asking the tracker: the lease is fresh and the table
         says nothing of the run (or that it runs again from an epoch at most ``epoch``). Its RUNNING
         record is then owed (:meth:`take` or the writer). False: ask start.lua."""
@@ -93,10 +96,17 @@ class LocalGate:
             entry = self.filter.entries.get(run_id)
             if entry is not None and (entry[0] != "R" or epoch < entry[1]):
                 return False
-            self._pending[task_id] = _Started(run_id, slot, epoch, worker, time.monotonic())
+            self._pending[task_id] = _Started(run_id, slot, epoch, worker, time.monotonic(), request)
         if self.delay > 0:
             self._wake.set()
         return True
+
+    def recorded(self, request: Any, verdict: StartOutcome) -> None:
+        """The node's start was recorded (by the writer, or with its report): its attempt number and wait
+        go on its request (a late report of an older attempt is told apart by it; tracing reads both)."""
+        if request is not None and verdict.run:
+            request.wf_attempt = verdict.attempt
+            request.wf_waited_ms = verdict.waited_ms
 
     def take(self, task_id: str) -> float | None:
         """The report of ``task_id`` records its start itself: returns when its body started (monotonic)
@@ -182,7 +192,8 @@ class LocalGate:
                 for task_id, started in owed:
                     if self._pending.get(task_id) is started:
                         del self._pending[task_id]
-            for (task_id, _), verdict in zip(owed, verdicts, strict=True):
+            for (task_id, started), verdict in zip(owed, verdicts, strict=True):
+                self.recorded(started.request, verdict)
                 if verdict.reason is StartReason.RUNNING:
                     logger.warning(
                         "wfcelery: %s started here while another worker runs it (a duplicate message): "

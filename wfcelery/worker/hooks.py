@@ -174,7 +174,7 @@ def wrap_task_init(app: Celery) -> None:
             task.request.wf_started_ns = time.time_ns()
             return
         if _first_copy(task.request) and side.gate.admit(
-            task_id, parsed[0], parsed[1], parsed[2], task.request.hostname or side.hostname
+            task_id, parsed[0], parsed[1], parsed[2], task.request.hostname or side.hostname, task.request
         ):  # the leased local gate let it start: its RUNNING record is owed (gate.py)
             task.request.wf_started_ns = time.time_ns()
             task.request.wf_local_start = True
@@ -264,7 +264,7 @@ def _on_success(
             side, task_id, plan_header(request), error, int(getattr(request, "wf_attempt", 0) or 0)
         )
         return
-    _attempt_span(side, parsed, request, "SUCCEEDED")
+    ended_ns = time.time_ns()
     timelimit = getattr(request, "timelimit", None) or (None, None)
     payload = {"task_id": task_id, "digest": plan_header(request), "result": encoded}
     if getattr(request, "wf_local_start", False):
@@ -273,6 +273,9 @@ def _on_success(
             payload["started_ago"] = int((time.monotonic() - started) * 1000)
     with side.inline_scope(not any(timelimit)):  # an inline child runs inside this task's time
         side.report(ReportKind.SUCCEEDED, payload)
+    if "started_ago" in payload and (verdict := side.starts_reported.pop(task_id, None)) is not None:
+        side.gate.recorded(request, verdict)
+    _attempt_span(side, parsed, request, "SUCCEEDED", ended_ns=ended_ns)
     side.run_inline(request.hostname or side.hostname)
 
 
@@ -357,7 +360,12 @@ def _on_retry(
 
 
 def _attempt_span(
-    side: WorkerSide, parsed: Parsed, request: Any, outcome: str, error: dict[str, Any] | None = None
+    side: WorkerSide,
+    parsed: Parsed,
+    request: Any,
+    outcome: str,
+    error: dict[str, Any] | None = None,
+    ended_ns: int | None = None,
 ) -> None:
     """The node attempt's span, when this process traces (tracing.py)."""
     if not tracing.active():
@@ -365,7 +373,7 @@ def _attempt_span(
     digest = plan_header(request)
     workflow = side.plans.get(digest).name if digest else ""
     node = str(getattr(request, "wf_node", "") or parsed[1])
-    tracing.attempt_ended(request, parsed[0], workflow, node, outcome, error)
+    tracing.attempt_ended(request, parsed[0], workflow, node, outcome, error, ended_ns)
 
 
 # -- main process ------------------------------------------------------------------------------------------

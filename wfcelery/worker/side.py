@@ -195,6 +195,10 @@ class WorkerSide(Inline):
         )
         if out.gone:
             raise RunNotFound(run_id)
+        if out.started is not None:  # for the hook that reported it (hooks._on_success)
+            if len(self.starts_reported) > 10_000:  # replayed reports have no hook to read theirs
+                self.starts_reported.clear()
+            self.starts_reported[task_id(*parsed)] = out.started
         if out.recorded:
             self._pool_ended(plan, run_id, slot)
         if out.inline and candidate is not None:  # started by the script: this worker runs it next
@@ -304,6 +308,10 @@ class WorkerSide(Inline):
         node = plan.nodes[index]
         plain_continue = plan.on_failure == "continue" and not plan.rule_spec
         descendants = plan.descendants([index]) if plain_continue else []
+        if mode is FailMode.FAILED and plan.on_failure != "continue":
+            # It may end the run and revoke its queued nodes: no worker starts one on its own from here
+            # (worker/gate.py); the run's later starts ask the tracker.
+            self.tracker.fence_gate(run_id)
         out = self.tracker.fail(
             run_id, slot, epoch, error, mode, node.retries, descendants, attempt, plan.rule_spec
         )

@@ -229,10 +229,17 @@ end
 
 -- A node reported finished whose start was never recorded: record it now (RUNNING, one more attempt).
 -- With the reporting worker (a body its leased gate let start, worker/gate.py: the start is recorded with
--- the report, one call for both) also its wait, its start time ('ago' ms before now) and its worker.
+-- the report, one call for both) also its wait, its start time ('ago' ms before now) and its worker; then
+-- returns '<attempt>:<ms it waited QUEUED, or empty>' (as start.lua), else false.
 local function start_unseen(idx, n, worker, ago)
+  local recorded = false
   if n.s == 'P' or n.s == 'Q' then
     if worker and worker ~= '' then
+      local waited = ''
+      if n.s == 'Q' and n.fi ~= '' then
+        waited = rel_now() - tonumber(n.fi)
+      end
+      recorded = (n.a + 1) .. ':' .. waited
       count_wait(idx, n)
       n.st = tostring(rel_now() - (tonumber(ago) or 0))
       n.fi = ''
@@ -243,6 +250,7 @@ local function start_unseen(idx, n, worker, ago)
     n.a = n.a + 1
     event(idx, 'R', n.e)
   end
+  return recorded
 end
 
 local function count_run(field, by)

@@ -7,10 +7,12 @@
 -- ARGV[7] this worker's hostname (for the inline child's start)
 -- ARGV[8] ms since the body started: a start no call recorded yet is recorded with this report
 -- ARGV[9..] child index, number of its parents, child index, number of its parents, ... (plain plans)
--- Returns {finish, run epoch, params, {released child indexes...}, {index, result or false, ...}, inline}
+-- Returns {finish, run epoch, params, {released child indexes...}, {index, result or false, ...}, inline,
+--   started}
 --   (tracker.SucceedOutcome; the 5th: the results ARGV[5] asked for, only when children were released;
 --   inline: the attempt number of the ARGV[6] child when this script also started it -- the start gate of
 --   start.lua, in the same atomic step: the run is RUNNING and the child RUNNING on this worker -- else false)
+--   started: '<attempt>:<ms waited>' when this report also recorded the node's start (ARGV[8]), else false.
 --   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
 --   params: the run's params JSON when children were released (they need it), else false.
 --   A stale or duplicate report writes nothing and returns {false, 0, false, {}}; a report of a deleted
@@ -26,7 +28,7 @@ local n = get_node(idx)
 if n.e ~= epoch or TERMINAL[n.s] then
   return {false, 0, false, {}}
 end
-start_unseen(idx, n, ARGV[7], ARGV[8])
+local started = start_unseen(idx, n, ARGV[7], ARGV[8])
 if ARGV[3] ~= 'null' then
   redis.call('HSET', K_RESULTS, idx, ARGV[3])  -- no field means null: most tasks of big runs return None
 end
@@ -76,4 +78,4 @@ if ARGV[6] ~= '' and #released == 1 and released[1] == tonumber(ARGV[6]) and sta
 end
 local finish = maybe_finish()
 touch_if_finished(status)
-return {finish, run_epoch, params, released, inputs, inline}
+return {finish, run_epoch, params, released, inputs, inline, started}
