@@ -321,13 +321,19 @@ def test_an_unmarked_copy_of_a_finished_task_records_nothing(app, engine, r):
     with in_thread_worker(app):
         run = engine.submit(wf)
         run.wait(timeout=30)
-        before = (r.hgetall(engine.tracker.keys.nodes(run.id)), r.hgetall(engine.tracker.keys.results(run.id)))
+        before = (
+            r.hgetall(engine.tracker.keys.nodes(run.id)),
+            r.hgetall(engine.tracker.keys.results(run.id)),
+        )
         state_before = run.state()
         plan = engine.plans.get(engine.tracker.run_record(run.id).plan)
         app.send_task("proj.count", **plan.message(run.id, 0, 0, {}, ()))  # the very same message again
         wait_for(lambda: counts(r, app, run.id).get("a") == 2, message="the copy's body to run")
         wait_for(lambda: worker_idle(r, app), message="worker idle")
-    assert (r.hgetall(engine.tracker.keys.nodes(run.id)), r.hgetall(engine.tracker.keys.results(run.id))) == before
+    assert (
+        r.hgetall(engine.tracker.keys.nodes(run.id)),
+        r.hgetall(engine.tracker.keys.results(run.id)),
+    ) == before
     assert run.state() == state_before
     assert counts(r, app, run.id)["b"] == 1  # its child was not released again
 

@@ -158,14 +158,14 @@ class Fleet(TrackerBase):
         """Take or renew a process's gate lease for ``ttl`` seconds, saying it applied every gate change up
         to ``applied``; returns the number of the gate's last change (one round trip; two on a Redis Cluster,
         the lease first)."""
-        lease = {"keys": [self.keys.gate_leases], "args": [lease_id, int(ttl * 1000), applied]}
+        keys, args = [self.keys.gate_leases], [lease_id, str(int(ttl * 1000)), str(applied)]
         with converted_errors("renew the gate lease"):
             if self.settings.redis_cluster:  # redis-py sends no script on a cluster pipeline
-                self.scripts["gate_lease"](**lease)
+                self.scripts["gate_lease"](keys=keys, args=args)
                 return int(self.client.hget(self.keys.gate, GATE_SEQ_FIELD) or 0)
             pipe = self.client.pipeline(transaction=False)
             pipe.hget(self.keys.gate, GATE_SEQ_FIELD)
-            self.scripts["gate_lease"](**lease, client=pipe)
+            self.scripts["gate_lease"](keys=keys, args=args, client=pipe)
             seq, _ = pipe.execute()
         return int(seq or 0)
 

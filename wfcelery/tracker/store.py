@@ -144,8 +144,11 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
 
     def record_starts(self, starts: Sequence[tuple[str, Slot, int, str, int]]) -> list[StartOutcome]:
         """Record bodies a worker's leased gate already let start (start.lua, mode 'granted'): ``(run id,
-        slot, epoch, worker, ms since the body started)`` each, in one pipeline (one call each on a Cluster)."""
-        rows = [(run_id, [slot, epoch, worker, "granted", ago]) for run_id, slot, epoch, worker, ago in starts]
+        slot, epoch, worker, ms since the body started)`` each, in one pipeline (one call each on a
+        Cluster)."""
+        rows = [
+            (run_id, [slot, epoch, worker, "granted", ago]) for run_id, slot, epoch, worker, ago in starts
+        ]
         if self.settings.redis_cluster:  # redis-py sends no script on a cluster pipeline: one call each
             return [StartOutcome.from_reply(self._run_script("start", run_id, args)) for run_id, args in rows]
         with converted_errors("record started nodes"):
@@ -292,9 +295,9 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
         workflow: str | None = None,
     ) -> None:
         """Delete every key of the run and its entries in the indexes (``workflow``: its name, for the
-        history's index of it) and the live set; and its ``run_key``, if the run still holds it. Its gate entry
-        stays until it expires: messages of the run still queued are dropped by every worker without a
-        start (a local gate admits a message only of a run its table does not name, worker/gate.py).
+        history's index of it) and the live set; and its ``run_key``, if the run still holds it. Its gate
+        entry stays until it expires: messages of the run still queued are dropped by every worker without
+        a start (a local gate admits a message only of a run its table does not name, worker/gate.py).
 
         ``plan_digest``: also delete that plan. Only a submit whose publish failed passes it, and only
         when its own :meth:`create_run` created the plan: other runs of the definition share the key."""

@@ -115,7 +115,7 @@ class LocalGate:
             started = self._pending.pop(task_id, None)
         return None if started is None else started.at
 
-    # -- acknowledgement and lease ----------------------------------------------------------------------------
+    # -- acknowledgement and lease -------------------------------------------------------------------------
 
     def acknowledge(self) -> None:
         """Tell the tracker this process applied every gate change up to the filter's, after writing the
@@ -144,7 +144,9 @@ class LocalGate:
             if self._taken:
                 return True
             try:
-                self.tracker.renew_gate_lease(self.lease_id, self.lease, 0)  # registered first: see fence_gate
+                self.tracker.renew_gate_lease(
+                    self.lease_id, self.lease, 0
+                )  # registered first: see fence_gate
                 self.filter.start()
                 self.filter.resync()
                 self._taken = True
@@ -170,7 +172,7 @@ class LocalGate:
         except (TrackerError, OSError) as e:
             logger.debug("wfcelery: gate lease not given back (%s): it lapses", e)
 
-    # -- the RUNNING records owed -------------------------------------------------------------------------------
+    # -- the RUNNING records owed --------------------------------------------------------------------------
 
     def flush(self) -> None:
         """Write every owed RUNNING record now (a failure report, a shutdown)."""

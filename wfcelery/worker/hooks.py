@@ -205,8 +205,8 @@ def wrap_task_init(app: Celery) -> None:
 
 def _first_copy(request: Any) -> bool:
     """True for a message that cannot be a copy of one already started: not redelivered by the broker,
-    not a wfcelery re-send or possible copy (``COPY_HEADER``), not a Celery retry. Only those may start on the local gate; any other asks
-    start.lua, which fences a copy of a node RUNNING elsewhere."""
+    not a wfcelery re-send or possible copy (``COPY_HEADER``), not a Celery retry. Only those may start on
+    the local gate; any other asks start.lua, which fences a copy of a node RUNNING elsewhere."""
     delivery = getattr(request, "delivery_info", None) or {}
     marked = getattr(request, RESEND_HEADER, None) or getattr(request, COPY_HEADER, None)
     return not (delivery.get("redelivered") or marked or request.retries)
@@ -266,7 +266,7 @@ def _on_success(
         return
     ended_ns = time.time_ns()
     timelimit = getattr(request, "timelimit", None) or (None, None)
-    payload = {"task_id": task_id, "digest": plan_header(request), "result": encoded}
+    payload: dict[str, Any] = {"task_id": task_id, "digest": plan_header(request), "result": encoded}
     if getattr(request, "wf_local_start", False):
         started = side.gate.take(task_id)
         if started is not None:  # its RUNNING record is still owed: this report writes it (succeed.lua)
