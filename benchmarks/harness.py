@@ -514,12 +514,14 @@ def _frame(frame: str) -> str:
 #: Where a worker's samples go: the first bucket (in this order) with a frame in the stack takes the sample.
 PROFILE_BUCKETS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "pool": [
-        ("wfcelery: publish released children", ("Dispatcher.publish (wfcelery/",)),
+        ("wfcelery: publish released children", ("Dispatcher.publish (messaging/",)),
         (
             "wfcelery: succeed (Lua + plan)",
-            ("WorkerSide.node_succeeded (wfcelery/", "_on_success (wfcelery/"),
+            ("WorkerSide.node_succeeded (worker/", "_on_success (worker/"),
         ),
-        ("wfcelery: start gate (Lua)", ("on_task_init (wfcelery/",)),
+        ("wfcelery: start gate (Lua)", ("WorkerBase.start (worker/",)),
+        ("wfcelery: local start gate", ("LocalGate.", "_first_copy (worker/")),
+        ("wfcelery: other hooks", ("(worker/hooks.py", "(worker/retries.py", "(wfcelery/tracing.py")),
         (
             "celery: publish next step (chain/chord)",
             (
@@ -543,7 +545,7 @@ PROFILE_BUCKETS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("ack", ("Message.ack", "QoS.ack")),
         ("receive messages", ("Transport.on_readable", "_brpop_read", "Transport._deliver", "on_poll_start")),
         ("hand jobs to pool / read results", ("AsynPool", "ResultHandler", "schedule_writes")),
-        ("wfcelery gate", ("wfcelery/",)),
+        ("wfcelery: message filter and hooks", ("(worker/", "(messaging/", "(wfcelery/tracing.py")),
         ("event loop wait", ("_epoll.poll", "Hub.create_loop")),
     ],
 }

@@ -26,11 +26,12 @@ DEFAULT_GATE_RESYNC = 5.0
 #: Seconds a worker process's gate lease lasts (renewed every quarter of it). While it holds a fresh lease,
 #: a process decides a node's start from its own copy of the gate table, without a tracker round trip, and
 #: every pause/cancel waits for its acknowledgement (or for the lease to lapse). 0: every start asks the
-#: tracker (start.lua). Docs: architecture, "The start gate".
+#: tracker (start.lua). Docs: design, "Why the start gate".
 DEFAULT_GATE_LEASE = 4.0
 #: Seconds a locally started node's RUNNING record waits to be written: a body that ends sooner has its
 #: start recorded by its own success or failure report (one tracker call per node); a longer one shows
-#: RUNNING after this delay. A pause, cancel or worker shutdown writes the waiting records at once.
+#: RUNNING within twice this delay (the writer's tick; 0: within 10 ms). A pause, cancel or worker
+#: shutdown writes the waiting records at once.
 DEFAULT_RUNNING_DELAY = 0.1
 #: Whether Celery's result backend also stores each node's result. Off: the tracker already keeps every
 #: node's result and error (run.wait(), run.results(), children, resume), and Celery's copy (~380 B a task,

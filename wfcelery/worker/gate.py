@@ -72,10 +72,10 @@ class LocalGate:
         self._trusted_until = 0.0  # time.monotonic(): this process's own end of its lease
         self._acked = -1  # the gate change number the tracker has as this process's
         self._pending: dict[str, _Started] = {}  # task id -> a start not recorded yet
+        self._reporting: dict[str, _Started] = {}  # task id -> a start its report is recording now
         self._taken = False
         self._take_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._wake = threading.Event()
         self._stop = threading.Event()
 
     # -- the hot path ---------------------------------------------------------------------------------------
@@ -97,8 +97,6 @@ class LocalGate:
             if entry is not None and (entry[0] != "R" or epoch < entry[1]):
                 return False
             self._pending[task_id] = _Started(run_id, slot, epoch, worker, time.monotonic(), request)
-        if self.delay > 0:
-            self._wake.set()
         return True
 
     def recorded(self, request: Any, verdict: StartOutcome) -> None:
@@ -110,10 +108,18 @@ class LocalGate:
 
     def take(self, task_id: str) -> float | None:
         """The report of ``task_id`` records its start itself: returns when its body started (monotonic)
-        if its RUNNING record was still owed, else None (written already, or never owed)."""
+        if its RUNNING record was still owed, else None (written already, or never owed). Until
+        :meth:`reported`, an acknowledgement still writes it (the report may not have landed yet)."""
         with self.filter.lock:
             started = self._pending.pop(task_id, None)
+            if started is not None:
+                self._reporting[task_id] = started
         return None if started is None else started.at
+
+    def reported(self, task_id: str) -> None:
+        """The report that took ``task_id``'s start has returned (recorded, or kept in the outbox)."""
+        with self.filter.lock:
+            self._reporting.pop(task_id, None)
 
     # -- acknowledgement and lease -------------------------------------------------------------------------
 
@@ -126,7 +132,7 @@ class LocalGate:
         while True:
             with self.filter.lock:
                 applied = self.filter.applied
-                owed = list(self._pending.items()) if applied != self._acked else []
+                owed = [*self._pending.items(), *self._reporting.items()] if applied != self._acked else []
             if owed:
                 self._write(owed)
             sent = time.monotonic()
@@ -144,9 +150,8 @@ class LocalGate:
             if self._taken:
                 return True
             try:
-                self.tracker.renew_gate_lease(
-                    self.lease_id, self.lease, 0
-                )  # registered first: see fence_gate
+                # Registered before the table is read: a fence from here on waits for this process.
+                self.tracker.renew_gate_lease(self.lease_id, self.lease, 0)
                 self.filter.start()
                 self.filter.resync()
                 self._taken = True
@@ -165,7 +170,6 @@ class LocalGate:
         if not self._taken or self._stop.is_set():
             return
         self._stop.set()
-        self._wake.set()
         try:
             self.flush()
             self.tracker.drop_gate_lease(self.lease_id)
@@ -184,7 +188,7 @@ class LocalGate:
     def _write(self, owed: list[tuple[str, _Started]]) -> None:
         with self._flush_lock:
             with self.filter.lock:  # another writer or a report may have taken some meanwhile
-                owed = [(t, s) for t, s in owed if self._pending.get(t) is s]
+                owed = [(t, s) for t, s in owed if s in (self._pending.get(t), self._reporting.get(t))]
             if not owed:
                 return
             now = time.monotonic()
@@ -204,23 +208,15 @@ class LocalGate:
                     )
 
     def _write_loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            while not self._stop.is_set():
-                with self.filter.lock:
-                    oldest = min((s.at for s in self._pending.values()), default=None)
-                if oldest is None:
-                    break
-                due = oldest + self.delay - time.monotonic()
-                if due > 0:
-                    self._stop.wait(due)
-                    continue
-                cutoff = time.monotonic() - self.delay
-                with self.filter.lock:
-                    owed = [(t, s) for t, s in self._pending.items() if s.at <= cutoff]
-                try:
-                    self._write(owed)
-                except (TrackerError, OSError) as e:
-                    logger.debug("wfcelery: RUNNING records not written yet (%s)", e)
-                    self._stop.wait(0.5)
+        """Every ``wfcelery_running_delay``, write the records owed longer than that. A tick, not a wake-up
+        per start: the hot path only adds to a dict (a wake-up would cost a thread switch per node)."""
+        while not self._stop.wait(max(self.delay, 0.01)):
+            cutoff = time.monotonic() - self.delay
+            with self.filter.lock:
+                owed = [(t, s) for t, s in self._pending.items() if s.at <= cutoff]
+            if not owed:
+                continue
+            try:
+                self._write(owed)
+            except (TrackerError, OSError) as e:
+                logger.debug("wfcelery: RUNNING records not written yet (%s)", e)

@@ -271,8 +271,12 @@ def _on_success(
         started = side.gate.take(task_id)
         if started is not None:  # its RUNNING record is still owed: this report writes it (succeed.lua)
             payload["started_ago"] = int((time.monotonic() - started) * 1000)
-    with side.inline_scope(not any(timelimit)):  # an inline child runs inside this task's time
-        side.report(ReportKind.SUCCEEDED, payload)
+    try:
+        with side.inline_scope(not any(timelimit)):  # an inline child runs inside this task's time
+            side.report(ReportKind.SUCCEEDED, payload)
+    finally:
+        if "started_ago" in payload:
+            side.gate.reported(task_id)
     if "started_ago" in payload and (verdict := side.starts_reported.pop(task_id, None)) is not None:
         side.gate.recorded(request, verdict)
     _attempt_span(side, parsed, request, "SUCCEEDED", ended_ns=ended_ns)

@@ -244,7 +244,9 @@ local function start_unseen(idx, n, worker, ago)
       n.st = tostring(rel_now() - (tonumber(ago) or 0))
       n.fi = ''
       n.w = worker_number(worker)
-      redis.call('HSETNX', K_RUN, 'started', now_ms())
+      if not run_field('started') then  -- prefetched by succeed.lua: one write per run, not per node
+        redis.call('HSET', K_RUN, 'started', now_ms())
+      end
     end
     n.s = 'R'
     n.a = n.a + 1

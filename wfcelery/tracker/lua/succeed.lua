@@ -20,7 +20,7 @@
 -- The worker builds the released children's arguments: a one-parent child gets this node's result; a
 -- fan-in child's parents all stored theirs before it could be released: this script returns them (ARGV[5]).
 local idx, epoch = ARGV[1], tonumber(ARGV[2])
-prefetch('status', 'epoch', 'created', 'maxlen', 'total', 'params', 'policy', 'ml', 'mn', 'w:' .. ARGV[7])
+prefetch('status', 'epoch', 'created', 'maxlen', 'total', 'params', 'policy', 'ml', 'mn', 'started', 'w:' .. ARGV[7])
 if not run_field('status') then
   return {false, -1, false, {}}  -- the run was cleaned up (or expired): write nothing, or keys would outlive it
 end
