@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The tests of `make test` whose pass depends on time: a bound asserted on a measured time, or a fault that
 #: must heal before a deadline -- the fault and reconciler tests, the repairs at heartbeat pace, a pause
 #: mid-flight, the dashboard's 10,000-node render, the web server's request limits, and the active-run limits
-#: and deadlines' repairs (a SIGKILLed worker, a crash before an admission) and deadline lateness, and the
-#: pools' rate spacing, slot returns and crash-gap repairs.
+#: and deadlines' repairs (a SIGKILLed worker, a crash before an admission) and deadline lateness, the
+#: pools' rate spacing, slot returns and crash-gap repairs, and the local gate's lease lapse and renewal.
 TIMING_BOUND = [
     "tests/integration/test_faults.py",
     "tests/integration/test_reconciler.py",
@@ -43,6 +43,7 @@ TIMING_BOUND = [
     "tests/integration/test_routing.py::test_a_worker_that_answers_late_is_not_reported_as_missing",
     "tests/integration/test_routing.py::test_workers_sharing_one_node_name_are_both_counted_and_named",
     "tests/integration/test_run_limits.py",
+    "tests/integration/test_local_gate.py",
     *(
         f"tests/integration/test_pools.py::{name}"
         for name in (
