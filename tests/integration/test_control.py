@@ -72,10 +72,14 @@ def drained(r: redis.Redis, queue: str, run_id: str) -> bool:
 # -- 1. pause a 300-node run mid-flight ----------------------------------------------------------------
 
 
-def test_pause_mid_flight_nothing_starts_then_resume_runs_every_node_once(app, engine, r, worker_process):
+@pytest.mark.parametrize("lease", [0, 4], ids=["start-script", "local-gate"])
+def test_pause_mid_flight_nothing_starts_then_resume_runs_every_node_once(
+    app, engine, r, worker_process, lease
+):
     queue = app.conf.task_default_queue
-    worker_process(app, [queue], "p1", concurrency=2)
-    worker_process(app, [queue], "p2", concurrency=2)
+    conf = {"wfcelery_gate_lease": lease}
+    worker_process(app, [queue], "p1", concurrency=2, conf=conf)
+    worker_process(app, [queue], "p2", concurrency=2, conf=conf)
     wf = layered("pause300", layers=10, width=30, task="proj.record", sleep=0.01)
     run = engine.submit(wf)
 

@@ -3,13 +3,13 @@ request it sends to the real Redis from the threads that run tasks (the success 
 runs there; the worker's services -- heartbeat, reconciler, message filter, the local gate's lease and its
 writer of RUNNING records -- run in threads of their own and are not counted).
 
-Budget (docs: benchmarks): one per node -- succeed.lua after the body, which also records the node's start
-(the worker's leased local gate let the body start without asking: worker/gate.py) and returns what a
-released fan-in child needs -- plus, once per run, one pipeline when the run ends (the plan's refresh, and
-the read of the run's parent: a child run settles its parent's node). A regression to a second call per
-node (a start gate round trip, an HMGET of fan-in arguments, a separate read) fails here. A message that
-may be a copy (redelivered, re-sent, retried), or a process without a fresh lease, still asks start.lua
-first: two calls for that node.
+Budget (docs: design): with the local gate (``wfcelery_gate_lease``), one per node -- succeed.lua after the
+body, which also records the node's start (the worker's leased gate let the body start without asking:
+worker/gate.py) and returns what a released fan-in child needs; without it, start.lua before the body and
+succeed.lua after it -- plus, once per run, one pipeline when the run ends (the plan's refresh, and the
+read of the run's parent: a child run settles its parent's node). A regression to one more call per node
+(an HMGET of fan-in arguments, a separate read) fails here. A message that may be a copy (redelivered,
+re-sent, retried), or a process without a fresh lease, asks start.lua first.
 
 A submit costs two, whatever the run's size: create.lua writes the run, the shared plan, the run index and
 the live set; once the roots' messages are out, one pipeline confirms the run and writes the submit's
@@ -79,7 +79,13 @@ def _counted_worker_tracker(app: Any, engine: Any, redis_url: str) -> redis.Redi
     return client
 
 
-def test_one_tracker_round_trip_per_node(app: Any, engine: Any, redis_url: str) -> None:
+@pytest.mark.parametrize(
+    ("app", "per_node"),
+    [({"wfcelery_gate_lease": 4}, 1), ({"wfcelery_gate_lease": 0}, 2)],
+    indirect=["app"],
+    ids=["local-gate", "start-script"],
+)
+def test_tracker_round_trips_per_node(app: Any, engine: Any, redis_url: str, per_node: int) -> None:
     client = _counted_worker_tracker(app, engine, redis_url)  # the worker's tracker only
     wf = _workflow()
     with in_thread_worker(app):
@@ -92,8 +98,9 @@ def test_one_tracker_round_trip_per_node(app: Any, engine: Any, redis_url: str) 
     nodes = len(wf.nodes)
     assert run.state().status is RunStatus.SUCCEEDED
     assert results["join"] == 16  # the fan-in got both parents' results from succeed.lua
-    # succeed (with the start) per node; at the run's end one pipeline keeps the plan and indexes its end
-    assert calls == Counter({"EVALSHA": nodes, "PIPELINE": 1}), calls
+    # local gate: succeed (with the start) per node; without it, start.lua and succeed. At the run's end one
+    # pipeline keeps the plan and indexes the run's end.
+    assert calls == Counter({"EVALSHA": per_node * nodes, "PIPELINE": 1}), calls
     state = run.state()  # every start recorded all the same: attempt, worker, start time
     assert all(n.attempts == 1 and n.worker and n.started_at for n in state.nodes.values()), state.nodes
 
@@ -117,8 +124,13 @@ def test_two_tracker_round_trips_per_submit(app: Any, engine: Any, redis_url: st
     assert client.hget(engine.tracker.keys.run(run.id), "unconfirmed") is None  # confirmed
 
 
-@pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)
-def test_inline_chain_one_round_trip_per_node(app: Any, engine: Any, redis_url: str) -> None:
+@pytest.mark.parametrize(
+    ("app", "first"),
+    [({"wfcelery_inline_depth": 10, "wfcelery_gate_lease": 4}, 0), ({"wfcelery_inline_depth": 10}, 1)],
+    indirect=["app"],
+    ids=["local-gate", "start-script"],
+)
+def test_inline_chain_one_round_trip_per_node(app: Any, engine: Any, redis_url: str, first: int) -> None:
     client = _counted_worker_tracker(app, engine, redis_url)
     wf = Workflow("inline-chain")
     wf.add("n0", "proj.add", args=[1])
@@ -135,8 +147,9 @@ def test_inline_chain_one_round_trip_per_node(app: Any, engine: Any, redis_url: 
     assert state.status is RunStatus.SUCCEEDED
     assert results["n5"] == 1 + sum(range(1, 6))  # each child got its parent's result
     assert all(n.attempts == 1 for n in state.nodes.values())
-    # one succeed.lua per node (it records the first node's start, and starts each next node)
-    assert Counter(CountingConnection.log) == Counter({"EVALSHA": nodes, "PIPELINE": 1})
+    # one succeed.lua per node (each starts the next node); the first node's start is start.lua's, or
+    # recorded by its succeed.lua on the local gate
+    assert Counter(CountingConnection.log) == Counter({"EVALSHA": nodes + first, "PIPELINE": 1})
 
 
 @pytest.mark.parametrize("app", [{"wfcelery_inline_depth": 10}], indirect=True)

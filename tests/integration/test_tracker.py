@@ -310,6 +310,7 @@ def test_duplicate_delivery_of_a_finished_task_changes_nothing(app, engine, r, p
     assert (result.state, result.result) == ("SUCCESS", "a")  # Celery's record of the node is untouched
 
 
+@pytest.mark.parametrize("app", [{"wfcelery_gate_lease": 4}], indirect=True)
 def test_an_unmarked_copy_of_a_finished_task_records_nothing(app, engine, r):
     """A copy no one marked (a publisher's blind retry after a lost connection) starts on the worker's
     local gate without a tracker call: its body may run again, but its report is fenced -- the node, its

@@ -13,6 +13,10 @@ from wfcelery.tracker.base import TrackerBase, converted_errors
 from wfcelery.tracker.records import GATE_SEQ_FIELD, HALTING, HALTING_EPOCH, GateEntry
 from wfcelery.tracker.states import RunStatus
 
+#: Most seconds a fence waits for leases to be acknowledged or lapse (a lease lapses after its own lease
+#: time; this only bounds a clock gone wrong).
+FENCE_TIMEOUT = 60.0
+
 
 class Fleet(TrackerBase):
     """Live runs, heartbeats, election and the gate (see the module docstring)."""
@@ -118,8 +122,8 @@ class Fleet(TrackerBase):
         (start.lua), so the transition that follows (pause, cancel) is strict."""
         entry = GateEntry(HALTING, HALTING_EPOCH, int(time.time()) + self.settings.run_ttl)
         seq = self._gate_change(run_id, entry)
-        if self.settings.gate_lease > 0:
-            self.await_gate(seq, self.settings.gate_lease + 1.0)
+        # Whatever this process's own setting: the workers' leases (each lapses after its own lease time).
+        self.await_gate(seq, FENCE_TIMEOUT)
 
     def await_gate(self, seq: int, timeout: float) -> list[str]:
         """Wait until every live gate lease has applied change ``seq``; returns the leases still behind at

@@ -45,6 +45,8 @@ logger = logging.getLogger("wfcelery.gate")
 #: The share of the lease a process trusts, counted from before the renewal was sent: the rest covers a
 #: slow reply and clocks that run at slightly different rates.
 TRUSTED_SHARE = 0.75
+#: Seconds between tries to take the lease while the tracker does not answer (each start asks start.lua).
+TAKE_RETRY = 5.0
 
 
 @dataclass
@@ -74,6 +76,7 @@ class LocalGate:
         self._pending: dict[str, _Started] = {}  # task id -> a start not recorded yet
         self._reporting: dict[str, _Started] = {}  # task id -> a start its report is recording now
         self._taken = False
+        self._next_take = 0.0  # time.monotonic(): no new try to take the lease before (the tracker away)
         self._take_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
@@ -88,7 +91,7 @@ class LocalGate:
         record is then owed (:meth:`take` or the writer). False: ask start.lua."""
         if not self.enabled:
             return False
-        if not self._taken and not self._take():
+        if not self._taken and (time.monotonic() < self._next_take or not self._take()):
             return False
         with self.filter.lock:
             if time.monotonic() >= self._trusted_until:
@@ -127,7 +130,7 @@ class LocalGate:
         """Tell the tracker this process applied every gate change up to the filter's, after writing the
         RUNNING record of every body it let start under the table before them; renews the lease. Called
         by the filter's listener after it applied changes, and every quarter of the lease."""
-        if not self._taken:
+        if not self._taken or self._stop.is_set():  # not taken yet, or given back (close)
             return
         while True:
             with self.filter.lock:
@@ -159,6 +162,7 @@ class LocalGate:
                 self.acknowledge()
             except (TrackerError, OSError) as e:
                 self._taken = False
+                self._next_take = time.monotonic() + TAKE_RETRY
                 logger.debug("wfcelery: no gate lease yet (%s): starts ask the tracker", e)
                 return False
             threading.Thread(target=self._write_loop, name="wfcelery-running", daemon=True).start()

@@ -108,8 +108,9 @@ end
 
 -- Append one line to the event log ("<ms> <node> <status>[ <epoch>]", the epoch only when not 0); past
 -- 'maxlen' bytes the older half is dropped ('ev_base' counts the bytes dropped so readers' offsets stay valid).
-local function event(idx, code, epoch)
-  local line = rel_now() .. ' ' .. idx .. ' ' .. code
+-- 'ago': the transition happened that many ms before now (a start recorded after its body began).
+local function event(idx, code, epoch, ago)
+  local line = (rel_now() - (tonumber(ago) or 0)) .. ' ' .. idx .. ' ' .. code
   if tonumber(epoch) ~= 0 then
     line = line .. ' ' .. epoch
   end
@@ -210,10 +211,11 @@ local function count_node(slot, n, code, was)
 end
 
 -- A QUEUED node starts: its wait (the node record keeps the time it was queued in its 5th field).
-local function count_wait(slot, n)
+-- 'ago': ms since the body started, when its start is recorded after it (a local gate's start).
+local function count_wait(slot, n, ago)
   if K_METRICS and n.s == 'Q' and n.fi ~= '' then
     local label = node_label(slot)
-    observe('w', string.match(label, '\t(.*)$'), rel_now() - tonumber(n.fi))
+    observe('w', string.match(label, '\t(.*)$'), math.max(0, rel_now() - (tonumber(ago) or 0) - tonumber(n.fi)))
   end
 end
 
@@ -237,10 +239,10 @@ local function start_unseen(idx, n, worker, ago)
     if worker and worker ~= '' then
       local waited = ''
       if n.s == 'Q' and n.fi ~= '' then
-        waited = rel_now() - tonumber(n.fi)
+        waited = math.max(0, rel_now() - (tonumber(ago) or 0) - tonumber(n.fi))
       end
       recorded = (n.a + 1) .. ':' .. waited
-      count_wait(idx, n)
+      count_wait(idx, n, ago)
       n.st = tostring(rel_now() - (tonumber(ago) or 0))
       n.fi = ''
       n.w = worker_number(worker)
@@ -250,7 +252,7 @@ local function start_unseen(idx, n, worker, ago)
     end
     n.s = 'R'
     n.a = n.a + 1
-    event(idx, 'R', n.e)
+    event(idx, 'R', n.e, worker and worker ~= '' and ago or nil)
   end
   return recorded
 end

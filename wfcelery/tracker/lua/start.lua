@@ -40,17 +40,18 @@ end
 if granted and n.s == 'R' then
   return 'ok:' .. n.a .. ':'  -- recorded already (a pipeline sent again after a lost reply)
 end
+local ago = granted and tonumber(ARGV[5]) or 0
 local waited = ''
 if n.s == 'Q' and n.fi ~= '' then
-  waited = rel_now() - tonumber(n.fi)
+  waited = math.max(0, rel_now() - ago - tonumber(n.fi))
 end
-count_wait(idx, n)
+count_wait(idx, n, ago)
 n.s = 'R'
 n.a = n.a + 1
-n.st = tostring(rel_now() - (granted and tonumber(ARGV[5]) or 0))
+n.st = tostring(rel_now() - ago)
 n.fi = ''
 n.w = wid or worker_number(worker)
 put_node(idx, n)
 redis.call('HSETNX', K_RUN, 'started', now_ms())
-event(idx, 'R', epoch)
+event(idx, 'R', epoch, ago)
 return 'ok:' .. n.a .. ':' .. waited
