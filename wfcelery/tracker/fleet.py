@@ -150,9 +150,6 @@ class Fleet(TrackerBase):
         seq = int(table.pop(GATE_SEQ_FIELD, 0) or 0)
         return {run_id: GateEntry.decode(e) for run_id, e in table.items()}, seq
 
-    def gate_entries(self) -> dict[str, GateEntry]:
-        return self.gate_snapshot()[0]
-
     def drop_gate_entries(self, run_ids: Sequence[str]) -> None:
         if run_ids:
             with converted_errors("prune the worker gate"):

@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from celery import Celery
 
@@ -77,18 +78,27 @@ class WorkerBase:
     def message_filter(self) -> MessageFilter:
         """This process's filter (a pool child forked from the worker makes its own: threads do not
         survive a fork)."""
-        found = self.__dict__.get("message_filter")
-        if found is None or found.pid != os.getpid():
-            found = self.__dict__["message_filter"] = MessageFilter(self.tracker, self.outage)
+        found: MessageFilter = self._made_here("message_filter") or self._remember(
+            "message_filter", MessageFilter(self.tracker, self.outage)
+        )
         return found
 
     @property
     def gate(self) -> LocalGate:
         """This process's local start gate (gate.py), on this process's filter."""
-        found = self.__dict__.get("gate")
-        if found is None or found.pid != os.getpid():
-            found = self.__dict__["gate"] = LocalGate(self.tracker, self.message_filter)
+        found: LocalGate = self._made_here("gate") or self._remember(
+            "gate", LocalGate(self.tracker, self.message_filter)
+        )
         return found
+
+    def _made_here(self, name: str) -> Any:
+        """The ``name`` object (a filter or gate: they have threads) if this process made one, else None."""
+        found = self.__dict__.get(name)
+        return found if found is not None and found.pid == os.getpid() else None
+
+    def _remember(self, name: str, made: Any) -> Any:
+        self.__dict__[name] = made
+        return made
 
     @cached_property
     def plans(self) -> PlanCache:
@@ -102,17 +112,19 @@ class WorkerBase:
         """Give this process's gate lease back (writing the RUNNING records it owes) and stop its
         filter's thread: a worker or pool child shutting down. Creates neither; a later use makes new ones
         (a test's second in-thread worker)."""
-        gate, found = self.__dict__.pop("gate", None), self.__dict__.pop("message_filter", None)
-        if gate is not None and gate.pid == os.getpid():
+        gate, found = self._made_here("gate"), self._made_here("message_filter")
+        self.__dict__.pop("gate", None)
+        self.__dict__.pop("message_filter", None)
+        if gate is not None:
             gate.close()
-        if found is not None and found.pid == os.getpid():
+        if found is not None:
             found.stop()
 
     def write_owed_starts(self) -> None:
         """Write the RUNNING records this process's local gate still owes (before a failure report, so a
         failed node shows its worker and start time); a tracker error leaves them to the report."""
-        gate = self.__dict__.get("gate")
-        if gate is not None and gate.pid == os.getpid():
+        gate = self._made_here("gate")
+        if gate is not None:
             try:
                 gate.flush()
             except (TrackerError, OSError) as e:

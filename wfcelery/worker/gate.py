@@ -192,7 +192,7 @@ class LocalGate:
     def _write(self, owed: list[tuple[str, _Started]]) -> None:
         with self._flush_lock:
             with self.filter.lock:  # another writer or a report may have taken some meanwhile
-                owed = [(t, s) for t, s in owed if s in (self._pending.get(t), self._reporting.get(t))]
+                owed = [(t, s) for t, s in owed if self._pending.get(t) is s or self._reporting.get(t) is s]
             if not owed:
                 return
             now = time.monotonic()
