@@ -20,8 +20,11 @@ the run is in a steady state from the first tenth to the last), and reports:
 from the tracker's); ``--broker amqp`` uses the RabbitMQ at ``--amqp-url`` in a vhost of its own
 (``rabbitmqctl add_vhost``, deleted after) or, when that is not possible, the given vhost with a queue of its
 own (deleted after). Both brokers can be given (``--broker redis --broker amqp``): each runs in turn with the
-same settings, and the report puts them side by side. Results: ``benchmarks/results/<date>-scale.{json,md}``
-(``--out``; a progress file ``<date>-scale.partial.json`` is rewritten after every tenth).
+same settings, and the report puts them side by side. ``--tracker-cluster 3`` puts the tracker on a Redis
+Cluster of 3 masters it creates on loopback (``wfcelery_redis_cluster``; memory, CPU and pub/sub summed over
+the masters; Celery's result backend stays on a plain Redis of its own). Results:
+``benchmarks/results/<date>-scale.{json,md}`` (``--out``; a progress file ``<date>-scale.partial.json`` is
+rewritten after every tenth).
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import redis.cluster
 from celery._state import _set_task_join_will_block
 
 import wfcelery
+from wfcelery._redis_server import ClusterServer as Cluster
 from wfcelery.tracker.keys import Keys
 from wfcelery.tracker.records import Event, NodeRecord
 
@@ -80,6 +85,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="stop submitting after this long, let the runs in flight finish and report what ran (also on "
         "SIGTERM / SIGINT)",
     )
+    p.add_argument(
+        "--tracker-cluster",
+        type=int,
+        default=0,
+        metavar="MASTERS",
+        help="the tracker on a Redis Cluster of this many masters it creates (default 0: one redis-server)",
+    )
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--workers", type=int, default=1, help="worker processes (each with --concurrency)")
     p.add_argument("--no-verify", action="store_true", help="skip the per-node check from the tracker")
@@ -103,18 +115,53 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+class TrackerView:
+    """The tracker's Redis as this benchmark reads it: ``client`` for its keys (a ``RedisCluster`` on a
+    cluster), ``servers`` for what is measured per server (memory, CPU, pub/sub: summed over the masters)."""
+
+    def __init__(self, client: Any, servers: list[redis.Redis], description: str) -> None:
+        self.client = client
+        self.servers = servers
+        self.description = description
+
+    def used_memory(self) -> int:
+        return sum(int(s.info("memory")["used_memory"]) for s in self.servers)
+
+    def cpu(self) -> float:
+        return sum(redis_cpu(s) for s in self.servers)
+
+    def pubsub(self) -> dict[str, int]:
+        counts = [pubsub_counts(s) for s in self.servers]
+        return {k: sum(c[k] for c in counts) for k in counts[0]}
+
+    def flush(self) -> None:
+        for server in self.servers:
+            server.flushdb()
+
+
 # -- one broker --------------------------------------------------------------------------------------------
 
 
 @contextmanager
 def environment(broker: Any, args: argparse.Namespace, queue: str) -> Iterator[dict[str, Any]]:
-    """A tracker Redis of its own, the app and the workers on ``broker``."""
-    tracker_server = redis_server_class()().start()
+    """A tracker Redis of its own (one server, or a cluster), the app and the workers on ``broker``."""
+    tracker_server = redis_server_class()().start()  # the tracker, or only Celery's result backend
+    cluster = Cluster(args.tracker_cluster).start() if args.tracker_cluster else None
     workdir = make_workdir()
     workers: Workers | None = None
     try:
         tracker_url = f"{tracker_server.url}/0"
-        conf = {"task_default_queue": queue}
+        conf: dict[str, Any] = {"task_default_queue": queue}
+        if cluster is not None:
+            conf |= {"wfcelery_redis_cluster": True, "wfcelery_redis_url": cluster.url}
+            view = TrackerView(
+                redis.cluster.RedisCluster.from_url(cluster.url, decode_responses=True),
+                cluster.nodes(),
+                f"Redis Cluster, {args.tracker_cluster} masters (loopback, no replicas)",
+            )
+        else:
+            tracker = redis.Redis.from_url(tracker_url, decode_responses=True)
+            view = TrackerView(tracker, [tracker], "one redis-server")
         app = make_app(broker.url, tracker_url, conf=conf)
         _set_task_join_will_block(True)
         settings = WorkerSettings("prefork", args.concurrency, args.workers)
@@ -123,7 +170,7 @@ def environment(broker: Any, args: argparse.Namespace, queue: str) -> Iterator[d
         yield {
             "app": app,
             "workers": workers,
-            "tracker": redis.Redis.from_url(tracker_url, decode_responses=True),
+            "tracker": view,
             "settings": settings.describe(app),
             "workdir": workdir,
         }
@@ -131,6 +178,8 @@ def environment(broker: Any, args: argparse.Namespace, queue: str) -> Iterator[d
         if workers is not None:
             workers.stop()
         tracker_server.stop()
+        if cluster is not None:
+            cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -138,7 +187,8 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
     queue = f"wfbench-scale-{uuid.uuid4().hex[:8]}"
     runs = args.runs
     with environment(broker, args, queue) as env:
-        app, workers, r = env["app"], env["workers"], env["tracker"]
+        app, workers, view = env["app"], env["workers"], env["tracker"]
+        r = view.client
         engine = wfcelery.install(app)
         keys = engine.tracker.keys
         wf = small_workflow()
@@ -146,8 +196,8 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
         deadline = time.monotonic() + 120
         while r.hget(keys.run(warm.id), "status") != "SUCCEEDED" and time.monotonic() < deadline:
             time.sleep(0.1)
-        r.flushdb()
-        base_memory = int(r.info("memory")["used_memory"])
+        view.flush()
+        base_memory = view.used_memory()
         peak = base_memory
         ids: list[str] = []
         step = max(1, runs // 100)  # a snapshot every 1% of the runs: tenths of whatever ran
@@ -157,7 +207,7 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
         t0 = time.monotonic()
         cpu0 = {
             "workers": process_cpu(workers.pids()),
-            "tracker": redis_cpu(r),
+            "tracker": view.cpu(),
             "broker": broker.cpu(),
             "client": time.process_time(),
         }
@@ -171,12 +221,12 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
                 "worker_rss_bytes": rss_bytes(workers.pids()),
                 "cpu_s": {
                     "workers": process_cpu(workers.pids()),
-                    "tracker": redis_cpu(r),
+                    "tracker": view.cpu(),
                     "broker": broker.cpu(),
                     "client": time.process_time(),
                 },
-                "tracker_used_memory": int(r.info("memory")["used_memory"]),
-                "tracker_pubsub": pubsub_counts(r),
+                "tracker_used_memory": view.used_memory(),
+                "tracker_pubsub": view.pubsub(),
                 "broker": broker.state(),
                 "load_average": list(os.getloadavg()),
             }
@@ -198,7 +248,7 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
                     break
             now = time.monotonic()
             if now >= next_sample:
-                peak = max(peak, int(r.info("memory")["used_memory"]))
+                peak = max(peak, view.used_memory())
                 next_sample = now + 0.5
             # advance the finished prefix
             advanced = 0
@@ -233,10 +283,10 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
                 time.sleep(0.05)
         elapsed = time.monotonic() - t0
         stopped_early = done < runs
-        peak = max(peak, int(r.info("memory")["used_memory"]))
+        peak = max(peak, view.used_memory())
         cpu1 = {
             "workers": process_cpu(workers.pids()),
-            "tracker": redis_cpu(r),
+            "tracker": view.cpu(),
             "broker": broker.cpu(),
             "client": time.process_time(),
         }
@@ -245,6 +295,7 @@ def run_scale(broker: Any, args: argparse.Namespace, progress: Any) -> dict[str,
         out: dict[str, Any] = {
             "broker": broker.name,
             "broker_description": broker.describe(),
+            "tracker": view.description,
             "settings": env["settings"],
             "runs": runs,
             "tasks": runs * SMALL_TASKS,
@@ -389,7 +440,7 @@ def markdown(out: dict[str, Any]) -> str:
         v = b.get("verify", {})
         rows.append(
             [
-                b["broker"],
+                f"{b['broker']}, tracker: {b.get('tracker', 'one redis-server')}",
                 f"{b['runs']:,} runs / {b['tasks']:,} tasks",
                 f"{b['runs_finished']:,}",
                 f"{b['elapsed_s']:,.0f} s",
@@ -404,7 +455,7 @@ def markdown(out: dict[str, Any]) -> str:
         )
     lines += _table(
         [
-            "broker",
+            "broker, tracker",
             "size",
             "runs finished",
             "time",

@@ -23,13 +23,11 @@ DEFAULT_RUN_TTL = 7 * 24 * 3600
 DEFAULT_EVENTS_MAXLEN = 256 * 1024
 #: Seconds between full resyncs of a worker's in-memory message filter (pub/sub keeps it fresh in between).
 DEFAULT_GATE_RESYNC = 5.0
-#: Seconds a worker process's gate lease lasts (renewed every quarter of it); 0, the default: no lease, every
-#: start asks the tracker (start.lua). With a lease (4 is a good value) a process decides a node's start from
-#: its own copy of the gate table, without a tracker round trip, and every pause/cancel waits for its
-#: acknowledgement (or for the lease to lapse). Opt-in: on a Redis broker, a worker SIGKILLed before a
-#: locally started node's RUNNING record is written leaves that node QUEUED until its message comes back.
-#: Docs: design, "Why the start gate".
-DEFAULT_GATE_LEASE = 0.0
+#: Seconds a worker process's gate lease lasts (renewed every quarter of it). With a lease a process decides
+#: a node's start from its own copy of the gate table, without a tracker round trip, and every pause/cancel
+#: waits for its acknowledgement (or for the lease to lapse). 0: no lease, every start asks the tracker
+#: (start.lua, a second tracker call per node). Docs: design, "Why the start gate".
+DEFAULT_GATE_LEASE = 4.0
 #: Seconds a locally started node's RUNNING record waits to be written: a body that ends sooner has its
 #: start recorded by its own success or failure report (one tracker call per node); a longer one shows
 #: RUNNING within twice this delay (the writer's tick; 0: within 10 ms). A pause, cancel or worker

@@ -5,6 +5,7 @@ the channel is applied at its next renewal; without a lease every start asks sta
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from typing import Any
@@ -98,3 +99,46 @@ def test_without_a_lease_every_start_asks_the_tracker(app: Any, engine: Any, r: 
     assert _leases(r, engine) == {}
     events = [e.status for e in engine.tracker.events(run.id)[1] if e.node is not None]
     assert events.count("R") == 2
+
+
+@pytest.mark.parametrize("lease", [0, LEASE])
+def test_nodes_a_sigkilled_worker_took_are_sent_again_long_before_the_visibility_timeout(
+    lease: float, app: Any, engine: Any, r: Any, uid: str, worker_process: Any
+) -> None:
+    """A worker (one process, two threads) runs two blocking nodes and holds two more messages it
+    reserved when it is SIGKILLed. On a Redis broker its four messages wait in the ``unacked`` hash for
+    the visibility timeout (an hour). With the local gate on and ``wfcelery_running_delay`` long, the
+    two running nodes were never even recorded RUNNING: all four are QUEUED. The reconciler of another
+    worker finds the reserved messages delivered to no live worker (and the RUNNING nodes, if recorded, on
+    a dead one) and sends them again under new epochs: the run completes within a minute and a half."""
+    queue = app.conf.task_default_queue
+    conf = {
+        "wfcelery_gate_lease": lease,
+        "wfcelery_running_delay": 60,
+        "wfcelery_heartbeat": 1,
+        "wfcelery_sweep_interval": 1,
+        "wfcelery_lost_message_after": 2,
+    }
+    reserving = {**conf, "worker_prefetch_multiplier": 2}  # two more messages than threads
+    doomed = worker_process(app, [queue], "doomed", pool="threads", concurrency=2, conf=reserving)
+    key = f"{uid}:go"
+    wf = Workflow("killed-with-messages")
+    for i in range(4):
+        wf.add(f"n{i}", "proj.count_block", args=[key, 60], immutable=True)
+    run = engine.submit(wf)
+    wait_for(lambda: len(counts(r, app, run.id)) == 2, timeout=30, message="two bodies running")
+    wait_for(lambda: r.llen(queue) == 0, timeout=30, message="the other two messages reserved")
+    recorded = run.state().counts["RUNNING"]
+    assert recorded == (0 if lease else 2)  # with the gate, RUNNING is owed for wfcelery_running_delay
+    assert doomed.proc is not None
+    for pid in doomed.child_pids():
+        os.kill(pid, signal.SIGKILL)
+    doomed.proc.kill()
+    doomed.proc.wait(10)
+    worker_process(app, [queue], "heir", concurrency=4, conf={**conf, "wfcelery_running_delay": 0.1})
+    r.rpush(key, *["go"] * 4)
+    run.wait(timeout=90)
+    state = run.state()
+    assert state.status is RunStatus.SUCCEEDED
+    assert all(n.epoch > 0 for n in state.nodes.values())  # every node sent again
+    assert sorted(counts(r, app, run.id).values()) == [1, 1, 2, 2]  # the two killed bodies, and no more

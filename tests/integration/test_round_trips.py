@@ -3,11 +3,12 @@ request it sends to the real Redis from the threads that run tasks (the success 
 runs there; the worker's services -- heartbeat, reconciler, message filter, the local gate's lease and its
 writer of RUNNING records -- run in threads of their own and are not counted).
 
-Budget (docs: design): with the local gate (``wfcelery_gate_lease``), one per node -- succeed.lua after the
-body, which also records the node's start (the worker's leased gate let the body start without asking:
-worker/gate.py) and returns what a released fan-in child needs; without it, start.lua before the body and
-succeed.lua after it -- plus, once per run, one pipeline when the run ends (the plan's refresh, and the
-read of the run's parent: a child run settles its parent's node). A regression to one more call per node
+Budget (docs: design): with the local gate (``wfcelery_gate_lease``, on by default), one per node --
+succeed.lua after the body, which also records the node's start (the worker's leased gate let the body
+start without asking: worker/gate.py) and returns what a released fan-in child needs; without it (a
+lease of 0), start.lua before the body and succeed.lua after it -- plus, once per run, one pipeline when
+the run ends (the plan's refresh, and the read of the run's parent: a child run settles its parent's
+node). A regression to one more call per node
 (an HMGET of fan-in arguments, a separate read) fails here. A message that may be a copy (redelivered,
 re-sent, retried), or a process without a fresh lease, asks start.lua first.
 
@@ -126,7 +127,10 @@ def test_two_tracker_round_trips_per_submit(app: Any, engine: Any, redis_url: st
 
 @pytest.mark.parametrize(
     ("app", "first"),
-    [({"wfcelery_inline_depth": 10, "wfcelery_gate_lease": 4}, 0), ({"wfcelery_inline_depth": 10}, 1)],
+    [
+        ({"wfcelery_inline_depth": 10, "wfcelery_gate_lease": 4}, 0),
+        ({"wfcelery_inline_depth": 10, "wfcelery_gate_lease": 0}, 1),
+    ],
     indirect=["app"],
     ids=["local-gate", "start-script"],
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis
+from celery.worker import state as worker_state
 
 from tests.helpers import status_of, wait_for
 from wfcelery import NodeStatus, RunStatus, Workflow
@@ -55,6 +56,9 @@ def test_a_child_run_never_created_is_started_on_the_second_sweep(
     engine.tracker.delete_run(child_id)  # the parent waits on a child that does not exist
     r.rpush(f"{uid}:go", "go")  # let the deleted child's body end
     wait_for(lambda: r.llen(f"{uid}:go") == 0, message="the deleted child's body to take it")
+    # ... and its report to land (on nothing): the run is re-created under the same id and node ids, where
+    # a late report of the deleted run's body would be taken for the new body's
+    wait_for(lambda: not worker_state.active_requests, message="the deleted child's body to end")
     reconciler = sweeper(app)
     assert reconciler.sweep() == []  # the releasing process may be starting it this very moment
     repairs = reconciler.sweep()

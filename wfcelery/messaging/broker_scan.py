@@ -6,8 +6,12 @@ persistence restarted, a queue purged or deleted -- and would wait for ``wfceler
 
 * **Redis broker** (kombu's transport): a queue is one list per priority step (``q``, ``q\\x06\\x163``, ...,
   ``broker_transport_options["priority_steps"]``), and a message delivered to a worker and not acknowledged
-  waits in the ``unacked`` hash. The lists are read, then the hash; an id in none of them is missing. A
-  queue or hash longer than :data:`SCAN_LIMIT` messages is not read (a backlog: undecided).
+  waits in the ``unacked`` hash. The lists are read, then the hash; an id in none of them is missing. An
+  id in the hash only was delivered to a worker, perhaps one that died: kombu gives such a message back
+  only after the ``visibility_timeout`` (an hour by default). It is missing when every live worker answers
+  ``inspect`` (reserved, active and scheduled requests) without listing it -- the same question as on
+  RabbitMQ, asked only for these ids. A queue or hash longer than :data:`SCAN_LIMIT` messages is not read
+  (a backlog: undecided).
 * **RabbitMQ**: queues cannot be browsed. A passive declare gives the number of messages ready in the
   queue; when it is 0 and every live worker answers ``inspect`` (reserved, active and scheduled requests)
   without listing the id, the id is missing. A queue holding messages proves nothing: undecided.
@@ -44,7 +48,11 @@ def find_missing(
     with app.connection_for_read() as conn:
         driver = conn.transport.driver_type
         if driver == "redis":
-            return _redis_missing(conn.default_channel, by_queue)
+            missing, delivered = _redis_missing(conn.default_channel, by_queue)
+            if delivered:
+                taken = _taken_by_workers(app, set(workers), inspect_timeout)
+                missing |= set() if taken is None else delivered - taken
+            return missing
         if driver == "amqp":
             empty = _amqp_empty_queues(conn, by_queue)
             if not empty:
@@ -54,7 +62,9 @@ def find_missing(
     return set()
 
 
-def _redis_missing(channel: Any, by_queue: Mapping[str, set[str]]) -> set[str]:
+def _redis_missing(channel: Any, by_queue: Mapping[str, set[str]]) -> tuple[set[str], set[str]]:
+    """The ids in no queue and not delivered, and the ids in no queue but delivered to some worker (the
+    ``unacked`` hash); both empty when a backlog is too long to read."""
     client = channel.client
     missing: set[str] = set()
     for queue, ids in by_queue.items():
@@ -64,9 +74,9 @@ def _redis_missing(channel: Any, by_queue: Mapping[str, set[str]]) -> set[str]:
             continue  # a backlog too long to read: undecided
         missing |= ids - held
     if not missing:
-        return missing
+        return missing, set()
     unacked = _held_unacked(client, channel.unacked_key)
-    return set() if unacked is None else missing - unacked
+    return (set(), set()) if unacked is None else (missing - unacked, missing & unacked)
 
 
 def _held_in_lists(client: Any, lists: list[str]) -> set[str] | None:
