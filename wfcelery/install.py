@@ -13,6 +13,7 @@ from packaging.version import Version
 from wfcelery.client.engine import Engine
 from wfcelery.errors import ConfigurationError
 from wfcelery.settings import DEFAULT_RUN_TTL
+from wfcelery.worker import held  # noqa: F401  (registers the wfcelery_held remote-control command)
 from wfcelery.worker.hooks import add_worker_step, wrap_task_init
 from wfcelery.worker.side import WorkerSide
 

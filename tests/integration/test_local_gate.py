@@ -142,3 +142,29 @@ def test_nodes_a_sigkilled_worker_took_are_sent_again_long_before_the_visibility
     assert state.status is RunStatus.SUCCEEDED
     assert all(n.epoch > 0 for n in state.nodes.values())  # every node sent again
     assert sorted(counts(r, app, run.id).values()) == [1, 1, 2, 2]  # the two killed bodies, and no more
+
+
+def test_a_message_a_live_worker_holds_for_its_rate_limit_is_not_sent_again(
+    app: Any, engine: Any, r: Any, worker_process: Any
+) -> None:
+    """A rate-limited task (6/m: one start every 10 s) on a live worker: each message after the first waits
+    in the worker's token bucket -- delivered, unacknowledged, in none of Celery's reserved, active or
+    scheduled lists -- longer than ``wfcelery_lost_message_after`` (2 s). The lost-message check asks the
+    worker what it holds (``wfcelery_held``) and sends nothing again: every node runs once, at epoch 0."""
+    queue = app.conf.task_default_queue
+    conf = {
+        "wfcelery_heartbeat": 1,
+        "wfcelery_sweep_interval": 1,
+        "wfcelery_lost_message_after": 2,
+        "task_annotations": {"proj.count": {"rate_limit": "6/m"}},
+    }
+    worker_process(app, [queue], "limited", pool="threads", concurrency=1, conf=conf)
+    wf = Workflow("rate-limited")
+    for i in range(3):
+        wf.add(f"n{i}", "proj.count")
+    run = engine.submit(wf)
+    run.wait(timeout=90)
+    state = run.state()
+    assert state.status is RunStatus.SUCCEEDED
+    assert [n.epoch for n in state.nodes.values()] == [0, 0, 0]  # none sent again
+    assert counts(r, app, run.id) == {"n0": 1, "n1": 1, "n2": 1}

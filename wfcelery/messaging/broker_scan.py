@@ -9,13 +9,19 @@ persistence restarted, a queue purged or deleted -- and would wait for ``wfceler
   waits in the ``unacked`` hash. The lists are read, then the hash; an id in none of them is missing. An
   id in the hash only was delivered to a worker, perhaps one that died: kombu gives such a message back
   only after the ``visibility_timeout`` (an hour by default). It is missing when every live worker answers
-  ``inspect`` (reserved, active and scheduled requests) without listing it -- the same question as on
-  RabbitMQ, asked only for these ids. A queue or hash longer than :data:`SCAN_LIMIT` messages is not read
+  :data:`HELD_COMMAND` without listing it -- the same question as on RabbitMQ, asked only for these ids.
+  A queue or hash longer than :data:`SCAN_LIMIT` messages is not read
   (a backlog: undecided).
 * **RabbitMQ**: queues cannot be browsed. A passive declare gives the number of messages ready in the
-  queue; when it is 0 and every live worker answers ``inspect`` (reserved, active and scheduled requests)
-  without listing the id, the id is missing. A queue holding messages proves nothing: undecided.
+  queue; when it is 0 and every live worker answers :data:`HELD_COMMAND` without listing the id, the id
+  is missing. A queue holding messages proves nothing: undecided.
 * Any other transport: undecided.
+
+:data:`HELD_COMMAND` (worker/held.py) is a remote-control command each worker answers with the ids it
+holds: delivered and not acknowledged (kombu's virtual transports list them), reserved, running,
+scheduled (ETA) or waiting in a rate limit's token bucket -- Celery's own ``inspect`` lists miss the last.
+A worker that does not answer (busy past the timeout, remote control off, an older wfcelery) leaves the
+ids undecided.
 
 A message moves between the places read (a worker takes it between two reads): an id found missing once
 is not yet lost; the reconciler acts only on an id found missing by two checks (:class:`LostMessages`).
@@ -31,6 +37,8 @@ from typing import Any
 
 logger = logging.getLogger("wfcelery.reconciler")
 
+#: The remote-control command a worker answers with the task ids it holds (worker/held.py).
+HELD_COMMAND = "wfcelery_held"
 #: Messages read at most per queue (and in the ``unacked`` hash) by one check.
 SCAN_LIMIT = 10_000
 #: Messages read per LRANGE.
@@ -42,7 +50,7 @@ def find_missing(
 ) -> set[str]:
     """The task ids of ``by_queue`` (queue -> ids of QUEUED nodes) that the broker shows are nowhere: in no
     queue, not delivered to any worker. ``workers``: the hostnames of the live workers (heartbeats), who
-    must all answer RabbitMQ's inspect for a verdict. Undecided ids are not returned."""
+    must all answer :data:`HELD_COMMAND` for a verdict. Undecided ids are not returned."""
     if not by_queue:
         return set()
     with app.connection_for_read() as conn:
@@ -132,19 +140,19 @@ def _amqp_empty_queues(conn: Any, queues: Iterable[str]) -> list[str]:
 
 
 def _taken_by_workers(app: Any, live: set[str], timeout: float) -> set[str] | None:
-    """Ids the live workers reserved, run or scheduled; None (undecided) when one of them did not answer."""
+    """Ids the live workers hold (:data:`HELD_COMMAND`: delivered and not acknowledged, reserved, running,
+    scheduled, waiting for a rate-limit token); None (undecided) when one of them did not answer. Asked of
+    every worker, not only ``live``: a worker the tracker has no heartbeat of (just started, cut off from
+    the tracker) may hold some, and its answer counts."""
     if not live:
         return None
-    inspect = app.control.inspect(destination=sorted(live), timeout=timeout, limit=len(live))
+    replies = app.control.broadcast(HELD_COMMAND, reply=True, timeout=timeout) or []
     answers: dict[str, list[Any]] = {}
-    for method in (inspect.reserved, inspect.active, inspect.scheduled):
-        for host, requests in (method() or {}).items():
-            answers.setdefault(host, []).extend(requests or [])
+    for reply in replies:
+        for host, ids in reply.items():
+            if not isinstance(ids, list):  # a worker without the command answers {"error": ...}
+                return None
+            answers.setdefault(host, []).extend(ids)
     if not live <= set(answers):
         return None
-    taken = set()
-    for requests in answers.values():
-        for request in requests:
-            request = request.get("request", request)  # scheduled() wraps the request with its eta
-            taken.add(str(request.get("id", "")))
-    return taken
+    return {str(i) for ids in answers.values() for i in ids}

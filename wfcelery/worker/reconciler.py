@@ -129,6 +129,7 @@ class Reconciler:
         self._inactive_since: dict[str, float] = {}
         self.queued = QueuedChecks(side.app, self.settings)
         self.restarted: list[str] = []
+        self._gone: set[str] = set()  # judged gone this tick: their heartbeat key lives on a while
         self._waits: Seen = {}  # nodes with no task a sweep found suspicious (ops/sweep.py)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -161,6 +162,7 @@ class Reconciler:
                 if not held:  # a lease taken over: its holder may have died with repairs to make
                     held, next_sweep = True, time.monotonic()
                 gone = self.gone_workers()
+                self._gone = set(gone)
                 if gone or self.restarted or time.monotonic() >= next_sweep:
                     for repair in self.sweep(self._lease_keeper(tick)):
                         logger.warning("wfcelery reconciler: %s", repair)
@@ -227,8 +229,10 @@ class Reconciler:
         return repairs
 
     def _live_workers(self) -> list[str]:
+        """The workers whose answer the lost-message check needs: those that beat, less those judged gone
+        this tick (their heartbeat key outlives the judgement; a dead one would leave every id undecided)."""
         _, beats = self.tracker.watched_heartbeats()
-        return [host for host, value in beats.items() if value]
+        return [host for host, value in beats.items() if value and host not in self._gone]
 
     def sweep_run(self, run_id: str, now_ms: int, ended: list[str]) -> list[Repair]:
         record, nodes, _ = self.tracker.read_run(run_id)
