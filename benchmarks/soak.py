@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: must heal before a deadline -- the fault and reconciler tests, the repairs at heartbeat pace, a pause
 #: mid-flight, the dashboard's 10,000-node render, the web server's request limits, and the active-run limits
 #: and deadlines' repairs (a SIGKILLed worker, a crash before an admission) and deadline lateness, the
-#: pools' rate spacing, slot returns and crash-gap repairs, and the local gate's lease lapse and renewal.
+#: pools' rate spacing, slot returns and crash-gap repairs, the local gate's lease lapse and renewal and a
+#: killed worker's messages sent again, and the repairs of waits and sub-workflows.
 TIMING_BOUND = [
     "tests/integration/test_faults.py",
     "tests/integration/test_reconciler.py",
@@ -44,6 +45,7 @@ TIMING_BOUND = [
     "tests/integration/test_routing.py::test_workers_sharing_one_node_name_are_both_counted_and_named",
     "tests/integration/test_run_limits.py",
     "tests/integration/test_local_gate.py",
+    "tests/integration/test_waits_repair.py",
     *(
         f"tests/integration/test_pools.py::{name}"
         for name in (
