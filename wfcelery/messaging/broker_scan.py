@@ -10,8 +10,7 @@ persistence restarted, a queue purged or deleted -- and would wait for ``wfceler
   id in the hash only was delivered to a worker, perhaps one that died: kombu gives such a message back
   only after the ``visibility_timeout`` (an hour by default). It is missing when every live worker answers
   :data:`HELD_COMMAND` without listing it -- the same question as on RabbitMQ, asked only for these ids.
-  A queue or hash longer than :data:`SCAN_LIMIT` messages is not read
-  (a backlog: undecided).
+  A queue or hash longer than :data:`SCAN_LIMIT` messages is not read (a backlog: undecided).
 * **RabbitMQ**: queues cannot be browsed. A passive declare gives the number of messages ready in the
   queue; when it is 0 and every live worker answers :data:`HELD_COMMAND` without listing the id, the id
   is missing. A queue holding messages proves nothing: undecided.
@@ -150,9 +149,10 @@ def _taken_by_workers(app: Any, live: set[str], timeout: float) -> set[str] | No
     answers: dict[str, list[Any]] = {}
     for reply in replies:
         for host, ids in reply.items():
-            if not isinstance(ids, list):  # a worker without the command answers {"error": ...}
-                return None
-            answers.setdefault(host, []).extend(ids)
+            # A worker without the command (another app's on the same broker, an older wfcelery) answers
+            # {"error": ...}: no answer; a live one among them leaves the ids undecided below.
+            if isinstance(ids, list):
+                answers.setdefault(host, []).extend(ids)
     if not live <= set(answers):
         return None
     return {str(i) for ids in answers.values() for i in ids}
