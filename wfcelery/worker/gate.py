@@ -75,7 +75,8 @@ class LocalGate:
         self._acked = -1  # the gate change number the tracker has as this process's
         self._pending: dict[str, _Started] = {}  # task id -> a start not recorded yet
         self._reporting: dict[str, _Started] = {}  # task id -> a start its report is recording now
-        self._taken = False
+        self._taken = False  # registered: acknowledgements may go out (set midway through _take)
+        self._ready = False  # taken, table loaded and acknowledged: admit may trust the lease
         self._next_take = 0.0  # time.monotonic(): no new try to take the lease before (the tracker away)
         self._take_lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -91,7 +92,7 @@ class LocalGate:
         record is then owed (:meth:`take` or the writer). False: ask start.lua."""
         if not self.enabled:
             return False
-        if not self._taken and (time.monotonic() < self._next_take or not self._take()):
+        if not self._ready and (time.monotonic() < self._next_take or not self._take()):
             return False
         with self.filter.lock:
             if time.monotonic() >= self._trusted_until:
@@ -149,9 +150,11 @@ class LocalGate:
 
     def _take(self) -> bool:
         """Take the lease (first use in this process): register it, load the table, acknowledge."""
-        with self._take_lock:
-            if self._taken:
+        with self._take_lock:  # a second start meanwhile waits here for the first one's take
+            if self._ready:
                 return True
+            if time.monotonic() < self._next_take:  # the take before this one failed just now
+                return False
             try:
                 # Registered before the table is read: a fence from here on waits for this process.
                 self.tracker.renew_gate_lease(self.lease_id, self.lease, 0)
@@ -167,6 +170,7 @@ class LocalGate:
                 return False
             threading.Thread(target=self._write_loop, name="wfcelery-running", daemon=True).start()
             atexit.register(self.close)
+            self._ready = True
             return True
 
     def close(self) -> None:
