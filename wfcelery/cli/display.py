@@ -501,6 +501,13 @@ def follow(run: Run, view: LiveView, timeout: float | None = None, tick: float =
         for state in run.follow(timeout=timeout, tick=tick):
             try:
                 offset, events = run.events(after=offset)  # what happened up to this state, in order
+                if events and not state.finished:
+                    # The log may be ahead of the state read before it: a line's error, worker and times
+                    # come from the state, so read one at least as new as the lines it prints.
+                    state = run.state()
+                    if state.finished:  # it ended meanwhile: the lines up to its end too
+                        offset, later = run.events(after=offset)
+                        events += later
             except TrackerUnavailable:
                 events = []  # Run.follow waits the outage out; these events are read with the next state
             if state.finished:
