@@ -5,7 +5,6 @@ the channel is applied at its next renewal; without a lease every start asks sta
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import counts, in_thread_worker, wait_for
+from tests.integration.test_faults import kill_whole
 from wfcelery import NodeStatus, RunStatus, Workflow
 from wfcelery.tracker.records import GATE_SEQ_FIELD, GateEntry
 
@@ -21,6 +21,14 @@ LEASE = 2.0  # seconds: short, so that a lapse is quick to wait for
 
 def _leases(r: Any, engine: Any) -> dict[str, str]:
     return r.hgetall(engine.tracker.keys.gate_leases)
+
+
+def _four_blocked(engine: Any, name: str, key: str) -> Any:
+    """Submit four independent proj.count_block nodes that run until the test pushes to ``key``."""
+    wf = Workflow(name)
+    for i in range(4):
+        wf.add(f"n{i}", "proj.count_block", args=[key, 60], immutable=True)
+    return engine.submit(wf)
 
 
 @pytest.mark.parametrize("app", [{"wfcelery_gate_lease": LEASE}], indirect=True)
@@ -34,10 +42,7 @@ def test_pause_waits_for_a_frozen_workers_lease_and_nothing_starts_there(
     conf = {"wfcelery_gate_lease": LEASE}
     worker = worker_process(app, [queue], "frozen", pool="threads", concurrency=2, conf=conf)
     key = f"{uid}:go"
-    wf = Workflow("frozen-lease")
-    for i in range(4):
-        wf.add(f"n{i}", "proj.count_block", args=[key, 60], immutable=True)
-    run = engine.submit(wf)
+    run = _four_blocked(engine, "frozen-lease", key)
     wait_for(lambda: run.state().counts["RUNNING"] == 2, timeout=30, message="two nodes RUNNING")
     wait_for(lambda: _leases(r, engine), timeout=10, message="the worker's gate lease")
     worker.proc.send_signal(signal.SIGSTOP)
@@ -124,19 +129,12 @@ def test_nodes_a_sigkilled_worker_took_are_sent_again_long_before_the_visibility
     reserving = {**conf, "worker_prefetch_multiplier": 2}  # two more messages than threads
     doomed = worker_process(app, [queue], "doomed", pool="threads", concurrency=2, conf=reserving)
     key = f"{uid}:go"
-    wf = Workflow("killed-with-messages")
-    for i in range(4):
-        wf.add(f"n{i}", "proj.count_block", args=[key, 60], immutable=True)
-    run = engine.submit(wf)
+    run = _four_blocked(engine, "killed-with-messages", key)
     wait_for(lambda: len(counts(r, app, run.id)) == 2, timeout=30, message="two bodies running")
     wait_for(lambda: r.llen(queue) == 0, timeout=30, message="the other two messages reserved")
     recorded = run.state().counts["RUNNING"]
     assert recorded == (0 if lease else 2)  # with the gate, RUNNING is owed for wfcelery_running_delay
-    assert doomed.proc is not None
-    for pid in doomed.child_pids():
-        os.kill(pid, signal.SIGKILL)
-    doomed.proc.kill()
-    doomed.proc.wait(10)
+    kill_whole(doomed)
     worker_process(app, [queue], "heir", concurrency=4, conf={**conf, "wfcelery_running_delay": 0.1})
     r.rpush(key, *["go"] * 4)
     run.wait(timeout=90)

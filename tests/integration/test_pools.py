@@ -8,9 +8,6 @@ down and up; pause and cancel give slots back; bad input is refused naming it, c
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +17,7 @@ from celery import Celery
 
 from tests.conftest import WorkerProcess
 from tests.helpers import in_thread_worker, probe_times, status_of, wait_for
+from tests.integration.test_faults import kill_whole
 from wfcelery import NodeStatus, PoolError, RunStatus, Workflow
 from wfcelery.cli.display import error_text
 from wfcelery.ops.pools import pools_of
@@ -150,23 +148,13 @@ def test_a_sigkilled_workers_slot_comes_back(
     wait_for(lambda: status_of(run, "a") is NodeStatus.RUNNING, message="a RUNNING")
     assert status_of(run, "b") is NodeStatus.WAITING
     assert used(engine, "solo") == 1
-    kill(doomed)
+    kill_whole(doomed)
     worker_process(pool_app, [queue], "heir", concurrency=2, conf=conf)
     wait_for(lambda: run.state().nodes["a"].epoch > 0, timeout=60, message="a repaired by the reconciler")
     r.rpush(hold, "go")
     assert run.wait(timeout=60)["b"] == "b"
     wait_for(lambda: used(engine, "solo") == 0, timeout=10, message="no slot held once nothing runs")
     assert engine.pool("solo").waiting == 0
-
-
-def kill(w: WorkerProcess) -> None:
-    assert w.proc is not None
-    children = w.child_pids()
-    os.kill(w.proc.pid, signal.SIGKILL)
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    w.proc.wait(10)
 
 
 def test_set_pool_down_never_preempts_and_up_releases_at_once(
@@ -281,7 +269,7 @@ def test_after_a_chaos_run_with_a_sigkilled_worker_no_slot_is_held(
         )
 
     wait_for(running_on_second, timeout=60, message="a pooled node running on the second worker")
-    kill(second)
+    kill_whole(second)
     conf = {**FAST, "wfcelery_pools": {"db": 3, "api": {"rate": "10/s"}, "solo": 1}}
     worker_process(pool_app, [pool_app.conf.task_default_queue], "pc", concurrency=4, conf=conf)
     for run in runs:

@@ -57,14 +57,14 @@ def find_missing(
         if driver == "redis":
             missing, delivered = _redis_missing(conn.default_channel, by_queue)
             if delivered:
-                taken = _taken_by_workers(app, set(workers), inspect_timeout)
+                taken = _held_by_workers(app, set(workers), inspect_timeout)
                 missing |= set() if taken is None else delivered - taken
             return missing
         if driver == "amqp":
             empty = _amqp_empty_queues(conn, by_queue)
             if not empty:
                 return set()
-            taken = _taken_by_workers(app, set(workers), inspect_timeout)
+            taken = _held_by_workers(app, set(workers), inspect_timeout)
             return set() if taken is None else set().union(*(by_queue[q] for q in empty)) - taken
     return set()
 
@@ -138,7 +138,7 @@ def _amqp_empty_queues(conn: Any, queues: Iterable[str]) -> list[str]:
     return empty
 
 
-def _taken_by_workers(app: Any, live: set[str], timeout: float) -> set[str] | None:
+def _held_by_workers(app: Any, live: set[str], timeout: float) -> set[str] | None:
     """Ids the live workers hold (:data:`HELD_COMMAND`: delivered and not acknowledged, reserved, running,
     scheduled, waiting for a rate-limit token); None (undecided) when one of them did not answer. Asked of
     every worker, not only ``live``: a worker the tracker has no heartbeat of (just started, cut off from

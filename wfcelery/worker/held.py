@@ -9,8 +9,8 @@ union of:
 * every message the broker delivered to this worker's task consumer and it has not acknowledged or
   rejected -- kombu's virtual transports (Redis, SQS, ...) keep them in the channel's QoS (``_delivered``
   minus ``_dirty``: acknowledged, not flushed yet); py-amqp keeps no such list;
-* Celery's reserved and active requests, its timer's ETA/countdown requests, and the requests waiting in
-  its rate-limit buckets.
+* Celery's reserved, active and scheduled (ETA/countdown) requests, and the requests waiting in its
+  rate-limit buckets.
 """
 
 from __future__ import annotations
@@ -29,11 +29,15 @@ def wfcelery_held(state: Any, **_: Any) -> list[str]:
     """Control command: the task ids this worker holds (delivered and not acknowledged, reserved, running,
     scheduled or waiting for a rate-limit token)."""
     consumer = state.consumer
-    held = {r.id for r in worker_state.reserved_requests} | {r.id for r in worker_state.active_requests}
-    for waiting in list(consumer.timer.schedule.queue):
-        args = getattr(waiting.entry, "args", None) or ()
-        if args and isinstance(args[0], Request):
-            held.add(args[0].id)
+    held = {
+        r.id
+        for requests in (
+            worker_state.reserved_requests,
+            worker_state.active_requests,
+            worker_state.scheduled_requests,  # type: ignore[attr-defined]  # Celery 5.7, not in its stubs
+        )
+        for r in list(requests)
+    }
     for bucket in list((consumer.task_buckets or {}).values()):
         for item in list(getattr(bucket, "contents", None) or ()):
             request = item[0] if isinstance(item, tuple) else item
