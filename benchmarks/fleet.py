@@ -164,7 +164,6 @@ def _client(url: str, seconds: float, batch: int, queue: Any) -> None:
                 policy=plan.on_failure,
                 ttl=settings.run_ttl,
                 events_maxlen=settings.events_maxlen,
-                done_channel=keys.done_channel(run_id),
             )
             tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob, settings.unconfirmed_bound)
         pending = [(run_id, i, 0) for run_id in ids for i in plan.roots]

@@ -54,7 +54,6 @@ def write_run(engine: Any, unconfirmed_s: float) -> tuple[str, Any]:
         policy=plan.on_failure,
         ttl=engine.settings.run_ttl,
         events_maxlen=engine.settings.events_maxlen,
-        done_channel=engine.tracker.keys.done_channel(run_id),
     )
     out = engine.tracker.create_run(run_id, record, plan.roots, plan.digest, plan.blob, unconfirmed_s)
     assert out.result is CreateResult.CREATED
@@ -86,7 +85,6 @@ def test_a_settled_submit_refuses_its_late_write(engine: Any, r: redis.Redis) ->
         policy=plan.on_failure,
         ttl=engine.settings.run_ttl,
         events_maxlen=engine.settings.events_maxlen,
-        done_channel=keys.done_channel(late),
     )
     out = tracker.create_run(late, record, plan.roots, plan.digest, plan.blob, 60)
     assert out.result is CreateResult.VOID

@@ -30,7 +30,7 @@ from wfcelery import (
     WaitTimeout,
     Workflow,
 )
-from wfcelery.tracker.records import COPY_HEADER
+from wfcelery.tracker.records import COPY_HEADER, RUN_DEFAULTS
 
 # -- helpers -------------------------------------------------------------------------------------------
 
@@ -360,6 +360,46 @@ def test_ttl_on_every_key_of_a_finished_run(make_test_app, r):
         for node in run.state().nodes.values():
             assert r.ttl(f"celery-task-meta-{node.task_id}") > 0
     assert {"errors", "results"} <= {k.rsplit(":", 1)[1] for k in run_keys(r, engine, failed.id)}
+
+
+def test_a_run_at_the_defaults_stores_none_of_them_and_behaves_by_them(app, engine, r):
+    """policy, ttl, maxlen, executor, params and the done channel are not stored when at their defaults
+    (finished runs are kept for days: each byte counts once per run kept); the scripts act on the defaults:
+    the done channel is told, every key lives the default TTL, a failure fails the run fast."""
+    ok = Workflow("defaults")
+    a = ok.add("a", "proj.noop")
+    b = ok.add("b", "proj.noop")
+    a >> b
+    bad = Workflow("defaults-fail")
+    x = bad.add("x", "proj.fail")
+    y = bad.add("y", "proj.noop")
+    x >> y
+    pubsub = r.pubsub()
+    pubsub.psubscribe(engine.tracker.keys.done_channel("*"))
+    with in_thread_worker(app):
+        first = engine.submit(ok)
+        first.wait(timeout=30)
+        failed = engine.submit(bad)
+        with pytest.raises(RunFailed):
+            failed.wait(timeout=30)
+    told = []
+    deadline = time.monotonic() + 5
+    while not told and time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.5)
+        if message and message["type"] == "pmessage":
+            told.append((message["channel"], message["data"]))
+    pubsub.close()
+    assert told == [(engine.tracker.keys.done_channel(first.id), "SUCCEEDED")]
+    for run in (first, failed):
+        raw = r.hgetall(engine.tracker.keys.run(run.id))
+        assert set(raw) & {*RUN_DEFAULTS, "chan"} == set()
+        assert ("mn" in raw) is (run is failed)  # its nodes' (task, queue) labels: one pair, or two
+        day = 24 * 3600
+        keys = run_keys(r, engine, run.id)
+        assert {k: r.ttl(k) for k in keys if not 6 * day < r.ttl(k) <= 7 * day} == {}
+    record = engine.tracker.read_run(failed.id)[0]
+    assert (record.policy, record.executor.value, record.params) == ("fail_fast", "counters", {})
+    assert failed.state().nodes["y"].status.value == "REVOKED"  # fail_fast: its child is not run
 
 
 @pytest.mark.parametrize("app", [CELERY_RESULTS], indirect=True)  # Celery's result keys are checked too

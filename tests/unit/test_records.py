@@ -59,10 +59,10 @@ def test_run_record_written_at_submit_reads_back() -> None:
         policy="continue",
         ttl=60,
         events_maxlen=100,
-        done_channel="p:{r}:done",
         on_failure={"task": "cb"},
     )
     assert "on_success" not in raw
+    assert (raw["ttl"], raw["maxlen"]) == ("60", "100")
     stored = {k: str(v) for k, v in raw.items()} | {"w:host-a": "1", "finished": "2000"}
     record = RunRecord.decode(stored)
     assert (record.name, record.status, record.epoch, record.total, record.done) == (
@@ -75,6 +75,22 @@ def test_run_record_written_at_submit_reads_back() -> None:
     assert (record.created_ms, record.finished_ms, record.started_ms) == (1000, 2000, None)
     assert (record.plan, record.params, record.policy) == ("d1", {"day": "x"}, "continue")
     assert record.workers == {"1": "host-a"}
+
+
+def test_run_record_leaves_out_its_defaults_and_reads_them_back() -> None:
+    raw = new_run(
+        name="etl",
+        plan_digest="d1",
+        total=1,
+        created_ms=1000,
+        params={},
+        policy="fail_fast",
+        ttl=7 * 24 * 3600,
+        events_maxlen=256 * 1024,
+    )
+    assert set(raw) == {"name", "status", "epoch", "total", "created", "plan", "done"}
+    record = RunRecord.decode({k: str(v) for k, v in raw.items()})
+    assert (record.params, record.policy, record.executor.value) == ({}, "fail_fast", "counters")
 
 
 def test_message_headers() -> None:

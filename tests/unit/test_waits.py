@@ -212,7 +212,6 @@ def test_formats_keys_and_the_transition_table() -> None:
         policy="fail_fast",
         ttl=1,
         events_maxlen=1,
-        done_channel="c",
         parent=link,
     )
     decoded = RunRecord.decode({**{k: str(v) for k, v in record.items()}, "wt:0": "r||abc"})

@@ -109,7 +109,6 @@ def test_pages_past_10000_runs_read_only_their_page(http: httpx.Client, engine: 
             policy="fail_fast",
             ttl=3600,
             events_maxlen=1024,
-            done_channel="-",
         )
         pipe.hset(tracker.keys.run(run_id), mapping=record)
         pipe.zadd(tracker.keys.index, {run_id: now + i})

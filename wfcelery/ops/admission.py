@@ -34,8 +34,7 @@ from wfcelery.errors import RunNotFound
 from wfcelery.messaging.dispatch import Dispatcher
 from wfcelery.messaging.release import publish_released
 from wfcelery.ops.waits import waits_of
-from wfcelery.tracker.base import converted_errors
-from wfcelery.tracker.counters import BUCKETS_MS
+from wfcelery.tracker.base import common_source, converted_errors
 from wfcelery.tracker.records import RunRecord
 from wfcelery.tracker.runlimits import Admission
 from wfcelery.tracker.states import RunStatus
@@ -51,8 +50,7 @@ logger = logging.getLogger("wfcelery.admission")
 
 def _sources() -> dict[str, str]:
     lua = resources.files("wfcelery.ops") / "lua"
-    buckets = f"local BUCKETS_MS = {{{', '.join(map(str, BUCKETS_MS))}}}\n"  # as tracker/base.py loads it
-    common = buckets + (resources.files("wfcelery.tracker") / "lua" / "_common.lua").read_text()
+    common = common_source()
     return {
         "enter": (lua / "enter.lua").read_text(),
         "leave": (lua / "leave.lua").read_text(),

@@ -36,8 +36,7 @@ from wfcelery.definition.pools import (
 )
 from wfcelery.errors import PoolError
 from wfcelery.plan.compiler import PlanCache
-from wfcelery.tracker.base import converted_errors
-from wfcelery.tracker.counters import BUCKETS_MS
+from wfcelery.tracker.base import common_source, converted_errors
 from wfcelery.tracker.keys import Slot
 from wfcelery.tracker.records import NodeRecord
 
@@ -57,8 +56,7 @@ _RUN_SCRIPTS = ("pool_park", "pool_wake")
 def _sources() -> dict[str, str]:
     lua = resources.files("wfcelery.ops") / "lua"
     pool = f"local BURST_SECONDS = {BURST_SECONDS}\n" + (lua / "_pool.lua").read_text()
-    buckets = f"local BUCKETS_MS = {{{', '.join(map(str, BUCKETS_MS))}}}\n"
-    common = buckets + (resources.files("wfcelery.tracker") / "lua" / "_common.lua").read_text()
+    common = common_source()
     out = {name: pool + "\n" + (lua / f"{name}.lua").read_text() for name in _POOL_SCRIPTS}
     out.update({name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _RUN_SCRIPTS})
     return out

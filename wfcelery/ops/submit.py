@@ -54,7 +54,7 @@ def run_record(
     limits: RunLimitFields | None = None,
 ) -> dict[str, str | int]:
     """A new run's record (``records.new_run``) for ``plan``, with the tracker's settings (TTL, event log
-    size) and the run's done channel; ``limits``: its admission group and deadline (:func:`limit_fields`)."""
+    size); ``limits``: its admission group and deadline (:func:`limit_fields`)."""
     settings = tracker.settings
     return new_run(
         name=plan.name,
@@ -65,7 +65,6 @@ def run_record(
         policy=plan.on_failure,
         ttl=settings.run_ttl,
         events_maxlen=settings.events_maxlen,
-        done_channel=tracker.keys.done_channel(run_id),
         on_success=on_success,
         on_failure=on_failure,
         executor=plan.executor,

@@ -153,7 +153,6 @@ def create_child(
         policy=child.on_failure,
         ttl=tracker.settings.run_ttl,
         events_maxlen=tracker.settings.events_maxlen,
-        done_channel=tracker.keys.done_channel(child_id),
         executor=child.executor,
         parent=ParentLink(run_id, index, node.name),
         # the child workflow's own max_active_runs and deadline hold for its child runs too

@@ -22,8 +22,7 @@ from kombu.utils.json import dumps as json_dumps
 from wfcelery.definition.limits import Limits, check_depth
 from wfcelery.errors import LimitError, SchemaError
 from wfcelery.plan.compiler import PlanCache
-from wfcelery.tracker.base import converted_errors
-from wfcelery.tracker.counters import BUCKETS_MS
+from wfcelery.tracker.base import common_source, converted_errors
 from wfcelery.tracker.outcomes import SucceedOutcome
 from wfcelery.tracker.records import TimerEntry, WaitMark
 from wfcelery.tracker.states import NodeStatus, WaitKind
@@ -46,8 +45,7 @@ _SCRIPTS = ("arm", "signal", "timer", "child")
 
 
 def _sources() -> dict[str, str]:
-    buckets = f"local BUCKETS_MS = {{{', '.join(map(str, BUCKETS_MS))}}}\n"  # as tracker/base.py loads it
-    common = buckets + (resources.files("wfcelery.tracker") / "lua" / "_common.lua").read_text()
+    common = common_source()
     lua = resources.files("wfcelery.ops") / "lua"
     helpers = (lua / "_waiting.lua").read_text()
     return {name: "\n".join((common, helpers, (lua / f"{name}.lua").read_text())) for name in _SCRIPTS}

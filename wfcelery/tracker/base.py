@@ -26,6 +26,7 @@ from wfcelery.settings import Settings
 from wfcelery.tracker.connection import connect
 from wfcelery.tracker.counters import BUCKETS_MS, run_slot, slot_tag
 from wfcelery.tracker.keys import Keys
+from wfcelery.tracker.records import RUN_DEFAULTS
 
 logger = logging.getLogger("wfcelery.tracker")
 
@@ -113,10 +114,19 @@ _FLEET_SCRIPTS = ("beat", "gate", "gate_lease", "gate_lag")
 _STANDALONE = ("runkey", "create_keyed")
 
 
+def common_source() -> str:
+    """``_common.lua`` as every per-run script starts with it (this module's, and ops' scripts on a run's
+    keys): the histogram buckets (``counters.py`` owns them) and the run-record defaults
+    (``records.RUN_DEFAULTS``) prepended."""
+    lua = resources.files("wfcelery.tracker") / "lua"
+    buckets = f"local BUCKETS_MS = {{{', '.join(map(str, BUCKETS_MS))}}}\n"
+    defaults = ", ".join(f"{name} = '{value}'" for name, value in RUN_DEFAULTS.items())
+    return buckets + f"local RUN_DEFAULTS = {{{defaults}}}\n" + (lua / "_common.lua").read_text()
+
+
 def _load_sources() -> dict[str, str]:
     lua = resources.files("wfcelery.tracker") / "lua"
-    buckets = f"local BUCKETS_MS = {{{', '.join(map(str, BUCKETS_MS))}}}\n"  # counters.py owns them
-    common = buckets + (lua / "_common.lua").read_text()
+    common = common_source()
     sources = {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
     return {
         **sources,

@@ -35,7 +35,9 @@ class Metering(TrackerBase):
         tasks = self._capped(LabelKind.TASK, [clean(t) for t, _ in pairs], new)
         queues = self._capped(LabelKind.QUEUE, [clean(q) for _, q in pairs], new)
         ml, mn = label_table(list(zip(tasks, queues, strict=True)))
-        fields = {"ml": ml, "mn": mn}
+        fields = {"ml": ml}
+        if mn.strip("0"):  # left out when every node has the first line (_common.lua node_label)
+            fields["mn"] = mn
         if wf != workflow:
             fields["mw"] = wf
         return fields, new

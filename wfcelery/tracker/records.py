@@ -5,7 +5,7 @@ values; ``lua/_common.lua`` reads and writes the same node records, event lines 
 
 * **run record** (``:run`` HASH): :class:`RunRecord` (the fields Python reads) and :func:`new_run`
   (the fields written at submit; create.lua adds :data:`UNCONFIRMED_FIELD`); Lua adds the counters and
-  times it keeps.
+  times it keeps. A field at its value in :data:`RUN_DEFAULTS` is not stored (readers default it).
 * **node record** (``:nodes`` HASH value): ``status|epoch|attempts|started_ms|finished_ms|worker no.``
   and, once a retry of the run gave the node its retries again, ``|<attempts before it>`` --
   :class:`NodeRecord` (``queued_ms`` in the 5th field while QUEUED).
@@ -42,6 +42,7 @@ from typing import Any
 
 from wfcelery.definition.executor import Executor
 from wfcelery.definition.params import RUN_KEY_PARAM
+from wfcelery.settings import DEFAULT_EVENTS_MAXLEN, DEFAULT_RUN_TTL
 from wfcelery.tracker.keys import Slot
 from wfcelery.tracker.runlimits import (
     ADMISSION_FIELD,
@@ -155,6 +156,18 @@ def canvas_ids(record: Mapping[str, str], epoch: int | None = None) -> list[str]
     return [i for f, v in record.items() if f.startswith(head) for i in v.split()]
 
 
+#: Run-record fields new_run leaves out when they hold these values (every reader, Python and Lua, falls
+#: back to them: ``_common.lua`` gets them prepended as ``RUN_DEFAULTS``). A finished run is kept for
+#: ``wfcelery_run_ttl``, so its record's bytes count once per run kept: ~80 bytes of defaults each.
+RUN_DEFAULTS: dict[str, str] = {
+    "policy": "fail_fast",
+    "ttl": str(DEFAULT_RUN_TTL),
+    "maxlen": str(DEFAULT_EVENTS_MAXLEN),
+    "executor": Executor.COUNTERS.value,
+    "params": "{}",
+}
+
+
 def new_run(
     *,
     name: str,
@@ -165,7 +178,6 @@ def new_run(
     policy: str,
     ttl: int,
     events_maxlen: int,
-    done_channel: str,
     on_success: Mapping[str, Any] | None = None,
     on_failure: Mapping[str, Any] | None = None,
     executor: Executor = Executor.COUNTERS,
@@ -173,8 +185,9 @@ def new_run(
     run_key: str | None = None,
     limits: RunLimitFields | None = None,
 ) -> dict[str, str | int]:
-    """The run record written at submit. ``ttl``, ``maxlen`` and ``chan`` are for the Lua scripts;
-    ``limits``: its admission group and deadline (ops/admission.py, ops/deadlines.py)."""
+    """The run record written at submit. ``ttl`` and ``maxlen`` are for the Lua scripts; ``limits``: its
+    admission group and deadline (ops/admission.py, ops/deadlines.py). Fields at their
+    :data:`RUN_DEFAULTS` value are left out."""
     record: dict[str, str | int] = {
         "name": name,
         "status": RunStatus.RUNNING.value,
@@ -182,14 +195,16 @@ def new_run(
         "total": total,
         "created": created_ms,
         "plan": plan_digest,
+        "done": 0,
+    }
+    given = {
         "params": json.dumps(params),
         "policy": policy,
-        "ttl": ttl,
-        "maxlen": events_maxlen,
-        "chan": done_channel,
-        "done": 0,
+        "ttl": str(ttl),
+        "maxlen": str(events_maxlen),
         "executor": executor.value,
     }
+    record.update({f: v for f, v in given.items() if v != RUN_DEFAULTS[f]})
     if parent is not None:
         record[PARENT_FIELD] = parent.encode()
     if run_key is not None:
@@ -255,7 +270,7 @@ class RunRecord:
             created_ms=int(h["created"]),
             plan=h["plan"],
             params=json.loads(h.get("params") or "{}"),
-            policy=h["policy"],
+            policy=h.get("policy") or RUN_DEFAULTS["policy"],
             started_ms=_ms(h.get("started")),
             finished_ms=_ms(h.get("finished")),
             paused_at_ms=_ms(h.get("paused_at")),

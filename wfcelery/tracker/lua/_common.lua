@@ -69,12 +69,13 @@ local function run_field(name)
   return v
 end
 
--- Fields written once at submit, read at most once per call.
+-- Fields written once at submit, read at most once per call. A field left out at submit because it held
+-- its default (RUN_DEFAULTS, prepended by the loader from records.RUN_DEFAULTS) reads as that default.
 local CONST = {}
 local function const(name)
   local v = CONST[name]
   if v == nil then
-    v = run_field(name)
+    v = run_field(name) or RUN_DEFAULTS[name] or false
     CONST[name] = v
   end
   return v
@@ -179,7 +180,9 @@ local function node_label(slot)
       table.insert(LABELS, line)
     end
   end
-  local code = string.byte(const('mn') or '', tonumber(string.match(slot, '^%d+')) + 1)
+  -- no 'mn': every node has the table's first line (a plan with one (task, queue) pair)
+  local mn = const('mn')
+  local code = mn and string.byte(mn, tonumber(string.match(slot, '^%d+')) + 1) or 48
   return (code and LABELS[code - 47]) or 'other\tother'
 end
 
@@ -388,7 +391,7 @@ local function finish_run(status)
     redis.call('SET', K_EVENTS, log)
   end
   expire_all()
-  redis.call('PUBLISH', const('chan'), status)
+  redis.call('PUBLISH', string.sub(K_RUN, 1, -4) .. 'done', status)  -- keys.done_channel: ':run' -> ':done'
   local wf = workflow_label()
   count_run('r\t' .. wf .. '\t' .. status, 1)
   count_run('a\t' .. wf, -1)
