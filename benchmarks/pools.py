@@ -49,9 +49,9 @@ def small(name: str, pool: str | None) -> wfcelery.Workflow:
 
 def run_all(
     engine: Any, waiter: Waiter, wfs: list[wfcelery.Workflow], timeout: float = 600, ops: bool = False
-) -> float:
-    """Submit every workflow, wait for every run; seconds from the first submit to the last end. ``ops``:
-    each run also gets a run key of its own and a deadline (one hour: never reached)."""
+) -> tuple[float, list[str]]:
+    """Submit every workflow, wait for every run; seconds from the first submit to the last end, and the
+    run ids. ``ops``: each run also gets a run key of its own and a deadline (one hour: never reached)."""
     start = time.monotonic()
     if ops:
         tag = f"{time.monotonic_ns()}"
@@ -61,7 +61,15 @@ def run_all(
     end = waiter.wait(ids, waiter.runs_done, timeout)
     if waiter.failures:
         raise RuntimeError(f"runs failed: {sorted(waiter.failures)[:3]}")
-    return end - start
+    return end - start, ids
+
+
+def waited(engine: Any, run_ids: list[str]) -> int:
+    """Nodes of these runs that went WAITING for their pool (a full pool parks them: no message out until a
+    slot frees), from the runs' event logs."""
+    r = engine.tracker.client
+    logs = [r.get(engine.tracker.keys.events(run_id)) or "" for run_id in run_ids]
+    return sum(1 for log in logs for line in log.splitlines() if line.split(" ")[2:3] == ["W"])
 
 
 #: The sides of the throughput comparison: label, pool, and whether each run has a run key and a deadline.
@@ -77,13 +85,15 @@ def throughput(engine: Any, waiter: Waiter, runs: int, rounds: int) -> dict[str,
     same round, and their median, so a load spike on a shared machine moves one round, not the result.
     Metrics are on for every side (their own cost: ``benchmarks.metrics_cost``)."""
     rates: dict[str, list[float]] = {label: [] for label, _, _ in SIDES}
+    waits: dict[str, list[int]] = {label: [] for label, _, _ in SIDES}
     for _, pool, ops in SIDES:  # warm up: connections, plan caches
         run_all(engine, waiter, [small("warm", pool)] * 20, ops=ops)
     for i in range(rounds):
         order = SIDES[i % len(SIDES) :] + SIDES[: i % len(SIDES)]
         for label, pool, ops in order:
-            seconds = run_all(engine, waiter, [small(f"s-{label}", pool)] * runs, ops=ops)
+            seconds, ids = run_all(engine, waiter, [small(f"s-{label}", pool)] * runs, ops=ops)
             rates[label].append(round(runs * 10 / seconds, 1))
+            waits[label].append(waited(engine, ids))
     plain = rates["no pool"]
     pairs = [round(b / a, 3) for a, b in zip(plain, rates["pool of 1,000"], strict=True)]
     ops_pairs = [round(b / a, 3) for a, b in zip(plain, rates["pool + run key + deadline"], strict=True)]
@@ -92,6 +102,7 @@ def throughput(engine: Any, waiter: Waiter, runs: int, rounds: int) -> dict[str,
         "runs_per_round": runs,
         "tasks_per_run": 10,
         "tasks_per_second": rates,
+        "nodes_that_waited_for_a_slot": waits,
         "median_tasks_per_second": medians,
         "ratio_per_round": pairs,
         "ratio_pooled_vs_none": statistics.median(pairs),
