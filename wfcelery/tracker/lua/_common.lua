@@ -180,9 +180,10 @@ local function node_label(slot)
       table.insert(LABELS, line)
     end
   end
-  -- no 'mn': every node has the table's first line (a plan with one (task, queue) pair)
-  local mn = const('mn')
-  local code = mn and string.byte(mn, tonumber(string.match(slot, '^%d+')) + 1) or 48
+  local mn, code = const('mn'), 48  -- no 'mn': every node has the table's first line (one (task, queue) pair)
+  if mn then
+    code = string.byte(mn, tonumber(string.match(slot, '^%d+')) + 1)
+  end
   return (code and LABELS[code - 47]) or 'other\tother'
 end
 
