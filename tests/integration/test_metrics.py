@@ -92,6 +92,27 @@ def attempts(log: str) -> tuple[list[tuple[int | str, int]], list[tuple[int | st
     return runs, waits
 
 
+def test_a_run_of_one_task_counts_under_that_task_without_a_node_map(
+    app: Celery, engine: Any, r: Any, redis_url: str
+) -> None:
+    """A plan with one (task, queue) pair stores its label table but no per-node map (``mn``): every node
+    counts under the table's one line, never ``other``."""
+    wf = Workflow("met-one")
+    wf.add("a", "proj.noop")
+    wf.add("b", "proj.noop", after=["a"])
+    with in_thread_worker(app):
+        run = engine.submit(wf)
+        run.wait(timeout=30)
+    record = r.hgetall(engine.tracker.keys.run(run.id))
+    assert "ml" in record
+    assert "mn" not in record
+    with exporter(app, redis_url) as url:
+        s = scrape(url)
+    labels = (("queue", app.conf.task_default_queue), ("status", "SUCCEEDED"), ("task", "proj.noop"))
+    assert s[("wfcelery_nodes_total", labels)] == 2
+    assert s[("wfcelery_node_duration_seconds_count", (labels[0], labels[2]))] == 2
+
+
 def test_metrics_scraped_after_the_runs_are_exact(app: Celery, engine: Any, r: Any, redis_url: str) -> None:
     queue = app.conf.task_default_queue
     ok = diamond("met-ok")
