@@ -64,13 +64,13 @@ class CountingConnection(redis.Connection):
         super().send_packed_command(command, check_health)
 
 
-def _workflow() -> Workflow:
-    wf = Workflow("round-trips")
-    a = wf.add("a", "proj.add", args=[1])
-    b = wf.add("b", "proj.add", args=[2], after=[a])
-    c = wf.add("c", "proj.add", args=[3], after=[b])  # a chain: one parent each
-    x = wf.add("x", "proj.add", args=[10])
-    wf.add("join", "proj.total", after=[c, x])  # a fan-in: gets [c's result, x's result]
+def _workflow(pool: str | None = None) -> Workflow:
+    wf = Workflow("round-trips" if pool is None else "round-trips-pooled")
+    a = wf.add("a", "proj.add", args=[1], pool=pool)
+    b = wf.add("b", "proj.add", args=[2], after=[a], pool=pool)
+    c = wf.add("c", "proj.add", args=[3], after=[b], pool=pool)  # a chain: one parent each
+    x = wf.add("x", "proj.add", args=[10], pool=pool)
+    wf.add("join", "proj.total", after=[c, x], pool=pool)  # a fan-in: gets [c's result, x's result]
     return wf
 
 
@@ -104,6 +104,25 @@ def test_tracker_round_trips_per_node(app: Any, engine: Any, redis_url: str, per
     assert calls == Counter({"EVALSHA": per_node * nodes, "PIPELINE": 1}), calls
     state = run.state()  # every start recorded all the same: attempt, worker, start time
     assert all(n.attempts == 1 and n.worker and n.started_at for n in state.nodes.values()), state.nodes
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_pools": {"db": 10}}], indirect=True)
+def test_a_pooled_node_gives_its_slot_back_in_its_success_call(app: Any, engine: Any, redis_url: str) -> None:
+    """On one Redis server a pooled node's slot goes back in succeed.lua's own step: a pooled node costs
+    its success call, plus one pool_acquire per child it releases (the slot is taken at publish)."""
+    client = _counted_worker_tracker(app, engine, redis_url)
+    wf = _workflow(pool="db")
+    with in_thread_worker(app):
+        engine.submit(wf).wait(timeout=30)
+        client.connection_pool.disconnect()
+        CountingConnection.log.clear()
+        run = engine.submit(wf)
+        results = run.wait(timeout=30)
+    assert results["join"] == 16
+    # five success calls; b, c and join were released by a worker and took their slots there (a and x: the
+    # submit's); no pool_release after any success
+    assert Counter(CountingConnection.log) == Counter({"EVALSHA": 5 + 3, "PIPELINE": 1})
+    assert (engine.pool("db").used, engine.pool("db").waiting) == (0, 0)
 
 
 class SubmitCountingConnection(CountingConnection):

@@ -7,7 +7,8 @@ frees, the audit that gives back what no report will, and the elected loop that 
 * **Wake** (:func:`publish_granted`): a node granted a slot goes WAITING -> QUEUED (pool_wake.lua) and is
   published. A grant that finds its node gone, revoked or paused gives the slot back at once.
 * **Release** (:func:`node_ended`): the worker that reports a pooled node's end gives its slot back and
-  publishes what that grants.
+  publishes what that grants. On one Redis server a success gives it back in its own script
+  (``Pools.release_step``, ``tracker/lua/_succeed_pool.lua``); the worker publishes what that granted.
 * **Audit** (:func:`audit`, every :data:`AUDIT_EVERY` seconds in the elected :class:`PoolLoop`): a slot
   whose node is no longer QUEUED, RUNNING or RETRYING (it ended, its run was cancelled, paused or cleaned
   up, its report was lost) is given back; a slot granted to a node still WAITING after

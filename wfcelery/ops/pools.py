@@ -11,7 +11,8 @@ in the pool's order (priority first, then first come first served). The release 
 Keys (``tracker/keys.py``): per pool ``pool:{<name>}`` (limits set at run time, the token bucket),
 ``pool:{<name>}:held`` and ``pool:{<name>}:waiting``; ``pools`` names the pools set at run time. A pool's
 keys share its own hash tag, never a run's: a node's pool step and its run's transition are two scripts,
-and the reconciler repairs what a crash between them leaves (``ops/pool_flow.py``).
+and the reconciler repairs what a crash between them leaves (``ops/pool_flow.py``) -- except a success on
+one Redis server, whose script gives the node's slot back too (:meth:`Pools.release_step`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from kombu.utils.json import loads as result_loads
 from redis.exceptions import NoScriptError
 
 from wfcelery.definition.pools import (
-    BURST_SECONDS,
     PoolSpec,
     Rate,
     check_pool_name,
@@ -36,7 +36,7 @@ from wfcelery.definition.pools import (
 )
 from wfcelery.errors import PoolError
 from wfcelery.plan.compiler import PlanCache
-from wfcelery.tracker.base import common_source, converted_errors
+from wfcelery.tracker.base import common_source, converted_errors, pool_source
 from wfcelery.tracker.keys import Slot
 from wfcelery.tracker.records import NodeRecord
 
@@ -55,7 +55,7 @@ _RUN_SCRIPTS = ("pool_park", "pool_wake")
 
 def _sources() -> dict[str, str]:
     lua = resources.files("wfcelery.ops") / "lua"
-    pool = f"local BURST_SECONDS = {BURST_SECONDS}\n" + (lua / "_pool.lua").read_text()
+    pool = pool_source((lua / "_pool_keys.lua").read_text())
     common = common_source()
     out = {name: pool + "\n" + (lua / f"{name}.lua").read_text() for name in _POOL_SCRIPTS}
     out.update({name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _RUN_SCRIPTS})
@@ -274,6 +274,15 @@ class Pools:
         """Give back ``members``' slots (those holding one), then grant what is free."""
         reply = self._pool_script("pool_release", pool, [GRANT_BATCH, *members])
         return Granted(pool, tuple(reply[2:]), int(reply[1]), int(reply[0]))
+
+    def release_step(self, pool: str, who: str) -> tuple[list[str], str] | None:
+        """What ``Tracker.succeed`` needs to give ``who``'s slot back in the success's own script
+        (``tracker/lua/_succeed_pool.lua``), or None on a Redis Cluster, where a run's script cannot reach
+        the pool's keys (then :meth:`release`, after the success)."""
+        if self.tracker.settings.redis_cluster:
+            return None
+        slots, rate = self._defaults(pool)
+        return self.keys.pool_keys(pool), f"{slots}|{rate}|{GRANT_BATCH}|{who}"
 
     def holders(self, pool: str) -> dict[str, int]:
         """Members holding a slot -> since (ms, Redis clock)."""

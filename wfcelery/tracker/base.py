@@ -21,6 +21,7 @@ from redis.exceptions import (
 )
 from redis.sentinel import MasterNotFoundError
 
+from wfcelery.definition.pools import BURST_SECONDS
 from wfcelery.errors import TrackerError, TrackerUnavailable
 from wfcelery.settings import Settings
 from wfcelery.tracker.connection import connect
@@ -124,10 +125,20 @@ def common_source() -> str:
     return buckets + f"local RUN_DEFAULTS = {{{defaults}}}\n" + (lua / "_common.lua").read_text()
 
 
+def pool_source(binding: str) -> str:
+    """``_pool.lua`` (a pool's slots and token bucket) after ``binding``, the Lua that names the pool's keys
+    and its setting's limits for the script it goes into (see its header)."""
+    lua = resources.files("wfcelery.tracker") / "lua"
+    return f"local BURST_SECONDS = {BURST_SECONDS}\n{binding}\n" + (lua / "_pool.lua").read_text()
+
+
 def _load_sources() -> dict[str, str]:
     lua = resources.files("wfcelery.tracker") / "lua"
     common = common_source()
     sources = {name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _SCRIPTS}
+    # a pooled node's slot goes back in its success's own step (one Redis server; see _succeed_pool.lua)
+    pool = pool_source((lua / "_succeed_pool.lua").read_text())
+    sources["succeed"] = "\n".join((common, pool, (lua / "succeed.lua").read_text()))
     return {
         **sources,
         **{name: (lua / f"{name}.lua").read_text() for name in (*_FLEET_SCRIPTS, *_STANDALONE)},

@@ -164,6 +164,8 @@ class SucceedOutcome:
     recorded: bool = False
     #: succeed.lua only: the node's start, when this report recorded it too (a local gate's start)
     started: StartOutcome | None = None
+    #: succeed.lua only, with a pool step: the node's slot given back in the same step
+    pool: PoolReturn | None = None
 
     @property
     def gone(self) -> bool:
@@ -175,6 +177,7 @@ class SucceedOutcome:
         pairs = rest[0] if rest else []
         inline = int(rest[1] or 0) if len(rest) > 1 else 0
         started = StartOutcome.from_reply(f"ok:{rest[2]}") if len(rest) > 2 and rest[2] else None
+        pool = PoolReturn.from_reply(rest[3]) if len(rest) > 3 and rest[3] else None
         return cls(
             Finish.from_reply(finish),
             int(epoch),
@@ -184,7 +187,23 @@ class SucceedOutcome:
             inline,
             bool(rest),  # succeed.lua returns its extra items only when it recorded the success
             started,
+            pool,
         )
+
+
+@dataclass(frozen=True)
+class PoolReturn:
+    """A pooled node's slot given back by its success's own script (one Redis server: succeed.lua with a
+    pool step): whether it held one, the ms until the pool's next token (0: none owed), and the waiting
+    members the freed slot was granted to (the caller wakes and publishes them)."""
+
+    released: int
+    next_token_ms: int
+    granted: tuple[str, ...]
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> PoolReturn:
+        return cls(int(reply[0]), int(reply[1]), tuple(reply[2:]))
 
 
 @dataclass(frozen=True)

@@ -169,13 +169,16 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
         inline: int | None = None,
         worker: str = "",
         started_ms_ago: int = 0,
+        pool_step: tuple[Sequence[str], str] | None = None,
     ) -> SucceedOutcome:
         """``children``: (child index, number of its parents); ``rules``: ``Plan.rule_spec`` (then the
         children are decided by their trigger rules and ``children`` is not needed); ``fetch``: results
         to return (``SucceedOutcome.inputs``) when a child was released (``Plan.fetch``); ``inline``: a
         child that ``worker`` would run itself when it is the only one released (the script then starts
         it: ``SucceedOutcome.inline``); ``started_ms_ago``: when the body started, should the node's start
-        not be recorded yet (a leased gate's start: this report records it)."""
+        not be recorded yet (a leased gate's start: this report records it); ``pool_step``: the pool's keys
+        and ``_succeed_pool.lua``'s argument, to give a pooled node's slot back in the same step
+        (``SucceedOutcome.pool``; one Redis server only: ``ops.pools.Pools.release_step``)."""
         fetched = ",".join(map(str, fetch))
         args: list[Any] = [
             index,
@@ -186,11 +189,13 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
             "" if inline is None else inline,
             worker,
             started_ms_ago,
+            pool_step[1] if pool_step else "",
         ]
         if not rules:
             for child, parents in children:
                 args += (child, parents)
-        return SucceedOutcome.from_reply(self._run_script("succeed", run_id, args))
+        extra = pool_step[0] if pool_step else ()
+        return SucceedOutcome.from_reply(self._run_script("succeed", run_id, args, extra))
 
     def expand(self, run_id: str, index: int, epoch: int, count: int, rules: str) -> SucceedOutcome:
         """A released mapped node's list has ``count`` elements: queue its instances (none: it succeeds

@@ -28,7 +28,8 @@ from kombu.utils.json import loads as json_loads
 from wfcelery.definition.limits import Limits, depth
 from wfcelery.errors import RunNotFound, TrackerUnavailable
 from wfcelery.messaging.release import publish_released, revoke_canvas
-from wfcelery.ops.pool_flow import PoolLoop, node_ended
+from wfcelery.ops.pool_flow import PoolLoop, node_ended, publish_granted
+from wfcelery.ops.pools import Granted, member, pools_of
 from wfcelery.ops.scheduler import Scheduler
 from wfcelery.ops.subruns import Settled
 from wfcelery.ops.timers import TimerLoop
@@ -181,6 +182,8 @@ class WorkerSide(Inline):
         plan = self.plan_for(run_id, digest)
         index, instance = split_slot(slot)
         candidate = self._inline_candidate(plan, index, instance)
+        pool = plan.nodes[index].pool
+        step = pools_of(self.tracker).release_step(pool, member(run_id, slot)) if pool is not None else None
         out = self.tracker.succeed(
             run_id,
             slot,
@@ -192,6 +195,7 @@ class WorkerSide(Inline):
             candidate,
             self.hostname,
             started_ago,
+            step,
         )
         if out.gone:
             raise RunNotFound(run_id)
@@ -199,7 +203,9 @@ class WorkerSide(Inline):
             if len(self.starts_reported) > 10_000:  # replayed reports have no hook to read theirs
                 self.starts_reported.clear()
             self.starts_reported[task_id(*parsed)] = out.started
-        if out.recorded:
+        if out.pool is not None and pool is not None:  # its slot went back in the same step
+            self._pool_granted(Granted(pool, out.pool.granted, out.pool.next_token_ms, out.pool.released))
+        elif out.recorded:
             self._pool_ended(plan, run_id, slot)
         if out.inline and candidate is not None:  # started by the script: this worker runs it next
             self.inline.pending = InlineChild(
@@ -359,6 +365,16 @@ class WorkerSide(Inline):
             node_ended(self.tracker, self.dispatch, plan, run_id, slot)
         except Exception as e:
             logger.warning("wfcelery: could not give back the pool slot of %s %s: %s", run_id, slot, e)
+
+    def _pool_granted(self, granted: Granted) -> None:
+        """Wake and publish what a slot given back by a success granted (the pool loop's audit wakes what
+        this misses)."""
+        if not granted.members:
+            return
+        try:
+            publish_granted(self.tracker, self.dispatch, granted)
+        except Exception as e:
+            logger.warning("wfcelery: could not wake the nodes pool %r granted: %s", granted.pool, e)
 
     def _retry_again(self, parsed: Parsed) -> None:
         """A failure report whose first try reached Redis but lost its reply: if the script chose a

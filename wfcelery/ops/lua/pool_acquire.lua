@@ -1,6 +1,6 @@
 -- pool_acquire: a node of the pool is about to be published (messaging/release.py via ops/pools.py):
 -- take a slot and a token now if both are free and nobody waits before it.
--- KEYS: the pool's (_pool.lua)   ARGV[1] the setting's slots (0: none)   ARGV[2] its rate per second
+-- KEYS: the pool's (_pool_keys.lua)   ARGV[1] the setting's slots (0: none)   ARGV[2] its rate per second
 -- (0: none)   ARGV[3] the member ('<run id>|<slot>')
 -- Returns 'held' (it holds a slot already: a re-publish), 'granted' (it holds one now: publish it) or
 -- 'wait' (the caller parks the node, pool_park.lua, then lists it, pool_enqueue.lua). Writes nothing on

@@ -6,13 +6,17 @@
 -- ARGV[6] inline continuation: the child this worker would run itself if it is the only one released, or ''
 -- ARGV[7] this worker's hostname (for the inline child's start)
 -- ARGV[8] ms since the body started: a start no call recorded yet is recorded with this report
--- ARGV[9..] child index, number of its parents, child index, number of its parents, ... (plain plans)
+-- ARGV[9] the node's pool step ('' or '<slots>|<rate>|<most to grant>|<member>', KEYS[8..10] the pool's
+--   keys: _succeed_pool.lua): give the node's slot back in this step and grant what that frees
+-- ARGV[10..] child index, number of its parents, child index, number of its parents, ... (plain plans)
 -- Returns {finish, run epoch, params, {released child indexes...}, {index, result or false, ...}, inline,
 --   started}
 --   (tracker.SucceedOutcome; the 5th: the results ARGV[5] asked for, only when children were released;
 --   inline: the attempt number of the ARGV[6] child when this script also started it -- the start gate of
 --   start.lua, in the same atomic step: the run is RUNNING and the child RUNNING on this worker -- else false)
 --   started: '<attempt>:<ms waited>' when this report also recorded the node's start (ARGV[8]), else false.
+--   pool: with a pool step (ARGV[9]), {slots given back (0 or 1), ms until the pool's next token or 0,
+--   member granted...} (pool_release.lua's reply: the worker wakes and publishes the members), else false.
 --   finish: false, or {final status, callback JSON or false, epoch} when this success ended the run.
 --   params: the run's params JSON when children were released (they need it), else false.
 --   A stale or duplicate report writes nothing and returns {false, 0, false, {}}; a report of a deleted
@@ -48,7 +52,7 @@ if status == 'RUNNING' and node and ARGV[4] ~= '' then
     cascade(spec, node, 'bad', run_epoch, released)
   end
 elseif status == 'RUNNING' and node then
-  release_counted(9, run_epoch, released)
+  release_counted(10, run_epoch, released)
 end
 local params = #released > 0 and (const('params') or '{}')  -- only when children were released
 local inputs = {}
@@ -76,6 +80,12 @@ if ARGV[6] ~= '' and #released == 1 and released[1] == tonumber(ARGV[6]) and sta
   event(ARGV[6], 'R', c.e)
   inline = c.a
 end
+local pool = false
+if POOL_MEMBER then  -- the node ended (an instance: its own slot): its slot goes back now
+  local back = redis.call('HDEL', K_HELD, POOL_MEMBER)
+  local granted, wait_ms = grant(tonumber(POOL_GRANT))
+  pool = {back, wait_ms, unpack(granted)}
+end
 local finish = maybe_finish()
 touch_if_finished(status)
-return {finish, run_epoch, params, released, inputs, inline, started}
+return {finish, run_epoch, params, released, inputs, inline, started, pool}

@@ -1,28 +1,21 @@
--- Shared by the pool scripts (pool_acquire, pool_enqueue, pool_release), prepended when they are loaded
--- (ops/pools.py, which also prepends BURST_SECONDS from definition/pools.py). A pool's keys, in
--- keys.pool_keys order, share the pool's hash tag and never a run's:
--- KEYS[1] pool     HASH  'slots' and 'rate' (starts per second) set at run time (engine.set_pool; when
---                        absent the setting's, ARGV[1] and ARGV[2], apply; '0': no bound), 'rate_text',
---                        'tokens' and 'at' (ms) the token bucket, 'seq' the waiting order's counter
--- KEYS[2] held     HASH  member -> ms it took its slot: the nodes published or running in the pool
--- KEYS[3] waiting  ZSET  member -> release order (-priority * 1e12 + seq: priority first, then FIFO)
--- A member is '<run id>|<slot>' (a node index, or '<node>:<i>' for an instance): one per node, whatever
--- its epoch, so a node re-published by the reconciler or a resume keeps the slot it holds.
-local K_POOL, K_HELD, K_WAITING = KEYS[1], KEYS[2], KEYS[3]
-
-local NOW_MS = nil
-local function now_ms()
-  if not NOW_MS then
-    local t = redis.call('TIME')
-    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return NOW_MS
-end
-
+-- A pool's slots and token bucket: the steps shared by the pool scripts (ops/lua/pool_acquire, pool_enqueue,
+-- pool_release) and by succeed.lua, which gives a pooled node's slot back in the same atomic step as its
+-- success when the tracker is one Redis server. Prepended when they are loaded (BURST_SECONDS first, from
+-- definition/pools.py), after a binding that names the pool's keys and its setting's limits (and after a
+-- now_ms(), the Redis clock read once per call):
+--   K_POOL     HASH  'slots' and 'rate' (starts per second) set at run time (engine.set_pool; when absent
+--                    SETTING_SLOTS and SETTING_RATE apply; '0': no bound), 'rate_text', 'tokens' and 'at'
+--                    (ms) the token bucket, 'seq' the waiting order's counter
+--   K_HELD     HASH  member -> ms it took its slot: the nodes published or running in the pool
+--   K_WAITING  ZSET  member -> release order (-priority * 1e12 + seq: priority first, then FIFO)
+-- A pool's keys (keys.pool_keys order) share the pool's hash tag and never a run's: on a Redis Cluster a
+-- run's script cannot touch them (the binding of succeed.lua is then empty and the worker calls
+-- pool_release). A member is '<run id>|<slot>' (a node index, or '<node>:<i>' for an instance): one per
+-- node, whatever its epoch, so a node re-published by the reconciler or a resume keeps the slot it holds.
 -- The pool's bounds: slots (0: none) and starts per second (0: none).
 local function limits()
   local v = redis.call('HMGET', K_POOL, 'slots', 'rate')
-  return tonumber(v[1] or ARGV[1]) or 0, tonumber(v[2] or ARGV[2]) or 0
+  return tonumber(v[1] or SETTING_SLOTS) or 0, tonumber(v[2] or SETTING_RATE) or 0
 end
 
 -- The token bucket refilled to now: tokens (a float), its capacity (the burst, at least 1).
