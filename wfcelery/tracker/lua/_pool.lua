@@ -9,8 +9,7 @@
 --   K_HELD     HASH  member -> ms it took its slot: the nodes published or running in the pool
 --   K_WAITING  ZSET  member -> release order (-priority * 1e12 + seq: priority first, then FIFO)
 -- A pool's keys (keys.pool_keys order) share the pool's hash tag and never a run's: on a Redis Cluster a
--- run's script cannot touch them (the binding of succeed.lua is then empty and the worker calls
--- pool_release). A member is '<run id>|<slot>' (a node index, or '<node>:<i>' for an instance): one per
+-- run's script cannot touch them (succeed.lua then gets no pool step, and the worker calls pool_release). A member is '<run id>|<slot>' (a node index, or '<node>:<i>' for an instance): one per
 -- node, whatever its epoch, so a node re-published by the reconciler or a resume keeps the slot it holds.
 -- The pool's bounds: slots (0: none) and starts per second (0: none).
 local function limits()

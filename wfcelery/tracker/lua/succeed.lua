@@ -10,7 +10,7 @@
 --   keys: _succeed_pool.lua): give the node's slot back in this step and grant what that frees
 -- ARGV[10..] child index, number of its parents, child index, number of its parents, ... (plain plans)
 -- Returns {finish, run epoch, params, {released child indexes...}, {index, result or false, ...}, inline,
---   started}
+--   started, pool}
 --   (tracker.SucceedOutcome; the 5th: the results ARGV[5] asked for, only when children were released;
 --   inline: the attempt number of the ARGV[6] child when this script also started it -- the start gate of
 --   start.lua, in the same atomic step: the run is RUNNING and the child RUNNING on this worker -- else false)
