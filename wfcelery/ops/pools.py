@@ -36,7 +36,7 @@ from wfcelery.definition.pools import (
 )
 from wfcelery.errors import PoolError
 from wfcelery.plan.compiler import PlanCache
-from wfcelery.tracker.base import common_source, converted_errors, pool_source
+from wfcelery.tracker.base import clock_source, common_source, converted_errors, pool_source
 from wfcelery.tracker.keys import Slot
 from wfcelery.tracker.records import NodeRecord
 
@@ -55,7 +55,7 @@ _RUN_SCRIPTS = ("pool_park", "pool_wake")
 
 def _sources() -> dict[str, str]:
     lua = resources.files("wfcelery.ops") / "lua"
-    pool = pool_source((lua / "_pool_keys.lua").read_text())
+    pool = pool_source(clock_source() + (lua / "_pool_keys.lua").read_text())
     common = common_source()
     out = {name: pool + "\n" + (lua / f"{name}.lua").read_text() for name in _POOL_SCRIPTS}
     out.update({name: common + "\n" + (lua / f"{name}.lua").read_text() for name in _RUN_SCRIPTS})

@@ -122,7 +122,18 @@ def common_source() -> str:
     lua = resources.files("wfcelery.tracker") / "lua"
     buckets = f"local BUCKETS_MS = {{{', '.join(map(str, BUCKETS_MS))}}}\n"
     defaults = ", ".join(f"{name} = '{value}'" for name, value in RUN_DEFAULTS.items())
-    return buckets + f"local RUN_DEFAULTS = {{{defaults}}}\n" + (lua / "_common.lua").read_text()
+    return (
+        buckets
+        + f"local RUN_DEFAULTS = {{{defaults}}}\n"
+        + clock_source()
+        + (lua / "_common.lua").read_text()
+    )
+
+
+def clock_source() -> str:
+    """``_clock.lua``: ``now_ms()``, Redis's clock read once per call (in ``common_source`` and the pool
+    scripts)."""
+    return (resources.files("wfcelery.tracker") / "lua" / "_clock.lua").read_text()
 
 
 def pool_source(binding: str) -> str:

@@ -40,15 +40,6 @@ end
 local TERMINAL = {S = true, F = true, K = true, X = true}
 local COUNTER = {S = 'n_S', F = 'n_F', K = 'n_K', X = 'n_X'}
 
--- Scripts are atomic: read the clock once per call.
-local NOW_MS = nil
-local function now_ms()
-  if not NOW_MS then
-    local t = redis.call('TIME')
-    NOW_MS = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return NOW_MS
-end
 
 -- Run-record fields the hot scripts (start, succeed) read, fetched with one HMGET by prefetch(); a
 -- prefetched field the script then writes is kept current (finish_run's status). Others: one HGET.

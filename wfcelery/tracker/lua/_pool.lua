@@ -2,7 +2,7 @@
 -- pool_release) and by succeed.lua, which gives a pooled node's slot back in the same atomic step as its
 -- success when the tracker is one Redis server. Prepended when they are loaded (BURST_SECONDS first, from
 -- definition/pools.py), after a binding that names the pool's keys and its setting's limits (and after a
--- now_ms(), the Redis clock read once per call):
+-- now_ms(), _clock.lua):
 --   K_POOL     HASH  'slots' and 'rate' (starts per second) set at run time (engine.set_pool; when absent
 --                    SETTING_SLOTS and SETTING_RATE apply; '0': no bound), 'rate_text', 'tokens' and 'at'
 --                    (ms) the token bucket, 'seq' the waiting order's counter
