@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import run_keys, status_of, wait_for
 from wfcelery import NodeStatus, ParamError, RunFailed, RunNotFound, RunStatus, Workflow
 from wfcelery.errors import NestingError
+from wfcelery.ops.subruns import halt_run, idle_children
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -85,6 +86,39 @@ def test_a_failed_child_fails_the_node_and_a_retry_of_the_parent_retries_that_ch
     child = engine.run(child_id).state()
     assert child.status is RunStatus.SUCCEEDED
     assert child.nodes["a"].attempts == 1
+
+
+@pytest.mark.parametrize("app", [{"wfcelery_sweep_interval": 600}], indirect=True)  # no sweep in between
+def test_a_cancel_read_before_a_retry_of_the_parent_does_not_reach_the_retried_child(
+    engine: Any, worker: Any, r: Any, uid: str
+) -> None:
+    """A parent that fails cancels its live child runs in two steps: it reads which ones no longer have a
+    node waiting on them, then cancels each. A retry of the parent landing between the two retries the
+    child; the late cancel must leave that run alone, and the retried parent must succeed."""
+    hold = Workflow("hold")
+    hold.add("wait", "proj.block", args=[f"{uid}:hold"])
+    engine.register(hold)
+    wf = Workflow("guarded")
+    wf.add("sub", workflow="hold")
+    wf.add("boom", "proj.flaky", args=[1, f"{uid}:boom"])
+    run = engine.submit(wf)
+    child = child_of(run, "sub")
+    with pytest.raises(RunFailed):
+        run.wait(timeout=30)  # boom failed fast; the parent's end cancels the child
+    wait_for(lambda: child.state().status is RunStatus.CANCELLED, message="the child cancelled")
+    child.retry()  # the child runs again on its own: a live child its parent's node does not wait on
+    first_step = idle_children(engine.tracker, run.id, RunStatus.FAILED.value)
+    assert first_step == [(child.id, engine.tracker.run_record(child.id).epoch)]
+    run.retry()  # lands before the cancel: the child is retried under a new epoch
+    assert run.state().nodes["sub"].status is NodeStatus.WAITING
+    _, epoch = first_step[0]
+    late = halt_run(engine.tracker, engine.dispatch, child.id, "cancel", epoch=epoch, settle_parent=False)
+    assert not late.changed
+    assert child.state().status is RunStatus.RUNNING
+    r.rpush(f"{uid}:hold", "go")
+    assert run.wait(timeout=30) == {"sub": {"wait": "released"}, "boom": 2}
+    assert run.state().nodes["sub"].child_run == child.id
+    assert child.state().status is RunStatus.SUCCEEDED
 
 
 def test_pause_resume_cancel_retry_and_cleanup_reach_the_child(

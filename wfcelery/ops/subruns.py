@@ -13,7 +13,8 @@ sub-workflow node starts its child; a child that ends settles its parent's node)
 * **end** (:func:`after_end`, called wherever a run ends): a child that SUCCEEDED settles its node with its
   results (a dict by node name, bounded like a result); one that FAILED or was CANCELLED fails the node
   with its error summary, and the parent's failure policy applies. A run that ends other than SUCCEEDED
-  cancels its live children.
+  cancels its live children, each fenced by the epoch it was read at (:func:`idle_children`): a retry of
+  the parent that lands between the read and the cancel has retried the child, which keeps running.
 * **control** (:func:`halt_run`, :func:`replan_run`): pause and cancel reach the live children, resume
   resumes the paused ones; retry re-arms the node, which retries its child; cleanup (client) deletes them.
 
@@ -178,18 +179,23 @@ def ended(tracker: Tracker, dispatch: Dispatcher, plan: Plan, run_id: str, finis
 
 
 def after_end(
-    tracker: Tracker, dispatch: Dispatcher, run_id: str, finish: Finish, plan: Plan | None = None
+    tracker: Tracker,
+    dispatch: Dispatcher,
+    run_id: str,
+    finish: Finish,
+    plan: Plan | None = None,
+    settle_parent: bool = True,
 ) -> None:
-    """A run ended: a child run (``finish.parent``) settles its parent's node; a run that did not succeed
+    """A run ended: a child run (``finish.parent``) settles its parent's node (unless ``settle_parent`` is
+    False: a child cancelled because its parent's node no longer waits on it); a run that did not succeed
     cancels its live children (read only when ``plan``, if given, has sub-workflow nodes: a plain run's
     end costs no round trip here). Never raises: what an outage stops here, the reconciler's sweep does
     later."""
     try:
         failed = finish.status != RunStatus.SUCCEEDED.value
         if failed and (plan is None or any(n.subworkflow for n in plan.nodes)):
-            for child in idle_children(tracker, run_id, finish.status):
-                halt_run(tracker, dispatch, child, "cancel")
-        if finish.parent is not None:
+            cancel_idle_children(tracker, dispatch, run_id, finish.status)
+        if finish.parent is not None and settle_parent:
             child_ended(tracker, dispatch, run_id, tracker.run_record(run_id))
     except RunNotFound:
         return
@@ -338,9 +344,35 @@ def children(record: RunRecord) -> list[str]:
     return [m.run for _, m in sorted(record.waits.items()) if m.kind is WaitKind.RUN and m.run]
 
 
-def idle_children(tracker: Tracker, run_id: str, status: str) -> list[str]:
-    """The child runs of a run that ended ``status`` whose nodes no longer wait on them -- none if the run
-    was retried since (its nodes wait on their children again: a late end must not cancel them)."""
+def idle_children(tracker: Tracker, run_id: str, status: str) -> list[tuple[str, int]]:
+    """The live child runs of a run that ended ``status`` whose nodes no longer wait on them, each with
+    its epoch: none if the run was retried since (its nodes wait on their children again: a late end must
+    not cancel them). Each child's epoch is read before the parent is read again, so a retry of the parent
+    that lands after this answer has moved the epoch of any child it retried, and the cancel fenced by the
+    epoch read here (:func:`halt_run`) leaves that child running."""
+    candidates = _idle(tracker, run_id, status)
+    if not candidates:
+        return []
+    live: dict[str, int] = {}
+    for child in candidates:
+        with contextlib.suppress(RunNotFound):  # not started yet, or deleted
+            record = tracker.run_record(child)
+            if not record.status.finished:
+                live[child] = record.epoch
+    still = set(_idle(tracker, run_id, status)) if live else set()
+    return [(child, epoch) for child, epoch in live.items() if child in still]
+
+
+def cancel_idle_children(tracker: Tracker, dispatch: Dispatcher, run_id: str, status: str) -> None:
+    """Cancel the live child runs of a run that ended ``status`` whose nodes no longer wait on them, each
+    only at the epoch :func:`idle_children` read (a child retried since keeps running). Their ends do not
+    settle the parent's nodes: those wait on no child, or on a child run again under a new epoch."""
+    for child, epoch in idle_children(tracker, run_id, status):
+        with contextlib.suppress(RunNotFound):  # deleted meanwhile
+            halt_run(tracker, dispatch, child, "cancel", epoch=epoch, settle_parent=False)
+
+
+def _idle(tracker: Tracker, run_id: str, status: str) -> list[str]:
     record, nodes, _ = tracker.read_run(run_id)
     if record.status.value != status:
         return []
@@ -360,14 +392,18 @@ def halt_run(
     op: str,
     terminate: bool = False,
     error: str = "",
+    epoch: int | None = None,
+    settle_parent: bool = True,
 ) -> HaltOutcome:
     """Pause or cancel a run (halt.lua; ``op`` 'deadline': fail it with ``error``, ops/deadlines.py) once
     every worker's local gate has stopped starting its bodies on its own (``Tracker.fence_gate``), then
     tell the workers' gate, revoke what had not started, end it (cancel: callback, parent) and do the same
-    to its live children. Raises :class:`RunNotFound`."""
+    to its live children. With ``epoch``, only a run still at that epoch: a decision made on a read
+    (a child found idle) does not reach the run resumed or retried since; ``settle_parent``: see
+    :func:`after_end`. Raises :class:`RunNotFound`."""
     tracker.fence_gate(run_id)  # no worker starts a body of it on its own from here (worker/gate.py)
     try:
-        out = tracker.halt(run_id, op, error)
+        out = tracker.halt(run_id, op, error, epoch)
     except RunNotFound:
         tracker.drop_gate_entries([run_id])
         raise
@@ -385,7 +421,8 @@ def halt_run(
             dispatch.revoke(run_id, out.running, terminate=True)
         if out.finish is not None:
             run_ended(tracker, dispatch, run_id, out.finish, plan.name, plan.digest)
-            after_end(tracker, dispatch, run_id, out.finish, plan)  # the children are cancelled there
+            # the children are cancelled there
+            after_end(tracker, dispatch, run_id, out.finish, plan, settle_parent)
         else:
             for child in children(record):
                 with contextlib.suppress(RunNotFound, ControlError):  # gone, or halted already
@@ -399,6 +436,10 @@ def replan_run(tracker: Tracker, dispatch: Dispatcher, run_id: str, op: str) -> 
     its node is armed again). Raises :class:`RunNotFound`; a refusal is ``replanned=False``."""
     record = tracker.run_record(run_id)
     plan = waits_of(tracker).plans.get(record.plan)
+    if op == "retry" and children(record):
+        # a child still running since this run ended is cancelled before its node is armed again, which
+        # retries it under a new epoch: the cancel its end sent (fenced by the epoch before) cannot reach it
+        cancel_idle_children(tracker, dispatch, run_id, record.status.value)
     out = tracker.replan(run_id, op, plan.parents, plan.rule_spec, plan.executor)
     if not out.replanned:
         return out

@@ -52,7 +52,8 @@ def sweep_waits(
     done: list[tuple[str, str, str]] = []
     before, now = seen.pop(run_id, set()), set()
     if record.parent is not None and _orphan(tracker, run_id, record):
-        halt_run(tracker, dispatch, run_id, "cancel")
+        # fenced by the epoch read before the parent was: a child its parent retried since keeps running
+        halt_run(tracker, dispatch, run_id, "cancel", epoch=record.epoch, settle_parent=False)
         return [("-", "cancelled", f"its parent run {record.parent.run_id} no longer waits on it")]
     for index, node in ((i, n) for i, n in nodes.items() if isinstance(i, int)):
         if plan.nodes[index].has_task:

@@ -231,10 +231,11 @@ class Tracker(Reads, Fleet, Access, RunKeys, Metering, HistoryIndex):
         ]
         return FailOutcome.from_reply(self._run_script("fail", run_id, args))
 
-    def halt(self, run_id: str, op: str, error: str = "") -> HaltOutcome:
+    def halt(self, run_id: str, op: str, error: str = "", epoch: int | None = None) -> HaltOutcome:
         """Pause, cancel, or fail at the run's deadline (``op`` 'deadline', ``error``: the run's error as
-        JSON). Raises :class:`RunNotFound`."""
-        reply = self._run_script("halt", run_id, [op, error])
+        JSON); with ``epoch``, only a run still at that epoch (a no-op if it was resumed or retried since).
+        Raises :class:`RunNotFound`."""
+        reply = self._run_script("halt", run_id, [op, error, "" if epoch is None else str(epoch)])
         if not reply[0]:
             raise RunNotFound(run_id)
         return HaltOutcome.from_reply(reply)
