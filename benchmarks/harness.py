@@ -500,12 +500,21 @@ def _read_raw(path: Path) -> Counter[str]:
     return stacks
 
 
+#: wfcelery's own package directory: its frames keep the package name (``wfcelery/worker/hooks.py``), so
+#: that they never look like Celery's modules of the same name (``celery/worker/request.py`` is shown as
+#: ``worker/request.py``).
+_PACKAGE = str(Path(wfcelery.__file__).resolve().parent)
+
+
 def _frame(frame: str) -> str:
-    """``func (path/to/module.py:123)`` -> ``func (module.py)``; process frames stay as they are."""
+    """``func (path/to/module.py:123)`` -> ``func (to/module.py)``, or ``func (wfcelery/to/module.py)`` for
+    wfcelery's own modules; process frames stay as they are."""
     func, _, where = frame.partition(" (")
     if not where:
         return frame
     path = where.rstrip(")").rsplit(":", 1)[0]
+    if path.startswith(_PACKAGE + "/"):
+        return f"{func} (wfcelery/{path[len(_PACKAGE) + 1 :]})"
     parts = Path(path).parts
     short = "/".join(parts[-2:]) if len(parts) >= 2 else path
     return f"{func} ({short})"
@@ -514,14 +523,14 @@ def _frame(frame: str) -> str:
 #: Where a worker's samples go: the first bucket (in this order) with a frame in the stack takes the sample.
 PROFILE_BUCKETS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
     "pool": [
-        ("wfcelery: publish released children", ("Dispatcher.publish (messaging/",)),
+        ("wfcelery: publish released children", ("Dispatcher.publish (wfcelery/messaging/",)),
         (
             "wfcelery: succeed (Lua + plan)",
-            ("WorkerSide.node_succeeded (worker/", "_on_success (worker/"),
+            ("WorkerSide.node_succeeded (wfcelery/worker/", "_on_success (wfcelery/worker/"),
         ),
-        ("wfcelery: start gate (Lua)", ("WorkerBase.start (worker/",)),
-        ("wfcelery: local start gate", ("LocalGate.", "_first_copy (worker/")),
-        ("wfcelery: other hooks", ("(worker/hooks.py", "(worker/retries.py", "(wfcelery/tracing.py")),
+        ("wfcelery: start gate (Lua)", ("WorkerBase.start (wfcelery/worker/",)),
+        ("wfcelery: local start gate", ("LocalGate.", "_first_copy (wfcelery/worker/")),
+        ("wfcelery: other hooks", ("(wfcelery/",)),
         (
             "celery: publish next step (chain/chord)",
             (
@@ -545,7 +554,7 @@ PROFILE_BUCKETS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
         ("ack", ("Message.ack", "QoS.ack")),
         ("receive messages", ("Transport.on_readable", "_brpop_read", "Transport._deliver", "on_poll_start")),
         ("hand jobs to pool / read results", ("AsynPool", "ResultHandler", "schedule_writes")),
-        ("wfcelery: message filter and hooks", ("(worker/", "(messaging/", "(wfcelery/tracing.py")),
+        ("wfcelery: message filter and hooks", ("(wfcelery/",)),
         ("event loop wait", ("_epoll.poll", "Hub.create_loop")),
     ],
 }

@@ -248,6 +248,7 @@ def profile_md(out: dict[str, Any]) -> list[str]:
             ),
             "",
         ]
+        lines += cpu_split(d)
         for role, r in sorted(p.get("roles", {}).items(), key=lambda kv: kv[0] != "pool"):
             lines += [
                 f"{side}, {role} process(es), {r['samples']:,} samples -- "
@@ -259,3 +260,25 @@ def profile_md(out: dict[str, Any]) -> list[str]:
             lines += table(["inclusive %", "frame"], [[pct, f"`{f}`"] for f, pct in r["inclusive"][:10]])
             lines += [""]
     return lines
+
+
+def cpu_split(side: dict[str, Any]) -> list[str]:
+    """A profiled side's worker CPU per task split by where its samples went: each bucket's share of all
+    the worker processes' samples times the side's worker CPU per task (ms). py-spy samples running
+    threads at a fixed rate, so a bucket's samples are proportional to its CPU time (a thread waiting
+    for the GIL counts too)."""
+    roles = (side.get("profile") or {}).get("roles") or {}
+    total = sum(r["samples"] for r in roles.values())
+    ms = side.get("worker_cpu_ms_per_task")
+    if not total or not ms:
+        return []
+    rows = []
+    for role, r in sorted(roles.items(), key=lambda kv: kv[0] != "pool"):
+        for bucket, pct in r.get("buckets", []):
+            rows.append([role, bucket, f"{ms * r['samples'] / total * pct / 100:.2f}"])
+    return [
+        f"Worker CPU per task by where it goes ({ms} ms in all; samples' share times that):",
+        "",
+        *table(["process", "bucket", "ms per task"], rows),
+        "",
+    ]
