@@ -88,7 +88,7 @@ def test_a_failed_child_fails_the_node_and_a_retry_of_the_parent_retries_that_ch
     assert child.nodes["a"].attempts == 1
 
 
-@pytest.mark.parametrize("app", [{"wfcelery_sweep_interval": 600}], indirect=True)  # no sweep in between
+@pytest.mark.parametrize("app", [{"wfcelery_sweep_interval": 0}], indirect=True)  # no reconciler's sweep
 def test_a_cancel_read_before_a_retry_of_the_parent_does_not_reach_the_retried_child(
     engine: Any, worker: Any, r: Any, uid: str
 ) -> None:
@@ -109,8 +109,9 @@ def test_a_cancel_read_before_a_retry_of_the_parent_does_not_reach_the_retried_c
     child.retry()  # the child runs again on its own: a live child its parent's node does not wait on
     first_step = idle_children(engine.tracker, run.id, RunStatus.FAILED.value)
     assert first_step == [(child.id, engine.tracker.run_record(child.id).epoch)]
-    run.retry()  # lands before the cancel: the child is retried under a new epoch
+    run.retry()  # lands before the cancel: arming the node again cancels and retries the live child
     assert run.state().nodes["sub"].status is NodeStatus.WAITING
+    assert engine.tracker.run_record(child.id).epoch > first_step[0][1]
     _, epoch = first_step[0]
     late = halt_run(engine.tracker, engine.dispatch, child.id, "cancel", epoch=epoch, settle_parent=False)
     assert not late.changed

@@ -461,6 +461,25 @@ def test_cleanup_refuses_a_live_run_unless_forced(app, engine, r, uid):
         run.state()
 
 
+def test_a_halt_fenced_by_an_epoch_leaves_a_run_that_moved_on_alone(app, engine, r):
+    """halt.lua's epoch fence, atomic with the halt: a cancel decided on a read of epoch 0 does nothing to
+    the run resumed since (epoch 1) -- no status change, no event logged -- and cancels it at epoch 1."""
+    wf = Workflow("fenced")
+    wf.add("a", "proj.add", args=[1, 2])  # no worker: the node stays QUEUED
+    run = engine.submit(wf)
+    run.pause()
+    run.resume()
+    assert engine.tracker.run_record(run.id).epoch == 1
+    log = r.get(engine.tracker.keys.events(run.id))
+    stale = engine.tracker.halt(run.id, "cancel", epoch=0)
+    assert (stale.changed, stale.after, stale.epoch) == (False, "RUNNING", 1)
+    assert run.state().status is RunStatus.RUNNING
+    assert r.get(engine.tracker.keys.events(run.id)) == log
+    current = engine.tracker.halt(run.id, "cancel", epoch=1)
+    assert (current.changed, current.after) == (True, "CANCELLED")
+    assert run.state().status is RunStatus.CANCELLED
+
+
 def test_late_reports_for_a_deleted_run_write_nothing(app, engine, r):
     """Reports that arrive after cleanup (a node that was running, a retry) must not recreate keys that
     would then live forever without a TTL. Every report reaches its Lua script (valid arguments, no error

@@ -21,7 +21,7 @@ from typing import Any
 from wfcelery.definition.waits import NodeKind, resolve_until
 from wfcelery.errors import SchemaError
 from wfcelery.messaging.dispatch import Dispatcher
-from wfcelery.ops.waits import ArmOutcome, waits_of
+from wfcelery.ops.waits import ArmOutcome, ArmVerdict, waits_of
 from wfcelery.plan.compiler import Plan
 from wfcelery.tracker.outcomes import Finish
 from wfcelery.tracker.records import TimerEntry
@@ -109,7 +109,10 @@ def _arm_workflow(
 
     out: ArmOutcome = waits_of(tracker).arm(run_id, index, epoch, WaitKind.RUN, child=uuid.uuid4().hex)
     if out.waiting and out.mark is not None and out.mark.run:
-        problem = ensure_child(tracker, dispatch, plan, run_id, index, out.mark.run, params, armed.finishes)
+        fresh = out.verdict is ArmVerdict.ARMED
+        problem = ensure_child(
+            tracker, dispatch, plan, run_id, index, out.mark.run, params, armed.finishes, fresh
+        )
         if problem is not None:
             _fail(tracker, dispatch, plan, run_id, index, epoch, *problem, armed)
 

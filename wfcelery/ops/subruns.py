@@ -14,7 +14,8 @@ sub-workflow node starts its child; a child that ends settles its parent's node)
   results (a dict by node name, bounded like a result); one that FAILED or was CANCELLED fails the node
   with its error summary, and the parent's failure policy applies. A run that ends other than SUCCEEDED
   cancels its live children, each fenced by the epoch it was read at (:func:`idle_children`): a retry of
-  the parent that lands between the read and the cancel has retried the child, which keeps running.
+  the parent that lands between the read and the cancel re-arms the node, which finds the child live and
+  cancels and retries it under a new epoch (:func:`ensure_child`), so the late cancel leaves it running.
 * **control** (:func:`halt_run`, :func:`replan_run`): pause and cancel reach the live children, resume
   resumes the paused ones; retry re-arms the node, which retries its child; cleanup (client) deletes them.
 
@@ -106,13 +107,21 @@ def ensure_child(
     child_id: str,
     params: Mapping[str, Any],
     finishes: list[Finish],
+    fresh: bool = False,
 ) -> tuple[str, str] | None:
     """Make sure the child run of WAITING node ``index`` runs; returns (error type, message) when it
-    cannot start (the caller fails the node), else None."""
+    cannot start (the caller fails the node), else None. ``fresh``: the node was armed by this call (not
+    a release delivered again, nor the sweep's repair)."""
     try:
         record = tracker.run_record(child_id)
     except RunNotFound:
         return create_child(tracker, dispatch, plan, run_id, index, child_id, params)
+    if fresh and record.status in (RunStatus.RUNNING, RunStatus.QUEUED):
+        # The live child of an earlier arm of this node (the parent was retried before its end's cancel of
+        # the child landed, or the child was resumed or retried by hand): cancelled and retried here, it
+        # runs under an epoch that no cancel decided before this arm has read (halt_run's fence).
+        halt_run(tracker, dispatch, child_id, "cancel", epoch=record.epoch, settle_parent=False)
+        record = tracker.run_record(child_id)
     if record.status is RunStatus.PAUSED and tracker.run_record(run_id).status is RunStatus.RUNNING:
         replan_run(tracker, dispatch, child_id, "resume")
     elif record.status in (RunStatus.FAILED, RunStatus.CANCELLED):
@@ -401,6 +410,11 @@ def halt_run(
     to its live children. With ``epoch``, only a run still at that epoch: a decision made on a read
     (a child found idle) does not reach the run resumed or retried since; ``settle_parent``: see
     :func:`after_end`. Raises :class:`RunNotFound`."""
+    if epoch is not None:  # decided on a read: not worth fencing the workers' gate for a run moved on
+        current = tracker.run_record(run_id)
+        if current.epoch != epoch or current.status.finished:
+            status = current.status.value
+            return HaltOutcome(status, status, None, current.epoch, (), ())
     tracker.fence_gate(run_id)  # no worker starts a body of it on its own from here (worker/gate.py)
     try:
         out = tracker.halt(run_id, op, error, epoch)
@@ -436,10 +450,6 @@ def replan_run(tracker: Tracker, dispatch: Dispatcher, run_id: str, op: str) -> 
     its node is armed again). Raises :class:`RunNotFound`; a refusal is ``replanned=False``."""
     record = tracker.run_record(run_id)
     plan = waits_of(tracker).plans.get(record.plan)
-    if op == "retry" and children(record):
-        # a child still running since this run ended is cancelled before its node is armed again, which
-        # retries it under a new epoch: the cancel its end sent (fenced by the epoch before) cannot reach it
-        cancel_idle_children(tracker, dispatch, run_id, record.status.value)
     out = tracker.replan(run_id, op, plan.parents, plan.rule_spec, plan.executor)
     if not out.replanned:
         return out
