@@ -149,6 +149,18 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
             "ms",
         )
         add("latency_p99", "Latency parent end -> child start, p99 (ms)", lat.get("p99_ms"), "<=", 3.0, "ms")
+    lat_inline = side(out, "latency", "wfcelery_inline")
+    if lat_inline is not None:
+        depth = lat_inline.get("inline_depth")
+        for key, stat, goal in (("median", "median_ms", 1.0), ("p99", "p99_ms", 3.0)):
+            add(
+                f"latency_inline_{key}",
+                f"Latency parent end -> child start, wfcelery_inline_depth={depth}, {key} (ms)",
+                lat_inline.get(stat),
+                "<=",
+                goal,
+                "ms",
+            )
     scale = scenario(out, "scale")
     if scale:
         p = scale["projection"] or {}

@@ -70,8 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         metavar="N",
-        help="also run the long chain's wfcelery side with workers restarted with wfcelery_inline_depth=N "
-        "(inline continuation)",
+        help="also run the long chain's and the latency's wfcelery sides with workers restarted with "
+        "wfcelery_inline_depth=N (inline continuation)",
     )
     p.add_argument(
         "--broker",
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "wide": lambda: scenarios.wide(bench, sizes.wide),
             "map": lambda: scenarios.map_fanout(bench, sizes.map),
             "scale": lambda: scenarios.scale(bench, sizes.scale_runs),
-            "latency": lambda: scenarios.latency(bench, sizes.latency),
+            "latency": lambda: scenarios.latency(bench, sizes.latency, args.inline_depth),
             "control": lambda: scenarios.control(bench, sizes.control),
         }
         for i, name in enumerate(n for n in SCENARIOS if n in wanted):

@@ -618,7 +618,10 @@ def _latency_stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def latency(b: Bench, n: int) -> dict[str, Any]:
+def latency(b: Bench, n: int, inline_depth: int | None = None) -> dict[str, Any]:
+    """Parent end -> child start along a chain of ``n``: wfcelery, plain ``chain``, and with ``inline_depth``
+    the wfcelery side again on workers restarted with ``wfcelery_inline_depth`` (one hop in
+    ``inline_depth + 1`` still goes through the broker)."""
     stamp = b.stamp
     holder: dict[str, Any] = {}
 
@@ -647,11 +650,26 @@ def latency(b: Bench, n: int) -> dict[str, Any]:
         f"  latency parent end -> child start: wfcelery median {wf.get('median_ms')} ms p99 "
         f"{wf.get('p99_ms')} ms; celery median {cel.get('median_ms')} ms p99 {cel.get('p99_ms')} ms"
     )
+    sides = {"wfcelery": wf, "celery": cel}
+    if inline_depth:
+        with b.workers_with({"wfcelery_inline_depth": inline_depth}):
+            inline = b.measure(
+                f"wfcelery, wfcelery_inline_depth={inline_depth}", n, 1, wf_submit, _timeout(n, rate=5)
+            )
+        if not inline.get("error"):
+            results = holder["run"].results().values()
+            inline.update(_latency_stats([v[1] for v in results if v and v[1] is not None]))
+        inline["inline_depth"] = inline_depth
+        sides["wfcelery_inline"] = inline
+        b.log(
+            f"  with wfcelery_inline_depth={inline_depth}: median {inline.get('median_ms')} ms p99 "
+            f"{inline.get('p99_ms')} ms"
+        )
     return {
         "name": "latency",
         "title": f"Latency: parent end -> child start, chain of {n:,} tasks",
-        "params": {"tasks": n},
-        "sides": {"wfcelery": wf, "celery": cel},
+        "params": {"tasks": n, "inline_depth": inline_depth},
+        "sides": sides,
         "ratios": {
             "median_celery_over_wfcelery": _ratio(cel.get("median_ms", 0), wf.get("median_ms", 0)),
             "p99_celery_over_wfcelery": _ratio(cel.get("p99_ms", 0), wf.get("p99_ms", 0)),
