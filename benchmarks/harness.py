@@ -513,9 +513,10 @@ def _frame(frame: str) -> str:
     if not where:
         return frame
     path = where.rstrip(")").rsplit(":", 1)[0]
-    if path.startswith(_PACKAGE + "/"):
-        return f"{func} (wfcelery/{path[len(_PACKAGE) + 1 :]})"
-    parts = Path(path).parts
+    parts = Path(path).parts  # py-spy shortens a path to what follows its sys.path entry, when it can
+    for i, part in enumerate(parts[:-1]):
+        if part == "wfcelery" and Path(_PACKAGE, *parts[i + 1 :]).is_file():
+            return f"{func} ({'/'.join(parts[i:])})"
     short = "/".join(parts[-2:]) if len(parts) >= 2 else path
     return f"{func} ({short})"
 

@@ -264,9 +264,9 @@ def profile_md(out: dict[str, Any]) -> list[str]:
 
 def cpu_split(side: dict[str, Any]) -> list[str]:
     """A profiled side's worker CPU per task split by where its samples went: each bucket's share of all
-    the worker processes' samples times the side's worker CPU per task (ms). py-spy samples running
-    threads at a fixed rate, so a bucket's samples are proportional to its CPU time (a thread waiting
-    for the GIL counts too)."""
+    the worker processes' samples times the side's worker CPU per task (ms). py-spy samples the threads
+    it sees running at a fixed rate; a thread waiting for the GIL, or in a socket read py-spy does not
+    take for idle, counts too: a bucket's figure is its share of the workers' time, waits included."""
     roles = (side.get("profile") or {}).get("roles") or {}
     total = sum(r["samples"] for r in roles.values())
     ms = side.get("worker_cpu_ms_per_task")
