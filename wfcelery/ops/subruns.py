@@ -120,8 +120,11 @@ def ensure_child(
         # The live child of an earlier arm of this node (the parent was retried before its end's cancel of
         # the child landed, or the child was resumed or retried by hand): cancelled and retried here, it
         # runs under an epoch that no cancel decided before this arm has read (halt_run's fence).
-        halt_run(tracker, dispatch, child_id, "cancel", epoch=record.epoch, settle_parent=False)
-        record = tracker.run_record(child_id)
+        try:
+            halt_run(tracker, dispatch, child_id, "cancel", epoch=record.epoch, settle_parent=False)
+            record = tracker.run_record(child_id)
+        except RunNotFound:  # deleted meanwhile (a cleanup of the child alone): the node starts a new one
+            return create_child(tracker, dispatch, plan, run_id, index, child_id, params)
     if record.status is RunStatus.PAUSED and tracker.run_record(run_id).status is RunStatus.RUNNING:
         replan_run(tracker, dispatch, child_id, "resume")
     elif record.status in (RunStatus.FAILED, RunStatus.CANCELLED):
