@@ -138,29 +138,14 @@ def targets(out: dict[str, Any]) -> list[dict[str, Any]]:
                 ">=",
                 10.0,
             )
-    lat = side(out, "latency", "wfcelery")
-    if lat is not None:
-        add(
-            "latency_median",
-            "Latency parent end -> child start, median (ms)",
-            lat.get("median_ms"),
-            "<=",
-            1.0,
-            "ms",
-        )
-        add("latency_p99", "Latency parent end -> child start, p99 (ms)", lat.get("p99_ms"), "<=", 3.0, "ms")
-    lat_inline = side(out, "latency", "wfcelery_inline")
-    if lat_inline is not None:
-        depth = lat_inline.get("inline_depth")
-        for key, stat, goal in (("median", "median_ms", 1.0), ("p99", "p99_ms", 3.0)):
-            add(
-                f"latency_inline_{key}",
-                f"Latency parent end -> child start, wfcelery_inline_depth={depth}, {key} (ms)",
-                lat_inline.get(stat),
-                "<=",
-                goal,
-                "ms",
-            )
+    for side_name, prefix in (("wfcelery", "latency"), ("wfcelery_inline", "latency_inline")):
+        lat = side(out, "latency", side_name)
+        if lat is None:
+            continue
+        setting = f" wfcelery_inline_depth={lat['inline_depth']}," if "inline_depth" in lat else ""
+        for key, goal in (("median", 1.0), ("p99", 3.0)):
+            text = f"Latency parent end -> child start,{setting} {key} (ms)"
+            add(f"{prefix}_{key}", text, lat.get(f"{key}_ms"), "<=", goal, "ms")
     scale = scenario(out, "scale")
     if scale:
         p = scale["projection"] or {}

@@ -635,9 +635,12 @@ def latency(b: Bench, n: int, inline_depth: int | None = None) -> dict[str, Any]
         holder["res"] = res
         return [res.id], b.waiter.tasks_done
 
+    def run_latencies() -> dict[str, float]:  # each node's result: [its end, its start - its parent's end]
+        return _latency_stats([v[1] for v in holder["run"].results().values() if v and v[1] is not None])
+
     wf = b.measure("wfcelery", n, 1, wf_submit, _timeout(n, rate=5))
     if not wf.get("error"):
-        wf.update(_latency_stats([v[1] for v in holder["run"].results().values() if v and v[1] is not None]))
+        wf.update(run_latencies())
     cel = b.measure("celery chain", n, 1, cel_submit, _timeout(n, rate=5))
     values, node = [], None if cel.get("error") else holder["res"]
     while node is not None:
@@ -657,8 +660,7 @@ def latency(b: Bench, n: int, inline_depth: int | None = None) -> dict[str, Any]
                 f"wfcelery, wfcelery_inline_depth={inline_depth}", n, 1, wf_submit, _timeout(n, rate=5)
             )
         if not inline.get("error"):
-            results = holder["run"].results().values()
-            inline.update(_latency_stats([v[1] for v in results if v and v[1] is not None]))
+            inline.update(run_latencies())
         inline["inline_depth"] = inline_depth
         sides["wfcelery_inline"] = inline
         b.log(
