@@ -206,7 +206,11 @@ def after_end(
     try:
         failed = finish.status != RunStatus.SUCCEEDED.value
         if failed and (plan is None or any(n.subworkflow for n in plan.nodes)):
-            cancel_idle_children(tracker, dispatch, run_id, finish.status)
+            # each only at the epoch read (a child retried since keeps running); their ends do not settle
+            # this run's nodes: those wait on no child, or on a child again under a new epoch
+            for child, epoch in idle_children(tracker, run_id, finish.status):
+                with contextlib.suppress(RunNotFound):  # deleted meanwhile
+                    halt_run(tracker, dispatch, child, "cancel", epoch=epoch, settle_parent=False)
         if finish.parent is not None and settle_parent:
             child_ended(tracker, dispatch, run_id, tracker.run_record(run_id))
     except RunNotFound:
@@ -373,15 +377,6 @@ def idle_children(tracker: Tracker, run_id: str, status: str) -> list[tuple[str,
                 live[child] = record.epoch
     still = set(_idle(tracker, run_id, status)) if live else set()
     return [(child, epoch) for child, epoch in live.items() if child in still]
-
-
-def cancel_idle_children(tracker: Tracker, dispatch: Dispatcher, run_id: str, status: str) -> None:
-    """Cancel the live child runs of a run that ended ``status`` whose nodes no longer wait on them, each
-    only at the epoch :func:`idle_children` read (a child retried since keeps running). Their ends do not
-    settle the parent's nodes: those wait on no child, or on a child run again under a new epoch."""
-    for child, epoch in idle_children(tracker, run_id, status):
-        with contextlib.suppress(RunNotFound):  # deleted meanwhile
-            halt_run(tracker, dispatch, child, "cancel", epoch=epoch, settle_parent=False)
 
 
 def _idle(tracker: Tracker, run_id: str, status: str) -> list[str]:

@@ -40,7 +40,6 @@ end
 local TERMINAL = {S = true, F = true, K = true, X = true}
 local COUNTER = {S = 'n_S', F = 'n_F', K = 'n_K', X = 'n_X'}
 
-
 -- Run-record fields the hot scripts (start, succeed) read, fetched with one HMGET by prefetch(); a
 -- prefetched field the script then writes is kept current (finish_run's status). Others: one HGET.
 local RUN = {}
