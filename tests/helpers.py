@@ -101,6 +101,13 @@ def run_keys(r: Any, engine: Any, run_id: str) -> list[str]:
     return sorted(r.scan_iter(match=engine.tracker.keys.run_pattern(run_id), count=1000))
 
 
+def after_created(engine: Any, run_id: str) -> None:
+    """Wait until the clock has passed the millisecond ``run_id`` was created in: run lists sort by creation
+    time in ms, so a run submitted next is then listed after it, never tied with it."""
+    last = engine.tracker.run_record(run_id).created_ms
+    wait_for(lambda: int(time.time() * 1000) > last, message="the clock to move past a run's creation")
+
+
 def status_of(run: Any, node: str) -> Any:
     """A node's current status (a NodeStatus)."""
     return run.state().nodes[node].status

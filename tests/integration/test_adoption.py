@@ -340,9 +340,9 @@ def test_control_json_and_results_of_a_failed_run(cli_app: Celery, engine: Any, 
     assert paused.exit_code == EXIT_OK
     assert json.loads(paused.stdout)["status"] == "PAUSED"
     assert_clean_error(invoke("results", run_id), EXIT_BAD_INPUT, "PAUSED")
+    resumed = json.loads(invoke("resume", run_id, "--json").stdout)  # no worker yet: it stays RUNNING
+    assert resumed["status"] == "RUNNING"
     with in_thread_worker(cli_app):
-        resumed = json.loads(invoke("resume", run_id, "--json").stdout)
-        assert resumed["status"] == "RUNNING"
         wait_for(lambda: engine.run(run_id).state().finished, message="the run to fail")
     failed = invoke("results", run_id, "--json")
     assert failed.exit_code == EXIT_RUN_FAILED

@@ -78,7 +78,7 @@ def test_max_active_runs_and_deadlines_on_a_cluster(
     assert state.status.value == "FAILED"
     assert state.error == {"type": "DeadlineExceeded", "message": "deadline exceeded"}
     starts = [r.state().nodes["a"].started_at for r in runs]
-    assert starts[0] < starts[1] < starts[3]  # x's runs in submit order
+    assert starts[0] <= starts[1] <= starts[3]  # x's runs in submit order (ms: a trivial body may tie)
 
 
 def test_a_pool_bounds_its_nodes_with_the_tracker_on_a_cluster(

@@ -201,9 +201,12 @@ def test_a_tick_fires_many_schedules_at_once_and_reuses_or_takes_over_their_keys
     from wfcelery.ops.store import run_key_of
     from wfcelery.tracker.records import RunKeyClaim
 
+    # created early in one second, so all five share their first slot (the next whole second)
+    wait_for(lambda: engine.tracker.server_ms() % 1000 < 500, timeout=5, message="a second's first half")
     for i in range(5):
         engine.schedule(f"m{i}", ticker("many"), every=1)
     slot = int(engine.schedule_info("m0").next_at.timestamp() * 1000)
+    assert {s.next_at for s in engine.schedules()} == {engine.schedule_info("m0").next_at}
     wait_for(lambda: engine.tracker.server_ms() >= slot, timeout=5)
     old = engine.tracker.server_ms() - int(CLAIM_GRACE * 1000) - 1000
     r.set(engine.tracker.keys.run_key(run_key_of("m1", slot)), RunKeyClaim("d" * 32, old).encode())

@@ -18,7 +18,16 @@ from celery import signals
 from celery.result import AsyncResult
 
 import wfcelery
-from tests.helpers import counts, in_thread_worker, released, run_keys, status_of, wait_for, worker_idle
+from tests.helpers import (
+    after_created,
+    counts,
+    in_thread_worker,
+    released,
+    run_keys,
+    status_of,
+    wait_for,
+    worker_idle,
+)
 from tests.proj import make_app
 from tests.redis_server import free_port
 from wfcelery import (
@@ -518,8 +527,7 @@ def test_runs_lists_newest_first_with_filters(app, engine):
     with in_thread_worker(app):
         for name, task in specs:
             if runs:  # distinct creation times (ms), so "newest first" is well defined
-                last = engine.tracker.run_record(runs[-1].id).created_ms
-                wait_for(lambda last=last: int(time.time() * 1000) > last, message="the clock to move")
+                after_created(engine, runs[-1].id)
             runs.append(engine.submit({"name": name, "tasks": [{"name": "t", "task": task}]}))
         for run in runs:
             with suppress(RunFailed):

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from celery import Celery
 
-from tests.helpers import in_thread_worker, wait_for
+from tests.helpers import after_created, in_thread_worker, wait_for
 from tests.redis_server import free_port
 from tests.web.conftest import Server
 from wfcelery import Engine, Workflow
@@ -84,6 +84,7 @@ def test_submit_by_name_and_by_body_then_read_every_view(app, engine, serve):
         assert created.headers["location"] == f"/api/runs/{run_id}" == created.json()["url"]
         adhoc = {"definition": chain("adhoc").to_dict()}
         assert http.post("/api/runs", json=adhoc | {"executor": "chords"}).status_code == 422
+        after_created(engine, run_id)  # "newest first" below is well defined
         other = http.post("/api/runs", json=adhoc | {"executor": "canvas"}).json()["id"]
         assert engine.run(run_id).wait(timeout=20) == {
             "extract": 7,

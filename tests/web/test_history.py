@@ -12,7 +12,7 @@ import httpx
 import pytest
 from celery import Celery
 
-from tests.helpers import in_thread_worker, wait_for
+from tests.helpers import after_created, in_thread_worker, wait_for
 from tests.web.browser import CHROMIUM, launch_args, require_chromium
 from tests.web.conftest import Server
 from wfcelery import Workflow
@@ -36,12 +36,12 @@ def _bad() -> Workflow:
 
 @pytest.fixture
 def known_runs(app: Celery, engine: Any) -> list[Any]:
+    runs = []
     with in_thread_worker(app):
-        runs = [
-            engine.submit(_good(), params={"customer": "acme"}),
-            engine.submit(_good(), params={"customer": "globex"}),
-            engine.submit(_bad(), params={"customer": "initech"}),
-        ]
+        for wf, customer in [(_good(), "acme"), (_good(), "globex"), (_bad(), "initech")]:
+            if runs:  # distinct creation times (ms): "newest first" and the 1 ms window are well defined
+                after_created(engine, runs[-1].id)
+            runs.append(engine.submit(wf, params={"customer": customer}))
         for run in runs:
             wait_for(lambda run=run: run.state().finished, timeout=60, message=f"run {run.id}")
     return runs
