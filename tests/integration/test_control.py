@@ -388,16 +388,17 @@ def test_control_is_idempotent_and_refuses_clearly(app, engine, r, uid):
 
         r.rpush(f"{uid}:go", "go")  # the running root finishes while paused: its children wait
         wait_for(lambda: run.state().nodes["root"].status is NodeStatus.SUCCEEDED, message="the root")
-        paused = run.state()
-        assert paused.status is RunStatus.PAUSED
-        assert of_status(paused, NodeStatus.PENDING) == {"k0", "k1", "end"}
+    paused = run.state()
+    assert paused.status is RunStatus.PAUSED
+    assert of_status(paused, NodeStatus.PENDING) == {"k0", "k1", "end"}
 
-        resumed = run.resume()
-        assert resumed.status is RunStatus.RUNNING
-        assert resumed.epoch == first.epoch + 1
-        noop = run.resume()  # resuming a running run changes nothing
-        assert noop.status is RunStatus.RUNNING
-        assert noop.epoch == resumed.epoch
+    resumed = run.resume()  # no worker now: the run stays RUNNING through both calls
+    assert resumed.status is RunStatus.RUNNING
+    assert resumed.epoch == first.epoch + 1
+    noop = run.resume()  # resuming a running run changes nothing
+    assert noop.status is RunStatus.RUNNING
+    assert noop.epoch == resumed.epoch
+    with in_thread_worker(app, concurrency=2):
         run.wait(timeout=30)
 
     done = run.state()
