@@ -322,9 +322,10 @@ def test_retry_after_failure_reuses_the_results_that_succeeded(app, engine, r, u
         counts_before = counts(r, app, run.id)
         assert set(counts_before) == succeeded - {"f"}
 
-        retried = run.retry()  # the cause is gone: proj.flaky succeeds from its second attempt
-        assert retried.status is RunStatus.RUNNING
-        assert retried.epoch == failed.epoch + 1
+    retried = run.retry()  # the cause is gone: proj.flaky succeeds from its second attempt
+    assert retried.status is RunStatus.RUNNING  # no worker now: nothing can end it before this read
+    assert retried.epoch == failed.epoch + 1
+    with in_thread_worker(app, concurrency=2):
         results = run.wait(timeout=30)
     assert results["f"] == 2
     assert results["d"] == "d"

@@ -84,8 +84,8 @@ def test_a_mapped_run_is_counted_the_same_on_every_surface(
         test_cli.APP = None
     summary = "3/3 nodes done: 3 succeeded; 3 instances: 3 succeeded"
     assert re.search(
-        rf"\({wf.name}, 3 nodes(, 3 instances)?\): RUNNING", submitted.stderr
-    )  # as it stood then
+        rf"\({wf.name}, 3 nodes(, 3 instances)?\): (RUNNING|SUCCEEDED)", submitted.stderr
+    )  # as it stood when first read: a fast worker may have ended the run by then
     assert summary in submitted.stderr.splitlines()[-1]
     assert summary in status.splitlines()[0]
     assert f"({wf.name}, 3 nodes, 3 instances)" in watched
