@@ -561,7 +561,15 @@ PROFILE_BUCKETS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
 }
 
 
+#: An inline child runs inside its parent's success hook (``wfcelery_inline_depth``): below these frames a
+#: sample is the child's own work, bucketed as a node's is, not as its parent's success.
+INLINE_FRAMES = ("Inline.run_inline (wfcelery/worker/", "Inline._run_child (wfcelery/worker/")
+
+
 def _bucket(role: str, frames: Sequence[str]) -> str:
+    inline = [i for i, f in enumerate(frames) if any(n in f for n in INLINE_FRAMES)]
+    if inline:
+        frames = frames[inline[-1] + 1 :] or frames[inline[-1] :]
     for name, needles in PROFILE_BUCKETS.get(role, []):
         if any(n in f for f in frames for n in needles):
             return name

@@ -39,6 +39,21 @@ def test_celerys_worker_modules_are_not_counted_as_wfcelerys_hooks() -> None:
     assert _bucket("pool", succeed) == "wfcelery: succeed (Lua + plan)"
 
 
+def test_an_inline_childs_samples_are_its_own_not_its_parents_success() -> None:
+    parent = [
+        _frame("trace_task (celery/app/trace.py:450)"),
+        _frame("_on_success (wfcelery/worker/hooks.py:283)"),
+        _frame("Inline.run_inline (wfcelery/worker/inline.py:97)"),
+    ]
+    child = [*parent, _frame("Inline._run_child (wfcelery/worker/inline.py:140)")]
+    child += [_frame("trace_task (celery/app/trace.py:450)")]
+    assert _bucket("pool", [*child, _frame("noop (benchmarks/tasks.py:3)")]) == "task body"
+    published = [*child, _frame("Dispatcher.publish (wfcelery/messaging/dispatch.py:200)")]
+    assert _bucket("pool", published) == "wfcelery: publish released children"
+    assert _bucket("pool", parent) == "wfcelery: other hooks"  # the loop itself
+    assert _bucket("pool", parent[:2]) == "wfcelery: succeed (Lua + plan)"  # no inline child: as before
+
+
 def test_the_cpu_split_divides_the_worker_cpu_by_the_samples_shares() -> None:
     main = 'process 1:"celery worker"'
     pool = 'process 2:"celery worker";process 3:"celery worker"'
