@@ -182,6 +182,15 @@ def attempt_error(state: RunState, node: NodeState, event: Event, limit: int = 6
     return ""
 
 
+def latest_start(state: RunState, node: NodeState, event: Event) -> bool:
+    """The event is the RUNNING line of the node's latest attempt (same time as its start): its worker is
+    the node's, also when the line is printed after the node has moved on (a replay; a short body's start
+    recorded with its success)."""
+    if event.node_status is not NodeStatus.RUNNING or node.started_at is None:
+        return False
+    return abs((node.started_at - state.created_at) * 1000 - event.at_ms) < 1
+
+
 def count_text(counts: dict[str, int]) -> str:
     """``5 succeeded, 1 failed``: the statuses present."""
     return ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v)
@@ -440,7 +449,11 @@ class LiveView:
             extra = ""
             if current and node.finished_at and node.started_at:
                 extra += f" in {seconds(node_duration(node))}"
-            if current and node.worker and status is not NodeStatus.QUEUED:
+            if (
+                node.worker
+                and status is not NodeStatus.QUEUED
+                and (current or latest_start(state, node, event))
+            ):
                 extra += f" on {node.worker}"
             if status in (NodeStatus.FAILED, NodeStatus.RETRYING):
                 reason = attempt_error(state, node, event) or (error_text(node) if current else "")
