@@ -245,6 +245,9 @@ def test_timeout_exits_3_and_watch_follows_to_the_end(
     lines = watched.stdout.splitlines()
     assert lines[0].startswith(f"run {run_id} (blocking, 2 nodes)")
     assert any(" b " in line and "SUCCEEDED" in line for line in lines)
+    started = [line for line in lines if line.split()[2:3] == ["RUNNING"]]
+    assert len(started) == 2
+    assert all(" on " in line for line in started), started  # each start names its worker, also replayed
     assert "SUCCEEDED" in lines[-1]
 
 
@@ -414,6 +417,11 @@ def test_app_and_redis_problems_exit_2(flows: dict[str, str], redis_url: str, ui
         EXIT_BAD_INPUT,
         "cannot load the Celery app",
         "no_such_module",
+    )
+    assert_clean_error(
+        CliRunner().invoke(cli, ["-A", "tests.integration.test_cli:no_such_app", "list"]),
+        EXIT_BAD_INPUT,
+        "module 'tests.integration.test_cli' has no attribute 'no_such_app'",
     )
     no_redis = CliRunner().invoke(cli, ["-A", "tests.integration.test_cli:NODE_KEYS", "list"])
     assert_clean_error(no_redis, EXIT_BAD_INPUT, "not a Celery app")

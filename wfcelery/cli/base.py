@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -111,10 +112,25 @@ def load_app(spec: str) -> Celery:
     try:
         app = find_app(spec)
     except Exception as e:
-        fail(f"cannot load the Celery app {spec!r}: {type(e).__name__}: {e}")
+        fail(f"cannot load the Celery app {spec!r}: {_load_problem(spec, e)}")
     if not isinstance(app, Celery):
         fail(f"{spec!r} is a {type(app).__name__}, not a Celery app")
     return app
+
+
+def _load_problem(spec: str, error: Exception) -> str:
+    """What went wrong loading ``spec``: for ``module:attribute`` whose module imports, the attribute is
+    what is missing (celery's ``find_app`` reports it as the whole spec not being a module)."""
+    module, _, attribute = spec.partition(":")
+    if attribute and isinstance(error, ImportError):
+        try:
+            found = importlib.import_module(module)
+        except Exception:
+            pass
+        else:
+            if not hasattr(found, attribute):
+                return f"module {module!r} has no attribute {attribute!r}"
+    return f"{type(error).__name__}: {error}"
 
 
 def app_of(ctx: click.Context, required: bool = True) -> Celery | None:
