@@ -285,8 +285,13 @@ def _queues(engine: Engine, plans: Sequence[Plan]) -> Finding:
             + ", add the queue to an existing worker's -Q, or route the node elsewhere (type/queue, "
             "task_routes, wfcelery_routes)",
         )
-    scope = f"the {len(needed)} queues of {len(plans)} definitions" if plans else "no definitions given"
-    return Finding("queues", True, f"live workers: {workers}; {scope} consumed")
+    if not plans:
+        return Finding("queues", True, f"live workers: {workers}; no definitions given to check against")
+    return Finding(
+        "queues",
+        True,
+        f"live workers: {workers}; the {len(needed)} queues of {len(plans)} definitions consumed",
+    )
 
 
 def _acks(app: Any, plans: Sequence[Plan]) -> Finding:
