@@ -78,6 +78,9 @@ def test_the_dashboard_signal_control_waiting_list_and_child_run_link(
     with in_thread_worker(app):
         run = engine.submit(wf)
         wait_for(lambda: status_of(run, "approve") is NodeStatus.WAITING, message="approve WAITING")
+        stream = f"**/api/runs/{run.id}/events"
+        held: list[Any] = []  # the run page's event stream, held until the signal field has been typed in
+        page.route(stream, lambda route: held.append(route))
         page.goto(f"{server.url}/")
         row = page.wait_for_selector(f'#waiting [data-waiting="{run.id}/approve"]', timeout=10_000)
         assert "shipping" in row.inner_text()
@@ -91,6 +94,16 @@ def test_the_dashboard_signal_control_waiting_list_and_child_run_link(
         assert 55 <= 60 * int(shown[1] or 0) + int(shown[2]) <= 60
         assert page.locator("#signal-send").inner_text() == "Approve"
         page.fill("#signal-data", "{oops")
+        assert page.locator("#signal-send").is_disabled()
+        assert "not JSON" in page.inner_text("#signal-problem")
+        # The stream's replay redraws approve's panel: what was typed, its problem and the focus stay.
+        typed = page.query_selector("#signal-data")
+        wait_for(lambda: held, message="the run page to open its event stream")
+        held[0].continue_()
+        page.unroute(stream)
+        page.wait_for_function("field => !field.isConnected", arg=typed, timeout=10_000)
+        assert page.input_value("#signal-data") == "{oops"
+        assert page.evaluate("document.activeElement.id") == "signal-data"
         assert page.locator("#signal-send").is_disabled()
         assert "not JSON" in page.inner_text("#signal-problem")
         page.fill("#signal-data", '{"by": "browser"}')

@@ -9,15 +9,36 @@ import { badge } from "../widgets.js";
 export function nodePanel(runId) {
   const el = h("div", { class: "card panel", id: "node-panel" }, h("h2", {}, "Node"),
     h("p", { class: "muted" }, "Select a node in the graph to see its status, attempts, worker, times, error and result."));
-  let shown = null;
+  let shown = null, rendered = null;
   async function show(name) {
     shown = name;
     if (!name) return;
     let n;
     try { n = await api(path`/api/runs/${runId}/nodes/${name}`); } catch (e) { el.replaceChildren(h("h2", {}, name), h("p", { class: "muted" }, e.message)); return; }
-    if (name === shown) el.replaceChildren(...details(name, n), ...waitingParts(runId, n)); // a later selection wins
+    if (name !== shown) return; // a later selection wins
+    const draft = rendered === name ? signalDraft(el) : null;
+    el.replaceChildren(...details(name, n), ...waitingParts(runId, n));
+    rendered = name;
+    if (draft) restoreDraft(el, draft);
   }
   return { el, show, get shown() { return shown; }, refresh: () => show(shown) };
+}
+
+// A refresh of the same node (its events arrive: the stream's replay at connect, a transition) keeps what
+// was typed in its signal field, the field's focus and caret, and the problem it shows.
+function signalDraft(el) {
+  const field = el.querySelector("#signal-data");
+  if (!field || !field.value) return null;
+  const focused = document.activeElement === field;
+  return { value: field.value, focused, start: field.selectionStart, end: field.selectionEnd };
+}
+
+function restoreDraft(el, draft) {
+  const field = el.querySelector("#signal-data");
+  if (!field) return; // the node no longer waits for a signal
+  field.value = draft.value;
+  field.dispatchEvent(new Event("input")); // the button's label and the JSON check follow the text
+  if (draft.focused) { field.focus(); field.setSelectionRange(draft.start, draft.end); }
 }
 
 function details(name, n) {
