@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import getpass
-import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -122,14 +121,13 @@ def _load_problem(spec: str, error: Exception) -> str:
     """What went wrong loading ``spec``: for ``module:attribute`` whose module imports, the attribute is
     what is missing (celery's ``find_app`` reports it as the whole spec not being a module)."""
     module, _, attribute = spec.partition(":")
-    if attribute and isinstance(error, ImportError):
-        try:
-            found = importlib.import_module(module)
-        except Exception:
-            pass
-        else:
-            if not hasattr(found, attribute):
-                return f"module {module!r} has no attribute {attribute!r}"
+    found = sys.modules.get(module) if attribute and isinstance(error, ImportError) else None
+    try:
+        missing = found is not None and not hasattr(found, attribute)
+    except Exception:  # a module __getattr__ that raises something else: the original error says more
+        missing = False
+    if missing:
+        return f"module {module!r} has no attribute {attribute!r}"
     return f"{type(error).__name__}: {error}"
 
 

@@ -188,7 +188,7 @@ def latest_start(state: RunState, node: NodeState, event: Event) -> bool:
     recorded with its success)."""
     if event.node_status is not NodeStatus.RUNNING or node.started_at is None:
         return False
-    return abs((node.started_at - state.created_at) * 1000 - event.at_ms) < 1
+    return round((node.started_at - state.created_at) * 1000) == event.at_ms
 
 
 def count_text(counts: dict[str, int]) -> str:
@@ -449,11 +449,9 @@ class LiveView:
             extra = ""
             if current and node.finished_at and node.started_at:
                 extra += f" in {seconds(node_duration(node))}"
-            if (
-                node.worker
-                and status is not NodeStatus.QUEUED
-                and (current or latest_start(state, node, event))
-            ):
+            # a start names the worker of its own attempt only (the node keeps the latest attempt's)
+            ran = latest_start(state, node, event) if status is NodeStatus.RUNNING else current
+            if node.worker and status is not NodeStatus.QUEUED and ran:
                 extra += f" on {node.worker}"
             if status in (NodeStatus.FAILED, NodeStatus.RETRYING):
                 reason = attempt_error(state, node, event) or (error_text(node) if current else "")
