@@ -224,7 +224,8 @@ def test_runs_list_and_definitions_page_start_a_run(app, engine, server, page):
     run_id = page.url.rsplit("/", 1)[1]
     assert engine.run(run_id).results() == {"hello": {"args": ["Celery"], "kwargs": {}}}
     page.goto(f"{server.url}/")
-    row = page.wait_for_selector(f'tr[data-run="{run_id}"]')
+    row = page.locator(f'tr[data-run="{run_id}"]')  # the list is redrawn as runs change: a locator
+    row.wait_for()
     assert "SUCCEEDED" in row.inner_text()
     assert "1/1" in row.inner_text()
     page.select_option("#filter-status", "FAILED")

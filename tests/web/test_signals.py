@@ -82,9 +82,10 @@ def test_the_dashboard_signal_control_waiting_list_and_child_run_link(
         held: list[Any] = []  # the run page's event stream, held until the signal field has been typed in
         page.route(stream, lambda route: held.append(route))
         page.goto(f"{server.url}/")
-        row = page.wait_for_selector(f'#waiting [data-waiting="{run.id}/approve"]', timeout=10_000)
+        row = page.locator(f'#waiting [data-waiting="{run.id}/approve"]')  # redrawn every 2 s: a locator
+        row.wait_for(timeout=10_000)
         assert "shipping" in row.inner_text()
-        row.query_selector("a").click()  # opens the run with the node's panel
+        row.locator("a").click()  # opens the run with the node's panel
         page.wait_for_selector("#signal-form", timeout=10_000)
         assert page.locator("#panel-name").inner_text() == "approve"
         # an hour's timeout shown to the second: "59 min 58 s", or "1 h 0 min" when read within half a second
@@ -114,7 +115,8 @@ def test_the_dashboard_signal_control_waiting_list_and_child_run_link(
         page.wait_for_selector('#run-status [data-status="SUCCEEDED"]', timeout=20_000)
         assert run.result("approve") == {"by": "browser"}
         assert run.state().status is RunStatus.SUCCEEDED
-        link = page.wait_for_selector('[data-node="sub"] a.subflow-link', timeout=10_000)
+        link = page.locator('[data-node="sub"] a.subflow-link')
+        link.wait_for(timeout=10_000)
         child_id = run.state().nodes["sub"].child_run
         assert link.get_attribute("data-child-run") == child_id
         link.click()
