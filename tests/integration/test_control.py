@@ -253,8 +253,9 @@ def test_cancel_lets_the_running_task_finish_starts_nothing_and_is_final(app, en
             with pytest.raises(ControlError, match="CANCELLED"):
                 op()
 
-        # A cancelled run can be retried: only what did not succeed runs, the root is not run again.
-        assert run.retry().status is RunStatus.RUNNING
+    # A cancelled run can be retried: only what did not succeed runs, the root is not run again.
+    assert run.retry().status is RunStatus.RUNNING  # no worker now: nothing can end it before this read
+    with in_thread_worker(app, concurrency=1):
         assert run.wait(timeout=30)["end"] == "end"
     final = run.state()
     assert final.nodes["root"].attempts == 1
