@@ -228,6 +228,12 @@ def test_runs_list_and_definitions_page_start_a_run(app, engine, server, page):
     row.wait_for()
     assert "SUCCEEDED" in row.inner_text()
     assert "1/1" in row.inner_text()
+    # a keyboard user's focus on a run's link stays there through the list's redraw every 2 s
+    row.locator("a").focus()
+    drawn = row.element_handle()
+    page.wait_for_function("row => !row.isConnected", arg=drawn, timeout=10_000)
+    focused = "[document.activeElement.tagName, document.activeElement.closest('tr')?.dataset.run]"
+    assert page.evaluate(focused) == ["A", run_id]
     page.select_option("#filter-status", "FAILED")
     page.wait_for_selector(f'tr[data-run="{run_id}"]', state="detached")
 

@@ -1,6 +1,6 @@
 // The runs list (/): newest first, filtered by status and name, paged, refreshed every 2 s.
 import { api, pageUrl, path } from "./api.js";
-import { h } from "./dom.js";
+import { h, keepFocus } from "./dom.js";
 import { ago, duration, shortId } from "./format.js";
 import { setNav } from "./nav.js";
 import { RUN_STATUSES, RUN_TONE } from "./statuses.js";
@@ -83,7 +83,7 @@ function runList() {
     live, table, newer, older,
     show(runs, first, last) {
       live.classList.add("on");
-      body.replaceChildren(...runs.map(runRow));
+      keepFocus(body, "data-run", () => body.replaceChildren(...runs.map(runRow)));
       if (!runs.length) body.append(message("No runs match. Start one from Definitions, the CLI or POST /api/runs."));
       newer.disabled = first;
       older.disabled = last;

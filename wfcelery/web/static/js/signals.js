@@ -6,7 +6,7 @@
 //                                               control: a JSON field and "Approve" (empty field:
 //                                               {"approved": true}) or "Send" (the field's JSON)
 import { api, may, pageUrl, path, postJson } from "./api.js";
-import { h, svg, toast } from "./dom.js";
+import { h, keepFocus, svg, toast } from "./dom.js";
 import { shortId } from "./format.js";
 
 const REFRESH_MS = 2000;
@@ -41,13 +41,13 @@ export function waitingCard(main) {
     try { found = await api("/api/waiting?limit=20"); } catch (e) { return; }
     card.hidden = !found.length;
     const now = Date.now() / 1000;
-    card.replaceChildren(
+    keepFocus(card, "data-waiting", () => card.replaceChildren(
       h("h2", {}, `Waiting for you (${found.length})`),
       h("table", { class: "list" },
         h("thead", {}, h("tr", {}, ["Workflow", "Node", "Run", "Waiting", "Times out in"].map((t) => h("th", {}, t)))),
         h("tbody", {}, found.map((w) => h("tr", { "data-waiting": `${w.run}/${w.node}` },
           h("td", {}, h("b", {}, w.workflow)), h("td", {}, w.node), h("td", {}, runLink(w.run, w.node)),
-          h("td", {}, span(now - w.since)), h("td", {}, w.until ? span(w.until - now) : "—"))))));
+          h("td", {}, span(now - w.since)), h("td", {}, w.until ? span(w.until - now) : "—")))))));
   }
   refresh();
   setInterval(refresh, REFRESH_MS);
