@@ -71,8 +71,12 @@ def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed
                 .observe(document.getElementById('graph'), {subtree: true, attributes: true,
                          attributeFilter: ['data-status']}); }"""
         )
+        page.focus("#btn-resume")  # a keyboard user on Resume: the buttons are redrawn with each event
+        drawn = page.query_selector("#btn-resume")
         r.lpush(f"{uid}:extract", 1)
         node(page, "extract").and_(page.locator('[data-status="SUCCEEDED"]')).wait_for(timeout=10_000)
+        page.wait_for_function("button => !button.isConnected", arg=drawn, timeout=10_000)
+        assert page.evaluate("document.activeElement.id") == "btn-resume"
         finished = engine.run(run.id).state().nodes["extract"].finished_at
         lag = page.evaluate("window.seen['extractSUCCEEDED']") - finished
         print(f"\nbrowser showed SUCCEEDED {lag * 1000:.0f} ms after the tracker recorded it")

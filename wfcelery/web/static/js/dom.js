@@ -37,18 +37,21 @@ export function svg(tag, attrs, text) {
 
 const FOCUSABLE = "a, button, input, select, textarea, [tabindex]";
 
-// Runs redraw() -- which replaces rows in container -- keeping the keyboard focus where it was: on the
-// control at the same place in the row with the same key attribute (a list refreshed every 2 s must not
-// throw a keyboard user back to the page's start).
+// The controls of a row (the row itself first, when it is one).
+const controls = (row) => [row, ...row.querySelectorAll(FOCUSABLE)].filter((e) => e.matches(FOCUSABLE));
+
+// Runs redraw() -- which replaces rows (or buttons) in container -- keeping the keyboard focus where it
+// was: on the control at the same place in the element with the same key attribute (a list refreshed
+// every 2 s, or buttons redrawn with every event, must not throw a keyboard user back to the page's start).
 export function keepFocus(container, keyAttr, redraw) {
   const active = document.activeElement;
   const row = active && container.contains(active) ? active.closest(`[${keyAttr}]`) : null;
   const key = row && row.getAttribute(keyAttr);
-  const at = row ? [...row.querySelectorAll(FOCUSABLE)].indexOf(active) : -1;
+  const at = row ? controls(row).indexOf(active) : -1;
   redraw();
   if (key === null || at < 0) return;
   const again = container.querySelector(`[${keyAttr}="${CSS.escape(key)}"]`);
-  const target = again && again.querySelectorAll(FOCUSABLE)[at];
+  const target = again && controls(again)[at];
   if (target) target.focus({ preventScroll: true });
 }
 

@@ -2,7 +2,7 @@
 // allows it. Each is shown only to a role that may do it, none in read-only mode (the server refuses the
 // writes anyway).
 import { api, may, pageUrl, path } from "../api.js";
-import { confirmDialog, h, toast } from "../dom.js";
+import { confirmDialog, h, keepFocus, toast } from "../dom.js";
 
 //: op -> [dialog title, dialog text, confirm button]
 const TEXTS = {
@@ -46,9 +46,9 @@ export function runActions(model, afterControl) {
     el,
     render() {
       const can = allowed(model.status);
-      el.replaceChildren(...Object.keys(LABELS).filter((op) => may(ROLES[op])).map((op) => h("button", {
+      keepFocus(el, "id", () => el.replaceChildren(...Object.keys(LABELS).filter((op) => may(ROLES[op])).map((op) => h("button", {
         class: op === "cancel" || op === "cleanup" ? "btn danger" : "btn", id: `btn-${op}`, disabled: !can[op], onclick: () => perform(op),
-      }, LABELS[op])));
+      }, LABELS[op]))));
     },
   };
 }
