@@ -5,7 +5,7 @@ import { layout } from "./layout.js";
 
 const W = 156, H = 40, GX = 44, GY = 14, PAD = 16;
 
-// statuses: { node: STATUS }; onSelect(name) on a click; subtitle(node): the box's second line (default:
+// statuses: { node: STATUS }; onSelect(name) on a click, Enter or Space; subtitle(node): the box's second line (default:
 // its status).
 export function drawGraph(nodes, statuses, onSelect, subtitle) {
   const { columns, layer, row } = layout(nodes);
@@ -17,7 +17,7 @@ export function drawGraph(nodes, statuses, onSelect, subtitle) {
     const offsetY = ((tallest - col.length) * (H + GY)) / 2;
     return { x: PAD + layer.get(name) * (W + GX), y: PAD + offsetY + row.get(name) * (H + GY) };
   };
-  const root = svg("svg", { class: "dag", width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
+  const root = svg("svg", { class: "dag", width, height, viewBox: `0 0 ${width} ${height}`, role: "group", "aria-label": "the workflow's graph" });
   const edges = svg("g");
   root.append(edges);
   const els = new Map();
@@ -26,6 +26,9 @@ export function drawGraph(nodes, statuses, onSelect, subtitle) {
     const status = statuses[n.name] || "PENDING";
     const box = nodeBox(n, pos(n.name), status, subtitle ? subtitle(n) : status);
     box.g.addEventListener("click", () => onSelect(n.name));
+    box.g.addEventListener("keydown", (e) => { // a node is a button: Tab reaches it, Enter or Space opens it
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); onSelect(n.name); }
+    });
     root.append(box.g);
     els.set(n.name, box);
   }
@@ -55,7 +58,8 @@ function edge(a, b) {
 }
 
 function nodeBox(n, at, status, subtitle) {
-  const g = svg("g", { class: `node n-${status}`, transform: `translate(${at.x},${at.y})`, "data-node": n.name, "data-status": status });
+  const g = svg("g", { class: `node n-${status}`, transform: `translate(${at.x},${at.y})`, "data-node": n.name, "data-status": status,
+    tabindex: 0, role: "button", "aria-label": n.name });
   g.append(svg("rect", { class: "box", width: W, height: H }), svg("rect", { class: "bar", x: 0, y: 0, width: 5, height: H, rx: 2 }));
   const sub = svg("text", { class: "sub", x: 14, y: 31 }, subtitle);
   g.append(svg("text", { x: 14, y: 17 }, clip(n.name, 19)), sub, svg("title", {}, `${n.name}\n${n.task}${n.queue ? ` · queue ${n.queue}` : ""}`));
