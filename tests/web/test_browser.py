@@ -105,8 +105,9 @@ def test_run_page_follows_the_run_live_pause_holds_resume_finishes_and_the_embed
         assert "3 / 3 nodes done" in embed.locator("#p").evaluate("e => e.shadowRoot.textContent")
         embed.close()
 
-    # the node panel: status, attempts, worker, result
-    node(page, "transform").click()
+    # the node panel: status, attempts, worker, result; a node is opened from the keyboard too
+    node(page, "transform").focus()
+    page.keyboard.press("Enter")
     page.wait_for_selector("#node-result")
     assert page.locator("#panel-name").inner_text() == "transform"
     assert page.locator("#node-result").inner_text() == '"transform"'
@@ -156,8 +157,11 @@ def test_timeline_flower_link_then_cancel_and_delete_from_the_page(app, engine, 
         confirm(page, "cancel")
         page.wait_for_selector('#run-status [data-status="CANCELLED"]', timeout=10_000)
         assert engine.run(run.id).state().status is RunStatus.CANCELLED
+        page.locator("#live", has_text="ended").wait_for(timeout=10_000)  # the run's event stream ended
         r.lpush(f"{uid}:go", 1)  # the running body ends; the cancelled run starts nothing after it
         wait_for(lambda: run.state().nodes["first"].status is NodeStatus.SUCCEEDED, message="first to end")
+        # the page follows a body that ends after its run did (the run's event stream has ended)
+        node(page, "first").and_(page.locator('[data-status="SUCCEEDED"]')).wait_for(timeout=10_000)
     assert run.state().nodes["second"].started_at is None
 
     confirm(page, "cleanup")

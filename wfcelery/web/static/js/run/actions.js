@@ -8,7 +8,7 @@ import { confirmDialog, h, keepFocus, toast } from "../dom.js";
 const TEXTS = {
   pause: ["Pause this run?", "Nodes that have not started will wait; running nodes finish. Resume continues the run.", "Pause"],
   resume: ["Resume this run?", "What did not succeed is queued again.", "Resume"],
-  cancel: ["Cancel this run?", "Queued nodes are revoked and the run ends CANCELLED. Retry can re-run it later.", "Cancel run"],
+  cancel: ["Cancel this run?", "Queued nodes are revoked and the run ends CANCELLED; running nodes finish (the API's terminate=true stops them). Retry can re-run it later.", "Cancel run"],
   retry: ["Retry this run?", "Every node that did not succeed runs again; results that succeeded are reused.", "Retry"],
   cleanup: ["Delete this run?", "Every Redis key of the run is deleted (a live run is cancelled first). This cannot be undone.", "Delete"],
 };

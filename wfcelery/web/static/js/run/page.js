@@ -5,6 +5,7 @@ import { h, toast } from "../dom.js";
 import { drawGraph } from "../graph.js";
 import { drawGrid, GRAPH_LIMIT } from "../grid.js";
 import { setNav } from "../nav.js";
+import { FINISHED_RUN } from "../statuses.js";
 import { linkSubflows } from "../signals.js";
 import { legend } from "../widgets.js";
 import { runActions } from "./actions.js";
@@ -13,6 +14,8 @@ import { RunModel } from "./model.js";
 import { nodePanel } from "./panel.js";
 import { runStream } from "./stream.js";
 import { runTimeline } from "./timeline.js";
+
+const SETTLE_MS = 2000;
 
 export async function runView(main, runId) {
   setNav("runs");
@@ -52,9 +55,19 @@ export async function runView(main, runId) {
     run(e) { model.runEvent(e); redraw.schedule(); },
     end(e) {
       if (e.deleted) toast("This run was deleted.");
-      else api(path`/api/runs/${model.id}`).then(applySnapshot).catch(() => {});
+      else settle();
     },
   });
+  // A run can end while bodies still run (a cancel lets them finish, fail-fast its running siblings):
+  // their transitions come after the stream's end, so the page reads the run every 2 s while one runs,
+  // and follows the stream again if the run is live again (a retry from elsewhere).
+  async function settle() {
+    let fresh;
+    try { fresh = await api(path`/api/runs/${model.id}`); } catch { return; } // gone: what is shown stays
+    applySnapshot(fresh);
+    if (!FINISHED_RUN.has(fresh.status)) stream.follow();
+    else if (Object.values(fresh.nodes).some((n) => n.status === "RUNNING")) setTimeout(settle, SETTLE_MS);
+  }
   function applySnapshot(fresh) {
     for (const name of model.snapshot(fresh)) view.set(name, model.statuses[name]);
     redraw.schedule();
