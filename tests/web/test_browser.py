@@ -244,6 +244,7 @@ def test_runs_list_and_definitions_page_start_a_run(app, engine, server, page):
     assert page.evaluate(focused) == ["A", run_id]
     page.select_option("#filter-status", "FAILED")
     page.wait_for_selector(f'tr[data-run="{run_id}"]', state="detached")
+    assert "No runs match these filters" in page.inner_text("#runs")
 
 
 def test_read_only_dashboard_has_no_control_buttons(engine, serve, page):

@@ -88,6 +88,9 @@ def test_the_dashboard_signal_control_waiting_list_and_child_run_link(
         row.locator("a").click()  # opens the run with the node's panel
         page.wait_for_selector("#signal-form", timeout=10_000)
         assert page.locator("#panel-name").inner_text() == "approve"
+        panel = page.inner_text("#node-panel")  # a wait node: no task, queue, worker or attempts to show
+        assert "wait for a signal (timeout 1h)" in panel
+        assert not {"Queue", "Task id", "Attempts", "Worker"} & set(panel.splitlines())
         # an hour's timeout shown to the second: "59 min 58 s", or "1 h 0 min" when read within half a second
         waiting_for = page.inner_text("#waiting-for")
         shown = re.search(r"Waiting for a signal \(times out in (?:(\d+) h )?(\d+) min", waiting_for)

@@ -30,7 +30,7 @@ export function runsView(main) {
     try {
       const page = await api(`/api/runs?${q}`);
       next = page.next_offset;
-      list.show(page.runs, offset === 0, next === null);
+      list.show(page.runs, offset === 0, next === null, filters.query().toString() !== "");
     } catch (e) {
       list.failed(e.message);
     }
@@ -81,10 +81,11 @@ function runList() {
   const message = (text) => h("tr", {}, h("td", { colspan: 6, class: "empty" }, text));
   return {
     live, table, newer, older,
-    show(runs, first, last) {
+    show(runs, first, last, filtered) {
       live.classList.add("on");
       keepFocus(body, "data-run", () => body.replaceChildren(...runs.map(runRow)));
-      if (!runs.length) body.append(message("No runs match. Start one from Definitions, the CLI or POST /api/runs."));
+      if (!runs.length && filtered) body.append(message("No runs match these filters (a workflow's name matches whole)."));
+      else if (!runs.length) body.append(message("No runs yet. Start one from Definitions, the CLI or POST /api/runs."));
       newer.disabled = first;
       older.disabled = last;
     },

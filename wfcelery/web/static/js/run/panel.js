@@ -43,10 +43,12 @@ function restoreDraft(el, draft) {
 
 function details(name, n) {
   const dur = n.started_at && n.finished_at ? n.finished_at - n.started_at : null;
+  const task = !n.kind || n.kind === "task"; // a wait, sleep or sub-workflow node has no task, queue or worker
   const rows = [
-    ["Status", badge(n.status)], ["Task", h("code", {}, n.task)], ["Attempts", String(n.attempts)],
-    ["Queue", n.queue || "default"], ["Worker", n.worker || "—"], ["Started", clock(n.started_at)],
-    ["Finished", clock(n.finished_at)], ["Duration", duration(dur)], ["Task id", h("code", {}, n.task_id)],
+    ["Status", badge(n.status)], [task ? "Task" : "Node", h("code", {}, n.task)],
+    ...(task ? [["Attempts", String(n.attempts)], ["Queue", n.queue || "default"], ["Worker", n.worker || "—"]] : []),
+    ["Started", clock(n.started_at)], ["Finished", clock(n.finished_at)], ["Duration", duration(dur)],
+    ...(task ? [["Task id", h("code", {}, n.task_id)]] : []),
     ["Parents", n.parents.length ? n.parents.join(", ") : "—"],
   ];
   if (n.flower_url) rows.push(["Flower", h("a", { href: n.flower_url, target: "_blank", rel: "noopener", id: "flower-link" }, "Open task in Flower ↗")]);
