@@ -170,6 +170,7 @@ def test_history_pages_in_chromium(browser: Any, server: Server, known_runs: lis
     page.wait_for_selector("#record")
     assert page.inner_text("#rate") == "66.7 %"
     assert page.inner_text("#recent") == "3"
+    assert (page.inner_text("#failed"), page.inner_text("#cancelled")) == ("1", "0")  # the rate's other part
     assert "ValueError: no such customer: initech" in page.inner_text("#failures")
     assert page.locator('#per-day rect[data-runs="3"]').count() == 1
     page.wait_for_selector('#trend-node option[value="first"]', state="attached")
