@@ -1,7 +1,7 @@
 // The node panel: one node's status, task, attempts, queue, worker, times, parents, Flower link, error
 // with traceback and result preview, read from GET /api/runs/<id>/nodes/<node>.
 import { api, path } from "../api.js";
-import { h } from "../dom.js";
+import { h, keepFocus } from "../dom.js";
 import { clock, duration } from "../format.js";
 import { waitingParts } from "../signals.js";
 import { badge } from "../widgets.js";
@@ -17,7 +17,7 @@ export function nodePanel(runId) {
     try { n = await api(path`/api/runs/${runId}/nodes/${name}`); } catch (e) { el.replaceChildren(h("h2", {}, name), h("p", { class: "muted" }, e.message)); return; }
     if (name !== shown) return; // a later selection wins
     const draft = rendered === name ? signalDraft(el) : null;
-    el.replaceChildren(...details(name, n), ...waitingParts(runId, n));
+    keepFocus(el, "id", () => el.replaceChildren(...details(name, n), ...waitingParts(runId, n)));
     rendered = name;
     if (draft) restoreDraft(el, draft);
   }
@@ -25,12 +25,10 @@ export function nodePanel(runId) {
 }
 
 // A refresh of the same node (its events arrive: the stream's replay at connect, a transition) keeps what
-// was typed in its signal field, the field's focus and caret, and the problem it shows.
+// was typed in its signal field, its caret and the problem it shows (keepFocus keeps the focus).
 function signalDraft(el) {
   const field = el.querySelector("#signal-data");
-  if (!field || !field.value) return null;
-  const focused = document.activeElement === field;
-  return { value: field.value, focused, start: field.selectionStart, end: field.selectionEnd };
+  return field && field.value ? { value: field.value, start: field.selectionStart, end: field.selectionEnd } : null;
 }
 
 function restoreDraft(el, draft) {
@@ -38,7 +36,7 @@ function restoreDraft(el, draft) {
   if (!field) return; // the node no longer waits for a signal
   field.value = draft.value;
   field.dispatchEvent(new Event("input")); // the button's label and the JSON check follow the text
-  if (draft.focused) { field.focus(); field.setSelectionRange(draft.start, draft.end); }
+  if (document.activeElement === field) field.setSelectionRange(draft.start, draft.end);
 }
 
 function details(name, n) {
