@@ -172,11 +172,16 @@ def error_text(node: NodeState, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def logged_at(state: RunState, ts: float) -> int:
+    """A time as the run's event log writes it: ms since the run was created (Event.at_ms)."""
+    return round((ts - state.created_at) * 1000)
+
+
 def attempt_error(state: RunState, node: NodeState, event: Event, limit: int = 60) -> str:
     """The error of the attempt an event line ended (RETRYING, FAILED...): the node's error history entry
     written with it (same time), so a replay shows each retry's own reason."""
     for entry in node.errors:
-        if round((float(entry.get("at") or 0) - state.created_at) * 1000) == event.at_ms:
+        if logged_at(state, float(entry.get("at") or 0)) == event.at_ms:
             text = f"{entry.get('type', 'Error')}: {entry.get('message', '')}".strip()
             return text if len(text) <= limit else text[: limit - 1] + "…"
     return ""
@@ -188,7 +193,7 @@ def latest_start(state: RunState, node: NodeState, event: Event) -> bool:
     recorded with its success)."""
     if event.node_status is not NodeStatus.RUNNING or node.started_at is None:
         return False
-    return round((node.started_at - state.created_at) * 1000) == event.at_ms
+    return logged_at(state, node.started_at) == event.at_ms
 
 
 def count_text(counts: dict[str, int]) -> str:
