@@ -85,7 +85,8 @@ def test_the_dashboard_signal_control_waiting_list_and_child_run_link(
         row = page.locator(f'#waiting [data-waiting="{run.id}/approve"]')  # redrawn every 2 s: a locator
         row.wait_for(timeout=10_000)
         assert "shipping" in row.inner_text()
-        row.locator("a").click()  # opens the run with the node's panel
+        with page.expect_request(stream):  # the run page asks for its event stream (held below)
+            row.locator("a").click()  # opens the run with the node's panel
         page.wait_for_selector("#signal-form", timeout=10_000)
         assert page.locator("#panel-name").inner_text() == "approve"
         panel = page.inner_text("#node-panel")  # a wait node: no task, queue, worker or attempts to show
@@ -102,7 +103,7 @@ def test_the_dashboard_signal_control_waiting_list_and_child_run_link(
         assert "not JSON" in page.inner_text("#signal-problem")
         # The stream's replay redraws approve's panel: what was typed, its problem and the focus stay.
         typed = page.query_selector("#signal-data")
-        wait_for(lambda: held, message="the run page to open its event stream")
+        assert held, "the run page's event stream was held"
         held[0].continue_()
         page.unroute(stream)
         page.wait_for_function("field => !field.isConnected", arg=typed, timeout=10_000)
